@@ -1,0 +1,187 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/sandbox"
+)
+
+// dtls runs the command in-process and returns stdout, stderr and the exit
+// code.
+func dtls(t *testing.T, now time.Time, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := Run(args, IO{
+		In:     strings.NewReader(""),
+		Out:    &out,
+		ErrOut: &errOut,
+		Now:    func() time.Time { return now },
+		Getenv: func(string) string { return "" },
+	})
+	return out.String(), errOut.String(), code
+}
+
+// dockerCLI finds the Docker CLI; the tests need it as much as dockerd.
+func dockerCLI(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/local/bin/docker", "/usr/bin/docker"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	p, err := exec.LookPath("docker")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("docker CLI not found: %v", err)
+		}
+		t.Skipf("docker CLI not found: %v", err)
+	}
+	return p
+}
+
+// runDocker runs the Docker CLI with a clean environment: no DOCKER_*
+// variable and no ~/.docker of the user running the tests.
+func runDocker(t *testing.T, docker string, env []string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, docker, args...)
+	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + t.TempDir(), "DOCKER_CONFIG=" + t.TempDir()}, env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestEndToEnd is the whole flow against a real dockerd: init merges into a
+// daemon.json that already holds the sandbox's keys, dockerd starts from it,
+// a client bundle plus `dtls env` lets the Docker CLI in over verified TLS,
+// and every wrong client is refused.
+func TestEndToEnd(t *testing.T) {
+	sandbox.Require(t)
+	docker := dockerCLI(t)
+	for _, kt := range []pki.KeyType{pki.ECDSAP256, pki.Ed25519, pki.RSA2048} {
+		t.Run(string(kt), func(t *testing.T) { endToEnd(t, docker, kt) })
+	}
+}
+
+func endToEnd(t *testing.T, docker string, kt pki.KeyType) {
+	now := time.Now()
+	dir, err := sandbox.NewDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	port, err := sandbox.FreePort()
+	require.NoError(t, err)
+	state, certs, daemonJSON := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json")
+	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "systemd"), 0o755))
+
+	_, stderr, code := dtls(t, now, "init",
+		"--state-dir", state, "--certs-dir", certs, "--daemon-json", daemonJSON,
+		"--systemd-dir", filepath.Join(dir, "systemd"),
+		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
+		"--host", "localhost", "--host", "127.0.0.1", "--key-type", string(kt))
+	require.Equal(t, 0, code, stderr)
+
+	d, err := sandbox.Start(context.Background(), dir, daemonJSON)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
+
+	bundle := filepath.Join(dir, "alice")
+	_, stderr, code = dtls(t, now, "issue-client", "alice", "--state-dir", state, "--out", bundle, "--key-type", string(kt))
+	require.Equal(t, 0, code, stderr)
+
+	// The developer's side: eval the output of dtls env in bash, then run
+	// docker version against the daemon.
+	envOut, stderr, code := dtls(t, now, "env", "--cert-path", bundle, "--shell", "bash")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, envOut, fmt.Sprintf("export DOCKER_HOST='tcp://127.0.0.1:%d'", port))
+	script := filepath.Join(dir, "env.sh")
+	require.NoError(t, os.WriteFile(script, []byte(envOut), 0o600))
+	out, err := runDocker(t, "/bin/bash", nil, "-c", `eval "$(cat "$1")" && exec "$2" version --format '{{.Server.Version}}'`, "bash", script, docker)
+	require.NoError(t, err, out)
+	assert.Regexp(t, `^\d+\.\d+`, strings.TrimSpace(out))
+
+	host := []string{fmt.Sprintf("DOCKER_HOST=tcp://127.0.0.1:%d", port), "DOCKER_TLS_VERIFY=1"}
+	caPEM, err := os.ReadFile(filepath.Join(certs, "ca.pem"))
+	require.NoError(t, err)
+
+	// A client with no certificate at all.
+	noCert := writeCertDir(t, caPEM, nil, nil)
+	// A client whose certificate comes from another CA.
+	other, err := pki.NewCA(pki.CARequest{KeyType: kt, Now: now})
+	require.NoError(t, err)
+	foreign, err := other.Issue(pki.Request{Kind: pki.KindClient, CommonName: "mallory", KeyType: kt, Now: now})
+	require.NoError(t, err)
+	foreignDir := writeCertDir(t, caPEM, foreign.CertPEM, foreign.KeyPEM)
+	// A client presenting the server's own certificate: signed by the
+	// right CA, but its extended key usage is serverAuth only.
+	srvCert, err := os.ReadFile(filepath.Join(certs, "server-cert.pem"))
+	require.NoError(t, err)
+	srvKey, err := os.ReadFile(filepath.Join(certs, "server-key.pem"))
+	require.NoError(t, err)
+	serverAsClient := writeCertDir(t, caPEM, srvCert, srvKey)
+	// A client certificate from the right CA that has expired.
+	expiredBundle := filepath.Join(dir, "old")
+	_, stderr, code = dtls(t, now.Add(-60*24*time.Hour), "issue-client", "old", "--state-dir", state, "--out", expiredBundle, "--days", "30", "--key-type", string(kt))
+	require.Equal(t, 0, code, stderr)
+	oldCert, err := pki.ParseCertificate(mustRead(t, filepath.Join(expiredBundle, "cert.pem")))
+	require.NoError(t, err)
+	require.True(t, oldCert.NotAfter.Before(now), "the test certificate must be expired")
+	// The same CA also accepts it if it were valid: prove that expiry is the
+	// only reason for the refusal.
+	ca, err := pki.ParseCertificate(caPEM)
+	require.NoError(t, err)
+	require.NoError(t, pki.Verify(oldCert, []*x509.Certificate{ca}, pki.KindClient, now.Add(-40*24*time.Hour)))
+
+	for name, certDir := range map[string]string{
+		"no certificate":      noCert,
+		"another CA":          foreignDir,
+		"server's own cert":   serverAsClient,
+		"expired client cert": expiredBundle,
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, err := runDocker(t, docker, append(host, "DOCKER_CERT_PATH="+certDir), "version", "--format", "{{.Server.Version}}")
+			require.Error(t, err, "the daemon accepted a client with %s: %s", name, out)
+			// The refusal must come from the TLS handshake, not from a
+			// daemon that is down.
+			assert.Regexp(t, `remote error: tls|certificate`, out)
+		})
+	}
+
+	// After all refusals the good client still works: the daemon is up.
+	out, err = runDocker(t, docker, append(host, "DOCKER_CERT_PATH="+bundle), "version", "--format", "{{.Server.Version}}")
+	require.NoError(t, err, out)
+}
+
+// writeCertDir makes a DOCKER_CERT_PATH directory; a nil cert leaves
+// cert.pem and key.pem out.
+func writeCertDir(t *testing.T, ca, cert, key []byte) string {
+	t.Helper()
+	d := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(d, "ca.pem"), ca, 0o644))
+	if cert != nil {
+		require.NoError(t, os.WriteFile(filepath.Join(d, "cert.pem"), cert, 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(d, "key.pem"), key, 0o600))
+	}
+	return d
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	return b
+}

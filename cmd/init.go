@@ -1,0 +1,454 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/daemonconfig"
+	"github.com/dtls-tool/dtls/pki"
+)
+
+type initOptions struct {
+	IO
+	Hosts          []string
+	Listen         string
+	DaemonJSON     string
+	CertsDir       string
+	StateDir       string
+	SystemdDir     string
+	KeyType        string
+	CAValidity     time.Duration
+	ServerValidity time.Duration
+	DryRun         bool
+	Force          bool
+	Restart        bool
+}
+
+func newInitCmd(io IO) *cobra.Command {
+	opts := &initOptions{IO: io}
+	c := &cobra.Command{
+		Use:   "init",
+		Short: "Create the CA and server certificate, and enable TLS in daemon.json",
+		Long: `Init prepares this Docker host for remote access over mutual TLS.
+
+It writes:
+  STATE_DIR/ca.pem, ca-key.pem       the CA (key 0400, dir 0700; never in the certs dir)
+  CERTS_DIR/ca.pem                   the CA certificate dockerd verifies clients with (0444)
+  CERTS_DIR/server-cert.pem          this host's certificate (0444)
+  CERTS_DIR/server-key.pem           its key (0400)
+  DAEMON_JSON                        merged: "hosts" gets the --listen URL (and the local
+                                     socket when "hosts" was absent), "tlsverify": true,
+                                     "tlscacert", "tlscert", "tlskey"; every other key, the
+                                     formatting, mode and owner are kept; a timestamped
+                                     backup is written first
+  docker.service.d/dtls-tls.conf     only when docker.service passes -H: dockerd refuses
+                                     to start when "hosts" is both a flag and in daemon.json
+
+Init is idempotent: an existing CA and server certificate are kept, unless
+--force; a server certificate that does not cover every --host, does not
+chain to the CA, or expires within 30 days is re-issued. Invalid daemon.json
+(or a directory, a symlink, an unreadable file) is an error and nothing is
+changed. dockerd reads TLS files only at start: restart it afterwards, or
+pass --restart.`,
+		Example: `  $ sudo dtls init
+  $ sudo dtls init --host docker.example.com --host 203.0.113.10
+  $ sudo dtls init --dry-run
+  $ dtls init --state-dir ./ca --certs-dir ./certs --daemon-json ./daemon.json --systemd-dir ./systemd`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if _, _, err := parseListen(opts.Listen); err != nil {
+				return usageError{err, c.CommandPath()}
+			}
+			for _, h := range opts.Hosts {
+				if err := pki.ValidateHost(h); err != nil {
+					return usagef(c, "--host: %v", err)
+				}
+			}
+			if _, err := pki.ParseKeyType(opts.KeyType); err != nil {
+				return usagef(c, "--key-type: %v", err)
+			}
+			if opts.CAValidity <= 0 || opts.ServerValidity <= 0 {
+				return usagef(c, "--ca-days and --server-days must be positive")
+			}
+			for _, p := range []struct {
+				flag string
+				v    *string
+			}{{"daemon-json", &opts.DaemonJSON}, {"certs-dir", &opts.CertsDir}, {"state-dir", &opts.StateDir}} {
+				a, err := absPath(p.flag, *p.v)
+				if err != nil {
+					return usageError{err, c.CommandPath()}
+				}
+				*p.v = a
+			}
+			if within(opts.StateDir, opts.CertsDir) || within(opts.CertsDir, opts.StateDir) {
+				return usagef(c, "--state-dir %q and --certs-dir %q overlap: the CA key must never sit with the daemon's certificates", opts.StateDir, opts.CertsDir)
+			}
+			if opts.Restart && opts.DryRun {
+				return usagef(c, "--restart and --dry-run cannot be used together")
+			}
+			return runInit(opts)
+		},
+	}
+	f := c.Flags()
+	f.StringArrayVar(&opts.Hosts, "host", nil, "DNS name or IP the server certificate covers (repeatable; default: hostname, FQDN, interface addresses, localhost, 127.0.0.1)")
+	f.StringVar(&opts.Listen, "listen", defaultListen, "TCP address dockerd listens on, added to \"hosts\"")
+	pathFlag(c, io, &opts.DaemonJSON, "daemon-json", "DTLS_DAEMON_JSON", defaultDaemonJSON, "daemon.json to merge into")
+	pathFlag(c, io, &opts.CertsDir, "certs-dir", "DTLS_CERTS_DIR", defaultCertsDir, "directory for the daemon's ca.pem, server-cert.pem, server-key.pem")
+	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "root-only directory for the CA key and records")
+	pathFlag(c, io, &opts.SystemdDir, "systemd-dir", "DTLS_SYSTEMD_DIR", "", "look for docker.service only here and write the drop-in here (default: the systemd unit directories)")
+	f.StringVar(&opts.KeyType, "key-type", string(pki.ECDSAP256), "key algorithm: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519")
+	daysFlag(c, &opts.CAValidity, "ca-days", pki.DefaultCAValidity, "validity of a new CA certificate")
+	daysFlag(c, &opts.ServerValidity, "server-days", pki.DefaultServerValidity, "validity of a new server certificate")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "print what would be written, with a diff of daemon.json; change nothing")
+	f.BoolVar(&opts.Force, "force", false, "replace an existing CA and server certificate (every client certificate must then be re-issued)")
+	f.BoolVar(&opts.Restart, "restart", false, "run 'systemctl daemon-reload' and 'systemctl restart docker' afterwards")
+	_ = c.RegisterFlagCompletionFunc("key-type", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		names := make([]string, len(pki.KeyTypes))
+		for i, k := range pki.KeyTypes {
+			names[i] = string(k)
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	})
+	return c
+}
+
+// daysFlag is a duration flag counted in days, the unit admins think in.
+func daysFlag(c *cobra.Command, p *time.Duration, name string, def time.Duration, usage string) {
+	c.Flags().Var(&daysValue{p}, name, fmt.Sprintf("%s, in days (default %d)", usage, int(def.Hours()/24)))
+	*p = def
+}
+
+type daysValue struct{ d *time.Duration }
+
+func (v *daysValue) String() string {
+	if v.d == nil {
+		return "0"
+	}
+	return fmt.Sprint(int(v.d.Hours() / 24))
+}
+func (v *daysValue) Type() string { return "days" }
+func (v *daysValue) Set(s string) error {
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 || fmt.Sprint(n) != s {
+		return fmt.Errorf("%q is not a positive whole number of days", s)
+	}
+	*v.d = time.Duration(n) * 24 * time.Hour
+	return nil
+}
+
+// renewBefore is how close to expiry init re-issues a server certificate.
+const renewBefore = 30 * 24 * time.Hour
+
+func runInit(o *initOptions) error {
+	now := o.Now()
+	say := func(format string, a ...any) { fmt.Fprintf(o.ErrOut, format+"\n", a...) }
+	if o.DryRun {
+		say("dry run: nothing will be written")
+	}
+
+	listenHost, port, _ := parseListen(o.Listen)
+	hosts := o.Hosts
+	if len(hosts) == 0 {
+		hosts = defaultHosts()
+	}
+	kt, _ := pki.ParseKeyType(o.KeyType)
+
+	// Everything that can fail on bad input is checked before anything is
+	// written: the state directory, the systemd unit and daemon.json.
+	stateExists := true
+	if err := checkStateDir(o.StateDir); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		stateExists = false
+	}
+	unitDirs := daemonconfig.DefaultUnitDirs
+	dropInDir := "/etc/systemd/system"
+	if o.SystemdDir != "" {
+		unitDirs, dropInDir = []string{o.SystemdDir}, o.SystemdDir
+	}
+	unit, err := daemonconfig.FindUnit(unitDirs)
+	if err != nil {
+		return err
+	}
+	settings := daemonconfig.Settings{
+		Listen: o.Listen,
+		CACert: filepath.Join(o.CertsDir, caCertFile),
+		Cert:   filepath.Join(o.CertsDir, serverCertFile),
+		Key:    filepath.Join(o.CertsDir, serverKeyFile),
+	}
+	if unit != nil && len(unit.Hosts) > 0 {
+		settings.Sockets = unit.Hosts
+	}
+	preview, err := daemonconfig.Apply(o.DaemonJSON, settings, now, true)
+	if err != nil {
+		return err
+	}
+
+	// The CA.
+	var ca *pki.CA
+	caCertPath := filepath.Join(o.StateDir, caCertFile)
+	caKeyPath := filepath.Join(o.StateDir, caKeyFile)
+	_, certErr := os.Stat(caCertPath)
+	_, keyErr := os.Stat(caKeyPath)
+	switch {
+	case certErr == nil && keyErr == nil && !o.Force:
+		ca, err = loadCA(o.StateDir)
+		if err != nil {
+			return err
+		}
+		say("kept CA %s (%s)", caCertPath, pki.Describe(ca.Cert))
+	case (certErr == nil) != (keyErr == nil) && !o.Force:
+		return withHint(fmt.Errorf("state directory %q holds only one of %s and %s", o.StateDir, caCertFile, caKeyFile),
+			"restore the missing file from a backup, or run 'dtls init --force' to make a new CA (every client certificate must then be re-issued)")
+	default:
+		ca, err = pki.NewCA(pki.CARequest{CommonName: caName(), KeyType: kt, Now: now, Validity: o.CAValidity})
+		if err != nil {
+			return err
+		}
+		verb := "created"
+		if certErr == nil {
+			verb = "replaced (--force)"
+		}
+		if o.DryRun {
+			say("would create CA in %s (%s key)", o.StateDir, kt)
+		} else {
+			if err := atomicfile.MkdirAll(o.StateDir, dirMode); err != nil {
+				return err
+			}
+			// Key first: a crash between the two leaves a key without a
+			// certificate, which the next run reports, never a certificate
+			// whose key is lost.
+			if err := atomicfile.Write(caKeyPath, ca.KeyPEM, keyMode); err != nil {
+				return err
+			}
+			if err := atomicfile.Write(caCertPath, ca.CertPEM, certMode); err != nil {
+				return err
+			}
+			say("%s CA %s (%s)", verb, caCertPath, pki.Describe(ca.Cert))
+		}
+	}
+	_ = stateExists
+
+	// The server certificate.
+	certPath := filepath.Join(o.CertsDir, serverCertFile)
+	keyPath := filepath.Join(o.CertsDir, serverKeyFile)
+	reason := ""
+	if o.Force {
+		reason = "--force"
+	} else {
+		reason = serverReissueReason(ca, certPath, keyPath, hosts, now)
+	}
+	if reason == "" {
+		say("kept server certificate %s (covers %d hosts)", certPath, len(hosts))
+	} else if o.DryRun {
+		say("would issue server certificate %s for %v (%s)", certPath, hosts, reason)
+	} else {
+		srv, err := ca.Issue(pki.Request{Kind: pki.KindServer, Hosts: hosts, KeyType: kt, Now: now, Validity: o.ServerValidity})
+		if err != nil {
+			return err
+		}
+		if err := atomicfile.MkdirAll(o.CertsDir, 0o755); err != nil {
+			return err
+		}
+		if err := atomicfile.Write(keyPath, srv.KeyPEM, keyMode); err != nil {
+			return err
+		}
+		if err := atomicfile.Write(certPath, srv.CertPEM, certMode); err != nil {
+			return err
+		}
+		if err := recordIssued(o.StateDir, srv); err != nil {
+			return err
+		}
+		say("issued server certificate %s (%s) for %v: %s", certPath, pki.Describe(srv.Cert), hosts, reason)
+	}
+
+	// The daemon's copy of the CA certificate.
+	caInCerts := filepath.Join(o.CertsDir, caCertFile)
+	if old, err := os.ReadFile(caInCerts); err == nil && bytes.Equal(old, ca.CertPEM) {
+		if !o.DryRun {
+			if err := ensureMode(caInCerts, certMode, say); err != nil {
+				return err
+			}
+			if err := ensureMode(keyPath, keyMode, say); err != nil {
+				return err
+			}
+			if err := ensureMode(certPath, certMode, say); err != nil {
+				return err
+			}
+		}
+	} else if o.DryRun {
+		say("would write %s", caInCerts)
+	} else if err := atomicfile.Write(caInCerts, ca.CertPEM, certMode); err != nil {
+		return err
+	} else {
+		say("wrote %s", caInCerts)
+	}
+
+	// systemd: dockerd refuses to start when "hosts" is set both by a -H
+	// flag and in daemon.json ("the following directives are specified
+	// both as a flag and in the configuration file: hosts"; Docker docs,
+	// "Configure the daemon with systemd").
+	needReload := false
+	if unit != nil && len(unit.Hosts) > 0 {
+		if o.DryRun {
+			say("would write a drop-in in %s/docker.service.d removing %v from %s (moved into \"hosts\")", dropInDir, unit.Hosts, unit.Path)
+			fmt.Fprintf(o.Out, "%s", unit.DropIn())
+		} else {
+			p, changed, err := daemonconfig.WriteDropIn(dropInDir, unit)
+			if err != nil {
+				return err
+			}
+			if changed {
+				needReload = true
+				say("wrote %s: docker.service passed %v, now in \"hosts\"", p, unit.Hosts)
+			}
+		}
+	}
+
+	// daemon.json.
+	if o.DryRun {
+		for _, ch := range preview.Changes {
+			say("would change %s: %s", o.DaemonJSON, ch)
+		}
+		if preview.Changed {
+			if err := daemonconfig.Diff(o.Out, o.DaemonJSON, preview.Old, preview.New); err != nil {
+				return err
+			}
+		} else {
+			say("%s already has the TLS settings", o.DaemonJSON)
+		}
+		return nil
+	}
+	res, err := daemonconfig.Apply(o.DaemonJSON, settings, now, false)
+	if err != nil {
+		return err
+	}
+	if res.Changed {
+		needReload = true
+		for _, ch := range res.Changes {
+			say("%s: %s", o.DaemonJSON, ch)
+		}
+		if res.Backup != "" {
+			say("backup of the previous %s: %s", o.DaemonJSON, res.Backup)
+		}
+		if err := validateDaemonJSON(o, res); err != nil {
+			return err
+		}
+	} else {
+		say("%s already has the TLS settings", o.DaemonJSON)
+	}
+
+	rec := server{
+		DockerHost: clientDockerHost(hosts, listenHost, port),
+		Listen:     o.Listen,
+		Hosts:      hosts,
+		CertsDir:   o.CertsDir,
+		DaemonJSON: o.DaemonJSON,
+		Updated:    now.UTC(),
+	}
+	if err := writeJSON(filepath.Join(o.StateDir, serverRecord), rec, 0o600); err != nil {
+		return err
+	}
+
+	if reason != "" || needReload {
+		if o.Restart {
+			if err := restartDocker(o); err != nil {
+				return err
+			}
+		} else {
+			say("dockerd reads its TLS settings only when it starts: run")
+			say("  sudo systemctl daemon-reload && sudo systemctl restart docker")
+		}
+	}
+	say("next: sudo dtls issue-client NAME   (clients will connect to %s)", rec.DockerHost)
+	return nil
+}
+
+// serverReissueReason says why the server certificate must be issued again,
+// or returns "" when it can be kept.
+func serverReissueReason(ca *pki.CA, certPath, keyPath string, hosts []string, now time.Time) string {
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return "none yet"
+	}
+	cert, err := pki.ParseCertificate(certPEM)
+	if err != nil {
+		return "existing one is unreadable"
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return "its key is missing"
+	}
+	key, err := pki.ParsePrivateKey(keyPEM)
+	if err != nil || !pki.KeyMatches(cert, key) {
+		return "its key does not match"
+	}
+	if err := pki.Verify(cert, []*x509.Certificate{ca.Cert}, pki.KindServer, now); err != nil {
+		return "existing one does not verify with this CA"
+	}
+	if m := pki.Missing(cert, hosts); len(m) > 0 {
+		return fmt.Sprintf("existing one does not cover %v", m)
+	}
+	if cert.NotAfter.Before(now.Add(renewBefore)) {
+		return "existing one expires " + cert.NotAfter.UTC().Format("2006-01-02")
+	}
+	return ""
+}
+
+func caName() string {
+	h, _ := os.Hostname()
+	if h == "" {
+		return "dtls CA"
+	}
+	return "dtls CA for " + h
+}
+
+// validateDaemonJSON runs dockerd --validate (Docker 23 and later) on the
+// merged file and restores the backup if dockerd rejects it.
+func validateDaemonJSON(o *initOptions, res *daemonconfig.Result) error {
+	dockerd := o.Getenv("DTLS_DOCKERD")
+	if dockerd == "" {
+		var err error
+		if dockerd, err = exec.LookPath("dockerd"); err != nil {
+			return nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := daemonconfig.Validate(ctx, dockerd, res.Path)
+	switch {
+	case err == nil:
+		fmt.Fprintf(o.ErrOut, "dockerd --validate accepts %s\n", res.Path)
+		return nil
+	case errors.Is(err, daemonconfig.ErrValidateUnsupported):
+		return nil
+	}
+	if rerr := res.Restore(); rerr != nil {
+		return fmt.Errorf("dockerd rejects the merged %s (%v), and restoring the backup failed: %w", res.Path, err, rerr)
+	}
+	return fmt.Errorf("dockerd rejects the merged %s, restored the previous version: %w", res.Path, err)
+}
+
+func restartDocker(o *initOptions) error {
+	for _, args := range [][]string{{"daemon-reload"}, {"restart", "docker"}} {
+		cmd := exec.Command("systemctl", args...)
+		cmd.Stdout, cmd.Stderr = o.ErrOut, o.ErrOut
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("systemctl %v: %w", args, err)
+		}
+	}
+	fmt.Fprintln(o.ErrOut, "restarted docker")
+	return nil
+}

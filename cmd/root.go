@@ -1,0 +1,150 @@
+// Package cmd wires dtls's commands with cobra. It parses flags, validates
+// them, and calls the library packages (pki, daemonconfig, clientenv); all
+// printing and exit codes live here.
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	cflog "github.com/cloudflare/cfssl/log"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, documented in the root command's help.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// IO is what every command reads and writes; tests swap it.
+type IO struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+	Now    func() time.Time
+	// Getenv reads the environment (path flags' defaults, $SHELL).
+	Getenv func(string) string
+}
+
+// Main runs dtls with the process's arguments and returns the exit code.
+func Main() int {
+	return Run(os.Args[1:], IO{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, Now: time.Now, Getenv: os.Getenv})
+}
+
+// Run runs dtls with args and returns the exit code.
+func Run(args []string, io IO) int {
+	// cfssl logs at info level to stderr through a global logger; keep it
+	// quiet so that nothing but our own messages reach the user.
+	cflog.Level = cflog.LevelError
+
+	root := newRootCmd(io)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(io.ErrOut, "dtls: error: %v\n", err)
+	var h hinted
+	if errors.As(err, &h) {
+		fmt.Fprintf(io.ErrOut, "dtls: hint: %s\n", h.hint)
+	}
+	var u usageError
+	if errors.As(err, &u) {
+		fmt.Fprintf(io.ErrOut, "Run '%s --help' for usage.\n", u.cmd)
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// usageError marks errors in the command line itself: exit code 2.
+type usageError struct {
+	err error
+	cmd string
+}
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(c *cobra.Command, format string, a ...any) error {
+	return usageError{fmt.Errorf(format, a...), c.CommandPath()}
+}
+
+// hinted carries the command that fixes an error (age's errorWithHint).
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (e hinted) Error() string { return e.err.Error() }
+func (e hinted) Unwrap() error { return e.err }
+
+func withHint(err error, format string, a ...any) error {
+	return hinted{err, fmt.Sprintf(format, a...)}
+}
+
+func newRootCmd(io IO) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "dtls",
+		Short: "Mutual TLS for the Docker daemon, done right",
+		Long: `dtls exposes a Docker daemon over TCP the safe way: mutual TLS with a
+private CA, one client certificate per person, and tlsverify on.
+
+Anyone who can reach dockerd's API is root on the host. dtls makes the CA,
+the server certificate for this host's names and addresses, merges the TLS
+settings into daemon.json without losing anything in it, and issues a client
+bundle per developer that 'dtls env' turns into DOCKER_HOST,
+DOCKER_TLS_VERIFY and DOCKER_CERT_PATH.
+
+Exit codes:
+  0  success
+  1  failure (the error says what and where; nothing was changed)
+  2  usage error (bad flag, argument or value)`,
+		Example: `  # On the Docker host
+  $ sudo dtls init
+  $ sudo dtls issue-client alice --out ./alice
+
+  # On alice's machine, with the bundle copied to ~/.docker/dtls/default
+  $ eval "$(dtls env)"
+  $ docker version`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetIn(io.In)
+	root.SetOut(io.Out)
+	root.SetErr(io.ErrOut)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{err, c.CommandPath()}
+	})
+	root.AddCommand(
+		newInitCmd(io),
+		newIssueClientCmd(io),
+		newEnvCmd(io),
+		newVersionCmd(io),
+	)
+	return root
+}
+
+// exactArgs is cobra.ExactArgs with a usage error.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef(c, "%s: want %s, got %d arguments", c.CommandPath(), what, len(args))
+		}
+		return nil
+	}
+}
+
+// pathFlag defines a path flag whose default comes from an environment
+// variable when it is set, so that tests and non-root users never need /etc.
+func pathFlag(c *cobra.Command, io IO, p *string, name, env, def, usage string) {
+	if v := io.Getenv(env); v != "" {
+		def = v
+	}
+	c.Flags().StringVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	_ = c.MarkFlagDirname(name)
+}

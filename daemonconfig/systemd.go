@@ -1,0 +1,277 @@
+package daemonconfig
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/dtls-tool/dtls/atomicfile"
+)
+
+// DefaultUnitDirs are the directories searched for docker.service, in
+// systemd's precedence order, lowest first: a unit in /etc/systemd/system
+// overrides the packaged one (systemd.unit(5), "Unit File Load Path").
+// On merged-/usr systems /lib is /usr/lib and both find the same file.
+var DefaultUnitDirs = []string{"/lib/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/system"}
+
+// DropInName is the name of the drop-in WriteDropIn writes in
+// docker.service.d.
+const DropInName = "dtls-tls.conf"
+
+// Unit is docker.service as systemd would run it.
+type Unit struct {
+	// Path is the docker.service file found.
+	Path string
+	// DropIns are the docker.service.d/*.conf files applied, in order.
+	DropIns []string
+	// ExecStart is the effective ExecStart command line, after drop-ins
+	// (an empty "ExecStart=" clears it; the last one wins) and with
+	// continuation lines joined.
+	ExecStart string
+	// Hosts are the values of -H, --host, -H=, --host= and -Hvalue in
+	// ExecStart, e.g. ["fd://"] for Debian's and Docker's packages.
+	Hosts []string
+	// Args is ExecStart without the host flags, other arguments kept
+	// verbatim (including variables such as $DOCKER_OPTS, which are not
+	// expanded: flags hidden in them are not seen).
+	Args string
+
+	// execStartFrom is the file that set ExecStart.
+	execStartFrom string
+}
+
+// FindUnit looks for docker.service in dirs (a later dir overrides an earlier
+// one, as /etc/systemd/system overrides /lib/systemd/system) and for its
+// docker.service.d/*.conf drop-ins in every dir. Drop-ins are applied in
+// file-name order whichever dir they are in, and one overrides a drop-in of
+// the same name in an earlier dir (systemd.unit(5), "drop-in"). It returns
+// nil, nil when there is no docker.service.
+func FindUnit(dirs []string) (*Unit, error) {
+	u := &Unit{}
+	dropIns := map[string]string{}
+	for _, dir := range dirs {
+		p := filepath.Join(dir, "docker.service")
+		if fi, err := os.Lstat(p); err == nil {
+			if fi.Mode()&fs.ModeSymlink != 0 {
+				if t, _ := os.Readlink(p); t == "/dev/null" {
+					return nil, fmt.Errorf("docker.service is masked (%q links to /dev/null)", p)
+				}
+			}
+			u.Path = p
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("read unit %q: %w", p, err)
+		}
+		confs, err := filepath.Glob(filepath.Join(dir, "docker.service.d", "*.conf"))
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range confs {
+			dropIns[filepath.Base(c)] = c
+		}
+	}
+	if u.Path == "" {
+		return nil, nil
+	}
+	names := make([]string, 0, len(dropIns))
+	for n := range dropIns {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+
+	var execStart []string
+	files := []string{u.Path}
+	for _, n := range names {
+		u.DropIns = append(u.DropIns, dropIns[n])
+		files = append(files, dropIns[n])
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read unit %q: %w", f, err)
+		}
+		for _, v := range serviceValues(data, "ExecStart") {
+			if v == "" {
+				execStart = nil
+				continue
+			}
+			execStart = append(execStart, v)
+			u.execStartFrom = f
+		}
+	}
+	if len(execStart) > 0 {
+		u.ExecStart = execStart[len(execStart)-1]
+	}
+	u.Hosts, u.Args = splitHosts(u.ExecStart)
+	return u, nil
+}
+
+// serviceValues returns the values of key in the [Service] section of a unit
+// file, in order, with continuation lines joined (systemd replaces a
+// backslash at the end of a line, and the newline, with a space).
+func serviceValues(data []byte, key string) []string {
+	var vals []string
+	section := ""
+	var logical strings.Builder
+	lines := strings.Split(string(data), "\n")
+	for i, line := range lines {
+		line = strings.TrimRight(line, "\r")
+		if logical.Len() > 0 {
+			// systemd skips comment lines inside a continued line.
+			if t := strings.TrimSpace(line); strings.HasPrefix(t, "#") || strings.HasPrefix(t, ";") {
+				if i < len(lines)-1 {
+					continue
+				}
+				line = ""
+			}
+		}
+		if strings.HasSuffix(line, `\`) && i < len(lines)-1 {
+			logical.WriteString(line[:len(line)-1] + " ")
+			continue
+		}
+		logical.WriteString(line)
+		l := strings.TrimSpace(logical.String())
+		logical.Reset()
+		switch {
+		case l == "" || l[0] == '#' || l[0] == ';':
+		case l[0] == '[':
+			section = strings.TrimSuffix(l[1:], "]")
+		case section == "Service":
+			k, v, ok := strings.Cut(l, "=")
+			if ok && strings.TrimSpace(k) == key {
+				vals = append(vals, strings.TrimSpace(v))
+			}
+		}
+	}
+	return vals
+}
+
+// word is one argument of a command line, with its text as written.
+type word struct {
+	raw, value string
+}
+
+// splitWords splits a command line the way systemd does for ExecStart:
+// whitespace-separated words, with "double" and 'single' quotes and
+// backslash escapes (systemd.service(5), "Command lines").
+func splitWords(s string) []word {
+	var words []word
+	i := 0
+	for {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+			i++
+		}
+		if i >= len(s) {
+			return words
+		}
+		start := i
+		var val strings.Builder
+		var quote byte
+		for ; i < len(s); i++ {
+			c := s[i]
+			switch {
+			case c == '\\' && i+1 < len(s) && quote != '\'':
+				i++
+				val.WriteByte(s[i])
+			case quote != 0 && c == quote:
+				quote = 0
+			case quote == 0 && (c == '"' || c == '\''):
+				quote = c
+			case quote == 0 && (c == ' ' || c == '\t'):
+				goto done
+			default:
+				val.WriteByte(c)
+			}
+		}
+	done:
+		words = append(words, word{raw: s[start:i], value: val.String()})
+	}
+}
+
+// splitHosts takes the host flags out of a dockerd command line. dockerd
+// parses flags with spf13/pflag, which accepts "-H v", "-H=v", "-Hv",
+// "--host v" and "--host=v".
+func splitHosts(cmdline string) (hosts []string, args string) {
+	words := splitWords(cmdline)
+	if len(words) == 0 {
+		return nil, ""
+	}
+	kept := []string{words[0].raw} // the program, with any "-", "@", "+" prefix
+	for i := 1; i < len(words); i++ {
+		v := words[i].value
+		switch {
+		case v == "-H" || v == "--host":
+			if i+1 < len(words) {
+				i++
+				hosts = append(hosts, words[i].value)
+			}
+		case strings.HasPrefix(v, "--host="):
+			hosts = append(hosts, strings.TrimPrefix(v, "--host="))
+		case strings.HasPrefix(v, "-H"):
+			hosts = append(hosts, strings.TrimPrefix(strings.TrimPrefix(v, "-H"), "="))
+		default:
+			kept = append(kept, words[i].raw)
+		}
+	}
+	return hosts, strings.Join(kept, " ")
+}
+
+// dropInHeader explains the drop-in to whoever finds it. It is the same on
+// every run, so WriteDropIn can tell whether the file is up to date.
+const dropInHeader = `# Written by dtls.
+#
+# dtls moved the -H (--host) flags of docker.service into "hosts" in
+# daemon.json, next to its TLS settings. dockerd refuses to start when a
+# setting is given both as a flag and in daemon.json:
+#
+#   unable to configure the Docker daemon with file /etc/docker/daemon.json:
+#   the following directives are specified both as a flag and in the
+#   configuration file: hosts: (from flag: [fd://], from file: [...])
+#
+# so this drop-in clears ExecStart and repeats it without the -H flags, as
+# Docker's documentation recommends: "Configure the Docker daemon"
+# https://docs.docker.com/engine/daemon/ and "Use the hosts key in
+# daemon.json with systemd" in
+# https://docs.docker.com/engine/daemon/troubleshoot/
+# Run "systemctl daemon-reload" after changing it.
+`
+
+// DropIn returns the content of the drop-in that clears ExecStart and
+// repeats it without the host flags, with a comment saying why.
+func (u *Unit) DropIn() []byte {
+	return []byte(dropInHeader + "[Service]\nExecStart=\nExecStart=" + u.Args + "\n")
+}
+
+// WriteDropIn writes u.DropIn() to dir/docker.service.d/dtls-tls.conf, 0644
+// in a directory created 0755, atomically; dir is normally
+// /etc/systemd/system. It returns the path and whether it wrote: a drop-in
+// that is already up to date is not rewritten. Callers need it only when
+// u.Hosts is not empty, and must run `systemctl daemon-reload` afterwards.
+//
+// It refuses when ExecStart comes from a drop-in that sorts after
+// dtls-tls.conf (systemd applies drop-ins in name order, so that one would
+// still win), or when the unit has no ExecStart.
+func WriteDropIn(dir string, u *Unit) (string, bool, error) {
+	path := filepath.Join(dir, "docker.service.d", DropInName)
+	if u.ExecStart == "" {
+		return path, false, fmt.Errorf("write drop-in %q: %q has no ExecStart", path, u.Path)
+	}
+	if from := u.execStartFrom; from != u.Path && filepath.Base(from) > DropInName {
+		return path, false, fmt.Errorf("write drop-in %q: ExecStart is set by %q, which systemd applies after it; remove the -H flags there", path, from)
+	}
+	want := u.DropIn()
+	if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, want) {
+		return path, false, nil
+	}
+	if err := mkdirIfMissing(filepath.Dir(path)); err != nil {
+		return path, false, err
+	}
+	if err := atomicfile.Write(path, want, 0o644); err != nil {
+		return path, false, fmt.Errorf("write drop-in: %w", err)
+	}
+	return path, true, nil
+}

@@ -1,0 +1,702 @@
+// Package sandbox runs a real, throw-away dockerd for tests and the demo, with
+// everything it writes (socket, data-root, exec-root, pidfile, key, log) under
+// one directory, so that it never touches the host's /var/run/docker.sock,
+// /etc/docker or /var/lib/docker.
+//
+// It is a library: it prints nothing and returns errors. Require is its only
+// helper that ends a test.
+package sandbox
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	// startTimeout bounds the wait for /_ping when ctx has no earlier
+	// deadline. The daemon answers in about 2 s here; vfs on a slow CI disk
+	// can take much longer on first start.
+	startTimeout = 60 * time.Second
+	// stopTimeout is how long Stop waits after SIGTERM before SIGKILL.
+	// dockerd's own shutdown timeout for containers is 15 s, plus containerd.
+	stopTimeout = 30 * time.Second
+	// childTimeout is how long Stop waits for dockerd's containerd to go
+	// after dockerd has exited, before signalling it itself.
+	childTimeout = 10 * time.Second
+	// pollInterval is the period of every poll loop in this package.
+	pollInterval = 50 * time.Millisecond
+	// logTailBytes is how much of the daemon log an error quotes.
+	logTailBytes = 4096
+)
+
+// NewDir makes a short temporary directory under /tmp for a daemon. Unix
+// socket paths are limited to 108 bytes (sun_path in unix(7)), and the path
+// of t.TempDir() is often too long for dir/exec/containerd/containerd.sock.
+// The caller removes it (after Daemon.Stop).
+func NewDir() (string, error) {
+	dir, err := os.MkdirTemp("/tmp", "dtls-")
+	if err != nil {
+		return "", fmt.Errorf("make sandbox directory: %w", err)
+	}
+	return dir, nil
+}
+
+// baseConfig fixes the order of the keys in BaseConfig's output.
+type baseConfig struct {
+	Hosts    []string `json:"hosts"`
+	DataRoot string   `json:"data-root"`
+	ExecRoot string   `json:"exec-root"`
+	Pidfile  string   `json:"pidfile"`
+	// KeyPath moves dockerd 20.10's trust key (used for its daemon ID).
+	// Without it dockerd writes /etc/docker/key.json on the host: the
+	// default is getDaemonConfDir() + "key.json" in cmd/dockerd/daemon.go
+	// (moby v20.10), and --config-file does not change it.
+	KeyPath       string `json:"deprecated-key-path"`
+	IPTables      bool   `json:"iptables"`
+	Bridge        string `json:"bridge"`
+	StorageDriver string `json:"storage-driver"`
+}
+
+// BaseConfig returns the daemon.json keys that keep a daemon inside dir, as a
+// JSON object indented by two spaces and ending in a newline:
+//
+//   - hosts ["unix://DIR/docker.sock"]: no TCP listener (add one with TLS;
+//     dockerd 20.10 delays start-up by 15 s for a TCP host without TLS)
+//   - data-root DIR/data, exec-root DIR/exec, pidfile DIR/docker.pid
+//   - deprecated-key-path DIR/key.json, or dockerd 20.10 writes
+//     /etc/docker/key.json
+//   - iptables false and bridge "none": no changes to the host's firewall
+//     and no docker0 interface
+//   - storage-driver "vfs": works on any filesystem, including overlayfs
+//     inside a container, at the cost of copying layers
+//
+// dockerd reads daemon.json strictly: a key given both here and as a flag
+// stops it, so Start passes --config-file and nothing else.
+func BaseConfig(dir string) []byte {
+	b, err := json.MarshalIndent(baseConfig{
+		Hosts:         []string{"unix://" + filepath.Join(dir, "docker.sock")},
+		DataRoot:      filepath.Join(dir, "data"),
+		ExecRoot:      filepath.Join(dir, "exec"),
+		Pidfile:       filepath.Join(dir, "docker.pid"),
+		KeyPath:       filepath.Join(dir, "key.json"),
+		IPTables:      false,
+		Bridge:        "none",
+		StorageDriver: "vfs",
+	}, "", "  ")
+	if err != nil {
+		// Marshalling strings and a bool cannot fail.
+		panic(err)
+	}
+	return append(b, '\n')
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Another
+// process may take it before the caller binds it; on this machine's loopback
+// that race is rare enough for tests.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Daemon is a dockerd started by Start. Its exported fields are set by Start
+// and Restart and are read-only for the caller.
+type Daemon struct {
+	// Dir is the directory the daemon lives in; dockerd.log is written there.
+	Dir string
+	// ConfigFile is the daemon.json passed with --config-file.
+	ConfigFile string
+	// LogFile is Dir/dockerd.log, dockerd's stdout and stderr. Restarts
+	// append to it.
+	LogFile string
+	// Socket is the path of the first unix:// host in ConfigFile.
+	Socket string
+	// Pid is the pid of the running dockerd, or of the last one after Stop.
+	Pid int
+
+	dockerd  string
+	execRoot string
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when cmd.Wait has returned
+	waitErr  error         // cmd.Wait's result, valid once done is closed
+	logStart int64         // size of LogFile when this run started
+}
+
+// daemonConfig is the part of daemon.json that Start reads.
+type daemonConfig struct {
+	Hosts    []string `json:"hosts"`
+	DataRoot string   `json:"data-root"`
+	ExecRoot string   `json:"exec-root"`
+	Pidfile  string   `json:"pidfile"`
+	KeyPath  string   `json:"deprecated-key-path"`
+}
+
+// Start runs `dockerd --config-file cfg` with its output in dir/dockerd.log
+// and waits until GET /_ping on the daemon's unix socket answers OK: at most
+// 60 s, or until ctx is done if that is sooner. ctx bounds only this wait;
+// the daemon runs until Stop.
+//
+// dockerd is $DTLS_DOCKERD, else dockerd in $PATH, else /usr/sbin/dockerd.
+//
+// Start refuses a cfg that would make the daemon use the host's defaults
+// (/var/lib/docker, /var/run/docker, /var/run/docker.pid,
+// /etc/docker/key.json): data-root, exec-root, pidfile and
+// deprecated-key-path must be set, hosts must hold a unix:// socket, and any
+// tcp:// host must be on loopback. Start from BaseConfig.
+//
+// If dockerd exits or the wait ends first, the error quotes the end of the
+// log, and nothing is left running.
+func Start(ctx context.Context, dir, cfg string) (*Daemon, error) {
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("read daemon config: %w", err)
+	}
+	var c daemonConfig
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("read daemon config %q: %w", cfg, err)
+	}
+	socket, err := checkConfig(c)
+	if err != nil {
+		return nil, fmt.Errorf("daemon config %q: %w", cfg, err)
+	}
+	dockerd, err := dockerdPath()
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		Dir:        dir,
+		ConfigFile: cfg,
+		LogFile:    filepath.Join(dir, "dockerd.log"),
+		Socket:     socket,
+		dockerd:    dockerd,
+		execRoot:   c.ExecRoot,
+	}
+	if err := d.start(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// checkConfig returns the daemon's unix socket, or why c would let the
+// daemon fall back to one of the host's paths or listen off loopback.
+func checkConfig(c daemonConfig) (string, error) {
+	for key, v := range map[string]string{
+		"data-root":           c.DataRoot,
+		"exec-root":           c.ExecRoot,
+		"pidfile":             c.Pidfile,
+		"deprecated-key-path": c.KeyPath,
+	} {
+		if v == "" {
+			return "", fmt.Errorf("%q is not set, so dockerd would use the host's default (start from sandbox.BaseConfig)", key)
+		}
+	}
+	socket := ""
+	for _, h := range c.Hosts {
+		switch {
+		case strings.HasPrefix(h, "unix://"):
+			if socket == "" {
+				socket = strings.TrimPrefix(h, "unix://")
+			}
+		case strings.HasPrefix(h, "tcp://"):
+			u, err := url.Parse(h)
+			if err != nil {
+				return "", fmt.Errorf("host %q: %w", h, err)
+			}
+			ip := net.ParseIP(u.Hostname())
+			if u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				return "", fmt.Errorf("host %q is not on loopback", h)
+			}
+		default:
+			return "", fmt.Errorf("host %q: only unix:// and loopback tcp:// hosts are allowed", h)
+		}
+	}
+	if socket == "" {
+		return "", errors.New(`"hosts" has no unix:// socket to reach the daemon on`)
+	}
+	if len(socket) >= 108 {
+		return "", fmt.Errorf("socket path %q is %d bytes, over the 108-byte limit of unix(7) (use sandbox.NewDir)", socket, len(socket))
+	}
+	return socket, nil
+}
+
+// start launches dockerd and waits for /_ping. d.mu is not held: Start owns
+// a new d, and Restart has stopped the previous process.
+func (d *Daemon) start(ctx context.Context) error {
+	logf, err := os.OpenFile(d.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open daemon log: %w", err)
+	}
+	fi, err := logf.Stat()
+	if err != nil {
+		logf.Close()
+		return fmt.Errorf("open daemon log: %w", err)
+	}
+	cmd := exec.Command(d.dockerd, "--config-file", d.ConfigFile)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	// dockerd finds containerd and runc in $PATH; a test run with a trimmed
+	// $PATH (no /usr/sbin) would fail late with a confusing message.
+	cmd.Env = append(os.Environ(), "PATH="+searchPath())
+	err = cmd.Start()
+	logf.Close() // the child has its own descriptor
+	if err != nil {
+		return fmt.Errorf("start %s: %w", d.dockerd, err)
+	}
+
+	d.mu.Lock()
+	d.cmd = cmd
+	d.Pid = cmd.Process.Pid
+	d.logStart = fi.Size()
+	d.done = make(chan struct{})
+	done := d.done
+	d.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		d.mu.Lock()
+		d.waitErr = err
+		d.mu.Unlock()
+		close(done)
+	}()
+
+	if err := d.waitReady(ctx); err != nil {
+		_ = d.Stop()
+		return err
+	}
+	return nil
+}
+
+// waitReady polls GET /_ping until it answers 200 OK, dockerd exits, or the
+// deadline passes.
+func (d *Daemon) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	client := d.Client()
+	client.Transport.(*http.Transport).DisableKeepAlives = true
+	defer client.CloseIdleConnections()
+
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		if d.ping(ctx, client) == nil {
+			return nil
+		}
+		select {
+		case <-d.done:
+			d.mu.Lock()
+			werr := d.waitErr
+			d.mu.Unlock()
+			return fmt.Errorf("dockerd --config-file %q exited before answering /_ping on %q: %v\n%s",
+				d.ConfigFile, d.Socket, werr, d.logTail())
+		case <-ctx.Done():
+			return fmt.Errorf("dockerd --config-file %q did not answer /_ping on %q: %w\n%s",
+				d.ConfigFile, d.Socket, ctx.Err(), d.logTail())
+		case <-tick.C:
+		}
+	}
+}
+
+func (d *Daemon) ping(ctx context.Context, client *http.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/_ping", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
+	if resp.StatusCode != http.StatusOK || string(body) != "OK" {
+		return fmt.Errorf("GET /_ping: %s %q", resp.Status, body)
+	}
+	return nil
+}
+
+// logTail returns the last few KiB that this run of dockerd wrote to its log.
+func (d *Daemon) logTail() string {
+	f, err := os.Open(d.LogFile)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	start := d.logStart
+	if fi.Size()-start > logTailBytes {
+		start = fi.Size() - logTailBytes
+	}
+	b := make([]byte, fi.Size()-start)
+	n, _ := f.ReadAt(b, start)
+	return fmt.Sprintf("last lines of %s:\n%s", d.LogFile, strings.TrimRight(string(b[:n]), "\n"))
+}
+
+// Stop sends SIGTERM to dockerd, waits up to 30 s for it to exit, then sends
+// SIGKILL. dockerd stops the containerd it started itself; Stop then makes
+// sure of it: every process that was a child of dockerd, and the one in
+// exec-root/containerd/containerd.pid, must be gone within 10 s or is sent
+// SIGTERM and then SIGKILL. Stop of a stopped daemon returns nil.
+func (d *Daemon) Stop() error {
+	d.mu.Lock()
+	cmd, done := d.cmd, d.done
+	d.cmd = nil
+	d.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+
+	// Note the children now: once dockerd is gone they are reparented and
+	// can no longer be told apart from other processes by their parent.
+	children := childrenOf(cmd.Process.Pid)
+	if p, ok := containerdFromPidfile(d.execRoot); ok {
+		children = append(children, p)
+	}
+
+	var errs []error
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		errs = append(errs, fmt.Errorf("stop dockerd (pid %d): %w", cmd.Process.Pid, err))
+	}
+	if !waitDone(done, stopTimeout) {
+		_ = cmd.Process.Kill()
+		if !waitDone(done, stopTimeout) {
+			errs = append(errs, fmt.Errorf("stop dockerd (pid %d): still running %s after SIGKILL", cmd.Process.Pid, stopTimeout))
+		}
+	}
+	for _, p := range children {
+		if err := p.reap(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Restart stops the daemon and starts it again with the same config file and
+// directory. It is needed because dockerd does not reload its TLS files on
+// SIGHUP (moby/moby#23936), so a test of certificate rotation must restart.
+func (d *Daemon) Restart(ctx context.Context) error {
+	if err := d.Stop(); err != nil {
+		return fmt.Errorf("restart dockerd: %w", err)
+	}
+	return d.start(ctx)
+}
+
+func waitDone(done <-chan struct{}, timeout time.Duration) bool {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// Client returns an HTTP client that speaks to the daemon's unix socket. The
+// host part of the URL is ignored: use e.g. "http://docker/_ping" or a
+// versioned path such as "http://docker/v1.41/info".
+func (d *Daemon) Client() *http.Client {
+	socket := d.Socket
+	return &http.Client{
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var dialer net.Dialer
+				return dialer.DialContext(ctx, "unix", socket)
+			},
+			IdleConnTimeout: 30 * time.Second,
+		},
+	}
+}
+
+// TinyImage imports a minimal image named ref ("tiny:1", or "tiny" for
+// tiny:latest) so that tests can create containers without a registry. Its
+// root filesystem holds one small file, /x, and nothing can run in it: it is
+// for creating containers, not starting them. It uses
+// POST /images/create?fromSrc=- (what `docker import -` does).
+func (d *Daemon) TinyImage(ctx context.Context, ref string) error {
+	repo, tag := splitRef(ref)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	content := []byte("tiny image made by dtls sandbox\n")
+	if err := tw.WriteHeader(&tar.Header{
+		Name: "x", Mode: 0o755, Size: int64(len(content)),
+		Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0),
+	}); err != nil {
+		return fmt.Errorf("import image %q: %w", ref, err)
+	}
+	if _, err := tw.Write(content); err != nil {
+		return fmt.Errorf("import image %q: %w", ref, err)
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("import image %q: %w", ref, err)
+	}
+
+	q := url.Values{"fromSrc": {"-"}, "repo": {repo}, "tag": {tag}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://docker/images/create?"+q.Encode(), &buf)
+	if err != nil {
+		return fmt.Errorf("import image %q: %w", ref, err)
+	}
+	req.Header.Set("Content-Type", "application/x-tar")
+	client := d.Client()
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("import image %q: %w", ref, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("import image %q: %w", ref, apiError(resp))
+	}
+	// The answer is a stream of JSON messages; a failure can arrive as one
+	// of them after a 200 status.
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var msg struct {
+			Error       string `json:"error"`
+			ErrorDetail struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&msg); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return fmt.Errorf("import image %q: read answer: %w", ref, err)
+		}
+		if msg.Error != "" {
+			return fmt.Errorf("import image %q: %s", ref, msg.Error)
+		}
+	}
+
+	// Check that the name now resolves, rather than trusting the stream.
+	req, err = http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/images/"+repo+":"+tag+"/json", nil)
+	if err != nil {
+		return fmt.Errorf("import image %q: %w", ref, err)
+	}
+	resp2, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("import image %q: %w", ref, err)
+	}
+	defer resp2.Body.Close()
+	if resp2.StatusCode != http.StatusOK {
+		return fmt.Errorf("import image %q: inspect after import: %w", ref, apiError(resp2))
+	}
+	return nil
+}
+
+// splitRef splits "name:tag" into its parts; the tag defaults to "latest".
+// A colon before the last slash belongs to a registry host ("host:5000/x").
+func splitRef(ref string) (repo, tag string) {
+	i := strings.LastIndex(ref, ":")
+	if i < 0 || strings.Contains(ref[i:], "/") {
+		return ref, "latest"
+	}
+	return ref[:i], ref[i+1:]
+}
+
+// apiError turns an Engine API error answer ({"message": "..."}) into an error.
+func apiError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var m struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &m) == nil && m.Message != "" {
+		return fmt.Errorf("%s: %s", resp.Status, m.Message)
+	}
+	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+}
+
+// Require returns the path of dockerd, or ends the test when dockerd cannot
+// run here: it is missing (or containerd is), or the test is not root, which
+// dockerd needs. Outside CI the test is skipped; when $CI is "true" it fails,
+// because CI must have dockerd (see shared/docs/dockerd-sandbox.md).
+func Require(t testing.TB) string {
+	t.Helper()
+	stop := t.Skipf
+	if os.Getenv("CI") == "true" {
+		stop = t.Fatalf
+	}
+	path, err := dockerdPath()
+	if err != nil {
+		stop("sandbox: %v (install it: apt-get install -y docker.io)", err)
+		return ""
+	}
+	if _, err := lookPath("containerd"); err != nil {
+		stop("sandbox: dockerd needs containerd: %v (install it: apt-get install -y docker.io)", err)
+		return ""
+	}
+	if uid := os.Geteuid(); uid != 0 {
+		stop("sandbox: dockerd needs root, tests run as uid %d", uid)
+		return ""
+	}
+	return path
+}
+
+// dockerdPath finds dockerd: $DTLS_DOCKERD, then $PATH, then the sbin
+// directories that a non-root $PATH often lacks.
+func dockerdPath() (string, error) {
+	if p := os.Getenv("DTLS_DOCKERD"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("dockerd from $DTLS_DOCKERD: %w", err)
+		}
+		return p, nil
+	}
+	return lookPath("dockerd")
+}
+
+var sbinDirs = []string{"/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin"}
+
+// searchPath is $PATH followed by the system directories it lacks.
+func searchPath() string {
+	path := os.Getenv("PATH")
+	have := map[string]bool{}
+	for _, dir := range filepath.SplitList(path) {
+		have[dir] = true
+	}
+	for _, dir := range sbinDirs {
+		if !have[dir] {
+			if path != "" {
+				path += string(filepath.ListSeparator)
+			}
+			path += dir
+		}
+	}
+	return path
+}
+
+func lookPath(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range sbinDirs {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in $PATH or %s", name, strings.Join(sbinDirs, ", "))
+}
+
+// proc names a process by pid and start time, so that a recycled pid is not
+// mistaken for it.
+type proc struct {
+	pid   int
+	start string // field 22 of /proc/PID/stat, in clock ticks since boot
+	comm  string
+}
+
+// stat reads /proc/PID/stat: comm, state, parent pid and start time. comm is
+// in parentheses and may hold spaces, so fields are counted from the last ')'.
+func stat(pid int) (p proc, state string, ppid int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return proc{}, "", 0, false
+	}
+	s := string(b)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open {
+		return proc{}, "", 0, false
+	}
+	f := strings.Fields(s[end+1:])
+	if len(f) < 20 {
+		return proc{}, "", 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return proc{pid: pid, start: f[19], comm: s[open+1 : end]}, f[0], ppid, true
+}
+
+// alive reports whether p still runs. A zombie has stopped: it only waits to
+// be reaped by its new parent, which may not be this process.
+func (p proc) alive() bool {
+	q, state, _, ok := stat(p.pid)
+	return ok && q.start == p.start && state != "Z" && state != "X"
+}
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(pid int) []proc {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []proc
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, _, ppid, ok := stat(n); ok && ppid == pid {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// containerdFromPidfile returns the containerd that dockerd started, from the
+// pid file that dockerd's supervisor writes in exec-root/containerd
+// (libcontainerd/supervisor in moby v20.10).
+func containerdFromPidfile(execRoot string) (proc, bool) {
+	b, err := os.ReadFile(filepath.Join(execRoot, "containerd", "containerd.pid"))
+	if err != nil {
+		return proc{}, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return proc{}, false
+	}
+	p, _, _, ok := stat(pid)
+	if !ok || !strings.HasPrefix(p.comm, "containerd") {
+		return proc{}, false
+	}
+	return p, true
+}
+
+// reap waits for a former child of dockerd to exit, and signals it if it
+// outlives dockerd by childTimeout: SIGTERM, then SIGKILL.
+func (p proc) reap() error {
+	if waitGone(p, childTimeout) {
+		return nil
+	}
+	_ = syscall.Kill(p.pid, syscall.SIGTERM)
+	if waitGone(p, childTimeout) {
+		return nil
+	}
+	_ = syscall.Kill(p.pid, syscall.SIGKILL)
+	if waitGone(p, childTimeout) {
+		return nil
+	}
+	return fmt.Errorf("stop %s (pid %d), left behind by dockerd: still running after SIGKILL", p.comm, p.pid)
+}
+
+func waitGone(p proc, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for p.alive() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(pollInterval) // polling with a deadline, not synchronisation
+	}
+	return true
+}

@@ -148,12 +148,12 @@ func (e *ValueError) Error() string {
 // where the second line is usage, the exact command to show (see UsageHint),
 // and the comment marker is "REM" for cmd. An empty usage writes no comment.
 //
-// Every value is quoted so that the shell sets it byte for byte, with no
-// expansion of $, `, %, globs or anything else (see quote). A name that is
-// not a portable variable name, a value holding a newline or another control
-// character, or a value that sh cannot take safely is refused with an error
-// that names it, and then nothing at all is written: a half-written output
-// would leave an eval'ing shell half configured.
+// Every value is written as a literal, so that the shell sets it byte for
+// byte with no expansion of $, `, %, globs or anything else (see quote). A
+// name that is not a portable variable name, a value holding a newline or
+// another control character, or a value that sh cannot take safely is
+// refused with an error that names it, and then nothing at all is written: a
+// half-written output would leave an eval'ing shell half configured.
 func WriteSet(w io.Writer, sh Shell, vars []Var, usage string) error {
 	if err := checkShell(sh); err != nil {
 		return err

@@ -315,6 +315,9 @@ func generate(kt KeyType) (crypto.Signer, []byte, error) {
 	if kt == "" {
 		kt = ECDSAP256
 	}
+	if _, err := ParseKeyType(string(kt)); err != nil {
+		return nil, nil, err
+	}
 	priv, err := kt.request().Generate()
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate %s key: %w", kt, err)

@@ -112,6 +112,8 @@ func runEnv(o *envOptions, sh clientenv.Shell) error {
 	}
 	if o.Host != "" {
 		cmdLine += " --host " + shellWord(o.Host)
+	} else if b.Meta.DockerHost == "" {
+		return withHint(fmt.Errorf("bundle %q records no daemon URL", b.Dir), "pass --host tcp://HOST:2376")
 	}
 	now := o.Now()
 	switch na := b.Meta.NotAfter; {

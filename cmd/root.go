@@ -58,6 +58,10 @@ func Run(args []string, io IO) int {
 		fmt.Fprintf(io.ErrOut, "Run '%s --help' for usage.\n", u.cmd)
 		return exitUsage
 	}
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
 	return exitFailure
 }
 
@@ -103,7 +107,8 @@ DOCKER_TLS_VERIFY and DOCKER_CERT_PATH.
 Exit codes:
   0  success
   1  failure (the error says what and where; nothing was changed)
-  2  usage error (bad flag, argument or value)`,
+  2  usage error (bad flag, argument or value)
+  3  audit found a FAIL`,
 		Example: `  # On the Docker host
   $ sudo dtls init
   $ sudo dtls issue-client alice --out ./alice
@@ -125,6 +130,7 @@ Exit codes:
 		newIssueClientCmd(io),
 		newEnvCmd(io),
 		newVersionCmd(io),
+		newAuditCmd(io),
 	)
 	return root
 }

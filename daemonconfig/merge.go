@@ -49,6 +49,8 @@ type SyntaxError struct {
 	Msg string
 }
 
+// Error says where the file is malformed, e.g. "invalid JSON at line 3,
+// column 1: invalid character '}' looking for beginning of object key string".
 func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("invalid JSON at line %d, column %d: %s", e.Line, e.Column, e.Msg)
 }
@@ -66,19 +68,26 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 //
 // Rules, each because of how dockerd reads the file:
 //   - "hosts" keeps its entries and gains s.Listen and s.Sockets. When the
-//     file had no "hosts" and nothing local (unix:// or fd://) is being
-//     added, DefaultSocket is added first. A string "hosts" (which dockerd
+//     file had no "hosts" (or an empty one) and nothing local (unix:// or
+//     fd://) is being added, DefaultSocket is added first. A string "hosts" (which dockerd
 //     cannot unmarshal into its []string) becomes a list.
 //   - A singular "host" key is migrated into "hosts" and removed: dockerd
 //     accepts the key (it matches the --host flag's name, so its unknown-key
 //     check passes) but decodes only "hosts", so "host" is silently ignored
 //     and the daemon never listens on TCP.
 //   - "tlsverify" is set to true and "tlscacert", "tlscert", "tlskey" to s;
-//     "tls" is removed: tlsverify implies tls, and a lone "tls": true
-//     without tlsverify accepts any client (dockerd reference, "Daemon
-//     socket option" and https://docs.docker.com/engine/security/protect-access/).
+//     "tls" is removed: tlsverify implies it (dockerd --help: "--tls  Use
+//     TLS; implied by --tlsverify"), and on its own, in dockerd 20.10, it
+//     encrypts without checking client certificates
+//     (https://docs.docker.com/engine/security/protect-access/).
 //   - Duplicate copies of those keys are removed: encoding/json, which
 //     dockerd uses, silently keeps the last one.
+//   - Keys that differ from those only in case ("TLSVerify") are an error:
+//     dockerd rejects them as unknown directives.
+//   - A UTF-8 byte order mark is removed (dockerd 20.10 cannot parse it).
+//
+// Errors: *SyntaxError for malformed JSON, and plain errors naming the key
+// for a top level that is not an object or a value of the wrong type.
 func Merge(in []byte, s Settings) (out []byte, changes []string, err error) {
 	if err := s.check(); err != nil {
 		return nil, nil, err
@@ -97,6 +106,9 @@ func Merge(in []byte, s Settings) (out []byte, changes []string, err error) {
 	b = bytes.Clone(b)
 	obj, err := scanTop(b)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkKeyCase(obj); err != nil {
 		return nil, nil, err
 	}
 	st := detectStyle(b, obj)
@@ -145,6 +157,26 @@ func checkSyntax(b []byte) error {
 	lineStart := bytes.LastIndexByte(b[:pos], '\n') + 1
 	col := 1 + utf8.RuneCount(b[lineStart:pos])
 	return &SyntaxError{Line: line, Column: col, Msg: se.Error()}
+}
+
+// checkKeyCase refuses keys that differ from the ones Merge owns only in
+// case, such as "TLSVerify". dockerd rejects them ("the following directives
+// don't match any configuration option", moby daemon/config
+// findConfigurationConflicts looks keys up case-sensitively), yet
+// encoding/json would decode them into the same field, so neither keeping
+// nor silently dropping them is right: the author must choose.
+func checkKeyCase(obj container) error {
+	for _, it := range obj.items {
+		if managed[it.key] {
+			continue
+		}
+		for k := range managed {
+			if strings.EqualFold(it.key, k) {
+				return fmt.Errorf("key %q is not a dockerd option (keys are case-sensitive; did you mean %q?)", it.key, k)
+			}
+		}
+	}
+	return nil
 }
 
 // style is how the file is laid out, so that what Merge adds looks like
@@ -290,7 +322,11 @@ func (m *merger) mergeHosts(s Settings) error {
 	}
 	want := appendNew(nil, have...)
 	var added []string
-	if len(hosts) == 0 && !hasLocal(migrated) && !hasLocal(s.Sockets) {
+	// dockerd falls back to its default socket when "hosts" is absent,
+	// null or empty (moby cmd/dockerd newAPIServerConfig: an empty list
+	// becomes one "" entry, which ParseHost turns into the default), so
+	// that is when the new list must name it.
+	if len(have) == 0 && !hasLocal(migrated) && !hasLocal(s.Sockets) {
 		want = appendNew(want, DefaultSocket)
 		m.changef("added %q to \"hosts\" (keeps the local docker CLI working)", DefaultSocket)
 	}
@@ -331,7 +367,7 @@ func (m *merger) mergeHosts(s Settings) error {
 		// Put "hosts" where "host" was: the author chose that place.
 		first := singular[0]
 		m.splice(first.keyStart, first.valEnd, quote("hosts")+string(m.b[first.keyEnd:first.valStart])+m.formatList(want))
-		m.removeAllButFirst("host")
+		m.removeAll("host") // the first one is "hosts" now
 	default:
 		m.appendMember("hosts", func() string { return m.formatList(want) })
 	}

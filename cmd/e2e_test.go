@@ -161,7 +161,7 @@ func endToEnd(t *testing.T, docker string, kt pki.KeyType) {
 			// daemon that is down. TLS 1.3 clients send their certificate
 			// after the handshake completes on their side, so the refusal
 			// may arrive as an alert or as a reset of the connection.
-			assert.Regexp(t, `remote error: tls|certificate|connection reset by peer|broken pipe`, out)
+			assert.Regexp(t, `remote error: tls|certificate|connection reset by peer|broken pipe|EOF`, out)
 			assert.NotContains(t, out, "connection refused")
 		})
 	}

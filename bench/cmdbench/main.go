@@ -188,8 +188,16 @@ func run(args []string, out io.Writer) error {
 	return nil
 }
 
-// build compiles the two floors: an empty program, and bench/linkonly. Both
-// are built with default flags, as bin/dtls is.
+// buildFlags and buildEnv are how the Makefile builds bin/dtls (static,
+// stripped, without cgo): the floors must be built the same way, or the
+// comparison measures the dynamic loader and symbol tables instead of dtls.
+var (
+	buildFlags = []string{"-trimpath", "-ldflags=-s -w"}
+	buildEnv   = []string{"CGO_ENABLED=0"}
+)
+
+// build compiles the two floors: an empty program, and bench/linkonly, with
+// the flags the Makefile uses for bin/dtls.
 func (b *bench) build() error {
 	if b.opts.rows[rowEmpty] {
 		src := filepath.Join(b.tmp, "emptysrc")
@@ -219,9 +227,10 @@ func (b *bench) build() error {
 }
 
 func (b *bench) goBuild(dir, out, pkg string, env ...string) error {
-	cmd := exec.Command(b.opts.gobin, "build", "-o", out, pkg)
+	args := append(append([]string{"build"}, buildFlags...), "-o", out, pkg)
+	cmd := exec.Command(b.opts.gobin, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), buildEnv...), env...)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build -o %s %s in %s: %w\n%s", out, pkg, dir, err, msg)
 	}

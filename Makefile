@@ -9,7 +9,12 @@ LDFLAGS := -s -w -X $(PKG)/cmd.version=$(VERSION) -X $(PKG)/cmd.commit=$(COMMIT)
 PREFIX ?= /usr/local
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test lint fuzz bench demo install clean
+MANDIR ?= $(PREFIX)/share/man/man1
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+
+.PHONY: all build deps test lint fuzz bench demo install uninstall man completions clean
 all: build
 
 build: bin/dtls
@@ -41,9 +46,25 @@ bench: build
 demo: build deps
 	./scripts/demo.sh
 
-install: build
-	install -d $(DESTDIR)$(PREFIX)/bin
+# Man pages and completion scripts are generated from the command tree by
+# cmd/dtls-docs, so they never drift from the flags.
+man:
+	rm -rf bin/man && $(GO) run ./cmd/dtls-docs man bin/man
+
+completions:
+	rm -rf bin/completions && $(GO) run ./cmd/dtls-docs completion bin/completions
+
+install: build man completions
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR) $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	install -m 0755 bin/dtls $(DESTDIR)$(PREFIX)/bin/dtls
+	install -m 0644 bin/man/*.1 $(DESTDIR)$(MANDIR)/
+	install -m 0644 bin/completions/dtls.bash $(DESTDIR)$(BASHCOMPDIR)/dtls
+	install -m 0644 bin/completions/dtls.zsh $(DESTDIR)$(ZSHCOMPDIR)/_dtls
+	install -m 0644 bin/completions/dtls.fish $(DESTDIR)$(FISHCOMPDIR)/dtls.fish
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/dtls $(DESTDIR)$(MANDIR)/dtls.1 $(DESTDIR)$(MANDIR)/dtls-*.1 \
+	  $(DESTDIR)$(BASHCOMPDIR)/dtls $(DESTDIR)$(ZSHCOMPDIR)/_dtls $(DESTDIR)$(FISHCOMPDIR)/dtls.fish
 
 clean:
 	rm -rf bin .sandbox

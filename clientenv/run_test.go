@@ -30,6 +30,13 @@ exec env -0`
 	fishScript = `cat $DTLS_TEST_SET | source; or exit 1
 if test -n "$DTLS_TEST_UNSET"; cat $DTLS_TEST_UNSET | source; end
 exec env -0`
+	// The usage line's eval "`...`", in a non-interactive tcsh (-f: no
+	// ~/.tcshrc) and in csh mode.
+	tcshScript = `eval "` + "`" + `cat $DTLS_TEST_SET:q` + "`" + `" || exit 1
+if ( "$DTLS_TEST_UNSET" != "" ) then
+eval "` + "`" + `cat $DTLS_TEST_UNSET:q` + "`" + `" || exit 1
+endif
+exec env -0`
 )
 
 var realShells = []realShell{
@@ -40,6 +47,7 @@ var realShells = []realShell{
 	{"zsh", Zsh, []string{"zsh", "-f", "-c"}, posixScript},
 	{"zsh-rcquotes", Zsh, []string{"zsh", "-f", "-o", "rcquotes", "-c"}, posixScript},
 	{"fish", Fish, []string{"fish", "--no-config", "-c"}, fishScript},
+	{"tcsh", Tcsh, []string{"tcsh", "-f", "-c"}, tcshScript},
 }
 
 // needShell returns the path of name, or ends the test: in CI a missing

@@ -1,8 +1,10 @@
 package clientenv
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"strings"
 	"unicode"
@@ -26,18 +28,31 @@ const (
 	PowerShell Shell = "powershell"
 	// Cmd is the Windows command prompt, cmd.exe.
 	Cmd Shell = "cmd"
+	// Tcsh is tcsh and csh: `setenv NAME 'value';`, fed to the shell with
+	// eval "`dtls env --shell tcsh`" (docker-machine's tcsh usage line,
+	// with double quotes so that the output is not split on blanks).
+	Tcsh Shell = "tcsh"
+	// Nushell is nu. Nushell has no eval: the output is a record (JSON,
+	// which is also nu syntax) that `from json | load-env` applies.
+	Nushell Shell = "nushell"
 )
 
 // Shells lists every Shell, for flag completion and help.
-var Shells = []Shell{Bash, Zsh, Fish, PowerShell, Cmd}
+var Shells = []Shell{Bash, Zsh, Fish, PowerShell, Cmd, Tcsh, Nushell}
 
 // ParseShell returns the Shell named s, case-insensitively. It also accepts
-// "pwsh", the executable name of PowerShell 7. The error lists the valid
+// "pwsh", the executable name of PowerShell 7, "csh" for tcsh and "nu" for
+// nushell. The error lists the valid
 // names.
 func ParseShell(s string) (Shell, error) {
 	name := strings.ToLower(s)
-	if name == "pwsh" {
+	switch name {
+	case "pwsh":
 		return PowerShell, nil
+	case "csh":
+		return Tcsh, nil
+	case "nu":
+		return Nushell, nil
 	}
 	for _, sh := range Shells {
 		if string(sh) == name {
@@ -75,15 +90,70 @@ func detectShell(shellEnv, goos string) Shell {
 	name := shellEnv[strings.LastIndexAny(shellEnv, `/\`)+1:]
 	name = strings.ToLower(strings.TrimPrefix(name, "-"))
 	name = strings.TrimSuffix(name, ".exe")
-	switch name {
-	case "zsh":
-		return Zsh
-	case "fish":
-		return Fish
-	case "pwsh", "powershell":
-		return PowerShell
+	if sh, ok := shellOfProgram(name); ok {
+		return sh
 	}
 	return Bash
+}
+
+// shellOfProgram maps a program name (without directory, "-" or ".exe") to
+// the Shell whose syntax it reads.
+func shellOfProgram(name string) (Shell, bool) {
+	switch name {
+	case "bash", "sh", "dash", "ksh", "mksh", "ash", "busybox":
+		return Bash, true
+	case "zsh":
+		return Zsh, true
+	case "fish":
+		return Fish, true
+	case "pwsh", "powershell":
+		return PowerShell, true
+	case "tcsh", "csh":
+		return Tcsh, true
+	case "nu":
+		return Nushell, true
+	case "cmd":
+		return Cmd, true
+	}
+	return "", false
+}
+
+// ParentShell returns the shell that runs dtls, from the name of the parent
+// process, and false when the parent is not a shell dtls knows or cannot be
+// found. $SHELL names the login shell, not the one the user is typing in:
+// under eval "$(dtls env)" in bash started from zsh, the parent is a bash
+// (the command-substitution subshell), under `dtls env | source` it is fish,
+// under eval "`dtls env`" tcsh, under `dtls env | from json | load-env` nu.
+// It reads /proc/PPID/comm on Linux, a single small file; elsewhere it
+// returns false and DetectShell's $SHELL rule applies.
+func ParentShell() (Shell, bool) {
+	if runtime.GOOS != "linux" {
+		return "", false
+	}
+	data, err := os.ReadFile("/proc/" + itoa(os.Getppid()) + "/comm")
+	if err != nil {
+		return "", false
+	}
+	return shellOfComm(string(data))
+}
+
+func shellOfComm(comm string) (Shell, bool) {
+	name := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(comm), "-"))
+	return shellOfProgram(strings.TrimSuffix(name, ".exe"))
+}
+
+func itoa(n int) string {
+	if n <= 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
 }
 
 // Var is one environment variable to set.
@@ -158,6 +228,9 @@ func WriteSet(w io.Writer, sh Shell, vars []Var, usage string) error {
 	if err := checkShell(sh); err != nil {
 		return err
 	}
+	if sh == Nushell {
+		return writeNushellSet(w, vars)
+	}
 	var b strings.Builder
 	for _, v := range vars {
 		if err := checkName(v.Name); err != nil {
@@ -181,6 +254,10 @@ func WriteSet(w io.Writer, sh Shell, vars []Var, usage string) error {
 			fmt.Fprintf(&b, "$Env:%s = %s\n", v.Name, q)
 		case Cmd:
 			fmt.Fprintf(&b, "SET %s=%s\n", v.Name, q)
+		case Tcsh:
+			// The ";" keeps the commands apart if the output reaches
+			// eval as one line (docker-machine does the same).
+			fmt.Fprintf(&b, "setenv %s %s;\n", v.Name, q)
 		}
 	}
 	if err := writeUsage(&b, sh, usage); err != nil {
@@ -224,7 +301,16 @@ func WriteUnset(w io.Writer, sh Shell, names []string, usage string) error {
 			fmt.Fprintf(&b, "Remove-Item Env:\\%s -ErrorAction SilentlyContinue\n", name)
 		case Cmd:
 			fmt.Fprintf(&b, "SET %s=\n", name)
+		case Tcsh:
+			fmt.Fprintf(&b, "unsetenv %s;\n", name)
 		}
+	}
+	if sh == Nushell {
+		// hide-env must run in the user's scope, and nushell has no
+		// eval: the line is for the user to run (or paste).
+		fmt.Fprintf(&b, "hide-env --ignore-errors %s\n", strings.Join(names, " "))
+		_, err := io.WriteString(w, b.String())
+		return err
 	}
 	if err := writeUsage(&b, sh, usage); err != nil {
 		return err
@@ -243,7 +329,9 @@ func WriteUnset(w io.Writer, sh Shell, names []string, usage string) error {
 //     when no file is given);
 //   - PowerShell: & dtls env --shell powershell | Invoke-Expression;
 //   - cmd: @FOR /f "tokens=*" %i IN ('dtls env --shell cmd') DO @%i, which
-//     runs each output line as a command.
+//     runs each output line as a command;
+//   - tcsh: eval "`dtls env --shell tcsh`";
+//   - nushell: dtls env --shell nushell | from json | load-env.
 func UsageHint(sh Shell, commandLine string) string {
 	switch sh {
 	case Fish:
@@ -252,13 +340,19 @@ func UsageHint(sh Shell, commandLine string) string {
 		return "& " + commandLine + " | Invoke-Expression"
 	case Cmd:
 		return `@FOR /f "tokens=*" %i IN ('` + commandLine + `') DO @%i`
+	case Tcsh:
+		return "eval \"`" + commandLine + "`\""
+	case Nushell:
+		return commandLine + " | from json | load-env"
 	default:
 		return `eval "$(` + commandLine + `)"`
 	}
 }
 
 func writeUsage(b *strings.Builder, sh Shell, usage string) error {
-	if usage == "" {
+	// An interactive tcsh has no comments: "#" lines would run as
+	// commands ("#: Command not found") under eval.
+	if usage == "" || sh == Tcsh {
 		return nil
 	}
 	// A control character (a newline above all) would end the comment and
@@ -334,6 +428,13 @@ func quote(sh Shell, name, value string) (string, error) {
 		return powerShellQuote(value), nil
 	case Cmd:
 		return cmdValue(name, value)
+	case Tcsh:
+		return tcshQuote(value), nil
+	case Nushell:
+		if !utf8.ValidString(value) {
+			return "", &ValueError{Shell: sh, Name: name, Value: value, Reason: "is not valid UTF-8"}
+		}
+		return value, nil
 	}
 	return "", checkShell(sh)
 }
@@ -429,4 +530,84 @@ func cmdValue(name, value string) (string, error) {
 		return "", &ValueError{Shell: Cmd, Name: name, Value: value, Reason: "ends in a space, which cmd may drop"}
 	}
 	return value, nil
+}
+
+// tcshQuote encloses s in single quotes for tcsh, inside which $, `, * and
+// \ are literal (tcsh(1), "Lexical structure"), with two exceptions: a
+// single quote ends the string, and history substitution still sees "!"
+// (tcsh(1): "history substitution ... can be prevented by a backslash or
+// quotes, except for '!'"... in an interactive shell, even under eval).
+// Each ' is written as '\” and each ! as '\!', closing the quoted string
+// and escaping the character with a backslash outside it.
+func tcshQuote(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('\'')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\'', '!':
+			b.WriteString("'\\")
+			b.WriteByte(c)
+			b.WriteByte('\'')
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('\'')
+	return b.String()
+}
+
+// writeNushellSet writes vars as one nushell record, which is also a JSON
+// object, for `from json | load-env`: nushell has no eval, and a record of
+// strings is the one thing both parse the same way. encoding/json escapes
+// " and \ (and control characters, which quote has refused already).
+func writeNushellSet(w io.Writer, vars []Var) error {
+	var b strings.Builder
+	b.WriteString("{")
+	for i, v := range vars {
+		if err := checkName(v.Name); err != nil {
+			return err
+		}
+		if _, err := quote(Nushell, v.Name, v.Value); err != nil {
+			return err
+		}
+		val, err := json.Marshal(v.Value)
+		if err != nil {
+			return fmt.Errorf("encode %s for nushell: %w", v.Name, err)
+		}
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, "\n  %q: %s", v.Name, val)
+	}
+	b.WriteString("\n}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteDotenv writes vars as KEY=value lines, the file format CI systems
+// take for environment variables (GitHub Actions' $GITHUB_ENV, GitLab's
+// artifacts:reports:dotenv) and `docker run --env-file`. Those readers take
+// the value literally up to the end of the line, with no quote removal, so
+// values are written unquoted; a value with a newline or another control
+// character is refused (and nothing written), since it would end the line.
+func WriteDotenv(w io.Writer, vars []Var) error {
+	var b strings.Builder
+	for _, v := range vars {
+		if err := checkName(v.Name); err != nil {
+			return err
+		}
+		for _, c := range v.Value {
+			if unicode.IsControl(c) {
+				reason := fmt.Sprintf("contains control character %U", c)
+				if c == '\n' {
+					reason = "contains a newline"
+				}
+				return &ValueError{Shell: "dotenv", Name: v.Name, Value: v.Value, Reason: reason}
+			}
+		}
+		fmt.Fprintf(&b, "%s=%s\n", v.Name, v.Value)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

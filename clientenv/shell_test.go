@@ -24,6 +24,10 @@ func TestParseShell(t *testing.T) {
 		{"pwsh", PowerShell},
 		{"PowerShell", PowerShell},
 		{"cmd", Cmd},
+		{"tcsh", Tcsh},
+		{"csh", Tcsh},
+		{"nushell", Nushell},
+		{"nu", Nushell},
 	}
 	for _, tt := range tests {
 		got, err := ParseShell(tt.in)
@@ -31,9 +35,9 @@ func TestParseShell(t *testing.T) {
 		assert.Equal(t, tt.want, got, tt.in)
 	}
 
-	for _, in := range []string{"", "tcsh", "sh", "bash "} {
+	for _, in := range []string{"", "ksh", "sh", "bash "} {
 		_, err := ParseShell(in)
-		assert.EqualError(t, err, `unknown shell "`+in+`" (valid: bash, zsh, fish, powershell, cmd)`)
+		assert.EqualError(t, err, `unknown shell "`+in+`" (valid: bash, zsh, fish, powershell, cmd, tcsh, nushell)`)
 	}
 }
 
@@ -62,8 +66,10 @@ func TestDetectShell(t *testing.T) {
 		{"/bin/sh", "linux", Bash},
 		{"/bin/dash", "linux", Bash},
 		{"/bin/ksh", "openbsd", Bash},
-		{"/bin/tcsh", "freebsd", Bash},
-		{"/usr/bin/nu", "linux", Bash},
+		{"/bin/tcsh", "freebsd", Tcsh},
+		{"/bin/csh", "freebsd", Tcsh},
+		{"/usr/bin/nu", "linux", Nushell},
+		{"/usr/bin/elvish", "linux", Bash},
 		{"", "linux", Bash},
 		{"", "darwin", Bash},
 		// Windows: no $SHELL in cmd or PowerShell; Git Bash and MSYS set it.
@@ -382,10 +388,10 @@ func TestWriteInvalidName(t *testing.T) {
 
 func TestWriteUnknownShell(t *testing.T) {
 	var out bytes.Buffer
-	assert.EqualError(t, WriteSet(&out, "tcsh", Vars(testBundle, ""), ""),
-		`unknown shell "tcsh" (valid: bash, zsh, fish, powershell, cmd)`)
+	assert.EqualError(t, WriteSet(&out, "elvish", Vars(testBundle, ""), ""),
+		`unknown shell "elvish" (valid: bash, zsh, fish, powershell, cmd, tcsh, nushell)`)
 	assert.EqualError(t, WriteUnset(&out, "", VarNames, ""),
-		`unknown shell "" (valid: bash, zsh, fish, powershell, cmd)`)
+		`unknown shell "" (valid: bash, zsh, fish, powershell, cmd, tcsh, nushell)`)
 	assert.Empty(t, out.String())
 }
 

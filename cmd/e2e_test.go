@@ -3,6 +3,7 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"os"
@@ -189,4 +190,92 @@ func mustRead(t *testing.T, p string) []byte {
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
 	return b
+}
+
+// TestLifecycleDockerd runs renew --server and a CA rotation against a
+// real dockerd: after the renewal and a restart the daemon presents the new
+// serial and clients still connect; during the rotation clients of both
+// CAs connect; after --finish and a restart the old CA's client is refused
+// and the new one's connects.
+func TestLifecycleDockerd(t *testing.T) {
+	sandbox.Require(t)
+	docker := dockerCLI(t)
+	now := time.Now()
+	dir, err := sandbox.NewDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	port, err := sandbox.FreePort()
+	require.NoError(t, err)
+	state, certs, daemonJSON := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json")
+	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "systemd"), 0o755))
+	run := func(args ...string) string {
+		t.Helper()
+		_, stderr, code := dtls(t, now, append(args, "--state-dir", state)...)
+		require.Equal(t, 0, code, stderr)
+		return stderr
+	}
+	_, stderr, code := dtls(t, now, "init",
+		"--state-dir", state, "--certs-dir", certs, "--daemon-json", daemonJSON,
+		"--systemd-dir", filepath.Join(dir, "systemd"),
+		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
+		"--host", "localhost", "--host", "127.0.0.1")
+	require.Equal(t, 0, code, stderr)
+	d, err := sandbox.Start(context.Background(), dir, daemonJSON)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
+
+	alice := filepath.Join(dir, "alice")
+	run("issue-client", "alice", "--out", alice)
+	host := []string{fmt.Sprintf("DOCKER_HOST=tcp://127.0.0.1:%d", port), "DOCKER_TLS_VERIFY=1"}
+	connects := func(bundle string) error {
+		t.Helper()
+		out, err := runDocker(t, docker, append(host, "DOCKER_CERT_PATH="+bundle), "version", "--format", "{{.Server.Version}}")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	require.NoError(t, connects(alice))
+
+	// renew --server: a restart is needed, then the new serial is served.
+	before := servedSerial(t, port, alice)
+	out := run("renew", "--server")
+	assert.Contains(t, out, "restart needed")
+	renewed := currentSerial(filepath.Join(certs, serverCertFile))
+	require.NotEqual(t, before, renewed)
+	assert.Equal(t, before, servedSerial(t, port, alice), "dockerd serves the old certificate until restarted")
+	require.NoError(t, d.Restart(context.Background()))
+	assert.Equal(t, renewed, servedSerial(t, port, alice))
+	require.NoError(t, connects(alice))
+
+	// rotate-ca: alice (old CA) and bob (new CA) both connect.
+	run("rotate-ca")
+	bob := filepath.Join(dir, "bob")
+	run("issue-client", "bob", "--out", bob)
+	require.NoError(t, d.Restart(context.Background()))
+	assert.NoError(t, connects(alice), "old-CA client during the rotation")
+	assert.NoError(t, connects(bob), "new-CA client during the rotation")
+
+	// --finish: alice is refused, bob connects.
+	run("rotate-ca", "--finish", "--force")
+	require.NoError(t, d.Restart(context.Background()))
+	err = connects(alice)
+	require.Error(t, err, "the daemon accepted a client of the dropped CA")
+	assert.Regexp(t, `remote error: tls|certificate|connection reset by peer|broken pipe|EOF`, err.Error())
+	assert.NoError(t, connects(bob))
+}
+
+// servedSerial connects to the daemon with a bundle and returns the serial
+// of the certificate it presents.
+func servedSerial(t *testing.T, port int, bundle string) string {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(filepath.Join(bundle, "cert.pem"), filepath.Join(bundle, "key.pem"))
+	require.NoError(t, err)
+	roots := x509.NewCertPool()
+	require.True(t, roots.AppendCertsFromPEM(mustRead(t, filepath.Join(bundle, "ca.pem"))))
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, ServerName: "127.0.0.1"})
+	require.NoError(t, err)
+	defer conn.Close()
+	return pki.Serial(conn.ConnectionState().PeerCertificates[0])
 }

@@ -12,37 +12,85 @@ import (
 
 type envOptions struct {
 	IO
+	Name     string
 	CertPath string
 	Shell    string
+	Format   string
 	Unset    bool
 	Host     string
+	NoProxy  bool
 }
 
 func newEnvCmd(io IO) *cobra.Command {
 	opts := &envOptions{IO: io}
 	c := &cobra.Command{
-		Use:   "env",
+		Use:   "env [NAME]",
 		Short: "Print the shell commands that point the Docker CLI at a bundle",
 		Long: `Env prints the commands that set DOCKER_HOST, DOCKER_TLS_VERIFY=1 and
 DOCKER_CERT_PATH for a client bundle, in the syntax of your shell, followed by
 a comment saying how to use them. Only those commands go to standard output;
 warnings (an expiring certificate) go to standard error.
 
-The bundle is --cert-path, else $DTLS_CERT_PATH, else ~/.docker/dtls/default.
-It must hold ca.pem, cert.pem, key.pem and dtls.json.
+The bundle is the one called NAME in the bundle store (~/.docker/dtls/NAME,
+or $DTLS_HOME/NAME; see 'dtls ls'), else --cert-path, else $DTLS_CERT_PATH,
+else the store's default (~/.docker/dtls/default, set by 'dtls import' and
+'dtls use'). It must hold ca.pem, cert.pem, key.pem and dtls.json.
+
+The shell is --shell, else the shell dtls runs under (the parent process:
+bash, zsh, fish, tcsh, nu, pwsh), else the one $SHELL names. Shells:
+bash (and sh, dash, ksh), zsh, fish, tcsh (and csh), nushell, powershell,
+cmd. Nushell has no eval: its output is a record for 'from json | load-env'.
+
+--format dotenv prints KEY=value lines instead, unquoted, for CI systems and
+'docker run --env-file' (values with a newline are refused).
+
+--no-proxy also sets NO_PROXY and no_proxy to the current NO_PROXY (else
+no_proxy) with the daemon's host added, unless it is already listed, so that
+an HTTP proxy does not swallow the Docker API traffic. A NO_PROXY that
+separates entries with anything but commas is refused.
 
 Values are quoted for the shell, so a path with spaces, quotes, $() or
 backticks is never run by eval. --unset prints the commands that remove the
 variables: the Docker CLI treats any non-empty DOCKER_TLS_VERIFY as on, so
-unsetting is the only way back to the local socket.`,
+unsetting is the only way back to the local socket, and to Docker contexts:
+DOCKER_HOST overrides the context ('dtls context create').`,
 		Example: `  $ eval "$(dtls env)"
-  $ dtls env --shell fish | source
+  $ eval "$(dtls env staging)"
+  $ dtls env | source                        # fish
+  $ eval "` + "`dtls env --shell tcsh`" + `"       # tcsh
+  $ dtls env --shell nushell | from json | load-env
+  $ dtls env --format dotenv >> "$GITHUB_ENV"
+  $ eval "$(dtls env --no-proxy)"
   $ & dtls env --shell powershell | Invoke-Expression
   $ eval "$(dtls env --cert-path ~/bundles/prod)"
   $ eval "$(dtls env --unset)"`,
-		Args: exactArgs(0, "no arguments"),
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef(c, "%s: want at most one NAME, got %d arguments", c.CommandPath(), len(args))
+			}
+			return nil
+		},
+		ValidArgsFunction: completeBundleNames(io),
 		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				opts.Name = args[0]
+				if err := clientenv.ValidateBundleName(opts.Name); err != nil {
+					return usageError{err, c.CommandPath()}
+				}
+				if opts.CertPath != "" {
+					return usagef(c, "give a bundle NAME or --cert-path, not both")
+				}
+				if opts.Unset {
+					return usagef(c, "--unset takes no bundle NAME")
+				}
+			}
+			if opts.Format != "shell" && opts.Format != "dotenv" {
+				return usagef(c, "--format: unknown format %q (valid: shell, dotenv)", opts.Format)
+			}
 			sh := clientenv.DetectShell(opts.Getenv("SHELL"))
+			if psh, ok := parentShell(); ok {
+				sh = psh
+			}
 			if opts.Shell != "" {
 				var err error
 				if sh, err = clientenv.ParseShell(opts.Shell); err != nil {
@@ -60,11 +108,16 @@ unsetting is the only way back to the local socket.`,
 	f := c.Flags()
 	f.StringVar(&opts.CertPath, "cert-path", "", "bundle directory (default $"+clientenv.EnvCertPath+", else ~/.docker/dtls/default)")
 	_ = c.MarkFlagDirname("cert-path")
-	f.StringVar(&opts.Shell, "shell", "", "shell syntax: bash, zsh, fish, powershell, cmd (default from $SHELL)")
+	f.StringVar(&opts.Shell, "shell", "", "shell syntax: bash, zsh, fish, powershell, cmd, tcsh, nushell (default: the parent shell, else $SHELL)")
+	f.StringVar(&opts.Format, "format", "shell", "output format: shell (commands for eval) or dotenv (KEY=value lines)")
+	f.BoolVar(&opts.NoProxy, "no-proxy", false, "add the daemon's host to NO_PROXY and no_proxy")
 	f.BoolVar(&opts.Unset, "unset", false, "print the commands that unset the variables")
 	f.StringVar(&opts.Host, "host", "", "daemon URL, overriding the bundle's (tcp://HOST:PORT)")
 	c.MarkFlagsMutuallyExclusive("unset", "host")
 	c.MarkFlagsMutuallyExclusive("unset", "cert-path")
+	c.MarkFlagsMutuallyExclusive("unset", "no-proxy")
+	c.MarkFlagsMutuallyExclusive("format", "shell")
+	_ = c.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"shell", "dotenv"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.RegisterFlagCompletionFunc("shell", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		names := make([]string, len(clientenv.Shells))
 		for i, s := range clientenv.Shells {
@@ -85,6 +138,9 @@ func runEnv(o *envOptions, sh clientenv.Shell) error {
 	if o.Shell != "" {
 		cmdLine += " --shell " + string(sh)
 	}
+	if o.Format == "dotenv" && o.Unset {
+		return fmt.Errorf("--unset has no dotenv form: remove the lines from the file")
+	}
 	if o.Unset {
 		cmdLine += " --unset"
 		var b strings.Builder
@@ -92,23 +148,32 @@ func runEnv(o *envOptions, sh clientenv.Shell) error {
 			return err
 		}
 		_, err := fmt.Fprint(o.Out, b.String())
+		if err == nil {
+			fmt.Fprintf(o.ErrOut, "dtls: the Docker CLI now uses the local socket or its current context ('docker context use NAME')\n")
+		}
 		return err
 	}
 	dir := o.CertPath
-	if dir == "" {
-		dir = o.Getenv(clientenv.EnvCertPath)
-	}
-	if dir == "" {
-		var err error
-		if dir, err = clientenv.DefaultCertPath(); err != nil {
+	var err error
+	switch {
+	case o.Name != "":
+		if dir, err = bundleDir(o.IO, o.Name); err != nil {
 			return err
 		}
-	} else if o.CertPath != "" {
+		cmdLine += " " + o.Name
+	case dir != "":
 		cmdLine += " --cert-path " + shellWord(o.CertPath)
+	default:
+		if dir, err = clientenv.CertPath(o.Getenv); err != nil {
+			return err
+		}
 	}
 	b, err := clientenv.LoadBundle(dir)
 	if err != nil {
-		return withHint(err, "ask your Docker admin for a bundle ('dtls issue-client NAME') and copy it there, or pass --cert-path DIR")
+		if o.Name != "" {
+			return withHint(err, "run 'dtls ls' to see the bundles on this machine")
+		}
+		return withHint(err, "import a bundle from your Docker admin ('dtls import FILE', made by 'dtls issue-client NAME --archive FILE'), or pass --cert-path DIR")
 	}
 	if o.Host != "" {
 		cmdLine += " --host " + shellWord(o.Host)
@@ -123,13 +188,48 @@ func runEnv(o *envOptions, sh clientenv.Shell) error {
 	case na.Before(now.Add(expiryWarning)):
 		fmt.Fprintf(o.ErrOut, "dtls: warning: the certificate in %s expires on %s\n", b.Dir, na.UTC().Format("2006-01-02"))
 	}
+	vars := clientenv.Vars(b, o.Host)
+	if o.NoProxy {
+		cmdLine += " --no-proxy"
+		host, err := clientenv.DaemonHost(vars[0].Value)
+		if err != nil {
+			return err
+		}
+		cur, name := o.Getenv("NO_PROXY"), "NO_PROXY"
+		if cur == "" {
+			cur, name = o.Getenv("no_proxy"), "no_proxy"
+		}
+		merged, err := clientenv.MergeNoProxy(cur, host)
+		if err != nil {
+			return withHint(fmt.Errorf("$%s: %w", name, err), "fix $%s (e.g. NO_PROXY=localhost,127.0.0.1) and run again", name)
+		}
+		for _, n := range clientenv.NoProxyVars {
+			vars = append(vars, clientenv.Var{Name: n, Value: merged})
+		}
+	}
 	var out strings.Builder
-	if err := clientenv.WriteSet(&out, sh, clientenv.Vars(b, o.Host), clientenv.UsageHint(sh, cmdLine)); err != nil {
+	if o.Format == "dotenv" {
+		err = clientenv.WriteDotenv(&out, vars)
+	} else {
+		err = clientenv.WriteSet(&out, sh, vars, clientenv.UsageHint(sh, cmdLine))
+	}
+	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprint(o.Out, out.String())
-	return err
+	if _, err = fmt.Fprint(o.Out, out.String()); err != nil {
+		return err
+	}
+	if o.Format == "shell" && (sh == clientenv.Tcsh || sh == clientenv.Nushell) {
+		// These outputs carry no usage comment (tcsh has no comments
+		// when interactive; nushell's is a JSON record).
+		fmt.Fprintf(o.ErrOut, "# Run this command to configure your shell:\n# %s\n", clientenv.UsageHint(sh, cmdLine))
+	}
+	return nil
 }
+
+// parentShell is clientenv.ParentShell, a variable so that in-process tests
+// (whose parent is the test runner or a shell) can pin it.
+var parentShell = clientenv.ParentShell
 
 // shellWord returns s unchanged when it is safe as a bare word in the
 // usage comment, else "DIR": the comment is only a hint, and echoing an odd

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/daemonconfig"
 	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/store"
 )
 
 type initOptions struct {
@@ -33,6 +35,9 @@ type initOptions struct {
 	DryRun         bool
 	Force          bool
 	Restart        bool
+	CAFrom         string
+	EncryptCAKey   bool
+	caKey          caKeyOptions
 }
 
 func newInitCmd(io IO) *cobra.Command {
@@ -60,10 +65,19 @@ Init is idempotent: an existing CA and server certificate are kept, unless
 chain to the CA, or expires within 30 days is re-issued. Invalid daemon.json
 (or a directory, a symlink, an unreadable file) is an error and nothing is
 changed. dockerd reads TLS files only at start: restart it afterwards, or
-pass --restart.`,
+pass --restart.
+
+With --ca-from DIR, init sets up another daemon of the fleet with the
+bundle 'dtls issue-server' wrote on the CA's host (ca.pem, server-cert.pem,
+server-key.pem): it checks that the certificate chains to ca.pem, matches
+its key and covers every --host, installs the three files in the certs
+directory and merges daemon.json. No CA is made and no CA key is kept on
+this host: clients are issued on the CA's host, and one client
+certificate works against every daemon.`,
 		Example: `  $ sudo dtls init
   $ sudo dtls init --host docker.example.com --host 203.0.113.10
   $ sudo dtls init --dry-run
+  $ sudo dtls init --ca-from /root/dtls-server-docker2
   $ dtls init --state-dir ./ca --certs-dir ./certs --daemon-json ./daemon.json --systemd-dir ./systemd`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -94,6 +108,13 @@ pass --restart.`,
 			if within(opts.StateDir, opts.CertsDir) || within(opts.CertsDir, opts.StateDir) {
 				return usagef(c, "--state-dir %q and --certs-dir %q overlap: the CA key must never sit with the daemon's certificates", opts.StateDir, opts.CertsDir)
 			}
+			if opts.CAFrom != "" {
+				a, err := absPath("ca-from", opts.CAFrom)
+				if err != nil {
+					return usageError{err, c.CommandPath()}
+				}
+				opts.CAFrom = a
+			}
 			if opts.Restart && opts.DryRun {
 				return usagef(c, "--restart and --dry-run cannot be used together")
 			}
@@ -113,6 +134,11 @@ pass --restart.`,
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print what would be written, with a diff of daemon.json; change nothing")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing CA and server certificate (every client certificate must then be re-issued)")
 	f.BoolVar(&opts.Restart, "restart", false, "run 'systemctl daemon-reload' and 'systemctl restart docker' afterwards")
+	f.StringVar(&opts.CAFrom, "ca-from", "", "set this host up with a server bundle made by 'dtls issue-server' on the CA's host (no CA key here)")
+	f.BoolVar(&opts.EncryptCAKey, "encrypt-ca-key", false, "keep a new CA key encrypted (PKCS #8, scrypt, AES-256): every command that signs asks for the passphrase")
+	opts.caKey.flags(c)
+	c.MarkFlagsMutuallyExclusive("ca-from", "force")
+	c.MarkFlagsMutuallyExclusive("ca-from", "key-type")
 	_ = c.RegisterFlagCompletionFunc("key-type", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		names := make([]string, len(pki.KeyTypes))
 		for i, k := range pki.KeyTypes {
@@ -196,104 +222,14 @@ func runInit(o *initOptions) error {
 		return err
 	}
 
-	// The CA.
-	var ca *pki.CA
-	caCertPath := filepath.Join(o.StateDir, caCertFile)
-	caKeyPath := filepath.Join(o.StateDir, caKeyFile)
-	_, certErr := os.Stat(caCertPath)
-	_, keyErr := os.Stat(caKeyPath)
-	switch {
-	case certErr == nil && keyErr == nil && !o.Force:
-		ca, err = loadCA(o.StateDir)
-		if err != nil {
-			return err
-		}
-		say("kept CA %s (%s)", caCertPath, pki.Describe(ca.Cert))
-	case (certErr == nil) != (keyErr == nil) && !o.Force:
-		return withHint(fmt.Errorf("state directory %q holds only one of %s and %s", o.StateDir, caCertFile, caKeyFile),
-			"restore the missing file from a backup, or run 'dtls init --force' to make a new CA (every client certificate must then be re-issued)")
-	default:
-		ca, err = pki.NewCA(pki.CARequest{CommonName: caName(), KeyType: kt, Now: now, Validity: o.CAValidity})
-		if err != nil {
-			return err
-		}
-		verb := "created"
-		if certErr == nil {
-			verb = "replaced (--force)"
-		}
-		if o.DryRun {
-			say("would create CA in %s (%s key)", o.StateDir, kt)
-		} else {
-			if err := atomicfile.MkdirAll(o.StateDir, dirMode); err != nil {
-				return err
-			}
-			// Key first: a crash between the two leaves a key without a
-			// certificate, which the next run reports, never a certificate
-			// whose key is lost.
-			if err := atomicfile.Write(caKeyPath, ca.KeyPEM, keyMode); err != nil {
-				return err
-			}
-			if err := atomicfile.Write(caCertPath, ca.CertPEM, certMode); err != nil {
-				return err
-			}
-			say("%s CA %s (%s)", verb, caCertPath, pki.Describe(ca.Cert))
-		}
-	}
 	_ = stateExists
-
-	// The server certificate.
-	certPath := filepath.Join(o.CertsDir, serverCertFile)
-	keyPath := filepath.Join(o.CertsDir, serverKeyFile)
 	reason := ""
-	if o.Force {
-		reason = "--force"
-	} else {
-		reason = serverReissueReason(ca, certPath, keyPath, hosts, now)
-	}
-	if reason == "" {
-		say("kept server certificate %s (covers %d hosts)", certPath, len(hosts))
-	} else if o.DryRun {
-		say("would issue server certificate %s for %v (%s)", certPath, hosts, reason)
-	} else {
-		srv, err := ca.Issue(pki.Request{Kind: pki.KindServer, Hosts: hosts, KeyType: kt, Now: now, Validity: o.ServerValidity})
-		if err != nil {
+	if o.CAFrom != "" {
+		if err := installServerBundle(o, &hosts, say, &reason); err != nil {
 			return err
 		}
-		if err := atomicfile.MkdirAll(o.CertsDir, 0o755); err != nil {
-			return err
-		}
-		if err := atomicfile.Write(keyPath, srv.KeyPEM, keyMode); err != nil {
-			return err
-		}
-		if err := atomicfile.Write(certPath, srv.CertPEM, certMode); err != nil {
-			return err
-		}
-		if err := recordIssued(o.StateDir, srv); err != nil {
-			return err
-		}
-		say("issued server certificate %s (%s) for %v: %s", certPath, pki.Describe(srv.Cert), hosts, reason)
-	}
-
-	// The daemon's copy of the CA certificate.
-	caInCerts := filepath.Join(o.CertsDir, caCertFile)
-	if old, err := os.ReadFile(caInCerts); err == nil && bytes.Equal(old, ca.CertPEM) {
-		if !o.DryRun {
-			if err := ensureMode(caInCerts, certMode, say); err != nil {
-				return err
-			}
-			if err := ensureMode(keyPath, keyMode, say); err != nil {
-				return err
-			}
-			if err := ensureMode(certPath, certMode, say); err != nil {
-				return err
-			}
-		}
-	} else if o.DryRun {
-		say("would write %s", caInCerts)
-	} else if err := atomicfile.Write(caInCerts, ca.CertPEM, certMode); err != nil {
+	} else if err := initCA(o, hosts, kt, now, say, &reason); err != nil {
 		return err
-	} else {
-		say("wrote %s", caInCerts)
 	}
 
 	// systemd: dockerd refuses to start when "hosts" is set both by a -H
@@ -364,7 +300,7 @@ func runInit(o *initOptions) error {
 
 	if reason != "" || needReload {
 		if o.Restart {
-			if err := restartDocker(o); err != nil {
+			if err := restartDocker(o.ErrOut); err != nil {
 				return err
 			}
 		} else {
@@ -407,6 +343,19 @@ func serverReissueReason(ca *pki.CA, certPath, keyPath string, hosts []string, n
 	return ""
 }
 
+// currentSerial is the hex serial of the certificate at path, or "".
+func currentSerial(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	c, err := pki.ParseCertificate(b)
+	if err != nil {
+		return ""
+	}
+	return pki.Serial(c)
+}
+
 func caName() string {
 	h, _ := os.Hostname()
 	if h == "" {
@@ -441,14 +390,245 @@ func validateDaemonJSON(o *initOptions, res *daemonconfig.Result) error {
 	return fmt.Errorf("dockerd rejects the merged %s, restored the previous version: %w", res.Path, err)
 }
 
-func restartDocker(o *initOptions) error {
+func restartDocker(errOut io.Writer) error {
 	for _, args := range [][]string{{"daemon-reload"}, {"restart", "docker"}} {
 		cmd := exec.Command("systemctl", args...)
-		cmd.Stdout, cmd.Stderr = o.ErrOut, o.ErrOut
+		cmd.Stdout, cmd.Stderr = errOut, errOut
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("systemctl %v: %w", args, err)
 		}
 	}
-	fmt.Fprintln(o.ErrOut, "restarted docker")
+	fmt.Fprintln(errOut, "restarted docker")
+	return nil
+}
+
+// initCA makes or keeps the CA and this host's server certificate, and the
+// daemon's copy of the CA certificate; reason says why the server
+// certificate was issued ("" when kept).
+func initCA(o *initOptions, hosts []string, kt pki.KeyType, now time.Time, say func(string, ...any), reason *string) error {
+	var err error
+	// The inventory, under the state directory's lock for the rest of
+	// the run.
+	var inv *inventory
+	if !o.DryRun {
+		if err := atomicfile.MkdirAll(o.StateDir, dirMode); err != nil {
+			return err
+		}
+		if inv, err = openInventory(o.IO, o.StateDir); err != nil {
+			return err
+		}
+		defer inv.Close()
+	}
+
+	// The CA.
+	var ca *pki.CA
+	caCertPath := filepath.Join(o.StateDir, caCertFile)
+	caKeyPath := filepath.Join(o.StateDir, caKeyFile)
+	_, certErr := os.Stat(caCertPath)
+	_, keyErr := os.Stat(caKeyPath)
+	switch {
+	case certErr == nil && keyErr == nil && !o.Force:
+		ca, err = loadCA(o.IO, o.StateDir, &o.caKey)
+		if err != nil {
+			return err
+		}
+		if o.EncryptCAKey && !o.caKey.encrypted {
+			if o.DryRun {
+				say("would encrypt the CA key %s", caKeyPath)
+			} else {
+				keyPEM, err := o.caKey.protect(o.IO, ca.KeyPEM, true, true)
+				if err != nil {
+					return err
+				}
+				if err := atomicfile.Write(caKeyPath, keyPEM, keyMode); err != nil {
+					return err
+				}
+				say("encrypted the CA key %s", caKeyPath)
+			}
+		}
+		if !o.DryRun {
+			if err := inv.ensureRecorded(store.FromCert(ca.Cert, ca.CertPEM, "ca", pki.Serial(ca.Cert), o.StateDir)); err != nil {
+				return err
+			}
+		}
+		say("kept CA %s (%s)", caCertPath, pki.Describe(ca.Cert))
+	case (certErr == nil) != (keyErr == nil) && !o.Force:
+		return withHint(fmt.Errorf("state directory %q holds only one of %s and %s", o.StateDir, caCertFile, caKeyFile),
+			"restore the missing file from a backup, or run 'dtls init --force' to make a new CA (every client certificate must then be re-issued)")
+	default:
+		ca, err = pki.NewCA(pki.CARequest{CommonName: caName(), KeyType: kt, Now: now, Validity: o.CAValidity})
+		if err != nil {
+			return err
+		}
+		verb := "created"
+		if certErr == nil {
+			verb = "replaced (--force)"
+		}
+		if o.DryRun {
+			say("would create CA in %s (%s key)", o.StateDir, kt)
+		} else {
+			if err := atomicfile.MkdirAll(o.StateDir, dirMode); err != nil {
+				return err
+			}
+			// Key first: a crash between the two leaves a key without a
+			// certificate, which the next run reports, never a certificate
+			// whose key is lost.
+			keyPEM, err := o.caKey.protect(o.IO, ca.KeyPEM, o.EncryptCAKey, true)
+			if err != nil {
+				return err
+			}
+			if err := atomicfile.Write(caKeyPath, keyPEM, keyMode); err != nil {
+				return err
+			}
+			if err := atomicfile.Write(caCertPath, ca.CertPEM, certMode); err != nil {
+				return err
+			}
+			rec := store.FromCert(ca.Cert, ca.CertPEM, "ca", pki.Serial(ca.Cert), o.StateDir)
+			changes := map[string]string{}
+			if all, err := inv.All(); err == nil {
+				for _, r := range all {
+					if r.Kind == "ca" && r.Status == store.StatusGood {
+						changes[r.Serial] = store.StatusSuperseded
+					}
+				}
+			}
+			if err := inv.Insert([]store.Record{rec}, changes); err != nil {
+				return err
+			}
+			say("%s CA %s (%s)", verb, caCertPath, pki.Describe(ca.Cert))
+		}
+	}
+
+	// The server certificate.
+	certPath := filepath.Join(o.CertsDir, serverCertFile)
+	keyPath := filepath.Join(o.CertsDir, serverKeyFile)
+	if o.Force {
+		*reason = "--force"
+	} else {
+		*reason = serverReissueReason(ca, certPath, keyPath, hosts, now)
+	}
+	if *reason == "" {
+		say("kept server certificate %s (covers %d hosts)", certPath, len(hosts))
+	} else if o.DryRun {
+		say("would issue server certificate %s for %v (%s)", certPath, hosts, *reason)
+	} else {
+		srv, err := ca.Issue(pki.Request{Kind: pki.KindServer, Hosts: hosts, KeyType: kt, Now: now, Validity: o.ServerValidity})
+		if err != nil {
+			return err
+		}
+		it := &issuance{
+			Record:     store.FromCert(srv.Cert, srv.CertPEM, "server", pki.Serial(ca.Cert), certPath),
+			Supersedes: currentSerial(certPath),
+			ServerCert: certPath,
+			ServerKey:  keyPath,
+			KeyPEM:     srv.KeyPEM,
+		}
+		if err := inv.commit(o.IO, []*issuance{it}); err != nil {
+			return err
+		}
+		say("issued server certificate %s (%s) for %v: %s", certPath, pki.Describe(srv.Cert), hosts, *reason)
+	}
+
+	// The daemon's copy of the CA certificate.
+	caInCerts := filepath.Join(o.CertsDir, caCertFile)
+	// During a rotation the daemon's ca.pem holds both CAs (dtls rotate-ca).
+	daemonCA := daemonCAPEM(o.StateDir, ca)
+	if old, err := os.ReadFile(caInCerts); err == nil && bytes.Equal(old, daemonCA) {
+		if !o.DryRun {
+			if err := ensureMode(caInCerts, certMode, say); err != nil {
+				return err
+			}
+			if err := ensureMode(keyPath, keyMode, say); err != nil {
+				return err
+			}
+			if err := ensureMode(certPath, certMode, say); err != nil {
+				return err
+			}
+		}
+	} else if o.DryRun {
+		say("would write %s", caInCerts)
+	} else if err := atomicfile.Write(caInCerts, daemonCA, certMode); err != nil {
+		return err
+	} else {
+		say("wrote %s", caInCerts)
+	}
+
+	return nil
+}
+
+// installServerBundle installs a server bundle from 'dtls issue-server'
+// (init --ca-from) into the certs directory.
+func installServerBundle(o *initOptions, hosts *[]string, say func(string, ...any), reason *string) error {
+	read := func(name string) ([]byte, error) {
+		b, err := os.ReadFile(filepath.Join(o.CAFrom, name))
+		if err != nil {
+			return nil, withHint(fmt.Errorf("--ca-from %q: %w", o.CAFrom, err), "make the bundle on the CA's host with 'dtls issue-server HOST --out DIR'")
+		}
+		return b, nil
+	}
+	caPEM, err := read(caCertFile)
+	if err != nil {
+		return err
+	}
+	certPEM, err := read(serverCertFile)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := read(serverKeyFile)
+	if err != nil {
+		return err
+	}
+	roots, err := pki.ParseCertificates(caPEM)
+	if err != nil {
+		return fmt.Errorf("--ca-from: %s: %w", caCertFile, err)
+	}
+	cert, err := pki.ParseCertificate(certPEM)
+	if err != nil {
+		return fmt.Errorf("--ca-from: %s: %w", serverCertFile, err)
+	}
+	key, err := pki.ParsePrivateKey(keyPEM)
+	if err != nil {
+		return fmt.Errorf("--ca-from: %s: %w", serverKeyFile, err)
+	}
+	if !pki.KeyMatches(cert, key) {
+		return fmt.Errorf("--ca-from: %s does not match %s", serverKeyFile, serverCertFile)
+	}
+	if err := pki.Verify(cert, roots, pki.KindServer, o.Now()); err != nil {
+		return fmt.Errorf("--ca-from: %w", err)
+	}
+	if len(o.Hosts) == 0 {
+		*hosts = pki.Hosts(cert)
+	} else {
+		if m := pki.Missing(cert, *hosts); len(m) > 0 {
+			return withHint(fmt.Errorf("--ca-from: the server certificate does not cover %v", m), "issue it again with 'dtls issue-server ... --host' on the CA's host")
+		}
+	}
+	certPath := filepath.Join(o.CertsDir, serverCertFile)
+	if o.DryRun {
+		say("would install the server bundle %s (%s) into %s", o.CAFrom, pki.Describe(cert), o.CertsDir)
+		*reason = "--ca-from"
+		return nil
+	}
+	if err := atomicfile.MkdirAll(o.StateDir, dirMode); err != nil {
+		return err
+	}
+	if currentSerial(certPath) == pki.Serial(cert) {
+		say("kept server certificate %s (%s)", certPath, pki.Describe(cert))
+	} else {
+		*reason = "--ca-from"
+		if err := atomicfile.MkdirAll(o.CertsDir, 0o755); err != nil {
+			return err
+		}
+		if err := atomicfile.Write(filepath.Join(o.CertsDir, serverKeyFile), keyPEM, keyMode); err != nil {
+			return err
+		}
+		if err := atomicfile.Write(certPath, certPEM, certMode); err != nil {
+			return err
+		}
+		say("installed server certificate %s (%s) from %s", certPath, pki.Describe(cert), o.CAFrom)
+	}
+	if err := atomicfile.Write(filepath.Join(o.CertsDir, caCertFile), caPEM, certMode); err != nil {
+		return err
+	}
 	return nil
 }

@@ -13,26 +13,28 @@ import (
 	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/store"
 )
 
 type issueClientOptions struct {
 	IO
-	Name       string
+	Names      []string
 	StateDir   string
 	Out        string
 	DockerHost string
 	KeyType    string
 	Validity   time.Duration
 	Force      bool
+	caKey      caKeyOptions
 }
 
 func newIssueClientCmd(io IO) *cobra.Command {
 	opts := &issueClientOptions{IO: io}
 	c := &cobra.Command{
-		Use:   "issue-client NAME",
-		Short: "Issue a client certificate bundle for one person or CI job",
-		Long: `Issue-client signs a client certificate for NAME with the CA made by
-'dtls init' and writes a bundle directory (0700):
+		Use:   "issue-client NAME...",
+		Short: "Issue client certificate bundles, one per person or CI job",
+		Long: `Issue-client signs a client certificate for each NAME with the CA made by
+'dtls init' and writes a bundle directory (0700) per name:
 
   ca.pem      the CA certificate, to verify the daemon (0444)
   cert.pem    the client certificate, CN=NAME, extended key usage clientAuth only (0444)
@@ -43,18 +45,37 @@ These are the file names the Docker CLI reads from DOCKER_CERT_PATH. The
 bundle is written to a temporary directory and renamed into place, so it is
 either complete or absent. An existing bundle is kept unless --force.
 
+With one NAME, --out is the bundle directory (default ./dtls-NAME); with
+several, --out is the directory that receives one bundle per NAME
+(default: ./dtls-NAME each). Every certificate is recorded in the state
+directory's database (see 'dtls list'); a run that is interrupted leaves no
+record without its bundle and no half-written bundle.
+
 NAME is the certificate's common name: letters, digits, '.', '_', '@', '-'.
 Give each person their own: a shared certificate cannot be taken back from
 one of them.`,
 		Example: `  $ sudo dtls issue-client alice
   $ sudo dtls issue-client ci-runner --days 30 --out /root/bundles/ci-runner
-  $ sudo dtls issue-client bob --docker-host tcp://docker.example.com:2376`,
-		Args: exactArgs(1, "one NAME"),
-		RunE: func(c *cobra.Command, args []string) error {
-			opts.Name = args[0]
-			if err := pki.ValidateName(opts.Name); err != nil {
-				return usageError{err, c.CommandPath()}
+  $ sudo dtls issue-client bob --docker-host tcp://docker.example.com:2376
+  $ sudo dtls issue-client carol dave erin --out /root/bundles`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef(c, "%s: want at least one NAME", c.CommandPath())
 			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			seen := map[string]bool{}
+			for _, n := range args {
+				if err := pki.ValidateName(n); err != nil {
+					return usageError{err, c.CommandPath()}
+				}
+				if seen[n] {
+					return usagef(c, "%s: NAME %q given twice", c.CommandPath(), n)
+				}
+				seen[n] = true
+			}
+			opts.Names = args
 			if _, err := pki.ParseKeyType(opts.KeyType); err != nil {
 				return usagef(c, "--key-type: %v", err)
 			}
@@ -63,12 +84,11 @@ one of them.`,
 					return usageError{err, c.CommandPath()}
 				}
 			}
-			if opts.Out == "" {
-				opts.Out = "dtls-" + opts.Name
-			}
 			var err error
-			if opts.Out, err = absPath("out", opts.Out); err != nil {
-				return usageError{err, c.CommandPath()}
+			if opts.Out != "" {
+				if opts.Out, err = absPath("out", opts.Out); err != nil {
+					return usageError{err, c.CommandPath()}
+				}
 			}
 			if opts.StateDir, err = absPath("state-dir", opts.StateDir); err != nil {
 				return usageError{err, c.CommandPath()}
@@ -78,20 +98,40 @@ one of them.`,
 	}
 	f := c.Flags()
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the CA made by 'dtls init'")
-	pathFlag(c, io, &opts.Out, "out", "DTLS_OUT", "", "bundle directory to write (default ./dtls-NAME)")
+	pathFlag(c, io, &opts.Out, "out", "DTLS_OUT", "", "bundle directory to write (default ./dtls-NAME); with several NAMEs, the parent of their bundles")
 	f.StringVar(&opts.DockerHost, "docker-host", "", "daemon URL recorded in the bundle (default: the one 'dtls init' chose)")
 	f.StringVar(&opts.KeyType, "key-type", string(pki.ECDSAP256), "key algorithm of the client key")
 	daysFlag(c, &opts.Validity, "days", pki.DefaultClientValidity, "validity of the client certificate")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing bundle directory")
+	opts.caKey.flags(c)
 	return c
+}
+
+// bundleDir is where NAME's bundle goes.
+func (o *issueClientOptions) bundleDir(name string) string {
+	switch {
+	case o.Out == "":
+		a, _ := filepath.Abs("dtls-" + name)
+		return a
+	case len(o.Names) == 1:
+		return o.Out
+	}
+	return filepath.Join(o.Out, name)
 }
 
 func runIssueClient(o *issueClientOptions) error {
 	now := o.Now()
-	if err := checkBundleTarget(o.Out, o.Force); err != nil {
+	for _, n := range o.Names {
+		if err := checkBundleTarget(o.bundleDir(n), o.Force); err != nil {
+			return err
+		}
+	}
+	inv, err := openInventory(o.IO, o.StateDir)
+	if err != nil {
 		return err
 	}
-	ca, err := loadCA(o.StateDir)
+	defer inv.Close()
+	ca, err := loadCA(o.IO, o.StateDir, &o.caKey)
 	if err != nil {
 		return err
 	}
@@ -104,39 +144,83 @@ func runIssueClient(o *issueClientOptions) error {
 		dockerHost = srv.DockerHost
 	}
 	kt, _ := pki.ParseKeyType(o.KeyType)
-	cl, err := ca.Issue(pki.Request{Kind: pki.KindClient, CommonName: o.Name, KeyType: kt, Now: now, Validity: o.Validity})
-	if err != nil {
+	items := make([]*issuance, 0, len(o.Names))
+	for _, name := range o.Names {
+		it, err := newClientIssuance(ca, name, o.bundleDir(name), dockerHost, kt, now, o.Validity, o.Force)
+		if err != nil {
+			return err
+		}
+		items = append(items, it)
+	}
+	if o.Force {
+		// A replaced bundle's certificate is superseded by the new one.
+		all, err := inv.All()
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			for _, r := range all {
+				if r.Kind == "client" && r.Status == store.StatusGood && r.Path == it.Bundle {
+					it.Supersedes = r.Serial
+				}
+			}
+		}
+	}
+	failPoint(o.IO, "after-sign")
+	// Record before the bundle is handed out, in the order commit
+	// documents: a certificate that was handed out but not recorded could
+	// never be found again to revoke.
+	if err := inv.commit(o.IO, items); err != nil {
 		return err
+	}
+	for _, it := range items {
+		fmt.Fprintf(o.ErrOut, "issued client certificate %s\n", describeRecord(it.Record))
+		fmt.Fprintf(o.ErrOut, "wrote bundle %s for %s\n", it.Bundle, dockerHost)
+	}
+	if len(items) == 1 {
+		fmt.Fprintf(o.ErrOut, "next: copy it to %s's machine as ~/.docker/dtls/default (directory 0700), then run: eval \"$(dtls env)\"\n", o.Names[0])
+	} else {
+		fmt.Fprintf(o.ErrOut, "next: copy each bundle to its owner's machine as ~/.docker/dtls/default (directory 0700), then run: eval \"$(dtls env)\"\n")
+	}
+	return nil
+}
+
+// newClientIssuance signs a client certificate and prepares its bundle.
+func newClientIssuance(ca *pki.CA, name, dir, dockerHost string, kt pki.KeyType, now time.Time, validity time.Duration, replace bool) (*issuance, error) {
+	cl, err := ca.Issue(pki.Request{Kind: pki.KindClient, CommonName: name, KeyType: kt, Now: now, Validity: validity})
+	if err != nil {
+		return nil, err
 	}
 	host, _ := os.Hostname()
 	meta, err := clientenv.MarshalMeta(clientenv.Meta{
-		Name:       o.Name,
+		Name:       name,
 		DockerHost: dockerHost,
 		Server:     host,
 		NotAfter:   cl.Cert.NotAfter.UTC(),
 		Serial:     pki.Serial(cl.Cert),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// Record before the bundle exists: a certificate that was handed out
-	// but not recorded could never be found again to revoke.
-	if err := recordIssued(o.StateDir, cl); err != nil {
-		return err
+	return &issuance{
+		Record: store.FromCert(cl.Cert, cl.CertPEM, "client", pki.Serial(ca.Cert), dir),
+		Bundle: dir,
+		files: []bundleFile{
+			{"key.pem", cl.KeyPEM, keyMode},
+			{"cert.pem", cl.CertPEM, certMode},
+			{"ca.pem", ca.CertPEM, certMode},
+			{clientenv.MetaFile, meta, metaMode},
+		},
+		replace: replace,
+	}, nil
+}
+
+// describeRecord is pki.Describe for a record.
+func describeRecord(r store.Record) string {
+	if c, err := r.Cert(); err == nil {
+		return pki.Describe(c)
 	}
-	files := []bundleFile{
-		{"key.pem", cl.KeyPEM, keyMode},
-		{"cert.pem", cl.CertPEM, certMode},
-		{"ca.pem", ca.CertPEM, certMode},
-		{clientenv.MetaFile, meta, metaMode},
-	}
-	if err := writeBundle(o.Out, files, o.Force); err != nil {
-		return err
-	}
-	fmt.Fprintf(o.ErrOut, "issued client certificate %s\n", pki.Describe(cl.Cert))
-	fmt.Fprintf(o.ErrOut, "wrote bundle %s for %s\n", o.Out, dockerHost)
-	fmt.Fprintf(o.ErrOut, "next: copy it to %s's machine as ~/.docker/dtls/default (directory 0700), then run: eval \"$(dtls env)\"\n", o.Name)
-	return nil
+	return fmt.Sprintf("%q serial %s", r.Name, r.Serial)
 }
 
 type bundleFile struct {

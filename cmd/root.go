@@ -128,9 +128,18 @@ Exit codes:
 	root.AddCommand(
 		newInitCmd(io),
 		newIssueClientCmd(io),
+		newIssueServerCmd(io),
+		newListCmd(io),
+		newRenewCmd(io),
+		newRevokeCmd(io),
+		newRotateCACmd(io),
 		newEnvCmd(io),
 		newVersionCmd(io),
 		newAuditCmd(io),
+		newImportCmd(io),
+		newLsCmd(io),
+		newUseCmd(io),
+		newContextCmd(io),
 	)
 	return root
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/atomicfile"
-	"github.com/dtls-tool/dtls/pki"
 )
 
 // Default locations. The CA key lives in the state directory, never in the
@@ -34,7 +33,9 @@ const (
 	serverCertFile = "server-cert.pem"
 	serverKeyFile  = "server-key.pem"
 	serverRecord   = "server.json"
-	issuedDir      = "issued"
+	// issuedDir held a copy of every certificate before the database
+	// (dtls.db) existed; it is imported on the database's first use.
+	issuedDir = "issued"
 
 	keyMode  fs.FileMode = 0o400
 	certMode fs.FileMode = 0o444
@@ -85,33 +86,6 @@ func checkStateDir(dir string) error {
 	return nil
 }
 
-// loadCA reads the CA from the state directory.
-func loadCA(stateDir string) (*pki.CA, error) {
-	if err := checkStateDir(stateDir); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, withHint(err, "run 'sudo dtls init' first, or point --state-dir at the directory it used")
-		}
-		return nil, err
-	}
-	certPath, keyPath := filepath.Join(stateDir, caCertFile), filepath.Join(stateDir, caKeyFile)
-	certPEM, err := os.ReadFile(certPath)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, withHint(fmt.Errorf("no CA in %q: %w", stateDir, err), "run 'sudo dtls init' first")
-		}
-		return nil, fmt.Errorf("read CA certificate: %w", err)
-	}
-	keyPEM, err := os.ReadFile(keyPath)
-	if err != nil {
-		return nil, fmt.Errorf("read CA key: %w", err)
-	}
-	ca, err := pki.LoadCA(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("load CA from %q: %w", stateDir, err)
-	}
-	return ca, nil
-}
-
 func readServer(stateDir string) (*server, error) {
 	p := filepath.Join(stateDir, serverRecord)
 	b, err := os.ReadFile(p)
@@ -131,17 +105,6 @@ func writeJSON(path string, v any, mode fs.FileMode) error {
 		return err
 	}
 	return atomicfile.Write(path, append(b, '\n'), mode)
-}
-
-// recordIssued keeps a copy of every certificate dtls signs (never the key)
-// in the state directory, named by serial, so that nothing issued is
-// forgotten.
-func recordIssued(stateDir string, c *pki.Issued) error {
-	dir := filepath.Join(stateDir, issuedDir)
-	if err := atomicfile.MkdirAll(dir, dirMode); err != nil {
-		return err
-	}
-	return atomicfile.Write(filepath.Join(dir, pki.Serial(c.Cert)+".pem"), c.CertPEM, certMode)
 }
 
 // absPath makes a flag's path absolute, naming the flag on error.
@@ -177,3 +140,10 @@ func ensureMode(path string, mode fs.FileMode, report func(string, ...any)) erro
 	}
 	return nil
 }
+
+// During 'dtls rotate-ca' the CA being replaced stays in the state
+// directory under these names until 'dtls rotate-ca --finish'.
+const (
+	oldCACertFile = "ca-old.pem"
+	oldCAKeyFile  = "ca-old-key.pem"
+)

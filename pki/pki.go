@@ -458,3 +458,35 @@ func keyDescription(c *x509.Certificate) string {
 	}
 	return c.PublicKeyAlgorithm.String()
 }
+
+// KeyTypeOf returns the key type of a certificate's public key, so that a
+// renewal keeps the algorithm and size; ECDSAP256 for anything else.
+func KeyTypeOf(c *x509.Certificate) KeyType {
+	switch k := c.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve.Params().BitSize == 384 {
+			return ECDSAP384
+		}
+	case *rsa.PublicKey:
+		switch k.N.BitLen() {
+		case 2048:
+			return RSA2048
+		case 3072:
+			return RSA3072
+		case 4096:
+			return RSA4096
+		}
+	case ed25519.PublicKey:
+		return Ed25519
+	}
+	return ECDSAP256
+}
+
+// Hosts returns the DNS names and IP addresses a certificate covers.
+func Hosts(c *x509.Certificate) []string {
+	hosts := append([]string{}, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		hosts = append(hosts, ip.String())
+	}
+	return hosts
+}

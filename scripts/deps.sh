@@ -6,7 +6,7 @@
 # missing and stop.
 set -euo pipefail
 
-want=(docker.io:dockerd zsh:zsh fish:fish openssl:openssl)
+want=(docker.io:dockerd zsh:zsh fish:fish tcsh:tcsh openssl:openssl)
 if [[ "${1:-}" == "--bench" ]]; then
 	want+=(mkcert:mkcert)
 fi

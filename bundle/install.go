@@ -1,0 +1,85 @@
+package bundle
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/clientenv"
+)
+
+// DirMode is the mode of the store root and of every bundle directory.
+const DirMode fs.FileMode = 0o700
+
+// ExistsError reports a bundle that is already installed under the name.
+type ExistsError struct{ Dir string }
+
+func (e *ExistsError) Error() string { return fmt.Sprintf("bundle %q already exists", e.Dir) }
+
+// Install writes files as the bundle name in the store root: the root is
+// created 0700 if needed, the files go to a fresh temporary directory (0700,
+// key 0600, the rest 0644) that is renamed into place, so the bundle is
+// complete or absent. An existing bundle is an *ExistsError unless replace,
+// in which case it is moved aside and removed once the new one is in place.
+// It returns the bundle directory.
+func Install(root, name string, files []File, replace bool) (dir string, err error) {
+	if err := clientenv.ValidateBundleName(name); err != nil {
+		return "", err
+	}
+	if err := atomicfile.MkdirAll(root, DirMode); err != nil {
+		return "", fmt.Errorf("create bundle store %q: %w", root, err)
+	}
+	dir = filepath.Join(root, name)
+	fi, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return "", fmt.Errorf("bundle %q: %w", dir, err)
+	case !fi.IsDir():
+		return "", fmt.Errorf("bundle %q exists and is not a directory", dir)
+	case !replace:
+		return "", &ExistsError{Dir: dir}
+	}
+	tmp, err := os.MkdirTemp(root, "."+name+".tmp-")
+	if err != nil {
+		return "", fmt.Errorf("install bundle %q: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, DirMode); err != nil {
+		return "", fmt.Errorf("install bundle %q: %w", dir, err)
+	}
+	for _, f := range files {
+		if _, ok := Allowed[f.Name]; !ok {
+			return "", fmt.Errorf("install bundle %q: unexpected file %q", dir, f.Name)
+		}
+		if err := atomicfile.Write(filepath.Join(tmp, f.Name), f.Data, Allowed[f.Name]); err != nil {
+			return "", err
+		}
+	}
+	var old string
+	if fi != nil {
+		old = tmp + ".old"
+		if err := os.Rename(dir, old); err != nil {
+			return "", fmt.Errorf("move old bundle %q aside: %w", dir, err)
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if old != "" {
+			_ = os.Rename(old, dir)
+		}
+		return "", fmt.Errorf("install bundle %q: %w", dir, err)
+	}
+	if old != "" {
+		if err := os.RemoveAll(old); err != nil {
+			return "", fmt.Errorf("remove old bundle %q: %w", old, err)
+		}
+	}
+	return dir, atomicfile.SyncDir(root)
+}

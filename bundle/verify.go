@@ -1,0 +1,118 @@
+package bundle
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/dtls-tool/dtls/clientenv"
+)
+
+// Checked is what Verify learnt about a bundle.
+type Checked struct {
+	// Meta is the bundle's dtls.json.
+	Meta clientenv.Meta
+	// Cert is the client certificate.
+	Cert *x509.Certificate
+}
+
+// Verify checks the files of a bundle before it is installed, so that a
+// bundle that cannot work is refused on import rather than failing later
+// in the middle of a `docker` command with a TLS error:
+//
+//   - dtls.json parses and names a tcp:// daemon URL;
+//   - cert.pem is a certificate valid at now (not expired, not yet valid);
+//   - key.pem is the private key of cert.pem (crypto/tls.X509KeyPair);
+//   - cert.pem chains to a certificate of ca.pem, for client
+//     authentication (the extended key usage dockerd requires).
+func Verify(files []File, now time.Time) (*Checked, error) {
+	var meta clientenv.Meta
+	if err := json.Unmarshal(Get(files, clientenv.MetaFile), &meta); err != nil {
+		return nil, fmt.Errorf("%s: %w", clientenv.MetaFile, err)
+	}
+	if meta.DockerHost == "" {
+		return nil, fmt.Errorf("%s records no daemon URL (docker_host)", clientenv.MetaFile)
+	}
+	if u, err := url.Parse(meta.DockerHost); err != nil || u.Scheme != "tcp" || u.Host == "" {
+		return nil, fmt.Errorf("%s: docker_host %q is not tcp://HOST:PORT", clientenv.MetaFile, meta.DockerHost)
+	}
+	certPEM, keyPEM := Get(files, "cert.pem"), Get(files, "key.pem")
+	block, _ := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("cert.pem: no PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("cert.pem: %w", err)
+	}
+	switch {
+	case !now.Before(cert.NotAfter):
+		return nil, fmt.Errorf("cert.pem: the certificate of %q expired on %s", cert.Subject.CommonName, cert.NotAfter.UTC().Format("2006-01-02 15:04 MST"))
+	case now.Before(cert.NotBefore):
+		return nil, fmt.Errorf("cert.pem: the certificate of %q is not valid before %s", cert.Subject.CommonName, cert.NotBefore.UTC().Format("2006-01-02 15:04 MST"))
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return nil, fmt.Errorf("key.pem does not match cert.pem: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(Get(files, "ca.pem")) {
+		return nil, fmt.Errorf("ca.pem: no PEM certificate")
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{
+		Roots:       roots,
+		CurrentTime: now,
+		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return nil, fmt.Errorf("cert.pem does not chain to ca.pem: %w", err)
+	}
+	// dtls.json's not_after is what `dtls env` and `dtls ls` show; it
+	// must be the certificate's.
+	meta.NotAfter = cert.NotAfter.UTC()
+	return &Checked{Meta: meta, Cert: cert}, nil
+}
+
+// ServerName returns the name a bundle is installed under by default: the
+// host of the daemon URL ("docker.example.com" for
+// tcp://docker.example.com:2376), which is how its user knows the server;
+// when that is an IP address, the server's hostname recorded in dtls.json
+// if it makes a valid name, else the address.
+func (c *Checked) ServerName() string {
+	host, err := clientenv.DaemonHost(c.Meta.DockerHost)
+	if err != nil {
+		return clientenv.SanitizeBundleName(c.Meta.Server)
+	}
+	if net.ParseIP(host) == nil {
+		if n := clientenv.SanitizeBundleName(host); n != "" {
+			return n
+		}
+	}
+	if n := clientenv.SanitizeBundleName(c.Meta.Server); n != "" {
+		return n
+	}
+	return clientenv.SanitizeBundleName(host)
+}
+
+// WithMeta returns files with dtls.json replaced by m.
+func WithMeta(files []File, m clientenv.Meta) ([]File, error) {
+	data, err := clientenv.MarshalMeta(m)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]File, 0, len(files))
+	for _, f := range files {
+		if f.Name == clientenv.MetaFile {
+			if bytes.Equal(f.Data, data) {
+				return files, nil
+			}
+			f.Data = data
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}

@@ -1,0 +1,118 @@
+package cmd
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/dtls-tool/dtls/bundle"
+)
+
+// TestBundleScripts runs the developer-side scenarios in testdata/bundle:
+// archives, import, ls, use, env NAME, contexts. HOME and DTLS_HOME point
+// into the work directory, so no script touches the real ~/.docker.
+func TestBundleScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/bundle",
+		Setup: func(env *testscript.Env) error {
+			w := env.WorkDir
+			env.Setenv("HOME", w+"/home")
+			env.Setenv("DOCKER_CONFIG", w+"/home/.docker")
+			env.Setenv("DTLS_STATE_DIR", w+"/state")
+			env.Setenv("DTLS_CERTS_DIR", w+"/certs")
+			env.Setenv("DTLS_DAEMON_JSON", w+"/etc/daemon.json")
+			env.Setenv("DTLS_SYSTEMD_DIR", w+"/systemd")
+			env.Setenv("SHELL", "/bin/bash")
+			return os.MkdirAll(w+"/systemd", 0o755)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"perm":        cmdPerm,
+			"mkarchive":   cmdMkArchive,
+			"evilarchive": cmdEvilArchive,
+			"readlink":    cmdReadlink,
+		},
+	})
+}
+
+// mkarchive DIR FILE: the archive 'issue-client --archive' writes, made
+// from the bundle directory DIR with bundle.WriteArchive.
+func cmdMkArchive(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: mkarchive DIR FILE")
+	}
+	files, err := bundle.ReadDir(ts.MkAbs(args[0]))
+	ts.Check(err)
+	ts.Check(bundle.WriteArchive(ts.MkAbs(args[1]), files))
+}
+
+// evilarchive KIND DIR FILE: an archive of the bundle DIR with one bad
+// entry: dotdot, absolute, symlink, hardlink, subdir, unexpected, big,
+// missing.
+func cmdEvilArchive(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: evilarchive KIND DIR FILE")
+	}
+	files, err := bundle.ReadDir(ts.MkAbs(args[1]))
+	ts.Check(err)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	add := func(h *tar.Header, data []byte) {
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		h.Size = int64(len(data))
+		h.Mode = 0o600
+		ts.Check(tw.WriteHeader(h))
+		_, err := tw.Write(data)
+		ts.Check(err)
+	}
+	kind := args[0]
+	for _, f := range files {
+		if kind == "missing" && f.Name == "key.pem" {
+			continue
+		}
+		if kind == "big" && f.Name == "ca.pem" {
+			// A real name, a gzip bomb: 2 MiB that compress to kilobytes.
+			f.Data = bytes.Repeat([]byte("A"), 2*bundle.MaxArchiveSize)
+		}
+		add(&tar.Header{Name: f.Name}, f.Data)
+	}
+	switch kind {
+	case "dotdot":
+		add(&tar.Header{Name: "../../evil.sh"}, []byte("x"))
+	case "absolute":
+		add(&tar.Header{Name: "/tmp/evil.sh"}, []byte("x"))
+	case "symlink":
+		add(&tar.Header{Name: "link.pem", Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd"}, nil)
+	case "hardlink":
+		add(&tar.Header{Name: "link.pem", Typeflag: tar.TypeLink, Linkname: "/etc/passwd"}, nil)
+	case "subdir":
+		add(&tar.Header{Name: "sub/ca.pem"}, []byte("x"))
+	case "unexpected":
+		add(&tar.Header{Name: "run.sh"}, []byte("x"))
+	case "big", "missing":
+	default:
+		ts.Fatalf("unknown kind %q", kind)
+	}
+	ts.Check(tw.Close())
+	ts.Check(zw.Close())
+	ts.Check(os.WriteFile(ts.MkAbs(args[2]), buf.Bytes(), 0o600))
+}
+
+// readlink LINK TARGET: LINK is a symbolic link whose text is TARGET.
+func cmdReadlink(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: readlink LINK TARGET")
+	}
+	got, err := os.Readlink(filepath.Clean(ts.MkAbs(args[0])))
+	ts.Check(err)
+	if (got == args[1]) == neg {
+		ts.Fatalf("%s points to %q, want %s%q", args[0], got, map[bool]string{true: "not ", false: ""}[neg], args[1])
+	}
+}

@@ -1,0 +1,54 @@
+// Command dtls-docs writes dtls's man pages and shell completion scripts,
+// generated from the command tree, for packaging ('make man', 'make
+// install'). It is a separate binary so that dtls itself does not link the
+// Markdown-to-roff converter.
+//
+//	dtls-docs man DIR           DIR/dtls.1, DIR/dtls-env.1, ...
+//	dtls-docs completion DIR    DIR/dtls.bash, dtls.zsh, dtls.fish, dtls.ps1
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra/doc"
+
+	"github.com/dtls-tool/dtls/cmd"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "dtls-docs: error: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("usage: dtls-docs man|completion DIR")
+	}
+	dir := args[1]
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	root := cmd.NewRootCommand()
+	root.DisableAutoGenTag = true
+	switch args[0] {
+	case "man":
+		return doc.GenManTree(root, &doc.GenManHeader{Title: "DTLS", Section: "1", Source: "dtls", Manual: "dtls manual"}, dir)
+	case "completion":
+		for name, gen := range map[string]func(string) error{
+			"dtls.bash": func(p string) error { return root.GenBashCompletionFileV2(p, true) },
+			"dtls.zsh":  root.GenZshCompletionFile,
+			"dtls.fish": func(p string) error { return root.GenFishCompletionFile(p, true) },
+			"dtls.ps1":  root.GenPowerShellCompletionFileWithDesc,
+		} {
+			if err := gen(filepath.Join(dir, name)); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown kind %q (want man or completion)", args[0])
+}

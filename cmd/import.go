@@ -1,0 +1,124 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dtls-tool/dtls/bundle"
+	"github.com/dtls-tool/dtls/clientenv"
+)
+
+type importOptions struct {
+	IO
+	File      string
+	Name      string
+	Force     bool
+	NoDefault bool
+}
+
+func newImportCmd(io IO) *cobra.Command {
+	opts := &importOptions{IO: io}
+	c := &cobra.Command{
+		Use:   "import FILE",
+		Short: "Install a bundle archive on this machine and make it the default",
+		Long: `Import installs the bundle archive FILE (made by 'dtls issue-client NAME
+--archive FILE'; "-" reads standard input) into the bundle store,
+~/.docker/dtls (or $DTLS_HOME), as a directory named after the server
+(0700; key.pem 0600, the other files 0644), and points the store's
+'default' link at it, so that a plain 'dtls env' uses it.
+
+Before anything is written, the archive and the bundle are checked, and
+refused with an error naming the problem:
+  - entries that are absolute, hold "..", are links or are not regular
+    files, unexpected files, or more than 1 MiB in all;
+  - a certificate that has expired (or is not yet valid);
+  - a key.pem that is not the key of cert.pem;
+  - a cert.pem that does not chain to ca.pem for client authentication.
+
+An existing bundle of the same name is kept unless --force.`,
+		Example: `  $ dtls import ~/Downloads/alice-prod.tar.gz
+  $ dtls import alice.tar.gz --name staging --no-default
+  $ eval "$(dtls env)"`,
+		Args: exactArgs(1, "one FILE"),
+		RunE: func(c *cobra.Command, args []string) error {
+			opts.File = args[0]
+			if opts.Name != "" {
+				if err := clientenv.ValidateBundleName(opts.Name); err != nil {
+					return usagef(c, "--name: %v", err)
+				}
+			}
+			return runImport(opts)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&opts.Name, "name", "", "name of the bundle in the store (default: the server's name)")
+	f.BoolVar(&opts.Force, "force", false, "replace an existing bundle of the same name")
+	f.BoolVar(&opts.NoDefault, "no-default", false, "install without making it the default bundle")
+	_ = c.RegisterFlagCompletionFunc("name", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	})
+	c.ValidArgsFunction = func(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return []string{"tar.gz", "tgz"}, cobra.ShellCompDirectiveFilterFileExt
+	}
+	return c
+}
+
+func runImport(o *importOptions) error {
+	var files []bundle.File
+	var err error
+	if o.File == "-" {
+		files, err = bundle.ParseArchive(o.In)
+		if err != nil {
+			err = fmt.Errorf("read archive from standard input: %w", err)
+		}
+	} else {
+		files, err = bundle.ReadArchive(o.File)
+	}
+	if err != nil {
+		return err
+	}
+	checked, err := bundle.Verify(files, o.Now())
+	if err != nil {
+		return withHint(fmt.Errorf("refusing bundle %q: %w", o.File, err), "ask your Docker admin for a new bundle: 'dtls issue-client NAME --archive FILE'")
+	}
+	name := o.Name
+	if name == "" {
+		if name = checked.ServerName(); name == "" {
+			return withHint(fmt.Errorf("bundle %q names no server to name it after", o.File), "pass --name NAME")
+		}
+	}
+	if files, err = bundle.WithMeta(files, checked.Meta); err != nil {
+		return err
+	}
+	root, err := clientenv.StoreRoot(o.Getenv)
+	if err != nil {
+		return err
+	}
+	dir, err := bundle.Install(root, name, files, o.Force)
+	var exists *bundle.ExistsError
+	if errors.As(err, &exists) {
+		return withHint(err, "pass --force to replace it, or --name to install it under another name")
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.ErrOut, "imported bundle %q for %s (client %q, expires %s) into %s\n",
+		name, checked.Meta.DockerHost, checked.Cert.Subject.CommonName, checked.Cert.NotAfter.UTC().Format("2006-01-02"), dir)
+	if o.NoDefault {
+		fmt.Fprintf(o.ErrOut, "use it with: eval \"$(dtls env %s)\"\n", name)
+		return nil
+	}
+	if err := clientenv.SetDefault(root, name); err != nil {
+		return withHint(fmt.Errorf("bundle imported, but not made the default: %w", err), "run 'dtls use %s'", name)
+	}
+	fmt.Fprintf(o.ErrOut, "default bundle is now %q; run: eval \"$(dtls env)\"\n", name)
+	if p := o.Getenv(clientenv.EnvCertPath); p != "" {
+		fmt.Fprintf(o.ErrOut, "dtls: warning: $%s is set (%s) and overrides the default bundle\n", clientenv.EnvCertPath, p)
+	}
+	return nil
+}

@@ -1,0 +1,351 @@
+package cmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/store"
+)
+
+// dtlsExe returns a path that runs the test binary as the dtls command
+// (testscript.Main dispatches on the program's base name), for tests that
+// need real processes: parallel runs, kill -9.
+func dtlsExe(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	p := filepath.Join(t.TempDir(), "dtls")
+	require.NoError(t, os.Symlink(exe, p))
+	return p
+}
+
+// newInstall runs init into a fresh temporary tree and returns the state
+// directory and the flags that point every command at it.
+func newInstall(t *testing.T) (string, []string) {
+	t.Helper()
+	w := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(w, "systemd"), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Join(w, "etc"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(w, "etc", "daemon.json"), []byte("{}\n"), 0o644))
+	state := filepath.Join(w, "state")
+	_, errOut, code := dtls(t, time.Now(), "init", "--host", "localhost", "--host", "127.0.0.1",
+		"--state-dir", state, "--certs-dir", filepath.Join(w, "certs"),
+		"--daemon-json", filepath.Join(w, "etc", "daemon.json"), "--systemd-dir", filepath.Join(w, "systemd"))
+	require.Equal(t, 0, code, errOut)
+	return state, []string{"--state-dir", state}
+}
+
+func records(t *testing.T, state string) []store.Record {
+	t.Helper()
+	st, err := store.Open(filepath.Join(state, dbFile))
+	require.NoError(t, err)
+	defer st.Close()
+	recs, err := st.All()
+	require.NoError(t, err)
+	return recs
+}
+
+func clientRecords(t *testing.T, state string) map[string]store.Record {
+	t.Helper()
+	out := map[string]store.Record{}
+	for _, r := range records(t, state) {
+		if r.Kind == "client" {
+			out[r.Serial] = r
+		}
+	}
+	return out
+}
+
+// checkBundles asserts the invariant a killed run must keep: every client
+// record has its complete bundle, holding that very certificate; and, when
+// exact, every bundle in dir has its record and no temporary directory is
+// left.
+func checkBundles(t *testing.T, state, dir string, exact bool) int {
+	t.Helper()
+	recs := clientRecords(t, state)
+	for _, r := range recs {
+		cert, err := os.ReadFile(filepath.Join(r.Path, "cert.pem"))
+		if assert.NoError(t, err, "record %s without its bundle", r.Name) {
+			assert.Equal(t, r.PEM, string(cert), "bundle of %s holds another certificate", r.Name)
+		}
+		for _, f := range []string{"key.pem", "ca.pem", "dtls.json"} {
+			assert.FileExists(t, filepath.Join(r.Path, f))
+		}
+		key, err := os.ReadFile(filepath.Join(r.Path, "key.pem"))
+		if assert.NoError(t, err) {
+			k, err := pki.ParsePrivateKey(key)
+			require.NoError(t, err)
+			c, err := r.Cert()
+			require.NoError(t, err)
+			assert.True(t, pki.KeyMatches(c, k), "key of %s does not match", r.Name)
+		}
+	}
+	if exact {
+		entries, err := os.ReadDir(dir)
+		if err != nil && !os.IsNotExist(err) {
+			require.NoError(t, err)
+		}
+		byPath := map[string]bool{}
+		for _, r := range recs {
+			byPath[r.Path] = true
+		}
+		for _, e := range entries {
+			assert.False(t, strings.HasPrefix(e.Name(), "."), "temporary %s left behind", e.Name())
+			assert.True(t, byPath[filepath.Join(dir, e.Name())], "bundle %s has no record", e.Name())
+		}
+		j, _ := filepath.Glob(filepath.Join(state, journalDir, "*"))
+		assert.Empty(t, j, "journal left behind")
+	}
+	return len(recs)
+}
+
+// TestParallelIssue: 50 issue-client processes started at once leave 50
+// records with 50 distinct serials and 50 complete bundles.
+func TestParallelIssue(t *testing.T) {
+	exe := dtlsExe(t)
+	state, flags := newInstall(t)
+	out := filepath.Join(t.TempDir(), "bundles")
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	outs := make([][]byte, n)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			args := append([]string{"issue-client", fmt.Sprintf("user%02d", i), "--out", filepath.Join(out, fmt.Sprintf("user%02d", i))}, flags...)
+			outs[i], errs[i] = exec.Command(exe, args...).CombinedOutput()
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	for i := range errs {
+		require.NoError(t, errs[i], string(outs[i]))
+	}
+	recs := clientRecords(t, state)
+	assert.Len(t, recs, n, "records")
+	names := map[string]bool{}
+	for _, r := range recs {
+		names[r.Name] = true
+	}
+	assert.Len(t, names, n, "distinct names")
+	assert.Equal(t, n, checkBundles(t, state, out, true))
+}
+
+// TestFailPoints: a run that dies at each step of an issuance leaves no
+// record without its files and no half-written bundle, and the next run
+// repairs what is left and works.
+func TestFailPoints(t *testing.T) {
+	exe := dtlsExe(t)
+	for _, point := range []string{"after-sign", "after-journal", "after-bundle", "after-record"} {
+		t.Run(point, func(t *testing.T) {
+			state, flags := newInstall(t)
+			out := filepath.Join(t.TempDir(), "bundles")
+			cmd := exec.Command(exe, append([]string{"issue-client", "a", "b", "c", "--out", out}, flags...)...)
+			cmd.Env = append(os.Environ(), "DTLS_TEST_FAIL_AT="+point)
+			b, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, string(b))
+			require.Equal(t, 97, ee.ExitCode(), string(b))
+
+			// Before any repair: no record without its files.
+			checkBundles(t, state, out, false)
+			before := len(clientRecords(t, state))
+			switch point {
+			case "after-sign", "after-journal", "after-bundle":
+				assert.Equal(t, 0, before, "records written before the bundles were in place")
+			case "after-record":
+				assert.Equal(t, 3, before)
+			}
+
+			// The next run repairs: every bundle in place is recorded,
+			// every temporary directory gone.
+			b, err = exec.Command(exe, append([]string{"list"}, flags...)...).CombinedOutput()
+			require.NoError(t, err, string(b))
+			got := checkBundles(t, state, out, true)
+			if point == "after-bundle" {
+				assert.Equal(t, 1, got, "the one bundle that landed is recorded")
+			}
+
+			// And it works: the names without a bundle can be issued.
+			var missing []string
+			for _, n := range []string{"a", "b", "c"} {
+				if _, err := os.Stat(filepath.Join(out, n)); err != nil {
+					missing = append(missing, n)
+				}
+			}
+			if len(missing) > 0 {
+				args := append([]string{"issue-client"}, missing...)
+				if len(missing) == 1 {
+					args = append(args, "--out", filepath.Join(out, missing[0]))
+				} else {
+					args = append(args, "--out", out)
+				}
+				b, err = exec.Command(exe, append(args, flags...)...).CombinedOutput()
+				require.NoError(t, err, string(b))
+			}
+			assert.Equal(t, 3, checkBundles(t, state, out, true))
+		})
+	}
+}
+
+// TestFailServerRenewal: a server renewal killed between writing the
+// daemon's files and recording them is finished by the next run, so the key
+// and certificate always match and the record follows.
+func TestFailServerRenewal(t *testing.T) {
+	exe := dtlsExe(t)
+	state, flags := newInstall(t)
+	certs := filepath.Join(filepath.Dir(state), "certs")
+	old, err := os.ReadFile(filepath.Join(certs, serverCertFile))
+	require.NoError(t, err)
+	cmd := exec.Command(exe, append([]string{"renew", "--server"}, flags...)...)
+	cmd.Env = append(os.Environ(), "DTLS_TEST_FAIL_AT=after-journal")
+	b, _ := cmd.CombinedOutput()
+	require.Contains(t, string(b), "injected failure")
+	b, err = exec.Command(exe, append([]string{"list"}, flags...)...).CombinedOutput()
+	require.NoError(t, err, string(b))
+	assert.Contains(t, string(b), "recovered from an interrupted run")
+	cur, err := os.ReadFile(filepath.Join(certs, serverCertFile))
+	require.NoError(t, err)
+	assert.NotEqual(t, string(old), string(cur), "renewal rolled forward")
+	key, err := os.ReadFile(filepath.Join(certs, serverKeyFile))
+	require.NoError(t, err)
+	c, err := pki.ParseCertificate(cur)
+	require.NoError(t, err)
+	k, err := pki.ParsePrivateKey(key)
+	require.NoError(t, err)
+	assert.True(t, pki.KeyMatches(c, k))
+	statuses := map[string]string{}
+	for _, r := range records(t, state) {
+		if r.Kind == "server" {
+			statuses[r.Serial] = r.Status
+		}
+	}
+	assert.Equal(t, map[string]string{pki.Serial(c): "good", currentSerialOf(t, old): "superseded"}, statuses)
+}
+
+func currentSerialOf(t *testing.T, pemBytes []byte) string {
+	c, err := pki.ParseCertificate(pemBytes)
+	require.NoError(t, err)
+	return pki.Serial(c)
+}
+
+// TestKillDuringBulk kill -9s a bulk issuance mid-way: whatever it left,
+// no record lacks its bundle, and the next run repairs and works.
+func TestKillDuringBulk(t *testing.T) {
+	exe := dtlsExe(t)
+	state, flags := newInstall(t)
+	out := filepath.Join(t.TempDir(), "bundles")
+	names := make([]string, 300)
+	for i := range names {
+		names[i] = fmt.Sprintf("bulk%03d", i)
+	}
+	cmd := exec.Command(exe, append(append([]string{"issue-client"}, names...), append([]string{"--out", out}, flags...)...)...)
+	require.NoError(t, cmd.Start())
+	// Kill it once bundles are being written.
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if e, _ := os.ReadDir(out); len(e) >= 20 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+	checkBundles(t, state, out, false)
+
+	b, err := exec.Command(exe, append([]string{"list", "-o", "json"}, flags...)...).CombinedOutput()
+	require.NoError(t, err, string(b))
+	got := checkBundles(t, state, out, true)
+	t.Logf("killed after %d of %d bundles", got, len(names))
+	assert.Less(t, got, len(names), "the kill came too late to test anything")
+
+	// The next run issues the rest.
+	var rest []string
+	for _, n := range names {
+		if _, err := os.Stat(filepath.Join(out, n)); err != nil {
+			rest = append(rest, n)
+		}
+	}
+	b, err = exec.Command(exe, append(append([]string{"issue-client"}, rest...), append([]string{"--out", out}, flags...)...)...).CombinedOutput()
+	require.NoError(t, err, string(b))
+	assert.Equal(t, len(names), checkBundles(t, state, out, true))
+}
+
+// TestNotADatabase: a dtls.db that is not a database is an error and is
+// left untouched.
+func TestNotADatabase(t *testing.T) {
+	state, flags := newInstall(t)
+	db := filepath.Join(state, dbFile)
+	require.NoError(t, os.Remove(db))
+	junk := []byte("this is not a database, it is a text file\n")
+	require.NoError(t, os.WriteFile(db, junk, 0o600))
+	_, errOut, code := dtls(t, time.Now(), append([]string{"list"}, flags...)...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "not an SQLite database")
+	_, errOut, code = dtls(t, time.Now(), append([]string{"issue-client", "zed", "--out", filepath.Join(t.TempDir(), "zed")}, flags...)...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "not an SQLite database")
+	b, err := os.ReadFile(db)
+	require.NoError(t, err)
+	assert.Equal(t, junk, b)
+	assert.NoFileExists(t, db+"-wal")
+}
+
+// TestImportExisting: an install made before the database (CA files and
+// issued/SERIAL.pem copies) is imported on first use; of two certificates
+// for one name the newer is in use and the older superseded.
+func TestImportExisting(t *testing.T) {
+	now := time.Now()
+	state := filepath.Join(t.TempDir(), "state")
+	require.NoError(t, atomicfile.MkdirAll(filepath.Join(state, issuedDir), 0o700))
+	ca, err := pki.NewCA(pki.CARequest{CommonName: "old CA", Now: now})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(state, caCertFile), ca.CertPEM, 0o444))
+	require.NoError(t, os.WriteFile(filepath.Join(state, caKeyFile), ca.KeyPEM, 0o400))
+	var serials []string
+	for i, req := range []pki.Request{
+		{Kind: pki.KindServer, Hosts: []string{"docker.example.com"}, Now: now.Add(-48 * time.Hour)},
+		{Kind: pki.KindClient, CommonName: "alice", Now: now.Add(-48 * time.Hour)},
+		{Kind: pki.KindClient, CommonName: "alice", Now: now.Add(-24 * time.Hour)},
+	} {
+		c, err := ca.Issue(req)
+		require.NoError(t, err, i)
+		serials = append(serials, pki.Serial(c.Cert))
+		require.NoError(t, os.WriteFile(filepath.Join(state, issuedDir, pki.Serial(c.Cert)+".pem"), c.CertPEM, 0o444))
+	}
+	stdout, errOut, code := dtls(t, now, "list", "--state-dir", state, "-o", "json")
+	require.Equal(t, 0, code, errOut)
+	var got []listEntry
+	require.NoError(t, json.Unmarshal([]byte(stdout), &got))
+	status := map[string]string{}
+	for _, e := range got {
+		status[e.Serial] = e.Kind + "/" + e.Name + "/" + e.Status
+	}
+	assert.Equal(t, map[string]string{
+		pki.Serial(ca.Cert): "ca/old CA/valid",
+		serials[0]:          "server/docker.example.com/valid",
+		serials[1]:          "client/alice/superseded",
+		serials[2]:          "client/alice/valid",
+	}, status)
+
+	// Revoking the CA is refused, by serial too.
+	_, errOut, code = dtls(t, now, "revoke", pki.Serial(ca.Cert), "--state-dir", state)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "a CA cannot be revoked")
+}

@@ -1,0 +1,170 @@
+package cmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+type listOptions struct {
+	IO
+	StateDir string
+	Output   string
+	Expiring time.Duration
+}
+
+func newListCmd(io IO) *cobra.Command {
+	opts := &listOptions{IO: io}
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List every certificate dtls issued",
+		Long: `List prints the inventory kept in STATE_DIR/dtls.db: every CA, server and
+client certificate dtls issued, newest last, with its status:
+
+  valid       in use and not close to expiry
+  expiring    expires within --expiring (default 30 days)
+  expired     past its not-after date
+  revoked     revoked with 'dtls revoke' (dockerd still accepts it until it
+              expires: it checks no CRL, moby#27778)
+  superseded  replaced by 'dtls renew' or a CA rotation; it stays valid
+              until it expires
+
+The CA column is "old" for a certificate that chains to a CA being
+replaced by 'dtls rotate-ca'. --output json prints an array of objects with
+the same fields, and the serial in lowercase hex.`,
+		Example: `  $ sudo dtls list
+  $ sudo dtls list --expiring 30d
+  $ sudo dtls list --output json | jq -r '.[] | select(.status == "expiring") | .name'`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if opts.Output != "table" && opts.Output != "json" {
+				return usagef(c, "--output: want table or json, got %q", opts.Output)
+			}
+			var err error
+			if opts.StateDir, err = absPath("state-dir", opts.StateDir); err != nil {
+				return usageError{err, c.CommandPath()}
+			}
+			return runList(opts)
+		},
+	}
+	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the CA and the database")
+	c.Flags().StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
+	windowFlag(c, &opts.Expiring, "expiring", "show only certificates in use that expire within this window (e.g. 30d, 12h)")
+	return c
+}
+
+// windowValue is a duration flag that also takes days ("30d").
+type windowValue struct{ d *time.Duration }
+
+func windowFlag(c *cobra.Command, p *time.Duration, name, usage string) {
+	c.Flags().Var(&windowValue{p}, name, usage)
+}
+
+func (v *windowValue) String() string {
+	if v.d == nil || *v.d == 0 {
+		return ""
+	}
+	return v.d.String()
+}
+func (v *windowValue) Type() string { return "duration" }
+func (v *windowValue) Set(s string) error {
+	d, err := parseWindow(s)
+	if err != nil {
+		return err
+	}
+	*v.d = d
+	return nil
+}
+
+func parseWindow(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 {
+			return 0, fmt.Errorf("%q is not a positive number of days", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration (e.g. 30d, 12h)", s)
+	}
+	return d, nil
+}
+
+type listEntry struct {
+	Name      string    `json:"name"`
+	Kind      string    `json:"kind"`
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	Status    string    `json:"status"`
+	SANs      []string  `json:"sans"`
+	CASerial  string    `json:"ca_serial"`
+	OldCA     bool      `json:"old_ca"`
+	Path      string    `json:"path,omitempty"`
+}
+
+func runList(o *listOptions) error {
+	now := o.Now()
+	inv, err := openInventory(o.IO, o.StateDir)
+	if err != nil {
+		return err
+	}
+	recs, err := inv.All()
+	inv.Close()
+	if err != nil {
+		return err
+	}
+	current := currentCASerial(o.StateDir)
+	window := renewBefore
+	if o.Expiring > 0 {
+		window = o.Expiring
+	}
+	entries := []listEntry{}
+	for _, r := range recs {
+		st := displayStatus(r, now, window)
+		if o.Expiring > 0 && st != "expiring" && st != "expired" {
+			continue
+		}
+		sans := r.SANs
+		if sans == nil {
+			sans = []string{}
+		}
+		entries = append(entries, listEntry{
+			Name: r.Name, Kind: r.Kind, Serial: r.Serial, NotBefore: r.NotBefore, NotAfter: r.NotAfter,
+			Status: st, SANs: sans, CASerial: r.CASerial, Path: r.Path,
+			OldCA: current != "" && r.CASerial != "" && r.CASerial != current && r.Kind != "ca",
+		})
+	}
+	if o.Output == "json" {
+		b, err := json.MarshalIndent(entries, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(o.Out, "%s\n", b)
+		return err
+	}
+	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKIND\tSERIAL\tEXPIRES\tSTATUS\tCA")
+	for _, e := range entries {
+		ca := "current"
+		if e.OldCA {
+			ca = "old"
+		}
+		if e.Kind == "ca" {
+			ca = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Kind, e.Serial, e.NotAfter.UTC().Format("2006-01-02"), e.Status, ca)
+	}
+	return tw.Flush()
+}
+
+// currentCASerial is the serial of STATE_DIR/ca.pem, or "".
+func currentCASerial(stateDir string) string {
+	return currentSerial(stateDir + "/" + caCertFile)
+}

@@ -1,0 +1,116 @@
+package cmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dtls-tool/dtls/clientenv"
+)
+
+type lsOptions struct {
+	IO
+	Output string
+}
+
+func newLsCmd(io IO) *cobra.Command {
+	opts := &lsOptions{IO: io}
+	c := &cobra.Command{
+		Use:   "ls",
+		Short: "List the bundles on this machine",
+		Long: `Ls lists the bundles in the bundle store, ~/.docker/dtls (or $DTLS_HOME):
+their name, the daemon URL, the client name and when the certificate
+expires, from each bundle's dtls.json. The default bundle, which a plain
+'dtls env' uses, is marked with "*". A directory that is not a usable
+bundle is listed with the reason.
+
+--output json prints a JSON array instead, one object per bundle.`,
+		Example: `  $ dtls ls
+  $ dtls ls --output json`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if opts.Output != "table" && opts.Output != "json" {
+				return usagef(c, "--output: unknown format %q (valid: table, json)", opts.Output)
+			}
+			return runLs(opts)
+		},
+	}
+	c.Flags().StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
+	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	return c
+}
+
+type lsEntry struct {
+	Name       string     `json:"name"`
+	Default    bool       `json:"default"`
+	Dir        string     `json:"dir"`
+	DockerHost string     `json:"docker_host,omitempty"`
+	Client     string     `json:"client,omitempty"`
+	NotAfter   *time.Time `json:"not_after,omitempty"`
+	Expired    bool       `json:"expired"`
+	Error      string     `json:"error,omitempty"`
+}
+
+func runLs(o *lsOptions) error {
+	root, err := clientenv.StoreRoot(o.Getenv)
+	if err != nil {
+		return err
+	}
+	entries, err := clientenv.List(root)
+	if err != nil {
+		return err
+	}
+	now := o.Now()
+	list := make([]lsEntry, 0, len(entries))
+	for _, e := range entries {
+		le := lsEntry{Name: e.Name, Default: e.Default}
+		if e.Err != nil {
+			le.Error = e.Err.Error()
+		} else {
+			m := e.Bundle.Meta
+			le.Dir, le.DockerHost, le.Client = e.Bundle.Dir, m.DockerHost, m.Name
+			if !m.NotAfter.IsZero() {
+				na := m.NotAfter.UTC()
+				le.NotAfter = &na
+				le.Expired = !na.After(now)
+			}
+		}
+		list = append(list, le)
+	}
+	if o.Output == "json" {
+		data, err := json.MarshalIndent(list, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(o.Out, "%s\n", data)
+		return err
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(o.ErrOut, "no bundles in %s; import one with 'dtls import FILE'\n", root)
+		return nil
+	}
+	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tDOCKER_HOST\tCLIENT\tEXPIRES")
+	for _, e := range list {
+		name := e.Name
+		if e.Default {
+			name += " *"
+		}
+		if e.Error != "" {
+			fmt.Fprintf(tw, "%s\t-\t-\tbroken: %s\n", name, e.Error)
+			continue
+		}
+		exp := "-"
+		if e.NotAfter != nil {
+			exp = e.NotAfter.Format("2006-01-02")
+			if e.Expired {
+				exp += " (expired)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, e.DockerHost, e.Client, exp)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,162 @@
+package cmd
+
+import (
+	"fmt"
+	"math/big"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/store"
+)
+
+type revokeOptions struct {
+	IO
+	Key      string
+	Reason   string
+	StateDir string
+	caKey    caKeyOptions
+}
+
+func newRevokeCmd(io IO) *cobra.Command {
+	opts := &revokeOptions{IO: io}
+	c := &cobra.Command{
+		Use:   "revoke NAME|SERIAL",
+		Short: "Revoke a certificate and write the CA's CRL",
+		Long: `Revoke marks every certificate of NAME (or the one with SERIAL, in hex as
+'dtls list' shows it, or a unique prefix of 8 digits or more) revoked in
+the inventory, superseded ones included, and writes the CA's certificate
+revocation list to STATE_DIR/crl.pem (PEM, 0644), for TLS proxies that do
+check CRLs (nginx ssl_crl, HAProxy crl-file). During a CA rotation the file
+holds one CRL per CA.
+
+dockerd itself checks no CRL (moby#27778, open since 2016): the daemon
+keeps accepting a revoked certificate until it expires. To cut access at
+once, rotate the CA ('dtls rotate-ca', re-issue the other clients, then
+'dtls rotate-ca --finish').
+
+The CA itself cannot be revoked: replace it with 'dtls rotate-ca'.`,
+		Example: `  $ sudo dtls revoke alice
+  $ sudo dtls revoke 3f2a9c41d0e5 --reason keyCompromise`,
+		Args: exactArgs(1, "one NAME or SERIAL"),
+		RunE: func(c *cobra.Command, args []string) error {
+			opts.Key = args[0]
+			if _, ok := pki.Reasons[opts.Reason]; !ok {
+				names := make([]string, 0, len(pki.Reasons))
+				for n := range pki.Reasons {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				return usagef(c, "--reason: unknown reason %q (want one of %s)", opts.Reason, strings.Join(names, ", "))
+			}
+			var err error
+			if opts.StateDir, err = absPath("state-dir", opts.StateDir); err != nil {
+				return usageError{err, c.CommandPath()}
+			}
+			return runRevoke(opts)
+		},
+	}
+	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the CA and the database")
+	opts.caKey.flags(c)
+	c.Flags().StringVar(&opts.Reason, "reason", "unspecified", "RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn")
+	return c
+}
+
+func runRevoke(o *revokeOptions) error {
+	now := o.Now()
+	inv, err := openInventory(o.IO, o.StateDir)
+	if err != nil {
+		return err
+	}
+	defer inv.Close()
+	ca, err := loadCA(o.IO, o.StateDir, &o.caKey)
+	if err != nil {
+		return err
+	}
+	found, err := inv.Find(o.Key)
+	if err != nil {
+		return err
+	}
+	if len(found) == 0 {
+		return withHint(fmt.Errorf("no certificate named %q or with that serial", o.Key), "run 'dtls list' to see names and serials")
+	}
+	var targets []store.Record
+	for _, r := range found {
+		if r.Kind == "ca" {
+			return withHint(fmt.Errorf("%q is the CA (serial %s): a CA cannot be revoked", r.Name, r.Serial), "replace it with 'dtls rotate-ca'")
+		}
+		if r.Status != store.StatusRevoked && now.Before(r.NotAfter) {
+			targets = append(targets, r)
+		}
+	}
+	if len(targets) == 0 {
+		return fmt.Errorf("%q: every matching certificate is already revoked or expired", o.Key)
+	}
+	reason := pki.Reasons[o.Reason]
+	for _, r := range targets {
+		if err := inv.Revoke(r, reason); err != nil {
+			return fmt.Errorf("revoke %s serial %s: %w", r.Name, r.Serial, err)
+		}
+		fmt.Fprintf(o.ErrOut, "revoked %s %q serial %s (%s)\n", r.Kind, r.Name, r.Serial, o.Reason)
+	}
+	p, n, err := writeCRL(o.IO, inv, o.StateDir, &o.caKey, ca, now)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.ErrOut, "wrote CRL %s (%d revoked) for proxies that check CRLs (nginx ssl_crl, HAProxy crl-file)\n", p, n)
+	last := targets[0].NotAfter
+	for _, r := range targets {
+		if r.NotAfter.After(last) {
+			last = r.NotAfter
+		}
+	}
+	fmt.Fprintf(o.ErrOut, "warning: dockerd checks no CRL (moby#27778): the daemon STILL ACCEPTS this certificate until it expires on %s\n", last.UTC().Format("2006-01-02"))
+	fmt.Fprintf(o.ErrOut, "to cut access now: dtls rotate-ca, re-issue the other clients, then dtls rotate-ca --finish\n")
+	return nil
+}
+
+// writeCRL writes STATE_DIR/crl.pem: the current CA's CRL, and the old
+// CA's during a rotation.
+func writeCRL(io IO, inv *inventory, stateDir string, k *caKeyOptions, ca *pki.CA, now time.Time) (string, int, error) {
+	cas := []*pki.CA{ca}
+	old, err := loadOldCA(io, stateDir, k)
+	if err != nil {
+		return "", 0, err
+	}
+	if old != nil {
+		cas = append(cas, old)
+	}
+	var out []byte
+	total := 0
+	for _, c := range cas {
+		recs, err := inv.Revoked(pki.Serial(c.Cert))
+		if err != nil {
+			return "", 0, err
+		}
+		entries := make([]pki.Revoked, 0, len(recs))
+		for _, r := range recs {
+			n, _ := new(big.Int).SetString(r.Serial, 16)
+			at := r.RevokedAt
+			if at.IsZero() {
+				at = now
+			}
+			entries = append(entries, pki.Revoked{Serial: n, At: at, Reason: r.Reason})
+		}
+		b, err := c.CRL(entries, now.Unix(), now, 0)
+		if err != nil {
+			return "", 0, err
+		}
+		out = append(out, b...)
+		total += len(entries)
+	}
+	p := filepath.Join(stateDir, crlFile)
+	if err := atomicfile.Write(p, out, metaMode); err != nil {
+		return "", 0, err
+	}
+	return p, total, nil
+}

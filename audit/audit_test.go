@@ -354,9 +354,21 @@ func TestAuditGoodHostAndEachFailure(t *testing.T) {
 		rep := Run(ctx, h.config(now))
 		f := requireOne(t, rep, "daemon-flag-conflict", Fail, "")
 		assert.Contains(t, f.Title, "-H fd://")
-		// $DOCKER_OPTS cannot be read: said so.
-		u := requireOne(t, rep, "daemon-unit", Skip, "")
-		assert.Contains(t, u.Detail, "$DOCKER_OPTS")
+	})
+
+	t.Run("hosts hidden in DOCKER_OPTS of the unit's EnvironmentFile", func(t *testing.T) {
+		h := newHost(t, now, d.Socket)
+		b, err := os.ReadFile("../daemonconfig/testdata/docker.service.debian")
+		require.NoError(t, err)
+		envFile := filepath.Join(h.systemd, "default-docker")
+		unit := strings.Replace(string(b), "EnvironmentFile=-/etc/default/docker", "EnvironmentFile=-"+envFile, 1)
+		require.NotEqual(t, string(b), unit, "the fixture must name /etc/default/docker")
+		write(t, filepath.Join(h.systemd, "docker.service"), []byte(unit), 0o644)
+		write(t, envFile, []byte("# old Ubuntu advice\nDOCKER_OPTS=\"-H tcp://0.0.0.0:2375 --dns 192.0.2.53\"\n"), 0o644)
+		rep := Run(ctx, h.config(now))
+		f := requireOne(t, rep, "daemon-flag-conflict", Fail, "")
+		assert.Contains(t, f.Title, "-H tcp://0.0.0.0:2375")
+		assert.Contains(t, f.Title, "$DOCKER_OPTS in "+envFile)
 	})
 
 	t.Run("flags in the unit without TLS", func(t *testing.T) {

@@ -167,9 +167,13 @@ func (a *auditor) checkDaemonConfig() *daemonConf {
 	// flag and in the configuration file"; Docker docs, "Configure the
 	// Docker daemon").
 	var conflicts []string
-	if d.unit != nil && len(d.unit.Hosts) > 0 {
+	if d.unit != nil && len(unitHosts(d.unit)) > 0 {
 		if _, ok := d.keys["hosts"]; ok {
-			conflicts = append(conflicts, fmt.Sprintf("hosts (flag -H %s in %s)", strings.Join(d.unit.Hosts, " -H "), d.unit.Path))
+			where := d.unit.Path
+			if d.unit.VarSource != "" {
+				where += ", " + d.unit.VarSource
+			}
+			conflicts = append(conflicts, fmt.Sprintf("hosts (flag -H %s in %s)", strings.Join(unitHosts(d.unit), " -H "), where))
 		}
 	}
 	for name := range d.flags {
@@ -201,7 +205,7 @@ func (a *auditor) checkDaemonConfig() *daemonConf {
 	// all; check every listener either would have.
 	d.hosts = fileHosts
 	if d.unit != nil {
-		for _, h := range d.unit.Hosts {
+		for _, h := range unitHosts(d.unit) {
 			if !contains(d.hosts, h) {
 				d.hosts = append(d.hosts, h)
 			}
@@ -284,6 +288,12 @@ func (a *auditor) readDaemonJSON(d *daemonConf) bool {
 	return true
 }
 
+// unitHosts are the -H flags dockerd gets from its unit, written in
+// ExecStart or hidden in a variable such as $DOCKER_OPTS.
+func unitHosts(u *daemonconfig.Unit) []string {
+	return append(append([]string(nil), u.Hosts...), u.VarHosts...)
+}
+
 func (a *auditor) readUnit(d *daemonConf) {
 	if len(a.cfg.SystemdDirs) == 0 {
 		return
@@ -297,12 +307,9 @@ func (a *auditor) readUnit(d *daemonConf) {
 		return
 	}
 	d.unit = u
-	d.flags = parseFlags(u.Args)
-	if strings.Contains(u.Args, "$") {
-		a.add(Finding{ID: "daemon-unit", Status: Skip,
-			Title:  fmt.Sprintf("flags hidden in variables of %s's ExecStart are not checked", filepath.Base(u.Path)),
-			Detail: "ExecStart=" + u.ExecStart + " (variables such as $DOCKER_OPTS come from EnvironmentFile, which dtls does not read)"})
-	}
+	// Expanded has the variables of ExecStart ($DOCKER_OPTS from
+	// EnvironmentFile) filled in, so flags hidden there are seen too.
+	d.flags = parseFlags(u.Expanded)
 	if cf := d.flags["config-file"]; len(cf) > 0 && a.cfg.DaemonJSON != "" && filepath.Clean(cf[len(cf)-1]) != filepath.Clean(a.cfg.DaemonJSON) {
 		a.add(Finding{ID: "daemon-unit", Status: Warn,
 			Title: fmt.Sprintf("docker.service starts dockerd with --config-file %s, not %s", cf[len(cf)-1], a.cfg.DaemonJSON),

@@ -41,6 +41,17 @@ type Unit struct {
 	// expanded: flags hidden in them are not seen).
 	Args string
 
+	// VarHosts are host flags found only once the variables of ExecStart
+	// are expanded from Environment= and EnvironmentFile= (Ubuntu's old
+	// DOCKER_OPTS="-H tcp://0.0.0.0:2375" in /etc/default/docker). A
+	// drop-in cannot remove them: they must be deleted where they are set.
+	VarHosts []string
+	// VarSource names where VarHosts come from, for the error message.
+	VarSource string
+	// Expanded is Args with the variables expanded (equal to Args when it
+	// has none): the flags dockerd really gets, other than -H.
+	Expanded string
+
 	// execStartFrom is the file that set ExecStart.
 	execStartFrom string
 }
@@ -83,7 +94,8 @@ func FindUnit(dirs []string) (*Unit, error) {
 	}
 	sort.Strings(names)
 
-	var execStart []string
+	var execStart, envFiles []string
+	env := map[string]string{}
 	files := []string{u.Path}
 	for _, n := range names {
 		u.DropIns = append(u.DropIns, dropIns[n])
@@ -93,6 +105,20 @@ func FindUnit(dirs []string) (*Unit, error) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("read unit %q: %w", f, err)
+		}
+		for _, v := range serviceValues(data, "Environment") {
+			for _, w := range splitWords(v) {
+				if k, val, ok := strings.Cut(w.value, "="); ok {
+					env[k] = val
+				}
+			}
+		}
+		for _, v := range serviceValues(data, "EnvironmentFile") {
+			if v == "" {
+				envFiles = nil
+				continue
+			}
+			envFiles = append(envFiles, v)
 		}
 		for _, v := range serviceValues(data, "ExecStart") {
 			if v == "" {
@@ -107,7 +133,75 @@ func FindUnit(dirs []string) (*Unit, error) {
 		u.ExecStart = execStart[len(execStart)-1]
 	}
 	u.Hosts, u.Args = splitHosts(u.ExecStart)
+	u.Expanded = u.Args
+	if strings.Contains(u.Args, "$") {
+		sources := map[string]string{}
+		for k := range env {
+			sources[k] = "Environment= of docker.service"
+		}
+		// systemd.exec(5): files are read in order, a later assignment
+		// wins, and a "-" prefix means a missing file is not an error.
+		for _, f := range envFiles {
+			optional := strings.HasPrefix(f, "-")
+			f = strings.TrimPrefix(f, "-")
+			data, err := os.ReadFile(f)
+			if err != nil {
+				if optional && errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				return nil, fmt.Errorf("read environment file %q of %q: %w", f, u.Path, err)
+			}
+			for k, v := range parseEnvFile(data) {
+				env[k] = v
+				sources[k] = f
+			}
+		}
+		expanded := os.Expand(u.Args, func(k string) string { return env[k] })
+		var hosts []string
+		hosts, u.Expanded = splitHosts(expanded)
+		if len(hosts) > 0 {
+			u.VarHosts = hosts
+			var from []string
+			for _, w := range splitWords(u.Args) {
+				for k, src := range sources {
+					if h, _ := splitHosts("dockerd " + env[k]); len(h) == 0 {
+						continue
+					}
+					if strings.Contains(w.raw, "$"+k) || strings.Contains(w.raw, "${"+k+"}") {
+						from = append(from, "$"+k+" in "+src)
+					}
+				}
+			}
+			sort.Strings(from)
+			u.VarSource = strings.Join(from, ", ")
+		}
+	}
 	return u, nil
+}
+
+// parseEnvFile reads KEY=VALUE lines the way systemd's EnvironmentFile= does
+// (systemd.exec(5)): '#' and ';' start comments, values may be quoted, and
+// an "export " prefix is not part of the format but is common and harmless
+// to accept.
+func parseEnvFile(data []byte) map[string]string {
+	env := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(strings.TrimRight(line, "\r"))
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		env[strings.TrimSpace(k)] = v
+	}
+	return env
 }
 
 // serviceValues returns the values of key in the [Service] section of a unit

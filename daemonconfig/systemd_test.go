@@ -179,3 +179,33 @@ func TestSplitHosts(t *testing.T) {
 		assert.Equal(t, tc.args, args, tc.cmdline)
 	}
 }
+
+// Ubuntu's old advice put -H in DOCKER_OPTS of /etc/default/docker; a
+// drop-in cannot remove it, so FindUnit reports it for the caller to refuse.
+func TestFindUnitHostsHiddenInEnvironmentFile(t *testing.T) {
+	lib, _ := unitDirs(t)
+	envFile := filepath.Join(t.TempDir(), "docker")
+	putFile(t, envFile, "# comment\nDOCKER_OPTS=\"-H tcp://0.0.0.0:2375 --dns 192.0.2.53\"\n")
+	putFile(t, filepath.Join(lib, "docker.service"), "[Service]\nEnvironmentFile=-"+envFile+"\nEnvironmentFile=-/nonexistent/optional\nEnvironment=EXTRA=--debug\nExecStart=/usr/bin/dockerd -H fd:// $DOCKER_OPTS ${EXTRA}\n")
+	u, err := FindUnit([]string{lib})
+	require.NoError(t, err)
+	require.NotNil(t, u)
+	assert.Equal(t, []string{"fd://"}, u.Hosts)
+	assert.Equal(t, []string{"tcp://0.0.0.0:2375"}, u.VarHosts)
+	assert.Equal(t, "$DOCKER_OPTS in "+envFile, u.VarSource)
+	assert.Equal(t, "/usr/bin/dockerd $DOCKER_OPTS ${EXTRA}", u.Args)
+	assert.Equal(t, "/usr/bin/dockerd --dns 192.0.2.53 --debug", u.Expanded)
+
+	// A required environment file that is missing is an error.
+	putFile(t, filepath.Join(lib, "docker.service"), "[Service]\nEnvironmentFile=/nonexistent/required\nExecStart=/usr/bin/dockerd $DOCKER_OPTS\n")
+	_, err = FindUnit([]string{lib})
+	assert.ErrorContains(t, err, `read environment file "/nonexistent/required"`)
+
+	// Variables without host flags: nothing hidden.
+	putFile(t, envFile, "DOCKER_OPTS='--dns 192.0.2.53'\n")
+	putFile(t, filepath.Join(lib, "docker.service"), "[Service]\nEnvironmentFile="+envFile+"\nExecStart=/usr/bin/dockerd -H fd:// $DOCKER_OPTS\n")
+	u, err = FindUnit([]string{lib})
+	require.NoError(t, err)
+	assert.Empty(t, u.VarHosts)
+	assert.Equal(t, "/usr/bin/dockerd --dns 192.0.2.53", u.Expanded)
+}

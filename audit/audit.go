@@ -92,6 +92,10 @@ type Config struct {
 	// tcp://host:port (plain HTTP; use it for a loopback listener or a
 	// proxy). Empty: unix://Socket.
 	DockerHost string
+	// CertPath, with a tcp:// DockerHost, is a client bundle directory
+	// (ca.pem, cert.pem, key.pem, as for DOCKER_CERT_PATH): the daemon is
+	// asked over mutual TLS. Empty: plain HTTP.
+	CertPath string
 	// Group is the group database, /etc/group when empty.
 	Group string
 	// Now is the time certificates are checked at; time.Now when zero.

@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -30,7 +33,7 @@ type engine struct {
 	base   string
 }
 
-func newEngine(dockerHost string) (*engine, error) {
+func newEngine(dockerHost, certPath string) (*engine, error) {
 	u, err := url.Parse(dockerHost)
 	if err != nil {
 		return nil, fmt.Errorf("invalid docker host %q: %w", dockerHost, err)
@@ -48,10 +51,36 @@ func newEngine(dockerHost string) (*engine, error) {
 			},
 		}
 		return &engine{client: &http.Client{Transport: tr}, base: "http://docker"}, nil
-	case "tcp", "http":
-		return &engine{client: &http.Client{Transport: &http.Transport{}}, base: "http://" + u.Host}, nil
+	case "tcp", "http", "https":
+		if certPath == "" {
+			return &engine{client: &http.Client{Transport: &http.Transport{}}, base: "http://" + u.Host}, nil
+		}
+		tc, err := clientTLS(certPath)
+		if err != nil {
+			return nil, err
+		}
+		return &engine{client: &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}, base: "https://" + u.Host}, nil
 	}
-	return nil, fmt.Errorf("docker host %q: only unix:// and tcp:// (plain HTTP) are supported", dockerHost)
+	return nil, fmt.Errorf("docker host %q: only unix:// and tcp:// are supported", dockerHost)
+}
+
+// clientTLS reads a client bundle the way the Docker CLI reads
+// DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) and verifies the daemon
+// against ca.pem: an audit that skipped verification would prove nothing.
+func clientTLS(dir string) (*tls.Config, error) {
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		return nil, fmt.Errorf("client bundle: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("client bundle: no certificate in %q", filepath.Join(dir, "ca.pem"))
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		return nil, fmt.Errorf("client bundle %q: %w", dir, err)
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }
 
 func (e *engine) get(ctx context.Context, path string, out any) error {
@@ -107,7 +136,7 @@ func (a *auditor) checkEngine(ctx context.Context, d *daemonConf) {
 		list                   []containerSummary
 		verErr, infoErr, lsErr error
 	)
-	e, err := newEngine(a.cfg.DockerHost)
+	e, err := newEngine(a.cfg.DockerHost, a.cfg.CertPath)
 	if err == nil {
 		defer e.client.CloseIdleConnections()
 		var wg sync.WaitGroup

@@ -36,6 +36,7 @@ type auditOptions struct {
 	SystemdDir    string
 	Socket        string
 	DockerHost    string
+	CertPath      string
 	GroupFile     string
 	ExpiryWarning time.Duration
 	Hosts         []string
@@ -111,7 +112,9 @@ least one is FAIL, 2 on a usage error, 1 when the audit could not run.`,
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "dtls's state directory (the CA key, and the hosts init issued the server certificate for)")
 	pathFlag(c, io, &opts.SystemdDir, "systemd-dir", "DTLS_SYSTEMD_DIR", "", "look for docker.service only here (default: the systemd unit directories)")
 	f.StringVar(&opts.Socket, "socket", "", "the daemon's unix socket (default: the unix:// entry of \"hosts\", else "+audit.DefaultSocket+")")
-	f.StringVar(&opts.DockerHost, "docker-host", "", "where to ask the Engine API: unix:///PATH or tcp://HOST:PORT without TLS (default: unix://SOCKET)")
+	f.StringVar(&opts.DockerHost, "docker-host", "", "where to ask the Engine API: unix:///PATH or tcp://HOST:PORT (default: unix://SOCKET)")
+	f.StringVar(&opts.CertPath, "cert-path", "", "client bundle (ca.pem, cert.pem, key.pem) for a tcp:// --docker-host with TLS")
+	_ = c.MarkFlagDirname("cert-path")
 	f.StringVar(&opts.GroupFile, "group-file", audit.DefaultGroup, "group database to read group docker from")
 	_ = f.MarkHidden("group-file")
 	c.Flags().Var(&expiryValue{&opts.ExpiryWarning}, "expiry-warning", "warn about certificates expiring within this time: 30d, or a duration such as 72h")
@@ -160,6 +163,7 @@ func runAudit(o *auditOptions) error {
 		SystemdDirs:   daemonconfig.DefaultUnitDirs,
 		Socket:        o.Socket,
 		DockerHost:    o.DockerHost,
+		CertPath:      o.CertPath,
 		Group:         o.GroupFile,
 		Now:           o.Now(),
 		ExpiryWarning: o.ExpiryWarning,

@@ -79,6 +79,22 @@ func TestAuditAfterInit(t *testing.T) {
 	assert.Contains(t, findings(rep, "docker-group")[0].Title, "alice")
 	assertTableMatchesJSON(t, table, rep)
 
+	// The same daemon asked over its TLS listener with a client bundle.
+	bundle := filepath.Join(dir, "auditor")
+	_, stderr, code = dtls(t, now, "issue-client", "auditor", "--state-dir", state, "--out", bundle)
+	require.Equal(t, 0, code, stderr)
+	jsonOut, stderr, code = dtls(t, now, append(args, "--output", "json", "--docker-host", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--cert-path", bundle)...)
+	require.Equal(t, 0, code, stderr)
+	v := findings(decodeReport(t, jsonOut), "daemon-version")
+	require.NotEmpty(t, v)
+	assert.NotEqual(t, audit.Skip, v[0].Status, "%s %s", v[0].Title, v[0].Detail)
+	// Without a client certificate the daemon refuses: the check is
+	// skipped with the reason, not passed.
+	jsonOut, _, _ = dtls(t, now, append(args, "--output", "json", "--docker-host", fmt.Sprintf("tcp://127.0.0.1:%d", port))...)
+	v = findings(decodeReport(t, jsonOut), "daemon-version")
+	require.NotEmpty(t, v)
+	assert.Equal(t, audit.Skip, v[0].Status)
+
 	// A container with the socket mounted: FAIL, CIS 5.32, exit code 3.
 	require.NoError(t, d.TinyImage(context.Background(), "tiny:1"))
 	createWithBind(t, d, "portainer", "/var/run/docker.sock:/var/run/docker.sock")

@@ -42,6 +42,7 @@ bench: build
 	@./scripts/deps.sh --bench
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./bench/cmdbench -dtls bin/dtls
+	$(GO) run ./bench/bulkissue -dtls bin/dtls
 
 demo: build deps
 	./scripts/demo.sh

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -207,6 +208,13 @@ func runInit(o *initOptions) error {
 	unit, err := daemonconfig.FindUnit(unitDirs)
 	if err != nil {
 		return err
+	}
+	if unit != nil && len(unit.VarHosts) > 0 {
+		// A drop-in cannot take a flag out of a variable, and dockerd
+		// refuses "hosts" given both ways.
+		return withHint(fmt.Errorf("%s passes -H %s through %s: dockerd would refuse to start with \"hosts\" in %s",
+			unit.Path, strings.Join(unit.VarHosts, " -H "), unit.VarSource, o.DaemonJSON),
+			"delete those -H flags where they are set, then run dtls init again: it puts the hosts into daemon.json")
 	}
 	settings := daemonconfig.Settings{
 		Listen: o.Listen,

@@ -84,7 +84,7 @@ func openInventory(io IO, stateDir string) (*inventory, error) {
 	st, err := store.Open(filepath.Join(stateDir, dbFile))
 	if err != nil {
 		unlock()
-		return nil, withHint(err, "move the file aside and run the command again: dtls recreates the database from %s/ca.pem and %s/", stateDir, issuedDir)
+		return nil, withHint(err, "restore %s from a backup; moved aside, it is replaced by a new inventory holding only the CA and the copies in %s/", filepath.Join(stateDir, dbFile), filepath.Join(stateDir, issuedDir))
 	}
 	inv := &inventory{Store: st, stateDir: stateDir, unlock: unlock}
 	if st.Created {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dtls-tool/dtls/atomicfile"
-	"github.com/dtls-tool/dtls/bundle"
 	"github.com/dtls-tool/dtls/sandbox"
 )
 
@@ -58,21 +56,13 @@ func TestExamples(t *testing.T) {
 		return string(out)
 	}
 
-	// The admin's side. Until issue-client has --archive, the archive is
-	// made from the bundle directory with the same function.
+	// The admin's side: issue-client --archive, as the example runs it.
 	archive := filepath.Join(dir, "dtls-alice.tar.gz")
-	help, _, _ := runWithEnv(t, now, nil, "issue-client", "--help")
-	if strings.Contains(help, "--archive") {
-		out := script(t, []string{"DTLS_STATE_DIR=" + state, "DTLS_OUT_DIR=" + dir}, "onboard/admin.sh", "alice", dockerHost)
-		assert.Contains(t, out, archive)
-	} else {
-		t.Log("issue-client has no --archive yet: making the archive with bundle.WriteArchive")
-		_, stderr, code := runWithEnv(t, now, nil, "issue-client", "alice", "--state-dir", state, "--out", filepath.Join(dir, "dtls-alice"), "--docker-host", dockerHost)
-		require.Equal(t, 0, code, stderr)
-		files, err := bundle.ReadDir(filepath.Join(dir, "dtls-alice"))
-		require.NoError(t, err)
-		require.NoError(t, bundle.WriteArchive(archive, files))
-	}
+	out := script(t, []string{"DTLS_STATE_DIR=" + state, "DTLS_OUT_DIR=" + dir}, "onboard/admin.sh", "alice", dockerHost)
+	assert.Contains(t, out, archive)
+	fi, err := os.Stat(archive)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 
 	t.Run("onboard", func(t *testing.T) {
 		out := script(t, nil, "onboard/developer.sh", archive, "sandbox")

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/bundle"
 	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/store"
@@ -25,6 +26,7 @@ type issueClientOptions struct {
 	KeyType    string
 	Validity   time.Duration
 	Force      bool
+	Archive    string
 	caKey      caKeyOptions
 }
 
@@ -93,6 +95,14 @@ one of them.`,
 			if opts.StateDir, err = absPath("state-dir", opts.StateDir); err != nil {
 				return usageError{err, c.CommandPath()}
 			}
+			if opts.Archive != "" {
+				if len(opts.Names) != 1 {
+					return usagef(c, "--archive takes exactly one NAME")
+				}
+				if opts.Archive, err = absPath("archive", opts.Archive); err != nil {
+					return usageError{err, c.CommandPath()}
+				}
+			}
 			return runIssueClient(opts)
 		},
 	}
@@ -102,6 +112,7 @@ one of them.`,
 	f.StringVar(&opts.DockerHost, "docker-host", "", "daemon URL recorded in the bundle (default: the one 'dtls init' chose)")
 	f.StringVar(&opts.KeyType, "key-type", string(pki.ECDSAP256), "key algorithm of the client key")
 	daysFlag(c, &opts.Validity, "days", pki.DefaultClientValidity, "validity of the client certificate")
+	f.StringVar(&opts.Archive, "archive", "", "also write the bundle as one tar.gz FILE (0600) for 'dtls import' on the developer's machine")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing bundle directory")
 	opts.caKey.flags(c)
 	return c
@@ -143,6 +154,13 @@ func runIssueClient(o *issueClientOptions) error {
 		}
 		dockerHost = srv.DockerHost
 	}
+	if o.Archive != "" {
+		// Checked before anything is signed: a refused archive leaves
+		// nothing behind.
+		if err := checkArchiveTarget(o.Archive, o.Force); err != nil {
+			return err
+		}
+	}
 	kt, _ := pki.ParseKeyType(o.KeyType)
 	items := make([]*issuance, 0, len(o.Names))
 	for _, name := range o.Names {
@@ -177,10 +195,42 @@ func runIssueClient(o *issueClientOptions) error {
 		fmt.Fprintf(o.ErrOut, "issued client certificate %s\n", describeRecord(it.Record))
 		fmt.Fprintf(o.ErrOut, "wrote bundle %s for %s\n", it.Bundle, dockerHost)
 	}
+	if o.Archive != "" {
+		files, err := bundle.ReadDir(items[0].Bundle)
+		if err == nil {
+			err = bundle.WriteArchive(o.Archive, files)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(o.ErrOut, "wrote archive %s (0600)\n", o.Archive)
+		fmt.Fprintf(o.ErrOut, "next: send it to %s over a private channel; on their machine: dtls import %s && eval \"$(dtls env)\"\n", o.Names[0], filepath.Base(o.Archive))
+		return nil
+	}
 	if len(items) == 1 {
 		fmt.Fprintf(o.ErrOut, "next: copy it to %s's machine as ~/.docker/dtls/default (directory 0700), then run: eval \"$(dtls env)\"\n", o.Names[0])
 	} else {
 		fmt.Fprintf(o.ErrOut, "next: copy each bundle to its owner's machine as ~/.docker/dtls/default (directory 0700), then run: eval \"$(dtls env)\"\n")
+	}
+	return nil
+}
+
+// checkArchiveTarget refuses to overwrite an archive without force, and a
+// path whose directory does not exist.
+func checkArchiveTarget(path string, force bool) error {
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("--archive %q: directory %q does not exist", path, filepath.Dir(path))
+	}
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("--archive %q: %w", path, err)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("--archive %q exists and is not a regular file", path)
+	case !force:
+		return withHint(fmt.Errorf("archive %q already exists", path), "pass --force to replace it, or choose another --archive")
 	}
 	return nil
 }

@@ -111,11 +111,17 @@ Exit codes:
   3  audit found a FAIL`,
 		Example: `  # On the Docker host
   $ sudo dtls init
-  $ sudo dtls issue-client alice --out ./alice
+  $ sudo dtls issue-client alice --archive alice.tar.gz
 
-  # On alice's machine, with the bundle copied to ~/.docker/dtls/default
+  # On alice's machine, with alice.tar.gz sent to her privately
+  $ dtls import alice.tar.gz
   $ eval "$(dtls env)"
-  $ docker version`,
+  $ docker version
+
+  # Later, on the Docker host
+  $ sudo dtls list --expiring 30d
+  $ sudo dtls revoke bob
+  $ sudo dtls audit`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}

@@ -2,10 +2,12 @@ package daemonconfig
 
 import (
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -15,6 +17,32 @@ import (
 // 20.10 answers `unknown flag: --validate`. Callers then fall back to
 // restarting the daemon and watching it come up.
 var ErrValidateUnsupported = errors.New("dockerd has no --validate flag (it needs Docker 23.0 or later)")
+
+// versionLDFlag is how moby's build (hack/make/.go-autogen) stamps the
+// version into dockerd, recorded by the Go toolchain in the binary's build
+// information (Go 1.18 and later record -ldflags).
+var versionLDFlag = regexp.MustCompile(`dockerversion\.Version=v?(\d+)\.`)
+
+// dockerdVersion reads dockerd's major version from its Go build
+// information, without running it: starting dockerd's binary costs about
+// 50 ms, the larger part of what init takes. ok is false when the binary
+// does not say.
+func dockerdVersion(dockerd string) (major int, ok bool) {
+	bi, err := buildinfo.ReadFile(dockerd)
+	if err != nil {
+		return 0, false
+	}
+	for _, s := range bi.Settings {
+		if s.Key != "-ldflags" {
+			continue
+		}
+		if m := versionLDFlag.FindStringSubmatch(s.Value); m != nil {
+			n, err := strconv.Atoi(m[1])
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
 
 // unknownValidate is how a dockerd without the flag (cobra's flag parser)
 // answers: "unknown flag: --validate".
@@ -31,6 +59,9 @@ var unknownValidate = regexp.MustCompile(`unknown flag:\s*--validate\b`)
 // -H fd:// against "hosts"): those only show when the service starts. See
 // FindUnit and WriteDropIn for that.
 func Validate(ctx context.Context, dockerd, path string) error {
+	if v, ok := dockerdVersion(dockerd); ok && v < 23 {
+		return fmt.Errorf("validate daemon config %q with %s (version %d): %w", path, dockerd, v, ErrValidateUnsupported)
+	}
 	out, err := exec.CommandContext(ctx, dockerd, "--validate", "--config-file", path).CombinedOutput()
 	if err != nil {
 		if unknownValidate.Match(out) {

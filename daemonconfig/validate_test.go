@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -33,7 +35,7 @@ func TestValidateRealDockerd(t *testing.T) {
 	err = Validate(context.Background(), dockerd, path)
 	if strings.HasPrefix(string(out), "Docker version 20.") {
 		require.ErrorIs(t, err, ErrValidateUnsupported)
-		assert.EqualError(t, err, `validate daemon config "`+path+`" with /usr/sbin/dockerd: dockerd has no --validate flag (it needs Docker 23.0 or later)`)
+		assert.EqualError(t, err, `validate daemon config "`+path+`" with /usr/sbin/dockerd (version 20): dockerd has no --validate flag (it needs Docker 23.0 or later)`)
 		return
 	}
 	assert.NoError(t, err, "dockerd %s", out)
@@ -88,4 +90,26 @@ echo "Status: unknown flag: $1" >&2; exit 125
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrValidateUnsupported)
 	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// The version is read from dockerd's build information, not by running it.
+func TestDockerdVersionFromBuildInfo(t *testing.T) {
+	const dockerd = "/usr/sbin/dockerd"
+	if _, err := os.Stat(dockerd); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required in CI (apt-get install -y docker.io): %v", dockerd, err)
+		}
+		t.Skipf("%s not installed: %v", dockerd, err)
+	}
+	out, err := exec.Command(dockerd, "--version").Output()
+	require.NoError(t, err)
+	m := regexp.MustCompile(`Docker version (\d+)\.`).FindStringSubmatch(string(out))
+	require.NotNil(t, m, "dockerd --version: %s", out)
+	major, ok := dockerdVersion(dockerd)
+	require.True(t, ok, "no version in the build information of %s", dockerd)
+	assert.Equal(t, m[1], strconv.Itoa(major))
+
+	// A script has no Go build information: unknown, so Validate runs it.
+	_, ok = dockerdVersion(fakeDockerd(t, "exit 0\n"))
+	assert.False(t, ok)
 }

@@ -42,7 +42,13 @@ func Run(args []string, io IO) int {
 	// quiet so that nothing but our own messages reach the user.
 	cflog.Level = cflog.LevelError
 
-	root := newRootCmd(io)
+	var root *cobra.Command
+	if build, ok := commandFor(args); ok {
+		root = newBareRootCmd(io)
+		root.AddCommand(build(io))
+	} else {
+		root = newRootCmd(io)
+	}
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
@@ -91,7 +97,27 @@ func withHint(err error, format string, a ...any) error {
 	return hinted{err, fmt.Sprintf(format, a...)}
 }
 
+// commandFor returns the builder of the subcommand args name, when args
+// name one directly; help, completion and anything else get the whole tree.
+func commandFor(args []string) (func(IO) *cobra.Command, bool) {
+	if len(args) == 0 {
+		return nil, false
+	}
+	build, ok := commands[args[0]]
+	return build, ok
+}
+
+// newRootCmd is dtls with every subcommand.
 func newRootCmd(io IO) *cobra.Command {
+	root := newBareRootCmd(io)
+	for _, name := range commandOrder {
+		root.AddCommand(commands[name](io))
+	}
+	return root
+}
+
+// newBareRootCmd is the root command without subcommands.
+func newBareRootCmd(io IO) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "dtls",
 		Short: "Mutual TLS for the Docker daemon, done right",
@@ -131,24 +157,32 @@ Exit codes:
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{err, c.CommandPath()}
 	})
-	root.AddCommand(
-		newInitCmd(io),
-		newIssueClientCmd(io),
-		newIssueServerCmd(io),
-		newListCmd(io),
-		newRenewCmd(io),
-		newRevokeCmd(io),
-		newRotateCACmd(io),
-		newEnvCmd(io),
-		newVersionCmd(io),
-		newAuditCmd(io),
-		newImportCmd(io),
-		newLsCmd(io),
-		newUseCmd(io),
-		newContextCmd(io),
-	)
 	return root
 }
+
+// commands builds each subcommand. Run builds only the one it is asked for:
+// `dtls env` runs at every shell start, and building the whole tree (help
+// texts, flags, completions of sixteen commands) would be work it never
+// uses.
+var commands = map[string]func(IO) *cobra.Command{
+	"init":         newInitCmd,
+	"issue-client": newIssueClientCmd,
+	"issue-server": newIssueServerCmd,
+	"list":         newListCmd,
+	"renew":        newRenewCmd,
+	"revoke":       newRevokeCmd,
+	"rotate-ca":    newRotateCACmd,
+	"env":          newEnvCmd,
+	"version":      newVersionCmd,
+	"audit":        newAuditCmd,
+	"import":       newImportCmd,
+	"ls":           newLsCmd,
+	"use":          newUseCmd,
+	"context":      newContextCmd,
+}
+
+var commandOrder = []string{"init", "issue-client", "issue-server", "list", "renew", "revoke", "rotate-ca",
+	"env", "version", "audit", "import", "ls", "use", "context"}
 
 // exactArgs is cobra.ExactArgs with a usage error.
 func exactArgs(n int, what string) cobra.PositionalArgs {

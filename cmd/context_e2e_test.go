@@ -31,24 +31,6 @@ func runWithEnv(t *testing.T, now time.Time, env map[string]string, args ...stri
 	return out.String(), errOut.String(), code
 }
 
-// dockerBinary finds the Docker CLI, failing under CI=true when missing.
-func dockerBinary(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{"/usr/local/bin/docker", "/usr/bin/docker"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	p, err := exec.LookPath("docker")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker CLI not found: %v", err)
-		}
-		t.Skipf("docker CLI not found: %v", err)
-	}
-	return p
-}
-
 // dockerIn runs the Docker CLI with DOCKER_CONFIG=cfg and nothing else of
 // the caller's environment (no DOCKER_HOST, no real ~/.docker).
 func dockerIn(t *testing.T, docker, cfg string, extraEnv []string, args ...string) (string, error) {
@@ -67,7 +49,7 @@ func dockerIn(t *testing.T, docker, cfg string, extraEnv []string, args ...strin
 // `docker context import` in another configuration directory.
 func TestContextsWithRealDocker(t *testing.T) {
 	sandbox.Require(t)
-	docker := dockerBinary(t)
+	docker := dockerCLI(t)
 	now := time.Now()
 	dir, err := sandbox.NewDir()
 	require.NoError(t, err)

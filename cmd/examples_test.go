@@ -22,7 +22,7 @@ import (
 // binary (testscript.Main puts it there), so they test this tree's code.
 func TestExamples(t *testing.T) {
 	sandbox.Require(t)
-	docker := dockerBinary(t)
+	docker := dockerCLI(t)
 	dtlsPath, err := exec.LookPath("dtls")
 	require.NoError(t, err, "testscript.Main puts dtls in $PATH")
 	now := time.Now()

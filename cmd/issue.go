@@ -137,15 +137,11 @@ func runIssueClient(o *issueClientOptions) error {
 			return err
 		}
 	}
-	inv, err := openInventory(o.IO, o.StateDir)
+	inv, ca, err := openSigner(o.IO, o.StateDir, &o.caKey)
 	if err != nil {
 		return err
 	}
 	defer inv.Close()
-	ca, err := loadCA(o.IO, o.StateDir, &o.caKey)
-	if err != nil {
-		return err
-	}
 	dockerHost := o.DockerHost
 	if dockerHost == "" {
 		srv, err := readServer(o.StateDir)

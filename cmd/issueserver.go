@@ -87,15 +87,11 @@ func runIssueServer(o *issueServerOptions) error {
 	if err := checkBundleTarget(o.Out, o.Force); err != nil {
 		return err
 	}
-	inv, err := openInventory(o.IO, o.StateDir)
+	inv, ca, err := openSigner(o.IO, o.StateDir, &o.caKey)
 	if err != nil {
 		return err
 	}
 	defer inv.Close()
-	ca, err := loadCA(o.IO, o.StateDir, &o.caKey)
-	if err != nil {
-		return err
-	}
 	kt, _ := pki.ParseKeyType(o.KeyType)
 	it, err := newServerBundleIssuance(ca, daemonCAPEM(o.StateDir, ca), o.Name, o.Hosts, o.Out, kt, o.Now(), o.Validity, o.Force)
 	if err != nil {

@@ -86,6 +86,22 @@ func (k *caKeyOptions) passphrase(io IO, confirm bool) ([]byte, error) {
 // loadCA reads the CA from the state directory, decrypting its key with
 // the passphrase when it is encrypted. The CA's KeyPEM stays the on-disk
 // form, so that a copy (rotate-ca) is never written in the clear.
+// openSigner opens the inventory (taking the state directory's lock) and
+// then loads the CA, which every command that signs needs together. The
+// caller closes the inventory.
+func openSigner(io IO, stateDir string, k *caKeyOptions) (*inventory, *pki.CA, error) {
+	inv, err := openInventory(io, stateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := loadCA(io, stateDir, k)
+	if err != nil {
+		inv.Close()
+		return nil, nil, err
+	}
+	return inv, ca, nil
+}
+
 func loadCA(io IO, stateDir string, k *caKeyOptions) (*pki.CA, error) {
 	if err := checkStateDir(stateDir); err != nil {
 		if os.IsNotExist(errors.Unwrap(err)) || errors.Is(err, os.ErrNotExist) {

@@ -93,15 +93,11 @@ renewal restart it, or pass --restart.`,
 
 func runRenew(o *renewOptions) error {
 	now := o.Now()
-	inv, err := openInventory(o.IO, o.StateDir)
+	inv, ca, err := openSigner(o.IO, o.StateDir, &o.caKey)
 	if err != nil {
 		return err
 	}
 	defer inv.Close()
-	ca, err := loadCA(o.IO, o.StateDir, &o.caKey)
-	if err != nil {
-		return err
-	}
 	all, err := inv.All()
 	if err != nil {
 		return err

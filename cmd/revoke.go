@@ -69,15 +69,11 @@ The CA itself cannot be revoked: replace it with 'dtls rotate-ca'.`,
 
 func runRevoke(o *revokeOptions) error {
 	now := o.Now()
-	inv, err := openInventory(o.IO, o.StateDir)
+	inv, ca, err := openSigner(o.IO, o.StateDir, &o.caKey)
 	if err != nil {
 		return err
 	}
 	defer inv.Close()
-	ca, err := loadCA(o.IO, o.StateDir, &o.caKey)
-	if err != nil {
-		return err
-	}
 	found, err := inv.Find(o.Key)
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -18,18 +17,6 @@ import (
 	"github.com/dtls-tool/dtls/bundle"
 	"github.com/dtls-tool/dtls/sandbox"
 )
-
-// runWithEnv runs dtls in-process with env as its whole environment.
-func runWithEnv(t *testing.T, now time.Time, env map[string]string, args ...string) (string, string, int) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	code := Run(args, IO{
-		In: strings.NewReader(""), Out: &out, ErrOut: &errOut,
-		Now:    func() time.Time { return now },
-		Getenv: func(k string) string { return env[k] },
-	})
-	return out.String(), errOut.String(), code
-}
 
 // dockerIn runs the Docker CLI with DOCKER_CONFIG=cfg and nothing else of
 // the caller's environment (no DOCKER_HOST, no real ~/.docker).

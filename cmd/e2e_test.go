@@ -21,19 +21,23 @@ import (
 	"github.com/dtls-tool/dtls/sandbox"
 )
 
+// runWithEnv runs dtls in-process with env as its whole environment.
+func runWithEnv(t *testing.T, now time.Time, env map[string]string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := Run(args, IO{
+		In: strings.NewReader(""), Out: &out, ErrOut: &errOut,
+		Now:    func() time.Time { return now },
+		Getenv: func(k string) string { return env[k] },
+	})
+	return out.String(), errOut.String(), code
+}
+
 // dtls runs the command in-process and returns stdout, stderr and the exit
 // code.
 func dtls(t *testing.T, now time.Time, args ...string) (string, string, int) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	code := Run(args, IO{
-		In:     strings.NewReader(""),
-		Out:    &out,
-		ErrOut: &errOut,
-		Now:    func() time.Time { return now },
-		Getenv: func(string) string { return "" },
-	})
-	return out.String(), errOut.String(), code
+	return runWithEnv(t, now, nil, args...)
 }
 
 // dockerCLI finds the Docker CLI; the tests need it as much as dockerd.

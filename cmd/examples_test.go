@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/sandbox"
 )
 
@@ -83,4 +84,59 @@ func TestExamples(t *testing.T) {
 		assert.Contains(t, string(got), "DOCKER_HOST="+dockerHost+"\n")
 		assert.Contains(t, string(got), "DOCKER_TLS_VERIFY=1\n")
 	})
+}
+
+// TestProvisionExample runs examples/provision/provision.sh as on a new
+// Debian server, with every dtls path in a temporary directory, Debian's
+// real docker.service (which passes -H fd://) and a stand-in systemctl that
+// records what it is asked: the host's dockerd is never restarted.
+func TestProvisionExample(t *testing.T) {
+	dtlsPath, err := exec.LookPath("dtls")
+	require.NoError(t, err, "testscript.Main puts dtls in $PATH")
+	dir := t.TempDir()
+	stubs, units, etc := filepath.Join(dir, "bin"), filepath.Join(dir, "units"), filepath.Join(dir, "etc")
+	for _, d := range []string{stubs, units, etc} {
+		require.NoError(t, os.Mkdir(d, 0o755))
+	}
+	calls := filepath.Join(dir, "systemctl.calls")
+	require.NoError(t, os.WriteFile(filepath.Join(stubs, "systemctl"), []byte("#!/bin/sh\necho \"$*\" >> "+calls+"\n"), 0o755))
+	// provision.sh installs docker.io when dockerd is missing: a stand-in
+	// keeps it from doing so here, and answers --validate as dockerd 20.10.
+	require.NoError(t, os.WriteFile(filepath.Join(stubs, "dockerd"), []byte("#!/bin/sh\necho \"unknown flag: $1\" >&2\nexit 125\n"), 0o755))
+	unit, err := os.ReadFile("../daemonconfig/testdata/docker.service.debian")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(units, "docker.service"), unit, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(etc, "daemon.json"), []byte("{\n  \"log-level\": \"warn\"\n}\n"), 0o644))
+
+	cmd := exec.Command("bash", filepath.Join("..", "examples", "provision", "provision.sh"), "docker.example.com", "alice")
+	cmd.Env = []string{
+		"PATH=" + stubs + ":" + filepath.Dir(dtlsPath) + ":/usr/bin:/bin",
+		"HOME=" + dir,
+		"DTLS_STATE_DIR=" + filepath.Join(dir, "state"),
+		"DTLS_CERTS_DIR=" + filepath.Join(dir, "certs"),
+		"DTLS_DAEMON_JSON=" + filepath.Join(etc, "daemon.json"),
+		"DTLS_SYSTEMD_DIR=" + units,
+		"DTLS_OUT_DIR=" + dir,
+	}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	got, err := os.ReadFile(calls)
+	require.NoError(t, err, "systemctl was never called: %s", out)
+	assert.Equal(t, "daemon-reload\nrestart docker\n", string(got))
+	fi, err := os.Stat(filepath.Join(dir, "dtls-alice.tar.gz"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	daemonJSON, err := os.ReadFile(filepath.Join(etc, "daemon.json"))
+	require.NoError(t, err)
+	assert.Contains(t, string(daemonJSON), `"tlsverify": true`)
+	assert.Contains(t, string(daemonJSON), `"fd://"`)
+	assert.Contains(t, string(daemonJSON), `"log-level": "warn"`)
+	assert.FileExists(t, filepath.Join(units, "docker.service.d", "dtls-tls.conf"))
+	cert, err := os.ReadFile(filepath.Join(dir, "certs", "server-cert.pem"))
+	require.NoError(t, err)
+	c, err := pki.ParseCertificate(cert)
+	require.NoError(t, err)
+	assert.Empty(t, pki.Missing(c, []string{"docker.example.com", "localhost", "127.0.0.1"}))
+	assert.Contains(t, string(out), "PASS") // the audit ran
 }

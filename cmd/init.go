@@ -229,7 +229,13 @@ func runInit(o *initOptions) error {
 	if err != nil {
 		return err
 	}
-
+	if preview.Changed && !o.DryRun {
+		// Asked before anything is written, so that a file dockerd would
+		// refuse changes nothing at all.
+		if err := validateMerged(o, preview.New); err != nil {
+			return err
+		}
+	}
 	_ = stateExists
 	reason := ""
 	if o.CAFrom != "" {
@@ -286,9 +292,6 @@ func runInit(o *initOptions) error {
 		}
 		if res.Backup != "" {
 			say("backup of the previous %s: %s", o.DaemonJSON, res.Backup)
-		}
-		if err := validateDaemonJSON(o, res); err != nil {
-			return err
 		}
 	} else {
 		say("%s already has the TLS settings", o.DaemonJSON)
@@ -372,9 +375,11 @@ func caName() string {
 	return "dtls CA for " + h
 }
 
-// validateDaemonJSON runs dockerd --validate (Docker 23 and later) on the
-// merged file and restores the backup if dockerd rejects it.
-func validateDaemonJSON(o *initOptions, res *daemonconfig.Result) error {
+// validateMerged runs dockerd --validate (Docker 23 and later) on the
+// merged daemon.json, written to a temporary file. dockerd checks keys,
+// types and values there without reading the TLS files, which do not exist
+// yet on a first run.
+func validateMerged(o *initOptions, merged []byte) error {
 	dockerd := o.Getenv("DTLS_DOCKERD")
 	if dockerd == "" {
 		var err error
@@ -382,20 +387,30 @@ func validateDaemonJSON(o *initOptions, res *daemonconfig.Result) error {
 			return nil
 		}
 	}
+	f, err := os.CreateTemp("", "dtls-daemon-*.json")
+	if err != nil {
+		return fmt.Errorf("validate merged %s: %w", o.DaemonJSON, err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(merged)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("validate merged %s: %w", o.DaemonJSON, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := daemonconfig.Validate(ctx, dockerd, res.Path)
+	err = daemonconfig.Validate(ctx, dockerd, f.Name())
 	switch {
 	case err == nil:
-		fmt.Fprintf(o.ErrOut, "dockerd --validate accepts %s\n", res.Path)
+		fmt.Fprintf(o.ErrOut, "dockerd --validate accepts the merged %s\n", o.DaemonJSON)
 		return nil
 	case errors.Is(err, daemonconfig.ErrValidateUnsupported):
 		return nil
 	}
-	if rerr := res.Restore(); rerr != nil {
-		return fmt.Errorf("dockerd rejects the merged %s (%v), and restoring the backup failed: %w", res.Path, err, rerr)
-	}
-	return fmt.Errorf("dockerd rejects the merged %s, restored the previous version: %w", res.Path, err)
+	return withHint(fmt.Errorf("dockerd would refuse the merged %s, nothing was changed: %w", o.DaemonJSON, err),
+		"fix what dockerd names in %s, then run dtls init again (dtls init --dry-run shows the merge)", o.DaemonJSON)
 }
 
 func restartDocker(errOut io.Writer) error {

@@ -98,6 +98,9 @@ type Config struct {
 	CertPath string
 	// Group is the group database, /etc/group when empty.
 	Group string
+	// Passwd is the user database, /etc/passwd when empty: users whose
+	// primary group is docker can use the socket too.
+	Passwd string
 	// Now is the time certificates are checked at; time.Now when zero.
 	Now time.Time
 	// ExpiryWarning: a certificate expiring sooner than this is a WARN.
@@ -112,6 +115,7 @@ const (
 	DefaultSocket   = "/var/run/docker.sock"
 	DefaultCertsDir = "/etc/docker/certs"
 	DefaultGroup    = "/etc/group"
+	DefaultPasswd   = "/etc/passwd"
 )
 
 // auditor collects findings.
@@ -127,6 +131,9 @@ func (a *auditor) add(f Finding) { a.findings = append(a.findings, f) }
 func Run(ctx context.Context, cfg Config) Report {
 	if cfg.Now.IsZero() {
 		cfg.Now = time.Now()
+	}
+	if cfg.Passwd == "" {
+		cfg.Passwd = DefaultPasswd
 	}
 	if cfg.Group == "" {
 		cfg.Group = DefaultGroup

@@ -74,8 +74,12 @@ func newHost(t testing.TB, now time.Time, socket string) *host {
 		"tlskey":    filepath.Join(h.certs, "server-key.pem"),
 	})
 	write(t, h.group, []byte("root:x:0:\ndocker:x:"+dockerGID(t)+":alice,bob\n"), 0o644)
+	write(t, h.passwd(), []byte("root:x:0:0:root:/root:/bin/bash\ncarol:x:1003:"+dockerGID(t)+"::/home/carol:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n"), 0o644)
 	return h
 }
+
+// passwd is the host's user database: carol's primary group is docker.
+func (h *host) passwd() string { return filepath.Join(filepath.Dir(h.group), "passwd") }
 
 func (h *host) writeDaemonJSON(t testing.TB, v map[string]any) {
 	t.Helper()
@@ -90,6 +94,7 @@ func (h *host) config(now time.Time) Config {
 		StateDir:      h.state,
 		SystemdDirs:   []string{h.systemd},
 		Group:         h.group,
+		Passwd:        h.passwd(),
 		Now:           now,
 		ExpiryWarning: 30 * 24 * time.Hour,
 		Hosts:         []string{"localhost", "127.0.0.1"},
@@ -232,7 +237,8 @@ func TestAuditGoodHostAndEachFailure(t *testing.T) {
 		assert.Contains(t, tcp.Title, "tcp://127.0.0.1:2376")
 		// Group docker: both members named, as root-equivalent.
 		g := requireOne(t, rep, "docker-group", Warn, "")
-		assert.Contains(t, g.Title, "alice, bob")
+		assert.Contains(t, g.Title, "alice, bob, carol (primary group)")
+		assert.Contains(t, g.Title, "3 members")
 		assert.Contains(t, g.Title, "root-equivalent")
 		// Nothing to bypass without an AuthZ plugin: a WARN.
 		requireOne(t, rep, "daemon-authz", Warn, "2.12")
@@ -338,6 +344,20 @@ func TestAuditGoodHostAndEachFailure(t *testing.T) {
 		write(t, filepath.Join(h.certs, "signing.pem"), h.ca.KeyPEM, 0o400)
 		f := requireOne(t, Run(ctx, h.config(now)), "ca-key-location", Fail, "")
 		assert.Contains(t, f.Title, "signing.pem")
+	})
+
+	t.Run("unit files others can write or own", func(t *testing.T) {
+		h := newHost(t, now, d.Socket)
+		b, err := os.ReadFile("../daemonconfig/testdata/docker.service.debian")
+		require.NoError(t, err)
+		write(t, filepath.Join(h.systemd, "docker.service"), b, 0o666)
+		write(t, filepath.Join(h.systemd, "docker.socket"), []byte("[Socket]\nListenStream=/run/docker.sock\n"), 0o644)
+		require.NoError(t, os.Chown(filepath.Join(h.systemd, "docker.socket"), 65534, 65534))
+		rep := Run(ctx, h.config(now))
+		requireOne(t, rep, "docker-service-owner", Pass, "3.1")
+		requireOne(t, rep, "docker-service-mode", Fail, "3.2")
+		requireOne(t, rep, "docker-socket-unit-owner", Fail, "3.3")
+		requireOne(t, rep, "docker-socket-unit-mode", Pass, "3.4")
 	})
 
 	t.Run("CA key readable by others", func(t *testing.T) {

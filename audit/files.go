@@ -45,6 +45,29 @@ func readGroup(path string) (*dockerGroup, error) {
 	return nil, sc.Err()
 }
 
+// primaryMembers lists the users of a passwd(5) file whose primary group is
+// gid: group(5) does not name them, yet they are in the group.
+func primaryMembers(path string, gid uint32) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var users []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// name:password:UID:GID:gecos:home:shell
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) < 4 {
+			continue
+		}
+		if g, err := strconv.ParseUint(fields[3], 10, 32); err == nil && uint32(g) == gid {
+			users = append(users, fields[0])
+		}
+	}
+	return users, sc.Err()
+}
+
 // checkSocket checks the daemon's unix socket (CIS 3.15, 3.16) and lists
 // group docker. Whoever can connect to the socket can start a privileged
 // container with the host's / mounted: group docker is root
@@ -52,18 +75,30 @@ func readGroup(path string) (*dockerGroup, error) {
 func (a *auditor) checkSocket() {
 	sock := a.cfg.Socket
 	grp, gerr := readGroup(a.cfg.Group)
+	primaryNote := ""
+	if grp != nil {
+		primary, err := primaryMembers(a.cfg.Passwd, grp.gid)
+		if err != nil {
+			primaryNote = "; users whose primary group is docker were not listed: " + why(a.cfg.Passwd, err)
+		}
+		for _, u := range primary {
+			if !contains(grp.members, u) {
+				grp.members = append(grp.members, u+" (primary group)")
+			}
+		}
+	}
 	switch {
 	case gerr != nil:
 		a.add(Finding{ID: "docker-group", Status: Skip, Title: "members of group docker not checked", Detail: why(a.cfg.Group, gerr)})
 	case grp == nil:
 		a.add(Finding{ID: "docker-group", Status: Pass, Title: "there is no group docker: only root can use the socket"})
 	case len(grp.members) == 0:
-		a.add(Finding{ID: "docker-group", Status: Pass, Title: "group docker has no members"})
+		a.add(Finding{ID: "docker-group", Status: Pass, Title: "group docker has no members", Detail: strings.TrimPrefix(primaryNote, "; ")})
 	default:
 		a.add(Finding{ID: "docker-group", Status: Warn,
 			Title:  fmt.Sprintf("group docker has %d members, each root-equivalent on this host: %s", len(grp.members), strings.Join(grp.members, ", ")),
-			Detail: "a member can run 'docker run -v /:/host --privileged' and own the host; users whose primary group is docker (/etc/passwd) are not listed",
-			Fix:    fmt.Sprintf("sudo gpasswd -d %s docker (for each who does not need it)", grp.members[0])})
+			Detail: "a member can run 'docker run -v /:/host --privileged' and own the host" + primaryNote,
+			Fix:    fmt.Sprintf("sudo gpasswd -d %s docker (for each who does not need it; for a primary group: usermod -g)", strings.TrimSuffix(grp.members[0], " (primary group)"))})
 	}
 
 	fi, err := os.Lstat(sock)
@@ -146,6 +181,14 @@ func (a *auditor) checkFiles(d *daemonConf) {
 		a.checkFile(dir, fileRule{what: "directory", idOwner: "etc-docker-owner", idMode: "etc-docker-mode", cisOwner: "3.5", cisMode: "3.6", maxMode: 0o755})
 		a.checkFile(a.cfg.DaemonJSON, fileRule{what: "daemon.json", idOwner: "daemon-json-owner", idMode: "daemon-json-mode", cisOwner: "3.17", cisMode: "3.18", maxMode: 0o644})
 	}
+	// The units that start dockerd and its socket (CIS 3.1-3.4): whoever
+	// can write them chooses what runs as root.
+	if d.unit != nil {
+		a.checkFile(d.unit.Path, fileRule{what: "docker.service", idOwner: "docker-service-owner", idMode: "docker-service-mode", cisOwner: "3.1", cisMode: "3.2", maxMode: 0o644})
+	}
+	if sock := findUnitFile(a.cfg.SystemdDirs, "docker.socket"); sock != "" {
+		a.checkFile(sock, fileRule{what: "docker.socket", idOwner: "docker-socket-unit-owner", idMode: "docker-socket-unit-mode", cisOwner: "3.3", cisMode: "3.4", maxMode: 0o644})
+	}
 	if !d.tlsVerify && !d.tls {
 		if _, err := os.Stat(a.tlsFiles(d).cert); err != nil {
 			// No TLS configured and no certificate: nothing to check.
@@ -156,4 +199,17 @@ func (a *auditor) checkFiles(d *daemonConf) {
 	a.checkFile(f.caCert, fileRule{what: "CA certificate", idOwner: "ca-cert-owner", idMode: "ca-cert-mode", cisOwner: "3.9", cisMode: "3.10", maxMode: 0o444})
 	a.checkFile(f.cert, fileRule{what: "server certificate", idOwner: "server-cert-owner", idMode: "server-cert-mode", cisOwner: "3.11", cisMode: "3.12", maxMode: 0o444})
 	a.checkFile(f.key, fileRule{what: "server key", idOwner: "server-key-owner", idMode: "server-key-mode", cisOwner: "3.13", cisMode: "3.14", maxMode: 0o400, exact: true})
+}
+
+// findUnitFile returns the unit file name in the last of dirs that has it,
+// the one systemd uses (/etc/systemd/system overrides /lib/systemd/system).
+func findUnitFile(dirs []string, name string) string {
+	found := ""
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if _, err := os.Lstat(p); err == nil {
+			found = p
+		}
+	}
+	return found
 }

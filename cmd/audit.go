@@ -38,6 +38,7 @@ type auditOptions struct {
 	DockerHost    string
 	CertPath      string
 	GroupFile     string
+	PasswdFile    string
 	ExpiryWarning time.Duration
 	Hosts         []string
 	Output        string
@@ -117,6 +118,8 @@ least one is FAIL, 2 on a usage error, 1 when the audit could not run.`,
 	_ = c.MarkFlagDirname("cert-path")
 	f.StringVar(&opts.GroupFile, "group-file", audit.DefaultGroup, "group database to read group docker from")
 	_ = f.MarkHidden("group-file")
+	f.StringVar(&opts.PasswdFile, "passwd-file", audit.DefaultPasswd, "user database to read primary groups from")
+	_ = f.MarkHidden("passwd-file")
 	c.Flags().Var(&expiryValue{&opts.ExpiryWarning}, "expiry-warning", "warn about certificates expiring within this time: 30d, or a duration such as 72h")
 	opts.ExpiryWarning = 30 * 24 * time.Hour
 	f.StringArrayVar(&opts.Hosts, "host", nil, "a name or address clients use, which the server certificate must cover (repeatable; default: the hosts dtls init recorded, else this host's names and addresses)")
@@ -165,6 +168,7 @@ func runAudit(o *auditOptions) error {
 		DockerHost:    o.DockerHost,
 		CertPath:      o.CertPath,
 		Group:         o.GroupFile,
+		Passwd:        o.PasswdFile,
 		Now:           o.Now(),
 		ExpiryWarning: o.ExpiryWarning,
 		Hosts:         o.Hosts,

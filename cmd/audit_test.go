@@ -59,7 +59,7 @@ func TestAuditAfterInit(t *testing.T) {
 
 	// No --certs-dir, --socket or --host: they come from daemon.json and
 	// the state directory.
-	args := []string{"audit", "--daemon-json", daemonJSON, "--state-dir", state, "--systemd-dir", systemd, "--group-file", group}
+	args := []string{"audit", "--daemon-json", daemonJSON, "--state-dir", state, "--systemd-dir", systemd, "--group-file", group, "--passwd-file", group}
 
 	table, stderr, code := dtls(t, now, args...)
 	require.Equal(t, 0, code, "stderr: %s\nstdout:\n%s", stderr, table)
@@ -124,7 +124,7 @@ func TestAuditExitCodeFollowsFindings(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	group := filepath.Join(dir, "group")
 	require.NoError(t, os.WriteFile(group, []byte("docker:x:999:\n"), 0o644))
-	args := []string{"audit", "--daemon-json", daemonJSON, "--state-dir", state, "--systemd-dir", systemd, "--group-file", group,
+	args := []string{"audit", "--daemon-json", daemonJSON, "--state-dir", state, "--systemd-dir", systemd, "--group-file", group, "--passwd-file", group,
 		"--socket", filepath.Join(dir, "no.sock")}
 
 	out, stderr, code := dtls(t, now, append(args, "--output", "json")...)

@@ -56,12 +56,14 @@ command that fixes it.
 
 It checks:
   the socket        owned root:docker, mode 0660 or stricter (CIS 3.15, 3.16);
-                    the members of group docker, each of whom is root
+                    the members of group docker (primary group too), each
+                    of whom is root
   the daemon        daemon.json and docker.service's flags: every TCP listener
                     has tlsverify (CIS 2.7), no port 2375, no setting both as a
                     flag and in the file, no ignored singular "host" key,
                     authorization plugins (CIS 2.12)
-  files             /etc/docker (3.5, 3.6), daemon.json (3.17, 3.18), CA and
+  files             docker.service and docker.socket root:root 0644 (3.1-3.4),
+                    /etc/docker (3.5, 3.6), daemon.json (3.17, 3.18), CA and
                     server certificate root:root 0444 (3.9-3.12), server key
                     root:root 0400 (3.13, 3.14), the CA key not in the certs
                     directory and readable only by its owner

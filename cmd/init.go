@@ -193,12 +193,8 @@ func runInit(o *initOptions) error {
 
 	// Everything that can fail on bad input is checked before anything is
 	// written: the state directory, the systemd unit and daemon.json.
-	stateExists := true
-	if err := checkStateDir(o.StateDir); err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		stateExists = false
+	if err := checkStateDir(o.StateDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	unitDirs := daemonconfig.DefaultUnitDirs
 	dropInDir := "/etc/systemd/system"
@@ -236,7 +232,6 @@ func runInit(o *initOptions) error {
 			return err
 		}
 	}
-	_ = stateExists
 	reason := ""
 	if o.CAFrom != "" {
 		if err := installServerBundle(o, &hosts, say, &reason); err != nil {

@@ -188,12 +188,12 @@ func (v version) less(w version) bool {
 
 func (v version) String() string { return fmt.Sprintf("%d.%d.%d", v[0], v[1], v[2]) }
 
-var versionRE = regexp.MustCompile(`^v?(\d+)\.(\d+)(?:\.(\d+))?(.*)$`)
+var versionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^v?(\d+)\.(\d+)(?:\.(\d+))?(.*)$`) })
 
 // parseVersion reads a daemon version leniently: "20.10.24+dfsg1" is
 // 20.10.24 with suffix "+dfsg1".
 func parseVersion(s string) (v version, suffix string, ok bool) {
-	m := versionRE.FindStringSubmatch(strings.TrimSpace(s))
+	m := versionRE().FindStringSubmatch(strings.TrimSpace(s))
 	if m == nil {
 		return v, "", false
 	}
@@ -208,7 +208,7 @@ func parseVersion(s string) (v version, suffix string, ok bool) {
 // upstreamSuffix matches the suffixes of Docker's own builds (release
 // candidates, the old -ce/-ee editions); anything else (+dfsg1, -0ubuntu1,
 // .el9) is a distribution's package, which may carry backported fixes.
-var upstreamSuffix = regexp.MustCompile(`^-(rc|beta|alpha|ce|ee|dev)`)
+var upstreamSuffix = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^-(rc|beta|alpha|ce|ee|dev)`) })
 
 // span is an affected range: from (inclusive) to fixed (exclusive).
 type span struct{ from, fixed version }
@@ -270,7 +270,7 @@ func (a *auditor) checkVersion(ver versionInfo, authz []string) {
 		return
 	}
 	a.add(Finding{ID: "daemon-version", Status: Pass, Title: fmt.Sprintf("Docker Engine %s (API %s)", ver.Version, ver.APIVersion)})
-	distro := suffix != "" && !upstreamSuffix.MatchString(suffix)
+	distro := suffix != "" && !upstreamSuffix().MatchString(suffix)
 	for _, c := range cves {
 		id := strings.ToLower(c.id)
 		fixed, hit := c.affects(v)

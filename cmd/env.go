@@ -87,15 +87,18 @@ DOCKER_HOST overrides the context ('dtls context create').`,
 			if opts.Format != "shell" && opts.Format != "dotenv" {
 				return usagef(c, "--format: unknown format %q (valid: shell, dotenv)", opts.Format)
 			}
-			sh := clientenv.DetectShell(opts.Getenv("SHELL"))
-			if psh, ok := parentShell(); ok {
-				sh = psh
-			}
+			// --shell, else the shell dtls runs under, else $SHELL; the
+			// parent is looked up only when it is needed.
+			var sh clientenv.Shell
 			if opts.Shell != "" {
 				var err error
 				if sh, err = clientenv.ParseShell(opts.Shell); err != nil {
 					return usagef(c, "--shell: %v", err)
 				}
+			} else if psh, ok := parentShell(); ok {
+				sh = psh
+			} else {
+				sh = clientenv.DetectShell(opts.Getenv("SHELL"))
 			}
 			if opts.Host != "" {
 				if err := parseDockerHost("host", opts.Host); err != nil {

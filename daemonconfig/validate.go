@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // ErrValidateUnsupported is returned by Validate when dockerd has no
@@ -20,8 +21,10 @@ var ErrValidateUnsupported = errors.New("dockerd has no --validate flag (it need
 
 // versionLDFlag is how moby's build (hack/make/.go-autogen) stamps the
 // version into dockerd, recorded by the Go toolchain in the binary's build
-// information (Go 1.18 and later record -ldflags).
-var versionLDFlag = regexp.MustCompile(`dockerversion\.Version=v?(\d+)\.`)
+// information (Go 1.18 and later record -ldflags). Compiled on first use,
+// like the package's other expressions: dtls env links this package and
+// must not pay for it at every shell start.
+var versionLDFlag = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`dockerversion\.Version=v?(\d+)\.`) })
 
 // dockerdVersion reads dockerd's major version from its Go build
 // information, without running it: starting dockerd's binary costs about
@@ -36,7 +39,7 @@ func dockerdVersion(dockerd string) (major int, ok bool) {
 		if s.Key != "-ldflags" {
 			continue
 		}
-		if m := versionLDFlag.FindStringSubmatch(s.Value); m != nil {
+		if m := versionLDFlag().FindStringSubmatch(s.Value); m != nil {
 			n, err := strconv.Atoi(m[1])
 			return n, err == nil
 		}
@@ -46,7 +49,7 @@ func dockerdVersion(dockerd string) (major int, ok bool) {
 
 // unknownValidate is how a dockerd without the flag (cobra's flag parser)
 // answers: "unknown flag: --validate".
-var unknownValidate = regexp.MustCompile(`unknown flag:\s*--validate\b`)
+var unknownValidate = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`unknown flag:\s*--validate\b`) })
 
 // Validate runs `dockerd --validate --config-file path`, which parses the file
 // with dockerd's own rules (unknown keys, types, values) without starting a
@@ -64,7 +67,7 @@ func Validate(ctx context.Context, dockerd, path string) error {
 	}
 	out, err := exec.CommandContext(ctx, dockerd, "--validate", "--config-file", path).CombinedOutput()
 	if err != nil {
-		if unknownValidate.Match(out) {
+		if unknownValidate().Match(out) {
 			return fmt.Errorf("validate daemon config %q with %s: %w", path, dockerd, ErrValidateUnsupported)
 		}
 		msg := strings.TrimSpace(string(out))

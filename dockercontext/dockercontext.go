@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/dtls-tool/dtls/atomicfile"
@@ -32,7 +33,7 @@ import (
 
 // nameRE is the Docker CLI's rule for context names (docker/cli
 // cli/command/context/create.go, validateContextName's restrictedNamePattern).
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$`) })
 
 // ValidateName accepts the names the Docker CLI accepts for a context:
 // "default" is reserved by the CLI for the environment-based context.
@@ -40,7 +41,7 @@ func ValidateName(name string) error {
 	if name == "default" {
 		return fmt.Errorf("invalid context name %q: reserved by the Docker CLI", name)
 	}
-	if !nameRE.MatchString(name) {
+	if !nameRE().MatchString(name) {
 		return fmt.Errorf("invalid context name %q: use at least two of letters, digits, '_', '.', '+', '-', starting with a letter or digit", name)
 	}
 	return nil

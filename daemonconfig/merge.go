@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 )
 
 // DefaultSocket is the local socket dockerd listens on when "hosts" is not
@@ -386,7 +387,14 @@ func (m *merger) setValue(key, raw string, ok func(gjson.Result) bool) {
 	first := its[0]
 	if old := m.raw(first); !ok(gjson.Parse(old)) {
 		m.changef("set %q: %s (was %s)", key, raw, old)
-		m.splice(first.valStart, first.valEnd, raw)
+		// sjson rewrites the value where it stands and leaves every other
+		// byte of the file alone. Its path syntax gives '.', '*', '?' and
+		// '|' a meaning; the keys dtls sets have none of them.
+		b, err := sjson.SetRawBytesOptions(m.b, key, []byte(raw), &sjson.Options{ReplaceInPlace: false})
+		if err != nil {
+			panic("daemonconfig: set " + key + ": " + err.Error())
+		}
+		m.b = b
 	}
 	if len(its) > 1 {
 		m.changef("removed duplicate %q keys (dockerd only reads the last one)", key)

@@ -46,7 +46,12 @@ func StoreRoot(getenv func(string) string) (string, error) {
 
 // CertPath returns the bundle directory `dtls env` uses when no name or
 // --cert-path is given: $DTLS_CERT_PATH when set and not empty (the core
-// behaviour, kept), else StoreRoot/default.
+// behaviour, kept), else the bundle StoreRoot/default points at. The link
+// is resolved (one readlink) rather than returned as it is: DOCKER_CERT_PATH
+// set to the link would make a shell configured for one server pick up
+// another server's certificates as soon as `dtls use` switches the default,
+// while its DOCKER_HOST stays. A default that is not a link (a directory
+// copied there by hand, or nothing yet) is returned as StoreRoot/default.
 func CertPath(getenv func(string) string) (string, error) {
 	if p := getenv(EnvCertPath); p != "" {
 		return p, nil
@@ -55,12 +60,20 @@ func CertPath(getenv func(string) string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(root, DefaultName), nil
+	link := filepath.Join(root, DefaultName)
+	target, err := os.Readlink(link)
+	switch {
+	case err != nil:
+		return link, nil
+	case filepath.IsAbs(target):
+		return filepath.Clean(target), nil
+	}
+	return filepath.Join(root, target), nil
 }
 
 // ValidateBundleName accepts the names a bundle may have in the store: 1 to
 // 64 of letters, digits, '.', '_', '-', '@', not starting with '.' or '-',
-// and not DefaultName. In particular '/' and ".." are refused: the name
+// and not DefaultName in any case. In particular '/' and ".." are refused: the name
 // becomes a directory name under the store root.
 func ValidateBundleName(name string) error {
 	switch {
@@ -68,7 +81,10 @@ func ValidateBundleName(name string) error {
 		return fmt.Errorf("invalid bundle name %q: empty", name)
 	case len(name) > 64:
 		return fmt.Errorf("invalid bundle name %q: longer than 64 characters", name)
-	case name == DefaultName:
+	case strings.EqualFold(name, DefaultName):
+		// Any case: on a case-insensitive file system (macOS, Windows)
+		// "Default" is the default link itself, and `dtls use Default`
+		// would make the link point at itself.
 		return fmt.Errorf("invalid bundle name %q: reserved for the default link", name)
 	case name[0] == '.' || name[0] == '-':
 		return fmt.Errorf("invalid bundle name %q: must not start with %q", name, name[0])

@@ -54,9 +54,16 @@ func TestStoreDefault(t *testing.T) {
 	assert.Error(t, entries[2].Err)
 
 	getenv := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	// The bundle the link points at, not the link: a shell's
+	// DOCKER_CERT_PATH must not follow a later `dtls use` while its
+	// DOCKER_HOST stays.
 	p, err := CertPath(getenv(map[string]string{EnvHome: root}))
 	require.NoError(t, err)
-	assert.Equal(t, filepath.Join(root, "default"), p)
+	assert.Equal(t, filepath.Join(root, "a"), p)
+	empty := t.TempDir()
+	p, err = CertPath(getenv(map[string]string{EnvHome: empty}))
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(empty, "default"), p, "no link: the path the error names")
 	p, err = CertPath(getenv(map[string]string{EnvHome: root, EnvCertPath: "/x"}))
 	require.NoError(t, err)
 	assert.Equal(t, "/x", p)
@@ -69,7 +76,7 @@ func TestValidateBundleName(t *testing.T) {
 	for _, ok := range []string{"prod", "docker.example.com", "a_b-c@d", "10.0.0.1"} {
 		assert.NoError(t, ValidateBundleName(ok), ok)
 	}
-	for _, bad := range []string{"", "a/b", "..", ".hidden", "-x", "default", "a b", "a\\b"} {
+	for _, bad := range []string{"", "a/b", "..", ".hidden", "-x", "default", "Default", "DEFAULT", "a b", "a\\b"} {
 		assert.Error(t, ValidateBundleName(bad), bad)
 	}
 	assert.Equal(t, "fe80--1", SanitizeBundleName("[fe80::1]"))

@@ -6,7 +6,10 @@ import (
 	"compress/gzip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -35,6 +38,7 @@ func TestBundleScripts(t *testing.T) {
 			"mkarchive":   cmdMkArchive,
 			"evilarchive": cmdEvilArchive,
 			"readlink":    cmdReadlink,
+			"dtlsexit":    cmdDtlsExit,
 		},
 	})
 }
@@ -114,5 +118,25 @@ func cmdReadlink(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	if (got == args[1]) == neg {
 		ts.Fatalf("%s points to %q, want %s%q", args[0], got, map[bool]string{true: "not ", false: ""}[neg], args[1])
+	}
+}
+
+// dtlsexit CODE ARGS...: dtls ARGS exits with CODE (run in-process, with
+// the script's environment); its stdout and stderr become the script's.
+func cmdDtlsExit(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: dtlsexit CODE ARGS...")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	var out, errOut bytes.Buffer
+	code := Run(args[1:], IO{
+		In: strings.NewReader(""), Out: &out, ErrOut: &errOut, Now: time.Now,
+		Getenv: ts.Getenv,
+	})
+	ts.Stdout().Write(out.Bytes())
+	ts.Stderr().Write(errOut.Bytes())
+	if code != want {
+		ts.Fatalf("dtls %s: exit code %d, want %d\n%s", strings.Join(args[1:], " "), code, want, errOut.String())
 	}
 }

@@ -35,6 +35,9 @@ The bundle is the one called NAME in the bundle store (~/.docker/dtls/NAME,
 or $DTLS_HOME/NAME; see 'dtls ls'), else --cert-path, else $DTLS_CERT_PATH,
 else the store's default (~/.docker/dtls/default, set by 'dtls import' and
 'dtls use'). It must hold ca.pem, cert.pem, key.pem and dtls.json.
+DOCKER_CERT_PATH names the bundle the default link points at, not the link,
+so a later 'dtls use' does not hand a configured shell another server's
+certificates.
 
 The shell is --shell, else the shell dtls runs under (the parent process:
 bash, zsh, fish, tcsh, nu, pwsh), else the one $SHELL names. Shells:
@@ -86,6 +89,9 @@ DOCKER_HOST overrides the context ('dtls context create').`,
 			}
 			if opts.Format != "shell" && opts.Format != "dotenv" {
 				return usagef(c, "--format: unknown format %q (valid: shell, dotenv)", opts.Format)
+			}
+			if opts.Format == "dotenv" && opts.Unset {
+				return usagef(c, "--unset has no dotenv form: remove the lines from the file")
 			}
 			// --shell, else the shell dtls runs under, else $SHELL; the
 			// parent is looked up only when it is needed.
@@ -140,9 +146,6 @@ func runEnv(o *envOptions, sh clientenv.Shell) error {
 	cmdLine := "dtls env"
 	if o.Shell != "" {
 		cmdLine += " --shell " + string(sh)
-	}
-	if o.Format == "dotenv" && o.Unset {
-		return fmt.Errorf("--unset has no dotenv form: remove the lines from the file")
 	}
 	if o.Unset {
 		cmdLine += " --unset"

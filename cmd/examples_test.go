@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,6 +84,16 @@ func TestExamples(t *testing.T) {
 		require.NoError(t, err)
 		assert.Contains(t, string(got), "DOCKER_HOST="+dockerHost+"\n")
 		assert.Contains(t, string(got), "DOCKER_TLS_VERIFY=1\n")
+		// Later steps of the job use what $GITHUB_ENV says: the bundle
+		// it names must outlive the script.
+		var certPath string
+		for _, line := range strings.Split(string(got), "\n") {
+			if v, ok := strings.CutPrefix(line, "DOCKER_CERT_PATH="); ok {
+				certPath = v
+			}
+		}
+		require.NotEmpty(t, certPath, "no DOCKER_CERT_PATH in $GITHUB_ENV:\n%s", got)
+		assert.FileExists(t, filepath.Join(certPath, "key.pem"), "DOCKER_CERT_PATH in $GITHUB_ENV is gone after the step")
 	})
 }
 

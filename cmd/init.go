@@ -556,12 +556,6 @@ func initCA(o *initOptions, hosts []string, kt pki.KeyType, now time.Time, say f
 			if err := ensureMode(caInCerts, certMode, say); err != nil {
 				return err
 			}
-			if err := ensureMode(keyPath, keyMode, say); err != nil {
-				return err
-			}
-			if err := ensureMode(certPath, certMode, say); err != nil {
-				return err
-			}
 		}
 	} else if o.DryRun {
 		say("would write %s", caInCerts)
@@ -570,7 +564,19 @@ func initCA(o *initOptions, hosts []string, kt pki.KeyType, now time.Time, say f
 	} else {
 		say("wrote %s", caInCerts)
 	}
-
+	if o.DryRun {
+		return nil
+	}
+	// Kept files whose mode was loosened are tightened whatever else this
+	// run wrote (README: "a loosened key mode found by init is tightened").
+	for _, f := range []struct {
+		path string
+		mode fs.FileMode
+	}{{keyPath, keyMode}, {certPath, certMode}, {caKeyPath, keyMode}, {caCertPath, certMode}} {
+		if err := ensureMode(f.path, f.mode, say); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -217,8 +217,20 @@ func (inv *inventory) commit(io IO, items []*issuance) error {
 	failPoint(io, "after-journal")
 	for i, it := range items {
 		if err := it.writeFiles(); err != nil {
-			// Undo what this run put in place: nothing is recorded.
+			// Undo the new bundles this run put in place; a
+			// replacement (renew, --force) or a server file already
+			// written cannot be undone (the old one is gone): record
+			// it, so that no certificate is out without its record.
 			inv.rollback(items[:i])
+			if rerr := inv.recordLanded(items[:i+1]); rerr != nil {
+				// The journal stays: the next run records them.
+				return fmt.Errorf("%w (and recording what was written: %v)", err, rerr)
+			}
+			if it.ServerCert != "" {
+				// The key may be written and the certificate not:
+				// the journal stays, and the next run finishes both.
+				return fmt.Errorf("%w (the next dtls run finishes writing %s)", err, it.ServerCert)
+			}
 			os.Remove(jpath)
 			return err
 		}
@@ -233,8 +245,9 @@ func (inv *inventory) commit(io IO, items []*issuance) error {
 		}
 	}
 	if err := inv.Insert(recs, changes); err != nil {
+		// The journal stays: replacements and server files are in
+		// place and the next run records them (recover).
 		inv.rollback(items)
-		os.Remove(jpath)
 		return err
 	}
 	failPoint(io, "after-record")
@@ -258,6 +271,37 @@ func (it *issuance) writeFiles() error {
 		return atomicfile.Write(it.ServerCert, []byte(it.Record.PEM), certMode)
 	}
 	return nil
+}
+
+// recordLanded records, of items a failed run wrote, those still in place
+// after rollback: replaced bundles and the daemon's server files.
+func (inv *inventory) recordLanded(items []*issuance) error {
+	var recs []store.Record
+	changes := map[string]string{}
+	for _, it := range items {
+		landed := false
+		switch {
+		case it.Bundle != "":
+			got, err := os.ReadFile(filepath.Join(it.Bundle, "cert.pem"))
+			if err != nil {
+				got, _ = os.ReadFile(filepath.Join(it.Bundle, serverCertFile))
+			}
+			landed = bytes.Equal(got, []byte(it.Record.PEM))
+		case it.ServerCert != "":
+			got, _ := os.ReadFile(it.ServerCert)
+			landed = bytes.Equal(got, []byte(it.Record.PEM))
+		}
+		if landed {
+			recs = append(recs, it.Record)
+			if it.Supersedes != "" {
+				changes[it.Supersedes] = store.StatusSuperseded
+			}
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	return inv.Insert(recs, changes)
 }
 
 // rollback removes new bundles (not replacements) written by a failed run.

@@ -349,3 +349,134 @@ func TestImportExisting(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "a CA cannot be revoked")
 }
+
+// TestFlagGroupsExitUsage: flags that exclude each other are a usage
+// error, exit 2, like every other bad command line.
+func TestFlagGroupsExitUsage(t *testing.T) {
+	state, flags := newInstall(t)
+	for _, args := range [][]string{
+		append([]string{"issue-client", "alice", "--passphrase-file", "x", "--passphrase-env", "Y"}, flags...),
+		append([]string{"revoke", "alice", "--passphrase-file", "x", "--passphrase-env", "Y"}, flags...),
+		{"init", "--ca-from", "x", "--force", "--state-dir", state},
+	} {
+		_, errOut, code := dtls(t, time.Now(), args...)
+		assert.Equal(t, 2, code, "%v: %s", args, errOut)
+		assert.Contains(t, errOut, "none of the others can be", args)
+	}
+}
+
+// TestBundleTargetProtected: --out --force replaces a bundle, never the
+// state directory (the CA key), the certs directory, a directory above
+// them, or a directory that holds anything but a bundle; renew --out
+// replaces nothing.
+func TestBundleTargetProtected(t *testing.T) {
+	state, flags := newInstall(t)
+	w := filepath.Dir(state)
+	other := filepath.Join(w, "home")
+	require.NoError(t, os.MkdirAll(other, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(other, "notes.txt"), []byte("mine\n"), 0o644))
+	_, errOut, code := dtls(t, time.Now(), append([]string{"issue-client", "alice", "--out", filepath.Join(w, "alice")}, flags...)...)
+	require.Equal(t, 0, code, errOut)
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"issue-client", "bob", "--force", "--out", state}, "overlaps"},
+		{[]string{"issue-client", "bob", "--force", "--out", filepath.Join(state, "journal")}, "overlaps"},
+		{[]string{"issue-client", "bob", "--force", "--out", w}, "overlaps"},
+		{[]string{"issue-client", "bob", "--force", "--out", filepath.Join(w, "certs")}, "overlaps"},
+		{[]string{"issue-client", "bob", "--force", "--out", other}, `holds "notes.txt", which is not part of a bundle`},
+		{[]string{"issue-server", "docker2.example.com", "--force", "--out", state}, "overlaps"},
+		{[]string{"renew", "alice", "--out", state}, "overlaps"},
+		{[]string{"renew", "alice", "--out", other}, "already exists"},
+	} {
+		_, errOut, code := dtls(t, time.Now(), append(c.args, flags...)...)
+		assert.Equal(t, 1, code, "%v: %s", c.args, errOut)
+		assert.Contains(t, errOut, c.msg, c.args)
+	}
+	assert.FileExists(t, filepath.Join(state, caKeyFile))
+	assert.FileExists(t, filepath.Join(state, dbFile))
+	assert.FileExists(t, filepath.Join(w, "certs", serverKeyFile))
+	assert.FileExists(t, filepath.Join(other, "notes.txt"))
+	assert.Len(t, clientRecords(t, state), 1)
+}
+
+// TestRevokeCRL: revoked_at is the command's clock, and every CRL gets a
+// higher number than the one it replaces, even within one second.
+func TestRevokeCRL(t *testing.T) {
+	state, flags := newInstall(t)
+	now := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
+	out := t.TempDir()
+	_, errOut, code := dtls(t, now, append([]string{"issue-client", "alice", "bob", "--out", out}, flags...)...)
+	require.Equal(t, 0, code, errOut)
+	var numbers []int64
+	for _, name := range []string{"alice", "bob"} {
+		_, errOut, code := dtls(t, now, append([]string{"revoke", name, "--reason", "keyCompromise"}, flags...)...)
+		require.Equal(t, 0, code, errOut)
+		b, err := os.ReadFile(filepath.Join(state, crlFile))
+		require.NoError(t, err)
+		crl, err := pki.ParseCRL(b)
+		require.NoError(t, err)
+		numbers = append(numbers, crl.Number.Int64())
+		for _, e := range crl.RevokedCertificateEntries {
+			assert.True(t, now.Equal(e.RevocationTime), "revocation time %v, want %v", e.RevocationTime, now)
+			assert.Equal(t, 1, e.ReasonCode)
+		}
+		assert.True(t, now.Add(pki.DefaultCRLValidity).Equal(crl.NextUpdate))
+	}
+	assert.Greater(t, numbers[1], numbers[0], "CRL numbers")
+	// Revoking again is refused and changes nothing.
+	_, errOut, code = dtls(t, now, append([]string{"revoke", "bob"}, flags...)...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "already revoked")
+}
+
+// TestNameKindCollision: a client cannot take a server certificate's name
+// nor the reverse, since revoke and renew go by name.
+func TestNameKindCollision(t *testing.T) {
+	state, flags := newInstall(t)
+	out := t.TempDir()
+	_, errOut, code := dtls(t, time.Now(), append([]string{"issue-server", "docker2.example.com", "--out", filepath.Join(out, "srv2")}, flags...)...)
+	require.Equal(t, 0, code, errOut)
+	_, errOut, code = dtls(t, time.Now(), append([]string{"issue-client", "docker2.example.com", "--out", filepath.Join(out, "c")}, flags...)...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, `"docker2.example.com" is already the name of a server certificate`)
+	assert.NoDirExists(t, filepath.Join(out, "c"))
+	_, errOut, code = dtls(t, time.Now(), append([]string{"issue-client", "carol", "--out", filepath.Join(out, "carol")}, flags...)...)
+	require.Equal(t, 0, code, errOut)
+	_, errOut, code = dtls(t, time.Now(), append([]string{"issue-server", "carol", "--out", filepath.Join(out, "s")}, flags...)...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, `"carol" is already the name of a client certificate`)
+	assert.NoDirExists(t, filepath.Join(out, "s"))
+	_ = state
+}
+
+// TestRenewPartialFailure: when a bulk renewal fails half-way, the bundles
+// already replaced are recorded: no certificate is out without its record,
+// and no record is left pointing at a bundle that holds another one.
+func TestRenewPartialFailure(t *testing.T) {
+	state, flags := newInstall(t)
+	out := t.TempDir()
+	for _, n := range []string{"alice", "bob"} {
+		_, errOut, code := dtls(t, time.Now(), append([]string{"issue-client", n, "--out", filepath.Join(out, n, "b")}, flags...)...)
+		require.Equal(t, 0, code, errOut)
+	}
+	// bob's bundle cannot be written: its parent is now a file.
+	require.NoError(t, os.RemoveAll(filepath.Join(out, "bob")))
+	require.NoError(t, os.WriteFile(filepath.Join(out, "bob"), nil, 0o644))
+	_, errOut, code := dtls(t, time.Now(), append([]string{"renew", "--expiring", "100d"}, flags...)...)
+	assert.Equal(t, 1, code, errOut)
+	good := 0
+	for _, r := range clientRecords(t, state) {
+		if r.Status != store.StatusGood || r.Name != "alice" {
+			continue
+		}
+		good++
+		cert, err := os.ReadFile(filepath.Join(r.Path, "cert.pem"))
+		require.NoError(t, err)
+		assert.Equal(t, r.PEM, string(cert), "alice's good record is the certificate in her bundle")
+	}
+	assert.Equal(t, 1, good)
+	j, _ := filepath.Glob(filepath.Join(state, journalDir, "*"))
+	assert.Empty(t, j, "journal left behind")
+}

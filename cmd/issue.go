@@ -133,7 +133,7 @@ func (o *issueClientOptions) bundleDir(name string) string {
 func runIssueClient(o *issueClientOptions) error {
 	now := o.Now()
 	for _, n := range o.Names {
-		if err := checkBundleTarget(o.bundleDir(n), o.Force); err != nil {
+		if err := checkBundleTarget(o.bundleDir(n), o.Force, o.StateDir); err != nil {
 			return err
 		}
 	}
@@ -156,6 +156,9 @@ func runIssueClient(o *issueClientOptions) error {
 		if err := checkArchiveTarget(o.Archive, o.Force); err != nil {
 			return err
 		}
+	}
+	if err := checkNameFree(inv, o.Names, "client"); err != nil {
+		return err
 	}
 	kt, _ := pki.ParseKeyType(o.KeyType)
 	items := make([]*issuance, 0, len(o.Names))
@@ -207,6 +210,26 @@ func runIssueClient(o *issueClientOptions) error {
 		fmt.Fprintf(o.ErrOut, "next: copy it to %s's machine as ~/.docker/dtls/default (directory 0700), then run: eval \"$(dtls env)\"\n", o.Names[0])
 	} else {
 		fmt.Fprintf(o.ErrOut, "next: copy each bundle to its owner's machine as ~/.docker/dtls/default (directory 0700), then run: eval \"$(dtls env)\"\n")
+	}
+	return nil
+}
+
+// checkNameFree refuses to give a certificate of kind a name that a
+// certificate of another kind (client or server) already has: 'dtls revoke
+// NAME' and 'dtls renew NAME' go by name, and must not reach a server
+// certificate when a client's was meant, nor the reverse.
+func checkNameFree(inv *inventory, names []string, kind string) error {
+	all, err := inv.All()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		for _, r := range all {
+			if r.Name == n && r.Kind != kind {
+				return withHint(fmt.Errorf("%q is already the name of a %s certificate (serial %s): a %s certificate cannot share it", n, r.Kind, r.Serial, kind),
+					"choose another name")
+			}
+		}
 	}
 	return nil
 }
@@ -275,8 +298,28 @@ type bundleFile struct {
 	mode fs.FileMode
 }
 
-// checkBundleTarget refuses to overwrite an existing bundle without force.
-func checkBundleTarget(dir string, force bool) error {
+// bundleFiles are the only files a bundle directory holds: a client
+// bundle's and an issue-server bundle's.
+var bundleFiles = map[string]bool{
+	"key.pem": true, "cert.pem": true, caCertFile: true, clientenv.MetaFile: true,
+	serverCertFile: true, serverKeyFile: true,
+}
+
+// checkBundleTarget refuses to overwrite an existing bundle without force,
+// and, even with force, a directory that overlaps the state directory or
+// the daemon's certs directory, or that holds anything but bundle files: a
+// replaced bundle is removed whole, and '--out /var/lib/dtls --force' must
+// not delete the CA key nor '--out ~ --force' a home directory.
+func checkBundleTarget(dir string, force bool, stateDir string) error {
+	protected := []string{stateDir}
+	if srv, err := readServer(stateDir); err == nil && srv.CertsDir != "" {
+		protected = append(protected, srv.CertsDir)
+	}
+	for _, p := range protected {
+		if within(dir, p) || within(p, dir) {
+			return withHint(fmt.Errorf("bundle directory %q overlaps %q, which dtls keeps for the CA and the daemon", dir, p), "choose another --out")
+		}
+	}
 	fi, err := os.Lstat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -287,6 +330,16 @@ func checkBundleTarget(dir string, force bool) error {
 		return fmt.Errorf("bundle directory %q exists and is not a directory", dir)
 	case !force:
 		return withHint(fmt.Errorf("bundle directory %q already exists", dir), "pass --force to replace it, or choose another --out")
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("bundle directory %q: %w", dir, err)
+	}
+	for _, e := range entries {
+		if !bundleFiles[e.Name()] {
+			return withHint(fmt.Errorf("bundle directory %q holds %q, which is not part of a bundle: it is not replaced", dir, e.Name()),
+				"choose another --out, or move the directory away first")
+		}
 	}
 	return nil
 }

@@ -84,7 +84,7 @@ renewed by 'dtls renew --expiring'.`,
 }
 
 func runIssueServer(o *issueServerOptions) error {
-	if err := checkBundleTarget(o.Out, o.Force); err != nil {
+	if err := checkBundleTarget(o.Out, o.Force, o.StateDir); err != nil {
 		return err
 	}
 	inv, ca, err := openSigner(o.IO, o.StateDir, &o.caKey)
@@ -92,6 +92,9 @@ func runIssueServer(o *issueServerOptions) error {
 		return err
 	}
 	defer inv.Close()
+	if err := checkNameFree(inv, []string{o.Name}, "server"); err != nil {
+		return err
+	}
 	kt, _ := pki.ParseKeyType(o.KeyType)
 	it, err := newServerBundleIssuance(ca, daemonCAPEM(o.StateDir, ca), o.Name, o.Hosts, o.Out, kt, o.Now(), o.Validity, o.Force)
 	if err != nil {

@@ -3,8 +3,11 @@ package cmd
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -95,12 +98,12 @@ func runLs(o *lsOptions) error {
 	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tDOCKER_HOST\tCLIENT\tEXPIRES")
 	for _, e := range list {
-		name := e.Name
+		name := printable(e.Name)
 		if e.Default {
 			name += " *"
 		}
 		if e.Error != "" {
-			fmt.Fprintf(tw, "%s\t-\t-\tbroken: %s\n", name, e.Error)
+			fmt.Fprintf(tw, "%s\t-\t-\tbroken: %s\n", name, printable(e.Error))
 			continue
 		}
 		exp := "-"
@@ -110,7 +113,18 @@ func runLs(o *lsOptions) error {
 				exp += " (expired)"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, e.DockerHost, e.Client, exp)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, printable(e.DockerHost), printable(e.Client), exp)
 	}
 	return tw.Flush()
+}
+
+// printable returns s as it is when every character of it is printable,
+// else quoted with Go escapes: dtls.json and directory names come from
+// whoever made the bundle, and an escape sequence in them must not reach
+// the terminal (retitle it, clear it, fake a line).
+func printable(s string) string {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) || r == '\t' }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }

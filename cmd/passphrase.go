@@ -45,6 +45,9 @@ func (k *caKeyOptions) passphrase(io IO, confirm bool) ([]byte, error) {
 		}
 		p, _, _ = bytes.Cut(b, []byte("\n"))
 		p = bytes.TrimSuffix(p, []byte("\r"))
+		if len(p) == 0 {
+			return nil, fmt.Errorf("--passphrase-file %q: empty first line", k.PassFile)
+		}
 	case k.PassEnv != "":
 		p = []byte(io.Getenv(k.PassEnv))
 		if len(p) == 0 {

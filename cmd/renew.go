@@ -128,7 +128,12 @@ func runRenew(o *renewOptions) error {
 			return withHint(fmt.Errorf("certificate %q (serial %s) is revoked: a revoked certificate is not renewed", last.Name, last.Serial),
 				"issue a new one if access is to be given back: dtls issue-client %s --force", last.Name)
 		}
-		if o.Out != "" {
+		if o.Out != "" && o.Out != last.Path {
+			// Another directory than the bundle's: nothing there is
+			// replaced (renew has no --force).
+			if err := checkBundleTarget(o.Out, false, o.StateDir); err != nil {
+				return err
+			}
 			last.Path = o.Out
 		}
 		targets = append(targets, last)
@@ -173,6 +178,13 @@ func runRenew(o *renewOptions) error {
 			validity = old.NotAfter.Sub(old.NotBefore) - 5*time.Minute
 		}
 		kt := pki.KeyTypeOf(old)
+		if r.Path != "" && r.Path != localCert {
+			// A bundle is replaced whole: never a directory that is not
+			// one, whatever path the record holds.
+			if err := checkBundleTarget(r.Path, true, o.StateDir); err != nil {
+				return err
+			}
+		}
 		var it *issuance
 		switch {
 		case r.Kind == "client":

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	cflog "github.com/cloudflare/cfssl/log"
@@ -60,6 +61,12 @@ func Run(args []string, io IO) int {
 		fmt.Fprintf(io.ErrOut, "dtls: hint: %s\n", h.hint)
 	}
 	var u usageError
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		// cobra's own message for a mistyped subcommand.
+		u = usageError{err, "dtls"}
+		fmt.Fprintf(io.ErrOut, "Run '%s --help' for usage.\n", u.cmd)
+		return exitUsage
+	}
 	if errors.As(err, &u) {
 		fmt.Fprintf(io.ErrOut, "Run '%s --help' for usage.\n", u.cmd)
 		return exitUsage
@@ -157,6 +164,18 @@ Exit codes:
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{err, c.CommandPath()}
 	})
+	// cobra checks required flags and flag groups itself, after the
+	// pre-run hooks, and returns plain errors that would exit 1: check them
+	// first, as usage errors.
+	root.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		if err := c.ValidateRequiredFlags(); err != nil {
+			return usageError{err, c.CommandPath()}
+		}
+		if err := c.ValidateFlagGroups(); err != nil {
+			return usageError{err, c.CommandPath()}
+		}
+		return nil
+	}
 	return root
 }
 

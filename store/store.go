@@ -414,13 +414,30 @@ func (s *Store) SetStatus(serial, status string) error {
 	return s.batch(func() error { return s.setStatus(serial, status) })
 }
 
-// Revoke marks a certificate revoked with an RFC 5280 5.3.1 reason code.
-func (s *Store) Revoke(r Record, reason int) error {
-	dec, err := decimal(r.Serial)
-	if err != nil {
-		return err
-	}
-	return s.acc.RevokeCertificate(dec, r.AKI, reason)
+// Revoke marks certificates revoked at time at with an RFC 5280 5.3.1
+// reason code, in one transaction: all or none. cfssl's accessor stamps
+// revoked_at with the database's CURRENT_TIMESTAMP, which is neither the
+// caller's clock nor a time zone Go reads back reliably, hence the UPDATE
+// here. A certificate already revoked, or not recorded, is an error.
+func (s *Store) Revoke(recs []Record, reason int, at time.Time) error {
+	return s.batch(func() error {
+		for _, r := range recs {
+			dec, err := decimal(r.Serial)
+			if err != nil {
+				return err
+			}
+			res, err := s.db.Exec(`UPDATE certificates SET status = ?, reason = ?, revoked_at = ?
+				WHERE serial_number = ? AND authority_key_identifier = ? AND status != ?`,
+				StatusRevoked, reason, at.UTC(), dec, r.AKI, StatusRevoked)
+			if err != nil {
+				return fmt.Errorf("revoke %s serial %s: %w", r.Name, r.Serial, err)
+			}
+			if n, err := res.RowsAffected(); err != nil || n != 1 {
+				return fmt.Errorf("revoke %s serial %s: no such certificate that is not already revoked", r.Name, r.Serial)
+			}
+		}
+		return nil
+	})
 }
 
 var kindOrder = map[string]int{"ca": 0, "server": 1, "client": 2}
@@ -469,22 +486,38 @@ func (s *Store) Has(serial string) (bool, error) {
 	return n > 0, nil
 }
 
-// Find returns the records whose name or hex serial (a unique prefix of at
-// least 8 digits, or the full serial) is key, newest first.
+// Find returns the records whose name is key, or whose hex serial is key
+// (the full serial, or a prefix of at least 8 digits that only one serial
+// has), newest first. A serial is read the way 'openssl x509 -serial' and
+// 'dtls list' print it: any case, with or without colons, "0x" or leading
+// zeros (openssl pads to whole bytes). A prefix that several serials share
+// is an error.
 func (s *Store) Find(key string) ([]Record, error) {
 	all, err := s.All()
 	if err != nil {
 		return nil, err
 	}
-	k := strings.ToLower(strings.TrimPrefix(strings.ReplaceAll(key, ":", ""), "0x"))
-	var out []Record
+	k := strings.ToLower(strings.ReplaceAll(key, ":", ""))
+	k = strings.TrimLeft(strings.TrimPrefix(k, "0x"), "0")
+	var out, prefixed []Record
+	serials := map[string]bool{}
 	for i := len(all) - 1; i >= 0; i-- {
 		r := all[i]
-		if r.Name == key || r.Serial == k || (len(k) >= 8 && strings.HasPrefix(r.Serial, k)) {
+		switch {
+		case r.Name == key || (k != "" && r.Serial == k):
 			out = append(out, r)
+		case len(k) >= 8 && strings.HasPrefix(r.Serial, k):
+			prefixed = append(prefixed, r)
+			serials[r.Serial] = true
 		}
 	}
-	return out, nil
+	if len(out) > 0 {
+		return out, nil
+	}
+	if len(serials) > 1 {
+		return nil, fmt.Errorf("serial prefix %q matches %d certificates: give more digits", key, len(serials))
+	}
+	return prefixed, nil
 }
 
 // Revoked returns the revoked records signed by the CA with this serial, for

@@ -96,7 +96,9 @@ func TestRevokeAndSupersede(t *testing.T) {
 	require.NoError(t, s.Insert([]Record{r1}, nil))
 	require.NoError(t, s.Insert([]Record{FromCert(c2, p2, "client", "ca", "/a")}, map[string]string{"1": StatusSuperseded}))
 	require.Error(t, s.Insert([]Record{r1}, nil), "a serial is recorded once")
-	require.NoError(t, s.Revoke(r1, 1))
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	require.NoError(t, s.Revoke([]Record{r1}, 1, at))
+	assert.Error(t, s.Revoke([]Record{r1}, 1, at), "revoked twice")
 	recs, err := s.Find("a")
 	require.NoError(t, err)
 	st := map[string]string{}
@@ -106,7 +108,32 @@ func TestRevokeAndSupersede(t *testing.T) {
 	assert.Equal(t, map[string]string{"1": StatusRevoked, "2": StatusGood}, st)
 	rv, err := s.Revoked("ca")
 	require.NoError(t, err)
-	assert.Len(t, rv, 1)
+	require.Len(t, rv, 1)
+	assert.True(t, at.Equal(rv[0].RevokedAt), "revoked_at is the caller's time, got %v", rv[0].RevokedAt)
+	assert.Equal(t, 1, rv[0].Reason)
+}
+
+// TestFindSerial: a serial is found the way openssl prints it (upper case,
+// padded with a leading zero to whole bytes, with colons) and by a unique
+// prefix; a prefix two serials share is an error, not both.
+func TestFindSerial(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "d.db"))
+	require.NoError(t, err)
+	defer s.Close()
+	c1, p1 := testCert(t, "a", 0x0abcdef012345)
+	c2, p2 := testCert(t, "b", 0x0abcdef019999)
+	require.NoError(t, s.Insert([]Record{FromCert(c1, p1, "client", "ca", "/a"), FromCert(c2, p2, "client", "ca", "/b")}, nil))
+	for _, key := range []string{"abcdef012345", "0ABCDEF012345", "0x0abcdef012345", "0a:bc:de:f0:12:34:5", "abcdef012"} {
+		got, err := s.Find(key)
+		require.NoError(t, err, key)
+		require.Len(t, got, 1, key)
+		assert.Equal(t, "a", got[0].Name, key)
+	}
+	_, err = s.Find("0abcdef01")
+	assert.EqualError(t, err, `serial prefix "0abcdef01" matches 2 certificates: give more digits`)
+	got, err := s.Find("b")
+	require.NoError(t, err)
+	assert.Len(t, got, 1)
 }
 
 func TestNotADatabase(t *testing.T) {

@@ -12,15 +12,24 @@
 set -euo pipefail
 : "${DTLS_BUNDLE_B64:?set the DTLS_BUNDLE_B64 secret}"
 
-store=$(mktemp -d)
-trap 'rm -rf "$store"' EXIT
-export DTLS_HOME=$store/dtls
 umask 077
+if [[ -n "${DTLS_HOME:-}" ]]; then
+	: # the caller's store (the workflow sets it to the runner's temp dir)
+elif [[ -n "${GITHUB_ENV:-}" ]]; then
+	# Later steps read DOCKER_CERT_PATH from $GITHUB_ENV: the store must
+	# outlive this step, so it is not removed on exit. The runner's temp
+	# dir is emptied at the end of the job.
+	DTLS_HOME=$(mktemp -d "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/dtls.XXXXXX")
+	export DTLS_HOME
+else
+	store=$(mktemp -d)
+	trap 'rm -rf "$store"' EXIT
+	export DTLS_HOME=$store/dtls
+fi
 printf '%s' "$DTLS_BUNDLE_B64" | base64 -d | dtls import - --name ci
 
 if [[ -n "${GITHUB_ENV:-}" ]]; then
-	# Later steps see DOCKER_HOST & co. The store must outlive this step
-	# there: keep it in the runner's temp dir instead of $store.
+	# Later steps see DOCKER_HOST & co.
 	dtls env ci --format dotenv >>"$GITHUB_ENV"
 fi
 if [[ $# -gt 0 ]]; then

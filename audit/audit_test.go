@@ -628,3 +628,45 @@ func create(d *sandbox.Daemon, name string, sock bool) error {
 	}
 	return nil
 }
+
+// TestAuditUnreadableWithUnit: when daemon.json cannot be read but
+// docker.service can, the unit alone does not say how dockerd listens
+// ("hosts" and "tlsverify" may be in the file): the listener and conflict
+// checks are SKIP, not PASS.
+func TestAuditUnreadableWithUnit(t *testing.T) {
+	now := time.Now()
+	h := newHost(t, now, "/nonexistent/docker.sock")
+	write(t, filepath.Join(h.systemd, "docker.service"),
+		[]byte("[Service]\nExecStart=/usr/bin/dockerd --containerd=/run/containerd/containerd.sock\n"), 0o644)
+	cfg := h.config(now)
+	// A path through a regular file fails (ENOTDIR) even for root, as
+	// EACCES does for a user.
+	cfg.DaemonJSON = filepath.Join(h.group, "daemon.json")
+	rep := Run(context.Background(), cfg)
+	f := requireOne(t, rep, "daemon-tcp-tls", Skip, "2.7")
+	assert.Contains(t, f.Detail, cfg.DaemonJSON)
+	requireOne(t, rep, "daemon-flag-conflict", Skip, "")
+}
+
+// TestAuditHostWithSpaces: dockerd trims the space around a "hosts" entry
+// (opts.ParseHost), so " tcp://0.0.0.0:2375" is a plain-text TCP listener.
+func TestAuditHostWithSpaces(t *testing.T) {
+	now := time.Now()
+	h := newHost(t, now, "/nonexistent/docker.sock")
+	h.writeDaemonJSON(t, map[string]any{"hosts": []string{" tcp://0.0.0.0:2375 "}})
+	rep := Run(context.Background(), h.config(now))
+	requireOne(t, rep, "daemon-tcp-tls", Fail, "2.7")
+	requireOne(t, rep, "daemon-port-2375", Fail, "")
+}
+
+// TestAuditCAKeyLinkedIntoCerts: a symbolic link in the certs directory to
+// the CA key puts the key there as much as a copy does.
+func TestAuditCAKeyLinkedIntoCerts(t *testing.T) {
+	now := time.Now()
+	h := newHost(t, now, "/nonexistent/docker.sock")
+	require.NoError(t, os.Symlink(filepath.Join(h.state, "ca-key.pem"), filepath.Join(h.certs, "ca-key.pem")))
+	require.NoError(t, os.Symlink(filepath.Join(h.state, "ca-key.pem"), filepath.Join(h.certs, "signing.pem")))
+	f := requireOne(t, Run(context.Background(), h.config(now)), "ca-key-location", Fail, "")
+	assert.Contains(t, f.Title, filepath.Join(h.certs, "ca-key.pem"))
+	assert.Contains(t, f.Title, filepath.Join(h.certs, "signing.pem"))
+}

@@ -187,20 +187,29 @@ func (a *auditor) checkCAKey(f tlsFiles, cas []*x509.Certificate) {
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		a.add(Finding{ID: "ca-key-location", Status: Skip, Title: "certs directory not searched for the CA key", Detail: why(f.certsDir, err)})
 	case err == nil:
+		var unread []string
 		for _, e := range entries {
 			p := filepath.Join(f.certsDir, e.Name())
-			if !e.Type().IsRegular() || p == f.key {
+			// Stat, not the entry's own type: a symbolic link to the
+			// CA key puts it here as much as a copy does.
+			if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() || p == f.key {
 				continue
 			}
 			if e.Name() == "ca-key.pem" {
 				found = append(found, p)
 				continue
 			}
-			if isCAKey(p, cas) {
+			switch is, err := isCAKey(p, cas); {
+			case is:
 				found = append(found, p)
+			case err != nil:
+				unread = append(unread, why(p, err))
 			}
 		}
-		if len(found) > 0 {
+		if len(found) == 0 && len(unread) > 0 {
+			// A file that could not be read may be the CA key.
+			a.add(Finding{ID: "ca-key-location", Status: Skip, Title: "certs directory not fully searched for the CA key", Detail: strings.Join(unread, "; ")})
+		} else if len(found) > 0 {
 			a.add(Finding{ID: "ca-key-location", Status: Fail,
 				Title:  fmt.Sprintf("the CA private key is in the daemon's certs directory: %s", strings.Join(found, ", ")),
 				Detail: "whoever can read it can issue client certificates, i.e. become root through the daemon; dockerd does not need it",
@@ -233,26 +242,30 @@ func (a *auditor) checkCAKey(f tlsFiles, cas []*x509.Certificate) {
 	}
 }
 
-// isCAKey reports whether the file at p is the private key of one of cas.
-func isCAKey(p string, cas []*x509.Certificate) bool {
+// isCAKey reports whether the file at p is the private key of one of cas;
+// err is set when p could not be read (without root: permission denied).
+func isCAKey(p string, cas []*x509.Certificate) (bool, error) {
 	fi, err := os.Stat(p)
 	if err != nil || fi.Size() > 64<<10 || len(cas) == 0 {
-		return false
+		return false, nil
 	}
 	b, err := os.ReadFile(p)
-	if err != nil || !bytes.Contains(b, []byte("PRIVATE KEY")) {
-		return false
+	if err != nil {
+		return false, err
+	}
+	if !bytes.Contains(b, []byte("PRIVATE KEY")) {
+		return false, nil
 	}
 	k, err := pki.ParsePrivateKey(b)
 	if err != nil {
-		return false
+		return false, nil
 	}
 	for _, ca := range cas {
 		if pki.KeyMatches(ca, k) {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 func hasEKU(c *x509.Certificate, u x509.ExtKeyUsage) bool {

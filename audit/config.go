@@ -186,11 +186,20 @@ func (a *auditor) checkDaemonConfig() *daemonConf {
 		}
 	}
 	sort.Strings(conflicts)
+	// daemon.json named but not read (permission denied, malformed): the
+	// unit alone does not say what dockerd is given, so what depends on
+	// the file is SKIP, never PASS.
+	unread := ""
+	if d.path != "" && !readable {
+		unread = fmt.Sprintf("%s was not read: \"hosts\", \"tls\" and \"tlsverify\" may be set there", d.path)
+	}
 	if len(conflicts) > 0 {
 		a.add(Finding{ID: "daemon-flag-conflict", Status: Fail,
 			Title:  fmt.Sprintf("dockerd will not start: set both as a flag and in %s: %s", d.path, strings.Join(conflicts, ", ")),
 			Detail: "dockerd refuses a setting given both on its command line and in daemon.json",
 			Fix:    "sudo dtls init (moves -H into \"hosts\" with a systemd drop-in), or remove the flag with a drop-in in /etc/systemd/system/docker.service.d"})
+	} else if unread != "" && d.unit != nil {
+		a.add(Finding{ID: "daemon-flag-conflict", Status: Skip, Title: "flags of docker.service not compared with daemon.json", Detail: unread})
 	} else if d.unit != nil || d.keys != nil {
 		a.add(Finding{ID: "daemon-flag-conflict", Status: Pass, Title: "no setting is given both as a dockerd flag and in daemon.json"})
 	}
@@ -203,12 +212,12 @@ func (a *auditor) checkDaemonConfig() *daemonConf {
 	}
 	// With hosts both as flags and in the file dockerd does not start at
 	// all; check every listener either would have.
-	d.hosts = fileHosts
-	if d.unit != nil {
-		for _, h := range unitHosts(d.unit) {
-			if !contains(d.hosts, h) {
-				d.hosts = append(d.hosts, h)
-			}
+	// dockerd trims each entry and reads an empty one as its default
+	// socket (moby opts.ParseHost), so " tcp://0.0.0.0:2375" listens on
+	// TCP.
+	for _, h := range append(fileHosts, unitHostsOrNil(d.unit)...) {
+		if h = strings.TrimSpace(h); h != "" && !contains(d.hosts, h) {
+			d.hosts = append(d.hosts, h)
 		}
 	}
 	if set, v := flagBool(d.flags["tls"]); set {
@@ -243,9 +252,12 @@ func (a *auditor) checkDaemonConfig() *daemonConf {
 			Fix:    "sudo dtls init (migrates \"host\" into \"hosts\" with TLS), or rename the key to \"hosts\""})
 	}
 
-	if !readable && d.unit == nil {
+	switch {
+	case !readable && d.unit == nil:
 		a.add(Finding{ID: "daemon-tcp-tls", CIS: "2.7", Status: Skip, Title: "TCP listeners not checked", Detail: "neither daemon.json nor docker.service could be read"})
-	} else {
+	case unread != "":
+		a.add(Finding{ID: "daemon-tcp-tls", CIS: "2.7", Status: Skip, Title: "TCP listeners not checked", Detail: unread})
+	default:
 		a.checkListeners(d)
 	}
 
@@ -292,6 +304,13 @@ func (a *auditor) readDaemonJSON(d *daemonConf) bool {
 // ExecStart or hidden in a variable such as $DOCKER_OPTS.
 func unitHosts(u *daemonconfig.Unit) []string {
 	return append(append([]string(nil), u.Hosts...), u.VarHosts...)
+}
+
+func unitHostsOrNil(u *daemonconfig.Unit) []string {
+	if u == nil {
+		return nil
+	}
+	return unitHosts(u)
 }
 
 func (a *auditor) readUnit(d *daemonConf) {

@@ -120,6 +120,7 @@ func contextFlags(c *cobra.Command, io IO, opts *contextOptions) {
 func contextFor(o *contextOptions) (dockercontext.Context, error) {
 	var dir string
 	var err error
+	fallback := false
 	switch {
 	case o.Bundle != "" && clientenv.ValidateBundleName(o.Bundle) != nil:
 		dir = o.Bundle // a directory path
@@ -129,9 +130,11 @@ func contextFor(o *contextOptions) (dockercontext.Context, error) {
 		if dir, err = bundleDir(o.IO, o.Name); err == nil {
 			if _, serr := os.Stat(dir); serr != nil {
 				dir, err = bundleDir(o.IO, "")
+				fallback = true
 			}
 		} else {
 			dir, err = bundleDir(o.IO, "")
+			fallback = true
 		}
 	}
 	if err != nil {
@@ -143,6 +146,10 @@ func contextFor(o *contextOptions) (dockercontext.Context, error) {
 	}
 	if b.Meta.DockerHost == "" {
 		return dockercontext.Context{}, fmt.Errorf("bundle %q records no daemon URL", b.Dir)
+	}
+	if fallback {
+		// A mistyped NAME must not pass silently for another server.
+		fmt.Fprintf(o.ErrOut, "dtls: no bundle named %q: using the default bundle %s (%s); pass --bundle to choose\n", o.Name, b.Dir, b.Meta.DockerHost)
 	}
 	ctx := dockercontext.Context{Name: o.Name, Host: b.Meta.DockerHost, Description: o.Description}
 	if ctx.Description == "" {

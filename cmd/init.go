@@ -205,6 +205,11 @@ func runInit(o *initOptions) error {
 	if err != nil {
 		return err
 	}
+	if unit != nil && unit.HiddenTLSFlags() {
+		return withHint(fmt.Errorf("%s passes TLS flags through a variable of ExecStart (%s): dockerd would refuse them with the TLS settings in %s",
+			unit.Path, unit.ExecStart, o.DaemonJSON),
+			"delete the --tls* flags where the variable is set, then run dtls init again: it puts them into daemon.json")
+	}
 	if unit != nil && len(unit.VarHosts) > 0 {
 		// A drop-in cannot take a flag out of a variable, and dockerd
 		// refuses "hosts" given both ways.
@@ -246,9 +251,13 @@ func runInit(o *initOptions) error {
 	// both as a flag and in the configuration file: hosts"; Docker docs,
 	// "Configure the daemon with systemd").
 	needReload := false
-	if unit != nil && len(unit.Hosts) > 0 {
+	if unit != nil && unit.NeedsDropIn() {
+		moved := "its TLS flags"
+		if len(unit.Hosts) > 0 {
+			moved = fmt.Sprintf("%v", unit.Hosts)
+		}
 		if o.DryRun {
-			say("would write a drop-in in %s/docker.service.d removing %v from %s (moved into \"hosts\")", dropInDir, unit.Hosts, unit.Path)
+			say("would write a drop-in in %s/docker.service.d removing %s from %s (moved into daemon.json)", dropInDir, moved, unit.Path)
 			fmt.Fprintf(o.Out, "%s", unit.DropIn())
 		} else {
 			p, changed, err := daemonconfig.WriteDropIn(dropInDir, unit)
@@ -257,7 +266,7 @@ func runInit(o *initOptions) error {
 			}
 			if changed {
 				needReload = true
-				say("wrote %s: docker.service passed %v, now in \"hosts\"", p, unit.Hosts)
+				say("wrote %s: docker.service passed %s, now in daemon.json", p, moved)
 			}
 		}
 	}

@@ -335,9 +335,55 @@ const dropInHeader = `# Written by dtls.
 `
 
 // DropIn returns the content of the drop-in that clears ExecStart and
-// repeats it without the host flags, with a comment saying why.
+// repeats it without the host flags, with a comment saying why. The TLS
+// flags (--tls, --tlsverify, --tlscacert, --tlscert, --tlskey) are left out
+// too: Merge writes them into daemon.json, and dockerd refuses a setting
+// given both ways ("tlsverify: (from flag: true, from file: true)", seen
+// with dockerd 20.10).
 func (u *Unit) DropIn() []byte {
-	return []byte(dropInHeader + "[Service]\nExecStart=\nExecStart=" + u.Args + "\n")
+	return []byte(dropInHeader + "[Service]\nExecStart=\nExecStart=" + withoutTLSFlags(u.Args) + "\n")
+}
+
+// NeedsDropIn reports whether ExecStart passes a flag whose setting Merge
+// puts into daemon.json (-H, or a TLS flag): dockerd refuses to start with
+// a setting given both ways, so the drop-in must take it out.
+func (u *Unit) NeedsDropIn() bool {
+	return len(u.Hosts) > 0 || withoutTLSFlags(u.Args) != u.Args
+}
+
+// HiddenTLSFlags reports whether a TLS flag reaches dockerd only through a
+// variable of ExecStart ($DOCKER_OPTS): like VarHosts, a drop-in cannot
+// take it out.
+func (u *Unit) HiddenTLSFlags() bool {
+	return len(splitWords(u.Expanded))-len(splitWords(withoutTLSFlags(u.Expanded))) >
+		len(splitWords(u.Args))-len(splitWords(withoutTLSFlags(u.Args)))
+}
+
+// tlsFlags are the dockerd flags whose settings Merge owns in daemon.json;
+// true for those that take a value.
+var tlsFlags = map[string]bool{"tls": false, "tlsverify": false, "tlscacert": true, "tlscert": true, "tlskey": true}
+
+// withoutTLSFlags removes the tlsFlags from a dockerd command line, in every
+// form pflag accepts ("--tlscert v", "--tlscert=v", "--tlsverify=true"),
+// keeping the other words as written.
+func withoutTLSFlags(cmdline string) string {
+	words := splitWords(cmdline)
+	if len(words) == 0 {
+		return cmdline
+	}
+	kept := []string{words[0].raw}
+	for i := 1; i < len(words); i++ {
+		name, _, hasVal := strings.Cut(strings.TrimPrefix(words[i].value, "--"), "=")
+		takesVal, ok := tlsFlags[name]
+		if !ok || !strings.HasPrefix(words[i].value, "--") {
+			kept = append(kept, words[i].raw)
+			continue
+		}
+		if takesVal && !hasVal {
+			i++ // the value is the next word
+		}
+	}
+	return strings.Join(kept, " ")
 }
 
 // WriteDropIn writes u.DropIn() to dir/docker.service.d/dtls-tls.conf, 0644

@@ -209,3 +209,45 @@ func TestFindUnitHostsHiddenInEnvironmentFile(t *testing.T) {
 	assert.Empty(t, u.VarHosts)
 	assert.Equal(t, "/usr/bin/dockerd --dns 192.0.2.53", u.Expanded)
 }
+
+// TestDropInDropsTLSFlags: Merge puts tlsverify, tlscacert, tlscert and
+// tlskey in daemon.json, so the drop-in must not repeat them as flags:
+// dockerd 20.10 refuses "the following directives are specified both as a
+// flag and in the configuration file: tlsverify: (from flag: true, from
+// file: true)". Expanded keeps them: it is what dockerd gets today.
+func TestDropInDropsTLSFlags(t *testing.T) {
+	lib, etc := unitDirs(t)
+	putFile(t, filepath.Join(lib, "docker.service"), "[Service]\n"+
+		"ExecStart=/usr/bin/dockerd -H fd:// -H tcp://0.0.0.0:2376 --tls --tlsverify=true --tlscacert /c/ca.pem --tlscert=/c/cert.pem --tlskey '/c/key.pem' -D --tlsverify-is-not-a-flag\n")
+	u, err := FindUnit([]string{lib, etc})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"fd://", "tcp://0.0.0.0:2376"}, u.Hosts)
+	assert.Contains(t, string(u.DropIn()), "\nExecStart=\nExecStart=/usr/bin/dockerd -D --tlsverify-is-not-a-flag\n")
+	assert.Contains(t, u.Expanded, "--tlsverify=true")
+}
+
+func TestNeedsDropInAndHiddenTLSFlags(t *testing.T) {
+	for _, c := range []struct {
+		execStart, env   string
+		needs, hiddenTLS bool
+	}{
+		{"/usr/bin/dockerd --containerd=/run/containerd/containerd.sock", "", false, false},
+		{"/usr/bin/dockerd -H fd://", "", true, false},
+		{"/usr/bin/dockerd --tlsverify --tlscert=/c.pem", "", true, false},
+		{"/usr/bin/dockerd $DOCKER_OPTS", `DOCKER_OPTS="--tlsverify"`, false, true},
+		{"/usr/bin/dockerd --tls $DOCKER_OPTS", `DOCKER_OPTS="--dns 192.0.2.53"`, true, false},
+	} {
+		lib, _ := unitDirs(t)
+		unit := "[Service]\n"
+		if c.env != "" {
+			envFile := filepath.Join(t.TempDir(), "docker")
+			putFile(t, envFile, c.env+"\n")
+			unit += "EnvironmentFile=" + envFile + "\n"
+		}
+		putFile(t, filepath.Join(lib, "docker.service"), unit+"ExecStart="+c.execStart+"\n")
+		u, err := FindUnit([]string{lib})
+		require.NoError(t, err)
+		assert.Equal(t, c.needs, u.NeedsDropIn(), c.execStart)
+		assert.Equal(t, c.hiddenTLS, u.HiddenTLSFlags(), c.execStart)
+	}
+}

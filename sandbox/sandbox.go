@@ -151,6 +151,9 @@ type daemonConfig struct {
 	ExecRoot string   `json:"exec-root"`
 	Pidfile  string   `json:"pidfile"`
 	KeyPath  string   `json:"deprecated-key-path"`
+	// IPTables is a pointer so that a missing key (dockerd's default,
+	// true) can be told from false.
+	IPTables *bool `json:"iptables"`
 }
 
 // Start runs `dockerd --config-file cfg` with its output in dir/dockerd.log
@@ -162,9 +165,10 @@ type daemonConfig struct {
 //
 // Start refuses a cfg that would make the daemon use the host's defaults
 // (/var/lib/docker, /var/run/docker, /var/run/docker.pid,
-// /etc/docker/key.json): data-root, exec-root, pidfile and
-// deprecated-key-path must be set, hosts must hold a unix:// socket, and any
-// tcp:// host must be on loopback. Start from BaseConfig.
+// /etc/docker/key.json) or its firewall: data-root, exec-root, pidfile and
+// deprecated-key-path must be set and inside dir, iptables must be false,
+// hosts must hold a unix:// socket, every unix:// socket must be inside dir,
+// and any tcp:// host must be on loopback. Start from BaseConfig.
 //
 // If dockerd exits or the wait ends first, the error quotes the end of the
 // log, and nothing is left running.
@@ -177,7 +181,7 @@ func Start(ctx context.Context, dir, cfg string) (*Daemon, error) {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, fmt.Errorf("read daemon config %q: %w", cfg, err)
 	}
-	socket, err := checkConfig(c)
+	socket, err := checkConfig(c, dir)
 	if err != nil {
 		return nil, fmt.Errorf("daemon config %q: %w", cfg, err)
 	}
@@ -200,24 +204,39 @@ func Start(ctx context.Context, dir, cfg string) (*Daemon, error) {
 }
 
 // checkConfig returns the daemon's unix socket, or why c would let the
-// daemon fall back to one of the host's paths or listen off loopback.
-func checkConfig(c daemonConfig) (string, error) {
-	for key, v := range map[string]string{
-		"data-root":           c.DataRoot,
-		"exec-root":           c.ExecRoot,
-		"pidfile":             c.Pidfile,
-		"deprecated-key-path": c.KeyPath,
+// daemon fall back to one of the host's paths, write outside dir, change
+// the host's firewall or listen off loopback.
+func checkConfig(c daemonConfig, dir string) (string, error) {
+	for _, kv := range []struct{ key, v string }{
+		{"data-root", c.DataRoot},
+		{"exec-root", c.ExecRoot},
+		{"pidfile", c.Pidfile},
+		{"deprecated-key-path", c.KeyPath},
 	} {
-		if v == "" {
-			return "", fmt.Errorf("%q is not set, so dockerd would use the host's default (start from sandbox.BaseConfig)", key)
+		if kv.v == "" {
+			return "", fmt.Errorf("%q is not set, so dockerd would use the host's default (start from sandbox.BaseConfig)", kv.key)
 		}
+		if !inside(kv.v, dir) {
+			return "", fmt.Errorf("%q %q is not inside the sandbox directory %q", kv.key, kv.v, dir)
+		}
+	}
+	// iptables defaults to true: dockerd would add its chains to the
+	// host's firewall.
+	if c.IPTables == nil || *c.IPTables {
+		return "", errors.New(`"iptables" must be false, or dockerd changes the host's firewall (start from sandbox.BaseConfig)`)
 	}
 	socket := ""
 	for _, h := range c.Hosts {
 		switch {
 		case strings.HasPrefix(h, "unix://"):
+			p := strings.TrimPrefix(h, "unix://")
+			if !inside(p, dir) {
+				// It would replace the socket there, e.g. the host's
+				// /var/run/docker.sock.
+				return "", fmt.Errorf("host %q is not inside the sandbox directory %q", h, dir)
+			}
 			if socket == "" {
-				socket = strings.TrimPrefix(h, "unix://")
+				socket = p
 			}
 		case strings.HasPrefix(h, "tcp://"):
 			u, err := url.Parse(h)
@@ -239,6 +258,15 @@ func checkConfig(c daemonConfig) (string, error) {
 		return "", fmt.Errorf("socket path %q is %d bytes, over the 108-byte limit of unix(7) (use sandbox.NewDir)", socket, len(socket))
 	}
 	return socket, nil
+}
+
+// inside reports whether the absolute path p is in dir, lexically.
+func inside(p, dir string) bool {
+	if !filepath.IsAbs(p) || dir == "" {
+		return false
+	}
+	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(p))
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // start launches dockerd and waits for /_ping. d.mu is not held: Start owns

@@ -61,6 +61,9 @@ func TestStartRefusesHostPaths(t *testing.T) {
 	dir, err := sandbox.NewDir()
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	other, err := sandbox.NewDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(other) })
 	tests := []struct {
 		name   string
 		edit   func(m map[string]any)
@@ -71,6 +74,10 @@ func TestStartRefusesHostPaths(t *testing.T) {
 		{"no pidfile", func(m map[string]any) { delete(m, "pidfile") }, `"pidfile" is not set`},
 		{"no key path", func(m map[string]any) { delete(m, "deprecated-key-path") }, `"deprecated-key-path" is not set`},
 		{"no unix socket", func(m map[string]any) { m["hosts"] = []string{"tcp://127.0.0.1:2376"} }, "no unix:// socket"},
+		{"data-root outside the directory", func(m map[string]any) { m["data-root"] = other + "/data" }, `"data-root" ` + fmt.Sprintf("%q", other+"/data") + ` is not inside`},
+		{"exec-root outside the directory", func(m map[string]any) { m["exec-root"] = other + "/exec" }, `"exec-root" ` + fmt.Sprintf("%q", other+"/exec") + ` is not inside`},
+		{"socket outside the directory", func(m map[string]any) { m["hosts"] = []string{"unix://" + other + "/docker.sock"} }, `is not inside`},
+		{"iptables not false", func(m map[string]any) { delete(m, "iptables") }, `"iptables" must be false`},
 		{"tcp off loopback", func(m map[string]any) {
 			m["hosts"] = []string{"unix://" + dir + "/docker.sock", "tcp://0.0.0.0:2376"}
 		}, `host "tcp://0.0.0.0:2376" is not on loopback`},

@@ -25,13 +25,20 @@ trap cleanup EXIT
 
 run() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-# A daemon.json that keeps the sandboxed daemon off the host's paths.
+# A daemon.json that keeps the sandboxed daemon off the host's paths
+# (dockerd before 25 writes /etc/docker/key.json unless deprecated-key-path
+# says otherwise; 25 and later write no key.json).
+keypath=
+major=$("$dockerd" --version | sed -nE 's/^Docker version ([0-9]+)\..*/\1/p')
+if [[ -n $major && $major -lt 25 ]]; then
+	keypath=$'\n  "deprecated-key-path": "'"$sb"'/key.json",'
+fi
 cat >"$sb/daemon.json" <<JSON
 {
   "hosts": ["unix://$sb/docker.sock"],
   "data-root": "$sb/data",
   "exec-root": "$sb/exec",
-  "pidfile": "$sb/docker.pid",
+  "pidfile": "$sb/docker.pid",$keypath
   "iptables": false,
   "bridge": "none",
   "storage-driver": "vfs"

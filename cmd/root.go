@@ -191,6 +191,7 @@ var commands = map[string]func(IO) *cobra.Command{
 	"renew":        newRenewCmd,
 	"revoke":       newRevokeCmd,
 	"rotate-ca":    newRotateCACmd,
+	"crl":          newCRLCmd,
 	"env":          newEnvCmd,
 	"version":      newVersionCmd,
 	"audit":        newAuditCmd,
@@ -200,7 +201,7 @@ var commands = map[string]func(IO) *cobra.Command{
 	"context":      newContextCmd,
 }
 
-var commandOrder = []string{"init", "issue-client", "issue-server", "list", "renew", "revoke", "rotate-ca",
+var commandOrder = []string{"init", "issue-client", "issue-server", "list", "renew", "revoke", "crl", "rotate-ca",
 	"env", "version", "audit", "import", "ls", "use", "context"}
 
 // exactArgs is cobra.ExactArgs with a usage error.

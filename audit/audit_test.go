@@ -120,29 +120,6 @@ func write(t testing.TB, p string, b []byte, mode os.FileMode) {
 	require.NoError(t, os.Chmod(p, mode))
 }
 
-// startDaemon starts a sandboxed dockerd and stops it at the end of the
-// test.
-func startDaemon(t testing.TB) *sandbox.Daemon {
-	t.Helper()
-	sandbox.Require(t)
-	dir, err := sandbox.NewDir()
-	require.NoError(t, err)
-	cfg := filepath.Join(dir, "daemon.json")
-	require.NoError(t, os.WriteFile(cfg, sandbox.BaseConfig(dir), 0o600))
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	d, err := sandbox.Start(ctx, dir, cfg)
-	if err != nil {
-		os.RemoveAll(dir)
-		require.NoError(t, err)
-	}
-	t.Cleanup(func() {
-		assert.NoError(t, d.Stop())
-		os.RemoveAll(dir)
-	})
-	return d
-}
-
 // createContainer creates (does not start) a container from tiny:1.
 func createContainer(t testing.TB, d *sandbox.Daemon, name string, binds ...string) {
 	t.Helper()
@@ -206,7 +183,7 @@ func requireOne(t *testing.T, r Report, id string, st Status, cis string) Findin
 // it against a real dockerd, then breaks one thing at a time and checks
 // that exactly that is reported as FAIL with its CIS id.
 func TestAuditGoodHostAndEachFailure(t *testing.T) {
-	d := startDaemon(t)
+	d := sandbox.StartForTest(t)
 	ctx := context.Background()
 	require.NoError(t, d.TinyImage(ctx, "tiny:1"))
 	createContainer(t, d, "harmless", "/usr/share:/data")
@@ -577,7 +554,7 @@ func TestParseFlags(t *testing.T) {
 // dockerd holding 200 created containers, 20 of them with the socket
 // mounted.
 func BenchmarkAudit200Containers(b *testing.B) {
-	d := startDaemon(b)
+	d := sandbox.StartForTest(b)
 	ctx := context.Background()
 	require.NoError(b, d.TinyImage(ctx, "tiny:1"))
 	const n, workers = 200, 8

@@ -557,6 +557,37 @@ func apiError(resp *http.Response) error {
 	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 }
 
+// StartForTest starts a daemon from BaseConfig in a new directory for t,
+// and stops and removes it when t ends. Like Require, it ends t when
+// dockerd cannot run here.
+func StartForTest(t testing.TB) *Daemon {
+	t.Helper()
+	Require(t)
+	dir, err := NewDir()
+	if err != nil {
+		t.Fatalf("sandbox: %v", err)
+	}
+	cfg := filepath.Join(dir, "daemon.json")
+	if err := os.WriteFile(cfg, BaseConfig(dir), 0o600); err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("sandbox: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	d, err := Start(ctx, dir, cfg)
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("sandbox: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := d.Stop(); err != nil {
+			t.Errorf("sandbox: stop: %v", err)
+		}
+		os.RemoveAll(dir)
+	})
+	return d
+}
+
 // Require returns the path of dockerd, or ends the test when dockerd cannot
 // run here: it is missing (or containerd is), or the test is not root, which
 // dockerd needs. Outside CI the test is skipped; when $CI is "true" it fails,

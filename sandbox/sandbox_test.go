@@ -14,7 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -102,29 +101,6 @@ func TestStartRefusesHostPaths(t *testing.T) {
 	}
 }
 
-// startDaemon starts a daemon from BaseConfig in a new directory and stops
-// and removes it at the end of the test.
-func startDaemon(t *testing.T) *sandbox.Daemon {
-	t.Helper()
-	sandbox.Require(t)
-	dir, err := sandbox.NewDir()
-	require.NoError(t, err)
-	cfg := filepath.Join(dir, "daemon.json")
-	require.NoError(t, os.WriteFile(cfg, sandbox.BaseConfig(dir), 0o600))
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	d, err := sandbox.Start(ctx, dir, cfg)
-	if err != nil {
-		os.RemoveAll(dir)
-		require.NoError(t, err)
-	}
-	t.Cleanup(func() {
-		assert.NoError(t, d.Stop())
-		os.RemoveAll(dir)
-	})
-	return d
-}
-
 // call sends a request to the daemon and decodes a JSON answer into out.
 func call(t *testing.T, d *sandbox.Daemon, method, path string, in, out any) int {
 	t.Helper()
@@ -186,7 +162,7 @@ func running(pid int) bool {
 }
 
 func TestDaemonLifecycle(t *testing.T) {
-	d := startDaemon(t)
+	d := sandbox.StartForTest(t)
 	ctx := context.Background()
 
 	assert.Equal(t, "OK", ping(t, d))
@@ -239,7 +215,7 @@ func TestTwoDaemonsInParallel(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			d := startDaemon(t)
+			d := sandbox.StartForTest(t)
 			assert.Equal(t, "OK", ping(t, d))
 			var info struct{ DockerRootDir, Name string }
 			require.Equal(t, http.StatusOK, call(t, d, "GET", "/info", nil, &info))
@@ -254,7 +230,7 @@ func TestTwoDaemonsInParallel(t *testing.T) {
 }
 
 func TestRestartKeepsDataAndChangesPid(t *testing.T) {
-	d := startDaemon(t)
+	d := sandbox.StartForTest(t)
 	ctx := context.Background()
 	require.NoError(t, d.TinyImage(ctx, "tiny:1"))
 	oldPid, oldCtrd := d.Pid, containerdPid(t, d)

@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/audit"
 	"github.com/dtls-tool/dtls/sandbox"
 )
@@ -38,24 +37,10 @@ var auditTLSAndFileChecks = []string{
 func TestAuditAfterInit(t *testing.T) {
 	sandbox.Require(t)
 	now := time.Now()
-	dir, err := sandbox.NewDir()
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	port, err := sandbox.FreePort()
-	require.NoError(t, err)
-	state, certs, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")
-	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
-	require.NoError(t, os.Mkdir(systemd, 0o755))
+	h := newTLSHost(t, now)
+	dir, state, daemonJSON, systemd, port, d := h.Dir, h.State, h.DaemonJSON, h.Systemd, h.Port, h.Daemon
 	group := filepath.Join(dir, "group")
 	require.NoError(t, os.WriteFile(group, []byte("docker:x:"+hostDockerGID(t)+":alice\n"), 0o644))
-
-	_, stderr, code := dtls(t, now, "init",
-		"--state-dir", state, "--certs-dir", certs, "--daemon-json", daemonJSON, "--systemd-dir", systemd,
-		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--host", "localhost", "--host", "127.0.0.1")
-	require.Equal(t, 0, code, stderr)
-	d, err := sandbox.Start(context.Background(), dir, daemonJSON)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
 
 	// No --certs-dir, --socket or --host: they come from daemon.json and
 	// the state directory.

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/bundle"
 	"github.com/dtls-tool/dtls/sandbox"
 )
@@ -38,26 +37,12 @@ func TestContextsWithRealDocker(t *testing.T) {
 	sandbox.Require(t)
 	docker := dockerCLI(t)
 	now := time.Now()
-	dir, err := sandbox.NewDir()
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	port, err := sandbox.FreePort()
-	require.NoError(t, err)
-	state, certs, daemonJSON := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json")
-	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
-	require.NoError(t, os.Mkdir(filepath.Join(dir, "systemd"), 0o755))
-	_, stderr, code := runWithEnv(t, now, nil, "init",
-		"--state-dir", state, "--certs-dir", certs, "--daemon-json", daemonJSON,
-		"--systemd-dir", filepath.Join(dir, "systemd"),
-		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--host", "localhost", "--host", "127.0.0.1")
-	require.Equal(t, 0, code, stderr)
-	d, err := sandbox.Start(context.Background(), dir, daemonJSON)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
+	h := newTLSHost(t, now)
+	dir, state, port := h.Dir, h.State, h.Port
 
 	// The admin's side: a bundle, then its archive.
 	out := filepath.Join(dir, "alice")
-	_, stderr, code = runWithEnv(t, now, nil, "issue-client", "alice", "--state-dir", state, "--out", out,
+	_, stderr, code := runWithEnv(t, now, nil, "issue-client", "alice", "--state-dir", state, "--out", out,
 		"--docker-host", fmt.Sprintf("tcp://localhost:%d", port))
 	require.Equal(t, 0, code, stderr)
 	files, err := bundle.ReadDir(out)

@@ -70,6 +70,40 @@ func runDocker(t *testing.T, docker string, env []string, args ...string) (strin
 	return string(out), err
 }
 
+// tlsHost is a Docker host as 'dtls init' leaves it, every path under one
+// sandbox directory, with a real dockerd started from the merged daemon.json
+// and listening with tlsverify on 127.0.0.1:Port.
+type tlsHost struct {
+	Dir, State, Certs, DaemonJSON, Systemd string
+	Port                                   int
+	Daemon                                 *sandbox.Daemon
+}
+
+// newTLSHost runs 'dtls init' at initNow (with extra flags) into a
+// daemon.json that already holds the sandbox's keys, then starts dockerd.
+// Both are cleaned up when t ends.
+func newTLSHost(t *testing.T, initNow time.Time, extra ...string) *tlsHost {
+	t.Helper()
+	sandbox.Require(t)
+	dir, err := sandbox.NewDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	port, err := sandbox.FreePort()
+	require.NoError(t, err)
+	h := &tlsHost{Dir: dir, State: filepath.Join(dir, "state"), Certs: filepath.Join(dir, "certs"),
+		DaemonJSON: filepath.Join(dir, "daemon.json"), Systemd: filepath.Join(dir, "systemd"), Port: port}
+	require.NoError(t, atomicfile.Write(h.DaemonJSON, sandbox.BaseConfig(dir), 0o644))
+	require.NoError(t, os.Mkdir(h.Systemd, 0o755))
+	_, stderr, code := dtls(t, initNow, append([]string{"init",
+		"--state-dir", h.State, "--certs-dir", h.Certs, "--daemon-json", h.DaemonJSON, "--systemd-dir", h.Systemd,
+		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--host", "localhost", "--host", "127.0.0.1"}, extra...)...)
+	require.Equal(t, 0, code, stderr)
+	h.Daemon, err = sandbox.Start(context.Background(), dir, h.DaemonJSON)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, h.Daemon.Stop()) })
+	return h
+}
+
 // TestEndToEnd is the whole flow against a real dockerd: init merges into a
 // daemon.json that already holds the sandbox's keys, dockerd starts from it,
 // a client bundle plus `dtls env` lets the Docker CLI in over verified TLS,
@@ -84,30 +118,13 @@ func TestEndToEnd(t *testing.T) {
 
 func endToEnd(t *testing.T, docker string, kt pki.KeyType) {
 	now := time.Now()
-	dir, err := sandbox.NewDir()
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	port, err := sandbox.FreePort()
-	require.NoError(t, err)
-	state, certs, daemonJSON := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json")
-	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
-	require.NoError(t, os.Mkdir(filepath.Join(dir, "systemd"), 0o755))
-
 	// The CA is made in the past so that the expired client certificate
 	// below was once valid under it.
-	_, stderr, code := dtls(t, now.Add(-90*24*time.Hour), "init",
-		"--state-dir", state, "--certs-dir", certs, "--daemon-json", daemonJSON,
-		"--systemd-dir", filepath.Join(dir, "systemd"),
-		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
-		"--host", "localhost", "--host", "127.0.0.1", "--key-type", string(kt))
-	require.Equal(t, 0, code, stderr)
-
-	d, err := sandbox.Start(context.Background(), dir, daemonJSON)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
+	h := newTLSHost(t, now.Add(-90*24*time.Hour), "--key-type", string(kt))
+	dir, state, certs, port := h.Dir, h.State, h.Certs, h.Port
 
 	bundle := filepath.Join(dir, "alice")
-	_, stderr, code = dtls(t, now, "issue-client", "alice", "--state-dir", state, "--out", bundle, "--key-type", string(kt))
+	_, stderr, code := dtls(t, now, "issue-client", "alice", "--state-dir", state, "--out", bundle, "--key-type", string(kt))
 	require.Equal(t, 0, code, stderr)
 
 	// The developer's side: eval the output of dtls env in bash, then run
@@ -205,29 +222,14 @@ func TestLifecycleDockerd(t *testing.T) {
 	sandbox.Require(t)
 	docker := dockerCLI(t)
 	now := time.Now()
-	dir, err := sandbox.NewDir()
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	port, err := sandbox.FreePort()
-	require.NoError(t, err)
-	state, certs, daemonJSON := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json")
-	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
-	require.NoError(t, os.Mkdir(filepath.Join(dir, "systemd"), 0o755))
+	h := newTLSHost(t, now)
+	dir, state, certs, port, d := h.Dir, h.State, h.Certs, h.Port, h.Daemon
 	run := func(args ...string) string {
 		t.Helper()
 		_, stderr, code := dtls(t, now, append(args, "--state-dir", state)...)
 		require.Equal(t, 0, code, stderr)
 		return stderr
 	}
-	_, stderr, code := dtls(t, now, "init",
-		"--state-dir", state, "--certs-dir", certs, "--daemon-json", daemonJSON,
-		"--systemd-dir", filepath.Join(dir, "systemd"),
-		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
-		"--host", "localhost", "--host", "127.0.0.1")
-	require.Equal(t, 0, code, stderr)
-	d, err := sandbox.Start(context.Background(), dir, daemonJSON)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
 
 	alice := filepath.Join(dir, "alice")
 	run("issue-client", "alice", "--out", alice)
@@ -264,7 +266,7 @@ func TestLifecycleDockerd(t *testing.T) {
 	// --finish: alice is refused, bob connects.
 	run("rotate-ca", "--finish", "--force")
 	require.NoError(t, d.Restart(context.Background()))
-	err = connects(alice)
+	err := connects(alice)
 	require.Error(t, err, "the daemon accepted a client of the dropped CA")
 	assert.Regexp(t, `remote error: tls|certificate|connection reset by peer|broken pipe|EOF`, err.Error())
 	assert.NoError(t, connects(bob))

@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/sandbox"
 )
@@ -28,22 +27,8 @@ func TestExamples(t *testing.T) {
 	dtlsPath, err := exec.LookPath("dtls")
 	require.NoError(t, err, "testscript.Main puts dtls in $PATH")
 	now := time.Now()
-	dir, err := sandbox.NewDir()
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	port, err := sandbox.FreePort()
-	require.NoError(t, err)
-	state, daemonJSON := filepath.Join(dir, "state"), filepath.Join(dir, "daemon.json")
-	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
-	require.NoError(t, os.Mkdir(filepath.Join(dir, "systemd"), 0o755))
-	_, stderr, code := runWithEnv(t, now, nil, "init",
-		"--state-dir", state, "--certs-dir", filepath.Join(dir, "certs"), "--daemon-json", daemonJSON,
-		"--systemd-dir", filepath.Join(dir, "systemd"),
-		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--host", "localhost", "--host", "127.0.0.1")
-	require.Equal(t, 0, code, stderr)
-	d, err := sandbox.Start(context.Background(), dir, daemonJSON)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
+	h := newTLSHost(t, now)
+	dir, state, port := h.Dir, h.State, h.Port
 	dockerHost := fmt.Sprintf("tcp://localhost:%d", port)
 
 	path := filepath.Dir(dtlsPath) + ":" + filepath.Dir(docker) + ":/usr/bin:/bin"

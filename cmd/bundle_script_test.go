@@ -20,27 +20,7 @@ import (
 // archives, import, ls, use, env NAME, contexts. HOME and DTLS_HOME point
 // into the work directory, so no script touches the real ~/.docker.
 func TestBundleScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{
-		Dir: "testdata/bundle",
-		Setup: func(env *testscript.Env) error {
-			w := env.WorkDir
-			env.Setenv("HOME", w+"/home")
-			env.Setenv("DOCKER_CONFIG", w+"/home/.docker")
-			env.Setenv("DTLS_STATE_DIR", w+"/state")
-			env.Setenv("DTLS_CERTS_DIR", w+"/certs")
-			env.Setenv("DTLS_DAEMON_JSON", w+"/etc/daemon.json")
-			env.Setenv("DTLS_SYSTEMD_DIR", w+"/systemd")
-			env.Setenv("SHELL", "/bin/bash")
-			return os.MkdirAll(w+"/systemd", 0o755)
-		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"perm":        cmdPerm,
-			"mkarchive":   cmdMkArchive,
-			"evilarchive": cmdEvilArchive,
-			"readlink":    cmdReadlink,
-			"dtlsexit":    cmdDtlsExit,
-		},
-	})
+	testscript.Run(t, testscript.Params{Dir: "testdata/bundle", Setup: scriptSetup, Cmds: scriptCmds})
 }
 
 // mkarchive DIR FILE: the archive 'issue-client --archive' writes, made

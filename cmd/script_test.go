@@ -19,37 +19,43 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// TestScripts runs the command-line scenarios in testdata/script. Every
-// path flag's environment variable points into the script's work
-// directory, so no script can reach /etc/docker or the host's systemd units.
+// TestScripts runs the command-line scenarios in testdata/script.
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
-		Setup: func(env *testscript.Env) error {
-			w := env.WorkDir
-			env.Setenv("HOME", w+"/home")
-			env.Setenv("DTLS_STATE_DIR", w+"/state")
-			env.Setenv("DTLS_CERTS_DIR", w+"/certs")
-			env.Setenv("DTLS_DAEMON_JSON", w+"/etc/daemon.json")
-			env.Setenv("DTLS_SYSTEMD_DIR", w+"/systemd")
-			env.Setenv("SHELL", "/bin/bash")
-			if err := os.MkdirAll(w+"/systemd", 0o755); err != nil {
-				return err
-			}
-			// The real unit file of Debian's docker.io, for the systemd
-			// script.
-			b, err := os.ReadFile("../daemonconfig/testdata/docker.service.debian")
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(w+"/debian-docker.service", b, 0o644)
-		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"perm":      cmdPerm,
-			"checkcert": cmdCheckCert,
-			"chown":     cmdChown,
-		},
-	})
+	testscript.Run(t, testscript.Params{Dir: "testdata/script", Setup: scriptSetup, Cmds: scriptCmds})
+}
+
+// scriptSetup points HOME, DOCKER_CONFIG and every path flag's environment
+// variable into the script's work directory, so no script can reach
+// /etc/docker, the host's systemd units or the real ~/.docker, and puts
+// the real unit file of Debian's docker.io there for the systemd script.
+func scriptSetup(env *testscript.Env) error {
+	w := env.WorkDir
+	env.Setenv("HOME", w+"/home")
+	env.Setenv("DOCKER_CONFIG", w+"/home/.docker")
+	env.Setenv("DTLS_STATE_DIR", w+"/state")
+	env.Setenv("DTLS_CERTS_DIR", w+"/certs")
+	env.Setenv("DTLS_DAEMON_JSON", w+"/etc/daemon.json")
+	env.Setenv("DTLS_SYSTEMD_DIR", w+"/systemd")
+	env.Setenv("SHELL", "/bin/bash")
+	if err := os.MkdirAll(w+"/systemd", 0o755); err != nil {
+		return err
+	}
+	b, err := os.ReadFile("../daemonconfig/testdata/docker.service.debian")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(w+"/debian-docker.service", b, 0o644)
+}
+
+// scriptCmds are the custom commands of every script.
+var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	"perm":        cmdPerm,
+	"checkcert":   cmdCheckCert,
+	"chown":       cmdChown,
+	"mkarchive":   cmdMkArchive,
+	"evilarchive": cmdEvilArchive,
+	"readlink":    cmdReadlink,
+	"dtlsexit":    cmdDtlsExit,
 }
 
 // perm FILE MODE: the file's permission bits are exactly MODE (octal).

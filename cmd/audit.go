@@ -126,7 +126,7 @@ least one is FAIL, 2 on a usage error, 1 when the audit could not run.`,
 	opts.ExpiryWarning = 30 * 24 * time.Hour
 	f.StringArrayVar(&opts.Hosts, "host", nil, "a name or address clients use, which the server certificate must cover (repeatable; default: the hosts dtls init recorded, else this host's names and addresses)")
 	f.StringVar(&opts.Output, "output", "table", "output format: table or json")
-	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	completeOutput(c)
 	return c
 }
 

@@ -140,13 +140,7 @@ certificate works against every daemon.`,
 	opts.caKey.flags(c)
 	c.MarkFlagsMutuallyExclusive("ca-from", "force")
 	c.MarkFlagsMutuallyExclusive("ca-from", "key-type")
-	_ = c.RegisterFlagCompletionFunc("key-type", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		names := make([]string, len(pki.KeyTypes))
-		for i, k := range pki.KeyTypes {
-			names[i] = string(k)
-		}
-		return names, cobra.ShellCompDirectiveNoFileComp
-	})
+	completeKeyTypes(c)
 	return c
 }
 

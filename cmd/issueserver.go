@@ -77,6 +77,7 @@ renewed by 'dtls renew --expiring'.`,
 	f.StringArrayVar(&opts.Hosts, "host", nil, "another DNS name or IP the certificate covers (repeatable)")
 	f.StringVar(&opts.Out, "out", "", "bundle directory to write (default ./dtls-server-HOST)")
 	f.StringVar(&opts.KeyType, "key-type", string(pki.ECDSAP256), "key algorithm of the server key")
+	completeKeyTypes(c)
 	daysFlag(c, &opts.Validity, "days", pki.DefaultServerValidity, "validity of the server certificate")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing bundle directory")
 	opts.caKey.flags(c)

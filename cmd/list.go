@@ -54,6 +54,7 @@ the same fields, and the serial in lowercase hex.`,
 	}
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the CA and the database")
 	c.Flags().StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
+	completeOutput(c)
 	windowFlag(c, &opts.Expiring, "expiring", "show only certificates in use that expire within this window (e.g. 30d, 12h)")
 	return c
 }

@@ -42,7 +42,7 @@ bundle is listed with the reason.
 		},
 	}
 	c.Flags().StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
-	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	completeOutput(c)
 	return c
 }
 

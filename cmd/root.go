@@ -13,6 +13,8 @@ import (
 
 	cflog "github.com/cloudflare/cfssl/log"
 	"github.com/spf13/cobra"
+
+	"github.com/dtls-tool/dtls/pki"
 )
 
 // Exit codes, documented in the root command's help.
@@ -222,4 +224,18 @@ func pathFlag(c *cobra.Command, io IO, p *string, name, env, def, usage string) 
 	}
 	c.Flags().StringVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
 	_ = c.MarkFlagDirname(name)
+}
+
+// completeKeyTypes completes --key-type with pki.KeyTypes.
+func completeKeyTypes(c *cobra.Command) {
+	names := make([]string, len(pki.KeyTypes))
+	for i, k := range pki.KeyTypes {
+		names[i] = string(k)
+	}
+	_ = c.RegisterFlagCompletionFunc("key-type", cobra.FixedCompletions(names, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// completeOutput completes --output with the formats every listing takes.
+func completeOutput(c *cobra.Command) {
+	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
 }

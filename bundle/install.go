@@ -63,23 +63,10 @@ func Install(root, name string, files []File, replace bool) (dir string, err err
 			return "", err
 		}
 	}
-	var old string
-	if fi != nil {
-		old = tmp + ".old"
-		if err := os.Rename(dir, old); err != nil {
-			return "", fmt.Errorf("move old bundle %q aside: %w", dir, err)
-		}
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if old != "" {
-			_ = os.Rename(old, dir)
-		}
-		return "", fmt.Errorf("install bundle %q: %w", dir, err)
-	}
-	if old != "" {
-		if err := os.RemoveAll(old); err != nil {
-			return "", fmt.Errorf("remove old bundle %q: %w", old, err)
-		}
+	// A shell starting while a bundle is replaced sees the old bundle or the
+	// new one, never none (atomicfile.ReplaceDir swaps them in one step).
+	if err := atomicfile.ReplaceDir(tmp, dir); err != nil {
+		return "", fmt.Errorf("install bundle: %w", err)
 	}
 	return dir, atomicfile.SyncDir(root)
 }

@@ -371,25 +371,13 @@ func writeBundle(dir string, files []bundleFile, replace bool) (err error) {
 			return err
 		}
 	}
-	var old string
-	if replace {
+	if !replace {
 		if _, err := os.Lstat(dir); err == nil {
-			old = tmp + ".old"
-			if err := os.Rename(dir, old); err != nil {
-				return fmt.Errorf("move old bundle %q aside: %w", dir, err)
-			}
+			return fmt.Errorf("write bundle %q: it appeared while it was being written", dir)
 		}
 	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if old != "" {
-			_ = os.Rename(old, dir)
-		}
-		return fmt.Errorf("write bundle %q: %w", dir, err)
-	}
-	if old != "" {
-		if err := os.RemoveAll(old); err != nil {
-			return fmt.Errorf("remove old bundle %q: %w", old, err)
-		}
+	if err := atomicfile.ReplaceDir(tmp, dir); err != nil {
+		return fmt.Errorf("write bundle: %w", err)
 	}
 	return atomicfile.SyncDir(parent)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dtls-tool/dtls/audit"
+	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/daemonconfig"
 )
 
@@ -179,10 +180,10 @@ func runAudit(o *auditOptions) error {
 		cfg.SystemdDirs = []string{o.SystemdDir}
 	}
 	if len(cfg.Hosts) == 0 {
-		if srv, err := readServer(o.StateDir); err == nil && len(srv.Hosts) > 0 {
+		if srv, err := authority.ReadServer(o.StateDir); err == nil && len(srv.Hosts) > 0 {
 			cfg.Hosts = srv.Hosts
 		} else {
-			cfg.Hosts = defaultHosts()
+			cfg.Hosts = authority.DefaultHosts()
 		}
 	}
 	rep := audit.Run(context.Background(), cfg)

@@ -42,15 +42,15 @@ weekly from cron or a systemd timer, and reload the proxy after it.`,
 }
 
 func runCRL(o *crlOptions) error {
-	inv, ca, err := openSigner(o.IO, o.StateDir, &o.caKey)
+	a, err := openAuthority(o.IO, o.StateDir, &o.caKey)
 	if err != nil {
 		return err
 	}
-	defer inv.Close()
-	p, n, err := writeCRL(o.IO, inv, o.StateDir, &o.caKey, ca, o.Now())
+	defer a.Close()
+	res, err := a.CRL(o.Now())
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.ErrOut, "wrote CRL %s (%d revoked)\n", p, n)
+	fmt.Fprintf(o.ErrOut, "wrote CRL %s (%d revoked)\n", res.Path, res.Revoked)
 	return nil
 }

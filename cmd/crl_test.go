@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/pki"
 )
 
@@ -45,7 +46,7 @@ func TestCRLRefresh(t *testing.T) {
 
 func readCRL(t *testing.T, state string) *x509.RevocationList {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(state, crlFile))
+	b, err := os.ReadFile(filepath.Join(state, authority.CRLFile))
 	require.NoError(t, err)
 	l, err := pki.ParseCRL(b)
 	require.NoError(t, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/sandbox"
 )
@@ -248,7 +249,7 @@ func TestLifecycleDockerd(t *testing.T) {
 	before := servedSerial(t, port, alice)
 	out := run("renew", "--server")
 	assert.Contains(t, out, "restart needed")
-	renewed := currentSerial(filepath.Join(certs, serverCertFile))
+	renewed := serialOfFile(t, filepath.Join(certs, authority.ServerCertFile))
 	require.NotEqual(t, before, renewed)
 	assert.Equal(t, before, servedSerial(t, port, alice), "dockerd serves the old certificate until restarted")
 	require.NoError(t, d.Restart(context.Background()))
@@ -284,4 +285,14 @@ func servedSerial(t *testing.T, port int, bundle string) string {
 	require.NoError(t, err)
 	defer conn.Close()
 	return pki.Serial(conn.ConnectionState().PeerCertificates[0])
+}
+
+// serialOfFile is the hex serial of the certificate in a PEM file.
+func serialOfFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	c, err := pki.ParseCertificate(b)
+	require.NoError(t, err)
+	return pki.Serial(c)
 }

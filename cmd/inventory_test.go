@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/store"
 )
@@ -50,7 +51,7 @@ func newInstall(t *testing.T) (string, []string) {
 
 func records(t *testing.T, state string) []store.Record {
 	t.Helper()
-	st, err := store.Open(filepath.Join(state, dbFile))
+	st, err := store.Open(filepath.Join(state, authority.DBFile))
 	require.NoError(t, err)
 	defer st.Close()
 	recs, err := st.All()
@@ -62,7 +63,7 @@ func clientRecords(t *testing.T, state string) map[string]store.Record {
 	t.Helper()
 	out := map[string]store.Record{}
 	for _, r := range records(t, state) {
-		if r.Kind == "client" {
+		if r.Kind == store.KindClient {
 			out[r.Serial] = r
 		}
 	}
@@ -106,7 +107,7 @@ func checkBundles(t *testing.T, state, dir string, exact bool) int {
 			assert.False(t, strings.HasPrefix(e.Name(), "."), "temporary %s left behind", e.Name())
 			assert.True(t, byPath[filepath.Join(dir, e.Name())], "bundle %s has no record", e.Name())
 		}
-		j, _ := filepath.Glob(filepath.Join(state, journalDir, "*"))
+		j, _ := filepath.Glob(filepath.Join(state, authority.JournalDir, "*"))
 		assert.Empty(t, j, "journal left behind")
 	}
 	return len(recs)
@@ -147,106 +148,9 @@ func TestParallelIssue(t *testing.T) {
 	assert.Equal(t, n, checkBundles(t, state, out, true))
 }
 
-// TestFailPoints: a run that dies at each step of an issuance leaves no
-// record without its files and no half-written bundle, and the next run
-// repairs what is left and works.
-func TestFailPoints(t *testing.T) {
-	exe := dtlsExe(t)
-	for _, point := range []string{"after-sign", "after-journal", "after-bundle", "after-record"} {
-		t.Run(point, func(t *testing.T) {
-			state, flags := newInstall(t)
-			out := filepath.Join(t.TempDir(), "bundles")
-			cmd := exec.Command(exe, append([]string{"issue-client", "a", "b", "c", "--out", out}, flags...)...)
-			cmd.Env = append(os.Environ(), "DTLS_TEST_FAIL_AT="+point)
-			b, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			require.ErrorAs(t, err, &ee, string(b))
-			require.Equal(t, 97, ee.ExitCode(), string(b))
-
-			// Before any repair: no record without its files.
-			checkBundles(t, state, out, false)
-			before := len(clientRecords(t, state))
-			switch point {
-			case "after-sign", "after-journal", "after-bundle":
-				assert.Equal(t, 0, before, "records written before the bundles were in place")
-			case "after-record":
-				assert.Equal(t, 3, before)
-			}
-
-			// The next run repairs: every bundle in place is recorded,
-			// every temporary directory gone.
-			b, err = exec.Command(exe, append([]string{"list"}, flags...)...).CombinedOutput()
-			require.NoError(t, err, string(b))
-			got := checkBundles(t, state, out, true)
-			if point == "after-bundle" {
-				assert.Equal(t, 1, got, "the one bundle that landed is recorded")
-			}
-
-			// And it works: the names without a bundle can be issued.
-			var missing []string
-			for _, n := range []string{"a", "b", "c"} {
-				if _, err := os.Stat(filepath.Join(out, n)); err != nil {
-					missing = append(missing, n)
-				}
-			}
-			if len(missing) > 0 {
-				args := append([]string{"issue-client"}, missing...)
-				if len(missing) == 1 {
-					args = append(args, "--out", filepath.Join(out, missing[0]))
-				} else {
-					args = append(args, "--out", out)
-				}
-				b, err = exec.Command(exe, append(args, flags...)...).CombinedOutput()
-				require.NoError(t, err, string(b))
-			}
-			assert.Equal(t, 3, checkBundles(t, state, out, true))
-		})
-	}
-}
-
-// TestFailServerRenewal: a server renewal killed between writing the
-// daemon's files and recording them is finished by the next run, so the key
-// and certificate always match and the record follows.
-func TestFailServerRenewal(t *testing.T) {
-	exe := dtlsExe(t)
-	state, flags := newInstall(t)
-	certs := filepath.Join(filepath.Dir(state), "certs")
-	old, err := os.ReadFile(filepath.Join(certs, serverCertFile))
-	require.NoError(t, err)
-	cmd := exec.Command(exe, append([]string{"renew", "--server"}, flags...)...)
-	cmd.Env = append(os.Environ(), "DTLS_TEST_FAIL_AT=after-journal")
-	b, _ := cmd.CombinedOutput()
-	require.Contains(t, string(b), "injected failure")
-	b, err = exec.Command(exe, append([]string{"list"}, flags...)...).CombinedOutput()
-	require.NoError(t, err, string(b))
-	assert.Contains(t, string(b), "recovered from an interrupted run")
-	cur, err := os.ReadFile(filepath.Join(certs, serverCertFile))
-	require.NoError(t, err)
-	assert.NotEqual(t, string(old), string(cur), "renewal rolled forward")
-	key, err := os.ReadFile(filepath.Join(certs, serverKeyFile))
-	require.NoError(t, err)
-	c, err := pki.ParseCertificate(cur)
-	require.NoError(t, err)
-	k, err := pki.ParsePrivateKey(key)
-	require.NoError(t, err)
-	assert.True(t, pki.KeyMatches(c, k))
-	statuses := map[string]string{}
-	for _, r := range records(t, state) {
-		if r.Kind == "server" {
-			statuses[r.Serial] = r.Status
-		}
-	}
-	assert.Equal(t, map[string]string{pki.Serial(c): "good", currentSerialOf(t, old): "superseded"}, statuses)
-}
-
-func currentSerialOf(t *testing.T, pemBytes []byte) string {
-	c, err := pki.ParseCertificate(pemBytes)
-	require.NoError(t, err)
-	return pki.Serial(c)
-}
-
 // TestKillDuringBulk kill -9s a bulk issuance mid-way: whatever it left,
-// no record lacks its bundle, and the next run repairs and works.
+// no record lacks its bundle, the next run finishes the whole batch, and
+// the one after works.
 func TestKillDuringBulk(t *testing.T) {
 	exe := dtlsExe(t)
 	state, flags := newInstall(t)
@@ -268,12 +172,16 @@ func TestKillDuringBulk(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 	_ = cmd.Wait()
 	checkBundles(t, state, out, false)
+	if j, _ := filepath.Glob(filepath.Join(state, authority.JournalDir, "*.json")); len(j) == 0 {
+		t.Fatal("the kill came too late to test anything: no journal left")
+	}
 
+	// The next run finishes the batch from its journal: one issuance
+	// is all or nothing.
 	b, err := exec.Command(exe, append([]string{"list", "-o", "json"}, flags...)...).CombinedOutput()
 	require.NoError(t, err, string(b))
 	got := checkBundles(t, state, out, true)
-	t.Logf("killed after %d of %d bundles", got, len(names))
-	assert.Less(t, got, len(names), "the kill came too late to test anything")
+	assert.Equal(t, len(names), got, "the killed batch was finished")
 
 	// The next run issues the rest.
 	var rest []string
@@ -282,16 +190,17 @@ func TestKillDuringBulk(t *testing.T) {
 			rest = append(rest, n)
 		}
 	}
-	b, err = exec.Command(exe, append(append([]string{"issue-client"}, rest...), append([]string{"--out", out}, flags...)...)...).CombinedOutput()
+	assert.Empty(t, rest, "bundles missing after the batch was finished")
+	b, err = exec.Command(exe, append([]string{"issue-client", "after-kill", "--out", filepath.Join(out, "after-kill")}, flags...)...).CombinedOutput()
 	require.NoError(t, err, string(b))
-	assert.Equal(t, len(names), checkBundles(t, state, out, true))
+	assert.Equal(t, len(names)+1, checkBundles(t, state, out, true))
 }
 
 // TestNotADatabase: a dtls.db that is not a database is an error and is
 // left untouched.
 func TestNotADatabase(t *testing.T) {
 	state, flags := newInstall(t)
-	db := filepath.Join(state, dbFile)
+	db := filepath.Join(state, authority.DBFile)
 	require.NoError(t, os.Remove(db))
 	junk := []byte("this is not a database, it is a text file\n")
 	require.NoError(t, os.WriteFile(db, junk, 0o600))
@@ -313,11 +222,11 @@ func TestNotADatabase(t *testing.T) {
 func TestImportExisting(t *testing.T) {
 	now := time.Now()
 	state := filepath.Join(t.TempDir(), "state")
-	require.NoError(t, atomicfile.MkdirAll(filepath.Join(state, issuedDir), 0o700))
+	require.NoError(t, atomicfile.MkdirAll(filepath.Join(state, authority.IssuedDir), 0o700))
 	ca, err := pki.NewCA(pki.CARequest{CommonName: "old CA", Now: now})
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(state, caCertFile), ca.CertPEM, 0o444))
-	require.NoError(t, os.WriteFile(filepath.Join(state, caKeyFile), ca.KeyPEM, 0o400))
+	require.NoError(t, os.WriteFile(filepath.Join(state, authority.CACertFile), ca.CertPEM, 0o444))
+	require.NoError(t, os.WriteFile(filepath.Join(state, authority.CAKeyFile), ca.KeyPEM, 0o400))
 	var serials []string
 	for i, req := range []pki.Request{
 		{Kind: pki.KindServer, Hosts: []string{"docker.example.com"}, Now: now.Add(-48 * time.Hour)},
@@ -327,7 +236,7 @@ func TestImportExisting(t *testing.T) {
 		c, err := ca.Issue(req)
 		require.NoError(t, err, i)
 		serials = append(serials, pki.Serial(c.Cert))
-		require.NoError(t, os.WriteFile(filepath.Join(state, issuedDir, pki.Serial(c.Cert)+".pem"), c.CertPEM, 0o444))
+		require.NoError(t, os.WriteFile(filepath.Join(state, authority.IssuedDir, pki.Serial(c.Cert)+".pem"), c.CertPEM, 0o444))
 	}
 	stdout, errOut, code := dtls(t, now, "list", "--state-dir", state, "-o", "json")
 	require.Equal(t, 0, code, errOut)
@@ -394,9 +303,9 @@ func TestBundleTargetProtected(t *testing.T) {
 		assert.Equal(t, 1, code, "%v: %s", c.args, errOut)
 		assert.Contains(t, errOut, c.msg, c.args)
 	}
-	assert.FileExists(t, filepath.Join(state, caKeyFile))
-	assert.FileExists(t, filepath.Join(state, dbFile))
-	assert.FileExists(t, filepath.Join(w, "certs", serverKeyFile))
+	assert.FileExists(t, filepath.Join(state, authority.CAKeyFile))
+	assert.FileExists(t, filepath.Join(state, authority.DBFile))
+	assert.FileExists(t, filepath.Join(w, "certs", authority.ServerKeyFile))
 	assert.FileExists(t, filepath.Join(other, "notes.txt"))
 	assert.Len(t, clientRecords(t, state), 1)
 }
@@ -413,7 +322,7 @@ func TestRevokeCRL(t *testing.T) {
 	for _, name := range []string{"alice", "bob"} {
 		_, errOut, code := dtls(t, now, append([]string{"revoke", name, "--reason", "keyCompromise"}, flags...)...)
 		require.Equal(t, 0, code, errOut)
-		b, err := os.ReadFile(filepath.Join(state, crlFile))
+		b, err := os.ReadFile(filepath.Join(state, authority.CRLFile))
 		require.NoError(t, err)
 		crl, err := pki.ParseCRL(b)
 		require.NoError(t, err)
@@ -477,6 +386,6 @@ func TestRenewPartialFailure(t *testing.T) {
 		assert.Equal(t, r.PEM, string(cert), "alice's good record is the certificate in her bundle")
 	}
 	assert.Equal(t, 1, good)
-	j, _ := filepath.Glob(filepath.Join(state, journalDir, "*"))
+	j, _ := filepath.Glob(filepath.Join(state, authority.JournalDir, "*"))
 	assert.Empty(t, j, "journal left behind")
 }

@@ -2,14 +2,12 @@ package cmd
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/pki"
-	"github.com/dtls-tool/dtls/store"
 )
 
 type issueServerOptions struct {
@@ -85,56 +83,20 @@ renewed by 'dtls renew --expiring'.`,
 }
 
 func runIssueServer(o *issueServerOptions) error {
-	if err := checkBundleTarget(o.Out, o.Force, o.StateDir); err != nil {
-		return err
-	}
-	inv, ca, err := openSigner(o.IO, o.StateDir, &o.caKey)
+	a, err := openAuthority(o.IO, o.StateDir, &o.caKey)
 	if err != nil {
 		return err
 	}
-	defer inv.Close()
-	if err := checkNameFree(inv, []string{o.Name}, "server"); err != nil {
-		return err
-	}
+	defer a.Close()
 	kt, _ := pki.ParseKeyType(o.KeyType)
-	it, err := newServerBundleIssuance(ca, daemonCAPEM(o.StateDir, ca), o.Name, o.Hosts, o.Out, kt, o.Now(), o.Validity, o.Force)
+	it, err := a.IssueServerBundle(authority.ServerBundleRequest{
+		Name: o.Name, Hosts: o.Hosts, Dir: o.Out, KeyType: kt, Validity: o.Validity, Force: o.Force, Now: o.Now(),
+	})
 	if err != nil {
-		return err
-	}
-	if err := inv.commit(o.IO, []*issuance{it}); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.ErrOut, "issued server certificate %s for %v\n", describeRecord(it.Record), o.Hosts)
 	fmt.Fprintf(o.ErrOut, "wrote bundle %s\n", o.Out)
 	fmt.Fprintf(o.ErrOut, "next: copy it to %s (it holds the server key), then run there: sudo dtls init --ca-from DIR\n", o.Name)
 	return nil
-}
-
-// newServerBundleIssuance signs a server certificate for another daemon and
-// prepares its bundle.
-func newServerBundleIssuance(ca *pki.CA, caPEM []byte, name string, hosts []string, dir string, kt pki.KeyType, now time.Time, validity time.Duration, replace bool) (*issuance, error) {
-	s, err := ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: name, Hosts: hosts, KeyType: kt, Now: now, Validity: validity})
-	if err != nil {
-		return nil, err
-	}
-	return &issuance{
-		Record: store.FromCert(s.Cert, s.CertPEM, "server", pki.Serial(ca.Cert), dir),
-		Bundle: dir,
-		files: []bundleFile{
-			{serverKeyFile, s.KeyPEM, keyMode},
-			{serverCertFile, s.CertPEM, certMode},
-			{caCertFile, caPEM, certMode},
-		},
-		replace: replace,
-	}, nil
-}
-
-// daemonCAPEM is what a daemon's ca.pem holds: the CA, followed during a
-// rotation by the CA being replaced, so that clients of both connect.
-func daemonCAPEM(stateDir string, ca *pki.CA) []byte {
-	out := append([]byte{}, ca.CertPEM...)
-	if b, err := os.ReadFile(filepath.Join(stateDir, oldCACertFile)); err == nil {
-		out = append(out, b...)
-	}
-	return out
 }

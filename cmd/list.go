@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dtls-tool/dtls/authority"
+	"github.com/dtls-tool/dtls/store"
 )
 
 type listOptions struct {
@@ -112,17 +115,17 @@ type listEntry struct {
 
 func runList(o *listOptions) error {
 	now := o.Now()
-	inv, err := openInventory(o.IO, o.StateDir)
+	a, err := openAuthority(o.IO, o.StateDir, nil)
 	if err != nil {
 		return err
 	}
-	recs, err := inv.All()
-	inv.Close()
+	recs, err := a.Store.All()
+	a.Close()
 	if err != nil {
 		return err
 	}
-	current := currentCASerial(o.StateDir)
-	window := renewBefore
+	current := authority.CurrentCASerial(o.StateDir)
+	window := authority.RenewBefore
 	if o.Expiring > 0 {
 		window = o.Expiring
 	}
@@ -137,9 +140,9 @@ func runList(o *listOptions) error {
 			sans = []string{}
 		}
 		entries = append(entries, listEntry{
-			Name: r.Name, Kind: r.Kind, Serial: r.Serial, NotBefore: r.NotBefore, NotAfter: r.NotAfter,
+			Name: r.Name, Kind: string(r.Kind), Serial: r.Serial, NotBefore: r.NotBefore, NotAfter: r.NotAfter,
 			Status: st, SANs: sans, CASerial: r.CASerial, Path: r.Path,
-			OldCA: current != "" && r.CASerial != "" && r.CASerial != current && r.Kind != "ca",
+			OldCA: current != "" && r.CASerial != "" && r.CASerial != current && r.Kind != store.KindCA,
 		})
 	}
 	if o.Output == "json" {
@@ -157,7 +160,7 @@ func runList(o *listOptions) error {
 		if e.OldCA {
 			ca = "old"
 		}
-		if e.Kind == "ca" {
+		if e.Kind == string(store.KindCA) {
 			ca = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Kind, e.Serial, e.NotAfter.UTC().Format("2006-01-02"), e.Status, ca)
@@ -165,7 +168,15 @@ func runList(o *listOptions) error {
 	return tw.Flush()
 }
 
-// currentCASerial is the serial of STATE_DIR/ca.pem, or "".
-func currentCASerial(stateDir string) string {
-	return currentSerial(stateDir + "/" + caCertFile)
+// displayStatus is a record's status as list shows it.
+func displayStatus(r store.Record, now time.Time, window time.Duration) string {
+	switch {
+	case r.Status == store.StatusRevoked || r.Status == store.StatusSuperseded:
+		return string(r.Status)
+	case !now.Before(r.NotAfter):
+		return "expired"
+	case r.NotAfter.Before(now.Add(window)):
+		return "expiring"
+	}
+	return "valid"
 }

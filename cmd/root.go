@@ -59,8 +59,13 @@ func Run(args []string, io IO) int {
 	}
 	fmt.Fprintf(io.ErrOut, "dtls: error: %v\n", err)
 	var h hinted
-	if errors.As(err, &h) {
+	var lh interface{ HintText() string }
+	switch {
+	case errors.As(err, &h):
 		fmt.Fprintf(io.ErrOut, "dtls: hint: %s\n", h.hint)
+	case errors.As(err, &lh):
+		// A library's error (package authority) with its hint.
+		fmt.Fprintf(io.ErrOut, "dtls: hint: %s\n", lh.HintText())
 	}
 	var u usageError
 	if strings.HasPrefix(err.Error(), "unknown command ") {

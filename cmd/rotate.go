@@ -1,19 +1,14 @@
 package cmd
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/pki"
-	"github.com/dtls-tool/dtls/store"
 )
 
 type rotateOptions struct {
@@ -84,173 +79,44 @@ after each step, or pass --restart.`,
 }
 
 func runRotateCA(o *rotateOptions) error {
-	now := o.Now()
-	inv, err := openInventory(o.IO, o.StateDir)
+	a, err := openAuthority(o.IO, o.StateDir, &o.caKey)
 	if err != nil {
 		return err
 	}
-	defer inv.Close()
-	if _, err := os.Stat(filepath.Join(o.StateDir, oldCACertFile)); err == nil {
-		return withHint(errors.New("a CA rotation is already in progress"), "finish it first: dtls rotate-ca --finish")
-	}
-	old, err := loadCA(o.IO, o.StateDir, &o.caKey)
-	if err != nil {
-		return err
-	}
-	srv, err := readServer(o.StateDir)
-	if err != nil {
-		return withHint(fmt.Errorf("no server recorded in %q: %w", o.StateDir, err), "run 'dtls init' first")
-	}
+	defer a.Close()
 	kt, _ := pki.ParseKeyType(o.KeyType)
-	ca, err := pki.NewCA(pki.CARequest{CommonName: caName(), KeyType: kt, Now: now, Validity: o.CAValidity})
+	now := o.Now()
+	res, err := a.Rotate(authority.RotateRequest{KeyType: kt, Validity: o.CAValidity, CAName: authority.DefaultCAName(now), Now: now})
 	if err != nil {
 		return err
 	}
-	// The new CA key is kept encrypted when the old one was, with the
-	// same passphrase.
-	newKey, err := o.caKey.protect(o.IO, ca.KeyPEM, o.caKey.encrypted, false)
-	if err != nil {
-		return err
-	}
-	// Order: the old CA is copied aside before the new one replaces it,
-	// so that no step loses a CA key.
-	for _, f := range []struct {
-		path string
-		data []byte
-		mode fs.FileMode
-	}{
-		{filepath.Join(o.StateDir, oldCAKeyFile), old.KeyPEM, keyMode},
-		{filepath.Join(o.StateDir, oldCACertFile), old.CertPEM, certMode},
-		{filepath.Join(o.StateDir, caKeyFile), newKey, keyMode},
-		{filepath.Join(o.StateDir, caCertFile), ca.CertPEM, certMode},
-	} {
-		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
-			return err
-		}
-	}
-	if err := inv.Insert([]store.Record{store.FromCert(ca.Cert, ca.CertPEM, "ca", pki.Serial(ca.Cert), o.StateDir)},
-		map[string]string{pki.Serial(old.Cert): store.StatusSuperseded}); err != nil {
-		return err
-	}
-	fmt.Fprintf(o.ErrOut, "created CA %s (%s); the old one is kept as %s until --finish\n", filepath.Join(o.StateDir, caCertFile), pki.Describe(ca.Cert), oldCACertFile)
-
-	// The daemon trusts both CAs.
-	both := daemonCAPEM(o.StateDir, ca)
-	if err := atomicfile.Write(filepath.Join(srv.CertsDir, caCertFile), both, certMode); err != nil {
-		return err
-	}
-	// The server certificate from the new CA.
-	certPath := filepath.Join(srv.CertsDir, serverCertFile)
-	b, err := os.ReadFile(certPath)
-	if err != nil {
-		return fmt.Errorf("read server certificate: %w", err)
-	}
-	oldSrv, err := pki.ParseCertificate(b)
-	if err != nil {
-		return fmt.Errorf("read server certificate %q: %w", certPath, err)
-	}
-	s, err := ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: oldSrv.Subject.CommonName, Hosts: pki.Hosts(oldSrv), KeyType: pki.KeyTypeOf(oldSrv), Now: now})
-	if err != nil {
-		return err
-	}
-	it := &issuance{
-		Record:     store.FromCert(s.Cert, s.CertPEM, "server", pki.Serial(ca.Cert), certPath),
-		Supersedes: pki.Serial(oldSrv),
-		ServerCert: certPath,
-		ServerKey:  filepath.Join(srv.CertsDir, serverKeyFile),
-		KeyPEM:     s.KeyPEM,
-	}
-	if err := inv.commit(o.IO, []*issuance{it}); err != nil {
-		return err
-	}
-	fmt.Fprintf(o.ErrOut, "issued server certificate %s from the new CA; %s holds both CAs\n", pki.Describe(s.Cert), filepath.Join(srv.CertsDir, caCertFile))
-
-	// Client bundles still where they were written learn the new CA.
-	all, err := inv.All()
-	if err != nil {
-		return err
-	}
-	updated, pending := 0, 0
-	for _, r := range all {
-		if r.Kind != "client" || r.Status != store.StatusGood {
-			continue
-		}
-		pending++
-		p := filepath.Join(r.Path, caCertFile)
-		if cur, err := os.ReadFile(filepath.Join(r.Path, "cert.pem")); err == nil && bytes.Equal(cur, []byte(r.PEM)) {
-			if err := atomicfile.Write(p, both, certMode); err != nil {
-				return err
-			}
-			updated++
-		}
-	}
-	if _, _, err := writeCRL(o.IO, inv, o.StateDir, &o.caKey, ca, now); err != nil {
-		return err
-	}
-	fmt.Fprintf(o.ErrOut, "rewrote ca.pem (both CAs) in %d of %d client bundles; bundles copied elsewhere need it too: %s\n", updated, pending, filepath.Join(srv.CertsDir, caCertFile))
+	fmt.Fprintf(o.ErrOut, "created CA %s (%s); the old one is kept as %s until --finish\n", res.CAPath, pki.Describe(res.CA.Cert), authority.OldCACertFile)
+	fmt.Fprintf(o.ErrOut, "issued server certificate %s from the new CA; %s holds both CAs\n", describeRecord(res.Server.Record), res.DaemonCA)
+	fmt.Fprintf(o.ErrOut, "rewrote ca.pem (both CAs) in %d of %d client bundles; bundles copied elsewhere need it too: %s\n", res.BundlesUpdated, res.BundlesTotal, res.DaemonCA)
 	fmt.Fprintln(o.ErrOut, "next: renew the clients 'dtls list' shows with CA old ('dtls renew NAME'), then: dtls rotate-ca --finish")
 	return restartOrSay(o.IO, o.Restart)
 }
 
 func runRotateFinish(o *rotateOptions) error {
-	inv, err := openInventory(o.IO, o.StateDir)
+	a, err := openAuthority(o.IO, o.StateDir, &o.caKey)
 	if err != nil {
 		return err
 	}
-	defer inv.Close()
-	old, err := loadOldCA(o.IO, o.StateDir, &o.caKey)
-	if err != nil {
-		return err
-	}
-	if old == nil {
-		return withHint(errors.New("no CA rotation in progress: nothing to finish"), "start one with 'dtls rotate-ca'")
-	}
-	ca, err := loadCA(o.IO, o.StateDir, &o.caKey)
-	if err != nil {
-		return err
-	}
-	srv, err := readServer(o.StateDir)
-	if err != nil {
-		return fmt.Errorf("no server recorded in %q: %w", o.StateDir, err)
-	}
-	all, err := inv.All()
-	if err != nil {
-		return err
-	}
-	oldSerial := pki.Serial(old.Cert)
-	now := o.Now()
-	changes := map[string]string{}
-	var left []string
-	for _, r := range all {
-		if r.CASerial == oldSerial && r.Kind != "ca" && r.Status == store.StatusGood && now.Before(r.NotAfter) {
-			changes[r.Serial] = store.StatusSuperseded
-			left = append(left, fmt.Sprintf("%s %s", r.Kind, r.Name))
+	defer a.Close()
+	res, err := a.FinishRotation(o.Force, o.Now())
+	var blocking *authority.BlockingError
+	if errors.As(err, &blocking) {
+		// One holder a line: the list can be long.
+		for _, r := range blocking.Left {
+			fmt.Fprintf(o.ErrOut, "still on the old CA: %s %q serial %s, expires %s\n", r.Kind, r.Name, r.Serial, r.NotAfter.UTC().Format("2006-01-02"))
 		}
 	}
-	if len(left) > 0 && !o.Force {
-		return withHint(fmt.Errorf("%d certificates still chain to the old CA: %v", len(left), left),
-			"renew them ('dtls renew NAME' or 'dtls renew --expiring 10000d'), or pass --force to cut them off")
-	}
-	if err := atomicfile.Write(filepath.Join(srv.CertsDir, caCertFile), ca.CertPEM, certMode); err != nil {
+	if err != nil {
 		return err
 	}
-	if err := inv.Insert(nil, changes); err != nil {
-		return err
-	}
-	for _, f := range []string{oldCAKeyFile, oldCACertFile} {
-		if err := os.Remove(filepath.Join(o.StateDir, f)); err != nil {
-			return err
-		}
-	}
-	if err := atomicfile.SyncDir(o.StateDir); err != nil {
-		return err
-	}
-	if _, _, err := writeCRL(o.IO, inv, o.StateDir, &o.caKey, ca, now); err != nil {
-		return err
-	}
-	fmt.Fprintf(o.ErrOut, "dropped the old CA (serial %s): %s holds only the new one", oldSerial, filepath.Join(srv.CertsDir, caCertFile))
-	if len(left) > 0 {
-		fmt.Fprintf(o.ErrOut, "; %d certificates of the old CA no longer work", len(left))
+	fmt.Fprintf(o.ErrOut, "dropped the old CA (serial %s): %s holds only the new one", res.OldSerial, res.DaemonCA)
+	if len(res.Cut) > 0 {
+		fmt.Fprintf(o.ErrOut, "; %d certificates of the old CA no longer work", len(res.Cut))
 	}
 	fmt.Fprintln(o.ErrOut)
 	return restartOrSay(o.IO, o.Restart)

@@ -1,111 +1,20 @@
 package cmd
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
-	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/authority"
 )
 
-// Default locations. The CA key lives in the state directory, never in the
-// daemon's certs directory: dockerd needs only ca.pem, server-cert.pem and
-// server-key.pem, and whoever can read the CA key can mint root access.
+// Default locations, owned by package authority.
 const (
-	defaultStateDir   = "/var/lib/dtls"
-	defaultCertsDir   = "/etc/docker/certs"
-	defaultDaemonJSON = "/etc/docker/daemon.json"
-	defaultListen     = "tcp://0.0.0.0:2376"
+	defaultStateDir   = authority.DefaultStateDir
+	defaultCertsDir   = authority.DefaultCertsDir
+	defaultDaemonJSON = authority.DefaultDaemonJSON
+	defaultListen     = authority.DefaultListen
 )
-
-// File names and modes. Keys are 0400 (CIS Docker Benchmark 3.14 expects
-// exactly 400 for the server key; the CA key is no less sensitive),
-// certificates 0444 (CIS 3.10, 3.12), the state directory 0700.
-const (
-	caCertFile     = "ca.pem"
-	caKeyFile      = "ca-key.pem"
-	serverCertFile = "server-cert.pem"
-	serverKeyFile  = "server-key.pem"
-	serverRecord   = "server.json"
-	// issuedDir held a copy of every certificate before the database
-	// (dtls.db) existed; it is imported on the database's first use.
-	issuedDir = "issued"
-
-	keyMode  fs.FileMode = 0o400
-	certMode fs.FileMode = 0o444
-	dirMode  fs.FileMode = 0o700
-	metaMode fs.FileMode = 0o644
-)
-
-// server is what init records for issue-client: where clients reach the
-// daemon.
-type server struct {
-	DockerHost string    `json:"docker_host"`
-	Listen     string    `json:"listen"`
-	Hosts      []string  `json:"hosts"`
-	CertsDir   string    `json:"certs_dir"`
-	DaemonJSON string    `json:"daemon_json"`
-	Updated    time.Time `json:"updated"`
-}
-
-// checkStateDir refuses a state directory that someone else could read or
-// write: it holds the CA key. It returns fs.ErrNotExist (wrapped) when the
-// directory does not exist yet.
-func checkStateDir(dir string) error {
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("state directory %q does not exist: %w", dir, err)
-		}
-		return fmt.Errorf("state directory %q: %w", dir, err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("state directory %q is not a directory", dir)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return withHint(fmt.Errorf("state directory %q is owned by uid %d, not by uid %d running dtls", dir, st.Uid, os.Geteuid()),
-			"run dtls as the directory's owner (sudo), or chown it")
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return withHint(fmt.Errorf("state directory %q has mode %04o: others could read the CA key", dir, perm),
-			"chmod 700 %s", dir)
-	}
-	// Lstat and the owner check pass for root even when the directory is
-	// unreadable through an ACL or a read-only mount: try it.
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("state directory %q: %w", dir, err)
-	}
-	f.Close()
-	return nil
-}
-
-func readServer(stateDir string) (*server, error) {
-	p := filepath.Join(stateDir, serverRecord)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, err
-	}
-	var s server
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("read %q: %w", p, err)
-	}
-	return &s, nil
-}
-
-func writeJSON(path string, v any, mode fs.FileMode) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(path, append(b, '\n'), mode)
-}
 
 // absPath makes a flag's path absolute, naming the flag on error.
 func absPath(flag, p string) (string, error) {
@@ -119,31 +28,72 @@ func absPath(flag, p string) (string, error) {
 	return a, nil
 }
 
-// within reports whether path is dir or inside it.
-func within(path, dir string) bool {
-	rel, err := filepath.Rel(dir, path)
-	return err == nil && (rel == "." || !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && rel != "..")
+// within reports whether path is dir or inside it, as the paths resolve.
+func within(path, dir string) bool { return authority.Within(path, dir) }
+
+// lockTimeout is DTLS_LOCK_TIMEOUT (a Go duration, e.g. 5m), or the
+// default.
+func lockTimeout(io IO) (time.Duration, error) {
+	v := io.Getenv("DTLS_LOCK_TIMEOUT")
+	if v == "" {
+		return authority.DefaultLockTimeout, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("DTLS_LOCK_TIMEOUT=%q is not a positive duration (e.g. 60s, 5m)", v)
+	}
+	return d, nil
 }
 
-// ensureMode tightens an existing file's mode and says so; a file's mode is
-// part of its security (CIS Docker Benchmark 3.9-3.14).
-func ensureMode(path string, mode fs.FileMode, report func(string, ...any)) error {
-	fi, err := os.Stat(path)
+// authorityOptions are the options every command that opens the state
+// directory passes: the passphrase source, and the lock wait.
+func authorityOptions(io IO, k *caKeyOptions) (authority.Options, error) {
+	timeout, err := lockTimeout(io)
 	if err != nil {
-		return err
+		return authority.Options{}, err
 	}
-	if fi.Mode().Perm() != mode {
-		if err := os.Chmod(path, mode); err != nil {
-			return fmt.Errorf("chmod %q: %w", path, err)
-		}
-		report("fixed mode of %s: %04o -> %04o", path, fi.Mode().Perm(), mode)
+	o := authority.Options{
+		LockTimeout: timeout,
+		OnLockWait: func(path, holder string, timeout time.Duration) {
+			who := "another dtls run"
+			if holder != "" {
+				who += " (pid " + holder + ")"
+			}
+			fmt.Fprintf(io.ErrOut, "dtls: waiting for %s to release %s (giving up after %s)\n", who, path, timeout)
+		},
 	}
-	return nil
+	if k != nil {
+		o.Passphrase = k.source(io)
+	}
+	return o, nil
 }
 
-// During 'dtls rotate-ca' the CA being replaced stays in the state
-// directory under these names until 'dtls rotate-ca --finish'.
-const (
-	oldCACertFile = "ca-old.pem"
-	oldCAKeyFile  = "ca-old-key.pem"
-)
+// openAuthority opens the state directory for a command: it takes the
+// lock, and reports what was finished of a killed run.
+func openAuthority(io IO, stateDir string, k *caKeyOptions) (*authority.Authority, error) {
+	o, err := authorityOptions(io, k)
+	if err != nil {
+		return nil, err
+	}
+	a, err := authority.Open(stateDir, o)
+	if err != nil {
+		return nil, err
+	}
+	reportRecovered(io, a.Recovered)
+	return a, nil
+}
+
+func reportRecovered(io IO, rs []authority.Recovery) {
+	for _, r := range rs {
+		if !r.Finished {
+			fmt.Fprintf(io.ErrOut, "recovered from an interrupted run: undid the unfinished %s\n", r.Change)
+			continue
+		}
+		if len(r.Recorded) == 0 {
+			fmt.Fprintf(io.ErrOut, "recovered from an interrupted run: finished the %s\n", r.Change)
+		}
+		for _, rec := range r.Recorded {
+			fmt.Fprintf(io.ErrOut, "recovered from an interrupted run: finished the %s, recorded %s %q serial %s\n", r.Change, rec.Kind, rec.Name, rec.Serial)
+		}
+	}
+}

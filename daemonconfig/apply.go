@@ -92,7 +92,7 @@ func Apply(path string, s Settings, now time.Time, dryRun bool) (*Result, error)
 	}
 
 	if r.Existed {
-		if r.Backup, err = backupName(path, now); err != nil {
+		if r.Backup, err = BackupName(path, now); err != nil {
 			return nil, err
 		}
 		if err := atomicfile.WriteWith(r.Backup, r.Old, r.mode, r.owner()); err != nil {
@@ -108,6 +108,14 @@ func Apply(path string, s Settings, now time.Time, dryRun bool) (*Result, error)
 	return r, nil
 }
 
+// FileMode is the mode the merged file gets: the original's, or 0644 for a
+// new file.
+func (r *Result) FileMode() fs.FileMode { return r.mode }
+
+// Owner is the original file's owner; ok is false for a new file, which
+// gets the caller's.
+func (r *Result) Owner() (uid, gid int, ok bool) { return r.uid, r.gid, r.uid >= 0 }
+
 func (r *Result) owner() atomicfile.Options {
 	if r.uid < 0 {
 		return atomicfile.Options{}
@@ -115,7 +123,10 @@ func (r *Result) owner() atomicfile.Options {
 	return atomicfile.Options{Chown: true, UID: r.uid, GID: r.gid}
 }
 
-func backupName(path string, now time.Time) (string, error) {
+// BackupName is the name of a new backup of path: path + BackupSuffix +
+// now in UTC, with ".1", ".2"... appended when that name is taken (two
+// runs in one second), so that an older backup is never lost.
+func BackupName(path string, now time.Time) (string, error) {
 	base := path + BackupSuffix + now.UTC().Format("20060102T150405Z")
 	name := base
 	for i := 1; ; i++ {

@@ -386,6 +386,23 @@ func withoutTLSFlags(cmdline string) string {
 	return strings.Join(kept, " ")
 }
 
+// PlanDropIn says what WriteDropIn would write: the drop-in's path and
+// content, and whether it differs from what is there. It writes nothing.
+func PlanDropIn(dir string, u *Unit) (path string, content []byte, changed bool, err error) {
+	path = filepath.Join(dir, "docker.service.d", DropInName)
+	if u.ExecStart == "" {
+		return path, nil, false, fmt.Errorf("write drop-in %q: %q has no ExecStart", path, u.Path)
+	}
+	if from := u.execStartFrom; from != u.Path && filepath.Base(from) > DropInName {
+		return path, nil, false, fmt.Errorf("write drop-in %q: ExecStart is set by %q, which systemd applies after it; remove the -H flags there", path, from)
+	}
+	want := u.DropIn()
+	if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, want) {
+		return path, want, false, nil
+	}
+	return path, want, true, nil
+}
+
 // WriteDropIn writes u.DropIn() to dir/docker.service.d/dtls-tls.conf, 0644
 // in a directory created 0755, atomically; dir is normally
 // /etc/systemd/system. It returns the path and whether it wrote: a drop-in
@@ -396,16 +413,9 @@ func withoutTLSFlags(cmdline string) string {
 // dtls-tls.conf (systemd applies drop-ins in name order, so that one would
 // still win), or when the unit has no ExecStart.
 func WriteDropIn(dir string, u *Unit) (string, bool, error) {
-	path := filepath.Join(dir, "docker.service.d", DropInName)
-	if u.ExecStart == "" {
-		return path, false, fmt.Errorf("write drop-in %q: %q has no ExecStart", path, u.Path)
-	}
-	if from := u.execStartFrom; from != u.Path && filepath.Base(from) > DropInName {
-		return path, false, fmt.Errorf("write drop-in %q: ExecStart is set by %q, which systemd applies after it; remove the -H flags there", path, from)
-	}
-	want := u.DropIn()
-	if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, want) {
-		return path, false, nil
+	path, want, changed, err := PlanDropIn(dir, u)
+	if err != nil || !changed {
+		return path, false, err
 	}
 	if err := mkdirIfMissing(filepath.Dir(path)); err != nil {
 		return path, false, err

@@ -1,10 +1,15 @@
 package pki
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"math/big"
 	"testing"
 	"time"
 
+	"github.com/cloudflare/cfssl/signer"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -57,4 +62,38 @@ func TestKeyTypeOf(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, kt, KeyTypeOf(ca.Cert))
 	}
+	// Keys dtls cannot generate give the default.
+	p521, err := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	require.NoError(t, err)
+	assert.Equal(t, DefaultKeyType, KeyTypeOf(&x509.Certificate{PublicKey: p521.Public()}))
+	assert.Equal(t, DefaultKeyType, KeyTypeOf(&x509.Certificate{PublicKey: nil}))
+}
+
+// TestPolicy checks the signing policy against the key type table: a
+// profile per kind and key type with keyUsages' usages, and no way to
+// reach cfssl's default profile.
+func TestPolicy(t *testing.T) {
+	p := policy()
+	require.True(t, p.Valid())
+	assert.Len(t, p.Profiles, 3*len(keyTypes))
+	for _, ki := range keyTypes {
+		for _, kind := range []Kind{KindCA, KindServer, KindClient} {
+			prof := p.Profiles[profileName(kind, ki.kt)]
+			if assert.NotNil(t, prof, "profile %s", profileName(kind, ki.kt)) {
+				assert.Equal(t, ki.keyUsages(kind), prof.Usage)
+				assert.Equal(t, kind == KindCA, prof.CAConstraint.IsCA)
+				_, _, unknown := prof.Usages()
+				assert.Empty(t, unknown, "cfssl knows every usage of %s", profileName(kind, ki.kt))
+			}
+		}
+		// RFC 5480 3, RFC 8410 5: keyEncipherment only for RSA keys.
+		assert.Equal(t, ki.algo == "rsa", ki.keyEncipherment, ki.kt)
+	}
+
+	ca, err := NewCA(CARequest{Now: time.Now()})
+	require.NoError(t, err)
+	_, err = sign(ca.signer, signer.SignRequest{Profile: "server-dsa"})
+	assert.EqualError(t, err, `no signing profile "server-dsa"`)
+	_, err = sign(ca.signer, signer.SignRequest{})
+	assert.EqualError(t, err, `no signing profile ""`)
 }

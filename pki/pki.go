@@ -23,14 +23,12 @@ import (
 	"github.com/cloudflare/cfssl/signer/local"
 )
 
-// KeyType names a key algorithm and size.
+// KeyType names a key algorithm and size, as the --key-type flag spells it.
+// The zero value stands for DefaultKeyType in CARequest and Request; any
+// other value not in KeyTypes is refused.
 type KeyType string
 
-// The key types dtls can generate. ECDSA P-256 is the default: it is what
-// mkcert and Let's Encrypt use by default, every TLS stack dockerd and the
-// Docker CLI have been built with supports it, and a key is generated in
-// microseconds where RSA-4096 (the Docker documentation's recipe) takes
-// seconds.
+// The key types dtls can generate.
 const (
 	ECDSAP256 KeyType = "ecdsa-p256"
 	ECDSAP384 KeyType = "ecdsa-p384"
@@ -42,38 +40,152 @@ const (
 	Ed25519 KeyType = "ed25519"
 )
 
-// KeyTypes lists every supported key type, default first.
-var KeyTypes = []KeyType{ECDSAP256, ECDSAP384, RSA2048, RSA3072, RSA4096, Ed25519}
+// DefaultKeyType is the key type used when none is given. ECDSA P-256 is
+// what mkcert and Let's Encrypt use by default, every TLS stack dockerd and
+// the Docker CLI have been built with supports it, and a key is generated in
+// microseconds where RSA-4096 (the Docker documentation's recipe) takes
+// seconds.
+const DefaultKeyType = ECDSAP256
 
-// ParseKeyType parses a --key-type value.
-func ParseKeyType(s string) (KeyType, error) {
-	for _, k := range KeyTypes {
-		if string(k) == s {
-			return k, nil
-		}
-	}
-	names := make([]string, len(KeyTypes))
-	for i, k := range KeyTypes {
-		names[i] = string(k)
-	}
-	return "", fmt.Errorf("unknown key type %q (want one of %s)", s, strings.Join(names, ", "))
+// keyTypeInfo is everything dtls knows about one key type.
+type keyTypeInfo struct {
+	kt KeyType
+	// help is the short text of shell completion and flag help.
+	help string
+	// algo and size are cfssl's csr.KeyRequest A and S; size is 0 for
+	// Ed25519, whose key size the algorithm fixes.
+	algo string
+	size int
+	// keyEncipherment: a server certificate for this key also asserts
+	// keyEncipherment, for TLS 1.2's RSA key exchange, in which the client
+	// encrypts the premaster secret to the server's public key (RFC 5246
+	// 7.4.7.1). Only an RSA key can do that. See keyUsages.
+	keyEncipherment bool
 }
 
-func (k KeyType) request() *csr.KeyRequest {
-	switch k {
-	case ECDSAP384:
-		return &csr.KeyRequest{A: "ecdsa", S: 384}
-	case RSA2048:
-		return &csr.KeyRequest{A: "rsa", S: 2048}
-	case RSA3072:
-		return &csr.KeyRequest{A: "rsa", S: 3072}
-	case RSA4096:
-		return &csr.KeyRequest{A: "rsa", S: 4096}
-	case Ed25519:
-		return &csr.KeyRequest{A: "ed25519"}
-	default:
-		return &csr.KeyRequest{A: "ecdsa", S: 256}
+// keyTypes is the one table of key types: KeyTypes, ParseKeyType, Help,
+// KeyTypeNames, KeyTypeOf, key generation and key usages are all derived
+// from it. The default comes first.
+var keyTypes = []keyTypeInfo{
+	{ECDSAP256, "ECDSA P-256 (default; fast, small)", "ecdsa", 256, false},
+	{ECDSAP384, "ECDSA P-384 (for policies that require it, e.g. CNSA)", "ecdsa", 384, false},
+	{RSA2048, "RSA 2048-bit (for peers without ECDSA)", "rsa", 2048, true},
+	// NIST SP 800-57 part 1 rev. 5, table 4: 2048-bit RSA is acceptable
+	// through 2030, 3072-bit beyond.
+	{RSA3072, "RSA 3072-bit (RSA beyond 2030, NIST SP 800-57)", "rsa", 3072, true},
+	{RSA4096, "RSA 4096-bit (the Docker docs' recipe; slow to generate)", "rsa", 4096, true},
+	// RFC 8410; TLS 1.2 and 1.3 signatures per RFC 8422 and RFC 8446.
+	{Ed25519, "Ed25519 (fast, small; Go and OpenSSL 1.1.1+ peers only)", "ed25519", 0, false},
+}
+
+// KeyTypes lists every supported key type, DefaultKeyType first. Callers
+// must not modify it.
+var KeyTypes = keyTypeList()
+
+func keyTypeList() []KeyType {
+	kts := make([]KeyType, len(keyTypes))
+	for i, ki := range keyTypes {
+		kts[i] = ki.kt
 	}
+	return kts
+}
+
+// KeyTypeNames returns the names of every supported key type, default
+// first, separated by ", ", for flag usage and error messages.
+func KeyTypeNames() string {
+	names := make([]string, len(keyTypes))
+	for i, ki := range keyTypes {
+		names[i] = string(ki.kt)
+	}
+	return strings.Join(names, ", ")
+}
+
+// ParseKeyType parses a --key-type value. The names are case-sensitive;
+// the error for an unknown one lists the valid names.
+func ParseKeyType(s string) (KeyType, error) {
+	ki, err := lookupKeyType(KeyType(s))
+	if err != nil {
+		return "", err
+	}
+	return ki.kt, nil
+}
+
+// Help returns a short description of k for shell completion and flag
+// help, such as "ECDSA P-256 (default; fast, small)", or "" for a key type
+// dtls does not know.
+func (k KeyType) Help() string {
+	ki, err := lookupKeyType(k)
+	if err != nil {
+		return ""
+	}
+	return ki.help
+}
+
+// lookupKeyType returns the table row of k, or an error that lists the
+// valid names.
+func lookupKeyType(k KeyType) (keyTypeInfo, error) {
+	for _, ki := range keyTypes {
+		if ki.kt == k {
+			return ki, nil
+		}
+	}
+	return keyTypeInfo{}, fmt.Errorf("unknown key type %q (want one of %s)", k, KeyTypeNames())
+}
+
+// keyTypeOrDefault is lookupKeyType with the zero value standing for
+// DefaultKeyType, as it does in CARequest and Request.
+func keyTypeOrDefault(k KeyType) (keyTypeInfo, error) {
+	if k == "" {
+		k = DefaultKeyType
+	}
+	return lookupKeyType(k)
+}
+
+// request is the cfssl key request that generates a key of this type.
+func (ki keyTypeInfo) request() *csr.KeyRequest {
+	return &csr.KeyRequest{A: ki.algo, S: ki.size}
+}
+
+// keyUsages returns the key usages and extended key usages, in cfssl's
+// spelling (config.KeyUsage, config.ExtKeyUsage), of a certificate of kind
+// for a key of this type. Each is the least its purpose needs, and every
+// combination passes zlint's key usage lints (e_ecdsa_allowed_ku,
+// e_rsa_allowed_ku_*, and from zlint v3.6.0 on
+// e_key_usage_and_extended_key_usage_inconsistent; see zlint_test.go):
+//
+//   - CA: keyCertSign and cRLSign (RFC 5280 4.2.1.3: the bits for signing
+//     certificates and CRLs), no extended key usage. No digitalSignature:
+//     the CA key signs no OCSP responses, which is the one case where the
+//     CA/Browser Forum BR 7.1.2.1 asks for it (zlint's
+//     n_ca_digital_signature_not_set is only a notice). RFC 5480 3 and
+//     RFC 8410 5 allow these two bits for ECDSA and Ed25519 keys.
+//   - Server: digitalSignature and serverAuth; keyEncipherment as well for
+//     RSA keys (see keyTypeInfo.keyEncipherment). RFC 5280 4.2.1.12 lists
+//     digitalSignature, keyEncipherment or keyAgreement as consistent with
+//     serverAuth; RFC 5480 3 forbids keyEncipherment for ECDSA keys, and
+//     RFC 8410 5 allows an Ed25519 key only digitalSignature,
+//     nonRepudiation, keyCertSign and cRLSign.
+//   - Client: digitalSignature and clientAuth, whatever the key: a TLS
+//     client proves its key with a signature (CertificateVerify, RFC 5246
+//     7.4.8, RFC 8446 4.4.3), and RFC 5280 4.2.1.12 lists only
+//     digitalSignature and/or keyAgreement as consistent with clientAuth,
+//     so keyEncipherment there is an error.
+//
+// Each leaf profile sets exactly one extended key usage, so that a client
+// certificate can never be used as a server certificate, nor the reverse.
+func (ki keyTypeInfo) keyUsages(kind Kind) []string {
+	switch kind {
+	case KindCA:
+		return []string{"cert sign", "crl sign"}
+	case KindServer:
+		if ki.keyEncipherment {
+			return []string{"digital signature", "key encipherment", "server auth"}
+		}
+		return []string{"digital signature", "server auth"}
+	case KindClient:
+		return []string{"digital signature", "client auth"}
+	}
+	return nil
 }
 
 // Default validity periods.
@@ -106,61 +218,84 @@ const (
 	KindClient Kind = "client"
 )
 
-// policy is the cfssl signing policy. Each profile sets exactly the extended
-// key usage its purpose needs, so that a client certificate can never be used
-// as a server certificate, nor the reverse (RFC 5280 4.2.1.12). Key
-// encipherment is only for RSA keys (RFC 5480 3 forbids it for ECDSA keys),
-// hence the separate RSA profiles.
+// policy is the cfssl signing policy: one profile for each certificate kind
+// and key type (profileName), with the usages keyUsages gives and the kind's
+// default validity (every Sign call sets NotAfter anyway). The CA profiles
+// set basicConstraints CA:TRUE with path length 0: a dtls CA signs leaf
+// certificates only.
 func policy() *config.Signing {
-	p := func(usages ...string) *config.SigningProfile {
-		return &config.SigningProfile{Usage: usages, Expiry: DefaultServerValidity, ExpiryString: "8760h"}
-	}
-	return &config.Signing{
-		Profiles: map[string]*config.SigningProfile{
-			"server":     p("digital signature", "server auth"),
-			"server-rsa": p("digital signature", "key encipherment", "server auth"),
-			"client":     p("digital signature", "client auth"),
-			"client-rsa": p("digital signature", "key encipherment", "client auth"),
-		},
-		Default: &config.SigningProfile{
-			// Only the self-signed CA certificate uses the default profile.
-			Usage:        []string{"cert sign", "crl sign"},
+	s := &config.Signing{Profiles: map[string]*config.SigningProfile{}}
+	for _, ki := range keyTypes {
+		s.Profiles[profileName(KindCA, ki.kt)] = &config.SigningProfile{
+			Usage:        ki.keyUsages(KindCA),
 			Expiry:       DefaultCAValidity,
-			ExpiryString: "87600h",
 			CAConstraint: config.CAConstraint{IsCA: true, MaxPathLen: 0, MaxPathLenZero: true},
-		},
+		}
+		s.Profiles[profileName(KindServer, ki.kt)] = &config.SigningProfile{
+			Usage:  ki.keyUsages(KindServer),
+			Expiry: DefaultServerValidity,
+		}
+		s.Profiles[profileName(KindClient, ki.kt)] = &config.SigningProfile{
+			Usage:  ki.keyUsages(KindClient),
+			Expiry: DefaultClientValidity,
+		}
 	}
+	// cfssl requires a default profile and signs with it when a request
+	// names a profile it does not have (signer.Profile); sign refuses
+	// such requests, so this one is never used.
+	s.Default = s.Profiles[profileName(KindCA, DefaultKeyType)]
+	return s
+}
+
+// profileName names the signing profile of a certificate of kind for a key
+// of type kt, such as "client-rsa-2048".
+func profileName(kind Kind, kt KeyType) string {
+	return string(kind) + "-" + string(kt)
+}
+
+// sign signs req with s. It refuses a profile that the policy does not
+// have, where cfssl would silently use the default (CA) profile.
+func sign(s *local.Signer, req signer.SignRequest) ([]byte, error) {
+	if _, ok := s.Policy().Profiles[req.Profile]; !ok {
+		return nil, fmt.Errorf("no signing profile %q", req.Profile)
+	}
+	return s.Sign(req)
 }
 
 // CA is a loaded certificate authority.
 type CA struct {
-	Cert    *x509.Certificate
-	CertPEM []byte
-	KeyPEM  []byte
+	Cert    *x509.Certificate // the CA certificate
+	CertPEM []byte            // Cert as PEM
+	KeyPEM  []byte            // the CA's private key as unencrypted PEM
 	key     crypto.Signer
 	signer  *local.Signer
 }
 
 // CARequest describes a new CA.
 type CARequest struct {
-	CommonName string
-	KeyType    KeyType
-	Now        time.Time
-	Validity   time.Duration // DefaultCAValidity when zero
+	CommonName string  // "dtls CA" when empty
+	KeyType    KeyType // DefaultKeyType when empty; unknown ones are refused
+	// Now is the time of issue: NotBefore is Now minus five minutes.
+	Now      time.Time
+	Validity time.Duration // DefaultCAValidity when zero
 }
 
 // NewCA generates a key and a self-signed CA certificate: basicConstraints
 // CA:TRUE with path length 0 (it signs leaf certificates only), keyUsage
 // certSign and cRLSign, both critical (RFC 5280 4.2.1.9, 4.2.1.3), and a
-// subject key identifier.
+// subject key identifier. An unknown KeyType is an error.
 func NewCA(r CARequest) (*CA, error) {
+	ki, err := keyTypeOrDefault(r.KeyType)
+	if err != nil {
+		return nil, err
+	}
 	if r.Validity == 0 {
 		r.Validity = DefaultCAValidity
 	}
 	if r.CommonName == "" {
 		r.CommonName = "dtls CA"
 	}
-	key, keyPEM, err := generate(r.KeyType)
+	key, keyPEM, err := generate(ki)
 	if err != nil {
 		return nil, err
 	}
@@ -177,8 +312,9 @@ func NewCA(r CARequest) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create CA signer: %w", err)
 	}
-	certPEM, err := s.Sign(signer.SignRequest{
+	certPEM, err := sign(s, signer.SignRequest{
 		Request:   string(csrPEM),
+		Profile:   profileName(KindCA, ki.kt),
 		NotBefore: r.Now.Add(-backdate),
 		NotAfter:  r.Now.Add(r.Validity),
 	})
@@ -218,8 +354,10 @@ type Request struct {
 	CommonName string
 	// Hosts are the DNS names and IP addresses a server certificate covers.
 	// Ignored for client certificates.
-	Hosts    []string
-	KeyType  KeyType
+	Hosts   []string
+	KeyType KeyType // DefaultKeyType when empty; unknown ones are refused
+	// Now is the time of issue: NotBefore is Now minus five minutes, and
+	// NotAfter is Now plus Validity, capped at the CA's NotAfter.
 	Now      time.Time
 	Validity time.Duration // the kind's default when zero
 	// NotBefore, when set, replaces Now minus the backdate (tests use it
@@ -229,16 +367,19 @@ type Request struct {
 
 // Issued is a freshly issued certificate and its private key.
 type Issued struct {
-	Cert    *x509.Certificate
-	CertPEM []byte
-	KeyPEM  []byte
+	Cert    *x509.Certificate // the certificate
+	CertPEM []byte            // Cert as PEM
+	KeyPEM  []byte            // its private key as unencrypted PKCS #8 PEM
 }
 
-// Issue generates a key and signs a leaf certificate for it. Serials are 159
-// random bits (cfssl's local signer, RFC 5280 4.1.2.2 and CA/Browser Forum BR
-// 7.1 ask for at least 64).
+// Issue generates a key and signs a leaf certificate for it. A server
+// certificate gets keyUsage digitalSignature (and keyEncipherment for an
+// RSA key, for TLS 1.2's RSA key exchange) and extKeyUsage serverAuth; a
+// client certificate gets digitalSignature and clientAuth, whatever its key
+// (RFC 5280 4.2.1.3 and 4.2.1.12, RFC 5480 3, RFC 8410 5). An unknown
+// KeyType is an error. Serials are 159 random bits (cfssl's local signer,
+// RFC 5280 4.1.2.2 and CA/Browser Forum BR 7.1 ask for at least 64).
 func (ca *CA) Issue(r Request) (*Issued, error) {
-	var profile string
 	switch r.Kind {
 	case KindServer:
 		if len(r.Hosts) == 0 {
@@ -249,15 +390,17 @@ func (ca *CA) Issue(r Request) (*Issued, error) {
 				return nil, err
 			}
 		}
-		profile = "server"
 	case KindClient:
 		if err := ValidateName(r.CommonName); err != nil {
 			return nil, err
 		}
 		r.Hosts = nil
-		profile = "client"
 	default:
 		return nil, fmt.Errorf("cannot issue a certificate of kind %q", r.Kind)
+	}
+	ki, err := keyTypeOrDefault(r.KeyType)
+	if err != nil {
+		return nil, err
 	}
 	if r.CommonName == "" {
 		r.CommonName = r.Hosts[0]
@@ -278,22 +421,19 @@ func (ca *CA) Issue(r Request) (*Issued, error) {
 		// every certificate's validity on the path).
 		notAfter = ca.Cert.NotAfter
 	}
-	key, keyPEM, err := generate(r.KeyType)
+	key, keyPEM, err := generate(ki)
 	if err != nil {
 		return nil, err
-	}
-	if _, ok := key.(*rsa.PrivateKey); ok {
-		profile += "-rsa"
 	}
 	req := &csr.CertificateRequest{CN: r.CommonName, Names: []csr.Name{{O: "dtls"}}, Hosts: r.Hosts}
 	csrPEM, err := csr.Generate(key, req)
 	if err != nil {
 		return nil, fmt.Errorf("create request for %q: %w", r.CommonName, err)
 	}
-	certPEM, err := ca.signer.Sign(signer.SignRequest{
+	certPEM, err := sign(ca.signer, signer.SignRequest{
 		Request:   string(csrPEM),
 		Hosts:     r.Hosts,
-		Profile:   profile,
+		Profile:   profileName(r.Kind, ki.kt),
 		NotBefore: notBefore,
 		NotAfter:  notAfter,
 	})
@@ -311,14 +451,9 @@ func (ca *CA) Issue(r Request) (*Issued, error) {
 // KEY"), which Go's crypto/tls (dockerd, the Docker CLI) and openssl read for
 // every key type; cfssl's own encoding of Ed25519 keys uses a PEM type that
 // openssl does not know.
-func generate(kt KeyType) (crypto.Signer, []byte, error) {
-	if kt == "" {
-		kt = ECDSAP256
-	}
-	if _, err := ParseKeyType(string(kt)); err != nil {
-		return nil, nil, err
-	}
-	priv, err := kt.request().Generate()
+func generate(ki keyTypeInfo) (crypto.Signer, []byte, error) {
+	kt := ki.kt
+	priv, err := ki.request().Generate()
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate %s key: %w", kt, err)
 	}
@@ -460,26 +595,26 @@ func keyDescription(c *x509.Certificate) string {
 }
 
 // KeyTypeOf returns the key type of a certificate's public key, so that a
-// renewal keeps the algorithm and size; ECDSAP256 for anything else.
+// renewal keeps the algorithm and size. A key that dtls cannot generate
+// (say P-521 or RSA-8192, from an imported certificate) gives
+// DefaultKeyType.
 func KeyTypeOf(c *x509.Certificate) KeyType {
+	var algo string
+	var size int
 	switch k := c.PublicKey.(type) {
 	case *ecdsa.PublicKey:
-		if k.Curve.Params().BitSize == 384 {
-			return ECDSAP384
-		}
+		algo, size = "ecdsa", k.Curve.Params().BitSize
 	case *rsa.PublicKey:
-		switch k.N.BitLen() {
-		case 2048:
-			return RSA2048
-		case 3072:
-			return RSA3072
-		case 4096:
-			return RSA4096
-		}
+		algo, size = "rsa", k.N.BitLen()
 	case ed25519.PublicKey:
-		return Ed25519
+		algo = "ed25519"
 	}
-	return ECDSAP256
+	for _, ki := range keyTypes {
+		if ki.algo == algo && ki.size == size {
+			return ki.kt
+		}
+	}
+	return DefaultKeyType
 }
 
 // Hosts returns the DNS names and IP addresses a certificate covers.

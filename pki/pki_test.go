@@ -83,6 +83,7 @@ func TestKeyTypes(t *testing.T) {
 		pki.Ed25519:   {x509.Ed25519, "Ed25519", false},
 	}
 	require.Len(t, keys, len(pki.KeyTypes), "every key type has an expectation")
+	lints := lintRegistry(t)
 
 	for _, kt := range pki.KeyTypes {
 		want, ok := keys[kt]
@@ -170,14 +171,23 @@ func TestKeyTypes(t *testing.T) {
 				assert.Empty(t, c.URIs)
 				assert.Equal(t, ca.Cert.SubjectKeyId, c.AuthorityKeyId)
 				assert.GreaterOrEqual(t, c.SerialNumber.BitLen(), 64)
-				if want.rsa {
-					assert.Equal(t, x509.KeyUsageDigitalSignature|x509.KeyUsageKeyEncipherment, c.KeyUsage)
-				} else {
-					assert.Equal(t, x509.KeyUsageDigitalSignature, c.KeyUsage)
-				}
+				// Whatever the key: RFC 5280 4.2.1.12 allows only
+				// digitalSignature and keyAgreement beside clientAuth
+				// (zlint's e_key_usage_and_extended_key_usage_inconsistent).
+				assert.Equal(t, x509.KeyUsageDigitalSignature, c.KeyUsage)
 				assert.Equal(t, now.Add(-5*time.Minute), c.NotBefore.UTC())
 				assert.Equal(t, now.Add(pki.DefaultClientValidity), c.NotAfter.UTC())
 				assert.NotContains(t, sha1Algorithms, c.SignatureAlgorithm)
+			})
+
+			// zlint on each certificate: see lintRegistry for which lints
+			// run and lintProblems for which results fail.
+			t.Run("zlint", func(t *testing.T) {
+				for name, c := range map[string]*x509.Certificate{"ca": ca.Cert, "server": server.Cert, "client": client.Cert} {
+					assert.Empty(t, lintProblems(t, lints, c.Raw), "zlint on the %s certificate", name)
+					assert.Empty(t, keyUsageProblems(c), "key usage of the %s certificate", name)
+					assert.Equal(t, kt, pki.KeyTypeOf(c), "KeyTypeOf the %s certificate", name)
+				}
 			})
 
 			t.Run("keys", func(t *testing.T) {
@@ -391,6 +401,8 @@ func TestIssueRefuses(t *testing.T) {
 		{"client without a name", pki.Request{Kind: pki.KindClient, Now: now}, `invalid client name "": empty`},
 		{"CA kind", pki.Request{Kind: pki.KindCA, CommonName: "x", Now: now}, `cannot issue a certificate of kind "ca"`},
 		{"no kind", pki.Request{CommonName: "x", Now: now}, `cannot issue a certificate of kind ""`},
+		{"unknown key type", pki.Request{Kind: pki.KindClient, CommonName: "alice", KeyType: "dsa-1024", Now: now}, `unknown key type "dsa-1024" (want one of ` + keyTypeNames + `)`},
+		{"key type in the wrong case", pki.Request{Kind: pki.KindServer, Hosts: []string{"localhost"}, KeyType: "RSA-2048", Now: now}, `unknown key type "RSA-2048" (want one of ` + keyTypeNames + `)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -578,21 +590,54 @@ func TestValidateHost(t *testing.T) {
 	}
 }
 
+// keyTypeNames is what KeyTypeNames must return, spelled out so that a
+// change to the table shows here.
+const keyTypeNames = "ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519"
+
 func TestParseKeyType(t *testing.T) {
-	for _, name := range []string{"ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"} {
-		t.Run(name, func(t *testing.T) {
-			kt, err := pki.ParseKeyType(name)
+	tests := []struct {
+		name string
+		want pki.KeyType
+		help string
+	}{
+		{"ecdsa-p256", pki.ECDSAP256, "ECDSA P-256 (default; fast, small)"},
+		{"ecdsa-p384", pki.ECDSAP384, "ECDSA P-384 (for policies that require it, e.g. CNSA)"},
+		{"rsa-2048", pki.RSA2048, "RSA 2048-bit (for peers without ECDSA)"},
+		{"rsa-3072", pki.RSA3072, "RSA 3072-bit (RSA beyond 2030, NIST SP 800-57)"},
+		{"rsa-4096", pki.RSA4096, "RSA 4096-bit (the Docker docs' recipe; slow to generate)"},
+		{"ed25519", pki.Ed25519, "Ed25519 (fast, small; Go and OpenSSL 1.1.1+ peers only)"},
+	}
+	require.Len(t, pki.KeyTypes, len(tests), "every key type is tested")
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kt, err := pki.ParseKeyType(tt.name)
 			require.NoError(t, err)
-			assert.Equal(t, pki.KeyType(name), kt)
-			assert.Contains(t, pki.KeyTypes, kt)
+			assert.Equal(t, tt.want, kt)
+			assert.Equal(t, tt.want, pki.KeyTypes[i], "KeyTypes is in table order")
+			assert.Equal(t, tt.help, kt.Help())
 		})
 	}
-	assert.Equal(t, pki.ECDSAP256, pki.KeyTypes[0], "the default comes first")
-	for _, bad := range []string{"dsa", "", "ECDSA-P256"} {
+	assert.Equal(t, pki.DefaultKeyType, pki.KeyTypes[0], "the default comes first")
+	assert.Equal(t, pki.ECDSAP256, pki.DefaultKeyType)
+	assert.Equal(t, keyTypeNames, pki.KeyTypeNames())
+	assert.Empty(t, pki.KeyType("dsa").Help())
+	for _, bad := range []string{"dsa", "", "ECDSA-P256", "rsa-1024", "ecdsa-p521", " ed25519"} {
 		t.Run("refused "+bad, func(t *testing.T) {
 			kt, err := pki.ParseKeyType(bad)
-			assert.EqualError(t, err, `unknown key type "`+bad+`" (want one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519)`)
+			assert.EqualError(t, err, `unknown key type "`+bad+`" (want one of `+keyTypeNames+`)`)
 			assert.Empty(t, kt)
+		})
+	}
+}
+
+// TestNewCARefusesUnknownKeyType checks that an unknown key type is an
+// error, not the default: only the empty KeyType stands for the default.
+func TestNewCARefusesUnknownKeyType(t *testing.T) {
+	for _, kt := range []pki.KeyType{"dsa", "ECDSA-P256", "rsa-1024"} {
+		t.Run(string(kt), func(t *testing.T) {
+			ca, err := pki.NewCA(pki.CARequest{KeyType: kt, Now: testNow()})
+			assert.EqualError(t, err, `unknown key type "`+string(kt)+`" (want one of `+keyTypeNames+`)`)
+			assert.Nil(t, ca)
 		})
 	}
 }

@@ -7,6 +7,13 @@
 // cfssl's binaries use the cgo driver, which breaks CGO_ENABLED=0 and cross
 // builds (cfssl#545).
 //
+// Every write is a Change, applied in one transaction and idempotent, so
+// that a crash-recovery journal can replay it. A Store is safe for use by
+// several goroutines. OpenReadOnly serves a long-running reader (the
+// authorization plugin) next to the dtls commands that write, in the same
+// or another process: the database is in WAL mode, where readers and one
+// writer do not block each other (https://www.sqlite.org/wal.html).
+//
 // The database is an index, never the only copy of something dockerd needs:
 // the PEM files in the certificates directory and in the bundles stay the
 // source for the daemon and the clients.
@@ -21,10 +28,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
+	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cloudflare/cfssl/certdb"
@@ -38,12 +49,26 @@ func init() {
 	sqlx.BindDriver("sqlite", sqlx.QUESTION)
 }
 
-// Statuses. "good" and "revoked" are cfssl's; "superseded" marks a
+// Kind is what a certificate is for.
+type Kind string
+
+// Kinds, as stored in the "kind" key of the metadata column.
+const (
+	KindCA     Kind = "ca"
+	KindServer Kind = "server"
+	KindClient Kind = "client"
+)
+
+// Status is a record's status, as stored in the status column.
+type Status string
+
+// Statuses. "good" and "revoked" are cfssl's (certdb.CertificateRecord,
+// and what its crl and ocsp tools select on); "superseded" marks a
 // certificate replaced by a renewal or a CA rotation.
 const (
-	StatusGood       = "good"
-	StatusRevoked    = "revoked"
-	StatusSuperseded = "superseded"
+	StatusGood       Status = "good"
+	StatusRevoked    Status = "revoked"
+	StatusSuperseded Status = "superseded"
 )
 
 // caLabel is the ca_label of every record dtls writes.
@@ -51,27 +76,70 @@ const caLabel = "dtls"
 
 // SchemaVersion is the schema this package creates and migrates to; it is
 // kept in SQLite's user_version.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
-// Record is one issued certificate.
+// minReadVersion is the oldest schema OpenReadOnly reads: 3 has every
+// column and index the queries use; 4 only adds an index.
+const minReadVersion = 3
+
+// Record is one issued certificate. Its JSON form (snake_case keys, times
+// in RFC 3339 with nanoseconds) is what journals keep; zero fields are
+// left out, and a record decodes to exactly what was encoded.
 type Record struct {
-	Serial    string // lowercase hex, as openssl x509 -serial prints it
-	AKI       string // hex authority key identifier
-	Kind      string // "ca", "server" or "client"
-	Name      string // the common name
-	SANs      []string
-	NotBefore time.Time
-	NotAfter  time.Time
-	Status    string
-	Reason    int
-	RevokedAt time.Time
-	PEM       string
+	// Serial is lowercase hex without leading zeros, as
+	// fmt.Sprintf("%x", cert.SerialNumber) prints it. The database keeps
+	// it in decimal, as cfssl's signer does.
+	Serial string `json:"serial"`
+	// AKI is the hex authority key identifier.
+	AKI       string    `json:"aki,omitzero"`
+	Kind      Kind      `json:"kind,omitzero"`
+	Name      string    `json:"name,omitzero"` // the common name
+	SANs      []string  `json:"sans,omitzero"`
+	NotBefore time.Time `json:"not_before,omitzero"`
+	NotAfter  time.Time `json:"not_after,omitzero"`
+	Status    Status    `json:"status,omitzero"`
+	// Reason is the RFC 5280 5.3.1 reason code of a revoked record.
+	Reason    int       `json:"reason,omitzero"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	PEM       string    `json:"pem,omitzero"`
 	// CASerial is the hex serial of the CA that signed it (its own serial
 	// for a CA).
-	CASerial string
+	CASerial string `json:"ca_serial,omitzero"`
 	// Path is where the certificate was written: a bundle directory, or
 	// the daemon's server-cert.pem.
-	Path string
+	Path string `json:"path,omitzero"`
+}
+
+// UnmarshalJSON decodes a record, also from the keys journals used before
+// Record had json tags (Go's field names). encoding/json matches keys to
+// names case-insensitively, which covers all fields but those whose tag
+// has an underscore.
+func (r *Record) UnmarshalJSON(b []byte) error {
+	type plain Record // without this method
+	var v struct {
+		plain
+		OldNotBefore time.Time `json:"NotBefore"`
+		OldNotAfter  time.Time `json:"NotAfter"`
+		OldRevokedAt time.Time `json:"RevokedAt"`
+		OldCASerial  string    `json:"CASerial"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*r = Record(v.plain)
+	if r.NotBefore.IsZero() {
+		r.NotBefore = v.OldNotBefore
+	}
+	if r.NotAfter.IsZero() {
+		r.NotAfter = v.OldNotAfter
+	}
+	if r.RevokedAt.IsZero() {
+		r.RevokedAt = v.OldRevokedAt
+	}
+	if r.CASerial == "" {
+		r.CASerial = v.OldCASerial
+	}
+	return nil
 }
 
 // Cert parses the record's PEM.
@@ -79,8 +147,11 @@ func (r Record) Cert() (*x509.Certificate, error) {
 	return parsePEM(r.PEM)
 }
 
+// PEMBytes is the record's certificate PEM.
+func (r Record) PEMBytes() []byte { return []byte(r.PEM) }
+
 // FromCert builds a good record for a freshly issued certificate.
-func FromCert(cert *x509.Certificate, certPEM []byte, kind, caSerial, path string) Record {
+func FromCert(cert *x509.Certificate, certPEM []byte, kind Kind, caSerial, path string) Record {
 	aki := cert.AuthorityKeyId
 	if len(aki) == 0 {
 		aki = cert.SubjectKeyId
@@ -109,62 +180,221 @@ func FromCert(cert *x509.Certificate, certPEM []byte, kind, caSerial, path strin
 	}
 }
 
+// KindOf says whether a certificate is a CA, server or client certificate:
+// a CA has basicConstraints cA; a server certificate has the serverAuth
+// extended key usage (RFC 5280 4.2.1.12), which dockerd's listener needs;
+// anything else is a client certificate.
+func KindOf(c *x509.Certificate) Kind {
+	if c.IsCA {
+		return KindCA
+	}
+	for _, u := range c.ExtKeyUsage {
+		if u == x509.ExtKeyUsageServerAuth {
+			return KindServer
+		}
+	}
+	return KindClient
+}
+
+// Revocation marks one certificate revoked.
+type Revocation struct {
+	Serial string    `json:"serial"` // hex, as Record.Serial
+	Reason int       `json:"reason"` // RFC 5280 5.3.1 reason code
+	At     time.Time `json:"at"`
+}
+
+// Change is a set of writes applied in one transaction: all or none. It is
+// idempotent, so that a journal can replay it after a crash: applying it
+// again gives the same database and no error. Its JSON form round-trips
+// exactly.
+type Change struct {
+	// Insert records certificates. A record whose serial is already
+	// there is left as it is.
+	Insert []Record `json:"insert,omitzero"`
+	// Supersede turns these hex serials from good to superseded; other
+	// statuses, and serials not recorded, are left as they are.
+	Supersede []string `json:"supersede,omitzero"`
+	// Revoke revokes certificates, whatever their status, with the given
+	// reason and time. One already revoked is left as it is (its first
+	// reason and time stand); one not recorded is an error.
+	Revoke []Revocation `json:"revoke,omitzero"`
+}
+
 // Store is an open inventory database.
 type Store struct {
-	db  *sqlx.DB
-	acc *certsql.Accessor
-	// Created is true when Open made a new, empty database.
+	path     string
+	readOnly bool
+	db       *sqlx.DB
+	acc      *certsql.Accessor
+	// mu is held for every batch and every read. The pool has a single
+	// connection and a batch is BEGIN, the accessor's statements, COMMIT
+	// on it: without mu, another goroutine's statement would run inside
+	// that transaction (a read would see uncommitted rows, a BEGIN would
+	// fail with "cannot start a transaction within a transaction").
+	// cfssl's accessor takes a *sqlx.DB, not a *sql.Tx or *sql.Conn, so
+	// a transaction cannot be handed to it.
+	mu sync.Mutex
+	// Created is true when the database is new: Open created the file,
+	// or found it empty (a run killed before its first commit).
 	Created bool
 }
 
-// Open opens (creating it when absent) the database at path, and creates or
-// migrates its schema in place: an older database (cfssl's schema 001, or
-// an older dtls) is upgraded, never dropped. A file that is not an SQLite
-// database is an error and is left untouched.
+// Open opens (creating it when absent, mode 0600) the database at path,
+// and creates or migrates its schema in place: an older database (cfssl's
+// schema 001, or an older dtls) is upgraded, never dropped. A file that is
+// not an SQLite database is an error and is left untouched.
 func Open(path string) (*Store, error) {
+	// Create the file here rather than let SQLite do it: SQLite creates
+	// it 0644 (SQLITE_DEFAULT_FILE_PERMISSIONS) and its -wal and -shm
+	// files take the database's mode (os_unix.c, findCreateFileMode), so
+	// creating it 0600 makes all three 0600 from the start. SQLite reads
+	// an empty file as an empty database.
 	created := false
-	if fi, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
 		created = true
-	} else if err != nil {
-		return nil, fmt.Errorf("open database %q: %w", path, err)
-	} else if fi.Size() > 0 {
-		// Check the header before SQLite touches the file: it would
-		// create -wal and -shm files next to a file it cannot read.
-		f, err := os.Open(path)
-		if err != nil {
+		if err := f.Close(); err != nil {
 			return nil, fmt.Errorf("open database %q: %w", path, err)
 		}
-		hdr := make([]byte, 16)
-		_, err = f.Read(hdr)
-		f.Close()
-		if err != nil || string(hdr) != "SQLite format 3\x00" {
-			return nil, fmt.Errorf("open database %q: not an SQLite database", path)
+	case !errors.Is(err, fs.ErrExist):
+		return nil, fmt.Errorf("open database %q: %w", path, err)
+	default:
+		size, err := checkHeader(path)
+		if err != nil {
+			return nil, err
 		}
+		created = size == 0
 	}
 	// WAL lets readers go on while a writer commits; busy_timeout makes
 	// a second process wait for the lock instead of failing at once
 	// (callers also hold a flock, see cmd/state.go); synchronous FULL
-	// makes a commit durable before a bundle is renamed into place.
-	dsn := "file:" + path + "?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	// makes a commit durable before a bundle is renamed into place;
+	// _txlock makes migrate's transaction BEGIN IMMEDIATE, like batch's.
+	dsn, err := fileURI(path, "_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open database %q: %w", path, err)
+	}
+	s, err := open(path, dsn)
+	if err != nil {
+		return nil, err
+	}
+	s.Created = created
+	if err := s.migrate(); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("open database %q: %w", path, err)
+	}
+	return s, nil
+}
+
+// OpenReadOnly opens the database at path for reading only, for a
+// long-running reader such as the authorization plugin while dtls commands
+// write. It never creates the database (a missing file is an error wrapping
+// fs.ErrNotExist), never migrates it, and never writes to it: Apply and
+// Revoke fail. Each query sees what writers had committed when it started.
+//
+// The database must have been migrated by dtls (schema 3 or later) and not
+// by a newer dtls than this one. As any WAL reader, it needs the -shm and
+// -wal files next to the database, and SQLite creates them (empty, with
+// the database's mode) if no writer has them open
+// (https://www.sqlite.org/wal.html#readonly).
+func OpenReadOnly(path string) (*Store, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("open database %q: %w", path, fs.ErrNotExist)
+	} else if err != nil {
+		return nil, fmt.Errorf("open database %q: %w", path, err)
+	}
+	if _, err := checkHeader(path); err != nil {
+		return nil, err
+	}
+	// mode=ro is SQLITE_OPEN_READONLY (https://www.sqlite.org/uri.html),
+	// which also means SQLite never creates a missing database; query_only
+	// refuses writes at the statement level as well. A WAL reader waits
+	// for a lock only while a writer recovers or restarts the WAL: a few
+	// seconds, not the writers' 30, so that a request is not held long.
+	dsn, err := fileURI(path, "mode=ro&_pragma=busy_timeout(5000)&_pragma=query_only(1)")
+	if err != nil {
+		return nil, fmt.Errorf("open database %q: %w", path, err)
+	}
+	s, err := open(path, dsn)
+	if err != nil {
+		return nil, err
+	}
+	s.readOnly = true
+	var v int
+	if err := s.db.Get(&v, "PRAGMA user_version"); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("open database %q: %w", path, err)
+	}
+	if v > SchemaVersion {
+		s.db.Close()
+		return nil, fmt.Errorf("open database %q: schema version %d is newer than this dtls knows (%d): upgrade dtls", path, v, SchemaVersion)
+	}
+	if v < minReadVersion {
+		s.db.Close()
+		return nil, fmt.Errorf("open database %q: schema version %d is older than this dtls reads (%d): run a dtls command that opens it read-write to migrate it", path, v, minReadVersion)
+	}
+	return s, nil
+}
+
+func open(path, dsn string) (*Store, error) {
 	db, err := sqlx.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database %q: %w", path, err)
 	}
-	// One connection: Batch runs BEGIN and COMMIT around the accessor's
-	// statements, which must all go through the same connection.
+	// One connection: batch runs BEGIN and COMMIT around the accessor's
+	// statements, which must all go through the same connection. It is
+	// never closed under a batch: no lifetime or idle limit is set, and
+	// modernc discards a connection only after an interrupt (conn.go,
+	// usable), which needs a cancelled context, and none is used here.
 	db.SetMaxOpenConns(1)
-	s := &Store{db: db, acc: certsql.NewAccessor(db), Created: created}
-	if err := s.migrate(); err != nil {
+	if err := db.Ping(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open database %q: %w", path, err)
 	}
-	if created {
-		if err := os.Chmod(path, 0o600); err != nil {
-			db.Close()
-			return nil, err
-		}
+	return &Store{path: path, db: db, acc: certsql.NewAccessor(db)}, nil
+}
+
+// checkHeader returns the size of the database file at path, and an error
+// if it has content that is not an SQLite database. It runs before SQLite
+// opens the file: SQLite would create -wal and -shm files next to a file
+// it cannot read.
+func checkHeader(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("open database %q: %w", path, err)
 	}
-	return s, nil
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("open database %q: %w", path, err)
+	}
+	if fi.Size() == 0 {
+		return 0, nil
+	}
+	// https://www.sqlite.org/fileformat.html#the_database_header
+	hdr := make([]byte, 16)
+	if _, err := f.Read(hdr); err != nil || string(hdr) != "SQLite format 3\x00" {
+		return 0, fmt.Errorf("open database %q: not an SQLite database", path)
+	}
+	return fi.Size(), nil
+}
+
+// fileURI is the DSN for the database at path with the query query: an
+// SQLite URI filename (https://www.sqlite.org/uri.html), "file://" and the
+// absolute path with '%', '?', '#', spaces and any other character outside
+// RFC 3986's path characters percent-encoded, which SQLite decodes. A raw
+// path in the DSN would be cut short at a '?' (modernc's newConn splits
+// its DSN there, and SQLite starts the query there) or a '#' (SQLite's
+// fragment), and a '%' followed by two hex digits would be decoded: the
+// database would land elsewhere.
+func fileURI(path, query string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: query}
+	return u.String(), nil
 }
 
 // Close closes the database.
@@ -235,6 +465,15 @@ CREATE TABLE IF NOT EXISTS ocsp_responses (
 	if _, err := tx.Exec(`CREATE INDEX IF NOT EXISTS certificates_common_name ON certificates(common_name)`); err != nil {
 		return fmt.Errorf("migrate to schema 3: %w", err)
 	}
+	// 4: the revoked records (Revoked, for CRLs and the authorization
+	// plugin) are found through an index on status. The signing CA's
+	// serial stays in the metadata JSON and is read with json_extract on
+	// those few rows: an index on that expression would put a JSON
+	// function into the schema, which an SQLite without JSON (before
+	// 3.38, when it became built in) could not even open for cfssl.
+	if _, err := tx.Exec(`CREATE INDEX IF NOT EXISTS certificates_status ON certificates(status)`); err != nil {
+		return fmt.Errorf("migrate to schema 4: %w", err)
+	}
 	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion)); err != nil {
 		return err
 	}
@@ -242,20 +481,43 @@ CREATE TABLE IF NOT EXISTS ocsp_responses (
 }
 
 type meta struct {
-	Kind     string `json:"kind"`
+	Kind     Kind   `json:"kind"`
 	CASerial string `json:"ca_serial,omitempty"`
 	Path     string `json:"path,omitempty"`
 }
 
+// metaField is the SQL for a string in the metadata column, NULL where the
+// column is NULL or not JSON (cfssl stores whatever a sign request's
+// metadata held): json_extract raises an error on malformed JSON, and CASE
+// evaluates its result only when json_valid holds
+// (https://www.sqlite.org/json1.html).
+func metaField(key string) string {
+	return "CASE WHEN json_valid(metadata) THEN json_extract(metadata, '$." + key + "') END"
+}
+
 func decimal(hexSerial string) (string, error) {
 	n, ok := new(big.Int).SetString(hexSerial, 16)
-	if !ok {
+	if !ok || n.Sign() < 0 {
 		return "", fmt.Errorf("invalid serial %q", hexSerial)
 	}
 	return n.String(), nil
 }
 
+func validKind(k Kind) bool {
+	return k == KindCA || k == KindServer || k == KindClient
+}
+
+func validStatus(s Status) bool {
+	return s == StatusGood || s == StatusRevoked || s == StatusSuperseded
+}
+
 func toCertdb(r Record) (certdb.CertificateRecord, error) {
+	if !validKind(r.Kind) {
+		return certdb.CertificateRecord{}, fmt.Errorf("invalid kind %q", r.Kind)
+	}
+	if !validStatus(r.Status) {
+		return certdb.CertificateRecord{}, fmt.Errorf("invalid status %q", r.Status)
+	}
 	// cfssl's signer records serials in decimal (SerialNumber.String());
 	// so do we, so that cfssl's crl and ocsp tools read this database.
 	dec, err := decimal(r.Serial)
@@ -267,7 +529,7 @@ func toCertdb(r Record) (certdb.CertificateRecord, error) {
 		Serial:     dec,
 		AKI:        r.AKI,
 		CALabel:    caLabel,
-		Status:     r.Status,
+		Status:     string(r.Status),
 		Reason:     r.Reason,
 		Expiry:     r.NotAfter,
 		RevokedAt:  r.RevokedAt,
@@ -297,7 +559,7 @@ func fromCertdb(cr certdb.CertificateRecord) (Record, error) {
 	r := Record{
 		Serial:    fmt.Sprintf("%x", n),
 		AKI:       cr.AKI,
-		Status:    cr.Status,
+		Status:    Status(cr.Status),
 		Reason:    cr.Reason,
 		RevokedAt: cr.RevokedAt,
 		NotAfter:  cr.Expiry.UTC(),
@@ -320,26 +582,11 @@ func fromCertdb(cr certdb.CertificateRecord) (Record, error) {
 	if r.Kind == "" || r.Name == "" || r.NotBefore.IsZero() {
 		if c, err := parsePEM(r.PEM); err == nil {
 			r.Name, r.NotBefore = c.Subject.CommonName, c.NotBefore.UTC()
-			r.Kind = kindOf(c)
+			r.Kind = KindOf(c)
 		}
 	}
 	return r, nil
 }
-
-func kindOf(c *x509.Certificate) string {
-	if c.IsCA {
-		return "ca"
-	}
-	for _, u := range c.ExtKeyUsage {
-		if u == x509.ExtKeyUsageServerAuth {
-			return "server"
-		}
-	}
-	return "client"
-}
-
-// KindOf says whether a certificate is a CA, server or client certificate.
-func KindOf(c *x509.Certificate) string { return kindOf(c) }
 
 func parsePEM(s string) (*x509.Certificate, error) {
 	rest := []byte(s)
@@ -355,23 +602,101 @@ func parsePEM(s string) (*x509.Certificate, error) {
 	}
 }
 
-// Insert records certificates in one transaction through cfssl's accessor.
-// Changes lists status updates (serial -> status) applied in the same
-// transaction, e.g. the certificates a renewal supersedes.
-func (s *Store) Insert(recs []Record, changes map[string]string) error {
+// Apply applies c in one transaction: first its inserts, then its
+// supersessions, then its revocations. It fails, changing nothing, on an
+// invalid serial, kind or status, a revocation without a time, or a
+// revocation of a serial that is not recorded (nor inserted by c).
+func (s *Store) Apply(c Change) error {
+	if len(c.Insert) == 0 && len(c.Supersede) == 0 && len(c.Revoke) == 0 {
+		return nil
+	}
+	crs := make([]certdb.CertificateRecord, len(c.Insert))
+	for i, r := range c.Insert {
+		cr, err := toCertdb(r)
+		if err != nil {
+			return fmt.Errorf("record %q serial %s: %w", r.Name, r.Serial, err)
+		}
+		crs[i] = cr
+	}
+	sup := make([]string, len(c.Supersede))
+	for i, serial := range c.Supersede {
+		dec, err := decimal(serial)
+		if err != nil {
+			return fmt.Errorf("supersede: %w", err)
+		}
+		sup[i] = dec
+	}
+	rev := make([]string, len(c.Revoke))
+	for i, rv := range c.Revoke {
+		dec, err := decimal(rv.Serial)
+		if err != nil {
+			return fmt.Errorf("revoke: %w", err)
+		}
+		if rv.At.IsZero() {
+			return fmt.Errorf("revoke serial %s: no revocation time", rv.Serial)
+		}
+		rev[i] = dec
+	}
 	return s.batch(func() error {
-		for _, r := range recs {
-			cr, err := toCertdb(r)
+		for i, cr := range crs {
+			n, err := s.count(cr.Serial)
 			if err != nil {
 				return err
 			}
+			if n > 0 {
+				continue
+			}
 			if err := s.acc.InsertCertificate(cr); err != nil {
-				return fmt.Errorf("record %s serial %s: %w", r.Name, r.Serial, err)
+				return fmt.Errorf("record %q serial %s: %w", c.Insert[i].Name, c.Insert[i].Serial, err)
 			}
 		}
-		for serial, status := range changes {
-			if err := s.setStatus(serial, status); err != nil {
+		for i, dec := range sup {
+			if _, err := s.db.Exec("UPDATE certificates SET status = ? WHERE serial_number = ? AND status = ?",
+				string(StatusSuperseded), dec, string(StatusGood)); err != nil {
+				return fmt.Errorf("supersede serial %s: %w", c.Supersede[i], err)
+			}
+		}
+		for i, dec := range rev {
+			rv := c.Revoke[i]
+			// cfssl's accessor (RevokeCertificate) stamps revoked_at
+			// with the database's CURRENT_TIMESTAMP, which is neither
+			// the caller's clock nor replayable; hence this UPDATE.
+			if _, err := s.db.Exec(`UPDATE certificates SET status = ?, reason = ?, revoked_at = ?
+				WHERE serial_number = ? AND status != ?`,
+				string(StatusRevoked), rv.Reason, rv.At.UTC(), dec, string(StatusRevoked)); err != nil {
+				return fmt.Errorf("revoke serial %s: %w", rv.Serial, err)
+			}
+			n, err := s.count(dec)
+			if err != nil {
 				return err
+			}
+			if n == 0 {
+				return fmt.Errorf("revoke serial %s: not recorded", rv.Serial)
+			}
+		}
+		return nil
+	})
+}
+
+// Revoke marks certificates revoked at time at with an RFC 5280 5.3.1
+// reason code, in one transaction: all or none. Unlike Apply it is strict:
+// a certificate already revoked, or not recorded (by serial and AKI), is
+// an error.
+func (s *Store) Revoke(recs []Record, reason int, at time.Time) error {
+	return s.batch(func() error {
+		for _, r := range recs {
+			dec, err := decimal(r.Serial)
+			if err != nil {
+				return err
+			}
+			res, err := s.db.Exec(`UPDATE certificates SET status = ?, reason = ?, revoked_at = ?
+				WHERE serial_number = ? AND authority_key_identifier = ? AND status != ?`,
+				string(StatusRevoked), reason, at.UTC(), dec, r.AKI, string(StatusRevoked))
+			if err != nil {
+				return fmt.Errorf("revoke %s serial %s: %w", r.Name, r.Serial, err)
+			}
+			if n, err := res.RowsAffected(); err != nil || n != 1 {
+				return fmt.Errorf("revoke %s serial %s: no such certificate that is not already revoked", r.Name, r.Serial)
 			}
 		}
 		return nil
@@ -379,9 +704,15 @@ func (s *Store) Insert(recs []Record, changes map[string]string) error {
 }
 
 // batch runs f between BEGIN IMMEDIATE and COMMIT on the store's single
-// connection, so that the accessor's statements commit together (one fsync
-// for a bulk issuance) or not at all.
+// connection, holding mu, so that the accessor's statements commit together
+// (one fsync for a bulk issuance) or not at all, and no other goroutine's
+// statement runs in between.
 func (s *Store) batch(f func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.readOnly {
+		return fmt.Errorf("write database %q: opened read-only", s.path)
+	}
 	if _, err := s.db.Exec("BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
@@ -396,58 +727,23 @@ func (s *Store) batch(f func() error) error {
 	return nil
 }
 
-func (s *Store) setStatus(serial, status string) error {
-	dec, err := decimal(serial)
-	if err != nil {
-		return err
+// count is the number of rows with this decimal serial; mu must be held.
+func (s *Store) count(dec string) (int, error) {
+	var n int
+	if err := s.db.Get(&n, "SELECT count(*) FROM certificates WHERE serial_number = ?", dec); err != nil {
+		return 0, fmt.Errorf("read records: %w", err)
 	}
-	res, err := s.db.Exec("UPDATE certificates SET status = ? WHERE serial_number = ? AND status = ?", status, dec, StatusGood)
-	if err != nil {
-		return fmt.Errorf("mark %s %s: %w", serial, status, err)
-	}
-	_ = res
-	return nil
+	return n, nil
 }
 
-// SetStatus changes the status of a good certificate (superseded).
-func (s *Store) SetStatus(serial, status string) error {
-	return s.batch(func() error { return s.setStatus(serial, status) })
-}
+const selectRecords = `SELECT serial_number, authority_key_identifier, ca_label, status, reason, expiry, revoked_at, pem,
+	issued_at, not_before, metadata, sans, common_name FROM certificates`
 
-// Revoke marks certificates revoked at time at with an RFC 5280 5.3.1
-// reason code, in one transaction: all or none. cfssl's accessor stamps
-// revoked_at with the database's CURRENT_TIMESTAMP, which is neither the
-// caller's clock nor a time zone Go reads back reliably, hence the UPDATE
-// here. A certificate already revoked, or not recorded, is an error.
-func (s *Store) Revoke(recs []Record, reason int, at time.Time) error {
-	return s.batch(func() error {
-		for _, r := range recs {
-			dec, err := decimal(r.Serial)
-			if err != nil {
-				return err
-			}
-			res, err := s.db.Exec(`UPDATE certificates SET status = ?, reason = ?, revoked_at = ?
-				WHERE serial_number = ? AND authority_key_identifier = ? AND status != ?`,
-				StatusRevoked, reason, at.UTC(), dec, r.AKI, StatusRevoked)
-			if err != nil {
-				return fmt.Errorf("revoke %s serial %s: %w", r.Name, r.Serial, err)
-			}
-			if n, err := res.RowsAffected(); err != nil || n != 1 {
-				return fmt.Errorf("revoke %s serial %s: no such certificate that is not already revoked", r.Name, r.Serial)
-			}
-		}
-		return nil
-	})
-}
-
-var kindOrder = map[string]int{"ca": 0, "server": 1, "client": 2}
-
-// All returns every record, oldest first.
-func (s *Store) All() ([]Record, error) {
+// query returns the records matching the SQL condition where, in no
+// particular order; mu must be held.
+func (s *Store) query(where string, args ...any) ([]Record, error) {
 	var crs []certdb.CertificateRecord
-	err := s.db.Select(&crs, `SELECT serial_number, authority_key_identifier, ca_label, status, reason, expiry, revoked_at, pem,
-		issued_at, not_before, metadata, sans, common_name FROM certificates`)
-	if err != nil {
+	if err := s.db.Select(&crs, selectRecords+" WHERE "+where, args...); err != nil {
 		return nil, fmt.Errorf("read records: %w", err)
 	}
 	recs := make([]Record, 0, len(crs))
@@ -458,6 +754,26 @@ func (s *Store) All() ([]Record, error) {
 		}
 		recs = append(recs, r)
 	}
+	return recs, nil
+}
+
+// read runs query holding mu and sorts the result oldest first.
+func (s *Store) read(where string, args ...any) ([]Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	recs, err := s.query(where, args...)
+	if err != nil {
+		return nil, err
+	}
+	sortRecords(recs)
+	return recs, nil
+}
+
+var kindOrder = map[Kind]int{KindCA: 0, KindServer: 1, KindClient: 2}
+
+// sortRecords sorts oldest first; of certificates issued in one run, the
+// CA comes before the server before the clients.
+func sortRecords(recs []Record) {
 	sort.SliceStable(recs, func(i, j int) bool {
 		if !recs[i].NotBefore.Equal(recs[j].NotBefore) {
 			return recs[i].NotBefore.Before(recs[j].NotBefore)
@@ -470,7 +786,42 @@ func (s *Store) All() ([]Record, error) {
 		}
 		return recs[i].Serial < recs[j].Serial
 	})
-	return recs, nil
+}
+
+func filter(recs []Record, keep func(Record) bool) []Record {
+	out := recs[:0]
+	for _, r := range recs {
+		if keep(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// All returns every record, oldest first.
+func (s *Store) All() ([]Record, error) {
+	return s.read("1")
+}
+
+// Get returns the record with this hex serial, or nil when there is none.
+// Two records with one serial (signed by different CAs; dtls never writes
+// that, cfssl might) are an error.
+func (s *Store) Get(serial string) (*Record, error) {
+	dec, err := decimal(serial)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := s.read("serial_number = ?", dec)
+	if err != nil {
+		return nil, err
+	}
+	switch len(recs) {
+	case 0:
+		return nil, nil
+	case 1:
+		return &recs[0], nil
+	}
+	return nil, fmt.Errorf("serial %s is recorded %d times, by different CAs", serial, len(recs))
 }
 
 // Has reports whether a certificate with this hex serial is recorded.
@@ -479,11 +830,58 @@ func (s *Store) Has(serial string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var n int
-	if err := s.db.Get(&n, "SELECT count(*) FROM certificates WHERE serial_number = ?", dec); err != nil {
-		return false, err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.count(dec)
+	return n > 0, err
+}
+
+// byName is the condition for the records named name: through the
+// common_name index, plus the rows without a common_name (cfssl's schema
+// 001), whose name fromCertdb reads from the PEM and the caller checks.
+const byName = "(common_name = ? OR common_name = '' OR common_name IS NULL)"
+
+// ByName returns the records whose common name is name, oldest first.
+func (s *Store) ByName(name string) ([]Record, error) {
+	recs, err := s.read(byName, name)
+	if err != nil {
+		return nil, err
 	}
-	return n > 0, nil
+	return filter(recs, func(r Record) bool { return r.Name == name }), nil
+}
+
+// ByStatus returns the records with status st, oldest first.
+func (s *Store) ByStatus(st Status) ([]Record, error) {
+	return s.read("status = ?", string(st))
+}
+
+// ByKind returns the records of kind k, oldest first.
+func (s *Store) ByKind(k Kind) ([]Record, error) {
+	// Rows without a kind in their metadata (written by cfssl) are
+	// candidates too: fromCertdb derives their kind from the PEM.
+	recs, err := s.read("coalesce("+metaField("kind")+", '') IN (?, '')", string(k))
+	if err != nil {
+		return nil, err
+	}
+	return filter(recs, func(r Record) bool { return r.Kind == k }), nil
+}
+
+// Revoked returns the revoked records signed by the CA with this hex serial
+// (Record.CASerial), oldest first: what its CRL lists.
+func (s *Store) Revoked(caSerial string) ([]Record, error) {
+	return s.read("status = ? AND "+metaField("ca_serial")+" = ?", string(StatusRevoked), caSerial)
+}
+
+// normalSerial reads key as a hex serial the way 'openssl x509 -serial' and
+// 'dtls list' print it: any case, with or without colons, "0x" or leading
+// zeros (openssl pads to whole bytes). It returns "" when key is not one.
+func normalSerial(key string) string {
+	k := strings.ToLower(strings.ReplaceAll(key, ":", ""))
+	k = strings.TrimLeft(strings.TrimPrefix(k, "0x"), "0")
+	if k == "" || strings.Trim(k, "0123456789abcdef") != "" {
+		return ""
+	}
+	return k
 }
 
 // Find returns the records whose name is key, or whose hex serial is key
@@ -493,48 +891,52 @@ func (s *Store) Has(serial string) (bool, error) {
 // zeros (openssl pads to whole bytes). A prefix that several serials share
 // is an error.
 func (s *Store) Find(key string) ([]Record, error) {
-	all, err := s.All()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out, err := s.query(byName, key)
 	if err != nil {
 		return nil, err
 	}
-	k := strings.ToLower(strings.ReplaceAll(key, ":", ""))
-	k = strings.TrimLeft(strings.TrimPrefix(k, "0x"), "0")
-	var out, prefixed []Record
-	serials := map[string]bool{}
-	for i := len(all) - 1; i >= 0; i-- {
-		r := all[i]
-		switch {
-		case r.Name == key || (k != "" && r.Serial == k):
-			out = append(out, r)
-		case len(k) >= 8 && strings.HasPrefix(r.Serial, k):
-			prefixed = append(prefixed, r)
-			serials[r.Serial] = true
+	out = filter(out, func(r Record) bool { return r.Name == key })
+	k := normalSerial(key)
+	if k != "" {
+		dec, _ := decimal(k)
+		bySerial, err := s.query("serial_number = ?", dec)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range bySerial {
+			if r.Name != key { // not already found by name
+				out = append(out, r)
+			}
 		}
 	}
-	if len(out) > 0 {
-		return out, nil
-	}
-	if len(serials) > 1 {
-		return nil, fmt.Errorf("serial prefix %q matches %d certificates: give more digits", key, len(serials))
-	}
-	return prefixed, nil
-}
-
-// Revoked returns the revoked records signed by the CA with this serial, for
-// its CRL.
-func (s *Store) Revoked(caSerial string) ([]Record, error) {
-	all, err := s.All()
-	if err != nil {
-		return nil, err
-	}
-	var out []Record
-	for _, r := range all {
-		if r.Status == StatusRevoked && r.CASerial == caSerial {
-			out = append(out, r)
+	if len(out) == 0 && len(k) >= 8 {
+		// Serials are stored in decimal, where a hex prefix is no
+		// range SQLite can compare (they exceed its 64-bit integers):
+		// read the serial column alone and match in Go.
+		var decs []string
+		if err := s.db.Select(&decs, "SELECT DISTINCT serial_number FROM certificates"); err != nil {
+			return nil, fmt.Errorf("read records: %w", err)
 		}
+		var match []string
+		for _, d := range decs {
+			if n, ok := new(big.Int).SetString(d, 10); ok && strings.HasPrefix(fmt.Sprintf("%x", n), k) {
+				match = append(match, d)
+			}
+		}
+		if len(match) > 1 {
+			return nil, fmt.Errorf("serial prefix %q matches %d certificates: give more digits", key, len(match))
+		}
+		if len(match) == 1 {
+			if out, err = s.query("serial_number = ?", match[0]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	sortRecords(out)
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
 	}
 	return out, nil
 }
-
-// PEMBytes is the record's certificate PEM.
-func (r Record) PEMBytes() []byte { return []byte(r.PEM) }

@@ -159,7 +159,7 @@ func run(dtls string, n int) error {
 		if err := writeBundle(filepath.Join(out, name), map[string][]byte{"key.pem": keyPEM, "cert.pem": certPEM, "ca.pem": c.pem, "dtls.json": meta}); err != nil {
 			return err
 		}
-		recs = append(recs, store.FromCert(cert, certPEM, "client", "1", filepath.Join(out, name)))
+		recs = append(recs, store.FromCert(cert, certPEM, store.KindClient, "1", filepath.Join(out, name)))
 	}
 	floor2 := time.Since(start)
 
@@ -169,7 +169,7 @@ func run(dtls string, n int) error {
 	if err != nil {
 		return err
 	}
-	if err := st.Insert(recs, nil); err != nil {
+	if err := st.Apply(store.Change{Insert: recs}); err != nil {
 		return err
 	}
 	if err := st.Close(); err != nil {

@@ -1,0 +1,176 @@
+// Package authority owns a dtls CA host: the state directory (the CA, its
+// inventory, the journal and the lock), and the operations that change it
+// (init, issue, renew, revoke, CRL, rotate-ca and its finish). Every
+// operation takes its clock and options, returns what it did, and never
+// prints or exits: the dtls command line renders the results, and a
+// long-running component (an authorization plugin, an online CA) uses the
+// same code.
+//
+// Every change that touches more than one file, or a file and the
+// inventory, goes through one journal (see journal.go): a run killed at any
+// instant leaves a state that the next run finishes, and a step that fails
+// is undone at once.
+package authority
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Default locations. The CA key lives in the state directory, never in the
+// daemon's certs directory: dockerd needs only ca.pem, server-cert.pem and
+// server-key.pem, and whoever can read the CA key can mint root access.
+const (
+	DefaultStateDir   = "/var/lib/dtls"
+	DefaultCertsDir   = "/etc/docker/certs"
+	DefaultDaemonJSON = "/etc/docker/daemon.json"
+	DefaultListen     = "tcp://0.0.0.0:2376"
+)
+
+// File names in the state directory and the daemon's certs directory.
+const (
+	CACertFile     = "ca.pem"
+	CAKeyFile      = "ca-key.pem"
+	ServerCertFile = "server-cert.pem"
+	ServerKeyFile  = "server-key.pem"
+	ServerRecord   = "server.json"
+	CRLFile        = "crl.pem"
+	DBFile         = "dtls.db"
+	LockFile       = "dtls.lock"
+	JournalDir     = "journal"
+	// During a CA rotation the CA being replaced stays in the state
+	// directory under these names until the rotation is finished.
+	OldCACertFile = "ca-old.pem"
+	OldCAKeyFile  = "ca-old-key.pem"
+	// IssuedDir held a copy of every certificate before the inventory
+	// database existed; it is imported on the database's first use.
+	IssuedDir = "issued"
+)
+
+// Modes. Keys are 0400 (CIS Docker Benchmark 3.14 expects exactly 400 for
+// the server key; the CA key is no less sensitive), certificates 0444 (CIS
+// 3.10, 3.12), the state directory and bundles 0700. A new certs directory
+// is 0755, as Docker's packages make /etc/docker.
+const (
+	KeyMode      fs.FileMode = 0o400
+	CertMode     fs.FileMode = 0o444
+	DirMode      fs.FileMode = 0o700
+	MetaMode     fs.FileMode = 0o644
+	CertsDirMode fs.FileMode = 0o755
+	// RecordMode is for server.json and the journal: root's business.
+	RecordMode fs.FileMode = 0o600
+)
+
+// Error is an error with the command that fixes it (age's errorWithHint).
+type Error struct {
+	Err  error
+	Hint string
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// HintText is what the command line prints as "hint:".
+func (e *Error) HintText() string { return e.Hint }
+
+func hint(err error, format string, a ...any) error {
+	return &Error{Err: err, Hint: fmt.Sprintf(format, a...)}
+}
+
+// Server is what init records about the daemon on this host
+// (STATE_DIR/server.json): where clients reach it and where its files are.
+type Server struct {
+	DockerHost string    `json:"docker_host"`
+	Listen     string    `json:"listen"`
+	Hosts      []string  `json:"hosts"`
+	CertsDir   string    `json:"certs_dir"`
+	DaemonJSON string    `json:"daemon_json"`
+	Updated    time.Time `json:"updated"`
+}
+
+// ReadServer reads STATE_DIR/server.json.
+func ReadServer(stateDir string) (*Server, error) {
+	p := filepath.Join(stateDir, ServerRecord)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var s Server
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("read %q: %w", p, err)
+	}
+	return &s, nil
+}
+
+// CheckStateDir refuses a state directory that someone else could read or
+// write: it holds the CA key. It returns fs.ErrNotExist (wrapped) when the
+// directory does not exist yet.
+func CheckStateDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("state directory %q does not exist: %w", dir, err)
+		}
+		return fmt.Errorf("state directory %q: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("state directory %q is not a directory", dir)
+	}
+	if uid, ok := fileOwner(fi); ok && uid != os.Geteuid() {
+		return hint(fmt.Errorf("state directory %q is owned by uid %d, not by uid %d running dtls", dir, uid, os.Geteuid()),
+			"run dtls as the directory's owner (sudo), or chown it")
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return hint(fmt.Errorf("state directory %q has mode %04o: others could read the CA key", dir, perm),
+			"chmod 700 %s", dir)
+	}
+	// Lstat and the owner check pass for root even when the directory is
+	// unreadable through an ACL or a read-only mount: try it.
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("state directory %q: %w", dir, err)
+	}
+	f.Close()
+	return nil
+}
+
+// Within reports whether path is dir or inside it, comparing the paths as
+// they resolve (symbolic links followed as far as they exist), so that a
+// link cannot hide an overlap.
+func Within(path, dir string) bool {
+	path, dir = Resolve(path), Resolve(dir)
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && (rel == "." || !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && rel != "..")
+}
+
+// Resolve returns path with every symbolic link in its longest existing
+// prefix resolved; the part that does not exist yet is appended as it is.
+func Resolve(path string) string {
+	path = filepath.Clean(path)
+	rest := ""
+	for p := path; ; {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(r, rest)
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return path
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+		p = parent
+	}
+}
+
+func jsonIndent(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}

@@ -1,0 +1,568 @@
+package authority
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dtls-tool/dtls/daemonconfig"
+	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/store"
+)
+
+// RenewBefore is how close to expiry init re-issues a server certificate,
+// and the window in which list calls a certificate "expiring".
+const RenewBefore = 30 * 24 * time.Hour
+
+// InitRequest is what 'dtls init' asks for.
+type InitRequest struct {
+	StateDir   string
+	CertsDir   string
+	DaemonJSON string
+	// SystemdDir, when set, is the only place docker.service is looked
+	// for and where the drop-in is written; otherwise the systemd unit
+	// directories and /etc/systemd/system.
+	SystemdDir string
+	// Hosts the server certificate covers; DefaultHosts() when empty.
+	Hosts          []string
+	Listen         string
+	KeyType        pki.KeyType
+	CAValidity     time.Duration
+	ServerValidity time.Duration
+	CAName         string
+	DryRun         bool
+	Force          bool
+	// CAFrom installs a server bundle from 'dtls issue-server' instead of
+	// making a CA.
+	CAFrom       string
+	EncryptCAKey bool
+	// Dockerd, when set, checks the merged daemon.json with 'dockerd
+	// --validate' before anything is written.
+	Dockerd string
+	Now     time.Time
+}
+
+// InitResult is what Init did (or, on a dry run, would do).
+type InitResult struct {
+	// Steps describe each thing done, in order, one line each.
+	Steps []string
+	// DaemonJSON is the merge of daemon.json (Old and New for a diff).
+	DaemonJSON *daemonconfig.Result
+	// DropIn is the systemd drop-in's content when one is (or would be)
+	// written, and DropInPath its path.
+	DropIn     []byte
+	DropInPath string
+	// Validated is true when dockerd --validate accepted the merged file.
+	Validated bool
+	// NeedRestart is true when dockerd must be restarted (after a
+	// daemon-reload) to use what was written.
+	NeedRestart bool
+	Server      Server
+	// Recovered lists what was finished of killed runs.
+	Recovered []Recovery
+}
+
+func (r *InitResult) say(format string, a ...any) {
+	r.Steps = append(r.Steps, fmt.Sprintf(format, a...))
+}
+
+// Init prepares this Docker host for remote access over mutual TLS: the CA
+// (or, with CAFrom, a server bundle made on the CA's host), the server
+// certificate, the daemon's ca.pem, the TLS keys merged into daemon.json and
+// a systemd drop-in when docker.service passes -H. Everything that can fail
+// on bad input is checked first; then every file and the inventory change
+// in one journaled change, so that a failure or a kill at any point leaves
+// the host as it was, or as it is to be.
+func Init(r InitRequest, o Options) (*InitResult, error) {
+	res := &InitResult{}
+	listenHost, port, err := ParseListen(r.Listen)
+	if err != nil {
+		return nil, err
+	}
+	hosts := r.Hosts
+	if len(hosts) == 0 && r.CAFrom == "" {
+		hosts = DefaultHosts()
+	}
+	if err := CheckStateDir(r.StateDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if Within(r.StateDir, r.CertsDir) || Within(r.CertsDir, r.StateDir) {
+		return nil, fmt.Errorf("--state-dir %q and --certs-dir %q overlap: the CA key must never sit with the daemon's certificates", r.StateDir, r.CertsDir)
+	}
+	unitDirs := daemonconfig.DefaultUnitDirs
+	dropInDir := "/etc/systemd/system"
+	if r.SystemdDir != "" {
+		unitDirs, dropInDir = []string{r.SystemdDir}, r.SystemdDir
+	}
+	unit, err := daemonconfig.FindUnit(unitDirs)
+	if err != nil {
+		return nil, err
+	}
+	if unit != nil && unit.HiddenTLSFlags() {
+		return nil, hint(fmt.Errorf("%s passes TLS flags through a variable of ExecStart (%s): dockerd would refuse them with the TLS settings in %s",
+			unit.Path, unit.ExecStart, r.DaemonJSON),
+			"delete the --tls* flags where the variable is set, then run dtls init again: it puts them into daemon.json")
+	}
+	if unit != nil && len(unit.VarHosts) > 0 {
+		// A drop-in cannot take a flag out of a variable, and dockerd
+		// refuses "hosts" given both ways.
+		return nil, hint(fmt.Errorf("%s passes -H %s through %s: dockerd would refuse to start with \"hosts\" in %s",
+			unit.Path, strings.Join(unit.VarHosts, " -H "), unit.VarSource, r.DaemonJSON),
+			"delete those -H flags where they are set, then run dtls init again: it puts the hosts into daemon.json")
+	}
+	settings := daemonconfig.Settings{
+		Listen: r.Listen,
+		CACert: filepath.Join(r.CertsDir, CACertFile),
+		Cert:   filepath.Join(r.CertsDir, ServerCertFile),
+		Key:    filepath.Join(r.CertsDir, ServerKeyFile),
+	}
+	if unit != nil && len(unit.Hosts) > 0 {
+		settings.Sockets = unit.Hosts
+	}
+	merged, err := daemonconfig.Apply(r.DaemonJSON, settings, r.Now, true)
+	if err != nil {
+		return nil, err
+	}
+	res.DaemonJSON = merged
+	if merged.Changed && !r.DryRun && r.Dockerd != "" {
+		// Asked before anything is written, so that a file dockerd would
+		// refuse changes nothing at all.
+		if res.Validated, err = validateMerged(r, merged.New); err != nil {
+			return nil, err
+		}
+	}
+	var sv *serverBundle
+	if r.CAFrom != "" {
+		if sv, err = readServerBundle(r, &hosts); err != nil {
+			return nil, err
+		}
+	}
+
+	// From here on, the change is planned into one journal entry.
+	var a *Authority
+	if r.DryRun {
+		// Nothing is locked, recovered or created: only read.
+		a = &Authority{Dir: r.StateDir, opts: o}
+	} else {
+		if a, err = Create(r.StateDir, o); err != nil {
+			return nil, err
+		}
+		defer a.Close()
+		res.Recovered = a.Recovered
+	}
+	t := newTxn("init")
+	t.mkdir(r.CertsDir, CertsDirMode)
+	reissued := false
+	if sv != nil {
+		reissued = a.planServerBundle(t, r, sv, res)
+	} else if reissued, err = a.planCA(t, r, hosts, res); err != nil {
+		return nil, err
+	}
+
+	// systemd: dockerd refuses to start when "hosts" is set both by a -H
+	// flag and in daemon.json ("the following directives are specified
+	// both as a flag and in the configuration file: hosts"; Docker docs,
+	// "Configure the daemon with systemd").
+	needReload := false
+	if unit != nil && unit.NeedsDropIn() {
+		moved := "its TLS flags"
+		if len(unit.Hosts) > 0 {
+			moved = fmt.Sprintf("%v", unit.Hosts)
+		}
+		p, content, changed, err := daemonconfig.PlanDropIn(dropInDir, unit)
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			res.DropIn, res.DropInPath = content, p
+			needReload = true
+			if r.DryRun {
+				res.say("would write a drop-in in %s/docker.service.d removing %s from %s (moved into daemon.json)", dropInDir, moved, unit.Path)
+			} else {
+				t.mkdir(filepath.Dir(p), 0o755)
+				t.write(p, content, 0o644)
+				res.say("wrote %s: docker.service passed %s, now in daemon.json", p, moved)
+			}
+		}
+	}
+
+	// daemon.json, with a backup of the old one.
+	if merged.Changed {
+		needReload = true
+		for _, ch := range merged.Changes {
+			if r.DryRun {
+				res.say("would change %s: %s", r.DaemonJSON, ch)
+			} else {
+				res.say("%s: %s", r.DaemonJSON, ch)
+			}
+		}
+		if !r.DryRun {
+			uid, gid, owned := merged.Owner()
+			put := func(path string, data []byte) {
+				if owned {
+					t.writeOwned(path, data, merged.FileMode(), uid, gid)
+				} else {
+					t.write(path, data, merged.FileMode())
+				}
+			}
+			if merged.Existed {
+				backup, err := daemonconfig.BackupName(r.DaemonJSON, r.Now)
+				if err != nil {
+					return nil, err
+				}
+				put(backup, merged.Old)
+				res.say("backup of the previous %s: %s", r.DaemonJSON, backup)
+			} else {
+				t.mkdir(filepath.Dir(r.DaemonJSON), 0o755)
+			}
+			put(r.DaemonJSON, merged.New)
+		}
+	} else {
+		res.say("%s already has the TLS settings", r.DaemonJSON)
+	}
+
+	res.Server = Server{
+		DockerHost: ClientDockerHost(hosts, listenHost, port),
+		Listen:     r.Listen,
+		Hosts:      hosts,
+		CertsDir:   r.CertsDir,
+		DaemonJSON: r.DaemonJSON,
+		Updated:    r.Now.UTC(),
+	}
+	res.NeedRestart = reissued || needReload
+	if r.DryRun {
+		return res, nil
+	}
+	b, err := jsonIndent(res.Server)
+	if err != nil {
+		return nil, err
+	}
+	t.write(filepath.Join(r.StateDir, ServerRecord), b, RecordMode)
+	if err := a.commit(t); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// planCA makes or keeps the CA and this host's server certificate, and the
+// daemon's copy of the CA certificate; it reports whether the server
+// certificate is issued anew.
+func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResult) (bool, error) {
+	var ca *pki.CA
+	var err error
+	caCertPath := a.path(CACertFile)
+	caKeyPath := a.path(CAKeyFile)
+	_, certErr := os.Stat(caCertPath)
+	_, keyErr := os.Stat(caKeyPath)
+	switch {
+	case certErr == nil && keyErr == nil && !r.Force:
+		if ca, err = a.CA(); err != nil {
+			return false, err
+		}
+		if r.EncryptCAKey {
+			// Encryption, once asked for, covers every CA key here: the
+			// one a rotation keeps too, as the daemon still trusts it.
+			for _, f := range []struct{ file, cert string }{{CAKeyFile, CACertFile}, {OldCAKeyFile, OldCACertFile}} {
+				b, err := os.ReadFile(a.path(f.file))
+				if err != nil || pki.IsEncryptedKey(b) {
+					continue
+				}
+				p := a.path(f.file)
+				if r.DryRun {
+					res.say("would encrypt the CA key %s", p)
+					continue
+				}
+				enc, err := a.protect(b, true, true)
+				if err != nil {
+					return false, err
+				}
+				t.write(p, enc, KeyMode)
+				res.say("encrypted the CA key %s", p)
+			}
+		}
+		if !r.DryRun {
+			rec := store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir)
+			t.DB.Insert = append(t.DB.Insert, rec)
+		}
+		res.say("kept CA %s (%s)", caCertPath, pki.Describe(ca.Cert))
+	case (certErr == nil) != (keyErr == nil) && !r.Force:
+		return false, hint(fmt.Errorf("state directory %q holds only one of %s and %s", a.Dir, CACertFile, CAKeyFile),
+			"restore the missing file from a backup, or run 'dtls init --force' to make a new CA (every client certificate must then be re-issued)")
+	default:
+		if ca, err = pki.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.CAValidity}); err != nil {
+			return false, err
+		}
+		verb := "created"
+		if certErr == nil {
+			verb = "replaced (--force)"
+		}
+		if r.DryRun {
+			res.say("would create CA in %s (%s key)", a.Dir, r.KeyType)
+			break
+		}
+		// A CA key once encrypted stays encrypted: --force makes a new
+		// one under a passphrase too.
+		keyPEM, err := a.protect(ca.KeyPEM, r.EncryptCAKey || a.Encrypted(), true)
+		if err != nil {
+			return false, err
+		}
+		t.write(caKeyPath, keyPEM, KeyMode)
+		t.write(caCertPath, ca.CertPEM, CertMode)
+		// A new CA ends any rotation: the CA it kept is no longer
+		// trusted by anything dtls writes.
+		if a.InRotation() {
+			t.remove(a.path(OldCAKeyFile))
+			t.remove(a.path(OldCACertFile))
+		}
+		t.DB.Insert = append(t.DB.Insert, store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir))
+		cas, err := a.Store.ByKind(store.KindCA)
+		if err != nil {
+			return false, err
+		}
+		for _, rec := range cas {
+			if rec.Status == store.StatusGood {
+				t.DB.Supersede = append(t.DB.Supersede, rec.Serial)
+			}
+		}
+		res.say("%s CA %s (%s)", verb, caCertPath, pki.Describe(ca.Cert))
+	}
+
+	// The server certificate.
+	certPath := filepath.Join(r.CertsDir, ServerCertFile)
+	keyPath := filepath.Join(r.CertsDir, ServerKeyFile)
+	reason := "--force"
+	if !r.Force {
+		reason = serverReissueReason(ca, certPath, keyPath, hosts, r.Now)
+	}
+	switch {
+	case reason == "":
+		res.say("kept server certificate %s (covers %d hosts)", certPath, len(hosts))
+	case r.DryRun:
+		res.say("would issue server certificate %s for %v (%s)", certPath, hosts, reason)
+	default:
+		srv, err := ca.Issue(pki.Request{Kind: pki.KindServer, Hosts: hosts, KeyType: r.KeyType, Now: r.Now, Validity: r.ServerValidity})
+		if err != nil {
+			return false, err
+		}
+		t.write(keyPath, srv.KeyPEM, KeyMode)
+		t.write(certPath, srv.CertPEM, CertMode)
+		t.DB.Insert = append(t.DB.Insert, store.FromCert(srv.Cert, srv.CertPEM, store.KindServer, pki.Serial(ca.Cert), certPath))
+		if old := currentSerial(certPath); old != "" {
+			t.DB.Supersede = append(t.DB.Supersede, old)
+		}
+		res.say("issued server certificate %s (%s) for %v: %s", certPath, pki.Describe(srv.Cert), hosts, reason)
+	}
+
+	// The daemon's copy of the CA certificate; during a rotation it holds
+	// both CAs (rotate-ca), unless this run makes a new CA.
+	caInCerts := filepath.Join(r.CertsDir, CACertFile)
+	daemonCA := ca.CertPEM
+	if !r.Force {
+		daemonCA = a.DaemonCAPEM(ca)
+	}
+	if old, err := os.ReadFile(caInCerts); err == nil && bytes.Equal(old, daemonCA) {
+		a.planMode(t, caInCerts, CertMode, r.DryRun, res)
+	} else if r.DryRun {
+		res.say("would write %s", caInCerts)
+	} else {
+		t.write(caInCerts, daemonCA, CertMode)
+		res.say("wrote %s", caInCerts)
+	}
+	// Kept files whose mode was loosened are tightened whatever else this
+	// run writes (README: "a loosened key mode found by init is
+	// tightened").
+	if reason == "" {
+		a.planMode(t, keyPath, KeyMode, r.DryRun, res)
+		a.planMode(t, certPath, CertMode, r.DryRun, res)
+	}
+	if certErr == nil && keyErr == nil && !r.Force {
+		a.planMode(t, caCertPath, CertMode, r.DryRun, res)
+		if !r.EncryptCAKey {
+			a.planMode(t, caKeyPath, KeyMode, r.DryRun, res)
+		}
+	}
+	return reason != "", nil
+}
+
+// planMode tightens an existing file's mode: a file's mode is part of its
+// security (CIS Docker Benchmark 3.9-3.14).
+func (a *Authority) planMode(t *txn, path string, mode fs.FileMode, dryRun bool, res *InitResult) {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() == mode {
+		return
+	}
+	if dryRun {
+		res.say("would fix mode of %s: %04o -> %04o", path, fi.Mode().Perm(), mode)
+		return
+	}
+	t.chmod(path, mode)
+	res.say("fixed mode of %s: %04o -> %04o", path, fi.Mode().Perm(), mode)
+}
+
+// serverReissueReason says why the server certificate must be issued again,
+// or returns "" when it can be kept.
+func serverReissueReason(ca *pki.CA, certPath, keyPath string, hosts []string, now time.Time) string {
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return "there is none yet"
+	}
+	cert, err := pki.ParseCertificate(certPEM)
+	if err != nil {
+		return "existing one is unreadable"
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return "its key is missing"
+	}
+	key, err := pki.ParsePrivateKey(keyPEM)
+	if err != nil || !pki.KeyMatches(cert, key) {
+		return "its key does not match"
+	}
+	if err := pki.Verify(cert, []*x509.Certificate{ca.Cert}, pki.KindServer, now); err != nil {
+		return "existing one does not verify with this CA"
+	}
+	if m := pki.Missing(cert, hosts); len(m) > 0 {
+		return fmt.Sprintf("existing one does not cover %v", m)
+	}
+	if cert.NotAfter.Before(now.Add(RenewBefore)) {
+		return "existing one expires " + cert.NotAfter.UTC().Format("2006-01-02")
+	}
+	return ""
+}
+
+// currentSerial is the hex serial of the certificate at path, or "".
+func currentSerial(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	c, err := pki.ParseCertificate(b)
+	if err != nil {
+		return ""
+	}
+	return pki.Serial(c)
+}
+
+// CurrentCASerial is the serial of STATE_DIR/ca.pem, or "".
+func CurrentCASerial(stateDir string) string {
+	return currentSerial(filepath.Join(stateDir, CACertFile))
+}
+
+// DefaultCAName names a new CA after this host and the time it is made, so
+// that two CAs (after a rotation, or of two hosts) can be told apart in
+// 'dtls list' and in x509 errors.
+func DefaultCAName(now time.Time) string {
+	h, _ := os.Hostname()
+	if h == "" {
+		return "dtls CA " + now.UTC().Format("2006-01-02 15:04:05")
+	}
+	return "dtls CA for " + h + " " + now.UTC().Format("2006-01-02 15:04:05")
+}
+
+// validateMerged runs dockerd --validate (Docker 23 and later) on the
+// merged daemon.json, written to a temporary file. dockerd checks keys,
+// types and values there without reading the TLS files, which do not exist
+// yet on a first run.
+func validateMerged(r InitRequest, merged []byte) (bool, error) {
+	f, err := os.CreateTemp("", "dtls-daemon-*.json")
+	if err != nil {
+		return false, fmt.Errorf("validate merged %s: %w", r.DaemonJSON, err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(merged)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("validate merged %s: %w", r.DaemonJSON, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = daemonconfig.Validate(ctx, r.Dockerd, f.Name())
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, daemonconfig.ErrValidateUnsupported):
+		return false, nil
+	}
+	return false, hint(fmt.Errorf("dockerd would refuse the merged %s, nothing was changed: %w", r.DaemonJSON, err),
+		"fix what dockerd names in %s, then run dtls init again (dtls init --dry-run shows the merge)", r.DaemonJSON)
+}
+
+// serverBundle is a bundle from 'dtls issue-server', checked.
+type serverBundle struct {
+	caPEM, certPEM, keyPEM []byte
+	cert                   *x509.Certificate
+}
+
+func readServerBundle(r InitRequest, hosts *[]string) (*serverBundle, error) {
+	read := func(name string) ([]byte, error) {
+		b, err := os.ReadFile(filepath.Join(r.CAFrom, name))
+		if err != nil {
+			return nil, hint(fmt.Errorf("--ca-from %q: %w", r.CAFrom, err), "make the bundle on the CA's host with 'dtls issue-server HOST --out DIR'")
+		}
+		return b, nil
+	}
+	var sb serverBundle
+	var err error
+	if sb.caPEM, err = read(CACertFile); err != nil {
+		return nil, err
+	}
+	if sb.certPEM, err = read(ServerCertFile); err != nil {
+		return nil, err
+	}
+	if sb.keyPEM, err = read(ServerKeyFile); err != nil {
+		return nil, err
+	}
+	roots, err := pki.ParseCertificates(sb.caPEM)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-from: %s: %w", CACertFile, err)
+	}
+	if sb.cert, err = pki.ParseCertificate(sb.certPEM); err != nil {
+		return nil, fmt.Errorf("--ca-from: %s: %w", ServerCertFile, err)
+	}
+	key, err := pki.ParsePrivateKey(sb.keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-from: %s: %w", ServerKeyFile, err)
+	}
+	if !pki.KeyMatches(sb.cert, key) {
+		return nil, fmt.Errorf("--ca-from: %s does not match %s", ServerKeyFile, ServerCertFile)
+	}
+	if err := pki.Verify(sb.cert, roots, pki.KindServer, r.Now); err != nil {
+		return nil, fmt.Errorf("--ca-from: %w", err)
+	}
+	if len(*hosts) == 0 {
+		*hosts = pki.Hosts(sb.cert)
+	} else if m := pki.Missing(sb.cert, *hosts); len(m) > 0 {
+		return nil, hint(fmt.Errorf("--ca-from: the server certificate does not cover %v", m), "issue it again with 'dtls issue-server ... --host' on the CA's host")
+	}
+	return &sb, nil
+}
+
+// planServerBundle installs a server bundle from 'dtls issue-server'
+// (init --ca-from) into the certs directory.
+func (a *Authority) planServerBundle(t *txn, r InitRequest, sb *serverBundle, res *InitResult) bool {
+	certPath := filepath.Join(r.CertsDir, ServerCertFile)
+	if r.DryRun {
+		res.say("would install the server bundle %s (%s) into %s", r.CAFrom, pki.Describe(sb.cert), r.CertsDir)
+		return true
+	}
+	reissued := false
+	if currentSerial(certPath) == pki.Serial(sb.cert) {
+		res.say("kept server certificate %s (%s)", certPath, pki.Describe(sb.cert))
+	} else {
+		reissued = true
+		t.write(filepath.Join(r.CertsDir, ServerKeyFile), sb.keyPEM, KeyMode)
+		t.write(certPath, sb.certPEM, CertMode)
+		res.say("installed server certificate %s (%s) from %s", certPath, pki.Describe(sb.cert), r.CAFrom)
+	}
+	t.write(filepath.Join(r.CertsDir, CACertFile), sb.caPEM, CertMode)
+	return reissued
+}

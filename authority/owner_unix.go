@@ -1,0 +1,22 @@
+//go:build unix
+
+package authority
+
+import (
+	"io/fs"
+	"syscall"
+)
+
+func fileOwner(fi fs.FileInfo) (int, bool) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid), true
+	}
+	return 0, false
+}
+
+func fileOwnerGroup(fi fs.FileInfo) (uid, gid int, ok bool) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid), int(st.Gid), true
+	}
+	return 0, 0, false
+}

@@ -1,0 +1,205 @@
+package authority
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/store"
+)
+
+// RenewRequest says what to renew: one name, this host's server
+// certificate, or everything in use that expires within a window.
+type RenewRequest struct {
+	Name     string
+	Server   bool
+	Expiring time.Duration
+	// Out writes Name's renewed bundle to another directory.
+	Out string
+	// Validity of the new certificates; zero keeps the old one's.
+	Validity time.Duration
+	Now      time.Time
+}
+
+// RenewResult is what Renew did.
+type RenewResult struct {
+	Renewed []*Issued
+	// Skipped are certificates within the window that have no recorded
+	// bundle path.
+	Skipped []store.Record
+	// ServerRenewed is true when this host's server certificate was
+	// renewed: dockerd must be restarted to serve it (moby#23936).
+	ServerRenewed bool
+}
+
+// Renew issues a fresh key and certificate with the same common name, host
+// names and key type as each certificate it replaces, from the current CA,
+// writes it where the old one was, and marks the old one superseded, all in
+// one change.
+func (a *Authority) Renew(r RenewRequest) (*RenewResult, error) {
+	ca, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
+	srv, _ := a.Server()
+	localCert := ""
+	if srv != nil {
+		localCert = filepath.Join(srv.CertsDir, ServerCertFile)
+	}
+	res := &RenewResult{}
+	var targets []store.Record
+	switch {
+	case r.Name != "":
+		named, err := a.Store.ByName(r.Name)
+		if err != nil {
+			return nil, err
+		}
+		named = dropKind(named, store.KindCA)
+		if len(named) == 0 {
+			return nil, hint(fmt.Errorf("no certificate named %q", r.Name), "run 'dtls list' to see names")
+		}
+		last := newest(named)
+		if last.Status == store.StatusRevoked {
+			return nil, hint(fmt.Errorf("certificate %q (serial %s) is revoked: a revoked certificate is not renewed", last.Name, last.Serial),
+				"issue a new one if access is to be given back: dtls issue-client %s --force", last.Name)
+		}
+		if r.Out != "" && r.Out != last.Path {
+			// Another directory than the bundle's: nothing there is
+			// replaced (renew has no --force).
+			if err := a.CheckBundleTarget(r.Out, last.Name, false); err != nil {
+				return nil, err
+			}
+			last.Path = r.Out
+		}
+		targets = append(targets, last)
+	case r.Server:
+		if localCert == "" {
+			return nil, hint(fmt.Errorf("no server recorded in %q", a.Dir), "run 'dtls init' first")
+		}
+		b, err := os.ReadFile(localCert)
+		if err != nil {
+			return nil, hint(fmt.Errorf("read server certificate: %w", err), "run 'dtls init' to issue one")
+		}
+		c, err := pki.ParseCertificate(b)
+		if err != nil {
+			return nil, fmt.Errorf("read server certificate %q: %w", localCert, err)
+		}
+		targets = append(targets, store.FromCert(c, b, store.KindServer, "", localCert))
+	default:
+		good, err := a.Store.ByStatus(store.StatusGood)
+		if err != nil {
+			return nil, err
+		}
+		for _, rec := range good {
+			if rec.Kind != store.KindCA && rec.NotAfter.Before(r.Now.Add(r.Expiring)) {
+				if rec.Path == "" {
+					res.Skipped = append(res.Skipped, rec)
+					continue
+				}
+				targets = append(targets, rec)
+			}
+		}
+	}
+
+	t := newTxn("renew")
+	for _, rec := range targets {
+		old, err := rec.Cert()
+		if err != nil {
+			return nil, fmt.Errorf("renew %q serial %s: %w", rec.Name, rec.Serial, err)
+		}
+		validity := r.Validity
+		if validity == 0 {
+			validity = old.NotAfter.Sub(old.NotBefore) - 5*time.Minute
+		}
+		kt := pki.KeyTypeOf(old)
+		if rec.Path != "" && rec.Path != localCert {
+			// A bundle is replaced whole: never a directory that is not
+			// one, nor another holder's, whatever path the record holds.
+			if err := a.CheckBundleTarget(rec.Path, rec.Name, true); err != nil {
+				return nil, err
+			}
+		}
+		var it *Issued
+		switch {
+		case rec.Kind == store.KindClient:
+			if rec.Path == "" {
+				return nil, hint(fmt.Errorf("no bundle path recorded for %q (serial %s)", rec.Name, rec.Serial), "pass --out DIR")
+			}
+			it, err = a.newClient(ca, rec.Name, rec.Path, bundleDockerHost(rec.Path, srv), kt, r.Now, validity)
+			if err == nil {
+				t.bundle(it.Dir, it.files)
+			}
+		case rec.Path == localCert:
+			var s *pki.Issued
+			s, err = ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: rec.Name, Hosts: pki.Hosts(old), KeyType: kt, Now: r.Now, Validity: validity})
+			if err == nil {
+				it = &Issued{Record: store.FromCert(s.Cert, s.CertPEM, store.KindServer, pki.Serial(ca.Cert), localCert), Path: localCert}
+				t.write(filepath.Join(srv.CertsDir, ServerKeyFile), s.KeyPEM, KeyMode)
+				t.write(localCert, s.CertPEM, CertMode)
+				res.ServerRenewed = true
+			}
+		default:
+			it, err = a.newServerBundle(ca, rec.Name, pki.Hosts(old), rec.Path, kt, r.Now, validity)
+			if err == nil {
+				t.bundle(it.Dir, it.files)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		replaced := rec
+		it.Replaced = &replaced
+		it.Supersedes = rec.Serial
+		res.Renewed = append(res.Renewed, it)
+	}
+	addRecords(t, res.Renewed)
+	if err := a.commit(t); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func dropKind(recs []store.Record, k store.Kind) []store.Record {
+	out := recs[:0:0]
+	for _, r := range recs {
+		if r.Kind != k {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// newest returns the newest good record, or the newest of all when none is
+// good.
+func newest(recs []store.Record) store.Record {
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].NotBefore.After(recs[j].NotBefore) })
+	for _, r := range recs {
+		if r.Status == store.StatusGood {
+			return r
+		}
+	}
+	return recs[0]
+}
+
+// bundleDockerHost is the daemon URL of an existing bundle, or the one
+// init recorded.
+func bundleDockerHost(dir string, srv *Server) string {
+	if b, err := os.ReadFile(filepath.Join(dir, clientenv.MetaFile)); err == nil {
+		var m struct {
+			DockerHost string `json:"docker_host"`
+		}
+		if json.Unmarshal(b, &m) == nil && strings.HasPrefix(m.DockerHost, "tcp://") {
+			return m.DockerHost
+		}
+	}
+	if srv != nil {
+		return srv.DockerHost
+	}
+	return ""
+}

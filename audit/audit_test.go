@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dtls-tool/dtls/internal/sandbox"
 	"github.com/dtls-tool/dtls/pki"
-	"github.com/dtls-tool/dtls/sandbox"
 )
 
 func TestMain(m *testing.M) {

@@ -3,6 +3,7 @@ package authority
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -455,15 +456,17 @@ func CurrentCASerial(stateDir string) string {
 	return currentSerial(filepath.Join(stateDir, CACertFile))
 }
 
-// DefaultCAName names a new CA after this host and the time it is made, so
-// that two CAs (after a rotation, or of two hosts) can be told apart in
-// 'dtls list' and in x509 errors.
+// DefaultCAName names a new CA after this host and the day it is made, with
+// a random suffix, so that two CAs (after a rotation, or of two hosts) can
+// be told apart in 'dtls list' and in x509 errors.
 func DefaultCAName(now time.Time) string {
-	h, _ := os.Hostname()
-	if h == "" {
-		return "dtls CA " + now.UTC().Format("2006-01-02 15:04:05")
+	id := make([]byte, 3)
+	_, _ = rand.Read(id)
+	name := "dtls CA"
+	if h, _ := os.Hostname(); h != "" {
+		name += " for " + h
 	}
-	return "dtls CA for " + h + " " + now.UTC().Format("2006-01-02 15:04:05")
+	return fmt.Sprintf("%s %s %x", name, now.UTC().Format("2006-01-02"), id)
 }
 
 // validateMerged runs dockerd --validate (Docker 23 and later) on the

@@ -106,8 +106,11 @@ func (a *Authority) Rotate(r RotateRequest) (*RotateResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	oldSerial := pki.Serial(old.Cert)
 	for _, rec := range clients {
-		if rec.Status != store.StatusGood || rec.Path == "" {
+		// Only bundles of the CA being replaced: one of an older CA (before
+		// an init --force) keeps the ca.pem that verifies its own chain.
+		if rec.Status != store.StatusGood || rec.Path == "" || rec.CASerial != oldSerial {
 			continue
 		}
 		res.BundlesTotal++

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dtls-tool/dtls/audit"
-	"github.com/dtls-tool/dtls/sandbox"
+	"github.com/dtls-tool/dtls/internal/sandbox"
 )
 
 // auditTLSAndFileChecks are the checks a host fresh from dtls init passes.

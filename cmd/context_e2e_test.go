@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dtls-tool/dtls/bundle"
-	"github.com/dtls-tool/dtls/sandbox"
+	"github.com/dtls-tool/dtls/internal/sandbox"
 )
 
 // dockerIn runs the Docker CLI with DOCKER_CONFIG=cfg and nothing else of

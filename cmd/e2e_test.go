@@ -18,8 +18,8 @@ import (
 
 	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/authority"
+	"github.com/dtls-tool/dtls/internal/sandbox"
 	"github.com/dtls-tool/dtls/pki"
-	"github.com/dtls-tool/dtls/sandbox"
 )
 
 // runWithEnv runs dtls in-process with env as its whole environment.

@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dtls-tool/dtls/internal/sandbox"
 	"github.com/dtls-tool/dtls/pki"
-	"github.com/dtls-tool/dtls/sandbox"
 )
 
 // TestExamples runs the scripts of examples/ that can run here (onboard,

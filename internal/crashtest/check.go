@@ -28,7 +28,6 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 )
@@ -654,13 +653,8 @@ func (c *check) leftovers() {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		c.addf("read %s: %v", c.rel(jdir), err)
 	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	if len(names) > 0 {
-		c.addf("%s still holds %s after the next command", c.rel(jdir), strings.Join(names, ", "))
+	for _, e := range entries { // sorted by name
+		c.addf("journal entry %s is still there after the next command", c.rel(filepath.Join(jdir, e.Name())))
 	}
 }
 

@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"io"
-	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -116,7 +114,7 @@ func TestCheckFindsBrokenState(t *testing.T) {
 	serial := func(kind, name string) string { return record(&env{t: t, recs: healthy}, kind, name).Serial }
 	for _, tc := range []struct {
 		name   string
-		break_ func(e *env)
+		mutate func(e *env)
 		want   []string
 	}{
 		// The CA pairs.
@@ -243,7 +241,7 @@ func TestCheckFindsBrokenState(t *testing.T) {
 		{"journal left", func(e *env) {
 			require.NoError(e.t, os.MkdirAll(p(e, "state/journal"), 0o700))
 			require.NoError(e.t, os.WriteFile(p(e, "state/journal/0123.json"), []byte("{}"), 0o600))
-		}, []string{"state/journal still holds 0123.json after the next command"}},
+		}, []string{"journal entry state/journal/0123.json is still there after the next command"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := &env{t: t, l: NewLayout(t.TempDir())}
@@ -251,7 +249,7 @@ func TestCheckFindsBrokenState(t *testing.T) {
 			e.k = &Checker{Layout: e.l}
 			require.NoError(t, e.k.Check(e.recs), "the copy before it is broken")
 			e.k = &Checker{Layout: e.l}
-			tc.break_(e)
+			tc.mutate(e)
 			err := e.k.Check(e.recs)
 			require.Error(t, err)
 			var ps Problems
@@ -280,62 +278,6 @@ func TestParsePrivateKey(t *testing.T) {
 	assert.ErrorIs(t, err, ErrEncryptedKey)
 	_, err = ParsePrivateKey(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{1}}))
 	assert.EqualError(t, err, `PEM block "CERTIFICATE" is not a private key`)
-}
-
-// copyInstall copies the install at from to to, modes included, and
-// returns recs with their paths moved along; daemon.json's paths are moved
-// too.
-func copyInstall(t *testing.T, from, to Layout, recs []Record) []Record {
-	t.Helper()
-	type dir struct {
-		path string
-		mode fs.FileMode
-	}
-	var dirs []dir
-	err := filepath.WalkDir(from.Root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from.Root, path)
-		dst := filepath.Join(to.Root, rel)
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			dirs = append(dirs, dir{dst, fi.Mode().Perm()})
-			return os.MkdirAll(dst, 0o700)
-		}
-		src, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, src); err != nil {
-			out.Close()
-			return err
-		}
-		if err := out.Close(); err != nil {
-			return err
-		}
-		return os.Chmod(dst, fi.Mode().Perm())
-	})
-	require.NoError(t, err)
-	for _, d := range dirs {
-		require.NoError(t, os.Chmod(d.path, d.mode))
-	}
-	b, err := os.ReadFile(to.DaemonJSON)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(to.DaemonJSON, []byte(strings.ReplaceAll(string(b), from.Root, to.Root)), 0o644))
-	j, err := json.Marshal(recs)
-	require.NoError(t, err)
-	moved, err := ParseList([]byte(strings.ReplaceAll(string(j), from.Root, to.Root)))
-	require.NoError(t, err)
-	return moved
 }
 
 // newForeignCA is a self-signed CA (serial 0x7357) that dtls never made.

@@ -2,8 +2,11 @@ package crashtest
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -227,4 +230,60 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "..." + s[len(s)-n:]
+}
+
+// copyInstall copies the install at from to to, modes included, and
+// returns recs with their paths moved along; daemon.json's paths are moved
+// too.
+func copyInstall(t *testing.T, from, to Layout, recs []Record) []Record {
+	t.Helper()
+	type dir struct {
+		path string
+		mode fs.FileMode
+	}
+	var dirs []dir
+	err := filepath.WalkDir(from.Root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from.Root, path)
+		dst := filepath.Join(to.Root, rel)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			dirs = append(dirs, dir{dst, fi.Mode().Perm()})
+			return os.MkdirAll(dst, 0o700)
+		}
+		src, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, src); err != nil {
+			out.Close()
+			return err
+		}
+		if err := out.Close(); err != nil {
+			return err
+		}
+		return os.Chmod(dst, fi.Mode().Perm())
+	})
+	require.NoError(t, err)
+	for _, d := range dirs {
+		require.NoError(t, os.Chmod(d.path, d.mode))
+	}
+	b, err := os.ReadFile(to.DaemonJSON)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(to.DaemonJSON, []byte(strings.ReplaceAll(string(b), from.Root, to.Root)), 0o644))
+	j, err := json.Marshal(recs)
+	require.NoError(t, err)
+	moved, err := ParseList([]byte(strings.ReplaceAll(string(j), from.Root, to.Root)))
+	require.NoError(t, err)
+	return moved
 }

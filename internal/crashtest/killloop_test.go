@@ -76,6 +76,8 @@ const (
 //	DTLS_KILL_MAX_DELAY    the longest kill delay (default 30ms)
 //	DTLS_KILL_KEEP_GOING   set: do not stop at the first inconsistency; report each new
 //	                       kind of problem once, and a table of all at the end
+//	DTLS_KILL_KEEP_STATE   a directory: the install as the first failure found it is
+//	                       copied there (the test's own directory is removed)
 func TestKillLoop(t *testing.T) {
 	n := envInt(t, "DTLS_KILL_ITERATIONS", 300)
 	if testing.Short() && os.Getenv("DTLS_KILL_ITERATIONS") == "" {
@@ -98,6 +100,7 @@ func TestKillLoop(t *testing.T) {
 		keepGoing: os.Getenv("DTLS_KILL_KEEP_GOING") != "",
 		checker:   &Checker{Layout: in.l},
 		classes:   map[string]*problemClass{},
+		seen:      map[string]bool{},
 		stats:     map[string]*kindStats{},
 	}
 	start := time.Now()
@@ -130,6 +133,8 @@ type loop struct {
 	nextName int
 	log      []logEntry
 	classes  map[string]*problemClass
+	seen     map[string]bool // problems reported, verbatim
+	failures int
 	stats    map[string]*kindStats
 }
 
@@ -282,8 +287,17 @@ func (lp *loop) report(at string, problems []string) bool {
 			lp.classes[c] = pc
 			fresh = append(fresh, p)
 		}
-		pc.count++
+		if !lp.seen[p] {
+			// A leftover that stays is one occurrence, not one per
+			// iteration.
+			lp.seen[p] = true
+			pc.count++
+		}
 	}
+	if lp.failures == 0 {
+		lp.keepState(at)
+	}
+	lp.failures++
 	if lp.keepGoing && len(fresh) == 0 {
 		return true
 	}
@@ -299,8 +313,8 @@ func (lp *loop) report(at string, problems []string) bool {
 	// "17", "sweep@50/3", "sweep@50/3 precondition": the loop's iteration.
 	iters := strings.TrimPrefix(strings.Fields(at)[0], "sweep@")
 	iters, _, _ = strings.Cut(iters, "/")
-	lp.t.Errorf("seed %d, iteration %s: %d problems:\n  %s\n\nlast %d log entries:\n%s\nreplay: DTLS_KILL_SEED=%d DTLS_KILL_ITERATIONS=%s (kill timing varies between runs)\nstate kept in %s until the test ends",
-		lp.seed, at, len(shown), strings.Join(shown, "\n  "), len(lp.log)-from, b.String(), lp.seed, iters, lp.in.l.Root)
+	lp.t.Errorf("seed %d, iteration %s: %d problems:\n  %s\n\nlast %d log entries:\n%s\nreplay: DTLS_KILL_SEED=%d DTLS_KILL_ITERATIONS=%s (where a kill lands varies between runs)",
+		lp.seed, at, len(shown), strings.Join(shown, "\n  "), len(lp.log)-from, b.String(), lp.seed, iters)
 	return lp.keepGoing
 }
 
@@ -320,13 +334,25 @@ func (lp *loop) summary(n int, took time.Duration) {
 			keys = append(keys, k)
 		}
 		sort.Slice(keys, func(i, j int) bool { return lp.classes[keys[i]].count > lp.classes[keys[j]].count })
-		fmt.Fprintf(&b, "problem classes (times seen, first iteration, example):\n")
+		fmt.Fprintf(&b, "problem classes (distinct occurrences, first iteration, example):\n")
 		for _, k := range keys {
 			c := lp.classes[k]
 			fmt.Fprintf(&b, "  %4d  %-12s %s\n", c.count, c.first, c.example)
 		}
 	}
 	lp.t.Log(b.String())
+}
+
+// keepState copies the install, as the first failure found it, to
+// $DTLS_KILL_KEEP_STATE/seed-SEED-AT when that is set.
+func (lp *loop) keepState(at string) {
+	dir := os.Getenv("DTLS_KILL_KEEP_STATE")
+	if dir == "" {
+		return
+	}
+	dst := filepath.Join(dir, fmt.Sprintf("seed-%d-%s", lp.seed, strings.NewReplacer("@", "-", "/", "-", " ", "-").Replace(at)))
+	copyInstall(lp.t, lp.in.l, NewLayout(dst), nil)
+	lp.t.Logf("state at the first failure copied to %s", dst)
 }
 
 func (lp *loop) stat(kind string) *kindStats {

@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dtls-tool/dtls/sandbox"
+	"github.com/dtls-tool/dtls/internal/sandbox"
 )
 
 func TestBaseConfig(t *testing.T) {

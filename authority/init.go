@@ -81,7 +81,7 @@ func (r *InitResult) say(format string, a ...any) {
 // on bad input is checked first; then every file and the inventory change
 // in one journaled change, so that a failure or a kill at any point leaves
 // the host as it was, or as it is to be.
-func Init(r InitRequest, o Options) (*InitResult, error) {
+func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	res := &InitResult{}
 	listenHost, port, err := ParseListen(r.Listen)
 	if err != nil {
@@ -152,11 +152,23 @@ func Init(r InitRequest, o Options) (*InitResult, error) {
 		// Nothing is locked, recovered or created: only read.
 		a = &Authority{Dir: r.StateDir, opts: o}
 	} else {
+		_, statErr := os.Lstat(r.StateDir)
 		if a, err = Create(r.StateDir, o); err != nil {
 			return nil, err
 		}
 		defer a.Close()
 		res.Recovered = a.Recovered
+		if errors.Is(statErr, fs.ErrNotExist) {
+			// A first init that fails leaves no state directory: it
+			// would hold an empty inventory and nothing else.
+			defer func() {
+				var ce *ChangeError
+				if err != nil && (errors.As(err, &ce) || !a.journaled) {
+					a.Close()
+					os.RemoveAll(r.StateDir)
+				}
+			}()
+		}
 	}
 	t := newTxn("init")
 	t.mkdir(r.CertsDir, CertsDirMode)

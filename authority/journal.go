@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/bundle"
@@ -112,7 +113,9 @@ func (t *txn) empty() bool {
 // capture records what op's path holds now.
 func (op *fileOp) capture() error {
 	fi, err := os.Lstat(op.Path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if absent(err) {
+		// ENOTDIR: a file where a parent directory should be; applying
+		// the operation will fail and say so.
 		op.Before = &image{}
 		return nil
 	}
@@ -197,7 +200,7 @@ func (op *fileOp) undo() error {
 	case opMkdir:
 		if !b.Exists {
 			// Only when empty: what else is there was not ours.
-			if err := os.Remove(op.Path); err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotEmpty(err) {
+			if err := os.Remove(op.Path); err != nil && !absent(err) && !isNotEmpty(err) {
 				return fmt.Errorf("remove %q: %w", op.Path, err)
 			}
 		}
@@ -223,10 +226,19 @@ func isNotEmpty(err error) bool {
 }
 
 func removeFile(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(path); err != nil {
+		if absent(err) {
+			return nil
+		}
 		return fmt.Errorf("remove %q: %w", path, err)
 	}
 	return atomicfile.SyncDir(filepath.Dir(path))
+}
+
+// absent reports whether err says a path is not there: missing, or under
+// something that is not a directory.
+func absent(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
 // mkdirMissing creates dir with mode when it is missing (parents 0755), and
@@ -310,9 +322,11 @@ func (a *Authority) commit(t *txn) error {
 	if err := atomicfile.Write(jpath, b, RecordMode); err != nil {
 		return err
 	}
+	a.journaled = true
 	if err := failpoint.Inject("journal:" + t.Name + ":written"); err != nil {
 		removeFile(jpath)
-		return err
+		a.journaled = false
+		return &ChangeError{Err: err}
 	}
 	for i, op := range t.Ops {
 		err := op.apply()
@@ -329,7 +343,11 @@ func (a *Authority) commit(t *txn) error {
 	if err := failpoint.Inject("journal:" + t.Name + ":recorded"); err != nil {
 		return err
 	}
-	return removeFile(jpath)
+	if err := removeFile(jpath); err != nil {
+		return err
+	}
+	a.journaled = false
+	return nil
 }
 
 // abort undoes ops (newest first) after err, and removes the journal when
@@ -342,6 +360,7 @@ func (a *Authority) abort(t *txn, ops []*fileOp, jpath string, err error) error 
 	if rerr := removeFile(jpath); rerr != nil {
 		return fmt.Errorf("%w (and removing the journal: %v)", err, rerr)
 	}
+	a.journaled = false
 	return &ChangeError{Err: err}
 }
 

@@ -66,7 +66,7 @@ func acquireLock(stateDir string, timeout time.Duration, onWait LockWait) (*lock
 			return nil, hint(fmt.Errorf("gave up after %s waiting for the lock on %q: %s holds it", timeout, stateDir, who),
 				"let that run finish (it may be waiting for a passphrase), or set DTLS_LOCK_TIMEOUT to wait longer")
 		}
-		if !noticed && waited >= lockWaitNotice && onWait != nil {
+		if !noticed && waited >= min(lockWaitNotice, timeout/2) && onWait != nil {
 			noticed = true
 			onWait(p, holder, timeout)
 		}

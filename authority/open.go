@@ -43,6 +43,9 @@ type Authority struct {
 	lock *lock
 	pass []byte
 	ca   *pki.CA
+	// journaled is set once a change's journal is durable: from then on
+	// a failure may leave it for the next run to finish.
+	journaled bool
 }
 
 // Open locks the state directory, opens the inventory (importing an install
@@ -97,6 +100,7 @@ func Create(dir string, o Options) (*Authority, error) {
 func (a *Authority) Close() {
 	if a.Store != nil {
 		a.Store.Close()
+		a.Store = nil
 	}
 	a.lock.release()
 }

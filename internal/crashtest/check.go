@@ -19,6 +19,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -28,6 +29,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -646,7 +648,7 @@ func (c *check) leftovers() {
 		return nil
 	})
 	for _, f := range found {
-		c.addf("leftover %s", f)
+		c.addf("leftover %s%s", f, c.keyNote(filepath.Join(c.l.Root, f)))
 	}
 	jdir := filepath.Join(c.l.StateDir, journalDir)
 	entries, err := os.ReadDir(jdir)
@@ -654,8 +656,39 @@ func (c *check) leftovers() {
 		c.addf("read %s: %v", c.rel(jdir), err)
 	}
 	for _, e := range entries { // sorted by name
-		c.addf("journal entry %s is still there after the next command", c.rel(filepath.Join(jdir, e.Name())))
+		p := filepath.Join(jdir, e.Name())
+		c.addf("journal entry %s is still there after the next command%s", c.rel(p), c.keyNote(p))
 	}
+}
+
+// keyNote is " (it holds a private key)" for a regular file that holds
+// one, as PEM or base64-encoded PEM (a []byte in JSON), else "".
+func (c *check) keyNote(path string) string {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || !holdsPrivateKey(b) {
+		return ""
+	}
+	return " (it holds a private key)"
+}
+
+var base64Run = regexp.MustCompile(`[A-Za-z0-9+/]{40,}={0,2}`)
+
+func holdsPrivateKey(b []byte) bool {
+	if bytes.Contains(b, []byte("PRIVATE KEY-----")) {
+		return true
+	}
+	for _, run := range base64Run.FindAll(b, -1) {
+		run = bytes.TrimRight(run, "=")
+		dec, err := base64.RawStdEncoding.DecodeString(string(run[:len(run)/4*4]))
+		if err == nil && bytes.Contains(dec, []byte("PRIVATE KEY-----")) {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrEncryptedKey is returned by ParsePrivateKey for an encrypted PKCS #8

@@ -45,9 +45,10 @@ func TestCheckCleanRun(t *testing.T) {
 		in.with("renew", "alice"), // now of the new CA; erin stays with the old
 		in.with("rotate-ca", "--finish", "--force"),
 		in.with("revoke", "alice"),
-		in.initArgs("--force"),
+		in.with("issue-client", "hank", "--out", filepath.Join(b, "hank")),
+		in.initArgs("--force"), // hank's CA is gone, his bundle stays whole
 		in.with("issue-client", "gina", "--out", filepath.Join(b, "gina")),
-		in.with("rotate-ca"),
+		in.with("rotate-ca"), // must not rewrite hank's ca.pem with CAs that did not sign him
 		in.with("rotate-ca", "--finish", "--force"),
 		in.initArgs(),
 	}
@@ -143,9 +144,13 @@ func TestCheckFindsBrokenState(t *testing.T) {
 			replace(e, "certs/server-key.pem", read(e, "bundles/srv1/server-key.pem"))
 		}, []string{
 			"certs/server-cert.pem (serial " + serial("server", "srv1") + ") is not issued by the current CA state/ca.pem",
-			"bundles/dave/ca.pem of a client of the current CA does not verify the daemon's server-cert.pem",
 			`server record "localhost" serial ` + serial("server", "localhost") + ` (valid): certs/server-cert.pem holds serial`,
 		}},
+		{"client of the current CA that cannot verify the daemon", func(e *env) {
+			replace(e, "certs/server-cert.pem", read(e, "bundles/srv1/server-cert.pem"))
+			replace(e, "certs/server-key.pem", read(e, "bundles/srv1/server-key.pem"))
+			replace(e, "bundles/dave/ca.pem", read(e, "state/ca.pem"))
+		}, []string{"bundles/dave/ca.pem of a client of the current CA does not verify the daemon's server-cert.pem (serial " + serial("server", "srv1") + ")"}},
 		{"daemon's ca.pem without the old CA", func(e *env) { replace(e, "certs/ca.pem", read(e, "state/ca.pem")) },
 			[]string{"certs/ca.pem does not hold state/ca-old.pem"}},
 		{"daemon's ca.pem trusts another CA", func(e *env) { replace(e, "certs/ca.pem", append(read(e, "certs/ca.pem"), foreignCA...)) },
@@ -242,6 +247,15 @@ func TestCheckFindsBrokenState(t *testing.T) {
 			require.NoError(e.t, os.MkdirAll(p(e, "state/journal"), 0o700))
 			require.NoError(e.t, os.WriteFile(p(e, "state/journal/0123.json"), []byte("{}"), 0o600))
 		}, []string{"journal entry state/journal/0123.json is still there after the next command"}},
+		{"journal left with a key in it", func(e *env) {
+			require.NoError(e.t, os.MkdirAll(p(e, "state/journal"), 0o700))
+			j, err := json.Marshal(map[string][]byte{"key_pem": read(e, "certs/server-key.pem")})
+			require.NoError(e.t, err)
+			require.NoError(e.t, os.WriteFile(p(e, "state/journal/.0123.json.tmp-1"), j[:len(j)-9], 0o600))
+		}, []string{
+			"leftover state/journal/.0123.json.tmp-1 (it holds a private key)",
+			"journal entry state/journal/.0123.json.tmp-1 is still there after the next command (it holds a private key)",
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := &env{t: t, l: NewLayout(t.TempDir())}

@@ -74,8 +74,9 @@ const (
 //	DTLS_KILL_SEED         the math/rand seed, printed by every run: replays its choices
 //	                       (commands, names, delays; where a kill lands still varies)
 //	DTLS_KILL_MAX_DELAY    the longest kill delay (default 30ms)
-//	DTLS_KILL_KEEP_GOING   set: do not stop at the first inconsistency; report each new
-//	                       kind of problem once, and a table of all at the end
+//	DTLS_KILL_KEEP_GOING   set: do not stop at the first inconsistency; report only the
+//	                       iterations that show a new kind of problem (marked NEW), and
+//	                       a table of all kinds at the end
 //	DTLS_KILL_KEEP_STATE   a directory: the install as the first failure found it is
 //	                       copied there (the test's own directory is removed)
 func TestKillLoop(t *testing.T) {
@@ -278,14 +279,19 @@ func (lp *loop) observe(at string, problems []string) bool {
 // report fails the test with problems and the last iterations' log. In
 // keep-going mode only problems of a new class are reported.
 func (lp *loop) report(at string, problems []string) bool {
-	var fresh []string
-	for _, p := range problems {
+	fresh := 0
+	shown := make([]string, len(problems))
+	for i, p := range problems {
+		shown[i] = p
 		c := classify(p)
 		pc := lp.classes[c]
 		if pc == nil {
 			pc = &problemClass{example: p, first: at}
 			lp.classes[c] = pc
-			fresh = append(fresh, p)
+			fresh++
+			if lp.keepGoing {
+				shown[i] = "NEW " + p
+			}
 		}
 		if !lp.seen[p] {
 			// A leftover that stays is one occurrence, not one per
@@ -298,12 +304,8 @@ func (lp *loop) report(at string, problems []string) bool {
 		lp.keepState(at)
 	}
 	lp.failures++
-	if lp.keepGoing && len(fresh) == 0 {
+	if lp.keepGoing && fresh == 0 {
 		return true
-	}
-	shown := problems
-	if lp.keepGoing {
-		shown = fresh
 	}
 	from := max(0, len(lp.log)-logTail)
 	var b strings.Builder

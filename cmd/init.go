@@ -120,7 +120,7 @@ certificate works against every daemon.`,
 	pathFlag(c, io, &opts.CertsDir, "certs-dir", "DTLS_CERTS_DIR", defaultCertsDir, "directory for the daemon's ca.pem, server-cert.pem, server-key.pem")
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "root-only directory for the CA key and records")
 	pathFlag(c, io, &opts.SystemdDir, "systemd-dir", "DTLS_SYSTEMD_DIR", "", "look for docker.service only here and write the drop-in here (default: the systemd unit directories)")
-	f.StringVar(&opts.KeyType, "key-type", string(pki.ECDSAP256), "key algorithm: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519")
+	f.StringVar(&opts.KeyType, "key-type", string(pki.DefaultKeyType), "key algorithm: "+pki.KeyTypeNames())
 	daysFlag(c, &opts.CAValidity, "ca-days", pki.DefaultCAValidity, "validity of a new CA certificate")
 	daysFlag(c, &opts.ServerValidity, "server-days", pki.DefaultServerValidity, "validity of a new server certificate")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print what would be written, with a diff of daemon.json; change nothing")

@@ -107,7 +107,7 @@ one of them.`,
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the CA made by 'dtls init'")
 	pathFlag(c, io, &opts.Out, "out", "DTLS_OUT", "", "bundle directory to write (default ./dtls-NAME); with several NAMEs, the parent of their bundles")
 	f.StringVar(&opts.DockerHost, "docker-host", "", "daemon URL recorded in the bundle (default: the one 'dtls init' chose)")
-	f.StringVar(&opts.KeyType, "key-type", string(pki.ECDSAP256), "key algorithm of the client key")
+	f.StringVar(&opts.KeyType, "key-type", string(pki.DefaultKeyType), "key algorithm of the client key: "+pki.KeyTypeNames())
 	completeKeyTypes(c)
 	daysFlag(c, &opts.Validity, "days", pki.DefaultClientValidity, "validity of the client certificate")
 	f.StringVar(&opts.Archive, "archive", "", "also write the bundle as one tar.gz FILE (0600) for 'dtls import' on the developer's machine")

@@ -74,7 +74,7 @@ renewed by 'dtls renew --expiring'.`,
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the CA made by 'dtls init'")
 	f.StringArrayVar(&opts.Hosts, "host", nil, "another DNS name or IP the certificate covers (repeatable)")
 	f.StringVar(&opts.Out, "out", "", "bundle directory to write (default ./dtls-server-HOST)")
-	f.StringVar(&opts.KeyType, "key-type", string(pki.ECDSAP256), "key algorithm of the server key")
+	f.StringVar(&opts.KeyType, "key-type", string(pki.DefaultKeyType), "key algorithm of the server key: "+pki.KeyTypeNames())
 	completeKeyTypes(c)
 	daysFlag(c, &opts.Validity, "days", pki.DefaultServerValidity, "validity of the server certificate")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing bundle directory")

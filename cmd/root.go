@@ -233,9 +233,11 @@ func pathFlag(c *cobra.Command, io IO, p *string, name, env, def, usage string) 
 
 // completeKeyTypes completes --key-type with pki.KeyTypes.
 func completeKeyTypes(c *cobra.Command) {
+	// "name\tdescription": shells that show descriptions (zsh, fish)
+	// show the key type table's help.
 	names := make([]string, len(pki.KeyTypes))
 	for i, k := range pki.KeyTypes {
-		names[i] = string(k)
+		names[i] = string(k) + "\t" + k.Help()
 	}
 	_ = c.RegisterFlagCompletionFunc("key-type", cobra.FixedCompletions(names, cobra.ShellCompDirectiveNoFileComp))
 }

@@ -68,7 +68,7 @@ after each step, or pass --restart.`,
 	}
 	f := c.Flags()
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the CA and the database")
-	f.StringVar(&opts.KeyType, "key-type", string(pki.ECDSAP256), "key algorithm of the new CA")
+	f.StringVar(&opts.KeyType, "key-type", string(pki.DefaultKeyType), "key algorithm of the new CA: "+pki.KeyTypeNames())
 	completeKeyTypes(c)
 	daysFlag(c, &opts.CAValidity, "ca-days", pki.DefaultCAValidity, "validity of the new CA certificate")
 	f.BoolVar(&opts.Finish, "finish", false, "drop the old CA once clients have certificates from the new one")

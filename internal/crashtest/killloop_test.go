@@ -73,7 +73,8 @@ const (
 //	DTLS_KILL_ITERATIONS   iterations (default 300; 30 with -short)
 //	DTLS_KILL_SEED         the math/rand seed, printed by every run: replays its choices
 //	                       (commands, names, delays; where a kill lands still varies)
-//	DTLS_KILL_MAX_DELAY    the longest kill delay (default 30ms)
+//	DTLS_KILL_MAX_DELAY    the longest kill delay (default 30ms; a kind's delays are also
+//	                       bounded by its longest run seen, so that kills land inside it)
 //	DTLS_KILL_KEEP_GOING   set: do not stop at the first inconsistency; report only the
 //	                       iterations that show a new kind of problem (marked NEW), and
 //	                       a table of all kinds at the end
@@ -157,7 +158,10 @@ func (e logEntry) String() string {
 	return s
 }
 
-type kindStats struct{ runs, killed, finishedFirst, noKill, refused int }
+type kindStats struct {
+	runs, killed, finishedFirst, noKill, refused int
+	longest                                      time.Duration // of the runs not killed
+}
 
 type problemClass struct {
 	example string
@@ -170,12 +174,24 @@ type problemClass struct {
 func (lp *loop) iteration(i int) bool {
 	kind := kinds[lp.rng.Intn(len(kinds))]
 	kind, args := lp.command(kind, fmt.Sprint(i), true)
+	// Two draws every iteration, whatever the outcome, so that a seed
+	// replays the same choices.
+	kill, frac := lp.rng.Intn(100) >= noKillPercent, lp.rng.Float64()
+	st := lp.stat(kind)
 	delay := noKill
-	if lp.rng.Intn(100) >= noKillPercent {
-		delay = time.Duration(lp.rng.Int63n(int64(lp.maxDelay) + 1)).Truncate(time.Microsecond)
+	if kill {
+		// Up to the longest run of this kind seen, so that kills land
+		// while it works rather than after it is done.
+		bound := lp.maxDelay
+		if st.longest > 0 && st.longest < bound {
+			bound = st.longest
+		}
+		delay = time.Duration(frac * float64(bound)).Truncate(time.Microsecond)
 	}
 	res := lp.in.run(delay, args...)
-	st := lp.stat(kind)
+	if !res.killed {
+		st.longest = max(st.longest, res.took)
+	}
 	st.runs++
 	switch {
 	case res.killed:
@@ -324,10 +340,10 @@ func (lp *loop) report(at string, problems []string) bool {
 func (lp *loop) summary(n int, took time.Duration) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d iterations in %v (seed %d)\n", n, took.Round(time.Millisecond), lp.seed)
-	fmt.Fprintf(&b, "  %-28s %5s %7s %14s %7s %8s\n", "kind", "runs", "killed", "done-pre-kill", "no-kill", "refused")
+	fmt.Fprintf(&b, "  %-30s %5s %7s %14s %7s %8s %8s\n", "kind", "runs", "killed", "done-pre-kill", "no-kill", "refused", "longest")
 	for _, k := range kinds {
 		if s := lp.stats[k]; s != nil {
-			fmt.Fprintf(&b, "  %-28s %5d %7d %14d %7d %8d\n", k, s.runs, s.killed, s.finishedFirst, s.noKill, s.refused)
+			fmt.Fprintf(&b, "  %-30s %5d %7d %14d %7d %8d %8v\n", k, s.runs, s.killed, s.finishedFirst, s.noKill, s.refused, s.longest.Round(time.Millisecond))
 		}
 	}
 	if len(lp.classes) > 0 {

@@ -152,20 +152,21 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		// Nothing is locked, recovered or created: only read.
 		a = &Authority{Dir: r.StateDir, opts: o}
 	} else {
-		_, statErr := os.Lstat(r.StateDir)
-		if a, err = Create(r.StateDir, o); err != nil {
+		var top string
+		if a, top, err = create(r.StateDir, o); err != nil {
 			return nil, err
 		}
 		defer a.Close()
 		res.Recovered = a.Recovered
-		if errors.Is(statErr, fs.ErrNotExist) {
-			// A first init that fails leaves no state directory: it
-			// would hold an empty inventory and nothing else.
+		if top != "" {
+			// A first init that fails leaves no state directory (nor the
+			// parents it made): it would hold an empty inventory and
+			// nothing else.
 			defer func() {
 				var ce *ChangeError
 				if err != nil && (errors.As(err, &ce) || !a.journaled) {
 					a.Close()
-					os.RemoveAll(r.StateDir)
+					os.RemoveAll(top)
 				}
 			}()
 		}

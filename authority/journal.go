@@ -98,7 +98,20 @@ func (t *txn) bundle(dir string, files []bundle.File) {
 	t.Ops = append(t.Ops, &fileOp{Op: opBundle, Path: dir, Files: files})
 }
 
+// mkdir creates dir with mode, and its missing parents 0755, each as an
+// operation of its own so that an undo removes every directory the change
+// made.
 func (t *txn) mkdir(dir string, mode fs.FileMode) {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || !absent(err) || d == filepath.Dir(d) {
+			break
+		}
+		missing = append(missing, d)
+	}
+	for i := len(missing) - 1; i >= 1; i-- {
+		t.Ops = append(t.Ops, &fileOp{Op: opMkdir, Path: missing[i], Mode: 0o755})
+	}
 	t.Ops = append(t.Ops, &fileOp{Op: opMkdir, Path: dir, Mode: mode})
 }
 

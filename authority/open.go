@@ -88,12 +88,31 @@ func Open(dir string, o Options) (*Authority, error) {
 // it. An existing directory's mode is never changed: CheckStateDir refuses
 // a loose one.
 func Create(dir string, o Options) (*Authority, error) {
-	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+	a, _, err := create(dir, o)
+	return a, err
+}
+
+// create is Create that also returns the topmost directory it made ("" when
+// dir existed), for a first init that fails to remove again.
+func create(dir string, o Options) (*Authority, string, error) {
+	top := ""
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
+			break
+		}
+		top = d
+	}
+	if top != "" {
 		if err := mkdirMissing(dir, DirMode); err != nil {
-			return nil, err
+			os.RemoveAll(top)
+			return nil, "", err
 		}
 	}
-	return Open(dir, o)
+	a, err := Open(dir, o)
+	if err != nil && top != "" {
+		os.RemoveAll(top)
+	}
+	return a, top, err
 }
 
 // Close releases the inventory and the lock.

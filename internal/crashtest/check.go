@@ -132,8 +132,8 @@ type Checker struct {
 	Now func() time.Time
 
 	// crlNumbers is the highest CRL number seen, by the CRL's authority
-	// key identifier (every CA dtls makes has the same subject, so the
-	// issuer name cannot tell two CAs apart).
+	// key identifier (dtls has given its CAs one subject name, so the
+	// issuer name may not tell two CAs apart).
 	crlNumbers map[string]*big.Int
 }
 
@@ -160,8 +160,8 @@ func (c *check) rel(path string) string {
 // Check checks the install against recs and returns every problem found
 // (Problems), or nil:
 //
-//   - the CA pair in the state directory (and the old pair during a
-//     rotation: both files or neither) match;
+//   - the state directory is 0700; the CA pair in it (and the old pair
+//     during a rotation: both files or neither) match, keys 0400 or 0600;
 //   - the daemon's server key matches its certificate, which is issued by
 //     the current CA and verifies for serverAuth against certs/ca.pem;
 //     certs/ca.pem trusts the current CA, the old one during a rotation,
@@ -169,9 +169,10 @@ func (c *check) rel(path string) string {
 //   - daemon.json parses and points dockerd at those files with tlsverify;
 //   - every bundle directory is complete, 0700, its key 0400 or 0600 and
 //     matching its certificate, which verifies against the bundle's ca.pem
-//     for its purpose (clientAuth, serverAuth); a client bundle of the
-//     current CA also verifies the daemon's server certificate with its
-//     ca.pem (or that client could not connect);
+//     for its purpose (clientAuth, serverAuth); a client bundle's dtls.json
+//     names that certificate's serial, and a client bundle of the current
+//     CA also verifies the daemon's server certificate with its ca.pem (or
+//     that client could not connect);
 //   - every good record (valid, expiring) is what its path holds: a bundle
 //     whose certificate has the record's serial, the daemon's
 //     server-cert.pem, or the state directory's ca.pem; and state/ca.pem
@@ -182,7 +183,8 @@ func (c *check) rel(path string) string {
 //     serial the inventory does not have as revoked; CRL numbers never go
 //     down from one Check to the next;
 //   - nothing under the root has ".tmp-" in its name or ends in ".old",
-//     and the state directory's journal is empty.
+//     and the state directory's journal is empty (a leftover that holds a
+//     private key says so).
 func (k *Checker) Check(recs []Record) error {
 	now := time.Now()
 	if k.Now != nil {
@@ -564,7 +566,11 @@ func (k *Checker) crls(c *check, recs []Record) {
 			continue
 		}
 		if crl.Number != nil {
-			seen[hex.EncodeToString(crl.AuthorityKeyId)] = crl.Number
+			id := "key id " + hex.EncodeToString(crl.AuthorityKeyId)
+			if len(crl.AuthorityKeyId) == 0 {
+				id = "issuer " + crl.Issuer.String()
+			}
+			seen[id] = crl.Number
 		}
 		if !crl.NextUpdate.IsZero() && c.now.After(crl.NextUpdate) {
 			c.addf("%s: a CRL (number %v) is past its nextUpdate %s", c.rel(p), crl.Number, crl.NextUpdate.Format(time.RFC3339))
@@ -603,13 +609,12 @@ func (k *Checker) crls(c *check, recs []Record) {
 				missing = append(missing, fmt.Sprintf("%s %q serial %s", r.Kind, r.Name, r.Serial))
 			}
 		}
-		if len(missing) == 0 {
+		if len(missing) > 0 && x.crl == nil {
+			c.addf("%s has no CRL signed by %s (serial %s), which has %d revoked certificates (%s)", c.rel(p), x.file, caSerial, len(missing), strings.Join(missing, ", "))
 			continue
 		}
-		if x.crl == nil {
-			c.addf("%s has no CRL signed by %s (serial %s), which has revoked %s", c.rel(p), x.file, caSerial, strings.Join(missing, ", "))
-		} else {
-			c.addf("the CRL of %s (serial %s, number %v) in %s lacks revoked %s", x.file, caSerial, x.crl.Number, c.rel(p), strings.Join(missing, ", "))
+		for _, m := range missing {
+			c.addf("the CRL of %s (serial %s, number %v) in %s lacks revoked %s", x.file, caSerial, x.crl.Number, c.rel(p), m)
 		}
 	}
 	if k.crlNumbers == nil {
@@ -617,7 +622,7 @@ func (k *Checker) crls(c *check, recs []Record) {
 	}
 	for aki, n := range seen {
 		if prev := k.crlNumbers[aki]; prev != nil && n.Cmp(prev) < 0 {
-			c.addf("%s: the CRL number of the CA with key id %s went down from %v to %v", c.rel(p), aki, prev, n)
+			c.addf("%s: the CRL number of the CA with %s went down from %v to %v", c.rel(p), aki, prev, n)
 			continue
 		}
 		k.crlNumbers[aki] = n

@@ -130,6 +130,11 @@ type result struct {
 
 const noKill = time.Duration(-1)
 
+// hangDeadline ends a run that was not to be killed but hangs (a lock
+// never released, say), so that the test fails with the log rather than at
+// go test's timeout.
+const hangDeadline = 2 * time.Minute
+
 // run starts dtls with args and, unless delay is noKill, sends it SIGKILL
 // delay after the start. A run that ended before the kill is reported as
 // not killed, with its exit code. The pidfd behind os.Process makes a kill
@@ -148,21 +153,25 @@ func (in *install) run(delay time.Duration, args ...string) result {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	killAt := hangDeadline
+	if delay != noKill {
+		killAt = delay
+	}
+	timer := time.NewTimer(killAt)
 	var err error
-	if delay == noKill {
+	select {
+	case err = <-done:
+		timer.Stop()
+	case <-timer.C:
+		_ = cmd.Process.Signal(syscall.SIGKILL)
 		err = <-done
-	} else {
-		timer := time.NewTimer(delay)
-		select {
-		case err = <-done:
-			timer.Stop()
-		case <-timer.C:
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			err = <-done
-		}
 	}
 	res.took = time.Since(start)
 	res.stdout, res.stderr = stdout.String(), stderr.String()
+	if delay == noKill && res.took >= hangDeadline {
+		res.exit, res.stderr = -1, fmt.Sprintf("did not finish within %v: killed\n%s", hangDeadline, res.stderr)
+		return res
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:

@@ -523,7 +523,8 @@ func firstLine(s string) string {
 var (
 	hexRun   = regexp.MustCompile(`[0-9a-f]{12,}`)
 	tmpName  = regexp.MustCompile(`\.tmp-[^/ ]*`)
-	clientNo = regexp.MustCompile(`\bu\d{4}\b`)
+	bundleOf = regexp.MustCompile(`bundles/[^/\s]+`)
+	nameOf   = regexp.MustCompile(`(client|server) "[^"]*"`)
 	number   = regexp.MustCompile(`\d+`)
 	rootPath = regexp.MustCompile(`/\S*/`)
 )
@@ -533,7 +534,8 @@ var (
 func classify(p string) string {
 	p = tmpName.ReplaceAllString(p, ".tmp-*")
 	p = hexRun.ReplaceAllString(p, "<hex>")
-	p = clientNo.ReplaceAllString(p, "<client>")
+	p = bundleOf.ReplaceAllString(p, "bundles/<name>")
+	p = nameOf.ReplaceAllString(p, `$1 "<name>"`)
 	p = rootPath.ReplaceAllString(p, "/…/")
 	return number.ReplaceAllString(p, "N")
 }

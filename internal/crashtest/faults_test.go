@@ -1,0 +1,293 @@
+package crashtest
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/internal/failpoint"
+)
+
+// faultCase is one journaled command, run on a fresh install with a fault
+// injected at each of its steps.
+type faultCase struct {
+	name string
+	// txn is the journal's name for the change (authority's newTxn).
+	txn string
+	// fresh skips the set-up (init, three clients, one server bundle).
+	fresh   bool
+	prepare func(t *testing.T, in *install)
+	args    func(in *install) []string
+	// done checks, on the records after the next run, that the change
+	// was finished.
+	done func(t *testing.T, in *install, recs []Record)
+}
+
+func byName(recs []Record, name string) []Record {
+	var out []Record
+	for _, r := range recs {
+		if r.Name == name {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func hasStatus(recs []Record, name, status string) bool {
+	for _, r := range byName(recs, name) {
+		if r.Status == status {
+			return true
+		}
+	}
+	return false
+}
+
+func count(recs []Record, keep func(Record) bool) int {
+	n := 0
+	for _, r := range recs {
+		if keep(r) {
+			n++
+		}
+	}
+	return n
+}
+
+var faultCases = []faultCase{
+	{name: "init", txn: "init", fresh: true,
+		args: func(in *install) []string { return in.initArgs() },
+		done: func(t *testing.T, in *install, recs []Record) {
+			assert.Equal(t, 1, count(recs, func(r Record) bool { return r.Kind == "ca" && r.Good() }))
+			assert.FileExists(t, filepath.Join(in.l.CertsDir, "server-key.pem"))
+		}},
+	{name: "init-force", txn: "init",
+		args: func(in *install) []string { return in.initArgs("--force") },
+		done: func(t *testing.T, in *install, recs []Record) {
+			assert.Equal(t, 2, count(recs, func(r Record) bool { return r.Kind == "ca" }))
+		}},
+	{name: "issue", txn: "issue",
+		args: func(in *install) []string { return in.with("issue-client", "dave", "erin", "--out", in.l.Bundles) },
+		done: func(t *testing.T, in *install, recs []Record) {
+			assert.True(t, hasStatus(recs, "dave", "valid"))
+			assert.True(t, hasStatus(recs, "erin", "valid"))
+		}},
+	{name: "issue-force-archive", txn: "issue",
+		args: func(in *install) []string {
+			return in.with("issue-client", "alice", "--force", "--out", filepath.Join(in.l.Bundles, "alice"),
+				"--archive", filepath.Join(in.l.Root, "alice.tar.gz"))
+		},
+		done: func(t *testing.T, in *install, recs []Record) {
+			assert.True(t, hasStatus(recs, "alice", "superseded"))
+			assert.FileExists(t, filepath.Join(in.l.Root, "alice.tar.gz"))
+		}},
+	{name: "issue-server", txn: "issue-server",
+		args: func(in *install) []string {
+			return in.with("issue-server", "srv2", "--out", filepath.Join(in.l.Bundles, "srv2"))
+		},
+		done: func(t *testing.T, in *install, recs []Record) { assert.True(t, hasStatus(recs, "srv2", "valid")) }},
+	{name: "renew", txn: "renew",
+		args: func(in *install) []string { return in.with("renew", "alice") },
+		done: func(t *testing.T, in *install, recs []Record) {
+			assert.True(t, hasStatus(recs, "alice", "superseded"))
+			assert.True(t, hasStatus(recs, "alice", "valid"))
+		}},
+	{name: "renew-server", txn: "renew",
+		args: func(in *install) []string { return in.with("renew", "--server") },
+		done: func(t *testing.T, in *install, recs []Record) {
+			assert.True(t, hasStatus(recs, "localhost", "superseded"))
+		}},
+	{name: "revoke", txn: "revoke",
+		args: func(in *install) []string { return in.with("revoke", "bob") },
+		done: func(t *testing.T, in *install, recs []Record) { assert.True(t, hasStatus(recs, "bob", "revoked")) }},
+	{name: "crl", txn: "crl",
+		args: func(in *install) []string { return in.with("crl") },
+		done: func(t *testing.T, in *install, recs []Record) {
+			assert.FileExists(t, filepath.Join(in.l.StateDir, "crl.pem"))
+		}},
+	{name: "rotate-ca", txn: "rotate-ca",
+		args: func(in *install) []string { return in.with("rotate-ca") },
+		done: func(t *testing.T, in *install, recs []Record) {
+			assert.FileExists(t, filepath.Join(in.l.StateDir, "ca-old.pem"))
+			assert.Equal(t, 2, count(recs, func(r Record) bool { return r.Kind == "ca" }))
+		}},
+	{name: "rotate-finish", txn: "rotate-finish",
+		prepare: func(t *testing.T, in *install) { in.mustRun(t, in.with("rotate-ca")...) },
+		args:    func(in *install) []string { return in.with("rotate-ca", "--finish", "--force") },
+		done: func(t *testing.T, in *install, recs []Record) {
+			assert.NoFileExists(t, filepath.Join(in.l.StateDir, "ca-old.pem"))
+			assert.NoFileExists(t, filepath.Join(in.l.StateDir, "ca-old-key.pem"))
+		}},
+	{name: "init-ca-from", txn: "init",
+		prepare: func(t *testing.T, in *install) {
+			in.mustRun(t, in.with("issue-server", "localhost", "--out", filepath.Join(in.l.Root, "srv-bundle"))...)
+			// The second host: a state and certs dir of its own.
+			require.NoError(t, os.RemoveAll(filepath.Join(in.l.Root, "host2")))
+		},
+		args: func(in *install) []string {
+			h2 := filepath.Join(in.l.Root, "host2")
+			return []string{"init", "--ca-from", filepath.Join(in.l.Root, "srv-bundle"), "--state-dir", filepath.Join(h2, "state"),
+				"--certs-dir", filepath.Join(h2, "certs"), "--daemon-json", filepath.Join(h2, "daemon.json"), "--systemd-dir", in.l.SystemdDir}
+		},
+		done: func(t *testing.T, in *install, recs []Record) {
+			assert.FileExists(t, filepath.Join(in.l.Root, "host2", "certs", "server-key.pem"))
+			b, err := os.ReadFile(filepath.Join(in.l.Root, "host2", "daemon.json"))
+			require.NoError(t, err)
+			assert.Contains(t, string(b), "tlsverify")
+		}},
+}
+
+// snapshot maps every file under root to its mode and content, leaving out
+// the inventory's files (compared through 'dtls list') and the lock (it
+// names its last holder).
+func snapshot(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	require.NoError(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		base := d.Name()
+		if strings.HasPrefix(base, "dtls.db") || base == "dtls.lock" {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		v := fi.Mode().String()
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			v += " " + string(b)
+		}
+		out[strings.TrimPrefix(p, root)] = v
+		return nil
+	}))
+	return out
+}
+
+func (in *install) withFault(point string) *install {
+	c := *in
+	c.env = append(append([]string{}, in.env...), failpoint.Env+"="+point)
+	return &c
+}
+
+// setUpCase makes a fresh install for c.
+func setUpCase(t *testing.T, c faultCase) *install {
+	in := newInstall(t)
+	if !c.fresh {
+		in.setUp(t)
+	}
+	if c.prepare != nil {
+		c.prepare(t, in)
+	}
+	return in
+}
+
+// TestFaultAtEveryStep injects a fault at each step of each journaled
+// command: the journal written, each file operation, the inventory
+// recorded.
+//
+// A failing step (error:NAME, as a full disk or an unwritable directory
+// would fail it) is undone at once: exit 1, "nothing was changed", every
+// file as it was, the same records, no journal.
+//
+// A crash at a step (the process exits at once, as kill -9 would stop it)
+// is finished by the next command: the consistency check passes and the
+// change is complete.
+func TestFaultAtEveryStep(t *testing.T) {
+	for _, c := range faultCases {
+		t.Run(c.name, func(t *testing.T) {
+			steps := 0
+			for n := 0; ; n++ {
+				in := setUpCase(t, c)
+				before := snapshot(t, in.l.Root)
+				var recsBefore []Record
+				if !c.fresh {
+					var err error
+					recsBefore, _, err = in.list()
+					require.NoError(t, err)
+				}
+				point := fmt.Sprintf("journal:%s:%d", c.txn, n)
+				r := in.withFault("error:"+point).run(noKill, c.args(in)...)
+				if r.exit == 0 {
+					require.NotContains(t, r.stderr, "injected", "the fault was not reported")
+					steps = n
+					break
+				}
+				require.Equal(t, 1, r.exit, "%s: %s", point, r)
+				assert.Contains(t, r.stderr, "injected failure at "+point)
+				assert.Contains(t, r.stderr, "nothing was changed", point)
+				assert.Empty(t, diffSnapshots(before, snapshot(t, in.l.Root)), "%s: files changed although the step failed", point)
+				if c.fresh {
+					assert.NoDirExists(t, in.l.StateDir, "%s: a failed first init left a state directory", point)
+				} else {
+					recsAfter, _, err := in.list()
+					require.NoError(t, err)
+					assert.Equal(t, recsBefore, recsAfter, "%s: records changed although the step failed", point)
+				}
+				require.Less(t, n, 64, "the command never got past the fault points")
+			}
+			require.Positive(t, steps, "no file operation was journaled")
+			t.Logf("%s: %d journaled steps", c.name, steps)
+
+			points := []string{"written"}
+			for n := 0; n < steps; n++ {
+				points = append(points, strconv.Itoa(n))
+			}
+			points = append(points, "recorded")
+			for _, p := range points {
+				point := fmt.Sprintf("journal:%s:%s", c.txn, p)
+				in := setUpCase(t, c)
+				r := in.withFault(point).run(noKill, c.args(in)...)
+				require.Equal(t, failpoint.CrashStatus, r.exit, "%s: %s", point, r)
+				j, _ := filepath.Glob(filepath.Join(in.l.StateDir, "journal", "*.json"))
+				if c.name != "init-ca-from" {
+					require.NotEmpty(t, j, "%s: the crash left no journal", point)
+				}
+				if c.name == "init-ca-from" {
+					// The next command on that host.
+					h2 := filepath.Join(in.l.Root, "host2", "state")
+					r := in.run(noKill, "list", "--state-dir", h2)
+					require.Equal(t, 0, r.exit, "%s: %s", point, r)
+					assert.Contains(t, r.stderr, "recovered from an interrupted run", point)
+				}
+				recs, lr, err := in.list()
+				require.NoError(t, err, "%s: %s", point, lr)
+				if c.name != "init-ca-from" {
+					assert.Contains(t, lr.stderr, "recovered from an interrupted run", point)
+				}
+				if err := Check(in.l, recs); err != nil {
+					t.Errorf("%s: %v", point, err)
+				}
+				c.done(t, in, recs)
+			}
+		})
+	}
+}
+
+// diffSnapshots names the paths whose mode or content differ.
+func diffSnapshots(a, b map[string]string) []string {
+	var out []string
+	for k, v := range a {
+		if w, ok := b[k]; !ok {
+			out = append(out, "removed "+k)
+		} else if v != w {
+			out = append(out, "changed "+k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, "added "+k)
+		}
+	}
+	return out
+}

@@ -14,7 +14,7 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 
-.PHONY: all build deps test lint fuzz bench demo install uninstall man completions clean
+.PHONY: all build deps test lint fuzz stress bench demo install uninstall man completions clean
 all: build
 
 build: bin/dtls
@@ -34,6 +34,12 @@ lint:
 test: deps lint
 	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -run '^$$' -fuzz FuzzMerge -fuzztime $(FUZZTIME) ./daemonconfig
+
+# The kill loop of internal/crashtest, longer: random commands killed with
+# SIGKILL at a random instant, each followed by a consistency check.
+STRESS_ITERATIONS ?= 3000
+stress:
+	DTLS_KILL_ITERATIONS=$(STRESS_ITERATIONS) $(GO) test -count=1 -timeout 60m -run 'TestKillLoop' -v ./internal/crashtest | tail -n 40
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzMerge -fuzztime 5m ./daemonconfig

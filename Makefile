@@ -39,7 +39,7 @@ test: deps lint
 # SIGKILL at a random instant, each followed by a consistency check.
 STRESS_ITERATIONS ?= 3000
 stress:
-	DTLS_KILL_ITERATIONS=$(STRESS_ITERATIONS) $(GO) test -count=1 -timeout 60m -run 'TestKillLoop' -v ./internal/crashtest | tail -n 40
+	set -o pipefail; DTLS_KILL_ITERATIONS=$(STRESS_ITERATIONS) $(GO) test -count=1 -timeout 60m -run 'TestKillLoop' -v ./internal/crashtest | tail -n 40
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzMerge -fuzztime 5m ./daemonconfig

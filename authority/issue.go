@@ -59,7 +59,10 @@ type ClientRequest struct {
 	// Archive, when set, is also written as one tar.gz (0600) of the
 	// first name's bundle, in the same change.
 	Archive string
-	Now     time.Time
+	// Role, when set, is recorded as every name's authorization role in
+	// the same change.
+	Role string
+	Now  time.Time
 }
 
 // CheckClientTargets checks every bundle directory (and the archive) before
@@ -79,6 +82,11 @@ func (a *Authority) CheckClientTargets(r ClientRequest) error {
 // IssueClients signs a client certificate per name and writes the bundles
 // and the records in one change.
 func (a *Authority) IssueClients(r ClientRequest) ([]*Issued, error) {
+	if r.Role != "" {
+		if err := ValidateRole(r.Role); err != nil {
+			return nil, err
+		}
+	}
 	if err := a.CheckClientTargets(r); err != nil {
 		return nil, err
 	}
@@ -122,6 +130,12 @@ func (a *Authority) IssueClients(r ClientRequest) ([]*Issued, error) {
 		t.write(r.Archive, b, 0o600)
 	}
 	addRecords(t, out)
+	if r.Role != "" {
+		t.DB.Roles = map[string]string{}
+		for _, n := range r.Names {
+			t.DB.Roles[n] = r.Role
+		}
+	}
 	if err := a.commit(t); err != nil {
 		return nil, err
 	}

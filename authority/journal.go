@@ -120,7 +120,7 @@ func (t *txn) chmod(path string, mode fs.FileMode) {
 }
 
 func (t *txn) empty() bool {
-	return len(t.Ops) == 0 && len(t.DB.Insert) == 0 && len(t.DB.Supersede) == 0 && len(t.DB.Revoke) == 0
+	return len(t.Ops) == 0 && len(t.DB.Insert) == 0 && len(t.DB.Supersede) == 0 && len(t.DB.Revoke) == 0 && len(t.DB.Roles) == 0
 }
 
 // capture records what op's path holds now.

@@ -76,7 +76,7 @@ const caLabel = "dtls"
 
 // SchemaVersion is the schema this package creates and migrates to; it is
 // kept in SQLite's user_version.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // minReadVersion is the oldest schema OpenReadOnly reads: 3 has every
 // column and index the queries use; 4 only adds an index.
@@ -218,6 +218,10 @@ type Change struct {
 	// reason and time. One already revoked is left as it is (its first
 	// reason and time stand); one not recorded is an error.
 	Revoke []Revocation `json:"revoke,omitzero"`
+	// Roles sets the authorization role of certificate holders, by name
+	// (the client certificate's CN); "" removes it (the policy's default
+	// role applies).
+	Roles map[string]string `json:"roles,omitzero"`
 }
 
 // Store is an open inventory database.
@@ -474,6 +478,12 @@ CREATE TABLE IF NOT EXISTS ocsp_responses (
 	if _, err := tx.Exec(`CREATE INDEX IF NOT EXISTS certificates_status ON certificates(status)`); err != nil {
 		return fmt.Errorf("migrate to schema 4: %w", err)
 	}
+	// 5: the authorization role of each certificate holder, by name,
+	// read by the authorization plugin (dtls authz serve); a role
+	// outlives the certificates of its holder (renewals keep it).
+	if _, err := tx.Exec(`CREATE TABLE IF NOT EXISTS dtls_roles (name TEXT PRIMARY KEY, role TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate to schema 5: %w", err)
+	}
 	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion)); err != nil {
 		return err
 	}
@@ -607,7 +617,7 @@ func parsePEM(s string) (*x509.Certificate, error) {
 // invalid serial, kind or status, a revocation without a time, or a
 // revocation of a serial that is not recorded (nor inserted by c).
 func (s *Store) Apply(c Change) error {
-	if len(c.Insert) == 0 && len(c.Supersede) == 0 && len(c.Revoke) == 0 {
+	if len(c.Insert) == 0 && len(c.Supersede) == 0 && len(c.Revoke) == 0 && len(c.Roles) == 0 {
 		return nil
 	}
 	crs := make([]certdb.CertificateRecord, len(c.Insert))
@@ -674,8 +684,58 @@ func (s *Store) Apply(c Change) error {
 				return fmt.Errorf("revoke serial %s: not recorded", rv.Serial)
 			}
 		}
+		for name, role := range c.Roles {
+			var err error
+			if role == "" {
+				_, err = s.db.Exec(`DELETE FROM dtls_roles WHERE name = ?`, name)
+			} else {
+				_, err = s.db.Exec(`INSERT INTO dtls_roles(name, role) VALUES(?, ?)
+					ON CONFLICT(name) DO UPDATE SET role = excluded.role`, name, role)
+			}
+			if err != nil {
+				return fmt.Errorf("set the role of %q: %w", name, err)
+			}
+		}
 		return nil
 	})
+}
+
+// Role returns the authorization role recorded for a certificate holder,
+// or "" when none is (the policy's default role applies). A database from
+// before roles (schema 4 or older, read-only) has none.
+func (s *Store) Role(name string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var role string
+	err := s.db.Get(&role, `SELECT role FROM dtls_roles WHERE name = ?`, name)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", nil
+	case err != nil && strings.Contains(err.Error(), "no such table"):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("read the role of %q: %w", name, err)
+	}
+	return role, nil
+}
+
+// Roles returns every recorded role, by holder name.
+func (s *Store) Roles() (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var rows []struct {
+		Name string `db:"name"`
+		Role string `db:"role"`
+	}
+	err := s.db.Select(&rows, `SELECT name, role FROM dtls_roles`)
+	if err != nil && !strings.Contains(err.Error(), "no such table") {
+		return nil, fmt.Errorf("read roles: %w", err)
+	}
+	out := make(map[string]string, len(rows))
+	for _, r := range rows {
+		out[r.Name] = r.Role
+	}
+	return out, nil
 }
 
 // Revoke marks certificates revoked at time at with an RFC 5280 5.3.1

@@ -171,7 +171,7 @@ func TestMigrateSchema3(t *testing.T) {
 	s, err = Open(p)
 	require.NoError(t, err)
 	defer s.Close()
-	assert.Equal(t, 4, userVersion(t, p))
+	assert.Equal(t, SchemaVersion, userVersion(t, p))
 	var n int
 	require.NoError(t, s.db.Get(&n, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'certificates_status'"))
 	assert.Equal(t, 1, n)
@@ -640,4 +640,35 @@ func TestOpenEmptyFile(t *testing.T) {
 	defer s.Close()
 	assert.True(t, s.Created)
 	assert.Equal(t, SchemaVersion, userVersion(t, p))
+}
+
+// TestRoles: roles are set, changed and removed with Apply, outlive the
+// records, and read as "" where none is set, also on a read-only store of
+// a database from before roles.
+func TestRoles(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "dtls.db")
+	s, err := Open(p)
+	require.NoError(t, err)
+	defer s.Close()
+	role, err := s.Role("alice")
+	require.NoError(t, err)
+	assert.Equal(t, "", role)
+	require.NoError(t, s.Apply(Change{Roles: map[string]string{"alice": "developer", "bob": "readonly"}}))
+	require.NoError(t, s.Apply(Change{Roles: map[string]string{"alice": "admin"}}))
+	role, err = s.Role("alice")
+	require.NoError(t, err)
+	assert.Equal(t, "admin", role)
+	ro, err := OpenReadOnly(p)
+	require.NoError(t, err)
+	defer ro.Close()
+	role, err = ro.Role("bob")
+	require.NoError(t, err)
+	assert.Equal(t, "readonly", role)
+	require.NoError(t, s.Apply(Change{Roles: map[string]string{"bob": ""}}))
+	role, err = ro.Role("bob")
+	require.NoError(t, err)
+	assert.Equal(t, "", role, "the reader sees the removal")
+	all, err := s.Roles()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"alice": "admin"}, all)
 }

@@ -231,7 +231,8 @@ func (lp *loop) sweep(i int) bool {
 			}
 		case kRenewName, kRevoke:
 			if len(lp.goodClients()) == 0 {
-				pre = lp.in.with("issue-client", lp.newName(), "--out", filepath.Join(lp.in.l.Bundles, lp.lastName()))
+				name := lp.newName()
+				pre = lp.in.with("issue-client", name, "--out", filepath.Join(lp.in.l.Bundles, name))
 			}
 		}
 		if pre != nil {
@@ -440,8 +441,6 @@ func (lp *loop) newName() string {
 	return fmt.Sprintf("u%04d", lp.nextName)
 }
 
-func (lp *loop) lastName() string { return fmt.Sprintf("u%04d", lp.nextName) }
-
 // goodClients are the names of client certificates in use (valid,
 // expiring) whose bundle is under the bundles directory.
 func (lp *loop) goodClients() []string {
@@ -523,6 +522,7 @@ func firstLine(s string) string {
 var (
 	hexRun   = regexp.MustCompile(`[0-9a-f]{12,}`)
 	tmpName  = regexp.MustCompile(`\.tmp-[^/ ]*`)
+	certList = regexp.MustCompile(`\((client|server) "[^)]*\)`)
 	bundleOf = regexp.MustCompile(`bundles/[^/\s]+`)
 	nameOf   = regexp.MustCompile(`(client|server) "[^"]*"`)
 	number   = regexp.MustCompile(`\d+`)
@@ -534,6 +534,7 @@ var (
 func classify(p string) string {
 	p = tmpName.ReplaceAllString(p, ".tmp-*")
 	p = hexRun.ReplaceAllString(p, "<hex>")
+	p = certList.ReplaceAllString(p, "(…)")
 	p = bundleOf.ReplaceAllString(p, "bundles/<name>")
 	p = nameOf.ReplaceAllString(p, `$1 "<name>"`)
 	p = rootPath.ReplaceAllString(p, "/…/")

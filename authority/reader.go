@@ -1,0 +1,122 @@
+package authority
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/store"
+)
+
+// Reader answers a long-running component's questions about the inventory
+// (who holds this certificate, with which role, is it revoked) without the
+// state directory's lock: it opens the database read-only (SQLite WAL), so
+// that dtls commands keep writing while it reads, and it sees each change
+// as soon as the command that made it has committed.
+type Reader struct {
+	Dir   string
+	store *store.Store
+	now   func() time.Time
+}
+
+// OpenReader opens the inventory of a state directory for reading.
+func OpenReader(stateDir string) (*Reader, error) {
+	st, err := store.OpenReadOnly(filepath.Join(stateDir, DBFile))
+	if err != nil {
+		return nil, hint(err, "point --state-dir at the directory 'dtls init' used")
+	}
+	return &Reader{Dir: stateDir, store: st, now: time.Now}, nil
+}
+
+// Close closes the inventory.
+func (r *Reader) Close() error { return r.store.Close() }
+
+// Identify says who holds a client certificate presented to the daemon: the
+// name and the role recorded for it ("" for the policy's default). It
+// refuses, saying why, a certificate the inventory does not hold (by serial
+// AND content, so another CA's certificate with the same serial is not
+// taken for it), one it holds as revoked or superseded, an expired one, and
+// one that is not a client certificate.
+func (r *Reader) Identify(cert *x509.Certificate) (user, role string, err error) {
+	serial := pki.Serial(cert)
+	rec, err := r.store.Get(serial)
+	if err != nil {
+		return "", "", fmt.Errorf("read the inventory: %w", err)
+	}
+	if rec == nil {
+		return "", "", fmt.Errorf("certificate %q serial %s is not in the inventory", cert.Subject.CommonName, serial)
+	}
+	if !sameCertificate(rec.PEM, cert) {
+		return "", "", fmt.Errorf("certificate %q serial %s is not the one the inventory holds under that serial", cert.Subject.CommonName, serial)
+	}
+	switch {
+	case rec.Kind != store.KindClient:
+		return "", "", fmt.Errorf("certificate %q serial %s is a %s certificate, not a client certificate", rec.Name, serial, rec.Kind)
+	case rec.Status == store.StatusRevoked:
+		return "", "", fmt.Errorf("certificate %q serial %s is revoked", rec.Name, serial)
+	case rec.Status == store.StatusSuperseded:
+		return "", "", fmt.Errorf("certificate %q serial %s is superseded by a newer one", rec.Name, serial)
+	case rec.Status != store.StatusGood:
+		return "", "", fmt.Errorf("certificate %q serial %s has status %q", rec.Name, serial, rec.Status)
+	case !r.now().Before(rec.NotAfter):
+		return "", "", fmt.Errorf("certificate %q serial %s expired on %s", rec.Name, serial, rec.NotAfter.UTC().Format(time.RFC3339))
+	}
+	role, err = r.store.Role(rec.Name)
+	if err != nil {
+		return "", "", err
+	}
+	return rec.Name, role, nil
+}
+
+func sameCertificate(recPEM string, cert *x509.Certificate) bool {
+	b, _ := pem.Decode([]byte(recPEM))
+	return b != nil && bytes.Equal(b.Bytes, cert.Raw)
+}
+
+// validRole is a role name: what a policy file can name.
+var validRole = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+// ValidateRole checks a role name's syntax (whether a policy defines it is
+// the caller's check).
+func ValidateRole(role string) error {
+	if !validRole.MatchString(role) {
+		return fmt.Errorf("invalid role %q: want lowercase letters, digits, '-' and '_', starting with a letter", role)
+	}
+	return nil
+}
+
+// ErrNoSuchClient is returned by SetRole for a name no client certificate
+// has.
+var ErrNoSuchClient = errors.New("no client certificate has that name")
+
+// SetRole records the authorization role of a client certificate holder,
+// without issuing a new certificate; "" removes it (the policy's default
+// role applies). The plugin applies it from the next request on.
+func (a *Authority) SetRole(name, role string) error {
+	if role != "" {
+		if err := ValidateRole(role); err != nil {
+			return err
+		}
+	}
+	recs, err := a.Store.ByName(name)
+	if err != nil {
+		return err
+	}
+	client := false
+	for _, r := range recs {
+		client = client || r.Kind == store.KindClient
+	}
+	if !client {
+		return hint(fmt.Errorf("%q: %w", name, ErrNoSuchClient), "run 'dtls list' to see names")
+	}
+	return a.Store.Apply(store.Change{Roles: map[string]string{name: role}})
+}
+
+// Role is the role recorded for a holder ("" for the default).
+func (a *Authority) Role(name string) (string, error) { return a.Store.Role(name) }

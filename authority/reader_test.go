@@ -1,0 +1,88 @@
+package authority
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/pki"
+)
+
+func readCert(t *testing.T, p string) *pki.CA {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	c, err := pki.ParseCertificate(b)
+	require.NoError(t, err)
+	return &pki.CA{Cert: c}
+}
+
+// TestReaderIdentify: the reader accepts a good client certificate with its
+// role, and refuses, saying why, a revoked one, a superseded one, one of
+// another CA, and the server's certificate; it sees each change as soon as
+// the command that made it returns, while that command holds the lock.
+func TestReaderIdentify(t *testing.T) {
+	h := newHost(t)
+	h.init(t, nil, Options{})
+	a := h.open(t, Options{})
+	out := t.TempDir()
+	dir := func(n string) string { return filepath.Join(out, n) }
+	_, err := a.IssueClients(ClientRequest{Names: []string{"alice", "bob"}, Dir: dir, DockerHost: "tcp://h:2376", KeyType: pki.ECDSAP256, Role: "developer", Now: time.Now()})
+	require.NoError(t, err)
+
+	r, err := OpenReader(h.state)
+	require.NoError(t, err)
+	defer r.Close()
+	alice := readCert(t, filepath.Join(out, "alice", ClientCertFile)).Cert
+	bob := readCert(t, filepath.Join(out, "bob", ClientCertFile)).Cert
+	user, role, err := r.Identify(alice)
+	require.NoError(t, err)
+	assert.Equal(t, "alice", user)
+	assert.Equal(t, "developer", role)
+
+	require.NoError(t, a.SetRole("alice", "readonly"))
+	_, role, err = r.Identify(alice)
+	require.NoError(t, err)
+	assert.Equal(t, "readonly", role, "a role change is seen without a restart")
+	assert.ErrorIs(t, a.SetRole("nobody", "admin"), ErrNoSuchClient)
+	assert.Error(t, a.SetRole("alice", "Not A Role"))
+
+	_, err = a.Revoke("bob", 0, time.Now())
+	require.NoError(t, err)
+	_, _, err = r.Identify(bob)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"bob"`)
+	assert.Contains(t, err.Error(), "is revoked")
+
+	_, err = a.Renew(RenewRequest{Name: "alice", Now: time.Now()})
+	require.NoError(t, err)
+	_, _, err = r.Identify(alice)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "superseded")
+	renewed := readCert(t, filepath.Join(out, "alice", ClientCertFile)).Cert
+	_, role, err = r.Identify(renewed)
+	require.NoError(t, err)
+	assert.Equal(t, "readonly", role, "a renewal keeps the role")
+
+	server := readCert(t, filepath.Join(h.certs, ServerCertFile)).Cert
+	_, _, err = r.Identify(server)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not a client certificate")
+
+	// Another CA's certificate, with the serial of alice's renewed one.
+	other, err := pki.NewCA(pki.CARequest{CommonName: "other", KeyType: pki.ECDSAP256, Now: time.Now()})
+	require.NoError(t, err)
+	forged, err := other.Issue(pki.Request{Kind: pki.KindClient, CommonName: "alice", KeyType: pki.ECDSAP256, Now: time.Now()})
+	require.NoError(t, err)
+	_, _, err = r.Identify(forged.Cert)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not in the inventory")
+	forged.Cert.SerialNumber = renewed.SerialNumber
+	_, _, err = r.Identify(forged.Cert)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not the one the inventory holds")
+}

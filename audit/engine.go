@@ -385,7 +385,8 @@ func (a *auditor) checkContainers(list []containerSummary) {
 			bad = append(bad, Finding{ID: "container-socket-mount", CIS: "5.32", Status: Fail,
 				Title:  fmt.Sprintf("container %s mounts %s (%s at %s)", name, what, m.Source, m.Destination),
 				Detail: "whoever controls the container controls the daemon, i.e. is root on the host",
-				Fix:    fmt.Sprintf("docker rm -f %s, and re-create it without -v %s (give it a socket proxy that allows only the calls it needs)", name, m.Source)})
+				Fix: fmt.Sprintf("docker rm -f %s, and re-create it without -v %s: give it limited TLS credentials instead, "+
+					"'dtls issue-client %s --role readonly --for-container' prints the docker run flags (the authorization plugin limits what it may do)", name, m.Source, name)})
 			break
 		}
 	}

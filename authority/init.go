@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -47,7 +48,14 @@ type InitRequest struct {
 	// Dockerd, when set, checks the merged daemon.json with 'dockerd
 	// --validate' before anything is written.
 	Dockerd string
-	Now     time.Time
+	// Authz installs the authorization plugin: its systemd units, and,
+	// once it answers on AuthzSocket, its name in daemon.json.
+	Authz       bool
+	AuthzSocket string
+	AuthzExe    string // the dtls binary the service runs
+	AuthzLog    string // the audit log the service writes
+	AuthzPolicy string // the policy file ("" for the built-in one)
+	Now         time.Time
 }
 
 // InitResult is what Init did (or, on a dry run, would do).
@@ -68,6 +76,13 @@ type InitResult struct {
 	Server      Server
 	// Recovered lists what was finished of killed runs.
 	Recovered []Recovery
+	// AuthzPending is true when the plugin's units were written but the
+	// plugin did not answer yet: daemon.json does not name it (dockerd
+	// would refuse to start), until init --authz runs again with the
+	// plugin up.
+	AuthzPending bool
+	// AuthzUnits are the unit files written (init --authz).
+	AuthzUnits []string
 }
 
 func (r *InitResult) say(format string, a ...any) {
@@ -126,6 +141,18 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	}
 	if unit != nil && len(unit.Hosts) > 0 {
 		settings.Sockets = unit.Hosts
+	}
+	if r.Authz {
+		// Named in daemon.json only once the plugin answers: dockerd
+		// refuses to start when it cannot reach an authorization plugin
+		// (moby pkg/authorization, pkg/plugins/client.go: about 30 s of
+		// retries).
+		if perr := ProbeAuthz(r.AuthzSocket, 5*time.Second); perr == nil {
+			settings.AuthzPlugin = authzPluginName(r.AuthzSocket)
+		} else {
+			res.AuthzPending = true
+			res.say("%v: daemon.json does not name it yet", perr)
+		}
 	}
 	merged, err := daemonconfig.Apply(r.DaemonJSON, settings, r.Now, true)
 	if err != nil {
@@ -204,6 +231,32 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 				t.write(p, content, 0o644)
 				res.say("wrote %s: docker.service passed %s, now in daemon.json", p, moved)
 			}
+		}
+	}
+
+	// The plugin's units, and docker.service ordered after its socket.
+	if r.Authz {
+		units := AuthzUnits(r.AuthzExe, r.AuthzSocket, r.StateDir, r.AuthzLog, r.AuthzPolicy)
+		units[filepath.Join("docker.service.d", AuthzDockerDropIn)] = AuthzDockerDropInContent
+		names := make([]string, 0, len(units))
+		for n := range units {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			p := filepath.Join(dropInDir, n)
+			if fileHas(p, units[n]) {
+				continue
+			}
+			needReload = true
+			res.AuthzUnits = append(res.AuthzUnits, p)
+			if r.DryRun {
+				res.say("would write %s", p)
+				continue
+			}
+			t.mkdir(filepath.Dir(p), 0o755)
+			t.write(p, units[n], 0o644)
+			res.say("wrote %s", p)
 		}
 	}
 

@@ -120,3 +120,6 @@ func (a *Authority) SetRole(name, role string) error {
 
 // Role is the role recorded for a holder ("" for the default).
 func (a *Authority) Role(name string) (string, error) { return a.Store.Role(name) }
+
+// RoleOf is the role recorded for a holder ("" for the default).
+func (r *Reader) RoleOf(name string) (string, error) { return r.store.Role(name) }

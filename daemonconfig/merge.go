@@ -40,6 +40,10 @@ type Settings struct {
 	// Sockets are hosts entries that must also be present, e.g. "fd://"
 	// moved out of the systemd unit's -H flag (see Unit.Hosts).
 	Sockets []string
+	// AuthzPlugin, when set, is an authorization plugin that must be in
+	// "authorization-plugins" (others already there are kept, in their
+	// order: dockerd asks each in turn and any of them can deny).
+	AuthzPlugin string
 }
 
 // SyntaxError reports malformed JSON at the position of its first error.
@@ -269,6 +273,36 @@ func (m *merger) run(s Settings) error {
 	for _, kv := range []struct{ key, val string }{{"tlscacert", s.CACert}, {"tlscert", s.Cert}, {"tlskey", s.Key}} {
 		m.setValue(kv.key, quote(kv.val), func(r gjson.Result) bool { return r.Type == gjson.String && r.Str == kv.val })
 	}
+	if s.AuthzPlugin != "" {
+		return m.mergePlugins(s.AuthzPlugin)
+	}
+	return nil
+}
+
+// mergePlugins adds name to "authorization-plugins" (moby
+// daemon/config: a list of plugin names), keeping the plugins already
+// there.
+func (m *merger) mergePlugins(name string) error {
+	const key = "authorization-plugins"
+	its := m.find(key)
+	if len(its) == 0 {
+		m.changef("set %q: [%q]", key, name)
+		m.appendMember(key, func() string { return m.formatList([]string{name}) })
+		return nil
+	}
+	vals, isString, err := hostValues(key, m.raw(its[0]))
+	if err != nil {
+		return err
+	}
+	if contains(vals, name) && !isString {
+		return nil
+	}
+	m.changef("added %q to %q", name, key)
+	if isString {
+		m.splice(its[0].valStart, its[0].valEnd, m.formatList(appendNew(vals, name)))
+		return nil
+	}
+	m.appendToList(its[0], []string{name})
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package daemonconfig
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -364,4 +365,29 @@ func TestMergeRejectsBadSettings(t *testing.T) {
 func TestMergeRefusesCaseVariants(t *testing.T) {
 	_, _, err := Merge([]byte(`{"TLSVerify": true}`), testSettings)
 	assert.EqualError(t, err, `key "TLSVerify" is not a dockerd option (keys are case-sensitive; did you mean "tlsverify"?)`)
+}
+
+// TestMergeAuthzPlugin: the plugin is added to "authorization-plugins",
+// created when absent, and the plugins already there are kept.
+func TestMergeAuthzPlugin(t *testing.T) {
+	s := Settings{Listen: "tcp://0.0.0.0:2376", CACert: "/c/ca.pem", Cert: "/c/cert.pem", Key: "/c/key.pem", AuthzPlugin: "dtls-authz"}
+	for _, tc := range []struct{ name, in, want string }{
+		{"absent", `{}`, `["dtls-authz"]`},
+		{"kept", `{"authorization-plugins": ["opa"]}`, `["opa","dtls-authz"]`},
+		{"present", `{"authorization-plugins": ["dtls-authz"]}`, `["dtls-authz"]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := Merge([]byte(tc.in), s)
+			require.NoError(t, err)
+			var v struct {
+				Plugins []string `json:"authorization-plugins"`
+			}
+			require.NoError(t, json.Unmarshal(out, &v))
+			var want []string
+			require.NoError(t, json.Unmarshal([]byte(tc.want), &want))
+			assert.Equal(t, want, v.Plugins)
+		})
+	}
+	_, _, err := Merge([]byte(`{"authorization-plugins": 3}`), s)
+	assert.ErrorContains(t, err, `"authorization-plugins" must be a list of strings`)
 }

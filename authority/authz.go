@@ -1,0 +1,117 @@
+package authority
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// The authorization plugin's systemd units (init --authz).
+const (
+	AuthzSocketUnit  = "dtls-authz.socket"
+	AuthzServiceUnit = "dtls-authz.service"
+	// AuthzDockerDropIn orders docker.service after the plugin's socket:
+	// dockerd asks the plugin about its first API call, and refuses to
+	// start when it cannot reach it for about 30 s (moby
+	// pkg/plugins/client.go).
+	AuthzDockerDropIn = "dtls-authz.conf"
+)
+
+// AuthzUnits are the systemd units of the plugin. The socket is
+// socket-activated, so that API calls wait (instead of failing) while the
+// plugin restarts; the service reads the inventory (it needs the state
+// directory's -shm file writable for SQLite's WAL) and writes the audit
+// log, and nothing else.
+func AuthzUnits(exe, socket, stateDir, auditLog, policy string) map[string][]byte {
+	args := []string{exe, "authz", "serve", "--state-dir", stateDir, "--audit-log", auditLog}
+	if policy != "" {
+		args = append(args, "--policy", policy)
+	}
+	return map[string][]byte{
+		AuthzSocketUnit: []byte(`# Written by dtls init --authz.
+[Unit]
+Description=dtls authorization plugin socket (for dockerd)
+Before=docker.service
+
+[Socket]
+ListenStream=` + socket + `
+SocketMode=0600
+
+[Install]
+WantedBy=sockets.target
+`),
+		AuthzServiceUnit: []byte(`# Written by dtls init --authz.
+[Unit]
+Description=dtls authorization plugin for dockerd
+Requires=` + AuthzSocketUnit + `
+After=` + AuthzSocketUnit + `
+Before=docker.service
+
+[Service]
+ExecStart=` + strings.Join(args, " ") + `
+Restart=always
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+ReadWritePaths=` + stateDir + ` ` + filepath.Dir(auditLog) + `
+
+[Install]
+WantedBy=multi-user.target
+`),
+	}
+}
+
+// AuthzDockerDropInContent makes docker.service want the plugin's socket
+// and start after it.
+var AuthzDockerDropInContent = []byte(`# Written by dtls init --authz: dockerd asks the authorization plugin
+# about every API call, and must find its socket at start.
+[Unit]
+Wants=` + AuthzSocketUnit + `
+After=` + AuthzSocketUnit + `
+`)
+
+// ProbeAuthz asks the plugin at socket to activate, as dockerd does
+// (POST /Plugin.Activate), and checks that it implements "authz".
+func ProbeAuthz(socket string, timeout time.Duration) error {
+	c := &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}},
+	}
+	resp, err := c.Post("http://plugin/Plugin.Activate", "application/vnd.docker.plugins.v1.2+json", bytes.NewReader(nil))
+	if err != nil {
+		return fmt.Errorf("authorization plugin at %s does not answer: %w", socket, err)
+	}
+	defer resp.Body.Close()
+	var v struct{ Implements []string }
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("authorization plugin at %s: unexpected answer (HTTP %d)", socket, resp.StatusCode)
+	}
+	for _, i := range v.Implements {
+		if i == "authz" {
+			return nil
+		}
+	}
+	return fmt.Errorf("authorization plugin at %s does not implement authz (it implements %v)", socket, v.Implements)
+}
+
+// authzPluginName is the plugin's name in daemon.json: the socket's base
+// name without ".sock" (moby pkg/plugins/discovery.go).
+func authzPluginName(socket string) string {
+	return strings.TrimSuffix(filepath.Base(socket), ".sock")
+}
+
+func fileHas(path string, data []byte) bool {
+	b, err := os.ReadFile(path)
+	return err == nil && bytes.Equal(b, data)
+}

@@ -49,6 +49,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./bench/cmdbench -dtls bin/dtls
 	$(GO) run ./bench/bulkissue -dtls bin/dtls
+	$(GO) run ./bench/authzlat -dtls bin/dtls
 
 demo: build deps
 	./scripts/demo.sh

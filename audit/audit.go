@@ -19,7 +19,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 )
 
@@ -166,15 +165,6 @@ func Run(ctx context.Context, cfg Config) Report {
 		}
 	}
 	return r
-}
-
-// owner returns the uid and gid of a file.
-func owner(fi fs.FileInfo) (uid, gid uint32, ok bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, 0, false
-	}
-	return st.Uid, st.Gid, true
 }
 
 // why turns an error reading a path into the reason of a SKIP.

@@ -2,12 +2,10 @@ package authority
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -47,13 +45,13 @@ func acquireLock(stateDir string, timeout time.Duration, onWait LockWait) (*lock
 	start := time.Now()
 	noticed := false
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+		busy, err := tryLock(f)
+		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("lock %q: %w", p, err)
+		}
+		if !busy {
+			break
 		}
 		waited := time.Since(start)
 		holder := lockHolder(p)

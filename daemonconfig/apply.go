@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/dtls-tool/dtls/atomicfile"
@@ -74,8 +73,8 @@ func Apply(path string, s Settings, now time.Time, dryRun bool) (*Result, error)
 	default:
 		r.Existed = true
 		r.mode = fi.Mode().Perm()
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			r.uid, r.gid = int(st.Uid), int(st.Gid)
+		if uid, gid, ok := fileOwner(fi); ok {
+			r.uid, r.gid = uid, gid
 		}
 		if r.Old, err = os.ReadFile(path); err != nil {
 			return nil, fmt.Errorf("read daemon config %q: %w", path, err)

@@ -1,0 +1,9 @@
+//go:build !unix
+
+package authority
+
+import "io/fs"
+
+func fileOwner(fs.FileInfo) (int, bool) { return 0, false }
+
+func fileOwnerGroup(fs.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package daemonconfig
+
+import "io/fs"
+
+// fileOwner: no uid and gid on this platform (Windows has ACLs).
+func fileOwner(fs.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }

@@ -73,7 +73,7 @@ func Apply(path string, s Settings, now time.Time, dryRun bool) (*Result, error)
 	default:
 		r.Existed = true
 		r.mode = fi.Mode().Perm()
-		if uid, gid, ok := fileOwner(fi); ok {
+		if uid, gid, ok := statOwner(fi); ok {
 			r.uid, r.gid = uid, gid
 		}
 		if r.Old, err = os.ReadFile(path); err != nil {

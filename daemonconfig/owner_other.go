@@ -4,5 +4,5 @@ package daemonconfig
 
 import "io/fs"
 
-// fileOwner: no uid and gid on this platform (Windows has ACLs).
-func fileOwner(fs.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
+// statOwner: no uid and gid on this platform (Windows has ACLs).
+func statOwner(fs.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }

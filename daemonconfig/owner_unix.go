@@ -7,8 +7,8 @@ import (
 	"syscall"
 )
 
-// fileOwner is a file's owner, kept when daemon.json is rewritten.
-func fileOwner(fi fs.FileInfo) (uid, gid int, ok bool) {
+// statOwner is a file's owner, kept when daemon.json is rewritten.
+func statOwner(fi fs.FileInfo) (uid, gid int, ok bool) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return int(st.Uid), int(st.Gid), true
 	}

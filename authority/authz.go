@@ -19,7 +19,7 @@ const (
 	AuthzServiceUnit = "dtls-authz.service"
 	// AuthzDockerDropIn orders docker.service after the plugin's socket:
 	// dockerd asks the plugin about its first API call, and refuses to
-	// start when it cannot reach it for about 30 s (moby
+	// start when it cannot reach it (about 15 s of retries: moby
 	// pkg/plugins/client.go).
 	AuthzDockerDropIn = "dtls-authz.conf"
 )

@@ -145,7 +145,7 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	if r.Authz {
 		// Named in daemon.json only once the plugin answers: dockerd
 		// refuses to start when it cannot reach an authorization plugin
-		// (moby pkg/authorization, pkg/plugins/client.go: about 30 s of
+		// (moby pkg/authorization, pkg/plugins/client.go: about 15 s of
 		// retries).
 		if perr := ProbeAuthz(r.AuthzSocket, 5*time.Second); perr == nil {
 			settings.AuthzPlugin = authzPluginName(r.AuthzSocket)

@@ -3,7 +3,9 @@ package cmd
 import (
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,6 +31,8 @@ type initOptions struct {
 	Restart        bool
 	CAFrom         string
 	EncryptCAKey   bool
+	Authz          bool
+	AuthzSocket    string
 	caKey          caKeyOptions
 }
 
@@ -127,6 +131,8 @@ certificate works against every daemon.`,
 	f.BoolVar(&opts.Force, "force", false, "replace an existing CA and server certificate (every client certificate must then be re-issued)")
 	f.BoolVar(&opts.Restart, "restart", false, "run 'systemctl daemon-reload' and 'systemctl restart docker' afterwards")
 	f.StringVar(&opts.CAFrom, "ca-from", "", "set this host up with a server bundle made by 'dtls issue-server' on the CA's host (no CA key here)")
+	f.BoolVar(&opts.Authz, "authz", false, "install the authorization plugin (per-user roles, revocation, audit): its systemd units, and its name in daemon.json once it answers")
+	pathFlag(c, io, &opts.AuthzSocket, "authz-socket", "DTLS_AUTHZ_SOCKET", defaultAuthzSocket, "the plugin's socket, with --authz")
 	f.BoolVar(&opts.EncryptCAKey, "encrypt-ca-key", false, "keep a new CA key encrypted (PKCS #8, scrypt, AES-256): every command that signs asks for the passphrase")
 	opts.caKey.flags(c)
 	c.MarkFlagsMutuallyExclusive("ca-from", "force")
@@ -183,6 +189,16 @@ func runInit(o *initOptions) error {
 		Dockerd:        dockerdPath(o.IO),
 		Now:            now,
 	}
+	if o.Authz {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("--authz: find the dtls binary for the service: %w", err)
+		}
+		req.Authz, req.AuthzSocket, req.AuthzExe, req.AuthzLog = true, o.AuthzSocket, exe, defaultAuditLog
+		if _, err := os.Stat(defaultAuthzPolicy); err == nil {
+			req.AuthzPolicy = defaultAuthzPolicy
+		}
+	}
 	opts, err := authorityOptions(o.IO, &o.caKey)
 	if err != nil {
 		return err
@@ -190,6 +206,22 @@ func runInit(o *initOptions) error {
 	res, err := authority.Init(req, opts)
 	if err != nil {
 		return err
+	}
+	if res.AuthzPending && o.Restart && o.SystemdDir == "" && !o.DryRun {
+		// Start the plugin's socket, then merge its name into
+		// daemon.json now that it answers.
+		for _, s := range res.Steps {
+			fmt.Fprintln(o.ErrOut, s)
+		}
+		if err := systemctl(o.ErrOut, "daemon-reload"); err != nil {
+			return err
+		}
+		if err := systemctl(o.ErrOut, "enable", "--now", authority.AuthzSocketUnit); err != nil {
+			return err
+		}
+		if res, err = authority.Init(req, opts); err != nil {
+			return err
+		}
 	}
 	reportRecovered(o.IO, res.Recovered)
 	if res.Validated {
@@ -217,7 +249,20 @@ func runInit(o *initOptions) error {
 			fmt.Fprintln(o.ErrOut, "  sudo systemctl daemon-reload && sudo systemctl restart docker")
 		}
 	}
+	if res.AuthzPending {
+		fmt.Fprintf(o.ErrOut, "next: start the plugin (sudo systemctl daemon-reload && sudo systemctl enable --now %s), then run 'dtls init --authz' again: it names the plugin in daemon.json once it answers\n", authority.AuthzSocketUnit)
+	}
 	fmt.Fprintf(o.ErrOut, "next: sudo dtls issue-client NAME   (clients will connect to %s)\n", res.Server.DockerHost)
+	return nil
+}
+
+// systemctl runs systemctl with args, its output to w.
+func systemctl(w io.Writer, args ...string) error {
+	cmd := exec.Command("systemctl", args...)
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("systemctl %s: %w", strings.Join(args, " "), err)
+	}
 	return nil
 }
 

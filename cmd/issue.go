@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,6 +25,9 @@ type issueClientOptions struct {
 	Validity   time.Duration
 	Force      bool
 	Archive    string
+	Role       string
+	Policy     string
+	Container  bool
 	caKey      caKeyOptions
 }
 
@@ -52,11 +56,24 @@ record without its bundle and no half-written bundle.
 
 NAME is the certificate's common name: letters, digits, '.', '_', '@', '-'.
 Give each person their own: a shared certificate cannot be taken back from
-one of them.`,
+one of them.
+
+--role records the holder's role for the authorization plugin ('dtls authz
+serve'): admin, developer, readonly, or a role of the policy file. Without
+it the policy's default role applies (readonly with the built-in policy).
+'dtls role NAME ROLE' changes it later without a new certificate.
+
+--for-container makes a bundle for a container that needs the Docker API (a
+CI runner, a reverse proxy reading labels), instead of mounting
+/var/run/docker.sock, which is root on the host: it prints the docker run
+flags that mount the bundle read-only and point the Docker client at it.
+Give such a bundle a limited role.`,
 		Example: `  $ sudo dtls issue-client alice
   $ sudo dtls issue-client ci-runner --days 30 --out /root/bundles/ci-runner
   $ sudo dtls issue-client bob --docker-host tcp://docker.example.com:2376
-  $ sudo dtls issue-client carol dave erin --out /root/bundles`,
+  $ sudo dtls issue-client carol dave erin --out /root/bundles
+  $ sudo dtls issue-client dave --role developer
+  $ sudo dtls issue-client traefik --role readonly --for-container --out /srv/dtls/traefik`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef(c, "%s: want at least one NAME", c.CommandPath())
@@ -92,6 +109,14 @@ one of them.`,
 			if opts.StateDir, err = absPath("state-dir", opts.StateDir); err != nil {
 				return usageError{err, c.CommandPath()}
 			}
+			if opts.Role != "" {
+				if err := checkRole(opts.Policy, opts.Role); err != nil {
+					return usagef(c, "--role: %v", err)
+				}
+			}
+			if opts.Container && len(opts.Names) != 1 {
+				return usagef(c, "--for-container takes exactly one NAME")
+			}
 			if opts.Archive != "" {
 				if len(opts.Names) != 1 {
 					return usagef(c, "--archive takes exactly one NAME")
@@ -112,6 +137,9 @@ one of them.`,
 	daysFlag(c, &opts.Validity, "days", pki.DefaultClientValidity, "validity of the client certificate")
 	f.StringVar(&opts.Archive, "archive", "", "also write the bundle as one tar.gz FILE (0600) for 'dtls import' on the developer's machine")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing bundle directory")
+	f.StringVar(&opts.Role, "role", "", "authorization role recorded for the plugin (admin, developer, readonly or a policy file's; default: the policy's default role)")
+	policyFlag(c, io, &opts.Policy)
+	f.BoolVar(&opts.Container, "for-container", false, "a bundle for a container, instead of mounting the Docker socket: print the docker run flags that use it")
 	opts.caKey.flags(c)
 	return c
 }
@@ -143,6 +171,7 @@ func runIssueClient(o *issueClientOptions) error {
 		Validity:   o.Validity,
 		Force:      o.Force,
 		Archive:    o.Archive,
+		Role:       o.Role,
 		Now:        o.Now(),
 	})
 	if err != nil {
@@ -151,6 +180,20 @@ func runIssueClient(o *issueClientOptions) error {
 	for _, it := range issued {
 		fmt.Fprintf(o.ErrOut, "issued client certificate %s\n", describeRecord(it.Record))
 		fmt.Fprintf(o.ErrOut, "wrote bundle %s for %s\n", it.Dir, bundleDockerHost(it))
+	}
+	if o.Role != "" {
+		fmt.Fprintf(o.ErrOut, "role of %s: %s\n", strings.Join(o.Names, ", "), o.Role)
+	}
+	if o.Container {
+		// The one line an operator pastes: the bundle read-only at the
+		// path the Docker client reads (DOCKER_CERT_PATH), the daemon
+		// over verified TLS.
+		const inside = "/run/secrets/dtls"
+		fmt.Fprintf(o.ErrOut, "run the container with these flags (instead of -v /var/run/docker.sock:/var/run/docker.sock):\n")
+		fmt.Fprintf(o.IO.Out, "-v %s:%s:ro -e DOCKER_HOST=%s -e DOCKER_TLS_VERIFY=1 -e DOCKER_CERT_PATH=%s\n",
+			issued[0].Dir, inside, bundleDockerHost(issued[0]), inside)
+		fmt.Fprintf(o.ErrOut, "the key is 0400 root: a container that runs as another user needs the bundle chowned to it (chown -R UID %s)\n", issued[0].Dir)
+		return nil
 	}
 	if o.Archive != "" {
 		fmt.Fprintf(o.ErrOut, "wrote archive %s (0600)\n", o.Archive)

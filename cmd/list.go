@@ -111,6 +111,9 @@ type listEntry struct {
 	CASerial  string    `json:"ca_serial"`
 	OldCA     bool      `json:"old_ca"`
 	Path      string    `json:"path,omitempty"`
+	// Role is a client's authorization role ("" for the policy's
+	// default).
+	Role string `json:"role,omitempty"`
 }
 
 func runList(o *listOptions) error {
@@ -120,6 +123,11 @@ func runList(o *listOptions) error {
 		return err
 	}
 	recs, err := a.Store.All()
+	if err != nil {
+		a.Close()
+		return err
+	}
+	roles, err := a.Store.Roles()
 	a.Close()
 	if err != nil {
 		return err
@@ -139,11 +147,15 @@ func runList(o *listOptions) error {
 		if sans == nil {
 			sans = []string{}
 		}
-		entries = append(entries, listEntry{
+		e := listEntry{
 			Name: r.Name, Kind: string(r.Kind), Serial: r.Serial, NotBefore: r.NotBefore, NotAfter: r.NotAfter,
 			Status: st, SANs: sans, CASerial: r.CASerial, Path: r.Path,
 			OldCA: current != "" && r.CASerial != "" && r.CASerial != current && r.Kind != store.KindCA,
-		})
+		}
+		if r.Kind == store.KindClient {
+			e.Role = roles[r.Name]
+		}
+		entries = append(entries, e)
 	}
 	if o.Output == "json" {
 		b, err := json.MarshalIndent(entries, "", "  ")
@@ -154,7 +166,7 @@ func runList(o *listOptions) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tKIND\tSERIAL\tEXPIRES\tSTATUS\tCA")
+	fmt.Fprintln(tw, "NAME\tKIND\tSERIAL\tEXPIRES\tSTATUS\tCA\tROLE")
 	for _, e := range entries {
 		ca := "current"
 		if e.OldCA {
@@ -163,7 +175,14 @@ func runList(o *listOptions) error {
 		if e.Kind == string(store.KindCA) {
 			ca = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Kind, e.Serial, e.NotAfter.UTC().Format("2006-01-02"), e.Status, ca)
+		role := "-"
+		if e.Kind == string(store.KindClient) {
+			role = e.Role
+			if role == "" {
+				role = "(default)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Kind, e.Serial, e.NotAfter.UTC().Format("2006-01-02"), e.Status, ca, role)
 	}
 	return tw.Flush()
 }

@@ -206,10 +206,12 @@ var commands = map[string]func(IO) *cobra.Command{
 	"ls":           newLsCmd,
 	"use":          newUseCmd,
 	"context":      newContextCmd,
+	"role":         newRoleCmd,
+	"authz":        newAuthzCmd,
 }
 
 var commandOrder = []string{"init", "issue-client", "issue-server", "list", "renew", "revoke", "crl", "rotate-ca",
-	"env", "version", "audit", "import", "ls", "use", "context"}
+	"role", "authz", "env", "version", "audit", "import", "ls", "use", "context"}
 
 // exactArgs is cobra.ExactArgs with a usage error.
 func exactArgs(n int, what string) cobra.PositionalArgs {

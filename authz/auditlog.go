@@ -1,0 +1,375 @@
+package authz
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Phases of an audit record: dockerd asks the plugin before it handles a
+// request (AuthZReq) and again with the response (AuthZRes).
+const (
+	PhaseRequest  = "request"
+	PhaseResponse = "response"
+)
+
+// Decisions of an audit record. DecisionWarn is a request that enforce mode
+// would have denied and warn mode allowed.
+const (
+	DecisionAllow = "allow"
+	DecisionDeny  = "deny"
+	DecisionWarn  = "warn"
+)
+
+// auditTimeFormat is RFC 3339 with all nine digits of nanoseconds, so that
+// records sort as text and line up (time.RFC3339Nano drops trailing zeros).
+const auditTimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+// AuditRecord is one line of the audit trail: one decision of the plugin.
+// A request-phase record and the response-phase record of the same API call
+// share User, Serial, Source, Method and URI (dockerd sends the same request
+// fields in both phases); a response record exists only for an allowed
+// request.
+type AuditRecord struct {
+	// Time is when the plugin decided, written in UTC with nanoseconds.
+	Time time.Time `json:"time"`
+	// Phase is PhaseRequest or PhaseResponse.
+	Phase string `json:"phase"`
+	// Decision is DecisionAllow, DecisionDeny or DecisionWarn.
+	Decision string `json:"decision"`
+	// User is the certificate holder's name in the inventory (the
+	// certificate's CN when the inventory refused it); empty for the unix
+	// socket.
+	User string `json:"user,omitempty"`
+	// Role is the role the request was decided for (the policy's default
+	// role when the inventory records none).
+	Role string `json:"role,omitempty"`
+	// Serial is the client certificate's serial number in hex, as in the
+	// inventory.
+	Serial string `json:"serial,omitempty"`
+	// Source is "tcp" or "unix".
+	Source string `json:"source,omitempty"`
+	// Method is the HTTP method of the API call.
+	Method string `json:"method,omitempty"`
+	// Path is the canonical API path (no version prefix, no query).
+	Path string `json:"path,omitempty"`
+	// URI is the request-target as dockerd received it.
+	URI string `json:"uri,omitempty"`
+	// Fields are the parts of the request body the decision looked at
+	// (image, privileged, mounts, ...).
+	Fields map[string]any `json:"fields,omitempty"`
+	// Rule names the policy rule (or "plugin: ..." for a decision taken
+	// before the policy, such as a revoked certificate).
+	Rule string `json:"rule,omitempty"`
+	// Reason says why, in words.
+	Reason string `json:"reason,omitempty"`
+	// Status is the HTTP status of the response (response phase only); 0
+	// when dockerd did not know it: a hijacked or streamed response, or a
+	// handler error (see authzRequest).
+	Status int `json:"status,omitempty"`
+}
+
+// MarshalJSON writes Time in UTC with a fixed nine-digit fraction.
+func (r AuditRecord) MarshalJSON() ([]byte, error) {
+	// alias has AuditRecord's fields without its methods; the outer Time,
+	// shallower, wins over the embedded one for the "time" key.
+	type alias AuditRecord
+	return json.Marshal(struct {
+		Time string `json:"time"`
+		alias
+	}{r.Time.UTC().Format(auditTimeFormat), alias(r)})
+}
+
+// AuditLog writes audit records as JSON lines to a file, rotated by size,
+// and to another writer (stdout, for journald). It is safe for concurrent
+// use.
+type AuditLog struct {
+	mu       sync.Mutex
+	path     string
+	maxSize  int64
+	maxFiles int
+	f        *os.File
+	size     int64
+	also     io.Writer
+	closed   bool
+}
+
+// OpenAuditLog opens (creating it, mode 0600) the audit trail at path, whose
+// directory must exist, and appends to it. When a write would take the file
+// over maxSize bytes it is rotated: path.1 becomes path.2 and so on, path
+// becomes path.1, and the oldest beyond maxFiles rotated files is dropped.
+// maxSize <= 0 never rotates; maxFiles <= 0 keeps no rotated file. Every
+// record is also written to also, when not nil. An empty path writes only to
+// also.
+//
+// An existing file's looser mode is tightened to 0600: the trail names users
+// and what they ran.
+func OpenAuditLog(path string, maxSize int64, maxFiles int, also io.Writer) (*AuditLog, error) {
+	l := &AuditLog{path: path, maxSize: maxSize, maxFiles: maxFiles, also: also}
+	if path == "" {
+		return l, nil
+	}
+	if err := l.open(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// open opens l.path for appending and learns its size.
+func (l *AuditLog) open() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open audit log %q: %w", l.path, unwrapPath(err))
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("open audit log %q: %w", l.path, unwrapPath(err))
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return fmt.Errorf("open audit log %q: not a regular file", l.path)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		if err := f.Chmod(0o600); err != nil {
+			f.Close()
+			return fmt.Errorf("open audit log %q: %w", l.path, unwrapPath(err))
+		}
+	}
+	l.f, l.size = f, fi.Size()
+	return nil
+}
+
+// Write appends one record as one JSON line: one write(2) to the file (with
+// O_APPEND), so that concurrent writers and readers never see half a line
+// mixed with another, then one write to also. A zero Time is set to now.
+// It returns the first error, having tried both.
+func (l *AuditLog) Write(r AuditRecord) error {
+	if r.Time.IsZero() {
+		r.Time = time.Now()
+	}
+	line, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("audit record: %w", err)
+	}
+	line = append(line, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return errors.New("audit log is closed")
+	}
+	var ferr error
+	if l.f != nil {
+		ferr = l.writeFile(line)
+	}
+	var aerr error
+	if l.also != nil {
+		if _, err := l.also.Write(line); err != nil {
+			aerr = fmt.Errorf("write audit record: %w", err)
+		}
+	}
+	return errors.Join(ferr, aerr)
+}
+
+// writeFile rotates if needed and appends line; l.mu is held.
+func (l *AuditLog) writeFile(line []byte) error {
+	var rerr error
+	if l.maxSize > 0 && l.size > 0 && l.size+int64(len(line)) > l.maxSize {
+		if rerr = l.rotate(); rerr != nil {
+			// Keep appending to the file still open, and try again only
+			// after another maxSize bytes rather than shifting the rotated
+			// files on every record.
+			l.size = 0
+		}
+	}
+	n, err := l.f.Write(line)
+	l.size += int64(n)
+	if err != nil {
+		err = fmt.Errorf("write audit log %q: %w", l.path, unwrapPath(err))
+	}
+	return errors.Join(rerr, err)
+}
+
+// rotate shifts path.N-1 to path.N ... path to path.1 and opens a new path;
+// l.mu is held. On error the current file stays open, so that no record is
+// lost, only the size limit.
+func (l *AuditLog) rotate() error {
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("rotate audit log %q: %w", l.path, unwrapPath(err))
+	}
+	for i := l.maxFiles - 1; i >= 1; i-- {
+		err := os.Rename(rotatedName(l.path, i), rotatedName(l.path, i+1))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("rotate audit log: %w", err)
+		}
+	}
+	var err error
+	if l.maxFiles > 0 {
+		err = os.Rename(l.path, rotatedName(l.path, 1))
+	} else {
+		err = os.Remove(l.path)
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("rotate audit log: %w", err)
+	}
+	old := l.f
+	if err := l.open(); err != nil {
+		return err
+	}
+	old.Close()
+	return nil
+}
+
+func rotatedName(path string, i int) string { return path + "." + strconv.Itoa(i) }
+
+// Close flushes the file to disk and closes it; Write fails afterwards.
+func (l *AuditLog) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Sync()
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close audit log %q: %w", l.path, unwrapPath(err))
+	}
+	return nil
+}
+
+// AuditFilter selects audit records; zero fields select everything.
+type AuditFilter struct {
+	// User keeps the records of this user only.
+	User string
+	// Since keeps the records at or after this time.
+	Since time.Time
+	// Decision keeps "allow", "deny" or "warn" records only.
+	Decision string
+}
+
+func (f AuditFilter) match(r *AuditRecord) bool {
+	return (f.User == "" || r.User == f.User) &&
+		(f.Since.IsZero() || !r.Time.Before(f.Since)) &&
+		(f.Decision == "" || r.Decision == f.Decision)
+}
+
+// ReadAudit reads the audit trail at path and its rotated files, oldest
+// first (path.N ... path.1, then path), and returns the records f selects,
+// in that order. Lines that are not a JSON record (the torn last line of a
+// crash, say) are skipped. It is an error when neither path nor any
+// rotated file exists.
+func ReadAudit(path string, f AuditFilter) ([]AuditRecord, error) {
+	files, err := auditFiles(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []AuditRecord
+	for _, name := range files {
+		if out, err = readAuditFile(name, f, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// auditFiles lists path's rotated files, highest number (oldest) first,
+// then path itself if it exists.
+func auditFiles(path string) ([]string, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read audit log %q: %w", path, unwrapPath(err))
+	}
+	type rotated struct {
+		n    int
+		name string
+	}
+	var rs []rotated
+	current := false
+	for _, e := range entries {
+		name := e.Name()
+		if name == base {
+			current = true
+			continue
+		}
+		suffix, ok := strings.CutPrefix(name, base+".")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(suffix)
+		if err != nil || n < 1 || strconv.Itoa(n) != suffix {
+			continue
+		}
+		rs = append(rs, rotated{n, filepath.Join(dir, name)})
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].n > rs[j].n })
+	var files []string
+	for _, r := range rs {
+		files = append(files, r.name)
+	}
+	if current {
+		files = append(files, path)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("read audit log %q: %w", path, fs.ErrNotExist)
+	}
+	return files, nil
+}
+
+func readAuditFile(name string, f AuditFilter, out []AuditRecord) ([]AuditRecord, error) {
+	file, err := os.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Rotated away between the listing and now.
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read audit log %q: %w", name, unwrapPath(err))
+	}
+	defer file.Close()
+	br := bufio.NewReader(file)
+	for {
+		line, err := br.ReadBytes('\n')
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			var r AuditRecord
+			if json.Unmarshal(line, &r) == nil && !r.Time.IsZero() && f.match(&r) {
+				out = append(out, r)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read audit log %q: %w", name, err)
+		}
+	}
+}
+
+// unwrapPath drops the *fs.PathError wrapper, whose text repeats the path
+// the caller's message already names.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,680 @@
+package authz
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Source is how the request reached dockerd.
+type Source string
+
+const (
+	SourceTCP  Source = "tcp"
+	SourceUnix Source = "unix"
+)
+
+// Identity is who sent a request, as the plugin established it.
+type Identity struct {
+	User   string // the client certificate's CN ("" over the unix socket)
+	Serial string // hex serial of the client certificate
+	Role   string // role from the inventory ("" = the policy's default role)
+	Source Source
+}
+
+// Request is the part of Docker's AuthZReq the policy looks at.
+type Request struct {
+	Method  string            // RequestMethod
+	URI     string            // RequestUri, as sent (with /v1.41 prefix and query)
+	Body    []byte            // RequestBody (may be nil: not forwarded by the daemon)
+	Headers map[string]string // RequestHeaders (Content-Type ...)
+}
+
+// Decision is the policy's answer and why.
+type Decision struct {
+	Allow bool
+	// Rule is the rule that decided: "<role>: <what>", e.g.
+	// "developer: POST /containers/create: HostConfig.Privileged",
+	// "readonly: GET /containers/json", "ci: capability build: POST /build",
+	// "auditor: deny GET /events", "readonly: default deny: GET
+	// /containers/{id}/archive", "admin: everything", "unix: allow".
+	// A decision made for the unix socket's role starts with "unix: ".
+	Rule string
+	// Reason is a sentence for the Docker user (dockerd shows it after
+	// "authorization denied by plugin ...") and the audit log.
+	Reason string
+	// Path is the canonical path (CanonicalPath): "/containers/create".
+	Path string
+	// Fields are the body and query fields that decided (image,
+	// privileged, binds, cap_add, user ...), for the audit log; nil when
+	// none did.
+	Fields map[string]any
+}
+
+// capability is a group of endpoints a role must name to get.
+type capability uint8
+
+const (
+	capBuild capability = 1 << iota
+	capPlugins
+	capSwarm
+	capSecrets
+	capPrune
+)
+
+// capabilities, in the order the policy lists them. Each is as strong as
+// it says: build runs code as root with the daemon's network (dockerd
+// allows the network=host entitlement by default) and can tag any image
+// name; plugins installs managed plugins, which ask for host privileges;
+// swarm joins this daemon to a swarm (whose managers then run tasks here)
+// and reads the unlock key, so it is as good as admin.
+var capabilities = []struct {
+	c    capability
+	name string
+	what string
+}{
+	{capBuild, "build", "POST /build, /build/prune, /build/cancel, BuildKit's /session and /grpc"},
+	{capPlugins, "plugins", "/plugins/*: install, configure, enable and remove plugins"},
+	{capSwarm, "swarm", "/swarm/*, /services/*, /nodes/*, /tasks/*: including joining a swarm, which is as good as admin"},
+	{capSecrets, "secrets", "/secrets/*, /configs/*, and services that use secrets or configs"},
+	{capPrune, "prune", "POST /containers/prune, /images/prune, /volumes/prune, /networks/prune: other users' data too"},
+}
+
+func capabilityNamed(name string) (capability, bool) {
+	for _, c := range capabilities {
+		if c.name == name {
+			return c.c, true
+		}
+	}
+	return 0, false
+}
+
+func capabilityName(c capability) string {
+	for _, x := range capabilities {
+		if x.c == c {
+			return x.name
+		}
+	}
+	return "?"
+}
+
+// Built-in roles. The default role of DefaultPolicy is readonly: a
+// certificate whose holder has no role recorded may look, not touch.
+const (
+	RoleAdmin     = "admin"
+	RoleDeveloper = "developer"
+	RoleReadonly  = "readonly"
+)
+
+var builtinRoles = []string{RoleAdmin, RoleDeveloper, RoleReadonly}
+
+// roleLevel is what a role's built-in base grants.
+type roleLevel uint8
+
+const (
+	rolesNone roleLevel = iota // a role without a base: its allow rules and capabilities only
+	rolesRead                  // readonly
+	rolesDev                   // developer
+	rolesAll                   // admin
+)
+
+// role is a resolved role: its base chain flattened.
+type role struct {
+	name  string
+	base  string // as written; "" for built-ins and roles without a base
+	desc  string
+	level roleLevel
+	caps  capability
+	allow []*pattern // own and inherited
+	deny  []*pattern
+}
+
+// unixMode is the policy for requests over dockerd's unix socket.
+type unixMode uint8
+
+const (
+	unixAllow unixMode = iota
+	unixDeny
+	unixRole
+)
+
+// Policy decides Docker API requests by role. It is immutable once made,
+// and safe for concurrent use.
+type Policy struct {
+	defaultRole string
+	unix        unixMode
+	unixRole    string
+	roles       map[string]*role
+	protected   []string // host paths no role but admin may mount; "/" is implied
+}
+
+// defaultProtectedPaths are the host paths (and everything under them)
+// that a role other than admin may not bind-mount nor mount as a local
+// volume's device. The issue's list: "/" itself (handled apart: it is
+// under nothing), /etc, /root, /run and /var/run (the Docker socket, and
+// /var/run is usually a link to /run), /var/lib/docker, /proc, /sys,
+// /dev, /boot. Added here: the programs and libraries root runs (/bin,
+// /sbin, /lib*, /usr), /var/lib (containerd, kubelet and every service's
+// state, /var/lib/docker included) and /var/spool (cron's crontabs): a
+// writable mount of any of them is root on the host.
+var defaultProtectedPaths = []string{
+	"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+	"/proc", "/root", "/run", "/sbin", "/sys", "/usr",
+	"/var/lib", "/var/lib/docker", "/var/run", "/var/spool",
+}
+
+// DefaultPolicy is the built-in policy: the roles admin, developer and
+// readonly, readonly by default, the unix socket allowed.
+//
+//   - admin may do everything.
+//   - readonly may read: list and inspect containers, images, networks,
+//     volumes, execs; /_ping, /version, /info, /events, /system/df. Not the
+//     reads that copy data out: GET or HEAD .../archive (docker cp),
+//     /containers/{id}/export, /images/get and /images/{name}/get (docker
+//     save), /containers/{id}/logs, /containers/{id}/attach/ws (a GET that
+//     writes to stdin). GET-only is not read-only (docker-socket-proxy#182).
+//   - developer may also create, run, stop and remove containers, read
+//     their logs, attach, exec (not privileged, not as root), pull and
+//     remove images, create and remove networks and volumes, docker login
+//     (POST /auth) - but nothing that owns the host: see the checks of
+//     POST /containers/create in body.go. Not docker cp (archive) nor
+//     export, commit, tag, push, load, container update: they read or write
+//     any container's files as root, or replace an image others run.
+//
+// Capabilities (build, plugins, swarm, secrets, prune) are off but for
+// admin; a policy file gives them to its roles.
+func DefaultPolicy() *Policy {
+	p := &Policy{defaultRole: RoleReadonly, unix: unixAllow, roles: map[string]*role{}, protected: defaultProtectedPaths}
+	p.roles[RoleAdmin] = &role{name: RoleAdmin, level: rolesAll, desc: "everything"}
+	p.roles[RoleDeveloper] = &role{name: RoleDeveloper, level: rolesDev, desc: "create and run containers, but nothing that owns the host"}
+	p.roles[RoleReadonly] = &role{name: RoleReadonly, level: rolesRead, desc: "reads, but not those that copy data out"}
+	return p
+}
+
+// Roles lists the roles the policy defines, sorted.
+func (p *Policy) Roles() []string {
+	names := make([]string, 0, len(p.roles))
+	for n := range p.roles {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// HasRole reports whether the policy defines the role.
+func (p *Policy) HasRole(name string) bool {
+	_, ok := p.roles[name]
+	return ok
+}
+
+// DefaultRole is the role of an identity without one.
+func (p *Policy) DefaultRole() string { return p.defaultRole }
+
+// LoadPolicy reads a policy file (the format is ParsePolicy's). Errors
+// name the file, the place in it and the bad value.
+func LoadPolicy(path string) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	p, err := ParsePolicy(data)
+	if err != nil {
+		return nil, fmt.Errorf("policy %q: %w", path, err)
+	}
+	return p, nil
+}
+
+// ParsePolicy reads a policy: a JSON object (testdata/policy.json is an
+// example) with these keys, all optional:
+//
+//	{
+//	  "default_role": "readonly",
+//	  "unix": "allow",
+//	  "protected_paths": ["/srv/secrets"],
+//	  "roles": {
+//	    "ci":       {"base": "developer", "capabilities": ["build"]},
+//	    "auditor":  {"base": "readonly", "deny": ["GET /events"]},
+//	    "deployer": {"base": "readonly", "allow": ["POST /containers/{id}/restart"],
+//	                 "description": "restarts what is deployed"}
+//	  }
+//	}
+//
+// default_role is the role of a certificate whose holder has none recorded
+// (readonly when absent). unix decides requests over dockerd's unix
+// socket: "allow" (the default: the socket's own root:docker 0660 mode
+// decides, and an admin is never locked out), "deny", or "role:NAME" (as
+// if sent by a holder of role NAME). protected_paths adds host paths to
+// those no role but admin may mount (defaultProtectedPaths).
+//
+// A role is built from blocks: a base (admin, developer, readonly or a role
+// of the file; none means nothing), capabilities (build, plugins, swarm,
+// secrets, prune), allow and deny rules. A rule is "METHOD /path":
+// METHOD is GET (which covers HEAD), HEAD, POST, PUT, DELETE, OPTIONS or
+// "*"; the path has no API version prefix and no query, a segment "{name}"
+// takes a whole variable of the Docker route ("{id}" in
+// "/containers/{id}/json", which may hold slashes as an image name does)
+// and a last segment "*" takes the rest. Deny rules come first, then
+// everything for admin, then what the base and capabilities grant, then
+// allow rules; the checks of request bodies (body.go) apply to every role
+// but admin, whatever allowed the request. The built-in roles cannot be
+// redefined; extend one under another name.
+//
+// Unknown keys, duplicate keys, unknown roles, capabilities and methods,
+// rules that match no Docker API endpoint and base cycles are errors that
+// name their place: `roles.ci.capabilities[0]: unknown capability "bild":
+// want build, plugins, swarm, secrets or prune`.
+func ParsePolicy(data []byte) (*Policy, error) {
+	var raw json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, jsonError(data, err)
+	}
+	p := DefaultPolicy()
+	p.protected = slices.Clone(defaultProtectedPaths)
+	var (
+		defaultRole, unix string
+		haveDefault       bool
+		defs              = map[string]json.RawMessage{}
+		order             []string
+	)
+	err := object(raw, "", func(key string, val json.RawMessage) error {
+		switch key {
+		case "default_role":
+			haveDefault = true
+			return str(val, key, &defaultRole)
+		case "unix":
+			return str(val, key, &unix)
+		case "protected_paths":
+			var paths []string
+			if err := strs(val, key, &paths); err != nil {
+				return err
+			}
+			for i, s := range paths {
+				if !strings.HasPrefix(s, "/") {
+					return fmt.Errorf("%s[%d]: want an absolute path, got %q", key, i, s)
+				}
+				if c := path.Clean(s); c == "/" {
+					return fmt.Errorf("%s[%d]: %q: \"/\" itself is always protected; a list entry protects a directory and what is under it", key, i, s)
+				} else if !slices.Contains(p.protected, c) {
+					p.protected = append(p.protected, c)
+				}
+			}
+			return nil
+		case "roles":
+			return object(val, "roles", func(name string, def json.RawMessage) error {
+				if slices.Contains(builtinRoles, name) {
+					return fmt.Errorf("roles.%s: the built-in role %q cannot be redefined: give the role another name, with \"base\": %q", name, name, name)
+				}
+				if !validRoleName.MatchString(name) {
+					return fmt.Errorf("roles.%q: invalid role name: want lowercase letters, digits, '-' and '_', starting with a letter", name)
+				}
+				defs[name] = def
+				order = append(order, name)
+				return nil
+			})
+		}
+		return fmt.Errorf("unknown key %q: want default_role, unix, protected_paths or roles", key)
+	})
+	if err != nil {
+		return nil, err
+	}
+	parsed := map[string]*roleDef{}
+	for _, name := range order {
+		d, err := parseRoleDef(name, defs[name])
+		if err != nil {
+			return nil, err
+		}
+		parsed[name] = d
+	}
+	for _, name := range order {
+		if _, err := p.resolve(name, parsed, nil); err != nil {
+			return nil, err
+		}
+	}
+	if haveDefault {
+		if !p.HasRole(defaultRole) {
+			return nil, fmt.Errorf("default_role: unknown role %q: want one of %s", defaultRole, strings.Join(p.Roles(), ", "))
+		}
+		p.defaultRole = defaultRole
+	}
+	switch {
+	case unix == "" || unix == "allow":
+	case unix == "deny":
+		p.unix = unixDeny
+	case strings.HasPrefix(unix, "role:"):
+		name := strings.TrimPrefix(unix, "role:")
+		if !p.HasRole(name) {
+			return nil, fmt.Errorf("unix: unknown role %q: want one of %s", name, strings.Join(p.Roles(), ", "))
+		}
+		p.unix, p.unixRole = unixRole, name
+	default:
+		return nil, fmt.Errorf(`unix: want "allow", "deny" or "role:NAME", got %q`, unix)
+	}
+	return p, nil
+}
+
+// validRoleName is authority.ValidateRole's syntax (package authority
+// keeps the inventory; a role a policy defines must be one it can record).
+var validRoleName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+// roleDef is a role as the file writes it.
+type roleDef struct {
+	base, desc  string
+	caps        capability
+	allow, deny []*pattern
+}
+
+func parseRoleDef(name string, raw json.RawMessage) (*roleDef, error) {
+	at := "roles." + name
+	d := &roleDef{}
+	err := object(raw, at, func(key string, val json.RawMessage) error {
+		switch key {
+		case "base":
+			return str(val, at+".base", &d.base)
+		case "description":
+			return str(val, at+".description", &d.desc)
+		case "capabilities":
+			var list []string
+			if err := strs(val, at+".capabilities", &list); err != nil {
+				return err
+			}
+			for i, c := range list {
+				bit, ok := capabilityNamed(c)
+				if !ok {
+					names := make([]string, len(capabilities))
+					for j, x := range capabilities {
+						names[j] = x.name
+					}
+					return fmt.Errorf("%s.capabilities[%d]: unknown capability %q: want %s or %s", at, i, c,
+						strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
+				}
+				d.caps |= bit
+			}
+			return nil
+		case "allow", "deny":
+			var list []string
+			if err := strs(val, at+"."+key, &list); err != nil {
+				return err
+			}
+			for i, s := range list {
+				pt, err := parsePattern(s)
+				if err != nil {
+					return fmt.Errorf("%s.%s[%d]: %w", at, key, i, err)
+				}
+				if key == "allow" {
+					d.allow = append(d.allow, pt)
+				} else {
+					d.deny = append(d.deny, pt)
+				}
+			}
+			return nil
+		}
+		return fmt.Errorf("%s: unknown key %q: want base, capabilities, allow, deny or description", at, key)
+	})
+	return d, err
+}
+
+// resolve flattens a role and its bases into p.roles.
+func (p *Policy) resolve(name string, defs map[string]*roleDef, chain []string) (*role, error) {
+	if r, ok := p.roles[name]; ok {
+		return r, nil
+	}
+	if i := slices.Index(chain, name); i >= 0 {
+		cycle := append(slices.Clone(chain[i:]), name)
+		return nil, fmt.Errorf("roles.%s.base: cycle %s", chain[len(chain)-1], strings.Join(cycle, " -> "))
+	}
+	d := defs[name]
+	r := &role{name: name, base: d.base, desc: d.desc, caps: d.caps}
+	if d.base != "" {
+		if _, ok := defs[d.base]; !ok && !slices.Contains(builtinRoles, d.base) {
+			return nil, fmt.Errorf("roles.%s.base: unknown role %q: want admin, developer, readonly or a role of this file", name, d.base)
+		}
+		b, err := p.resolve(d.base, defs, append(chain, name))
+		if err != nil {
+			return nil, err
+		}
+		r.level, r.caps = b.level, r.caps|b.caps
+		r.allow, r.deny = slices.Clone(b.allow), slices.Clone(b.deny)
+	}
+	r.allow = append(r.allow, d.allow...)
+	r.deny = append(r.deny, d.deny...)
+	p.roles[name] = r
+	return r, nil
+}
+
+// object calls fn for each member of a JSON object, in order. A duplicate
+// key is an error: encoding/json would silently keep the last one.
+func object(raw json.RawMessage, at string, fn func(key string, val json.RawMessage) error) error {
+	name := at
+	if name == "" {
+		name = "the policy"
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return fmt.Errorf("%s: want a JSON object", name)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		key := t.(string) // dec.More and valid JSON: a key comes next
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if seen[key] {
+			return fmt.Errorf("%s: duplicate key %q", name, key)
+		}
+		seen[key] = true
+		if err := fn(key, val); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func str(raw json.RawMessage, at string, s *string) error {
+	if err := json.Unmarshal(raw, s); err != nil {
+		return fmt.Errorf("%s: want a string, got %s", at, raw)
+	}
+	return nil
+}
+
+func strs(raw json.RawMessage, at string, s *[]string) error {
+	if err := json.Unmarshal(raw, s); err != nil {
+		return fmt.Errorf("%s: want a list of strings, got %s", at, raw)
+	}
+	return nil
+}
+
+// jsonError places a JSON syntax error at its line and column.
+func jsonError(data []byte, err error) error {
+	var se *json.SyntaxError
+	if !errors.As(err, &se) {
+		return fmt.Errorf("invalid JSON: %w", err)
+	}
+	off := min(int(se.Offset), len(data))
+	line := 1 + bytes.Count(data[:off], []byte("\n"))
+	col := off - bytes.LastIndexByte(data[:off], '\n')
+	return fmt.Errorf("invalid JSON at line %d, column %d: %s", line, col, se)
+}
+
+// Decide decides a request. A request without a method or URI, with a URI
+// CanonicalPath refuses, or for a role the policy does not define is
+// denied. Over the unix socket the policy's "unix" setting decides.
+// Otherwise the identity's role (the default role when it has none), in
+// this order: its deny rules; everything for admin; the route's level
+// (readonly's reads, developer's work, a capability); its allow rules;
+// else deny. A role other than admin must speak API 1.24 or later, and
+// what is allowed passes the checks of its body or query (body.go), which
+// deny a body that is missing, empty or not JSON.
+func (p *Policy) Decide(id Identity, r Request) Decision {
+	if r.Method == "" || r.URI == "" {
+		return Decision{Rule: "request: incomplete", Reason: "the request has no method or no URI"}
+	}
+	u, err := parseURI(r.URI)
+	if err != nil {
+		return Decision{Rule: "request: path", Reason: err.Error(), Path: u.path}
+	}
+	name, via := id.Role, ""
+	if id.Source == SourceUnix {
+		switch p.unix {
+		case unixAllow:
+			return Decision{Allow: true, Rule: "unix: allow", Path: u.path,
+				Reason: `the local unix socket is allowed by the policy ("unix": "allow"); its file mode decides who may use it`}
+		case unixDeny:
+			return Decision{Rule: "unix: deny", Path: u.path,
+				Reason: `the local unix socket is denied by the policy ("unix": "deny")`}
+		}
+		name, via = p.unixRole, "unix: "
+	}
+	if name == "" {
+		name = p.defaultRole
+	}
+	rl, ok := p.roles[name]
+	if !ok {
+		return Decision{Rule: via + name + ": unknown role", Path: u.path,
+			Reason: fmt.Sprintf("role %q is not defined by the policy (it defines %s)", name, strings.Join(p.Roles(), ", "))}
+	}
+	return p.decide(rl, via+rl.name+": ", r, u)
+}
+
+func (p *Policy) decide(rl *role, prefix string, r Request, u requestURI) Decision {
+	d := Decision{Path: u.path}
+	deny := func(rule, reason string) Decision {
+		d.Rule, d.Reason = prefix+rule, reason
+		return d
+	}
+	if rl.level != rolesAll && u.version != "" && !apiVersionOK(u.version) {
+		return deny("API version", fmt.Sprintf("API version %q is older than 1.24 or malformed: before 1.24, starting a container could carry a HostConfig the policy does not check", u.version))
+	}
+	ps := splitPath(u.path)
+	rt := routes.resolve(r.Method, ps)
+	var ts []token
+	if len(rl.deny) > 0 || len(rl.allow) > 0 {
+		ts = rt.tokens(ps)
+	}
+	for _, pt := range rl.deny {
+		if pt.matches(r.Method, ts) {
+			return deny("deny "+pt.text, fmt.Sprintf("%s %s is denied by the policy rule %q", r.Method, u.path, pt.text))
+		}
+	}
+	if rl.level == rolesAll {
+		d.Allow, d.Rule, d.Reason = true, prefix+"everything", fmt.Sprintf("role %s may do everything", rl.name)
+		return d
+	}
+	if rt == nil {
+		return deny("unknown endpoint", fmt.Sprintf("%s %s is not a Docker API endpoint the policy knows: only admin may call it", r.Method, u.path))
+	}
+	rule := ""
+	switch {
+	case rt.level == levelRead && rl.level >= rolesRead, rt.level == levelDev && rl.level >= rolesDev:
+		rule = rt.String()
+	case rt.level == levelCap && rl.caps&rt.cap != 0:
+		rule = "capability " + capabilityName(rt.cap) + ": " + rt.String()
+	}
+	if rule == "" {
+		for _, pt := range rl.allow {
+			if pt.matches(r.Method, ts) {
+				rule = "allow " + pt.text
+				break
+			}
+		}
+	}
+	if rule == "" {
+		return deny("default deny: "+rt.String(), notAllowedReason(rt))
+	}
+	if rt.body != bodyNone {
+		c := p.check(rl, rt, r, u)
+		d.Fields = c.fields
+		if c.field != "" {
+			return deny(rule+": "+c.field, c.reason)
+		}
+	}
+	d.Allow, d.Rule, d.Reason = true, prefix+rule, "allowed: "+rt.what
+	return d
+}
+
+// notAllowedReason says why a route is out of a role's reach.
+func notAllowedReason(rt *route) string {
+	switch rt.level {
+	case levelCap:
+		return fmt.Sprintf("%s needs the %s capability: %s", rt, capabilityName(rt.cap), rt.what)
+	case levelDev:
+		return fmt.Sprintf("%s is for developer and admin: %s", rt, rt.what)
+	case levelRead:
+		return fmt.Sprintf("%s is not granted to this role: %s", rt, rt.what)
+	}
+	return fmt.Sprintf("%s is for admin only: %s", rt, rt.what)
+}
+
+// Describe lists what a role may do, one line each, for 'dtls authz
+// explain': its blocks, its deny rules, what its base and capabilities
+// grant route by route, its allow rules, and the checks of request bodies.
+// It is nil for a role the policy does not define.
+func (p *Policy) Describe(name string) []string {
+	rl, ok := p.roles[name]
+	if !ok {
+		return nil
+	}
+	var out []string
+	head := "role " + rl.name
+	switch {
+	case rl.base != "":
+		head += ": based on " + rl.base
+	case slices.Contains(builtinRoles, rl.name):
+		head += ": built in"
+	default:
+		head += ": no base"
+	}
+	if rl.desc != "" {
+		head += " (" + rl.desc + ")"
+	}
+	out = append(out, head)
+	var caps []string
+	for _, c := range capabilities {
+		if rl.level == rolesAll || rl.caps&c.c != 0 {
+			caps = append(caps, c.name)
+		}
+	}
+	if len(caps) > 0 {
+		out = append(out, "capabilities: "+strings.Join(caps, ", "))
+	}
+	if p.defaultRole == rl.name {
+		out = append(out, "default role: certificates without a role get this one")
+	}
+	if p.unix == unixRole && p.unixRole == rl.name {
+		out = append(out, "unix socket: requests over dockerd's unix socket get this role")
+	}
+	for _, pt := range rl.deny {
+		out = append(out, "deny  "+pt.text+"  (policy rule, before all else)")
+	}
+	if rl.level == rolesAll {
+		return append(out, "allow everything else")
+	}
+	out = append(out, "deny  API versions before 1.24")
+	for _, rt := range routes.all {
+		via := ""
+		switch {
+		case rt.level == levelRead && rl.level >= rolesRead, rt.level == levelDev && rl.level >= rolesDev:
+		case rt.level == levelCap && rl.caps&rt.cap != 0:
+			via = "  (capability " + capabilityName(rt.cap) + ")"
+		default:
+			continue
+		}
+		out = append(out, fmt.Sprintf("allow %s: %s%s", rt, rt.what, via))
+		out = append(out, checksOf(rt.body)...)
+	}
+	for _, pt := range rl.allow {
+		out = append(out, "allow "+pt.text+"  (policy rule)")
+	}
+	out = append(out, "deny  everything else")
+	return out
+}

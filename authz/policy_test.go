@@ -1,0 +1,417 @@
+package authz
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type decideCase struct {
+	role        string
+	method, uri string
+	body        []byte
+	rule        string // the whole rule
+	why         string // part of the reason of a denial; "" when allowed
+}
+
+func runDecideCases(t *testing.T, p *Policy, cases []decideCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.role+" "+c.method+" "+c.uri, func(t *testing.T) {
+			r := Request{Method: c.method, URI: c.uri, Headers: map[string]string{"Content-Length": "0"}}
+			if c.body != nil {
+				r = post(c.uri, c.body)
+				r.Method = c.method
+			}
+			d := p.Decide(Identity{User: "u", Role: c.role, Source: SourceTCP}, r)
+			assert.Equal(t, c.rule, d.Rule)
+			assert.Equal(t, c.why == "", d.Allow, d.Reason)
+			assert.Contains(t, d.Reason, c.why)
+		})
+	}
+}
+
+func TestDecideReadonly(t *testing.T) {
+	const ro = RoleReadonly
+	run := cli(t, "run-alpine")
+	runDecideCases(t, DefaultPolicy(), []decideCase{
+		{ro, "GET", "/v1.41/containers/json", nil, "readonly: GET /containers/json", ""},
+		{ro, "GET", "/v1.41/containers/json?all=1&x=/archive", nil, "readonly: GET /containers/json", ""},
+		{ro, "HEAD", "/_ping", nil, "readonly: HEAD /_ping", ""},
+		{ro, "GET", "/_ping", nil, "readonly: GET /_ping", ""},
+		{ro, "GET", "/v1.41/version", nil, "readonly: GET /version", ""},
+		{ro, "GET", "/v1.41/info", nil, "readonly: GET /info", ""},
+		{ro, "GET", "/v1.41/events?since=1", nil, "readonly: GET /events", ""},
+		{ro, "GET", "/v1.41/containers/abc/json", nil, "readonly: GET /containers/{id}/json", ""},
+		{ro, "GET", "/v1.41/containers/abc/top", nil, "readonly: GET /containers/{id}/top", ""},
+		{ro, "GET", "/v1.41/images/json", nil, "readonly: GET /images/json", ""},
+		{ro, "GET", "/v1.41/images/docker.io/library/alpine:latest/json", nil, "readonly: GET /images/{name}/json", ""},
+		{ro, "GET", "/v1.41/networks", nil, "readonly: GET /networks", ""},
+		{ro, "GET", "/v1.41/networks/", nil, "readonly: GET /networks", ""},
+		{ro, "GET", "/v1.41/volumes", nil, "readonly: GET /volumes", ""},
+		{ro, "GET", "/v1.41/system/df", nil, "readonly: GET /system/df", ""},
+		{ro, "HEAD", "/v1.41/containers/json", nil, "readonly: GET /containers/json", ""},
+		{ro, "GET", "/v1.24/containers/json", nil, "readonly: GET /containers/json", ""},
+		{ro, "GET", "http://docker/v1.41/containers/json", nil, "readonly: GET /containers/json", ""},
+		// the reads that copy data out
+		{ro, "GET", "/v1.41/containers/abc/archive?path=/", nil, "readonly: default deny: GET /containers/{id}/archive", "docker cp"},
+		{ro, "HEAD", "/v1.41/containers/abc/archive?path=/etc/shadow", nil, "readonly: default deny: HEAD /containers/{id}/archive", "docker cp"},
+		{ro, "GET", "/v1.41/containers/abc/export", nil, "readonly: default deny: GET /containers/{id}/export", "docker export"},
+		{ro, "GET", "/v1.41/images/get?names=alpine", nil, "readonly: default deny: GET /images/get", "docker save"},
+		{ro, "GET", "/v1.41/images/alpine/get", nil, "readonly: default deny: GET /images/{name}/get", "docker save"},
+		{ro, "GET", "/v1.41/images/library/alpine/get", nil, "readonly: default deny: GET /images/{name}/get", "docker save"},
+		{ro, "GET", "/v1.41/containers/abc/logs?stdout=1", nil, "readonly: default deny: GET /containers/{id}/logs", "logs"},
+		{ro, "GET", "/v1.41/containers/abc/attach/ws?stdin=1", nil, "readonly: default deny: GET /containers/{id}/attach/ws", "stdin"},
+		{ro, "POST", "/v1.41/containers/abc/attach?stdin=1", nil, "readonly: default deny: POST /containers/{id}/attach", "developer and admin"},
+		// writes
+		{ro, "POST", "/v1.41/containers/create", run, "readonly: default deny: POST /containers/create", "developer and admin"},
+		{ro, "POST", "/v1.41/containers/abc/start", nil, "readonly: default deny: POST /containers/{id}/start", "developer and admin"},
+		{ro, "POST", "/v1.41/containers/abc/exec", cli(t, "exec-plain"), "readonly: default deny: POST /containers/{id}/exec", "developer and admin"},
+		{ro, "DELETE", "/v1.41/containers/abc", nil, "readonly: default deny: DELETE /containers/{id}", "developer and admin"},
+		{ro, "POST", "/v1.41/images/create?fromImage=alpine", nil, "readonly: default deny: POST /images/create", "developer and admin"},
+		// a query or a suffix does not turn a read into another read
+		{ro, "GET", "/v1.41/containers/abc/archive?x=/json", nil, "readonly: default deny: GET /containers/{id}/archive", "docker cp"},
+		{ro, "GET", "/v1.41/containers/x/archive/json", nil, "readonly: GET /containers/{id}/json", ""},
+		// API versions, the canonical path
+		{ro, "GET", "/v1.23/containers/json", nil, "readonly: API version", `API version "1.23" is older than 1.24`},
+		{ro, "GET", "/v1.41/containers/x%2F..%2Fcreate", nil, "request: path", "is not clean"},
+		{ro, "GET", "/v1.41/containers/json%3Fall=1", nil, "readonly: unknown endpoint", "not a Docker API endpoint the policy knows"},
+		{ro, "GET", "/Containers/json", nil, "readonly: unknown endpoint", "only admin may call it"},
+		{ro, "get", "/containers/json", nil, "readonly: unknown endpoint", "only admin may call it"},
+		{ro, "GET", "/v1.41/debug/pprof/heap", nil, "readonly: default deny: * /debug/pprof/{name}", "admin only"},
+		{ro, "OPTIONS", "/v1.41/containers/json", nil, "readonly: default deny: OPTIONS /{any}", "admin only"},
+	})
+}
+
+func TestDecideDeveloper(t *testing.T) {
+	const dev = RoleDeveloper
+	runDecideCases(t, DefaultPolicy(), []decideCase{
+		{dev, "POST", "/v1.41/containers/create?name=web", cli(t, "run-alpine"), "developer: POST /containers/create", ""},
+		{dev, "POST", "/v1.41/containers/web/start", nil, "developer: POST /containers/{id}/start", ""},
+		{dev, "POST", "/v1.41/containers/web/stop?t=10", nil, "developer: POST /containers/{id}/stop", ""},
+		{dev, "POST", "/v1.41/containers/web/kill", nil, "developer: POST /containers/{id}/kill", ""},
+		{dev, "POST", "/v1.41/containers/web/restart", nil, "developer: POST /containers/{id}/restart", ""},
+		{dev, "POST", "/v1.41/containers/web/wait?condition=removed", nil, "developer: POST /containers/{id}/wait", ""},
+		{dev, "POST", "/v1.41/containers/web/attach?stream=1&stdin=1", nil, "developer: POST /containers/{id}/attach", ""},
+		{dev, "GET", "/v1.41/containers/web/attach/ws", nil, "developer: GET /containers/{id}/attach/ws", ""},
+		{dev, "GET", "/v1.41/containers/web/logs?follow=1", nil, "developer: GET /containers/{id}/logs", ""},
+		{dev, "POST", "/v1.41/containers/web/exec", cli(t, "exec-plain"), "developer: POST /containers/{id}/exec", ""},
+		{dev, "POST", "/v1.41/exec/e1/start", []byte(`{"Detach":false,"Tty":false}`), "developer: POST /exec/{id}/start", ""},
+		{dev, "DELETE", "/v1.41/containers/web?force=1", nil, "developer: DELETE /containers/{id}", ""},
+		{dev, "POST", "/v1.41/images/create?fromImage=alpine&tag=latest", nil, "developer: POST /images/create", ""},
+		{dev, "POST", "/v1.41/auth", nil, "developer: POST /auth", ""},
+		{dev, "POST", "/v1.41/volumes/create", cli(t, "volume-plain"), "developer: POST /volumes/create", ""},
+		{dev, "POST", "/v1.41/networks/create", cli(t, "network-bridge"), "developer: POST /networks/create", ""},
+		{dev, "GET", "/v1.41/containers/json", nil, "developer: GET /containers/json", ""},
+		// what reads or writes any container's files as root, or replaces images
+		{dev, "GET", "/v1.41/containers/web/archive?path=/", nil, "developer: default deny: GET /containers/{id}/archive", "admin only"},
+		{dev, "PUT", "/v1.41/containers/web/archive?path=/", nil, "developer: default deny: PUT /containers/{id}/archive", "admin only"},
+		{dev, "GET", "/v1.41/containers/web/export", nil, "developer: default deny: GET /containers/{id}/export", "admin only"},
+		{dev, "POST", "/v1.41/commit?container=web", nil, "developer: default deny: POST /commit", "admin only"},
+		{dev, "POST", "/v1.41/images/alpine/tag?repo=nginx", nil, "developer: default deny: POST /images/{name}/tag", "admin only"},
+		{dev, "POST", "/v1.41/containers/web/update", []byte(`{}`), "developer: default deny: POST /containers/{id}/update", "admin only"},
+		// capabilities
+		{dev, "POST", "/v1.41/build?t=x", nil, "developer: default deny: POST /build", "needs the build capability"},
+		{dev, "POST", "/session", nil, "developer: default deny: POST /session", "needs the build capability"},
+		{dev, "POST", "/grpc", nil, "developer: default deny: POST /grpc", "needs the build capability"},
+		{dev, "POST", "/v1.41/plugins/pull?remote=x", nil, "developer: default deny: POST /plugins/pull", "needs the plugins capability"},
+		{dev, "GET", "/v1.41/plugins", nil, "developer: default deny: GET /plugins", "needs the plugins capability"},
+		{dev, "POST", "/v1.41/swarm/join", nil, "developer: default deny: POST /swarm/join", "needs the swarm capability"},
+		{dev, "GET", "/v1.41/nodes", nil, "developer: default deny: GET /nodes", "needs the swarm capability"},
+		{dev, "GET", "/v1.41/secrets", nil, "developer: default deny: GET /secrets", "needs the secrets capability"},
+		{dev, "POST", "/v1.41/configs/create", []byte(`{}`), "developer: default deny: POST /configs/create", "needs the secrets capability"},
+		{dev, "POST", "/v1.41/containers/prune", nil, "developer: default deny: POST /containers/prune", "needs the prune capability"},
+		{dev, "POST", "/v1.41/volumes/prune", nil, "developer: default deny: POST /volumes/prune", "needs the prune capability"},
+		// encoded paths
+		{dev, "POST", "/v1.41/containers/x%2F..%2Fcreate", cli(t, "run-privileged"), "request: path", "is not clean"},
+		{dev, "POST", "/v1.41/containers/%2e%2e/create", cli(t, "run-privileged"), "request: path", "is not clean"},
+		{dev, "POST", "/v1.41/containers//create", cli(t, "run-privileged"), "request: path", "is not clean"},
+		{dev, "POST", "/v1.41/containers/create#x", cli(t, "run-privileged"), "request: path", "fragment"},
+		{dev, "POST", "/v1.41/containers%2Fcreate", cli(t, "run-privileged"), "developer: POST /containers/create: HostConfig.Privileged", "privileged"},
+		{dev, "POST", "/v1.23/containers/web/start", []byte(`{"Privileged":true}`), "developer: API version", "older than 1.24"},
+	})
+}
+
+func TestDecideCapabilities(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"roles": {
+		"builder":  {"base": "developer", "capabilities": ["build"]},
+		"plugger":  {"base": "readonly", "capabilities": ["plugins"]},
+		"swarmer":  {"base": "readonly", "capabilities": ["swarm"]},
+		"keeper":   {"capabilities": ["secrets"]},
+		"pruner":   {"base": "developer", "capabilities": ["prune"]}}}`))
+	require.NoError(t, err)
+	runDecideCases(t, p, []decideCase{
+		{"builder", "POST", "/v1.41/build?t=app", nil, "builder: capability build: POST /build", ""},
+		{"builder", "POST", "/session", nil, "builder: capability build: POST /session", ""},
+		{"builder", "POST", "/grpc", nil, "builder: capability build: POST /grpc", ""},
+		{"builder", "POST", "/v1.41/build/prune", nil, "builder: capability build: POST /build/prune", ""},
+		{"builder", "POST", "/v1.41/build/cancel?id=x", nil, "builder: capability build: POST /build/cancel", ""},
+		{"builder", "POST", "/v1.41/plugins/pull", nil, "builder: default deny: POST /plugins/pull", "plugins capability"},
+		{"builder", "POST", "/v1.41/containers/create", cli(t, "run-privileged"), "builder: POST /containers/create: HostConfig.Privileged", "privileged"},
+		{"plugger", "GET", "/v1.41/plugins", nil, "plugger: capability plugins: GET /plugins", ""},
+		{"plugger", "POST", "/v1.41/plugins/pull?remote=vieux/sshfs", nil, "plugger: capability plugins: POST /plugins/pull", ""},
+		{"plugger", "POST", "/v1.41/plugins/vieux/sshfs:latest/enable", nil, "plugger: capability plugins: POST /plugins/{name}/enable", ""},
+		{"plugger", "POST", "/v1.41/build", nil, "plugger: default deny: POST /build", "build capability"},
+		{"swarmer", "GET", "/v1.41/services", nil, "swarmer: capability swarm: GET /services", ""},
+		{"swarmer", "POST", "/v1.41/services/create", cli(t, "service-plain"), "swarmer: capability swarm: POST /services/create", ""},
+		{"swarmer", "POST", "/v1.41/swarm/join", []byte(`{}`), "swarmer: capability swarm: POST /swarm/join", ""},
+		{"swarmer", "GET", "/v1.41/tasks/t1/logs", nil, "swarmer: capability swarm: GET /tasks/{id}/logs", ""},
+		{"swarmer", "GET", "/v1.41/secrets", nil, "swarmer: default deny: GET /secrets", "secrets capability"},
+		{"keeper", "GET", "/v1.41/secrets", nil, "keeper: capability secrets: GET /secrets", ""},
+		{"keeper", "POST", "/v1.41/configs/create", []byte(`{}`), "keeper: capability secrets: POST /configs/create", ""},
+		{"keeper", "GET", "/v1.41/_ping", nil, "keeper: default deny: GET /_ping", "not granted to this role"},
+		{"pruner", "POST", "/v1.41/images/prune", nil, "pruner: capability prune: POST /images/prune", ""},
+		{"pruner", "POST", "/v1.41/networks/prune", nil, "pruner: capability prune: POST /networks/prune", ""},
+		{RoleAdmin, "POST", "/v1.41/plugins/pull", nil, "admin: everything", ""},
+		{RoleAdmin, "POST", "/v1.41/swarm/init", nil, "admin: everything", ""},
+	})
+}
+
+func TestDecideRoles(t *testing.T) {
+	p := DefaultPolicy()
+	list := Request{Method: "GET", URI: "/v1.41/containers/json"}
+	create := post("/v1.41/containers/create", cli(t, "run-alpine"))
+
+	// no role: the default, readonly
+	d := p.Decide(Identity{User: "carol", Source: SourceTCP}, list)
+	assert.True(t, d.Allow)
+	assert.Equal(t, "readonly: GET /containers/json", d.Rule)
+	assert.Equal(t, "/containers/json", d.Path)
+	d = p.Decide(Identity{User: "carol", Source: SourceTCP}, create)
+	assert.False(t, d.Allow)
+	assert.Equal(t, "readonly: default deny: POST /containers/create", d.Rule)
+
+	d = p.Decide(Identity{User: "dave", Role: "ghost", Source: SourceTCP}, list)
+	assert.False(t, d.Allow)
+	assert.Equal(t, "ghost: unknown role", d.Rule)
+	assert.Equal(t, `role "ghost" is not defined by the policy (it defines admin, developer, readonly)`, d.Reason)
+	assert.Equal(t, "/containers/json", d.Path)
+
+	for _, r := range []Request{{URI: "/_ping"}, {Method: "GET"}, {}} {
+		d = p.Decide(Identity{Role: RoleAdmin, Source: SourceTCP}, r)
+		assert.False(t, d.Allow)
+		assert.Equal(t, "request: incomplete", d.Rule)
+		assert.Equal(t, "the request has no method or no URI", d.Reason)
+	}
+	d = p.Decide(Identity{Role: RoleAdmin, Source: SourceTCP}, Request{Method: "GET", URI: "/containers/%zz/json"})
+	assert.False(t, d.Allow, "garbage is denied, to admin too")
+	assert.Equal(t, "request: path", d.Rule)
+
+	// a source that is not "unix" is decided by role
+	d = p.Decide(Identity{User: "erin", Role: RoleReadonly}, create)
+	assert.False(t, d.Allow)
+}
+
+func TestDecideUnix(t *testing.T) {
+	priv := post("/v1.41/containers/create", cli(t, "run-privileged"))
+	unix := Identity{Source: SourceUnix, Role: RoleReadonly} // the role is not the unix socket's
+
+	d := DefaultPolicy().Decide(unix, priv)
+	assert.True(t, d.Allow)
+	assert.Equal(t, "unix: allow", d.Rule)
+	assert.Equal(t, "/containers/create", d.Path)
+
+	p, err := ParsePolicy([]byte(`{"unix": "deny"}`))
+	require.NoError(t, err)
+	d = p.Decide(unix, Request{Method: "GET", URI: "/_ping"})
+	assert.False(t, d.Allow)
+	assert.Equal(t, "unix: deny", d.Rule)
+	assert.Equal(t, `the local unix socket is denied by the policy ("unix": "deny")`, d.Reason)
+
+	p, err = ParsePolicy([]byte(`{"unix": "role:developer"}`))
+	require.NoError(t, err)
+	d = p.Decide(unix, priv)
+	assert.False(t, d.Allow)
+	assert.Equal(t, "unix: developer: POST /containers/create: HostConfig.Privileged", d.Rule)
+	d = p.Decide(unix, post("/v1.41/containers/create", cli(t, "run-alpine")))
+	assert.True(t, d.Allow)
+	assert.Equal(t, "unix: developer: POST /containers/create", d.Rule)
+	// the default role is not the unix socket's
+	d = p.Decide(Identity{Source: SourceTCP}, post("/v1.41/containers/create", cli(t, "run-alpine")))
+	assert.Equal(t, "readonly: default deny: POST /containers/create", d.Rule)
+}
+
+func TestDecideExamplePolicy(t *testing.T) {
+	p, err := LoadPolicy(filepath.Join("testdata", "policy.json"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"admin", "auditor", "ci", "deployer", "developer", "nobody", "operator", "readonly", "release"}, p.Roles())
+	assert.Equal(t, RoleReadonly, p.DefaultRole())
+	assert.True(t, p.HasRole("ci"))
+	assert.False(t, p.HasRole("ghost"))
+
+	runDecideCases(t, p, []decideCase{
+		{"ci", "POST", "/v1.41/build?t=app", nil, "ci: capability build: POST /build", ""},
+		{"ci", "POST", "/v1.41/containers/create", cli(t, "run-docker-sock"), "ci: POST /containers/create: HostConfig.Binds", "/var/run/docker.sock"},
+		{"ci", "POST", "/v1.41/containers/create", cli(t, "run-bind-src"), "ci: POST /containers/create", ""},
+		{"ci", "POST", "/v1.41/containers/create", with(t, cli(t, "run-alpine"), "HostConfig.Binds", []string{"/srv/secrets/db:/db"}),
+			"ci: POST /containers/create: HostConfig.Binds", "/srv/secrets/db is under /srv/secrets"},
+		{"auditor", "GET", "/v1.41/events", nil, "auditor: deny GET /events", `GET /events is denied by the policy rule "GET /events"`},
+		{"auditor", "HEAD", "/v1.41/events", nil, "auditor: deny GET /events", `denied by the policy rule "GET /events"`},
+		{"auditor", "GET", "/v1.41/info", nil, "auditor: GET /info", ""},
+		{"deployer", "POST", "/v1.41/containers/web/restart", nil, "deployer: allow POST /containers/{id}/restart", ""},
+		{"deployer", "GET", "/v1.41/containers/web/logs", nil, "deployer: allow GET /containers/{id}/logs", ""},
+		{"deployer", "POST", "/v1.41/containers/web/stop", nil, "deployer: default deny: POST /containers/{id}/stop", "developer and admin"},
+		{"operator", "POST", "/v1.41/containers/create", cli(t, "run-privileged"), "operator: everything", ""},
+		{"operator", "POST", "/v1.41/swarm/join", nil, "operator: deny POST /swarm/*", `denied by the policy rule "POST /swarm/*"`},
+		{"operator", "GET", "/v1.41/swarm", nil, "operator: everything", ""},
+		{"operator", "GET", "/v1.41/plugins", nil, "operator: deny * /plugins/*", "policy rule"},
+		{"operator", "DELETE", "/v1.41/plugins/vieux/sshfs", nil, "operator: deny * /plugins/*", "policy rule"},
+		{"release", "POST", "/v1.41/images/library/app/push?tag=1", nil, "release: allow POST /images/{name}/push", ""},
+		{"release", "POST", "/v1.41/images/app/tag?repo=registry/app", nil, "release: allow POST /images/{name}/tag", ""},
+		{"release", "POST", "/v1.41/build", nil, "release: capability build: POST /build", ""},
+		{"release", "GET", "/v1.41/secrets", nil, "release: capability secrets: GET /secrets", ""},
+		{"release", "POST", "/v1.41/containers/create", cli(t, "run-cap-add"), "release: POST /containers/create: HostConfig.CapAdd", "added capabilities"},
+		{"nobody", "GET", "/_ping", nil, "nobody: default deny: GET /_ping", "not granted to this role"},
+	})
+}
+
+func TestDecideAllowRulesAreChecked(t *testing.T) {
+	// an allow rule opens a route, not its body checks
+	p, err := ParsePolicy([]byte(`{"roles": {"starter": {"base": "readonly", "allow": ["POST /containers/create", "POST /containers/{id}/exec"]}}}`))
+	require.NoError(t, err)
+	runDecideCases(t, p, []decideCase{
+		{"starter", "POST", "/v1.41/containers/create", cli(t, "run-alpine"), "starter: allow POST /containers/create", ""},
+		{"starter", "POST", "/v1.41/containers/create", cli(t, "run-root-fs"), "starter: allow POST /containers/create: HostConfig.Binds", "whole file system"},
+		{"starter", "POST", "/v1.41/containers/create", nil, "starter: allow POST /containers/create: body", "CVE-2024-41110"},
+		{"starter", "POST", "/v1.41/containers/c1/exec", cli(t, "exec-root"), "starter: allow POST /containers/{id}/exec: User", "as root"},
+	})
+}
+
+func TestParsePolicyErrors(t *testing.T) {
+	for _, c := range []struct {
+		name, json, err string
+	}{
+		{"syntax", "{\n  \"roles\": {\n    \"ci\": {\"base\": \"developer\",}\n  }\n}",
+			"invalid JSON at line 3, column 35: invalid character '}' looking for beginning of object key string"},
+		{"empty", "", "invalid JSON at line 1, column 1: unexpected end of JSON input"},
+		{"not an object", `["admin"]`, "the policy: want a JSON object"},
+		{"unknown key", `{"default-role": "readonly"}`, `unknown key "default-role": want default_role, unix, protected_paths or roles`},
+		{"duplicate key", `{"unix": "allow", "unix": "deny"}`, `the policy: duplicate key "unix"`},
+		{"duplicate role", `{"roles": {"ci": {}, "ci": {"base": "admin"}}}`, `roles: duplicate key "ci"`},
+		{"roles not an object", `{"roles": ["ci"]}`, "roles: want a JSON object"},
+		{"role not an object", `{"roles": {"ci": "developer"}}`, "roles.ci: want a JSON object"},
+		{"unknown role key", `{"roles": {"ci": {"bsae": "developer"}}}`, `roles.ci: unknown key "bsae": want base, capabilities, allow, deny or description`},
+		{"built-in redefined", `{"roles": {"admin": {"base": "readonly"}}}`,
+			`roles.admin: the built-in role "admin" cannot be redefined: give the role another name, with "base": "admin"`},
+		{"bad role name", `{"roles": {"Dev Ops": {}}}`, `roles."Dev Ops": invalid role name: want lowercase letters, digits, '-' and '_', starting with a letter`},
+		{"unknown base", `{"roles": {"ci": {"base": "dev"}}}`, `roles.ci.base: unknown role "dev": want admin, developer, readonly or a role of this file`},
+		{"cycle", `{"roles": {"a": {"base": "b"}, "b": {"base": "c"}, "c": {"base": "a"}}}`, "roles.c.base: cycle a -> b -> c -> a"},
+		{"self cycle", `{"roles": {"a": {"base": "a"}}}`, "roles.a.base: cycle a -> a"},
+		{"base not a string", `{"roles": {"a": {"base": ["developer"]}}}`, `roles.a.base: want a string, got ["developer"]`},
+		{"unknown capability", `{"roles": {"ci": {"capabilities": ["build", "bild"]}}}`,
+			`roles.ci.capabilities[1]: unknown capability "bild": want build, plugins, swarm, secrets or prune`},
+		{"capabilities not a list", `{"roles": {"ci": {"capabilities": "build"}}}`, `roles.ci.capabilities: want a list of strings, got "build"`},
+		{"bad allow rule", `{"roles": {"ci": {"allow": ["POST containers/create"]}}}`,
+			`roles.ci.allow[0]: invalid rule "POST containers/create": the path must start with "/"`},
+		{"bad deny rule", `{"roles": {"ci": {"deny": ["GET /events", "GET /container/json"]}}}`,
+			`roles.ci.deny[1]: invalid rule "GET /container/json": it matches no Docker API endpoint`},
+		{"bad method", `{"roles": {"ci": {"deny": ["PATCH /containers/{id}"]}}}`,
+			`roles.ci.deny[0]: invalid rule "PATCH /containers/{id}": unknown method "PATCH": want GET, HEAD, POST, PUT, DELETE, OPTIONS, *`},
+		{"unknown default role", `{"default_role": "dev"}`, "default_role: unknown role \"dev\": want one of admin, developer, readonly"},
+		{"empty default role", `{"default_role": ""}`, "default_role: unknown role \"\": want one of admin, developer, readonly"},
+		{"unix", `{"unix": "yes"}`, `unix: want "allow", "deny" or "role:NAME", got "yes"`},
+		{"unix role", `{"unix": "role:root"}`, `unix: unknown role "root": want one of admin, developer, readonly`},
+		{"unix not a string", `{"unix": true}`, "unix: want a string, got true"},
+		{"relative protected path", `{"protected_paths": ["/srv", "etc"]}`, `protected_paths[1]: want an absolute path, got "etc"`},
+		{"root protected path", `{"protected_paths": ["//"]}`,
+			`protected_paths[0]: "//": "/" itself is always protected; a list entry protects a directory and what is under it`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := ParsePolicy([]byte(c.json))
+			assert.EqualError(t, err, c.err)
+			assert.Nil(t, p)
+		})
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{}`))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"admin", "developer", "readonly"}, p.Roles())
+	assert.Equal(t, RoleReadonly, p.DefaultRole())
+
+	p, err = ParsePolicy([]byte(`{"default_role": "viewer", "roles": {"viewer": {"base": "readonly", "deny": ["GET /events"]}}}`))
+	require.NoError(t, err)
+	assert.Equal(t, "viewer", p.DefaultRole())
+	d := p.Decide(Identity{User: "x", Source: SourceTCP}, Request{Method: "GET", URI: "/events"})
+	assert.Equal(t, "viewer: deny GET /events", d.Rule)
+
+	// a base defined after the role that names it; rules and
+	// capabilities are inherited
+	p, err = ParsePolicy([]byte(`{"roles": {
+		"b": {"base": "a", "capabilities": ["prune"]},
+		"a": {"base": "developer", "capabilities": ["build"], "deny": ["POST /containers/{id}/kill"]}}}`))
+	require.NoError(t, err)
+	id := Identity{User: "x", Role: "b", Source: SourceTCP}
+	assert.Equal(t, "b: capability build: POST /build", p.Decide(id, Request{Method: "POST", URI: "/build"}).Rule)
+	assert.Equal(t, "b: capability prune: POST /images/prune", p.Decide(id, Request{Method: "POST", URI: "/images/prune"}).Rule)
+	assert.Equal(t, "b: deny POST /containers/{id}/kill", p.Decide(id, Request{Method: "POST", URI: "/containers/c/kill"}).Rule)
+}
+
+func TestLoadPolicy(t *testing.T) {
+	dir := t.TempDir()
+	_, err := LoadPolicy(filepath.Join(dir, "absent.json"))
+	assert.EqualError(t, err, "read policy: open "+filepath.Join(dir, "absent.json")+": no such file or directory")
+
+	bad := filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"roles": {"ci": {"capabilities": ["bild"]}}}`), 0o600))
+	_, err = LoadPolicy(bad)
+	assert.EqualError(t, err, `policy "`+bad+`": roles.ci.capabilities[0]: unknown capability "bild": want build, plugins, swarm, secrets or prune`)
+
+	p, err := LoadPolicy(filepath.Join("testdata", "policy.json"))
+	require.NoError(t, err)
+	assert.True(t, p.HasRole("release"))
+}
+
+func TestDefaultPolicy(t *testing.T) {
+	p := DefaultPolicy()
+	assert.Equal(t, []string{"admin", "developer", "readonly"}, p.Roles())
+	assert.Equal(t, "readonly", p.DefaultRole())
+	for _, r := range []string{"admin", "developer", "readonly"} {
+		assert.True(t, p.HasRole(r), r)
+	}
+	assert.False(t, p.HasRole(""))
+	assert.False(t, p.HasRole("Admin"))
+}
+
+func TestExplainDescribe(t *testing.T) {
+	p, err := LoadPolicy(filepath.Join("testdata", "policy.json"))
+	require.NoError(t, err)
+	assert.Nil(t, p.Describe("ghost"))
+
+	admin := p.Describe(RoleAdmin)
+	assert.Equal(t, []string{"role admin: built in (everything)", "capabilities: build, plugins, swarm, secrets, prune", "allow everything else"}, admin)
+
+	ro := strings.Join(p.Describe(RoleReadonly), "\n")
+	assert.Contains(t, ro, "role readonly: built in (reads, but not those that copy data out)\n")
+	assert.Contains(t, ro, "default role: certificates without a role get this one\n")
+	assert.Contains(t, ro, "allow GET /containers/json: list containers\n")
+	assert.NotContains(t, ro, "archive")
+	assert.NotContains(t, ro, "/logs")
+	assert.True(t, strings.HasSuffix(ro, "deny  everything else"))
+
+	ci := strings.Join(p.Describe("ci"), "\n")
+	assert.Contains(t, ci, "role ci: based on developer (CI runners: build and run, nothing that owns the host)\ncapabilities: build\n")
+	assert.Contains(t, ci, "allow POST /build: build an image  (capability build)\n")
+	assert.Contains(t, ci, "allow POST /containers/create: create a container\n      denied when: Privileged;")
+	assert.NotContains(t, ci, "/swarm")
+
+	aud := strings.Join(p.Describe("auditor"), "\n")
+	assert.Contains(t, aud, "deny  GET /events  (policy rule, before all else)\n")
+
+	op := p.Describe("operator")
+	assert.Equal(t, []string{
+		"role operator: based on admin (admin but for swarm membership and plugins)",
+		"capabilities: build, plugins, swarm, secrets, prune",
+		"deny  POST /swarm/*  (policy rule, before all else)",
+		"deny  * /plugins/*  (policy rule, before all else)",
+		"allow everything else",
+	}, op)
+
+	dep := strings.Join(p.Describe("deployer"), "\n")
+	assert.Contains(t, dep, "allow POST /containers/{id}/restart  (policy rule)\n")
+}

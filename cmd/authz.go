@@ -1,0 +1,372 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dtls-tool/dtls/authority"
+	"github.com/dtls-tool/dtls/authz"
+)
+
+// Default locations of the authorization plugin. The socket's base name
+// (without .sock) is the plugin's name in daemon.json's
+// "authorization-plugins"; dockerd finds a legacy plugin's socket in
+// /run/docker/plugins (moby pkg/plugins/discovery_unix.go).
+const (
+	defaultAuthzSocket = "/run/docker/plugins/dtls-authz.sock"
+	defaultAuthzPolicy = "/etc/dtls/authz-policy.json"
+	defaultAuditLog    = "/var/log/dtls/authz.log"
+)
+
+// policyFlag is --policy, shared by the commands that read the policy.
+func policyFlag(c *cobra.Command, io IO, p *string) {
+	pathFlag(c, io, p, "policy", "DTLS_AUTHZ_POLICY", defaultAuthzPolicy,
+		"authorization policy file (JSON); when it is the default and absent, the built-in policy")
+}
+
+// loadPolicy reads the policy file; the default path, when absent, means
+// the built-in policy. Any other missing or invalid file is an error.
+func loadPolicy(path string) (*authz.Policy, error) {
+	if path == defaultAuthzPolicy {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return authz.DefaultPolicy(), nil
+		}
+	}
+	return authz.LoadPolicy(path)
+}
+
+// checkRole refuses a role the policy does not define.
+func checkRole(policyPath, role string) error {
+	if err := authority.ValidateRole(role); err != nil {
+		return err
+	}
+	p, err := loadPolicy(policyPath)
+	if err != nil {
+		return err
+	}
+	if !p.HasRole(role) {
+		return fmt.Errorf("role %q is not defined by the policy (%s): want one of %s", role, policyPath, strings.Join(p.Roles(), ", "))
+	}
+	return nil
+}
+
+func newAuthzCmd(io IO) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "authz",
+		Short: "The authorization plugin: per-user roles, revocation dockerd enforces, an audit trail",
+		Long: `The dtls authorization plugin sits in dockerd's request path (Docker's
+authorization plugin API): for every API call it checks the client
+certificate against the inventory (a revoked or superseded certificate is
+refused from the next call on, although dockerd checks no CRL:
+moby#27778), decides by the holder's role, and writes one audit line.
+
+  dtls authz serve     run the plugin (systemd starts it through a socket)
+  dtls authz explain   the decision for a user, method and path, without a daemon
+  dtls authz log       read the audit trail
+
+Roles: admin (everything), developer (containers, but nothing that owns
+the host: no --privileged, host namespaces, added capabilities, devices,
+unconfined security options, bind mounts of /, /etc, /root, /run,
+/var/run/docker.sock, /var/lib/docker), readonly (reads, but not those that
+copy data out). The built-in default role is readonly. Build, plugins,
+swarm and secrets are capabilities a role must name. More roles come from
+a policy file (--policy).`,
+	}
+	c.AddCommand(newAuthzServeCmd(io), newAuthzExplainCmd(io), newAuthzLogCmd(io))
+	return c
+}
+
+type authzServeOptions struct {
+	IO
+	Socket   string
+	StateDir string
+	Policy   string
+	AuditLog string
+	Mode     string
+}
+
+func newAuthzServeCmd(io IO) *cobra.Command {
+	opts := &authzServeOptions{IO: io}
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the authorization plugin",
+		Long: `Serve runs the plugin on a unix socket (--socket, mode 0600), or on the
+socket systemd passes (socket activation: LISTEN_FDS), until SIGTERM.
+
+It fails closed: a policy file that cannot be read or is invalid, or an
+inventory that cannot be read, denies every TCP request with a message that
+says why (the local unix socket follows the policy's "unix" setting, allow
+by default, so that an admin is never locked out). The policy and the
+revocations are reloaded on change, without a restart. --mode warn allows
+everything but records what enforce would deny.
+
+Each decision is one JSON line in --audit-log (0600, rotated at 10 MiB,
+5 files kept) and on stdout, for journald.
+
+dockerd must name the plugin in daemon.json: "authorization-plugins":
+["dtls-authz"] (the socket's base name). It refuses to start when it
+cannot reach the plugin; while the plugin is down each API call retries
+for about 15 s and then fails (closed: moby pkg/plugins/client.go). Under
+systemd the socket stays open while the plugin restarts, so calls wait
+instead. Do not run it as
+a managed plugin: 'docker plugin disable' would take it out of the chain
+(moby#31930).`,
+		Example: `  $ sudo dtls authz serve
+  $ sudo dtls authz serve --mode warn --policy /etc/dtls/authz-policy.json`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if opts.Mode != string(authz.ModeEnforce) && opts.Mode != string(authz.ModeWarn) {
+				return usagef(c, "--mode: want enforce or warn, got %q", opts.Mode)
+			}
+			for _, p := range []*string{&opts.Socket, &opts.StateDir, &opts.Policy} {
+				a, err := absPath("socket", *p)
+				if err != nil {
+					return usageError{err, c.CommandPath()}
+				}
+				*p = a
+			}
+			return runAuthzServe(opts)
+		},
+	}
+	pathFlag(c, io, &opts.Socket, "socket", "DTLS_AUTHZ_SOCKET", defaultAuthzSocket, "unix socket to listen on; its base name is the plugin's name")
+	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the inventory")
+	policyFlag(c, io, &opts.Policy)
+	pathFlag(c, io, &opts.AuditLog, "audit-log", "DTLS_AUDIT_LOG", defaultAuditLog, "audit trail file (JSON lines); \"-\" for stdout only")
+	c.Flags().StringVar(&opts.Mode, "mode", string(authz.ModeEnforce), "enforce, or warn: allow but record what enforce would deny")
+	_ = c.RegisterFlagCompletionFunc("mode", cobra.FixedCompletions([]string{"enforce", "warn"}, cobra.ShellCompDirectiveNoFileComp))
+	return c
+}
+
+func runAuthzServe(o *authzServeOptions) error {
+	policy := o.Policy
+	if policy == defaultAuthzPolicy {
+		if _, err := os.Stat(policy); errors.Is(err, fs.ErrNotExist) {
+			policy = ""
+		}
+	}
+	var inv authz.Inventory
+	r, err := authority.OpenReader(o.StateDir)
+	if err != nil {
+		// Fail closed: the plugin answers, and denies TCP requests.
+		fmt.Fprintf(o.ErrOut, "dtls: error: %v: every TCP request is denied\n", err)
+	} else {
+		defer r.Close()
+		inv = r
+	}
+	var audit *authz.AuditLog
+	path := o.AuditLog
+	if path == "-" {
+		path = ""
+	}
+	if audit, err = authz.OpenAuditLog(path, 10<<20, 5, o.Out); err != nil {
+		return err
+	}
+	defer audit.Close()
+	p, err := authz.NewPlugin(authz.Config{
+		PolicyPath: policy,
+		Inventory:  inv,
+		Mode:       authz.Mode(o.Mode),
+		Audit:      audit,
+		Log:        o.ErrOut,
+		Now:        o.Now,
+	})
+	if err != nil {
+		return err
+	}
+	ls, err := authz.ListenersFromSystemd()
+	if err != nil {
+		return err
+	}
+	if len(ls) == 0 {
+		l, err := authz.Listen(o.Socket)
+		if err != nil {
+			return err
+		}
+		// Closing the listener removes the socket (when it is still
+		// this one).
+		ls = []net.Listener{l}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	errs := make(chan error, len(ls))
+	for _, l := range ls {
+		fmt.Fprintf(o.ErrOut, "dtls authz: serving on %s (mode %s)\n", l.Addr(), o.Mode)
+		go func(l net.Listener) { errs <- p.Serve(l) }(l)
+	}
+	select {
+	case <-ctx.Done():
+		return p.Close()
+	case err := <-errs:
+		p.Close()
+		return err
+	}
+}
+
+type authzExplainOptions struct {
+	IO
+	User     string
+	Method   string
+	Path     string
+	Body     string
+	Role     string
+	StateDir string
+	Policy   string
+}
+
+func newAuthzExplainCmd(io IO) *cobra.Command {
+	opts := &authzExplainOptions{IO: io}
+	c := &cobra.Command{
+		Use:   "explain USER METHOD PATH",
+		Short: "Print the plugin's decision for a request, and the rule behind it",
+		Long: `Explain prints what the plugin would decide for USER sending METHOD PATH
+(with the JSON body in --body FILE), and the rule behind it, without a
+daemon. USER's role is read from the inventory, unless --role; the policy
+is --policy (the built-in one by default). USER "-" is the local unix
+socket.`,
+		Example: `  $ sudo dtls authz explain alice POST /v1.41/containers/create --body run.json
+  $ dtls authz explain bob GET /containers/json --role readonly`,
+		Args: exactArgs(3, "USER METHOD PATH"),
+		RunE: func(c *cobra.Command, args []string) error {
+			opts.User, opts.Method, opts.Path = args[0], strings.ToUpper(args[1]), args[2]
+			var err error
+			if opts.StateDir, err = absPath("state-dir", opts.StateDir); err != nil {
+				return usageError{err, c.CommandPath()}
+			}
+			return runAuthzExplain(opts)
+		},
+	}
+	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the inventory (for USER's role)")
+	policyFlag(c, io, &opts.Policy)
+	c.Flags().StringVar(&opts.Body, "body", "", "file holding the request's JSON body")
+	c.Flags().StringVar(&opts.Role, "role", "", "decide for this role instead of USER's recorded one")
+	return c
+}
+
+func runAuthzExplain(o *authzExplainOptions) error {
+	p, err := loadPolicy(o.Policy)
+	if err != nil {
+		return err
+	}
+	id := authz.Identity{User: o.User, Role: o.Role, Source: authz.SourceTCP}
+	if o.User == "-" {
+		id = authz.Identity{Source: authz.SourceUnix}
+	} else if o.Role == "" {
+		if r, err := authority.OpenReader(o.StateDir); err == nil {
+			id.Role, err = r.RoleOf(o.User)
+			r.Close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	req := authz.Request{Method: o.Method, URI: o.Path, Headers: map[string]string{"Content-Type": "application/json"}}
+	if o.Body != "" {
+		if req.Body, err = os.ReadFile(o.Body); err != nil {
+			return fmt.Errorf("--body: %w", err)
+		}
+	}
+	d := p.Decide(id, req)
+	verdict := "deny"
+	if d.Allow {
+		verdict = "allow"
+	}
+	role := id.Role
+	if role == "" {
+		role = p.DefaultRole() + " (default)"
+	}
+	fmt.Fprintf(o.Out, "%s %s %s for %s (role %s)\n", verdict, o.Method, d.Path, o.User, role)
+	fmt.Fprintf(o.Out, "rule:   %s\n", d.Rule)
+	fmt.Fprintf(o.Out, "reason: %s\n", d.Reason)
+	return nil
+}
+
+type authzLogOptions struct {
+	IO
+	AuditLog string
+	User     string
+	Since    time.Duration
+	Decision string
+	Output   string
+}
+
+func newAuthzLogCmd(io IO) *cobra.Command {
+	opts := &authzLogOptions{IO: io}
+	c := &cobra.Command{
+		Use:   "log",
+		Short: "Read the plugin's audit trail",
+		Long: `Log prints the audit trail the plugin wrote (--audit-log and its rotated
+files, oldest first): time, user, decision, method, path and reason, or
+with --output json the records as a JSON array.`,
+		Example: `  $ sudo dtls authz log --decision deny --since 24h
+  $ sudo dtls authz log --user alice -o json | jq .`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if opts.Output != "table" && opts.Output != "json" {
+				return usagef(c, "--output: want table or json, got %q", opts.Output)
+			}
+			switch opts.Decision {
+			case "", "allow", "deny", "warn":
+			default:
+				return usagef(c, "--decision: want allow, deny or warn, got %q", opts.Decision)
+			}
+			return runAuthzLog(opts)
+		},
+	}
+	pathFlag(c, io, &opts.AuditLog, "audit-log", "DTLS_AUDIT_LOG", defaultAuditLog, "audit trail file")
+	c.Flags().StringVar(&opts.User, "user", "", "only this user's records")
+	windowFlag(c, &opts.Since, "since", "only records of this last window (e.g. 24h, 7d)")
+	c.Flags().StringVar(&opts.Decision, "decision", "", "only allow, deny or warn records")
+	_ = c.RegisterFlagCompletionFunc("decision", cobra.FixedCompletions([]string{"allow", "deny", "warn"}, cobra.ShellCompDirectiveNoFileComp))
+	c.Flags().StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
+	completeOutput(c)
+	return c
+}
+
+func runAuthzLog(o *authzLogOptions) error {
+	f := authz.AuditFilter{User: o.User, Decision: o.Decision}
+	if o.Since > 0 {
+		f.Since = o.Now().Add(-o.Since)
+	}
+	recs, err := authz.ReadAudit(o.AuditLog, f)
+	if err != nil {
+		return err
+	}
+	if o.Output == "json" {
+		if recs == nil {
+			recs = []authz.AuditRecord{}
+		}
+		b, err := json.MarshalIndent(recs, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(o.Out, "%s\n", b)
+		return err
+	}
+	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tUSER\tDECISION\tMETHOD\tPATH\tSTATUS\tREASON")
+	for _, r := range recs {
+		user := r.User
+		if user == "" {
+			user = "(" + r.Source + ")"
+		}
+		status := "-"
+		if r.Status != 0 {
+			status = fmt.Sprint(r.Status)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format(time.RFC3339), printable(user), r.Decision,
+			printable(r.Method), printable(r.Path), status, printable(r.Reason))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,297 @@
+package cmd
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/authority"
+	"github.com/dtls-tool/dtls/authz"
+	"github.com/dtls-tool/dtls/internal/sandbox"
+)
+
+// pluginDir is where dockerd 20.10 looks for a legacy plugin's socket
+// (moby pkg/plugins/discovery_unix.go); the tests place a uniquely named
+// socket there and remove it.
+const pluginDir = "/run/docker/plugins"
+
+// authzPlugin is 'dtls authz serve' running as its own process.
+type authzPlugin struct {
+	Name, Socket, Policy, Audit string
+	cmd                         *exec.Cmd
+	out                         *bytes.Buffer
+}
+
+// startAuthzPlugin starts the plugin on a uniquely named socket under
+// /run/docker/plugins, and stops it (SIGTERM to its pid) and removes the
+// socket when t ends.
+func startAuthzPlugin(t *testing.T, state, dir string) *authzPlugin {
+	t.Helper()
+	id := make([]byte, 4)
+	_, _ = rand.Read(id)
+	p := &authzPlugin{
+		Name:   fmt.Sprintf("dtls-authz-test-%d-%s", os.Getpid(), hex.EncodeToString(id)),
+		Policy: filepath.Join(dir, "authz-policy.json"),
+		Audit:  filepath.Join(dir, "authz.log"),
+		out:    &bytes.Buffer{},
+	}
+	p.Socket = filepath.Join(pluginDir, p.Name+".sock")
+	if _, err := os.Stat(pluginDir); errors.Is(err, fs.ErrNotExist) {
+		require.NoError(t, os.MkdirAll(pluginDir, 0o755))
+		t.Cleanup(func() { os.Remove(pluginDir) }) // only when empty
+	}
+	require.NoError(t, os.WriteFile(p.Policy, []byte(`{"default_role": "readonly"}`+"\n"), 0o644))
+	p.cmd = exec.Command(dtlsExe(t), "authz", "serve", "--socket", p.Socket, "--state-dir", state,
+		"--policy", p.Policy, "--audit-log", p.Audit)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	require.NoError(t, p.cmd.Start())
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		_ = p.cmd.Wait()
+		os.Remove(p.Socket)
+		if t.Failed() {
+			t.Logf("plugin output:\n%s", tailString(p.out.String(), 4000))
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := authority.ProbeAuthz(p.Socket, time.Second)
+		if err == nil {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin did not come up: %v\n%s", err, p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tailString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+// importImage imports a root filesystem of files into the daemon as ref,
+// through its unix socket (what `docker import -` does).
+func importImage(t *testing.T, d *sandbox.Daemon, ref string, files map[string]string) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, src := range files {
+		b, err := os.ReadFile(src)
+		require.NoError(t, err)
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(b)), Typeflag: tar.TypeReg}))
+		_, err = tw.Write(b)
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	repo, tag, _ := strings.Cut(ref, ":")
+	q := url.Values{"fromSrc": {"-"}, "repo": {repo}, "tag": {tag}}
+	resp, err := d.Client().Post("http://docker/images/create?"+q.Encode(), "application/x-tar", &buf)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var last bytes.Buffer
+	_, _ = last.ReadFrom(resp.Body)
+	require.NotContains(t, last.String(), `"error"`)
+}
+
+// TestAuthzPluginWithRealDocker: a sandboxed dockerd asks the dtls
+// authorization plugin about every API call. Each role gets what it may and
+// is refused the rest with the plugin's message; a revoked client is
+// refused from its next call, without a restart of dockerd; a container
+// with a --for-container bundle lists containers over TLS and cannot create
+// one; every decision is in the audit trail; a broken policy denies TCP
+// while the local socket works; an empty AuthZReq is denied.
+func TestAuthzPluginWithRealDocker(t *testing.T) {
+	docker := dockerCLI(t)
+	sandbox.Require(t)
+	dir, err := sandbox.NewDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	port, err := sandbox.FreePort()
+	require.NoError(t, err)
+	state, certs, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")
+	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
+	require.NoError(t, os.Mkdir(systemd, 0o755))
+	now := time.Now()
+	initArgs := []string{"init", "--state-dir", state, "--certs-dir", certs, "--daemon-json", daemonJSON, "--systemd-dir", systemd,
+		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--host", "localhost", "--host", "127.0.0.1"}
+	_, stderr, code := dtls(t, now, initArgs...)
+	require.Equal(t, 0, code, stderr)
+
+	bundles := filepath.Join(dir, "bundles")
+	issue := func(name, role string, extra ...string) string {
+		out, stderr, code := dtls(t, now, append([]string{"issue-client", name, "--role", role, "--state-dir", state,
+			"--out", filepath.Join(bundles, name)}, extra...)...)
+		require.Equal(t, 0, code, stderr)
+		return out
+	}
+	issue("root-admin", "admin")
+	issue("rita", "readonly")
+	issue("dev", "developer")
+	issue("bob", "developer")
+	containerFlags := issue("ci", "readonly", "--for-container")
+
+	// The plugin, then init --authz: daemon.json names it only now that
+	// it answers.
+	plugin := startAuthzPlugin(t, state, dir)
+	_, stderr, code = dtls(t, now, append(initArgs, "--authz", "--authz-socket", plugin.Socket)...)
+	require.Equal(t, 0, code, stderr)
+	var cfg struct {
+		Plugins []string `json:"authorization-plugins"`
+	}
+	b, err := os.ReadFile(daemonJSON)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &cfg))
+	require.Equal(t, []string{plugin.Name}, cfg.Plugins)
+	assert.FileExists(t, filepath.Join(systemd, "dtls-authz.socket"))
+	assert.FileExists(t, filepath.Join(systemd, "dtls-authz.service"))
+
+	d, err := sandbox.Start(context.Background(), dir, daemonJSON)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
+	ctx := context.Background()
+	require.NoError(t, d.TinyImage(ctx, "tiny:1"))
+	importImage(t, d, "dockercli:1", map[string]string{"docker": docker})
+
+	as := func(name string, args ...string) (string, error) {
+		return runDocker(t, docker, []string{fmt.Sprintf("DOCKER_HOST=tcp://127.0.0.1:%d", port), "DOCKER_TLS_VERIFY=1",
+			"DOCKER_CERT_PATH=" + filepath.Join(bundles, name)}, args...)
+	}
+	allowed := func(name string, args ...string) string {
+		t.Helper()
+		out, err := as(name, args...)
+		require.NoError(t, err, "%s: docker %s: %s", name, strings.Join(args, " "), out)
+		return out
+	}
+	denied := func(name, want string, args ...string) {
+		t.Helper()
+		out, err := as(name, args...)
+		require.Error(t, err, "%s: docker %s was allowed: %s", name, strings.Join(args, " "), out)
+		assert.Contains(t, out, "dtls-authz", "%s: docker %s: not the plugin's refusal", name, strings.Join(args, " "))
+		assert.Contains(t, out, want, "%s: docker %s", name, strings.Join(args, " "))
+	}
+
+	// admin creates a container.
+	id := strings.TrimSpace(allowed("root-admin", "create", "tiny:1", "/x"))
+	require.NotEmpty(t, id)
+
+	// readonly lists, but cannot create, export or copy out.
+	assert.Contains(t, allowed("rita", "ps", "-a"), id[:12])
+	denied("rita", "rita", "create", "tiny:1", "/x")
+	denied("rita", "rita", "export", id)
+	denied("rita", "rita", "cp", id+":/x", "-")
+
+	// developer creates a plain container, and none of these.
+	allowed("dev", "create", "tiny:1", "/x")
+	for _, bad := range [][]string{
+		{"--privileged"},
+		{"-v", "/var/run/docker.sock:/var/run/docker.sock"},
+		{"-v", "/:/host"},
+		{"--pid", "host"},
+		{"--cap-add", "SYS_ADMIN"},
+	} {
+		denied("dev", "dev", append(append([]string{"create"}, bad...), "tiny:1", "/x")...)
+	}
+
+	// Revocation: bob's next call is refused, without a restart of
+	// dockerd; the others are not affected.
+	allowed("bob", "ps")
+	_, stderr, code = dtls(t, now, "revoke", "bob", "--state-dir", state)
+	require.Equal(t, 0, code, stderr)
+	revokedAt := time.Now()
+	denied("bob", "revoked", "ps")
+	t.Logf("bob refused %v after the revocation returned", time.Since(revokedAt))
+	allowed("dev", "ps")
+
+	// A container with a --for-container bundle (readonly) lists
+	// containers through TLS and cannot create one.
+	flags := strings.Fields(strings.TrimSpace(containerFlags))
+	require.Contains(t, flags, "DOCKER_TLS_VERIFY=1", containerFlags)
+	run := append(append([]string{"run", "--rm", "--network", "host"}, flags...), "dockercli:1")
+	out := allowed("root-admin", append(run, "/docker", "ps", "-a")...)
+	assert.Contains(t, out, id[:12])
+	out, err = as("root-admin", append(run, "/docker", "create", "tiny:1", "/x")...)
+	require.Error(t, err, out)
+	assert.Contains(t, out, "dtls-authz")
+
+	// The audit trail holds each of these with the right user and
+	// decision.
+	recs, err := authz.ReadAudit(plugin.Audit, authz.AuditFilter{})
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	for _, r := range recs {
+		seen[r.User+" "+r.Decision+" "+r.Method+" "+r.Path] = true
+	}
+	for _, want := range []string{
+		"root-admin allow POST /containers/create",
+		"rita allow GET /containers/json",
+		"rita deny POST /containers/create",
+		"rita deny GET /containers/" + id + "/export",
+		"dev allow POST /containers/create",
+		"dev deny POST /containers/create",
+		"bob allow GET /containers/json",
+		"bob deny GET /containers/json",
+		"ci allow GET /containers/json",
+		"ci deny POST /containers/create",
+	} {
+		assert.True(t, seen[want], "no audit record %q", want)
+	}
+
+	// A broken policy denies TCP requests, saying why; the local socket
+	// still works.
+	require.NoError(t, os.WriteFile(plugin.Policy, []byte("{ not json"), 0o644))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := as("root-admin", "ps")
+		if err != nil {
+			assert.Contains(t, out, "policy")
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the broken policy was not picked up: %s", out)
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := d.Client().Get("http://docker/containers/json")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the local socket is locked out")
+
+	// An AuthZReq without a body, straight to the plugin's socket.
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", plugin.Socket)
+	}}}
+	resp, err = c.Post("http://plugin/AuthZPlugin.AuthZReq", "application/json", nil)
+	require.NoError(t, err)
+	var ans struct {
+		Allow bool
+		Msg   string
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&ans))
+	resp.Body.Close()
+	assert.False(t, ans.Allow)
+	assert.NotEmpty(t, ans.Msg)
+}

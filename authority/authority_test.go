@@ -22,7 +22,7 @@ type host struct {
 	root, state, certs, daemonJSON, systemd string
 }
 
-func newHost(t *testing.T) *host {
+func newHost(t testing.TB) *host {
 	t.Helper()
 	root := t.TempDir()
 	h := &host{

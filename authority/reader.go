@@ -6,8 +6,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/dtls-tool/dtls/pki"
@@ -23,6 +25,39 @@ type Reader struct {
 	Dir   string
 	store *store.Store
 	now   func() time.Time
+
+	// The answers of Identify are kept until the inventory changes:
+	// every commit changes the database's or its write-ahead log's size
+	// or modification time, and a stat of both costs a microsecond where
+	// the two queries cost tens. Answers are also dropped after
+	// identifyTTL whatever the files say, so that a change is seen within
+	// that time even on a filesystem with coarse timestamps.
+	mu      sync.Mutex
+	stamp   [2]fileStamp
+	checked time.Time
+	answers map[string]identity
+}
+
+type identity struct {
+	user, role string
+	err        error
+}
+
+// identifyTTL bounds how long an answer of Identify is kept.
+const identifyTTL = 500 * time.Millisecond
+
+type fileStamp struct {
+	size  int64
+	mtime int64
+	ok    bool
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ok: true}
 }
 
 // OpenReader opens the inventory of a state directory for reading.
@@ -44,6 +79,31 @@ func (r *Reader) Close() error { return r.store.Close() }
 // taken for it), one it holds as revoked or superseded, an expired one, and
 // one that is not a client certificate.
 func (r *Reader) Identify(cert *x509.Certificate) (user, role string, err error) {
+	db := filepath.Join(r.Dir, DBFile)
+	now := r.now()
+	stamp := [2]fileStamp{stampOf(db), stampOf(db + "-wal")}
+	// By serial and content: the content decides, the serial is what the
+	// inventory is asked for.
+	key := cert.SerialNumber.String() + " " + string(cert.Raw)
+	r.mu.Lock()
+	if stamp != r.stamp || now.Sub(r.checked) > identifyTTL || now.Before(r.checked) {
+		r.stamp, r.checked, r.answers = stamp, now, map[string]identity{}
+	}
+	if a, ok := r.answers[key]; ok {
+		r.mu.Unlock()
+		return a.user, a.role, a.err
+	}
+	r.mu.Unlock()
+	user, role, err = r.identify(cert)
+	r.mu.Lock()
+	if r.stamp == stamp && len(r.answers) < 4096 {
+		r.answers[key] = identity{user: user, role: role, err: err}
+	}
+	r.mu.Unlock()
+	return user, role, err
+}
+
+func (r *Reader) identify(cert *x509.Certificate) (user, role string, err error) {
 	serial := pki.Serial(cert)
 	rec, err := r.store.Get(serial)
 	if err != nil {

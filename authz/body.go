@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"mime"
 	"net/url"
 	"path"
 	"strconv"
@@ -25,9 +24,12 @@ import (
 // Bodies are read with encoding/json into small structs named as Docker
 // names its fields, because dockerd reads them with encoding/json too: the
 // same case-insensitive field names ("privileged" is Privileged), and for a
-// key given twice the same value, the last one. The structs take the
-// types dockerd takes (CapAdd is a string or a list, moby strslice); a
-// value of another type fails both.
+// key given twice the same value, the last one (an object given twice is
+// merged into one struct, in both). So duplicate keys need no rejecting:
+// they cannot make the plugin and dockerd read different values. The
+// structs take the types dockerd takes (CapAdd is a string or a list, moby
+// strslice); a value of another type fails both. A body with anything
+// after its JSON value is refused, although dockerd 20.10 ignores it.
 
 // checkResult is the outcome of a check: field names what denied ("" when
 // nothing did), fields what decided, for the audit log.
@@ -62,7 +64,7 @@ func (p *Policy) check(rl *role, rt *route, r Request, u requestURI) checkResult
 		checkStart(&c, u)
 		return c
 	}
-	body := bytes.TrimSpace(r.Body)
+	body := bytes.Trim(r.Body, " \t\r\n") // JSON's white space only: dockerd reads no other
 	switch {
 	case len(body) == 0:
 		c.fail("body", fmt.Sprintf("%s needs its JSON body checked and the plugin got none: dockerd does not forward a chunked, "+
@@ -688,11 +690,6 @@ func checkPull(c *checkResult, r Request, u requestURI) {
 		c.fail("fromSrc", "importing an image (docker import) is not allowed: it names any image, from a tar or a URL the daemon fetches")
 	case header(r.Headers, "Content-Length") != "0":
 		c.fail("body", "a pull has an empty body (Content-Length: 0): a form body would override the query, and the plugin cannot see it")
-	}
-	if ct := header(r.Headers, "Content-Type"); ct != "" {
-		if mt, _, _ := mime.ParseMediaType(ct); mt == "application/x-www-form-urlencoded" {
-			c.fail("body", "a form body would override the query, and the plugin cannot see it")
-		}
 	}
 }
 

@@ -133,18 +133,18 @@ func stripVersion(p string) (rest, version string) {
 // return bodyOnStartError") and which the policy does not check; a chunked
 // body does not even reach the plugin (CVE-2024-41110). The docker CLI
 // 28 speaks 1.41 to such a daemon, and dockerd 25 and later refuse
-// anything older than 1.24 themselves.
+// anything older than 1.24 by default (defaultMinAPIVersion).
 var minAPIVersion = [2]int{1, 24}
 
 // apiVersionOK reports whether v ("1.41") is major.minor and at least
 // minAPIVersion.
 func apiVersionOK(v string) bool {
-	maj, min, ok := strings.Cut(v, ".")
+	maj, minor, ok := strings.Cut(v, ".")
 	if !ok {
 		return false
 	}
 	a, err1 := strconv.Atoi(maj)
-	b, err2 := strconv.Atoi(min)
+	b, err2 := strconv.Atoi(minor)
 	if err1 != nil || err2 != nil { // stripVersion left digits and dots only
 		return false
 	}

@@ -1,6 +1,8 @@
 package authz
 
 import (
+	"path"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -190,3 +192,48 @@ func TestPathRuleErrors(t *testing.T) {
 }
 
 func quote(s string) string { return `"` + s + `"` }
+
+func TestPathRouteTable(t *testing.T) {
+	seen := map[string]bool{}
+	for _, rt := range routes.all {
+		assert.False(t, seen[rt.String()], "twice: %s", rt)
+		seen[rt.String()] = true
+		assert.NotEmpty(t, rt.what, rt.String())
+		assert.Equal(t, rt.level == levelCap, rt.cap != 0, rt.String())
+		// every route of the table can be named by a rule
+		m := rt.method
+		if m == "" {
+			m = "*"
+		}
+		_, err := parsePattern(m + " " + rt.path)
+		assert.NoError(t, err, rt.String())
+	}
+}
+
+// FuzzCanonicalPath: a URI that parses gives a clean absolute path without
+// a version prefix, and readonly is never allowed a request that is not a
+// GET or HEAD of a read route.
+func FuzzCanonicalPath(f *testing.F) {
+	for _, s := range []string{
+		"/v1.41/containers/json?all=1", "/containers/x%2F..%2Fcreate", "http://h/v1.41/images/a/get",
+		"/v1.41/containers/abc/archive?path=/", "/networks/", "/%2e%2e/", "/v1.41//info", "*", "",
+	} {
+		f.Add("GET", s)
+	}
+	p := DefaultPolicy()
+	f.Fuzz(func(t *testing.T, method, uri string) {
+		got, err := CanonicalPath(uri)
+		if err == nil {
+			require.True(t, strings.HasPrefix(got, "/"), got)
+			require.Equal(t, path.Clean(got), got)
+		}
+		d := p.Decide(Identity{Role: RoleReadonly, Source: SourceTCP}, Request{Method: method, URI: uri})
+		if d.Allow {
+			require.NoError(t, err)
+			require.Contains(t, []string{"GET", "HEAD"}, method)
+			rt := routes.resolve(method, splitPath(got))
+			require.NotNil(t, rt)
+			require.Equal(t, levelRead, rt.level, rt.String())
+		}
+	})
+}

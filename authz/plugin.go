@@ -117,6 +117,10 @@ type Plugin struct {
 	log    io.Writer
 	logged map[string]time.Time
 
+	// certs keeps parsed peer certificates: dockerd sends the same few
+	// again and again, twice per API call.
+	certs certCache
+
 	srv *http.Server
 }
 
@@ -401,7 +405,7 @@ func (p *Plugin) identify(req *authzRequest) who {
 	w := who{id: Identity{User: req.User, Source: SourceTCP}}
 	certs := make([]*x509.Certificate, len(req.RequestPeerCertificates))
 	for i, pc := range req.RequestPeerCertificates {
-		c, err := pc.parse()
+		c, err := p.certs.parse(pc)
 		if err != nil {
 			w.rule, w.refused = ruleBadCertificate, fmt.Sprintf("peer certificate %d of %d does not parse: %v", i+1, len(certs), err)
 			return w

@@ -39,12 +39,24 @@ type Request struct {
 // Decision is the policy's answer and why.
 type Decision struct {
 	Allow bool
-	// Rule is the rule that decided: "<role>: <what>", e.g.
-	// "developer: POST /containers/create: HostConfig.Privileged",
-	// "readonly: GET /containers/json", "ci: capability build: POST /build",
-	// "auditor: deny GET /events", "readonly: default deny: GET
-	// /containers/{id}/archive", "admin: everything", "unix: allow".
-	// A decision made for the unix socket's role starts with "unix: ".
+	// Rule is the rule that decided, "<role>: <rule>[: <field>]":
+	//
+	//	readonly: GET /containers/json                          a route of the role's base
+	//	ci: capability build: POST /build                       a route of a capability
+	//	deployer: allow POST /containers/{id}/restart           an allow rule of the policy
+	//	auditor: deny GET /events                               a deny rule of the policy
+	//	admin: everything
+	//	developer: POST /containers/create: HostConfig.Privileged   the body field that denied
+	//	developer: POST /containers/create: body                a missing or unparsable body
+	//	readonly: default deny: GET /containers/{id}/archive    no rule allows the route
+	//	readonly: unknown endpoint                              no Docker API route matches
+	//	readonly: API version                                   a version before 1.24
+	//	ghost: unknown role
+	//	request: incomplete, request: path                      no method or URI, a bad URI
+	//	unix: allow, unix: deny                                 the unix socket's setting
+	//
+	// A decision for the unix socket's role ("unix": "role:developer")
+	// starts with "unix: ": "unix: developer: POST /containers/create".
 	Rule string
 	// Reason is a sentence for the Docker user (dockerd shows it after
 	// "authorization denied by plugin ...") and the audit log.
@@ -256,14 +268,19 @@ func LoadPolicy(path string) (*Policy, error) {
 // of the file; none means nothing), capabilities (build, plugins, swarm,
 // secrets, prune), allow and deny rules. A rule is "METHOD /path":
 // METHOD is GET (which covers HEAD), HEAD, POST, PUT, DELETE, OPTIONS or
-// "*"; the path has no API version prefix and no query, a segment "{name}"
-// takes a whole variable of the Docker route ("{id}" in
-// "/containers/{id}/json", which may hold slashes as an image name does)
-// and a last segment "*" takes the rest. Deny rules come first, then
-// everything for admin, then what the base and capabilities grant, then
-// allow rules; the checks of request bodies (body.go) apply to every role
-// but admin, whatever allowed the request. The built-in roles cannot be
-// redefined; extend one under another name.
+// "*"; the path has no API version prefix and no query; a segment "{name}"
+// takes a whole variable of the Docker route (the {id} of
+// "/containers/{id}/json", which may hold slashes as an image name does),
+// never one of its literals, so "GET /containers/{id}" matches no route
+// rather than "GET /containers/x/archive"; literal segments may spell a
+// variable's value ("POST /containers/web/restart"); a last segment "*"
+// takes the rest, or nothing. A rule must match a route dockerd has.
+//
+// Deny rules come first, then everything for a role based on admin, then
+// what the base and capabilities grant, then allow rules. The checks of
+// request bodies (body.go) apply to every role not based on admin,
+// whatever allowed the request. The built-in roles cannot be redefined;
+// extend one under another name.
 //
 // Unknown keys, duplicate keys, unknown roles, capabilities and methods,
 // rules that match no Docker API endpoint and base cycles are errors that
@@ -500,21 +517,31 @@ func jsonError(data []byte, err error) error {
 	if !errors.As(err, &se) {
 		return fmt.Errorf("invalid JSON: %w", err)
 	}
-	off := min(int(se.Offset), len(data))
-	line := 1 + bytes.Count(data[:off], []byte("\n"))
-	col := off - bytes.LastIndexByte(data[:off], '\n')
+	// Offset counts the bytes read, the bad one included; at the end of
+	// the input the error is after the last byte.
+	pos := len(data)
+	if se.Error() != "unexpected end of JSON input" {
+		pos = max(min(int(se.Offset), len(data))-1, 0)
+	}
+	line := 1 + bytes.Count(data[:pos], []byte("\n"))
+	col := pos - bytes.LastIndexByte(data[:pos], '\n')
 	return fmt.Errorf("invalid JSON at line %d, column %d: %s", line, col, se)
 }
 
 // Decide decides a request. A request without a method or URI, with a URI
-// CanonicalPath refuses, or for a role the policy does not define is
-// denied. Over the unix socket the policy's "unix" setting decides.
-// Otherwise the identity's role (the default role when it has none), in
-// this order: its deny rules; everything for admin; the route's level
-// (readonly's reads, developer's work, a capability); its allow rules;
-// else deny. A role other than admin must speak API 1.24 or later, and
-// what is allowed passes the checks of its body or query (body.go), which
-// deny a body that is missing, empty or not JSON.
+// CanonicalPath refuses (to every role: dockerd routes none of them), or
+// for a role the policy does not define is denied. Over the unix socket
+// (SourceUnix) the policy's "unix" setting decides; from any other source
+// the identity's role does (the default role when it has none), in this
+// order: its deny rules; everything for a role based on admin; the route's
+// level (readonly's reads, developer's work, a capability); its allow
+// rules; else deny. A role not based on admin must speak API 1.24 or
+// later, and what it is allowed passes the checks of its body or query
+// (body.go), which deny a body that is missing, empty or not JSON.
+//
+// The route is dockerd's (routes, in path.go): the method and the
+// canonical path select it as mux would, so a query, a percent-encoded
+// slash or a suffix cannot make one endpoint pass for another.
 func (p *Policy) Decide(id Identity, r Request) Decision {
 	if r.Method == "" || r.URI == "" {
 		return Decision{Rule: "request: incomplete", Reason: "the request has no method or no URI"}

@@ -286,8 +286,10 @@ func TestParsePolicyErrors(t *testing.T) {
 		name, json, err string
 	}{
 		{"syntax", "{\n  \"roles\": {\n    \"ci\": {\"base\": \"developer\",}\n  }\n}",
-			"invalid JSON at line 3, column 35: invalid character '}' looking for beginning of object key string"},
+			"invalid JSON at line 3, column 32: invalid character '}' looking for beginning of object key string"},
 		{"empty", "", "invalid JSON at line 1, column 1: unexpected end of JSON input"},
+		{"truncated", "{\"unix\":\n\"allow\"", "invalid JSON at line 2, column 8: unexpected end of JSON input"},
+		{"bad last byte", `{"unix":}`, "invalid JSON at line 1, column 9: invalid character '}' looking for beginning of value"},
 		{"not an object", `["admin"]`, "the policy: want a JSON object"},
 		{"unknown key", `{"default-role": "readonly"}`, `unknown key "default-role": want default_role, unix, protected_paths or roles`},
 		{"duplicate key", `{"unix": "allow", "unix": "deny"}`, `the policy: duplicate key "unix"`},
@@ -414,4 +416,27 @@ func TestExplainDescribe(t *testing.T) {
 
 	dep := strings.Join(p.Describe("deployer"), "\n")
 	assert.Contains(t, dep, "allow POST /containers/{id}/restart  (policy rule)\n")
+}
+
+// TestDecideConcurrent: the plugin decides concurrent calls with one
+// policy (run with -race).
+func TestDecideConcurrent(t *testing.T) {
+	p, err := LoadPolicy(filepath.Join("testdata", "policy.json"))
+	require.NoError(t, err)
+	create := post("/v1.41/containers/create", cli(t, "run-docker-sock"))
+	done := make(chan Decision)
+	for i := range 8 {
+		go func() {
+			var d Decision
+			for range 200 {
+				d = p.Decide(Identity{User: "u", Role: []string{"ci", "release", "developer"}[i%3], Source: SourceTCP}, create)
+			}
+			done <- d
+		}()
+	}
+	for range 8 {
+		d := <-done
+		assert.False(t, d.Allow)
+		assert.Equal(t, []string{"/var/run/docker.sock:/var/run/docker.sock"}, d.Fields["binds"])
+	}
 }

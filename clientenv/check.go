@@ -581,6 +581,9 @@ func (c *checker) classify(err error) *CheckError {
 		}
 		e.Problem = ProblemClientRejected
 		e.Msg = fmt.Sprintf("the daemon at %s refused the client certificate %q (TLS alert %q)", addr, c.creds.leaf.Subject.CommonName, alert)
+		if requested && !sent {
+			e.Msg = fmt.Sprintf("the daemon at %s wants a client certificate that this bundle does not have, and refused the connection (TLS alert %q)", addr, alert)
+		}
 		e.Hint = c.rejectedHint(requested, sent, acceptable)
 	case errors.As(err, &record), errors.Is(err, http.ErrSchemeMismatch):
 		e.Problem = ProblemNotDocker
@@ -620,8 +623,11 @@ func (c *checker) classify(err error) *CheckError {
 			e.Msg = fmt.Sprintf("the TLS handshake with %s succeeded but no HTTP answer came within %s", addr, c.timeout)
 			e.Hint = "the daemon may be overloaded or hung; check it on the server (systemctl status docker)"
 		}
-	case handshake && !gotResponse && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errnoIs(err, syscall.ECONNRESET, wsaeConnReset) || errnoIs(err, syscall.EPIPE, 0)):
+	case handshake && !gotResponse && !requested && closedEarly(err):
+		e.Problem = ProblemNotDocker
+		e.Msg = fmt.Sprintf("%s closed the connection right after the TLS handshake without answering, and did not ask for a client certificate as dockerd with tlsverify does", addr)
+		e.Hint = "check the port in DOCKER_HOST: dockerd's TLS port is usually 2376"
+	case handshake && !gotResponse && closedEarly(err):
 		// In TLS 1.3 the client's handshake ends before the server has
 		// checked the client certificate (RFC 8446 section 4.4.2.4), so a
 		// refusal can only show on the first read, and a server that
@@ -634,6 +640,12 @@ func (c *checker) classify(err error) *CheckError {
 		e.Msg = fmt.Sprintf("cannot talk to the daemon at %s%s: %v", addr, via, err)
 	}
 	return e
+}
+
+// closedEarly reports an error of a connection the peer closed.
+func closedEarly(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errnoIs(err, syscall.ECONNRESET, wsaeConnReset) || errnoIs(err, syscall.EPIPE, 0)
 }
 
 // rejectedHint explains a refused client certificate with what the daemon
@@ -650,7 +662,7 @@ func (c *checker) rejectedHint(requested, sent bool, acceptable []string) string
 	case !chainsTo(cert, c.creds.cas):
 		why = fmt.Sprintf("cert.pem is issued by %q, which is not the CA in this bundle's ca.pem (%s): the bundle mixes files of two CAs", dnOrCN(cert.Issuer), c.caNames())
 	default:
-		why = fmt.Sprintf("cert.pem (issued by %q) is from a CA the daemon does not trust (a bundle of another CA host, or the daemon's CA was rotated), or it was revoked", dnOrCN(cert.Issuer))
+		why = fmt.Sprintf("cert.pem (issued by %q) is from a CA the daemon does not trust (a bundle of another CA host, or the daemon's CA was rotated)", dnOrCN(cert.Issuer))
 	}
 	return why + "; " + renewHint(c.creds.name)
 }

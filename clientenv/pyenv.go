@@ -1,0 +1,56 @@
+package clientenv
+
+import (
+	"fmt"
+	"strings"
+)
+
+// PythonCAVars are the variables that make Python's requests library, and
+// so docker-py, ignore the bundle's ca.pem, in the order requests reads
+// them: REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE.
+//
+// docker-py (and what is built on it: docker-compose v1, Ansible's
+// community.docker) puts DOCKER_CERT_PATH/ca.pem in its requests session's
+// verify setting (docker/tls.py, TLSConfig.configure_client). But
+// requests' Session.merge_environment_settings replaces a request's verify
+// of None or True by $REQUESTS_CA_BUNDLE or $CURL_CA_BUNDLE before it
+// merges the session's setting, and a request's setting wins the merge: the
+// variable beats the ca.pem (requests/sessions.py). Filed as
+// docker/docker-py#2433 and #2598, both open. requests treats an empty
+// variable as unset (`os.environ.get(...) or ...`), and so does
+// PythonCAOverrides.
+var PythonCAVars = []string{"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}
+
+// PythonCAOverrides returns the names of PythonCAVars that are set and not
+// empty in the environment read by getenv (os.Getenv, or a test's map),
+// in PythonCAVars' order; nil when none is.
+func PythonCAOverrides(getenv func(string) string) []string {
+	var set []string
+	for _, name := range PythonCAVars {
+		if getenv(name) != "" {
+			set = append(set, name)
+		}
+	}
+	return set
+}
+
+// PythonCAWarning returns a sentence for `dtls env` or `dtls check` to print
+// when PythonCAOverrides found vars: what fails and what to do. It returns
+// "" for no vars. The quoted error is what docker-py 5.0.3 (Debian 12's
+// python3-docker) and 7.1.0 print, from OpenSSL, when the variable names
+// the system's CA file.
+func PythonCAWarning(vars []string) string {
+	if len(vars) == 0 {
+		return ""
+	}
+	verb, them := "is", "it"
+	if len(vars) > 1 {
+		verb, them = "are", "them"
+	}
+	return fmt.Sprintf("%s %s set: docker-py and the tools built on it (docker-compose v1, Ansible's community.docker) "+
+		"then verify the daemon with that file instead of the bundle's ca.pem, and fail with "+
+		"\"certificate verify failed: unable to get local issuer certificate\" while the docker CLI works "+
+		"(docker/docker-py#2433); unset %s for those tools (env -u %s ...), "+
+		"or point %s at a file that holds the bundle's ca.pem as well",
+		strings.Join(vars, " and "), verb, them, strings.Join(vars, " -u "), them)
+}

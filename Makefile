@@ -14,12 +14,21 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 
-.PHONY: all build deps test lint fuzz stress bench demo install uninstall man completions clean
+.PHONY: all build deps test lint cross fuzz stress bench demo install uninstall man completions clean
 all: build
 
 build: bin/dtls
 bin/dtls: $(shell find . -name '*.go' -not -path './bin/*') go.mod go.sum
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/dtls
+
+# The laptop's commands (import, ls, use, env, context, check) run on
+# macOS and Windows too: every target must build.
+CROSS := darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 linux/arm64
+cross:
+	@for t in $(CROSS); do \
+	  echo "build $$t"; \
+	  CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -trimpath -o /dev/null ./cmd/dtls || exit 1; \
+	done
 
 deps:
 	@./scripts/deps.sh
@@ -31,7 +40,7 @@ lint:
 
 # The tests run against a real dockerd (started by the tests, under /tmp);
 # under CI=true a missing dockerd fails them instead of skipping.
-test: deps lint
+test: deps lint cross
 	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -run '^$$' -fuzz FuzzMerge -fuzztime $(FUZZTIME) ./daemonconfig
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -246,7 +247,7 @@ func loadCheckCredentials(b *Bundle, now time.Time) (*checkCredentials, error) {
 		if err != nil {
 			return nil, &CheckError{
 				Problem: ProblemBundle,
-				Msg:     fmt.Sprintf("bundle %q: cannot read %s: %v", b.Dir, name, errors.Unwrap(err)),
+				Msg:     fmt.Sprintf("bundle %q: cannot read %s: %v", b.Dir, name, pathErrCause(err)),
 				Hint:    bundleHint,
 				Err:     err,
 			}
@@ -321,6 +322,16 @@ func loadCheckCredentials(b *Bundle, now time.Time) (*checkCredentials, error) {
 		}
 	}
 	return cr, nil
+}
+
+// pathErrCause returns the cause of a *fs.PathError ("no such file or
+// directory"), for messages that name the path themselves.
+func pathErrCause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 const bundleHint = "import the bundle again ('dtls import FILE'), or ask the CA host for a new one"

@@ -196,7 +196,9 @@ func sharedDaemon(t *testing.T) *tlsDaemon {
 	sandbox.Require(t)
 	sharedDockerd.once.Do(func() {
 		sharedDockerd.err = errors.New("the shared dockerd failed to start in an earlier test")
+		start := time.Now()
 		sharedDockerd.td, sharedDockerd.err = startTLSDaemon(t)
+		t.Logf("started the shared TLS dockerd in %s", time.Since(start).Round(time.Millisecond))
 	})
 	require.NoError(t, sharedDockerd.err)
 	return sharedDockerd.td

@@ -295,3 +295,48 @@ func TestAuthzPluginWithRealDocker(t *testing.T) {
 	assert.False(t, ans.Allow)
 	assert.NotEmpty(t, ans.Msg)
 }
+
+// TestCheckAndInspectWithRealDocker: 'dtls check' says a bundle works
+// against a real dockerd, and exits 4 with the reason when the daemon's
+// certificate is from another CA (a rotation the laptop missed); 'dtls
+// inspect' describes the bundle and its archive.
+func TestCheckAndInspectWithRealDocker(t *testing.T) {
+	h := newTLSHost(t, time.Now())
+	out := filepath.Join(h.Dir, "alice")
+	archive := filepath.Join(h.Dir, "alice.tar.gz")
+	_, stderr, code := dtls(t, time.Now(), "issue-client", "alice", "--state-dir", h.State, "--out", out, "--archive", archive,
+		"--docker-host", fmt.Sprintf("tcp://localhost:%d", h.Port))
+	require.Equal(t, 0, code, stderr)
+
+	stdout, stderr, code := dtls(t, time.Now(), "check", "--cert-path", out)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "ok: tcp://localhost:")
+	assert.Contains(t, stdout, "answers as Docker Engine 20.10")
+
+	stdout, _, code = dtls(t, time.Now(), "inspect", archive, "-o", "json")
+	require.Equal(t, 0, code, stdout)
+	var info struct {
+		Source string `json:"source"`
+		Client struct {
+			Subject string `json:"subject"`
+		} `json:"client"`
+		DockerHost string `json:"docker_host"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(stdout), &info))
+	assert.Equal(t, "archive", info.Source)
+	assert.Contains(t, info.Client.Subject, "alice")
+	assert.Equal(t, fmt.Sprintf("tcp://localhost:%d", h.Port), info.DockerHost)
+
+	// The daemon moves to another CA: the bundle no longer trusts it.
+	other := filepath.Join(h.Dir, "other")
+	require.NoError(t, os.Mkdir(other, 0o700))
+	_, stderr, code = dtls(t, time.Now(), "init", "--state-dir", filepath.Join(other, "state"), "--certs-dir", h.Certs,
+		"--daemon-json", h.DaemonJSON, "--systemd-dir", h.Systemd, "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", h.Port),
+		"--host", "localhost", "--host", "127.0.0.1")
+	require.Equal(t, 0, code, stderr)
+	require.NoError(t, h.Daemon.Restart(context.Background()))
+	_, stderr, code = dtls(t, time.Now(), "check", "--cert-path", out)
+	assert.Equal(t, exitUnusable, code, stderr)
+	assert.Contains(t, stderr, "dtls: hint:")
+	t.Logf("check says: %s", stderr)
+}

@@ -194,6 +194,9 @@ func runEnv(o *envOptions, sh clientenv.Shell) error {
 	case na.Before(now.Add(expiryWarning)):
 		fmt.Fprintf(o.ErrOut, "dtls: warning: the certificate in %s expires on %s\n", b.Dir, na.UTC().Format("2006-01-02"))
 	}
+	if py := clientenv.PythonCAOverrides(o.Getenv); len(py) > 0 {
+		fmt.Fprintf(o.ErrOut, "dtls: warning: %s\n", clientenv.PythonCAWarning(py))
+	}
 	vars := clientenv.Vars(b, o.Host)
 	if o.NoProxy {
 		cmdLine += " --no-proxy"

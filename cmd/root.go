@@ -148,7 +148,8 @@ Exit codes:
   0  success
   1  failure (the error says what and where; nothing was changed)
   2  usage error (bad flag, argument or value)
-  3  audit found a FAIL`,
+  3  audit found a FAIL
+  4  check: the daemon cannot be used with the bundle; inspect: a problem found`,
 		Example: `  # On the Docker host
   $ sudo dtls init
   $ sudo dtls issue-client alice --archive alice.tar.gz
@@ -208,10 +209,12 @@ var commands = map[string]func(IO) *cobra.Command{
 	"context":      newContextCmd,
 	"role":         newRoleCmd,
 	"authz":        newAuthzCmd,
+	"check":        newCheckCmd,
+	"inspect":      newInspectCmd,
 }
 
 var commandOrder = []string{"init", "issue-client", "issue-server", "list", "renew", "revoke", "crl", "rotate-ca",
-	"role", "authz", "env", "version", "audit", "import", "ls", "use", "context"}
+	"role", "authz", "env", "version", "audit", "import", "ls", "use", "context", "check", "inspect"}
 
 // exactArgs is cobra.ExactArgs with a usage error.
 func exactArgs(n int, what string) cobra.PositionalArgs {

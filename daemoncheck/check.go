@@ -1,4 +1,10 @@
-package clientenv
+// Package daemoncheck dials a Docker daemon with a client bundle, as the
+// Docker CLI would, and explains a failure in words: the daemon's
+// certificate is from a CA the bundle does not trust (a CA rotation), the
+// name is not in it, the client certificate expired or was refused, or
+// nothing listens. It is apart from package clientenv, which 'dtls env'
+// loads at every shell start and keeps free of crypto and networking.
+package daemoncheck
 
 import (
 	"context"
@@ -24,6 +30,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/dtls-tool/dtls/clientenv"
 )
 
 // DefaultCheckTimeout bounds Check when its context has no deadline. Without
@@ -123,7 +131,7 @@ func (e *CheckError) Unwrap() error { return e.Err }
 // dockerd checks it with its own clock. A ctx without a deadline gets
 // DefaultCheckTimeout. A dockerHost that is not tcp://HOST[:PORT] is an
 // error that is not a *CheckError.
-func Check(ctx context.Context, b *Bundle, dockerHost string, now time.Time) (*CheckResult, error) {
+func Check(ctx context.Context, b *clientenv.Bundle, dockerHost string, now time.Time) (*CheckResult, error) {
 	start := time.Now()
 	if dockerHost == "" {
 		dockerHost = b.Meta.DockerHost
@@ -240,7 +248,7 @@ type checkCredentials struct {
 // loadCheckCredentials reads the bundle's files, and refuses a client
 // certificate that is not valid at now: dockerd would refuse it, and saying
 // so is better than a TLS alert.
-func loadCheckCredentials(b *Bundle, now time.Time) (*checkCredentials, error) {
+func loadCheckCredentials(b *clientenv.Bundle, now time.Time) (*checkCredentials, error) {
 	read := func(name string) ([]byte, error) {
 		p := filepath.Join(b.Dir, name)
 		data, err := os.ReadFile(p)

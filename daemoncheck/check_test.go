@@ -4,7 +4,7 @@
 // syscall.Kill and does not build there (and dockerd with TLS on TCP is a
 // Linux daemon anyway).
 
-package clientenv
+package daemoncheck
 
 import (
 	"context"
@@ -36,6 +36,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/internal/sandbox"
 )
 
@@ -125,21 +126,21 @@ func (ca *testCA) client(t testing.TB, cn string, now time.Time) (certPEM, keyPE
 }
 
 // writeCheckBundle writes a bundle directory for the test and loads it.
-func writeCheckBundle(t testing.TB, caPEM, certPEM, keyPEM []byte, dockerHost string) *Bundle {
+func writeCheckBundle(t testing.TB, caPEM, certPEM, keyPEM []byte, dockerHost string) *clientenv.Bundle {
 	t.Helper()
 	return writeBundleIn(t, t.TempDir(), caPEM, certPEM, keyPEM, dockerHost)
 }
 
 // writeBundleIn writes a bundle directory in dir and loads it.
-func writeBundleIn(t testing.TB, dir string, caPEM, certPEM, keyPEM []byte, dockerHost string) *Bundle {
+func writeBundleIn(t testing.TB, dir string, caPEM, certPEM, keyPEM []byte, dockerHost string) *clientenv.Bundle {
 	t.Helper()
 	require.NoError(t, os.MkdirAll(dir, 0o700))
-	meta, err := MarshalMeta(Meta{Name: "alice", DockerHost: dockerHost, Server: "test"})
+	meta, err := clientenv.MarshalMeta(clientenv.Meta{Name: "alice", DockerHost: dockerHost, Server: "test"})
 	require.NoError(t, err)
-	for name, data := range map[string][]byte{"ca.pem": caPEM, "cert.pem": certPEM, "key.pem": keyPEM, MetaFile: meta} {
+	for name, data := range map[string][]byte{"ca.pem": caPEM, "cert.pem": certPEM, "key.pem": keyPEM, clientenv.MetaFile: meta} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o600))
 	}
-	b, err := LoadBundle(dir)
+	b, err := clientenv.LoadBundle(dir)
 	require.NoError(t, err)
 	return b
 }
@@ -166,7 +167,7 @@ type tlsDaemon struct {
 	// the certificate lacks.
 	otherHost string
 	// bundle is a working bundle for host.
-	bundle *Bundle
+	bundle *clientenv.Bundle
 	dir    string
 	d      *sandbox.Daemon
 }
@@ -642,7 +643,7 @@ func TestParseCheckTarget(t *testing.T) {
 }
 
 // TestDockerPyIgnoresCAWithRequestsCABundle proves that the warning of
-// PythonCAWarning is about a real failure: a real docker-py, with the
+// clientenv.PythonCAWarning is about a real failure: a real docker-py, with the
 // bundle in DOCKER_CERT_PATH, works against the daemon, and fails with a
 // certificate verification error as soon as REQUESTS_CA_BUNDLE or
 // CURL_CA_BUNDLE names a file without the bundle's CA. It lives here, next
@@ -670,19 +671,19 @@ func TestDockerPyIgnoresCAWithRequestsCABundle(t *testing.T) {
 			for _, tt := range []struct {
 				name string
 				env  []string
-				// set: PythonCAOverrides reports a variable.
+				// set: clientenv.PythonCAOverrides reports a variable.
 				set, fail bool
 			}{
 				{name: "no variable"},
 				{name: "empty REQUESTS_CA_BUNDLE", env: []string{"REQUESTS_CA_BUNDLE="}},
 				{name: "REQUESTS_CA_BUNDLE", env: []string{"REQUESTS_CA_BUNDLE=" + system}, set: true, fail: true},
 				{name: "CURL_CA_BUNDLE", env: []string{"CURL_CA_BUNDLE=" + system}, set: true, fail: true},
-				// The warning's remedy works (PythonCAOverrides cannot
+				// The warning's remedy works (clientenv.PythonCAOverrides cannot
 				// tell, and still reports the variable).
 				{name: "REQUESTS_CA_BUNDLE with the bundle's CA", env: []string{"REQUESTS_CA_BUNDLE=" + combined}, set: true},
 			} {
 				t.Run(tt.name, func(t *testing.T) {
-					// PythonCAOverrides sees what requests reads.
+					// clientenv.PythonCAOverrides sees what requests reads.
 					getenv := func(name string) string {
 						for _, kv := range tt.env {
 							if k, v, _ := strings.Cut(kv, "="); k == name {
@@ -691,7 +692,7 @@ func TestDockerPyIgnoresCAWithRequestsCABundle(t *testing.T) {
 						}
 						return ""
 					}
-					assert.Equal(t, tt.set, len(PythonCAOverrides(getenv)) > 0)
+					assert.Equal(t, tt.set, len(clientenv.PythonCAOverrides(getenv)) > 0)
 
 					cmd := exec.Command(py.path, "-c", `import docker; print(docker.from_env().version()["Version"])`)
 					cmd.Env = append(pythonEnv(), "DOCKER_HOST="+td.host, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH="+td.bundle.Dir)

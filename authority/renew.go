@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dtls-tool/dtls/bundle"
 	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/store"
@@ -24,7 +25,11 @@ type RenewRequest struct {
 	Out string
 	// Validity of the new certificates; zero keeps the old one's.
 	Validity time.Duration
-	Now      time.Time
+	// Archive, with Name, also writes the renewed client bundle as one
+	// tar.gz (0600) for 'dtls import', in the same change.
+	Archive string
+	Force   bool // replace an existing Archive
+	Now     time.Time
 }
 
 // RenewResult is what Renew did.
@@ -107,6 +112,14 @@ func (a *Authority) Renew(r RenewRequest) (*RenewResult, error) {
 		}
 	}
 
+	if r.Archive != "" {
+		if r.Name == "" || len(targets) != 1 || targets[0].Kind != store.KindClient {
+			return nil, fmt.Errorf("--archive %q: only a client's bundle is archived: renew one client NAME", r.Archive)
+		}
+		if err := CheckArchiveTarget(r.Archive, r.Force); err != nil {
+			return nil, err
+		}
+	}
 	t := newTxn("renew")
 	for _, rec := range targets {
 		old, err := rec.Cert()
@@ -157,6 +170,13 @@ func (a *Authority) Renew(r RenewRequest) (*RenewResult, error) {
 		it.Replaced = &replaced
 		it.Supersedes = rec.Serial
 		res.Renewed = append(res.Renewed, it)
+	}
+	if r.Archive != "" {
+		b, err := bundle.MarshalArchive(res.Renewed[0].files)
+		if err != nil {
+			return nil, err
+		}
+		t.write(r.Archive, b, 0o600)
 	}
 	addRecords(t, res.Renewed)
 	if err := a.commit(t); err != nil {

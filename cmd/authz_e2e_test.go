@@ -27,6 +27,7 @@ import (
 	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/authz"
+	"github.com/dtls-tool/dtls/dockercontext"
 	"github.com/dtls-tool/dtls/internal/sandbox"
 )
 
@@ -339,4 +340,69 @@ func TestCheckAndInspectWithRealDocker(t *testing.T) {
 	assert.Equal(t, exitUnusable, code, stderr)
 	assert.Contains(t, stderr, "dtls: hint:")
 	t.Logf("check says: %s", stderr)
+}
+
+// TestRenewalReachesTheLaptop: a bundle imported on a laptop (its own
+// home, never the path recorded on the host) and a Docker context made
+// from it keep working after 'dtls renew NAME --archive - | dtls import -':
+// the bundle is replaced in place without --force and the context follows.
+func TestRenewalReachesTheLaptop(t *testing.T) {
+	docker := dockerCLI(t)
+	h := newTLSHost(t, time.Now())
+	host := fmt.Sprintf("tcp://localhost:%d", h.Port)
+	archive := filepath.Join(h.Dir, "alice.tar.gz")
+	_, stderr, code := dtls(t, time.Now(), "issue-client", "alice", "--state-dir", h.State, "--out", filepath.Join(h.Dir, "alice"),
+		"--archive", archive, "--docker-host", host)
+	require.Equal(t, 0, code, stderr)
+
+	laptop := t.TempDir()
+	env := map[string]string{"HOME": laptop, "DOCKER_CONFIG": filepath.Join(laptop, ".docker")}
+	laptopRun := func(in []byte, args ...string) (string, string, int) {
+		var out, errOut bytes.Buffer
+		code := Run(args, IO{In: bytes.NewReader(in), Out: &out, ErrOut: &errOut, Now: time.Now, Getenv: func(k string) string { return env[k] }})
+		return out.String(), errOut.String(), code
+	}
+	_, stderr, code = laptopRun(nil, "import", archive)
+	require.Equal(t, 0, code, stderr)
+	_, stderr, code = laptopRun(nil, "context", "create", "prod")
+	require.Equal(t, 0, code, stderr)
+	ctxDocker := func() (string, error) {
+		return runDocker(t, docker, []string{"DOCKER_CONFIG=" + env["DOCKER_CONFIG"]}, "--context", "prod", "version", "--format", "{{.Server.Version}}")
+	}
+	out, err := ctxDocker()
+	require.NoError(t, err, out)
+
+	// The renewal travels through a pipe, as over ssh. (A minute later:
+	// certificate times have whole seconds.)
+	renewed, stderr, code := dtls(t, time.Now().Add(time.Minute), "renew", "alice", "--state-dir", h.State, "--archive", "-")
+	require.Equal(t, 0, code, stderr)
+	require.NotEmpty(t, renewed)
+	_, stderr, code = laptopRun([]byte(renewed), "import", "-")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "renewed bundle")
+	assert.Contains(t, stderr, `refreshed docker context "prod"`)
+
+	// The context now holds the renewed certificate, and works.
+	_, tlsDir := dockercontext.Paths(env["DOCKER_CONFIG"], "prod")
+	ctxCert := serialOfFile(t, filepath.Join(tlsDir, "docker", "cert.pem"))
+	recs := map[string]string{}
+	listOut, _, code := dtls(t, time.Now(), "list", "--state-dir", h.State, "-o", "json")
+	require.Equal(t, 0, code)
+	var list []struct{ Name, Serial, Status string }
+	require.NoError(t, json.Unmarshal([]byte(listOut), &list))
+	for _, r := range list {
+		if r.Name == "alice" {
+			recs[r.Serial] = r.Status
+		}
+	}
+	assert.Equal(t, "valid", recs[ctxCert], "the context does not hold the renewed certificate: %v", recs)
+	out, err = ctxDocker()
+	require.NoError(t, err, out)
+
+	// An older archive (the first one) is not a renewal: refused without
+	// --force, nothing changed.
+	_, stderr, code = laptopRun(nil, "import", archive)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "not newer")
+	assert.Equal(t, ctxCert, serialOfFile(t, filepath.Join(tlsDir, "docker", "cert.pem")))
 }

@@ -151,7 +151,15 @@ func contextFor(o *contextOptions) (dockercontext.Context, error) {
 		// A mistyped NAME must not pass silently for another server.
 		fmt.Fprintf(o.ErrOut, "dtls: no bundle named %q: using the default bundle %s (%s); pass --bundle to choose\n", o.Name, b.Dir, b.Meta.DockerHost)
 	}
-	ctx := dockercontext.Context{Name: o.Name, Host: b.Meta.DockerHost, Description: o.Description}
+	// The bundle as it resolves (not through the default link), so that
+	// import finds the contexts to refresh when it renews this bundle.
+	src, err := filepath.Abs(b.Dir)
+	if err == nil {
+		if r, rerr := filepath.EvalSymlinks(src); rerr == nil {
+			src = r
+		}
+	}
+	ctx := dockercontext.Context{Name: o.Name, Host: b.Meta.DockerHost, Description: o.Description, Bundle: src}
 	if ctx.Description == "" {
 		ctx.Description = "dtls bundle for " + b.Meta.DockerHost
 	}

@@ -3,11 +3,14 @@ package cmd
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dtls-tool/dtls/bundle"
 	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/dockercontext"
 )
 
 type importOptions struct {
@@ -37,7 +40,14 @@ refused with an error naming the problem:
   - a key.pem that is not the key of cert.pem;
   - a cert.pem that does not chain to ca.pem for client authentication.
 
-An existing bundle of the same name is kept unless --force.`,
+An existing bundle of the same name is kept unless --force, but for a
+renewal ('dtls renew NAME --archive FILE' on the CA host): a newer
+certificate of the same client, for the same daemon, from a CA the
+installed bundle trusts, replaces it in place, and every Docker context
+made from it ('dtls context create') is refreshed.
+
+FILE "-" reads the archive from standard input:
+  $ ssh docker-host sudo dtls renew alice --archive - | dtls import -`,
 		Example: `  $ dtls import ~/Downloads/alice-prod.tar.gz
   $ dtls import alice.tar.gz --name staging --no-default
   $ eval "$(dtls env)"`,
@@ -99,13 +109,45 @@ func runImport(o *importOptions) error {
 	if err != nil {
 		return err
 	}
-	dir, err := bundle.Install(root, name, files, o.Force)
+	replace, renewal := o.Force, false
+	if existing := filepath.Join(root, name); !replace {
+		if _, err := os.Lstat(existing); err == nil {
+			ok, why := bundle.Renews(existing, files, checked)
+			if !ok {
+				return withHint(&bundle.ExistsError{Dir: existing}, "%s: pass --force to replace it anyway, or --name to install it under another name", why)
+			}
+			replace, renewal = true, true
+		}
+	}
+	dir, err := bundle.Install(root, name, files, replace)
 	var exists *bundle.ExistsError
 	if errors.As(err, &exists) {
 		return withHint(err, "pass --force to replace it, or --name to install it under another name")
 	}
 	if err != nil {
 		return err
+	}
+	if renewal {
+		fmt.Fprintf(o.ErrOut, "renewed bundle %q in place (a newer certificate of the same client and CA)\n", name)
+	}
+	// Docker contexts made from this bundle follow it.
+	if cfg, err := dockercontext.ConfigDir(o.Getenv); err == nil {
+		src := dir
+		if r, err := filepath.EvalSymlinks(dir); err == nil {
+			src = r
+		}
+		ctxs, err := dockercontext.MadeFrom(cfg, src)
+		if err != nil {
+			return fmt.Errorf("bundle imported into %s, but its docker contexts were not refreshed: %w", dir, err)
+		}
+		for _, c := range ctxs {
+			c.CA, c.Cert, c.Key = bundle.Get(files, "ca.pem"), bundle.Get(files, "cert.pem"), bundle.Get(files, "key.pem")
+			c.Host = checked.Meta.DockerHost
+			if err := dockercontext.Create(cfg, c, true); err != nil {
+				return fmt.Errorf("bundle imported into %s, but docker context %q was not refreshed: %w", dir, c.Name, err)
+			}
+			fmt.Fprintf(o.ErrOut, "refreshed docker context %q\n", c.Name)
+		}
 	}
 	fmt.Fprintf(o.ErrOut, "imported bundle %q for %s (client %q, expires %s) into %s\n",
 		name, checked.Meta.DockerHost, checked.Cert.Subject.CommonName, checked.Cert.NotAfter.UTC().Format("2006-01-02"), dir)

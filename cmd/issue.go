@@ -2,14 +2,18 @@ package cmd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/dtls-tool/dtls/authority"
+	"github.com/dtls-tool/dtls/bundle"
 	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/store"
@@ -121,8 +125,13 @@ Give such a bundle a limited role.`,
 				if len(opts.Names) != 1 {
 					return usagef(c, "--archive takes exactly one NAME")
 				}
-				if opts.Archive, err = absPath("archive", opts.Archive); err != nil {
+				if err := checkArchiveOut(io, opts.Archive); err != nil {
 					return usageError{err, c.CommandPath()}
+				}
+				if opts.Archive != "-" {
+					if opts.Archive, err = absPath("archive", opts.Archive); err != nil {
+						return usageError{err, c.CommandPath()}
+					}
 				}
 			}
 			return runIssueClient(opts)
@@ -135,7 +144,7 @@ Give such a bundle a limited role.`,
 	f.StringVar(&opts.KeyType, "key-type", string(pki.DefaultKeyType), "key algorithm of the client key: "+pki.KeyTypeNames())
 	completeKeyTypes(c)
 	daysFlag(c, &opts.Validity, "days", pki.DefaultClientValidity, "validity of the client certificate")
-	f.StringVar(&opts.Archive, "archive", "", "also write the bundle as one tar.gz FILE (0600) for 'dtls import' on the developer's machine")
+	f.StringVar(&opts.Archive, "archive", "", "also write the bundle as one tar.gz FILE (0600) for 'dtls import' on the developer's machine; \"-\" for standard output")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing bundle directory")
 	f.StringVar(&opts.Role, "role", "", "authorization role recorded for the plugin (admin, developer, readonly or a policy file's; default: the policy's default role)")
 	policyFlag(c, io, &opts.Policy)
@@ -170,7 +179,7 @@ func runIssueClient(o *issueClientOptions) error {
 		KeyType:    kt,
 		Validity:   o.Validity,
 		Force:      o.Force,
-		Archive:    o.Archive,
+		Archive:    archiveFile(o.Archive),
 		Role:       o.Role,
 		Now:        o.Now(),
 	})
@@ -193,6 +202,13 @@ func runIssueClient(o *issueClientOptions) error {
 		fmt.Fprintf(o.IO.Out, "-v %s:%s:ro -e DOCKER_HOST=%s -e DOCKER_TLS_VERIFY=1 -e DOCKER_CERT_PATH=%s\n",
 			issued[0].Dir, inside, bundleDockerHost(issued[0]), inside)
 		fmt.Fprintf(o.ErrOut, "the key is 0400 root: a container that runs as another user needs the bundle chowned to it (chown -R UID %s)\n", issued[0].Dir)
+		return nil
+	}
+	if o.Archive == "-" {
+		if err := writeArchiveOut(o.IO, o.Archive, issued[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.ErrOut, "next: on %s's machine: dtls import - < FILE && eval \"$(dtls env)\"\n", o.Names[0])
 		return nil
 	}
 	if o.Archive != "" {
@@ -227,4 +243,41 @@ func describeRecord(r store.Record) string {
 		return pki.Describe(c)
 	}
 	return fmt.Sprintf("%q serial %s", r.Name, r.Serial)
+}
+
+// archiveFile is the archive path the authority writes in its change: none
+// for "-" (standard output, written by the command once the change is
+// made).
+func archiveFile(a string) string {
+	if a == "-" {
+		return ""
+	}
+	return a
+}
+
+// checkArchiveOut refuses --archive - when standard output is a terminal:
+// the archive holds a private key.
+func checkArchiveOut(io IO, archive string) error {
+	if archive != "-" {
+		return nil
+	}
+	if f, ok := io.Out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return errors.New("--archive -: standard output is a terminal, and the archive holds a private key: redirect it or pipe it to 'dtls import -'")
+	}
+	return nil
+}
+
+// writeArchiveOut writes the bundle of it to standard output for --archive -.
+func writeArchiveOut(io IO, archive string, it *authority.Issued) error {
+	if archive != "-" {
+		return nil
+	}
+	b, err := bundle.MarshalArchive(it.Files())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Out.Write(b); err != nil {
+		return fmt.Errorf("write the archive to standard output: %w", err)
+	}
+	return nil
 }

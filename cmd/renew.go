@@ -18,6 +18,8 @@ type renewOptions struct {
 	Out      string
 	Validity time.Duration
 	Restart  bool
+	Archive  string
+	Force    bool
 	caKey    caKeyOptions
 }
 
@@ -36,12 +38,19 @@ inventory (it stays valid until it expires).
   dtls renew --expiring 30d  everything in use that expires within the window
                              (clients, this host's server, issue-server bundles)
 
+With --archive FILE the renewed client bundle is also written as one
+archive for 'dtls import', which replaces the developer's bundle in place
+and refreshes the Docker contexts made from it; "-" writes it to standard
+output (refused on a terminal), for:
+  ssh docker-host sudo dtls renew alice --archive - | dtls import -
+
 A revoked certificate is not renewed. dockerd reads its TLS files only at
 start and does not reload them on SIGHUP (moby#23936): after a server
 renewal restart it, or pass --restart.`,
 		Example: `  $ sudo dtls renew alice
   $ sudo dtls renew --server --restart
-  $ sudo dtls renew --expiring 30d`,
+  $ sudo dtls renew --expiring 30d
+  $ ssh docker-host sudo dtls renew alice --archive - | dtls import -`,
 		Args: func(c *cobra.Command, args []string) error {
 			n := len(args)
 			if opts.Server {
@@ -71,6 +80,19 @@ renewal restart it, or pass --restart.`,
 			if opts.StateDir, err = absPath("state-dir", opts.StateDir); err != nil {
 				return usageError{err, c.CommandPath()}
 			}
+			if opts.Archive != "" {
+				if opts.Name == "" {
+					return usagef(c, "--archive needs a NAME")
+				}
+				if err := checkArchiveOut(io, opts.Archive); err != nil {
+					return usageError{err, c.CommandPath()}
+				}
+				if opts.Archive != "-" {
+					if opts.Archive, err = absPath("archive", opts.Archive); err != nil {
+						return usageError{err, c.CommandPath()}
+					}
+				}
+			}
 			return runRenew(opts)
 		},
 	}
@@ -81,6 +103,8 @@ renewal restart it, or pass --restart.`,
 	f.StringVar(&opts.Out, "out", "", "bundle directory to write NAME's renewed bundle to (default: where it was issued)")
 	c.Flags().Var(&daysValue{&opts.Validity}, "days", "validity of the new certificates, in days (default: that of the old one)")
 	f.BoolVar(&opts.Restart, "restart", false, "restart docker after a server renewal ('systemctl restart docker')")
+	f.StringVar(&opts.Archive, "archive", "", "also write NAME's renewed bundle as one tar.gz FILE (0600) for 'dtls import'; \"-\" for standard output")
+	f.BoolVar(&opts.Force, "force", false, "with --archive: replace an existing FILE")
 	opts.caKey.flags(c)
 	return c
 }
@@ -91,11 +115,23 @@ func runRenew(o *renewOptions) error {
 		return err
 	}
 	defer a.Close()
+	archive := o.Archive
+	if archive == "-" {
+		archive = ""
+	}
 	res, err := a.Renew(authority.RenewRequest{
-		Name: o.Name, Server: o.Server, Expiring: o.Expiring, Out: o.Out, Validity: o.Validity, Now: o.Now(),
+		Name: o.Name, Server: o.Server, Expiring: o.Expiring, Out: o.Out, Validity: o.Validity,
+		Archive: archive, Force: o.Force, Now: o.Now(),
 	})
 	if err != nil {
 		return err
+	}
+	if o.Archive == "-" {
+		if err := writeArchiveOut(o.IO, o.Archive, res.Renewed[0]); err != nil {
+			return err
+		}
+	} else if o.Archive != "" {
+		fmt.Fprintf(o.ErrOut, "wrote archive %s (0600): on %s's machine, 'dtls import FILE' replaces the bundle in place\n", o.Archive, o.Name)
 	}
 	for _, r := range res.Skipped {
 		fmt.Fprintf(o.ErrOut, "skipped %s %q serial %s: no bundle path recorded (renew it with 'dtls renew %s --out DIR')\n", r.Kind, r.Name, r.Serial, r.Name)

@@ -57,7 +57,14 @@ type Context struct {
 	Host string
 	// CA, Cert and Key are the PEM contents of ca.pem, cert.pem, key.pem.
 	CA, Cert, Key []byte
+	// Bundle is the bundle directory the context was made from, recorded
+	// in its metadata so that a renewed bundle refreshes it.
+	Bundle string
 }
+
+// bundleKey is the metadata key naming the bundle a context came from.
+// docker/cli keeps unknown metadata keys as they are.
+const bundleKey = "dtls.bundle"
 
 // meta is docker/cli's store.Metadata with the "docker" endpoint's
 // EndpointMeta (docker/cli cli/context/docker/load.go) and the CLI's
@@ -74,11 +81,42 @@ type endpointMeta struct {
 }
 
 func (c Context) metaJSON() ([]byte, error) {
+	md := map[string]any{"Description": c.Description}
+	if c.Bundle != "" {
+		md[bundleKey] = c.Bundle
+	}
 	return json.Marshal(meta{
 		Name:      c.Name,
-		Metadata:  map[string]any{"Description": c.Description},
+		Metadata:  md,
 		Endpoints: map[string]endpointMeta{"docker": {Host: c.Host}},
 	})
+}
+
+// MadeFrom lists the contexts of configDir made from the bundle directory
+// dir (by 'dtls context create'), by name.
+func MadeFrom(configDir, dir string) ([]Context, error) {
+	metas, err := filepath.Glob(filepath.Join(configDir, "contexts", "meta", "*", "meta.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Context
+	for _, p := range metas {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("docker context %q: %w", p, err)
+		}
+		var m meta
+		if json.Unmarshal(b, &m) != nil {
+			continue // not one of ours to read
+		}
+		src, _ := m.Metadata[bundleKey].(string)
+		if src != dir || m.Name == "" {
+			continue
+		}
+		desc, _ := m.Metadata["Description"].(string)
+		out = append(out, Context{Name: m.Name, Description: desc, Host: m.Endpoints["docker"].Host, Bundle: src})
+	}
+	return out, nil
 }
 
 // ID is the directory name the Docker CLI uses for a context: the hex

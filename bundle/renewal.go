@@ -1,0 +1,78 @@
+package bundle
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/dtls-tool/dtls/clientenv"
+)
+
+// Renews says whether files (checked by Verify) are a renewal of the bundle
+// installed in dir, which import then replaces in place without --force:
+// the same client (common name) for the same daemon URL, a newer
+// certificate, and a CA in common between the two ca.pem (a renewal during
+// a CA rotation carries both CAs). Anything else, an older certificate or
+// another client's, needs --force; why says what differs.
+func Renews(dir string, files []File, c *Checked) (ok bool, why string) {
+	oldCertPEM, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
+	if err != nil {
+		return false, fmt.Sprintf("the installed bundle has no readable cert.pem (%v)", err)
+	}
+	old, err := firstCert(oldCertPEM)
+	if err != nil {
+		return false, fmt.Sprintf("the installed cert.pem does not parse (%v)", err)
+	}
+	var oldMeta clientenv.Meta
+	if b, err := os.ReadFile(filepath.Join(dir, clientenv.MetaFile)); err == nil {
+		_ = json.Unmarshal(b, &oldMeta)
+	}
+	switch {
+	case old.Subject.CommonName != c.Cert.Subject.CommonName:
+		return false, fmt.Sprintf("it is %q's bundle, the installed one %q's", c.Cert.Subject.CommonName, old.Subject.CommonName)
+	case oldMeta.DockerHost != "" && oldMeta.DockerHost != c.Meta.DockerHost:
+		return false, fmt.Sprintf("it is for %s, the installed one for %s", c.Meta.DockerHost, oldMeta.DockerHost)
+	case !c.Cert.NotBefore.After(old.NotBefore):
+		return false, fmt.Sprintf("its certificate (from %s) is not newer than the installed one (from %s)",
+			c.Cert.NotBefore.UTC().Format("2006-01-02 15:04"), old.NotBefore.UTC().Format("2006-01-02 15:04"))
+	}
+	oldCA, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		return false, fmt.Sprintf("the installed bundle has no readable ca.pem (%v)", err)
+	}
+	for _, a := range pemCerts(oldCA) {
+		for _, b := range pemCerts(Get(files, "ca.pem")) {
+			if bytes.Equal(a, b) {
+				return true, ""
+			}
+		}
+	}
+	return false, "its ca.pem shares no CA with the installed one"
+}
+
+func firstCert(b []byte) (*x509.Certificate, error) {
+	ders := pemCerts(b)
+	if len(ders) == 0 {
+		return nil, fmt.Errorf("no PEM certificate")
+	}
+	return x509.ParseCertificate(ders[0])
+}
+
+// pemCerts returns the DER of every CERTIFICATE block of b.
+func pemCerts(b []byte) [][]byte {
+	var out [][]byte
+	for {
+		var p *pem.Block
+		p, b = pem.Decode(b)
+		if p == nil {
+			return out
+		}
+		if p.Type == "CERTIFICATE" {
+			out = append(out, p.Bytes)
+		}
+	}
+}

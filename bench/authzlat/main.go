@@ -29,6 +29,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -109,8 +110,13 @@ func run(dtls string, n int) error {
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
 	socket := fmt.Sprintf("/run/docker/plugins/dtls-authz-bench-%s.sock", hex.EncodeToString(id))
-	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
-		return err
+	// The host stays as it was: the plugin directory goes if this run
+	// made it (and nothing else is in it).
+	if _, err := os.Stat(filepath.Dir(socket)); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+			return err
+		}
+		defer os.Remove(filepath.Dir(socket))
 	}
 	plugin := exec.Command(dtls, "authz", "serve", "--socket", socket, "--state-dir", state, "--audit-log", filepath.Join(dir, "authz.log"))
 	plugin.Stdout = io.Discard

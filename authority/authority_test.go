@@ -292,3 +292,24 @@ func TestRevokeWritesCRLInOneChange(t *testing.T) {
 }
 
 func pidString() string { return strconv.Itoa(os.Getpid()) }
+
+// TestInitAuthzWaitsForThePlugin: init --authz writes the plugin's units
+// and the docker.service drop-in, but names the plugin in daemon.json only
+// once it answers: dockerd would refuse to start otherwise.
+func TestInitAuthzWaitsForThePlugin(t *testing.T) {
+	h := newHost(t)
+	sock := filepath.Join(t.TempDir(), "dtls-authz.sock")
+	res := h.init(t, func(r *InitRequest) {
+		r.Authz, r.AuthzSocket, r.AuthzExe, r.AuthzLog = true, sock, "/usr/local/bin/dtls", "/var/log/dtls/authz.log"
+	}, Options{})
+	assert.True(t, res.AuthzPending)
+	for _, f := range []string{AuthzSocketUnit, AuthzServiceUnit, filepath.Join("docker.service.d", AuthzDockerDropIn)} {
+		assert.FileExists(t, filepath.Join(h.systemd, f))
+	}
+	b, err := os.ReadFile(h.daemonJSON)
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "authorization-plugins", "daemon.json names a plugin that does not answer")
+	unit, err := os.ReadFile(filepath.Join(h.systemd, AuthzSocketUnit))
+	require.NoError(t, err)
+	assert.Contains(t, string(unit), "ListenStream="+sock)
+}

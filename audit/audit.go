@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -73,10 +74,12 @@ type Config struct {
 	// DaemonJSON is dockerd's configuration file, normally
 	// /etc/docker/daemon.json. Empty: not checked.
 	DaemonJSON string
-	// CertsDir holds the daemon's ca.pem, server-cert.pem and
-	// server-key.pem when daemon.json does not name them with "tlscacert",
-	// "tlscert" and "tlskey". Empty: the directory of "tlscert", else
-	// /etc/docker/certs.
+	// CertsDir is the daemon's certs directory: when set, the CA
+	// certificate, server certificate and key are read from it, under the
+	// base names daemon.json gives them ("tlscacert", "tlscert",
+	// "tlskey"), else ca.pem, server-cert.pem and server-key.pem, whatever
+	// directory daemon.json names. Empty: the files daemon.json names,
+	// else those names in /etc/docker/certs.
 	CertsDir string
 	// StateDir is dtls's state directory, holding the CA key. Empty: not
 	// checked.
@@ -93,8 +96,16 @@ type Config struct {
 	DockerHost string
 	// CertPath, with a tcp:// DockerHost, is a client bundle directory
 	// (ca.pem, cert.pem, key.pem, as for DOCKER_CERT_PATH): the daemon is
-	// asked over mutual TLS. Empty: plain HTTP.
+	// asked over mutual TLS, and the server certificate it presents is
+	// checked against the bundle's ca.pem. Empty: plain HTTP.
 	CertPath string
+	// Remote says that the daemon at DockerHost (tcp://) is not on this
+	// machine: only what it shows over the network is checked (its
+	// version, security options and containers, the certificate it
+	// presents), and every check of this machine's files is reported once,
+	// first, as a SKIP: a laptop's own /etc/docker, socket or users say
+	// nothing about the Docker host.
+	Remote bool
 	// Group is the group database, /etc/group when empty.
 	Group string
 	// Passwd is the user database, /etc/passwd when empty: users whose
@@ -139,6 +150,22 @@ func Run(ctx context.Context, cfg Config) Report {
 	}
 	a := &auditor{cfg: cfg}
 
+	if cfg.Remote {
+		if len(a.cfg.Hosts) == 0 {
+			// The name clients dial is the one the certificate must
+			// cover.
+			if u, err := url.Parse(cfg.DockerHost); err == nil && u.Hostname() != "" {
+				a.cfg.Hosts = []string{u.Hostname()}
+			}
+		}
+		a.add(Finding{ID: "host-checks", Status: Skip,
+			Title: fmt.Sprintf("host checks skipped: the daemon at %s is audited over the network", cfg.DockerHost),
+			Detail: "daemon.json and docker.service (TCP listeners, TLS, flag conflicts), the socket and group docker, " +
+				"the owners and modes of the configuration, certificates and keys, and the CA key can only be checked on the Docker host",
+			Fix: "on the Docker host: sudo dtls audit"})
+		a.checkEngine(ctx, &daemonConf{})
+		return a.report()
+	}
 	dc := a.checkDaemonConfig()
 	if a.cfg.Socket == "" {
 		a.cfg.Socket = dc.socket()
@@ -150,7 +177,11 @@ func Run(ctx context.Context, cfg Config) Report {
 	a.checkFiles(dc)
 	a.checkCerts(dc)
 	a.checkEngine(ctx, dc)
+	return a.report()
+}
 
+// report counts the findings.
+func (a *auditor) report() Report {
 	r := Report{Findings: a.findings}
 	for _, f := range a.findings {
 		switch f.Status {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dtls-tool/dtls/daemonconfig"
 	"github.com/dtls-tool/dtls/internal/sandbox"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -24,6 +26,17 @@ import (
 func TestMain(m *testing.M) {
 	// cfssl, under pki, logs every signature at info level.
 	cflog.Level = cflog.LevelError
+	if js := os.Getenv(envAuditAs); js != "" {
+		// Run as another user by runAsNobody.
+		var cfg Config
+		if err := json.Unmarshal([]byte(js), &cfg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		out, _ := json.Marshal(Run(context.Background(), cfg))
+		os.Stdout.Write(out)
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
@@ -443,24 +456,82 @@ func TestAuditWithoutDaemon(t *testing.T) {
 }
 
 // TestAuditUnreadable: files the audit may not read are SKIP with
-// "permission denied", checked as an unprivileged user would see them.
+// "permission denied", never PASS or FAIL. The audit runs as an
+// unprivileged user: as root, this test binary re-runs itself under
+// setpriv as nobody (uid and gid 65534, no supplementary groups).
 func TestAuditUnreadable(t *testing.T) {
-	if os.Geteuid() == 0 {
-		// root reads everything; make the file unreadable another way:
-		// a path through a regular file fails with ENOTDIR, which is
-		// reported as a SKIP all the same.
-		now := time.Now()
-		h := newHost(t, now, "/nonexistent/docker.sock")
-		cfg := h.config(now)
-		cfg.DaemonJSON = filepath.Join(h.group, "daemon.json")
-		rep := Run(context.Background(), cfg)
-		fs := byID(rep, "daemon-json-syntax")
-		require.Len(t, fs, 1)
-		assert.Equal(t, Skip, fs[0].Status)
-		requireOne(t, rep, "daemon-tcp-tls", Skip, "2.7")
-		return
+	now := time.Now()
+	// A host others may traverse, whose secrets only root reads:
+	// daemon.json 0600, the server key 0400, the state directory 0700.
+	root, err := os.MkdirTemp("", "dtls-audit-unreadable-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(root) })
+	require.NoError(t, os.Chmod(root, 0o755))
+	h := newHost(t, now, "/nonexistent/docker.sock")
+	host := filepath.Join(root, "host")
+	require.NoError(t, os.Rename(h.dir, host))
+	require.NoError(t, os.Chmod(host, 0o755))
+	moved := func(p string) string { return filepath.Join(host, strings.TrimPrefix(p, h.dir)) }
+	h.dir, h.daemonJSON, h.certs, h.state, h.systemd, h.group = host, moved(h.daemonJSON), moved(h.certs), moved(h.state), moved(h.systemd), moved(h.group)
+	h.writeDaemonJSON(t, map[string]any{
+		"hosts": []string{"unix:///nonexistent/docker.sock", "tcp://0.0.0.0:2376"}, "tlsverify": true,
+		"tlscacert": filepath.Join(h.certs, "ca.pem"), "tlscert": filepath.Join(h.certs, "server-cert.pem"), "tlskey": filepath.Join(h.certs, "server-key.pem"),
+	})
+	require.NoError(t, os.Chmod(h.daemonJSON, 0o600))
+	cfg := h.config(now)
+
+	var rep Report
+	if os.Geteuid() != 0 {
+		rep = Run(context.Background(), cfg)
+	} else {
+		rep = runAsNobody(t, root, cfg)
 	}
-	t.Skip("covered by the root branch")
+	f := requireOne(t, rep, "daemon-json-syntax", Skip, "")
+	assert.Equal(t, h.daemonJSON+": permission denied (run dtls audit as root to check it)", f.Detail)
+	requireOne(t, rep, "daemon-tcp-tls", Skip, "2.7")
+	f = requireOne(t, rep, "ca-key-mode", Skip, "")
+	assert.Contains(t, f.Detail, "permission denied")
+	// Neither a PASS nor a FAIL about what could not be read.
+	for _, f := range rep.Findings {
+		if strings.Contains(f.Detail, "permission denied") {
+			assert.Equal(t, Skip, f.Status, "%s: %s", f.ID, f.Title)
+		}
+	}
+}
+
+// envAuditAs, in the environment of this test binary, makes TestMain run
+// the audit described by the JSON Config it holds and print the report as
+// JSON, instead of the tests.
+const envAuditAs = "DTLS_TEST_AUDIT_CONFIG"
+
+// runAsNobody runs the audit of cfg in a copy of this test binary (in dir,
+// which nobody can traverse) under setpriv as uid and gid 65534.
+func runAsNobody(t *testing.T, dir string, cfg Config) Report {
+	t.Helper()
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("setpriv (util-linux; scripts/deps.sh installs it) runs the audit as an unprivileged user: %v", err)
+		}
+		t.Skipf("setpriv not found: %v", err)
+	}
+	self, err := os.Executable()
+	require.NoError(t, err)
+	exe := filepath.Join(dir, "audit.test")
+	b, err := os.ReadFile(self)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(exe, b, 0o755))
+	js, err := json.Marshal(cfg)
+	require.NoError(t, err)
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", exe)
+	cmd.Env = []string{envAuditAs + "=" + string(js), "PATH=/usr/bin:/bin"}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "%s", stderr.String())
+	var rep Report
+	require.NoError(t, json.Unmarshal(out, &rep), "%s", out)
+	return rep
 }
 
 func TestParseVersion(t *testing.T) {
@@ -539,7 +610,7 @@ func TestCheckVersionStatus(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
-	f := parseFlags("/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock --tlsverify --tlscert /etc/x.pem -D --authorization-plugin opa --authorization-plugin=other $DOCKER_OPTS")
+	f := daemonconfig.DockerdFlagMap("/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock --tlsverify --tlscert /etc/x.pem -D --authorization-plugin opa --authorization-plugin=other $DOCKER_OPTS")
 	assert.Equal(t, []string{"/run/containerd/containerd.sock"}, f["containerd"])
 	assert.Equal(t, []string{""}, f["tlsverify"])
 	assert.Equal(t, []string{"/etc/x.pem"}, f["tlscert"])
@@ -646,4 +717,63 @@ func TestAuditCAKeyLinkedIntoCerts(t *testing.T) {
 	f := requireOne(t, Run(context.Background(), h.config(now)), "ca-key-location", Fail, "")
 	assert.Contains(t, f.Title, filepath.Join(h.certs, "ca-key.pem"))
 	assert.Contains(t, f.Title, filepath.Join(h.certs, "signing.pem"))
+}
+
+// TestAuditCombinedShortHostFlag: -DH fd:// in docker.service is -H fd://
+// for dockerd (pflag combines short flags), so "hosts" in daemon.json is a
+// conflict that keeps dockerd from starting.
+func TestAuditCombinedShortHostFlag(t *testing.T) {
+	for _, execStart := range []string{"/usr/bin/dockerd -DH fd://", "/usr/bin/dockerd -D -H fd://", "/usr/bin/dockerd -Hfd://", "/usr/bin/dockerd --host=fd://", "/usr/bin/dockerd -H fd:// -H tcp://0.0.0.0:2376"} {
+		now := time.Now()
+		h := newHost(t, now, "/nonexistent/docker.sock")
+		write(t, filepath.Join(h.systemd, "docker.service"), []byte("[Service]\nExecStart="+execStart+"\n"), 0o644)
+		f := requireOne(t, Run(context.Background(), h.config(now)), "daemon-flag-conflict", Fail, "")
+		assert.Contains(t, f.Title, "-H fd://", execStart)
+	}
+}
+
+// TestAuditCertsDirWins: --certs-dir names the directory checked even when
+// daemon.json names the certificates elsewhere (its base names are kept).
+func TestAuditCertsDirWins(t *testing.T) {
+	now := time.Now()
+	h := newHost(t, now, "/nonexistent/docker.sock")
+	other := filepath.Join(h.dir, "copy")
+	require.NoError(t, os.Mkdir(other, 0o755))
+	for _, n := range []string{"ca.pem", "server-cert.pem", "server-key.pem"} {
+		b, err := os.ReadFile(filepath.Join(h.certs, n))
+		require.NoError(t, err)
+		write(t, filepath.Join(other, n), b, 0o444)
+	}
+	cfg := h.config(now)
+	cfg.CertsDir = other
+	rep := Run(context.Background(), cfg)
+	f := requireOne(t, rep, "server-key-mode", Fail, "3.14")
+	assert.Contains(t, f.Title, filepath.Join(other, "server-key.pem"))
+	for _, f := range rep.Findings {
+		assert.NotContains(t, f.Title, h.certs+"/", "%s: daemon.json's directory was checked instead of --certs-dir", f.ID)
+	}
+}
+
+// TestAuditRemoteSkipsHostChecks: a remote audit says first that the host
+// checks were skipped, and passes nothing it did not see: here a
+// daemon.json with a plain-text listener and a loose key on this machine
+// are not reported at all, and an unreachable daemon is SKIP.
+func TestAuditRemoteSkipsHostChecks(t *testing.T) {
+	now := time.Now()
+	h := newHost(t, now, "/nonexistent/docker.sock")
+	require.NoError(t, os.Chmod(filepath.Join(h.certs, "server-key.pem"), 0o644))
+	cfg := h.config(now)
+	cfg.Remote, cfg.DockerHost, cfg.Hosts = true, "tcp://127.0.0.1:1", nil
+	rep := Run(context.Background(), cfg)
+	require.NotEmpty(t, rep.Findings)
+	first := rep.Findings[0]
+	assert.Equal(t, "host-checks", first.ID)
+	assert.Equal(t, Skip, first.Status)
+	assert.Contains(t, first.Title, "host checks skipped")
+	for _, f := range rep.Findings {
+		assert.NotEqual(t, Pass, f.Status, "%s: %s", f.ID, f.Title)
+		assert.NotContains(t, []string{"socket-mode", "socket-owner", "daemon-tcp-tls", "server-key-mode", "etc-docker-owner", "docker-group"}, f.ID)
+	}
+	requireOne(t, rep, "server-cert", Skip, "")
+	assert.False(t, rep.Failed())
 }

@@ -67,69 +67,7 @@ func (a *auditor) checkCerts(d *daemonConf) {
 	}
 	cert := certs[0]
 	name := fmt.Sprintf("server certificate %s", f.cert)
-	a.checkValidity("server-cert-expiry", name, cert, now, "sudo dtls init (re-issues the server certificate), then restart docker")
-
-	// SANs: Go's crypto/tls (the Docker CLI) checks the name a client dials
-	// against the subjectAltName; CN is ignored since Go 1.15.
-	if len(a.cfg.Hosts) > 0 {
-		if m := pki.Missing(cert, a.cfg.Hosts); len(m) > 0 {
-			a.add(Finding{ID: "server-cert-sans", Status: Warn,
-				Title:  fmt.Sprintf("%s does not cover %s", name, strings.Join(m, ", ")),
-				Detail: fmt.Sprintf("it covers %s; clients connecting by a missing name get \"x509: certificate is valid for ..., not ...\"", strings.Join(sans(cert), ", ")),
-				Fix:    "sudo dtls init --host " + strings.Join(a.cfg.Hosts, " --host ")})
-		} else {
-			a.add(Finding{ID: "server-cert-sans", Status: Pass, Title: fmt.Sprintf("%s covers %s", name, strings.Join(a.cfg.Hosts, ", "))})
-		}
-	}
-
-	// The chain, checked at a time when the certificate is valid so that
-	// an expired certificate is reported once, as expired.
-	if cas != nil {
-		roots := x509.NewCertPool()
-		lo, hi := cert.NotBefore, cert.NotAfter
-		for _, ca := range cas {
-			roots.AddCert(ca)
-			if ca.NotBefore.After(lo) {
-				lo = ca.NotBefore
-			}
-			if ca.NotAfter.Before(hi) {
-				hi = ca.NotAfter
-			}
-		}
-		at := now
-		if (at.Before(lo) || at.After(hi)) && !hi.Before(lo) {
-			at = lo.Add(hi.Sub(lo) / 2)
-		}
-		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-			a.add(Finding{ID: "server-cert-chain", Status: Fail,
-				Title:  fmt.Sprintf("%s does not chain to the CA in %s: %v", name, f.caCert, err),
-				Detail: "clients that trust this CA refuse the daemon",
-				Fix:    "sudo dtls init (re-issues it from the CA)"})
-		} else {
-			a.add(Finding{ID: "server-cert-chain", Status: Pass, Title: fmt.Sprintf("%s chains to %s", name, f.caCert)})
-		}
-	}
-
-	// Extended key usage (RFC 5280 4.2.1.12): crypto/tls on the client
-	// requires serverAuth when the extension is present.
-	switch {
-	case hasEKU(cert, x509.ExtKeyUsageServerAuth) || hasEKU(cert, x509.ExtKeyUsageAny):
-		a.add(Finding{ID: "server-cert-eku", Status: Pass, Title: name + " has extended key usage serverAuth"})
-	case len(cert.ExtKeyUsage) == 0:
-		a.add(Finding{ID: "server-cert-eku", Status: Warn, Title: name + " has no extended key usage", Detail: "it could serve as a client certificate too", Fix: "sudo dtls init --force"})
-	default:
-		a.add(Finding{ID: "server-cert-eku", Status: Fail, Title: name + " lacks extended key usage serverAuth", Detail: "clients refuse it", Fix: "sudo dtls init --force"})
-	}
-
-	// SHA-1 signatures: Go (the Docker CLI, dockerd) refuses them since
-	// Go 1.18; collisions are practical (SHAttered, 2017).
-	switch cert.SignatureAlgorithm {
-	case x509.SHA1WithRSA, x509.ECDSAWithSHA1, x509.DSAWithSHA1, x509.MD5WithRSA, x509.MD2WithRSA:
-		a.add(Finding{ID: "server-cert-signature", Status: Fail, Title: fmt.Sprintf("%s is signed with %s", name, cert.SignatureAlgorithm), Fix: "sudo dtls init --force"})
-	default:
-		a.add(Finding{ID: "server-cert-signature", Status: Pass, Title: fmt.Sprintf("%s is signed with %s", name, cert.SignatureAlgorithm)})
-	}
-	a.checkKeySize("server-cert-key", "server certificate", cert)
+	a.checkServerCert(name, cert, cas, f.caCert, "sudo dtls init (re-issues the server certificate), then restart docker")
 
 	keyPEM, err := os.ReadFile(f.key)
 	if err != nil {
@@ -286,4 +224,75 @@ func sans(c *x509.Certificate) []string {
 		return []string{"no names"}
 	}
 	return out
+}
+
+// checkServerCert checks a server certificate: validity, the names clients
+// use (Config.Hosts), the chain to cas (read from caPath), extended key
+// usage, signature and key size. name says which certificate it is, in
+// the findings' titles; renewFix is the fix of an expired one.
+func (a *auditor) checkServerCert(name string, cert *x509.Certificate, cas []*x509.Certificate, caPath, renewFix string) {
+	now := a.cfg.Now
+	a.checkValidity("server-cert-expiry", name, cert, now, renewFix)
+
+	// SANs: Go's crypto/tls (the Docker CLI) checks the name a client dials
+	// against the subjectAltName; CN is ignored since Go 1.15.
+	if len(a.cfg.Hosts) > 0 {
+		if m := pki.Missing(cert, a.cfg.Hosts); len(m) > 0 {
+			a.add(Finding{ID: "server-cert-sans", Status: Warn,
+				Title:  fmt.Sprintf("%s does not cover %s", name, strings.Join(m, ", ")),
+				Detail: fmt.Sprintf("it covers %s; clients connecting by a missing name get \"x509: certificate is valid for ..., not ...\"", strings.Join(sans(cert), ", ")),
+				Fix:    "sudo dtls init --host " + strings.Join(a.cfg.Hosts, " --host ")})
+		} else {
+			a.add(Finding{ID: "server-cert-sans", Status: Pass, Title: fmt.Sprintf("%s covers %s", name, strings.Join(a.cfg.Hosts, ", "))})
+		}
+	}
+
+	// The chain, checked at a time when the certificate is valid so that
+	// an expired certificate is reported once, as expired.
+	if cas != nil {
+		roots := x509.NewCertPool()
+		lo, hi := cert.NotBefore, cert.NotAfter
+		for _, ca := range cas {
+			roots.AddCert(ca)
+			if ca.NotBefore.After(lo) {
+				lo = ca.NotBefore
+			}
+			if ca.NotAfter.Before(hi) {
+				hi = ca.NotAfter
+			}
+		}
+		at := now
+		if (at.Before(lo) || at.After(hi)) && !hi.Before(lo) {
+			at = lo.Add(hi.Sub(lo) / 2)
+		}
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			a.add(Finding{ID: "server-cert-chain", Status: Fail,
+				Title:  fmt.Sprintf("%s does not chain to the CA in %s: %v", name, caPath, err),
+				Detail: "clients that trust this CA refuse the daemon",
+				Fix:    "sudo dtls init (re-issues it from the CA)"})
+		} else {
+			a.add(Finding{ID: "server-cert-chain", Status: Pass, Title: fmt.Sprintf("%s chains to %s", name, caPath)})
+		}
+	}
+
+	// Extended key usage (RFC 5280 4.2.1.12): crypto/tls on the client
+	// requires serverAuth when the extension is present.
+	switch {
+	case hasEKU(cert, x509.ExtKeyUsageServerAuth) || hasEKU(cert, x509.ExtKeyUsageAny):
+		a.add(Finding{ID: "server-cert-eku", Status: Pass, Title: name + " has extended key usage serverAuth"})
+	case len(cert.ExtKeyUsage) == 0:
+		a.add(Finding{ID: "server-cert-eku", Status: Warn, Title: name + " has no extended key usage", Detail: "it could serve as a client certificate too", Fix: "sudo dtls init --force"})
+	default:
+		a.add(Finding{ID: "server-cert-eku", Status: Fail, Title: name + " lacks extended key usage serverAuth", Detail: "clients refuse it", Fix: "sudo dtls init --force"})
+	}
+
+	// SHA-1 signatures: Go (the Docker CLI, dockerd) refuses them since
+	// Go 1.18; collisions are practical (SHAttered, 2017).
+	switch cert.SignatureAlgorithm {
+	case x509.SHA1WithRSA, x509.ECDSAWithSHA1, x509.DSAWithSHA1, x509.MD5WithRSA, x509.MD2WithRSA:
+		a.add(Finding{ID: "server-cert-signature", Status: Fail, Title: fmt.Sprintf("%s is signed with %s", name, cert.SignatureAlgorithm), Fix: "sudo dtls init --force"})
+	default:
+		a.add(Finding{ID: "server-cert-signature", Status: Pass, Title: fmt.Sprintf("%s is signed with %s", name, cert.SignatureAlgorithm)})
+	}
+	a.checkKeySize("server-cert-key", "server certificate", cert)
 }

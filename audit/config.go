@@ -22,8 +22,8 @@ type daemonConf struct {
 	// keys are daemon.json's top-level keys; nil when it was not read.
 	keys map[string]json.RawMessage
 	unit *daemonconfig.Unit
-	// flags are the unit's long flags (without "--"), each with its
-	// values; a boolean flag without a value has "".
+	// flags are the unit's flags by long name (without "--"), each with
+	// its values; a boolean flag without a value has "".
 	flags map[string][]string
 
 	hosts                      []string // effective: flags, else file
@@ -61,54 +61,6 @@ var flagKey = map[string]string{
 	"add-runtime":           "runtimes",
 	"default-address-pool":  "default-address-pools",
 	"node-generic-resource": "node-generic-resources",
-}
-
-// shortFlag maps dockerd's one-letter flags to their long names.
-var shortFlag = map[string]string{"D": "debug", "l": "log-level", "G": "group", "p": "pidfile", "b": "bridge", "g": "data-root"}
-
-// boolFlags are dockerd flags that take no separate value.
-var boolFlags = map[string]bool{
-	"tls": true, "tlsverify": true, "debug": true, "icc": true, "iptables": true, "ip6tables": true,
-	"ipv6": true, "ip-forward": true, "ip-masq": true, "userland-proxy": true, "selinux-enabled": true,
-	"live-restore": true, "no-new-privileges": true, "experimental": true, "rootless": true,
-	"init": true, "raw-logs": true, "validate": true, "version": true,
-}
-
-// parseFlags reads the long flags of a dockerd command line (the unit's Args,
-// host flags already removed). Quoting is not interpreted; variables such as
-// $DOCKER_OPTS are not expanded.
-func parseFlags(args string) map[string][]string {
-	flags := map[string][]string{}
-	words := strings.Fields(args)
-	for i := 1; i < len(words); i++ {
-		w := words[i]
-		var name, val string
-		hasVal := false
-		switch {
-		case strings.HasPrefix(w, "--"):
-			name = w[2:]
-		case strings.HasPrefix(w, "-") && len(w) >= 2:
-			long, ok := shortFlag[w[1:2]]
-			if !ok {
-				continue
-			}
-			name = long
-			if len(w) > 2 {
-				val, hasVal = strings.TrimPrefix(w[2:], "="), true
-			}
-		default:
-			continue
-		}
-		if n, v, ok := strings.Cut(name, "="); ok {
-			name, val, hasVal = n, v, true
-		}
-		if !hasVal && !boolFlags[name] && i+1 < len(words) && !strings.HasPrefix(words[i+1], "-") {
-			i++
-			val = words[i]
-		}
-		flags[name] = append(flags[name], val)
-	}
-	return flags
 }
 
 // flagBool is the value of a boolean flag: given without a value, or "=true".
@@ -327,8 +279,9 @@ func (a *auditor) readUnit(d *daemonConf) {
 	}
 	d.unit = u
 	// Expanded has the variables of ExecStart ($DOCKER_OPTS from
-	// EnvironmentFile) filled in, so flags hidden there are seen too.
-	d.flags = parseFlags(u.Expanded)
+	// EnvironmentFile) filled in, so flags hidden there are seen too; it
+	// is read by the same parser init uses to write the drop-in.
+	d.flags = daemonconfig.DockerdFlagMap(u.Expanded)
 	if cf := d.flags["config-file"]; len(cf) > 0 && a.cfg.DaemonJSON != "" && filepath.Clean(cf[len(cf)-1]) != filepath.Clean(a.cfg.DaemonJSON) {
 		a.add(Finding{ID: "daemon-unit", Status: Warn,
 			Title: fmt.Sprintf("docker.service starts dockerd with --config-file %s, not %s", cf[len(cf)-1], a.cfg.DaemonJSON),

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,13 @@ const apiTimeout = 10 * time.Second
 type engine struct {
 	client *http.Client
 	base   string
+
+	// With TLS: the CA certificates of the client bundle, and the
+	// certificates the daemon presented (recorded even when they fail
+	// verification, so that the audit can say why).
+	cas  []*x509.Certificate
+	mu   sync.Mutex
+	peer []*x509.Certificate
 }
 
 func newEngine(dockerHost, certPath string) (*engine, error) {
@@ -55,32 +63,73 @@ func newEngine(dockerHost, certPath string) (*engine, error) {
 		if certPath == "" {
 			return &engine{client: &http.Client{Transport: &http.Transport{}}, base: "http://" + u.Host}, nil
 		}
-		tc, err := clientTLS(certPath)
+		e := &engine{base: "https://" + u.Host}
+		tc, err := e.clientTLS(certPath, u.Hostname())
 		if err != nil {
 			return nil, err
 		}
-		return &engine{client: &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}, base: "https://" + u.Host}, nil
+		e.client = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+		return e, nil
 	}
 	return nil, fmt.Errorf("docker host %q: only unix:// and tcp:// are supported", dockerHost)
 }
 
 // clientTLS reads a client bundle the way the Docker CLI reads
 // DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) and verifies the daemon
-// against ca.pem: an audit that skipped verification would prove nothing.
-func clientTLS(dir string) (*tls.Config, error) {
+// against ca.pem for host: an audit that skipped verification would prove
+// nothing. The verification is crypto/tls's own (x509 Verify with the
+// server name and serverAuth), made in VerifyConnection so that the
+// certificates presented are recorded first.
+func (e *engine) clientTLS(dir, host string) (*tls.Config, error) {
 	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
 	if err != nil {
 		return nil, fmt.Errorf("client bundle: %w", err)
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
+	for rest := caPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil && b.Type == "CERTIFICATE" {
+			pool.AddCert(c)
+			e.cas = append(e.cas, c)
+		}
+	}
+	if len(e.cas) == 0 {
 		return nil, fmt.Errorf("client bundle: no certificate in %q", filepath.Join(dir, "ca.pem"))
 	}
 	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
 	if err != nil {
 		return nil, fmt.Errorf("client bundle %q: %w", dir, err)
 	}
-	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+	return &tls.Config{
+		Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
+		// Verified below, as crypto/tls would, after recording what the
+		// daemon presented.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the daemon presented no certificate")
+			}
+			e.mu.Lock()
+			e.peer = cs.PeerCertificates
+			e.mu.Unlock()
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: host})
+			return err
+		},
+	}, nil
+}
+
+// presented returns the certificates the daemon presented, if any.
+func (e *engine) presented() []*x509.Certificate {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.peer
 }
 
 func (e *engine) get(ctx context.Context, path string, out any) error {
@@ -171,6 +220,30 @@ func (a *auditor) checkEngine(ctx context.Context, d *daemonConf) {
 		a.add(Finding{ID: "container-socket-mount", CIS: "5.32", Status: Skip, Title: "containers not checked for socket mounts", Detail: unreachable(lsErr)})
 	} else {
 		a.checkContainers(list)
+	}
+	if a.cfg.Remote {
+		a.checkPresented(e, verErr)
+	}
+}
+
+// checkPresented checks the server certificate a remote daemon presented
+// in the TLS handshake, against the client bundle's CA: the one check of
+// the daemon's certificate a remote audit can make.
+func (a *auditor) checkPresented(e *engine, err error) {
+	var peer []*x509.Certificate
+	if e != nil {
+		peer = e.presented()
+	}
+	switch {
+	case len(peer) > 0:
+		name := "server certificate presented by " + a.cfg.DockerHost
+		caPath := filepath.Join(a.cfg.CertPath, "ca.pem")
+		a.checkServerCert(name, peer[0], e.cas, caPath, "on the Docker host: sudo dtls renew --server --restart")
+	case a.cfg.CertPath == "":
+		a.add(Finding{ID: "server-cert", Status: Skip, Title: "server certificate not checked",
+			Detail: fmt.Sprintf("%s was asked over plain HTTP", a.cfg.DockerHost), Fix: "dtls audit --docker-host " + a.cfg.DockerHost + " --cert-path BUNDLE"})
+	default:
+		a.add(Finding{ID: "server-cert", Status: Skip, Title: "server certificate not checked", Detail: fmt.Sprintf("no TLS handshake with %s: %v", a.cfg.DockerHost, err)})
 	}
 }
 

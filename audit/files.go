@@ -139,6 +139,7 @@ func (a *auditor) checkSocket() {
 	} else {
 		a.add(Finding{ID: "socket-mode", CIS: "3.16", Status: Pass, Title: fmt.Sprintf("socket %s has mode %04o", sock, perm)})
 	}
+	a.checkSocketACL(sock)
 }
 
 // tlsFiles are the daemon's TLS files and the directory the CA key must not
@@ -149,16 +150,31 @@ type tlsFiles struct {
 }
 
 func (a *auditor) tlsFiles(d *daemonConf) tlsFiles {
-	dir := a.cfg.CertsDir
-	if dir == "" {
-		switch {
-		case d.tlsCert != "":
-			dir = filepath.Dir(d.tlsCert)
-		case d.tlsCACert != "":
-			dir = filepath.Dir(d.tlsCACert)
-		default:
-			dir = DefaultCertsDir
+	// An explicit certs directory wins over the directories daemon.json
+	// names: it is what the caller asked to have checked (a copy, or the
+	// directory of another daemon). daemon.json's base names are kept.
+	if dir := a.cfg.CertsDir; dir != "" {
+		in := func(p, name string) string {
+			if p != "" {
+				name = filepath.Base(p)
+			}
+			return filepath.Join(dir, name)
 		}
+		return tlsFiles{
+			certsDir: dir,
+			caCert:   in(d.tlsCACert, "ca.pem"),
+			cert:     in(d.tlsCert, "server-cert.pem"),
+			key:      in(d.tlsKey, "server-key.pem"),
+		}
+	}
+	var dir string
+	switch {
+	case d.tlsCert != "":
+		dir = filepath.Dir(d.tlsCert)
+	case d.tlsCACert != "":
+		dir = filepath.Dir(d.tlsCACert)
+	default:
+		dir = DefaultCertsDir
 	}
 	or := func(p, name string) string {
 		if p != "" {

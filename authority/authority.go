@@ -1,6 +1,6 @@
 // Package authority owns a dtls CA host: the state directory (the CA, its
 // inventory, the journal and the lock), and the operations that change it
-// (init, issue, renew, revoke, CRL, rotate-ca and its finish). Every
+// (init, issue, renew, revoke, CRL, the three steps of rotate-ca). Every
 // operation takes its clock and options, returns what it did, and never
 // prints or exits: the dtls command line renders the results, and a
 // long-running component (an authorization plugin, an online CA) uses the

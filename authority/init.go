@@ -401,12 +401,19 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 		res.say("%s CA %s (%s)", verb, caCertPath, pki.Describe(ca.Cert))
 	}
 
-	// The server certificate.
+	// The server certificate. At step 1 of a rotation it stays of the old
+	// CA (rotate.go): kept when it verifies with that one, issued from it.
+	srvCA := ca
+	if !r.Force && certErr == nil && keyErr == nil && a.RotationStep() == StepTrust {
+		if srvCA, err = a.OldCA(); err != nil {
+			return false, err
+		}
+	}
 	certPath := filepath.Join(r.CertsDir, ServerCertFile)
 	keyPath := filepath.Join(r.CertsDir, ServerKeyFile)
 	reason := "--force"
 	if !r.Force {
-		reason = serverReissueReason(ca, certPath, keyPath, hosts, r.Now)
+		reason = serverReissueReason(srvCA, certPath, keyPath, hosts, r.Now)
 	}
 	switch {
 	case reason == "":
@@ -414,13 +421,13 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 	case r.DryRun:
 		res.say("would issue server certificate %s for %v (%s)", certPath, hosts, reason)
 	default:
-		srv, err := ca.Issue(pki.Request{Kind: pki.KindServer, Hosts: hosts, KeyType: r.KeyType, Now: r.Now, Validity: r.ServerValidity})
+		srv, err := srvCA.Issue(pki.Request{Kind: pki.KindServer, Hosts: hosts, KeyType: r.KeyType, Now: r.Now, Validity: r.ServerValidity})
 		if err != nil {
 			return false, err
 		}
 		t.write(keyPath, srv.KeyPEM, KeyMode)
 		t.write(certPath, srv.CertPEM, CertMode)
-		t.DB.Insert = append(t.DB.Insert, store.FromCert(srv.Cert, srv.CertPEM, store.KindServer, pki.Serial(ca.Cert), certPath))
+		t.DB.Insert = append(t.DB.Insert, store.FromCert(srv.Cert, srv.CertPEM, store.KindServer, pki.Serial(srvCA.Cert), certPath))
 		if old := currentSerial(certPath); old != "" {
 			t.DB.Supersede = append(t.DB.Supersede, old)
 		}

@@ -217,7 +217,9 @@ func (a *Authority) IssueServerBundle(r ServerBundleRequest) (*Issued, error) {
 	if err := a.CheckBundleTarget(r.Dir, r.Name, r.Force); err != nil {
 		return nil, err
 	}
-	ca, err := a.CA()
+	// The old CA at step 1 of a rotation (rotate.go), so that every
+	// bundle, even one that trusts only the old CA, verifies this daemon.
+	ca, err := a.serverCA()
 	if err != nil {
 		return nil, err
 	}
@@ -247,13 +249,20 @@ func (a *Authority) newServerBundle(ca *pki.CA, name string, hosts []string, dir
 	if err != nil {
 		return nil, err
 	}
+	// ca.pem is the daemon's trust for clients: the current CA (and the
+	// old one during a rotation), whichever CA signed the server
+	// certificate.
+	cur, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
 	return &Issued{
 		Record: store.FromCert(s.Cert, s.CertPEM, store.KindServer, pki.Serial(ca.Cert), dir),
 		Dir:    dir,
 		files: []bundle.File{
 			{Name: ServerKeyFile, Data: s.KeyPEM, Mode: KeyMode},
 			{Name: ServerCertFile, Data: s.CertPEM, Mode: CertMode},
-			{Name: CACertFile, Data: a.DaemonCAPEM(ca), Mode: CertMode},
+			{Name: CACertFile, Data: a.DaemonCAPEM(cur), Mode: CertMode},
 		},
 	}, nil
 }

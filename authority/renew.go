@@ -44,9 +44,10 @@ type RenewResult struct {
 }
 
 // Renew issues a fresh key and certificate with the same common name, host
-// names and key type as each certificate it replaces, from the current CA,
-// writes it where the old one was, and marks the old one superseded, all in
-// one change.
+// names and key type as each certificate it replaces, from the current CA
+// (a server certificate at step 1 of a rotation from the old one), writes
+// it where the old one was, and marks the old one superseded, all in one
+// change.
 func (a *Authority) Renew(r RenewRequest) (*RenewResult, error) {
 	ca, err := a.CA()
 	if err != nil {
@@ -120,6 +121,16 @@ func (a *Authority) Renew(r RenewRequest) (*RenewResult, error) {
 			return nil, err
 		}
 	}
+	// Server certificates are signed by the old CA at step 1 of a
+	// rotation (rotate.go), loaded only when one is renewed.
+	var srvCA *pki.CA
+	serverCA := func() (*pki.CA, error) {
+		var err error
+		if srvCA == nil {
+			srvCA, err = a.serverCA()
+		}
+		return srvCA, err
+	}
 	t := newTxn("renew")
 	for _, rec := range targets {
 		old, err := rec.Cert()
@@ -150,15 +161,21 @@ func (a *Authority) Renew(r RenewRequest) (*RenewResult, error) {
 			}
 		case rec.Path == localCert:
 			var s *pki.Issued
-			s, err = ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: rec.Name, Hosts: pki.Hosts(old), KeyType: kt, Now: r.Now, Validity: validity})
+			var sca *pki.CA
+			if sca, err = serverCA(); err == nil {
+				s, err = sca.Issue(pki.Request{Kind: pki.KindServer, CommonName: rec.Name, Hosts: pki.Hosts(old), KeyType: kt, Now: r.Now, Validity: validity})
+			}
 			if err == nil {
-				it = &Issued{Record: store.FromCert(s.Cert, s.CertPEM, store.KindServer, pki.Serial(ca.Cert), localCert), Path: localCert}
+				it = &Issued{Record: store.FromCert(s.Cert, s.CertPEM, store.KindServer, pki.Serial(sca.Cert), localCert), Path: localCert}
 				t.write(filepath.Join(srv.CertsDir, ServerKeyFile), s.KeyPEM, KeyMode)
 				t.write(localCert, s.CertPEM, CertMode)
 				res.ServerRenewed = true
 			}
 		default:
-			it, err = a.newServerBundle(ca, rec.Name, pki.Hosts(old), rec.Path, kt, r.Now, validity)
+			var sca *pki.CA
+			if sca, err = serverCA(); err == nil {
+				it, err = a.newServerBundle(sca, rec.Name, pki.Hosts(old), rec.Path, kt, r.Now, validity)
+			}
 			if err == nil {
 				t.bundle(it.Dir, it.files)
 			}

@@ -123,13 +123,31 @@ func ReadArchive(path string) ([]File, error) {
 	return files, nil
 }
 
+// LayoutError reports an archive whose bundle files are not at its top
+// level: a directory was archived (tar -czf FILE DIR) rather than the
+// files in it.
+type LayoutError struct {
+	// Entry is the entry's name in the archive.
+	Entry string
+	// Dir is true for a directory entry, false for a file in one.
+	Dir bool
+}
+
+func (e *LayoutError) Error() string {
+	if e.Dir {
+		return fmt.Sprintf("entry %q: a directory (the bundle files must be at the top level of the archive)", e.Entry)
+	}
+	return fmt.Sprintf("entry %q: not at the top level of the archive", e.Entry)
+}
+
 // ParseArchive reads a bundle archive from r and returns its files, with
 // the mode from Allowed. It refuses, naming the entry:
 //
 //   - a path that is absolute, holds "..", or is not at the top level
 //     (a leading "./" is accepted, as GNU tar writes it);
 //   - any entry that is not a regular file (symbolic and hard links,
-//     devices, FIFOs); directories "." and "./" are skipped;
+//     devices, FIFOs); directories "." and "./" are skipped, and any
+//     other directory, like a file under one, is a *LayoutError;
 //   - a name not in Allowed, or the same name twice;
 //   - more than MaxArchiveSize bytes in total, compressed or not;
 //   - an archive missing any of Allowed's files.
@@ -166,13 +184,15 @@ func ParseArchive(r io.Reader) ([]File, error) {
 		}
 		switch hdr.Typeflag {
 		case tar.TypeReg:
+		case tar.TypeDir:
+			return nil, &LayoutError{Entry: name, Dir: true}
 		case tar.TypeSymlink, tar.TypeLink:
 			return nil, fmt.Errorf("entry %q: links are not allowed (points to %q)", name, hdr.Linkname)
 		default:
 			return nil, fmt.Errorf("entry %q: not a regular file (type %q)", name, hdr.Typeflag)
 		}
 		if strings.Contains(clean, "/") {
-			return nil, fmt.Errorf("entry %q: not at the top level of the archive", name)
+			return nil, &LayoutError{Entry: name}
 		}
 		mode, ok := Allowed[clean]
 		if !ok {

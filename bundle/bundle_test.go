@@ -4,8 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,6 +85,10 @@ func TestVerifyRefuses(t *testing.T) {
 	assert.ErrorContains(t, err, "cert.pem does not chain to ca.pem")
 	_, err = Verify(swap(clientenv.MetaFile, []File{{Name: clientenv.MetaFile, Data: []byte(`{"docker_host":"unix:///x"}`)}}), now)
 	assert.EqualError(t, err, `dtls.json: docker_host "unix:///x" is not tcp://HOST:PORT`)
+	// A C1 control character (U+0085, NEL) parses as a URL, but 'dtls
+	// env' refuses to print it: refused at import, by the same rule.
+	_, err = Verify(swap(clientenv.MetaFile, []File{{Name: clientenv.MetaFile, Data: []byte(`{"docker_host":"tcp://h\u0085:2376"}`)}}), now)
+	assert.EqualError(t, err, "dtls.json: docker_host \"tcp://h\\u0085:2376\" contains control character U+0085: 'dtls env' cannot set DOCKER_HOST to it")
 }
 
 func TestParseArchiveRefuses(t *testing.T) {
@@ -100,6 +106,8 @@ func TestParseArchiveRefuses(t *testing.T) {
 		{"fifo", tar.Header{Name: "x", Typeflag: tar.TypeFifo}, `entry "x": not a regular file (type '6')`},
 		{"duplicate", tar.Header{Name: "./ca.pem", Typeflag: tar.TypeReg}, `entry "./ca.pem": given twice`},
 		{"unexpected", tar.Header{Name: "x.sh", Typeflag: tar.TypeReg}, `entry "x.sh": unexpected file (want ca.pem, cert.pem, dtls.json, key.pem)`},
+		{"directory", tar.Header{Name: "dtls-alice/", Typeflag: tar.TypeDir}, `entry "dtls-alice/": a directory (the bundle files must be at the top level of the archive)`},
+		{"in a directory", tar.Header{Name: "dtls-alice/ca.pem", Typeflag: tar.TypeReg}, `entry "dtls-alice/ca.pem": not at the top level of the archive`},
 	}
 	for _, tt := range tests {
 		var buf bytes.Buffer
@@ -115,6 +123,8 @@ func TestParseArchiveRefuses(t *testing.T) {
 		require.NoError(t, zw.Close())
 		_, err := ParseArchive(&buf)
 		assert.EqualError(t, err, tt.want, tt.name)
+		var layout *LayoutError
+		assert.Equal(t, strings.HasPrefix(tt.name, "directory") || tt.name == "in a directory", errors.As(err, &layout), tt.name)
 	}
 	_, err := ParseArchive(bytes.NewReader(bytes.Repeat([]byte{0x1f}, 10)))
 	assert.ErrorContains(t, err, "not a gzip-compressed tar archive")

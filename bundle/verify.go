@@ -26,7 +26,8 @@ type Checked struct {
 // bundle that cannot work is refused on import rather than failing later
 // in the middle of a `docker` command with a TLS error:
 //
-//   - dtls.json parses and names a tcp:// daemon URL;
+//   - dtls.json parses and names a tcp:// daemon URL that 'dtls env' can
+//     print (clientenv.ValueProblem: no control character);
 //   - cert.pem is a certificate valid at now (not expired, not yet valid);
 //   - key.pem is the private key of cert.pem (crypto/tls.X509KeyPair);
 //   - cert.pem chains to a certificate of ca.pem, for client
@@ -41,6 +42,11 @@ func Verify(files []File, now time.Time) (*Checked, error) {
 	}
 	if u, err := url.Parse(meta.DockerHost); err != nil || u.Scheme != "tcp" || u.Host == "" {
 		return nil, fmt.Errorf("%s: docker_host %q is not tcp://HOST:PORT", clientenv.MetaFile, meta.DockerHost)
+	}
+	// What 'dtls env' would refuse to print is refused now, not at the
+	// next shell start.
+	if reason := clientenv.ValueProblem(meta.DockerHost); reason != "" {
+		return nil, fmt.Errorf("%s: docker_host %q %s: 'dtls env' cannot set DOCKER_HOST to it", clientenv.MetaFile, meta.DockerHost, reason)
 	}
 	certPEM, keyPEM := Get(files, "cert.pem"), Get(files, "key.pem")
 	block, _ := pem.Decode(certPEM)

@@ -404,14 +404,7 @@ func checkName(name string) error {
 // control characters (ESC above all) would let a value rewrite the terminal
 // when `dtls env` is run without eval.
 func quote(sh Shell, name, value string) (string, error) {
-	for _, c := range value {
-		if !unicode.IsControl(c) {
-			continue
-		}
-		reason := fmt.Sprintf("contains control character %U", c)
-		if c == '\n' {
-			reason = "contains a newline"
-		}
+	if reason := ValueProblem(value); reason != "" {
 		return "", &ValueError{Shell: sh, Name: name, Value: value, Reason: reason}
 	}
 	switch sh {
@@ -437,6 +430,26 @@ func quote(sh Shell, name, value string) (string, error) {
 		return value, nil
 	}
 	return "", checkShell(sh)
+}
+
+// ValueProblem says why value cannot be the value of a variable WriteSet
+// writes for any shell ("contains control character U+0085", "contains a
+// newline"), or "" when it can: the rule 'dtls env' applies, for callers
+// that check a value before it is stored (dtls import checks a bundle's
+// docker_host with it). Control characters are Unicode's (category Cc),
+// C1 ones such as U+0085 (NEL) included: some terminals and editors take
+// them for a line break.
+func ValueProblem(value string) string {
+	for _, c := range value {
+		if !unicode.IsControl(c) {
+			continue
+		}
+		if c == '\n' {
+			return "contains a newline"
+		}
+		return fmt.Sprintf("contains control character %U", c)
+	}
+	return ""
 }
 
 // posixQuote encloses s in single quotes. Inside single quotes every

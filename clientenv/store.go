@@ -136,7 +136,9 @@ type Entry struct {
 
 // List returns the bundles in the store root, sorted by name. A missing
 // root is an empty store. Hidden entries (temporary directories of an
-// import in progress) and the default link are skipped.
+// import in progress) and the default link are skipped; a default that is
+// a real directory (a bundle copied there by hand: scp -r DIR
+// HOST:.docker/dtls/default) is listed as the bundle DefaultName.
 func List(root string) ([]Entry, error) {
 	// os.ReadDir returns the entries sorted by name.
 	des, err := os.ReadDir(root)
@@ -150,7 +152,8 @@ func List(root string) ([]Entry, error) {
 	var out []Entry
 	for _, de := range des {
 		name := de.Name()
-		if name == DefaultName || strings.HasPrefix(name, ".") || !de.IsDir() {
+		// A link (the default link) is not a directory entry here.
+		if strings.HasPrefix(name, ".") || !de.IsDir() {
 			continue
 		}
 		e := Entry{Name: name, Default: name == def}
@@ -185,31 +188,75 @@ func Default(root string) (string, error) {
 // SetDefault points root's default link at the bundle name, atomically: a
 // relative symlink is made under a temporary name and renamed over the old
 // link, so that a shell starting meanwhile sees the old bundle or the new
-// one, never none. The bundle must load. A default that is a real
-// directory (not a link) is refused rather than replaced.
-func SetDefault(root, name string) error {
+// one, never none. The bundle must load.
+//
+// A default that is a real directory (a bundle copied there by hand) is
+// never deleted: it is first moved into the store under a name of its own
+// (see adoptName), which SetDefault returns as moved; "" when there was
+// nothing to move. Anything else at the default's place is refused.
+func SetDefault(root, name string) (moved string, err error) {
 	if err := ValidateBundleName(name); err != nil {
-		return err
+		return "", err
 	}
 	if _, err := LoadBundle(filepath.Join(root, name)); err != nil {
-		return err
+		return "", err
 	}
 	link := filepath.Join(root, DefaultName)
 	if fi, err := os.Lstat(link); err == nil && fi.Mode()&fs.ModeSymlink == 0 {
-		return fmt.Errorf("default bundle %q is a directory, not a link: move it into the store under a name (e.g. %s) first", link, filepath.Join(root, "old-default"))
+		if !fi.IsDir() {
+			return "", fmt.Errorf("default bundle %q is neither a link nor a directory: move it away, then run again", link)
+		}
+		if moved, err = adoptDefault(root); err != nil {
+			return "", err
+		}
 	}
 	tmp := filepath.Join(root, fmt.Sprintf(".default.tmp-%d", os.Getpid()))
 	_ = os.Remove(tmp)
 	if err := os.Symlink(name, tmp); err != nil {
-		return fmt.Errorf("set default bundle: %w", err)
+		return moved, fmt.Errorf("set default bundle: %w", err)
 	}
 	if err := os.Rename(tmp, link); err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("set default bundle: %w", err)
+		return moved, fmt.Errorf("set default bundle: %w", err)
 	}
 	if d, err := os.Open(root); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
-	return nil
+	return moved, nil
+}
+
+// adoptDefault moves the directory at root/default into the store under
+// adoptName's name, and returns that name.
+func adoptDefault(root string) (string, error) {
+	dir := filepath.Join(root, DefaultName)
+	name := adoptName(root, dir)
+	if err := os.Rename(dir, filepath.Join(root, name)); err != nil {
+		return "", fmt.Errorf("move the bundle directory %q to %q: %w", dir, filepath.Join(root, name), err)
+	}
+	return name, nil
+}
+
+// adoptName is the name a bundle directory copied to root/default gets in
+// the store: its server's, as 'dtls import' would name it, else
+// "old-default"; with "-2", "-3"... when that name is taken.
+func adoptName(root, dir string) string {
+	base := "old-default"
+	if b, err := LoadBundle(dir); err == nil {
+		if h, err := DaemonHost(b.Meta.DockerHost); err == nil && SanitizeBundleName(h) != "" {
+			base = SanitizeBundleName(h)
+		} else if n := SanitizeBundleName(b.Meta.Server); n != "" {
+			base = n
+		}
+	}
+	if len(base) > 60 {
+		base = base[:60] // room for a suffix within 64 characters
+	}
+	name := base
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(filepath.Join(root, name)); errors.Is(err, fs.ErrNotExist) {
+			return name
+		}
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
 }

@@ -31,17 +31,21 @@ func TestStoreDefault(t *testing.T) {
 	def, err := Default(root)
 	require.NoError(t, err)
 	assert.Empty(t, def)
-	require.NoError(t, SetDefault(root, "b"))
+	_, err = SetDefault(root, "b")
+	require.NoError(t, err)
 	target, err := os.Readlink(filepath.Join(root, DefaultName))
 	require.NoError(t, err)
 	assert.Equal(t, "b", target, "relative link")
-	require.NoError(t, SetDefault(root, "a"))
+	_, err = SetDefault(root, "a")
+	require.NoError(t, err)
 	def, err = Default(root)
 	require.NoError(t, err)
 	assert.Equal(t, "a", def)
 
-	assert.ErrorContains(t, SetDefault(root, "broken"), "missing")
-	assert.ErrorContains(t, SetDefault(root, "../a"), "invalid bundle name")
+	_, err = SetDefault(root, "broken")
+	assert.ErrorContains(t, err, "missing")
+	_, err = SetDefault(root, "../a")
+	assert.ErrorContains(t, err, "invalid bundle name")
 	def, _ = Default(root)
 	assert.Equal(t, "a", def, "a refused switch changes nothing")
 
@@ -70,6 +74,60 @@ func TestStoreDefault(t *testing.T) {
 	p, err = StoreRoot(getenv(map[string]string{"HOME": "/home/u"}))
 	require.NoError(t, err)
 	assert.Equal(t, "/home/u/.docker/dtls", p)
+}
+
+// TestDefaultCopiedDirectory: a bundle copied by hand to root/default (the
+// old advice, scp -r dtls-alice HOST:.docker/dtls/default) is listed as
+// the bundle "default", and SetDefault moves it to a name of its own before
+// it puts the link there: it is never deleted.
+func TestDefaultCopiedDirectory(t *testing.T) {
+	root := t.TempDir()
+	writeTestBundle(t, filepath.Join(root, "a"))
+	copied := filepath.Join(root, DefaultName)
+	writeTestBundle(t, copied)
+	require.NoError(t, os.WriteFile(filepath.Join(copied, "key.pem"), []byte("the copied key"), 0o600))
+
+	entries, err := List(root)
+	require.NoError(t, err)
+	require.Len(t, entries, 2)
+	assert.Equal(t, "a", entries[0].Name)
+	assert.Equal(t, DefaultName, entries[1].Name)
+	assert.True(t, entries[1].Default)
+	require.NoError(t, entries[1].Err)
+	assert.Equal(t, "tcp://h:2376", entries[1].Bundle.Meta.DockerHost)
+
+	// "h", the server of its dtls.json, is free: the directory becomes h.
+	moved, err := SetDefault(root, "a")
+	require.NoError(t, err)
+	assert.Equal(t, "h", moved)
+	target, err := os.Readlink(copied)
+	require.NoError(t, err)
+	assert.Equal(t, "a", target)
+	key, err := os.ReadFile(filepath.Join(root, "h", "key.pem"))
+	require.NoError(t, err)
+	assert.Equal(t, "the copied key", string(key))
+
+	// Taken names get a suffix; a directory that is no bundle is kept too.
+	require.NoError(t, os.Remove(copied))
+	writeTestBundle(t, copied)
+	moved, err = SetDefault(root, "h")
+	require.NoError(t, err)
+	assert.Equal(t, "h-2", moved)
+	require.NoError(t, os.Remove(copied))
+	require.NoError(t, os.Mkdir(copied, 0o700))
+	moved, err = SetDefault(root, "a")
+	require.NoError(t, err)
+	assert.Equal(t, "old-default", moved)
+	assert.DirExists(t, filepath.Join(root, "old-default"))
+
+	// A file there is refused, and left alone.
+	require.NoError(t, os.Remove(copied))
+	require.NoError(t, os.WriteFile(copied, []byte("x"), 0o600))
+	_, err = SetDefault(root, "a")
+	assert.ErrorContains(t, err, "is neither a link nor a directory")
+	b, err := os.ReadFile(copied)
+	require.NoError(t, err)
+	assert.Equal(t, "x", string(b))
 }
 
 func TestValidateBundleName(t *testing.T) {

@@ -43,6 +43,8 @@ type auditOptions struct {
 	ExpiryWarning time.Duration
 	Hosts         []string
 	Output        string
+	// Remote: the daemon at DockerHost is not on this machine.
+	Remote bool
 }
 
 func newAuditCmd(io IO) *cobra.Command {
@@ -57,8 +59,9 @@ command that fixes it.
 
 It checks:
   the socket        owned root:docker, mode 0660 or stricter (CIS 3.15, 3.16);
-                    the members of group docker (primary group too), each
-                    of whom is root
+                    the members of group docker (primary group too), and
+                    the users and groups a POSIX ACL on it lets in (Linux),
+                    each of whom is root
   the daemon        daemon.json and docker.service's flags: every TCP listener
                     has tlsverify (CIS 2.7), no port 2375, no setting both as a
                     flag and in the file, no ignored singular "host" key,
@@ -75,6 +78,20 @@ It checks:
                     AppArmor/SELinux, user namespaces or rootless (2.9), and
                     every container that mounts the socket (5.32)
 
+A remote audit (--docker-host tcp://HOST:PORT, with --cert-path BUNDLE for
+TLS, from a machine that is not the Docker host) checks only what the
+network shows: the daemon's version and CVEs, its security options and
+containers, and the server certificate it presents, against the bundle's
+CA and HOST. The first finding says that the host checks were skipped. An
+audit is remote when --docker-host is tcp:// and none of --daemon-json,
+--certs-dir, --state-dir, --systemd-dir or --socket (nor their DTLS_*
+variables) is given: give them to check this machine's files as well (a
+daemon asked through its own TCP listener).
+
+--certs-dir, when given, is where the CA certificate, server certificate
+and key are read, whatever directory daemon.json names (under the file
+names daemon.json gives, else ca.pem, server-cert.pem, server-key.pem).
+
 Audit changes nothing. Without root it checks what it can read and reports
 the rest as SKIP. With --output json it prints only JSON on stdout:
 {"findings": [{"id", "cis", "status", "title", "detail", "fix"}, ...],
@@ -85,7 +102,8 @@ least one is FAIL, 2 on a usage error, 1 when the audit could not run.`,
 		Example: `  $ sudo dtls audit
   $ sudo dtls audit --output json | jq '.findings[] | select(.status == "FAIL")'
   $ dtls audit --daemon-json ./daemon.json --certs-dir ./certs --state-dir ./ca --socket /tmp/d/docker.sock
-  $ sudo dtls audit --expiry-warning 60d --host docker.example.com`,
+  $ sudo dtls audit --expiry-warning 60d --host docker.example.com
+  $ dtls audit --docker-host tcp://docker.example.com:2376 --cert-path ~/.docker/dtls/docker.example.com`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if opts.Output != "table" && opts.Output != "json" {
@@ -107,12 +125,22 @@ least one is FAIL, 2 on a usage error, 1 when the audit could not run.`,
 			if h := opts.DockerHost; h != "" && !strings.HasPrefix(h, "unix://") && !strings.HasPrefix(h, "tcp://") {
 				return usagef(c, "--docker-host: %q is not unix:///PATH or tcp://HOST:PORT", h)
 			}
+			if strings.HasPrefix(opts.DockerHost, "tcp://") {
+				// A daemon over the network is another machine's,
+				// unless this machine's files are named.
+				opts.Remote = true
+				for _, p := range hostPathFlags {
+					if c.Flags().Changed(p.flag) || io.Getenv(p.env) != "" {
+						opts.Remote = false
+					}
+				}
+			}
 			return runAudit(opts)
 		},
 	}
 	f := c.Flags()
 	pathFlag(c, io, &opts.DaemonJSON, "daemon-json", "DTLS_DAEMON_JSON", defaultDaemonJSON, "daemon.json to check")
-	pathFlag(c, io, &opts.CertsDir, "certs-dir", "DTLS_CERTS_DIR", "", "the daemon's certs directory (default: the directory of daemon.json's \"tlscert\", else "+defaultCertsDir+")")
+	pathFlag(c, io, &opts.CertsDir, "certs-dir", "DTLS_CERTS_DIR", "", "the daemon's certs directory, read instead of the one daemon.json names (default: daemon.json's \"tlscacert\", \"tlscert\", \"tlskey\", else "+defaultCertsDir+")")
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "dtls's state directory (the CA key, and the hosts init issued the server certificate for)")
 	pathFlag(c, io, &opts.SystemdDir, "systemd-dir", "DTLS_SYSTEMD_DIR", "", "look for docker.service only here (default: the systemd unit directories)")
 	f.StringVar(&opts.Socket, "socket", "", "the daemon's unix socket (default: the unix:// entry of \"hosts\", else "+audit.DefaultSocket+")")
@@ -123,12 +151,22 @@ least one is FAIL, 2 on a usage error, 1 when the audit could not run.`,
 	_ = f.MarkHidden("group-file")
 	f.StringVar(&opts.PasswdFile, "passwd-file", audit.DefaultPasswd, "user database to read primary groups from")
 	_ = f.MarkHidden("passwd-file")
-	c.Flags().Var(&expiryValue{&opts.ExpiryWarning}, "expiry-warning", "warn about certificates expiring within this time: 30d, or a duration such as 72h")
+	// The default is set before the flag is defined: pflag records the
+	// value's String() at definition as the default --help shows.
 	opts.ExpiryWarning = 30 * 24 * time.Hour
+	c.Flags().Var(&expiryValue{&opts.ExpiryWarning}, "expiry-warning", "warn about certificates expiring within this time: 30d, or a duration such as 72h")
 	f.StringArrayVar(&opts.Hosts, "host", nil, "a name or address clients use, which the server certificate must cover (repeatable; default: the hosts dtls init recorded, else this host's names and addresses)")
-	f.StringVar(&opts.Output, "output", "table", "output format: table or json")
+	f.StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
 	completeOutput(c)
 	return c
+}
+
+// hostPathFlags are audit's flags (and their variables) that name this
+// machine's Docker files: given with a tcp:// --docker-host, they make the
+// audit check this machine too.
+var hostPathFlags = []struct{ flag, env string }{
+	{"daemon-json", "DTLS_DAEMON_JSON"}, {"certs-dir", "DTLS_CERTS_DIR"}, {"state-dir", "DTLS_STATE_DIR"},
+	{"systemd-dir", "DTLS_SYSTEMD_DIR"}, {"socket", ""},
 }
 
 // expiryValue is a duration flag that also takes whole days ("30d").
@@ -175,11 +213,14 @@ func runAudit(o *auditOptions) error {
 		Now:           o.Now(),
 		ExpiryWarning: o.ExpiryWarning,
 		Hosts:         o.Hosts,
+		Remote:        o.Remote,
 	}
 	if o.SystemdDir != "" {
 		cfg.SystemdDirs = []string{o.SystemdDir}
 	}
-	if len(cfg.Hosts) == 0 {
+	// A remote audit checks the certificate for the name it dials (the
+	// audit's default); this machine's names say nothing about it.
+	if len(cfg.Hosts) == 0 && !o.Remote {
 		if srv, err := authority.ReadServer(o.StateDir); err == nil && len(srv.Hosts) > 0 {
 			cfg.Hosts = srv.Hosts
 		} else {

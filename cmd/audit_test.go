@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +199,43 @@ func createWithBind(t *testing.T, d *sandbox.Daemon, name, bind string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	require.Equal(t, http.StatusCreated, resp.StatusCode, "%s", b)
+}
+
+// TestAuditRemote: 'dtls audit --docker-host tcp://... --cert-path BUNDLE'
+// from a machine that is not the Docker host (no host file named) checks
+// what the network shows and says first that the host checks were
+// skipped: no PASS for a listener, socket or file it did not see, and the
+// server certificate checked as the daemon presents it.
+func TestAuditRemote(t *testing.T) {
+	now := time.Now()
+	h := newTLSHost(t, now)
+	bundle := filepath.Join(h.Dir, "auditor")
+	_, stderr, code := dtls(t, now, "issue-client", "auditor", "--state-dir", h.State, "--out", bundle)
+	require.Equal(t, 0, code, stderr)
+	dockerHost := fmt.Sprintf("tcp://127.0.0.1:%d", h.Port)
+
+	jsonOut, stderr, code := dtls(t, now, "audit", "--docker-host", dockerHost, "--cert-path", bundle, "-o", "json")
+	require.Equal(t, 0, code, "stderr: %s\n%s", stderr, jsonOut)
+	rep := decodeReport(t, jsonOut)
+	require.NotEmpty(t, rep.Findings)
+	assert.Equal(t, "host-checks", rep.Findings[0].ID)
+	assert.Equal(t, audit.Skip, rep.Findings[0].Status)
+	for _, id := range []string{"daemon-tcp-tls", "daemon-flag-conflict", "socket-owner", "socket-mode", "socket-acl", "docker-group",
+		"etc-docker-owner", "daemon-json-owner", "server-key-mode", "ca-key-location", "server-key-match"} {
+		assert.Empty(t, findings(rep, id), "%s was reported by a remote audit", id)
+	}
+	for _, id := range []string{"daemon-version", "server-cert-expiry", "server-cert-chain", "server-cert-eku", "server-cert-signature", "container-socket-mount"} {
+		fs := findings(rep, id)
+		require.Len(t, fs, 1, id)
+		assert.Equal(t, audit.Pass, fs[0].Status, "%s: %s %s", id, fs[0].Title, fs[0].Detail)
+	}
+	sans := findings(rep, "server-cert-sans")
+	require.Len(t, sans, 1)
+	assert.Equal(t, audit.Pass, sans[0].Status)
+	assert.Contains(t, sans[0].Title, "server certificate presented by "+dockerHost+" covers 127.0.0.1")
+
+	table, _, code := dtls(t, now, "audit", "--docker-host", dockerHost, "--cert-path", bundle)
+	require.Equal(t, 0, code)
+	assert.Regexp(t, `^STATUS .*\nSKIP   -      host checks skipped: the daemon at `+regexp.QuoteMeta(dockerHost)+` is audited over the network\n`, table)
+	assertTableMatchesJSON(t, table, decodeReport(t, jsonOut))
 }

@@ -36,7 +36,8 @@ func cmdMkArchive(ts *testscript.TestScript, neg bool, args []string) {
 
 // evilarchive KIND DIR FILE: an archive of the bundle DIR with one bad
 // entry: dotdot, absolute, symlink, hardlink, subdir, unexpected, big,
-// missing.
+// missing; or dirtar, the archive 'tar -czf FILE DIR' makes (the
+// directory, then its files under it).
 func cmdEvilArchive(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 3 {
 		ts.Fatalf("usage: evilarchive KIND DIR FILE")
@@ -57,6 +58,12 @@ func cmdEvilArchive(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(err)
 	}
 	kind := args[0]
+	if kind == "dirtar" {
+		add(&tar.Header{Name: "dtls-alice/", Typeflag: tar.TypeDir}, nil)
+		for i := range files {
+			files[i].Name = "dtls-alice/" + files[i].Name
+		}
+	}
 	for _, f := range files {
 		if kind == "missing" && f.Name == "key.pem" {
 			continue
@@ -80,7 +87,7 @@ func cmdEvilArchive(ts *testscript.TestScript, neg bool, args []string) {
 		add(&tar.Header{Name: "sub/ca.pem"}, []byte("x"))
 	case "unexpected":
 		add(&tar.Header{Name: "run.sh"}, []byte("x"))
-	case "big", "missing":
+	case "big", "missing", "dirtar":
 	default:
 		ts.Fatalf("unknown kind %q", kind)
 	}

@@ -1,8 +1,14 @@
 package cmd
 
 import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"math"
+	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -49,9 +55,74 @@ func bundleNames(io IO, prefix string) []string {
 	}
 	var names []string
 	for _, e := range entries {
-		if e.Err == nil && strings.HasPrefix(e.Name, prefix) {
+		// A bundle copied to "default" is not a name commands take.
+		if e.Err == nil && e.Name != clientenv.DefaultName && strings.HasPrefix(e.Name, prefix) {
 			names = append(names, e.Name)
 		}
 	}
 	return names
+}
+
+// bundleCert reads the client certificate of the bundle in dir: what the
+// daemon is shown, so the name and expiry to trust over dtls.json's.
+func bundleCert(dir string) (*x509.Certificate, error) {
+	p := filepath.Join(dir, "cert.pem")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s: no PEM certificate", p)
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return c, nil
+}
+
+// expiryWarning is how close to its end a bundle's certificate draws a
+// warning (env, ls, use, context create).
+const expiryWarning = 14 * 24 * time.Hour
+
+// inDays says how long until notAfter, in days begun: "in 1 day" for
+// anything under a day, "in 10 days" for a 10-day certificate just issued.
+func inDays(notAfter, now time.Time) string {
+	n := int(math.Ceil(notAfter.Sub(now).Hours() / 24))
+	if n == 1 {
+		return "in 1 day"
+	}
+	return fmt.Sprintf("in %d days", n)
+}
+
+// warnExpiry warns on stderr when the certificate of the bundle in dir
+// has expired or expires within expiryWarning; a zero notAfter is unknown.
+func warnExpiry(io IO, dir string, notAfter, now time.Time) {
+	day := notAfter.UTC().Format("2006-01-02")
+	switch {
+	case notAfter.IsZero():
+	case !notAfter.After(now):
+		fmt.Fprintf(io.ErrOut, "dtls: warning: the certificate in %s expired on %s: the daemon will refuse it; ask for a new bundle\n", dir, day)
+	case notAfter.Before(now.Add(expiryWarning)):
+		fmt.Fprintf(io.ErrOut, "dtls: warning: the certificate in %s expires on %s, %s: ask for a renewal ('dtls renew NAME --archive FILE' on the CA host)\n", dir, day, inDays(notAfter, now))
+	}
+}
+
+// warnBundleExpiry is warnExpiry for the bundle in dir, from its
+// certificate; a bundle whose certificate cannot be read draws nothing
+// here (env and check say what is wrong with it).
+func warnBundleExpiry(io IO, dir string) {
+	if c, err := bundleCert(dir); err == nil {
+		warnExpiry(io, dir, c.NotAfter, io.Now())
+	}
+}
+
+// reportAdopted says where SetDefault moved a bundle directory that had
+// been copied to the store's default by hand.
+func reportAdopted(io IO, root, moved string) {
+	if moved != "" {
+		fmt.Fprintf(io.ErrOut, "moved the bundle directory %s (copied there by hand) to %s: 'default' is a link to the bundle in use\n",
+			filepath.Join(root, clientenv.DefaultName), filepath.Join(root, moved))
+	}
 }

@@ -193,6 +193,7 @@ func runContextCreate(o *contextOptions) error {
 	}
 	fmt.Fprintf(o.ErrOut, "created docker context %q for %s in %s\n", ctx.Name, ctx.Host, cfg)
 	fmt.Fprintf(o.ErrOut, "use it with: docker --context %s version   (or: docker context use %s)\n", ctx.Name, ctx.Name)
+	warnBundleExpiry(o.IO, ctx.Bundle)
 	warnDockerHost(o.IO)
 	return nil
 }

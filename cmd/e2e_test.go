@@ -264,7 +264,9 @@ func TestLifecycleDockerd(t *testing.T) {
 	assert.NoError(t, connects(alice), "old-CA client during the rotation")
 	assert.NoError(t, connects(bob), "new-CA client during the rotation")
 
+	// --switch (alice's bundle at its recorded path trusts both CAs) and
 	// --finish: alice is refused, bob connects.
+	run("rotate-ca", "--switch", "--force")
 	run("rotate-ca", "--finish", "--force")
 	require.NoError(t, d.Restart(context.Background()))
 	err := connects(alice)

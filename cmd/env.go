@@ -3,7 +3,6 @@ package cmd
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -66,6 +65,7 @@ DOCKER_HOST overrides the context ('dtls context create').`,
   $ eval "$(dtls env --no-proxy)"
   $ & dtls env --shell powershell | Invoke-Expression
   $ eval "$(dtls env --cert-path ~/bundles/prod)"
+  $ eval "$(dtls env --docker-host tcp://localhost:12376)"   # through an SSH tunnel
   $ eval "$(dtls env --unset)"`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 1 {
@@ -107,7 +107,11 @@ DOCKER_HOST overrides the context ('dtls context create').`,
 				sh = clientenv.DetectShell(opts.Getenv("SHELL"))
 			}
 			if opts.Host != "" {
-				if err := parseDockerHost("host", opts.Host); err != nil {
+				flag := "docker-host"
+				if c.Flags().Changed("host") {
+					flag = "host"
+				}
+				if err := parseDockerHost(flag, opts.Host); err != nil {
 					return usageError{err, c.CommandPath()}
 				}
 			}
@@ -121,7 +125,14 @@ DOCKER_HOST overrides the context ('dtls context create').`,
 	f.StringVar(&opts.Format, "format", "shell", "output format: shell (commands for eval) or dotenv (KEY=value lines)")
 	f.BoolVar(&opts.NoProxy, "no-proxy", false, "add the daemon's host to NO_PROXY and no_proxy")
 	f.BoolVar(&opts.Unset, "unset", false, "print the commands that unset the variables")
-	f.StringVar(&opts.Host, "host", "", "daemon URL, overriding the bundle's (tcp://HOST:PORT)")
+	f.StringVar(&opts.Host, "docker-host", "", "daemon URL, overriding the bundle's (tcp://HOST:PORT)")
+	// --host was env's name for it; everywhere else --host names a
+	// certificate's host. Kept, hidden, with a notice on stderr (never on
+	// the stdout that eval runs).
+	f.StringVar(&opts.Host, "host", "", "daemon URL (deprecated: use --docker-host)")
+	_ = f.MarkDeprecated("host", "use --docker-host")
+	c.MarkFlagsMutuallyExclusive("docker-host", "host")
+	c.MarkFlagsMutuallyExclusive("unset", "docker-host")
 	c.MarkFlagsMutuallyExclusive("unset", "host")
 	c.MarkFlagsMutuallyExclusive("unset", "cert-path")
 	c.MarkFlagsMutuallyExclusive("unset", "no-proxy")
@@ -136,9 +147,6 @@ DOCKER_HOST overrides the context ('dtls context create').`,
 	})
 	return c
 }
-
-// expiryWarning is how close to its end a certificate draws a warning.
-const expiryWarning = 14 * 24 * time.Hour
 
 func runEnv(o *envOptions, sh clientenv.Shell) error {
 	// The usage line repeats the command as run, so that the hint works
@@ -182,18 +190,13 @@ func runEnv(o *envOptions, sh clientenv.Shell) error {
 		return withHint(err, "import a bundle from your Docker admin ('dtls import FILE', made by 'dtls issue-client NAME --archive FILE'), or pass --cert-path DIR")
 	}
 	if o.Host != "" {
-		cmdLine += " --host " + shellWord(o.Host)
+		cmdLine += " --docker-host " + shellWord(o.Host)
 	} else if b.Meta.DockerHost == "" {
-		return withHint(fmt.Errorf("bundle %q records no daemon URL", b.Dir), "pass --host tcp://HOST:2376")
+		return withHint(fmt.Errorf("bundle %q records no daemon URL", b.Dir), "pass --docker-host tcp://HOST:2376")
 	}
-	now := o.Now()
-	switch na := b.Meta.NotAfter; {
-	case na.IsZero():
-	case !na.After(now):
-		fmt.Fprintf(o.ErrOut, "dtls: warning: the certificate in %s expired on %s: the daemon will refuse it; ask for a new bundle\n", b.Dir, na.UTC().Format("2006-01-02"))
-	case na.Before(now.Add(expiryWarning)):
-		fmt.Fprintf(o.ErrOut, "dtls: warning: the certificate in %s expires on %s\n", b.Dir, na.UTC().Format("2006-01-02"))
-	}
+	// dtls.json's not_after: env runs at every shell start and parses
+	// no certificate.
+	warnExpiry(o.IO, b.Dir, b.Meta.NotAfter, o.Now())
 	if py := clientenv.PythonCAOverrides(o.Getenv); len(py) > 0 {
 		fmt.Fprintf(o.ErrOut, "dtls: warning: %s\n", clientenv.PythonCAWarning(py))
 	}

@@ -120,6 +120,9 @@ func TestProvisionExample(t *testing.T) {
 	got, err := os.ReadFile(calls)
 	require.NoError(t, err, "systemctl was never called: %s", out)
 	assert.Equal(t, "daemon-reload\nrestart docker\n", string(got))
+	// --restart with the units elsewhere ($DTLS_SYSTEMD_DIR) runs this
+	// host's systemctl: init says so.
+	assert.Contains(t, string(out), "dtls: warning: --restart restarts this host's docker (systemctl daemon-reload, systemctl restart docker): systemd does not read --systemd-dir "+units)
 	fi, err := os.Stat(filepath.Join(dir, "dtls-alice.tar.gz"))
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())

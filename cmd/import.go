@@ -89,6 +89,10 @@ func runImport(o *importOptions) error {
 	} else {
 		files, err = bundle.ReadArchive(o.File)
 	}
+	var layout *bundle.LayoutError
+	if errors.As(err, &layout) {
+		return withHint(err, "make it with 'dtls issue-client NAME --archive FILE', or tar the four files at the top level: tar -czf FILE -C DIR ca.pem cert.pem key.pem dtls.json")
+	}
 	if err != nil {
 		return err
 	}
@@ -138,13 +142,15 @@ func runImport(o *importOptions) error {
 		}
 		ctxs, err := dockercontext.MadeFrom(cfg, src)
 		if err != nil {
-			return fmt.Errorf("bundle imported into %s, but its docker contexts were not refreshed: %w", dir, err)
+			return partialError{done: fmt.Sprintf("imported bundle %q into %s", name, dir), step: "finding the docker contexts made from it", err: err,
+				run: fmt.Sprintf("dtls context create NAME --bundle %s --force, for each", name)}
 		}
 		for _, c := range ctxs {
 			c.CA, c.Cert, c.Key = bundle.Get(files, "ca.pem"), bundle.Get(files, "cert.pem"), bundle.Get(files, "key.pem")
 			c.Host = checked.Meta.DockerHost
 			if err := dockercontext.Create(cfg, c, true); err != nil {
-				return fmt.Errorf("bundle imported into %s, but docker context %q was not refreshed: %w", dir, c.Name, err)
+				return partialError{done: fmt.Sprintf("imported bundle %q into %s", name, dir), step: fmt.Sprintf("refreshing docker context %q", c.Name), err: err,
+					run: fmt.Sprintf("dtls context create %s --bundle %s --force", c.Name, name)}
 			}
 			fmt.Fprintf(o.ErrOut, "refreshed docker context %q\n", c.Name)
 		}
@@ -155,8 +161,11 @@ func runImport(o *importOptions) error {
 		fmt.Fprintf(o.ErrOut, "use it with: eval \"$(dtls env %s)\"\n", name)
 		return nil
 	}
-	if err := clientenv.SetDefault(root, name); err != nil {
-		return withHint(fmt.Errorf("bundle imported, but not made the default: %w", err), "run 'dtls use %s'", name)
+	moved, err := clientenv.SetDefault(root, name)
+	reportAdopted(o.IO, root, moved)
+	if err != nil {
+		return partialError{done: fmt.Sprintf("imported bundle %q into %s", name, dir), step: "making it the default", err: err,
+			run: fmt.Sprintf("dtls use %s (or use it now: eval \"$(dtls env %s)\")", name, name)}
 	}
 	fmt.Fprintf(o.ErrOut, "default bundle is now %q; run: eval \"$(dtls env)\"\n", name)
 	if p := o.Getenv(clientenv.EnvCertPath); p != "" {

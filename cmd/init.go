@@ -1,8 +1,10 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strings"
@@ -34,7 +36,13 @@ type initOptions struct {
 	Authz          bool
 	AuthzSocket    string
 	caKey          caKeyOptions
+	// cmdLine is the command as given, for the hint to run it as root.
+	cmdLine string
 }
+
+// plainDockerPort is the IANA port of Docker without TLS ("docker"; 2376
+// is "docker-s").
+const plainDockerPort = 2375
 
 func newInitCmd(io IO) *cobra.Command {
 	opts := &initOptions{IO: io}
@@ -77,8 +85,16 @@ certificate works against every daemon.`,
   $ dtls init --state-dir ./ca --certs-dir ./certs --daemon-json ./daemon.json --systemd-dir ./systemd`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if _, _, err := authority.ParseListen(opts.Listen); err != nil {
+			_, port, err := authority.ParseListen(opts.Listen)
+			if err != nil {
 				return usageError{err, c.CommandPath()}
+			}
+			if port == plainDockerPort {
+				// IANA: 2375 is docker (plain text), 2376 docker-s (TLS).
+				// Scanners look for open daemons on 2375, and the Docker
+				// CLI and firewalls expect TLS on 2376. A warning, not a
+				// refusal: the listener has tlsverify either way.
+				fmt.Fprintf(io.ErrOut, "dtls: warning: --listen %s uses port 2375, the IANA port of plain-text Docker: use 2376, the port for Docker over TLS (--listen tcp://HOST:2376); 'dtls audit' warns about 2375\n", opts.Listen)
 			}
 			for _, h := range opts.Hosts {
 				if err := pki.ValidateHost(h); err != nil {
@@ -114,6 +130,7 @@ certificate works against every daemon.`,
 			if opts.Restart && opts.DryRun {
 				return usagef(c, "--restart and --dry-run cannot be used together")
 			}
+			opts.cmdLine = commandLine(c)
 			return runInit(opts)
 		},
 	}
@@ -143,8 +160,10 @@ certificate works against every daemon.`,
 
 // daysFlag is a duration flag counted in days, the unit admins think in.
 func daysFlag(c *cobra.Command, p *time.Duration, name string, def time.Duration, usage string) {
-	c.Flags().Var(&daysValue{p}, name, fmt.Sprintf("%s, in days (default %d)", usage, int(def.Hours()/24)))
+	// Set first: pflag records the value's String() at definition as the
+	// default --help shows.
 	*p = def
+	c.Flags().Var(&daysValue{p}, name, usage+", in days")
 }
 
 type daysValue struct{ d *time.Duration }
@@ -205,7 +224,7 @@ func runInit(o *initOptions) error {
 	}
 	res, err := authority.Init(req, opts)
 	if err != nil {
-		return err
+		return rootHint(err, o.cmdLine)
 	}
 	if res.AuthzPending && o.Restart && o.SystemdDir == "" && !o.DryRun {
 		// Start the plugin's socket, then merge its name into
@@ -213,11 +232,11 @@ func runInit(o *initOptions) error {
 		for _, s := range res.Steps {
 			fmt.Fprintln(o.ErrOut, s)
 		}
-		if err := systemctl(o.ErrOut, "daemon-reload"); err != nil {
-			return err
-		}
-		if err := systemctl(o.ErrOut, "enable", "--now", authority.AuthzSocketUnit); err != nil {
-			return err
+		for _, args := range [][]string{{"daemon-reload"}, {"enable", "--now", authority.AuthzSocketUnit}} {
+			if err := systemctl(o.ErrOut, args...); err != nil {
+				return partialError{done: initDone(o) + " and the plugin's units written", step: "starting the plugin", err: err,
+					run: fmt.Sprintf("sudo systemctl daemon-reload && sudo systemctl enable --now %s, then dtls init --authz again", authority.AuthzSocketUnit)}
+			}
 		}
 		if res, err = authority.Init(req, opts); err != nil {
 			return err
@@ -241,8 +260,13 @@ func runInit(o *initOptions) error {
 	}
 	if res.NeedRestart {
 		if o.Restart {
+			if o.SystemdDir != "" {
+				// systemctl reads the units from systemd's own
+				// directories: --systemd-dir does not move them.
+				fmt.Fprintf(o.ErrOut, "dtls: warning: --restart restarts this host's docker (systemctl daemon-reload, systemctl restart docker): systemd does not read --systemd-dir %s\n", o.SystemdDir)
+			}
 			if err := restartDocker(o.ErrOut); err != nil {
-				return err
+				return partialError{done: initDone(o), step: "restarting docker", err: err, run: "sudo systemctl daemon-reload && sudo systemctl restart docker"}
 			}
 		} else {
 			fmt.Fprintln(o.ErrOut, "dockerd reads its TLS settings only when it starts: run")
@@ -252,8 +276,28 @@ func runInit(o *initOptions) error {
 	if res.AuthzPending {
 		fmt.Fprintf(o.ErrOut, "next: start the plugin (sudo systemctl daemon-reload && sudo systemctl enable --now %s), then run 'dtls init --authz' again: it names the plugin in daemon.json once it answers\n", authority.AuthzSocketUnit)
 	}
+	if o.CAFrom != "" {
+		// No CA key here: clients are issued where the CA is, and one
+		// client certificate works against every daemon of the fleet.
+		fmt.Fprintf(o.ErrOut, "next: issue client certificates on the CA's host (sudo dtls issue-client NAME there); they connect to this daemon at %s\n", res.Server.DockerHost)
+		return nil
+	}
 	fmt.Fprintf(o.ErrOut, "next: sudo dtls issue-client NAME   (clients will connect to %s)\n", res.Server.DockerHost)
 	return nil
+}
+
+// initDone says what a finished init wrote, for an error in a later step.
+func initDone(o *initOptions) string {
+	return fmt.Sprintf("set up TLS (certificates in %s, %s merged)", o.CertsDir, o.DaemonJSON)
+}
+
+// rootHint adds the command to run as root to a permission error of a
+// command run without root (init writes /var/lib/dtls and /etc/docker).
+func rootHint(err error, cmdLine string) error {
+	if errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0 {
+		return withHint(err, "run it as root: sudo %s", cmdLine)
+	}
+	return err
 }
 
 // systemctl runs systemctl with args, its output to w.
@@ -284,7 +328,7 @@ func restartDocker(errOut io.Writer) error {
 		cmd := exec.Command("systemctl", args...)
 		cmd.Stdout, cmd.Stderr = errOut, errOut
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("systemctl %v: %w", args, err)
+			return fmt.Errorf("systemctl %s: %w", strings.Join(args, " "), err)
 		}
 	}
 	fmt.Fprintln(errOut, "restarted docker")

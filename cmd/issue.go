@@ -216,10 +216,14 @@ func runIssueClient(o *issueClientOptions) error {
 		fmt.Fprintf(o.ErrOut, "next: send it to %s over a private channel; on their machine: dtls import %s && eval \"$(dtls env)\"\n", o.Names[0], filepath.Base(o.Archive))
 		return nil
 	}
+	// Into the store under its own name, then 'dtls use': the store's
+	// "default" is a link that 'dtls import' and 'dtls use' switch.
 	if len(issued) == 1 {
-		fmt.Fprintf(o.ErrOut, "next: copy it to %s's machine as ~/.docker/dtls/default (directory 0700), then run: eval \"$(dtls env)\"\n", o.Names[0])
+		base := filepath.Base(issued[0].Dir)
+		fmt.Fprintf(o.ErrOut, "next: copy it into ~/.docker/dtls/ on %s's machine (scp -r %s HOST:.docker/dtls/; it holds the key), then run there: dtls use %s && eval \"$(dtls env)\"\n",
+			o.Names[0], issued[0].Dir, base)
 	} else {
-		fmt.Fprintf(o.ErrOut, "next: copy each bundle to its owner's machine as ~/.docker/dtls/default (directory 0700), then run: eval \"$(dtls env)\"\n")
+		fmt.Fprintf(o.ErrOut, "next: copy each bundle into ~/.docker/dtls/ on its owner's machine (scp -r DIR HOST:.docker/dtls/), then run there: dtls use NAME && eval \"$(dtls env)\"\n")
 	}
 	return nil
 }

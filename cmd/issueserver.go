@@ -73,7 +73,7 @@ renewed by 'dtls renew --expiring'.`,
 	f := c.Flags()
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the CA made by 'dtls init'")
 	f.StringArrayVar(&opts.Hosts, "host", nil, "another DNS name or IP the certificate covers (repeatable)")
-	f.StringVar(&opts.Out, "out", "", "bundle directory to write (default ./dtls-server-HOST)")
+	pathFlag(c, io, &opts.Out, "out", "DTLS_OUT", "", "bundle directory to write (default ./dtls-server-HOST)")
 	f.StringVar(&opts.KeyType, "key-type", string(pki.DefaultKeyType), "key algorithm of the server key: "+pki.KeyTypeNames())
 	completeKeyTypes(c)
 	daysFlag(c, &opts.Validity, "days", pki.DefaultServerValidity, "validity of the server certificate")

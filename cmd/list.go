@@ -2,7 +2,10 @@ package cmd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -11,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dtls-tool/dtls/authority"
+	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/store"
 )
 
@@ -24,10 +28,12 @@ type listOptions struct {
 func newListCmd(io IO) *cobra.Command {
 	opts := &listOptions{IO: io}
 	c := &cobra.Command{
-		Use:   "list",
-		Short: "List every certificate dtls issued",
-		Long: `List prints the inventory kept in STATE_DIR/dtls.db: every CA, server and
-client certificate dtls issued, newest last, with its status:
+		Use:     "certs",
+		Aliases: []string{"list"},
+		Short:   "List every certificate this host's CA issued (the inventory)",
+		Long: `Certs (or list) prints the inventory kept in STATE_DIR/dtls.db on the CA's
+host: every CA, server and client certificate dtls issued, newest last,
+with its status (the bundles on a laptop are 'dtls bundles'):
 
   valid       in use and not close to expiry
   expiring    expires within --expiring (default 30 days)
@@ -38,10 +44,11 @@ client certificate dtls issued, newest last, with its status:
               until it expires
 
 The CA column is "old" for a certificate that chains to a CA being
-replaced by 'dtls rotate-ca'. --output json prints an array of objects with
-the same fields, and the serial in lowercase hex.`,
-		Example: `  $ sudo dtls list
-  $ sudo dtls list --expiring 30d
+replaced by 'dtls rotate-ca'; during a rotation a line on stderr says which
+step it is at ('dtls rotate-ca --status' says more). --output json prints
+an array of objects with the same fields, and the serial in lowercase hex.`,
+		Example: `  $ sudo dtls certs
+  $ sudo dtls certs --expiring 30d
   $ sudo dtls list --output json | jq -r '.[] | select(.status == "expiring") | .name'`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -120,7 +127,7 @@ func runList(o *listOptions) error {
 	now := o.Now()
 	a, err := openAuthority(o.IO, o.StateDir, nil)
 	if err != nil {
-		return err
+		return laptopHint(o.IO, err)
 	}
 	recs, err := a.Store.All()
 	if err != nil {
@@ -128,9 +135,19 @@ func runList(o *listOptions) error {
 		return err
 	}
 	roles, err := a.Store.Roles()
+	var rotation *authority.RotationStatus
+	if err == nil && o.Output == "table" && a.InRotation() {
+		// A header only: an unreadable status leaves it out.
+		rotation, _ = a.RotationStatus(now)
+	}
 	a.Close()
 	if err != nil {
 		return err
+	}
+	if h := rotationHeader(rotation); h != "" {
+		// Status, not data: stderr, and never in --output json, which
+		// stays an array of records.
+		fmt.Fprintln(o.ErrOut, h)
 	}
 	current := authority.CurrentCASerial(o.StateDir)
 	window := authority.RenewBefore
@@ -198,4 +215,21 @@ func displayStatus(r store.Record, now time.Time, window time.Duration) string {
 		return "expiring"
 	}
 	return "valid"
+}
+
+// laptopHint: 'dtls list' on a laptop, where there is no state directory
+// but a bundle store, was meant as 'dtls ls' (in Docker's commands the two
+// are one): say so.
+func laptopHint(io IO, err error) error {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	root, rerr := clientenv.StoreRoot(io.Getenv)
+	if rerr != nil {
+		return err
+	}
+	if _, serr := os.Stat(root); serr != nil {
+		return err
+	}
+	return withHint(err, "this lists the certificates of the CA's host ('sudo dtls init' makes the CA); on a laptop: dtls ls lists your bundles (dtls bundles)")
 }

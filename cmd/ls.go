@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -22,17 +23,23 @@ type lsOptions struct {
 func newLsCmd(io IO) *cobra.Command {
 	opts := &lsOptions{IO: io}
 	c := &cobra.Command{
-		Use:   "ls",
-		Short: "List the bundles on this machine",
-		Long: `Ls lists the bundles in the bundle store, ~/.docker/dtls (or $DTLS_HOME):
-their name, the daemon URL, the client name and when the certificate
-expires, from each bundle's dtls.json. The default bundle, which a plain
-'dtls env' uses, is marked with "*". A directory that is not a usable
-bundle is listed with the reason.
+		Use:     "bundles",
+		Aliases: []string{"ls"},
+		Short:   "List the client bundles on this machine",
+		Long: `Bundles (or ls) lists the bundles in the bundle store, ~/.docker/dtls (or
+$DTLS_HOME), on a developer's machine (the CA's inventory on the Docker host
+is 'dtls certs'):
+their name, the daemon URL (from dtls.json), and the client name and
+expiry from the certificate itself (cert.pem), which is what the daemon
+checks. A certificate that has expired is marked "(expired)", one that
+expires within 14 days "(expires in N days)". The default bundle, which a
+plain 'dtls env' uses, is marked with "*"; a bundle copied by hand to
+~/.docker/dtls/default is listed as "default". A directory that is not a
+usable bundle is listed with the reason.
 
 --output json prints a JSON array instead, one object per bundle.`,
 		Example: `  $ dtls ls
-  $ dtls ls --output json`,
+  $ dtls bundles --output json`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if opts.Output != "table" && opts.Output != "json" {
@@ -54,7 +61,9 @@ type lsEntry struct {
 	Client     string     `json:"client,omitempty"`
 	NotAfter   *time.Time `json:"not_after,omitempty"`
 	Expired    bool       `json:"expired"`
-	Error      string     `json:"error,omitempty"`
+	// Expiring: the certificate expires within expiryWarning.
+	Expiring bool   `json:"expiring"`
+	Error    string `json:"error,omitempty"`
 }
 
 func runLs(o *lsOptions) error {
@@ -70,16 +79,21 @@ func runLs(o *lsOptions) error {
 	list := make([]lsEntry, 0, len(entries))
 	for _, e := range entries {
 		le := lsEntry{Name: e.Name, Default: e.Default}
+		var cert *x509.Certificate
+		if e.Err == nil {
+			cert, e.Err = bundleCert(e.Bundle.Dir)
+		}
 		if e.Err != nil {
 			le.Error = e.Err.Error()
 		} else {
-			m := e.Bundle.Meta
-			le.Dir, le.DockerHost, le.Client = e.Bundle.Dir, m.DockerHost, m.Name
-			if !m.NotAfter.IsZero() {
-				na := m.NotAfter.UTC()
-				le.NotAfter = &na
-				le.Expired = !na.After(now)
-			}
+			// dtls.json says where the daemon is; the name and the
+			// expiry are the certificate's own, which the daemon checks
+			// (dtls.json's could be stale or edited).
+			le.Dir, le.DockerHost, le.Client = e.Bundle.Dir, e.Bundle.Meta.DockerHost, cert.Subject.CommonName
+			na := cert.NotAfter.UTC()
+			le.NotAfter = &na
+			le.Expired = !na.After(now)
+			le.Expiring = !le.Expired && na.Before(now.Add(expiryWarning))
 		}
 		list = append(list, le)
 	}
@@ -109,8 +123,11 @@ func runLs(o *lsOptions) error {
 		exp := "-"
 		if e.NotAfter != nil {
 			exp = e.NotAfter.Format("2006-01-02")
-			if e.Expired {
+			switch {
+			case e.Expired:
 				exp += " (expired)"
+			case e.Expiring:
+				exp += " (expires " + inDays(*e.NotAfter, now) + ")"
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, printable(e.DockerHost), printable(e.Client), exp)

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -140,6 +141,7 @@ func runRenew(o *renewOptions) error {
 		fmt.Fprintf(o.ErrOut, "nothing expires within %s\n", o.Expiring)
 		return nil
 	}
+	var done []string
 	for _, it := range res.Renewed {
 		where := it.Dir
 		if where == "" {
@@ -147,11 +149,17 @@ func runRenew(o *renewOptions) error {
 		}
 		fmt.Fprintf(o.ErrOut, "renewed %s %q: serial %s -> %s, expires %s, written to %s\n", it.Record.Kind, it.Record.Name,
 			it.Supersedes, it.Record.Serial, it.Record.NotAfter.UTC().Format("2006-01-02"), where)
+		done = append(done, fmt.Sprintf("%s %q (serial %s, written to %s)", it.Record.Kind, it.Record.Name, it.Record.Serial, where))
 	}
 	if res.ServerRenewed {
 		fmt.Fprintln(o.ErrOut, "dockerd does not reload its TLS files on SIGHUP (moby#23936): it serves the old certificate until restarted")
 		if o.Restart {
-			return restartDocker(o.ErrOut)
+			if err := restartDocker(o.ErrOut); err != nil {
+				// The renewal stands: only the restart is left.
+				return partialError{done: "renewed " + strings.Join(done, ", "), step: "restarting docker", err: err,
+					run: "sudo systemctl daemon-reload && sudo systemctl restart docker"}
+			}
+			return nil
 		}
 		fmt.Fprintln(o.ErrOut, "restart needed: sudo systemctl restart docker   (or pass --restart)")
 	}

@@ -33,7 +33,7 @@ holds one CRL per CA.
 dockerd itself checks no CRL (moby#27778, open since 2016): the daemon
 keeps accepting a revoked certificate until it expires. To cut access at
 once, rotate the CA ('dtls rotate-ca', re-issue the other clients, then
-'dtls rotate-ca --finish').
+'dtls rotate-ca --switch' and 'dtls rotate-ca --finish').
 
 The CA itself cannot be revoked: replace it with 'dtls rotate-ca'.`,
 		Example: `  $ sudo dtls revoke alice
@@ -85,6 +85,6 @@ func runRevoke(o *revokeOptions) error {
 	}
 	fmt.Fprintf(o.ErrOut, "wrote CRL %s (%d revoked) for proxies that check CRLs (nginx ssl_crl, HAProxy crl-file)\n", res.CRL.Path, res.CRL.Revoked)
 	fmt.Fprintf(o.ErrOut, "dtls: warning: dockerd checks no CRL (moby#27778): the daemon STILL ACCEPTS this certificate until it expires on %s\n", res.LastExpiry.UTC().Format("2006-01-02"))
-	fmt.Fprintf(o.ErrOut, "to cut access now: dtls rotate-ca, re-issue the other clients, then dtls rotate-ca --finish\n")
+	fmt.Fprintf(o.ErrOut, "to cut access now: dtls rotate-ca, re-issue the other clients, then dtls rotate-ca --switch and dtls rotate-ca --finish\n")
 	return nil
 }

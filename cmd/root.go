@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
 	cflog "github.com/cloudflare/cfssl/log"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -22,7 +24,34 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	// exitPartial: the command changed something, then a later step
+	// failed (restarting docker, switching the default bundle); the error
+	// says what was done and what is left to run. 3 and 4 are audit's and
+	// check's.
+	exitPartial = 5
 )
+
+// partialError is the error of a command that made its change and then
+// failed a later step: "renewed ...; but restarting docker failed: ...;
+// run: sudo systemctl restart docker". Exit code 5.
+type partialError struct {
+	done string // what was done, e.g. `imported bundle "x" into DIR`
+	step string // the step that failed, e.g. "restarting docker"
+	err  error
+	run  string // the command that does what is left
+}
+
+func (e partialError) Error() string {
+	msg := fmt.Sprintf("%s; but %s failed: %v", e.done, e.step, e.err)
+	if e.run != "" {
+		msg += "; run: " + e.run
+	}
+	return msg
+}
+func (e partialError) Unwrap() error { return e.err }
+
+// ExitCode is the process exit code for this error.
+func (e partialError) ExitCode() int { return exitPartial }
 
 // IO is what every command reads and writes; tests swap it.
 type IO struct {
@@ -46,12 +75,13 @@ func Run(args []string, io IO) int {
 	cflog.Level = cflog.LevelError
 
 	var root *cobra.Command
-	if build, ok := commandFor(args); ok {
+	if name, ok := commandFor(args); ok {
 		root = newBareRootCmd(io)
-		root.AddCommand(build(io))
+		addCommand(root, name, io)
 	} else {
 		root = newRootCmd(io)
 	}
+	flagNoticesTo(root, io.ErrOut)
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
@@ -111,23 +141,52 @@ func withHint(err error, format string, a ...any) error {
 	return hinted{err, fmt.Sprintf(format, a...)}
 }
 
-// commandFor returns the builder of the subcommand args name, when args
-// name one directly; help, completion and anything else get the whole tree.
-func commandFor(args []string) (func(IO) *cobra.Command, bool) {
+// commandFor returns the name of the subcommand args name (directly or by
+// an alias), when they name one; help, completion and anything else get
+// the whole tree.
+func commandFor(args []string) (string, bool) {
 	if len(args) == 0 {
-		return nil, false
+		return "", false
 	}
-	build, ok := commands[args[0]]
-	return build, ok
+	name := args[0]
+	if n, ok := commandAliases[name]; ok {
+		name = n
+	}
+	_, ok := commands[name]
+	return name, ok
 }
 
 // newRootCmd is dtls with every subcommand.
 func newRootCmd(io IO) *cobra.Command {
 	root := newBareRootCmd(io)
 	for _, name := range commandOrder {
-		root.AddCommand(commands[name](io))
+		addCommand(root, name, io)
 	}
+	// dtls --version, as 'dtls version' prints it. Only in the whole tree:
+	// a subcommand's run never needs the build information.
+	v, cm, d := buildInfo()
+	root.Version = v
+	root.SetVersionTemplate(fmt.Sprintf("dtls {{.Version}} (commit %s, built %s, %s %s/%s)\n", cm, d, runtime.Version(), runtime.GOOS, runtime.GOARCH))
 	return root
+}
+
+// addCommand builds the subcommand name and adds it to root, in its group
+// of 'dtls --help'.
+func addCommand(root *cobra.Command, name string, io IO) {
+	c := commands[name](io)
+	c.GroupID = commandGroups[name]
+	root.AddCommand(c)
+}
+
+// flagNoticesTo sends pflag's notices (a deprecated flag's "Flag --host
+// has been deprecated, ...") to w for every command. cobra would print
+// them with the command's output writer, stdout, which 'eval "$(dtls
+// env)"' runs.
+func flagNoticesTo(c *cobra.Command, w io.Writer) {
+	c.Flags().SetOutput(w)
+	for _, sub := range c.Commands() {
+		flagNoticesTo(sub, w)
+	}
 }
 
 // newBareRootCmd is the root command without subcommands.
@@ -149,7 +208,9 @@ Exit codes:
   1  failure (the error says what and where; nothing was changed)
   2  usage error (bad flag, argument or value)
   3  audit found a FAIL
-  4  check: the daemon cannot be used with the bundle; inspect: a problem found`,
+  4  check: the daemon cannot be used with the bundle; inspect: a problem found
+  5  done, but a later step failed (restarting docker, making an imported
+     bundle the default): the error says what was changed and what to run`,
 		Example: `  # On the Docker host
   $ sudo dtls init
   $ sudo dtls issue-client alice --archive alice.tar.gz
@@ -160,12 +221,19 @@ Exit codes:
   $ docker version
 
   # Later, on the Docker host
-  $ sudo dtls list --expiring 30d
+  $ sudo dtls certs --expiring 30d
   $ sudo dtls revoke bob
   $ sudo dtls audit`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
+	// Two machines, two sets of commands: 'dtls --help' says which is
+	// which ('certs' lists the CA's inventory on the Docker host,
+	// 'bundles' the bundles on a laptop).
+	root.AddGroup(
+		&cobra.Group{ID: groupHost, Title: "Docker host commands (as root, where the CA is):"},
+		&cobra.Group{ID: groupLaptop, Title: "Laptop commands (where docker runs as a client):"},
+	)
 	root.SetIn(io.In)
 	root.SetOut(io.Out)
 	root.SetErr(io.ErrOut)
@@ -195,7 +263,7 @@ var commands = map[string]func(IO) *cobra.Command{
 	"init":         newInitCmd,
 	"issue-client": newIssueClientCmd,
 	"issue-server": newIssueServerCmd,
-	"list":         newListCmd,
+	"certs":        newListCmd,
 	"renew":        newRenewCmd,
 	"revoke":       newRevokeCmd,
 	"rotate-ca":    newRotateCACmd,
@@ -204,7 +272,7 @@ var commands = map[string]func(IO) *cobra.Command{
 	"version":      newVersionCmd,
 	"audit":        newAuditCmd,
 	"import":       newImportCmd,
-	"ls":           newLsCmd,
+	"bundles":      newLsCmd,
 	"use":          newUseCmd,
 	"context":      newContextCmd,
 	"role":         newRoleCmd,
@@ -213,8 +281,29 @@ var commands = map[string]func(IO) *cobra.Command{
 	"inspect":      newInspectCmd,
 }
 
-var commandOrder = []string{"init", "issue-client", "issue-server", "list", "renew", "revoke", "crl", "rotate-ca",
-	"role", "authz", "env", "version", "audit", "import", "ls", "use", "context", "check", "inspect"}
+var commandOrder = []string{"init", "issue-client", "issue-server", "certs", "renew", "revoke", "crl", "rotate-ca",
+	"role", "authz", "env", "version", "audit", "import", "bundles", "use", "context", "check", "inspect"}
+
+// commandAliases are the other names of commands (each command's Aliases),
+// so that Run finds the one command to build: 'list' and 'ls' are what
+// users typed before the commands were named for what they list.
+var commandAliases = map[string]string{"list": "certs", "ls": "bundles", "default": "use"}
+
+// The groups of 'dtls --help'.
+const (
+	groupHost   = "host"
+	groupLaptop = "laptop"
+)
+
+// commandGroups puts each command in its group; version, help and
+// completion are in neither.
+var commandGroups = map[string]string{
+	"init": groupHost, "issue-client": groupHost, "issue-server": groupHost, "certs": groupHost,
+	"renew": groupHost, "revoke": groupHost, "crl": groupHost, "rotate-ca": groupHost,
+	"role": groupHost, "authz": groupHost, "audit": groupHost,
+	"import": groupLaptop, "bundles": groupLaptop, "use": groupLaptop, "env": groupLaptop,
+	"context": groupLaptop, "check": groupLaptop, "inspect": groupLaptop,
+}
 
 // exactArgs is cobra.ExactArgs with a usage error.
 func exactArgs(n int, what string) cobra.PositionalArgs {
@@ -250,4 +339,44 @@ func completeKeyTypes(c *cobra.Command) {
 // completeOutput completes --output with the formats every listing takes.
 func completeOutput(c *cobra.Command) {
 	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// commandLine is c's command as the user gave it (its path, then the flags
+// set, in --long form), for a hint that repeats it, e.g. with sudo.
+func commandLine(c *cobra.Command, args ...string) string {
+	words := strings.Fields(c.CommandPath())
+	c.Flags().Visit(func(f *pflag.Flag) {
+		if f.Deprecated != "" {
+			return
+		}
+		if f.Value.Type() == "bool" {
+			if f.Value.String() == "true" {
+				words = append(words, "--"+f.Name)
+			} else {
+				words = append(words, "--"+f.Name+"=false")
+			}
+			return
+		}
+		vals := []string{f.Value.String()}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			vals = sv.GetSlice()
+		}
+		for _, v := range vals {
+			words = append(words, "--"+f.Name, hintQuote(v))
+		}
+	})
+	for _, a := range args {
+		words = append(words, hintQuote(a))
+	}
+	return strings.Join(words, " ")
+}
+
+// hintQuote quotes s for a POSIX shell when it is not a plain word.
+func hintQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-:=,@+%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -3,12 +3,14 @@ package cmd
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/store"
 )
 
 type rotateOptions struct {
@@ -16,7 +18,9 @@ type rotateOptions struct {
 	StateDir   string
 	KeyType    string
 	CAValidity time.Duration
+	Switch     bool
 	Finish     bool
+	Status     bool
 	Force      bool
 	Restart    bool
 	caKey      caKeyOptions
@@ -25,42 +29,76 @@ type rotateOptions struct {
 func newRotateCACmd(io IO) *cobra.Command {
 	opts := &rotateOptions{IO: io}
 	c := &cobra.Command{
-		Use:   "rotate-ca",
-		Short: "Replace the CA, keeping old clients working during the transition",
-		Long: `Rotate-ca replaces the CA in two steps.
+		Use:   "rotate-ca [--switch | --finish | --status]",
+		Short: "Replace the CA in three steps, without cutting off any client",
+		Long: `Rotate-ca replaces the CA in three steps. The old CA was made with a path
+length of 0 and cannot cross-sign the new one, so a bundle that trusts only
+the old CA (a laptop's imported copy, a Docker context) cannot verify a
+server certificate of the new CA: the daemon switches to one only once
+every client has a bundle that trusts both.
 
-'dtls rotate-ca' makes a new CA (STATE_DIR/ca.pem, ca-key.pem) and keeps
-the old one as STATE_DIR/ca-old.pem and ca-old-key.pem. The daemon's
-ca.pem then holds both CAs, so that client certificates of either are
-accepted; the server certificate is re-issued from the new CA. The old CA
-was made with a path length of 0 and cannot cross-sign the new one, so a
-client needs the new CA to verify the daemon: rotate-ca rewrites ca.pem
-(both CAs) in every client bundle still at its recorded path; a bundle
-copied elsewhere needs that ca.pem too, or a 'dtls renew NAME'. 'dtls
-list' shows CA "old" for what still chains to the old CA; renew those.
+1. 'dtls rotate-ca' makes a new CA (STATE_DIR/ca.pem, ca-key.pem; the
+   current CA's key type unless --key-type) and keeps the old one as
+   STATE_DIR/ca-old.pem and ca-old-key.pem. The daemon's ca.pem trusts both
+   CAs; the daemon keeps presenting its server certificate of the old CA,
+   so every existing bundle still verifies it. From now on client bundles
+   are issued and renewed from the new CA, with a ca.pem of both CAs; client
+   and issue-server bundles still at their recorded path get that ca.pem
+   too. Give every client of the old CA a renewed bundle:
+     dtls renew NAME --archive FILE     (on this host)
+     dtls import FILE                   (on their machine)
+   and on each issue-server daemon install its bundle again
+   ('dtls init --ca-from DIR --restart'), so that it accepts clients of the
+   new CA.
 
-'dtls rotate-ca --finish' drops the old CA: the daemon's ca.pem holds
-only the new one, and certificates of the old CA are marked superseded. It
-refuses while good client certificates of the old CA remain, unless
---force. dockerd reads its TLS files only at start (moby#23936): restart it
-after each step, or pass --restart.`,
+2. 'dtls rotate-ca --switch' issues the daemon's server certificate from
+   the new CA. It refuses while a good client certificate of the old CA
+   remains (its bundle trusts only the old CA: it would fail with "x509:
+   certificate signed by unknown authority"), unless --force. Then renew
+   each issue-server daemon ('dtls renew NAME', and 'dtls init --ca-from
+   DIR --restart' there).
+
+3. 'dtls rotate-ca --finish' drops the old CA: the daemon's ca.pem holds
+   only the new one, and certificates of the old CA are marked superseded.
+   It refuses before --switch, and while good certificates of the old CA
+   remain, unless --force.
+
+'dtls rotate-ca --status' says which step the rotation is at, who holds up
+the next one, and what to run on each issue-server daemon. Each step is one
+journaled change. dockerd reads its TLS files only at start (moby#23936):
+restart it after each step, or pass --restart.`,
 		Example: `  $ sudo dtls rotate-ca --restart
-  $ sudo dtls list
-  $ sudo dtls renew alice
+  $ sudo dtls rotate-ca --status
+  $ ssh docker-host sudo dtls renew alice --archive - | dtls import -
+  $ sudo dtls rotate-ca --switch --restart
   $ sudo dtls rotate-ca --finish --restart`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if _, err := pki.ParseKeyType(opts.KeyType); err != nil {
-				return usagef(c, "--key-type: %v", err)
+			later := opts.Switch || opts.Finish || opts.Status
+			if later && (c.Flags().Changed("key-type") || c.Flags().Changed("ca-days")) {
+				return usagef(c, "--key-type and --ca-days apply to the first step only ('dtls rotate-ca')")
 			}
-			if opts.Force && !opts.Finish {
-				return usagef(c, "--force applies to --finish only")
+			if opts.Force && !opts.Switch && !opts.Finish {
+				return usagef(c, "--force applies to --switch and --finish only")
+			}
+			if opts.Restart && opts.Status {
+				return usagef(c, "--restart does not apply to --status")
+			}
+			if c.Flags().Changed("key-type") {
+				if _, err := pki.ParseKeyType(opts.KeyType); err != nil {
+					return usagef(c, "--key-type: %v", err)
+				}
 			}
 			var err error
 			if opts.StateDir, err = absPath("state-dir", opts.StateDir); err != nil {
 				return usageError{err, c.CommandPath()}
 			}
-			if opts.Finish {
+			switch {
+			case opts.Status:
+				return runRotateStatus(opts)
+			case opts.Switch:
+				return runRotateSwitch(opts)
+			case opts.Finish:
 				return runRotateFinish(opts)
 			}
 			return runRotateCA(opts)
@@ -68,12 +106,15 @@ after each step, or pass --restart.`,
 	}
 	f := c.Flags()
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the CA and the database")
-	f.StringVar(&opts.KeyType, "key-type", string(pki.DefaultKeyType), "key algorithm of the new CA: "+pki.KeyTypeNames())
+	f.StringVar(&opts.KeyType, "key-type", "", "key algorithm of the new CA: "+pki.KeyTypeNames()+" (default: the current CA's)")
 	completeKeyTypes(c)
 	daysFlag(c, &opts.CAValidity, "ca-days", pki.DefaultCAValidity, "validity of the new CA certificate")
-	f.BoolVar(&opts.Finish, "finish", false, "drop the old CA once clients have certificates from the new one")
-	f.BoolVar(&opts.Force, "force", false, "with --finish: drop the old CA although clients of it remain")
+	f.BoolVar(&opts.Switch, "switch", false, "step 2: issue the daemon's server certificate from the new CA")
+	f.BoolVar(&opts.Finish, "finish", false, "step 3: drop the old CA")
+	f.BoolVar(&opts.Status, "status", false, "say which step the rotation is at and what holds up the next")
+	f.BoolVar(&opts.Force, "force", false, "with --switch or --finish: go ahead although clients of the old CA remain")
 	f.BoolVar(&opts.Restart, "restart", false, "restart docker afterwards ('systemctl restart docker')")
+	c.MarkFlagsMutuallyExclusive("switch", "finish", "status")
 	opts.caKey.flags(c)
 	return c
 }
@@ -84,16 +125,48 @@ func runRotateCA(o *rotateOptions) error {
 		return err
 	}
 	defer a.Close()
-	kt, _ := pki.ParseKeyType(o.KeyType)
 	now := o.Now()
-	res, err := a.Rotate(authority.RotateRequest{KeyType: kt, Validity: o.CAValidity, CAName: authority.DefaultCAName(now), Now: now})
+	res, err := a.Rotate(authority.RotateRequest{KeyType: pki.KeyType(o.KeyType), Validity: o.CAValidity, CAName: authority.DefaultCAName(now), Now: now})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(o.ErrOut, "created CA %s (%s); the old one is kept as %s until --finish\n", res.CAPath, pki.Describe(res.CA.Cert), authority.OldCACertFile)
-	fmt.Fprintf(o.ErrOut, "issued server certificate %s from the new CA; %s holds both CAs\n", describeRecord(res.Server.Record), res.DaemonCA)
-	fmt.Fprintf(o.ErrOut, "rewrote ca.pem (both CAs) in %d of %d client bundles; bundles copied elsewhere need it too: %s\n", res.BundlesUpdated, res.BundlesTotal, res.DaemonCA)
-	fmt.Fprintln(o.ErrOut, "next: renew the clients 'dtls list' shows with CA old ('dtls renew NAME'), then: dtls rotate-ca --finish")
+	server := ""
+	if res.Server != nil {
+		server = fmt.Sprintf(" (%s)", pki.Describe(res.Server))
+	}
+	fmt.Fprintf(o.ErrOut, "step 1 of 3: %s holds both CAs; the daemon keeps presenting its server certificate of the old CA%s, which every bundle verifies\n", res.DaemonCA, server)
+	fmt.Fprintf(o.ErrOut, "rewrote ca.pem (both CAs) in %d of %d client bundles at their recorded path\n", res.BundlesUpdated, res.BundlesTotal)
+	fmt.Fprintln(o.ErrOut, "client bundles issued or renewed from now on are signed by the new CA and trust both CAs")
+	printFleet(o.ErrOut, authority.StepTrust, false, res.Fleet)
+	fmt.Fprintln(o.ErrOut, "next: renew every client of the old CA ('dtls rotate-ca --status' lists them): dtls renew NAME --archive FILE, then on their machine: dtls import FILE; then: dtls rotate-ca --switch")
+	return restartOrSay(o.IO, o.Restart)
+}
+
+func runRotateSwitch(o *rotateOptions) error {
+	a, err := openAuthority(o.IO, o.StateDir, &o.caKey)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	res, err := a.SwitchServer(o.Force, o.Now())
+	var blocking *authority.SwitchBlockingError
+	if errors.As(err, &blocking) {
+		// One holder a line: the list can be long.
+		for _, r := range blocking.Left {
+			fmt.Fprintf(o.ErrOut, "trusts only the old CA: %s\n", blockerAdvice(r))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.ErrOut, "step 2 of 3: issued server certificate %s from the new CA into %s; %s still trusts both CAs\n",
+		describeRecord(res.Server.Record), res.Server.Path, res.DaemonCA)
+	for _, r := range res.Cut {
+		fmt.Fprintf(o.ErrOut, "can no longer verify the daemon (--force): %s\n", blockerAdvice(r))
+	}
+	printFleet(o.ErrOut, authority.StepSwitched, false, res.Fleet)
+	fmt.Fprintln(o.ErrOut, "next: once no certificate of the old CA is in use ('dtls rotate-ca --status'): dtls rotate-ca --finish")
 	return restartOrSay(o.IO, o.Restart)
 }
 
@@ -106,20 +179,126 @@ func runRotateFinish(o *rotateOptions) error {
 	res, err := a.FinishRotation(o.Force, o.Now())
 	var blocking *authority.BlockingError
 	if errors.As(err, &blocking) {
-		// One holder a line: the list can be long.
 		for _, r := range blocking.Left {
-			fmt.Fprintf(o.ErrOut, "still on the old CA: %s %q serial %s, expires %s\n", r.Kind, r.Name, r.Serial, r.NotAfter.UTC().Format("2006-01-02"))
+			fmt.Fprintf(o.ErrOut, "still on the old CA: %s\n", blockerAdvice(r))
 		}
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.ErrOut, "dropped the old CA (serial %s): %s holds only the new one", res.OldSerial, res.DaemonCA)
+	fmt.Fprintf(o.ErrOut, "step 3 of 3: dropped the old CA (serial %s): %s holds only the new one", res.OldSerial, res.DaemonCA)
 	if len(res.Cut) > 0 {
 		fmt.Fprintf(o.ErrOut, "; %d certificates of the old CA no longer work", len(res.Cut))
 	}
 	fmt.Fprintln(o.ErrOut)
+	printFleet(o.ErrOut, authority.NotRotating, true, res.Fleet)
 	return restartOrSay(o.IO, o.Restart)
+}
+
+func runRotateStatus(o *rotateOptions) error {
+	a, err := openAuthority(o.IO, o.StateDir, nil)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	st, err := a.RotationStatus(o.Now())
+	if err != nil {
+		return err
+	}
+	w := o.Out
+	if st.Step == authority.NotRotating {
+		fmt.Fprintf(w, "no CA rotation in progress: CA %s\n", pki.Describe(st.CA))
+		return nil
+	}
+	fmt.Fprintf(w, "CA rotation: %s\n", stepSummary(st.Step))
+	fmt.Fprintf(w, "new CA: %s\n", pki.Describe(st.CA))
+	fmt.Fprintf(w, "old CA: %s\n", pki.Describe(st.OldCA))
+	if st.Server != nil {
+		from := "the old CA"
+		if st.Step == authority.StepSwitched {
+			from = "the new CA"
+		}
+		fmt.Fprintf(w, "server certificate: %s %s, from %s\n", st.ServerPath, pki.Describe(st.Server), from)
+	}
+	next := st.Step.Next()
+	if len(st.Blocking) == 0 {
+		fmt.Fprintf(w, "nothing holds up '%s'\n", next)
+	} else {
+		fmt.Fprintf(w, "holding up '%s' (or pass --force to cut them off):\n", next)
+		for _, r := range st.Blocking {
+			fmt.Fprintf(w, "  %s\n", blockerAdvice(r))
+		}
+	}
+	printFleet(w, st.Step, false, st.Fleet)
+	fmt.Fprintf(w, "next: %s --restart\n", next)
+	return nil
+}
+
+// stepSummary says what a step means for the daemon and its clients.
+func stepSummary(s authority.RotationStep) string {
+	switch s {
+	case authority.StepTrust:
+		return "step 1 of 3 (trust): the daemon trusts both CAs and presents its server certificate of the old CA"
+	case authority.StepSwitched:
+		return "step 2 of 3 (switch): the daemon trusts both CAs and presents a server certificate of the new CA"
+	}
+	return "none"
+}
+
+// rotationHeader is the line 'dtls list' prints on stderr during a
+// rotation ("" outside one).
+func rotationHeader(st *authority.RotationStatus) string {
+	if st == nil || st.Step == authority.NotRotating {
+		return ""
+	}
+	return fmt.Sprintf("CA rotation at %s; %d certificates hold up '%s': dtls rotate-ca --status",
+		stepSummary(st.Step), len(st.Blocking), st.Step.Next())
+}
+
+// blockerAdvice names a certificate of the old CA and what replaces it.
+func blockerAdvice(r store.Record) string {
+	what := fmt.Sprintf("%s %q serial %s, expires %s", r.Kind, r.Name, r.Serial, r.NotAfter.UTC().Format("2006-01-02"))
+	if r.Kind == store.KindClient {
+		return fmt.Sprintf("%s: dtls renew %s --archive %s.tar.gz, then on %s's machine: dtls import %s.tar.gz", what, r.Name, r.Name, r.Name, r.Name)
+	}
+	return fmt.Sprintf("%s: dtls renew %s, then on %s: sudo dtls init --ca-from %s --restart", what, r.Name, r.Name, recordedDir(r.Path))
+}
+
+// recordedDir is a record's bundle directory, or "DIR" when none is
+// recorded.
+func recordedDir(p string) string {
+	if p == "" {
+		return "DIR"
+	}
+	return p
+}
+
+// printFleet says what to run for each issue-server daemon at a step
+// (finished: after --finish).
+func printFleet(w io.Writer, step authority.RotationStep, finished bool, fleet []authority.FleetDaemon) {
+	for _, f := range fleet {
+		fmt.Fprintf(w, "issue-server daemon %q (serial %s, %s CA, bundle %s): %s\n", f.Record.Name, f.Record.Serial,
+			map[bool]string{true: "old", false: "new"}[f.OldCA], f.Record.Path, fleetAdvice(step, finished, f))
+	}
+}
+
+// fleetAdvice is what an issue-server daemon needs at a step. Its bundle
+// directory is on this host; 'dtls init --ca-from' runs on the daemon's
+// host, with the directory copied there (it holds the server key).
+func fleetAdvice(step authority.RotationStep, finished bool, f authority.FleetDaemon) string {
+	name, dir := f.Record.Name, recordedDir(f.Record.Path)
+	install := fmt.Sprintf("copy %s to %s (it holds the server key), then run there: sudo dtls init --ca-from %s --restart", dir, name, dir)
+	switch {
+	case finished:
+		return fmt.Sprintf("it trusts the old CA until it installs a renewed bundle: dtls renew %s, then %s", name, install)
+	case step == authority.StepTrust && f.Bundle && f.TrustsNew:
+		return fmt.Sprintf("to accept clients of the new CA: %s", install)
+	case step == authority.StepTrust:
+		return fmt.Sprintf("to accept clients of the new CA: dtls renew %s (its bundle with both CAs), then %s", name, install)
+	case f.OldCA || !f.Bundle:
+		return fmt.Sprintf("to present a certificate of the new CA: dtls renew %s, then %s", name, install)
+	}
+	return fmt.Sprintf("its bundle is of the new CA: if not installed yet, %s", install)
 }
 
 // restartOrSay restarts docker, or says that it must be restarted: dockerd

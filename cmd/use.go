@@ -1,7 +1,10 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -47,10 +50,16 @@ func runUse(o *useOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := clientenv.SetDefault(root, o.Name); err != nil {
+	moved, err := clientenv.SetDefault(root, o.Name)
+	reportAdopted(o.IO, root, moved)
+	if errors.Is(err, fs.ErrNotExist) {
 		return withHint(err, "run 'dtls ls' to see the bundles, or 'dtls import FILE' to add one")
 	}
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(o.ErrOut, "default bundle is now %q; run: eval \"$(dtls env)\"\n", o.Name)
+	warnBundleExpiry(o.IO, filepath.Join(root, o.Name))
 	if p := o.Getenv(clientenv.EnvCertPath); p != "" {
 		fmt.Fprintf(o.ErrOut, "dtls: warning: $%s is set (%s) and overrides the default bundle\n", clientenv.EnvCertPath, p)
 	}

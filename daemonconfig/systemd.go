@@ -286,32 +286,16 @@ func splitWords(s string) []word {
 	}
 }
 
-// splitHosts takes the host flags out of a dockerd command line. dockerd
-// parses flags with spf13/pflag, which accepts "-H v", "-H=v", "-Hv",
-// "--host v" and "--host=v".
+// splitHosts takes the host flags out of a dockerd command line, in every
+// form dockerd's pflag accepts ("-H v", "-H=v", "-Hv", "--host v",
+// "--host=v", and combined with boolean short flags, "-DH v"): see
+// ParseDockerdFlags.
 func splitHosts(cmdline string) (hosts []string, args string) {
-	words := splitWords(cmdline)
-	if len(words) == 0 {
-		return nil, ""
+	removed, args := removeFlags(cmdline, func(name string) bool { return name == "host" })
+	for _, f := range removed {
+		hosts = append(hosts, f.Value)
 	}
-	kept := []string{words[0].raw} // the program, with any "-", "@", "+" prefix
-	for i := 1; i < len(words); i++ {
-		v := words[i].value
-		switch {
-		case v == "-H" || v == "--host":
-			if i+1 < len(words) {
-				i++
-				hosts = append(hosts, words[i].value)
-			}
-		case strings.HasPrefix(v, "--host="):
-			hosts = append(hosts, strings.TrimPrefix(v, "--host="))
-		case strings.HasPrefix(v, "-H"):
-			hosts = append(hosts, strings.TrimPrefix(strings.TrimPrefix(v, "-H"), "="))
-		default:
-			kept = append(kept, words[i].raw)
-		}
-	}
-	return hosts, strings.Join(kept, " ")
+	return hosts, args
 }
 
 // dropInHeader explains the drop-in to whoever finds it. It is the same on
@@ -355,35 +339,22 @@ func (u *Unit) NeedsDropIn() bool {
 // variable of ExecStart ($DOCKER_OPTS): like VarHosts, a drop-in cannot
 // take it out.
 func (u *Unit) HiddenTLSFlags() bool {
-	return len(splitWords(u.Expanded))-len(splitWords(withoutTLSFlags(u.Expanded))) >
-		len(splitWords(u.Args))-len(splitWords(withoutTLSFlags(u.Args)))
+	expanded, _ := removeFlags(u.Expanded, isTLSFlag)
+	written, _ := removeFlags(u.Args, isTLSFlag)
+	return len(expanded) > len(written)
 }
 
-// tlsFlags are the dockerd flags whose settings Merge owns in daemon.json;
-// true for those that take a value.
-var tlsFlags = map[string]bool{"tls": false, "tlsverify": false, "tlscacert": true, "tlscert": true, "tlskey": true}
+// tlsFlags are the dockerd flags whose settings Merge owns in daemon.json.
+var tlsFlags = map[string]bool{"tls": true, "tlsverify": true, "tlscacert": true, "tlscert": true, "tlskey": true}
+
+func isTLSFlag(name string) bool { return tlsFlags[name] }
 
 // withoutTLSFlags removes the tlsFlags from a dockerd command line, in every
 // form pflag accepts ("--tlscert v", "--tlscert=v", "--tlsverify=true"),
 // keeping the other words as written.
 func withoutTLSFlags(cmdline string) string {
-	words := splitWords(cmdline)
-	if len(words) == 0 {
-		return cmdline
-	}
-	kept := []string{words[0].raw}
-	for i := 1; i < len(words); i++ {
-		name, _, hasVal := strings.Cut(strings.TrimPrefix(words[i].value, "--"), "=")
-		takesVal, ok := tlsFlags[name]
-		if !ok || !strings.HasPrefix(words[i].value, "--") {
-			kept = append(kept, words[i].raw)
-			continue
-		}
-		if takesVal && !hasVal {
-			i++ // the value is the next word
-		}
-	}
-	return strings.Join(kept, " ")
+	_, kept := removeFlags(cmdline, isTLSFlag)
+	return kept
 }
 
 // PlanDropIn says what WriteDropIn would write: the drop-in's path and

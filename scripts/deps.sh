@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what dtls's tests, demo and benchmarks need on a fresh Debian
 # machine: dockerd (Debian's docker.io, with containerd and runc) for the
-# end-to-end tests, the shells whose quoting clientenv tests, openssl, and
-# for benchmarks mkcert. Installing needs root; without it, say what is
+# end-to-end tests, the shells whose quoting clientenv tests, openssl,
+# setfacl (acl) for the audit's socket ACL test, setpriv (util-linux) to
+# run tests as an unprivileged user, and for benchmarks mkcert. Installing needs root; without it, say what is
 # missing and stop.
 set -euo pipefail
 
-want=(docker.io:dockerd zsh:zsh fish:fish tcsh:tcsh openssl:openssl)
+want=(docker.io:dockerd zsh:zsh fish:fish tcsh:tcsh openssl:openssl acl:setfacl util-linux:setpriv)
 if [[ "${1:-}" == "--bench" ]]; then
 	want+=(mkcert:mkcert)
 fi

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 
 	"github.com/dtls-tool/dtls/cmd"
@@ -36,7 +38,10 @@ func run(args []string) error {
 	root.DisableAutoGenTag = true
 	switch args[0] {
 	case "man":
-		return doc.GenManTree(root, &doc.GenManHeader{Title: "DTLS", Section: "1", Source: "dtls", Manual: "dtls manual"}, dir)
+		if err := doc.GenManTree(root, &doc.GenManHeader{Title: "DTLS", Section: "1", Source: "dtls", Manual: "dtls manual"}, dir); err != nil {
+			return err
+		}
+		return aliasPages(root, dir)
 	case "completion":
 		for name, gen := range map[string]func(string) error{
 			"dtls.bash": func(p string) error { return root.GenBashCompletionFileV2(p, true) },
@@ -51,4 +56,23 @@ func run(args []string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown kind %q (want man or completion)", args[0])
+}
+
+// aliasPages writes a page for each alias of a command (dtls-list.1 for
+// dtls-certs.1, dtls-ls.1 for dtls-bundles.1) that includes the command's
+// page with man's .so request, so that 'man dtls-ls' keeps working.
+func aliasPages(c *cobra.Command, dir string) error {
+	for _, sub := range c.Commands() {
+		base := strings.ReplaceAll(sub.CommandPath(), " ", "-")
+		for _, a := range sub.Aliases {
+			alias := strings.ReplaceAll(c.CommandPath(), " ", "-") + "-" + a + ".1"
+			if err := os.WriteFile(filepath.Join(dir, alias), []byte(".so man1/"+base+".1\n"), 0o644); err != nil {
+				return err
+			}
+		}
+		if err := aliasPages(sub, dir); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -14,10 +14,16 @@ import (
 func TestManAndCompletions(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, run([]string{"man", dir}))
-	for _, page := range []string{"dtls.1", "dtls-env.1", "dtls-import.1", "dtls-ls.1", "dtls-use.1", "dtls-context-create.1", "dtls-context-export.1"} {
+	for _, page := range []string{"dtls.1", "dtls-env.1", "dtls-import.1", "dtls-bundles.1", "dtls-certs.1", "dtls-use.1", "dtls-context-create.1", "dtls-context-export.1"} {
 		data, err := os.ReadFile(filepath.Join(dir, page))
 		require.NoError(t, err, page)
 		assert.Contains(t, string(data), ".TH \"DTLS\"", page)
+	}
+	// The commands' old names, now aliases, keep their pages.
+	for alias, page := range map[string]string{"dtls-ls.1": "dtls-bundles.1", "dtls-list.1": "dtls-certs.1", "dtls-default.1": "dtls-use.1"} {
+		data, err := os.ReadFile(filepath.Join(dir, alias))
+		require.NoError(t, err, alias)
+		assert.Equal(t, ".so man1/"+page+"\n", string(data), alias)
 	}
 	env, err := os.ReadFile(filepath.Join(dir, "dtls-env.1"))
 	require.NoError(t, err)

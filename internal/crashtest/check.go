@@ -163,13 +163,16 @@ func (c *check) rel(path string) string {
 //   - the state directory is 0700; the CA pair in it (and the old pair
 //     during a rotation: both files or neither) match, keys 0400 or 0600;
 //   - the daemon's server key matches its certificate, which is issued by
-//     the current CA and verifies for serverAuth against certs/ca.pem;
+//     the current CA (or, during a rotation, by the old one: step 1) and
+//     verifies for serverAuth against certs/ca.pem;
 //     certs/ca.pem trusts the current CA, the old one during a rotation,
 //     and no other;
 //   - daemon.json parses and points dockerd at those files with tlsverify;
 //   - every bundle directory is complete, 0700, its key 0400 or 0600 and
 //     matching its certificate, which verifies against the bundle's ca.pem
-//     for its purpose (clientAuth, serverAuth); a client bundle's dtls.json
+//     for its purpose (clientAuth, serverAuth); while the daemon's own
+//     certificate is of the old CA (step 1 of a rotation), a server
+//     bundle's is too; a client bundle's dtls.json
 //     names that certificate's serial, and a client bundle of the current
 //     CA also verifies the daemon's server certificate with its ca.pem (or
 //     that client could not connect);
@@ -327,9 +330,13 @@ func (c *check) daemonCerts() {
 			c.addf("%s does not verify for serverAuth against %s: %v", c.rel(certPath), c.rel(caPath), err)
 		}
 	}
-	if c.server != nil && c.ca != nil && c.server.CheckSignatureFrom(c.ca) != nil {
-		c.addf("%s (serial %s) is not issued by the current CA %s (serial %s)", c.rel(certPath), serialHex(c.server.SerialNumber),
-			c.rel(filepath.Join(c.l.StateDir, caCertFile)), serialHex(c.ca.SerialNumber))
+	// During a rotation the server certificate is of the old CA until
+	// 'rotate-ca --switch' (step 1: every bundle, even one that trusts only
+	// the old CA, verifies it), of the current CA after it.
+	if c.server != nil && c.ca != nil && c.server.CheckSignatureFrom(c.ca) != nil &&
+		(c.oldCA == nil || c.server.CheckSignatureFrom(c.oldCA) != nil) {
+		c.addf("%s (serial %s) is not issued by the current CA %s (serial %s)%s", c.rel(certPath), serialHex(c.server.SerialNumber),
+			c.rel(filepath.Join(c.l.StateDir, caCertFile)), serialHex(c.ca.SerialNumber), map[bool]string{true: ", nor by the old one", false: ""}[c.oldCA != nil])
 	}
 	if trusted == nil {
 		return
@@ -439,6 +446,13 @@ func (c *check) bundle(dir string) {
 		c.addf("%s does not verify against the bundle's %s: %v", c.rel(certPath), caCertFile, err)
 	}
 	if eku != x509.ExtKeyUsageClientAuth {
+		// At step 1 of a rotation (the daemon's own certificate still of
+		// the old CA) every server certificate is of the old CA: one of the
+		// new CA fails every bundle that trusts only the old one.
+		if c.oldCA != nil && c.ca != nil && c.server != nil && c.server.CheckSignatureFrom(c.oldCA) == nil && cert.CheckSignatureFrom(c.ca) == nil {
+			c.addf("%s (serial %s) is of the current CA while the daemon's %s is still of the old one (step 1 of a rotation): bundles that trust only the old CA would not verify it",
+				c.rel(certPath), serialHex(cert.SerialNumber), serverCertFile)
+		}
 		return
 	}
 	c.clientMeta(dir, cert)

@@ -1,6 +1,7 @@
 package crashtest
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -42,13 +43,18 @@ func TestCheckCleanRun(t *testing.T) {
 		in.with("revoke", "frank"), // of the new CA
 		in.with("crl"),
 		in.initArgs(),
-		in.with("renew", "alice"), // now of the new CA; erin stays with the old
+		in.with("renew", "alice"),    // now of the new CA; erin stays with the old
+		in.with("renew", "--server"), // still of the old CA: step 1
+		in.with("rotate-ca", "--switch", "--force"),
+		in.initArgs(), // keeps the server certificate of the new CA
+		in.with("renew", "--expiring", "10000d"),
 		in.with("rotate-ca", "--finish", "--force"),
 		in.with("revoke", "alice"),
 		in.with("issue-client", "hank", "--out", filepath.Join(b, "hank")),
 		in.initArgs("--force"), // hank's CA is gone, his bundle stays whole
 		in.with("issue-client", "gina", "--out", filepath.Join(b, "gina")),
 		in.with("rotate-ca"), // must not rewrite hank's ca.pem with CAs that did not sign him
+		in.with("rotate-ca", "--switch", "--force"),
 		in.with("rotate-ca", "--finish", "--force"),
 		in.initArgs(),
 	}
@@ -139,13 +145,24 @@ func TestCheckFindsBrokenState(t *testing.T) {
 		// The daemon's files.
 		{"server key of another certificate", func(e *env) { replace(e, "certs/server-key.pem", read(e, "bundles/srv1/server-key.pem")) },
 			[]string{"certs/server-key.pem does not match certs/server-cert.pem"}},
-		{"server certificate of the old CA", func(e *env) {
-			replace(e, "certs/server-cert.pem", read(e, "bundles/srv1/server-cert.pem"))
-			replace(e, "certs/server-key.pem", read(e, "bundles/srv1/server-key.pem"))
+		{"server certificate of another CA", func(e *env) {
+			cert, key := signServer(e.t, nil, nil)
+			replace(e, "certs/server-cert.pem", cert)
+			replace(e, "certs/server-key.pem", key)
 		}, []string{
-			"certs/server-cert.pem (serial " + serial("server", "srv1") + ") is not issued by the current CA state/ca.pem",
-			`server record "localhost" serial ` + serial("server", "localhost") + ` (valid): certs/server-cert.pem holds serial`,
+			"certs/server-cert.pem (serial 5e4e) is not issued by the current CA state/ca.pem (serial " + caSerial(t, in.l) + "), nor by the old one",
+			"certs/server-cert.pem does not verify for serverAuth against certs/ca.pem",
+			`server record "localhost" serial ` + serial("server", "localhost") + ` (valid): certs/server-cert.pem holds serial 5e4e`,
 		}},
+		{"issue-server bundle of the new CA before --switch", func(e *env) {
+			caCerts, err := ParseCertificates(read(e, "state/ca.pem"))
+			require.NoError(e.t, err)
+			caKey, err := ParsePrivateKey(read(e, "state/ca-key.pem"))
+			require.NoError(e.t, err)
+			cert, key := signServer(e.t, caCerts[0], caKey)
+			replace(e, "bundles/srv1/server-cert.pem", cert)
+			replace(e, "bundles/srv1/server-key.pem", key)
+		}, []string{"bundles/srv1/server-cert.pem (serial 5e4e) is of the current CA while the daemon's server-cert.pem is still of the old one (step 1 of a rotation)"}},
 		{"client of the current CA that cannot verify the daemon", func(e *env) {
 			replace(e, "certs/server-cert.pem", read(e, "bundles/srv1/server-cert.pem"))
 			replace(e, "certs/server-key.pem", read(e, "bundles/srv1/server-key.pem"))
@@ -321,4 +338,36 @@ func caSerial(t *testing.T, l Layout) string {
 	certs, err := ParseCertificates(b)
 	require.NoError(t, err)
 	return serialHex(certs[0].SerialNumber)
+}
+
+// signServer issues a server certificate (serial 0x5e4e) for localhost
+// with ca and its key, or, when ca is nil, with a CA dtls never made.
+func signServer(t *testing.T, ca *x509.Certificate, caKey crypto.Signer) (certPEM, keyPEM []byte) {
+	t.Helper()
+	if ca == nil {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(0x7357), Subject: pkix.Name{CommonName: "not a dtls CA"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+		require.NoError(t, err)
+		ca, err = x509.ParseCertificate(der)
+		require.NoError(t, err)
+		caKey = k
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(0x5e4e), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, k.Public(), caKey)
+	require.NoError(t, err)
+	kder, err := x509.MarshalPKCS8PrivateKey(k)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }

@@ -116,9 +116,28 @@ var faultCases = []faultCase{
 			assert.FileExists(t, filepath.Join(in.l.StateDir, "ca-old.pem"))
 			assert.Equal(t, 2, count(recs, func(r Record) bool { return r.Kind == "ca" }))
 		}},
-	{name: "rotate-finish", txn: "rotate-finish",
+	{name: "rotate-switch", txn: "rotate-switch",
 		prepare: func(t *testing.T, in *install) { in.mustRun(t, in.with("rotate-ca")...) },
-		args:    func(in *install) []string { return in.with("rotate-ca", "--finish", "--force") },
+		args:    func(in *install) []string { return in.with("rotate-ca", "--switch", "--force") },
+		done: func(t *testing.T, in *install, recs []Record) {
+			assert.FileExists(t, filepath.Join(in.l.StateDir, "ca-old.pem"))
+			assert.True(t, hasStatus(recs, "localhost", "superseded"))
+			ca, err := os.ReadFile(filepath.Join(in.l.StateDir, "ca.pem"))
+			require.NoError(t, err)
+			srv, err := os.ReadFile(filepath.Join(in.l.CertsDir, "server-cert.pem"))
+			require.NoError(t, err)
+			cas, err := ParseCertificates(ca)
+			require.NoError(t, err)
+			srvs, err := ParseCertificates(srv)
+			require.NoError(t, err)
+			assert.NoError(t, srvs[0].CheckSignatureFrom(cas[0]), "the daemon's server certificate is not of the new CA")
+		}},
+	{name: "rotate-finish", txn: "rotate-finish",
+		prepare: func(t *testing.T, in *install) {
+			in.mustRun(t, in.with("rotate-ca")...)
+			in.mustRun(t, in.with("rotate-ca", "--switch", "--force")...)
+		},
+		args: func(in *install) []string { return in.with("rotate-ca", "--finish", "--force") },
 		done: func(t *testing.T, in *install, recs []Record) {
 			assert.NoFileExists(t, filepath.Join(in.l.StateDir, "ca-old.pem"))
 			assert.NoFileExists(t, filepath.Join(in.l.StateDir, "ca-old-key.pem"))

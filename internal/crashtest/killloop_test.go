@@ -27,13 +27,14 @@ const (
 	kRevoke       = "revoke NAME"
 	kCRL          = "crl"
 	kRotate       = "rotate-ca"
+	kRotateSwitch = "rotate-ca --switch --force"
 	kRotateFinish = "rotate-ca --finish --force"
 	kInit         = "init"
 	kInitForce    = "init --force"
 )
 
 var kinds = []string{kIssueNew, kIssueMulti, kIssueForce, kRenewName, kRenewExpire, kRenewServer,
-	kRevoke, kCRL, kRotate, kRotateFinish, kInit, kInitForce}
+	kRevoke, kCRL, kRotate, kRotateSwitch, kRotateFinish, kInit, kInitForce}
 
 // refusals are the documented refusals a run that was not killed may end
 // with (exit 1): anything else must exit 0. The kill loop picks names from
@@ -41,7 +42,8 @@ var kinds = []string{kIssueNew, kIssueMulti, kIssueForce, kRenewName, kRenewExpi
 // shows only afterwards.
 var refusals = map[string][]string{
 	kRotate:       {"a CA rotation is already in progress"},
-	kRotateFinish: {"no CA rotation in progress"},
+	kRotateSwitch: {"no CA rotation in progress", "the daemon already presents a server certificate of the new CA"},
+	kRotateFinish: {"no CA rotation in progress", "the daemon still presents a server certificate of the old CA"},
 	kRevoke:       {"every matching certificate is already revoked or expired"},
 	kRenewName:    {"a revoked certificate is not renewed"},
 }
@@ -216,26 +218,28 @@ func (lp *loop) iteration(i int) bool {
 // sweep runs every kind once, not killed, after making its preconditions
 // true, and requires exit 0 of each.
 func (lp *loop) sweep(i int) bool {
+	var (
+		rotateCA = lp.in.with("rotate-ca")
+		switchCA = lp.in.with("rotate-ca", "--switch", "--force")
+		finishCA = lp.in.with("rotate-ca", "--finish", "--force")
+	)
 	for j, kind := range kinds {
 		at := fmt.Sprintf("sweep@%d/%d", i, j+1)
-		_, rotating := os.Lstat(filepath.Join(lp.in.l.StateDir, oldCACertFile))
-		var pre []string
-		switch kind {
+		var pres [][]string
+		switch step := lp.rotationStep(); kind {
 		case kRotate:
-			if rotating == nil {
-				pre = lp.in.with("rotate-ca", "--finish", "--force")
-			}
+			pres = map[int][][]string{1: {switchCA, finishCA}, 2: {finishCA}}[step]
+		case kRotateSwitch:
+			pres = map[int][][]string{0: {rotateCA}, 2: {finishCA, rotateCA}}[step]
 		case kRotateFinish:
-			if rotating != nil {
-				pre = lp.in.with("rotate-ca")
-			}
+			pres = map[int][][]string{0: {rotateCA, switchCA}, 1: {switchCA}}[step]
 		case kRenewName, kRevoke:
 			if len(lp.goodClients()) == 0 {
 				name := lp.newName()
-				pre = lp.in.with("issue-client", name, "--out", filepath.Join(lp.in.l.Bundles, name))
+				pres = [][]string{lp.in.with("issue-client", name, "--out", filepath.Join(lp.in.l.Bundles, name))}
 			}
 		}
-		if pre != nil {
+		for _, pre := range pres {
 			res := lp.in.run(noKill, pre...)
 			lp.log = append(lp.log, logEntry{at: at + " precondition", kind: kind, res: &res})
 			var problems []string
@@ -426,6 +430,8 @@ func (lp *loop) command(kind, at string, capped bool) (string, []string) {
 		return kind, in.with("crl")
 	case kRotate:
 		return kind, in.with("rotate-ca")
+	case kRotateSwitch:
+		return kind, in.with("rotate-ca", "--switch", "--force")
 	case kRotateFinish:
 		return kind, in.with("rotate-ca", "--finish", "--force")
 	case kInit:
@@ -434,6 +440,29 @@ func (lp *loop) command(kind, at string, capped bool) (string, []string) {
 		return kind, in.initArgs("--force")
 	}
 	panic("unknown kind " + kind)
+}
+
+// rotationStep is the step of a CA rotation the install is at, as dtls
+// derives it: 0 without state/ca-old.pem, 2 when the daemon's server
+// certificate is of the current CA ('rotate-ca --switch'), else 1.
+func (lp *loop) rotationStep() int {
+	if _, err := os.Lstat(filepath.Join(lp.in.l.StateDir, oldCACertFile)); err != nil {
+		return 0
+	}
+	ca, err := os.ReadFile(filepath.Join(lp.in.l.StateDir, caCertFile))
+	if err != nil {
+		return 1
+	}
+	srv, err := os.ReadFile(filepath.Join(lp.in.l.CertsDir, serverCertFile))
+	if err != nil {
+		return 1
+	}
+	cas, err1 := ParseCertificates(ca)
+	srvs, err2 := ParseCertificates(srv)
+	if err1 == nil && err2 == nil && srvs[0].CheckSignatureFrom(cas[0]) == nil {
+		return 2
+	}
+	return 1
 }
 
 func (lp *loop) newName() string {

@@ -124,8 +124,9 @@ func shellOfProgram(name string) (Shell, bool) {
 // under eval "$(dtls env)" in bash started from zsh, the parent is a bash
 // (the command-substitution subshell), under `dtls env | source` it is fish,
 // under eval "`dtls env`" tcsh, under `dtls env | from json | load-env` nu.
-// It reads /proc/PPID/comm on Linux, a single small file; elsewhere it
-// returns false and DetectShell's $SHELL rule applies.
+// It reads /proc/PPID/comm on Linux, a single small file; on macOS the
+// caller asks the kernel (see ShellOfProcess); elsewhere it returns false
+// and DetectShell's $SHELL rule applies.
 func ParentShell() (Shell, bool) {
 	if runtime.GOOS != "linux" {
 		return "", false
@@ -136,6 +137,10 @@ func ParentShell() (Shell, bool) {
 	}
 	return shellOfComm(string(data))
 }
+
+// ShellOfProcess names the shell of a process name (a process's comm, e.g.
+// "-zsh" for a login shell), and false when it is not a shell dtls knows.
+func ShellOfProcess(comm string) (Shell, bool) { return shellOfComm(comm) }
 
 func shellOfComm(comm string) (Shell, bool) {
 	name := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(comm), "-"))

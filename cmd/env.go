@@ -241,7 +241,7 @@ func runEnv(o *envOptions, sh clientenv.Shell) error {
 
 // parentShell is clientenv.ParentShell, a variable so that in-process tests
 // (whose parent is the test runner or a shell) can pin it.
-var parentShell = clientenv.ParentShell
+var parentShell = parentShellOS
 
 // shellWord returns s unchanged when it is safe as a bare word in the
 // usage comment, else "DIR": the comment is only a hint, and echoing an odd

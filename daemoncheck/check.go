@@ -664,7 +664,11 @@ func (c *checker) classify(err error) *CheckError {
 // closedEarly reports an error of a connection the peer closed.
 func closedEarly(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errnoIs(err, syscall.ECONNRESET, wsaeConnReset) || errnoIs(err, syscall.EPIPE, 0)
+		errnoIs(err, syscall.ECONNRESET, wsaeConnReset) || errnoIs(err, syscall.EPIPE, 0) ||
+		// net/http's errServerClosedIdle (unexported): the peer closed the
+		// connection before the request went out, a race with the same
+		// cause as the EOF above.
+		err != nil && strings.Contains(err.Error(), "server closed idle connection")
 }
 
 // rejectedHint explains a refused client certificate with what the daemon

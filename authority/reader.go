@@ -140,12 +140,12 @@ func sameCertificate(recPEM string, cert *x509.Certificate) bool {
 }
 
 // validRole is a role name: what a policy file can name.
-var validRole = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+var validRole = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`) })
 
 // ValidateRole checks a role name's syntax (whether a policy defines it is
 // the caller's check).
 func ValidateRole(role string) error {
-	if !validRole.MatchString(role) {
+	if !validRole().MatchString(role) {
 		return fmt.Errorf("invalid role %q: want lowercase letters, digits, '-' and '_', starting with a letter", role)
 	}
 	return nil

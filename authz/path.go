@@ -7,6 +7,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // CanonicalPath returns the path a request URI addresses, as the policy
@@ -229,7 +230,11 @@ func (rt *route) String() string {
 // Levels: what readonly may read (not what copies data out: docker-socket-
 // proxy#182, "GET-only is not read-only"), what developer may do on top,
 // the capabilities, and the rest, admin only.
-var routes = buildRoutes([]routeSpec{
+// routes is built on first use: dtls env, which shares the binary, starts
+// at every shell prompt and never decides a request.
+var routes = sync.OnceValue(func() *routeTable { return buildRoutes(routeSpecs) })
+
+var routeSpecs = []routeSpec{
 	// checkpoint (experimental; CRIU reads and writes host paths)
 	{"GET", "/containers/{id:.*}/checkpoints", levelAdmin, 0, bodyNone, "list a container's checkpoints (experimental)"},
 	{"POST", "/containers/{id:.*}/checkpoints", levelAdmin, 0, bodyNone, "checkpoint a container (experimental; CheckpointDir is a host path)"},
@@ -375,7 +380,7 @@ var routes = buildRoutes([]routeSpec{
 
 	// grpc (BuildKit)
 	{"POST", "/grpc", levelCap, capBuild, bodyNone, "talk to BuildKit"},
-})
+}
 
 type routeSpec struct {
 	method string
@@ -593,7 +598,7 @@ func parsePattern(s string) (*pattern, error) {
 			pt.segs = append(pt.segs, pseg{kind: pLit, value: part})
 		}
 	}
-	for _, rt := range routes.all {
+	for _, rt := range routes().all {
 		if pt.methodMatches(rt.method) && matchTemplate(pt.segs, rt.segs) {
 			return pt, nil
 		}

@@ -120,7 +120,7 @@ func TestPathRoutes(t *testing.T) {
 		{"GET", "/Containers/json", ""},
 		{"POST", "/containers/json", ""},
 	} {
-		rt := routes.resolve(c.method, splitPath(c.path))
+		rt := routes().resolve(c.method, splitPath(c.path))
 		got := ""
 		if rt != nil {
 			got = rt.String()
@@ -158,7 +158,7 @@ func TestPathRuleMatches(t *testing.T) {
 		pt, err := parsePattern(c.rule)
 		require.NoError(t, err, c.rule)
 		ps := splitPath(c.path)
-		rt := routes.resolve(c.method, ps)
+		rt := routes().resolve(c.method, ps)
 		assert.Equal(t, c.want, pt.matches(c.method, rt.tokens(ps)), "%s vs %s %s", c.rule, c.method, c.path)
 	}
 }
@@ -195,7 +195,7 @@ func quote(s string) string { return `"` + s + `"` }
 
 func TestPathRouteTable(t *testing.T) {
 	seen := map[string]bool{}
-	for _, rt := range routes.all {
+	for _, rt := range routes().all {
 		assert.False(t, seen[rt.String()], "twice: %s", rt)
 		seen[rt.String()] = true
 		assert.NotEmpty(t, rt.what, rt.String())
@@ -231,7 +231,7 @@ func FuzzCanonicalPath(f *testing.F) {
 		if d.Allow {
 			require.NoError(t, err)
 			require.Contains(t, []string{"GET", "HEAD"}, method)
-			rt := routes.resolve(method, splitPath(got))
+			rt := routes().resolve(method, splitPath(got))
 			require.NotNil(t, rt)
 			require.Equal(t, levelRead, rt.level, rt.String())
 		}

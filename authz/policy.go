@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Source is how the request reached dockerd.
@@ -327,7 +328,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 				if slices.Contains(builtinRoles, name) {
 					return fmt.Errorf("roles.%s: the built-in role %q cannot be redefined: give the role another name, with \"base\": %q", name, name, name)
 				}
-				if !validRoleName.MatchString(name) {
+				if !validRoleName().MatchString(name) {
 					return fmt.Errorf("roles.%q: invalid role name: want lowercase letters, digits, '-' and '_', starting with a letter", name)
 				}
 				defs[name] = def
@@ -377,7 +378,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 
 // validRoleName is authority.ValidateRole's syntax (package authority
 // keeps the inventory; a role a policy defines must be one it can record).
-var validRoleName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+var validRoleName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`) })
 
 // roleDef is a role as the file writes it.
 type roleDef struct {
@@ -583,7 +584,7 @@ func (p *Policy) decide(rl *role, prefix string, r Request, u requestURI) Decisi
 		return deny("API version", fmt.Sprintf("API version %q is older than 1.24 or malformed: before 1.24, starting a container could carry a HostConfig the policy does not check", u.version))
 	}
 	ps := splitPath(u.path)
-	rt := routes.resolve(r.Method, ps)
+	rt := routes().resolve(r.Method, ps)
 	var ts []token
 	if len(rl.deny) > 0 || len(rl.allow) > 0 {
 		ts = rt.tokens(ps)
@@ -687,7 +688,7 @@ func (p *Policy) Describe(name string) []string {
 		return append(out, "allow everything else")
 	}
 	out = append(out, "deny  API versions before 1.24")
-	for _, rt := range routes.all {
+	for _, rt := range routes().all {
 		via := ""
 		switch {
 		case rt.level == levelRead && rl.level >= rolesRead, rt.level == levelDev && rl.level >= rolesDev:

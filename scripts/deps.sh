@@ -3,8 +3,10 @@
 # machine: dockerd (Debian's docker.io, with containerd and runc) for the
 # end-to-end tests, the shells whose quoting clientenv tests, openssl,
 # setfacl (acl) for the audit's socket ACL test, setpriv (util-linux) to
-# run tests as an unprivileged user, and for benchmarks mkcert. Installing needs root; without it, say what is
-# missing and stop.
+# run tests as an unprivileged user, PostgreSQL's initdb, pg_ctl and
+# postgres (postgresql) for the store's tests on PostgreSQL
+# (internal/pgsandbox starts a throw-away server), and for benchmarks
+# mkcert. Installing needs root; without it, say what is missing and stop.
 set -euo pipefail
 
 want=(docker.io:dockerd zsh:zsh fish:fish tcsh:tcsh openssl:openssl acl:setfacl util-linux:setpriv)
@@ -19,6 +21,22 @@ for pair in "${want[@]}"; do
 		missing+=("$pkg")
 	fi
 done
+# docker-py, for the test that shows what REQUESTS_CA_BUNDLE does to it
+# (daemoncheck); a module, not a binary.
+if ! /usr/bin/python3 -c 'import docker' >/dev/null 2>&1; then
+	missing+=(python3-docker)
+fi
+# Debian's postgresql-NN puts initdb, pg_ctl and postgres in
+# /usr/lib/postgresql/NN/bin, outside PATH; internal/pgsandbox looks in
+# PATH, then there.
+have_postgres() {
+	local dir
+	for dir in "$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/initdb)")" /usr/lib/postgresql/*/bin; do
+		[[ -x $dir/initdb && -x $dir/pg_ctl && -x $dir/postgres ]] && return 0
+	done
+	return 1
+}
+have_postgres || missing+=(postgresql)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -30,8 +48,11 @@ echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # docker.io's post-install script would start the host's dockerd where
-# systemd or sysv-init runs; the tests never use it, so keep it stopped
-# when no policy says otherwise.
+# systemd or sysv-init runs, and postgresql-NN's the cluster "main" it
+# creates (postgresql-common's configure_version: pg_createcluster, then
+# 'invoke-rc.d postgresql start'); the tests use neither, so keep them
+# stopped when no policy says otherwise: invoke-rc.d starts nothing when
+# policy-rc.d exits 101 (/usr/share/doc/init-system-helpers/README.policy-rc.d.gz).
 policy=/usr/sbin/policy-rc.d
 added_policy=
 if [[ ! -e $policy ]]; then
@@ -40,4 +61,14 @@ if [[ ! -e $policy ]]; then
 	added_policy=1
 fi
 trap '[[ -n "$added_policy" ]] && rm -f "$policy"' EXIT
+clusters_before=$(ls -d /etc/postgresql/*/* 2>/dev/null || true)
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# A cluster the install just made would still start at the next boot
+# under systemd (postgresql@NN-main, start.conf "auto"): make it manual.
+for conf in /etc/postgresql/*/*/start.conf; do
+	[[ -e $conf ]] || continue
+	if ! grep -qxF "$(dirname "$conf")" <<<"$clusters_before"; then
+		echo "deps: PostgreSQL cluster $(dirname "$conf") not started at boot (start.conf manual)" >&2
+		echo manual >"$conf"
+	fi
+done

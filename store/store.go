@@ -14,6 +14,9 @@
 // or another process: the database is in WAL mode, where readers and one
 // writer do not block each other (https://www.sqlite.org/wal.html).
 //
+// OpenPostgres and OpenPostgresReadOnly open the same inventory on
+// PostgreSQL, for an online CA that many hosts share (postgres.go).
+//
 // The database is an index, never the only copy of something dockerd needs:
 // the PEM files in the certificates directory and in the bundles stay the
 // source for the daemon and the clients.
@@ -75,7 +78,7 @@ const (
 const caLabel = "dtls"
 
 // SchemaVersion is the schema this package creates and migrates to; it is
-// kept in SQLite's user_version.
+// kept in SQLite's user_version (on PostgreSQL, in dtls_schema_version).
 const SchemaVersion = 5
 
 // minReadVersion is the oldest schema OpenReadOnly reads: 3 has every
@@ -226,10 +229,13 @@ type Change struct {
 
 // Store is an open inventory database.
 type Store struct {
-	path     string
+	path     string // the file, or the redacted DSN on PostgreSQL
 	readOnly bool
-	db       *sqlx.DB
-	acc      *certsql.Accessor
+	// pg is set on PostgreSQL (OpenPostgres): placeholders, the JSON
+	// functions and the transactions differ.
+	pg  bool
+	db  *sqlx.DB
+	acc *certsql.Accessor
 	// mu is held for every batch and every read. The pool has a single
 	// connection and a batch is BEGIN, the accessor's statements, COMMIT
 	// on it: without mu, another goroutine's statement would run inside
@@ -238,6 +244,9 @@ type Store struct {
 	// cfssl's accessor takes a *sqlx.DB, not a *sql.Tx or *sql.Conn, so
 	// a transaction cannot be handed to it.
 	mu sync.Mutex
+	// retries counts the batches run again after PostgreSQL aborted
+	// them (pgBatch); mu is held.
+	retries int
 	// Created is true when the database is new: Open created the file,
 	// or found it empty (a run killed before its first commit).
 	Created bool
@@ -501,7 +510,10 @@ type meta struct {
 // metadata held): json_extract raises an error on malformed JSON, and CASE
 // evaluates its result only when json_valid holds
 // (https://www.sqlite.org/json1.html).
-func metaField(key string) string {
+func (s *Store) metaField(key string) string {
+	if s.pg {
+		return pgMetaField(key)
+	}
 	return "CASE WHEN json_valid(metadata) THEN json_extract(metadata, '$." + key + "') END"
 }
 
@@ -626,6 +638,10 @@ func (s *Store) Apply(c Change) error {
 		if err != nil {
 			return fmt.Errorf("record %q serial %s: %w", r.Name, r.Serial, err)
 		}
+		if s.pg {
+			cr.Expiry, cr.RevokedAt = pgTime(cr.Expiry), pgTime(cr.RevokedAt)
+			*cr.IssuedAt, *cr.NotBefore = pgTime(*cr.IssuedAt), pgTime(*cr.NotBefore)
+		}
 		crs[i] = cr
 	}
 	sup := make([]string, len(c.Supersede))
@@ -647,7 +663,20 @@ func (s *Store) Apply(c Change) error {
 		}
 		rev[i] = dec
 	}
-	return s.batch(func() error {
+	names := make([]string, 0, len(c.Roles))
+	for name := range c.Roles {
+		names = append(names, name)
+	}
+	// Sorted, so that a Change that fails fails the same way each time.
+	sort.Strings(names)
+	var keys []string
+	if s.pg {
+		keys = lockKeys(crs, sup, rev)
+		for _, name := range names {
+			keys = append(keys, "role "+name)
+		}
+	}
+	return s.batch(keys, func() error {
 		for i, cr := range crs {
 			n, err := s.count(cr.Serial)
 			if err != nil {
@@ -661,7 +690,7 @@ func (s *Store) Apply(c Change) error {
 			}
 		}
 		for i, dec := range sup {
-			if _, err := s.db.Exec("UPDATE certificates SET status = ? WHERE serial_number = ? AND status = ?",
+			if _, err := s.exec("UPDATE certificates SET status = ? WHERE serial_number = ? AND status = ?",
 				string(StatusSuperseded), dec, string(StatusGood)); err != nil {
 				return fmt.Errorf("supersede serial %s: %w", c.Supersede[i], err)
 			}
@@ -671,9 +700,9 @@ func (s *Store) Apply(c Change) error {
 			// cfssl's accessor (RevokeCertificate) stamps revoked_at
 			// with the database's CURRENT_TIMESTAMP, which is neither
 			// the caller's clock nor replayable; hence this UPDATE.
-			if _, err := s.db.Exec(`UPDATE certificates SET status = ?, reason = ?, revoked_at = ?
+			if _, err := s.exec(`UPDATE certificates SET status = ?, reason = ?, revoked_at = ?
 				WHERE serial_number = ? AND status != ?`,
-				string(StatusRevoked), rv.Reason, rv.At.UTC(), dec, string(StatusRevoked)); err != nil {
+				string(StatusRevoked), rv.Reason, s.timeArg(rv.At), dec, string(StatusRevoked)); err != nil {
 				return fmt.Errorf("revoke serial %s: %w", rv.Serial, err)
 			}
 			n, err := s.count(dec)
@@ -684,12 +713,13 @@ func (s *Store) Apply(c Change) error {
 				return fmt.Errorf("revoke serial %s: not recorded", rv.Serial)
 			}
 		}
-		for name, role := range c.Roles {
+		for _, name := range names {
+			role := c.Roles[name]
 			var err error
 			if role == "" {
-				_, err = s.db.Exec(`DELETE FROM dtls_roles WHERE name = ?`, name)
+				_, err = s.exec(`DELETE FROM dtls_roles WHERE name = ?`, name)
 			} else {
-				_, err = s.db.Exec(`INSERT INTO dtls_roles(name, role) VALUES(?, ?)
+				_, err = s.exec(`INSERT INTO dtls_roles(name, role) VALUES(?, ?)
 					ON CONFLICT(name) DO UPDATE SET role = excluded.role`, name, role)
 			}
 			if err != nil {
@@ -707,11 +737,11 @@ func (s *Store) Role(name string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var role string
-	err := s.db.Get(&role, `SELECT role FROM dtls_roles WHERE name = ?`, name)
+	err := s.db.Get(&role, s.db.Rebind(`SELECT role FROM dtls_roles WHERE name = ?`), name)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return "", nil
-	case err != nil && strings.Contains(err.Error(), "no such table"):
+	case err != nil && s.missingTable(err):
 		return "", nil
 	case err != nil:
 		return "", fmt.Errorf("read the role of %q: %w", name, err)
@@ -728,7 +758,7 @@ func (s *Store) Roles() (map[string]string, error) {
 		Role string `db:"role"`
 	}
 	err := s.db.Select(&rows, `SELECT name, role FROM dtls_roles`)
-	if err != nil && !strings.Contains(err.Error(), "no such table") {
+	if err != nil && !s.missingTable(err) {
 		return nil, fmt.Errorf("read roles: %w", err)
 	}
 	out := make(map[string]string, len(rows))
@@ -743,15 +773,25 @@ func (s *Store) Roles() (map[string]string, error) {
 // a certificate already revoked, or not recorded (by serial and AKI), is
 // an error.
 func (s *Store) Revoke(recs []Record, reason int, at time.Time) error {
-	return s.batch(func() error {
+	var keys []string
+	if s.pg {
+		decs := make([]string, 0, len(recs))
+		for _, r := range recs {
+			if dec, err := decimal(r.Serial); err == nil {
+				decs = append(decs, dec)
+			}
+		}
+		keys = lockKeys(nil, decs)
+	}
+	return s.batch(keys, func() error {
 		for _, r := range recs {
 			dec, err := decimal(r.Serial)
 			if err != nil {
 				return err
 			}
-			res, err := s.db.Exec(`UPDATE certificates SET status = ?, reason = ?, revoked_at = ?
+			res, err := s.exec(`UPDATE certificates SET status = ?, reason = ?, revoked_at = ?
 				WHERE serial_number = ? AND authority_key_identifier = ? AND status != ?`,
-				string(StatusRevoked), reason, at.UTC(), dec, r.AKI, string(StatusRevoked))
+				string(StatusRevoked), reason, s.timeArg(at), dec, r.AKI, string(StatusRevoked))
 			if err != nil {
 				return fmt.Errorf("revoke %s serial %s: %w", r.Name, r.Serial, err)
 			}
@@ -766,12 +806,17 @@ func (s *Store) Revoke(recs []Record, reason int, at time.Time) error {
 // batch runs f between BEGIN IMMEDIATE and COMMIT on the store's single
 // connection, holding mu, so that the accessor's statements commit together
 // (one fsync for a bulk issuance) or not at all, and no other goroutine's
-// statement runs in between.
-func (s *Store) batch(f func() error) error {
+// statement runs in between. On PostgreSQL it is pgBatch, which first locks
+// keys (what lockKeys returns); SQLite's BEGIN IMMEDIATE locks the whole
+// database.
+func (s *Store) batch(keys []string, f func() error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.readOnly {
 		return fmt.Errorf("write database %q: opened read-only", s.path)
+	}
+	if s.pg {
+		return s.pgBatch(keys, f)
 	}
 	if _, err := s.db.Exec("BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
@@ -787,10 +832,48 @@ func (s *Store) batch(f func() error) error {
 	return nil
 }
 
+// lockKeys are the keys of the locks that a batch writing these records
+// and these decimal serials takes on PostgreSQL (pgBatch).
+func lockKeys(crs []certdb.CertificateRecord, decs ...[]string) []string {
+	var keys []string
+	for _, cr := range crs {
+		keys = append(keys, "serial "+cr.Serial)
+	}
+	for _, l := range decs {
+		for _, dec := range l {
+			keys = append(keys, "serial "+dec)
+		}
+	}
+	return keys
+}
+
+// exec runs a statement written with ? placeholders, in the database's
+// own placeholder syntax (sqlx's Rebind changes nothing on SQLite).
+func (s *Store) exec(query string, args ...any) (sql.Result, error) {
+	return s.db.Exec(s.db.Rebind(query), args...)
+}
+
+// timeArg is a time as Apply and Revoke store it: UTC, and on PostgreSQL
+// rounded to the microsecond (pgTime).
+func (s *Store) timeArg(t time.Time) time.Time {
+	if s.pg {
+		return pgTime(t)
+	}
+	return t.UTC()
+}
+
+// missingTable reports whether err says that a table does not exist.
+func (s *Store) missingTable(err error) bool {
+	if s.pg {
+		return pgMissingTable(err)
+	}
+	return strings.Contains(err.Error(), "no such table")
+}
+
 // count is the number of rows with this decimal serial; mu must be held.
 func (s *Store) count(dec string) (int, error) {
 	var n int
-	if err := s.db.Get(&n, "SELECT count(*) FROM certificates WHERE serial_number = ?", dec); err != nil {
+	if err := s.db.Get(&n, s.db.Rebind("SELECT count(*) FROM certificates WHERE serial_number = ?"), dec); err != nil {
 		return 0, fmt.Errorf("read records: %w", err)
 	}
 	return n, nil
@@ -803,7 +886,7 @@ const selectRecords = `SELECT serial_number, authority_key_identifier, ca_label,
 // particular order; mu must be held.
 func (s *Store) query(where string, args ...any) ([]Record, error) {
 	var crs []certdb.CertificateRecord
-	if err := s.db.Select(&crs, selectRecords+" WHERE "+where, args...); err != nil {
+	if err := s.db.Select(&crs, s.db.Rebind(selectRecords+" WHERE "+where), args...); err != nil {
 		return nil, fmt.Errorf("read records: %w", err)
 	}
 	recs := make([]Record, 0, len(crs))
@@ -860,7 +943,7 @@ func filter(recs []Record, keep func(Record) bool) []Record {
 
 // All returns every record, oldest first.
 func (s *Store) All() ([]Record, error) {
-	return s.read("1")
+	return s.read("1 = 1")
 }
 
 // Get returns the record with this hex serial, or nil when there is none.
@@ -919,7 +1002,7 @@ func (s *Store) ByStatus(st Status) ([]Record, error) {
 func (s *Store) ByKind(k Kind) ([]Record, error) {
 	// Rows without a kind in their metadata (written by cfssl) are
 	// candidates too: fromCertdb derives their kind from the PEM.
-	recs, err := s.read("coalesce("+metaField("kind")+", '') IN (?, '')", string(k))
+	recs, err := s.read("coalesce("+s.metaField("kind")+", '') IN (?, '')", string(k))
 	if err != nil {
 		return nil, err
 	}
@@ -929,7 +1012,7 @@ func (s *Store) ByKind(k Kind) ([]Record, error) {
 // Revoked returns the revoked records signed by the CA with this hex serial
 // (Record.CASerial), oldest first: what its CRL lists.
 func (s *Store) Revoked(caSerial string) ([]Record, error) {
-	return s.read("status = ? AND "+metaField("ca_serial")+" = ?", string(StatusRevoked), caSerial)
+	return s.read("status = ? AND "+s.metaField("ca_serial")+" = ?", string(StatusRevoked), caSerial)
 }
 
 // normalSerial reads key as a hex serial the way 'openssl x509 -serial' and

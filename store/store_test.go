@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,11 +13,16 @@ import (
 	"fmt"
 	"io/fs"
 	"math/big"
+	mrand "math/rand"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,12 +59,78 @@ func rec(serial, name string, kind Kind, caSerial string, age int) Record {
 	}
 }
 
-func openTemp(t *testing.T) *Store {
+// backend is a kind of database the behavioural tests run against:
+// SQLite (sqlite, here) or PostgreSQL (postgres_test.go). Each test takes
+// one and asserts the same.
+type backend struct {
+	// newDB returns the address of a new database, a file path or a
+	// DSN, that no Store has opened yet.
+	newDB func(t *testing.T) string
+	// open and openRO are Open and OpenReadOnly, or their PostgreSQL
+	// equivalents.
+	open, openRO func(addr string) (*Store, error)
+	// name is how a Store on addr names its database in errors.
+	name func(addr string) string
+	// exec runs statements (no arguments) that write, on s's own
+	// connection.
+	exec func(t *testing.T, s *Store, query string)
+	// count runs a query for one integer (? placeholders) on a
+	// connection of its own.
+	count func(t *testing.T, addr, query string, args ...any) int
+	// version is the database's schema version.
+	version func(t *testing.T, addr string) int
+	// legacy gives addr cfssl's first schema only (what 'cfssl serve'
+	// with goose migration 001 makes) holding one certificate, serial
+	// 4660, named "legacy", without common_name or metadata.
+	legacy func(t *testing.T, addr string)
+	// toSchema3 makes a database of dtls's schema 3: no status index.
+	toSchema3 string
+	// indexCount counts the indexes named ?.
+	indexCount string
+	// notJSON is an SQL value of the metadata column that holds no
+	// dtls metadata (cfssl keeps a sign request's as given).
+	notJSON string
+	// stored is a record, and storedTime a time, as the database keeps
+	// it: PostgreSQL keeps microseconds.
+	stored     func(Record) Record
+	storedTime func(time.Time) time.Time
+}
+
+// openNew opens a new database, closed when t ends.
+func (b backend) openNew(t *testing.T) *Store {
 	t.Helper()
-	s, err := Open(filepath.Join(t.TempDir(), "dtls.db"))
+	s, err := b.open(b.newDB(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+var sqlite = backend{
+	newDB:  func(t *testing.T) string { return filepath.Join(t.TempDir(), "dtls.db") },
+	open:   Open,
+	openRO: OpenReadOnly,
+	name:   func(p string) string { return p },
+	exec: func(t *testing.T, s *Store, query string) {
+		t.Helper()
+		_, err := s.db.Exec(query)
+		require.NoError(t, err)
+	},
+	count: func(t *testing.T, p, query string, args ...any) int {
+		t.Helper()
+		db, err := sql.Open("sqlite", p)
+		require.NoError(t, err)
+		defer db.Close()
+		var n int
+		require.NoError(t, db.QueryRow(query, args...).Scan(&n))
+		return n
+	},
+	version:    func(t *testing.T, p string) int { t.Helper(); return userVersion(t, p) },
+	legacy:     cfsslDB,
+	toSchema3:  "DROP INDEX certificates_status; PRAGMA user_version = 3",
+	indexCount: "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?",
+	notJSON:    "'not json'",
+	stored:     func(r Record) Record { return r },
+	storedTime: func(t time.Time) time.Time { return t },
 }
 
 // cfsslDB makes a database with only cfssl's first schema (what 'cfssl
@@ -101,11 +173,13 @@ func serials(recs []Record) []string {
 // TestUpgradeCfsslSchema: a database with only cfssl's first schema is
 // migrated in place and keeps its records; what its rows lack (name,
 // kind) is read from the PEM, also by the lookups that query columns.
-func TestUpgradeCfsslSchema(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "certs.db")
-	cfsslDB(t, p)
+func TestUpgradeCfsslSchema(t *testing.T) { testUpgradeCfsslSchema(t, sqlite) }
 
-	s, err := Open(p)
+func testUpgradeCfsslSchema(t *testing.T, b backend) {
+	p := b.newDB(t)
+	b.legacy(t, p)
+
+	s, err := b.open(p)
 	require.NoError(t, err)
 	assert.False(t, s.Created)
 	recs, err := s.All()
@@ -114,9 +188,7 @@ func TestUpgradeCfsslSchema(t *testing.T) {
 	assert.Equal(t, "1234", recs[0].Serial, "decimal 4660 in cfssl's column is hex 1234")
 	assert.Equal(t, "legacy", recs[0].Name, "name derived from the PEM")
 	assert.Equal(t, KindClient, recs[0].Kind)
-	var v int
-	require.NoError(t, s.db.Get(&v, "PRAGMA user_version"))
-	assert.Equal(t, SchemaVersion, v)
+	assert.Equal(t, SchemaVersion, b.version(t, p))
 	byName, err := s.ByName("legacy")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"1234"}, serials(byName), "a row without common_name is found by its PEM's name")
@@ -133,7 +205,7 @@ func TestUpgradeCfsslSchema(t *testing.T) {
 	require.NoError(t, s.Close())
 
 	// Reopening changes nothing.
-	s, err = Open(p)
+	s, err = b.open(p)
 	require.NoError(t, err)
 	defer s.Close()
 	recs, err = s.All()
@@ -149,39 +221,41 @@ func TestUpgradeCfsslSchema(t *testing.T) {
 // TestMigrateSchema3: a database of the previous dtls (schema 3, without
 // the status index) is readable read-only as it is, and Open migrates it
 // to 4 in place, keeping its records.
-func TestMigrateSchema3(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "dtls.db")
-	s, err := Open(p)
+func TestMigrateSchema3(t *testing.T) { testMigrateSchema3(t, sqlite) }
+
+func testMigrateSchema3(t *testing.T, b backend) {
+	p := b.newDB(t)
+	s, err := b.open(p)
 	require.NoError(t, err)
 	r := rec("1f", "alice", KindClient, "ca", 0)
 	require.NoError(t, s.Apply(Change{Insert: []Record{r}}))
-	_, err = s.db.Exec("DROP INDEX certificates_status; PRAGMA user_version = 3")
-	require.NoError(t, err)
+	b.exec(t, s, b.toSchema3)
 	require.NoError(t, s.Close())
+	assert.Equal(t, 0, b.count(t, p, b.indexCount, "certificates_status"))
 
-	ro, err := OpenReadOnly(p)
+	ro, err := b.openRO(p)
 	require.NoError(t, err)
 	got, err := ro.Get("1f")
 	require.NoError(t, err)
 	require.NotNil(t, got)
-	assert.Equal(t, r, *got)
+	assert.Equal(t, b.stored(r), *got)
 	require.NoError(t, ro.Close())
-	assert.Equal(t, 3, userVersion(t, p), "OpenReadOnly does not migrate")
+	assert.Equal(t, 3, b.version(t, p), "OpenReadOnly does not migrate")
 
-	s, err = Open(p)
+	s, err = b.open(p)
 	require.NoError(t, err)
 	defer s.Close()
-	assert.Equal(t, SchemaVersion, userVersion(t, p))
-	var n int
-	require.NoError(t, s.db.Get(&n, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'certificates_status'"))
-	assert.Equal(t, 1, n)
+	assert.Equal(t, SchemaVersion, b.version(t, p))
+	assert.Equal(t, 1, b.count(t, p, b.indexCount, "certificates_status"))
 	all, err := s.All()
 	require.NoError(t, err)
-	assert.Equal(t, []Record{r}, all)
+	assert.Equal(t, []Record{b.stored(r)}, all)
 }
 
-func TestRevokeAndSupersede(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "d.db"))
+func TestRevokeAndSupersede(t *testing.T) { testRevokeAndSupersede(t, sqlite) }
+
+func testRevokeAndSupersede(t *testing.T, b backend) {
+	s, err := b.open(b.newDB(t))
 	require.NoError(t, err)
 	defer s.Close()
 	assert.True(t, s.Created)
@@ -219,8 +293,10 @@ func TestRevokeAndSupersede(t *testing.T) {
 // also after a round trip through JSON, is no error and changes nothing;
 // a revocation keeps its first reason and time; a superseded or revoked
 // certificate is not superseded again.
-func TestApplyIdempotent(t *testing.T) {
-	s := openTemp(t)
+func TestApplyIdempotent(t *testing.T) { testApplyIdempotent(t, sqlite) }
+
+func testApplyIdempotent(t *testing.T, b backend) {
+	s := b.openNew(t)
 	old1, old2 := rec("a1", "alice", KindClient, "ca", 0), rec("b1", "bob", KindClient, "ca", 0)
 	require.NoError(t, s.Apply(Change{Insert: []Record{old1, old2}}))
 
@@ -241,10 +317,10 @@ func TestApplyIdempotent(t *testing.T) {
 		"superseded then revoked in one Change: revoked")
 
 	require.NoError(t, s.Apply(c), "applied twice")
-	b, err := json.Marshal(c)
+	js, err := json.Marshal(c)
 	require.NoError(t, err)
 	var replay Change
-	require.NoError(t, json.Unmarshal(b, &replay))
+	require.NoError(t, json.Unmarshal(js, &replay))
 	require.NoError(t, s.Apply(replay), "replayed from JSON")
 	require.NoError(t, s.Apply(Change{Revoke: []Revocation{{Serial: "b1", Reason: 9, At: at.Add(time.Hour)}}}))
 	got, err := s.All()
@@ -253,12 +329,14 @@ func TestApplyIdempotent(t *testing.T) {
 	b1, err := s.Get("b1")
 	require.NoError(t, err)
 	assert.Equal(t, 4, b1.Reason)
-	assert.Equal(t, at, b1.RevokedAt)
+	assert.Equal(t, b.storedTime(at), b1.RevokedAt)
 }
 
 // TestApplyAtomic: a Change that fails changes nothing, and says why.
-func TestApplyAtomic(t *testing.T) {
-	s := openTemp(t)
+func TestApplyAtomic(t *testing.T) { testApplyAtomic(t, sqlite) }
+
+func testApplyAtomic(t *testing.T, b backend) {
+	s := b.openNew(t)
 	require.NoError(t, s.Apply(Change{Insert: []Record{rec("a1", "alice", KindClient, "ca", 0)}}))
 	bad := rec("b1", "bob", KindClient, "ca", 0)
 	for _, tc := range []struct {
@@ -322,8 +400,10 @@ func TestChangeJSON(t *testing.T) {
 
 // TestLookups: each lookup returns what matches, oldest first, and nothing
 // else.
-func TestLookups(t *testing.T) {
-	s := openTemp(t)
+func TestLookups(t *testing.T) { testLookups(t, sqlite) }
+
+func testLookups(t *testing.T, b backend) {
+	s := b.openNew(t)
 	ca1, ca2 := rec("c1", "dtls CA", KindCA, "c1", 0), rec("c2", "dtls CA", KindCA, "c2", 5)
 	srv := rec("51", "docker.example", KindServer, "c1", 1)
 	a1, a2, a3 := rec("a1", "alice", KindClient, "c1", 2), rec("a2", "alice", KindClient, "c1", 3), rec("a3", "alice", KindClient, "c2", 6)
@@ -365,7 +445,7 @@ func TestLookups(t *testing.T) {
 	require.NotNil(t, got)
 	want := a2
 	want.Status, want.Reason, want.RevokedAt = StatusRevoked, 1, base
-	assert.Equal(t, want, *got, "a record reads back as written")
+	assert.Equal(t, b.stored(want), *got, "a record reads back as written")
 	got, err = s.Get("ff")
 	require.NoError(t, err)
 	assert.Nil(t, got)
@@ -381,8 +461,7 @@ func TestLookups(t *testing.T) {
 	// A metadata column that is not JSON (cfssl keeps a sign request's
 	// metadata as given) does not break the queries that read it.
 	// Without metadata or a parsable PEM, b1 has no kind and no CA.
-	_, err = s.db.Exec("UPDATE certificates SET metadata = 'not json' WHERE serial_number = '177'") // hex b1
-	require.NoError(t, err)
+	b.exec(t, s, "UPDATE certificates SET metadata = "+b.notJSON+" WHERE serial_number = '177'") // hex b1
 	rv, err := s.Revoked("c1")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a2"}, serials(rv))
@@ -394,8 +473,10 @@ func TestLookups(t *testing.T) {
 // TestFindSerial: a serial is found the way openssl prints it (upper case,
 // padded with a leading zero to whole bytes, with colons) and by a unique
 // prefix; a prefix two serials share is an error, not both.
-func TestFindSerial(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "d.db"))
+func TestFindSerial(t *testing.T) { testFindSerial(t, sqlite) }
+
+func testFindSerial(t *testing.T, b backend) {
+	s, err := b.open(b.newDB(t))
 	require.NoError(t, err)
 	defer s.Close()
 	c1, p1 := testCert(t, "a", 0x0abcdef012345)
@@ -437,8 +518,27 @@ func TestNotADatabase(t *testing.T) {
 // (each Change inserts a writer's two new records and retires its two
 // previous ones, so a writer never has other than 0 or 2 good records).
 // Run it with -race too.
-func TestConcurrentApply(t *testing.T) {
-	s := openTemp(t)
+func TestConcurrentApply(t *testing.T) { testConcurrentApply(t, sqlite, false) }
+
+// TestConcurrentApplyStores: the same with a Store for each writer and a
+// read-only one for the reader, as three processes would have.
+func TestConcurrentApplyStores(t *testing.T) { testConcurrentApply(t, sqlite, true) }
+
+func testConcurrentApply(t *testing.T, b backend, separate bool) {
+	p := b.newDB(t)
+	s, err := b.open(p)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	writers, reader := []*Store{s, s}, s
+	if separate {
+		w1, err := b.open(p)
+		require.NoError(t, err)
+		t.Cleanup(func() { w1.Close() })
+		reader, err = b.openRO(p)
+		require.NoError(t, err)
+		t.Cleanup(func() { reader.Close() })
+		writers[1] = w1
+	}
 	const n = 150
 	serial := func(g, i, j int) string { return fmt.Sprintf("%x", (g+1)<<20|i<<1|j) }
 	var wg sync.WaitGroup
@@ -457,7 +557,7 @@ func TestConcurrentApply(t *testing.T) {
 					c.Supersede = []string{serial(g, i-1, 0)}
 					c.Revoke = []Revocation{{Serial: serial(g, i-1, 1), Reason: 1, At: base}}
 				}
-				if err := s.Apply(c); err != nil {
+				if err := writers[g].Apply(c); err != nil {
 					errs[g] = fmt.Errorf("change %d: %w", i, err)
 					return
 				}
@@ -473,7 +573,7 @@ func TestConcurrentApply(t *testing.T) {
 			running = false // one last read after both are done
 		default:
 		}
-		recs, err := s.All()
+		recs, err := reader.All()
 		require.NoError(t, err)
 		good := map[string]int{}
 		for _, r := range recs {
@@ -499,14 +599,80 @@ func TestConcurrentApply(t *testing.T) {
 	t.Logf("%d reads", reads)
 }
 
+// TestConcurrentReplay: two Stores apply the same Change at the same
+// moment, as two processes replaying one journal would. Both succeed, and
+// each record is there once, with the first reason and time of its
+// revocation.
+func TestConcurrentReplay(t *testing.T) { testConcurrentReplay(t, sqlite) }
+
+func testConcurrentReplay(t *testing.T, b backend) {
+	p := b.newDB(t)
+	var stores []*Store
+	for range 2 {
+		s, err := b.open(p)
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		stores = append(stores, s)
+	}
+	const n = 40
+	for i := range n {
+		c := Change{
+			Insert: []Record{rec(fmt.Sprintf("%x", 2*i+0x100), "r", KindClient, "ca", i), rec(fmt.Sprintf("%x", 2*i+0x101), "r", KindClient, "ca", i)},
+			Roles:  map[string]string{"r": fmt.Sprint(i), "s": fmt.Sprint(i)},
+		}
+		if i > 0 {
+			c.Supersede = []string{fmt.Sprintf("%x", 2*i+0xfe)}
+			c.Revoke = []Revocation{{Serial: fmt.Sprintf("%x", 2*i+0xff), Reason: 1, At: base.Add(time.Duration(i) * time.Second)}}
+		}
+		start := make(chan struct{})
+		errs := make([]error, len(stores))
+		var wg sync.WaitGroup
+		for g, s := range stores {
+			wg.Go(func() {
+				<-start
+				errs[g] = s.Apply(c)
+			})
+		}
+		close(start)
+		wg.Wait()
+		for g, err := range errs {
+			require.NoError(t, err, "change %d, store %d", i, g)
+		}
+	}
+	all, err := stores[0].All()
+	require.NoError(t, err)
+	require.Len(t, all, 2*n)
+	count := map[Status]int{}
+	for _, r := range all {
+		count[r.Status]++
+		if r.Status == StatusRevoked {
+			i := (mustParseHex(t, r.Serial) - 0xff) / 2
+			assert.Equal(t, b.storedTime(base.Add(time.Duration(i)*time.Second)), r.RevokedAt, r.Serial)
+		}
+	}
+	assert.Equal(t, map[Status]int{StatusGood: 2, StatusSuperseded: n - 1, StatusRevoked: n - 1}, count)
+	roles, err := stores[1].Roles()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"r": fmt.Sprint(n - 1), "s": fmt.Sprint(n - 1)}, roles)
+}
+
+func mustParseHex(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.ParseInt(s, 16, 64)
+	require.NoError(t, err)
+	return int(n)
+}
+
 // TestReadOnlySeesWrites: a read-only Store on the file a writer Store
 // writes sees each Change as soon as Apply returns, and cannot write.
-func TestReadOnlySeesWrites(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "dtls.db")
-	w, err := Open(p)
+func TestReadOnlySeesWrites(t *testing.T) { testReadOnlySeesWrites(t, sqlite) }
+
+func testReadOnlySeesWrites(t *testing.T, b backend) {
+	p := b.newDB(t)
+	w, err := b.open(p)
 	require.NoError(t, err)
 	defer w.Close()
-	r, err := OpenReadOnly(p)
+	r, err := b.openRO(p)
 	require.NoError(t, err)
 	defer r.Close()
 	assert.False(t, r.Created)
@@ -526,13 +692,13 @@ func TestReadOnlySeesWrites(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, rv, 1)
 	assert.Equal(t, "a1", rv[0].Serial)
-	assert.Equal(t, base, rv[0].RevokedAt)
+	assert.Equal(t, b.storedTime(base), rv[0].RevokedAt)
 	got, err = r.Get("a1")
 	require.NoError(t, err)
 	assert.Equal(t, StatusRevoked, got.Status)
 
-	assert.EqualError(t, r.Apply(Change{Insert: []Record{rec("b1", "bob", KindClient, "c1", 2)}}), `write database "`+p+`": opened read-only`)
-	assert.EqualError(t, r.Revoke([]Record{ca}, 1, base), `write database "`+p+`": opened read-only`)
+	assert.EqualError(t, r.Apply(Change{Insert: []Record{rec("b1", "bob", KindClient, "c1", 2)}}), `write database "`+b.name(p)+`": opened read-only`)
+	assert.EqualError(t, r.Revoke([]Record{ca}, 1, base), `write database "`+b.name(p)+`": opened read-only`)
 	_, err = r.db.Exec("DELETE FROM certificates")
 	assert.Error(t, err, "the connection itself is read-only")
 	all, err := w.All()
@@ -645,9 +811,11 @@ func TestOpenEmptyFile(t *testing.T) {
 // TestRoles: roles are set, changed and removed with Apply, outlive the
 // records, and read as "" where none is set, also on a read-only store of
 // a database from before roles.
-func TestRoles(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "dtls.db")
-	s, err := Open(p)
+func TestRoles(t *testing.T) { testRoles(t, sqlite) }
+
+func testRoles(t *testing.T, b backend) {
+	p := b.newDB(t)
+	s, err := b.open(p)
 	require.NoError(t, err)
 	defer s.Close()
 	role, err := s.Role("alice")
@@ -658,7 +826,7 @@ func TestRoles(t *testing.T) {
 	role, err = s.Role("alice")
 	require.NoError(t, err)
 	assert.Equal(t, "admin", role)
-	ro, err := OpenReadOnly(p)
+	ro, err := b.openRO(p)
 	require.NoError(t, err)
 	defer ro.Close()
 	role, err = ro.Role("bob")
@@ -671,4 +839,151 @@ func TestRoles(t *testing.T) {
 	all, err := s.Roles()
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"alice": "admin"}, all)
+}
+
+// The kill test's child: TestMain runs killChild instead of the tests when
+// killBackendEnv is set.
+const (
+	killBackendEnv = "DTLS_STORE_KILL_BACKEND" // "sqlite" or "postgres"
+	killAddrEnv    = "DTLS_STORE_KILL_ADDR"    // the database
+	killFromEnv    = "DTLS_STORE_KILL_FROM"    // the first Change's number
+	// killChildMax bounds a child that nobody kills.
+	killChildMax = 100000
+)
+
+func TestMain(m *testing.M) {
+	if name := os.Getenv(killBackendEnv); name != "" {
+		os.Exit(killChild(name, os.Getenv(killAddrEnv), os.Getenv(killFromEnv)))
+	}
+	os.Exit(m.Run())
+}
+
+// killChange is Change number i of a kill test's child: it records two
+// certificates and supersedes the first one of Change i-1, so that one
+// half without the other shows.
+func killChange(i, from int) Change {
+	c := Change{Insert: []Record{
+		rec(killSerial(i, 0), "killed", KindClient, "ca", 0),
+		rec(killSerial(i, 1), "killed", KindClient, "ca", 0),
+	}}
+	if i > from {
+		c.Supersede = []string{killSerial(i-1, 0)}
+	}
+	return c
+}
+
+func killSerial(i, j int) string { return fmt.Sprintf("%x", i<<1|j) }
+
+// killChild applies killChange from number from on, and prints each
+// Change's number once Apply has returned: committed. It returns an exit
+// code.
+func killChild(backend, addr, fromText string) int {
+	open := map[string]func(string) (*Store, error){"sqlite": Open, "postgres": OpenPostgres}[backend]
+	from, err := strconv.Atoi(fromText)
+	if open == nil || err != nil {
+		fmt.Fprintf(os.Stderr, "kill child: backend %q, from %q\n", backend, fromText)
+		return 2
+	}
+	s, err := open(addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kill child:", err)
+		return 1
+	}
+	for i := from; i < from+killChildMax; i++ {
+		if err := s.Apply(killChange(i, from)); err != nil {
+			fmt.Fprintf(os.Stderr, "kill child: change %d: %v\n", i, err)
+			return 1
+		}
+		fmt.Println(i)
+	}
+	return 0
+}
+
+// TestKillApply: see testKill.
+func TestKillApply(t *testing.T) { testKill(t, sqlite, "sqlite") }
+
+// testKill: a child process (this test binary again) applies Changes in a
+// loop and is killed with SIGKILL after a random number of them, several
+// times. Afterwards every Change it reported committed is in the database
+// whole, any other is there whole or not at all (at most the one Change
+// that was in flight), and a new writer goes on.
+func testKill(t *testing.T, b backend, name string) {
+	addr := b.newDB(t)
+	s, err := b.open(addr) // migrated here, not by a child
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := mrand.New(mrand.NewSource(seed))
+	const rounds = 6
+	for round := range rounds {
+		from := (round + 1) * 10000
+		target := 1 + rng.Intn(40)
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), killBackendEnv+"="+name, killAddrEnv+"="+addr, killFromEnv+"="+strconv.Itoa(from))
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		var reported []int
+		killed := false
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			i, err := strconv.Atoi(sc.Text())
+			require.NoError(t, err, "child said %q", sc.Text())
+			reported = append(reported, i)
+			if !killed && len(reported) == target {
+				// By its pid, which Wait has not reaped yet.
+				require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+				killed = true
+			}
+			// Lines written before the kill are still read.
+		}
+		require.NoError(t, sc.Err())
+		err = cmd.Wait()
+		require.True(t, killed, "round %d: the child ended by itself after %d changes (%v): %s", round, len(reported), err, stderr.String())
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, "round %d: %s", round, stderr.String())
+		require.Equal(t, "signal: killed", ee.Error(), "round %d: %s", round, stderr.String())
+		require.GreaterOrEqual(t, len(reported), target)
+
+		s, err := b.open(addr)
+		require.NoError(t, err)
+		for _, i := range reported {
+			for j := range 2 {
+				ok, err := s.Has(killSerial(i, j))
+				require.NoError(t, err)
+				require.True(t, ok, "round %d: change %d was reported committed, but serial %s is not recorded", round, i, killSerial(i, j))
+			}
+		}
+		recs, err := s.All()
+		require.NoError(t, err)
+		have := map[string]Status{}
+		for _, r := range recs {
+			have[r.Serial] = r.Status
+		}
+		last := reported[len(reported)-1]
+		inFlight := 0
+		for i := from; i <= last+1; i++ {
+			_, a := have[killSerial(i, 0)]
+			_, c := have[killSerial(i, 1)]
+			require.Equal(t, a, c, "round %d: change %d is in the database by half", round, i)
+			if a && i > from {
+				require.Equal(t, StatusSuperseded, have[killSerial(i-1, 0)], "round %d: change %d is in, its supersession is not", round, i)
+			}
+			if a && i > last {
+				inFlight++
+			}
+		}
+		_, beyond := have[killSerial(last+2, 0)]
+		require.False(t, beyond, "round %d: a change after the one in flight", round)
+		t.Logf("round %d: killed after %d changes reported, %d more committed", round, len(reported), inFlight)
+
+		// The killed writer holds nothing that stops the next one.
+		require.NoError(t, s.Apply(Change{Insert: []Record{rec(killSerial(from+killChildMax, 0), "after", KindClient, "ca", 0)}}))
+		require.NoError(t, s.Close())
+	}
 }

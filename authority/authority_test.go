@@ -312,4 +312,7 @@ func TestInitAuthzWaitsForThePlugin(t *testing.T) {
 	unit, err := os.ReadFile(filepath.Join(h.systemd, AuthzSocketUnit))
 	require.NoError(t, err)
 	assert.Contains(t, string(unit), "ListenStream="+sock)
+	svc, err := os.ReadFile(filepath.Join(h.systemd, AuthzServiceUnit))
+	require.NoError(t, err)
+	assert.Contains(t, string(svc), "LogsDirectory=dtls\n", "the log directory must exist before the service starts")
 }

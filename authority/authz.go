@@ -62,7 +62,7 @@ ProtectSystem=strict
 ProtectHome=yes
 PrivateTmp=yes
 ReadWritePaths=` + stateDir + ` ` + filepath.Dir(auditLog) + `
-
+` + logsDirectory(auditLog) + `
 [Install]
 WantedBy=multi-user.target
 `),
@@ -114,4 +114,15 @@ func authzPluginName(socket string) string {
 func fileHas(path string, data []byte) bool {
 	b, err := os.ReadFile(path)
 	return err == nil && bytes.Equal(b, data)
+}
+
+// logsDirectory has systemd make the audit log's directory under
+// /var/log (ReadWritePaths needs it to exist before the service starts),
+// root's only.
+func logsDirectory(auditLog string) string {
+	rel, ok := strings.CutPrefix(filepath.Dir(auditLog), "/var/log/")
+	if !ok || rel == "" {
+		return ""
+	}
+	return "LogsDirectory=" + rel + "\nLogsDirectoryMode=0700\n"
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -169,6 +170,12 @@ func runAuthzServe(o *authzServeOptions) error {
 	path := o.AuditLog
 	if path == "-" {
 		path = ""
+	} else if _, err := os.Stat(filepath.Dir(path)); errors.Is(err, fs.ErrNotExist) {
+		// /var/log/dtls on a first start: root's only, as the trail
+		// names every user and what they did.
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return fmt.Errorf("--audit-log %q: %w", path, err)
+		}
 	}
 	if audit, err = authz.OpenAuditLog(path, 10<<20, 5, o.Out); err != nil {
 		return err

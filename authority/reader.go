@@ -183,3 +183,62 @@ func (a *Authority) Role(name string) (string, error) { return a.Store.Role(name
 
 // RoleOf is the role recorded for a holder ("" for the default).
 func (r *Reader) RoleOf(name string) (string, error) { return r.store.Role(name) }
+
+// LazyReader is a Reader opened on first use, and opened again after a
+// failure (at most once a second): a plugin started before 'dtls init'
+// made the inventory, or while it was being restored from a backup, denies
+// every certificate while it cannot read it, then follows it without a
+// restart.
+type LazyReader struct {
+	Dir string
+
+	mu    sync.Mutex
+	r     *Reader
+	tried time.Time
+	err   error
+}
+
+// lazyRetry is how often a LazyReader tries to open the inventory again.
+const lazyRetry = time.Second
+
+// NewLazyReader returns a LazyReader of a state directory; it opens nothing
+// yet.
+func NewLazyReader(stateDir string) *LazyReader { return &LazyReader{Dir: stateDir} }
+
+func (l *LazyReader) reader() (*Reader, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.r != nil {
+		return l.r, nil
+	}
+	if !l.tried.IsZero() && time.Since(l.tried) < lazyRetry {
+		return nil, l.err
+	}
+	l.tried = time.Now()
+	l.r, l.err = OpenReader(l.Dir)
+	if l.err != nil {
+		l.err = fmt.Errorf("the inventory cannot be read: %w", l.err)
+	}
+	return l.r, l.err
+}
+
+// Identify is Reader.Identify, or the reason the inventory cannot be read.
+func (l *LazyReader) Identify(cert *x509.Certificate) (user, role string, err error) {
+	r, err := l.reader()
+	if err != nil {
+		return "", "", err
+	}
+	return r.Identify(cert)
+}
+
+// Close closes the inventory if it was opened.
+func (l *LazyReader) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.r == nil {
+		return nil
+	}
+	err := l.r.Close()
+	l.r = nil
+	return err
+}

@@ -86,3 +86,33 @@ func TestReaderIdentify(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "not the one the inventory holds")
 }
+
+// TestLazyReader: before the inventory exists every certificate is refused
+// with the reason; once 'init' has made it, the same reader follows it
+// without being reopened by its user.
+func TestLazyReader(t *testing.T) {
+	h := newHost(t)
+	l := NewLazyReader(h.state)
+	defer l.Close()
+	other, err := pki.NewCA(pki.CARequest{CommonName: "x", KeyType: pki.ECDSAP256, Now: time.Now()})
+	require.NoError(t, err)
+	c, err := other.Issue(pki.Request{Kind: pki.KindClient, CommonName: "alice", KeyType: pki.ECDSAP256, Now: time.Now()})
+	require.NoError(t, err)
+	_, _, err = l.Identify(c.Cert)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the inventory cannot be read")
+
+	h.init(t, nil, Options{})
+	a := h.open(t, Options{})
+	out := t.TempDir()
+	issued, err := a.IssueClients(ClientRequest{Names: []string{"alice"}, Dir: func(n string) string { return filepath.Join(out, n) },
+		DockerHost: "tcp://h:2376", KeyType: pki.ECDSAP256, Role: "developer", Now: time.Now()})
+	require.NoError(t, err)
+	cert, err := issued[0].Record.Cert()
+	require.NoError(t, err)
+	l.tried = time.Time{} // the retry interval has passed
+	user, role, err := l.Identify(cert)
+	require.NoError(t, err)
+	assert.Equal(t, "alice", user)
+	assert.Equal(t, "developer", role)
+}

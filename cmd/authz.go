@@ -157,15 +157,17 @@ func runAuthzServe(o *authzServeOptions) error {
 			policy = ""
 		}
 	}
-	var inv authz.Inventory
-	r, err := authority.OpenReader(o.StateDir)
-	if err != nil {
-		// Fail closed: the plugin answers, and denies TCP requests.
-		fmt.Fprintf(o.ErrOut, "dtls: error: %v: every TCP request is denied\n", err)
+	// Opened on first use and again after a failure: while the
+	// inventory cannot be read the plugin answers and denies every TCP
+	// request, saying why (fail closed), and follows it once it can.
+	inv := authority.NewLazyReader(o.StateDir)
+	defer inv.Close()
+	if r, err := authority.OpenReader(o.StateDir); err != nil {
+		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: every TCP request is denied until it can be read\n", err)
 	} else {
-		defer r.Close()
-		inv = r
+		r.Close()
 	}
+	var err error
 	var audit *authz.AuditLog
 	path := o.AuditLog
 	if path == "-" {

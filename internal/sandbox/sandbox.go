@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -136,6 +137,9 @@ type Daemon struct {
 
 	dockerd  string
 	execRoot string
+	// hostDirs are the host directories dockerd makes that were missing
+	// before it started (see hostPluginDirs).
+	hostDirs []string
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -196,11 +200,37 @@ func Start(ctx context.Context, dir, cfg string) (*Daemon, error) {
 		Socket:     socket,
 		dockerd:    dockerd,
 		execRoot:   c.ExecRoot,
+		hostDirs:   missingHostDirs(),
 	}
 	if err := d.start(ctx); err != nil {
+		removeHostDirs(d.hostDirs)
 		return nil, err
 	}
 	return d, nil
+}
+
+// hostPluginDirs are the directories dockerd 20.10 makes on the host
+// whatever its configuration: the legacy plugins' socket directory is
+// fixed (moby pkg/plugins/discovery_unix.go). The host stays as the tests
+// found it: Stop removes those that were missing, when empty.
+var hostPluginDirs = []string{"/run/docker/plugins", "/run/docker"}
+
+func missingHostDirs() []string {
+	var out []string
+	for _, d := range hostPluginDirs {
+		if _, err := os.Lstat(d); errors.Is(err, fs.ErrNotExist) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// removeHostDirs removes dirs, deepest first, each only when empty: another
+// daemon or a test may still use it.
+func removeHostDirs(dirs []string) {
+	for _, d := range dirs {
+		_ = os.Remove(d)
+	}
 }
 
 // checkConfig returns the daemon's unix socket, or why c would let the
@@ -420,6 +450,7 @@ func (d *Daemon) Stop() error {
 			errs = append(errs, err)
 		}
 	}
+	removeHostDirs(d.hostDirs)
 	return errors.Join(errs...)
 }
 

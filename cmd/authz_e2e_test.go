@@ -57,9 +57,13 @@ func startAuthzPlugin(t *testing.T, state, dir string) *authzPlugin {
 		out:    &bytes.Buffer{},
 	}
 	p.Socket = filepath.Join(pluginDir, p.Name+".sock")
-	if _, err := os.Stat(pluginDir); errors.Is(err, fs.ErrNotExist) {
-		require.NoError(t, os.MkdirAll(pluginDir, 0o755))
-		t.Cleanup(func() { os.Remove(pluginDir) }) // only when empty
+	// Remove what this test makes (each only when empty: a daemon or
+	// another test may use it), deepest first.
+	for _, d := range []string{filepath.Dir(pluginDir), pluginDir} {
+		if _, err := os.Stat(d); errors.Is(err, fs.ErrNotExist) {
+			require.NoError(t, os.Mkdir(d, 0o755))
+			t.Cleanup(func() { os.Remove(d) })
+		}
 	}
 	require.NoError(t, os.WriteFile(p.Policy, []byte(`{"default_role": "readonly"}`+"\n"), 0o644))
 	p.cmd = exec.Command(dtlsExe(t), "authz", "serve", "--socket", p.Socket, "--state-dir", state,

@@ -1,0 +1,231 @@
+// Package fleet is the protocol between dtls's online CA (package caserver,
+// `dtls ca serve`) and the hosts and laptops that use it: enrolment with a
+// one-time token, renewal with the current certificate over mutual TLS, the
+// signed revocation list every authorization plugin follows, and the
+// operator calls behind `dtls list|revoke --ca-url`.
+//
+// Every JSON call answers in cfssl's API envelope (cfssl api.Response:
+// {"success", "result", "errors", "messages"}), so that cfssl's own
+// clients and tools read the errors; the revocation list is a DER X.509
+// CRL (RFC 5280 5), signed by the CA, served as application/pkix-crl
+// (RFC 2585 4.2).
+package fleet
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dtls-tool/dtls/store"
+)
+
+// API paths, all under cfssl's /api/v1 prefix next to cfssl's own
+// /api/v1/cfssl handlers.
+const (
+	// PathEnroll signs a CSR for the holder of a one-time token
+	// (POST EnrollRequest → CertResponse). No client certificate.
+	PathEnroll = "/api/v1/dtls/enroll"
+	// PathRenew signs a CSR for the holder of a current, good certificate
+	// presented as the TLS client certificate (POST RenewRequest →
+	// CertResponse).
+	PathRenew = "/api/v1/dtls/renew"
+	// PathCRL is the revocation list (GET → DER CRL). No authentication:
+	// the CA's signature is what a plugin trusts.
+	PathCRL = "/api/v1/dtls/crl"
+	// PathCA is the CA certificates, PEM, current first (GET).
+	PathCA = "/api/v1/dtls/ca"
+	// PathCerts lists the inventory (GET → []store.Record; operator).
+	PathCerts = "/api/v1/dtls/certs"
+	// PathRevoke revokes certificates (POST RevokeRequest →
+	// RevokeResponse; operator).
+	PathRevoke = "/api/v1/dtls/revoke"
+	// PathTokens makes an enrolment token (POST TokenRequest →
+	// TokenResponse; operator).
+	PathTokens = "/api/v1/dtls/tokens"
+)
+
+// OperatorRole is the role of the certificates that may call the operator
+// paths. It is not a role of the authorization policy, so an operator
+// certificate opens no Docker daemon.
+const OperatorRole = "ca-operator"
+
+// DefaultClientValidity is the lifetime of a client certificate from the
+// online CA: with an agent renewing it, a day is enough, and a lost laptop
+// is locked out within a day even by a daemon without the plugin (dockerd
+// checks no CRL, moby#27778).
+const DefaultClientValidity = 24 * time.Hour
+
+// DefaultTokenTTL is how long an enrolment token stays usable.
+const DefaultTokenTTL = time.Hour
+
+// DefaultCRLRefresh is how often a plugin fetches the revocation list. With
+// the CA re-signing the list on every change, a revocation reaches every
+// daemon within DefaultCRLRefresh plus one round trip: under 10 s.
+const DefaultCRLRefresh = 5 * time.Second
+
+// EnrollRequest is the body of PathEnroll.
+type EnrollRequest struct {
+	Token string `json:"token"`
+	// CSR is a PEM PKCS #10 request. Only its public key is used: the CA
+	// sets the subject, names and lifetime from the token.
+	CSR string `json:"csr"`
+}
+
+// RenewRequest is the body of PathRenew.
+type RenewRequest struct {
+	// CSR is a PEM PKCS #10 request for the new key. Only its public key
+	// is used: the certificate keeps the current one's name, kind, hosts
+	// and role (the role as the inventory has it now).
+	CSR string `json:"csr"`
+}
+
+// CertResponse is the result of PathEnroll and PathRenew.
+type CertResponse struct {
+	Certificate string     `json:"certificate"` // PEM leaf
+	CA          string     `json:"ca"`          // PEM CA certificates, current first
+	Kind        store.Kind `json:"kind"`
+	Name        string     `json:"name"`
+	Role        string     `json:"role,omitempty"`
+	NotAfter    time.Time  `json:"not_after"`
+}
+
+// TokenRequest is the body of PathTokens.
+type TokenRequest struct {
+	Kind  store.Kind `json:"kind"`            // KindServer or KindClient
+	Name  string     `json:"name"`            // client name, or the host's name
+	Role  string     `json:"role,omitempty"`  // clients: the authorization role
+	Hosts []string   `json:"hosts,omitempty"` // servers: DNS names and IPs
+	// TTL is how long the token is valid, in seconds (DefaultTokenTTL when
+	// zero).
+	TTL int64 `json:"ttl,omitempty"`
+}
+
+// TokenResponse is the result of PathTokens.
+type TokenResponse struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// RevokeRequest is the body of PathRevoke.
+type RevokeRequest struct {
+	Key    string `json:"key"`    // a name or a serial, as `dtls revoke` takes
+	Reason int    `json:"reason"` // RFC 5280 5.3.1
+}
+
+// RevokeResponse is the result of PathRevoke.
+type RevokeResponse struct {
+	Revoked []store.Record `json:"revoked"`
+}
+
+// tokenPrefix starts every token, so that one pasted into the wrong
+// place is recognised.
+const tokenPrefix = "dtls1"
+
+// Token is an enrolment token: a random secret and the SHA-256
+// fingerprint of the CA certificate. The fingerprint lets a host that has
+// nothing yet check that it talks to the right CA (as kubeadm's
+// --discovery-token-ca-cert-hash); the CA stores only the secret's hash.
+type Token struct {
+	Secret        [32]byte
+	CAFingerprint [32]byte
+}
+
+// NewToken makes a token for the CA certificate ca.
+func NewToken(ca *x509.Certificate) (Token, error) {
+	var t Token
+	if _, err := rand.Read(t.Secret[:]); err != nil {
+		return t, err
+	}
+	t.CAFingerprint = Fingerprint(ca)
+	return t, nil
+}
+
+// String is the token as printed: dtls1.<secret, base64url>.<fingerprint, hex>.
+func (t Token) String() string {
+	return tokenPrefix + "." + base64.RawURLEncoding.EncodeToString(t.Secret[:]) + "." + hex.EncodeToString(t.CAFingerprint[:])
+}
+
+// Hash is what the CA stores for the token: hex SHA-256 of the secret.
+func (t Token) Hash() string {
+	h := sha256.Sum256(t.Secret[:])
+	return hex.EncodeToString(h[:])
+}
+
+// ErrBadToken is returned by ParseToken; the message never repeats the
+// token.
+var ErrBadToken = errors.New("not a dtls enrolment token (want dtls1.<secret>.<fingerprint>, as `dtls ca token` prints)")
+
+// ParseToken parses what Token.String printed.
+func ParseToken(s string) (Token, error) {
+	var t Token
+	parts := strings.Split(strings.TrimSpace(s), ".")
+	if len(parts) != 3 || parts[0] != tokenPrefix {
+		return t, ErrBadToken
+	}
+	sec, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil || len(sec) != len(t.Secret) {
+		return t, ErrBadToken
+	}
+	fp, err := hex.DecodeString(parts[2])
+	if err != nil || len(fp) != len(t.CAFingerprint) {
+		return t, ErrBadToken
+	}
+	copy(t.Secret[:], sec)
+	copy(t.CAFingerprint[:], fp)
+	return t, nil
+}
+
+// Fingerprint is the SHA-256 of a certificate's DER.
+func Fingerprint(c *x509.Certificate) [32]byte { return sha256.Sum256(c.Raw) }
+
+// MatchesFingerprint says whether c has fingerprint fp, in constant time.
+func MatchesFingerprint(c *x509.Certificate, fp [32]byte) bool {
+	got := Fingerprint(c)
+	return subtle.ConstantTimeCompare(got[:], fp[:]) == 1
+}
+
+// rolePrefix marks the organizationalUnit that carries a client's role in
+// a certificate from the online CA. A daemon host has no copy of the
+// fleet's inventory, so its plugin reads the role from the certificate,
+// which the CA signed; the role is refreshed at every renewal.
+const rolePrefix = "dtls-role:"
+
+// RoleOU is the organizationalUnit value that records role.
+func RoleOU(role string) string { return rolePrefix + role }
+
+// CertRole returns the role recorded in c by the online CA, and whether
+// there is one.
+func CertRole(c *x509.Certificate) (string, bool) {
+	for _, ou := range c.Subject.OrganizationalUnit {
+		if r, ok := strings.CutPrefix(ou, rolePrefix); ok {
+			return r, true
+		}
+	}
+	return "", false
+}
+
+// Duration formats d for messages ("24h0m0s" reads worse than "24h").
+func Duration(d time.Duration) string {
+	s := d.String()
+	s = strings.TrimSuffix(s, "0s")
+	s = strings.TrimSuffix(s, "0m")
+	if s == "" {
+		return "0s"
+	}
+	return s
+}
+
+// CheckKind refuses kinds a token cannot be for.
+func CheckKind(k store.Kind) error {
+	if k != store.KindServer && k != store.KindClient {
+		return fmt.Errorf("token kind %q: want %q or %q", k, store.KindServer, store.KindClient)
+	}
+	return nil
+}

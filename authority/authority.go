@@ -92,6 +92,10 @@ type Server struct {
 	CertsDir   string    `json:"certs_dir"`
 	DaemonJSON string    `json:"daemon_json"`
 	Updated    time.Time `json:"updated"`
+	// CAURL is the online CA the host enrolled with (`dtls init --ca-url`),
+	// empty for a host that is its own CA. The authorization plugin follows
+	// that CA's revocation list, and renewals go through it.
+	CAURL string `json:"ca_url,omitempty"`
 }
 
 // ReadServer reads STATE_DIR/server.json.

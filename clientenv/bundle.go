@@ -58,6 +58,10 @@ type Meta struct {
 	NotAfter time.Time `json:"not_after"`
 	// Serial is the hex serial number of the client certificate.
 	Serial string `json:"serial"`
+	// CAURL is the online CA the bundle was enrolled with (`dtls enroll`),
+	// which `dtls agent` renews it through; empty for a bundle from a
+	// local CA.
+	CAURL string `json:"ca_url,omitempty"`
 }
 
 // Bundle is a loaded bundle directory.

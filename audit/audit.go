@@ -118,6 +118,12 @@ type Config struct {
 	// Hosts are the names and addresses clients use to reach this daemon;
 	// the server certificate must cover each. Empty: not checked.
 	Hosts []string
+	// CAURL is the online CA this host enrolled with (server.json's
+	// ca_url). When set, the revocation list the authorization plugin
+	// follows is checked (StateDir/fleet-crl.json: a list it cannot
+	// refresh is a WARN, then a FAIL after three fetch intervals). Empty:
+	// not checked (the host is its own CA).
+	CAURL string
 }
 
 // Default paths.
@@ -176,6 +182,7 @@ func Run(ctx context.Context, cfg Config) Report {
 	a.checkSocket()
 	a.checkFiles(dc)
 	a.checkCerts(dc)
+	a.checkFleetCRL(dc)
 	a.checkEngine(ctx, dc)
 	return a.report()
 }

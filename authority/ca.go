@@ -44,6 +44,9 @@ func (a *Authority) CA() (*pki.CA, error) {
 		return a.ca, nil
 	}
 	if !a.HasCA() {
+		if err := a.remoteCA(); err != nil {
+			return nil, err
+		}
 		return nil, hint(fmt.Errorf("no CA in %q", a.Dir), "run 'sudo dtls init' first, on the CA's host ('dtls init --ca-from' keeps no CA key)")
 	}
 	ca, err := a.loadCA(CACertFile, CAKeyFile)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/daemonconfig"
+	"github.com/dtls-tool/dtls/fleet"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/store"
 )
@@ -55,7 +56,19 @@ type InitRequest struct {
 	AuthzExe    string // the dtls binary the service runs
 	AuthzLog    string // the audit log the service writes
 	AuthzPolicy string // the policy file ("" for the built-in one)
-	Now         time.Time
+	// CAURL makes this host a member of the fleet of the online CA at
+	// that URL (init --ca-url): its server certificate comes from that
+	// CA, and no CA key is kept here. With Enroll, a new certificate is
+	// asked for; without, the one installed from that CA is kept (init
+	// run again, e.g. with --authz). A host recorded with a CAURL keeps
+	// it when init runs again without one.
+	CAURL string
+	// Enroll sends the certificate request for the server key made here
+	// to the online CA (fleet.Client.Enroll with a server token) and
+	// returns its answer, checked. It is called before anything is
+	// written: a CA that is down, or refuses, changes nothing.
+	Enroll func(csrPEM []byte) (*fleet.CertResponse, error)
+	Now    time.Time
 }
 
 // InitResult is what Init did (or, on a dry run, would do).
@@ -102,12 +115,24 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.CAURL == "" && r.CAFrom == "" && !r.Force {
+		// A fleet host stays one: a plain 'dtls init' there (to add
+		// --authz, say) must not make a CA of its own.
+		if srv, err := ReadServer(r.StateDir); err == nil && srv.CAURL != "" {
+			r.CAURL = srv.CAURL
+		}
+	}
 	hosts := r.Hosts
-	if len(hosts) == 0 && r.CAFrom == "" {
+	if len(hosts) == 0 && r.CAFrom == "" && r.CAURL == "" {
 		hosts = DefaultHosts()
 	}
 	if err := CheckStateDir(r.StateDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
+	}
+	if r.CAURL != "" {
+		if err := checkNoLocalCA(r.StateDir, r.CAURL); err != nil {
+			return nil, err
+		}
 	}
 	if Within(r.StateDir, r.CertsDir) || Within(r.CertsDir, r.StateDir) {
 		return nil, fmt.Errorf("--state-dir %q and --certs-dir %q overlap: the CA key must never sit with the daemon's certificates", r.StateDir, r.CertsDir)
@@ -167,8 +192,19 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		}
 	}
 	var sv *serverBundle
-	if r.CAFrom != "" {
-		if sv, err = readServerBundle(r, &hosts); err != nil {
+	switch {
+	case r.CAFrom != "":
+		if sv, err = readServerBundle(r, r.CAFrom, &hosts); err != nil {
+			return nil, err
+		}
+	case r.CAURL != "" && r.Enroll != nil && !r.DryRun:
+		// The last step before anything is written: a CA that is down
+		// changes nothing here.
+		if sv, err = enrollServer(r, &hosts); err != nil {
+			return nil, err
+		}
+	case r.CAURL != "" && r.Enroll == nil:
+		if sv, err = keepEnrolled(r, &hosts); err != nil {
 			return nil, err
 		}
 	}
@@ -201,10 +237,17 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	t := newTxn("init")
 	t.mkdir(r.CertsDir, CertsDirMode)
 	reissued := false
-	if sv != nil {
+	switch {
+	case sv != nil:
 		reissued = a.planServerBundle(t, r, sv, res)
-	} else if reissued, err = a.planCA(t, r, hosts, res); err != nil {
-		return nil, err
+	case r.CAURL != "":
+		// A dry run does not enrol: the token would be used up.
+		res.say("would enrol with the CA at %s: a server key made here, its certificate (for the names of the token) and the CA certificate installed into %s", r.CAURL, r.CertsDir)
+		reissued = true
+	default:
+		if reissued, err = a.planCA(t, r, hosts, res); err != nil {
+			return nil, err
+		}
 	}
 
 	// systemd: dockerd refuses to start when "hosts" is set both by a -H
@@ -302,6 +345,7 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		CertsDir:   r.CertsDir,
 		DaemonJSON: r.DaemonJSON,
 		Updated:    r.Now.UTC(),
+		CAURL:      r.CAURL,
 	}
 	res.NeedRestart = reissued || needReload
 	if r.DryRun {
@@ -572,17 +616,23 @@ func validateMerged(r InitRequest, merged []byte) (bool, error) {
 		"fix what dockerd names in %s, then run dtls init again (dtls init --dry-run shows the merge)", r.DaemonJSON)
 }
 
-// serverBundle is a bundle from 'dtls issue-server', checked.
+// serverBundle is a server certificate with its key and CA, checked: a
+// bundle from 'dtls issue-server', or an online CA's answer.
 type serverBundle struct {
 	caPEM, certPEM, keyPEM []byte
 	cert                   *x509.Certificate
+	// from says where it comes from, for the steps.
+	from string
+	// record, when set, is recorded in the inventory when installed (an
+	// online CA's certificate).
+	record *store.Record
 }
 
-func readServerBundle(r InitRequest, hosts *[]string) (*serverBundle, error) {
+func readServerBundle(r InitRequest, dir string, hosts *[]string) (*serverBundle, error) {
 	read := func(name string) ([]byte, error) {
-		b, err := os.ReadFile(filepath.Join(r.CAFrom, name))
+		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
-			return nil, hint(fmt.Errorf("--ca-from %q: %w", r.CAFrom, err), "make the bundle on the CA's host with 'dtls issue-server HOST --out DIR'")
+			return nil, hint(fmt.Errorf("--ca-from %q: %w", dir, err), "make the bundle on the CA's host with 'dtls issue-server HOST --out DIR'")
 		}
 		return b, nil
 	}
@@ -619,6 +669,7 @@ func readServerBundle(r InitRequest, hosts *[]string) (*serverBundle, error) {
 	} else if m := pki.Missing(sb.cert, *hosts); len(m) > 0 {
 		return nil, hint(fmt.Errorf("--ca-from: the server certificate does not cover %v", m), "issue it again with 'dtls issue-server ... --host' on the CA's host")
 	}
+	sb.from = dir
 	return &sb, nil
 }
 
@@ -627,17 +678,29 @@ func readServerBundle(r InitRequest, hosts *[]string) (*serverBundle, error) {
 func (a *Authority) planServerBundle(t *txn, r InitRequest, sb *serverBundle, res *InitResult) bool {
 	certPath := filepath.Join(r.CertsDir, ServerCertFile)
 	if r.DryRun {
-		res.say("would install the server bundle %s (%s) into %s", r.CAFrom, pki.Describe(sb.cert), r.CertsDir)
+		if sb.record == nil && r.CAURL != "" {
+			res.say("would keep the server certificate from %s (%s) in %s", sb.from, pki.Describe(sb.cert), r.CertsDir)
+			return false
+		}
+		res.say("would install the server bundle %s (%s) into %s", sb.from, pki.Describe(sb.cert), r.CertsDir)
 		return true
 	}
 	reissued := false
-	if currentSerial(certPath) == pki.Serial(sb.cert) {
+	if old := currentSerial(certPath); old == pki.Serial(sb.cert) {
 		res.say("kept server certificate %s (%s)", certPath, pki.Describe(sb.cert))
 	} else {
 		reissued = true
 		t.write(filepath.Join(r.CertsDir, ServerKeyFile), sb.keyPEM, KeyMode)
 		t.write(certPath, sb.certPEM, CertMode)
-		res.say("installed server certificate %s (%s) from %s", certPath, pki.Describe(sb.cert), r.CAFrom)
+		if sb.record != nil {
+			rec := *sb.record
+			rec.Path = certPath
+			t.DB.Insert = append(t.DB.Insert, rec)
+			if old != "" {
+				t.DB.Supersede = append(t.DB.Supersede, old)
+			}
+		}
+		res.say("installed server certificate %s (%s) from %s", certPath, pki.Describe(sb.cert), sb.from)
 	}
 	t.write(filepath.Join(r.CertsDir, CACertFile), sb.caPEM, CertMode)
 	return reissued

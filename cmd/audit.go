@@ -73,6 +73,11 @@ It checks:
                     directory and readable only by its owner
   certificates      expiry (--expiry-warning), names (--host), chain to the
                     CA, key match, serverAuth, no SHA-1, RSA of 2048 bits or more
+  fleet CRL         on a host enrolled with an online CA (server.json's
+                    ca_url): the authorization plugin's revocation list
+                    (STATE_DIR/fleet-crl.json) is fresh; WARN after a failed
+                    fetch, FAIL when the CA has not been reached for three
+                    refresh intervals or the plugin never had a list
   the daemon itself through its socket (--docker-host): version against
                     CVE-2024-41110 and CVE-2026-34040, seccomp (2.17),
                     AppArmor/SELinux, user namespaces or rootless (2.9), and
@@ -225,6 +230,13 @@ func runAudit(o *auditOptions) error {
 			cfg.Hosts = srv.Hosts
 		} else {
 			cfg.Hosts = authority.DefaultHosts()
+		}
+	}
+	// A host enrolled with an online CA: the plugin's revocation list is
+	// checked too.
+	if !o.Remote {
+		if srv, err := authority.ReadServer(o.StateDir); err == nil {
+			cfg.CAURL = srv.CAURL
 		}
 	}
 	rep := audit.Run(context.Background(), cfg)

@@ -19,6 +19,9 @@ import (
 
 	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/authz"
+	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/revlist"
 )
 
 // Default locations of the authorization plugin. The socket's base name
@@ -91,11 +94,13 @@ a policy file (--policy).`,
 
 type authzServeOptions struct {
 	IO
-	Socket   string
-	StateDir string
-	Policy   string
-	AuditLog string
-	Mode     string
+	Socket     string
+	StateDir   string
+	Policy     string
+	AuditLog   string
+	Mode       string
+	CAURL      string
+	CRLRefresh time.Duration
 }
 
 func newAuthzServeCmd(io IO) *cobra.Command {
@@ -116,6 +121,21 @@ everything but records what enforce would deny.
 Each decision is one JSON line in --audit-log (0600, rotated at 10 MiB,
 5 files kept) and on stdout, for journald.
 
+On a host enrolled with the fleet's online CA (dtls init --ca-url, which
+records the CA in STATE_DIR/server.json; or --ca-url), the client
+certificates of the fleet CA (STATE_DIR/ca.pem) are checked against the
+CA's signed revocation list instead of an inventory, and their role is
+the one the CA wrote in them. The list is fetched every --crl-refresh
+(5s), so a certificate revoked on the CA is refused here within that
+time plus one fetch; only a list the fleet CA signed, with a CRL number
+not lower than the one in force, is taken. The last good list is kept in
+STATE_DIR/fleet-crl.der (0644), and each fetch is recorded in
+STATE_DIR/fleet-crl.json (0644) for 'dtls audit'. While the CA cannot be
+reached the plugin keeps enforcing the last list it had and says so on
+stderr (at once, then once a minute); after a restart it enforces the
+kept list. Until it has a list, every certificate of the fleet is
+denied. Other certificates are checked against this host's inventory.
+
 dockerd must name the plugin in daemon.json: "authorization-plugins":
 ["dtls-authz"] (the socket's base name). It refuses to start when it
 cannot reach the plugin; while the plugin is down each API call retries
@@ -125,18 +145,28 @@ instead. Do not run it as
 a managed plugin: 'docker plugin disable' would take it out of the chain
 (moby#31930).`,
 		Example: `  $ sudo dtls authz serve
-  $ sudo dtls authz serve --mode warn --policy /etc/dtls/authz-policy.json`,
+  $ sudo dtls authz serve --mode warn --policy /etc/dtls/authz-policy.json
+  $ sudo dtls authz serve --ca-url https://ca.example.com:8443 --crl-refresh 2s`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if opts.Mode != string(authz.ModeEnforce) && opts.Mode != string(authz.ModeWarn) {
 				return usagef(c, "--mode: want enforce or warn, got %q", opts.Mode)
 			}
-			for _, p := range []*string{&opts.Socket, &opts.StateDir, &opts.Policy} {
-				a, err := absPath("socket", *p)
+			for _, p := range []struct {
+				flag string
+				v    *string
+			}{{"socket", &opts.Socket}, {"state-dir", &opts.StateDir}, {"policy", &opts.Policy}} {
+				a, err := absPath(p.flag, *p.v)
 				if err != nil {
 					return usageError{err, c.CommandPath()}
 				}
-				*p = a
+				*p.v = a
+			}
+			if opts.CRLRefresh < time.Second {
+				return usagef(c, "--crl-refresh: want 1s or more, got %s", opts.CRLRefresh)
+			}
+			if u := opts.CAURL; u != "" && !strings.HasPrefix(u, "https://") {
+				return usagef(c, "--ca-url: want https://HOST[:PORT], got %q", u)
 			}
 			return runAuthzServe(opts)
 		},
@@ -147,7 +177,58 @@ a managed plugin: 'docker plugin disable' would take it out of the chain
 	pathFlag(c, io, &opts.AuditLog, "audit-log", "DTLS_AUDIT_LOG", defaultAuditLog, "audit trail file (JSON lines); \"-\" for stdout only")
 	c.Flags().StringVar(&opts.Mode, "mode", string(authz.ModeEnforce), "enforce, or warn: allow but record what enforce would deny")
 	_ = c.RegisterFlagCompletionFunc("mode", cobra.FixedCompletions([]string{"enforce", "warn"}, cobra.ShellCompDirectiveNoFileComp))
+	c.Flags().StringVar(&opts.CAURL, "ca-url", "", "the fleet's online CA whose revocation list to follow (default: the ca_url of --state-dir's server.json, if any)")
+	c.Flags().DurationVar(&opts.CRLRefresh, "crl-refresh", fleet.DefaultCRLRefresh, "how often to fetch the fleet CA's revocation list")
 	return c
+}
+
+// fleetFollower is the follower of the online CA's revocation list for
+// 'authz serve', or nil on a host that is not enrolled with one.
+func fleetFollower(o *authzServeOptions) (*revlist.Follower, error) {
+	url := o.CAURL
+	if url == "" {
+		srv, err := authority.ReadServer(o.StateDir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, nil
+		case err != nil:
+			// Not fatal: the plugin then knows no certificate of the
+			// fleet and denies them all (closed).
+			fmt.Fprintf(o.ErrOut, "dtls: warning: %v: not following an online CA's revocation list (--ca-url names one)\n", err)
+			return nil, nil
+		}
+		if url = srv.CAURL; url == "" {
+			return nil, nil
+		}
+	}
+	caPath := filepath.Join(o.StateDir, authority.CACertFile)
+	if _, err := os.Stat(caPath); errors.Is(err, fs.ErrNotExist) {
+		// A host enrolled with an online CA is no CA itself: the fleet
+		// CA's certificate is the daemon's ca.pem, the one dockerd checks
+		// client certificates with (tlscacert).
+		if srv, err := authority.ReadServer(o.StateDir); err == nil && srv.CertsDir != "" {
+			caPath = filepath.Join(srv.CertsDir, authority.CACertFile)
+		}
+	}
+	b, err := os.ReadFile(caPath)
+	if err != nil {
+		return nil, hinted{fmt.Errorf("the fleet CA's certificate, to check the revocation list of %s against: %w", url, err),
+			"enrol this host first: sudo dtls init --ca-url URL --token TOKEN (or point --state-dir at its state directory)"}
+	}
+	cas, err := pki.ParseCertificates(b)
+	if err != nil {
+		return nil, fmt.Errorf("the fleet CA's certificate %q: %w", caPath, err)
+	}
+	return revlist.New(revlist.Config{
+		URL:      url,
+		CAs:      cas,
+		Interval: o.CRLRefresh,
+		CacheDir: o.StateDir,
+		Now:      o.Now,
+		// One write per line: os.Stderr, under journald, takes each
+		// whole.
+		Logf: func(format string, a ...any) { fmt.Fprintf(o.ErrOut, "dtls-authz: "+format+"\n", a...) },
+	})
 }
 
 func runAuthzServe(o *authzServeOptions) error {
@@ -157,17 +238,34 @@ func runAuthzServe(o *authzServeOptions) error {
 			policy = ""
 		}
 	}
+	fol, err := fleetFollower(o)
+	if err != nil {
+		return err
+	}
 	// Opened on first use and again after a failure: while the
 	// inventory cannot be read the plugin answers and denies every TCP
 	// request, saying why (fail closed), and follows it once it can.
-	inv := authority.NewLazyReader(o.StateDir)
-	defer inv.Close()
-	if r, err := authority.OpenReader(o.StateDir); err != nil {
-		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: every TCP request is denied until it can be read\n", err)
-	} else {
-		r.Close()
+	local := authority.NewLazyReader(o.StateDir)
+	defer local.Close()
+	var inv authz.Inventory = local
+	// A host enrolled with an online CA has no inventory of its own,
+	// unless it is also a CA: then the certificates it issued are
+	// checked there, the fleet CA's against the CA's list.
+	_, noDB := os.Stat(filepath.Join(o.StateDir, authority.DBFile))
+	if fol != nil {
+		fi := revlist.Inventory{Fleet: fol}
+		if noDB == nil {
+			fi.Local = local
+		}
+		inv = fi
 	}
-	var err error
+	if r, err := authority.OpenReader(o.StateDir); err == nil {
+		r.Close()
+	} else if fol == nil {
+		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: every TCP request is denied until it can be read\n", err)
+	} else if noDB == nil {
+		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: certificates not from the fleet CA are denied until it can be read\n", err)
+	}
 	var audit *authz.AuditLog
 	path := o.AuditLog
 	if path == "-" {
@@ -209,6 +307,15 @@ func runAuthzServe(o *authzServeOptions) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if fol != nil {
+		// Started before serving, so that a kept list is in force from
+		// the first call; the first fetch runs in the background, and
+		// until a list is in force the fleet's certificates are denied.
+		fmt.Fprintf(o.ErrOut, "dtls authz: following the revocation list of the CA at %s (every %s, kept in %s)\n",
+			fol.URL(), fleet.Duration(fol.Interval()), filepath.Join(o.StateDir, revlist.CacheFile))
+		fol.Start(ctx)
+		defer fol.Close()
+	}
 	errs := make(chan error, len(ls))
 	for _, l := range ls {
 		fmt.Fprintf(o.ErrOut, "dtls authz: serving on %s (mode %s)\n", l.Addr(), o.Mode)

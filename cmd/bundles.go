@@ -100,6 +100,13 @@ func inDays(notAfter, now time.Time) string {
 // has expired or expires within expiryWarning; a zero notAfter is unknown.
 func warnExpiry(io IO, dir string, notAfter, now time.Time) {
 	day := notAfter.UTC().Format("2006-01-02")
+	if notAfter.Before(now.Add(expiryWarning)) && !notAfter.IsZero() {
+		// Read only when a warning is due: env runs at every shell start.
+		if caURL := enrolledWith(dir); caURL != "" {
+			warnEnrolledExpiry(io, dir, caURL, notAfter, now)
+			return
+		}
+	}
 	switch {
 	case notAfter.IsZero():
 	case !notAfter.After(now):

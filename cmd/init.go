@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/daemonconfig"
+	"github.com/dtls-tool/dtls/fleet"
 	"github.com/dtls-tool/dtls/pki"
 )
 
@@ -35,6 +37,8 @@ type initOptions struct {
 	EncryptCAKey   bool
 	Authz          bool
 	AuthzSocket    string
+	CAURL          string
+	Token          string
 	caKey          caKeyOptions
 	// cmdLine is the command as given, for the hint to run it as root.
 	cmdLine string
@@ -77,11 +81,26 @@ server-key.pem): it checks that the certificate chains to ca.pem, matches
 its key and covers every --host, installs the three files in the certs
 directory and merges daemon.json. No CA is made and no CA key is kept on
 this host: clients are issued on the CA's host, and one client
-certificate works against every daemon.`,
+certificate works against every daemon.
+
+With --ca-url URL --token TOKEN, init makes this host a member of the
+fleet of an online CA ('dtls ca serve'): the server key is made here
+(0400), only a certificate request is sent, with the one-time server token
+from 'dtls ca token --host NAME', which sets the certificate's names; the
+CA is checked against the fingerprint the token holds. The certificate,
+the CA certificate (CERTS_DIR/ca.pem) and daemon.json are then installed
+as above, and STATE_DIR/server.json records the CA's URL. No CA key is
+ever on this host: issue-client, revoke and the other CA commands refuse,
+client certificates come from the CA ('dtls enroll' on a laptop), and
+'dtls renew --server' renews this host's certificate through it. The CA
+is asked before anything is written: a CA that is down, or refuses the
+token, changes nothing. Run again without --token (or plain 'dtls init'),
+it keeps the certificate installed from the CA.`,
 		Example: `  $ sudo dtls init
   $ sudo dtls init --host docker.example.com --host 203.0.113.10
   $ sudo dtls init --dry-run
   $ sudo dtls init --ca-from /root/dtls-server-docker2
+  $ sudo dtls init --ca-url https://ca.example.com:8443 --token dtls1.AbC...xyz.5f3e...9a --authz
   $ dtls init --state-dir ./ca --certs-dir ./certs --daemon-json ./daemon.json --systemd-dir ./systemd`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -130,6 +149,19 @@ certificate works against every daemon.`,
 			if opts.Restart && opts.DryRun {
 				return usagef(c, "--restart and --dry-run cannot be used together")
 			}
+			if opts.Token != "" && opts.CAURL == "" {
+				return usagef(c, "--token needs --ca-url, the online CA the token is for")
+			}
+			if opts.CAURL != "" {
+				if opts.CAURL, err = fleet.ParseURL(opts.CAURL); err != nil {
+					return usagef(c, "--ca-url: %v", err)
+				}
+				if opts.Token != "" {
+					if _, err := fleet.ParseToken(opts.Token); err != nil {
+						return usagef(c, "--token: %v", err)
+					}
+				}
+			}
 			opts.cmdLine = commandLine(c)
 			return runInit(opts)
 		},
@@ -152,8 +184,13 @@ certificate works against every daemon.`,
 	pathFlag(c, io, &opts.AuthzSocket, "authz-socket", "DTLS_AUTHZ_SOCKET", defaultAuthzSocket, "the plugin's socket, with --authz")
 	f.BoolVar(&opts.EncryptCAKey, "encrypt-ca-key", false, "keep a new CA key encrypted (PKCS #8, scrypt, AES-256): every command that signs asks for the passphrase")
 	opts.caKey.flags(c)
+	f.StringVar(&opts.CAURL, "ca-url", "", "enrol this host with the online CA at this URL (https://HOST:PORT): no CA key here")
+	f.StringVar(&opts.Token, "token", "", "with --ca-url: the one-time server token from 'dtls ca token --host NAME'")
 	c.MarkFlagsMutuallyExclusive("ca-from", "force")
 	c.MarkFlagsMutuallyExclusive("ca-from", "key-type")
+	for _, other := range []string{"ca-from", "force", "encrypt-ca-key", "ca-days", "server-days"} {
+		c.MarkFlagsMutuallyExclusive("ca-url", other)
+	}
 	completeKeyTypes(c)
 	return c
 }
@@ -206,7 +243,17 @@ func runInit(o *initOptions) error {
 		CAFrom:         o.CAFrom,
 		EncryptCAKey:   o.EncryptCAKey,
 		Dockerd:        dockerdPath(o.IO),
+		CAURL:          o.CAURL,
 		Now:            now,
+	}
+	if o.Token != "" {
+		tok, err := fleet.ParseToken(o.Token)
+		if err != nil {
+			return err
+		}
+		req.Enroll = func(csrPEM []byte) (*fleet.CertResponse, error) {
+			return (&fleet.Client{URL: o.CAURL}).Enroll(context.Background(), tok, csrPEM)
+		}
 	}
 	if o.Authz {
 		exe, err := os.Executable()
@@ -275,6 +322,13 @@ func runInit(o *initOptions) error {
 	}
 	if res.AuthzPending {
 		fmt.Fprintf(o.ErrOut, "next: start the plugin (sudo systemctl daemon-reload && sudo systemctl enable --now %s), then run 'dtls init --authz' again: it names the plugin in daemon.json once it answers\n", authority.AuthzSocketUnit)
+	}
+	if res.Server.CAURL != "" {
+		// No CA key here: the online CA signs for every host and client.
+		fmt.Fprintf(o.ErrOut, "next: on the CA's host, make a token per developer (sudo dtls ca token --client NAME --role ROLE); each runs\n")
+		fmt.Fprintf(o.ErrOut, "  dtls enroll %s TOKEN --docker-host %s\n", res.Server.CAURL, res.Server.DockerHost)
+		fmt.Fprintf(o.ErrOut, "renew this host's certificate through the CA with 'sudo dtls renew --server' (then restart docker)\n")
+		return nil
 	}
 	if o.CAFrom != "" {
 		// No CA key here: clients are issued where the CA is, and one

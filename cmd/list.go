@@ -23,6 +23,7 @@ type listOptions struct {
 	StateDir string
 	Output   string
 	Expiring time.Duration
+	op       operatorOptions
 }
 
 func newListCmd(io IO) *cobra.Command {
@@ -46,10 +47,19 @@ with its status (the bundles on a laptop are 'dtls bundles'):
 The CA column is "old" for a certificate that chains to a CA being
 replaced by 'dtls rotate-ca'; during a rotation a line on stderr says which
 step it is at ('dtls rotate-ca --status' says more). --output json prints
-an array of objects with the same fields, and the serial in lowercase hex.`,
+an array of objects with the same fields, and the serial in lowercase hex.
+
+With --ca-url URL it lists the inventory of that online CA instead ('dtls
+ca serve'), from any machine, with an operator's bundle (--operator DIR,
+or $DTLS_CA_OPERATOR: ca.pem, cert.pem, key.pem of a certificate with the
+role ca-operator): the same columns, a client's role as its certificate
+holds it. Without --expiring, a certificate of the online CA is "expiring"
+once two thirds of its lifetime have passed: its agent should have renewed
+it by then.`,
 		Example: `  $ sudo dtls certs
   $ sudo dtls certs --expiring 30d
-  $ sudo dtls list --output json | jq -r '.[] | select(.status == "expiring") | .name'`,
+  $ sudo dtls list --output json | jq -r '.[] | select(.status == "expiring") | .name'
+  $ dtls certs --ca-url https://ca.example.com:8443 --operator ~/dtls-operator`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if opts.Output != "table" && opts.Output != "json" {
@@ -59,10 +69,17 @@ an array of objects with the same fields, and the serial in lowercase hex.`,
 			if opts.StateDir, err = absPath("state-dir", opts.StateDir); err != nil {
 				return usageError{err, c.CommandPath()}
 			}
+			if err := opts.op.check(c); err != nil {
+				return err
+			}
+			if opts.op.CAURL != "" {
+				return runListRemote(opts)
+			}
 			return runList(opts)
 		},
 	}
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the CA and the database")
+	opts.op.flags(c, io)
 	c.Flags().StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
 	completeOutput(c)
 	windowFlag(c, &opts.Expiring, "expiring", "show only certificates in use that expire within this window (e.g. 30d, 12h)")
@@ -149,15 +166,22 @@ func runList(o *listOptions) error {
 		// stays an array of records.
 		fmt.Fprintln(o.ErrOut, h)
 	}
-	current := authority.CurrentCASerial(o.StateDir)
 	window := authority.RenewBefore
 	if o.Expiring > 0 {
 		window = o.Expiring
 	}
+	return printListEntries(o, listEntries(recs, roles, authority.CurrentCASerial(o.StateDir), now,
+		func(store.Record) time.Duration { return window }, o.Expiring > 0))
+}
+
+// listEntries are the rows of records: all of them, or with only those
+// expired or expiring (within window of their end); current is the serial
+// of the current CA.
+func listEntries(recs []store.Record, roles map[string]string, current string, now time.Time, window func(store.Record) time.Duration, only bool) []listEntry {
 	entries := []listEntry{}
 	for _, r := range recs {
-		st := displayStatus(r, now, window)
-		if o.Expiring > 0 && st != "expiring" && st != "expired" {
+		st := displayStatus(r, now, window(r))
+		if only && st != "expiring" && st != "expired" {
 			continue
 		}
 		sans := r.SANs
@@ -174,6 +198,11 @@ func runList(o *listOptions) error {
 		}
 		entries = append(entries, e)
 	}
+	return entries
+}
+
+// printListEntries prints the rows as --output asks.
+func printListEntries(o *listOptions, entries []listEntry) error {
 	if o.Output == "json" {
 		b, err := json.MarshalIndent(entries, "", "  ")
 		if err != nil {

@@ -1,13 +1,18 @@
 package cmd
 
 import (
+	"context"
+	"crypto/x509"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dtls-tool/dtls/authority"
+	"github.com/dtls-tool/dtls/pki"
 )
 
 type renewOptions struct {
@@ -47,7 +52,16 @@ output (refused on a terminal), for:
 
 A revoked certificate is not renewed. dockerd reads its TLS files only at
 start and does not reload them on SIGHUP (moby#23936): after a server
-renewal restart it, or pass --restart.`,
+renewal restart it, or pass --restart.
+
+On a host enrolled with an online CA ('dtls init --ca-url'), --server (or
+--expiring, when the server certificate is within the window) renews this
+host's certificate through the CA: a new key made here, saved first to
+STATE_DIR/pending-server-key.pem (0600) so that a renewal that is
+interrupted asks again for the same key's certificate, the request sent
+over mutual TLS with the current certificate; the answer written to the
+certs directory in one journaled change. Client certificates there are
+renewed by 'dtls agent' on each laptop.`,
 		Example: `  $ sudo dtls renew alice
   $ sudo dtls renew --server --restart
   $ sudo dtls renew --expiring 30d
@@ -120,11 +134,15 @@ func runRenew(o *renewOptions) error {
 	if archive == "-" {
 		archive = ""
 	}
-	res, err := a.Renew(authority.RenewRequest{
+	var res *authority.RenewResult
+	if srv, _ := a.Server(); srv != nil && srv.CAURL != "" && o.Name == "" {
+		if res, err = renewFromCA(o, a, srv); err != nil || res == nil {
+			return err
+		}
+	} else if res, err = a.Renew(authority.RenewRequest{
 		Name: o.Name, Server: o.Server, Expiring: o.Expiring, Out: o.Out, Validity: o.Validity,
 		Archive: archive, Force: o.Force, Now: o.Now(),
-	})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	if o.Archive == "-" {
@@ -164,4 +182,31 @@ func runRenew(o *renewOptions) error {
 		fmt.Fprintln(o.ErrOut, "restart needed: sudo systemctl restart docker   (or pass --restart)")
 	}
 	return nil
+}
+
+// renewFromCA renews a fleet host's server certificate through its online
+// CA; nil when --expiring finds it outside the window.
+func renewFromCA(o *renewOptions, a *authority.Authority, srv *authority.Server) (*authority.RenewResult, error) {
+	if o.Validity > 0 {
+		return nil, fmt.Errorf("--days: the online CA at %s sets the validity of the certificates it signs", srv.CAURL)
+	}
+	now := o.Now()
+	if o.Expiring > 0 {
+		c, err := serverCertAt(filepath.Join(srv.CertsDir, authority.ServerCertFile))
+		if err == nil && !c.NotAfter.Before(now.Add(o.Expiring)) {
+			fmt.Fprintf(o.ErrOut, "nothing expires within %s (the server certificate expires %s; client certificates are renewed by 'dtls agent' on each laptop)\n",
+				o.Expiring, c.NotAfter.UTC().Format("2006-01-02"))
+			return nil, nil
+		}
+	}
+	fmt.Fprintf(o.ErrOut, "renewing the server certificate through the CA at %s\n", srv.CAURL)
+	return a.RenewServerFromCA(context.Background(), now, 0)
+}
+
+func serverCertAt(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return pki.ParseCertificate(b)
 }

@@ -16,6 +16,7 @@ type revokeOptions struct {
 	Reason   string
 	StateDir string
 	caKey    caKeyOptions
+	op       operatorOptions
 }
 
 func newRevokeCmd(io IO) *cobra.Command {
@@ -35,9 +36,17 @@ keeps accepting a revoked certificate until it expires. To cut access at
 once, rotate the CA ('dtls rotate-ca', re-issue the other clients, then
 'dtls rotate-ca --switch' and 'dtls rotate-ca --finish').
 
-The CA itself cannot be revoked: replace it with 'dtls rotate-ca'.`,
+The CA itself cannot be revoked: replace it with 'dtls rotate-ca'.
+
+With --ca-url URL it revokes at that online CA instead ('dtls ca serve'),
+from any machine, with an operator's bundle (--operator DIR, or
+$DTLS_CA_OPERATOR): every good certificate of NAME, or the one with
+SERIAL. The CA signs a new revocation list at once, and the authorization
+plugin of every host enrolled with it refuses the certificate within
+seconds; nothing is written locally.`,
 		Example: `  $ sudo dtls revoke alice
-  $ sudo dtls revoke 3f2a9c41d0e5 --reason keyCompromise`,
+  $ sudo dtls revoke 3f2a9c41d0e5 --reason keyCompromise
+  $ dtls revoke alice --ca-url https://ca.example.com:8443 --operator ~/dtls-operator`,
 		Args: exactArgs(1, "one NAME or SERIAL"),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Key = args[0]
@@ -53,10 +62,17 @@ The CA itself cannot be revoked: replace it with 'dtls rotate-ca'.`,
 			if opts.StateDir, err = absPath("state-dir", opts.StateDir); err != nil {
 				return usageError{err, c.CommandPath()}
 			}
+			if err := opts.op.check(c); err != nil {
+				return err
+			}
+			if opts.op.CAURL != "" {
+				return runRevokeRemote(opts)
+			}
 			return runRevoke(opts)
 		},
 	}
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the CA and the database")
+	opts.op.flags(c, io)
 	opts.caKey.flags(c)
 	c.Flags().StringVar(&opts.Reason, "reason", "unspecified", "RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn")
 	_ = c.RegisterFlagCompletionFunc("reason", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {

@@ -279,10 +279,13 @@ var commands = map[string]func(IO) *cobra.Command{
 	"authz":        newAuthzCmd,
 	"check":        newCheckCmd,
 	"inspect":      newInspectCmd,
+	"ca":           newCACmd,
+	"enroll":       newEnrollCmd,
+	"agent":        newAgentCmd,
 }
 
 var commandOrder = []string{"init", "issue-client", "issue-server", "certs", "renew", "revoke", "crl", "rotate-ca",
-	"role", "authz", "env", "version", "audit", "import", "bundles", "use", "context", "check", "inspect"}
+	"role", "authz", "env", "version", "audit", "import", "bundles", "use", "context", "check", "inspect", "ca", "enroll", "agent"}
 
 // commandAliases are the other names of commands (each command's Aliases),
 // so that Run finds the one command to build: 'list' and 'ls' are what
@@ -300,9 +303,9 @@ const (
 var commandGroups = map[string]string{
 	"init": groupHost, "issue-client": groupHost, "issue-server": groupHost, "certs": groupHost,
 	"renew": groupHost, "revoke": groupHost, "crl": groupHost, "rotate-ca": groupHost,
-	"role": groupHost, "authz": groupHost, "audit": groupHost,
+	"role": groupHost, "authz": groupHost, "audit": groupHost, "ca": groupHost,
 	"import": groupLaptop, "bundles": groupLaptop, "use": groupLaptop, "env": groupLaptop,
-	"context": groupLaptop, "check": groupLaptop, "inspect": groupLaptop,
+	"context": groupLaptop, "check": groupLaptop, "inspect": groupLaptop, "enroll": groupLaptop, "agent": groupLaptop,
 }
 
 // exactArgs is cobra.ExactArgs with a usage error.

@@ -23,6 +23,7 @@ type rotateOptions struct {
 	Status     bool
 	Force      bool
 	Restart    bool
+	CAURL      string
 	caKey      caKeyOptions
 }
 
@@ -74,6 +75,10 @@ restart it after each step, or pass --restart.`,
   $ sudo dtls rotate-ca --finish --restart`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
+			if opts.CAURL != "" {
+				return withHint(fmt.Errorf("rotate-ca --ca-url %s: rotating the CA is not supported against an online CA", opts.CAURL),
+					"an online CA keeps its CA for its lifetime (10 years); to replace it, make a new one ('dtls ca init --force') and enrol every host and client again")
+			}
 			later := opts.Switch || opts.Finish || opts.Status
 			if later && (c.Flags().Changed("key-type") || c.Flags().Changed("ca-days")) {
 				return usagef(c, "--key-type and --ca-days apply to the first step only ('dtls rotate-ca')")
@@ -115,6 +120,7 @@ restart it after each step, or pass --restart.`,
 	f.BoolVar(&opts.Force, "force", false, "with --switch or --finish: go ahead although clients of the old CA remain")
 	f.BoolVar(&opts.Restart, "restart", false, "restart docker afterwards ('systemctl restart docker')")
 	c.MarkFlagsMutuallyExclusive("switch", "finish", "status")
+	f.StringVar(&opts.CAURL, "ca-url", "", "not supported: an online CA is not rotated")
 	opts.caKey.flags(c)
 	return c
 }

@@ -214,10 +214,11 @@ func CertRole(c *x509.Certificate) (string, bool) {
 // Duration formats d for messages ("24h0m0s" reads worse than "24h").
 func Duration(d time.Duration) string {
 	s := d.String()
-	s = strings.TrimSuffix(s, "0s")
-	s = strings.TrimSuffix(s, "0m")
-	if s == "" {
-		return "0s"
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
 	}
 	return s
 }

@@ -123,7 +123,7 @@ func (ca *CA) SignCSR(r CSRRequest) (*x509.Certificate, []byte, error) {
 		Request:   string(r.CSR),
 		Hosts:     r.Hosts,
 		Profile:   profileName(r.Kind, kt),
-		NotBefore: r.Now.Add(-backdate),
+		NotBefore: r.Now.Add(-csrBackdate(r.Validity)),
 		NotAfter:  notAfter,
 		// The subject is the CA's to set: a CSR's own is ignored.
 		Subject: &signer.Subject{CN: r.CommonName, Names: names},
@@ -136,6 +136,14 @@ func (ca *CA) SignCSR(r CSRRequest) (*x509.Certificate, []byte, error) {
 		return nil, nil, err
 	}
 	return cert, certPEM, nil
+}
+
+// csrBackdate is the backdate of a certificate of the given validity: five
+// minutes, but at most a tenth of the validity, so that an agent that
+// renews at two thirds of the lifetime (NotBefore to NotAfter) does not
+// find a certificate of a few minutes already due.
+func csrBackdate(validity time.Duration) time.Duration {
+	return min(backdate, validity/10)
 }
 
 // keyTypeOfPublic is the key type of a public key, or an error for one

@@ -266,12 +266,13 @@ CREATE TABLE IF NOT EXISTS ocsp_responses (
   ADD COLUMN IF NOT EXISTS metadata jsonb,
   ADD COLUMN IF NOT EXISTS sans jsonb,
   ADD COLUMN IF NOT EXISTS common_name TEXT`},
-		// 3, 4 and 5 as in migrate: the name and status indexes and
-		// the roles. The CA serial stays in the metadata, read with
+		// 3 to 6 as in migrate: the name and status indexes, the roles
+		// and the enrolment tokens. The CA serial stays in the metadata, read with
 		// ->> on the few rows the status index selects.
 		{3, `CREATE INDEX IF NOT EXISTS certificates_common_name ON certificates(common_name)`},
 		{4, `CREATE INDEX IF NOT EXISTS certificates_status ON certificates(status)`},
 		{5, `CREATE TABLE IF NOT EXISTS dtls_roles (name TEXT PRIMARY KEY, role TEXT NOT NULL)`},
+		{6, pgTokensTable},
 	} {
 		if _, err := tx.Exec(step.sql); err != nil {
 			return fmt.Errorf("migrate to schema %d: %w", step.version, err)

@@ -390,3 +390,7 @@ func TestPostgresPasswordHidden(t *testing.T) {
 	assert.NotContains(t, err.Error(), "s3cret")
 	assert.Equal(t, fmt.Sprintf("write database %q: opened read-only", strings.Replace(dsn, "s3cret", "xxxxx", 1)), err.Error())
 }
+
+func TestPostgresTokens(t *testing.T)             { onPostgres(t, testTokens) }
+func TestPostgresUseToken(t *testing.T)           { onPostgres(t, testUseToken) }
+func TestPostgresConcurrentTokenUse(t *testing.T) { onPostgres(t, testConcurrentTokenUse) }

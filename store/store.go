@@ -15,7 +15,8 @@
 // writer do not block each other (https://www.sqlite.org/wal.html).
 //
 // OpenPostgres and OpenPostgresReadOnly open the same inventory on
-// PostgreSQL, for an online CA that many hosts share (postgres.go).
+// PostgreSQL, for an online CA that many hosts share (postgres.go). The
+// online CA also keeps its one-time enrolment tokens here (token.go).
 //
 // The database is an index, never the only copy of something dockerd needs:
 // the PEM files in the certificates directory and in the bundles stay the
@@ -79,7 +80,7 @@ const caLabel = "dtls"
 
 // SchemaVersion is the schema this package creates and migrates to; it is
 // kept in SQLite's user_version (on PostgreSQL, in dtls_schema_version).
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 // minReadVersion is the oldest schema OpenReadOnly reads: 3 has every
 // column and index the queries use; 4 only adds an index.
@@ -225,6 +226,16 @@ type Change struct {
 	// (the client certificate's CN); "" removes it (the policy's default
 	// role applies).
 	Roles map[string]string `json:"roles,omitzero"`
+	// UseToken is the hash of an enrolment token (Token.Hash) that the
+	// one record of Insert is issued for, used at UseTokenAt: the token
+	// is marked used by that record's serial in the same transaction
+	// that inserts it. Apply fails, changing nothing, with an error
+	// wrapping ErrTokenUnknown, ErrTokenExpired (UseTokenAt is not
+	// before the token's expiry) or ErrTokenUsed (by another serial).
+	// A replay after success finds the token used by the same serial
+	// and is no error, whenever it runs.
+	UseToken   string    `json:"use_token,omitzero"`
+	UseTokenAt time.Time `json:"use_token_at,omitzero"`
 }
 
 // Store is an open inventory database.
@@ -493,6 +504,11 @@ CREATE TABLE IF NOT EXISTS ocsp_responses (
 	if _, err := tx.Exec(`CREATE TABLE IF NOT EXISTS dtls_roles (name TEXT PRIMARY KEY, role TEXT NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate to schema 5: %w", err)
 	}
+	// 6: the online CA's enrolment tokens (token.go). Hosts are a JSON
+	// list in text, as cfssl keeps sans.
+	if _, err := tx.Exec(sqliteTokensTable); err != nil {
+		return fmt.Errorf("migrate to schema 6: %w", err)
+	}
 	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion)); err != nil {
 		return err
 	}
@@ -624,13 +640,22 @@ func parsePEM(s string) (*x509.Certificate, error) {
 	}
 }
 
-// Apply applies c in one transaction: first its inserts, then its
-// supersessions, then its revocations. It fails, changing nothing, on an
-// invalid serial, kind or status, a revocation without a time, or a
-// revocation of a serial that is not recorded (nor inserted by c).
+// Apply applies c in one transaction: first the use of its token, then its
+// inserts, then its supersessions, then its revocations. It fails, changing
+// nothing, on an invalid serial, kind or status, a revocation without a
+// time, a revocation of a serial that is not recorded (nor inserted by c),
+// or a token that cannot be used (Change.UseToken).
 func (s *Store) Apply(c Change) error {
-	if len(c.Insert) == 0 && len(c.Supersede) == 0 && len(c.Revoke) == 0 && len(c.Roles) == 0 {
+	if len(c.Insert) == 0 && len(c.Supersede) == 0 && len(c.Revoke) == 0 && len(c.Roles) == 0 && c.UseToken == "" {
 		return nil
+	}
+	if c.UseToken != "" {
+		if len(c.Insert) != 1 {
+			return fmt.Errorf("use token: want the one record issued for it, got %d records to insert", len(c.Insert))
+		}
+		if c.UseTokenAt.IsZero() {
+			return errors.New("use token: no time of use")
+		}
 	}
 	crs := make([]certdb.CertificateRecord, len(c.Insert))
 	for i, r := range c.Insert {
@@ -675,8 +700,18 @@ func (s *Store) Apply(c Change) error {
 		for _, name := range names {
 			keys = append(keys, "role "+name)
 		}
+		if c.UseToken != "" {
+			keys = append(keys, tokenLockKey(c.UseToken))
+		}
 	}
 	return s.batch(keys, func() error {
+		// The token first: when it is refused, nothing else is
+		// written (the transaction rolls back anyway).
+		if c.UseToken != "" {
+			if err := s.useToken(c.UseToken, c.UseTokenAt, c.Insert[0]); err != nil {
+				return err
+			}
+		}
 		for i, cr := range crs {
 			n, err := s.count(cr.Serial)
 			if err != nil {

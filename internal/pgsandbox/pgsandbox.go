@@ -159,6 +159,25 @@ func Start(t testing.TB) string {
 			t.Errorf("pgsandbox: %v", err)
 		}
 	})
+	return s.dsn()
+}
+
+// StartServer is Start for programs that are not tests (the benchmarks):
+// it returns the DSN and a function that stops the server and removes its
+// directory, which the caller must call.
+func StartServer() (dsn string, stop func() error, err error) {
+	bin, err := find()
+	if err != nil {
+		return "", nil, err
+	}
+	s, err := start(bin)
+	if err != nil {
+		return "", nil, err
+	}
+	return s.dsn(), s.stop, nil
+}
+
+func (s *server) dsn() string {
 	return fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", s.dir, port)
 }
 

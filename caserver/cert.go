@@ -1,0 +1,286 @@
+package caserver
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/cloudflare/cfssl/api"
+
+	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/store"
+)
+
+func pemOfCert(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// parseCSR parses the request's CSR and checks its signature: the
+// requester holds the key the certificate will be for (RFC 2986 3).
+func parseCSR(csrPEM string) (*x509.CertificateRequest, error) {
+	if csrPEM == "" {
+		return nil, badRequest("no certificate request (csr)")
+	}
+	req, err := pki.ParseCSR([]byte(csrPEM))
+	if err != nil {
+		return nil, badRequest("csr: %v", err)
+	}
+	return req, nil
+}
+
+// enroll signs a CSR for the holder of a one-time token (fleet.PathEnroll).
+func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
+	var req fleet.EnrollRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	tok, err := fleet.ParseToken(req.Token)
+	if err != nil {
+		return forbidden("%v", err)
+	}
+	if !fleet.MatchesFingerprint(s.ca.Cert, tok.CAFingerprint) {
+		return forbidden("the enrolment token is for another CA (its CA fingerprint is not this CA's)")
+	}
+	csr, err := parseCSR(req.CSR)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	hash := tok.Hash()
+	t, err := s.st.Token(hash)
+	switch {
+	case errors.Is(err, store.ErrTokenUnknown):
+		return forbidden("unknown enrolment token: ask the CA's operator for one (dtls ca token)")
+	case err != nil:
+		return internal(err)
+	}
+	if t.UsedSerial != "" {
+		// A retry by the host that used it (it crashed before saving
+		// the answer, with its key saved first): the same key gets
+		// the same certificate again. Anyone else gets nothing.
+		if rec, err := s.st.Get(t.UsedSerial); err != nil {
+			return internal(err)
+		} else if rec != nil && rec.Status == store.StatusGood && samePublicKey(*rec, csr) {
+			return s.sendCert(w, *rec)
+		}
+		return forbidden("enrolment token already used (at %s): ask the CA's operator for a new one", t.UsedAt.Format(time.RFC3339))
+	}
+	if !now.Before(t.ExpiresAt) {
+		return forbidden("enrolment token expired at %s: ask the CA's operator for a new one", t.ExpiresAt.Format(time.RFC3339))
+	}
+
+	sr := pki.CSRRequest{Kind: pki.Kind(t.Kind), CommonName: t.Name, CSR: []byte(req.CSR), Now: now}
+	var roles map[string]string
+	switch t.Kind {
+	case store.KindClient:
+		sr.Validity = s.clientValidity
+		if t.Role != "" {
+			sr.OrganizationalUnit = []string{fleet.RoleOU(t.Role)}
+		}
+		roles = map[string]string{t.Name: t.Role}
+	case store.KindServer:
+		sr.Validity = s.serverValidity
+		sr.Hosts = t.Hosts
+	default:
+		return internal(fmt.Errorf("token for %q has kind %q", t.Name, t.Kind))
+	}
+	cert, certPEM, err := s.ca.SignCSR(sr)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	rec := store.FromCert(cert, certPEM, t.Kind, s.caSerial, "")
+	err = s.st.Apply(store.Change{Insert: []store.Record{rec}, Roles: roles, UseToken: hash, UseTokenAt: now})
+	switch {
+	case errors.Is(err, store.ErrTokenUsed):
+		// Another request used it between the check and here.
+		return forbidden("enrolment token already used: ask the CA's operator for a new one")
+	case errors.Is(err, store.ErrTokenExpired):
+		return forbidden("enrolment token expired: ask the CA's operator for a new one")
+	case errors.Is(err, store.ErrTokenUnknown):
+		return forbidden("unknown enrolment token: ask the CA's operator for one (dtls ca token)")
+	case err != nil:
+		return internal(err)
+	}
+	s.crl.invalidate()
+	return s.sendCert(w, rec)
+}
+
+// samePublicKey reports whether rec's certificate is for the key of csr.
+func samePublicKey(rec store.Record, csr *x509.CertificateRequest) bool {
+	c, err := rec.Cert()
+	return err == nil && bytes.Equal(c.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo)
+}
+
+// sendCert answers a certificate (fleet.CertResponse), with the role
+// the certificate carries.
+func (s *Server) sendCert(w http.ResponseWriter, rec store.Record) error {
+	c, err := rec.Cert()
+	if err != nil {
+		return internal(fmt.Errorf("record %q serial %s: %w", rec.Name, rec.Serial, err))
+	}
+	role, _ := fleet.CertRole(c)
+	return api.SendResponse(w, fleet.CertResponse{
+		Certificate: rec.PEM,
+		CA:          string(s.ca.CertPEM),
+		Kind:        rec.Kind,
+		Name:        rec.Name,
+		Role:        role,
+		NotAfter:    rec.NotAfter,
+	})
+}
+
+// peer returns the TLS client certificate of r when this CA signed it
+// and it is valid now, with its inventory record: it must be there, with
+// the same certificate. Its status is the caller's to check. The
+// certificate may be a client or a server certificate (see TLSConfig).
+func (s *Server) peer(r *http.Request) (*x509.Certificate, store.Record, error) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return nil, store.Record{}, forbidden("this call needs a client certificate from this CA (none was presented)")
+	}
+	c := r.TLS.PeerCertificates[0]
+	if _, err := c.Verify(x509.VerifyOptions{
+		Roots:       s.roots,
+		CurrentTime: s.now(),
+		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+	}); err != nil {
+		return nil, store.Record{}, forbidden("client certificate %q (serial %s) does not verify against this CA: %v", c.Subject.CommonName, pki.Serial(c), err)
+	}
+	if k := store.KindOf(c); k != store.KindClient && k != store.KindServer {
+		return nil, store.Record{}, forbidden("client certificate %q (serial %s) is a %s certificate", c.Subject.CommonName, pki.Serial(c), k)
+	}
+	rec, err := s.st.Get(pki.Serial(c))
+	if err != nil {
+		return nil, store.Record{}, internal(err)
+	}
+	if rec == nil || rec.PEM == "" || !samePEM(rec.PEM, c) {
+		return nil, store.Record{}, forbidden("client certificate %q (serial %s) is not in this CA's inventory", c.Subject.CommonName, pki.Serial(c))
+	}
+	return c, *rec, nil
+}
+
+func samePEM(recPEM string, c *x509.Certificate) bool {
+	b, _ := pem.Decode([]byte(recPEM))
+	return b != nil && bytes.Equal(b.Bytes, c.Raw)
+}
+
+// refusedStatus is the 403 for a certificate that is not good.
+func refusedStatus(rec store.Record) *httpError {
+	switch rec.Status {
+	case store.StatusRevoked:
+		return forbidden("client certificate %q (serial %s) is revoked (reason %d at %s): enrol again with a new token",
+			rec.Name, rec.Serial, rec.Reason, rec.RevokedAt.Format(time.RFC3339))
+	case store.StatusSuperseded:
+		return forbidden("client certificate %q (serial %s) is superseded by a renewal: use the newest certificate, or enrol again with a new token",
+			rec.Name, rec.Serial)
+	}
+	return forbidden("client certificate %q (serial %s) has status %q", rec.Name, rec.Serial, rec.Status)
+}
+
+// renew signs a CSR for the holder of a current, good certificate
+// (fleet.PathRenew): same kind, name and hosts, the role the inventory
+// has now, a new key.
+func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
+	var req fleet.RenewRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	_, old, err := s.peer(r)
+	if err != nil {
+		return err
+	}
+	csr, err := parseCSR(req.CSR)
+	if err != nil {
+		return err
+	}
+	s.renewMu.Lock()
+	defer s.renewMu.Unlock()
+	// Read again under the lock: a renewal that ran while this one
+	// waited may have superseded it.
+	cur, err := s.st.Get(old.Serial)
+	if err != nil {
+		return internal(err)
+	}
+	if cur == nil {
+		return forbidden("client certificate %q (serial %s) is not in this CA's inventory", old.Name, old.Serial)
+	}
+	old = *cur
+	role := ""
+	if old.Kind == store.KindClient {
+		if role, err = s.st.Role(old.Name); err != nil {
+			return internal(err)
+		}
+	}
+	switch old.Status {
+	case store.StatusGood:
+	case store.StatusSuperseded:
+		// The agent's retry: it saved its new key, asked, and
+		// crashed before installing the answer. The successor for
+		// that key is answered again.
+		succ, err := s.successor(old, csr)
+		if err != nil {
+			return internal(err)
+		}
+		if succ != nil {
+			return s.sendCert(w, *succ)
+		}
+		return refusedStatus(old)
+	default:
+		return refusedStatus(old)
+	}
+	now := s.now()
+	if !now.Before(old.NotAfter) {
+		return forbidden("client certificate %q (serial %s) expired at %s: enrol again with a new token", old.Name, old.Serial, old.NotAfter.Format(time.RFC3339))
+	}
+	sr := pki.CSRRequest{Kind: pki.Kind(old.Kind), CommonName: old.Name, CSR: []byte(req.CSR), Now: now}
+	switch old.Kind {
+	case store.KindClient:
+		sr.Validity = s.clientValidity
+		if role != "" {
+			sr.OrganizationalUnit = []string{fleet.RoleOU(role)}
+		}
+	case store.KindServer:
+		sr.Validity = s.serverValidity
+		sr.Hosts = old.SANs
+	default:
+		return forbidden("certificate %q (serial %s) is a %s certificate", old.Name, old.Serial, old.Kind)
+	}
+	cert, certPEM, err := s.ca.SignCSR(sr)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	rec := store.FromCert(cert, certPEM, old.Kind, s.caSerial, "")
+	if err := s.st.Apply(store.Change{Insert: []store.Record{rec}, Supersede: []string{old.Serial}}); err != nil {
+		return internal(err)
+	}
+	s.crl.invalidate()
+	return s.sendCert(w, rec)
+}
+
+// successor is the good certificate that superseded old and is for the
+// key of csr, or nil.
+func (s *Server) successor(old store.Record, csr *x509.CertificateRequest) (*store.Record, error) {
+	recs, err := s.st.ByName(old.Name)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(recs) - 1; i >= 0; i-- { // newest first
+		r := recs[i]
+		if r.Serial != old.Serial && r.Kind == old.Kind && r.CASerial == old.CASerial &&
+			r.Status == store.StatusGood && !r.NotBefore.Before(old.NotBefore) && samePublicKey(r, csr) {
+			return &r, nil
+		}
+	}
+	return nil, nil
+}
+
+// serveCA answers the CA certificate, PEM (fleet.PathCA).
+func (s *Server) serveCA(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, err := w.Write(s.ca.CertPEM)
+	return err
+}

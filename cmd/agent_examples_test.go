@@ -1,0 +1,52 @@
+package cmd
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestAgentExamples: the service definitions of examples/agent run 'dtls
+// agent' with flags it takes, so that they do not drift from the command.
+func TestAgentExamples(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile("../examples/agent/" + name)
+		require.NoError(t, err)
+		return string(b)
+	}
+	var cases [][]string
+	unit := read("dtls-agent.service")
+	m := regexp.MustCompile(`(?m)^ExecStart=(\S+) (.*)$`).FindStringSubmatch(unit)
+	require.NotNil(t, m, "dtls-agent.service has an ExecStart")
+	assert.True(t, strings.HasSuffix(m[1], "/dtls"), m[1])
+	cases = append(cases, strings.Fields(m[2]))
+	assert.Contains(t, unit, "RestartPreventExitStatus=1", "exit 1 is every bundle refused: no restart")
+
+	plist := read("io.github.dtls-tool.agent.plist")
+	arr := regexp.MustCompile(`(?s)<key>ProgramArguments</key>\s*<array>(.*?)</array>`).FindStringSubmatch(plist)
+	require.NotNil(t, arr, "the plist has ProgramArguments")
+	var args []string
+	for _, s := range regexp.MustCompile(`<string>([^<]*)</string>`).FindAllStringSubmatch(arr[1], -1) {
+		args = append(args, s[1])
+	}
+	require.NotEmpty(t, args)
+	assert.True(t, strings.HasSuffix(args[0], "/dtls"), args[0])
+	cases = append(cases, args[1:])
+
+	ps := read("dtls-agent-task.ps1")
+	pm := regexp.MustCompile(`-Argument '([^']*)'`).FindStringSubmatch(ps)
+	require.NotNil(t, pm, "the task runs dtls with -Argument")
+	cases = append(cases, strings.Fields(pm[1]))
+
+	for _, args := range cases {
+		root := NewRootCommand()
+		c, rest, err := root.Find(args)
+		require.NoError(t, err, "%v", args)
+		assert.Equal(t, "agent", c.Name(), "%v", args)
+		assert.NoError(t, c.ParseFlags(rest), "%v", args)
+	}
+}

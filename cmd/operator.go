@@ -1,0 +1,160 @@
+package cmd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/store"
+)
+
+// operatorOptions are the flags of a command that can call an online CA's
+// operator API instead of a local state directory: --ca-url and the
+// operator's bundle.
+type operatorOptions struct {
+	CAURL string
+	Dir   string
+}
+
+// flags adds --ca-url and --operator (default $DTLS_CA_OPERATOR) to c.
+func (o *operatorOptions) flags(c *cobra.Command, io IO) {
+	c.Flags().StringVar(&o.CAURL, "ca-url", "", "call the online CA at this URL (https://HOST:PORT) instead of the local state directory")
+	pathFlag(c, io, &o.Dir, "operator", "DTLS_CA_OPERATOR", "", "with --ca-url: the operator's bundle directory (ca.pem, cert.pem, key.pem; 'dtls ca init' makes one)")
+}
+
+// check validates the flags: --ca-url is a CA URL, and needs --operator.
+func (o *operatorOptions) check(c *cobra.Command) error {
+	if o.CAURL == "" {
+		if c.Flags().Changed("operator") {
+			return usagef(c, "--operator needs --ca-url, the online CA to call")
+		}
+		return nil
+	}
+	u, err := fleet.ParseURL(o.CAURL)
+	if err != nil {
+		return usagef(c, "--ca-url: %v", err)
+	}
+	o.CAURL = u
+	if o.Dir == "" {
+		return usagef(c, "--ca-url needs --operator DIR (or $DTLS_CA_OPERATOR): the bundle of a certificate with the role %s", fleet.OperatorRole)
+	}
+	if o.Dir, err = absPath("operator", o.Dir); err != nil {
+		return usageError{err, c.CommandPath()}
+	}
+	return nil
+}
+
+// client is a fleet client that authenticates with the operator's bundle
+// and trusts only its ca.pem.
+func (o *operatorOptions) client() (*fleet.Client, error) {
+	read := func(name string) ([]byte, error) {
+		b, err := os.ReadFile(filepath.Join(o.Dir, name))
+		if err != nil {
+			return nil, withHint(fmt.Errorf("operator bundle %q: %w", o.Dir, err),
+				"'dtls ca init' makes the first operator's bundle (STATE_DIR/operator on the CA's host)")
+		}
+		return b, nil
+	}
+	caPEM, err := read("ca.pem")
+	if err != nil {
+		return nil, err
+	}
+	certPEM, err := read("cert.pem")
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := read("key.pem")
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("operator bundle %q: key.pem does not match cert.pem: %w", o.Dir, err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("operator bundle %q: ca.pem holds no PEM certificate", o.Dir)
+	}
+	return &fleet.Client{URL: o.CAURL, Roots: roots, Certificate: &pair}, nil
+}
+
+// runListRemote is 'dtls certs --ca-url': the online CA's inventory,
+// shown as the local one is.
+func runListRemote(o *listOptions) error {
+	c, err := o.op.client()
+	if err != nil {
+		return err
+	}
+	defer c.CloseIdleConnections()
+	recs, err := c.Certs(context.Background())
+	if err != nil {
+		return err
+	}
+	// The role a client has is the one in its certificate: the CA
+	// writes it there at every enrolment and renewal.
+	roles := map[string]string{}
+	current := ""
+	var newestCA time.Time
+	for _, r := range recs {
+		cert, err := r.Cert()
+		if err != nil {
+			continue
+		}
+		switch r.Kind {
+		case store.KindClient:
+			if role, ok := fleet.CertRole(cert); ok && r.Status == store.StatusGood {
+				roles[r.Name] = role
+			}
+		case store.KindCA:
+			if r.Status == store.StatusGood && r.NotBefore.After(newestCA) {
+				current, newestCA = r.Serial, r.NotBefore
+			}
+		}
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].NotBefore.Before(recs[j].NotBefore) })
+	fmt.Fprintf(o.ErrOut, "inventory of the CA at %s\n", o.op.CAURL)
+	// 'dtls agent' renews at two thirds of the lifetime: a certificate
+	// past that was not renewed when it should have been.
+	window := func(r store.Record) time.Duration {
+		if o.Expiring > 0 {
+			return o.Expiring
+		}
+		return r.NotAfter.Sub(r.NotBefore) / 3
+	}
+	return printListEntries(o, listEntries(recs, roles, current, o.Now(), window, o.Expiring > 0))
+}
+
+// runRevokeRemote is 'dtls revoke --ca-url'.
+func runRevokeRemote(o *revokeOptions) error {
+	c, err := o.op.client()
+	if err != nil {
+		return err
+	}
+	defer c.CloseIdleConnections()
+	res, err := c.Revoke(context.Background(), fleet.RevokeRequest{Key: o.Key, Reason: pki.Reasons[o.Reason]})
+	if err != nil {
+		return err
+	}
+	var last time.Time
+	for _, r := range res.Revoked {
+		fmt.Fprintf(o.ErrOut, "revoked %s %q serial %s (%s) at the CA %s\n", r.Kind, r.Name, r.Serial, o.Reason, o.op.CAURL)
+		if r.NotAfter.After(last) {
+			last = r.NotAfter
+		}
+	}
+	fmt.Fprintf(o.ErrOut, "the CA signs a new revocation list: the authorization plugin of every host enrolled with it ('dtls init --ca-url ... --authz') refuses the certificate within about %s\n",
+		fleet.Duration(2*fleet.DefaultCRLRefresh))
+	if !last.IsZero() {
+		fmt.Fprintf(o.ErrOut, "dtls: warning: a daemon without the plugin checks no CRL (moby#27778): it accepts the certificate until it expires on %s\n", last.UTC().Format("2006-01-02 15:04 MST"))
+	}
+	return nil
+}

@@ -59,6 +59,7 @@ bench: build
 	$(GO) run ./bench/cmdbench -dtls bin/dtls
 	$(GO) run ./bench/bulkissue -dtls bin/dtls
 	$(GO) run ./bench/authzlat -dtls bin/dtls
+	$(GO) run ./bench/fleetca -dtls bin/dtls
 
 demo: build deps
 	./scripts/demo.sh

@@ -187,13 +187,6 @@ func load(dir string) (*loaded, error) {
 	return l, nil
 }
 
-// IsEnrolled reports whether the bundle in dir was enrolled with an online
-// CA: its dtls.json names one.
-func IsEnrolled(dir string) bool {
-	b, err := clientenv.LoadBundle(dir)
-	return err == nil && b.Meta.CAURL != ""
-}
-
 // RenewIfDue renews the bundle in dir when its certificate is due at now,
 // or when a killed run left a renewal to finish, and brings the Docker
 // contexts made from it up to date. The steps, each atomic:

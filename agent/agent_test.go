@@ -515,3 +515,70 @@ func TestRun(t *testing.T) {
 		t.Fatal("Run did not stop")
 	}
 }
+
+// TestRenewCrashPoints: what a run killed at each other step leaves, the
+// next run finishes. Before the CA saw the pending key: the CA signs it
+// then. In the middle of the directory swap where the platform has no
+// atomic exchange (the old bundle moved to .NAME.tmp-X.old, the new one not
+// in place yet): the old bundle is put back and the renewal resumed. After
+// the bundle was installed, before the contexts: the next look, not due,
+// brings them up to date.
+func TestRenewCrashPoints(t *testing.T) {
+	ca := catest.Start(t, catest.Options{ClientValidity: time.Hour})
+	ctx := context.Background()
+
+	t.Run("pending key not sent", func(t *testing.T) {
+		dir, e := enroll(t, ca, "p1")
+		_, keyPEM, err := pki.NewCSR("p1", "")
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, agent.PendingKeyFile), keyPEM, 0o600))
+		// Not due: a pending renewal is finished all the same.
+		res, err := (&agent.Agent{}).RenewIfDue(ctx, dir, e.Cert.NotBefore)
+		require.NoError(t, err)
+		assert.True(t, res.Renewed)
+		assert.True(t, res.Resumed)
+		assert.Equal(t, string(keyPEM), string(read(t, filepath.Join(dir, "key.pem"))))
+		assert.NotContains(t, entries(t, dir), agent.PendingKeyFile)
+	})
+
+	t.Run("swap interrupted", func(t *testing.T) {
+		dir, e := enroll(t, ca, "p2")
+		_, keyPEM, err := pki.NewCSR("p2", "")
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, agent.PendingKeyFile), keyPEM, 0o600))
+		parent := filepath.Dir(dir)
+		require.NoError(t, os.Rename(dir, filepath.Join(parent, ".p2.tmp-42.old")))
+		require.NoError(t, os.Mkdir(filepath.Join(parent, ".p2.tmp-42"), 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(parent, ".p2.tmp-42", "key.pem"), keyPEM, 0o600))
+
+		res, err := (&agent.Agent{}).RenewIfDue(ctx, dir, e.Cert.NotBefore)
+		require.NoError(t, err)
+		assert.True(t, res.Resumed)
+		assert.Equal(t, pki.Serial(e.Cert), res.Replaced)
+		assert.Equal(t, string(keyPEM), string(read(t, filepath.Join(dir, "key.pem"))))
+		assert.Equal(t, []string{"p2"}, entries(t, parent))
+	})
+
+	t.Run("contexts not refreshed", func(t *testing.T) {
+		dir, e := enroll(t, ca, "p3")
+		cfg := t.TempDir()
+		makeContext(t, cfg, "p3ctx", dir)
+		// Renewed without the contexts (as if killed right after the
+		// install).
+		res, err := (&agent.Agent{}).RenewIfDue(ctx, dir, dueOf(e.Cert))
+		require.NoError(t, err)
+		require.True(t, res.Renewed)
+		assert.NotEqual(t, string(read(t, filepath.Join(dir, "cert.pem"))), string(read(t, contextFile(cfg, "p3ctx", "cert.pem"))))
+
+		res, err = (&agent.Agent{DockerConfig: cfg}).RenewIfDue(ctx, dir, e.Cert.NotBefore)
+		require.NoError(t, err)
+		assert.False(t, res.Renewed)
+		assert.Equal(t, []string{"p3ctx"}, res.Contexts)
+		assert.Equal(t, string(read(t, filepath.Join(dir, "cert.pem"))), string(read(t, contextFile(cfg, "p3ctx", "cert.pem"))))
+		assert.Equal(t, string(read(t, filepath.Join(dir, "key.pem"))), string(read(t, contextFile(cfg, "p3ctx", "key.pem"))))
+		// Up to date: nothing to do the next time.
+		res, err = (&agent.Agent{DockerConfig: cfg}).RenewIfDue(ctx, dir, e.Cert.NotBefore)
+		require.NoError(t, err)
+		assert.Empty(t, res.Contexts)
+	})
+}

@@ -329,7 +329,9 @@ func runCAToken(o *caTokenOptions) error {
 			role = caserver.DefaultClientRole
 		}
 		what = fmt.Sprintf("client %s (role %s)", o.Client, role)
-		run = fmt.Sprintf("dtls enroll %s %s", h.Config.URL, resp.Token)
+		// The CA does not know which daemon the bundle is for: every
+		// host enrolled with it accepts the certificate.
+		run = fmt.Sprintf("dtls enroll %s %s --docker-host tcp://DOCKER-HOST:2376", h.Config.URL, resp.Token)
 	}
 	fmt.Fprintf(o.ErrOut, "one-time token for %s, valid until %s\n", what, resp.ExpiresAt.UTC().Format(time.RFC3339))
 	fmt.Fprintf(o.ErrOut, "run there:\n  %s\n", run)

@@ -116,7 +116,7 @@ func TestCAInitAndToken(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, fleet.MatchesFingerprint(ca, tok.CAFingerprint))
 	assert.Contains(t, stderr, "one-time token for client alice (role developer), valid until "+now.Add(time.Hour).UTC().Format(time.RFC3339))
-	assert.Contains(t, stderr, "\n  dtls enroll https://ca.example:8888 "+tokLine+"\n")
+	assert.Contains(t, stderr, "\n  dtls enroll https://ca.example:8888 "+tokLine+" --docker-host tcp://DOCKER-HOST:2376\n")
 
 	// A host token.
 	out, stderr, code = dtls(t, now, "ca", "token", "--state-dir", state, "--host", "docker1.example", "--san", "10.0.0.7", "--ttl", "10m")

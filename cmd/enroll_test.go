@@ -129,11 +129,17 @@ func TestEnrollCommand(t *testing.T) {
 	assert.Equal(t, string(flRead(t, filepath.Join(dir, "cert.pem"))), string(flRead(t, filepath.Join(tlsDir, "docker", "cert.pem"))))
 	assert.Equal(t, os.FileMode(0o600), flMode(t, filepath.Join(tlsDir, "docker", "key.pem")))
 
-	// dtls env uses it.
+	// dtls env uses it, and does not warn about a day's certificate
+	// that the agent renews; only about one the agent has left to
+	// expire.
 	out, stderr, code := runWithEnv(t, time.Now(), env, "env", "--shell", "bash")
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, out, "export DOCKER_HOST='tcp://docker1.example.com:2376'")
 	assert.Contains(t, out, "export DOCKER_CERT_PATH='"+dir+"'")
+	assert.NotContains(t, stderr, "warning: the certificate")
+	_, stderr, code = runWithEnv(t, b.Meta.NotAfter.Add(-30*time.Minute), env, "env", "--shell", "bash")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "was not renewed: is 'dtls agent' running?")
 
 	// The same token again: refused by the CA, nothing written.
 	_, stderr, code = runWithEnv(t, time.Now(), env, "enroll", ca.URL, tok, "--docker-host", "tcp://docker2.example.com:2376")

@@ -32,7 +32,8 @@ is 'dtls certs'):
 their name, the daemon URL (from dtls.json), and the client name and
 expiry from the certificate itself (cert.pem), which is what the daemon
 checks. A certificate that has expired is marked "(expired)", one that
-expires within 14 days "(expires in N days)". The default bundle, which a
+expires within 14 days "(expires in N days)" (within an hour for a
+bundle from 'dtls enroll', which 'dtls agent' renews). The default bundle, which a
 plain 'dtls env' uses, is marked with "*"; a bundle copied by hand to
 ~/.docker/dtls/default is listed as "default". A directory that is not a
 usable bundle is listed with the reason.
@@ -93,7 +94,13 @@ func runLs(o *lsOptions) error {
 			na := cert.NotAfter.UTC()
 			le.NotAfter = &na
 			le.Expired = !na.After(now)
-			le.Expiring = !le.Expired && na.Before(now.Add(expiryWarning))
+			warn := expiryWarning
+			if e.Bundle.Meta.CAURL != "" {
+				// An enrolled bundle lives a day and its agent renews
+				// it: only one the agent missed is worth a mark.
+				warn = enrolledWarning
+			}
+			le.Expiring = !le.Expired && na.Before(now.Add(warn))
 		}
 		list = append(list, le)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/fleet"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/store"
@@ -28,16 +30,26 @@ type operatorOptions struct {
 // flags adds --ca-url and --operator (default $DTLS_CA_OPERATOR) to c.
 func (o *operatorOptions) flags(c *cobra.Command, io IO) {
 	c.Flags().StringVar(&o.CAURL, "ca-url", "", "call the online CA at this URL (https://HOST:PORT) instead of the local state directory")
-	pathFlag(c, io, &o.Dir, "operator", "DTLS_CA_OPERATOR", "", "with --ca-url: the operator's bundle directory (ca.pem, cert.pem, key.pem; 'dtls ca init' makes one)")
+	pathFlag(c, io, &o.Dir, "operator", "DTLS_CA_OPERATOR", "", "the operator's bundle directory (ca.pem, cert.pem, key.pem; 'dtls ca init' makes one); alone, the CA is the one its dtls.json records")
 }
 
 // check validates the flags: --ca-url is a CA URL, and needs --operator.
 func (o *operatorOptions) check(c *cobra.Command) error {
 	if o.CAURL == "" {
-		if c.Flags().Changed("operator") {
-			return usagef(c, "--operator needs --ca-url, the online CA to call")
+		if !c.Flags().Changed("operator") {
+			return nil
 		}
-		return nil
+		// The operator's bundle records the CA it was made by or
+		// enrolled with (dtls.json ca_url).
+		dir, err := absPath("operator", o.Dir)
+		if err != nil {
+			return usageError{err, c.CommandPath()}
+		}
+		m, err := readBundleMeta(dir)
+		if err != nil || m.CAURL == "" {
+			return usagef(c, "--operator %q records no CA URL (dtls.json ca_url): give --ca-url", o.Dir)
+		}
+		o.CAURL = m.CAURL
 	}
 	u, err := fleet.ParseURL(o.CAURL)
 	if err != nil {
@@ -51,6 +63,19 @@ func (o *operatorOptions) check(c *cobra.Command) error {
 		return usageError{err, c.CommandPath()}
 	}
 	return nil
+}
+
+// readBundleMeta reads a bundle directory's dtls.json.
+func readBundleMeta(dir string) (*clientenv.Meta, error) {
+	b, err := os.ReadFile(filepath.Join(dir, clientenv.MetaFile))
+	if err != nil {
+		return nil, err
+	}
+	var m clientenv.Meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 // client is a fleet client that authenticates with the operator's bundle

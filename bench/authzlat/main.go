@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command authzlat measures, for `make bench`, what the dtls authorization
 // plugin adds to each Docker API call: GET /containers/json over mutual TLS,
 // from a Go client on one kept-alive connection, against two sandboxed

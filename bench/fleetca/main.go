@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command fleetca measures, for `make bench`, the online CA (`dtls ca
 // serve`) with its inventory in PostgreSQL, both started by this program
 // on loopback in temporary directories:
@@ -9,7 +11,14 @@
 //     measured in the same run;
 //   - 1,000 agents renewing in one window, all at once, each over its own
 //     mutual TLS connection: the time to renew them all, and the CA
-//     process's CPU time and memory (VmHWM, VmRSS).
+//     process's CPU time and memory (VmHWM, VmRSS);
+//   - revocation propagation: two sandboxed dockerds enrolled with the CA,
+//     each with the plugin following its revocation list (default refresh,
+//     5 s); for each of several clients, the time from the revocation
+//     call's return to each daemon's first refusal. It needs root and
+//     dockerd (as the end-to-end tests do) and places uniquely named
+//     sockets under /run/docker/plugins, removed at the end; -propagation=0
+//     leaves it out.
 //
 // Keys and CSRs are made before the clock starts: they are the clients'
 // work, not the CA's.
@@ -20,14 +29,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,10 +62,11 @@ import (
 func main() {
 	dtls := flag.String("dtls", "bin/dtls", "dtls binary")
 	agents := flag.Int("agents", 1000, "agents renewing in one window")
+	revocations := flag.Int("propagation", 5, "revocations timed to two daemons (0: none)")
 	flag.Parse()
 	// cfssl logs every CSR it encodes at INFO.
 	cflog.Level = cflog.LevelError
-	if err := run(*dtls, *agents); err != nil {
+	if err := run(*dtls, *agents, *revocations); err != nil {
 		fmt.Fprintf(os.Stderr, "fleetca: %v\n", err)
 		os.Exit(1)
 	}
@@ -59,7 +75,7 @@ func main() {
 // perRound is how many certificates each concurrency level signs.
 var rounds = []struct{ workers, certs int }{{1, 200}, {4, 400}, {16, 800}}
 
-func run(dtls string, agents int) error {
+func run(dtls string, agents, revocations int) error {
 	dtls, err := filepath.Abs(dtls)
 	if err != nil {
 		return err
@@ -249,6 +265,165 @@ func run(dtls string, agents int) error {
 		rest, procStatus(srv.Process.Pid, "VmHWM"))
 	if first != nil {
 		return fmt.Errorf("renewal: %w", first)
+	}
+	if revocations == 0 {
+		return nil
+	}
+	return propagation(dtls, dir, caDir, url, op, revocations)
+}
+
+// propagation sets up two Docker hosts enrolled with the CA, each with the
+// plugin following its revocation list, enrols n clients, revokes them
+// one by one and times each daemon's first refusal.
+func propagation(dtls, dir, caDir, url string, op *fleet.Client, n int) error {
+	ctx := context.Background()
+	sh := func(args ...string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(dtls, args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("dtls %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		return strings.TrimSpace(stdout.String()), nil
+	}
+	id := make([]byte, 4)
+	_, _ = rand.Read(id)
+	pluginDir := "/run/docker/plugins"
+	// The host stays as it was: the plugin directory goes if this run
+	// made it (and nothing else is in it).
+	for _, d := range []string{filepath.Dir(pluginDir), pluginDir} {
+		if _, err := os.Stat(d); errors.Is(err, fs.ErrNotExist) {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				return err
+			}
+			defer os.Remove(d)
+		}
+	}
+	ports := make([]int, 2)
+	for i := range ports {
+		hostDir, err := sandbox.NewDir()
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(hostDir)
+		if ports[i], err = sandbox.FreePort(); err != nil {
+			return err
+		}
+		state, cfg := filepath.Join(hostDir, "state"), filepath.Join(hostDir, "daemon.json")
+		if err := os.WriteFile(cfg, sandbox.BaseConfig(hostDir), 0o644); err != nil {
+			return err
+		}
+		initArgs := []string{"init", "--state-dir", state, "--certs-dir", filepath.Join(hostDir, "certs"), "--daemon-json", cfg,
+			"--systemd-dir", "", "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", ports[i])}
+		tok, err := sh("ca", "token", "--state-dir", caDir, "--host", "localhost", "--san", "127.0.0.1")
+		if err != nil {
+			return err
+		}
+		if _, err := sh(append(initArgs, "--ca-url", url, "--token", tok)...); err != nil {
+			return err
+		}
+		socket := filepath.Join(pluginDir, fmt.Sprintf("dtls-authz-fleetbench-%s-%d.sock", hex.EncodeToString(id), i))
+		plugin := exec.Command(dtls, "authz", "serve", "--socket", socket, "--state-dir", state, "--audit-log", filepath.Join(hostDir, "authz.log"))
+		if err := plugin.Start(); err != nil {
+			return err
+		}
+		defer func() {
+			_ = plugin.Process.Signal(syscall.SIGTERM)
+			_ = plugin.Wait()
+			os.Remove(socket)
+		}()
+		deadline := time.Now().Add(20 * time.Second)
+		for authority.ProbeAuthz(socket, time.Second) != nil {
+			if time.Now().After(deadline) {
+				return errors.New("the plugin did not come up")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if _, err := sh(append(initArgs, "--authz", "--authz-socket", socket)...); err != nil {
+			return err
+		}
+		d, err := sandbox.Start(ctx, hostDir, cfg)
+		if err != nil {
+			return err
+		}
+		defer d.Stop()
+	}
+	caPEM, err := op.CA(ctx)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	type client struct {
+		name string
+		http *http.Client
+	}
+	clients := make([]client, n)
+	for i := range clients {
+		name := fmt.Sprintf("revokee-%d", i)
+		tr, err := op.NewToken(ctx, fleet.TokenRequest{Kind: store.KindClient, Name: name, Role: "readonly"})
+		if err != nil {
+			return err
+		}
+		tok, err := fleet.ParseToken(tr.Token)
+		if err != nil {
+			return err
+		}
+		csr, key, err := pki.NewCSR(name, "")
+		if err != nil {
+			return err
+		}
+		resp, err := (&fleet.Client{URL: url}).Enroll(ctx, tok, csr)
+		if err != nil {
+			return err
+		}
+		cert, err := tls.X509KeyPair([]byte(resp.Certificate), key)
+		if err != nil {
+			return err
+		}
+		clients[i] = client{name, &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots, ServerName: "localhost"}}}}
+	}
+	status := func(c client, port int) (int, error) {
+		resp, err := c.http.Get(fmt.Sprintf("https://127.0.0.1:%d/v1.41/containers/json", port))
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	var took [2][]time.Duration
+	for _, c := range clients {
+		for _, port := range ports {
+			if code, err := status(c, port); err != nil || code != http.StatusOK {
+				return fmt.Errorf("%s before its revocation: %d %v", c.name, code, err)
+			}
+		}
+		if _, err := op.Revoke(ctx, fleet.RevokeRequest{Key: c.name}); err != nil {
+			return err
+		}
+		revoked := time.Now()
+		left := map[int]bool{0: true, 1: true}
+		for len(left) > 0 {
+			if time.Since(revoked) > time.Minute {
+				return fmt.Errorf("%s still allowed a minute after its revocation", c.name)
+			}
+			for i := range left {
+				if code, err := status(c, ports[i]); err == nil && code == http.StatusForbidden {
+					took[i] = append(took[i], time.Since(revoked))
+					delete(left, i)
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	fmt.Printf("revocation propagation, %d revocations, plugin refresh %s (bound: refresh + 1 s CA cache + a round trip < 10 s)\n",
+		n, fleet.DefaultCRLRefresh)
+	for i := range took {
+		sort.Slice(took[i], func(a, b int) bool { return took[i][a] < took[i][b] })
+		fmt.Printf("  daemon %d: min %s, median %s, max %s\n", i+1, took[i][0].Round(time.Millisecond),
+			took[i][len(took[i])/2].Round(time.Millisecond), took[i][len(took[i])-1].Round(time.Millisecond))
 	}
 	return nil
 }

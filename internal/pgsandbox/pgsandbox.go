@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package pgsandbox runs a real, throw-away PostgreSQL server for tests: a
 // cluster made by initdb in a new directory under /tmp, served by postgres
 // on a unix socket in that directory only (no TCP listener), stopped and

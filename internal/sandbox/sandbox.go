@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package sandbox runs a real, throw-away dockerd for tests and the demo, with
 // everything it writes (socket, data-root, exec-root, pidfile, key, log) under
 // one directory, so that it never touches the host's /var/run/docker.sock,

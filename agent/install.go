@@ -43,8 +43,8 @@ const PendingKeyFile = "pending-key.pem"
 // A reader sees the old bundle or the new one; anything else the old
 // directory held, the pending key included, goes with it. The parent
 // directory is made 0700 when missing; an existing one is left as it is.
-func Install(dir string, files []bundle.File) (err error) {
-	parent, base := filepath.Dir(dir), filepath.Base(dir)
+func Install(dir string, files []bundle.File) error {
+	parent := filepath.Dir(dir)
 	if _, err := os.Stat(parent); errors.Is(err, fs.ErrNotExist) {
 		if err := atomicfile.MkdirAll(parent, DirMode); err != nil {
 			return err
@@ -53,34 +53,15 @@ func Install(dir string, files []bundle.File) (err error) {
 	if fi, err := os.Lstat(dir); err == nil && !fi.IsDir() {
 		return fmt.Errorf("bundle %q exists and is not a directory", dir)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-")
-	if err != nil {
-		return fmt.Errorf("write bundle %q: %w", dir, err)
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
-	if err := os.Chmod(tmp, DirMode); err != nil {
-		return fmt.Errorf("write bundle %q: %w", dir, err)
-	}
-	for _, f := range files {
+	own := make([]bundle.File, len(files))
+	for i, f := range files {
 		mode, ok := bundle.Allowed[f.Name]
 		if !ok {
 			return fmt.Errorf("write bundle %q: unexpected file %q", dir, f.Name)
 		}
-		if err := atomicfile.Write(filepath.Join(tmp, f.Name), f.Data, mode); err != nil {
-			return err
-		}
+		own[i] = bundle.File{Name: f.Name, Data: f.Data, Mode: mode}
 	}
-	if err := atomicfile.SyncDir(tmp); err != nil {
-		return err
-	}
-	if err := atomicfile.ReplaceDir(tmp, dir); err != nil {
-		return fmt.Errorf("write bundle: %w", err)
-	}
-	return atomicfile.SyncDir(parent)
+	return bundle.WriteDir(dir, own)
 }
 
 // recoverDir finishes or undoes what a killed Install (or context refresh)

@@ -278,35 +278,13 @@ func mkdirMissing(dir string, mode fs.FileMode) error {
 	return atomicfile.SyncDir(filepath.Dir(dir))
 }
 
-// writeBundle writes files into a fresh temporary directory next to dir and
-// puts it in place of dir (atomicfile.ReplaceDir), so a bundle is complete
-// or absent, never half written.
-func writeBundle(dir string, files []bundle.File) (err error) {
-	parent := filepath.Dir(dir)
-	if err := mkdirMissing(parent, 0o755); err != nil {
+// writeBundle puts files in place of the bundle directory dir, whole
+// (bundle.WriteDir), making its parent (0755) when missing.
+func writeBundle(dir string, files []bundle.File) error {
+	if err := mkdirMissing(filepath.Dir(dir), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("write bundle %q: %w", dir, err)
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
-	if err := os.Chmod(tmp, DirMode); err != nil {
-		return fmt.Errorf("write bundle %q: %w", dir, err)
-	}
-	for _, f := range files {
-		if err := atomicfile.Write(filepath.Join(tmp, f.Name), f.Data, f.Mode); err != nil {
-			return err
-		}
-	}
-	if err := atomicfile.ReplaceDir(tmp, dir); err != nil {
-		return fmt.Errorf("write bundle: %w", err)
-	}
-	return atomicfile.SyncDir(parent)
+	return bundle.WriteDir(dir, files)
 }
 
 // commit runs t as described at the top of this file.

@@ -43,9 +43,36 @@ func Install(root, name string, files []File, replace bool) (dir string, err err
 	case !replace:
 		return "", &ExistsError{Dir: dir}
 	}
-	tmp, err := os.MkdirTemp(root, "."+name+".tmp-")
+	for _, f := range files {
+		if _, ok := Allowed[f.Name]; !ok {
+			return "", fmt.Errorf("install bundle %q: unexpected file %q", dir, f.Name)
+		}
+	}
+	// The store's modes (Allowed), whatever the archive said.
+	own := make([]File, len(files))
+	for i, f := range files {
+		own[i] = File{Name: f.Name, Data: f.Data, Mode: Allowed[f.Name]}
+	}
+	// A shell starting while a bundle is replaced sees the old bundle or the
+	// new one, never none.
+	if err := WriteDir(dir, own); err != nil {
+		return "", fmt.Errorf("install bundle: %w", err)
+	}
+	return dir, nil
+}
+
+// WriteDir writes files, each with its Mode, as the directory dir, whole:
+// into a fresh temporary directory next to dir (".NAME.tmp-*", DirMode),
+// which then takes dir's place in one step (atomicfile.ReplaceDir), so a
+// reader sees the old directory or the new one, never a half-written one;
+// anything else the old directory held goes with it. dir's parent must
+// exist. A killed run leaves at most the temporary directory, which the
+// caller's recovery removes (it may hold a key).
+func WriteDir(dir string, files []File) (err error) {
+	parent := filepath.Dir(dir)
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
 	if err != nil {
-		return "", fmt.Errorf("install bundle %q: %w", dir, err)
+		return fmt.Errorf("write bundle %q: %w", dir, err)
 	}
 	defer func() {
 		if err != nil {
@@ -53,20 +80,18 @@ func Install(root, name string, files []File, replace bool) (dir string, err err
 		}
 	}()
 	if err := os.Chmod(tmp, DirMode); err != nil {
-		return "", fmt.Errorf("install bundle %q: %w", dir, err)
+		return fmt.Errorf("write bundle %q: %w", dir, err)
 	}
 	for _, f := range files {
-		if _, ok := Allowed[f.Name]; !ok {
-			return "", fmt.Errorf("install bundle %q: unexpected file %q", dir, f.Name)
-		}
-		if err := atomicfile.Write(filepath.Join(tmp, f.Name), f.Data, Allowed[f.Name]); err != nil {
-			return "", err
+		if err := atomicfile.Write(filepath.Join(tmp, f.Name), f.Data, f.Mode); err != nil {
+			return err
 		}
 	}
-	// A shell starting while a bundle is replaced sees the old bundle or the
-	// new one, never none (atomicfile.ReplaceDir swaps them in one step).
+	if err := atomicfile.SyncDir(tmp); err != nil {
+		return err
+	}
 	if err := atomicfile.ReplaceDir(tmp, dir); err != nil {
-		return "", fmt.Errorf("install bundle: %w", err)
+		return fmt.Errorf("write bundle %q: %w", dir, err)
 	}
-	return dir, atomicfile.SyncDir(root)
+	return atomicfile.SyncDir(parent)
 }

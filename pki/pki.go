@@ -599,20 +599,8 @@ func keyDescription(c *x509.Certificate) string {
 // (say P-521 or RSA-8192, from an imported certificate) gives
 // DefaultKeyType.
 func KeyTypeOf(c *x509.Certificate) KeyType {
-	var algo string
-	var size int
-	switch k := c.PublicKey.(type) {
-	case *ecdsa.PublicKey:
-		algo, size = "ecdsa", k.Curve.Params().BitSize
-	case *rsa.PublicKey:
-		algo, size = "rsa", k.N.BitLen()
-	case ed25519.PublicKey:
-		algo = "ed25519"
-	}
-	for _, ki := range keyTypes {
-		if ki.algo == algo && ki.size == size {
-			return ki.kt
-		}
+	if kt, err := keyTypeOfPublic(c.PublicKey); err == nil {
+		return kt
 	}
 	return DefaultKeyType
 }

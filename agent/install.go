@@ -19,6 +19,7 @@ import (
 
 	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/bundle"
+	"github.com/dtls-tool/dtls/pki"
 )
 
 // Modes of what Install writes (bundle.Allowed has the files').
@@ -69,7 +70,8 @@ func Install(dir string, files []bundle.File) error {
 // step, atomicfile.ReplaceDir moves dir to TMP.old first: when dir is
 // missing, that is the directory as it was, and it is put back. Then every
 // temporary directory and file of dir's (".NAME.tmp-*") is removed: one may
-// hold a private key. The caller holds the lock on dir's parent.
+// hold a private key; so is the enrolment's saved key once the bundle holds
+// it. The caller holds the lock on dir's parent.
 func recoverDir(dir string) error {
 	parent, base := filepath.Dir(dir), filepath.Base(dir)
 	temps := tempsOf(parent, "."+base+".tmp-")
@@ -89,6 +91,22 @@ func recoverDir(dir string) error {
 	for _, t := range temps {
 		if err := os.RemoveAll(t); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove %q left by an interrupted run: %w", t, err)
+		}
+	}
+	// The enrolment's journal (enrollKeyName): a killed atomic write of
+	// it never reached its name, so its key was never sent; and a saved
+	// key that the bundle holds is a finished enrolment's.
+	keyPath := enrollKeyName(dir)
+	for _, t := range tempsOf(parent, "."+filepath.Base(keyPath)+".tmp-") {
+		if err := os.Remove(t); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove %q left by an interrupted run: %w", t, err)
+		}
+	}
+	if b, err := os.ReadFile(keyPath); err == nil {
+		if k, err := pki.ParsePrivateKey(b); err == nil && installedKeyIs(dir, k) {
+			if err := removePending(keyPath); err != nil {
+				return err
+			}
 		}
 	}
 	// atomicfile's temporary files inside dir (of the pending key).

@@ -1,0 +1,162 @@
+package cmd
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	cflog "github.com/cloudflare/cfssl/log"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/agent"
+	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/internal/catest"
+	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/store"
+)
+
+// runKilled starts dtls with args and sends it SIGKILL after delay, unless
+// it ends first. It reports whether the kill ended it, and its output.
+func runKilled(t *testing.T, exe string, delay time.Duration, args ...string) (killed bool, out string, err error) {
+	t.Helper()
+	cmd := exec.Command(exe, args...)
+	var buf syncBuffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	select {
+	case err = <-done:
+		return false, buf.String(), err
+	case <-timer.C:
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		err = <-done
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				return true, buf.String(), err
+			}
+		}
+		return false, buf.String(), err
+	}
+}
+
+// checkEnrolledBundle checks that dir holds a whole bundle: its key is its
+// certificate's, the certificate chains to the CA, and no key is left
+// outside the bundle's final files (no pending key, no temporary
+// directory next to it).
+func checkEnrolledBundle(t *testing.T, ca *catest.CA, dir string) *x509.Certificate {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	require.NoError(t, err, "bundle %s", dir)
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	require.NoError(t, err)
+	require.NoError(t, pki.Verify(cert, []*x509.Certificate{ca.CACert}, pki.KindClient, time.Now()))
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	require.NoError(t, err)
+	require.Contains(t, string(caPEM), strings.TrimSpace(string(ca.CAPEM)))
+	require.NoFileExists(t, filepath.Join(dir, agent.PendingKeyFile))
+	entries, err := os.ReadDir(filepath.Dir(dir))
+	require.NoError(t, err)
+	for _, e := range entries {
+		require.False(t, strings.Contains(e.Name(), ".tmp-") || strings.HasSuffix(e.Name(), "enroll-key.pem"),
+			"%s left next to the bundle", e.Name())
+	}
+	return cert
+}
+
+// TestFleetKill9 kills `dtls enroll` and `dtls agent --once` with SIGKILL
+// at random moments of their runs. After each kill, the same command run
+// again finishes the work: enroll with the same token installs the
+// bundle, the agent renews; the bundle is then whole, its certificate is
+// good in the CA's inventory, and no key is left anywhere but in it.
+func TestFleetKill9(t *testing.T) {
+	cflog.Level = cflog.LevelError
+	iterations := 40
+	if testing.Short() {
+		iterations = 10
+	}
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewSource(seed))
+	// The CA's clock is 20 s behind: its 30 s certificates are past two
+	// thirds of their life when they are made, so every agent run renews.
+	ca := catest.Start(t, catest.Options{ClientValidity: 30 * time.Second, Now: func() time.Time { return time.Now().Add(-20 * time.Second) }})
+	exe := dtlsExe(t)
+	root := t.TempDir()
+	good := func(c *x509.Certificate) {
+		t.Helper()
+		rec, err := ca.Store.Get(pki.Serial(c))
+		require.NoError(t, err)
+		require.NotNil(t, rec, "certificate %s in the bundle is not in the CA's inventory", pki.Serial(c))
+		require.Equal(t, store.StatusGood, rec.Status)
+	}
+
+	// Enrolment: a full run first, to know how long one takes.
+	enroll := func(name string) []string {
+		tok := ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: name, Role: "readonly"})
+		return []string{"enroll", ca.URL, tok, "--dir", filepath.Join(root, name), "--docker-host", "tcp://127.0.0.1:2376"}
+	}
+	start := time.Now()
+	killed, out, err := runKilled(t, exe, time.Minute, enroll("first")...)
+	require.False(t, killed)
+	require.NoError(t, err, out)
+	span := time.Since(start)
+	kills := 0
+	for i := 0; i < iterations/2; i++ {
+		name := "k" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		args := enroll(name)
+		killed, out, err := runKilled(t, exe, time.Duration(rng.Int63n(int64(span))), args...)
+		if killed {
+			kills++
+			// Killed before the bundle was in place: the same command,
+			// with the same token, finishes the work.
+			if _, serr := os.Stat(filepath.Join(root, name)); serr != nil {
+				_, out, err = runKilled(t, exe, time.Minute, args...)
+			} else {
+				// The next command on the bundle (the agent) finishes
+				// what the enrolment left.
+				_, out, err = runKilled(t, exe, time.Minute, "agent", "--once", "--jitter=false", "--dir", filepath.Join(root, name))
+			}
+		}
+		require.NoError(t, err, "iteration %d (killed %v): %s", i, killed, out)
+		good(checkEnrolledBundle(t, ca, filepath.Join(root, name)))
+	}
+
+	// Renewal: kill the agent, then let it run.
+	dir := filepath.Join(root, "first")
+	start = time.Now()
+	killed, out, err = runKilled(t, exe, time.Minute, "agent", "--once", "--jitter=false", "--dir", dir)
+	require.False(t, killed)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "renewed")
+	span = time.Since(start)
+	renewals := 0
+	for i := 0; i < iterations/2; i++ {
+		before := checkEnrolledBundle(t, ca, dir)
+		killed, out, err := runKilled(t, exe, time.Duration(rng.Int63n(int64(span))), "agent", "--once", "--jitter=false", "--dir", dir)
+		if killed {
+			kills++
+			_, out, err = runKilled(t, exe, time.Minute, "agent", "--once", "--jitter=false", "--dir", dir)
+		}
+		require.NoError(t, err, "iteration %d (killed %v): %s", i, killed, out)
+		after := checkEnrolledBundle(t, ca, dir)
+		good(after)
+		if pki.Serial(after) != pki.Serial(before) {
+			renewals++
+		}
+	}
+	t.Logf("%d runs killed; %d renewals", kills, renewals)
+	require.Positive(t, kills, "no run was killed before it ended")
+	require.Equal(t, iterations/2, renewals, "every agent run renews a certificate past two thirds of its life")
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/cloudflare/cfssl/api"
@@ -43,7 +44,11 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return forbidden("%v", err)
 	}
-	if !fleet.MatchesFingerprint(s.ca.Cert, tok.CAFingerprint) {
+	st := s.state.Load()
+	// A token made before a rotation's finish names the old CA, one
+	// made after it the new one: each is good while its CA is this
+	// server's.
+	if !slices.ContainsFunc(st.cas(), func(ca *pki.CA) bool { return fleet.MatchesFingerprint(ca.Cert, tok.CAFingerprint) }) {
 		return forbidden("the enrolment token is for another CA (its CA fingerprint is not this CA's)")
 	}
 	csr, err := parseCSR(req.CSR)
@@ -66,7 +71,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		if rec, err := s.st.Get(t.UsedSerial); err != nil {
 			return internal(err)
 		} else if rec != nil && rec.Status == store.StatusGood && samePublicKey(*rec, csr) {
-			return s.sendCert(w, *rec)
+			return s.sendCert(w, st, *rec)
 		}
 		return forbidden("enrolment token already used (at %s): ask the CA's operator for a new one", t.UsedAt.Format(time.RFC3339))
 	}
@@ -89,11 +94,12 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return internal(fmt.Errorf("token for %q has kind %q", t.Name, t.Kind))
 	}
-	cert, certPEM, err := s.ca.SignCSR(sr)
+	signer := st.signer()
+	cert, certPEM, err := signer.SignCSR(sr)
 	if err != nil {
 		return badRequest("%v", err)
 	}
-	rec := store.FromCert(cert, certPEM, t.Kind, s.caSerial, "")
+	rec := store.FromCert(cert, certPEM, t.Kind, pki.Serial(signer.Cert), "")
 	err = s.st.Apply(store.Change{Insert: []store.Record{rec}, Roles: roles, UseToken: hash, UseTokenAt: now})
 	switch {
 	case errors.Is(err, store.ErrTokenUsed):
@@ -107,7 +113,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		return internal(err)
 	}
 	s.crl.invalidate()
-	return s.sendCert(w, rec)
+	return s.sendCert(w, st, rec)
 }
 
 // samePublicKey reports whether rec's certificate is for the key of csr.
@@ -117,8 +123,10 @@ func samePublicKey(rec store.Record, csr *x509.CertificateRequest) bool {
 }
 
 // sendCert answers a certificate (fleet.CertResponse), with the role
-// the certificate carries.
-func (s *Server) sendCert(w http.ResponseWriter, rec store.Record) error {
+// the certificate carries, and the CA certificates of st (both during a
+// rotation: the holder's ca.pem then trusts the next CA before anything
+// it must verify is signed by it).
+func (s *Server) sendCert(w http.ResponseWriter, st *caState, rec store.Record) error {
 	c, err := rec.Cert()
 	if err != nil {
 		return internal(fmt.Errorf("record %q serial %s: %w", rec.Name, rec.Serial, err))
@@ -126,7 +134,7 @@ func (s *Server) sendCert(w http.ResponseWriter, rec store.Record) error {
 	role, _ := fleet.CertRole(c)
 	return api.SendResponse(w, fleet.CertResponse{
 		Certificate: rec.PEM,
-		CA:          string(s.ca.CertPEM),
+		CA:          string(st.caPEM()),
 		Kind:        rec.Kind,
 		Name:        rec.Name,
 		Role:        role,
@@ -134,8 +142,8 @@ func (s *Server) sendCert(w http.ResponseWriter, rec store.Record) error {
 	})
 }
 
-// peer returns the TLS client certificate of r when this CA signed it
-// and it is valid now, with its inventory record: it must be there, with
+// peer returns the TLS client certificate of r when one of this server's
+// CAs (either during a rotation) signed it and it is valid now, with its inventory record: it must be there, with
 // the same certificate. Its status is the caller's to check. The
 // certificate may be a client or a server certificate (see TLSConfig).
 func (s *Server) peer(r *http.Request) (*x509.Certificate, store.Record, error) {
@@ -144,7 +152,7 @@ func (s *Server) peer(r *http.Request) (*x509.Certificate, store.Record, error) 
 	}
 	c := r.TLS.PeerCertificates[0]
 	if _, err := c.Verify(x509.VerifyOptions{
-		Roots:       s.roots,
+		Roots:       s.state.Load().roots,
 		CurrentTime: s.now(),
 		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 	}); err != nil {
@@ -193,6 +201,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	st := s.state.Load()
 	csr, err := parseCSR(req.CSR)
 	if err != nil {
 		return err
@@ -226,7 +235,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 			return internal(err)
 		}
 		if succ != nil {
-			return s.sendCert(w, *succ)
+			return s.sendCert(w, st, *succ)
 		}
 		return refusedStatus(old)
 	default:
@@ -249,16 +258,17 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return forbidden("certificate %q (serial %s) is a %s certificate", old.Name, old.Serial, old.Kind)
 	}
-	cert, certPEM, err := s.ca.SignCSR(sr)
+	signer := st.signer()
+	cert, certPEM, err := signer.SignCSR(sr)
 	if err != nil {
 		return badRequest("%v", err)
 	}
-	rec := store.FromCert(cert, certPEM, old.Kind, s.caSerial, "")
+	rec := store.FromCert(cert, certPEM, old.Kind, pki.Serial(signer.Cert), "")
 	if err := s.st.Apply(store.Change{Insert: []store.Record{rec}, Supersede: []string{old.Serial}}); err != nil {
 		return internal(err)
 	}
 	s.crl.invalidate()
-	return s.sendCert(w, rec)
+	return s.sendCert(w, st, rec)
 }
 
 // successor is the good certificate that superseded old and is for the
@@ -270,7 +280,9 @@ func (s *Server) successor(old store.Record, csr *x509.CertificateRequest) (*sto
 	}
 	for i := len(recs) - 1; i >= 0; i-- { // newest first
 		r := recs[i]
-		if r.Serial != old.Serial && r.Kind == old.Kind && r.CASerial == old.CASerial &&
+		// Of either CA: during a rotation the successor of a
+		// certificate of the old CA is signed by the next one.
+		if r.Serial != old.Serial && r.Kind == old.Kind &&
 			r.Status == store.StatusGood && !r.NotBefore.Before(old.NotBefore) && samePublicKey(r, csr) {
 			return &r, nil
 		}
@@ -278,9 +290,10 @@ func (s *Server) successor(old store.Record, csr *x509.CertificateRequest) (*sto
 	return nil, nil
 }
 
-// serveCA answers the CA certificate, PEM (fleet.PathCA).
+// serveCA answers the CA certificates, PEM, current first (fleet.PathCA):
+// two during a rotation.
 func (s *Server) serveCA(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	_, err := w.Write(s.ca.CertPEM)
+	_, err := w.Write(s.state.Load().caPEM())
 	return err
 }

@@ -40,6 +40,9 @@ const (
 // crlCache is the last list signed.
 type crlCache struct {
 	mu sync.Mutex
+	// signer is the serial of the CA that signed der: a rotation's
+	// switch and finish sign the list again with the new CA.
+	signer string
 	// der is the list; read is when (monotonic clock) the inventory was
 	// last read for it; sum identifies what it lists.
 	der        []byte
@@ -57,12 +60,21 @@ func (c *crlCache) invalidate() {
 	c.mu.Unlock()
 }
 
-// CRL returns the DER revocation list (RFC 5280 5), signed by the CA: every
-// certificate of this CA that is revoked (with its reason) or superseded
-// (reason superseded, 4) and has not expired; an expired certificate is
-// refused by every verifier anyway (RFC 5280 3.3 lets a CRL drop it). Its
-// CRL number is the signing time in milliseconds, and always above the
-// previous list's (5.2.3). It is at most CRLMaxAge old.
+// CRL returns the DER revocation list (RFC 5280 5), signed by the CA that
+// signs certificates at the moment: every certificate in the inventory
+// that is revoked (with its reason) or superseded (reason superseded, 4)
+// and has not expired, whichever of this server's CAs (past or present)
+// signed it; an expired certificate is refused by every verifier anyway
+// (RFC 5280 3.3 lets a CRL drop it). Its CRL number is the signing time
+// in milliseconds, and always above the previous list's (5.2.3), across a
+// rotation too. It is at most CRLMaxAge old.
+//
+// Listing the certificates of both CAs of a rotation in one list is
+// dtls's own semantics, read by dtls's authorization plugin (package
+// revlist), which looks entries up by serial: serials are 159 random bits
+// (pki), so the serials of two CAs do not collide. It is not an RFC 5280
+// indirect CRL (5.2.4 and 5.3.3, certificate issuer entries): a generic
+// verifier would read the list as speaking for its signer only.
 func (s *Server) CRL() ([]byte, error) {
 	c := &s.crl
 	c.mu.Lock()
@@ -70,7 +82,9 @@ func (s *Server) CRL() ([]byte, error) {
 	// The cache's age is measured on the real, monotonic clock: it is
 	// about what other processes wrote meanwhile, not about the
 	// certificates' clock (Config.Now).
-	if c.der != nil && !c.read.IsZero() && time.Since(c.read) < CRLMaxAge {
+	signer := s.state.Load().signer()
+	signerSerial := pki.Serial(signer.Cert)
+	if c.der != nil && c.signer == signerSerial && !c.read.IsZero() && time.Since(c.read) < CRLMaxAge {
 		return c.der, nil
 	}
 	read := time.Now()
@@ -83,7 +97,7 @@ func (s *Server) CRL() ([]byte, error) {
 	// Signed again when the entries changed, and when less than half
 	// of the validity is left, so a plugin always has a list that is
 	// good for a while.
-	if c.der != nil && sum == c.sum && c.nextUpdate.Sub(now) > CRLNextUpdate/2 {
+	if c.der != nil && c.signer == signerSerial && sum == c.sum && c.nextUpdate.Sub(now) > CRLNextUpdate/2 {
 		c.read = read
 		return c.der, nil
 	}
@@ -91,7 +105,7 @@ func (s *Server) CRL() ([]byte, error) {
 	if number <= c.number {
 		number = c.number + 1
 	}
-	crlPEM, err := s.ca.CRL(entries, number, now, CRLNextUpdate)
+	crlPEM, err := signer.CRL(entries, number, now, CRLNextUpdate)
 	if err != nil {
 		return nil, err
 	}
@@ -99,13 +113,16 @@ func (s *Server) CRL() ([]byte, error) {
 	if b == nil {
 		return nil, fmt.Errorf("sign CRL: no PEM block")
 	}
-	c.der, c.read, c.sum, c.number, c.nextUpdate = b.Bytes, read, sum, number, now.Add(CRLNextUpdate)
+	c.der, c.read, c.sum, c.number, c.nextUpdate, c.signer = b.Bytes, read, sum, number, now.Add(CRLNextUpdate), signerSerial
 	return c.der, nil
 }
 
-// revokedEntries are the list's entries at now, by serial.
+// revokedEntries are the list's entries at now, by serial: of every CA
+// of the inventory, so that a host whose plugin still trusts the old CA
+// after a rotation's finish refuses its superseded and revoked
+// certificates too.
 func (s *Server) revokedEntries(now time.Time) ([]pki.Revoked, error) {
-	revoked, err := s.st.Revoked(s.caSerial)
+	revoked, err := s.st.ByStatus(store.StatusRevoked)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +132,7 @@ func (s *Server) revokedEntries(now time.Time) ([]pki.Revoked, error) {
 	}
 	var entries []pki.Revoked
 	for _, r := range append(revoked, superseded...) {
-		if r.CASerial != s.caSerial || !now.Before(r.NotAfter) {
+		if r.Kind == store.KindCA || !now.Before(r.NotAfter) {
 			continue
 		}
 		n, ok := new(big.Int).SetString(r.Serial, 16)

@@ -211,7 +211,10 @@ func (s *Server) NewToken(req fleet.TokenRequest) (fleet.TokenResponse, error) {
 			}
 		}
 	}
-	tok, err := fleet.NewToken(s.ca.Cert)
+	// The current CA until a rotation's finish: it is the one the
+	// listener's certificate chains to, which the host checks the
+	// token's fingerprint against (fleet.Client.Enroll).
+	tok, err := fleet.NewToken(s.state.Load().cur.Cert)
 	if err != nil {
 		return fleet.TokenResponse{}, fmt.Errorf("make token: %w", err)
 	}

@@ -17,6 +17,11 @@
 // any instant has never handed out a certificate that is missing from the
 // inventory (and so could not be revoked).
 //
+// The CA is rotated in the local rotation's three steps (trust, switch,
+// finish) through the operator path fleet.PathRotate (rotate.go); each
+// step is made durable by the Config's RotationStore before it is in
+// force.
+//
 // The package never prints: it logs one line per request to the
 // slog.Logger of its Config.
 package caserver
@@ -32,6 +37,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudflare/cfssl/api"
@@ -67,6 +73,15 @@ type Config struct {
 	Store *store.Store
 	// CA signs the certificates and the revocation list.
 	CA *pki.CA
+	// Next is the next CA during a rotation (nil outside one), and Step
+	// the rotation's step: fleet.RotateTrust (CA still signs, both are
+	// trusted) or fleet.RotateSwitch (Next signs). See BeginRotation.
+	Next *pki.CA
+	Step string
+	// Rotation makes the steps of a rotation made through the API
+	// durable (package cahost's state directory); nil keeps them in
+	// memory only.
+	Rotation RotationStore
 	// ClientValidity is the lifetime of a client certificate
 	// (fleet.DefaultClientValidity when zero).
 	ClientValidity time.Duration
@@ -83,10 +98,14 @@ type Config struct {
 
 // Server is the online CA. It is safe for use by several goroutines.
 type Server struct {
-	st             *store.Store
-	ca             *pki.CA
-	caSerial       string
-	roots          *x509.CertPool
+	st *store.Store
+	// state is the CAs, the rotation's step and the listener's
+	// certificate: replaced whole by a step of the rotation, so that a
+	// request sees one of them throughout.
+	state    atomic.Pointer[caState]
+	rotation RotationStore
+	// rotMu makes the steps of the rotation one at a time.
+	rotMu          sync.Mutex
 	clientValidity time.Duration
 	serverValidity time.Duration
 	now            func() time.Time
@@ -113,8 +132,16 @@ func New(c Config) (*Server, error) {
 	if c.ClientValidity < 0 || c.ServerValidity < 0 {
 		return nil, errors.New("online CA: negative certificate validity")
 	}
+	step := c.Step
+	switch {
+	case step == "" && c.Next == nil:
+		step = fleet.RotateNone
+	case (step == fleet.RotateTrust || step == fleet.RotateSwitch) && c.Next != nil:
+	default:
+		return nil, fmt.Errorf("online CA: rotation step %q with next CA %v: want %q or %q with a next CA, or neither", c.Step, c.Next != nil, fleet.RotateTrust, fleet.RotateSwitch)
+	}
 	s := &Server{
-		st: c.Store, ca: c.CA, caSerial: pki.Serial(c.CA.Cert),
+		st: c.Store, rotation: c.Rotation,
 		clientValidity: c.ClientValidity, serverValidity: c.ServerValidity,
 		now: c.Now, log: c.Log,
 	}
@@ -130,8 +157,10 @@ func New(c Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.roots = x509.NewCertPool()
-	s.roots.AddCert(c.CA.Cert)
+	if s.rotation == nil {
+		s.rotation = memoryRotation{}
+	}
+	s.state.Store(newState(step, c.CA, c.Next, nil, ""))
 
 	// cfssl's info handler takes a signer.Signer; pki keeps its own
 	// unexported. This one answers info requests only (the CA
@@ -148,14 +177,10 @@ func New(c Config) (*Server, error) {
 		return nil, fmt.Errorf("online CA: cfssl info handler: %w", err)
 	}
 
-	rec, err := s.st.Get(s.caSerial)
-	if err != nil {
-		return nil, fmt.Errorf("online CA: %w", err)
-	}
-	if rec == nil {
-		if err := s.st.Apply(store.Change{Insert: []store.Record{
-			store.FromCert(c.CA.Cert, c.CA.CertPEM, store.KindCA, s.caSerial, ""),
-		}}); err != nil {
+	// The next CA too: a CA killed between writing it and recording
+	// it records it at its next start.
+	for _, ca := range s.state.Load().cas() {
+		if err := s.recordCA(ca); err != nil {
 			return nil, fmt.Errorf("online CA: record the CA certificate: %w", err)
 		}
 	}
@@ -177,6 +202,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(fleet.PathCerts, s.endpoint(http.MethodGet, s.operator(s.certs)))
 	mux.Handle(fleet.PathRevoke, s.endpoint(http.MethodPost, s.operator(s.revoke)))
 	mux.Handle(fleet.PathTokens, s.endpoint(http.MethodPost, s.operator(s.tokens)))
+	mux.Handle(fleet.PathRotate, s.endpoint(http.MethodPost, s.operator(s.rotate)))
 	mux.Handle(CfsslInfoPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		s.info.ServeHTTP(w, r)
@@ -191,7 +217,14 @@ func (s *Server) Handler() http.Handler {
 // server certificate from this CA (the CA certificate is sent after it, so
 // that a client that has only the token's fingerprint can check the
 // chain), TLS 1.2 or later, and a client certificate requested, with this
-// CA as the acceptable issuer.
+// CA as the acceptable issuer (both CAs during a rotation).
+//
+// The certificate is chosen at each handshake (GetCertificate): the finish
+// of a rotation issues the listener's certificate again from the new CA,
+// and it is served at once, without a restart. Until the finish the
+// listener keeps its certificate of the old CA: every bundle, renewed or
+// not, trusts the old CA, and those renewed during the rotation trust
+// both, so either certificate verifies for them.
 //
 // The client certificate is requested (tls.RequestClientCert), not
 // verified by the handshake (tls.VerifyClientCertIfGiven): crypto/tls
@@ -199,28 +232,65 @@ func (s *Server) Handler() http.Handler {
 // only (handshake_server.go, processCertsFromClient), and a host renews
 // its server certificate, which has serverAuth alone (pki signs one usage
 // per certificate), with that certificate. Each handler that needs a
-// client certificate verifies it against the CA itself (peer), and checks
-// the inventory besides; enrolment and the CRL need none.
+// client certificate verifies it against the CAs itself (peer), and
+// checks the inventory besides; enrolment and the CRL need none.
 func (s *Server) TLSConfig(certPEM, keyPEM []byte) (*tls.Config, error) {
 	leaf, err := pki.ParseCertificate(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("listener certificate: %w", err)
 	}
-	if err := pki.Verify(leaf, []*x509.Certificate{s.ca.Cert}, pki.KindServer, s.now()); err != nil {
+	s.rotMu.Lock()
+	defer s.rotMu.Unlock()
+	st := s.state.Load()
+	var issuer *pki.CA
+	for _, ca := range st.cas() {
+		if leaf.CheckSignatureFrom(ca.Cert) == nil {
+			issuer = ca
+		}
+	}
+	if issuer == nil {
+		issuer = st.cur
+	}
+	pair, err := s.listenerPair(issuer, certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	s.state.Store(newState(st.step, st.cur, st.next, pair, pki.Serial(leaf)))
+	getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.state.Load().listener, nil }
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: getCert,
+		ClientAuth:     tls.RequestClientCert,
+		ClientCAs:      st.roots,
+		// The acceptable issuers follow the rotation's CAs.
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return &tls.Config{
+				MinVersion:     tls.VersionTLS12,
+				GetCertificate: getCert,
+				ClientAuth:     tls.RequestClientCert,
+				ClientCAs:      s.state.Load().roots,
+			}, nil
+		},
+	}, nil
+}
+
+// listenerPair checks the listener's certificate against its CA and
+// makes the TLS certificate, with the CA certificate after it.
+func (s *Server) listenerPair(ca *pki.CA, certPEM, keyPEM []byte) (*tls.Certificate, error) {
+	leaf, err := pki.ParseCertificate(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("listener certificate: %w", err)
+	}
+	if err := pki.Verify(leaf, []*x509.Certificate{ca.Cert}, pki.KindServer, s.now()); err != nil {
 		return nil, fmt.Errorf("listener certificate: %w", err)
 	}
 	chain := append(bytes.TrimSpace(pemOfCert(leaf)), '\n')
-	chain = append(chain, s.ca.CertPEM...)
+	chain = append(chain, ca.CertPEM...)
 	pair, err := tls.X509KeyPair(chain, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("listener certificate and key: %w", err)
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{pair},
-		ClientAuth:   tls.RequestClientCert,
-		ClientCAs:    s.roots,
-	}, nil
+	return &pair, nil
 }
 
 // Timeouts of HTTPServer: a client that sends its headers or body slowly
@@ -248,8 +318,19 @@ func (s *Server) HTTPServer(tc *tls.Config) *http.Server {
 	}
 }
 
-// CACertificate is the CA certificate.
-func (s *Server) CACertificate() *x509.Certificate { return s.ca.Cert }
+// CACertificate is the current CA certificate (until a rotation's
+// finish, the old one).
+func (s *Server) CACertificate() *x509.Certificate { return s.state.Load().cur.Cert }
+
+// CACertificates are the CA certificates the server trusts, current first
+// (two during a rotation).
+func (s *Server) CACertificates() []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, ca := range s.state.Load().cas() {
+		out = append(out, ca.Cert)
+	}
+	return out
+}
 
 // httpError is an answer other than 200: its message goes to the client
 // in cfssl's envelope; err, when set, goes to the log only.

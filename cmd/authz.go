@@ -220,8 +220,11 @@ func fleetFollower(o *authzServeOptions) (*revlist.Follower, error) {
 		return nil, fmt.Errorf("the fleet CA's certificate %q: %w", caPath, err)
 	}
 	return revlist.New(revlist.Config{
-		URL:      url,
-		CAs:      cas,
+		URL: url,
+		CAs: cas,
+		// Rewritten by 'dtls renew --server' during a rotation of the
+		// online CA: followed without a restart of the plugin.
+		CAFile:   caPath,
 		Interval: o.CRLRefresh,
 		CacheDir: o.StateDir,
 		Now:      o.Now,

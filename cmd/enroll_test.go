@@ -286,8 +286,8 @@ func TestOperatorCommands(t *testing.T) {
 	assert.Equal(t, exitUsage, code)
 	assert.Contains(t, stderr, "--ca-url needs --operator DIR")
 	_, stderr, code = runWithEnv(t, time.Now(), env, "rotate-ca", "--ca-url", ca.URL)
-	assert.Equal(t, exitFailure, code)
-	assert.Contains(t, stderr, "not supported against an online CA")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, stderr, "--ca-url needs --operator DIR")
 }
 
 // flHostArgs are init's path flags, all in dir.

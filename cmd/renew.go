@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -200,7 +201,25 @@ func renewFromCA(o *renewOptions, a *authority.Authority, srv *authority.Server)
 		}
 	}
 	fmt.Fprintf(o.ErrOut, "renewing the server certificate through the CA at %s\n", srv.CAURL)
-	return a.RenewServerFromCA(context.Background(), now, 0)
+	caPath := filepath.Join(srv.CertsDir, authority.CACertFile)
+	before, _ := os.ReadFile(caPath)
+	res, err := a.RenewServerFromCA(context.Background(), now, 0)
+	if err != nil {
+		return nil, err
+	}
+	// The answer's CA certificates become the daemon's ca.pem: during a
+	// rotation of the online CA both CAs, after it the new one alone.
+	if after, err := os.ReadFile(caPath); err == nil && !bytes.Equal(before, after) {
+		var names []string
+		if cas, err := pki.ParseCertificates(after); err == nil {
+			for _, ca := range cas {
+				names = append(names, fmt.Sprintf("%q serial %s", ca.Subject.CommonName, pki.Serial(ca)))
+			}
+		}
+		fmt.Fprintf(o.ErrOut, "the CA certificates changed: %s now holds %s (the online CA is rotating its CA)\n", caPath, strings.Join(names, " and "))
+		fmt.Fprintln(o.ErrOut, "dockerd reads its tlscacert only at start: restart it to trust the new CA (clients of the new CA are refused until then)")
+	}
+	return res, nil
 }
 
 func serverCertAt(path string) (*x509.Certificate, error) {

@@ -23,7 +23,7 @@ type rotateOptions struct {
 	Status     bool
 	Force      bool
 	Restart    bool
-	CAURL      string
+	op         operatorOptions
 	caKey      caKeyOptions
 }
 
@@ -67,17 +67,55 @@ every client has a bundle that trusts both.
 'dtls rotate-ca --status' says which step the rotation is at, who holds up
 the next one, and what to run on each issue-server daemon. Each step is one
 journaled change. dockerd reads its TLS files only at start (moby#23936):
-restart it after each step, or pass --restart.`,
+restart it after each step, or pass --restart.
+
+Against the fleet's online CA (--operator DIR, the bundle of a certificate
+with the role ca-operator; --ca-url, or the ca_url of DIR's dtls.json) the
+same three steps run on the CA's host, through its API
+(POST /api/v1/dtls/rotate):
+
+1. 'dtls rotate-ca --operator DIR' makes the next CA (STATE_DIR/ca-next.pem,
+   ca-next-key.pem 0400, rotation.json). Certificates are still signed by
+   the current CA, but every answer (enrolment, renewal, /api/v1/dtls/ca)
+   carries both CAs: 'dtls agent' and 'dtls renew --server' install a
+   ca.pem trusting both. Restart dockerd after 'dtls renew --server' so it
+   trusts the new CA (it reads tlscacert only at start); the authorization
+   plugin reads ca.pem again by itself.
+2. '--switch': enrolments and renewals are signed by the new CA. The
+   operator's own certificate (DIR) is renewed from it at once.
+3. '--finish': the new CA becomes the only one (STATE_DIR/ca.pem,
+   ca-key.pem; the old key is removed), and the CA's listener presents a
+   certificate of it. Refused before --switch, and while good, unexpired
+   certificates of the old CA remain (their names are listed), unless
+   --force, which marks them superseded.
+
+Each step is in force in the 'dtls ca serve' that ran it at once; restart
+any other instance of the same PostgreSQL inventory after copying the state
+directory's files to it. DIR's ca.pem is rewritten after each step.`,
 		Example: `  $ sudo dtls rotate-ca --restart
   $ sudo dtls rotate-ca --status
   $ ssh docker-host sudo dtls renew alice --archive - | dtls import -
   $ sudo dtls rotate-ca --switch --restart
-  $ sudo dtls rotate-ca --finish --restart`,
+  $ sudo dtls rotate-ca --finish --restart
+  $ dtls rotate-ca --operator ~/ca-operator
+  $ dtls rotate-ca --operator ~/ca-operator --status
+  $ dtls rotate-ca --operator ~/ca-operator --switch
+  $ dtls rotate-ca --operator ~/ca-operator --finish`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if opts.CAURL != "" {
-				return withHint(fmt.Errorf("rotate-ca --ca-url %s: rotating the CA is not supported against an online CA", opts.CAURL),
-					"an online CA keeps its CA for its lifetime (10 years); to replace it, make a new one ('dtls ca init --force') and enrol every host and client again")
+			if err := opts.op.check(c); err != nil {
+				return err
+			}
+			if opts.op.CAURL != "" {
+				for _, f := range []string{"key-type", "ca-days", "restart", "state-dir"} {
+					if c.Flags().Changed(f) {
+						return usagef(c, "--%s does not apply to an online CA's rotation (--ca-url, --operator)", f)
+					}
+				}
+				if opts.Force && !opts.Finish {
+					return usagef(c, "--force applies to --finish only against an online CA")
+				}
+				return runRotateRemote(opts)
 			}
 			later := opts.Switch || opts.Finish || opts.Status
 			if later && (c.Flags().Changed("key-type") || c.Flags().Changed("ca-days")) {
@@ -120,7 +158,7 @@ restart it after each step, or pass --restart.`,
 	f.BoolVar(&opts.Force, "force", false, "with --switch or --finish: go ahead although clients of the old CA remain")
 	f.BoolVar(&opts.Restart, "restart", false, "restart docker afterwards ('systemctl restart docker')")
 	c.MarkFlagsMutuallyExclusive("switch", "finish", "status")
-	f.StringVar(&opts.CAURL, "ca-url", "", "not supported: an online CA is not rotated")
+	opts.op.flags(c, io)
 	opts.caKey.flags(c)
 	return c
 }

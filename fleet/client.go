@@ -187,12 +187,47 @@ func (c *Client) Enroll(ctx context.Context, token Token, csrPEM []byte) (*CertR
 	if anchor == nil {
 		return nil, c.answerError(PathEnroll, "its CA certificates do not hold the token's CA (SHA-256 fingerprint %s)", hex.EncodeToString(token.CAFingerprint[:]))
 	}
+	// The answer's CA certificates hold the token's CA and came over a
+	// connection pinned to it: during a rotation of the CA (its switch
+	// step) the certificate is signed by the next CA, which the answer
+	// lists after the current one.
 	roots := x509.NewCertPool()
-	roots.AddCert(anchor)
+	for _, ca := range cas {
+		roots.AddCert(ca)
+	}
 	if _, err := checkIssued(&resp, csrPEM, roots, ""); err != nil {
 		return nil, c.answerError(PathEnroll, "%v", err)
 	}
 	return &resp, nil
+}
+
+// vouched is roots and the CA certificates of an answer (PEM) when they
+// hold a certificate of roots, roots alone otherwise. The answer came
+// over a connection verified with roots: a CA that is rotating introduces
+// its next CA this way (its answers list the current CA, then the next),
+// so a holder that did not renew during the rotation's first step still
+// takes a certificate of the next CA at its switch step.
+func vouched(roots *x509.CertPool, caPEM string) *x509.CertPool {
+	cas, err := pki.ParseCertificates([]byte(caPEM))
+	if err != nil || roots == nil {
+		return roots
+	}
+	known := false
+	for _, ca := range cas {
+		// A chain of one: the certificate is itself in roots.
+		chains, err := ca.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		if err == nil && ca.IsCA && len(chains) > 0 && len(chains[0]) == 1 {
+			known = true
+		}
+	}
+	if !known {
+		return roots
+	}
+	pool := roots.Clone()
+	for _, ca := range cas {
+		pool.AddCert(ca)
+	}
+	return pool
 }
 
 // Renew sends csrPEM for a new key (PathRenew), authenticated with
@@ -215,7 +250,7 @@ func (c *Client) Renew(ctx context.Context, csrPEM []byte) (*CertResponse, error
 	if err := c.do(ctx, hc, http.MethodPost, PathRenew, RenewRequest{CSR: string(csrPEM)}, &resp); err != nil {
 		return nil, err
 	}
-	cert, err := checkIssued(&resp, csrPEM, c.Roots, store.KindOf(cur))
+	cert, err := checkIssued(&resp, csrPEM, vouched(c.Roots, resp.CA), store.KindOf(cur))
 	if err != nil {
 		return nil, c.answerError(PathRenew, "%v", err)
 	}
@@ -299,6 +334,23 @@ func (c *Client) NewToken(ctx context.Context, r TokenRequest) (*TokenResponse, 
 	}
 	if _, err := ParseToken(resp.Token); err != nil {
 		return nil, c.answerError(PathTokens, "%v", err)
+	}
+	return &resp, nil
+}
+
+// Rotate runs a step of the CA's rotation, or reports it (PathRotate; an
+// operator's Certificate).
+func (c *Client) Rotate(ctx context.Context, r RotateRequest) (*RotateResponse, error) {
+	hc, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	var resp RotateResponse
+	if err := c.do(ctx, hc, http.MethodPost, PathRotate, r, &resp); err != nil {
+		return nil, err
+	}
+	if _, err := pki.ParseCertificates([]byte(resp.CA)); err != nil {
+		return nil, c.answerError(PathRotate, "CA certificates: %v", err)
 	}
 	return &resp, nil
 }

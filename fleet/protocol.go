@@ -230,3 +230,76 @@ func CheckKind(k store.Kind) error {
 	}
 	return nil
 }
+
+// PathRotate runs a step of the CA's rotation, or reports it (POST
+// RotateRequest → RotateResponse; operator). A refused step is HTTP 409
+// with what to do next.
+const PathRotate = "/api/v1/dtls/rotate"
+
+// Steps of RotateRequest and RotateResponse. The rotation is the local
+// one's (dtls rotate-ca): trust (a next CA exists; certificates are still
+// signed by the current one; every answer's CA certificates hold both),
+// switch (new certificates are signed by the next CA), finish (the next
+// CA becomes the only one). RotateNone is a CA that is not rotating.
+const (
+	RotateNone   = "none"
+	RotateTrust  = "trust"
+	RotateSwitch = "switch"
+	RotateFinish = "finish"
+	RotateStatus = "status"
+)
+
+// RotateRequest is the body of PathRotate.
+type RotateRequest struct {
+	Step string `json:"step"` // RotateTrust, RotateSwitch, RotateFinish or RotateStatus
+	// Force finishes although good certificates of the old CA remain:
+	// they are marked superseded and stop working.
+	Force bool `json:"force,omitempty"`
+}
+
+// RotationCA describes one CA certificate of a rotation.
+type RotationCA struct {
+	Subject     string    `json:"subject"`
+	Serial      string    `json:"serial"`
+	Fingerprint string    `json:"fingerprint"` // hex SHA-256 of the DER
+	NotAfter    time.Time `json:"not_after"`
+}
+
+// RotationCount is how many good, unexpired certificates of a kind one CA
+// signed.
+type RotationCount struct {
+	CASerial string     `json:"ca_serial"`
+	Kind     store.Kind `json:"kind"`
+	Good     int        `json:"good"`
+}
+
+// RotationCert names a certificate that holds up the finish.
+type RotationCert struct {
+	Kind     store.Kind `json:"kind"`
+	Name     string     `json:"name"`
+	Serial   string     `json:"serial"`
+	NotAfter time.Time  `json:"not_after"`
+}
+
+// RotateResponse is the result of PathRotate: the rotation after the step.
+type RotateResponse struct {
+	// Step is RotateNone, RotateTrust or RotateSwitch.
+	Step string `json:"step"`
+	// Current is the CA that signed the certificates until the rotation
+	// (after a finish: the only one); Next the next CA during one.
+	Current RotationCA  `json:"current"`
+	Next    *RotationCA `json:"next,omitempty"`
+	// Signer is the serial of the CA that signs new certificates.
+	Signer string `json:"signer"`
+	// CA is the PEM CA certificates the CA serves now (PathCA), current
+	// first: what a bundle's ca.pem should hold.
+	CA string `json:"ca"`
+	// Counts are the good, unexpired certificates by CA and kind.
+	Counts []RotationCount `json:"counts"`
+	// Blocking are the good, unexpired certificates of the current CA
+	// that hold up a finish (the CA's own listener certificate aside: the
+	// finish replaces it).
+	Blocking []RotationCert `json:"blocking,omitempty"`
+	// Cut are the certificates a forced finish marked superseded.
+	Cut []RotationCert `json:"cut,omitempty"`
+}

@@ -81,6 +81,13 @@ type Config struct {
 	// certificate must chain to one, and the CA server's TLS certificate
 	// too (when Client is nil).
 	CAs []*x509.Certificate
+	// CAFile, when set, is the file CAs were read from (PEM, the host's
+	// ca.pem): each Refresh reads it again when its size or time of
+	// change differs, so that a host whose ca.pem a renewal rewrote
+	// during a rotation of the online CA (both CAs, then the new one)
+	// follows it without a restart of the plugin. A file that cannot
+	// be read or holds no certificate keeps the CAs in use.
+	CAFile string
 	// Interval is how often the list is fetched (fleet.DefaultCRLRefresh
 	// when <= 0).
 	Interval time.Duration
@@ -153,10 +160,17 @@ type Follower struct {
 	cfg    Config
 	base   string // URL without a trailing slash
 	crlURL string
-	roots  *x509.CertPool
-	client *http.Client
-	now    func() time.Time
-	logf   func(format string, args ...any)
+	// cas are the fleet CAs in use: replaced whole when CAFile changes.
+	cas atomic.Pointer[caSet]
+	// ownClient: client was made by New (NewClient), and is made again
+	// with the CAs of a changed CAFile.
+	ownClient bool
+	clientMu  sync.Mutex
+	client    *http.Client
+	// caStamp identifies the CAFile read last (refreshMu).
+	caStamp fileStamp
+	now     func() time.Time
+	logf    func(format string, args ...any)
 
 	list atomic.Pointer[list]
 
@@ -178,6 +192,26 @@ type Follower struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// caSet is the fleet CAs and their pool.
+type caSet struct {
+	certs []*x509.Certificate
+	roots *x509.CertPool
+}
+
+func newCASet(cas []*x509.Certificate) *caSet {
+	s := &caSet{certs: cas, roots: x509.NewCertPool()}
+	for _, ca := range cas {
+		s.roots.AddCert(ca)
+	}
+	return s
+}
+
+// fileStamp identifies a version of a file.
+type fileStamp struct {
+	size    int64
+	modTime time.Time
 }
 
 // list is a revocation list in force.
@@ -206,11 +240,14 @@ func New(c Config) (*Follower, error) {
 	if len(c.CAs) == 0 {
 		return nil, errors.New("no fleet CA certificate to check the revocation list against")
 	}
-	f := &Follower{cfg: c, base: "https://" + u.Host, roots: x509.NewCertPool(), client: c.Client,
+	f := &Follower{cfg: c, base: "https://" + u.Host, client: c.Client,
 		now: c.Now, logf: c.Logf, verified: map[string]*x509.Certificate{}}
 	f.crlURL = f.base + fleet.PathCRL
-	for _, ca := range c.CAs {
-		f.roots.AddCert(ca)
+	f.cas.Store(newCASet(c.CAs))
+	if c.CAFile != "" {
+		if fi, err := os.Stat(c.CAFile); err == nil {
+			f.caStamp = fileStamp{fi.Size(), fi.ModTime()}
+		}
 	}
 	if f.cfg.Interval <= 0 {
 		f.cfg.Interval = fleet.DefaultCRLRefresh
@@ -222,7 +259,7 @@ func New(c Config) (*Follower, error) {
 		f.logf = func(string, ...any) {}
 	}
 	if f.client == nil {
-		f.client = NewClient(c.CAs)
+		f.client, f.ownClient = NewClient(c.CAs), true
 	}
 	f.status = Status{URL: f.base, RefreshSeconds: f.cfg.Interval.Seconds()}
 	return f, nil
@@ -342,6 +379,7 @@ func (f *Follower) LoadCache() {
 func (f *Follower) Refresh(ctx context.Context) error {
 	f.refreshMu.Lock()
 	defer f.refreshMu.Unlock()
+	f.reloadCAs()
 	at := f.now()
 	der, err := f.fetch(ctx)
 	if ctx.Err() != nil {
@@ -376,6 +414,64 @@ func (f *Follower) Refresh(ctx context.Context) error {
 	return nil
 }
 
+// reloadCAs reads CAFile again when it changed (see Config.CAFile).
+func (f *Follower) reloadCAs() {
+	if f.cfg.CAFile == "" {
+		return
+	}
+	fi, err := os.Stat(f.cfg.CAFile)
+	if err != nil {
+		return
+	}
+	stamp := fileStamp{fi.Size(), fi.ModTime()}
+	if stamp == f.caStamp {
+		return
+	}
+	b, err := os.ReadFile(f.cfg.CAFile)
+	if err != nil {
+		f.logf("cannot read the fleet CA certificates %q again: %v; keeping the %d in use", f.cfg.CAFile, err, len(f.CAs()))
+		return
+	}
+	var cas []*x509.Certificate
+	for rest := b; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		if c, err := x509.ParseCertificate(blk.Bytes); err == nil {
+			cas = append(cas, c)
+		}
+	}
+	f.caStamp = stamp
+	if len(cas) == 0 {
+		f.logf("the fleet CA certificates %q hold no certificate; keeping the %d in use", f.cfg.CAFile, len(f.CAs()))
+		return
+	}
+	f.cas.Store(newCASet(cas))
+	f.vmu.Lock()
+	clear(f.verified)
+	f.vmu.Unlock()
+	if f.ownClient {
+		f.clientMu.Lock()
+		old := f.client
+		f.client = NewClient(cas)
+		f.clientMu.Unlock()
+		old.CloseIdleConnections()
+	}
+	names := make([]string, len(cas))
+	for i, c := range cas {
+		names[i] = fmt.Sprintf("%q", c.Subject.CommonName)
+	}
+	f.logf("fleet CA certificates %q changed: following %s", f.cfg.CAFile, strings.Join(names, " and "))
+}
+
+// CAs are the fleet CA certificates in use, current first.
+func (f *Follower) CAs() []*x509.Certificate { return f.cas.Load().certs }
+
 // fetch GETs the list.
 func (f *Follower) fetch(ctx context.Context) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.crlURL, nil)
@@ -384,7 +480,10 @@ func (f *Follower) fetch(ctx context.Context) ([]byte, error) {
 	}
 	// RFC 2585 4.2.
 	req.Header.Set("Accept", "application/pkix-crl")
-	resp, err := f.client.Do(req)
+	f.clientMu.Lock()
+	client := f.client
+	f.clientMu.Unlock()
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the CA at %s: %w", f.base, err)
 	}
@@ -428,7 +527,8 @@ func (f *Follower) parse(der []byte) (*list, error) {
 	}
 	var issuer *x509.Certificate
 	var sigErr error
-	for _, ca := range f.cfg.CAs {
+	cas := f.CAs()
+	for _, ca := range cas {
 		if !bytes.Equal(crl.RawIssuer, ca.RawSubject) {
 			continue
 		}
@@ -439,9 +539,9 @@ func (f *Follower) parse(der []byte) (*list, error) {
 	}
 	if issuer == nil {
 		if sigErr != nil {
-			return nil, fmt.Errorf("its signature does not verify with the fleet CA %q: %w", f.cfg.CAs[0].Subject.CommonName, sigErr)
+			return nil, fmt.Errorf("its signature does not verify with the fleet CA %q: %w", cas[0].Subject.CommonName, sigErr)
 		}
-		return nil, fmt.Errorf("it is issued by %q, not by the fleet CA %q", crl.Issuer.CommonName, f.cfg.CAs[0].Subject.CommonName)
+		return nil, fmt.Errorf("it is issued by %q, not by the fleet CA %q", crl.Issuer.CommonName, cas[0].Subject.CommonName)
 	}
 	if crl.Number == nil {
 		return nil, errors.New("it has no CRL number")
@@ -553,7 +653,7 @@ func (f *Follower) Status() Status {
 // by key identifier when both have one). Such a certificate is for
 // Identify to decide; others are not the fleet's.
 func (f *Follower) Issued(cert *x509.Certificate) bool {
-	for _, ca := range f.cfg.CAs {
+	for _, ca := range f.CAs() {
 		if bytes.Equal(cert.RawIssuer, ca.RawSubject) &&
 			(len(cert.AuthorityKeyId) == 0 || len(ca.SubjectKeyId) == 0 || bytes.Equal(cert.AuthorityKeyId, ca.SubjectKeyId)) {
 			return true
@@ -575,19 +675,19 @@ func (f *Follower) Identify(cert *x509.Certificate) (user, role string, err erro
 	now := f.now()
 	serial := cert.SerialNumber.Text(16)
 	name := cert.Subject.CommonName
-	ca, err := f.chain(cert, now)
-	if err != nil {
+	if _, err := f.chain(cert, now); err != nil {
 		return "", "", err
 	}
 	l := f.list.Load()
 	if l == nil {
 		return "", "", fmt.Errorf("no revocation list from the CA at %s yet: certificate %s of %q is denied until one is fetched", f.base, serial, name)
 	}
-	if l.issuer != ca && !l.issuer.Equal(ca) {
-		// The list speaks only for its issuer's serials.
-		return "", "", fmt.Errorf("certificate %s of %q is issued by CA %q but the revocation list in force is signed by %q: it cannot be checked",
-			serial, name, ca.Subject.CommonName, l.issuer.Subject.CommonName)
-	}
+	// The list is signed by one fleet CA and speaks for the serials of
+	// all of them: during a rotation of the online CA, its list (signed
+	// by the CA that signs at the moment) names the revoked and
+	// superseded certificates of both CAs. Serials are 159 random bits,
+	// so those of two CAs do not collide. This is dtls's own reading of
+	// its CA's list, not an RFC 5280 indirect CRL.
 	if e, ok := l.revoked[serial]; ok {
 		if e.reason == reasonSuperseded {
 			return "", "", fmt.Errorf("certificate %s of %q was replaced by a renewal (%s)", serial, name, stamp(e.at))
@@ -613,7 +713,7 @@ func (f *Follower) chain(cert *x509.Certificate, now time.Time) (*x509.Certifica
 	ca := f.verified[string(cert.Raw)]
 	f.vmu.RUnlock()
 	if ca == nil {
-		chains, err := cert.Verify(x509.VerifyOptions{Roots: f.roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		chains, err := cert.Verify(x509.VerifyOptions{Roots: f.cas.Load().roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s of %q is not a valid client certificate of the fleet CA: %w", cert.SerialNumber.Text(16), cert.Subject.CommonName, err)
 		}
@@ -654,7 +754,7 @@ func (i Inventory) Identify(cert *x509.Certificate) (user, role string, err erro
 	if i.Fleet.Issued(cert) {
 		return i.Fleet.Identify(cert)
 	}
-	ca := i.Fleet.cfg.CAs[0].Subject.CommonName
+	ca := i.Fleet.CAs()[0].Subject.CommonName
 	if i.Local == nil {
 		return "", "", fmt.Errorf("certificate %s of %q is not from the fleet CA %q", cert.SerialNumber.Text(16), cert.Subject.CommonName, ca)
 	}

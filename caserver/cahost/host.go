@@ -12,6 +12,9 @@
 //	  tls-key.pem              0600  its key
 //	  ca.json                  0600  listen address, URL, database, validities
 //	  dtls-ca.db               0600  the SQLite inventory (without --db-url)
+//	  ca-next.pem              0644  during a rotation: the next CA (see RotationFile)
+//	  ca-next-key.pem          0400  its key
+//	  rotation.json            0600  the rotation's step
 //	  operator/                0700  the first operator's bundle (role ca-operator)
 //	    ca.pem cert.pem        0644
 //	    key.pem                0600
@@ -462,6 +465,10 @@ type Host struct {
 	CA              *pki.CA
 	TLSCert, TLSKey []byte
 	Store           *store.Store
+	// Next is the next CA during a rotation, Step the rotation's step
+	// ("" outside one).
+	Next *pki.CA
+	Step string
 }
 
 // OpenHost opens the state directory dir that InitHost made.
@@ -478,6 +485,11 @@ func OpenHost(dir string) (*Host, error) {
 	}
 	read := func(name string) ([]byte, error) {
 		return os.ReadFile(filepath.Join(dir, name))
+	}
+	// First: a finish that was killed rewrites ca.pem and the listener's
+	// files.
+	if h.Step, h.Next, err = recoverRotation(dir); err != nil {
+		return nil, err
 	}
 	caPEM, err := read(CACertFile)
 	if err != nil {
@@ -514,10 +526,14 @@ func OpenHost(dir string) (*Host, error) {
 // Close closes the inventory.
 func (h *Host) Close() error { return h.Store.Close() }
 
-// Server is the online CA of the host, logging to log.
+// Server is the online CA of the host, logging to log. A rotation made
+// through its API (fleet.PathRotate) is written to the state directory
+// and in force in this server at once. Other servers of the same
+// inventory (PostgreSQL) read the state directory only at start: restart
+// each of them after each step of a rotation.
 func (h *Host) Server(now func() time.Time, log *slog.Logger) (*caserver.Server, error) {
 	return caserver.New(caserver.Config{
-		Store: h.Store, CA: h.CA, Now: now, Log: log,
+		Store: h.Store, CA: h.CA, Next: h.Next, Step: h.Step, Rotation: rotation{h.Dir}, Now: now, Log: log,
 		ClientValidity: time.Duration(h.Config.ClientValidity), ServerValidity: time.Duration(h.Config.ServerValidity),
 	})
 }

@@ -1,0 +1,229 @@
+package caserver_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/internal/catest"
+	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/store"
+)
+
+// clientWith is an HTTPS client that trusts roots and presents certPEM
+// (when not nil), with no connection kept: each call sees the listener's
+// certificate of the moment.
+func clientWith(t *testing.T, roots []*x509.Certificate, certPEM, keyPEM []byte) *http.Client {
+	t.Helper()
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if certPEM != nil {
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		require.NoError(t, err)
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}, Timeout: 30 * time.Second}
+}
+
+func rotateStep(t *testing.T, ca *catest.CA, op *http.Client, step string, force bool) (call, fleet.RotateResponse) {
+	t.Helper()
+	c := do(t, op, http.MethodPost, ca.URL+fleet.PathRotate, fleet.RotateRequest{Step: step, Force: force})
+	var r fleet.RotateResponse
+	if c.status == http.StatusOK {
+		require.NoError(t, json.Unmarshal(c.env.Result, &r))
+	}
+	return c, r
+}
+
+func caPEMs(t *testing.T, ca *catest.CA, client *http.Client) []*x509.Certificate {
+	t.Helper()
+	c := do(t, client, http.MethodGet, ca.URL+fleet.PathCA, nil)
+	require.Equal(t, http.StatusOK, c.status)
+	cas, err := pki.ParseCertificates(c.body)
+	require.NoError(t, err)
+	return cas
+}
+
+func crlOf(t *testing.T, ca *catest.CA, client *http.Client) *x509.RevocationList {
+	t.Helper()
+	c := do(t, client, http.MethodGet, ca.URL+fleet.PathCRL, nil)
+	require.Equal(t, http.StatusOK, c.status)
+	crl, err := x509.ParseRevocationList(c.body)
+	require.NoError(t, err)
+	return crl
+}
+
+func TestRotate(t *testing.T) {
+	ca := catest.Start(t, catest.Options{})
+	opCert, opKey := ca.Operator(t)
+	old := ca.CACert
+	op := clientWith(t, []*x509.Certificate{old}, opCert, opKey)
+
+	// Before trust: switch and finish are refused, naming the next step.
+	c, _ := rotateStep(t, ca, op, fleet.RotateSwitch, false)
+	assert.Equal(t, http.StatusConflict, c.status)
+	assert.Equal(t, "no CA rotation in progress: nothing to switch; start one with 'dtls rotate-ca'", c.message())
+	c, _ = rotateStep(t, ca, op, fleet.RotateFinish, false)
+	assert.Equal(t, http.StatusConflict, c.status)
+	c, st := rotateStep(t, ca, op, fleet.RotateStatus, false)
+	require.Equal(t, http.StatusOK, c.status, string(c.body))
+	assert.Equal(t, fleet.RotateNone, st.Step)
+	assert.Nil(t, st.Next)
+
+	// A client and a host of the old CA.
+	alice, aliceKey := ca.Client(t, "alice", "developer")
+	hostResp, hostKey := enrol(t, ca, ca.Token(t, fleet.TokenRequest{Kind: store.KindServer, Name: "docker1"}))
+	_, hostCert := certOf(t, hostResp)
+	hostPEM := pemOf(hostCert)
+
+	// Trust.
+	c, st = rotateStep(t, ca, op, fleet.RotateTrust, false)
+	require.Equal(t, http.StatusOK, c.status, string(c.body))
+	assert.Equal(t, fleet.RotateTrust, st.Step)
+	require.NotNil(t, st.Next)
+	assert.Equal(t, pki.Serial(old), st.Current.Serial)
+	assert.Equal(t, pki.Serial(old), st.Signer)
+	cas := caPEMs(t, ca, op)
+	require.Len(t, cas, 2)
+	assert.True(t, cas[0].Equal(old))
+	next := cas[1]
+	assert.Equal(t, st.Next.Serial, pki.Serial(next))
+	both := []*x509.Certificate{old, next}
+
+	c, _ = rotateStep(t, ca, op, fleet.RotateTrust, false)
+	assert.Equal(t, http.StatusConflict, c.status)
+	assert.Equal(t, "a CA rotation is already in progress: it is at step 1 of 3; next: dtls rotate-ca --switch (see 'dtls rotate-ca --status')", c.message())
+	c, _ = rotateStep(t, ca, op, fleet.RotateFinish, false)
+	assert.Equal(t, http.StatusConflict, c.status)
+	assert.Contains(t, c.message(), "switch it first: dtls rotate-ca --switch")
+
+	// Enrolment during trust: still the old CA, with both CAs answered.
+	bob, _ := enrol(t, ca, ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: "bob", Role: "developer"}))
+	bobResp, bobCert := certOf(t, bob)
+	require.NoError(t, bobCert.CheckSignatureFrom(old))
+	answered, err := pki.ParseCertificates([]byte(bobResp.CA))
+	require.NoError(t, err)
+	require.Len(t, answered, 2)
+	assert.True(t, answered[1].Equal(next))
+
+	// Switch.
+	c, st = rotateStep(t, ca, op, fleet.RotateSwitch, false)
+	require.Equal(t, http.StatusOK, c.status, string(c.body))
+	assert.Equal(t, fleet.RotateSwitch, st.Step)
+	assert.Equal(t, pki.Serial(next), st.Signer)
+	c, _ = rotateStep(t, ca, op, fleet.RotateSwitch, false)
+	assert.Equal(t, http.StatusConflict, c.status)
+	assert.Contains(t, c.message(), "next: dtls rotate-ca --finish")
+
+	// Enrolment and renewal are signed by the next CA; a certificate of
+	// the old CA still renews.
+	carol, _ := enrol(t, ca, ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: "carol"}))
+	_, carolCert := certOf(t, carol)
+	require.NoError(t, carolCert.CheckSignatureFrom(next))
+	r, newAliceKey := renew(t, ca, alice, aliceKey, nil)
+	aliceResp, aliceCert := certOf(t, r)
+	require.NoError(t, aliceCert.CheckSignatureFrom(next))
+	assert.Len(t, caCertsOf(t, aliceResp.CA), 2)
+	// alice's new certificate (of the next CA) authenticates too.
+	r, _ = renew(t, ca, []byte(aliceResp.Certificate), newAliceKey, nil)
+	_, alice3 := certOf(t, r)
+	require.NoError(t, alice3.CheckSignatureFrom(next))
+
+	// Finish is refused while certificates of the old CA are good:
+	// the host, bob and the operator.
+	c, _ = rotateStep(t, ca, op, fleet.RotateFinish, false)
+	assert.Equal(t, http.StatusConflict, c.status)
+	assert.Contains(t, c.message(), `server "docker1"`)
+	assert.Contains(t, c.message(), `client "bob"`)
+	c, st = rotateStep(t, ca, op, fleet.RotateStatus, false)
+	require.Equal(t, http.StatusOK, c.status)
+	names := map[string]bool{}
+	for _, b := range st.Blocking {
+		names[b.Name] = true
+	}
+	assert.Equal(t, map[string]bool{"docker1": true, "bob": true, "operator-1": true}, names)
+
+	// Revoking bob's certificate (old CA) with an operator of the old
+	// CA: it is in the list, signed by the next CA.
+	c = do(t, op, http.MethodPost, ca.URL+fleet.PathRevoke, fleet.RevokeRequest{Key: "bob", Reason: 1})
+	require.Equal(t, http.StatusOK, c.status, string(c.body))
+	crl := crlOf(t, ca, op)
+	require.NoError(t, crl.CheckSignatureFrom(next))
+	assert.Contains(t, entries(crl), pki.Serial(bobCert))
+	// Superseded certificates of both CAs are listed too.
+	assert.Contains(t, entries(crl), pki.Serial(aliceCert))
+
+	// The host renews (old CA certificate): it gets one of the next CA.
+	r, _ = renew(t, ca, hostPEM, hostKey, nil)
+	_, host2 := certOf(t, r)
+	require.NoError(t, host2.CheckSignatureFrom(next))
+
+	// The operator renews its own, then finish is allowed.
+	r, opKey2 := renew(t, ca, opCert, opKey, nil)
+	opResp, _ := certOf(t, r)
+	op2 := clientWith(t, both, []byte(opResp.Certificate), opKey2)
+	c, st = rotateStep(t, ca, op2, fleet.RotateFinish, false)
+	require.Equal(t, http.StatusOK, c.status, string(c.body))
+	assert.Equal(t, fleet.RotateNone, st.Step)
+	assert.Equal(t, pki.Serial(next), st.Current.Serial)
+	assert.Empty(t, st.Cut)
+
+	// Only the new CA now; the listener presents a certificate of it.
+	onlyNew := clientWith(t, []*x509.Certificate{next}, []byte(opResp.Certificate), opKey2)
+	cas = caPEMs(t, ca, onlyNew)
+	require.Len(t, cas, 1)
+	assert.True(t, cas[0].Equal(next))
+	_, err = clientWith(t, []*x509.Certificate{old}, nil, nil).Get(ca.URL + fleet.PathCA)
+	assert.Error(t, err, "the listener's certificate is of the new CA")
+	// A certificate of the old CA no longer authenticates.
+	c, _ = rotateStep(t, ca, clientWith(t, both, opCert, opKey), fleet.RotateStatus, false)
+	assert.Equal(t, http.StatusForbidden, c.status)
+	crl = crlOf(t, ca, onlyNew)
+	require.NoError(t, crl.CheckSignatureFrom(next))
+	assert.Contains(t, entries(crl), pki.Serial(bobCert), "certificates of the old CA stay listed")
+}
+
+func TestRotateFinishForce(t *testing.T) {
+	ca := catest.Start(t, catest.Options{})
+	opCert, opKey := ca.Operator(t)
+	op := clientWith(t, []*x509.Certificate{ca.CACert}, opCert, opKey)
+	dave, _ := ca.Client(t, "dave", "developer")
+	for _, step := range []string{fleet.RotateTrust, fleet.RotateSwitch} {
+		c, _ := rotateStep(t, ca, op, step, false)
+		require.Equal(t, http.StatusOK, c.status, string(c.body))
+	}
+	c, st := rotateStep(t, ca, op, fleet.RotateFinish, true)
+	require.Equal(t, http.StatusOK, c.status, string(c.body))
+	cut := map[string]bool{}
+	for _, r := range st.Cut {
+		cut[r.Name] = true
+	}
+	assert.Equal(t, map[string]bool{"dave": true, "operator-1": true}, cut)
+	daveCert, err := pki.ParseCertificate(dave)
+	require.NoError(t, err)
+	rec, err := ca.Store.Get(pki.Serial(daveCert))
+	require.NoError(t, err)
+	assert.Equal(t, store.StatusSuperseded, rec.Status)
+}
+
+func caCertsOf(t *testing.T, p string) []*x509.Certificate {
+	t.Helper()
+	cs, err := pki.ParseCertificates([]byte(p))
+	require.NoError(t, err)
+	return cs
+}
+
+func pemOf(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}

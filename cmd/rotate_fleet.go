@@ -1,0 +1,242 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dtls-tool/dtls/agent"
+	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/bundle"
+	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/store"
+)
+
+// runRotateRemote is 'dtls rotate-ca --ca-url' (or --operator alone): a
+// step of the online CA's rotation through its operator API.
+func runRotateRemote(o *rotateOptions) error {
+	step := fleet.RotateTrust
+	switch {
+	case o.Status:
+		step = fleet.RotateStatus
+	case o.Switch:
+		step = fleet.RotateSwitch
+	case o.Finish:
+		step = fleet.RotateFinish
+	}
+	ctx := context.Background()
+	c, err := o.op.client()
+	if err != nil {
+		return err
+	}
+	defer c.CloseIdleConnections()
+	if step == fleet.RotateFinish {
+		// The operator's own certificate of the old CA would hold up
+		// the finish, and stop working after it: renewed first.
+		st, err := c.Rotate(ctx, fleet.RotateRequest{Step: fleet.RotateStatus})
+		if err != nil {
+			return err
+		}
+		renewed, err := renewOperator(o, st)
+		if err != nil {
+			return err
+		}
+		if renewed {
+			c.CloseIdleConnections()
+			if c, err = o.op.client(); err != nil {
+				return err
+			}
+			defer c.CloseIdleConnections()
+		}
+	}
+	resp, err := c.Rotate(ctx, fleet.RotateRequest{Step: step, Force: o.Force})
+	var fe *fleet.Error
+	if errors.As(err, &fe) && fe.Status == http.StatusConflict {
+		return withHint(err, "see where the rotation is: dtls rotate-ca --status --operator %s", o.op.Dir)
+	}
+	if err != nil {
+		return err
+	}
+	if step == fleet.RotateStatus {
+		printRemoteRotation(o.Out, o.op.Dir, resp)
+		return nil
+	}
+	// The operator's bundle trusts what the CA serves now: both CAs
+	// during the rotation (the listener keeps its certificate of the
+	// old CA until the finish, then presents one of the new CA).
+	caPath := filepath.Join(o.op.Dir, "ca.pem")
+	if cur, err := os.ReadFile(caPath); err != nil || !bytes.Equal(cur, []byte(resp.CA)) {
+		if err := atomicfile.Write(caPath, []byte(resp.CA), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.ErrOut, "operator bundle %s: ca.pem now holds the CA's %d CA certificates\n", o.op.Dir, len(caCerts(resp.CA)))
+	}
+	switch step {
+	case fleet.RotateTrust:
+		fmt.Fprintf(o.ErrOut, "created the next CA %s at the CA %s\n", describeRotationCA(resp.Next), o.op.CAURL)
+		fmt.Fprintln(o.ErrOut, "step 1 of 3: certificates are still signed by the current CA; every enrolment and renewal now installs a ca.pem with both CAs")
+		fmt.Fprintln(o.ErrOut, "next: let every holder renew once ('dtls agent' on laptops within a day; on each Docker host: sudo dtls renew --server, then restart dockerd to trust the new CA), then: dtls rotate-ca --switch")
+	case fleet.RotateSwitch:
+		fmt.Fprintf(o.ErrOut, "step 2 of 3: the CA at %s signs new certificates with the new CA %s; both CAs stay trusted\n", o.op.CAURL, describeRotationCA(resp.Next))
+		if _, err := renewOperator(o, resp); err != nil {
+			return err
+		}
+		fmt.Fprintln(o.ErrOut, "next: once every certificate of the old CA is renewed or revoked ('dtls rotate-ca --status'): dtls rotate-ca --finish")
+	case fleet.RotateFinish:
+		fmt.Fprintf(o.ErrOut, "step 3 of 3: dropped the old CA: the CA at %s has only the CA %s, and its listener presents a certificate of it\n", o.op.CAURL, describeRotationCA(&resp.Current))
+		if len(resp.Cut) > 0 {
+			fmt.Fprintf(o.ErrOut, "%d certificates of the old CA were marked superseded (--force) and no longer work:\n", len(resp.Cut))
+			for _, r := range resp.Cut {
+				fmt.Fprintf(o.ErrOut, "  %s\n", describeRotationCert(r))
+			}
+		}
+		fmt.Fprintln(o.ErrOut, "each Docker host: sudo dtls renew --server (its ca.pem then holds only the new CA), then restart dockerd")
+	}
+	return nil
+}
+
+// renewOperator renews the operator's bundle at once when its certificate
+// is not of the CA that signs now (st.Signer), and says so.
+func renewOperator(o *rotateOptions, st *fleet.RotateResponse) (bool, error) {
+	b, err := os.ReadFile(filepath.Join(o.op.Dir, "cert.pem"))
+	if err != nil {
+		return false, fmt.Errorf("operator bundle %q: %w", o.op.Dir, err)
+	}
+	cert, err := pki.ParseCertificate(b)
+	if err != nil {
+		return false, fmt.Errorf("operator bundle %q: cert.pem: %w", o.op.Dir, err)
+	}
+	for _, ca := range caCerts(st.CA) {
+		if pki.Serial(ca) == st.Signer && cert.CheckSignatureFrom(ca) == nil {
+			return false, nil
+		}
+	}
+	// As 'dtls agent' renews (agent.RenewIfDue), without its checks of
+	// a Docker client's bundle: the new key is journaled first, so a
+	// run killed after the CA answered asks again for the same key and
+	// gets the same successor; the bundle directory is replaced whole.
+	pendingPath := filepath.Join(o.op.Dir, agent.PendingKeyFile)
+	keyPEM, err := os.ReadFile(pendingPath)
+	var csrPEM []byte
+	switch {
+	case err == nil:
+		if csrPEM, err = fleet.CSRFor(keyPEM); err != nil {
+			return false, fmt.Errorf("operator bundle %q: %s: %w (remove it to start the renewal again)", o.op.Dir, agent.PendingKeyFile, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if csrPEM, keyPEM, err = pki.NewCSR(cert.Subject.CommonName, pki.KeyTypeOf(cert)); err != nil {
+			return false, err
+		}
+		if err := atomicfile.Write(pendingPath, keyPEM, agent.PendingKeyMode); err != nil {
+			return false, err
+		}
+	default:
+		return false, err
+	}
+	c, err := o.op.client()
+	if err != nil {
+		return false, err
+	}
+	defer c.CloseIdleConnections()
+	resp, err := c.Renew(context.Background(), csrPEM)
+	if err != nil {
+		return false, withHint(fmt.Errorf("renew the operator's certificate %q (serial %s, of the old CA) in %q: %w", cert.Subject.CommonName, pki.Serial(cert), o.op.Dir, err),
+			"run the same command again: it asks for the same key's certificate")
+	}
+	renewed, err := pki.ParseCertificate([]byte(resp.Certificate))
+	if err != nil {
+		return false, err
+	}
+	meta, err := readBundleMeta(o.op.Dir)
+	if err != nil {
+		meta = &clientenv.Meta{CAURL: o.op.CAURL}
+	}
+	meta.Name, meta.Serial, meta.NotAfter = renewed.Subject.CommonName, pki.Serial(renewed), renewed.NotAfter.UTC()
+	metaJSON, err := clientenv.MarshalMeta(*meta)
+	if err != nil {
+		return false, err
+	}
+	files := []bundle.File{
+		{Name: "ca.pem", Data: []byte(resp.CA)},
+		{Name: "cert.pem", Data: []byte(resp.Certificate)},
+		{Name: "key.pem", Data: keyPEM},
+		{Name: clientenv.MetaFile, Data: metaJSON},
+	}
+	for i := range files {
+		files[i].Mode = bundle.Allowed[files[i].Name]
+	}
+	if err := agent.Install(o.op.Dir, files); err != nil {
+		return false, err
+	}
+	fmt.Fprintf(o.ErrOut, "renewed the operator's certificate %q: serial %s -> %s (new CA), in %s\n", cert.Subject.CommonName, pki.Serial(cert), pki.Serial(renewed), o.op.Dir)
+	return true, nil
+}
+
+func caCerts(pemText string) []*x509.Certificate {
+	cs, _ := pki.ParseCertificates([]byte(pemText))
+	return cs
+}
+
+func describeRotationCA(c *fleet.RotationCA) string {
+	if c == nil {
+		return "(none)"
+	}
+	return fmt.Sprintf("%q (serial %s, SHA-256 %s, expires %s)", c.Subject, c.Serial, c.Fingerprint, c.NotAfter.UTC().Format("2006-01-02"))
+}
+
+func describeRotationCert(r fleet.RotationCert) string {
+	what := fmt.Sprintf("%s %q serial %s, expires %s", r.Kind, r.Name, r.Serial, r.NotAfter.UTC().Format(time.RFC3339))
+	if r.Kind == store.KindServer {
+		return what + ": on that host: sudo dtls renew --server (or revoke it: dtls revoke " + r.Serial + " --ca-url ...)"
+	}
+	return what + ": its 'dtls agent' renews it (or revoke it: dtls revoke " + r.Serial + " --ca-url ...)"
+}
+
+// printRemoteRotation is 'dtls rotate-ca --status --ca-url'.
+func printRemoteRotation(w io.Writer, opDir string, r *fleet.RotateResponse) {
+	switch r.Step {
+	case fleet.RotateNone:
+		fmt.Fprintf(w, "no CA rotation in progress: CA %s\n", describeRotationCA(&r.Current))
+	case fleet.RotateTrust:
+		fmt.Fprintln(w, "CA rotation: step 1 of 3 (trust): certificates are signed by the current CA; answers carry both CAs")
+	case fleet.RotateSwitch:
+		fmt.Fprintln(w, "CA rotation: step 2 of 3 (switch): certificates are signed by the new CA; answers carry both CAs")
+	}
+	if r.Step != fleet.RotateNone {
+		fmt.Fprintf(w, "current CA: %s\n", describeRotationCA(&r.Current))
+		fmt.Fprintf(w, "next CA: %s\n", describeRotationCA(r.Next))
+	}
+	for _, n := range r.Counts {
+		which := "current"
+		if r.Next != nil && n.CASerial == r.Next.Serial {
+			which = "next"
+		}
+		fmt.Fprintf(w, "good %s certificates of the %s CA: %d\n", n.Kind, which, n.Good)
+	}
+	if r.Step == fleet.RotateNone {
+		return
+	}
+	if len(r.Blocking) == 0 {
+		fmt.Fprintln(w, "nothing holds up 'dtls rotate-ca --finish'")
+	} else {
+		fmt.Fprintln(w, "holding up 'dtls rotate-ca --finish' (or pass --force to cut them off):")
+		for _, b := range r.Blocking {
+			fmt.Fprintf(w, "  %s\n", describeRotationCert(b))
+		}
+	}
+	next := "dtls rotate-ca --switch"
+	if r.Step == fleet.RotateSwitch {
+		next = "dtls rotate-ca --finish"
+	}
+	fmt.Fprintf(w, "next: %s --operator %s\n", next, opDir)
+}

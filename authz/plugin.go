@@ -256,7 +256,10 @@ func (p *Plugin) verdict(rec *AuditRecord, allow bool, subject, reason string) a
 		return authzResponse{Allow: true}
 	}
 	rec.Decision = DecisionDeny
-	msg := "dtls-authz: denied"
+	// dockerd shows it as "authorization denied by plugin NAME: MSG"
+	// (moby pkg/authorization/authz.go): the plugin's name is there
+	// already.
+	msg := "denied"
 	if subject != "" {
 		msg += " for " + subject
 	}

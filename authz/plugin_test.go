@@ -350,22 +350,22 @@ func TestAuthZReq(t *testing.T) {
 		{name: "chain: the first certificate is the client", req: tlsRequest("GET", "/containers/json", alice, ca.cert),
 			allow: true, source: SourceTCP, user: "alice", serial: "65", role: "developer"},
 		{name: "revoked with a known name", req: tlsRequest("GET", "/containers/json", carol),
-			msg:    `dtls-authz: denied: certificate "carol" serial 67 is revoked (rule plugin: certificate not accepted)`,
+			msg:    `denied: certificate "carol" serial 67 is revoked (rule plugin: certificate not accepted)`,
 			source: SourceTCP, user: "carol", serial: "67", rule: ruleNotAccepted},
 		{name: "unknown serial with a known name", req: tlsRequest("GET", "/containers/json", ca.client(t, "alice", 999)),
-			msg:    `dtls-authz: denied: certificate "alice" serial 3e7 is not in the inventory (rule plugin: certificate not accepted)`,
+			msg:    `denied: certificate "alice" serial 3e7 is not in the inventory (rule plugin: certificate not accepted)`,
 			source: SourceTCP, user: "alice", serial: "3e7", rule: ruleNotAccepted},
 		{name: "another CA's certificate with a known serial and name", req: tlsRequest("GET", "/containers/json", other.client(t, "root", 104)),
-			msg:    `dtls-authz: denied: certificate "root" serial 68 is not the one the inventory holds under that serial (rule plugin: certificate not accepted)`,
+			msg:    `denied: certificate "root" serial 68 is not the one the inventory holds under that serial (rule plugin: certificate not accepted)`,
 			source: SourceTCP, user: "root", serial: "68", rule: ruleNotAccepted},
 		{name: "user is not the certificate's name", req: func() mobyRequest { r := tlsRequest("GET", "/containers/json", bob); r.User = "root"; return r }(),
-			msg:    `dtls-authz: denied: dockerd sent user "root" but the client certificate (serial 66) is "bob" (rule plugin: user is not the certificate's name)`,
+			msg:    `denied: dockerd sent user "root" but the client certificate (serial 66) is "bob" (rule plugin: user is not the certificate's name)`,
 			source: SourceTCP, user: "bob", serial: "66", rule: ruleUserMismatch},
 		{name: "TCP with a user and no certificate", req: mobyRequest{User: "root", UserAuthNMethod: "TLS", RequestMethod: "GET", RequestURI: "/containers/json"},
-			msg:    `dtls-authz: denied: TCP request without a client certificate (user "root", authentication "TLS") (rule plugin: no client certificate)`,
+			msg:    `denied: TCP request without a client certificate (user "root", authentication "TLS") (rule plugin: no client certificate)`,
 			source: SourceTCP, user: "root", rule: ruleNoCertificate},
 		{name: "TCP with an authentication method and no certificate", req: mobyRequest{UserAuthNMethod: "TLS", RequestMethod: "GET", RequestURI: "/containers/json"},
-			msg:    `dtls-authz: denied: TCP request without a client certificate (user "", authentication "TLS") (rule plugin: no client certificate)`,
+			msg:    `denied: TCP request without a client certificate (user "", authentication "TLS") (rule plugin: no client certificate)`,
 			source: SourceTCP, rule: ruleNoCertificate},
 		{name: "unix socket", req: mobyRequest{RequestMethod: "POST", RequestURI: "/v1.47/containers/create", RequestBody: []byte(privileged),
 			RequestHeaders: map[string]string{"Content-Type": "application/json"}},
@@ -401,7 +401,7 @@ func TestAuthZReq(t *testing.T) {
 			default:
 				// A policy denial names the user, the role, the reason and
 				// the rule, as the Docker user reads it.
-				assert.Equal(t, fmt.Sprintf("dtls-authz: denied for %s (role %s): %s (rule %s)", tt.user, tt.role, rec.Reason, rec.Rule), out.Msg)
+				assert.Equal(t, fmt.Sprintf("denied for %s (role %s): %s (rule %s)", tt.user, tt.role, rec.Reason, rec.Rule), out.Msg)
 				assert.NotEmpty(t, rec.Reason)
 				assert.NotEmpty(t, rec.Rule)
 			}
@@ -431,7 +431,7 @@ func TestNoInventoryDeniesTCP(t *testing.T) {
 	ca := newTestCA(t, "ca")
 	tp := startPlugin(t, Config{})
 	out := tp.ask(t, pathAuthZReq, tlsRequest("GET", "/containers/json", ca.client(t, "alice", 5)))
-	assert.Equal(t, authzResponse{Msg: "dtls-authz: denied: the certificate inventory could not be opened: every TCP request is denied (rule plugin: no inventory)"}, out)
+	assert.Equal(t, authzResponse{Msg: "denied: the certificate inventory could not be opened: every TCP request is denied (rule plugin: no inventory)"}, out)
 	assert.True(t, tp.ask(t, pathAuthZReq, mobyRequest{RequestMethod: "GET", RequestURI: "/containers/json"}).Allow, "the unix socket")
 }
 
@@ -461,29 +461,29 @@ func TestMalformedCalls(t *testing.T) {
 		msg  string
 	}{
 		{"invalid JSON", []byte(`{"RequestMethod": "GET",`),
-			"dtls-authz: denied: malformed request from dockerd: invalid JSON: unexpected end of JSON input (rule plugin: malformed request)"},
+			"denied: malformed request from dockerd: invalid JSON: unexpected end of JSON input (rule plugin: malformed request)"},
 		{"not an object", []byte(`[1, 2]`),
-			"dtls-authz: denied: malformed request from dockerd: invalid JSON: json: cannot unmarshal array into Go value of type authz.authzRequest (rule plugin: malformed request)"},
+			"denied: malformed request from dockerd: invalid JSON: json: cannot unmarshal array into Go value of type authz.authzRequest (rule plugin: malformed request)"},
 		{"empty body", nil,
-			"dtls-authz: denied: malformed request from dockerd: empty body (rule plugin: malformed request)"},
+			"denied: malformed request from dockerd: empty body (rule plugin: malformed request)"},
 		{"over the limit", huge,
-			"dtls-authz: denied: malformed request from dockerd: more than 16 MiB (rule plugin: malformed request)"},
+			"denied: malformed request from dockerd: more than 16 MiB (rule plugin: malformed request)"},
 		{"no RequestMethod", []byte(`{"RequestUri": "/containers/json"}`),
-			"dtls-authz: denied: malformed request from dockerd: no RequestMethod or no RequestUri (rule plugin: malformed request)"},
+			"denied: malformed request from dockerd: no RequestMethod or no RequestUri (rule plugin: malformed request)"},
 		{"no RequestUri", []byte(`{"RequestMethod": "GET"}`),
-			"dtls-authz: denied: malformed request from dockerd: no RequestMethod or no RequestUri (rule plugin: malformed request)"},
+			"denied: malformed request from dockerd: no RequestMethod or no RequestUri (rule plugin: malformed request)"},
 		{"null", []byte(`null`),
-			"dtls-authz: denied: malformed request from dockerd: no RequestMethod or no RequestUri (rule plugin: malformed request)"},
+			"denied: malformed request from dockerd: no RequestMethod or no RequestUri (rule plugin: malformed request)"},
 		{"certificate not PEM", withCert("not a certificate"),
-			"dtls-authz: denied: peer certificate 1 of 1 does not parse: no PEM block (rule plugin: unparsable certificate)"},
+			"denied: peer certificate 1 of 1 does not parse: no PEM block (rule plugin: unparsable certificate)"},
 		{"PEM of a key", withCert("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
-			`dtls-authz: denied: peer certificate 1 of 1 does not parse: PEM block of type "PRIVATE KEY", want CERTIFICATE (rule plugin: unparsable certificate)`},
+			`denied: peer certificate 1 of 1 does not parse: PEM block of type "PRIVATE KEY", want CERTIFICATE (rule plugin: unparsable certificate)`},
 		{"certificate DER garbage", withCert("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
-			"dtls-authz: denied: peer certificate 1 of 1 does not parse: x509: malformed certificate (rule plugin: unparsable certificate)"},
+			"denied: peer certificate 1 of 1 does not parse: x509: malformed certificate (rule plugin: unparsable certificate)"},
 		{"certificate not a string", []byte(`{"User":"alice","RequestMethod":"GET","RequestUri":"/","RequestPeerCertificates":[42]}`),
-			"dtls-authz: denied: malformed request from dockerd: invalid JSON: json: cannot unmarshal number into Go struct field authzRequest.RequestPeerCertificates of type authz.pemCertificate (rule plugin: malformed request)"},
+			"denied: malformed request from dockerd: invalid JSON: json: cannot unmarshal number into Go struct field authzRequest.RequestPeerCertificates of type authz.pemCertificate (rule plugin: malformed request)"},
 		{"null certificate", []byte(`{"User":"alice","RequestMethod":"GET","RequestUri":"/","RequestPeerCertificates":[null]}`),
-			"dtls-authz: denied: peer certificate 1 of 1 does not parse: empty (rule plugin: unparsable certificate)"},
+			"denied: peer certificate 1 of 1 does not parse: empty (rule plugin: unparsable certificate)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -611,7 +611,7 @@ func TestPanicIsADenial(t *testing.T) {
 	tp := startPlugin(t, Config{Inventory: panicInventory{}})
 	req := tlsRequest("GET", "/containers/json", ca.client(t, "alice", 5))
 	out := tp.ask(t, pathAuthZReq, req)
-	assert.Equal(t, authzResponse{Msg: "dtls-authz: denied: internal error: inventory exploded (rule plugin: internal error)"}, out)
+	assert.Equal(t, authzResponse{Msg: "denied: internal error: inventory exploded (rule plugin: internal error)"}, out)
 	assert.Equal(t, authzResponse{Allow: true}, tp.ask(t, pathAuthZRes, req), "a response is never blocked")
 	assert.Contains(t, tp.log.String(), "dtls-authz: internal error in the request phase: inventory exploded\ngoroutine ")
 	// And the plugin still serves.
@@ -640,7 +640,7 @@ func TestPolicyReload(t *testing.T) {
 		t.Helper()
 		out := tp.ask(t, pathAuthZReq, tcp)
 		require.False(t, out.Allow)
-		assert.True(t, strings.HasPrefix(out.Msg, "dtls-authz: denied for bob: every TCP request is denied until the policy is fixed: "), out.Msg)
+		assert.True(t, strings.HasPrefix(out.Msg, "denied for bob: every TCP request is denied until the policy is fixed: "), out.Msg)
 		assert.Contains(t, out.Msg, policy)
 		assert.True(t, strings.HasSuffix(out.Msg, " (rule plugin: policy invalid)"), out.Msg)
 		assert.Equal(t, rulePolicyInvalid, tp.lastRecord(t).Rule)

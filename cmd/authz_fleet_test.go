@@ -218,7 +218,7 @@ func TestAuthzServeFollowsFleetCA(t *testing.T) {
 	t.Logf("revocation enforced after %s", time.Since(revokedAt).Round(time.Millisecond))
 	ok, msg = p.ask(t, alice)
 	assert.False(t, ok)
-	assert.Regexp(t, `^dtls-authz: denied: certificate [0-9a-f]+ of "alice" is revoked on the CA \(.*\) \(rule plugin: certificate not accepted\)$`, msg)
+	assert.Regexp(t, `^denied: certificate [0-9a-f]+ of "alice" is revoked on the CA \(.*\) \(rule plugin: certificate not accepted\)$`, msg)
 	ok, _ = p.ask(t, bob)
 	assert.True(t, ok, "others unaffected")
 

@@ -510,9 +510,9 @@ func TestCheckLocalServers(t *testing.T) {
 			host: tlsServer(func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusForbidden)
-				io.WriteString(w, `{"message":"authorization denied by plugin dtls-authz: dtls-authz: denied: certificate revoked"}`)
+				io.WriteString(w, `{"message":"authorization denied by plugin dtls-authz: denied: certificate revoked"}`)
 			}),
-			msg: "refused the request GET /_ping: authorization denied by plugin dtls-authz: dtls-authz: denied: certificate revoked",
+			msg: "refused the request GET /_ping: authorization denied by plugin dtls-authz: denied: certificate revoked",
 		},
 		{
 			name: "closed after the handshake", problem: ProblemClientRejected, host: closing(asking),

@@ -7,9 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -57,14 +55,10 @@ func startAuthzPlugin(t *testing.T, state, dir string) *authzPlugin {
 		out:    &bytes.Buffer{},
 	}
 	p.Socket = filepath.Join(pluginDir, p.Name+".sock")
-	// Remove what this test makes (each only when empty: a daemon or
-	// another test may use it), deepest first.
-	for _, d := range []string{filepath.Dir(pluginDir), pluginDir} {
-		if _, err := os.Stat(d); errors.Is(err, fs.ErrNotExist) {
-			require.NoError(t, os.Mkdir(d, 0o755))
-			t.Cleanup(func() { os.Remove(d) })
-		}
-	}
+	// The host stays as the tests found it: the directories go when the
+	// last test that uses them ends (sandbox.ClaimHostDirs).
+	t.Cleanup(sandbox.ClaimHostDirs())
+	require.NoError(t, os.MkdirAll(pluginDir, 0o755))
 	require.NoError(t, os.WriteFile(p.Policy, []byte(`{"default_role": "readonly"}`+"\n"), 0o644))
 	p.cmd = exec.Command(dtlsExe(t), "authz", "serve", "--socket", p.Socket, "--state-dir", state,
 		"--policy", p.Policy, "--audit-log", p.Audit)

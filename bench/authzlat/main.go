@@ -31,7 +31,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -114,13 +113,9 @@ func run(dtls string, n int) error {
 	socket := fmt.Sprintf("/run/docker/plugins/dtls-authz-bench-%s.sock", hex.EncodeToString(id))
 	// The host stays as it was: the plugin directory goes if this run
 	// made it (and nothing else is in it).
-	for _, d := range []string{filepath.Dir(filepath.Dir(socket)), filepath.Dir(socket)} {
-		if _, err := os.Stat(d); errors.Is(err, fs.ErrNotExist) {
-			if err := os.Mkdir(d, 0o755); err != nil {
-				return err
-			}
-			defer os.Remove(d)
-		}
+	defer sandbox.ClaimHostDirs()()
+	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+		return err
 	}
 	plugin := exec.Command(dtls, "authz", "serve", "--socket", socket, "--state-dir", state, "--audit-log", filepath.Join(dir, "authz.log"))
 	plugin.Stdout = io.Discard

@@ -37,7 +37,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -290,14 +289,10 @@ func propagation(dtls, dir, caDir, url string, op *fleet.Client, n int) error {
 	_, _ = rand.Read(id)
 	pluginDir := "/run/docker/plugins"
 	// The host stays as it was: the plugin directory goes if this run
-	// made it (and nothing else is in it).
-	for _, d := range []string{filepath.Dir(pluginDir), pluginDir} {
-		if _, err := os.Stat(d); errors.Is(err, fs.ErrNotExist) {
-			if err := os.Mkdir(d, 0o755); err != nil {
-				return err
-			}
-			defer os.Remove(d)
-		}
+	// made it (sandbox.ClaimHostDirs).
+	defer sandbox.ClaimHostDirs()()
+	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+		return err
 	}
 	ports := make([]int, 2)
 	for i := range ports {

@@ -24,9 +24,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -139,9 +141,9 @@ type Daemon struct {
 
 	dockerd  string
 	execRoot string
-	// hostDirs are the host directories dockerd makes that were missing
-	// before it started (see hostPluginDirs).
-	hostDirs []string
+	// releaseHostDirs removes the host directories dockerd makes when
+	// dtls's tests made them (ClaimHostDirs).
+	releaseHostDirs func()
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -196,16 +198,16 @@ func Start(ctx context.Context, dir, cfg string) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{
-		Dir:        dir,
-		ConfigFile: cfg,
-		LogFile:    filepath.Join(dir, "dockerd.log"),
-		Socket:     socket,
-		dockerd:    dockerd,
-		execRoot:   c.ExecRoot,
-		hostDirs:   missingHostDirs(),
+		Dir:             dir,
+		ConfigFile:      cfg,
+		LogFile:         filepath.Join(dir, "dockerd.log"),
+		Socket:          socket,
+		dockerd:         dockerd,
+		execRoot:        c.ExecRoot,
+		releaseHostDirs: ClaimHostDirs(),
 	}
 	if err := d.start(ctx); err != nil {
-		removeHostDirs(d.hostDirs)
+		d.releaseHostDirs()
 		return nil, err
 	}
 	return d, nil
@@ -217,22 +219,131 @@ func Start(ctx context.Context, dir, cfg string) (*Daemon, error) {
 // found it: Stop removes those that were missing, when empty.
 var hostPluginDirs = []string{"/run/docker/plugins", "/run/docker"}
 
-func missingHostDirs() []string {
-	var out []string
-	for _, d := range hostPluginDirs {
-		if _, err := os.Lstat(d); errors.Is(err, fs.ErrNotExist) {
-			out = append(out, d)
-		}
-	}
-	return out
+// hostDirsMarker records, across test processes, which of hostPluginDirs
+// dtls's tests made and who still uses them: `go test ./...` runs packages
+// in parallel, and a dockerd makes the directories again while it runs, so
+// they may go only when the last user is done. It holds hostClaims as
+// JSON and is changed under an exclusive flock.
+var hostDirsMarker = filepath.Join(os.TempDir(), "dtls-tests-made-run-docker")
+
+// hostClaims is the content of hostDirsMarker.
+type hostClaims struct {
+	Dirs []string `json:"dirs"` // made by the tests, deepest first
+	// Users are the live claims, "PID/N": a dead process's claims are
+	// dropped, so that a test killed before its release does not keep
+	// the directories forever.
+	Users []string `json:"users"`
 }
 
-// removeHostDirs removes dirs, deepest first, each only when empty: another
-// daemon or a test may still use it.
-func removeHostDirs(dirs []string) {
-	for _, d := range dirs {
-		_ = os.Remove(d)
+// claimSeq numbers this process's claims.
+var claimSeq atomic.Int64
+
+// ClaimHostDirs is called before anything that may make the host's
+// plugin directories (a dockerd, a test plugin's socket), and the function
+// it returns when that is over. When some are missing, or another dtls
+// test already made them, the claim is recorded in hostDirsMarker; the
+// last release removes the recorded directories (each only when empty,
+// deepest first) and the marker: the host stays as the first test found
+// it. On a host that had the directories, both do nothing.
+func ClaimHostDirs() (release func()) {
+	user := fmt.Sprintf("%d/%d", os.Getpid(), claimSeq.Add(1))
+	claimed := false
+	_ = withClaims(func(c *hostClaims) {
+		if len(c.Dirs) == 0 {
+			// Looked at under the lock: a release that removes the
+			// directories holds it.
+			for _, d := range hostPluginDirs {
+				if _, err := os.Lstat(d); errors.Is(err, fs.ErrNotExist) {
+					c.Dirs = append(c.Dirs, d)
+				}
+			}
+			if len(c.Dirs) == 0 {
+				return // the host's own
+			}
+		}
+		c.Users = append(c.Users, user)
+		claimed = true
+	})
+	if !claimed {
+		return func() {}
 	}
+	var once sync.Once
+	return func() {
+		once.Do(func() { releaseClaim(user) })
+	}
+}
+
+// releaseClaim drops user's claim, and removes the directories when it
+// was the last live one.
+func releaseClaim(user string) {
+	_ = withClaims(func(c *hostClaims) {
+		c.Users = slices.DeleteFunc(c.Users, func(u string) bool { return u == user || !alive(u) })
+		if len(c.Users) > 0 {
+			return
+		}
+		for _, d := range c.Dirs {
+			if slices.Contains(hostPluginDirs, d) { // never anything else
+				_ = os.Remove(d)
+			}
+		}
+		c.Dirs = nil
+	})
+}
+
+// withClaims runs f on the marker's claims under an exclusive flock and
+// writes back what f leaves; a marker left with no directories is
+// emptied and removed.
+func withClaims(f func(*hostClaims)) error {
+	for {
+		file, err := os.OpenFile(hostDirsMarker, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return err
+		}
+		if err := syscall.Flock(int(file.Fd()), syscall.LOCK_EX); err != nil {
+			file.Close()
+			return err
+		}
+		// The marker may have been removed while this waited for the
+		// lock: start again on the one at the path.
+		fi, err1 := file.Stat()
+		cur, err2 := os.Stat(hostDirsMarker)
+		if err1 != nil || err2 != nil || !os.SameFile(fi, cur) {
+			file.Close()
+			continue
+		}
+		err = updateClaims(file, f)
+		file.Close()
+		return err
+	}
+}
+
+func updateClaims(file *os.File, f func(*hostClaims)) error {
+	var c hostClaims
+	if b, err := io.ReadAll(file); err == nil && len(b) > 0 {
+		_ = json.Unmarshal(b, &c)
+	}
+	f(&c)
+	if err := file.Truncate(0); err != nil {
+		return err
+	}
+	if len(c.Dirs) == 0 {
+		return os.Remove(hostDirsMarker)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	_, err = file.WriteAt(b, 0)
+	return err
+}
+
+// alive reports whether the process of a claim "PID/N" still runs.
+func alive(user string) bool {
+	pid, err := strconv.Atoi(strings.SplitN(user, "/", 2)[0])
+	if err != nil {
+		return false
+	}
+	return pid == os.Getpid() || syscall.Kill(pid, 0) == nil
 }
 
 // checkConfig returns the daemon's unix socket, or why c would let the
@@ -452,7 +563,7 @@ func (d *Daemon) Stop() error {
 			errs = append(errs, err)
 		}
 	}
-	removeHostDirs(d.hostDirs)
+	d.releaseHostDirs()
 	return errors.Join(errs...)
 }
 
@@ -463,6 +574,9 @@ func (d *Daemon) Restart(ctx context.Context) error {
 	if err := d.Stop(); err != nil {
 		return fmt.Errorf("restart dockerd: %w", err)
 	}
+	// Stop gave up the claim on the host's plugin directories, which the
+	// new dockerd makes again.
+	d.releaseHostDirs = ClaimHostDirs()
 	return d.start(ctx)
 }
 

@@ -37,6 +37,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -61,7 +62,7 @@ import (
 func main() {
 	dtls := flag.String("dtls", "bin/dtls", "dtls binary")
 	agents := flag.Int("agents", 1000, "agents renewing in one window")
-	revocations := flag.Int("propagation", 5, "revocations timed to two daemons (0: none)")
+	revocations := flag.Int("propagation", 10, "revocations timed to two daemons (0: none)")
 	flag.Parse()
 	// cfssl logs every CSR it encodes at INFO.
 	cflog.Level = cflog.LevelError
@@ -395,6 +396,9 @@ func propagation(dtls, dir, caDir, url string, op *fleet.Client, n int) error {
 				return fmt.Errorf("%s before its revocation: %d %v", c.name, code, err)
 			}
 		}
+		// A random phase against the plugins' refresh ticks: each
+		// revocation lands anywhere in their period.
+		time.Sleep(time.Duration(mrand.Int64N(int64(fleet.DefaultCRLRefresh))))
 		if _, err := op.Revoke(ctx, fleet.RevokeRequest{Key: c.name}); err != nil {
 			return err
 		}

@@ -14,12 +14,17 @@ dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
 sb=$(mktemp -d /tmp/dtls-demo.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 23760)
 pid=
+# dockerd 20.10 makes /run/docker/plugins whatever its configuration (moby
+# pkg/plugins/discovery_unix.go): the host stays as the demo found it.
+made_dirs=()
+for d in /run/docker/plugins /run/docker; do [[ -e $d ]] || made_dirs+=("$d"); done
 cleanup() {
 	if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
 		kill -TERM "$pid"
 		for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 	fi
 	rm -rf "$sb"
+	for d in "${made_dirs[@]}"; do rmdir "$d" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 

@@ -84,7 +84,7 @@ func (p *Policy) check(rl *role, rt *route, r Request, u requestURI) checkResult
 	case bodyExec:
 		var b execBody
 		if err = json.Unmarshal(body, &b); err == nil {
-			checkExec(&c, &b)
+			p.checkExec(&c, rl, &b, r, u)
 		}
 	case bodyService:
 		var b serviceBody
@@ -123,7 +123,7 @@ func checksOf(k bodyKind) []string {
 			"bind mounts (Binds, Mounts) and local volumes (type, o=bind, device) of a protected host path",
 		}
 	case bodyExec:
-		cs = []string{"Privileged; User root or uid 0"}
+		cs = []string{"Privileged; User root or uid 0 into a container the role could not have created (or one the plugin does not know)"}
 	case bodyService:
 		cs = []string{
 			"ContainerSpec: CapabilityAdd, Privileges (SELinux disabled or typed, seccomp or AppArmor off or custom), protected mounts",
@@ -521,12 +521,16 @@ type execBody struct {
 	Cmd        strSlice
 }
 
-// checkExec denies a privileged exec, or one as root, in any container:
-// the plugin cannot cheaply tell which container it is (an inspect per
-// call), so this is stricter than "a container the role could not have
-// created". An exec without User runs as the container's own user, which
-// is often root: the rule stops asking for root, not root itself.
-func checkExec(c *checkResult, b *execBody) {
+// checkExec denies a privileged exec in any container: it has every
+// capability, even in a container that has none (moby daemon/exec.go),
+// which no role but admin could have created. An exec as root is denied
+// into a container the role could not have created: the container's
+// create body, as the plugin recorded it (ContainerBook), must pass the
+// role's checks of POST /containers/create; an unknown container is
+// denied (fail closed). An exec without User runs as the container's own
+// user, which is often root: the rule stops asking for root, not root
+// itself.
+func (p *Policy) checkExec(c *checkResult, rl *role, b *execBody, r Request, u requestURI) {
 	c.set("cmd", []string(b.Cmd))
 	if b.User != "" {
 		c.set("user", b.User)
@@ -534,9 +538,29 @@ func checkExec(c *checkResult, b *execBody) {
 	if b.Privileged {
 		c.set("privileged", true)
 		c.fail("Privileged", "a privileged exec (docker exec --privileged) has every capability, even in a container that has not")
+		return
 	}
-	if isRootUser(b.User) {
-		c.fail("User", fmt.Sprintf("an exec as root (docker exec -u %s) is not allowed: only admin may be root in a container it may not have created", b.User))
+	if !isRootUser(b.User) {
+		return
+	}
+	segs := splitPath(u.path)
+	ref := strings.Join(segs[1:max(len(segs)-1, 1)], "/")
+	c.set("container", ref)
+	var body []byte
+	ok := false
+	if r.Containers != nil {
+		body, ok = r.Containers.CreateBody(ref)
+	}
+	if !ok {
+		c.fail("User", fmt.Sprintf("an exec as root (docker exec -u %s) is allowed only into a container this role could have created, "+
+			"and the plugin does not know how container %q was created (it records those created while it runs)", b.User, ref))
+		return
+	}
+	create := routes().resolve("POST", []string{"containers", "create"})
+	cc := p.check(rl, create, Request{Method: "POST", URI: "/containers/create", Body: body}, requestURI{path: "/containers/create"})
+	if cc.field != "" {
+		c.fail("User", fmt.Sprintf("an exec as root (docker exec -u %s) into container %q is not allowed: this role could not have created it (%s: %s)",
+			b.User, ref, cc.field, cc.reason))
 	}
 }
 

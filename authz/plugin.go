@@ -97,6 +97,10 @@ type Config struct {
 	Now func() time.Time
 	// ReloadEvery is how often PolicyPath is checked (1s when <= 0).
 	ReloadEvery time.Duration
+	// Containers records the containers created through the daemon, for
+	// an exec as root (checkExec); nil records none, and such an exec is
+	// then denied to every role but admin.
+	Containers *ContainerBook
 }
 
 // Plugin is the authorization plugin: an http.Handler for dockerd's calls
@@ -309,7 +313,11 @@ func (p *Plugin) authZReq(r *http.Request) (authzResponse, AuditRecord) {
 			rec.Role = pol.DefaultRole()
 		}
 	}
-	d := pol.Decide(who.id, Request{Method: req.RequestMethod, URI: req.RequestURI, Body: req.RequestBody, Headers: req.RequestHeaders})
+	preq := Request{Method: req.RequestMethod, URI: req.RequestURI, Body: req.RequestBody, Headers: req.RequestHeaders}
+	if p.cfg.Containers != nil {
+		preq.Containers = p.cfg.Containers
+	}
+	d := pol.Decide(who.id, preq)
 	if d.Path != "" {
 		rec.Path = d.Path
 	}
@@ -350,6 +358,9 @@ func (p *Plugin) authZRes(r *http.Request) (authzResponse, AuditRecord) {
 	rec.User, rec.Serial, rec.Source = who.id.User, who.id.Serial, string(who.id.Source)
 	rec.Method, rec.URI, rec.Status = req.RequestMethod, req.RequestURI, req.ResponseStatusCode
 	rec.Path, _ = CanonicalPath(req.RequestURI)
+	if err := p.cfg.Containers.observe(req, rec.Path); err != nil {
+		p.logf("containers", "%v", err)
+	}
 	if who.id.Source == SourceTCP && who.refused == "" {
 		rec.Role = who.id.Role
 		if pol := p.state.Load().policy; rec.Role == "" && pol != nil {

@@ -35,6 +35,9 @@ type Request struct {
 	URI     string            // RequestUri, as sent (with /v1.41 prefix and query)
 	Body    []byte            // RequestBody (may be nil: not forwarded by the daemon)
 	Headers map[string]string // RequestHeaders (Content-Type ...)
+	// Containers knows how containers were created, for an exec as root;
+	// nil knows none (such an exec is denied to all but admin).
+	Containers Containers
 }
 
 // Decision is the policy's answer and why.

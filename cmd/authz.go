@@ -234,6 +234,10 @@ func fleetFollower(o *authzServeOptions) (*revlist.Follower, error) {
 	})
 }
 
+// authzContainersFile, in the state directory, is the plugin's record of
+// how containers were created (authz.ContainerBook), 0600.
+const authzContainersFile = "authz-containers.json"
+
 func runAuthzServe(o *authzServeOptions) error {
 	policy := o.Policy
 	if policy == defaultAuthzPolicy {
@@ -284,6 +288,14 @@ func runAuthzServe(o *authzServeOptions) error {
 		return err
 	}
 	defer audit.Close()
+	// How containers were created, for an exec as root: kept in the
+	// state directory so that a restarted plugin still knows them.
+	bookPath := filepath.Join(o.StateDir, authzContainersFile)
+	book, err := authz.OpenContainerBook(bookPath)
+	if err != nil {
+		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: starting a new one (an exec as root into the containers it held is denied until they are created again)\n", err)
+		book = authz.NewContainerBook(bookPath)
+	}
 	p, err := authz.NewPlugin(authz.Config{
 		PolicyPath: policy,
 		Inventory:  inv,
@@ -291,6 +303,7 @@ func runAuthzServe(o *authzServeOptions) error {
 		Audit:      audit,
 		Log:        o.ErrOut,
 		Now:        o.Now,
+		Containers: book,
 	})
 	if err != nil {
 		return err

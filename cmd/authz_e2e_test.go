@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,6 +84,26 @@ func startAuthzPlugin(t *testing.T, state, dir string) *authzPlugin {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// sleeperBinary builds a static program that sleeps for an hour: a
+// process to keep a container running, for docker exec.
+func sleeperBinary(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nimport \"time\"\n\nfunc main() { time.Sleep(time.Hour) }\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module sleeper\n\ngo 1.26\n"), 0o644))
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out := filepath.Join(dir, "sleep")
+	cmd := exec.Command(goBin, "build", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "build the sleeper: %s", b)
+	return out
 }
 
 func tailString(s string, n int) string {
@@ -215,6 +236,16 @@ func TestAuthzPluginWithRealDocker(t *testing.T) {
 	} {
 		denied("dev", "dev", append(append([]string{"create"}, bad...), "tiny:1", "/x")...)
 	}
+
+	// Exec as root: into a container a developer could have created, not
+	// into one of admin's with the host's /etc mounted; never a privileged
+	// exec.
+	importImage(t, d, "sleeper:1", map[string]string{"sleep": sleeperBinary(t)})
+	allowed("dev", "run", "-d", "--name", "devbox", "sleeper:1", "/sleep")
+	allowed("root-admin", "run", "-d", "--name", "privbox", "-v", "/etc:/host-etc:ro", "sleeper:1", "/sleep")
+	allowed("dev", "exec", "-d", "-u", "0", "devbox", "/sleep")
+	denied("dev", "could not have created it", "exec", "-d", "-u", "0", "privbox", "/sleep")
+	denied("dev", "privileged exec", "exec", "-d", "--privileged", "devbox", "/sleep")
 
 	// Revocation: bob's next call is refused, without a restart of
 	// dockerd; the others are not affected.

@@ -73,30 +73,11 @@ func (f *forwarder) Close() {
 	}
 }
 
-// lockedBuffer is the plugin process's output, written by exec's copying
-// goroutine while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // fleetPlugin is 'dtls authz serve' as its own process on a socket in a
 // temporary directory.
 type fleetPlugin struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *syncBuffer
 	client *http.Client
 }
 
@@ -106,7 +87,7 @@ func startFleetPlugin(t *testing.T, args ...string) *fleetPlugin {
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	socket := filepath.Join(dir, "dtls-authz.sock")
-	p := &fleetPlugin{out: &lockedBuffer{}}
+	p := &fleetPlugin{out: &syncBuffer{}}
 	p.cmd = exec.Command(dtlsExe(t), append([]string{"authz", "serve", "--socket", socket}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	require.NoError(t, p.cmd.Start())

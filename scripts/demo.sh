@@ -23,6 +23,9 @@ cleanup() {
 		kill -TERM "$pid"
 		for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 	fi
+	# dockerd 20.10 can leave its network namespace mounted in the
+	# exec-root (EXEC_ROOT/netns/default): detach what is below the sandbox.
+	awk -v sb="$sb/" 'index($5, sb) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" || true; done
 	rm -rf "$sb"
 	for d in "${made_dirs[@]}"; do rmdir "$d" 2>/dev/null || true; done
 }

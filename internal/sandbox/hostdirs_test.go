@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -50,4 +51,32 @@ func TestClaimHostDirs(t *testing.T) {
 	require.NoError(t, os.MkdirAll(plugins, 0o755))
 	ClaimHostDirs()()
 	assert.DirExists(t, plugins)
+}
+
+// TestUnmountUnder: mounts left below a sandbox directory (dockerd leaves
+// EXEC_ROOT/netns/default) are detached, deepest first, and nothing else.
+func TestUnmountUnder(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mount needs root, and CI runs the tests as root")
+		}
+		t.Skip("mount needs root")
+	}
+	dir, other := t.TempDir(), t.TempDir()
+	inner, deeper, outside := filepath.Join(dir, "exec/netns"), filepath.Join(dir, "exec/netns/x"), filepath.Join(other, "keep")
+	for _, d := range []string{inner, outside} {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+	}
+	require.NoError(t, syscall.Mount("tmpfs", inner, "tmpfs", 0, ""))
+	require.NoError(t, os.MkdirAll(deeper, 0o755))
+	require.NoError(t, syscall.Mount("tmpfs", deeper, "tmpfs", 0, ""))
+	require.NoError(t, syscall.Mount("tmpfs", outside, "tmpfs", 0, ""))
+	t.Cleanup(func() { _ = syscall.Unmount(outside, syscall.MNT_DETACH) })
+
+	require.NoError(t, unmountUnder(dir))
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	require.NoError(t, err)
+	assert.NotContains(t, string(mounts), " "+dir+"/")
+	assert.Contains(t, string(mounts), " "+outside+" ", "a mount outside the directory is left alone")
+	require.NoError(t, os.RemoveAll(dir))
 }

@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -563,7 +564,42 @@ func (d *Daemon) Stop() error {
 			errs = append(errs, err)
 		}
 	}
+	if err := unmountUnder(d.Dir); err != nil {
+		errs = append(errs, err)
+	}
 	d.releaseHostDirs()
+	return errors.Join(errs...)
+}
+
+// unmountUnder detaches every mount below dir. dockerd 20.10 leaves its
+// default network namespace mounted at EXEC_ROOT/netns/default (nsfs) when
+// it stops (libnetwork osl: the namespace of the host sandbox is never
+// released), which keeps the sandbox directory from being removed and
+// leaves a mount on the host. Deepest first; MNT_DETACH, as umount -l.
+func unmountUnder(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		// Field 5 is the mount point, with spaces and the like octal
+		// escaped (proc(5)); a sandbox directory has none.
+		if p := f[4]; inside(p, dir) {
+			points = append(points, p)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(points)))
+	var errs []error
+	for _, p := range points {
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 

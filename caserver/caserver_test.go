@@ -2,9 +2,11 @@ package caserver_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -695,4 +697,63 @@ func TestNoRecordNoCertificate(t *testing.T) {
 	require.NoError(t, err)
 	c, _ = enrol(t, ca, tok)
 	certOf(t, c)
+}
+
+// TestPostgresTwoInstancesRenewOnce: two CA instances on one PostgreSQL
+// database renew the same certificate at the same moment, for two keys:
+// one successor at most, ever (store.Change.Require), the other request
+// refused.
+func TestPostgresTwoInstancesRenewOnce(t *testing.T) {
+	t.Parallel()
+	dsn := pgsandbox.Start(t)
+	a := catest.Start(t, catest.Options{DSN: dsn})
+	st, err := store.OpenPostgres(dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	b, err := caserver.New(caserver.Config{Store: st, CA: a.PKI})
+	require.NoError(t, err)
+
+	for round := 0; round < 10; round++ {
+		name := fmt.Sprintf("racer-%d", round)
+		c, key := enrol(t, a, a.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: name}))
+		cr, cert := certOf(t, c)
+		csrA, _, err := pki.NewCSR("x", "")
+		require.NoError(t, err)
+		csrB, _, err := pki.NewCSR("x", "")
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		var viaA call
+		rw := newRecorder()
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			viaA, _ = renew(t, a, []byte(cr.Certificate), key, csrA)
+		}()
+		go func() {
+			defer wg.Done()
+			body, _ := json.Marshal(fleet.RenewRequest{CSR: string(csrB)})
+			req, _ := http.NewRequest(http.MethodPost, fleet.PathRenew, bytes.NewReader(body))
+			req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}
+			b.Handler().ServeHTTP(rw, req)
+		}()
+		wg.Wait()
+		ok := 0
+		for _, status := range []int{viaA.status, rw.status} {
+			if status == http.StatusOK {
+				ok++
+			} else {
+				assert.Equal(t, http.StatusForbidden, status)
+			}
+		}
+		assert.Equal(t, 1, ok, "round %d: %d renewals succeeded", round, ok)
+		recs, err := st.ByName(name)
+		require.NoError(t, err)
+		good := 0
+		for _, r := range recs {
+			if r.Status == store.StatusGood {
+				good++
+			}
+		}
+		assert.Equal(t, 1, good, "round %d: good certificates of %s", round, name)
+	}
 }

@@ -264,7 +264,17 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("%v", err)
 	}
 	rec := store.FromCert(cert, certPEM, old.Kind, pki.Serial(signer.Cert), "")
-	if err := s.st.Apply(store.Change{Insert: []store.Record{rec}, Supersede: []string{old.Serial}}); err != nil {
+	// Required good at commit: another CA instance on the same
+	// PostgreSQL database may have renewed it meanwhile (renewMu is per
+	// process).
+	err = s.st.Apply(store.Change{Insert: []store.Record{rec}, Supersede: []string{old.Serial}, Require: []string{old.Serial}})
+	switch {
+	case errors.Is(err, store.ErrNotGood):
+		if succ, serr := s.successor(old, csr); serr == nil && succ != nil {
+			return s.sendCert(w, st, *succ)
+		}
+		return forbidden("client certificate %q (serial %s) was renewed or revoked by another request meanwhile: %v", old.Name, old.Serial, err)
+	case err != nil:
 		return internal(err)
 	}
 	s.crl.invalidate()

@@ -218,6 +218,13 @@ type Change struct {
 	// Supersede turns these hex serials from good to superseded; other
 	// statuses, and serials not recorded, are left as they are.
 	Supersede []string `json:"supersede,omitzero"`
+	// Require makes the change conditional: these hex serials must be
+	// good when it commits, or it fails with ErrNotGood and writes
+	// nothing. A renewal requires the certificate it supersedes, so that
+	// two CA instances renewing one certificate at once (on one
+	// PostgreSQL database) cannot both issue a successor. A replay of a
+	// change that committed (every Insert record there already) passes.
+	Require []string `json:"require,omitzero"`
 	// Revoke revokes certificates, whatever their status, with the given
 	// reason and time. One already revoked is left as it is (its first
 	// reason and time stand); one not recorded is an error.
@@ -649,6 +656,14 @@ func (s *Store) Apply(c Change) error {
 	if len(c.Insert) == 0 && len(c.Supersede) == 0 && len(c.Revoke) == 0 && len(c.Roles) == 0 && c.UseToken == "" {
 		return nil
 	}
+	req := make([]string, len(c.Require))
+	for i, serial := range c.Require {
+		dec, err := decimal(serial)
+		if err != nil {
+			return fmt.Errorf("require: %w", err)
+		}
+		req[i] = dec
+	}
 	if c.UseToken != "" {
 		if len(c.Insert) != 1 {
 			return fmt.Errorf("use token: want the one record issued for it, got %d records to insert", len(c.Insert))
@@ -696,7 +711,7 @@ func (s *Store) Apply(c Change) error {
 	sort.Strings(names)
 	var keys []string
 	if s.pg {
-		keys = lockKeys(crs, sup, rev)
+		keys = lockKeys(crs, sup, rev, req)
 		for _, name := range names {
 			keys = append(keys, "role "+name)
 		}
@@ -711,6 +726,9 @@ func (s *Store) Apply(c Change) error {
 			if err := s.useToken(c.UseToken, c.UseTokenAt, c.Insert[0]); err != nil {
 				return err
 			}
+		}
+		if err := s.require(c.Require, req, crs); err != nil {
+			return err
 		}
 		for i, cr := range crs {
 			n, err := s.count(cr.Serial)
@@ -763,6 +781,45 @@ func (s *Store) Apply(c Change) error {
 		}
 		return nil
 	})
+}
+
+// ErrNotGood is the error of a Change whose Require names a certificate
+// that is not good (any more) when it commits.
+var ErrNotGood = errors.New("certificate not good")
+
+// require checks c.Require (decimal serials dec) inside the change's
+// transaction; crs are its inserts, all present on a replay.
+func (s *Store) require(hex, dec []string, crs []certdb.CertificateRecord) error {
+	if len(dec) == 0 {
+		return nil
+	}
+	replay := len(crs) > 0
+	for _, cr := range crs {
+		n, err := s.count(cr.Serial)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			replay = false
+			break
+		}
+	}
+	if replay {
+		return nil
+	}
+	for i, d := range dec {
+		recs, err := s.query("serial_number = ?", d)
+		if err != nil {
+			return err
+		}
+		switch {
+		case len(recs) == 0:
+			return fmt.Errorf("%w: serial %s is not recorded", ErrNotGood, hex[i])
+		case recs[0].Status != StatusGood:
+			return fmt.Errorf("%w: serial %s is %s", ErrNotGood, hex[i], recs[0].Status)
+		}
+	}
+	return nil
 }
 
 // Role returns the authorization role recorded for a certificate holder,

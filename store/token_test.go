@@ -187,3 +187,24 @@ func testConcurrentTokenUse(t *testing.T, b backend) {
 	require.NoError(t, err)
 	assert.Len(t, all, rounds, "one certificate per token")
 }
+
+// TestRequire: a change that requires a certificate good fails, and
+// writes nothing, once another change has superseded it; its replay after
+// it committed passes.
+func TestRequire(t *testing.T)         { testRequire(t, sqlite) }
+func TestPostgresRequire(t *testing.T) { onPostgres(t, testRequire) }
+
+func testRequire(t *testing.T, b backend) {
+	st := b.openNew(t)
+	old, a, c := rec("a1", "alice", KindClient, "ca", 0), rec("a2", "alice", KindClient, "ca", 0), rec("a3", "alice", KindClient, "ca", 0)
+	require.NoError(t, st.Apply(Change{Insert: []Record{old}}))
+	first := Change{Insert: []Record{a}, Supersede: []string{old.Serial}, Require: []string{old.Serial}}
+	require.NoError(t, st.Apply(first))
+	err := st.Apply(Change{Insert: []Record{c}, Supersede: []string{old.Serial}, Require: []string{old.Serial}})
+	require.ErrorIs(t, err, ErrNotGood)
+	got, err := st.Get(c.Serial)
+	require.NoError(t, err)
+	require.Nil(t, got, "the refused change inserted its record")
+	require.NoError(t, st.Apply(first), "a replay of the committed change")
+	require.ErrorIs(t, st.Apply(Change{Insert: []Record{c}, Require: []string{"abcdef"}}), ErrNotGood)
+}

@@ -90,9 +90,20 @@ func (s *Store) AddToken(t Token) error {
 			t.Hash, string(t.Kind), t.Name, t.Role, string(hj), s.timeArg(t.CreatedAt), s.timeArg(t.ExpiresAt)); err != nil {
 			return fmt.Errorf("add token for %q: %w", t.Name, err)
 		}
+		// Tokens never used and expired for a day are of no use to
+		// anyone: they go, so that the table does not grow forever. Used
+		// ones stay: they say which token enrolled which certificate.
+		if _, err := s.exec(`DELETE FROM dtls_tokens WHERE used_at IS NULL AND expires_at < ?`,
+			s.timeArg(t.CreatedAt.Add(-tokenKeep))); err != nil {
+			return fmt.Errorf("add token for %q: purge expired tokens: %w", t.Name, err)
+		}
 		return nil
 	})
 }
+
+// tokenKeep is how long an unused token is kept after it expired: long
+// enough for an operator to see why an enrolment was refused.
+const tokenKeep = 24 * time.Hour
 
 // Token returns the token with this hash, used or not, expired or not; an
 // error wrapping ErrTokenUnknown when none is recorded. The online CA

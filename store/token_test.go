@@ -59,6 +59,18 @@ func testTokens(t *testing.T, b backend) {
 
 	_, err := s.Token("cc33")
 	assert.ErrorIs(t, err, ErrTokenUnknown)
+
+	// A day after the unused tokens expired, the next new token purges
+	// them.
+	later := testToken("dd44", "carol", KindClient)
+	later.CreatedAt, later.ExpiresAt = base.Add(25*time.Hour+time.Second), base.Add(26*time.Hour)
+	require.NoError(t, s.AddToken(later))
+	for _, gone := range []string{client.Hash, server.Hash} {
+		_, err = s.Token(gone)
+		assert.ErrorIs(t, err, ErrTokenUnknown)
+	}
+	_, err = s.Token(later.Hash)
+	assert.NoError(t, err)
 }
 
 // TestUseToken: a Change that uses a token inserts its record and marks

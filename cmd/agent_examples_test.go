@@ -50,3 +50,23 @@ func TestAgentExamples(t *testing.T) {
 		assert.NoError(t, c.ParseFlags(rest), "%v", args)
 	}
 }
+
+// TestFleetHostExamples: the fleet host's renewal unit runs 'dtls renew'
+// with flags it takes, and its timer spreads the hosts over the day.
+func TestFleetHostExamples(t *testing.T) {
+	unit, err := os.ReadFile("../examples/fleet-host/dtls-renew.service")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^ExecStart=(\S+) (.*)$`).FindStringSubmatch(string(unit))
+	require.NotNil(t, m, "dtls-renew.service has an ExecStart")
+	assert.True(t, strings.HasSuffix(m[1], "/dtls"), m[1])
+	root := NewRootCommand()
+	c, rest, err := root.Find(strings.Fields(m[2]))
+	require.NoError(t, err)
+	assert.Equal(t, "renew", c.Name())
+	require.NoError(t, c.ParseFlags(rest))
+	assert.Equal(t, "720h0m0s", c.Flags().Lookup("expiring").Value.String())
+	assert.Equal(t, "true", c.Flags().Lookup("restart").Value.String())
+	timer, err := os.ReadFile("../examples/fleet-host/dtls-renew.timer")
+	require.NoError(t, err)
+	assert.Contains(t, string(timer), "RandomizedDelaySec=")
+}

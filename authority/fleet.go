@@ -71,16 +71,59 @@ func checkNoLocalCA(stateDir, url string) error {
 
 // enrollServer makes the server key and asks the online CA for its
 // certificate with r.Enroll; nothing is written.
-func enrollServer(r InitRequest, hosts *[]string) (*serverBundle, error) {
-	// The names and the common name are the CA's to set from the token.
-	csrPEM, keyPEM, err := pki.NewCSR("dtls init", r.KeyType)
-	if err != nil {
-		return nil, err
+// EnrollKeyPath is the journal of an enrolment by 'dtls init --ca-url':
+// the new server key, saved (0600, atomically) next to the state
+// directory, which may not exist yet, before the CA is asked. A run killed
+// while the CA answered is finished by running it again with the same
+// token: the CA answers the token's certificate again to the holder of its
+// key. The change that installs the answer removes it; so does a refusal.
+func EnrollKeyPath(stateDir string) string {
+	d := filepath.Clean(stateDir)
+	return filepath.Join(filepath.Dir(d), "."+filepath.Base(d)+".enroll-key.pem")
+}
+
+func enrollServer(r InitRequest, hosts *[]string) (_ *serverBundle, err error) {
+	pending := EnrollKeyPath(r.StateDir)
+	// A killed atomic write of the key never reached its name: the key
+	// in it was never sent.
+	cleanTempsOf(pending)
+	var csrPEM, keyPEM []byte
+	resumed := false
+	switch b, rerr := os.ReadFile(pending); {
+	case rerr == nil:
+		if csrPEM, err = fleet.CSRFor(b); err != nil {
+			return nil, fmt.Errorf("%s: %w (remove it, then enrol again with a new token)", pending, err)
+		}
+		keyPEM, resumed = b, true
+	case errors.Is(rerr, fs.ErrNotExist):
+		// The names and the common name are the CA's to set from the
+		// token.
+		if csrPEM, keyPEM, err = pki.NewCSR("dtls init", r.KeyType); err != nil {
+			return nil, err
+		}
+		if err := atomicfile.Write(pending, keyPEM, KeyMode); err != nil {
+			return nil, fmt.Errorf("save the new server key: %w", err)
+		}
+	default:
+		return nil, rerr
 	}
+	defer func() {
+		// Kept when the CA may have signed it (the request went out and
+		// the answer was lost, or a resumed run cannot reach the CA):
+		// only its holder can have that certificate again.
+		var ue *fleet.UnreachableError
+		if err != nil && !(errors.As(err, &ue) && (ue.Sent || resumed)) {
+			os.Remove(pending)
+		}
+	}()
 	resp, err := r.Enroll(csrPEM)
 	if err != nil {
 		var fe *fleet.Error
+		var ue *fleet.UnreachableError
 		switch {
+		case errors.As(err, &ue) && (ue.Sent || resumed):
+			return nil, hint(fmt.Errorf("%w; nothing was changed but the new key, saved as %s", err, pending),
+				"run the same command again, with the same token, once the CA at %s answers: the CA may have signed that key", r.CAURL)
 		case fleet.Retryable(err):
 			return nil, hint(fmt.Errorf("%w; nothing was changed", err), "run the same command again once the CA at %s answers", r.CAURL)
 		case errors.As(err, &fe):
@@ -93,7 +136,7 @@ func enrollServer(r InitRequest, hosts *[]string) (*serverBundle, error) {
 		return nil, hint(fmt.Errorf("the token is for a %s certificate (and is used up now); nothing was changed", resp.Kind),
 			"ask for a server token: dtls ca token --host NAME on the CA's host (a client token is for 'dtls enroll' on a laptop)")
 	}
-	sb := &serverBundle{caPEM: []byte(resp.CA), certPEM: []byte(resp.Certificate), keyPEM: keyPEM, from: "the CA at " + r.CAURL}
+	sb := &serverBundle{caPEM: []byte(resp.CA), certPEM: []byte(resp.Certificate), keyPEM: keyPEM, from: "the CA at " + r.CAURL, pendingKey: pending}
 	if sb.cert, err = pki.ParseCertificate(sb.certPEM); err != nil {
 		return nil, err
 	}

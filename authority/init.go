@@ -198,6 +198,18 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 			return nil, err
 		}
 	case r.CAURL != "" && r.Enroll != nil && !r.DryRun:
+		// A run killed while it installed the CA's answer left a
+		// journal: finish it first, so that this one sees the host as
+		// that one left it, and does not spend the token again.
+		if err := recoverInterrupted(r.StateDir, o); err != nil {
+			return nil, err
+		}
+		if srv, serr := ReadServer(r.StateDir); serr == nil && srv.CAURL == r.CAURL && !r.Force {
+			if sv, err = keepEnrolled(r, &hosts); err == nil {
+				res.say("already enrolled with the CA at %s: the token was not used (--force enrols again)", r.CAURL)
+				break
+			}
+		}
 		// The last step before anything is written: a CA that is down
 		// changes nothing here.
 		if sv, err = enrollServer(r, &hosts); err != nil {
@@ -626,6 +638,24 @@ type serverBundle struct {
 	// record, when set, is recorded in the inventory when installed (an
 	// online CA's certificate).
 	record *store.Record
+	// pendingKey, when set, is the enrolment's saved key (EnrollKeyPath),
+	// removed by the change that installs the bundle.
+	pendingKey string
+}
+
+// recoverInterrupted finishes or undoes what a killed run left in the
+// state directory (Open does), when there is a journal to replay.
+func recoverInterrupted(stateDir string, o Options) error {
+	entries, err := os.ReadDir(filepath.Join(stateDir, JournalDir))
+	if err != nil || len(entries) == 0 {
+		return nil
+	}
+	a, err := Open(stateDir, o)
+	if err != nil {
+		return err
+	}
+	a.Close()
+	return nil
 }
 
 func readServerBundle(r InitRequest, dir string, hosts *[]string) (*serverBundle, error) {
@@ -703,5 +733,8 @@ func (a *Authority) planServerBundle(t *txn, r InitRequest, sb *serverBundle, re
 		res.say("installed server certificate %s (%s) from %s", certPath, pki.Describe(sb.cert), sb.from)
 	}
 	t.write(filepath.Join(r.CertsDir, CACertFile), sb.caPEM, CertMode)
+	if sb.pendingKey != "" {
+		t.remove(sb.pendingKey)
+	}
 	return reissued
 }

@@ -396,7 +396,7 @@ func (a *Authority) recover() ([]Recovery, error) {
 			// A journal is written atomically: this one is not ours.
 			return out, hint(fmt.Errorf("read journal %q: %w", p, err), "move the file out of %s", dir)
 		}
-		cleanTemps(t.dirs()...)
+		t.cleanTemps()
 		var ferr error
 		for _, op := range t.Ops {
 			if ferr = op.apply(); ferr != nil {
@@ -423,7 +423,7 @@ func (a *Authority) recover() ([]Recovery, error) {
 					"fix the cause (a full disk, a read-only mount), then run the command again")
 			}
 		}
-		cleanTemps(t.dirs()...)
+		t.cleanTemps()
 		if err := removeFile(p); err != nil {
 			return out, err
 		}
@@ -448,23 +448,25 @@ func (a *Authority) dbApplied(c store.Change) (bool, error) {
 	return false, nil
 }
 
-// dirs are the directories t writes in, where a killed run may have left
-// temporary files.
-func (t *txn) dirs() []string {
-	seen := map[string]bool{}
-	var out []string
+// cleanTemps removes what atomicfile and writeBundle left for the paths
+// the change writes: ".NAME.tmp-*" next to each (a bundle's temporary
+// directory and its ".old" included), which a killed run leaves and one of
+// which may hold a whole private key. Only those of the change's own
+// names: another program's temporary files next to them (in /etc/docker,
+// or beside the state directory) are left alone.
+func (t *txn) cleanTemps() {
 	for _, op := range t.Ops {
-		d := filepath.Dir(op.Path)
-		if !seen[d] {
-			seen[d] = true
-			out = append(out, d)
-		}
-		if op.Op == opBundle && !seen[op.Path] {
-			seen[op.Path] = true
-			out = append(out, op.Path)
-		}
+		cleanTempsOf(op.Path)
 	}
-	return out
+}
+
+// cleanTempsOf removes atomicfile's and writeBundle's temporary files and
+// directories of path (".NAME.tmp-*" next to it, ".old" included).
+func cleanTempsOf(path string) {
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*"))
+	for _, m := range matches {
+		os.RemoveAll(m)
+	}
 }
 
 // cleanTemps removes the temporary files and directories that atomicfile

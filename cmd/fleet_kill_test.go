@@ -160,3 +160,77 @@ func TestFleetKill9(t *testing.T) {
 	require.Positive(t, kills, "no run was killed before it ended")
 	require.Equal(t, iterations/2, renewals, "every agent run renews a certificate past two thirds of its life")
 }
+
+// TestFleetInitKill9 kills `dtls init --ca-url URL --token T` at random
+// moments. The same command run again finishes the work: it finishes an
+// interrupted change first, keeps a host that is set up, and otherwise
+// enrols with the saved key, to which the CA answers the same
+// certificate for the used token. The host is then
+// whole: the server key and certificate match and chain to the fleet CA,
+// daemon.json has tlsverify, and no key is left beside the state
+// directory.
+func TestFleetInitKill9(t *testing.T) {
+	cflog.Level = cflog.LevelError
+	iterations := 16
+	if testing.Short() {
+		iterations = 4
+	}
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewSource(seed))
+	ca := catest.Start(t, catest.Options{})
+	exe := dtlsExe(t)
+	host := func() (string, []string) {
+		w := t.TempDir()
+		require.NoError(t, os.MkdirAll(filepath.Join(w, "systemd"), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(w, "daemon.json"), []byte("{}\n"), 0o644))
+		return w, []string{"init", "--state-dir", filepath.Join(w, "state"), "--certs-dir", filepath.Join(w, "certs"),
+			"--daemon-json", filepath.Join(w, "daemon.json"), "--systemd-dir", filepath.Join(w, "systemd"),
+			"--listen", "tcp://127.0.0.1:2376"}
+	}
+	token := func() string {
+		return ca.Token(t, fleet.TokenRequest{Kind: store.KindServer, Name: "localhost", Hosts: []string{"localhost", "127.0.0.1"}})
+	}
+	check := func(w string) {
+		t.Helper()
+		certs := filepath.Join(w, "certs")
+		pair, err := tls.LoadX509KeyPair(filepath.Join(certs, "server-cert.pem"), filepath.Join(certs, "server-key.pem"))
+		require.NoError(t, err)
+		cert, err := x509.ParseCertificate(pair.Certificate[0])
+		require.NoError(t, err)
+		require.NoError(t, pki.Verify(cert, []*x509.Certificate{ca.CACert}, pki.KindServer, time.Now()))
+		cfg, err := os.ReadFile(filepath.Join(w, "daemon.json"))
+		require.NoError(t, err)
+		require.Contains(t, string(cfg), `"tlsverify": true`)
+		for _, d := range []string{w, certs, filepath.Join(w, "state")} {
+			entries, err := os.ReadDir(d)
+			require.NoError(t, err)
+			for _, e := range entries {
+				require.False(t, strings.Contains(e.Name(), ".tmp-") || strings.HasSuffix(e.Name(), "enroll-key.pem"),
+					"%s left in %s", e.Name(), d)
+			}
+		}
+	}
+
+	w, args := host()
+	start := time.Now()
+	killed, out, err := runKilled(t, exe, time.Minute, append(args, "--ca-url", ca.URL, "--token", token())...)
+	require.False(t, killed)
+	require.NoError(t, err, out)
+	check(w)
+	span := time.Since(start)
+	kills := 0
+	for i := 0; i < iterations; i++ {
+		w, args := host()
+		enrol := append(args, "--ca-url", ca.URL, "--token", token())
+		killed, out, err := runKilled(t, exe, time.Duration(rng.Int63n(int64(span))), enrol...)
+		if killed {
+			kills++
+			_, out, err = runKilled(t, exe, time.Minute, enrol...)
+		}
+		require.NoError(t, err, "iteration %d (killed %v): %s", i, killed, out)
+		check(w)
+	}
+	t.Logf("%d of %d runs killed", kills, iterations)
+	require.Positive(t, kills, "no run was killed before it ended")
+}

@@ -94,8 +94,14 @@ ever on this host: issue-client, revoke and the other CA commands refuse,
 client certificates come from the CA ('dtls enroll' on a laptop), and
 'dtls renew --server' renews this host's certificate through it. The CA
 is asked before anything is written: a CA that is down, or refuses the
-token, changes nothing. Run again without --token (or plain 'dtls init'),
-it keeps the certificate installed from the CA.`,
+token, changes nothing. The new key is saved first (0600, as
+.NAME.enroll-key.pem next to the state directory NAME) and removed when
+the certificate is installed; it stays only when the request reached the
+CA and its answer was lost, or the run was killed. Run again with the
+same token, the command finishes such a run (the CA answers the same
+certificate for the saved key); run again on a host that is set up (with
+or without --token), it keeps the certificate installed from the CA
+(--force enrols again).`,
 		Example: `  $ sudo dtls init
   $ sudo dtls init --host docker.example.com --host 203.0.113.10
   $ sudo dtls init --dry-run

@@ -1,22 +1,17 @@
 package cmd
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/dtls-tool/dtls/agent"
-	"github.com/dtls-tool/dtls/atomicfile"
-	"github.com/dtls-tool/dtls/bundle"
-	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/fleet"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/store"
@@ -74,11 +69,9 @@ func runRotateRemote(o *rotateOptions) error {
 	// The operator's bundle trusts what the CA serves now: both CAs
 	// during the rotation (the listener keeps its certificate of the
 	// old CA until the finish, then presents one of the new CA).
-	caPath := filepath.Join(o.op.Dir, "ca.pem")
-	if cur, err := os.ReadFile(caPath); err != nil || !bytes.Equal(cur, []byte(resp.CA)) {
-		if err := atomicfile.Write(caPath, []byte(resp.CA), 0o644); err != nil {
-			return err
-		}
+	if changed, err := agent.SetBundleCA(o.op.Dir, []byte(resp.CA)); err != nil {
+		return err
+	} else if changed {
 		fmt.Fprintf(o.ErrOut, "operator bundle %s: ca.pem now holds the CA's %d CA certificates\n", o.op.Dir, len(caCerts(resp.CA)))
 	}
 	switch step {
@@ -121,62 +114,15 @@ func renewOperator(o *rotateOptions, st *fleet.RotateResponse) (bool, error) {
 			return false, nil
 		}
 	}
-	// As 'dtls agent' renews (agent.RenewIfDue), without its checks of
-	// a Docker client's bundle: the new key is journaled first, so a
-	// run killed after the CA answered asks again for the same key and
-	// gets the same successor; the bundle directory is replaced whole.
-	pendingPath := filepath.Join(o.op.Dir, agent.PendingKeyFile)
-	keyPEM, err := os.ReadFile(pendingPath)
-	var csrPEM []byte
-	switch {
-	case err == nil:
-		if csrPEM, err = fleet.CSRFor(keyPEM); err != nil {
-			return false, fmt.Errorf("operator bundle %q: %s: %w (remove it to start the renewal again)", o.op.Dir, agent.PendingKeyFile, err)
-		}
-	case errors.Is(err, fs.ErrNotExist):
-		if csrPEM, keyPEM, err = pki.NewCSR(cert.Subject.CommonName, pki.KeyTypeOf(cert)); err != nil {
-			return false, err
-		}
-		if err := atomicfile.Write(pendingPath, keyPEM, agent.PendingKeyMode); err != nil {
-			return false, err
-		}
-	default:
-		return false, err
-	}
 	c, err := o.op.client()
 	if err != nil {
 		return false, err
 	}
 	defer c.CloseIdleConnections()
-	resp, err := c.Renew(context.Background(), csrPEM)
+	_, renewed, err := agent.RenewNow(context.Background(), o.op.Dir, c)
 	if err != nil {
 		return false, withHint(fmt.Errorf("renew the operator's certificate %q (serial %s, of the old CA) in %q: %w", cert.Subject.CommonName, pki.Serial(cert), o.op.Dir, err),
 			"run the same command again: it asks for the same key's certificate")
-	}
-	renewed, err := pki.ParseCertificate([]byte(resp.Certificate))
-	if err != nil {
-		return false, err
-	}
-	meta, err := readBundleMeta(o.op.Dir)
-	if err != nil {
-		meta = &clientenv.Meta{CAURL: o.op.CAURL}
-	}
-	meta.Name, meta.Serial, meta.NotAfter = renewed.Subject.CommonName, pki.Serial(renewed), renewed.NotAfter.UTC()
-	metaJSON, err := clientenv.MarshalMeta(*meta)
-	if err != nil {
-		return false, err
-	}
-	files := []bundle.File{
-		{Name: "ca.pem", Data: []byte(resp.CA)},
-		{Name: "cert.pem", Data: []byte(resp.Certificate)},
-		{Name: "key.pem", Data: keyPEM},
-		{Name: clientenv.MetaFile, Data: metaJSON},
-	}
-	for i := range files {
-		files[i].Mode = bundle.Allowed[files[i].Name]
-	}
-	if err := agent.Install(o.op.Dir, files); err != nil {
-		return false, err
 	}
 	fmt.Fprintf(o.ErrOut, "renewed the operator's certificate %q: serial %s -> %s (new CA), in %s\n", cert.Subject.CommonName, pki.Serial(cert), pki.Serial(renewed), o.op.Dir)
 	return true, nil

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -52,13 +53,17 @@ type bodyCase struct {
 	why  string // part of the reason of a denial
 }
 
-// runBodyCases decides each body for developer at uri.
+// runBodyCases decides each body for developer alice at uri, with
+// /home/dev as a bind root and testObjects.
 func runBodyCases(t *testing.T, uri string, cases []bodyCase) {
 	t.Helper()
-	p := DefaultPolicy()
+	p, err := ParsePolicy([]byte(`{"bind_roots": ["/home/dev", "/home/alice", "/tmp"]}`))
+	require.NoError(t, err)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d := p.Decide(Identity{User: "alice", Role: RoleDeveloper, Source: SourceTCP}, post(uri, c.body))
+			r := post(uri, c.body)
+			r.Env = &Env{Objects: testObjects()}
+			d := p.Decide(Identity{User: "alice", Role: RoleDeveloper, Source: SourceTCP}, r)
 			assert.Equal(t, c.rule, d.Rule)
 			assert.Equal(t, c.why == "", d.Allow, d.Reason)
 			if c.why != "" {
@@ -79,26 +84,35 @@ func TestBodyCreate(t *testing.T) {
 		{"docker run -v /home/dev/src:/src", cli(t, "run-bind-src"), ok, ""},
 		{"docker run --privileged", cli(t, "run-privileged"), deny("HostConfig.Privileged"), "privileged container"},
 		{"-v /var/run/docker.sock:/var/run/docker.sock", cli(t, "run-docker-sock"), deny("HostConfig.Binds"),
-			"bind mount of /var/run/docker.sock (-v /var/run/docker.sock:/var/run/docker.sock) is not allowed: /var/run/docker.sock is under /var/run, a protected host path"},
-		{"-v /:/host", cli(t, "run-root-fs"), deny("HostConfig.Binds"), `"/" is the host's whole file system`},
-		{"-v /etc/:/x", cli(t, "run-etc-slash"), deny("HostConfig.Binds"), "/etc is a protected host path"},
+			"bind mount of /var/run/docker.sock (-v /var/run/docker.sock:/var/run/docker.sock) is not allowed: /var/run/docker.sock"},
+		{"-v /:/host", cli(t, "run-root-fs"), deny("HostConfig.Binds"), `/ is the host's whole file system`},
+		{"-v /etc/:/x", cli(t, "run-etc-slash"), deny("HostConfig.Binds"), "/etc/ is /etc, a protected host path"},
 		{"--mount type=bind,src=/run,dst=/x", cli(t, "run-mount-bind-run"), deny("HostConfig.Mounts[0]"), "bind mount of /run"},
 		{"--pid host --network host --ipc host --uts host --userns host", cli(t, "run-host-namespaces"), deny("HostConfig.PidMode"), "PID namespace"},
 		{"--pid host", runWith("HostConfig.PidMode", "host"), deny("HostConfig.PidMode"), "--pid host"},
-		{"--network host", runWith("HostConfig.NetworkMode", "host"), deny("HostConfig.NetworkMode"), "--network host"},
+		{"--network host", runWith("HostConfig.NetworkMode", "host"), deny("HostConfig.NetworkMode"), `the "host" network`},
 		{"--ipc host", runWith("HostConfig.IpcMode", "host"), deny("HostConfig.IpcMode"), "--ipc host"},
 		{"--uts host", runWith("HostConfig.UTSMode", "host"), deny("HostConfig.UTSMode"), "--uts host"},
 		{"--userns host", runWith("HostConfig.UsernsMode", "host"), deny("HostConfig.UsernsMode"), "--userns host"},
-		{"NetworkMode HOST", runWith("HostConfig.NetworkMode", "HOST"), deny("HostConfig.NetworkMode"), "--network host"},
+		{"NetworkMode HOST", runWith("HostConfig.NetworkMode", "HOST"), deny("HostConfig.NetworkMode"), `the "host" network`},
+		{"the host network by its ID", runWith("HostConfig.NetworkMode", "4b6c1f2a9e0d"), deny("HostConfig.NetworkMode"), `is the host's network`},
+		{"a network of one's own", runWith("HostConfig.NetworkMode", "devnet"), ok, ""},
 		{"--network container:web --pid container:web", cli(t, "run-container-namespaces"), ok, ""},
-		{"--ipc shareable --cgroupns host", runWith("HostConfig.IpcMode", "shareable", "HostConfig.CgroupnsMode", "host"), ok, ""},
+		{"--pid container:adminbox", runWith("HostConfig.PidMode", "container:adminbox"), deny("HostConfig.PidMode"), "was created by someone else"},
+		{"--network container:hostnet (own, but with the host's network)", runWith("HostConfig.NetworkMode", "container:hostnet"), deny("HostConfig.NetworkMode"),
+			`joined container hostnet is not one this role could create now: the "host" network`},
+		{"--ipc container:joined (own, itself joined)", runWith("HostConfig.IpcMode", "container:joined"), deny("HostConfig.IpcMode"), "joins are followed one level only"},
+		{"--pid container:ghost", runWith("HostConfig.PidMode", "container:ghost"), deny("HostConfig.PidMode"), `no container "ghost"`},
+		{"--ipc shareable", runWith("HostConfig.IpcMode", "shareable"), ok, ""},
+		{"--cgroupns host", runWith("HostConfig.CgroupnsMode", "host"), deny("HostConfig.CgroupnsMode"), "cgroup namespace"},
+		{"--cgroupns private", runWith("HostConfig.CgroupnsMode", "private"), ok, ""},
 		{"the host network in NetworkingConfig", runWith("NetworkingConfig.EndpointsConfig.host", raw(`{}`)), deny("NetworkingConfig.EndpointsConfig"), `the "host" network`},
-		{"--cap-add SYS_ADMIN", cli(t, "run-cap-add"), deny("HostConfig.CapAdd"), "--cap-add CAP_SYS_ADMIN"},
-		{"--cap-add ALL", runWith("HostConfig.CapAdd", raw(`["ALL"]`)), deny("HostConfig.CapAdd"), "--cap-add ALL"},
-		{"CapAdd as a string (moby strslice)", runWith("HostConfig.CapAdd", "SYS_ADMIN"), deny("HostConfig.CapAdd"), "--cap-add SYS_ADMIN"},
+		{"--cap-add SYS_ADMIN", cli(t, "run-cap-add"), deny("HostConfig.CapAdd"), "--cap-add"},
+		{"--cap-add ALL", runWith("HostConfig.CapAdd", raw(`["ALL"]`)), deny("HostConfig.CapAdd"), "--cap-add"},
+		{"CapAdd as a string (moby strslice)", runWith("HostConfig.CapAdd", "SYS_ADMIN"), deny("HostConfig.CapAdd"), "--cap-add"},
 		{"--cap-drop ALL", runWith("HostConfig.CapDrop", raw(`["ALL"]`)), ok, ""},
 		{"Capabilities (API 1.40)", runWith("HostConfig.Capabilities", raw(`["CAP_SYS_ADMIN"]`)), deny("HostConfig.Capabilities"), "capability set"},
-		{"--device /dev/sda", cli(t, "run-device"), deny("HostConfig.Devices"), "--device /dev/sda"},
+		{"--device /dev/sda", cli(t, "run-device"), deny("HostConfig.Devices"), "--device"},
 		{"--gpus all", cli(t, "run-gpus"), deny("HostConfig.DeviceRequests"), "--gpus"},
 		{"--device-cgroup-rule", runWith("HostConfig.DeviceCgroupRules", raw(`["c 1:3 mr"]`)), deny("HostConfig.DeviceCgroupRules"), "device cgroup rules"},
 		{"seccomp=unconfined apparmor=unconfined", cli(t, "run-unconfined"), deny("HostConfig.SecurityOpt"), `"seccomp=unconfined" turns seccomp off`},
@@ -106,26 +120,51 @@ func TestBodyCreate(t *testing.T) {
 		{"systempaths=unconfined", cli(t, "run-systempaths"), deny("HostConfig.MaskedPaths"), "unmasks /proc"},
 		{"ReadonlyPaths only", runWith("HostConfig.ReadonlyPaths", raw(`[]`)), deny("HostConfig.ReadonlyPaths"), "/proc/sysrq-trigger"},
 		{"--mount type=volume local o=bind device=/etc", cli(t, "run-mount-volume-bind-etc"), deny("HostConfig.Mounts[0].VolumeOptions.DriverConfig"),
-			`a local volume of device /etc (type "none", o "bind") is not allowed: /etc is a protected host path`},
+			`a local volume binding /etc (o "bind") is not allowed: /etc is /etc, a protected host path`},
+		{"--mount type=volume local o=bind type=ext4 device=/etc (the type of a bind is ignored)",
+			runWith("HostConfig.Mounts", raw(`[{"Type":"volume","Target":"/x","VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"type":"ext4","o":"bind","device":"/etc"}}}}]`)),
+			deny("HostConfig.Mounts[0].VolumeOptions.DriverConfig"), "binding /etc"},
+		{"-v data:/x, an existing volume of someone else", runWith("HostConfig.Binds", []string{"admindata:/x"}), deny("HostConfig.Binds"), `volume "admindata" was created by someone else`},
+		{"-v etcvol:/x, one's own volume made from /etc", runWith("HostConfig.Binds", []string{"etcvol:/x"}), deny("HostConfig.Binds"), `volume "etcvol" is a local volume that binding /etc`},
+		{"-v mine:/x, one's own volume", runWith("HostConfig.Binds", []string{"mine:/x"}), ok, ""},
+		{"-v fresh:/x, a new volume", runWith("HostConfig.Binds", []string{"fresh:/x"}), ok, ""},
+		{"--mount src=admindata", runWith("HostConfig.Mounts", raw(`[{"Type":"volume","Source":"admindata","Target":"/x"}]`)), deny("HostConfig.Mounts[0]"), "someone else"},
+		{"--log-driver syslog to a host socket", runWith("HostConfig.LogConfig", raw(`{"Type":"syslog","Config":{"syslog-address":"unix:///run/systemd/journal/syslog"}}`)),
+			deny("HostConfig.LogConfig.Type"), `log driver "syslog" is not allowed`},
+		{"--log-opt max-size", runWith("HostConfig.LogConfig", raw(`{"Type":"json-file","Config":{"max-size":"10m"}}`)), ok, ""},
+		{"--log-opt of another driver", runWith("HostConfig.LogConfig", raw(`{"Type":"json-file","Config":{"fluentd-address":"x"}}`)), deny("HostConfig.LogConfig.Config"), "fluentd-address"},
+		{"--oom-score-adj -1000", runWith("HostConfig.OomScoreAdj", -1000), deny("HostConfig.OomScoreAdj"), "negative OOM score"},
+		{"--oom-score-adj 500", runWith("HostConfig.OomScoreAdj", 500), ok, ""},
+		{"--pids-limit -1", runWith("HostConfig.PidsLimit", -1), deny("HostConfig.PidsLimit"), "unlimited pids limit"},
+		{"--cgroup-parent", runWith("HostConfig.CgroupParent", "/"), deny("HostConfig.CgroupParent"), "cgroup parent"},
+		{"--oom-kill-disable", runWith("HostConfig.OomKillDisable", true), deny("HostConfig.OomKillDisable"), "OOM killer"},
+		{"--sysctl kernel.*", runWith("HostConfig.Sysctls", raw(`{"kernel.shm_rmid_forced":"1"}`)), deny("HostConfig.Sysctls"), "only net.*"},
+		{"--runtime", runWith("HostConfig.Runtime", "runsc-debug"), deny("HostConfig.Runtime"), "only runc"},
+		{"--volume-driver", runWith("HostConfig.VolumeDriver", "rexray"), deny("HostConfig.VolumeDriver"), "only the local driver"},
+		{"--link adminbox", runWith("HostConfig.Links", []string{"/adminbox:/x/db"}), deny("HostConfig.Links"), "someone else"},
+		{"--volumes-from web (own)", runWith("HostConfig.VolumesFrom", []string{"web"}), ok, ""},
+		{"an unknown field", runWith("HostConfig.Frobnicate", true), deny("HostConfig.Frobnicate"), "is not a field"},
+		{"an unknown top-level field", runWith("Platform", "linux"), deny("Platform"), "is not a field"},
+		{"a field in Unicode folding (ſ is s)", []byte(`{"Image":"alpine","HostConfig":{"Privileged":false,"Bindſ":["/:/h"]}}`), deny("HostConfig.Binds"), "whole file system"},
+		{"ſ in another field", []byte(`{"Image":"alpine","HostConfig":{"OomKillDiſable":true}}`), deny("HostConfig.OomKillDisable"), "OOM killer"},
 		{"--mount type=volume local o=bind device=/home/dev/data",
 			runWith("HostConfig.Mounts", raw(`[{"Type":"volume","Target":"/x","VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"type":"none","o":"bind","device":"/home/dev/data"}}}}]`)), ok, ""},
 		{"--mount type=bind,src=/home/dev,bind-propagation=rshared",
 			runWith("HostConfig.Mounts", raw(`[{"Type":"bind","Source":"/home/dev","Target":"/x","BindOptions":{"Propagation":"rshared"}}]`)), ok, ""},
 		{"--mount type=BIND,src=/etc", runWith("HostConfig.Mounts", raw(`[{"Type":"BIND","Source":"/etc","Target":"/x"}]`)), deny("HostConfig.Mounts[0]"), "bind mount of /etc"},
 		{"--mount type=tmpfs", runWith("HostConfig.Mounts", raw(`[{"Type":"tmpfs","Target":"/tmp"}]`)), ok, ""},
-		{"--volumes-from other", cli(t, "run-volumes-from"), deny("HostConfig.VolumesFrom"), "--volumes-from"},
+		{"--volumes-from other", cli(t, "run-volumes-from"), deny("HostConfig.VolumesFrom"), "someone else"},
 		{"--annotation", runWith("HostConfig.Annotations", raw(`{"run.oci.keep_original_groups":"1"}`)), deny("HostConfig.Annotations"), "OCI annotations"},
-		{"--sysctl, --cgroup-parent, --oom-kill-disable",
-			runWith("HostConfig.Sysctls", raw(`{"net.ipv4.ip_forward":"1"}`), "HostConfig.CgroupParent", "/ci", "HostConfig.OomKillDisable", true), ok, ""},
+		{"--sysctl net.*", runWith("HostConfig.Sysctls", raw(`{"net.ipv4.ip_forward":"1"}`)), ok, ""},
 		// dockerd 20.10 reads HostConfig's fields at the top level too
 		{"top-level Privileged, no HostConfig", []byte(`{"Image":"alpine","Privileged":true}`), deny("Privileged"), "privileged"},
-		{"top-level Binds beside HostConfig", []byte(`{"Image":"alpine","Binds":["/:/h"],"HostConfig":{}}`), deny("Binds"), `"/" is the host's whole file system`},
+		{"top-level Binds beside HostConfig", []byte(`{"Image":"alpine","Binds":["/:/h"],"HostConfig":{}}`), deny("Binds"), `/ is the host's whole file system`},
 		// encoding/json, as dockerd: field names in any case, the last of duplicate keys
 		{"lower-case keys", []byte(`{"image":"alpine","hostconfig":{"privileged":true}}`), deny("HostConfig.Privileged"), "privileged"},
 		{"duplicate key, last true", []byte(`{"Image":"alpine","HostConfig":{"Privileged":false,"Privileged":true}}`), deny("HostConfig.Privileged"), "privileged"},
-		{"duplicate key, last false", []byte(`{"Image":"alpine","HostConfig":{"Privileged":true,"Privileged":false}}`), ok, ""},
-		// a second object decodes into the same struct: it merges, in dockerd too
-		{"HostConfig, then null", []byte(`{"Image":"alpine","HostConfig":{"Privileged":true},"HostConfig":null}`), ok, ""},
+		// every occurrence is checked, stricter than the last one dockerd keeps
+		{"duplicate key, last false", []byte(`{"Image":"alpine","HostConfig":{"Privileged":true,"Privileged":false}}`), deny("HostConfig.Privileged"), "privileged"},
+		{"HostConfig, then null", []byte(`{"Image":"alpine","HostConfig":{"Privileged":true},"HostConfig":null}`), deny("HostConfig.Privileged"), "privileged"},
 		{"duplicate HostConfig, last empty", []byte(`{"Image":"alpine","HostConfig":{"Privileged":true},"HostConfig":{}}`), deny("HostConfig.Privileged"), "privileged"},
 		// bodies the plugin cannot judge (CVE-2024-41110, moby#39331, moby#36317)
 		{"no body", nil, deny("body"), "CVE-2024-41110"},
@@ -141,28 +180,31 @@ func TestBodyCreate(t *testing.T) {
 		bind string
 		why  string // "" when allowed
 	}{
-		{"/var//run/docker.sock:/s", "/var/run/docker.sock is under /var/run"},
+		{"/var//run/docker.sock:/s", "not a clean absolute path"},
 		{"/run/docker.sock:/s:ro", "/run/docker.sock is under /run"},
-		{"/var/run/:/x", "/var/run is a protected host path"},
-		{"/home/alice/../../etc:/x", "/etc is a protected host path"},
-		{"/etc/./shadow:/s:ro", "/etc/shadow is under /etc"},
+		{"/var/run/:/x", "is /run, a protected host path"},
+		{"/home/alice/../../etc:/x", "not a clean absolute path"},
+		{"/etc/./shadow:/s:ro", "not a clean absolute path"},
 		{"/root/.ssh:/k", "/root/.ssh is under /root"},
-		{"/var/lib/docker:/d", "/var/lib/docker is a protected host path"},
-		{"/proc:/p", "/proc is a protected host path"},
+		{"/var/lib/docker:/d", "/var/lib/docker is /var/lib/docker, a protected host path"},
+		{"/proc:/p", "/proc is /proc, a protected host path"},
 		{"/sys/fs/cgroup:/c", "/sys/fs/cgroup is under /sys"},
-		{"/dev:/d", "/dev is a protected host path"},
-		{"/boot:/b", "/boot is a protected host path"},
-		{"/usr/bin:/b", "/usr/bin is under /usr"},
+		{"/dev:/d", "/dev is /dev, a protected host path"},
+		{"/boot:/b", "/boot is /boot, a protected host path"},
+		{"/usr/bin:/b", "/usr/bin is /usr/bin"},
 		{"/var/spool/cron:/c", "/var/spool/cron is under /var/spool"},
-		{"//:/h", `"/" is the host's whole file system`},
-		{"/.:/h", `"/" is the host's whole file system`},
-		{"/etc:ro", "/etc is a protected host path"}, // dockerd: an anonymous volume at /etc; denied all the same
-		{"/etcetera:/x", ""},
-		{"/running:/x", ""},
+		{"/var:/v", "/var contains /var/lib, a protected host path"},
+		{"/home:/h", "/home is not under a bind root"},
+		{"//:/h", "not a clean absolute path"},
+		{"/.:/h", "not a clean absolute path"},
+		{"/etc:ro", "/etc is /etc, a protected host path"}, // dockerd: an anonymous volume at /etc; denied all the same
+		{"/etcetera:/x", "not under a bind root"},
+		{"/running:/x", "not under a bind root"},
 		{"/home/alice/src:/src:rw", ""},
+		{"/home/alicex:/x", "not under a bind root"},
 		{"/tmp/x:/x", ""},
-		{"etc:/x", ""}, // a named volume
-		{"/etc", ""},   // an anonymous volume at /etc in the container
+		{"mine:/x", ""}, // a named volume of alice's
+		{"/etc", ""},    // an anonymous volume at /etc in the container
 	} {
 		rule := ok
 		if b.why != "" {
@@ -228,21 +270,34 @@ func TestBodyExec(t *testing.T) {
 	cases := []bodyCase{
 		{"docker exec c1 ls", plain, ok, ""},
 		{"docker exec --privileged", cli(t, "exec-privileged"), ok + ": Privileged", "a privileged exec"},
-		{"docker exec -u root", cli(t, "exec-root"), ok + ": User", "docker exec -u root"},
+		{"docker exec -u root: one's own container", cli(t, "exec-root"), ok, ""},
 		{"no body", nil, ok + ": body", "CVE-2024-41110"},
 		{"garbage", []byte("{"), ok + ": body", "not what dockerd reads"},
 	}
-	for user, root := range map[string]bool{
-		"0": true, "0:0": true, "root:root": true, "0:1000": true, "root:wheel": true, "00": true, " root": true, "ROOT": true,
-		"1000": false, "1000:0": false, ":0": false, "nobody": false, "app:app": false, "rooty": false, "10": false,
-	} {
-		c := bodyCase{"-u " + user, with(t, plain, "User", user), ok, ""}
-		if root {
-			c.rule, c.why = ok+": User", "an exec as root"
-		}
-		cases = append(cases, c)
-	}
 	runBodyCases(t, exec, cases)
+	// Without -u: the container's own user, root in an admin's; by name,
+	// ID prefix, or a container nobody the plugin saw created.
+	for ref, why := range map[string]string{
+		"web":                   "",
+		"aaaa":                  "",
+		"adminbox":              "was created by someone else",
+		strings.Repeat("b", 12): "was created by someone else",
+		"other":                 "was created by someone else",
+		"legacy":                "created by nobody the plugin saw",
+		"ghost":                 `no container "ghost"`,
+		"privbox":               "is not one this role could create now: a privileged container",
+		"etcbox":                "is not one this role could create now: bind mount of /etc",
+		"hostnet":               `is not one this role could create now: the "host" network`,
+	} {
+		rule := ok
+		if why != "" {
+			rule = ok + ": container"
+			if strings.Contains(why, "could create") {
+				rule = ok + ": " + map[string]string{"privbox": "Privileged", "etcbox": "Binds", "hostnet": "NetworkMode"}[ref]
+			}
+		}
+		runBodyCases(t, "/v1.41/containers/"+ref+"/exec", []bodyCase{{"exec into " + ref, plain, rule, why}})
+	}
 }
 
 func TestBodyVolume(t *testing.T) {
@@ -253,17 +308,22 @@ func TestBodyVolume(t *testing.T) {
 	runBodyCases(t, "/v1.41/volumes/create", []bodyCase{
 		{"docker volume create data", cli(t, "volume-plain"), ok, ""},
 		{"local, o=bind, device=/etc", cli(t, "volume-bind-etc"), ok + ": DriverOpts",
-			`a local volume of device /etc (type "none", o "bind") is not allowed: /etc is a protected host path`},
-		{"driver \"\", device=/var/run", vol("", `{"type":"none","o":"bind","device":"/var/run"}`), ok + ": DriverOpts", "/var/run is a protected host path"},
-		{"o=rbind,ro device=/root/", vol("local", `{"type":"none","o":"ro,rbind","device":"/root/"}`), ok + ": DriverOpts", "/root is a protected host path"},
-		{"relative device", vol("local", `{"type":"none","o":"bind","device":"etc"}`), ok + ": DriverOpts", "/etc is a protected host path"},
-		{"option names in capitals", vol("local", `{"TYPE":"none","O":"bind","DEVICE":"/etc"}`), ok + ": DriverOpts", "/etc is a protected host path"},
-		{"a host disk", vol("local", `{"type":"ext4","device":"/dev/sdb1"}`), ok + ": DriverOpts", "/dev/sdb1 is under /dev"},
-		{"overlay lowerdir=/etc", vol("local", `{"type":"overlay","device":"overlay","o":"lowerdir=/home/x:/etc,upperdir=/tmp/u,workdir=/tmp/w"}`), ok + ": DriverOpts", "/etc (o "},
+			`a local volume binding /etc (o "bind") is not allowed: /etc is /etc, a protected host path`},
+		{"driver \"\", device=/var/run", vol("", `{"type":"none","o":"bind","device":"/var/run"}`), ok + ": DriverOpts", "is /run, a protected host path"},
+		{"o=rbind,ro device=/root/", vol("local", `{"type":"none","o":"ro,rbind","device":"/root/"}`), ok + ": DriverOpts", "/root/ is /root"},
+		{"relative device", vol("local", `{"type":"none","o":"bind","device":"etc"}`), ok + ": DriverOpts", "not a clean absolute path"},
+		{"option names in capitals", vol("local", `{"TYPE":"none","O":"bind","DEVICE":"/etc"}`), ok + ": DriverOpts", "/etc is /etc"},
+		{"bind with another type", vol("local", `{"type":"ext4","o":"bind","device":"/etc"}`), ok + ": DriverOpts", "binding /etc"},
+		{"a host disk", vol("local", `{"type":"ext4","device":"/dev/sdb1"}`), ok + ": DriverOpts", "mounts a host device or file system"},
+		{"overlay lowerdir=/etc", vol("local", `{"type":"overlay","device":"overlay","o":"lowerdir=/home/x:/etc,upperdir=/tmp/u,workdir=/tmp/w"}`), ok + ": DriverOpts", "mounts a host device"},
+		{"an unknown option", vol("local", `{"type":"tmpfs","device":"tmpfs","size":"1g"}`), ok + ": DriverOpts", `option "size"`},
 		{"bind of /home/dev/data", vol("local", `{"type":"none","o":"bind","device":"/home/dev/data"}`), ok, ""},
+		{"bind of /srv (no bind root)", vol("local", `{"type":"none","o":"bind","device":"/srv"}`), ok + ": DriverOpts", "not under a bind root"},
 		{"tmpfs", vol("local", `{"type":"tmpfs","device":"tmpfs","o":"size=100m"}`), ok, ""},
 		{"nfs", vol("local", `{"type":"nfs","o":"addr=10.0.0.1,rw","device":":/etc"}`), ok, ""},
-		{"another driver", vol("rexray", `{"device":"/etc"}`), ok, ""},
+		{"another driver", vol("rexray", `{"device":"/etc"}`), ok + ": Driver", "only the local driver"},
+		{"an admin's name: a create would hand it over", []byte(`{"Name":"admindata"}`), ok + ": Name", "exists and was not created by you"},
+		{"one's own name again", []byte(`{"Name":"mine"}`), ok, ""},
 		{"no body", nil, ok + ": body", "CVE-2024-41110"},
 	})
 }
@@ -300,7 +360,7 @@ func TestBodyService(t *testing.T) {
 			"deployer: capability swarm: POST /services/create: TaskTemplate.ContainerSpec.CapabilityAdd", "added capabilities"},
 		{"--mount type=bind,src=/etc", "deployer", "/services/create",
 			with(t, plain, "TaskTemplate.ContainerSpec.Mounts", raw(`[{"Type":"bind","Source":"/etc","Target":"/x"}]`)),
-			"deployer: capability swarm: POST /services/create: TaskTemplate.ContainerSpec.Mounts[0]", "/etc is a protected host path"},
+			"deployer: capability swarm: POST /services/create: TaskTemplate.ContainerSpec.Mounts[0]", "/etc is /etc, a protected host path"},
 		{"--network host by name", "deployer", "/services/create", with(t, plain, "TaskTemplate.Networks", raw(`[{"Target":"host"}]`)),
 			"deployer: capability swarm: POST /services/create: TaskTemplate.Networks", `"host" network`},
 		{"seccomp unconfined", "deployer", "/services/create", with(t, plain, "TaskTemplate.ContainerSpec.Privileges", raw(`{"Seccomp":{"Mode":"unconfined"}}`)),
@@ -358,16 +418,21 @@ func TestBodyPullAndStart(t *testing.T) {
 			assert.Contains(t, d.Reason, c.why)
 		})
 	}
-	d := p.Decide(dev, Request{Method: "POST", URI: "/v1.41/containers/c1/start"})
+	env := &Env{Objects: testObjects()}
+	d := p.Decide(dev, Request{Method: "POST", URI: "/v1.41/containers/c1/start", Env: env})
 	assert.True(t, d.Allow, d.Reason)
-	d = p.Decide(dev, Request{Method: "POST", URI: "/v1.41/containers/c1/start?checkpoint=cp1&checkpoint-dir=/tmp/cp"})
+	d = p.Decide(dev, Request{Method: "POST", URI: "/v1.41/containers/c1/start?checkpoint=cp1&checkpoint-dir=/tmp/cp", Env: env})
 	assert.False(t, d.Allow)
 	assert.Equal(t, "developer: POST /containers/{id}/start: checkpoint", d.Rule)
-	assert.Equal(t, map[string]any{"checkpoint": "cp1", "checkpoint_dir": "/tmp/cp"}, d.Fields)
+	assert.Equal(t, map[string]any{"container": "c1", "container_id": "c1" + strings.Repeat("0", 62), "checkpoint": "cp1", "checkpoint_dir": "/tmp/cp"}, d.Fields)
+	// Started again later: its bind sources are judged as they resolve now.
+	d = p.Decide(dev, Request{Method: "POST", URI: "/v1.41/containers/etcbox/start", Env: env})
+	assert.False(t, d.Allow)
+	assert.Contains(t, d.Reason, "is not one this role could create now")
 }
 
 func TestBodyProtectedPathsAdded(t *testing.T) {
-	p, err := ParsePolicy([]byte(`{"protected_paths": ["/srv/secrets/", "/data/docker"]}`))
+	p, err := ParsePolicy([]byte(`{"protected_paths": ["/srv/secrets/", "/data/docker"], "bind_roots": ["/srv", "/data", "/home/alice"]}`))
 	require.NoError(t, err)
 	dev := Identity{User: "alice", Role: RoleDeveloper, Source: SourceTCP}
 	run := cli(t, "run-alpine")

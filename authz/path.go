@@ -196,7 +196,50 @@ const (
 	bodyNetwork               // POST /networks/create
 	queryImageCreate          // POST /images/create: a pull, not an import
 	queryStart                // POST /containers/{id}/start: no checkpoint
+	bodyConnect               // POST /networks/{id}/connect, disconnect: the container is the caller's
 )
+
+// ownedRoutes are the routes that act on one object, which a role that is
+// not admin may call only on what its holder created (unless an allow
+// rule of the policy names the route). Reading a container's inspect,
+// processes or logs is among them: they hold its environment and command
+// lines, where secrets are (the plugin cannot strip Config.Env from an
+// answer, so it refuses the whole answer). A container that is started,
+// attached to or exec'd into must also still be one the role could
+// create ("live"): its bind sources are resolved again, and a role
+// changed since its creation is judged as it is now.
+var ownedRoutes = map[string]struct {
+	kind ObjectKind
+	live bool
+}{
+	"GET /containers/{id}/json":      {KindContainer, false},
+	"GET /containers/{id}/top":       {KindContainer, false},
+	"GET /containers/{id}/logs":      {KindContainer, false},
+	"GET /containers/{id}/attach/ws": {KindContainer, true},
+	"POST /containers/{id}/kill":     {KindContainer, false},
+	"POST /containers/{id}/pause":    {KindContainer, false},
+	"POST /containers/{id}/unpause":  {KindContainer, false},
+	"POST /containers/{id}/restart":  {KindContainer, true},
+	"POST /containers/{id}/start":    {KindContainer, true},
+	"POST /containers/{id}/stop":     {KindContainer, false},
+	"POST /containers/{id}/wait":     {KindContainer, false},
+	"POST /containers/{id}/resize":   {KindContainer, false},
+	"POST /containers/{id}/attach":   {KindContainer, true},
+	"POST /containers/{id}/exec":     {KindContainer, true},
+	"POST /containers/{id}/rename":   {KindContainer, false},
+	"POST /containers/{id}/update":   {KindContainer, false},
+	"DELETE /containers/{id}":        {KindContainer, false},
+	"GET /containers/{id}/archive":   {KindContainer, false},
+	"HEAD /containers/{id}/archive":  {KindContainer, false},
+	"PUT /containers/{id}/archive":   {KindContainer, false},
+	"GET /containers/{id}/export":    {KindContainer, false},
+	"GET /exec/{id}/json":            {KindExec, false},
+	"POST /exec/{id}/start":          {KindExec, false},
+	"POST /exec/{id}/resize":         {KindExec, false},
+	"GET /volumes/{name}":            {KindVolume, false},
+	"DELETE /volumes/{name}":         {KindVolume, false},
+	"DELETE /networks/{id}":          {KindNetwork, false},
+}
 
 // route is one endpoint of the Docker Engine API.
 type route struct {
@@ -207,6 +250,11 @@ type route struct {
 	cap    capability
 	body   bodyKind
 	what   string // what it does, for reasons: "copy files out of a container (docker cp)"
+	// own is the kind of object the route's variable names, which a role
+	// that is not admin must own; live asks that a container also still
+	// be one the role could create (ownedRoutes).
+	own  ObjectKind
+	live bool
 }
 
 // String is the route's name in rules and reasons: "GET /containers/{id}/json".
@@ -364,8 +412,8 @@ var routeSpecs = []routeSpec{
 	{"GET", "/networks", levelRead, 0, bodyNone, "list networks"},
 	{"GET", "/networks/{id:.+}", levelRead, 0, bodyNone, "inspect a network"},
 	{"POST", "/networks/create", levelDev, 0, bodyNetwork, "create a network"},
-	{"POST", "/networks/{id:.*}/connect", levelDev, 0, bodyNone, "connect a container to a network"},
-	{"POST", "/networks/{id:.*}/disconnect", levelDev, 0, bodyNone, "disconnect a container from a network"},
+	{"POST", "/networks/{id:.*}/connect", levelDev, 0, bodyConnect, "connect a container to a network"},
+	{"POST", "/networks/{id:.*}/disconnect", levelDev, 0, bodyConnect, "disconnect a container from a network"},
 	{"POST", "/networks/prune", levelCap, capPrune, bodyNone, "remove unused networks"},
 	{"DELETE", "/networks/{id:.*}", levelDev, 0, bodyNone, "remove a network"},
 
@@ -427,6 +475,9 @@ func buildRoutes(specs []routeSpec) *routeTable {
 			panic("authz: route " + s.path + ": more than one variable takes slashes")
 		}
 		rt.path = "/" + strings.Join(shown, "/")
+		if o, ok := ownedRoutes[rt.String()]; ok {
+			rt.own, rt.live = o.kind, o.live
+		}
 		t.all = append(t.all, rt)
 		if rt.segs[0].kind == segLit {
 			t.byFirst[rt.segs[0].lit] = append(t.byFirst[rt.segs[0].lit], rt)

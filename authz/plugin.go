@@ -75,6 +75,7 @@ const (
 	ruleNotAccepted    = "plugin: certificate not accepted"
 	rulePolicyInvalid  = "plugin: policy invalid"
 	ruleInternal       = "plugin: internal error"
+	ruleLookup         = "plugin: own lookup"
 )
 
 // Config configures a Plugin.
@@ -97,10 +98,14 @@ type Config struct {
 	Now func() time.Time
 	// ReloadEvery is how often PolicyPath is checked (1s when <= 0).
 	ReloadEvery time.Duration
-	// Containers records the containers created through the daemon, for
-	// an exec as root (checkExec); nil records none, and such an exec is
-	// then denied to every role but admin.
-	Containers *ContainerBook
+	// Objects records who created which container, volume, network and
+	// exec, and resolves references through dockerd; nil knows none, and
+	// what needs it is denied to every role but admin.
+	Objects *Registry
+	// Protected are host paths of this host no role but admin may mount
+	// (dtls's state, certs and log directories, the policy file,
+	// dockerd's data-root, exec-root and sockets).
+	Protected []string
 }
 
 // Plugin is the authorization plugin: an http.Handler for dockerd's calls
@@ -313,9 +318,17 @@ func (p *Plugin) authZReq(r *http.Request) (authzResponse, AuditRecord) {
 			rec.Role = pol.DefaultRole()
 		}
 	}
-	preq := Request{Method: req.RequestMethod, URI: req.RequestURI, Body: req.RequestBody, Headers: req.RequestHeaders}
-	if p.cfg.Containers != nil {
-		preq.Containers = p.cfg.Containers
+	if who.id.Source == SourceUnix && p.cfg.Objects != nil && p.cfg.Objects.docker.isLookup(req.RequestHeaders) &&
+		(req.RequestMethod == "GET" || req.RequestMethod == "HEAD") {
+		// The plugin's own lookup of an object, through dockerd's
+		// socket: allowed whatever the policy says of that socket.
+		rec.Rule, rec.Reason = ruleLookup, "the plugin looks an object up"
+		return p.verdict(&rec, true, "", rec.Reason), rec
+	}
+	preq := Request{Method: req.RequestMethod, URI: req.RequestURI, Body: req.RequestBody, Headers: req.RequestHeaders,
+		Env: &Env{Protected: p.cfg.Protected}}
+	if p.cfg.Objects != nil {
+		preq.Env.Objects = p.cfg.Objects
 	}
 	d := pol.Decide(who.id, preq)
 	if d.Path != "" {
@@ -358,8 +371,10 @@ func (p *Plugin) authZRes(r *http.Request) (authzResponse, AuditRecord) {
 	rec.User, rec.Serial, rec.Source = who.id.User, who.id.Serial, string(who.id.Source)
 	rec.Method, rec.URI, rec.Status = req.RequestMethod, req.RequestURI, req.ResponseStatusCode
 	rec.Path, _ = CanonicalPath(req.RequestURI)
-	if err := p.cfg.Containers.observe(req, rec.Path); err != nil {
-		p.logf("containers", "%v", err)
+	if who.refused == "" {
+		if err := p.cfg.Objects.observe(ownerOf(who.id), req, rec.Path); err != nil {
+			p.logf("owners", "%v", err)
+		}
 	}
 	if who.id.Source == SourceTCP && who.refused == "" {
 		rec.Role = who.id.Role

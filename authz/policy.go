@@ -35,9 +35,9 @@ type Request struct {
 	URI     string            // RequestUri, as sent (with /v1.41 prefix and query)
 	Body    []byte            // RequestBody (may be nil: not forwarded by the daemon)
 	Headers map[string]string // RequestHeaders (Content-Type ...)
-	// Containers knows how containers were created, for an exec as root;
-	// nil knows none (such an exec is denied to all but admin).
-	Containers Containers
+	// Env resolves references and owners and names the host's own paths;
+	// nil resolves nothing (what needs it is denied to all but admin).
+	Env *Env
 }
 
 // Decision is the policy's answer and why.
@@ -168,6 +168,8 @@ type Policy struct {
 	unixRole    string
 	roles       map[string]*role
 	protected   []string // host paths no role but admin may mount; "/" is implied
+	bindRoots   []string // host paths under which other roles may mount; "{user}" is the caller's name
+	maxPids     int64    // when > 0, every container of a role but admin needs a pids limit up to it
 }
 
 // defaultProtectedPaths are the host paths (and everything under them)
@@ -253,6 +255,8 @@ func LoadPolicy(path string) (*Policy, error) {
 //	  "default_role": "readonly",
 //	  "unix": "allow",
 //	  "protected_paths": ["/srv/secrets"],
+//	  "bind_roots": ["/srv/work/{user}"],
+//	  "max_pids": 4096,
 //	  "roles": {
 //	    "ci":       {"base": "developer", "capabilities": ["build"]},
 //	    "auditor":  {"base": "readonly", "deny": ["GET /events"]},
@@ -266,7 +270,13 @@ func LoadPolicy(path string) (*Policy, error) {
 // socket: "allow" (the default: the socket's own root:docker 0660 mode
 // decides, and an admin is never locked out), "deny", or "role:NAME" (as
 // if sent by a holder of role NAME). protected_paths adds host paths to
-// those no role but admin may mount (defaultProtectedPaths).
+// those no role but admin may mount (defaultProtectedPaths). bind_roots
+// are the host paths under which a role that is not admin may bind-mount
+// (none by default: no host path at all); "{user}" is the caller's
+// certificate name, so "/srv/work/{user}" gives each holder their own
+// directory. A source is judged where it resolves on the host. max_pids,
+// when set, makes every container of such a role carry a pids limit of
+// at most that many processes.
 //
 // A role is built from blocks: a base (admin, developer, readonly or a role
 // of the file; none means nothing), capabilities (build, plugins, swarm,
@@ -326,6 +336,13 @@ func ParsePolicy(data []byte) (*Policy, error) {
 				}
 			}
 			return nil
+		case "bind_roots":
+			return p.parseBindRoots(val)
+		case "max_pids":
+			if err := json.Unmarshal(val, &p.maxPids); err != nil || p.maxPids < 0 {
+				return fmt.Errorf("max_pids: want a whole number, 0 for none, got %s", val)
+			}
+			return nil
 		case "roles":
 			return object(val, "roles", func(name string, def json.RawMessage) error {
 				if slices.Contains(builtinRoles, name) {
@@ -339,7 +356,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 				return nil
 			})
 		}
-		return fmt.Errorf("unknown key %q: want default_role, unix, protected_paths or roles", key)
+		return fmt.Errorf("unknown key %q: want default_role, unix, protected_paths, bind_roots, max_pids or roles", key)
 	})
 	if err != nil {
 		return nil, err
@@ -377,6 +394,38 @@ func ParsePolicy(data []byte) (*Policy, error) {
 		return nil, fmt.Errorf(`unix: want "allow", "deny" or "role:NAME", got %q`, unix)
 	}
 	return p, nil
+}
+
+// parseBindRoots reads bind_roots: absolute, clean paths, none of them
+// "/" nor a protected path or one under it (a root that contains one is
+// allowed: what is protected under it stays refused). "{user}" may stand
+// for a whole segment: each holder gets their own directory.
+func (p *Policy) parseBindRoots(val json.RawMessage) error {
+	var roots []string
+	if err := strs(val, "bind_roots", &roots); err != nil {
+		return err
+	}
+	for i, s := range roots {
+		at := fmt.Sprintf("bind_roots[%d]", i)
+		if s == "/" {
+			return fmt.Errorf("%s: \"/\" is the host's whole file system", at)
+		}
+		if !cleanAbs(s) || strings.HasSuffix(s, "/") {
+			return fmt.Errorf("%s: want a clean absolute path, got %q", at, s)
+		}
+		for _, seg := range strings.Split(s[1:], "/") {
+			if strings.Contains(seg, "{") && seg != "{user}" || strings.Contains(seg, "}") && seg != "{user}" {
+				return fmt.Errorf("%s: %q: \"{user}\" is the only placeholder, and it makes a whole segment", at, s)
+			}
+		}
+		for _, q := range p.protected {
+			if within(s, q) {
+				return fmt.Errorf("%s: %q is the protected host path %s or under it", at, s, q)
+			}
+		}
+		p.bindRoots = append(p.bindRoots, s)
+	}
+	return nil
 }
 
 // validRoleName is authority.ValidateRole's syntax (package authority
@@ -574,10 +623,10 @@ func (p *Policy) Decide(id Identity, r Request) Decision {
 		return Decision{Rule: via + name + ": unknown role", Path: u.path,
 			Reason: fmt.Sprintf("role %q is not defined by the policy (it defines %s)", name, strings.Join(p.Roles(), ", "))}
 	}
-	return p.decide(rl, via+rl.name+": ", r, u)
+	return p.decide(rl, via+rl.name+": ", id, r, u)
 }
 
-func (p *Policy) decide(rl *role, prefix string, r Request, u requestURI) Decision {
+func (p *Policy) decide(rl *role, prefix string, id Identity, r Request, u requestURI) Decision {
 	d := Decision{Path: u.path}
 	deny := func(rule, reason string) Decision {
 		d.Rule, d.Reason = prefix+rule, reason
@@ -604,7 +653,7 @@ func (p *Policy) decide(rl *role, prefix string, r Request, u requestURI) Decisi
 	if rt == nil {
 		return deny("unknown endpoint", fmt.Sprintf("%s %s is not a Docker API endpoint the policy knows: only admin may call it", r.Method, u.path))
 	}
-	rule := ""
+	rule, byAllow := "", false
 	switch {
 	case rt.level == levelRead && rl.level >= rolesRead, rt.level == levelDev && rl.level >= rolesDev:
 		rule = rt.String()
@@ -614,7 +663,7 @@ func (p *Policy) decide(rl *role, prefix string, r Request, u requestURI) Decisi
 	if rule == "" {
 		for _, pt := range rl.allow {
 			if pt.matches(r.Method, ts) {
-				rule = "allow " + pt.text
+				rule, byAllow = "allow "+pt.text, true
 				break
 			}
 		}
@@ -622,8 +671,8 @@ func (p *Policy) decide(rl *role, prefix string, r Request, u requestURI) Decisi
 	if rule == "" {
 		return deny("default deny: "+rt.String(), notAllowedReason(rt))
 	}
-	if rt.body != bodyNone {
-		c := p.check(rl, rt, r, u)
+	if rt.body != bodyNone || rt.own != "" && !byAllow {
+		c := p.check(rl, rt, id, r, u, !byAllow)
 		d.Fields = c.fields
 		if c.field != "" {
 			return deny(rule+": "+c.field, c.reason)
@@ -701,7 +750,7 @@ func (p *Policy) Describe(name string) []string {
 			continue
 		}
 		out = append(out, fmt.Sprintf("allow %s: %s%s", rt, rt.what, via))
-		out = append(out, checksOf(rt.body)...)
+		out = append(out, checksOf(rt)...)
 	}
 	for _, pt := range rl.allow {
 		out = append(out, "allow "+pt.text+"  (policy rule)")

@@ -27,7 +27,8 @@ func runDecideCases(t *testing.T, p *Policy, cases []decideCase) {
 				r = post(c.uri, c.body)
 				r.Method = c.method
 			}
-			d := p.Decide(Identity{User: "u", Role: c.role, Source: SourceTCP}, r)
+			r.Env = &Env{Objects: testObjects()}
+			d := p.Decide(Identity{User: "alice", Role: c.role, Source: SourceTCP}, r)
 			assert.Equal(t, c.rule, d.Rule)
 			assert.Equal(t, c.why == "", d.Allow, d.Reason)
 			assert.Contains(t, d.Reason, c.why)
@@ -46,8 +47,12 @@ func TestDecideReadonly(t *testing.T) {
 		{ro, "GET", "/v1.41/version", nil, "readonly: GET /version", ""},
 		{ro, "GET", "/v1.41/info", nil, "readonly: GET /info", ""},
 		{ro, "GET", "/v1.41/events?since=1", nil, "readonly: GET /events", ""},
-		{ro, "GET", "/v1.41/containers/abc/json", nil, "readonly: GET /containers/{id}/json", ""},
-		{ro, "GET", "/v1.41/containers/abc/top", nil, "readonly: GET /containers/{id}/top", ""},
+		{ro, "GET", "/v1.41/containers/web/json", nil, "readonly: GET /containers/{id}/json", ""},
+		{ro, "GET", "/v1.41/containers/web/top", nil, "readonly: GET /containers/{id}/top", ""},
+		// another's inspect holds their Config.Env: refused whole
+		{ro, "GET", "/v1.41/containers/other/json", nil, "readonly: GET /containers/{id}/json: container", "was created by someone else"},
+		{ro, "GET", "/v1.41/containers/abc/json", nil, "readonly: GET /containers/{id}/json: container", `no container "abc"`},
+		{ro, "GET", "/v1.41/volumes/admindata", nil, "readonly: GET /volumes/{name}: volume", "was created by someone else"},
 		{ro, "GET", "/v1.41/images/json", nil, "readonly: GET /images/json", ""},
 		{ro, "GET", "/v1.41/images/docker.io/library/alpine:latest/json", nil, "readonly: GET /images/{name}/json", ""},
 		{ro, "GET", "/v1.41/networks", nil, "readonly: GET /networks", ""},
@@ -75,7 +80,7 @@ func TestDecideReadonly(t *testing.T) {
 		{ro, "POST", "/v1.41/images/create?fromImage=alpine", nil, "readonly: default deny: POST /images/create", "developer and admin"},
 		// a query or a suffix does not turn a read into another read
 		{ro, "GET", "/v1.41/containers/abc/archive?x=/json", nil, "readonly: default deny: GET /containers/{id}/archive", "docker cp"},
-		{ro, "GET", "/v1.41/containers/x/archive/json", nil, "readonly: GET /containers/{id}/json", ""},
+		{ro, "GET", "/v1.41/containers/x/archive/json", nil, "readonly: GET /containers/{id}/json: container", `no container "x/archive"`},
 		// API versions, the canonical path
 		{ro, "GET", "/v1.23/containers/json", nil, "readonly: API version", `API version "1.23" is older than 1.24`},
 		{ro, "GET", "/v1.41/containers/x%2F..%2Fcreate", nil, "request: path", "is not clean"},
@@ -100,7 +105,19 @@ func TestDecideDeveloper(t *testing.T) {
 		{dev, "GET", "/v1.41/containers/web/attach/ws", nil, "developer: GET /containers/{id}/attach/ws", ""},
 		{dev, "GET", "/v1.41/containers/web/logs?follow=1", nil, "developer: GET /containers/{id}/logs", ""},
 		{dev, "POST", "/v1.41/containers/web/exec", cli(t, "exec-plain"), "developer: POST /containers/{id}/exec", ""},
-		{dev, "POST", "/v1.41/exec/e1/start", []byte(`{"Detach":false,"Tty":false}`), "developer: POST /exec/{id}/start", ""},
+		{dev, "POST", "/v1.41/exec/1111111111111111111111111111111111111111111111111111111111111111/start", []byte(`{"Detach":false,"Tty":false}`), "developer: POST /exec/{id}/start", ""},
+		{dev, "POST", "/v1.41/exec/2222222222222222222222222222222222222222222222222222222222222222/start", []byte(`{"Detach":false,"Tty":false}`), "developer: POST /exec/{id}/start: exec", "someone else"},
+		{dev, "POST", "/v1.41/containers/adminbox/kill", nil, "developer: POST /containers/{id}/kill: container", "someone else"},
+		{dev, "DELETE", "/v1.41/containers/other", nil, "developer: DELETE /containers/{id}: container", "someone else"},
+		{dev, "POST", "/v1.41/containers/other/rename?name=x", nil, "developer: POST /containers/{id}/rename: container", "someone else"},
+		{dev, "GET", "/v1.41/containers/other/logs", nil, "developer: GET /containers/{id}/logs: container", "someone else"},
+		{dev, "POST", "/v1.41/containers/other/attach?stream=1", nil, "developer: POST /containers/{id}/attach: container", "someone else"},
+		{dev, "DELETE", "/v1.41/volumes/admindata", nil, "developer: DELETE /volumes/{name}: volume", "someone else"},
+		{dev, "DELETE", "/v1.41/volumes/mine", nil, "developer: DELETE /volumes/{name}", ""},
+		{dev, "DELETE", "/v1.41/networks/prodnet", nil, "developer: DELETE /networks/{id}: network", "someone else"},
+		{dev, "DELETE", "/v1.41/networks/devnet", nil, "developer: DELETE /networks/{id}", ""},
+		{dev, "POST", "/v1.41/networks/devnet/connect", []byte(`{"Container":"adminbox"}`), "developer: POST /networks/{id}/connect: Container", "someone else"},
+		{dev, "POST", "/v1.41/networks/devnet/connect", []byte(`{"Container":"web"}`), "developer: POST /networks/{id}/connect", ""},
 		{dev, "DELETE", "/v1.41/containers/web?force=1", nil, "developer: DELETE /containers/{id}", ""},
 		{dev, "POST", "/v1.41/images/create?fromImage=alpine&tag=latest", nil, "developer: POST /images/create", ""},
 		{dev, "POST", "/v1.41/auth", nil, "developer: POST /auth", ""},
@@ -277,7 +294,7 @@ func TestDecideAllowRulesAreChecked(t *testing.T) {
 		{"starter", "POST", "/v1.41/containers/create", cli(t, "run-alpine"), "starter: allow POST /containers/create", ""},
 		{"starter", "POST", "/v1.41/containers/create", cli(t, "run-root-fs"), "starter: allow POST /containers/create: HostConfig.Binds", "whole file system"},
 		{"starter", "POST", "/v1.41/containers/create", nil, "starter: allow POST /containers/create: body", "CVE-2024-41110"},
-		{"starter", "POST", "/v1.41/containers/c1/exec", cli(t, "exec-root"), "starter: allow POST /containers/{id}/exec: User", "as root"},
+		{"starter", "POST", "/v1.41/containers/c1/exec", cli(t, "exec-root"), "starter: allow POST /containers/{id}/exec", ""},
 	})
 }
 
@@ -291,7 +308,12 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"truncated", "{\"unix\":\n\"allow\"", "invalid JSON at line 2, column 8: unexpected end of JSON input"},
 		{"bad last byte", `{"unix":}`, "invalid JSON at line 1, column 9: invalid character '}' looking for beginning of value"},
 		{"not an object", `["admin"]`, "the policy: want a JSON object"},
-		{"unknown key", `{"default-role": "readonly"}`, `unknown key "default-role": want default_role, unix, protected_paths or roles`},
+		{"unknown key", `{"default-role": "readonly"}`, `unknown key "default-role": want default_role, unix, protected_paths, bind_roots, max_pids or roles`},
+		{"bind root /", `{"bind_roots": ["/"]}`, `bind_roots[0]: "/" is the host's whole file system`},
+		{"bind root under /etc", `{"bind_roots": ["/etc/x"]}`, `bind_roots[0]: "/etc/x" is the protected host path /etc or under it`},
+		{"bind root relative", `{"bind_roots": ["home"]}`, `bind_roots[0]: want a clean absolute path, got "home"`},
+		{"bind root placeholder", `{"bind_roots": ["/srv/{name}"]}`, `bind_roots[0]: "/srv/{name}": "{user}" is the only placeholder, and it makes a whole segment`},
+		{"max_pids", `{"max_pids": -1}`, `max_pids: want a whole number, 0 for none, got -1`},
 		{"duplicate key", `{"unix": "allow", "unix": "deny"}`, `the policy: duplicate key "unix"`},
 		{"duplicate role", `{"roles": {"ci": {}, "ci": {"base": "admin"}}}`, `roles: duplicate key "ci"`},
 		{"roles not an object", `{"roles": ["ci"]}`, "roles: want a JSON object"},
@@ -399,7 +421,7 @@ func TestExplainDescribe(t *testing.T) {
 	ci := strings.Join(p.Describe("ci"), "\n")
 	assert.Contains(t, ci, "role ci: based on developer (CI runners: build and run, nothing that owns the host)\ncapabilities: build\n")
 	assert.Contains(t, ci, "allow POST /build: build an image  (capability build)\n")
-	assert.Contains(t, ci, "allow POST /containers/create: create a container\n      denied when: Privileged;")
+	assert.Contains(t, ci, "allow POST /containers/create: create a container\n      denied when: a field of HostConfig but these: AutoRemove, Binds,")
 	assert.NotContains(t, ci, "/swarm")
 
 	aud := strings.Join(p.Describe("auditor"), "\n")

@@ -101,6 +101,8 @@ type authzServeOptions struct {
 	Mode       string
 	CAURL      string
 	CRLRefresh time.Duration
+	DaemonJSON string
+	Docker     string
 }
 
 func newAuthzServeCmd(io IO) *cobra.Command {
@@ -155,7 +157,7 @@ a managed plugin: 'docker plugin disable' would take it out of the chain
 			for _, p := range []struct {
 				flag string
 				v    *string
-			}{{"socket", &opts.Socket}, {"state-dir", &opts.StateDir}, {"policy", &opts.Policy}} {
+			}{{"socket", &opts.Socket}, {"state-dir", &opts.StateDir}, {"policy", &opts.Policy}, {"daemon-json", &opts.DaemonJSON}} {
 				a, err := absPath(p.flag, *p.v)
 				if err != nil {
 					return usageError{err, c.CommandPath()}
@@ -179,6 +181,8 @@ a managed plugin: 'docker plugin disable' would take it out of the chain
 	_ = c.RegisterFlagCompletionFunc("mode", cobra.FixedCompletions([]string{"enforce", "warn"}, cobra.ShellCompDirectiveNoFileComp))
 	c.Flags().StringVar(&opts.CAURL, "ca-url", "", "the fleet's online CA whose revocation list to follow (default: the ca_url of --state-dir's server.json, if any)")
 	c.Flags().DurationVar(&opts.CRLRefresh, "crl-refresh", fleet.DefaultCRLRefresh, "how often to fetch the fleet CA's revocation list")
+	pathFlag(c, io, &opts.DaemonJSON, "daemon-json", "DTLS_DAEMON_JSON", defaultDaemonJSON, "dockerd's daemon.json: its data-root, exec-root and sockets are protected, and its unix socket answers the plugin's lookups")
+	c.Flags().StringVar(&opts.Docker, "docker", "", "dockerd's unix socket for the plugin's lookups of containers, volumes and networks (default: the first unix:// of daemon.json's hosts, else /var/run/docker.sock)")
 	return c
 }
 
@@ -234,9 +238,36 @@ func fleetFollower(o *authzServeOptions) (*revlist.Follower, error) {
 	})
 }
 
-// authzContainersFile, in the state directory, is the plugin's record of
-// how containers were created (authz.ContainerBook), 0600.
-const authzContainersFile = "authz-containers.json"
+// authzOwnersFile, in the state directory, is the plugin's record of who
+// created which container, volume, network and exec (authz.Registry),
+// 0600.
+const authzOwnersFile = "authz-owners.json"
+
+// authzObjects opens the owners' book, the connection to dockerd for
+// lookups, and lists the host paths of dtls and dockerd that no role but
+// admin may mount.
+func authzObjects(o *authzServeOptions) (*authz.Registry, []string, error) {
+	dp, err := authz.ReadDaemonPaths(o.DaemonJSON)
+	if err != nil {
+		return nil, nil, err
+	}
+	sock := strings.TrimPrefix(o.Docker, "unix://")
+	if sock == "" {
+		sock = dp.Socket
+	}
+	book := filepath.Join(o.StateDir, authzOwnersFile)
+	reg, err := authz.OpenRegistry(book, authz.NewDockerClient(sock))
+	if err != nil {
+		// Closed: what the lost book knew is denied to every role but
+		// admin until it is created again.
+		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: starting a new one (what it recorded is admin's only now)\n", err)
+		if reg, err = authz.OpenRegistry("", authz.NewDockerClient(sock)); err != nil {
+			return nil, nil, err
+		}
+	}
+	protected := append([]string{o.StateDir, filepath.Dir(o.AuditLog), o.Policy, filepath.Dir(o.Socket), filepath.Dir(o.DaemonJSON)}, dp.Protected...)
+	return reg, protected, nil
+}
 
 func runAuthzServe(o *authzServeOptions) error {
 	policy := o.Policy
@@ -288,13 +319,9 @@ func runAuthzServe(o *authzServeOptions) error {
 		return err
 	}
 	defer audit.Close()
-	// How containers were created, for an exec as root: kept in the
-	// state directory so that a restarted plugin still knows them.
-	bookPath := filepath.Join(o.StateDir, authzContainersFile)
-	book, err := authz.OpenContainerBook(bookPath)
+	objects, protected, err := authzObjects(o)
 	if err != nil {
-		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: starting a new one (an exec as root into the containers it held is denied until they are created again)\n", err)
-		book = authz.NewContainerBook(bookPath)
+		return err
 	}
 	p, err := authz.NewPlugin(authz.Config{
 		PolicyPath: policy,
@@ -303,7 +330,8 @@ func runAuthzServe(o *authzServeOptions) error {
 		Audit:      audit,
 		Log:        o.ErrOut,
 		Now:        o.Now,
-		Containers: book,
+		Objects:    objects,
+		Protected:  protected,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,733 @@
+package authz
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// Env is what the policy learns from the host beyond the request: who
+// owns what, what a reference names, which host paths are dtls's and
+// dockerd's own.
+type Env struct {
+	// Objects resolves references and owners; nil fails every lookup
+	// (denied).
+	Objects Objects
+	// Protected are more host paths no role but admin may mount: dtls's
+	// state, certs and log directories, the policy file, dockerd's
+	// data-root, exec-root and sockets.
+	Protected []string
+	// Resolve resolves a host path (resolveHostPath when nil).
+	Resolve func(string) string
+}
+
+// checker applies the checks of one request for one caller.
+type checker struct {
+	p      *Policy
+	rl     *role
+	caller string // owner key (ownerOf)
+	env    *Env
+	c      checkResult
+	paths  *hostPaths
+}
+
+func (p *Policy) newChecker(rl *role, id Identity, env *Env) *checker {
+	if env == nil {
+		env = &Env{}
+	}
+	return &checker{p: p, rl: rl, caller: ownerOf(id), env: env}
+}
+
+func (k *checker) resolve(path string) string {
+	if k.env.Resolve != nil {
+		return k.env.Resolve(path)
+	}
+	return resolveHostPath(path)
+}
+
+// hostPaths computes the protected paths (as written and resolved) and
+// the bind roots once per request.
+func (k *checker) hostPaths() *hostPaths {
+	if k.paths != nil {
+		return k.paths
+	}
+	h := &hostPaths{roots: k.p.bindRoots}
+	seen := map[string]bool{}
+	for _, list := range [][]string{k.p.protected, k.env.Protected} {
+		for _, q := range list {
+			for _, v := range []string{filepath.Clean(q), k.resolve(q)} {
+				if !seen[v] && v != "/" {
+					seen[v] = true
+					h.protected = append(h.protected, v)
+				}
+			}
+		}
+	}
+	k.paths = h
+	return h
+}
+
+// lookup resolves ref through Env.Objects.
+func (k *checker) lookup(kind ObjectKind, ref string) (Object, error) {
+	if k.env.Objects == nil {
+		return Object{Kind: kind, ID: ref}, fmt.Errorf("the plugin cannot look %s %q up: it has no connection to dockerd", kind, ref)
+	}
+	return k.env.Objects.Lookup(kind, ref)
+}
+
+// owned fails unless ref names an existing object the caller created;
+// it returns the object.
+func (k *checker) owned(kind ObjectKind, ref, field string) (Object, bool) {
+	o, err := k.lookup(kind, ref)
+	k.c.set(string(kind), ref)
+	switch {
+	case err != nil:
+		k.c.fail(field, fmt.Sprintf("%v: denied (fail closed)", err))
+		return o, false
+	case !o.Exists:
+		k.c.fail(field, fmt.Sprintf("no %s %q: a role that is not admin acts only on what it created", kind, ref))
+		return o, false
+	}
+	if o.ID != ref {
+		k.c.set(string(kind)+"_id", o.ID)
+	}
+	if o.Owner != k.caller {
+		who := "someone else"
+		if o.Owner == "" {
+			who = "nobody the plugin saw (created before it ran, or by dockerd itself)"
+		}
+		k.c.fail(field, fmt.Sprintf("%s %q was created by %s: a role that is not admin acts only on what its holder created", kind, ref, who))
+		return o, false
+	}
+	return o, true
+}
+
+// hostConfig is what the policy reads of Docker's HostConfig: the fields
+// whose values are checked (the field table of create.go keeps the rest
+// zero or lets it be).
+type hostConfig struct {
+	Binds        []string
+	NetworkMode  string
+	VolumesFrom  []string
+	VolumeDriver string
+	CapAdd       strSlice
+	IpcMode      string
+	PidMode      string
+	UTSMode      string
+	UsernsMode   string
+	CgroupnsMode string
+	Privileged   bool
+	SecurityOpt  []string
+	Devices      []struct{ PathOnHost string }
+	Mounts       []mountSpec
+	LogConfig    struct {
+		Type   string
+		Config map[string]string
+	}
+	Links       []string
+	OomScoreAdj int
+	PidsLimit   *int64
+	Sysctls     map[string]string
+	Runtime     string
+	Isolation   string
+}
+
+// mountSpec is Docker's mount.Mount, in HostConfig.Mounts and a service's
+// ContainerSpec.Mounts.
+type mountSpec struct {
+	Type          string
+	Source        string
+	Target        string
+	VolumeOptions *struct {
+		DriverConfig *struct {
+			Name    string
+			Options map[string]string
+		}
+	}
+}
+
+// createBody is the body of POST /containers/create. dockerd 20.10 reads
+// HostConfig's fields at the top level too: runconfig's
+// ContainerConfigWrapper embeds *container.HostConfig ("Deprecated.
+// Exported to read attributes from json that are not in the inner host
+// config structure") and uses it when "HostConfig" is absent, so
+// {"Image":"alpine","Privileged":true} is a privileged container. Both
+// are checked.
+type createBody struct {
+	hostConfig
+	Image            string
+	HostConfig       *hostConfig
+	NetworkingConfig *struct {
+		EndpointsConfig map[string]json.RawMessage
+	}
+}
+
+// check applies the route's check to the request.
+func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI, owner bool) checkResult {
+	k := p.newChecker(rl, id, r.Env)
+	if rt.own != "" && owner {
+		k.checkOwner(rt, u)
+		if k.c.field != "" {
+			return k.c
+		}
+	}
+	switch rt.body {
+	case bodyNone:
+		return k.c
+	case queryImageCreate:
+		checkPull(&k.c, r, u)
+		return k.c
+	case queryStart:
+		checkStart(&k.c, u)
+		return k.c
+	}
+	body := bytes.Trim(r.Body, " \t\r\n") // JSON's white space only: dockerd reads no other
+	switch {
+	case len(body) == 0:
+		k.c.fail("body", fmt.Sprintf("%s needs its JSON body checked and the plugin got none: dockerd does not forward a chunked, "+
+			"empty or over-4-MiB body, nor one whose Content-Type is not application/json (CVE-2024-41110, moby#36317, moby#39331)", rt))
+		return k.c
+	case body[0] != '{':
+		k.c.fail("body", fmt.Sprintf("%s needs a JSON object as its body", rt))
+		return k.c
+	}
+	var err error
+	switch rt.body {
+	case bodyCreate:
+		var b createBody
+		if err = json.Unmarshal(body, &b); err == nil {
+			k.checkCreate(body, &b)
+		}
+	case bodyExec:
+		var b execBody
+		if err = json.Unmarshal(body, &b); err == nil {
+			k.checkExec(&b)
+		}
+	case bodyService:
+		var b serviceBody
+		if err = json.Unmarshal(body, &b); err == nil {
+			k.checkService(&b)
+		}
+	case bodyVolume:
+		var b volumeBody
+		if err = json.Unmarshal(body, &b); err == nil {
+			k.checkVolume(&b)
+		}
+	case bodyNetwork:
+		var b networkBody
+		if err = json.Unmarshal(body, &b); err == nil {
+			checkNetwork(&k.c, &b)
+		}
+	case bodyConnect:
+		var b connectBody
+		if err = json.Unmarshal(body, &b); err == nil {
+			k.owned(KindContainer, b.Container, "Container")
+		}
+	}
+	if err != nil {
+		k.c = checkResult{}
+		k.c.fail("body", fmt.Sprintf("the body of %s is not what dockerd reads: %v", rt, err))
+	}
+	return k.c
+}
+
+// checkOwner applies a route's ownership rule: the object its variable
+// names must be the caller's; a container that is started, restarted,
+// attached to or exec'd into must also still be one this role could
+// create (its host paths resolved again now, the role perhaps changed
+// since).
+func (k *checker) checkOwner(rt *route, u requestURI) {
+	ref := ""
+	for _, t := range rt.tokens(splitPath(u.path)) {
+		if !t.lit {
+			ref = t.value
+			break
+		}
+	}
+	o, ok := k.owned(rt.own, ref, string(rt.own))
+	if !ok || rt.own != KindContainer || !rt.live {
+		return
+	}
+	k.checkLive(o, "container "+ref, "", 0)
+}
+
+// checkLive checks an existing container's HostConfig as dockerd reports
+// it, as its create body would have been.
+func (k *checker) checkLive(o Object, what, field string, depth int) {
+	var h hostConfig
+	if err := json.Unmarshal(o.HostConfig, &h); err != nil || len(o.HostConfig) == 0 {
+		k.c.fail("HostConfig", fmt.Sprintf("%s: dockerd did not report its HostConfig: denied (fail closed)", what))
+		return
+	}
+	inner := &checker{p: k.p, rl: k.rl, caller: k.caller, env: k.env, paths: k.paths}
+	inner.checkHostConfig(&h, "", true, depth+1)
+	if inner.c.field != "" {
+		if field == "" {
+			field = inner.c.field
+		}
+		k.c.fail(field, fmt.Sprintf("%s is not one this role could create now: %s", what, inner.c.reason))
+	}
+}
+
+func (k *checker) checkCreate(raw []byte, b *createBody) {
+	k.c.set("image", b.Image)
+	checkFields(&k.c, raw, "", createIndex, createTables...)
+	eachMember(raw, func(key string, val json.RawMessage) {
+		switch createIndex[jsonFold(key)] {
+		case "HostConfig":
+			if string(bytes.TrimSpace(val)) != "null" {
+				checkFields(&k.c, val, "HostConfig.", hostIndex, hostConfigFields)
+			}
+		case "NetworkingConfig":
+			if string(bytes.TrimSpace(val)) != "null" {
+				checkFields(&k.c, val, "NetworkingConfig.", netConfIndex, map[string]fieldRule{"EndpointsConfig": checkedBy})
+			}
+		}
+	})
+	if b.HostConfig != nil {
+		k.checkHostConfig(b.HostConfig, "HostConfig.", false, 0)
+	}
+	k.checkHostConfig(&b.hostConfig, "", false, 0)
+	if b.NetworkingConfig != nil {
+		for name := range b.NetworkingConfig.EndpointsConfig {
+			k.checkNetworkName(name, "NetworkingConfig.EndpointsConfig")
+		}
+	}
+}
+
+// checkNetworkName refuses the host network, by name or by ID: dockerd
+// takes a network's ID as well as its name (the docker CLI sends a
+// service's --network host as the ID).
+func (k *checker) checkNetworkName(name, field string) {
+	switch strings.ToLower(name) {
+	case "", "default", "bridge", "none":
+		return
+	case "host":
+		k.c.set("network_mode", name)
+		k.c.fail(field, `the "host" network shares the host's network stack`)
+		return
+	}
+	o, err := k.lookup(KindNetwork, name)
+	switch {
+	case err != nil:
+		k.c.fail(field, fmt.Sprintf("network %q: %v: denied (fail closed)", name, err))
+	case o.Exists && (o.Driver == "host" || strings.EqualFold(o.Name, "host")):
+		k.c.set("network_mode", name)
+		k.c.fail(field, fmt.Sprintf("network %q is the host's network (driver %q): it shares the host's network stack", name, o.Driver))
+	}
+}
+
+// checkHostConfig checks the values of a HostConfig; at is "HostConfig."
+// or "" for the top-level fields. live is a HostConfig dockerd reports
+// for an existing container (its defaults filled in); depth counts the
+// containers joined to get here.
+func (k *checker) checkHostConfig(h *hostConfig, at string, live bool, depth int) {
+	c := &k.c
+	if h.Privileged {
+		c.set("privileged", true)
+		c.fail(at+"Privileged", zeroReason["Privileged"])
+	}
+	if len(h.CapAdd) > 0 {
+		c.set("cap_add", []string(h.CapAdd))
+		c.fail(at+"CapAdd", fmt.Sprintf("added capabilities (--cap-add %s) are not allowed: SYS_ADMIN, SYS_MODULE, ALL and others own the host", strings.Join(h.CapAdd, ",")))
+	}
+	if len(h.Devices) > 0 {
+		c.fail(at+"Devices", zeroReason["Devices"])
+	}
+	k.checkNamespaces(h, at, live, depth)
+	for _, o := range h.SecurityOpt {
+		c.set("security_opt", h.SecurityOpt)
+		if why := securityOptProblem(o); why != "" {
+			c.fail(at+"SecurityOpt", fmt.Sprintf("--security-opt %q %s", o, why))
+		}
+	}
+	if len(h.Binds) > 0 {
+		c.set("binds", h.Binds)
+	}
+	for _, b := range h.Binds {
+		k.checkBind(b, at+"Binds", h.VolumeDriver)
+	}
+	if len(h.Mounts) > 0 {
+		c.set("mounts", mountSummary(h.Mounts))
+		k.checkMounts(h.Mounts, at+"Mounts")
+	}
+	if !isLocalDriver(h.VolumeDriver) {
+		c.set("volume_driver", h.VolumeDriver)
+		c.fail(at+"VolumeDriver", fmt.Sprintf("volume driver %q is not allowed: only the local driver, whose volumes the policy can check", h.VolumeDriver))
+	}
+	for _, ref := range h.VolumesFrom {
+		c.set("volumes_from", h.VolumesFrom)
+		name, _, _ := strings.Cut(ref, ":")
+		if o, ok := k.owned(KindContainer, name, at+"VolumesFrom"); ok {
+			k.checkJoined(o, at+"VolumesFrom", depth)
+		}
+	}
+	for _, l := range h.Links {
+		// A link hands the linked container's environment to this one.
+		c.set("links", h.Links)
+		name, _, _ := strings.Cut(strings.TrimPrefix(l, "/"), ":")
+		if !live {
+			k.owned(KindContainer, name, at+"Links")
+		}
+	}
+	if live {
+		// Where an existing container logs, and its pids limit, do not
+		// make an exec into it or a join any stronger: the daemon's own
+		// defaults (log-driver) fill them in.
+		return
+	}
+	if drv, ok := logDrivers[h.LogConfig.Type]; !ok {
+		c.set("log_driver", h.LogConfig.Type)
+		c.fail(at+"LogConfig.Type", fmt.Sprintf("log driver %q is not allowed: only json-file, local, journald and none, which write to dockerd's files or the journal (others send to any address or host socket)", h.LogConfig.Type))
+	} else {
+		for opt := range h.LogConfig.Config {
+			if !containsString(drv, opt) {
+				c.fail(at+"LogConfig.Config", fmt.Sprintf("log option %q is not allowed for driver %q", opt, h.LogConfig.Type))
+			}
+		}
+	}
+	if h.OomScoreAdj < 0 {
+		c.set("oom_score_adj", h.OomScoreAdj)
+		c.fail(at+"OomScoreAdj", fmt.Sprintf("a negative OOM score (--oom-score-adj %d) makes the kernel kill the host's processes first", h.OomScoreAdj))
+	}
+	k.checkPids(h, at)
+	for s := range h.Sysctls {
+		// Only the network sysctls, which dockerd allows in the
+		// container's own network namespace (moby daemon/oci_linux.go).
+		if !strings.HasPrefix(s, "net.") {
+			c.set("sysctls", h.Sysctls)
+			c.fail(at+"Sysctls", fmt.Sprintf("sysctl %q is not allowed: only net.* in the container's own network namespace", s))
+		}
+	}
+	switch h.Runtime {
+	case "", "runc", "io.containerd.runc.v2":
+	default:
+		c.set("runtime", h.Runtime)
+		c.fail(at+"Runtime", fmt.Sprintf("runtime %q is not allowed: only runc", h.Runtime))
+	}
+	switch h.Isolation {
+	case "", "default":
+	default:
+		c.fail(at+"Isolation", fmt.Sprintf("isolation %q is not allowed", h.Isolation))
+	}
+}
+
+// checkPids refuses an explicitly unlimited pids limit, and without a
+// limit at or under the policy's max_pids when it sets one.
+func (k *checker) checkPids(h *hostConfig, at string) {
+	n := int64(0)
+	if h.PidsLimit != nil {
+		n = *h.PidsLimit
+	}
+	max := k.p.maxPids
+	switch {
+	case n < 0:
+		k.c.set("pids_limit", n)
+		k.c.fail(at+"PidsLimit", "an unlimited pids limit (--pids-limit -1) lets the container fork until the host cannot")
+	case max > 0 && (n == 0 || n > max):
+		k.c.set("pids_limit", n)
+		k.c.fail(at+"PidsLimit", fmt.Sprintf("the policy asks for a pids limit of at most %d (--pids-limit %d); got %d (0 is none)", max, max, n))
+	}
+}
+
+// checkNamespaces allows a private namespace, or joining one of the
+// caller's own containers that has no host namespace itself.
+func (k *checker) checkNamespaces(h *hostConfig, at string, live bool, depth int) {
+	for _, ns := range []struct {
+		field, key, value, what string
+		ok                      []string
+	}{
+		{"PidMode", "pid_mode", h.PidMode, "PID namespace (--pid host: every process of the host, and signals to them)", []string{"", "private"}},
+		{"NetworkMode", "network_mode", h.NetworkMode, "network stack (--network host: its interfaces and services on localhost)", nil},
+		{"IpcMode", "ipc_mode", h.IpcMode, "IPC namespace (--ipc host)", []string{"", "private", "shareable", "none"}},
+		{"UTSMode", "uts_mode", h.UTSMode, "UTS namespace (--uts host: it can change the host's name)", []string{""}},
+		{"UsernsMode", "userns_mode", h.UsernsMode, "user namespace (--userns host: root in the container is root on the host when dockerd remaps users)", []string{""}},
+		{"CgroupnsMode", "cgroupns_mode", h.CgroupnsMode, "cgroup namespace (--cgroupns host: the host's cgroup tree)", []string{"", "private"}},
+	} {
+		v := ns.value
+		if v == "" || live && ns.field == "CgroupnsMode" {
+			// dockerd's own default is "host" on a cgroup v1 host.
+			continue
+		}
+		k.c.set(ns.key, v)
+		if name, ok := strings.CutPrefix(v, "container:"); ok {
+			if o, ok := k.owned(KindContainer, name, at+ns.field); ok {
+				k.checkJoined(o, at+ns.field, depth)
+			}
+			continue
+		}
+		if ns.field == "NetworkMode" {
+			k.checkNetworkName(v, at+ns.field)
+			continue
+		}
+		if !containsString(ns.ok, v) {
+			if strings.EqualFold(v, "host") {
+				k.c.fail(at+ns.field, "the host's "+ns.what+" is not allowed")
+			} else {
+				k.c.fail(at+ns.field, fmt.Sprintf("%s %q is not allowed: want %s", ns.field, v, strings.Join(quoteAll(ns.ok[1:]), ", ")))
+			}
+		}
+	}
+}
+
+// checkJoined checks a container whose namespaces or volumes another
+// joins: it must be one this role could create. Joins are followed one
+// level: a container joined to another is not joined again.
+func (k *checker) checkJoined(o Object, field string, depth int) {
+	if depth > 0 {
+		k.c.fail(field, fmt.Sprintf("container %q joins another container itself: joins are followed one level only", o.Name))
+		return
+	}
+	k.checkLive(o, "joined container "+o.Name, field, depth)
+}
+
+// checkBind checks one Binds entry: "src:dst[:mode]" (moby volume/mounts
+// linux_parser), a bind mount when src is an absolute path, a named
+// volume otherwise, an anonymous volume without a ":".
+func (k *checker) checkBind(b, field, driver string) {
+	src, _, ok := strings.Cut(b, ":")
+	switch {
+	case !ok || src == "":
+		return
+	case strings.HasPrefix(src, "/"):
+		if why := k.hostPaths().judgeBindSource(src, k.caller, k.resolve); why != "" {
+			k.c.fail(field, fmt.Sprintf("bind mount of %s (-v %s) is not allowed: %s", src, b, why))
+		}
+	default:
+		k.checkNamedVolume(src, field, nil)
+	}
+}
+
+// checkNamedVolume checks a named volume a container mounts: an existing
+// one must be the caller's and its options safe; a missing one is made
+// by dockerd with opts (a mount's DriverConfig), which must be safe.
+func (k *checker) checkNamedVolume(name, field string, opts map[string]string) {
+	o, err := k.lookup(KindVolume, name)
+	switch {
+	case err != nil:
+		k.c.fail(field, fmt.Sprintf("volume %q: %v: denied (fail closed)", name, err))
+		return
+	case !o.Exists:
+		if why := k.localVolumeProblem(opts); why != "" {
+			k.c.fail(field, "a local volume "+why)
+		}
+		return
+	}
+	if _, ok := k.owned(KindVolume, name, field); !ok {
+		return
+	}
+	if !isLocalDriver(o.Driver) {
+		k.c.fail(field, fmt.Sprintf("volume %q has driver %q: only local volumes, whose options the policy can check", name, o.Driver))
+		return
+	}
+	if why := k.localVolumeProblem(o.Options); why != "" {
+		k.c.fail(field, fmt.Sprintf("volume %q is a local volume that %s", name, why))
+	}
+}
+
+// checkMounts checks HostConfig.Mounts or a service's ContainerSpec.Mounts.
+func (k *checker) checkMounts(ms []mountSpec, at string) {
+	for i, m := range ms {
+		field := fmt.Sprintf("%s[%d]", at, i)
+		switch strings.ToLower(m.Type) {
+		case "bind":
+			if why := k.hostPaths().judgeBindSource(m.Source, k.caller, k.resolve); why != "" {
+				k.c.fail(field, fmt.Sprintf("bind mount of %s (--mount type=bind,src=%s) is not allowed: %s", m.Source, m.Source, why))
+			}
+		case "volume":
+			var opts map[string]string
+			driver := ""
+			if m.VolumeOptions != nil && m.VolumeOptions.DriverConfig != nil {
+				opts, driver = m.VolumeOptions.DriverConfig.Options, m.VolumeOptions.DriverConfig.Name
+			}
+			if !isLocalDriver(driver) {
+				k.c.fail(field+".VolumeOptions.DriverConfig.Name", fmt.Sprintf("volume driver %q is not allowed: only the local driver", driver))
+				continue
+			}
+			if m.Source == "" {
+				if why := k.localVolumeProblem(opts); why != "" {
+					k.c.fail(field+".VolumeOptions.DriverConfig", "a local volume "+why)
+				}
+				continue
+			}
+			k.checkNamedVolume(m.Source, field, opts)
+		case "tmpfs":
+		default:
+			k.c.fail(field+".Type", fmt.Sprintf("mount type %q is not allowed: bind, volume or tmpfs", m.Type))
+		}
+	}
+}
+
+// localVolumeProblem checks the options of a local volume (moby
+// volume/local: "type", "o" and "device" are mount(8)'s -t, -o and
+// device). Allowed: no options (a directory under dockerd's data-root),
+// a tmpfs, a network file system (nfs, cifs: its device is remote), and a
+// bind (o=bind or rbind, whatever the type: the kernel ignores the type of
+// a bind mount) of a host path a bind mount could take. Anything else
+// mounts a host device or file system. Option names are matched in any
+// case. "" when allowed.
+func (k *checker) localVolumeProblem(opts map[string]string) string {
+	var typ, o, device string
+	for key, v := range opts {
+		switch strings.ToLower(key) {
+		case "type":
+			typ = strings.ToLower(v)
+		case "o":
+			o = v
+		case "device":
+			device = v
+		default:
+			return fmt.Sprintf("with option %q is not allowed: only type, o and device", key)
+		}
+	}
+	bind := false
+	for opt := range strings.SplitSeq(o, ",") {
+		switch strings.ToLower(strings.TrimSpace(opt)) {
+		case "bind", "rbind":
+			bind = true
+		}
+	}
+	switch {
+	case len(opts) == 0:
+		return ""
+	case bind:
+		if why := k.hostPaths().judgeBindSource(device, k.caller, k.resolve); why != "" {
+			return fmt.Sprintf("binding %s (o %q) is not allowed: %s", device, o, why)
+		}
+		return ""
+	case typ == "tmpfs":
+		return ""
+	case typ == "nfs" || typ == "nfs4" || typ == "cifs" || typ == "smb3":
+		return ""
+	}
+	return fmt.Sprintf("of type %q on device %q (o %q) mounts a host device or file system: not allowed", typ, device, o)
+}
+
+// volumeBody is the body of POST /volumes/create.
+type volumeBody struct {
+	Name       string
+	Driver     string
+	DriverOpts map[string]string
+}
+
+// checkVolume allows a local volume with safe options, under a name that
+// is free or already the caller's (dockerd answers a create of an
+// existing volume with that volume, which would then be recorded as the
+// caller's).
+func (k *checker) checkVolume(b *volumeBody) {
+	k.c.set("name", b.Name)
+	k.c.set("driver", b.Driver)
+	if len(b.DriverOpts) > 0 {
+		k.c.set("driver_opts", b.DriverOpts)
+	}
+	if !isLocalDriver(b.Driver) {
+		k.c.fail("Driver", fmt.Sprintf("volume driver %q is not allowed: only the local driver, whose options the policy can check", b.Driver))
+		return
+	}
+	if why := k.localVolumeProblem(b.DriverOpts); why != "" {
+		k.c.fail("DriverOpts", "a local volume "+why)
+		return
+	}
+	if b.Name == "" {
+		return
+	}
+	o, err := k.lookup(KindVolume, b.Name)
+	switch {
+	case err != nil:
+		k.c.fail("Name", fmt.Sprintf("volume %q: %v: denied (fail closed)", b.Name, err))
+	case o.Exists && o.Owner != k.caller:
+		k.c.fail("Name", fmt.Sprintf("volume %q exists and was not created by you: creating it again would hand it to you", b.Name))
+	}
+}
+
+// execBody is the body of POST /containers/{id}/exec.
+type execBody struct {
+	User       string
+	Privileged bool
+	Cmd        strSlice
+}
+
+// checkExec denies a privileged exec in any container: it has every
+// capability, even in a container that has none (moby daemon/exec.go).
+// The container itself is the caller's and one this role could create
+// (the route's ownership rule), so an exec as any user, root included, is
+// no more than the role could do with a container of its own.
+func (k *checker) checkExec(b *execBody) {
+	k.c.set("cmd", []string(b.Cmd))
+	if b.User != "" {
+		k.c.set("user", b.User)
+	}
+	if b.Privileged {
+		k.c.set("privileged", true)
+		k.c.fail("Privileged", "a privileged exec (docker exec --privileged) has every capability, even in a container that has not")
+	}
+}
+
+// connectBody is the body of POST /networks/{id}/connect and disconnect.
+type connectBody struct {
+	Container string
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func quoteAll(list []string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}
+
+// checksOf lists a route's checks, for Describe.
+func checksOf(rt *route) []string {
+	var cs []string
+	if rt.own != "" {
+		s := fmt.Sprintf("the %s is not one its holder created (unless an allow rule of the policy names the route)", rt.own)
+		if rt.live {
+			s += ", or no longer one this role could create"
+		}
+		cs = append(cs, s)
+	}
+	switch rt.body {
+	case bodyCreate:
+		cs = append(cs,
+			"a field of HostConfig but these: "+strings.Join(allowedFields, ", ")+" (and those of container.Config, which act inside the container)",
+			"Privileged, CapAdd, Capabilities, Devices, DeviceRequests, DeviceCgroupRules, CgroupParent, Cgroup, OomKillDisable, StorageOpt, Annotations, real-time CPU: set at all; MaskedPaths, ReadonlyPaths: given at all",
+			"PidMode, IpcMode, UTSMode, UsernsMode, CgroupnsMode \"host\"; the host network by name or ID; \"container:X\" unless X is the caller's and one this role could create",
+			"SecurityOpt but no-new-privileges, seccomp=builtin, apparmor=docker-default, label=level:..., writable-cgroups=false",
+			"a bind mount (Binds, Mounts, a local volume with o=bind) whose source, resolved on the host, is not under a bind root, or is, holds or lies under a protected path",
+			"a named volume that exists and is not the caller's, or whose options mount a host path or device; VolumesFrom and Links of containers not the caller's",
+			"a log driver but json-file, local, journald, none; a negative OOM score; an unlimited pids limit (or over max_pids); sysctls but net.*; a runtime but runc",
+		)
+	case bodyExec:
+		cs = append(cs, "Privileged")
+	case bodyService:
+		cs = append(cs,
+			"ContainerSpec: CapabilityAdd, Privileges (SELinux disabled or typed, seccomp or AppArmor off or custom), mounts a container could not have",
+			"secrets and configs without the secrets capability; the \"host\" network by name; plugin services",
+		)
+	case bodyVolume:
+		cs = append(cs, "a driver but local; local options that mount a host path (o=bind) outside the bind roots, or a device; a name that exists and is not the caller's")
+	case bodyNetwork:
+		cs = append(cs, "drivers other than bridge and overlay (macvlan and ipvlan attach to host interfaces); com.docker.network.bridge.name; Ingress")
+	case bodyConnect:
+		cs = append(cs, "the container is not one its holder created")
+	case queryImageCreate:
+		cs = append(cs, "a pull only (fromImage) with an empty body: no import (fromSrc) from a URL or a tar")
+	case queryStart:
+		cs = append(cs, "a checkpoint or checkpoint-dir (CRIU restore from a host directory)")
+	}
+	for i, c := range cs {
+		cs[i] = "      denied when: " + c
+	}
+	return cs
+}

@@ -265,7 +265,7 @@ func authzObjects(o *authzServeOptions) (*authz.Registry, []string, error) {
 			return nil, nil, err
 		}
 	}
-	protected := append([]string{o.StateDir, filepath.Dir(o.AuditLog), o.Policy, filepath.Dir(o.Socket), filepath.Dir(o.DaemonJSON)}, dp.Protected...)
+	protected := append([]string{o.StateDir, filepath.Dir(o.AuditLog), o.Policy, filepath.Dir(o.Socket), o.DaemonJSON}, dp.Protected...)
 	return reg, protected, nil
 }
 

@@ -237,15 +237,18 @@ func TestAuthzPluginWithRealDocker(t *testing.T) {
 		denied("dev", "dev", append(append([]string{"create"}, bad...), "tiny:1", "/x")...)
 	}
 
-	// Exec as root: into a container a developer could have created, not
-	// into one of admin's with the host's /etc mounted; never a privileged
-	// exec.
+	// Exec: into the developer's own container, as any user; never into
+	// admin's (without -u it runs as that container's root, with its
+	// mounts); never a privileged exec.
 	importImage(t, d, "sleeper:1", map[string]string{"sleep": sleeperBinary(t)})
 	allowed("dev", "run", "-d", "--name", "devbox", "sleeper:1", "/sleep")
 	allowed("root-admin", "run", "-d", "--name", "privbox", "-v", "/etc:/host-etc:ro", "sleeper:1", "/sleep")
 	allowed("dev", "exec", "-d", "-u", "0", "devbox", "/sleep")
-	denied("dev", "could not have created it", "exec", "-d", "-u", "0", "privbox", "/sleep")
+	allowed("dev", "exec", "-d", "devbox", "/sleep")
+	denied("dev", "was created by someone else", "exec", "-d", "privbox", "/sleep")
+	denied("dev", "was created by someone else", "exec", "-d", "-u", "0", "privbox", "/sleep")
 	denied("dev", "privileged exec", "exec", "-d", "--privileged", "devbox", "/sleep")
+	rolesWithRealDocker(t, d, plugin, dir, allowed, denied, as)
 
 	// Revocation: bob's next call is refused, without a restart of
 	// dockerd; the others are not affected.
@@ -283,6 +286,8 @@ func TestAuthzPluginWithRealDocker(t *testing.T) {
 		"rita deny GET /containers/" + id + "/export",
 		"dev allow POST /containers/create",
 		"dev deny POST /containers/create",
+		"dev deny GET /containers/privbox/json",
+		"dev deny DELETE /containers/privbox",
 		"bob allow GET /containers/json",
 		"bob deny GET /containers/json",
 		"ci allow GET /containers/json",
@@ -434,4 +439,103 @@ func TestRenewalReachesTheLaptop(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "not newer")
 	assert.Equal(t, ctxCert, serialOfFile(t, filepath.Join(tlsDir, "docker", "cert.pem")))
+}
+
+// rolesWithRealDocker: the developer role is an allowlist against a real
+// dockerd: host paths only under the policy's bind roots, judged where
+// they resolve on the host (a planted symbolic link, a parent of a
+// protected path, a local volume that binds, a named volume an admin made
+// from a host path); namespace joins, volumes-from and links of the
+// caller's own containers only; unchecked HostConfig fields refused; and
+// ownership: another's containers and volumes cannot be removed, renamed,
+// attached to or inspected, and a name reused by an admin is not the
+// developer's any more.
+func rolesWithRealDocker(t *testing.T, d *sandbox.Daemon, plugin *authzPlugin, dir string,
+	allowed func(string, ...string) string, denied func(string, string, ...string), as func(string, ...string) (string, error)) {
+	t.Helper()
+	// The workspaces are outside the sandbox directory, which holds the
+	// audit log's directory: protected.
+	work, err := os.MkdirTemp("", "dtls-work-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(work) })
+	require.NoError(t, os.MkdirAll(filepath.Join(work, "dev", "src"), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Join(work, "bob"), 0o755))
+	pol := fmt.Sprintf(`{"default_role": "readonly", "bind_roots": [%q]}`, filepath.Join(work, "{user}"))
+	require.NoError(t, atomicfile.Write(plugin.Policy, []byte(pol), 0o644))
+	src := filepath.Join(work, "dev", "src")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := as("dev", "create", "-v", src+":/src", "tiny:1", "/x")
+		if err == nil {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the policy with bind roots was not loaded: %s", out)
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A symbolic link planted in the workspace (as a container with it
+	// mounted could), a parent of protected paths, another's workspace.
+	require.NoError(t, os.Symlink("/etc", filepath.Join(work, "dev", "etc")))
+	for _, c := range []struct{ want, bind string }{
+		{"resolved on the host: /etc", filepath.Join(work, "dev", "etc") + ":/x"},
+		{"contains /var/lib", "/var:/v"},
+		{"not under a bind root", filepath.Join(work, "bob") + ":/b"},
+		{"not a clean absolute path", work + "/dev/src/../../bob:/b"},
+		{"a protected host path", filepath.Join(dir, "state") + ":/s"},
+	} {
+		denied("dev", c.want, "create", "-v", c.bind, "tiny:1", "/x")
+	}
+	// Local volumes that bind, whatever their type; a named volume an
+	// admin made from /etc; the developer's own plain volume.
+	denied("dev", "binding /etc", "create", "--mount", "type=volume,dst=/x,volume-driver=local,volume-opt=type=ext4,volume-opt=o=bind,volume-opt=device=/etc", "tiny:1", "/x")
+	denied("dev", "binding /etc", "volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", "device=/etc", "devetc")
+	allowed("root-admin", "volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", "device=/etc", "adminetc")
+	denied("dev", `volume "adminetc" was created by someone else`, "create", "-v", "adminetc:/x", "tiny:1", "/x")
+	denied("dev", `volume "adminetc" was created by someone else`, "create", "--mount", "src=adminetc,dst=/x", "tiny:1", "/x")
+	denied("dev", "exists and was not created by you", "volume", "create", "adminetc")
+	denied("dev", "was created by someone else", "volume", "rm", "adminetc")
+	allowed("dev", "volume", "create", "devdata")
+	allowed("dev", "create", "-v", "devdata:/data", "tiny:1", "/x")
+	// Namespaces: the caller's own container only, and one without the
+	// host's; never an admin's.
+	allowed("root-admin", "run", "-d", "--name", "hostpid", "--pid", "host", "sleeper:1", "/sleep")
+	denied("dev", "was created by someone else", "create", "--pid", "container:hostpid", "tiny:1", "/x")
+	denied("dev", "was created by someone else", "create", "--network", "container:privbox", "tiny:1", "/x")
+	allowed("dev", "create", "--network", "container:devbox", "--pid", "container:devbox", "tiny:1", "/x")
+	denied("dev", "was created by someone else", "create", "--volumes-from", "privbox", "tiny:1", "/x")
+	// Unchecked fields that reach the host.
+	for _, c := range []struct {
+		want string
+		args []string
+	}{
+		{`log driver "syslog"`, []string{"--log-driver", "syslog", "--log-opt", "syslog-address=unix:///dev/log"}},
+		{"cgroup namespace", []string{"--cgroupns", "host"}},
+		{"cgroup parent", []string{"--cgroup-parent", "/"}},
+		{"negative OOM score", []string{"--oom-score-adj", "-1000"}},
+		{"OOM killer", []string{"--oom-kill-disable"}},
+		{"unlimited pids limit", []string{"--pids-limit", "-1"}},
+		{"only net.*", []string{"--sysctl", "kernel.msgmax=65536"}},
+	} {
+		denied("dev", c.want, append(append([]string{"create"}, c.args...), "tiny:1", "/x")...)
+	}
+	// Ownership: admin's containers are out of reach; a removed name
+	// reused by an admin is the admin's.
+	denied("dev", "was created by someone else", "rm", "-f", "privbox")
+	denied("dev", "was created by someone else", "rename", "privbox", "mine")
+	denied("dev", "was created by someone else", "kill", "privbox")
+	denied("dev", "was created by someone else", "logs", "privbox")
+	denied("dev", "was created by someone else", "inspect", "privbox")
+	denied("rita", "was created by someone else", "inspect", "devbox")
+	allowed("dev", "inspect", "devbox")
+	allowed("dev", "run", "-d", "--name", "reuse", "sleeper:1", "/sleep")
+	allowed("dev", "rm", "-f", "reuse")
+	allowed("root-admin", "run", "-d", "--name", "reuse", "--cap-add", "SYS_ADMIN", "sleeper:1", "/sleep")
+	denied("dev", "was created by someone else", "exec", "-d", "reuse", "/sleep")
+	// A container the plugin did not see created by a certificate
+	// holder (here over the unix socket) is not the developer's.
+	var resp *http.Response
+	resp, err = d.Client().Post("http://docker/containers/create?name=before", "application/json", strings.NewReader(`{"Image":"sleeper:1","Cmd":["/sleep"]}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	denied("dev", "was created by someone else", "start", "before")
 }

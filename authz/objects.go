@@ -309,6 +309,9 @@ func NewDockerClient(path string) *DockerClient {
 		token: hex.EncodeToString(b),
 		hc: &http.Client{
 			Timeout: 10 * time.Second,
+			// A reference that dockerd's router redirects ("..", "//")
+			// names no object: never followed to another one.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			Transport: &http.Transport{
 				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 					var d net.Dialer
@@ -354,6 +357,8 @@ func (d *DockerClient) lookup(kind ObjectKind, ref string) (Object, error) {
 		return o, fmt.Errorf("look %s %q up in dockerd: %w", kind, ref, err)
 	case resp.StatusCode == http.StatusNotFound:
 		return o, nil
+	case resp.StatusCode/100 == 3:
+		return o, fmt.Errorf("look %s %q up in dockerd: not a reference dockerd routes as it is (%s)", kind, ref, resp.Status)
 	case resp.StatusCode != http.StatusOK:
 		return o, fmt.Errorf("look %s %q up in dockerd: %s: %s", kind, ref, resp.Status, strings.TrimSpace(string(body)))
 	}

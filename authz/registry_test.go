@@ -1,0 +1,97 @@
+package authz
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestRegistryRecordsOwners: the response phase of each create records
+// its caller as the owner (containers, the named volumes a create makes,
+// volumes, networks, execs); renames and removals follow; the book is
+// kept (0600) across a restart of the plugin; a refused identity records
+// nothing; and an exec is known by its exact ID only.
+func TestRegistryRecordsOwners(t *testing.T) {
+	ca := newTestCA(t, "ca")
+	dev, adm := ca.client(t, "dev", 10), ca.client(t, "adm", 11)
+	inv := newFakeInventory()
+	inv.add(dev, "developer")
+	inv.add(adm, "admin")
+	book := filepath.Join(t.TempDir(), "owners.json")
+	open := func() *Registry {
+		r, err := OpenRegistry(book, nil)
+		require.NoError(t, err)
+		return r
+	}
+	reg := open()
+	tp := startPlugin(t, Config{Inventory: inv, Objects: reg})
+	answered := func(r mobyRequest, status int, resp string) {
+		t.Helper()
+		r.ResponseStatusCode, r.ResponseBody = status, []byte(resp)
+		require.True(t, tp.ask(t, pathAuthZRes, r).Allow)
+	}
+	cid, aid, xid := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("e", 64)
+	answered(tlsRequest("POST", "/v1.41/containers/create?name=devbox", dev).withBody(`{"Image":"x","HostConfig":{"Binds":["cache:/c"]}}`),
+		201, `{"Id":"`+cid+`","Warnings":[]}`)
+	answered(tlsRequest("POST", "/v1.41/containers/create?name=admbox", adm).withBody(`{"Image":"x"}`), 201, `{"Id":"`+aid+`"}`)
+	answered(tlsRequest("POST", "/v1.41/volumes/create", dev).withBody(`{"Name":"data"}`), 201, `{"Name":"data","Driver":"local"}`)
+	answered(tlsRequest("POST", "/v1.41/networks/create", adm).withBody(`{"Name":"prod"}`), 201, `{"Id":"`+strings.Repeat("c", 64)+`"}`)
+	answered(tlsRequest("POST", "/v1.41/containers/devbox/exec", dev).withBody(`{"Cmd":["ls"]}`), 201, `{"Id":"`+xid+`"}`)
+	// A refused create records nothing; neither does a failed one.
+	answered(tlsRequest("POST", "/v1.41/containers/create?name=x", adm).withBody(`{"Image":"x"}`), 500, `{"message":"no"}`)
+
+	owners := func(r *Registry) map[string]string {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		m := map[string]string{}
+		for _, e := range r.book {
+			m[string(e.Kind)+" "+e.Name+" "+e.ID[:min(len(e.ID), 4)]] = e.Owner
+		}
+		return m
+	}
+	assert.Equal(t, map[string]string{
+		"container devbox aaaa": "dev", "container admbox bbbb": "adm", "volume cache cach": "dev",
+		"volume data data": "dev", "network prod cccc": "adm", "exec  eeee": "dev",
+	}, owners(reg))
+	o, err := reg.Lookup(KindExec, xid)
+	require.NoError(t, err)
+	assert.Equal(t, "dev", o.Owner)
+	o, err = reg.Lookup(KindExec, xid[:12])
+	require.NoError(t, err)
+	assert.False(t, o.Exists, "an exec is known by its whole ID only")
+	_, err = reg.Lookup(KindContainer, "devbox")
+	assert.ErrorContains(t, err, "no connection to dockerd", "fail closed without dockerd")
+
+	// Rename and removal by name, ID prefix; then a restart.
+	answered(tlsRequest("POST", "/v1.41/containers/devbox/rename?name=web", dev), 204, "")
+	answered(tlsRequest("DELETE", "/v1.41/containers/bbbb", adm), 204, "")
+	answered(tlsRequest("DELETE", "/v1.41/volumes/data", dev), 204, "")
+	fi, err := os.Stat(book)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	assert.Equal(t, map[string]string{
+		"container web aaaa": "dev", "volume cache cach": "dev", "network prod cccc": "adm", "exec  eeee": "dev",
+	}, owners(open()))
+	b, err := os.ReadFile(book)
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), `"Image"`, "the book keeps owners, not bodies")
+}
+
+// TestRegistryBound: the oldest entry goes first when the book is full.
+func TestRegistryBound(t *testing.T) {
+	r, err := OpenRegistry("", nil)
+	require.NoError(t, err)
+	for i := range maxOwned + 2 {
+		r.set(KindExec, strings.Repeat("0", 8)+string(rune('a'+i%26))+strconv.Itoa(i), "", "u")
+	}
+	assert.Len(t, r.book, maxOwned)
+	o, _ := r.Lookup(KindExec, "00000000a0")
+	assert.False(t, o.Exists, "the oldest went")
+	o, _ = r.Lookup(KindExec, "00000000"+string(rune('a'+(maxOwned+1)%26))+strconv.Itoa(maxOwned+1))
+	assert.True(t, o.Exists, "the newest stays")
+}

@@ -538,4 +538,23 @@ func rolesWithRealDocker(t *testing.T, d *sandbox.Daemon, plugin *authzPlugin, d
 	resp.Body.Close()
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
 	denied("dev", "was created by someone else", "start", "before")
+
+	// The plugin's own lookups go through dockerd's unix socket: they
+	// pass even when the policy denies that socket to everyone else.
+	pol = fmt.Sprintf(`{"default_role": "readonly", "unix": "deny", "bind_roots": [%q]}`, filepath.Join(work, "{user}"))
+	require.NoError(t, atomicfile.Write(plugin.Policy, []byte(pol), 0o644))
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		resp, err := d.Client().Get("http://docker/containers/json")
+		require.NoError(t, err)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusForbidden {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the unix socket is still allowed: %s", resp.Status)
+		time.Sleep(50 * time.Millisecond)
+	}
+	allowed("dev", "exec", "-d", "devbox", "/sleep")
+	denied("dev", "was created by someone else", "exec", "-d", "reuse", "/sleep")
+	require.NoError(t, atomicfile.Write(plugin.Policy, []byte(`{"default_role": "readonly"}`), 0o644))
 }

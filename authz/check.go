@@ -47,6 +47,15 @@ func (k *checker) resolve(path string) string {
 	return resolveHostPath(path)
 }
 
+// resolveFixed resolves a path of the policy or the host's own (a
+// protected path, a bind root), which changes rarely: cached.
+func (k *checker) resolveFixed(path string) string {
+	if k.env.Resolve != nil {
+		return k.env.Resolve(path)
+	}
+	return resolveCached(path)
+}
+
 // hostPaths computes the protected paths (as written and resolved) and
 // the bind roots once per request.
 func (k *checker) hostPaths() *hostPaths {
@@ -57,7 +66,7 @@ func (k *checker) hostPaths() *hostPaths {
 	seen := map[string]bool{}
 	for _, list := range [][]string{k.p.protected, k.env.Protected} {
 		for _, q := range list {
-			for _, v := range []string{filepath.Clean(q), k.resolve(q)} {
+			for _, v := range []string{filepath.Clean(q), k.resolveFixed(q)} {
 				if !seen[v] && v != "/" {
 					seen[v] = true
 					h.protected = append(h.protected, v)
@@ -274,8 +283,9 @@ func (k *checker) checkLive(o Object, what, field string, depth int) {
 func (k *checker) checkCreate(raw []byte, b *createBody) {
 	k.c.set("image", b.Image)
 	checkFields(&k.c, raw, "", createIndex, createTables...)
-	eachMember(raw, func(key string, val json.RawMessage) {
-		switch createIndex[jsonFold(key)] {
+	eachMember(raw, func(key []byte, val json.RawMessage) {
+		name, _ := lookupField(createIndex, key)
+		switch name {
 		case "HostConfig":
 			if string(bytes.TrimSpace(val)) != "null" {
 				checkFields(&k.c, val, "HostConfig.", hostIndex, hostConfigFields)
@@ -492,7 +502,7 @@ func (k *checker) checkBind(b, field, driver string) {
 	case !ok || src == "":
 		return
 	case strings.HasPrefix(src, "/"):
-		if why := k.hostPaths().judgeBindSource(src, k.caller, k.resolve); why != "" {
+		if why := k.hostPaths().judgeBindSource(src, k.caller, k.resolve, k.resolveFixed); why != "" {
 			k.c.fail(field, fmt.Sprintf("bind mount of %s (-v %s) is not allowed: %s", src, b, why))
 		}
 	default:
@@ -533,7 +543,7 @@ func (k *checker) checkMounts(ms []mountSpec, at string) {
 		field := fmt.Sprintf("%s[%d]", at, i)
 		switch strings.ToLower(m.Type) {
 		case "bind":
-			if why := k.hostPaths().judgeBindSource(m.Source, k.caller, k.resolve); why != "" {
+			if why := k.hostPaths().judgeBindSource(m.Source, k.caller, k.resolve, k.resolveFixed); why != "" {
 				k.c.fail(field, fmt.Sprintf("bind mount of %s (--mount type=bind,src=%s) is not allowed: %s", m.Source, m.Source, why))
 			}
 		case "volume":
@@ -593,7 +603,7 @@ func (k *checker) localVolumeProblem(opts map[string]string) string {
 	case len(opts) == 0:
 		return ""
 	case bind:
-		if why := k.hostPaths().judgeBindSource(device, k.caller, k.resolve); why != "" {
+		if why := k.hostPaths().judgeBindSource(device, k.caller, k.resolve, k.resolveFixed); why != "" {
 			return fmt.Sprintf("binding %s (o %q) is not allowed: %s", device, o, why)
 		}
 		return ""

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -100,6 +101,28 @@ func jsonFold(s string) string {
 	return b.String()
 }
 
+// lookupField finds a member's canonical name in idx; ASCII names, all of
+// Docker's, are folded without an allocation.
+func lookupField(idx map[string]string, key []byte) (string, bool) {
+	var buf [64]byte
+	if len(key) <= len(buf) {
+		n := 0
+		for ; n < len(key) && key[n] < utf8.RuneSelf; n++ {
+			ch := key[n]
+			if 'a' <= ch && ch <= 'z' {
+				ch -= 'a' - 'A'
+			}
+			buf[n] = ch
+		}
+		if n == len(key) {
+			name, ok := idx[string(buf[:n])]
+			return name, ok
+		}
+	}
+	name, ok := idx[jsonFold(string(key))]
+	return name, ok
+}
+
 // fieldIndex maps folded names to their canonical name.
 func fieldIndex(tables ...map[string]fieldRule) map[string]string {
 	idx := map[string]string{}
@@ -113,24 +136,95 @@ func fieldIndex(tables ...map[string]fieldRule) map[string]string {
 
 // eachMember calls fn for each member of a JSON object, in order,
 // duplicates included (dockerd keeps the last; the checks see them all).
-func eachMember(raw []byte, fn func(key string, val json.RawMessage)) bool {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+// It reads raw by hand (a body encoding/json has already accepted, so
+// valid JSON): a json.Decoder's tokens cost an allocation each, on every
+// create. It returns false when raw is not an object.
+func eachMember(raw []byte, fn func(key []byte, val json.RawMessage)) bool {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
 		return false
 	}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
+	i++
+	for {
+		i = skipSpace(raw, i)
+		if i >= len(raw) || raw[i] == '}' {
+			return i < len(raw)
+		}
+		if raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+		end := skipValue(raw, i)
+		if end < 0 || raw[i] != '"' {
 			return false
 		}
-		key, _ := t.(string)
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
+		key := raw[i:end]
+		k := key[1 : len(key)-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			var s string
+			if json.Unmarshal(key, &s) != nil {
+				return false
+			}
+			k = []byte(s)
+		}
+		i = skipSpace(raw, end)
+		if i >= len(raw) || raw[i] != ':' {
 			return false
 		}
-		fn(key, val)
+		i = skipSpace(raw, i+1)
+		end = skipValue(raw, i)
+		if end < 0 {
+			return false
+		}
+		fn(k, raw[i:end])
+		i = end
 	}
-	return true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the JSON value at b[i:], or -1.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	depth, inStr := 0, false
+	for j := i; j < len(b); j++ {
+		ch := b[j]
+		switch {
+		case inStr:
+			if ch == '\\' {
+				j++
+			} else if ch == '"' {
+				inStr = false
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		case ch == '"':
+			inStr = true
+		case ch == '{' || ch == '[':
+			depth++
+		case ch == '}' || ch == ']':
+			depth--
+			if depth == 0 {
+				return j + 1
+			}
+			if depth < 0 {
+				return j
+			}
+		case depth == 0 && (ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'):
+			return j
+		}
+	}
+	if depth == 0 && !inStr {
+		return len(b)
+	}
+	return -1
 }
 
 // isZeroJSON reports whether a JSON value is its type's zero value.
@@ -141,17 +235,15 @@ func isZeroJSON(v json.RawMessage) bool {
 		return true
 	case v[0] == '{':
 		zero := true
-		ok := eachMember(v, func(_ string, val json.RawMessage) { zero = zero && isZeroJSON(val) })
+		ok := eachMember(v, func(_ []byte, val json.RawMessage) { zero = zero && isZeroJSON(val) })
 		return ok && zero
 	case v[0] == '[':
-		var list []json.RawMessage
-		return json.Unmarshal(v, &list) == nil && len(list) == 0
+		return len(bytes.TrimSpace(v[1:len(v)-1])) == 0
 	case v[0] == '"':
-		var s string
-		return json.Unmarshal(v, &s) == nil && s == ""
+		return len(v) == 2
 	case v[0] == '-' || v[0] >= '0' && v[0] <= '9':
-		var f float64
-		return json.Unmarshal(v, &f) == nil && f == 0
+		f, err := strconv.ParseFloat(string(v), 64)
+		return err == nil && f == 0
 	}
 	s := string(v)
 	return s == "null" || s == "false"
@@ -161,9 +253,10 @@ func isZeroJSON(v json.RawMessage) bool {
 // the path shown in errors ("HostConfig."). Members that hold an object
 // of checked fields are walked by the caller.
 func checkFields(c *checkResult, raw []byte, at string, idx map[string]string, tables ...map[string]fieldRule) {
-	eachMember(raw, func(key string, val json.RawMessage) {
-		name, ok := idx[jsonFold(key)]
+	eachMember(raw, func(k []byte, val json.RawMessage) {
+		name, ok := lookupField(idx, k)
 		if !ok {
+			key := string(k)
 			if !utf8.ValidString(key) {
 				key = fmt.Sprintf("%q", key)
 			}

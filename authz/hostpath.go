@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Host paths are judged as they resolve on this host, where dockerd
@@ -32,6 +33,35 @@ func resolveHostPath(p string) string {
 		rest = filepath.Join(filepath.Base(cur), rest)
 		cur = filepath.Dir(cur)
 	}
+}
+
+// resolvedPaths caches the resolution of the protected paths and bind
+// roots, which every create with a bind would otherwise resolve again: a
+// second is as long as a link swapped on them goes unseen.
+var resolvedPaths struct {
+	sync.Mutex
+	m map[string]resolvedPath
+}
+
+type resolvedPath struct {
+	real string
+	at   time.Time
+}
+
+// resolveCached is resolveHostPath, remembered for a second.
+func resolveCached(p string) string {
+	now := time.Now()
+	resolvedPaths.Lock()
+	defer resolvedPaths.Unlock()
+	if r, ok := resolvedPaths.m[p]; ok && now.Sub(r.at) < time.Second && !now.Before(r.at) {
+		return r.real
+	}
+	if resolvedPaths.m == nil || len(resolvedPaths.m) > 4096 {
+		resolvedPaths.m = map[string]resolvedPath{}
+	}
+	real := resolveHostPath(p)
+	resolvedPaths.m[p] = resolvedPath{real, now}
+	return real
 }
 
 // cleanAbs reports whether p is an absolute path already clean.
@@ -74,7 +104,7 @@ var userSegment = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompi
 // built-in ones, the policy's, dtls's own directories and dockerd's
 // data-root, exec-root and sockets), compared in both their written and
 // resolved forms. It returns "" when allowed, or why not.
-func (h *hostPaths) judgeBindSource(src, user string, resolve func(string) string) string {
+func (h *hostPaths) judgeBindSource(src, user string, resolve, resolveFixed func(string) string) string {
 	if !cleanAbs(src) {
 		return fmt.Sprintf("%q is not a clean absolute path (no \".\", \"..\" or \"//\")", src)
 	}
@@ -108,7 +138,7 @@ func (h *hostPaths) judgeBindSource(src, user string, resolve func(string) strin
 			}
 			root = strings.ReplaceAll(root, "{user}", user)
 		}
-		if within(real, resolve(root)) {
+		if within(real, resolveFixed(root)) {
 			return ""
 		}
 	}

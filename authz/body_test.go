@@ -97,6 +97,8 @@ func TestBodyCreate(t *testing.T) {
 		{"NetworkMode HOST", runWith("HostConfig.NetworkMode", "HOST"), deny("HostConfig.NetworkMode"), `the "host" network`},
 		{"the host network by its ID", runWith("HostConfig.NetworkMode", "4b6c1f2a9e0d"), deny("HostConfig.NetworkMode"), `is the host's network`},
 		{"a network of one's own", runWith("HostConfig.NetworkMode", "devnet"), ok, ""},
+		{"another's network", runWith("HostConfig.NetworkMode", "prodnet"), deny("HostConfig.NetworkMode"), "someone else"},
+		{"another's network in NetworkingConfig", runWith("NetworkingConfig.EndpointsConfig.prodnet", raw(`{}`)), deny("NetworkingConfig.EndpointsConfig"), "someone else"},
 		{"--network container:web --pid container:web", cli(t, "run-container-namespaces"), ok, ""},
 		{"--pid container:adminbox", runWith("HostConfig.PidMode", "container:adminbox"), deny("HostConfig.PidMode"), "was created by someone else"},
 		{"--network container:hostnet (own, but with the host's network)", runWith("HostConfig.NetworkMode", "container:hostnet"), deny("HostConfig.NetworkMode"),

@@ -232,6 +232,7 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 	case bodyConnect:
 		var b connectBody
 		if err = json.Unmarshal(body, &b); err == nil {
+			k.checkNetworkName(pathVar(rt, u), "network")
 			k.owned(KindContainer, b.Container, "Container")
 		}
 	}
@@ -247,14 +248,18 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 // attached to or exec'd into must also still be one this role could
 // create (its host paths resolved again now, the role perhaps changed
 // since).
-func (k *checker) checkOwner(rt *route, u requestURI) {
-	ref := ""
+// pathVar is the value of a route's first variable in the request path.
+func pathVar(rt *route, u requestURI) string {
 	for _, t := range rt.tokens(splitPath(u.path)) {
 		if !t.lit {
-			ref = t.value
-			break
+			return t.value
 		}
 	}
+	return ""
+}
+
+func (k *checker) checkOwner(rt *route, u requestURI) {
+	ref := pathVar(rt, u)
 	o, ok := k.owned(rt.own, ref, string(rt.own))
 	if !ok || rt.own != KindContainer || !rt.live {
 		return
@@ -323,9 +328,17 @@ func (k *checker) checkNetworkName(name, field string) {
 	switch {
 	case err != nil:
 		k.c.fail(field, fmt.Sprintf("network %q: %v: denied (fail closed)", name, err))
-	case o.Exists && (o.Driver == "host" || strings.EqualFold(o.Name, "host")):
+	case !o.Exists:
+		// dockerd refuses a network it does not have.
+	case o.Driver == "host" || strings.EqualFold(o.Name, "host"):
 		k.c.set("network_mode", name)
 		k.c.fail(field, fmt.Sprintf("network %q is the host's network (driver %q): it shares the host's network stack", name, o.Driver))
+	case o.Name == "bridge" || o.Name == "none":
+		// dockerd's own, by ID.
+	case o.Owner != k.caller:
+		// Another's network reaches their containers' services.
+		k.c.set("network", name)
+		k.c.fail(field, fmt.Sprintf("network %q was created by someone else: a role that is not admin joins only the default networks and its own", name))
 	}
 }
 
@@ -730,7 +743,7 @@ func checksOf(rt *route) []string {
 	case bodyNetwork:
 		cs = append(cs, "drivers other than bridge and overlay (macvlan and ipvlan attach to host interfaces); com.docker.network.bridge.name; Ingress")
 	case bodyConnect:
-		cs = append(cs, "the container is not one its holder created")
+		cs = append(cs, "the container, or the network (but bridge and none), is not one its holder created")
 	case queryImageCreate:
 		cs = append(cs, "a pull only (fromImage) with an empty body: no import (fromSrc) from a URL or a tar")
 	case queryStart:

@@ -118,6 +118,8 @@ func TestDecideDeveloper(t *testing.T) {
 		{dev, "DELETE", "/v1.41/networks/devnet", nil, "developer: DELETE /networks/{id}", ""},
 		{dev, "POST", "/v1.41/networks/devnet/connect", []byte(`{"Container":"adminbox"}`), "developer: POST /networks/{id}/connect: Container", "someone else"},
 		{dev, "POST", "/v1.41/networks/devnet/connect", []byte(`{"Container":"web"}`), "developer: POST /networks/{id}/connect", ""},
+		{dev, "POST", "/v1.41/networks/prodnet/connect", []byte(`{"Container":"web"}`), "developer: POST /networks/{id}/connect: network", "someone else"},
+		{dev, "POST", "/v1.41/networks/bridge/connect", []byte(`{"Container":"web"}`), "developer: POST /networks/{id}/connect", ""},
 		{dev, "DELETE", "/v1.41/containers/web?force=1", nil, "developer: DELETE /containers/{id}", ""},
 		{dev, "POST", "/v1.41/images/create?fromImage=alpine&tag=latest", nil, "developer: POST /images/create", ""},
 		{dev, "POST", "/v1.41/auth", nil, "developer: POST /auth", ""},

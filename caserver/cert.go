@@ -44,6 +44,9 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return forbidden("%v", err)
 	}
+	s.issueMu.RLock()
+	defer s.issueMu.RUnlock()
+	now := s.now()
 	st := s.state.Load()
 	// A token made before a rotation's finish names the old CA, one
 	// made after it the new one: each is good while its CA is this
@@ -55,7 +58,6 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	now := s.now()
 	hash := tok.Hash()
 	t, err := s.st.Token(hash)
 	switch {
@@ -79,7 +81,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		return forbidden("enrolment token expired at %s: ask the CA's operator for a new one", t.ExpiresAt.Format(time.RFC3339))
 	}
 
-	sr := pki.CSRRequest{Kind: pki.Kind(t.Kind), CommonName: t.Name, CSR: []byte(req.CSR), Now: now}
+	sr := pki.CSRRequest{Kind: pki.Kind(t.Kind), CommonName: t.Name, CSR: []byte(req.CSR), Now: st.issueTime(now)}
 	var roles map[string]string
 	switch t.Kind {
 	case store.KindClient:
@@ -201,6 +203,9 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.issueMu.RLock()
+	defer s.issueMu.RUnlock()
+	now := s.now()
 	st := s.state.Load()
 	csr, err := parseCSR(req.CSR)
 	if err != nil {
@@ -241,11 +246,10 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return refusedStatus(old)
 	}
-	now := s.now()
 	if !now.Before(old.NotAfter) {
 		return forbidden("client certificate %q (serial %s) expired at %s: enrol again with a new token", old.Name, old.Serial, old.NotAfter.Format(time.RFC3339))
 	}
-	sr := pki.CSRRequest{Kind: pki.Kind(old.Kind), CommonName: old.Name, CSR: []byte(req.CSR), Now: now}
+	sr := pki.CSRRequest{Kind: pki.Kind(old.Kind), CommonName: old.Name, CSR: []byte(req.CSR), Now: st.issueTime(now)}
 	switch old.Kind {
 	case store.KindClient:
 		sr.Validity = s.clientValidity

@@ -252,8 +252,10 @@ const (
 // RotateRequest is the body of PathRotate.
 type RotateRequest struct {
 	Step string `json:"step"` // RotateTrust, RotateSwitch, RotateFinish or RotateStatus
-	// Force finishes although good certificates of the old CA remain:
-	// they are marked superseded and stop working.
+	// Force finishes although good certificates of the old CA remain
+	// (they are marked superseded and stop working), or switches although
+	// clients whose ca.pem trusts only the old CA remain (they cannot
+	// verify a host renewed from then on).
 	Force bool `json:"force,omitempty"`
 }
 
@@ -300,6 +302,13 @@ type RotateResponse struct {
 	// that hold up a finish (the CA's own listener certificate aside: the
 	// finish replaces it).
 	Blocking []RotationCert `json:"blocking,omitempty"`
-	// Cut are the certificates a forced finish marked superseded.
+	// SwitchBlocking are, at step trust, the good client certificates
+	// handed out before it with a ca.pem of the current CA alone: they
+	// hold up the switch (operators aside: they verify only the CA).
+	SwitchBlocking []RotationCert `json:"switch_blocking,omitempty"`
+	// TrustBegan is when step trust began (zero at the other steps).
+	TrustBegan time.Time `json:"trust_began,omitzero"`
+	// Cut are the certificates a forced finish marked superseded, or the
+	// clients a forced switch left with a ca.pem of the old CA alone.
 	Cut []RotationCert `json:"cut,omitempty"`
 }

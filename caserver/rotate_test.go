@@ -307,3 +307,49 @@ func caCertsOf(t *testing.T, p string) []*x509.Certificate {
 func pemOf(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
+
+// TestEnrolAgainSupersedes: a new enrolment for a name supersedes the
+// older good certificates of that kind and name (the answer lists them),
+// so an abandoned one holds up neither the switch nor the finish of a
+// rotation; other names and kinds are left alone.
+func TestEnrolAgainSupersedes(t *testing.T) {
+	ca := catest.Start(t, catest.Options{})
+	opCert, opKey := ca.Operator(t)
+	op := clientWith(t, []*x509.Certificate{ca.CACert}, opCert, opKey)
+	first, _ := ca.Client(t, "alice", "developer")
+	firstCert, err := pki.ParseCertificate(first)
+	require.NoError(t, err)
+	bob, _ := ca.Client(t, "bob", "developer")
+	bobCert, err := pki.ParseCertificate(bob)
+	require.NoError(t, err)
+	host, _ := enrol(t, ca, ca.Token(t, fleet.TokenRequest{Kind: store.KindServer, Name: "alice"}))
+	hostResp, hostCert := certOf(t, host)
+	assert.Empty(t, hostResp.Superseded, "a server certificate supersedes no client's")
+
+	c, st := rotateStep(t, ca, op, fleet.RotateTrust, false)
+	require.Equal(t, http.StatusOK, c.status, string(c.body))
+	c, st = rotateStep(t, ca, op, fleet.RotateStatus, false)
+	require.Equal(t, http.StatusOK, c.status)
+	require.Len(t, st.SwitchBlocking, 2, "alice's and bob's first certificates")
+
+	again, _ := enrol(t, ca, ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: "alice", Role: "developer"}))
+	resp, _ := certOf(t, again)
+	assert.Equal(t, []string{pki.Serial(firstCert)}, resp.Superseded)
+	status := func(c *x509.Certificate) store.Status {
+		rec, err := ca.Store.Get(pki.Serial(c))
+		require.NoError(t, err)
+		return rec.Status
+	}
+	assert.Equal(t, store.StatusSuperseded, status(firstCert))
+	assert.Equal(t, store.StatusGood, status(bobCert))
+	assert.Equal(t, store.StatusGood, status(hostCert))
+	assert.Contains(t, entries(crlOf(t, ca, op)), pki.Serial(firstCert), "the abandoned certificate is in the revocation list")
+
+	c, st = rotateStep(t, ca, op, fleet.RotateStatus, false)
+	require.Equal(t, http.StatusOK, c.status)
+	require.Len(t, st.SwitchBlocking, 1)
+	assert.Equal(t, "bob", st.SwitchBlocking[0].Name)
+	for _, b := range st.Blocking {
+		assert.NotEqual(t, pki.Serial(firstCert), b.Serial, "the abandoned certificate holds up the finish")
+	}
+}

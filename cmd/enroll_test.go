@@ -157,6 +157,11 @@ func TestEnrollCommand(t *testing.T) {
 	assert.Contains(t, stderr, "dtls: hint: the token was not used")
 	_, stderr, code = runWithEnv(t, time.Now(), env, "enroll", ca.URL, tok2, "--docker-host", "tcp://docker1.example.com:2376", "--force")
 	require.Equal(t, 0, code, stderr)
+	// alice enrolled again: her first certificate is superseded.
+	assert.Contains(t, stderr, `superseded the older certificate(s) of "alice" at the CA: serial `+b.Meta.Serial+" (they no longer work")
+	rec, err2 := ca.Store.Get(b.Meta.Serial)
+	require.NoError(t, err2)
+	assert.Equal(t, store.StatusSuperseded, rec.Status)
 	assert.Contains(t, stderr, `wrote docker context "prod"`, "the context made from the bundle follows it")
 	assert.Equal(t, string(flRead(t, filepath.Join(dir, "cert.pem"))), string(flRead(t, filepath.Join(tlsDir, "docker", "cert.pem"))))
 }

@@ -94,6 +94,11 @@ type CertResponse struct {
 	Name        string     `json:"name"`
 	Role        string     `json:"role,omitempty"`
 	NotAfter    time.Time  `json:"not_after"`
+	// Superseded are the serials of the good certificates of the same
+	// kind and name that an enrolment superseded: the holder enrolled
+	// again, and they stop working (marked superseded in the inventory,
+	// listed in the revocation list).
+	Superseded []string `json:"superseded,omitempty"`
 }
 
 // TokenRequest is the body of PathTokens.

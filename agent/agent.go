@@ -73,6 +73,9 @@ type Agent struct {
 	Timeout time.Duration
 	// Report receives what Run does (nil: nothing is reported).
 	Report func(Event)
+	// Force renews every bundle at its look, whatever its schedule
+	// ('dtls agent --now').
+	Force bool
 
 	mu      sync.Mutex
 	jitters map[string]time.Duration // by certificate serial
@@ -89,6 +92,9 @@ type Result struct {
 	NotAfter time.Time
 	// Due is when the bundle's certificate is (or was) to be renewed.
 	Due time.Time
+	// Early says why it was renewed before Due ("" when it was not):
+	// Force, or a rotation of the CA (RotationReason).
+	Early string
 	// Renewed is true when a new certificate was installed; Replaced is
 	// the serial it replaced.
 	Renewed  bool
@@ -244,10 +250,12 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 	}
 
 	if pending == nil && now.Before(res.Due) {
-		if res.Contexts, err = a.syncContexts(l); err != nil {
-			return res, err
+		if res.Early = a.early(ctx, l); res.Early == "" {
+			if res.Contexts, err = a.syncContexts(l); err != nil {
+				return res, err
+			}
+			return res, nil
 		}
-		return res, nil
 	}
 	refused := func(err error) error {
 		return &RefusedError{Dir: l.dir, Name: res.Name, Serial: res.Serial, URL: l.meta.CAURL, Err: err}
@@ -273,16 +281,14 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 		}
 	}
 
-	pair, err := tls.X509KeyPair(l.certPEM, l.keyPEM)
-	if err != nil {
+	c, err := a.client(l)
+	var mismatch *keyMismatchError
+	if errors.As(err, &mismatch) {
 		removePending(pendingPath)
-		return res, refused(fmt.Errorf("key.pem does not match cert.pem: %w", err))
+		return res, refused(err)
+	} else if err != nil {
+		return res, err
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(l.caPEM) {
-		return res, fmt.Errorf("bundle %q: ca.pem: no PEM certificate", l.dir)
-	}
-	c := &fleet.Client{URL: l.meta.CAURL, Roots: roots, Certificate: &pair, Timeout: a.Timeout}
 	defer c.CloseIdleConnections()
 	resp, err := c.Renew(ctx, csrPEM)
 	if err != nil {
@@ -315,6 +321,99 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 	nl.meta, nl.caPEM, nl.certPEM, nl.keyPEM, nl.cert = meta, []byte(resp.CA), []byte(resp.Certificate), pending, cert
 	res.Contexts, err = a.syncContexts(&nl)
 	return res, err
+}
+
+type keyMismatchError struct{ err error }
+
+func (e *keyMismatchError) Error() string { return "key.pem does not match cert.pem: " + e.err.Error() }
+func (e *keyMismatchError) Unwrap() error { return e.err }
+
+// client is a client of the bundle's CA that trusts the bundle's ca.pem
+// alone and authenticates with its certificate.
+func (a *Agent) client(l *loaded) (*fleet.Client, error) {
+	pair, err := tls.X509KeyPair(l.certPEM, l.keyPEM)
+	if err != nil {
+		return nil, &keyMismatchError{err}
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(l.caPEM) {
+		return nil, fmt.Errorf("bundle %q: ca.pem: no PEM certificate", l.dir)
+	}
+	return &fleet.Client{URL: l.meta.CAURL, Roots: roots, Certificate: &pair, Timeout: a.Timeout}, nil
+}
+
+// early says why a bundle that is not due is renewed now: Force, or the
+// CA's rotation (RotationReason). A CA that cannot be reached for the
+// question changes nothing: the schedule decides, and the renewal, when
+// due, reports it.
+func (a *Agent) early(ctx context.Context, l *loaded) string {
+	if a.Force {
+		return "renewal asked for (--now)"
+	}
+	c, err := a.client(l)
+	if err != nil {
+		return ""
+	}
+	defer c.CloseIdleConnections()
+	st, err := c.Rotation(ctx)
+	if err != nil {
+		return ""
+	}
+	return RotationReason(st, l.caPEM, l.cert)
+}
+
+// RotationReason says why a bundle with ca.pem caPEM and certificate cert
+// is to be renewed at once, whatever its schedule, while its CA is where
+// st says; "" when it is not. A rotation's trust step holds up its switch
+// until every client issued before it has renewed (store.OldOnlyClients:
+// its ca.pem trusts the old CA alone), and its finish until every
+// certificate is of the new CA: each holder renews at its next look
+// rather than after two thirds of its lifetime. A ca.pem that is not what
+// the CA serves (both CAs during a rotation, the new one alone after it)
+// is renewed too.
+func RotationReason(st *fleet.RotationState, caPEM []byte, cert *x509.Certificate) string {
+	served, err := pki.ParseCertificates([]byte(st.CA))
+	if err != nil {
+		return ""
+	}
+	have, _ := pki.ParseCertificates(caPEM)
+	if !sameCerts(served, have) {
+		if st.Step == fleet.RotateNone {
+			return "ca.pem is not the CA's: its CA rotation is over"
+		}
+		return fmt.Sprintf("the CA is rotating (step %s): ca.pem does not trust both CAs yet", st.Step)
+	}
+	switch st.Step {
+	case fleet.RotateTrust:
+		if pki.IssuedAt(cert.NotBefore, cert.NotAfter).Before(st.TrustBegan) {
+			return "the CA is rotating (step trust): the certificate is from before the rotation began"
+		}
+	case fleet.RotateSwitch:
+		for _, ca := range served {
+			if pki.Serial(ca) == st.Signer && cert.CheckSignatureFrom(ca) != nil {
+				return "the CA is rotating (step switch): the certificate is not of the new CA yet"
+			}
+		}
+	}
+	return ""
+}
+
+// sameCerts reports whether a and b hold the same certificates, in any
+// order.
+func sameCerts(a, b []*x509.Certificate) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		found := false
+		for _, y := range b {
+			found = found || x.Equal(y)
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 func removePending(path string) error {

@@ -169,6 +169,12 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) error {
 	return api.SendResponse(w, resp)
 }
 
+// serveRotation answers where the rotation is (fleet.PathRotation).
+func (s *Server) serveRotation(w http.ResponseWriter, r *http.Request) error {
+	st := s.state.Load()
+	return api.SendResponse(w, fleet.RotationState{Step: st.step, CA: string(st.caPEM()), Signer: pki.Serial(st.signer().Cert), TrustBegan: st.trustBegan.UTC()})
+}
+
 // RotationStatus is the rotation now: its step, the CAs, the good
 // certificates by CA and kind, and those that hold up a finish.
 func (s *Server) RotationStatus() (*fleet.RotateResponse, error) {

@@ -214,6 +214,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(fleet.PathRenew, s.endpoint(http.MethodPost, s.renew))
 	mux.Handle(fleet.PathCRL, s.endpoint(http.MethodGet, s.serveCRL))
 	mux.Handle(fleet.PathCA, s.endpoint(http.MethodGet, s.serveCA))
+	mux.Handle(fleet.PathRotation, s.endpoint(http.MethodGet, s.serveRotation))
 	mux.Handle(fleet.PathCerts, s.endpoint(http.MethodGet, s.operator(s.certs)))
 	mux.Handle(fleet.PathRevoke, s.endpoint(http.MethodPost, s.operator(s.revoke)))
 	mux.Handle(fleet.PathTokens, s.endpoint(http.MethodPost, s.operator(s.tokens)))

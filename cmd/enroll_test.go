@@ -230,6 +230,13 @@ func TestAgentCommand(t *testing.T) {
 	assert.Equal(t, string(flRead(t, filepath.Join(dir, "key.pem"))), string(flRead(t, filepath.Join(tlsDir, "docker", "key.pem"))))
 	assert.ElementsMatch(t, []string{"ca.pem", "cert.pem", "key.pem", "dtls.json"}, flEntries(t, dir))
 
+	// --now: renewed at once, not due.
+	_, stderr, code = runWithEnv(t, time.Now(), env, "agent", "--now")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, `renewed "alice" in `+dir+` before its schedule: renewal asked for (--now)`)
+	assert.NotEqual(t, after, string(flRead(t, filepath.Join(dir, "cert.pem"))))
+	after = string(flRead(t, filepath.Join(dir, "cert.pem")))
+
 	op := flOperatorDir(t, ca)
 	_, stderr, code = runWithEnv(t, time.Now(), env, "revoke", "alice", "--ca-url", ca.URL, "--operator", op, "--reason", "keyCompromise")
 	require.Equal(t, 0, code, stderr)

@@ -254,6 +254,27 @@ const (
 	RotateStatus = "status"
 )
 
+// PathRotation is where the CA's rotation is, for every holder (GET →
+// RotationState; no authentication: it holds CA certificates and a step,
+// which PathCA and every answer disclose anyway). 'dtls agent' reads it
+// at each look, to renew at once during a rotation.
+const PathRotation = "/api/v1/dtls/rotation"
+
+// RotationState is the result of PathRotation.
+type RotationState struct {
+	// Step is RotateNone, RotateTrust or RotateSwitch.
+	Step string `json:"step"`
+	// CA is the PEM CA certificates the CA serves now, current first:
+	// what a bundle's ca.pem should hold.
+	CA string `json:"ca"`
+	// Signer is the serial of the CA that signs new certificates.
+	Signer string `json:"signer"`
+	// TrustBegan is when step trust began (zero outside a rotation): a
+	// certificate issued before it came with a ca.pem of the old CA
+	// alone, and holds up the switch (store.OldOnlyClients).
+	TrustBegan time.Time `json:"trust_began,omitzero"`
+}
+
 // RotateRequest is the body of PathRotate.
 type RotateRequest struct {
 	Step string `json:"step"` // RotateTrust, RotateSwitch, RotateFinish or RotateStatus

@@ -86,10 +86,10 @@ type Result struct {
 	Dir   string
 	Name  string // the client's name
 	CAURL string
-	// Serial and NotAfter are the bundle's certificate's, after a renewal
-	// the new one's.
-	Serial   string
-	NotAfter time.Time
+	// Serial, NotBefore and NotAfter are the bundle's certificate's,
+	// after a renewal the new one's.
+	Serial              string
+	NotBefore, NotAfter time.Time
 	// Due is when the bundle's certificate is (or was) to be renewed.
 	Due time.Time
 	// Early says why it was renewed before Due ("" when it was not):
@@ -104,6 +104,15 @@ type Result struct {
 	Resumed bool
 	// Contexts are the Docker contexts written with the bundle's files.
 	Contexts []string
+}
+
+// WarnAt is when a certificate that has not been renewed draws a warning:
+// once less than a third of its lifetime is left (the last 8 hours of a
+// day's certificate). The agent renews it at two thirds (RenewAt): from
+// then on, each failed attempt to reach the CA is a step closer to a
+// laptop locked out.
+func (r *Result) WarnAt() time.Time {
+	return r.NotAfter.Add(-r.NotAfter.Sub(r.NotBefore) / 3)
 }
 
 // RefusedError is a renewal the CA refused (a revoked or superseded
@@ -131,6 +140,11 @@ type Event struct {
 	// (fleet.Retryable); zero when it stopped renewing it (a
 	// *RefusedError) or Err is nil.
 	Retry time.Time
+	// NotAfter is the end of the bundle's certificate after a retryable
+	// error, and Expiring is true when less than a third of its lifetime
+	// is left (Result.WarnAt).
+	NotAfter time.Time
+	Expiring bool
 }
 
 func (a *Agent) now() time.Time {
@@ -229,7 +243,7 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Dir: l.dir, Name: l.cert.Subject.CommonName, CAURL: l.meta.CAURL, Serial: pki.Serial(l.cert), NotAfter: l.cert.NotAfter, Due: a.Due(l.cert)}
+	res := &Result{Dir: l.dir, Name: l.cert.Subject.CommonName, CAURL: l.meta.CAURL, Serial: pki.Serial(l.cert), NotBefore: l.cert.NotBefore, NotAfter: l.cert.NotAfter, Due: a.Due(l.cert)}
 	pendingPath := filepath.Join(l.dir, PendingKeyFile)
 	pending, err := os.ReadFile(pendingPath)
 	switch {
@@ -264,7 +278,7 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 		// The CA would refuse the handshake: an expired certificate
 		// proves nothing.
 		removePending(pendingPath)
-		return res, refused(fmt.Errorf("the certificate expired on %s: enrol again with a new token ('dtls enroll %s TOKEN --docker-host %s --force')", l.cert.NotAfter.UTC().Format(time.RFC3339), l.meta.CAURL, l.meta.DockerHost))
+		return res, refused(a.expired(ctx, l))
 	}
 	var csrPEM []byte
 	if pending != nil {
@@ -316,7 +330,7 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 		return res, err
 	}
 	res.Renewed, res.Replaced = true, res.Serial
-	res.Serial, res.NotAfter, res.Due = meta.Serial, cert.NotAfter, a.Due(cert)
+	res.Serial, res.NotBefore, res.NotAfter, res.Due = meta.Serial, cert.NotBefore, cert.NotAfter, a.Due(cert)
 	nl := *l
 	nl.meta, nl.caPEM, nl.certPEM, nl.keyPEM, nl.cert = meta, []byte(resp.CA), []byte(resp.Certificate), pending, cert
 	res.Contexts, err = a.syncContexts(&nl)
@@ -327,6 +341,41 @@ type keyMismatchError struct{ err error }
 
 func (e *keyMismatchError) Error() string { return "key.pem does not match cert.pem: " + e.err.Error() }
 func (e *keyMismatchError) Unwrap() error { return e.err }
+
+// ExpiredError is a bundle whose certificate expired: it can never be
+// renewed. Unreachable is the error of a call to the CA made then, when
+// the CA could not be reached (or failed): the certificate expired while
+// the CA was unreachable, not while the agent was not running.
+type ExpiredError struct {
+	NotAfter    time.Time
+	Enrol       string // the command that enrols again
+	Unreachable error
+}
+
+func (e *ExpiredError) Error() string {
+	if e.Unreachable != nil {
+		return fmt.Sprintf("the certificate expired at %s while the CA was unreachable (%v): enrol again with a new token (%s)",
+			e.NotAfter.UTC().Format(time.RFC3339), e.Unreachable, e.Enrol)
+	}
+	return fmt.Sprintf("the certificate expired at %s: enrol again with a new token (%s)", e.NotAfter.UTC().Format(time.RFC3339), e.Enrol)
+}
+func (e *ExpiredError) Unwrap() error { return e.Unreachable }
+
+// expired is the error of a bundle whose certificate expired. The CA is
+// asked where its rotation is (a call that needs no valid certificate),
+// so that the error says whether it can be reached.
+func (a *Agent) expired(ctx context.Context, l *loaded) error {
+	e := &ExpiredError{NotAfter: l.cert.NotAfter, Enrol: fmt.Sprintf("'dtls enroll %s TOKEN --docker-host %s --force'", l.meta.CAURL, l.meta.DockerHost)}
+	c, err := a.client(l)
+	if err == nil {
+		_, err = c.Rotation(ctx)
+		c.CloseIdleConnections()
+	}
+	if err != nil && fleet.Retryable(err) {
+		e.Unreachable = err
+	}
+	return e
+}
 
 // client is a client of the bundle's CA that trusts the bundle's ca.pem
 // alone and authenticates with its certificate.
@@ -522,6 +571,9 @@ func (a *Agent) Run(ctx context.Context, dirs func() ([]string, error)) error {
 				st.failures++
 				ev.Retry = st.retry
 				next = earliest(next, st.retry)
+				if res != nil {
+					ev.NotAfter, ev.Expiring = res.NotAfter, !now.Before(res.WarnAt())
+				}
 			}
 			if a.Report != nil && (ev.Err != nil || ev.Result != nil) {
 				if ev.Err != nil {

@@ -3,6 +3,8 @@ package agent_test
 import (
 	"context"
 	"crypto/x509"
+	"errors"
+	"net"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -104,4 +106,77 @@ func TestRenewDuringRotation(t *testing.T) {
 	assert.True(t, cas[0].Equal(next))
 	res = look()
 	assert.False(t, res.Renewed)
+}
+
+// TestRunUnreachable: a CA that cannot be reached is never fatal: Run
+// retries with a growing delay and keeps the bundle; the event says when
+// less than a third of the lifetime is left; once the certificate has
+// expired, and only then, the bundle is refused with "expired ... while
+// the CA was unreachable: enrol again", and Run stops. An expired
+// certificate whose CA answers says so without blaming the CA.
+func TestRunUnreachable(t *testing.T) {
+	ca := catest.Start(t, catest.Options{ClientValidity: 3 * time.Hour})
+	dir, e := enroll(t, ca, "alice")
+	life := e.Cert.NotAfter.Sub(e.Cert.NotBefore)
+	warnAt := e.Cert.NotAfter.Add(-life / 3)
+	jitter := func(l time.Duration) time.Duration { return l / 10 }
+	due := warnAt.Add(-life / 10)
+
+	// Expired, the CA answering: no word of an unreachable CA.
+	expired := e.Cert.NotAfter.Add(time.Second)
+	_, err := (&agent.Agent{}).RenewIfDue(context.Background(), dir, expired)
+	var refused *agent.RefusedError
+	require.ErrorAs(t, err, &refused)
+	var exp *agent.ExpiredError
+	require.ErrorAs(t, err, &exp)
+	assert.Nil(t, exp.Unreachable)
+	assert.Contains(t, err.Error(), "the certificate expired at "+e.Cert.NotAfter.UTC().Format(time.RFC3339)+": enrol again with a new token ('dtls enroll "+ca.URL)
+	assert.NotContains(t, err.Error(), "unreachable")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	down := "https://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+	setCAURL(t, dir, down)
+
+	clk := newFakeClock(due)
+	a := &agent.Agent{Now: clk.Now, After: clk.After, Jitter: jitter, Report: func(ev agent.Event) { clk.events <- ev }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, func() ([]string, error) { return []string{dir}, nil }) }()
+
+	// Due, more than a third left: a retry, no warning yet.
+	ev := clk.event(t)
+	require.Error(t, ev.Err)
+	assert.Contains(t, ev.Err.Error(), "cannot reach the CA at "+down)
+	assert.False(t, errors.As(ev.Err, &refused), "unreachable is not a refusal")
+	assert.Equal(t, due.Add(agent.MinBackoff), ev.Retry)
+	assert.False(t, ev.Expiring)
+	assert.True(t, ev.NotAfter.Equal(e.Cert.NotAfter))
+	clk.next(t)
+
+	// Less than a third left: still retried, now with the warning.
+	clk.wake(t, warnAt)
+	ev = clk.event(t)
+	require.Error(t, ev.Err)
+	assert.True(t, ev.Expiring)
+	assert.False(t, ev.Retry.IsZero())
+	assert.Equal(t, 2*agent.MinBackoff, clk.next(t), "the delay grows")
+	assert.Equal(t, pki.Serial(e.Cert), pki.Serial(certOf(t, dir)), "the bundle is kept")
+
+	// Expired while the CA was unreachable: refused, with that reason.
+	clk.wake(t, expired)
+	ev = clk.event(t)
+	require.ErrorAs(t, ev.Err, &refused)
+	require.ErrorAs(t, ev.Err, &exp)
+	assert.NotNil(t, exp.Unreachable)
+	assert.Contains(t, ev.Err.Error(), "expired at "+e.Cert.NotAfter.UTC().Format(time.RFC3339)+" while the CA was unreachable (cannot reach the CA at "+down)
+	assert.Contains(t, ev.Err.Error(), "enrol again with a new token")
+	select {
+	case err := <-done:
+		require.Error(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not stop")
+	}
 }

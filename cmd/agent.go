@@ -49,10 +49,15 @@ context made from the bundle ('dtls context create', 'dtls enroll
 interrupted (the machine went down, the agent was killed) is finished by
 the next run, with the saved key: the CA answers it the same certificate.
 
-A CA that cannot be reached is tried again after 30 s, then twice as long
-each time up to 10 minutes; the bundle in use is kept. A renewal the CA
-refuses (the certificate was revoked, or replaced) is reported, and the
-agent stops renewing that bundle; it exits 1 when it renews none anymore.
+A CA that cannot be reached (no connection, a timeout, an HTTP 5xx) is
+never fatal: it is tried again after 30 s, then twice as long each time up
+to 10 minutes, and the bundle in use is kept. Once less than a third of
+the certificate's lifetime is left (the last 8 hours of a day's
+certificate) the warning says so; a certificate that expired meanwhile is
+reported as expired while the CA was unreachable (enrol again). A renewal
+the CA refuses (HTTP 4xx: the certificate was revoked, superseded by a new
+enrolment, unknown to it) is reported with the CA's reason, and the agent
+stops renewing that bundle; it exits 1 when it renews none anymore.
 
 During a rotation of the online CA ('dtls rotate-ca --operator'), each
 look asks the CA where the rotation is (GET /api/v1/dtls/rotation) and a
@@ -172,7 +177,8 @@ func agentOnce(ctx context.Context, o *agentOptions, a *agent.Agent, dirs []stri
 			continue
 		}
 		if fleet.Retryable(err) && res != nil && o.Now().Before(res.NotAfter) {
-			fmt.Fprintf(o.ErrOut, "dtls: warning: %s: %v; kept the current certificate (serial %s, expires %s): the next run tries again\n", d, err, res.Serial, agentStamp(res.NotAfter))
+			fmt.Fprintf(o.ErrOut, "dtls: warning: %s: %v; kept the current certificate (serial %s)%s: the next run tries again\n",
+				d, err, res.Serial, expiringNote(!o.Now().Before(res.WarnAt()), res.NotAfter))
 			continue
 		}
 		fmt.Fprintf(o.ErrOut, "dtls: error: %s: %v\n", d, err)
@@ -192,7 +198,7 @@ func reportAgent(io IO, ev agent.Event) {
 		fmt.Fprintf(io.ErrOut, "dtls: error: %v\n", ev.Err)
 		fmt.Fprintf(io.ErrOut, "dtls agent: stopped renewing %s: enrol again with a new token (dtls enroll %s TOKEN --docker-host ... --force)\n", ev.Dir, refused.URL)
 	case ev.Err != nil && !ev.Retry.IsZero():
-		fmt.Fprintf(io.ErrOut, "dtls: warning: %s: %v; kept the current certificate, trying again at %s\n", ev.Dir, ev.Err, agentStamp(ev.Retry))
+		fmt.Fprintf(io.ErrOut, "dtls: warning: %s: %v; kept the current certificate%s, trying again at %s\n", ev.Dir, ev.Err, expiringNote(ev.Expiring, ev.NotAfter), agentStamp(ev.Retry))
 	case ev.Err != nil:
 		fmt.Fprintf(io.ErrOut, "dtls: error: %s: %v\n", ev.Dir, ev.Err)
 	case ev.Result != nil && ev.Result.Renewed:
@@ -218,6 +224,16 @@ func reportRenewed(io IO, r *agent.Result) {
 	for _, c := range r.Contexts {
 		fmt.Fprintf(io.ErrOut, "refreshed docker context %q\n", c)
 	}
+}
+
+// expiringNote says when a certificate the CA could not renew expires,
+// and, once less than a third of its lifetime is left (agent.Result.WarnAt),
+// what happens then.
+func expiringNote(expiring bool, notAfter time.Time) string {
+	if !expiring {
+		return fmt.Sprintf(" (expires %s)", agentStamp(notAfter))
+	}
+	return fmt.Sprintf(" (less than a third of its lifetime left: it expires %s, and then needs a new enrolment; is the CA down?)", agentStamp(notAfter))
 }
 
 func agentStamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 MST") }

@@ -464,3 +464,40 @@ func flSerialAt(t *testing.T, p string) string {
 	require.NoError(t, err)
 	return pki.Serial(c)
 }
+
+// TestAgentCommandUnreachable: 'dtls agent --once' with its CA down keeps
+// the bundle and exits 0, warning louder once less than a third of the
+// lifetime is left; after the expiry it says the certificate expired
+// while the CA was unreachable, and exits 1.
+func TestAgentCommandUnreachable(t *testing.T) {
+	ca := catest.Start(t, catest.Options{ClientValidity: 3 * time.Hour})
+	env, root, _ := flLaptopEnv(t)
+	tok := ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: "alice", Role: "developer"})
+	_, stderr, code := runWithEnv(t, time.Now(), env, "enroll", ca.URL, tok, "--docker-host", "tcp://docker1.example.com:2376")
+	require.Equal(t, 0, code, stderr)
+	dir := filepath.Join(root, "docker1.example.com")
+	b, err := clientenv.LoadBundle(dir)
+	require.NoError(t, err)
+	down := flClosedURL(t)
+	m := b.Meta
+	m.CAURL = down
+	mj, err := clientenv.MarshalMeta(m)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, clientenv.MetaFile), mj, 0o644))
+	cert, err := pki.ParseCertificate(flRead(t, filepath.Join(dir, "cert.pem")))
+	require.NoError(t, err)
+	life := cert.NotAfter.Sub(cert.NotBefore)
+
+	// Due (jitter: up to a tenth early), more than a third left.
+	_, stderr, code = runWithEnv(t, cert.NotAfter.Add(-life/3-life/20), env, "agent", "--once", "--jitter=false")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, `"alice" is not due`)
+	_, stderr, code = runWithEnv(t, cert.NotAfter.Add(-life/3), env, "agent", "--once", "--jitter=false")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "dtls: warning: "+dir+": cannot reach the CA at "+down)
+	assert.Contains(t, stderr, "less than a third of its lifetime left: it expires ")
+	_, stderr, code = runWithEnv(t, cert.NotAfter.Add(time.Second), env, "agent", "--once")
+	assert.Equal(t, exitFailure, code)
+	assert.Contains(t, stderr, "expired at "+cert.NotAfter.UTC().Format(time.RFC3339)+" while the CA was unreachable (cannot reach the CA at "+down)
+	assert.Contains(t, stderr, "enrol again with a new token")
+}

@@ -417,19 +417,19 @@ func (a *Agent) early(ctx context.Context, l *loaded) string {
 // until every client issued before it has renewed (store.OldOnlyClients:
 // its ca.pem trusts the old CA alone), and its finish until every
 // certificate is of the new CA: each holder renews at its next look
-// rather than after two thirds of its lifetime. A ca.pem that is not what
-// the CA serves (both CAs during a rotation, the new one alone after it)
-// is renewed too.
+// rather than after two thirds of its lifetime. Outside a rotation the
+// schedule decides: a ca.pem that still trusts the CA a finished rotation
+// dropped (whose key is gone) is replaced at the next scheduled renewal.
 func RotationReason(st *fleet.RotationState, caPEM []byte, cert *x509.Certificate) string {
+	if st.Step != fleet.RotateTrust && st.Step != fleet.RotateSwitch {
+		return ""
+	}
 	served, err := pki.ParseCertificates([]byte(st.CA))
 	if err != nil {
 		return ""
 	}
 	have, _ := pki.ParseCertificates(caPEM)
 	if !sameCerts(served, have) {
-		if st.Step == fleet.RotateNone {
-			return "ca.pem is not the CA's: its CA rotation is over"
-		}
 		return fmt.Sprintf("the CA is rotating (step %s): ca.pem does not trust both CAs yet", st.Step)
 	}
 	switch st.Step {

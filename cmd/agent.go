@@ -62,8 +62,7 @@ stops renewing that bundle; it exits 1 when it renews none anymore.
 During a rotation of the online CA ('dtls rotate-ca --operator'), each
 look asks the CA where the rotation is (GET /api/v1/dtls/rotation) and a
 bundle is renewed at once, whatever its schedule, when its ca.pem does not
-hold what the CA serves (both CAs from step 1 on, the new one alone after
-the finish), or when its certificate is from before step 1 or, from step
+hold both CAs, or when its certificate is from before step 1 or, from step
 2 on, not of the new CA: the rotation's next step then need not wait for
 it. A CA that cannot be reached for that question changes nothing.
 

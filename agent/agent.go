@@ -73,6 +73,9 @@ type Agent struct {
 	Timeout time.Duration
 	// Report receives what Run does (nil: nothing is reported).
 	Report func(Event)
+	// Force renews every bundle at its look, whatever its schedule
+	// ('dtls agent --now').
+	Force bool
 
 	mu      sync.Mutex
 	jitters map[string]time.Duration // by certificate serial
@@ -83,12 +86,15 @@ type Result struct {
 	Dir   string
 	Name  string // the client's name
 	CAURL string
-	// Serial and NotAfter are the bundle's certificate's, after a renewal
-	// the new one's.
-	Serial   string
-	NotAfter time.Time
+	// Serial, NotBefore and NotAfter are the bundle's certificate's,
+	// after a renewal the new one's.
+	Serial              string
+	NotBefore, NotAfter time.Time
 	// Due is when the bundle's certificate is (or was) to be renewed.
 	Due time.Time
+	// Early says why it was renewed before Due ("" when it was not):
+	// Force, or a rotation of the CA (RotationReason).
+	Early string
 	// Renewed is true when a new certificate was installed; Replaced is
 	// the serial it replaced.
 	Renewed  bool
@@ -98,6 +104,15 @@ type Result struct {
 	Resumed bool
 	// Contexts are the Docker contexts written with the bundle's files.
 	Contexts []string
+}
+
+// WarnAt is when a certificate that has not been renewed draws a warning:
+// once less than a third of its lifetime is left (the last 8 hours of a
+// day's certificate). The agent renews it at two thirds (RenewAt): from
+// then on, each failed attempt to reach the CA is a step closer to a
+// laptop locked out.
+func (r *Result) WarnAt() time.Time {
+	return r.NotAfter.Add(-r.NotAfter.Sub(r.NotBefore) / 3)
 }
 
 // RefusedError is a renewal the CA refused (a revoked or superseded
@@ -125,6 +140,11 @@ type Event struct {
 	// (fleet.Retryable); zero when it stopped renewing it (a
 	// *RefusedError) or Err is nil.
 	Retry time.Time
+	// NotAfter is the end of the bundle's certificate after a retryable
+	// error, and Expiring is true when less than a third of its lifetime
+	// is left (Result.WarnAt).
+	NotAfter time.Time
+	Expiring bool
 }
 
 func (a *Agent) now() time.Time {
@@ -223,7 +243,7 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Dir: l.dir, Name: l.cert.Subject.CommonName, CAURL: l.meta.CAURL, Serial: pki.Serial(l.cert), NotAfter: l.cert.NotAfter, Due: a.Due(l.cert)}
+	res := &Result{Dir: l.dir, Name: l.cert.Subject.CommonName, CAURL: l.meta.CAURL, Serial: pki.Serial(l.cert), NotBefore: l.cert.NotBefore, NotAfter: l.cert.NotAfter, Due: a.Due(l.cert)}
 	pendingPath := filepath.Join(l.dir, PendingKeyFile)
 	pending, err := os.ReadFile(pendingPath)
 	switch {
@@ -244,10 +264,12 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 	}
 
 	if pending == nil && now.Before(res.Due) {
-		if res.Contexts, err = a.syncContexts(l); err != nil {
-			return res, err
+		if res.Early = a.early(ctx, l); res.Early == "" {
+			if res.Contexts, err = a.syncContexts(l); err != nil {
+				return res, err
+			}
+			return res, nil
 		}
-		return res, nil
 	}
 	refused := func(err error) error {
 		return &RefusedError{Dir: l.dir, Name: res.Name, Serial: res.Serial, URL: l.meta.CAURL, Err: err}
@@ -256,7 +278,7 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 		// The CA would refuse the handshake: an expired certificate
 		// proves nothing.
 		removePending(pendingPath)
-		return res, refused(fmt.Errorf("the certificate expired on %s: enrol again with a new token ('dtls enroll %s TOKEN --docker-host %s --force')", l.cert.NotAfter.UTC().Format(time.RFC3339), l.meta.CAURL, l.meta.DockerHost))
+		return res, refused(a.expired(ctx, l))
 	}
 	var csrPEM []byte
 	if pending != nil {
@@ -273,16 +295,14 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 		}
 	}
 
-	pair, err := tls.X509KeyPair(l.certPEM, l.keyPEM)
-	if err != nil {
+	c, err := a.client(l)
+	var mismatch *keyMismatchError
+	if errors.As(err, &mismatch) {
 		removePending(pendingPath)
-		return res, refused(fmt.Errorf("key.pem does not match cert.pem: %w", err))
+		return res, refused(err)
+	} else if err != nil {
+		return res, err
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(l.caPEM) {
-		return res, fmt.Errorf("bundle %q: ca.pem: no PEM certificate", l.dir)
-	}
-	c := &fleet.Client{URL: l.meta.CAURL, Roots: roots, Certificate: &pair, Timeout: a.Timeout}
 	defer c.CloseIdleConnections()
 	resp, err := c.Renew(ctx, csrPEM)
 	if err != nil {
@@ -310,11 +330,139 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 		return res, err
 	}
 	res.Renewed, res.Replaced = true, res.Serial
-	res.Serial, res.NotAfter, res.Due = meta.Serial, cert.NotAfter, a.Due(cert)
+	res.Serial, res.NotBefore, res.NotAfter, res.Due = meta.Serial, cert.NotBefore, cert.NotAfter, a.Due(cert)
 	nl := *l
 	nl.meta, nl.caPEM, nl.certPEM, nl.keyPEM, nl.cert = meta, []byte(resp.CA), []byte(resp.Certificate), pending, cert
 	res.Contexts, err = a.syncContexts(&nl)
 	return res, err
+}
+
+type keyMismatchError struct{ err error }
+
+func (e *keyMismatchError) Error() string { return "key.pem does not match cert.pem: " + e.err.Error() }
+func (e *keyMismatchError) Unwrap() error { return e.err }
+
+// ExpiredError is a bundle whose certificate expired: it can never be
+// renewed. Unreachable is the error of a call to the CA made then, when
+// the CA could not be reached (or failed): the certificate expired while
+// the CA was unreachable, not while the agent was not running.
+type ExpiredError struct {
+	NotAfter    time.Time
+	Enrol       string // the command that enrols again
+	Unreachable error
+}
+
+func (e *ExpiredError) Error() string {
+	if e.Unreachable != nil {
+		return fmt.Sprintf("the certificate expired at %s while the CA was unreachable (%v): enrol again with a new token (%s)",
+			e.NotAfter.UTC().Format(time.RFC3339), e.Unreachable, e.Enrol)
+	}
+	return fmt.Sprintf("the certificate expired at %s: enrol again with a new token (%s)", e.NotAfter.UTC().Format(time.RFC3339), e.Enrol)
+}
+func (e *ExpiredError) Unwrap() error { return e.Unreachable }
+
+// expired is the error of a bundle whose certificate expired. The CA is
+// asked where its rotation is (a call that needs no valid certificate),
+// so that the error says whether it can be reached.
+func (a *Agent) expired(ctx context.Context, l *loaded) error {
+	e := &ExpiredError{NotAfter: l.cert.NotAfter, Enrol: fmt.Sprintf("'dtls enroll %s TOKEN --docker-host %s --force'", l.meta.CAURL, l.meta.DockerHost)}
+	c, err := a.client(l)
+	if err == nil {
+		_, err = c.Rotation(ctx)
+		c.CloseIdleConnections()
+	}
+	if err != nil && fleet.Retryable(err) {
+		e.Unreachable = err
+	}
+	return e
+}
+
+// client is a client of the bundle's CA that trusts the bundle's ca.pem
+// alone and authenticates with its certificate.
+func (a *Agent) client(l *loaded) (*fleet.Client, error) {
+	pair, err := tls.X509KeyPair(l.certPEM, l.keyPEM)
+	if err != nil {
+		return nil, &keyMismatchError{err}
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(l.caPEM) {
+		return nil, fmt.Errorf("bundle %q: ca.pem: no PEM certificate", l.dir)
+	}
+	return &fleet.Client{URL: l.meta.CAURL, Roots: roots, Certificate: &pair, Timeout: a.Timeout}, nil
+}
+
+// early says why a bundle that is not due is renewed now: Force, or the
+// CA's rotation (RotationReason). A CA that cannot be reached for the
+// question changes nothing: the schedule decides, and the renewal, when
+// due, reports it.
+func (a *Agent) early(ctx context.Context, l *loaded) string {
+	if a.Force {
+		return "renewal asked for (--now)"
+	}
+	c, err := a.client(l)
+	if err != nil {
+		return ""
+	}
+	defer c.CloseIdleConnections()
+	st, err := c.Rotation(ctx)
+	if err != nil {
+		return ""
+	}
+	return RotationReason(st, l.caPEM, l.cert)
+}
+
+// RotationReason says why a bundle with ca.pem caPEM and certificate cert
+// is to be renewed at once, whatever its schedule, while its CA is where
+// st says; "" when it is not. A rotation's trust step holds up its switch
+// until every client issued before it has renewed (store.OldOnlyClients:
+// its ca.pem trusts the old CA alone), and its finish until every
+// certificate is of the new CA: each holder renews at its next look
+// rather than after two thirds of its lifetime. Outside a rotation the
+// schedule decides: a ca.pem that still trusts the CA a finished rotation
+// dropped (whose key is gone) is replaced at the next scheduled renewal.
+func RotationReason(st *fleet.RotationState, caPEM []byte, cert *x509.Certificate) string {
+	if st.Step != fleet.RotateTrust && st.Step != fleet.RotateSwitch {
+		return ""
+	}
+	served, err := pki.ParseCertificates([]byte(st.CA))
+	if err != nil {
+		return ""
+	}
+	have, _ := pki.ParseCertificates(caPEM)
+	if !sameCerts(served, have) {
+		return fmt.Sprintf("the CA is rotating (step %s): ca.pem does not trust both CAs yet", st.Step)
+	}
+	switch st.Step {
+	case fleet.RotateTrust:
+		if pki.IssuedAt(cert.NotBefore, cert.NotAfter).Before(st.TrustBegan) {
+			return "the CA is rotating (step trust): the certificate is from before the rotation began"
+		}
+	case fleet.RotateSwitch:
+		for _, ca := range served {
+			if pki.Serial(ca) == st.Signer && cert.CheckSignatureFrom(ca) != nil {
+				return "the CA is rotating (step switch): the certificate is not of the new CA yet"
+			}
+		}
+	}
+	return ""
+}
+
+// sameCerts reports whether a and b hold the same certificates, in any
+// order.
+func sameCerts(a, b []*x509.Certificate) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		found := false
+		for _, y := range b {
+			found = found || x.Equal(y)
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 func removePending(path string) error {
@@ -423,6 +571,9 @@ func (a *Agent) Run(ctx context.Context, dirs func() ([]string, error)) error {
 				st.failures++
 				ev.Retry = st.retry
 				next = earliest(next, st.retry)
+				if res != nil {
+					ev.NotAfter, ev.Expiring = res.NotAfter, !now.Before(res.WarnAt())
+				}
 			}
 			if a.Report != nil && (ev.Err != nil || ev.Result != nil) {
 				if ev.Err != nil {

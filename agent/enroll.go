@@ -56,6 +56,9 @@ type Enrolled struct {
 	// Resumed is true when the key was the one a killed enrolment had
 	// saved (the CA answers the same certificate for it again).
 	Resumed bool
+	// Superseded are the serials of the older good certificates of the
+	// same name that the CA marked superseded (fleet.CertResponse).
+	Superseded []string
 }
 
 // enrollKeyName is the journal of an enrolment, next to the bundle
@@ -195,6 +198,7 @@ func Enroll(ctx context.Context, r EnrollRequest) (_ *Enrolled, err error) {
 		return nil, fmt.Errorf("the bundle from the CA at %s does not work: %w", caURL, err)
 	}
 	res.Role, _ = fleet.CertRole(res.Cert)
+	res.Superseded = resp.Superseded
 	if err := Install(dir, res.Files); err != nil {
 		return nil, err
 	}

@@ -303,19 +303,14 @@ func (a *Authority) oldCASerial() string { return currentSerial(a.path(OldCACert
 // oldOnlyClients are the good, unexpired client certificates of the old
 // CA. Every one was issued before step 1 (from then on clients are signed
 // by the new CA), so its bundle, wherever it was copied, trusts only the
-// old CA: it cannot verify a server certificate of the new CA.
+// old CA: it cannot verify a server certificate of the new CA. The rule is
+// store.OldOnlyClients, which the online CA's switch follows too.
 func (a *Authority) oldOnlyClients(oldSerial string, now time.Time) ([]store.Record, error) {
 	clients, err := a.Store.ByKind(store.KindClient)
 	if err != nil {
 		return nil, err
 	}
-	var out []store.Record
-	for _, r := range clients {
-		if r.Status == store.StatusGood && r.CASerial == oldSerial && now.Before(r.NotAfter) {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return store.OldOnlyClients(clients, oldSerial, time.Time{}, now), nil
 }
 
 // oldCertificates are the good, unexpired certificates of the old CA,
@@ -347,20 +342,8 @@ type SwitchResult struct {
 }
 
 // SwitchBlockingError lists the clients whose bundles trust only the old
-// CA.
-type SwitchBlockingError struct{ Left []store.Record }
-
-func (e *SwitchBlockingError) Error() string {
-	return fmt.Sprintf("cannot switch the daemon to the new CA: %s of the old CA would not verify it (bundles issued before 'dtls rotate-ca' trust only the old CA)",
-		countNoun(len(e.Left), "client"))
-}
-
-func countNoun(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
-}
+// CA (store.OldOnlyClients).
+type SwitchBlockingError = store.SwitchBlockingError
 
 // SwitchServer is step 2: the daemon's server certificate is issued from
 // the new CA (same name, hosts and key type), in one change. It refuses

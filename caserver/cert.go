@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"time"
@@ -44,6 +45,9 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return forbidden("%v", err)
 	}
+	s.issueMu.RLock()
+	defer s.issueMu.RUnlock()
+	now := s.now()
 	st := s.state.Load()
 	// A token made before a rotation's finish names the old CA, one
 	// made after it the new one: each is good while its CA is this
@@ -55,7 +59,6 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	now := s.now()
 	hash := tok.Hash()
 	t, err := s.st.Token(hash)
 	switch {
@@ -79,7 +82,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		return forbidden("enrolment token expired at %s: ask the CA's operator for a new one", t.ExpiresAt.Format(time.RFC3339))
 	}
 
-	sr := pki.CSRRequest{Kind: pki.Kind(t.Kind), CommonName: t.Name, CSR: []byte(req.CSR), Now: now}
+	sr := pki.CSRRequest{Kind: pki.Kind(t.Kind), CommonName: t.Name, CSR: []byte(req.CSR), Now: st.issueTime(now)}
 	var roles map[string]string
 	switch t.Kind {
 	case store.KindClient:
@@ -100,7 +103,11 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("%v", err)
 	}
 	rec := store.FromCert(cert, certPEM, t.Kind, pki.Serial(signer.Cert), "")
-	err = s.st.Apply(store.Change{Insert: []store.Record{rec}, Roles: roles, UseToken: hash, UseTokenAt: now})
+	older, err := s.sameName(st, t.Kind, t.Name)
+	if err != nil {
+		return internal(err)
+	}
+	err = s.st.Apply(store.Change{Insert: []store.Record{rec}, Supersede: older, Roles: roles, UseToken: hash, UseTokenAt: now})
 	switch {
 	case errors.Is(err, store.ErrTokenUsed):
 		// Another request used it between the check and here.
@@ -113,7 +120,30 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		return internal(err)
 	}
 	s.crl.invalidate()
-	return s.sendCert(w, st, rec)
+	if len(older) > 0 {
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "enrolment superseded older certificates of the same name",
+			slog.String("kind", string(t.Kind)), slog.String("name", t.Name), slog.String("serial", rec.Serial), slog.Any("superseded", older))
+	}
+	return s.sendCert(w, st, rec, older...)
+}
+
+// sameName are the serials of the good certificates of kind and name
+// that a new enrolment for that name supersedes: a holder enrolled again
+// (a new laptop, a reinstalled one, a lost bundle) has abandoned them, and
+// left good they would hold up a rotation's switch and finish until they
+// expire. The CA's own listener certificate is not a holder's.
+func (s *Server) sameName(st *caState, kind store.Kind, name string) ([]string, error) {
+	recs, err := s.st.ByName(name)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range recs {
+		if r.Kind == kind && r.Status == store.StatusGood && r.Serial != st.listenerSerial {
+			out = append(out, r.Serial)
+		}
+	}
+	return out, nil
 }
 
 // samePublicKey reports whether rec's certificate is for the key of csr.
@@ -126,7 +156,9 @@ func samePublicKey(rec store.Record, csr *x509.CertificateRequest) bool {
 // the certificate carries, and the CA certificates of st (both during a
 // rotation: the holder's ca.pem then trusts the next CA before anything
 // it must verify is signed by it).
-func (s *Server) sendCert(w http.ResponseWriter, st *caState, rec store.Record) error {
+//
+// superseded are the serials an enrolment superseded (sameName).
+func (s *Server) sendCert(w http.ResponseWriter, st *caState, rec store.Record, superseded ...string) error {
 	c, err := rec.Cert()
 	if err != nil {
 		return internal(fmt.Errorf("record %q serial %s: %w", rec.Name, rec.Serial, err))
@@ -139,6 +171,7 @@ func (s *Server) sendCert(w http.ResponseWriter, st *caState, rec store.Record) 
 		Name:        rec.Name,
 		Role:        role,
 		NotAfter:    rec.NotAfter,
+		Superseded:  superseded,
 	})
 }
 
@@ -201,6 +234,9 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.issueMu.RLock()
+	defer s.issueMu.RUnlock()
+	now := s.now()
 	st := s.state.Load()
 	csr, err := parseCSR(req.CSR)
 	if err != nil {
@@ -241,11 +277,10 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return refusedStatus(old)
 	}
-	now := s.now()
 	if !now.Before(old.NotAfter) {
 		return forbidden("client certificate %q (serial %s) expired at %s: enrol again with a new token", old.Name, old.Serial, old.NotAfter.Format(time.RFC3339))
 	}
-	sr := pki.CSRRequest{Kind: pki.Kind(old.Kind), CommonName: old.Name, CSR: []byte(req.CSR), Now: now}
+	sr := pki.CSRRequest{Kind: pki.Kind(old.Kind), CommonName: old.Name, CSR: []byte(req.CSR), Now: st.issueTime(now)}
 	switch old.Kind {
 	case store.KindClient:
 		sr.Validity = s.clientValidity

@@ -24,8 +24,9 @@ import (
 // killed at any instant restarts in the step it last answered (or the
 // one before, when it answered nothing).
 type RotationStore interface {
-	// BeginRotation records next as the next CA (step trust).
-	BeginRotation(next *pki.CA) error
+	// BeginRotation records next as the next CA (step trust), begun at
+	// began (see caState.trustBegan).
+	BeginRotation(next *pki.CA, began time.Time) error
 	// SwitchRotation records step switch.
 	SwitchRotation() error
 	// FinishRotation makes the next CA the only one, and certPEM and
@@ -37,9 +38,9 @@ type RotationStore interface {
 // RotationStore (tests, internal/catest).
 type memoryRotation struct{}
 
-func (memoryRotation) BeginRotation(*pki.CA) error      { return nil }
-func (memoryRotation) SwitchRotation() error            { return nil }
-func (memoryRotation) FinishRotation(_, _ []byte) error { return nil }
+func (memoryRotation) BeginRotation(*pki.CA, time.Time) error { return nil }
+func (memoryRotation) SwitchRotation() error                  { return nil }
+func (memoryRotation) FinishRotation(_, _ []byte) error       { return nil }
 
 // caState is what the Server signs with and trusts; it is replaced whole
 // (Server.state), never changed, so a request sees one step throughout.
@@ -52,15 +53,32 @@ type caState struct {
 	// listenerSerial is the listener certificate's serial: it is not a
 	// holder's certificate, and the finish replaces it.
 	listenerSerial string
+	// trustBegan is when the trust step began (zero outside a
+	// rotation): a certificate issued before it came with a ca.pem of
+	// the current CA alone (store.OldOnlyClients).
+	trustBegan time.Time
 }
 
-func newState(step string, cur, next *pki.CA, listener *tls.Certificate, listenerSerial string) *caState {
-	st := &caState{step: step, cur: cur, next: next, roots: x509.NewCertPool(), listener: listener, listenerSerial: listenerSerial}
+func newState(step string, cur, next *pki.CA, listener *tls.Certificate, listenerSerial string, trustBegan time.Time) *caState {
+	st := &caState{step: step, cur: cur, next: next, roots: x509.NewCertPool(), listener: listener, listenerSerial: listenerSerial, trustBegan: trustBegan}
 	st.roots.AddCert(cur.Cert)
 	if next != nil {
 		st.roots.AddCert(next.Cert)
 	}
 	return st
+}
+
+// issueTime is the time of issue of a certificate signed at now: not
+// before trustBegan during a rotation. x509 keeps whole seconds, and
+// trustBegan is the whole second after the trust step's clock reading, so
+// a certificate answered with both CAs has a time of issue
+// (pki.IssuedAt) not before trustBegan, and one answered before the step,
+// with the current CA alone, one before it.
+func (st *caState) issueTime(now time.Time) time.Time {
+	if st.next != nil && now.Before(st.trustBegan) {
+		return st.trustBegan
+	}
+	return now
 }
 
 // signer is the CA that signs new certificates and the revocation list.
@@ -139,7 +157,7 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) error {
 	case fleet.RotateTrust:
 		resp, err = s.BeginRotation()
 	case fleet.RotateSwitch:
-		resp, err = s.SwitchRotation()
+		resp, err = s.SwitchRotation(req.Force)
 	case fleet.RotateFinish:
 		resp, err = s.FinishRotation(req.Force)
 	default:
@@ -149,6 +167,12 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return api.SendResponse(w, resp)
+}
+
+// serveRotation answers where the rotation is (fleet.PathRotation).
+func (s *Server) serveRotation(w http.ResponseWriter, r *http.Request) error {
+	st := s.state.Load()
+	return api.SendResponse(w, fleet.RotationState{Step: st.step, CA: string(st.caPEM()), Signer: pki.Serial(st.signer().Cert), TrustBegan: st.trustBegan.UTC()})
 }
 
 // RotationStatus is the rotation now: its step, the CAs, the good
@@ -187,6 +211,16 @@ func (s *Server) rotationStatus(st *caState, cut []store.Record) (*fleet.RotateR
 	for _, rec := range cut {
 		resp.Cut = append(resp.Cut, certOf(rec))
 	}
+	if st.step == fleet.RotateTrust {
+		resp.TrustBegan = st.trustBegan.UTC()
+		left, err := s.switchBlocking(st)
+		if err != nil {
+			return nil, internal(err)
+		}
+		for _, rec := range left {
+			resp.SwitchBlocking = append(resp.SwitchBlocking, certOf(rec))
+		}
+	}
 	return resp, nil
 }
 
@@ -210,13 +244,19 @@ func (s *Server) BeginRotation() (*fleet.RotateResponse, error) {
 	if err != nil {
 		return nil, internal(err)
 	}
-	if err := s.rotation.BeginRotation(next); err != nil {
+	// No certificate is issued from here to the new state (issueMu):
+	// each one issued before has a time of issue before began (see
+	// caState.issueTime).
+	s.issueMu.Lock()
+	defer s.issueMu.Unlock()
+	began := s.now().Truncate(time.Second).Add(time.Second)
+	if err := s.rotation.BeginRotation(next, began); err != nil {
 		return nil, internal(err)
 	}
 	if err := s.recordCA(next); err != nil {
 		return nil, internal(err)
 	}
-	nst := newState(fleet.RotateTrust, st.cur, next, st.listener, st.listenerSerial)
+	nst := newState(fleet.RotateTrust, st.cur, next, st.listener, st.listenerSerial, began)
 	s.state.Store(nst)
 	s.crl.invalidate()
 	return s.rotationStatus(nst, nil)
@@ -239,9 +279,16 @@ func nextCommand(step string) string {
 }
 
 // SwitchRotation is step 2 (switch): new certificates, enrolled or
-// renewed, are signed by the next CA. Nothing is refused for the holders
-// of certificates of the current CA: it is still trusted everywhere.
-func (s *Server) SwitchRotation() (*fleet.RotateResponse, error) {
+// renewed, are signed by the next CA, and the Docker hosts' server
+// certificates of the next CA reach laptops as the hosts renew. It is
+// refused, as the local switch is (store.OldOnlyClients), while a good
+// client certificate was handed out before the trust step with a ca.pem
+// of the current CA alone, unless force: those clients are then listed as
+// cut (Cut), they will not verify a host renewed from now on. Operators
+// are not counted: they talk only to this CA, whose listener keeps its
+// certificate of the current CA until the finish, and 'dtls rotate-ca
+// --finish' renews the operator's own certificate first.
+func (s *Server) SwitchRotation(force bool) (*fleet.RotateResponse, error) {
 	s.rotMu.Lock()
 	defer s.rotMu.Unlock()
 	st := s.state.Load()
@@ -251,13 +298,44 @@ func (s *Server) SwitchRotation() (*fleet.RotateResponse, error) {
 	case fleet.RotateSwitch:
 		return nil, conflict("nothing to switch: the CA already signs with the new CA; next: dtls rotate-ca --finish")
 	}
+	left, err := s.switchBlocking(st)
+	if err != nil {
+		return nil, internal(err)
+	}
+	if len(left) > 0 && !force {
+		e := &store.SwitchBlockingError{Left: left}
+		return nil, conflict("%v: %s; let each renew first (its 'dtls agent' renews at its next run during a rotation, 'dtls agent --now' at once; see 'dtls rotate-ca --status'), or pass --force to switch anyway",
+			e, e.Holders(20))
+	}
 	if err := s.rotation.SwitchRotation(); err != nil {
 		return nil, internal(err)
 	}
-	nst := newState(fleet.RotateSwitch, st.cur, st.next, st.listener, st.listenerSerial)
+	nst := newState(fleet.RotateSwitch, st.cur, st.next, st.listener, st.listenerSerial, st.trustBegan)
 	s.state.Store(nst)
 	s.crl.invalidate()
-	return s.rotationStatus(nst, nil)
+	return s.rotationStatus(nst, left)
+}
+
+// switchBlocking are the clients that hold up the switch (SwitchRotation).
+func (s *Server) switchBlocking(st *caState) ([]store.Record, error) {
+	if st.next == nil {
+		return nil, nil
+	}
+	clients, err := s.st.ByKind(store.KindClient)
+	if err != nil {
+		return nil, err
+	}
+	roles, err := s.st.Roles()
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Record
+	for _, r := range store.OldOnlyClients(clients, pki.Serial(st.cur.Cert), st.trustBegan, s.now()) {
+		if roles[r.Name] != fleet.OperatorRole {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // BlockingError is a finish refused: good, unexpired certificates of the
@@ -346,7 +424,7 @@ func (s *Server) FinishRotation(force bool) (*fleet.RotateResponse, error) {
 	if err := s.rotation.FinishRotation(listener.CertPEM, listener.KeyPEM); err != nil {
 		return nil, internal(err)
 	}
-	nst := newState(fleet.RotateNone, st.next, nil, pair, pki.Serial(listener.Cert))
+	nst := newState(fleet.RotateNone, st.next, nil, pair, pki.Serial(listener.Cert), time.Time{})
 	s.state.Store(nst)
 	s.crl.invalidate()
 	return s.rotationStatus(nst, left)

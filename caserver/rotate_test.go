@@ -117,8 +117,12 @@ func TestRotate(t *testing.T) {
 	require.Len(t, answered, 2)
 	assert.True(t, answered[1].Equal(next))
 
-	// Switch.
-	c, st = rotateStep(t, ca, op, fleet.RotateSwitch, false)
+	// Switch: refused while alice, issued before the trust, has not
+	// renewed (TestRotateSwitchRefused); forced here.
+	c, _ = rotateStep(t, ca, op, fleet.RotateSwitch, false)
+	assert.Equal(t, http.StatusConflict, c.status)
+	assert.Contains(t, c.message(), `"alice"`)
+	c, st = rotateStep(t, ca, op, fleet.RotateSwitch, true)
 	require.Equal(t, http.StatusOK, c.status, string(c.body))
 	assert.Equal(t, fleet.RotateSwitch, st.Step)
 	assert.Equal(t, pki.Serial(next), st.Signer)
@@ -194,13 +198,89 @@ func TestRotate(t *testing.T) {
 	assert.Contains(t, entries(crl), pki.Serial(bobCert), "certificates of the old CA stay listed")
 }
 
+// TestRotateSwitchRefused: the switch is refused, as the local one is
+// (store.OldOnlyClients), while a client certificate handed out before
+// the trust step with a ca.pem of the old CA alone is good; the refusal
+// names the holders, a renewal lifts it, --force overrides it and lists
+// the clients cut. Operators do not count: they verify only the CA.
+func TestRotateSwitchRefused(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	ca := catest.Start(t, catest.Options{Now: clk.Now})
+	opCert, opKey := ca.Operator(t)
+	op := clientWith(t, []*x509.Certificate{ca.CACert}, opCert, opKey)
+	alice, aliceKey := ca.Client(t, "alice", "developer")
+	dave, _ := ca.Client(t, "dave", "developer")
+
+	// carol enrols at the trust step's instant, just before it, with a
+	// ca.pem of the old CA alone; bob at the same instant, just after
+	// it, with both CAs.
+	clk.Add(time.Hour)
+	carol, carolKey := enrol(t, ca, ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: "carol"}))
+	c, st := rotateStep(t, ca, op, fleet.RotateTrust, false)
+	require.Equal(t, http.StatusOK, c.status, string(c.body))
+	// The whole second after the step's clock reading (x509 keeps
+	// whole seconds).
+	assert.True(t, st.TrustBegan.Equal(clk.Now().Truncate(time.Second).Add(time.Second)), "%s", st.TrustBegan)
+	bob, _ := enrol(t, ca, ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: "bob"}))
+	certOf(t, bob)
+
+	c, st = rotateStep(t, ca, op, fleet.RotateStatus, false)
+	require.Equal(t, http.StatusOK, c.status)
+	names := func(cs []fleet.RotationCert) []string {
+		var out []string
+		for _, r := range cs {
+			out = append(out, r.Name)
+		}
+		return out
+	}
+	assert.ElementsMatch(t, []string{"alice", "dave", "carol"}, names(st.SwitchBlocking))
+
+	c, _ = rotateStep(t, ca, op, fleet.RotateSwitch, false)
+	require.Equal(t, http.StatusConflict, c.status, string(c.body))
+	assert.Contains(t, c.message(), "cannot switch the daemon to the new CA: 3 clients of the old CA would not verify it (bundles issued before 'dtls rotate-ca' trust only the old CA): ")
+	for _, n := range []string{`"alice"`, `"dave"`, `"carol"`} {
+		assert.Contains(t, c.message(), n)
+	}
+	assert.NotContains(t, c.message(), `"bob"`)
+	assert.NotContains(t, c.message(), "operator")
+	assert.Contains(t, c.message(), "or pass --force to switch anyway")
+	c, st = rotateStep(t, ca, op, fleet.RotateStatus, false)
+	require.Equal(t, http.StatusOK, c.status)
+	assert.Equal(t, fleet.RotateTrust, st.Step, "a refused switch changed the step")
+
+	// alice and carol renew: their bundles now trust both CAs.
+	clk.Add(time.Second)
+	_, carolCert := certOf(t, carol)
+	r, _ := renew(t, ca, alice, aliceKey, nil)
+	certOf(t, r)
+	r, _ = renew(t, ca, pemOf(carolCert), carolKey, nil)
+	certOf(t, r)
+	c, st = rotateStep(t, ca, op, fleet.RotateStatus, false)
+	require.Equal(t, http.StatusOK, c.status)
+	assert.Equal(t, []string{"dave"}, names(st.SwitchBlocking))
+
+	// dave has not: --force switches anyway and names him as cut.
+	c, _ = rotateStep(t, ca, op, fleet.RotateSwitch, false)
+	require.Equal(t, http.StatusConflict, c.status)
+	assert.Contains(t, c.message(), "1 client of the old CA")
+	c, st = rotateStep(t, ca, op, fleet.RotateSwitch, true)
+	require.Equal(t, http.StatusOK, c.status, string(c.body))
+	assert.Equal(t, fleet.RotateSwitch, st.Step)
+	assert.Equal(t, []string{"dave"}, names(st.Cut))
+	daveCert, err := pki.ParseCertificate(dave)
+	require.NoError(t, err)
+	rec, err := ca.Store.Get(pki.Serial(daveCert))
+	require.NoError(t, err)
+	assert.Equal(t, store.StatusGood, rec.Status, "a forced switch cuts nobody off at the CA")
+}
+
 func TestRotateFinishForce(t *testing.T) {
 	ca := catest.Start(t, catest.Options{})
 	opCert, opKey := ca.Operator(t)
 	op := clientWith(t, []*x509.Certificate{ca.CACert}, opCert, opKey)
 	dave, _ := ca.Client(t, "dave", "developer")
 	for _, step := range []string{fleet.RotateTrust, fleet.RotateSwitch} {
-		c, _ := rotateStep(t, ca, op, step, false)
+		c, _ := rotateStep(t, ca, op, step, step == fleet.RotateSwitch)
 		require.Equal(t, http.StatusOK, c.status, string(c.body))
 	}
 	c, st := rotateStep(t, ca, op, fleet.RotateFinish, true)
@@ -226,4 +306,50 @@ func caCertsOf(t *testing.T, p string) []*x509.Certificate {
 
 func pemOf(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// TestEnrolAgainSupersedes: a new enrolment for a name supersedes the
+// older good certificates of that kind and name (the answer lists them),
+// so an abandoned one holds up neither the switch nor the finish of a
+// rotation; other names and kinds are left alone.
+func TestEnrolAgainSupersedes(t *testing.T) {
+	ca := catest.Start(t, catest.Options{})
+	opCert, opKey := ca.Operator(t)
+	op := clientWith(t, []*x509.Certificate{ca.CACert}, opCert, opKey)
+	first, _ := ca.Client(t, "alice", "developer")
+	firstCert, err := pki.ParseCertificate(first)
+	require.NoError(t, err)
+	bob, _ := ca.Client(t, "bob", "developer")
+	bobCert, err := pki.ParseCertificate(bob)
+	require.NoError(t, err)
+	host, _ := enrol(t, ca, ca.Token(t, fleet.TokenRequest{Kind: store.KindServer, Name: "alice"}))
+	hostResp, hostCert := certOf(t, host)
+	assert.Empty(t, hostResp.Superseded, "a server certificate supersedes no client's")
+
+	c, st := rotateStep(t, ca, op, fleet.RotateTrust, false)
+	require.Equal(t, http.StatusOK, c.status, string(c.body))
+	c, st = rotateStep(t, ca, op, fleet.RotateStatus, false)
+	require.Equal(t, http.StatusOK, c.status)
+	require.Len(t, st.SwitchBlocking, 2, "alice's and bob's first certificates")
+
+	again, _ := enrol(t, ca, ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: "alice", Role: "developer"}))
+	resp, _ := certOf(t, again)
+	assert.Equal(t, []string{pki.Serial(firstCert)}, resp.Superseded)
+	status := func(c *x509.Certificate) store.Status {
+		rec, err := ca.Store.Get(pki.Serial(c))
+		require.NoError(t, err)
+		return rec.Status
+	}
+	assert.Equal(t, store.StatusSuperseded, status(firstCert))
+	assert.Equal(t, store.StatusGood, status(bobCert))
+	assert.Equal(t, store.StatusGood, status(hostCert))
+	assert.Contains(t, entries(crlOf(t, ca, op)), pki.Serial(firstCert), "the abandoned certificate is in the revocation list")
+
+	c, st = rotateStep(t, ca, op, fleet.RotateStatus, false)
+	require.Equal(t, http.StatusOK, c.status)
+	require.Len(t, st.SwitchBlocking, 1)
+	assert.Equal(t, "bob", st.SwitchBlocking[0].Name)
+	for _, b := range st.Blocking {
+		assert.NotEqual(t, pki.Serial(firstCert), b.Serial, "the abandoned certificate holds up the finish")
+	}
 }

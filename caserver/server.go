@@ -78,6 +78,9 @@ type Config struct {
 	// trusted) or fleet.RotateSwitch (Next signs). See BeginRotation.
 	Next *pki.CA
 	Step string
+	// TrustBegan is when the rotation's trust step began (see
+	// RotationStore.BeginRotation).
+	TrustBegan time.Time
 	// Rotation makes the steps of a rotation made through the API
 	// durable (package cahost's state directory); nil keeps them in
 	// memory only.
@@ -105,7 +108,13 @@ type Server struct {
 	state    atomic.Pointer[caState]
 	rotation RotationStore
 	// rotMu makes the steps of the rotation one at a time.
-	rotMu          sync.Mutex
+	rotMu sync.Mutex
+	// issueMu is held for reading by each enrolment and renewal, from
+	// its clock reading to its answer, and for writing by the trust
+	// step: a certificate is then issued either wholly before the step,
+	// answered with the current CA alone, or wholly after it, answered
+	// with both (store.OldOnlyClients counts the first).
+	issueMu        sync.RWMutex
 	clientValidity time.Duration
 	serverValidity time.Duration
 	now            func() time.Time
@@ -160,7 +169,13 @@ func New(c Config) (*Server, error) {
 	if s.rotation == nil {
 		s.rotation = memoryRotation{}
 	}
-	s.state.Store(newState(step, c.CA, c.Next, nil, ""))
+	began := c.TrustBegan
+	if c.Next != nil && began.IsZero() {
+		// A rotation recorded without the time it began: the next
+		// CA was made then, with pki's backdate of five minutes.
+		began = c.Next.Cert.NotBefore.Add(5 * time.Minute)
+	}
+	s.state.Store(newState(step, c.CA, c.Next, nil, "", began))
 
 	// cfssl's info handler takes a signer.Signer; pki keeps its own
 	// unexported. This one answers info requests only (the CA
@@ -199,6 +214,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(fleet.PathRenew, s.endpoint(http.MethodPost, s.renew))
 	mux.Handle(fleet.PathCRL, s.endpoint(http.MethodGet, s.serveCRL))
 	mux.Handle(fleet.PathCA, s.endpoint(http.MethodGet, s.serveCA))
+	mux.Handle(fleet.PathRotation, s.endpoint(http.MethodGet, s.serveRotation))
 	mux.Handle(fleet.PathCerts, s.endpoint(http.MethodGet, s.operator(s.certs)))
 	mux.Handle(fleet.PathRevoke, s.endpoint(http.MethodPost, s.operator(s.revoke)))
 	mux.Handle(fleet.PathTokens, s.endpoint(http.MethodPost, s.operator(s.tokens)))
@@ -255,7 +271,7 @@ func (s *Server) TLSConfig(certPEM, keyPEM []byte) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.state.Store(newState(st.step, st.cur, st.next, pair, pki.Serial(leaf)))
+	s.state.Store(newState(st.step, st.cur, st.next, pair, pki.Serial(leaf), st.trustBegan))
 	getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.state.Load().listener, nil }
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,

@@ -20,9 +20,10 @@ import (
 
 type agentOptions struct {
 	IO
-	Dirs   []string
-	Once   bool
-	Jitter bool
+	Dirs     []string
+	Once     bool
+	RenewNow bool
+	Jitter   bool
 }
 
 func newAgentCmd(io IO) *cobra.Command {
@@ -48,17 +49,31 @@ context made from the bundle ('dtls context create', 'dtls enroll
 interrupted (the machine went down, the agent was killed) is finished by
 the next run, with the saved key: the CA answers it the same certificate.
 
-A CA that cannot be reached is tried again after 30 s, then twice as long
-each time up to 10 minutes; the bundle in use is kept. A renewal the CA
-refuses (the certificate was revoked, or replaced) is reported, and the
-agent stops renewing that bundle; it exits 1 when it renews none anymore.
+A CA that cannot be reached (no connection, a timeout, an HTTP 5xx) is
+never fatal: it is tried again after 30 s, then twice as long each time up
+to 10 minutes, and the bundle in use is kept. Once less than a third of
+the certificate's lifetime is left (the last 8 hours of a day's
+certificate) the warning says so; a certificate that expired meanwhile is
+reported as expired while the CA was unreachable (enrol again). A renewal
+the CA refuses (HTTP 4xx: the certificate was revoked, superseded by a new
+enrolment, unknown to it) is reported with the CA's reason, and the agent
+stops renewing that bundle; it exits 1 when it renews none anymore.
+
+During a rotation of the online CA ('dtls rotate-ca --operator'), each
+look asks the CA where the rotation is (GET /api/v1/dtls/rotation) and a
+bundle is renewed at once, whatever its schedule, when its ca.pem does not
+hold both CAs, or when its certificate is from before step 1 or, from step
+2 on, not of the new CA: the rotation's next step then need not wait for
+it. A CA that cannot be reached for that question changes nothing.
 
 With --once it looks at each bundle once and exits: 0 when each one is
 renewed, not due yet, or kept because the CA cannot be reached (a warning
 says so; the next run tries again); 1 when a renewal was refused or
-failed.`,
+failed. --now renews each bundle at once, whatever its schedule, and exits
+as --once does.`,
 		Example: `  $ dtls agent
   $ dtls agent --once
+  $ dtls agent --now
   $ dtls agent --dir ~/ci-bundle --once --jitter=false
   $ systemctl --user enable --now dtls-agent.service`,
 		Args: exactArgs(0, "no arguments"),
@@ -76,6 +91,7 @@ failed.`,
 	f := c.Flags()
 	f.StringArrayVar(&opts.Dirs, "dir", nil, "bundle directory to renew, repeatable (default: every bundle of the store enrolled with an online CA)")
 	f.BoolVar(&opts.Once, "once", false, "look at each bundle once, renew what is due, and exit (for a timer or a scheduled task)")
+	f.BoolVar(&opts.RenewNow, "now", false, "renew each bundle at once, whatever its schedule, and exit (as --once)")
 	f.BoolVar(&opts.Jitter, "jitter", true, "renew up to a tenth of the lifetime before two thirds of it, at random")
 	_ = c.MarkFlagDirname("dir")
 	return c
@@ -93,9 +109,10 @@ func runAgent(o *agentOptions) error {
 	if o.Jitter {
 		a.Jitter = agent.RandomJitter
 	}
+	a.Force = o.RenewNow
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if o.Once {
+	if o.Once || o.RenewNow {
 		return agentOnce(ctx, o, a, dirs)
 	}
 	fmt.Fprintf(o.ErrOut, "dtls agent: looking after %s; stop with Ctrl-C or SIGTERM\n", strings.Join(dirs, ", "))
@@ -159,7 +176,8 @@ func agentOnce(ctx context.Context, o *agentOptions, a *agent.Agent, dirs []stri
 			continue
 		}
 		if fleet.Retryable(err) && res != nil && o.Now().Before(res.NotAfter) {
-			fmt.Fprintf(o.ErrOut, "dtls: warning: %s: %v; kept the current certificate (serial %s, expires %s): the next run tries again\n", d, err, res.Serial, agentStamp(res.NotAfter))
+			fmt.Fprintf(o.ErrOut, "dtls: warning: %s: %v; kept the current certificate (serial %s)%s: the next run tries again\n",
+				d, err, res.Serial, expiringNote(!o.Now().Before(res.WarnAt()), res.NotAfter))
 			continue
 		}
 		fmt.Fprintf(o.ErrOut, "dtls: error: %s: %v\n", d, err)
@@ -179,24 +197,42 @@ func reportAgent(io IO, ev agent.Event) {
 		fmt.Fprintf(io.ErrOut, "dtls: error: %v\n", ev.Err)
 		fmt.Fprintf(io.ErrOut, "dtls agent: stopped renewing %s: enrol again with a new token (dtls enroll %s TOKEN --docker-host ... --force)\n", ev.Dir, refused.URL)
 	case ev.Err != nil && !ev.Retry.IsZero():
-		fmt.Fprintf(io.ErrOut, "dtls: warning: %s: %v; kept the current certificate, trying again at %s\n", ev.Dir, ev.Err, agentStamp(ev.Retry))
+		fmt.Fprintf(io.ErrOut, "dtls: warning: %s: %v; kept the current certificate%s, trying again at %s\n", ev.Dir, ev.Err, expiringNote(ev.Expiring, ev.NotAfter), agentStamp(ev.Retry))
 	case ev.Err != nil:
 		fmt.Fprintf(io.ErrOut, "dtls: error: %s: %v\n", ev.Dir, ev.Err)
 	case ev.Result != nil && ev.Result.Renewed:
-		r := ev.Result
-		how := ""
-		if r.Resumed {
-			how = " (finished a renewal that was interrupted)"
-		}
-		fmt.Fprintf(io.ErrOut, "renewed %q in %s%s: serial %s -> %s, expires %s, next renewal after %s\n", r.Name, r.Dir, how, r.Replaced, r.Serial, agentStamp(r.NotAfter), agentStamp(r.Due))
-		for _, c := range r.Contexts {
-			fmt.Fprintf(io.ErrOut, "refreshed docker context %q\n", c)
-		}
+		reportRenewed(io, ev.Result)
 	case ev.Result != nil:
 		for _, c := range ev.Result.Contexts {
 			fmt.Fprintf(io.ErrOut, "refreshed docker context %q from %s\n", c, ev.Result.Dir)
 		}
 	}
+}
+
+// reportRenewed prints a renewal: why when before its schedule, and the
+// contexts refreshed.
+func reportRenewed(io IO, r *agent.Result) {
+	how := ""
+	if r.Resumed {
+		how = " (finished a renewal that was interrupted)"
+	}
+	if r.Early != "" {
+		how += " before its schedule: " + r.Early
+	}
+	fmt.Fprintf(io.ErrOut, "renewed %q in %s%s: serial %s -> %s, expires %s, next renewal after %s\n", r.Name, r.Dir, how, r.Replaced, r.Serial, agentStamp(r.NotAfter), agentStamp(r.Due))
+	for _, c := range r.Contexts {
+		fmt.Fprintf(io.ErrOut, "refreshed docker context %q\n", c)
+	}
+}
+
+// expiringNote says when a certificate the CA could not renew expires,
+// and, once less than a third of its lifetime is left (agent.Result.WarnAt),
+// what happens then.
+func expiringNote(expiring bool, notAfter time.Time) string {
+	if !expiring {
+		return fmt.Sprintf(" (expires %s)", agentStamp(notAfter))
+	}
+	return fmt.Sprintf(" (less than a third of its lifetime left: it expires %s, and then needs a new enrolment; is the CA down?)", agentStamp(notAfter))
 }
 
 func agentStamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 MST") }

@@ -25,6 +25,8 @@ func TestAgentExamples(t *testing.T) {
 	assert.True(t, strings.HasSuffix(m[1], "/dtls"), m[1])
 	cases = append(cases, strings.Fields(m[2]))
 	assert.Contains(t, unit, "RestartPreventExitStatus=1", "exit 1 is every bundle refused: no restart")
+	assert.Regexp(t, `(?m)^Restart=(on-failure|always)$`, unit, "the agent is restarted")
+	assert.Regexp(t, `(?m)^RestartSec=\S+$`, unit)
 
 	plist := read("io.github.dtls-tool.agent.plist")
 	arr := regexp.MustCompile(`(?s)<key>ProgramArguments</key>\s*<array>(.*?)</array>`).FindStringSubmatch(plist)
@@ -36,8 +38,13 @@ func TestAgentExamples(t *testing.T) {
 	require.NotEmpty(t, args)
 	assert.True(t, strings.HasSuffix(args[0], "/dtls"), args[0])
 	cases = append(cases, args[1:])
+	assert.Regexp(t, `(?s)<key>KeepAlive</key>\s*<dict>\s*<key>Crashed</key>\s*<true/>`, plist, "a crashed run is started again")
+	assert.Regexp(t, `<key>ThrottleInterval</key>\s*<integer>[1-9][0-9]*</integer>`, plist)
+	assert.Regexp(t, `<key>StartInterval</key>\s*<integer>[1-9][0-9]*</integer>`, plist, "and it runs again every interval")
 
 	ps := read("dtls-agent-task.ps1")
+	assert.Regexp(t, `-RestartCount [1-9]`, ps, "a failed run is started again")
+	assert.Regexp(t, `-RestartInterval \(New-TimeSpan`, ps)
 	pm := regexp.MustCompile(`-Argument '([^']*)'`).FindStringSubmatch(ps)
 	require.NotNil(t, pm, "the task runs dtls with -Argument")
 	cases = append(cases, strings.Fields(pm[1]))

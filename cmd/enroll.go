@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -174,6 +175,7 @@ func runEnroll(o *enrollOptions) error {
 	fmt.Fprintf(o.ErrOut, "enrolled client %q (role %s) with the CA at %s%s: serial %s, expires %s\n",
 		e.Meta.Name, role, o.URL, resumed, e.Meta.Serial, e.Cert.NotAfter.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(o.ErrOut, "wrote bundle %s for %s (key.pem 0600: made here, it never left this machine)\n", e.Dir, o.DockerHost)
+	printSuperseded(o.IO, e)
 
 	done := fmt.Sprintf("enrolled %q into %s", e.Meta.Name, e.Dir)
 	if cfgErr == nil {
@@ -250,4 +252,14 @@ func hasContext(ctxs []dockercontext.Context, name string) bool {
 		}
 	}
 	return false
+}
+
+// printSuperseded says which older certificates of the name the CA
+// superseded: they stop working, wherever their bundles are.
+func printSuperseded(io IO, e *agent.Enrolled) {
+	if len(e.Superseded) == 0 {
+		return
+	}
+	fmt.Fprintf(io.ErrOut, "superseded the older certificate(s) of %q at the CA: serial %s (they no longer work; a CA rotation no longer waits for them)\n",
+		e.Meta.Name, strings.Join(e.Superseded, ", "))
 }

@@ -157,6 +157,11 @@ func TestEnrollCommand(t *testing.T) {
 	assert.Contains(t, stderr, "dtls: hint: the token was not used")
 	_, stderr, code = runWithEnv(t, time.Now(), env, "enroll", ca.URL, tok2, "--docker-host", "tcp://docker1.example.com:2376", "--force")
 	require.Equal(t, 0, code, stderr)
+	// alice enrolled again: her first certificate is superseded.
+	assert.Contains(t, stderr, `superseded the older certificate(s) of "alice" at the CA: serial `+b.Meta.Serial+" (they no longer work")
+	rec, err2 := ca.Store.Get(b.Meta.Serial)
+	require.NoError(t, err2)
+	assert.Equal(t, store.StatusSuperseded, rec.Status)
 	assert.Contains(t, stderr, `wrote docker context "prod"`, "the context made from the bundle follows it")
 	assert.Equal(t, string(flRead(t, filepath.Join(dir, "cert.pem"))), string(flRead(t, filepath.Join(tlsDir, "docker", "cert.pem"))))
 }
@@ -224,6 +229,13 @@ func TestAgentCommand(t *testing.T) {
 	assert.Equal(t, after, string(flRead(t, filepath.Join(tlsDir, "docker", "cert.pem"))))
 	assert.Equal(t, string(flRead(t, filepath.Join(dir, "key.pem"))), string(flRead(t, filepath.Join(tlsDir, "docker", "key.pem"))))
 	assert.ElementsMatch(t, []string{"ca.pem", "cert.pem", "key.pem", "dtls.json"}, flEntries(t, dir))
+
+	// --now: renewed at once, not due.
+	_, stderr, code = runWithEnv(t, time.Now(), env, "agent", "--now")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, `renewed "alice" in `+dir+` before its schedule: renewal asked for (--now)`)
+	assert.NotEqual(t, after, string(flRead(t, filepath.Join(dir, "cert.pem"))))
+	after = string(flRead(t, filepath.Join(dir, "cert.pem")))
 
 	op := flOperatorDir(t, ca)
 	_, stderr, code = runWithEnv(t, time.Now(), env, "revoke", "alice", "--ca-url", ca.URL, "--operator", op, "--reason", "keyCompromise")
@@ -451,4 +463,41 @@ func flSerialAt(t *testing.T, p string) string {
 	c, err := pki.ParseCertificate(flRead(t, p))
 	require.NoError(t, err)
 	return pki.Serial(c)
+}
+
+// TestAgentCommandUnreachable: 'dtls agent --once' with its CA down keeps
+// the bundle and exits 0, warning louder once less than a third of the
+// lifetime is left; after the expiry it says the certificate expired
+// while the CA was unreachable, and exits 1.
+func TestAgentCommandUnreachable(t *testing.T) {
+	ca := catest.Start(t, catest.Options{ClientValidity: 3 * time.Hour})
+	env, root, _ := flLaptopEnv(t)
+	tok := ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: "alice", Role: "developer"})
+	_, stderr, code := runWithEnv(t, time.Now(), env, "enroll", ca.URL, tok, "--docker-host", "tcp://docker1.example.com:2376")
+	require.Equal(t, 0, code, stderr)
+	dir := filepath.Join(root, "docker1.example.com")
+	b, err := clientenv.LoadBundle(dir)
+	require.NoError(t, err)
+	down := flClosedURL(t)
+	m := b.Meta
+	m.CAURL = down
+	mj, err := clientenv.MarshalMeta(m)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, clientenv.MetaFile), mj, 0o644))
+	cert, err := pki.ParseCertificate(flRead(t, filepath.Join(dir, "cert.pem")))
+	require.NoError(t, err)
+	life := cert.NotAfter.Sub(cert.NotBefore)
+
+	// Due (jitter: up to a tenth early), more than a third left.
+	_, stderr, code = runWithEnv(t, cert.NotAfter.Add(-life/3-life/20), env, "agent", "--once", "--jitter=false")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, `"alice" is not due`)
+	_, stderr, code = runWithEnv(t, cert.NotAfter.Add(-life/3), env, "agent", "--once", "--jitter=false")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "dtls: warning: "+dir+": cannot reach the CA at "+down)
+	assert.Contains(t, stderr, "less than a third of its lifetime left: it expires ")
+	_, stderr, code = runWithEnv(t, cert.NotAfter.Add(time.Second), env, "agent", "--once")
+	assert.Equal(t, exitFailure, code)
+	assert.Contains(t, stderr, "expired at "+cert.NotAfter.UTC().Format(time.RFC3339)+" while the CA was unreachable (cannot reach the CA at "+down)
+	assert.Contains(t, stderr, "enrol again with a new token")
 }

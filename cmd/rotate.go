@@ -82,7 +82,11 @@ same three steps run on the CA's host, through its API
    trusts the new CA (it reads tlscacert only at start); the authorization
    plugin reads ca.pem again by itself.
 2. '--switch': enrolments and renewals are signed by the new CA. The
-   operator's own certificate (DIR) is renewed from it at once.
+   operator's own certificate (DIR) is renewed from it at once. Refused,
+   as the local switch is, while a client that got its certificate before
+   step 1 (its ca.pem trusts only the old CA) has not renewed: their names
+   are listed ('dtls agent --now' on their machine renews at once; each
+   agent renews at its next run during a rotation), unless --force.
 3. '--finish': the new CA becomes the only one (STATE_DIR/ca.pem,
    ca-key.pem; the old key is removed), and the CA's listener presents a
    certificate of it. Refused before --switch, and while good, unexpired
@@ -106,23 +110,21 @@ directory's files to it. DIR's ca.pem is rewritten after each step.`,
 			if err := opts.op.check(c); err != nil {
 				return err
 			}
+			// Against the online CA too, as the local switch.
+			if opts.Force && !opts.Switch && !opts.Finish {
+				return usagef(c, "--force applies to --switch and --finish only")
+			}
 			if opts.op.CAURL != "" {
 				for _, f := range []string{"key-type", "ca-days", "restart", "state-dir"} {
 					if c.Flags().Changed(f) {
 						return usagef(c, "--%s does not apply to an online CA's rotation (--ca-url, --operator)", f)
 					}
 				}
-				if opts.Force && !opts.Finish {
-					return usagef(c, "--force applies to --finish only against an online CA")
-				}
 				return runRotateRemote(opts)
 			}
 			later := opts.Switch || opts.Finish || opts.Status
 			if later && (c.Flags().Changed("key-type") || c.Flags().Changed("ca-days")) {
 				return usagef(c, "--key-type and --ca-days apply to the first step only ('dtls rotate-ca')")
-			}
-			if opts.Force && !opts.Switch && !opts.Finish {
-				return usagef(c, "--force applies to --switch and --finish only")
 			}
 			if opts.Restart && opts.Status {
 				return usagef(c, "--restart does not apply to --status")

@@ -81,18 +81,14 @@ func runRotateRemote(o *rotateOptions) error {
 		fmt.Fprintln(o.ErrOut, "next: let every holder renew once ('dtls agent' on laptops within a day; on each Docker host: sudo dtls renew --server, then restart dockerd to trust the new CA), then: dtls rotate-ca --switch")
 	case fleet.RotateSwitch:
 		fmt.Fprintf(o.ErrOut, "step 2 of 3: the CA at %s signs new certificates with the new CA %s; both CAs stay trusted\n", o.op.CAURL, describeRotationCA(resp.Next))
+		printCut(o.ErrOut, "clients whose ca.pem trusts only the old CA (--force): they cannot verify a host renewed from now on until they renew", resp.Cut)
 		if _, err := renewOperator(o, resp); err != nil {
 			return err
 		}
 		fmt.Fprintln(o.ErrOut, "next: once every certificate of the old CA is renewed or revoked ('dtls rotate-ca --status'): dtls rotate-ca --finish")
 	case fleet.RotateFinish:
 		fmt.Fprintf(o.ErrOut, "step 3 of 3: dropped the old CA: the CA at %s has only the CA %s, and its listener presents a certificate of it\n", o.op.CAURL, describeRotationCA(&resp.Current))
-		if len(resp.Cut) > 0 {
-			fmt.Fprintf(o.ErrOut, "%d certificates of the old CA were marked superseded (--force) and no longer work:\n", len(resp.Cut))
-			for _, r := range resp.Cut {
-				fmt.Fprintf(o.ErrOut, "  %s\n", describeRotationCert(r))
-			}
-		}
+		printCut(o.ErrOut, "certificates of the old CA marked superseded (--force), which no longer work", resp.Cut)
 		fmt.Fprintln(o.ErrOut, "each Docker host: sudo dtls renew --server (its ca.pem then holds only the new CA), then restart dockerd")
 	}
 	return nil
@@ -128,6 +124,34 @@ func renewOperator(o *rotateOptions, st *fleet.RotateResponse) (bool, error) {
 	return true, nil
 }
 
+// printCut lists the certificates a forced step cut off, after what
+// happened to them.
+func printCut(w io.Writer, what string, cut []fleet.RotationCert) {
+	if len(cut) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s (%d):\n", what, len(cut))
+	for _, r := range cut {
+		fmt.Fprintf(w, "  %s\n", describeRotationCert(r))
+	}
+}
+
+// printSwitchBlocking lists, at step 1, the clients that hold up
+// 'dtls rotate-ca --switch'.
+func printSwitchBlocking(w io.Writer, r *fleet.RotateResponse) {
+	if r.Step != fleet.RotateTrust {
+		return
+	}
+	if len(r.SwitchBlocking) == 0 {
+		fmt.Fprintf(w, "every client issued before step 1 (%s) has renewed: nothing holds up 'dtls rotate-ca --switch'\n", r.TrustBegan.UTC().Format(time.RFC3339))
+		return
+	}
+	fmt.Fprintf(w, "holding up 'dtls rotate-ca --switch': clients issued before step 1 (%s) whose ca.pem trusts only the old CA (or pass --force to switch anyway):\n", r.TrustBegan.UTC().Format(time.RFC3339))
+	for _, b := range r.SwitchBlocking {
+		fmt.Fprintf(w, "  %s\n", describeRotationCert(b))
+	}
+}
+
 func caCerts(pemText string) []*x509.Certificate {
 	cs, _ := pki.ParseCertificates([]byte(pemText))
 	return cs
@@ -145,7 +169,7 @@ func describeRotationCert(r fleet.RotationCert) string {
 	if r.Kind == store.KindServer {
 		return what + ": on that host: sudo dtls renew --server (or revoke it: dtls revoke " + r.Serial + " --ca-url ...)"
 	}
-	return what + ": its 'dtls agent' renews it (or revoke it: dtls revoke " + r.Serial + " --ca-url ...)"
+	return what + ": its 'dtls agent' renews it at its next run, 'dtls agent --now' at once (or revoke it: dtls revoke " + r.Serial + " --ca-url ...)"
 }
 
 // printRemoteRotation is 'dtls rotate-ca --status --ca-url'.
@@ -172,6 +196,7 @@ func printRemoteRotation(w io.Writer, opDir string, r *fleet.RotateResponse) {
 	if r.Step == fleet.RotateNone {
 		return
 	}
+	printSwitchBlocking(w, r)
 	if len(r.Blocking) == 0 {
 		fmt.Fprintln(w, "nothing holds up 'dtls rotate-ca --finish'")
 	} else {

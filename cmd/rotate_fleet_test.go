@@ -200,3 +200,56 @@ func issuerSerial(t *testing.T, certFile, caFile string) string {
 	}
 	return ""
 }
+
+// TestRotateCAOnlineSwitchRefused: 'dtls rotate-ca --operator DIR
+// --switch' is refused, as the local one, while a laptop enrolled before
+// step 1 has not renewed (its ca.pem trusts only the old CA): the refusal
+// and --status name it. 'dtls agent --once' renews a laptop at once during
+// the rotation, although it is not due; --force switches without the
+// other one and names it as cut.
+func TestRotateCAOnlineSwitchRefused(t *testing.T) {
+	caDir, url, srv := flServeCAHost(t)
+	op := filepath.Join(caDir, cahost.OperatorDir)
+	laptop := func(name string) map[string]string {
+		tok, err := srv.NewToken(fleet.TokenRequest{Kind: store.KindClient, Name: name, Role: "developer"})
+		require.NoError(t, err)
+		env, _, _ := flLaptopEnv(t)
+		_, stderr, code := runWithEnv(t, time.Now(), env, "enroll", url, tok.Token, "--docker-host", "tcp://docker1.example.com:2376")
+		require.Equal(t, 0, code, stderr)
+		return env
+	}
+	alice := laptop("alice")
+	laptop("bob")
+
+	_, stderr, code := dtls(t, time.Now(), "rotate-ca", "--operator", op)
+	require.Equal(t, 0, code, stderr)
+	out, stderr, code := dtls(t, time.Now(), "rotate-ca", "--operator", op, "--status")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, out, "holding up 'dtls rotate-ca --switch': clients issued before step 1")
+	assert.Regexp(t, `client "alice" serial [0-9a-f]+`, out)
+	assert.Regexp(t, `client "bob" serial [0-9a-f]+`, out)
+
+	_, stderr, code = dtls(t, time.Now(), "rotate-ca", "--operator", op, "--switch")
+	assert.Equal(t, exitFailure, code)
+	assert.Contains(t, stderr, "dtls: error: cannot switch the daemon to the new CA: 2 clients of the old CA would not verify it (bundles issued before 'dtls rotate-ca' trust only the old CA): ")
+	assert.Contains(t, stderr, `"alice" (serial `)
+	assert.Contains(t, stderr, `"bob" (serial `)
+	out, _, code = dtls(t, time.Now(), "rotate-ca", "--operator", op, "--status")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "step 1 of 3", "a refused switch changed the step")
+
+	// alice's agent renews at its next run, far from due.
+	_, stderr, code = runWithEnv(t, time.Now(), alice, "agent", "--once")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, `before its schedule: the CA is rotating (step trust): ca.pem does not trust both CAs yet`)
+	_, stderr, code = dtls(t, time.Now(), "rotate-ca", "--operator", op, "--switch")
+	assert.Equal(t, exitFailure, code)
+	assert.Contains(t, stderr, "1 client of the old CA would not verify it")
+	assert.NotContains(t, stderr, `"alice"`)
+
+	_, stderr, code = dtls(t, time.Now(), "rotate-ca", "--operator", op, "--switch", "--force")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "step 2 of 3")
+	assert.Contains(t, stderr, "clients whose ca.pem trusts only the old CA (--force): they cannot verify a host renewed from now on until they renew (1):")
+	assert.Regexp(t, `client "bob" serial [0-9a-f]+`, stderr)
+}

@@ -295,6 +295,22 @@ func (c *Client) CA(ctx context.Context) ([]byte, error) {
 	return b, nil
 }
 
+// Rotation fetches where the CA's rotation is (PathRotation).
+func (c *Client) Rotation(ctx context.Context) (*RotationState, error) {
+	hc, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	var out RotationState
+	if err := c.do(ctx, hc, http.MethodGet, PathRotation, nil, &out); err != nil {
+		return nil, err
+	}
+	if _, err := pki.ParseCertificates([]byte(out.CA)); err != nil {
+		return nil, c.answerError(PathRotation, "ca: %v", err)
+	}
+	return &out, nil
+}
+
 // Certs lists the CA's inventory (PathCerts; an operator's Certificate).
 func (c *Client) Certs(ctx context.Context) ([]store.Record, error) {
 	hc, err := c.client()

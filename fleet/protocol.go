@@ -94,6 +94,11 @@ type CertResponse struct {
 	Name        string     `json:"name"`
 	Role        string     `json:"role,omitempty"`
 	NotAfter    time.Time  `json:"not_after"`
+	// Superseded are the serials of the good certificates of the same
+	// kind and name that an enrolment superseded: the holder enrolled
+	// again, and they stop working (marked superseded in the inventory,
+	// listed in the revocation list).
+	Superseded []string `json:"superseded,omitempty"`
 }
 
 // TokenRequest is the body of PathTokens.
@@ -249,11 +254,34 @@ const (
 	RotateStatus = "status"
 )
 
+// PathRotation is where the CA's rotation is, for every holder (GET →
+// RotationState; no authentication: it holds CA certificates and a step,
+// which PathCA and every answer disclose anyway). 'dtls agent' reads it
+// at each look, to renew at once during a rotation.
+const PathRotation = "/api/v1/dtls/rotation"
+
+// RotationState is the result of PathRotation.
+type RotationState struct {
+	// Step is RotateNone, RotateTrust or RotateSwitch.
+	Step string `json:"step"`
+	// CA is the PEM CA certificates the CA serves now, current first:
+	// what a bundle's ca.pem should hold.
+	CA string `json:"ca"`
+	// Signer is the serial of the CA that signs new certificates.
+	Signer string `json:"signer"`
+	// TrustBegan is when step trust began (zero outside a rotation): a
+	// certificate issued before it came with a ca.pem of the old CA
+	// alone, and holds up the switch (store.OldOnlyClients).
+	TrustBegan time.Time `json:"trust_began,omitzero"`
+}
+
 // RotateRequest is the body of PathRotate.
 type RotateRequest struct {
 	Step string `json:"step"` // RotateTrust, RotateSwitch, RotateFinish or RotateStatus
-	// Force finishes although good certificates of the old CA remain:
-	// they are marked superseded and stop working.
+	// Force finishes although good certificates of the old CA remain
+	// (they are marked superseded and stop working), or switches although
+	// clients whose ca.pem trusts only the old CA remain (they cannot
+	// verify a host renewed from then on).
 	Force bool `json:"force,omitempty"`
 }
 
@@ -300,6 +328,13 @@ type RotateResponse struct {
 	// that hold up a finish (the CA's own listener certificate aside: the
 	// finish replaces it).
 	Blocking []RotationCert `json:"blocking,omitempty"`
-	// Cut are the certificates a forced finish marked superseded.
+	// SwitchBlocking are, at step trust, the good client certificates
+	// handed out before it with a ca.pem of the current CA alone: they
+	// hold up the switch (operators aside: they verify only the CA).
+	SwitchBlocking []RotationCert `json:"switch_blocking,omitempty"`
+	// TrustBegan is when step trust began (zero at the other steps).
+	TrustBegan time.Time `json:"trust_began,omitzero"`
+	// Cut are the certificates a forced finish marked superseded, or the
+	// clients a forced switch left with a ca.pem of the old CA alone.
 	Cut []RotationCert `json:"cut,omitempty"`
 }

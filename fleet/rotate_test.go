@@ -17,7 +17,8 @@ import (
 
 // TestRotateCalls: an operator runs the CA's rotation through Rotate; at
 // its switch step a holder whose roots are only the old CA (it did not
-// renew during the trust step) takes a certificate of the next CA, which
+// renew during the trust step, and the switch was forced) takes a
+// certificate of the next CA, which
 // the answer's CA certificates introduce next to the old one, and a host
 // enrols with a token of the old CA.
 func TestRotateCalls(t *testing.T) {
@@ -39,8 +40,15 @@ func TestRotateCalls(t *testing.T) {
 	st, err := op.Rotate(ctx, fleet.RotateRequest{Step: fleet.RotateTrust})
 	require.NoError(t, err)
 	require.NotNil(t, st.Next)
-	st, err = op.Rotate(ctx, fleet.RotateRequest{Step: fleet.RotateSwitch})
+	// alice did not renew: the switch is refused (409) unless forced.
+	_, err = op.Rotate(ctx, fleet.RotateRequest{Step: fleet.RotateSwitch})
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, 409, fe.Status)
+	assert.Contains(t, fe.Message, `"alice"`)
+	st, err = op.Rotate(ctx, fleet.RotateRequest{Step: fleet.RotateSwitch, Force: true})
 	require.NoError(t, err)
+	require.Len(t, st.Cut, 1)
+	assert.Equal(t, "alice", st.Cut[0].Name)
 	assert.Equal(t, st.Next.Serial, st.Signer)
 
 	pair, err := tls.X509KeyPair(aliceCert, aliceKey)

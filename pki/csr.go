@@ -166,3 +166,15 @@ func keyTypeOfPublic(pub crypto.PublicKey) (KeyType, error) {
 	}
 	return "", fmt.Errorf("certificate request key (%T) is not one of the key types dtls issues: %s", pub, KeyTypeNames())
 }
+
+// IssuedAt is the earliest instant at which a certificate this package
+// signed with notBefore and notAfter can have been issued. NotBefore is
+// the time of issue less the backdate: five minutes for Issue, at most a
+// tenth of the validity for SignCSR (csrBackdate), where the lifetime
+// notAfter-notBefore is the validity plus that backdate, so a tenth of the
+// validity is an eleventh of the lifetime. A NotAfter cut at the CA's own
+// shortens the lifetime, never lengthens it, and x509 keeps whole
+// seconds: the result is never later than the real time of issue.
+func IssuedAt(notBefore, notAfter time.Time) time.Time {
+	return notBefore.Add(min(backdate, notAfter.Sub(notBefore)/11))
+}

@@ -44,3 +44,29 @@ func TestSignCSR(t *testing.T) {
 	_, _, err = ca.SignCSR(CSRRequest{Kind: KindClient, CommonName: "a", CSR: bad, Now: now})
 	require.Error(t, err)
 }
+
+// TestIssuedAt: the time of issue read back from a certificate's NotBefore
+// and NotAfter is never later than the real one, and within the second
+// x509 keeps, for SignCSR's validities short and long and for Issue; a
+// NotAfter cut at the CA's own end only makes it earlier.
+func TestIssuedAt(t *testing.T) {
+	now := time.Now()
+	ca, err := NewCA(CARequest{Now: now, Validity: 30 * 24 * time.Hour})
+	require.NoError(t, err)
+	csrPEM, _, err := NewCSR("alice", "")
+	require.NoError(t, err)
+	at := now.Add(time.Hour + 123*time.Millisecond)
+	for _, v := range []time.Duration{20 * time.Second, 10 * time.Minute, 50 * time.Minute, 24 * time.Hour, 90 * 24 * time.Hour} {
+		cert, _, err := ca.SignCSR(CSRRequest{Kind: KindClient, CommonName: "alice", CSR: csrPEM, Now: at, Validity: v})
+		require.NoError(t, err)
+		got := IssuedAt(cert.NotBefore, cert.NotAfter)
+		require.False(t, got.After(at), "validity %s: %s after %s", v, got, at)
+		if !cert.NotAfter.Before(ca.Cert.NotAfter) {
+			continue // cut at the CA's end: earlier, the safe side
+		}
+		require.WithinDuration(t, at, got, time.Second, "validity %s", v)
+	}
+	iss, err := ca.Issue(Request{Kind: KindServer, CommonName: "h", Hosts: []string{"h"}, Now: at, Validity: 30 * time.Second})
+	require.NoError(t, err)
+	require.False(t, IssuedAt(iss.Cert.NotBefore, iss.Cert.NotAfter).After(at), "Issue backdates five minutes whatever the validity")
+}

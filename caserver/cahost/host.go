@@ -466,9 +466,10 @@ type Host struct {
 	TLSCert, TLSKey []byte
 	Store           *store.Store
 	// Next is the next CA during a rotation, Step the rotation's step
-	// ("" outside one).
-	Next *pki.CA
-	Step string
+	// ("" outside one), TrustBegan when its trust step began.
+	Next       *pki.CA
+	Step       string
+	TrustBegan time.Time
 }
 
 // OpenHost opens the state directory dir that InitHost made.
@@ -488,7 +489,7 @@ func OpenHost(dir string) (*Host, error) {
 	}
 	// First: a finish that was killed rewrites ca.pem and the listener's
 	// files.
-	if h.Step, h.Next, err = recoverRotation(dir); err != nil {
+	if h.Step, h.Next, h.TrustBegan, err = recoverRotation(dir); err != nil {
 		return nil, err
 	}
 	caPEM, err := read(CACertFile)
@@ -533,7 +534,7 @@ func (h *Host) Close() error { return h.Store.Close() }
 // each of them after each step of a rotation.
 func (h *Host) Server(now func() time.Time, log *slog.Logger) (*caserver.Server, error) {
 	return caserver.New(caserver.Config{
-		Store: h.Store, CA: h.CA, Next: h.Next, Step: h.Step, Rotation: rotation{h.Dir}, Now: now, Log: log,
+		Store: h.Store, CA: h.CA, Next: h.Next, Step: h.Step, TrustBegan: h.TrustBegan, Rotation: rotation{h.Dir}, Now: now, Log: log,
 		ClientValidity: time.Duration(h.Config.ClientValidity), ServerValidity: time.Duration(h.Config.ServerValidity),
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/fleet"
@@ -48,6 +49,10 @@ const (
 // rotationRecord is RotationFile.
 type rotationRecord struct {
 	Step string `json:"step"`
+	// TrustBegan is when the trust step began: the switch counts the
+	// clients issued before it (caserver.SwitchRotation). Absent from a
+	// file written before it was kept.
+	TrustBegan time.Time `json:"trust_began,omitzero"`
 }
 
 // rotation is the state directory as a caserver.RotationStore.
@@ -55,8 +60,8 @@ type rotation struct{ dir string }
 
 func (r rotation) path(name string) string { return filepath.Join(r.dir, name) }
 
-func (r rotation) writeStep(step string) error {
-	b, err := json.Marshal(rotationRecord{Step: step})
+func (r rotation) writeStep(step string, began time.Time) error {
+	b, err := json.Marshal(rotationRecord{Step: step, TrustBegan: began})
 	if err != nil {
 		return err
 	}
@@ -64,18 +69,37 @@ func (r rotation) writeStep(step string) error {
 }
 
 // BeginRotation implements caserver.RotationStore.
-func (r rotation) BeginRotation(next *pki.CA) error {
+func (r rotation) BeginRotation(next *pki.CA, began time.Time) error {
 	if err := atomicfile.Write(r.path(NextCAKeyFile), next.KeyPEM, CAKeyMode); err != nil {
 		return err
 	}
 	if err := atomicfile.Write(r.path(NextCACertFile), next.CertPEM, CertMode); err != nil {
 		return err
 	}
-	return r.writeStep(fleet.RotateTrust)
+	return r.writeStep(fleet.RotateTrust, began.UTC())
 }
 
-// SwitchRotation implements caserver.RotationStore.
-func (r rotation) SwitchRotation() error { return r.writeStep(fleet.RotateSwitch) }
+// SwitchRotation implements caserver.RotationStore. The time the trust
+// step began is kept.
+func (r rotation) SwitchRotation() error {
+	rec, err := r.read()
+	if err != nil {
+		return err
+	}
+	return r.writeStep(fleet.RotateSwitch, rec.TrustBegan)
+}
+
+func (r rotation) read() (rotationRecord, error) {
+	var rec rotationRecord
+	b, err := os.ReadFile(r.path(RotationFile))
+	if err != nil {
+		return rec, err
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("read %q: %w", r.path(RotationFile), err)
+	}
+	return rec, nil
+}
 
 // FinishRotation implements caserver.RotationStore.
 func (r rotation) FinishRotation(certPEM, keyPEM []byte) error {
@@ -85,7 +109,7 @@ func (r rotation) FinishRotation(certPEM, keyPEM []byte) error {
 	if err := atomicfile.Write(r.path(NextTLSCertFile), certPEM, CertMode); err != nil {
 		return err
 	}
-	if err := r.writeStep(stepFinishing); err != nil {
+	if err := r.writeStep(stepFinishing, time.Time{}); err != nil {
 		return err
 	}
 	return r.rollForward()
@@ -133,44 +157,45 @@ func removeAll(paths ...string) error {
 }
 
 // recoverRotation brings the state directory to a committed step after a
-// kill (see RotationFile), and returns the step ("" outside a rotation)
-// and the next CA.
-func recoverRotation(dir string) (string, *pki.CA, error) {
+// kill (see RotationFile), and returns the step ("" outside a rotation),
+// the next CA and when the trust step began.
+func recoverRotation(dir string) (string, *pki.CA, time.Time, error) {
+	step, next, rec, err := recoverRotationRecord(dir)
+	return step, next, rec.TrustBegan, err
+}
+
+func recoverRotationRecord(dir string) (string, *pki.CA, rotationRecord, error) {
 	r := rotation{dir}
-	b, err := os.ReadFile(r.path(RotationFile))
+	rec, err := r.read()
 	if errors.Is(err, fs.ErrNotExist) {
 		// A trust that was never committed: nothing signed by this
 		// CA, nothing told to trust it.
-		return "", nil, removeAll(r.path(NextCACertFile), r.path(NextCAKeyFile), r.path(NextTLSCertFile), r.path(NextTLSKeyFile))
+		return "", nil, rec, removeAll(r.path(NextCACertFile), r.path(NextCAKeyFile), r.path(NextTLSCertFile), r.path(NextTLSKeyFile))
 	} else if err != nil {
-		return "", nil, err
-	}
-	var rec rotationRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return "", nil, fmt.Errorf("read %q: %w", r.path(RotationFile), err)
+		return "", nil, rec, err
 	}
 	switch rec.Step {
 	case stepFinishing:
-		return "", nil, r.rollForward()
+		return "", nil, rec, r.rollForward()
 	case fleet.RotateTrust, fleet.RotateSwitch:
 	default:
-		return "", nil, fmt.Errorf("read %q: unknown step %q", r.path(RotationFile), rec.Step)
+		return "", nil, rec, fmt.Errorf("read %q: unknown step %q", r.path(RotationFile), rec.Step)
 	}
 	// A finish killed before its journal: it is done again.
 	if err := removeAll(r.path(NextTLSCertFile), r.path(NextTLSKeyFile)); err != nil {
-		return "", nil, err
+		return "", nil, rec, err
 	}
 	certPEM, err := os.ReadFile(r.path(NextCACertFile))
 	if err != nil {
-		return "", nil, fmt.Errorf("CA rotation at step %s: %w", rec.Step, err)
+		return "", nil, rec, fmt.Errorf("CA rotation at step %s: %w", rec.Step, err)
 	}
 	keyPEM, err := os.ReadFile(r.path(NextCAKeyFile))
 	if err != nil {
-		return "", nil, fmt.Errorf("CA rotation at step %s: %w", rec.Step, err)
+		return "", nil, rec, fmt.Errorf("CA rotation at step %s: %w", rec.Step, err)
 	}
 	next, err := pki.LoadCA(certPEM, keyPEM)
 	if err != nil {
-		return "", nil, fmt.Errorf("next CA in %q: %w", dir, err)
+		return "", nil, rec, fmt.Errorf("next CA in %q: %w", dir, err)
 	}
-	return rec.Step, next, nil
+	return rec.Step, next, rec, nil
 }

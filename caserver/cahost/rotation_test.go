@@ -42,7 +42,7 @@ func TestRotateFiles(t *testing.T) {
 	p := func(name string) string { return filepath.Join(dir, name) }
 	server := func(h *Host) interface {
 		BeginRotation() (*fleet.RotateResponse, error)
-		SwitchRotation() (*fleet.RotateResponse, error)
+		SwitchRotation(bool) (*fleet.RotateResponse, error)
 		FinishRotation(bool) (*fleet.RotateResponse, error)
 		RotationStatus() (*fleet.RotateResponse, error)
 	} {
@@ -77,21 +77,27 @@ func TestRotateFiles(t *testing.T) {
 	require.NotNil(t, h.Next)
 	assert.Equal(t, st.Next.Serial, pki.Serial(h.Next.Cert))
 	next := h.Next.Cert
+	// The time the trust began is kept: the switch counts the clients
+	// issued before it.
+	require.False(t, st.TrustBegan.IsZero())
+	assert.True(t, st.TrustBegan.Equal(h.TrustBegan), "%s, %s", st.TrustBegan, h.TrustBegan)
+	began := h.TrustBegan
 
 	// Switch, then a finish killed after its journal: the next open
 	// finishes it.
 	s := server(h)
-	_, err = s.SwitchRotation()
+	_, err = s.SwitchRotation(false)
 	require.NoError(t, err)
 	done()
 	h, done = openServed(t, dir)
 	assert.Equal(t, fleet.RotateSwitch, h.Step)
+	assert.True(t, began.Equal(h.TrustBegan), "the switch kept the time the trust began")
 	listener, err := h.Next.Issue(pki.Request{Kind: pki.KindServer, CommonName: "127.0.0.1", Hosts: []string{"127.0.0.1"}, Now: time.Now()})
 	require.NoError(t, err)
 	r := rotation{dir}
 	require.NoError(t, os.WriteFile(p(NextTLSCertFile), listener.CertPEM, 0o644))
 	require.NoError(t, os.WriteFile(p(NextTLSKeyFile), listener.KeyPEM, 0o600))
-	require.NoError(t, r.writeStep(stepFinishing))
+	require.NoError(t, r.writeStep(stepFinishing, time.Time{}))
 	// Killed after the CA's certificate was moved and its file removed.
 	b, err := os.ReadFile(p(NextCACertFile))
 	require.NoError(t, err)
@@ -124,7 +130,7 @@ func TestRotateFinishFiles(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.BeginRotation()
 	require.NoError(t, err)
-	_, err = s.SwitchRotation()
+	_, err = s.SwitchRotation(false)
 	require.NoError(t, err)
 	_, err = s.FinishRotation(false)
 	assert.ErrorContains(t, err, `client "ca-operator"`, "the operator's certificate of the old CA holds it up")

@@ -24,9 +24,13 @@ $atLogon = New-ScheduledTaskTrigger -AtLogOn -User "$env:USERDOMAIN\$env:USERNAM
 # and later).
 $repeat = New-ScheduledTaskTrigger -Once -At (Get-Date) -RepetitionInterval (New-TimeSpan -Minutes $EveryMinutes)
 # A run missed while the machine slept or was off starts as soon as it
-# can; on battery too; never two at once.
+# can; on battery too; never two at once. A run that failed is started
+# again after a minute, three times at most; a CA that cannot be reached
+# is not a failure ('dtls agent --once' exits 0 and warns; the next run
+# tries again).
 $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries `
-    -ExecutionTimeLimit (New-TimeSpan -Minutes 5) -MultipleInstances IgnoreNew
+    -ExecutionTimeLimit (New-TimeSpan -Minutes 5) -MultipleInstances IgnoreNew `
+    -RestartCount 3 -RestartInterval (New-TimeSpan -Minutes 1)
 $principal = New-ScheduledTaskPrincipal -UserId "$env:USERDOMAIN\$env:USERNAME" -LogonType Interactive -RunLevel Limited
 
 Register-ScheduledTask -TaskName 'dtls agent' -Action $action -Trigger $atLogon, $repeat -Settings $settings -Principal $principal `

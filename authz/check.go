@@ -81,7 +81,7 @@ func (k *checker) hostPaths() *hostPaths {
 // lookup resolves ref through Env.Objects.
 func (k *checker) lookup(kind ObjectKind, ref string) (Object, error) {
 	if k.env.Objects == nil {
-		return Object{Kind: kind, ID: ref}, fmt.Errorf("the plugin cannot look %s %q up: it has no connection to dockerd", kind, ref)
+		return Object{Kind: kind, ID: ref}, fmt.Errorf("who created %s %q is known only to the running plugin, which asks dockerd", kind, ref)
 	}
 	return k.env.Objects.Lookup(kind, ref)
 }

@@ -556,9 +556,10 @@ func (f *Follower) parse(der []byte) (*list, error) {
 
 // newer refuses a list older than the one in force: whoever sits between
 // the host and the CA could otherwise serve an older list, signed by the
-// CA, from before a revocation. dtls numbers its lists with the time of
-// signing (authority crlNumber), so the number also grows across a CA
-// rotation.
+// CA, from before a revocation. The online CA records the last number in
+// its inventory and signs the next list with a higher one (at least the
+// time of signing in milliseconds; store.NextCRLNumber), so the number
+// grows across a CA rotation, a restart and a clock set back.
 func (f *Follower) newer(l, cur *list) error {
 	if cur == nil {
 		return nil

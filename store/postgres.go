@@ -273,6 +273,7 @@ CREATE TABLE IF NOT EXISTS ocsp_responses (
 		{4, `CREATE INDEX IF NOT EXISTS certificates_status ON certificates(status)`},
 		{5, `CREATE TABLE IF NOT EXISTS dtls_roles (name TEXT PRIMARY KEY, role TEXT NOT NULL)`},
 		{6, pgTokensTable},
+		{7, pgCRLNumberTable},
 	} {
 		if _, err := tx.Exec(step.sql); err != nil {
 			return fmt.Errorf("migrate to schema %d: %w", step.version, err)

@@ -80,7 +80,7 @@ const caLabel = "dtls"
 
 // SchemaVersion is the schema this package creates and migrates to; it is
 // kept in SQLite's user_version (on PostgreSQL, in dtls_schema_version).
-const SchemaVersion = 6
+const SchemaVersion = 7
 
 // minReadVersion is the oldest schema OpenReadOnly reads: 3 has every
 // column and index the queries use; 4 only adds an index.
@@ -515,6 +515,10 @@ CREATE TABLE IF NOT EXISTS ocsp_responses (
 	// list in text, as cfssl keeps sans.
 	if _, err := tx.Exec(sqliteTokensTable); err != nil {
 		return fmt.Errorf("migrate to schema 6: %w", err)
+	}
+	// 7: the online CA's last CRL number (crlnumber.go).
+	if _, err := tx.Exec(sqliteCRLNumberTable); err != nil {
+		return fmt.Errorf("migrate to schema 7: %w", err)
 	}
 	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion)); err != nil {
 		return err

@@ -245,6 +245,9 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	if !now.Before(old.NotAfter) {
 		return forbidden("client certificate %q (serial %s) expired at %s: enrol again with a new token", old.Name, old.Serial, old.NotAfter.Format(time.RFC3339))
 	}
+	if err := s.renewalAllowed(st, old, now); err != nil {
+		return err
+	}
 	sr := pki.CSRRequest{Kind: pki.Kind(old.Kind), CommonName: old.Name, CSR: []byte(req.CSR), Now: now}
 	switch old.Kind {
 	case store.KindClient:
@@ -279,6 +282,72 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.crl.invalidate()
 	return s.sendCert(w, st, rec)
+}
+
+// MaxListedRenewals bounds the renewals of a certificate's holder: a
+// renewal is refused while MaxListedRenewals superseded certificates of
+// the same name and kind (per good one: a name enrolled on two machines
+// has two lineages) have not expired, one more during a rotation.
+//
+// Why: every superseded certificate stays in the revocation list until it
+// expires (its key may have been stolen: it must stay refused), so a
+// holder renewing in a loop would grow the list without bound, until the
+// plugins refuse it for its size (revlist.MaxCRLBytes, 16 MiB) and
+// enforce their last list. Counting what the list holds bounds it
+// directly, whatever the lifetimes and the clock: at most
+// (MaxListedRenewals+1) entries per good certificate, 300 000 for 100 000
+// clients, about 16 MB at 53 bytes each (TestCRLSizeBound), under the
+// plugins' limit. A rule on the certificate's age (no renewal before a
+// third of its lifetime) would bound it too, but would also refuse the
+// retries and the early renewal (`dtls agent --now`) that the count
+// allows.
+//
+// The agent renews at two thirds of the lifetime, when the previous
+// certificate has expired: one listed. That leaves one renewal at any
+// time (`--now`), and during a rotation one more, for the renewal that
+// brings a certificate of the next CA. Beyond, the answer is 429 with
+// Retry-After, "renewed too recently: next renewal allowed after T", T
+// being when the oldest listed one expires: fleet.Retryable takes it for
+// a refusal that passes, not for a revocation.
+const MaxListedRenewals = 2
+
+// renewalAllowed returns nil when old's holder may renew at now, and
+// otherwise the 429 of MaxListedRenewals.
+func (s *Server) renewalAllowed(st *caState, old store.Record, now time.Time) error {
+	recs, err := s.st.ByName(old.Name)
+	if err != nil {
+		return internal(err)
+	}
+	good := 0
+	var listed []time.Time
+	for _, r := range recs {
+		if r.Kind != old.Kind || !now.Before(r.NotAfter) {
+			continue
+		}
+		switch r.Status {
+		case store.StatusGood:
+			good++
+		case store.StatusSuperseded:
+			listed = append(listed, r.NotAfter)
+		}
+	}
+	limit := MaxListedRenewals
+	if st.next != nil {
+		limit++
+	}
+	limit *= max(good, 1)
+	if len(listed) < limit {
+		return nil
+	}
+	// One more is allowed once len(listed)-limit+1 of them have expired.
+	slices.SortFunc(listed, time.Time.Compare)
+	at := listed[len(listed)-limit]
+	return &httpError{
+		status: http.StatusTooManyRequests,
+		msg: fmt.Sprintf("%s %q (serial %s) renewed too recently: next renewal allowed after %s (%d superseded certificates of %q are still in the revocation list, at most %d)",
+			old.Kind, old.Name, old.Serial, at.UTC().Format(time.RFC3339), len(listed), old.Name, limit),
+		retryAfter: at.Sub(now),
+	}
 }
 
 // successor is the good certificate that superseded old and is for the

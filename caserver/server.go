@@ -36,6 +36,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -338,6 +339,8 @@ type httpError struct {
 	status int
 	msg    string
 	err    error
+	// retryAfter, when set, is sent as Retry-After (RFC 9110 10.2.3).
+	retryAfter time.Duration
 }
 
 func (e *httpError) Error() string {
@@ -384,6 +387,9 @@ func (s *Server) endpoint(method string, h func(http.ResponseWriter, *http.Reque
 		}
 		if rec, ok := w.(*recorder); ok {
 			rec.err = he
+		}
+		if he.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.FormatInt(int64((he.retryAfter+time.Second-1)/time.Second), 10))
 		}
 		sendError(w, he.status, he.msg)
 	})

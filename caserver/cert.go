@@ -245,7 +245,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	if !now.Before(old.NotAfter) {
 		return forbidden("client certificate %q (serial %s) expired at %s: enrol again with a new token", old.Name, old.Serial, old.NotAfter.Format(time.RFC3339))
 	}
-	if err := s.renewalAllowed(st, old, now); err != nil {
+	if err := s.renewalAllowed(old, now); err != nil {
 		return err
 	}
 	sr := pki.CSRRequest{Kind: pki.Kind(old.Kind), CommonName: old.Name, CSR: []byte(req.CSR), Now: now}
@@ -287,7 +287,8 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 // MaxListedRenewals bounds the renewals of a certificate's holder: a
 // renewal is refused while MaxListedRenewals superseded certificates of
 // the same name and kind (per good one: a name enrolled on two machines
-// has two lineages) have not expired, one more during a rotation.
+// has two lineages) have not expired (Config.MaxListedRenewals changes
+// it).
 //
 // Why: every superseded certificate stays in the revocation list until it
 // expires (its key may have been stolen: it must stay refused), so a
@@ -295,25 +296,33 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 // plugins refuse it for its size (revlist.MaxCRLBytes, 16 MiB) and
 // enforce their last list. Counting what the list holds bounds it
 // directly, whatever the lifetimes and the clock: at most
-// (MaxListedRenewals+1) entries per good certificate, 300 000 for 100 000
-// clients, about 16 MB at 53 bytes each (TestCRLSizeBound), under the
+// MaxListedRenewals entries per good certificate, 300 000 for 100 000
+// clients, 15.9 MB at 53 bytes each (TestCRLSizeBound), under the
 // plugins' limit. A rule on the certificate's age (no renewal before a
-// third of its lifetime) would bound it too, but would also refuse the
-// retries and the early renewal (`dtls agent --now`) that the count
-// allows.
+// third of its lifetime) would refuse the renewals a rotation needs
+// right after one another.
 //
 // The agent renews at two thirds of the lifetime, when the previous
-// certificate has expired: one listed. That leaves one renewal at any
-// time (`--now`), and during a rotation one more, for the renewal that
-// brings a certificate of the next CA. Beyond, the answer is 429 with
-// Retry-After, "renewed too recently: next renewal allowed after T", T
-// being when the oldest listed one expires: fleet.Retryable takes it for
-// a refusal that passes, not for a revocation.
-const MaxListedRenewals = 2
+// certificate has expired, and its predecessor stays listed for the
+// last third: one listed at most. That leaves two early renewals
+// (`dtls agent --now`) at any time. A rotation needs two renewals (step
+// trust for both CAs in ca.pem, step switch for a certificate of the
+// next CA), and one after its finish drops the old CA from ca.pem: the
+// three are allowed, but for a holder whose routine renewal is less than
+// a third of a lifetime old, whose third then waits until that
+// predecessor expires. Beyond, the answer
+// is 429 with Retry-After, "renewed too recently: next renewal allowed
+// after T", T being when the oldest listed one expires (for a client at
+// most its 24 hours): fleet.Retryable takes it for a refusal that
+// passes, and the agent tries again later; it is no revocation.
+const MaxListedRenewals = 3
 
 // renewalAllowed returns nil when old's holder may renew at now, and
 // otherwise the 429 of MaxListedRenewals.
-func (s *Server) renewalAllowed(st *caState, old store.Record, now time.Time) error {
+func (s *Server) renewalAllowed(old store.Record, now time.Time) error {
+	if s.maxListed < 0 {
+		return nil
+	}
 	recs, err := s.st.ByName(old.Name)
 	if err != nil {
 		return internal(err)
@@ -331,11 +340,7 @@ func (s *Server) renewalAllowed(st *caState, old store.Record, now time.Time) er
 			listed = append(listed, r.NotAfter)
 		}
 	}
-	limit := MaxListedRenewals
-	if st.next != nil {
-		limit++
-	}
-	limit *= max(good, 1)
+	limit := s.maxListed * max(good, 1)
 	if len(listed) < limit {
 		return nil
 	}

@@ -89,6 +89,11 @@ type Config struct {
 	// ServerValidity is the lifetime of a server certificate
 	// (pki.DefaultServerValidity when zero).
 	ServerValidity time.Duration
+	// MaxListedRenewals bounds a holder's renewals by its superseded
+	// certificates still in the revocation list (the package's
+	// MaxListedRenewals when zero; no bound when negative, for tests
+	// that renew in a loop on purpose).
+	MaxListedRenewals int
 	// Now is the clock of certificates, tokens and revocations (time.Now
 	// when nil).
 	Now func() time.Time
@@ -109,6 +114,7 @@ type Server struct {
 	rotMu          sync.Mutex
 	clientValidity time.Duration
 	serverValidity time.Duration
+	maxListed      int
 	now            func() time.Time
 	log            *slog.Logger
 	info           http.Handler
@@ -144,7 +150,10 @@ func New(c Config) (*Server, error) {
 	s := &Server{
 		st: c.Store, rotation: c.Rotation,
 		clientValidity: c.ClientValidity, serverValidity: c.ServerValidity,
-		now: c.Now, log: c.Log,
+		maxListed: c.MaxListedRenewals, now: c.Now, log: c.Log,
+	}
+	if s.maxListed == 0 {
+		s.maxListed = MaxListedRenewals
 	}
 	if s.clientValidity == 0 {
 		s.clientValidity = fleet.DefaultClientValidity

@@ -41,6 +41,9 @@ type Options struct {
 	// DSN, when set, is a PostgreSQL database for the inventory (such
 	// as pgsandbox.Start returns).
 	DSN string
+	// MaxListedRenewals is caserver.Config's (its default when zero, no
+	// bound when negative).
+	MaxListedRenewals int
 	// CA and DBPath, when set, are the CA and the SQLite inventory of
 	// another CA of the test: this one is that CA restarted (or a second
 	// instance of it), with a listener of its own.
@@ -104,7 +107,7 @@ func Start(t testing.TB, o Options) *CA {
 		t.Fatalf("catest: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, err := caserver.New(caserver.Config{Store: st, CA: ca, ClientValidity: o.ClientValidity, Now: o.Now})
+	srv, err := caserver.New(caserver.Config{Store: st, CA: ca, ClientValidity: o.ClientValidity, MaxListedRenewals: o.MaxListedRenewals, Now: o.Now})
 	if err != nil {
 		t.Fatalf("catest: %v", err)
 	}

@@ -243,6 +243,13 @@ type Change struct {
 	// and is no error, whenever it runs.
 	UseToken   string    `json:"use_token,omitzero"`
 	UseTokenAt time.Time `json:"use_token_at,omitzero"`
+	// BeforeCommit, when set, runs inside the change's transaction after
+	// everything else, just before COMMIT: its error rolls the change
+	// back. `dtls ca init` renames its state directory into place there,
+	// so that a failed init leaves no records in a shared database. It
+	// may run again when PostgreSQL aborts the transaction for a
+	// conflict (pgBatch); it is never journaled.
+	BeforeCommit func() error `json:"-"`
 }
 
 // Store is an open inventory database.
@@ -782,6 +789,9 @@ func (s *Store) Apply(c Change) error {
 			if err != nil {
 				return fmt.Errorf("set the role of %q: %w", name, err)
 			}
+		}
+		if c.BeforeCommit != nil {
+			return c.BeforeCommit()
 		}
 		return nil
 	})

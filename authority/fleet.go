@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -256,6 +257,12 @@ func (a *Authority) RenewServerFromCA(ctx context.Context, now time.Time, timeou
 	defer c.CloseIdleConnections()
 	resp, err := c.Renew(ctx, csrPEM)
 	if err != nil {
+		var fe *fleet.Error
+		if errors.As(err, &fe) && fe.Status == http.StatusTooManyRequests {
+			// The CA's bound on renewals (caserver.MaxListedRenewals):
+			// its message says from when.
+			return nil, hint(err, "run 'dtls renew --server' again after that time (the daily timer of examples/fleet-host does): it asks for the same key's certificate")
+		}
 		if fleet.Retryable(err) {
 			return nil, hint(err, "run 'dtls renew --server' again once the CA answers: it asks for the same key's certificate")
 		}

@@ -280,6 +280,9 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	if !now.Before(old.NotAfter) {
 		return forbidden("client certificate %q (serial %s) expired at %s: enrol again with a new token", old.Name, old.Serial, old.NotAfter.Format(time.RFC3339))
 	}
+	if err := s.renewalAllowed(old, now); err != nil {
+		return err
+	}
 	sr := pki.CSRRequest{Kind: pki.Kind(old.Kind), CommonName: old.Name, CSR: []byte(req.CSR), Now: st.issueTime(now)}
 	switch old.Kind {
 	case store.KindClient:
@@ -314,6 +317,77 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.crl.invalidate()
 	return s.sendCert(w, st, rec)
+}
+
+// MaxListedRenewals bounds the renewals of a certificate's holder: a
+// renewal is refused while MaxListedRenewals superseded certificates of
+// the same name and kind (per good one: a name enrolled on two machines
+// has two lineages) have not expired (Config.MaxListedRenewals changes
+// it).
+//
+// Why: every superseded certificate stays in the revocation list until it
+// expires (its key may have been stolen: it must stay refused), so a
+// holder renewing in a loop would grow the list without bound, until the
+// plugins refuse it for its size (revlist.MaxCRLBytes, 32 MiB) and
+// enforce their last list. Counting what the list holds bounds it
+// directly, whatever the lifetimes and the clock: at most
+// MaxListedRenewals entries per good certificate, 300 000 for 100 000
+// clients, 15.9 MB at 53 bytes each (TestCRLSizeBound), under the
+// plugins' limit. A rule on the certificate's age (no renewal before a
+// third of its lifetime) would refuse the renewals a rotation needs
+// right after one another.
+//
+// The agent renews at two thirds of the lifetime, when the previous
+// certificate has expired, and its predecessor stays listed for the
+// last third: one listed at most. That leaves two early renewals
+// (`dtls agent --now`) at any time. A rotation needs two renewals (step
+// trust for both CAs in ca.pem, step switch for a certificate of the
+// next CA), and one after its finish drops the old CA from ca.pem: the
+// three are allowed, but for a holder whose routine renewal is less than
+// a third of a lifetime old, whose third then waits until that
+// predecessor expires. Beyond, the answer
+// is 429 with Retry-After, "renewed too recently: next renewal allowed
+// after T", T being when the oldest listed one expires (for a client at
+// most its 24 hours): fleet.Retryable takes it for a refusal that
+// passes, and the agent tries again later; it is no revocation.
+const MaxListedRenewals = 3
+
+// renewalAllowed returns nil when old's holder may renew at now, and
+// otherwise the 429 of MaxListedRenewals.
+func (s *Server) renewalAllowed(old store.Record, now time.Time) error {
+	if s.maxListed < 0 {
+		return nil
+	}
+	recs, err := s.st.ByName(old.Name)
+	if err != nil {
+		return internal(err)
+	}
+	good := 0
+	var listed []time.Time
+	for _, r := range recs {
+		if r.Kind != old.Kind || !now.Before(r.NotAfter) {
+			continue
+		}
+		switch r.Status {
+		case store.StatusGood:
+			good++
+		case store.StatusSuperseded:
+			listed = append(listed, r.NotAfter)
+		}
+	}
+	limit := s.maxListed * max(good, 1)
+	if len(listed) < limit {
+		return nil
+	}
+	// One more is allowed once len(listed)-limit+1 of them have expired.
+	slices.SortFunc(listed, time.Time.Compare)
+	at := listed[len(listed)-limit]
+	return &httpError{
+		status: http.StatusTooManyRequests,
+		msg: fmt.Sprintf("%s %q (serial %s) renewed too recently: next renewal allowed after %s (%d superseded certificates of %q are still in the revocation list, at most %d)",
+			old.Kind, old.Name, old.Serial, at.UTC().Format(time.RFC3339), len(listed), old.Name, limit),
+		retryAfter: at.Sub(now),
+	}
 }
 
 // successor is the good certificate that superseded old and is for the

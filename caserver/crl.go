@@ -65,9 +65,10 @@ func (c *crlCache) invalidate() {
 // that is revoked (with its reason) or superseded (reason superseded, 4)
 // and has not expired, whichever of this server's CAs (past or present)
 // signed it; an expired certificate is refused by every verifier anyway
-// (RFC 5280 3.3 lets a CRL drop it). Its CRL number is the signing time
-// in milliseconds, and always above the previous list's (5.2.3), across a
-// rotation too. It is at most CRLMaxAge old.
+// (RFC 5280 3.3 lets a CRL drop it). Its CRL number (5.2.3) is above
+// that of every list signed before on this inventory (Store.NextCRLNumber),
+// across a rotation, a restart and a clock set back too, and at least the
+// signing time in milliseconds. It is at most CRLMaxAge old.
 //
 // Listing the certificates of both CAs of a rotation in one list is
 // dtls's own semantics, read by dtls's authorization plugin (package
@@ -101,9 +102,15 @@ func (s *Server) CRL() ([]byte, error) {
 		c.read = read
 		return c.der, nil
 	}
-	number := now.UnixMilli()
-	if number <= c.number {
-		number = c.number + 1
+	// The number is committed to the inventory before the list is
+	// signed: a CA restarted with its clock behind, or another instance
+	// on the same PostgreSQL database, never signs a lower one, which
+	// every plugin would refuse (revlist). The time in milliseconds is
+	// only a floor, so that the numbers of an inventory from before the
+	// record keep growing.
+	number, err := s.st.NextCRLNumber(max(now.UnixMilli(), c.number+1))
+	if err != nil {
+		return nil, err
 	}
 	crlPEM, err := signer.CRL(entries, number, now, CRLNextUpdate)
 	if err != nil {

@@ -36,6 +36,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,6 +92,11 @@ type Config struct {
 	// ServerValidity is the lifetime of a server certificate
 	// (pki.DefaultServerValidity when zero).
 	ServerValidity time.Duration
+	// MaxListedRenewals bounds a holder's renewals by its superseded
+	// certificates still in the revocation list (the package's
+	// MaxListedRenewals when zero; no bound when negative, for tests
+	// that renew in a loop on purpose).
+	MaxListedRenewals int
 	// Now is the clock of certificates, tokens and revocations (time.Now
 	// when nil).
 	Now func() time.Time
@@ -117,6 +123,7 @@ type Server struct {
 	issueMu        sync.RWMutex
 	clientValidity time.Duration
 	serverValidity time.Duration
+	maxListed      int
 	now            func() time.Time
 	log            *slog.Logger
 	info           http.Handler
@@ -152,7 +159,10 @@ func New(c Config) (*Server, error) {
 	s := &Server{
 		st: c.Store, rotation: c.Rotation,
 		clientValidity: c.ClientValidity, serverValidity: c.ServerValidity,
-		now: c.Now, log: c.Log,
+		maxListed: c.MaxListedRenewals, now: c.Now, log: c.Log,
+	}
+	if s.maxListed == 0 {
+		s.maxListed = MaxListedRenewals
 	}
 	if s.clientValidity == 0 {
 		s.clientValidity = fleet.DefaultClientValidity
@@ -354,6 +364,8 @@ type httpError struct {
 	status int
 	msg    string
 	err    error
+	// retryAfter, when set, is sent as Retry-After (RFC 9110 10.2.3).
+	retryAfter time.Duration
 }
 
 func (e *httpError) Error() string {
@@ -400,6 +412,9 @@ func (s *Server) endpoint(method string, h func(http.ResponseWriter, *http.Reque
 		}
 		if rec, ok := w.(*recorder); ok {
 			rec.err = he
+		}
+		if he.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.FormatInt(int64((he.retryAfter+time.Second-1)/time.Second), 10))
 		}
 		sendError(w, he.status, he.msg)
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dtls-tool/dtls/agent"
+	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/caserver/cahost"
 	"github.com/dtls-tool/dtls/fleet"
 	"github.com/dtls-tool/dtls/pki"
@@ -183,6 +184,15 @@ func TestRotateCAOnline(t *testing.T) {
 	assert.Equal(t, []string{newCA}, flCAs(t, filepath.Join(certs, "ca.pem")))
 	renewLaptop()
 	assert.Equal(t, []string{newCA}, flCAs(t, filepath.Join(bundle, "ca.pem")))
+
+	// Three renewals in a row: the CA's bound (caserver.MaxListedRenewals)
+	// refuses a fourth for now, saying until when; the new key is kept
+	// for the next try.
+	_, stderr, code = dtls(t, time.Now(), "renew", "--server", "--state-dir", state)
+	assert.Equal(t, exitFailure, code)
+	assert.Regexp(t, `dtls: error: server "docker1\.example\.com" \(serial [0-9a-f]+\) renewed too recently: next renewal allowed after \S+ `, stderr)
+	assert.Contains(t, stderr, "dtls: hint: run 'dtls renew --server' again after that time")
+	assert.FileExists(t, filepath.Join(state, authority.PendingServerKeyFile))
 }
 
 // issuerSerial is the serial of the CA of caFile that signed the

@@ -59,8 +59,9 @@ type CSRRequest struct {
 	// OrganizationalUnit values for the subject (the online CA records a
 	// client's role there).
 	OrganizationalUnit []string
-	// CSR is the PEM request; only its public key is used: the subject,
-	// names and lifetime come from this request, not from the CSR.
+	// CSR is the PEM request; only its public key is used (and its
+	// signature checked): the subject, names, extensions and lifetime
+	// come from this request, never from the CSR.
 	CSR      []byte
 	Now      time.Time
 	Validity time.Duration // the kind's default when zero
@@ -122,7 +123,7 @@ func (ca *CA) SignCSR(r CSRRequest) (*x509.Certificate, []byte, error) {
 	certPEM, err := sign(ca.signer, signer.SignRequest{
 		Request:   string(r.CSR),
 		Hosts:     r.Hosts,
-		Profile:   profileName(r.Kind, kt),
+		Profile:   csrProfileName(r.Kind, kt),
 		NotBefore: r.Now.Add(-csrBackdate(r.Validity)),
 		NotAfter:  notAfter,
 		// The subject is the CA's to set: a CSR's own is ignored.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudflare/cfssl/config"
 	"github.com/cloudflare/cfssl/signer"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -75,7 +76,8 @@ func TestKeyTypeOf(t *testing.T) {
 func TestPolicy(t *testing.T) {
 	p := policy()
 	require.True(t, p.Valid())
-	assert.Len(t, p.Profiles, 3*len(keyTypes))
+	// CA, server and client; server and client again for SignCSR.
+	assert.Len(t, p.Profiles, 5*len(keyTypes))
 	for _, ki := range keyTypes {
 		for _, kind := range []Kind{KindCA, KindServer, KindClient} {
 			prof := p.Profiles[profileName(kind, ki.kt)]
@@ -84,6 +86,14 @@ func TestPolicy(t *testing.T) {
 				assert.Equal(t, kind == KindCA, prof.CAConstraint.IsCA)
 				_, _, unknown := prof.Usages()
 				assert.Empty(t, unknown, "cfssl knows every usage of %s", profileName(kind, ki.kt))
+			}
+		}
+		for _, kind := range []Kind{KindServer, KindClient} {
+			prof := p.Profiles[csrProfileName(kind, ki.kt)]
+			if assert.NotNil(t, prof, "profile %s", csrProfileName(kind, ki.kt)) {
+				assert.Equal(t, ki.keyUsages(kind), prof.Usage)
+				assert.False(t, prof.CAConstraint.IsCA)
+				assert.Equal(t, &config.CSRWhitelist{PublicKey: true, PublicKeyAlgorithm: true, SignatureAlgorithm: true}, prof.CSRWhitelist)
 			}
 		}
 		// RFC 5480 3, RFC 8410 5: keyEncipherment only for RSA keys.

@@ -239,6 +239,17 @@ func policy() *config.Signing {
 			Usage:  ki.keyUsages(KindClient),
 			Expiry: DefaultClientValidity,
 		}
+		// The profiles of SignCSR take the public key alone from a
+		// request made elsewhere. Without a whitelist cfssl copies the
+		// CSR's subject fields that the sign request leaves empty (its
+		// OU: a role; C, ST, L, serialNumber) and, for a request
+		// without hosts, its SANs of every type
+		// (signer/local/local.go Sign, PopulateSubjectFromCSR).
+		for _, kind := range []Kind{KindServer, KindClient} {
+			p := *s.Profiles[profileName(kind, ki.kt)]
+			p.CSRWhitelist = &config.CSRWhitelist{PublicKey: true, PublicKeyAlgorithm: true, SignatureAlgorithm: true}
+			s.Profiles[csrProfileName(kind, ki.kt)] = &p
+		}
 	}
 	// cfssl requires a default profile and signs with it when a request
 	// names a profile it does not have (signer.Profile); sign refuses
@@ -251,6 +262,12 @@ func policy() *config.Signing {
 // of type kt, such as "client-rsa-2048".
 func profileName(kind Kind, kt KeyType) string {
 	return string(kind) + "-" + string(kt)
+}
+
+// csrProfileName names the profile of SignCSR for a key of type kt, such
+// as "csr-client-rsa-2048".
+func csrProfileName(kind Kind, kt KeyType) string {
+	return "csr-" + profileName(kind, kt)
 }
 
 // sign signs req with s. It refuses a profile that the policy does not

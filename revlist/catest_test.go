@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"math/big"
 	"testing"
 	"time"
 
@@ -91,4 +92,33 @@ func TestWithTheOnlineCA(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	assert.ErrorContains(t, err, "certificate "+pki.Serial(carol)+" of \"carol\" is revoked on the CA")
+}
+
+// TestCRLNumberAcrossRestart: the online CA restarted with its clock
+// four minutes behind (within the CA's five-minute backdate) (the same CA and inventory, a new process) signs
+// its next list with a number above the last one it served, and a host
+// that enforces that last list accepts the new one. With the number
+// taken from the clock alone, the host would refuse every list of the
+// restarted CA as an older one served again.
+func TestCRLNumberAcrossRestart(t *testing.T) {
+	ca := catest.Start(t, catest.Options{})
+	ctx := context.Background()
+	cache := t.TempDir()
+	f, err := New(Config{URL: ca.URL, CAs: []*x509.Certificate{ca.CACert}, CacheDir: cache})
+	require.NoError(t, err)
+	require.NoError(t, f.Refresh(ctx))
+	before, ok := new(big.Int).SetString(f.Status().Number, 10)
+	require.True(t, ok, f.Status().Number)
+
+	behind := func() time.Time { return time.Now().Add(-4 * time.Minute) }
+	again := catest.Start(t, catest.Options{CA: ca.PKI, DBPath: ca.DBPath, Now: behind})
+	// A host that restarted too: the list in force is the cached one.
+	g, err := New(Config{URL: again.URL, CAs: []*x509.Certificate{ca.CACert}, CacheDir: cache})
+	require.NoError(t, err)
+	g.LoadCache()
+	require.Equal(t, before.String(), g.Status().Number)
+	require.NoError(t, g.Refresh(ctx), "the restarted CA's list is accepted")
+	after, ok := new(big.Int).SetString(g.Status().Number, 10)
+	require.True(t, ok)
+	assert.Equal(t, 1, after.Cmp(before), "number %s after %s", after, before)
 }

@@ -56,10 +56,13 @@ const (
 const (
 	// FetchTimeout bounds one fetch of the list, connection included.
 	FetchTimeout = 10 * time.Second
-	// maxCRLBytes bounds what is read of an answer. A CRL entry is about
-	// 40 bytes: a fleet of 24-hour certificates lists far fewer than the
-	// 400 000 this allows.
-	maxCRLBytes = 16 << 20
+	// MaxCRLBytes bounds what is read of an answer. An entry of the
+	// online CA's list is about 53 bytes (a 20-byte serial, the time, the
+	// reason): about 633 000 entries. The CA bounds the superseded
+	// certificates it lists per certificate (caserver.MaxListedRenewals):
+	// 100 000 clients at their worst make 15.9 MB, half of it, which
+	// leaves room for the hosts' certificates and the revocations.
+	MaxCRLBytes = 32 << 20
 	// logEvery is how often a failure that goes on is repeated in the log
 	// (a change of state is logged at once).
 	logEvery = time.Minute
@@ -488,15 +491,15 @@ func (f *Follower) fetch(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("cannot reach the CA at %s: %w", f.base, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxCRLBytes+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxCRLBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the CA at %s: read the revocation list: %w", f.base, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("cannot reach the CA at %s: GET %s answered %s: %s", f.base, fleet.PathCRL, resp.Status, snippet(b))
 	}
-	if len(b) > maxCRLBytes {
-		return nil, fmt.Errorf("the CA at %s served a revocation list of more than %d MiB: refused", f.base, maxCRLBytes>>20)
+	if len(b) > MaxCRLBytes {
+		return nil, fmt.Errorf("the CA at %s served a revocation list of more than %d MiB: refused", f.base, MaxCRLBytes>>20)
 	}
 	return b, nil
 }
@@ -556,9 +559,10 @@ func (f *Follower) parse(der []byte) (*list, error) {
 
 // newer refuses a list older than the one in force: whoever sits between
 // the host and the CA could otherwise serve an older list, signed by the
-// CA, from before a revocation. dtls numbers its lists with the time of
-// signing (authority crlNumber), so the number also grows across a CA
-// rotation.
+// CA, from before a revocation. The online CA records the last number in
+// its inventory and signs the next list with a higher one (at least the
+// time of signing in milliseconds; store.NextCRLNumber), so the number
+// grows across a CA rotation, a restart and a clock set back.
 func (f *Follower) newer(l, cur *list) error {
 	if cur == nil {
 		return nil

@@ -149,10 +149,30 @@ func openPostgres(dsn, setup string) (*Store, error) {
 	db.SetMaxOpenConns(1)
 	if err := db.Ping(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open database %q: %w", name, scrub(err, dsn))
+		err = fmt.Errorf("open database %q: %w", name, scrub(err, dsn))
+		if errors.Is(err, pq.ErrSSLNotSupported) {
+			// lib/pq's default sslmode is require, and a server
+			// installed by a distribution often has no certificate.
+			return nil, &HintError{Err: err, Hint: SSLHint}
+		}
+		return nil, err
 	}
 	return &Store{path: name, pg: true, db: db, acc: certsql.NewAccessor(db)}, nil
 }
+
+// SSLHint is the hint of lib/pq's "SSL is not enabled on the server".
+const SSLHint = "add ?sslmode=disable for a PostgreSQL on this host's loopback or unix socket, or enable SSL on the server; sslmode=verify-full for a remote one"
+
+// HintError is an error with the command or setting that fixes it, which
+// the command line prints as a hint.
+type HintError struct {
+	Err  error
+	Hint string
+}
+
+func (e *HintError) Error() string    { return e.Err.Error() }
+func (e *HintError) Unwrap() error    { return e.Err }
+func (e *HintError) HintText() string { return e.Hint }
 
 // pgConnector runs setup on each connection lib/pq opens, whatever the
 // DSN's form, before database/sql uses it.
@@ -273,6 +293,7 @@ CREATE TABLE IF NOT EXISTS ocsp_responses (
 		{4, `CREATE INDEX IF NOT EXISTS certificates_status ON certificates(status)`},
 		{5, `CREATE TABLE IF NOT EXISTS dtls_roles (name TEXT PRIMARY KEY, role TEXT NOT NULL)`},
 		{6, pgTokensTable},
+		{7, pgCRLNumberTable},
 	} {
 		if _, err := tx.Exec(step.sql); err != nil {
 			return fmt.Errorf("migrate to schema %d: %w", step.version, err)

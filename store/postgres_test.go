@@ -11,6 +11,7 @@ import (
 
 	certsql "github.com/cloudflare/cfssl/certdb/sql"
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -394,3 +395,17 @@ func TestPostgresPasswordHidden(t *testing.T) {
 func TestPostgresTokens(t *testing.T)             { onPostgres(t, testTokens) }
 func TestPostgresUseToken(t *testing.T)           { onPostgres(t, testUseToken) }
 func TestPostgresConcurrentTokenUse(t *testing.T) { onPostgres(t, testConcurrentTokenUse) }
+
+// TestPostgresSSLHint: lib/pq asks for SSL by default; a server without
+// it gives an error with a hint that says what to add to the URL.
+func TestPostgresSSLHint(t *testing.T) {
+	t.Parallel()
+	dsn := strings.Replace(pgsandbox.StartTCP(t), "sslmode=disable", "sslmode=require", 1)
+	_, err := OpenPostgres(dsn)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, pq.ErrSSLNotSupported)
+	var h interface{ HintText() string }
+	require.ErrorAs(t, err, &h)
+	assert.Equal(t, SSLHint, h.HintText())
+	assert.Contains(t, h.HintText(), "sslmode=disable")
+}

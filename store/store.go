@@ -80,7 +80,7 @@ const caLabel = "dtls"
 
 // SchemaVersion is the schema this package creates and migrates to; it is
 // kept in SQLite's user_version (on PostgreSQL, in dtls_schema_version).
-const SchemaVersion = 6
+const SchemaVersion = 7
 
 // minReadVersion is the oldest schema OpenReadOnly reads: 3 has every
 // column and index the queries use; 4 only adds an index.
@@ -243,6 +243,13 @@ type Change struct {
 	// and is no error, whenever it runs.
 	UseToken   string    `json:"use_token,omitzero"`
 	UseTokenAt time.Time `json:"use_token_at,omitzero"`
+	// BeforeCommit, when set, runs inside the change's transaction after
+	// everything else, just before COMMIT: its error rolls the change
+	// back. `dtls ca init` renames its state directory into place there,
+	// so that a failed init leaves no records in a shared database. It
+	// may run again when PostgreSQL aborts the transaction for a
+	// conflict (pgBatch); it is never journaled.
+	BeforeCommit func() error `json:"-"`
 }
 
 // Store is an open inventory database.
@@ -516,6 +523,10 @@ CREATE TABLE IF NOT EXISTS ocsp_responses (
 	if _, err := tx.Exec(sqliteTokensTable); err != nil {
 		return fmt.Errorf("migrate to schema 6: %w", err)
 	}
+	// 7: the online CA's last CRL number (crlnumber.go).
+	if _, err := tx.Exec(sqliteCRLNumberTable); err != nil {
+		return fmt.Errorf("migrate to schema 7: %w", err)
+	}
 	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion)); err != nil {
 		return err
 	}
@@ -778,6 +789,9 @@ func (s *Store) Apply(c Change) error {
 			if err != nil {
 				return fmt.Errorf("set the role of %q: %w", name, err)
 			}
+		}
+		if c.BeforeCommit != nil {
+			return c.BeforeCommit()
 		}
 		return nil
 	})

@@ -176,9 +176,10 @@ var ErrStateExists = errors.New("state directory exists")
 // place by one rename (atomicfile.ReplaceDir with Force): a kill at any
 // instant leaves no StateDir (or the old one) or a complete one, and a
 // leftover temporary directory, which the next InitHost removes. On
-// PostgreSQL the inventory is written just before that rename: a kill in
-// between leaves records of a CA that does not exist, which nothing
-// trusts.
+// PostgreSQL the records are written in one transaction that renames the
+// directory into place before it commits: a failure leaves no row, and a
+// kill between the rename and the commit leaves a state directory whose
+// records OpenHost writes.
 func InitHost(o InitOptions) (*InitResult, error) {
 	if o.StateDir == "" {
 		o.StateDir = DefaultStateDir
@@ -339,34 +340,7 @@ func InitHost(o InitOptions) (*InitResult, error) {
 		}
 	}
 
-	var st *store.Store
-	if dsn != "" {
-		st, err = store.OpenPostgres(dsn)
-	} else {
-		st, err = store.Open(filepath.Join(tmp, DBFile))
-	}
-	if err != nil {
-		return nil, err
-	}
-	caSerial := pki.Serial(ca.Cert)
-	err = st.Apply(store.Change{
-		Insert: []store.Record{
-			store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, caSerial, dir),
-			store.FromCert(listener.Cert, listener.CertPEM, store.KindServer, caSerial, filepath.Join(dir, TLSCertFile)),
-			store.FromCert(opCert, opCertPEM, store.KindClient, caSerial, filepath.Join(dir, OperatorDir)),
-		},
-		Roles: map[string]string{o.Operator: fleet.OperatorRole},
-	})
-	if cerr := st.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, err
-	}
 	if err := atomicfile.SyncDir(opDir); err != nil {
-		return nil, err
-	}
-	if err := atomicfile.SyncDir(tmp); err != nil {
 		return nil, err
 	}
 
@@ -379,20 +353,87 @@ func InitHost(o InitOptions) (*InitResult, error) {
 			return nil, err
 		}
 	}
-	if o.Force {
-		if err := atomicfile.ReplaceDir(tmp, dir); err != nil {
-			return nil, err
+
+	var st *store.Store
+	if dsn != "" {
+		st, err = store.OpenPostgres(dsn)
+	} else {
+		st, err = store.Open(filepath.Join(tmp, DBFile))
+	}
+	if err != nil {
+		return nil, err
+	}
+	caSerial := pki.Serial(ca.Cert)
+	renamed := false
+	rename := func() error {
+		if renamed {
+			// Run again after PostgreSQL aborted a commit.
+			return nil
 		}
-	} else if err := os.Rename(tmp, dir); err != nil {
-		// rename(2) fails onto a directory that is not empty: one
-		// that appeared since the check above is not replaced.
-		return nil, fmt.Errorf("rename %q into place: %w", dir, err)
+		if err := renameState(tmp, dir, o.Force); err != nil {
+			return err
+		}
+		renamed = true
+		return nil
+	}
+	change := store.Change{
+		Insert: []store.Record{
+			store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, caSerial, dir),
+			store.FromCert(listener.Cert, listener.CertPEM, store.KindServer, caSerial, filepath.Join(dir, TLSCertFile)),
+			store.FromCert(opCert, opCertPEM, store.KindClient, caSerial, filepath.Join(dir, OperatorDir)),
+		},
+		Roles: map[string]string{o.Operator: fleet.OperatorRole},
+	}
+	if dsn != "" {
+		// On PostgreSQL the state directory is renamed into place
+		// inside the inventory's transaction, just before its COMMIT:
+		// a failure before or at the rename rolls the records back, so
+		// a failed init leaves nothing in a database that outlives
+		// it. A kill between the rename and the COMMIT (or a COMMIT
+		// that fails) leaves the state without its records, which
+		// OpenHost then writes (completeInventory). The SQLite
+		// inventory is inside the directory, and goes with it.
+		change.BeforeCommit = rename
+	}
+	err = st.Apply(change)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = rename()
+	}
+	if err != nil {
+		if renamed {
+			return nil, fmt.Errorf("%w (the CA's state is in %q; dtls ca serve records it in the inventory)", err, dir)
+		}
+		return nil, err
 	}
 	done = true
 	if err := atomicfile.SyncDir(parent); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// beforeRename is called before the state directory is renamed into
+// place (tests make that rename fail).
+var beforeRename = func(tmp, dir string) {}
+
+// renameState puts the complete state directory tmp in place of dir.
+func renameState(tmp, dir string, force bool) error {
+	if err := atomicfile.SyncDir(tmp); err != nil {
+		return err
+	}
+	beforeRename(tmp, dir)
+	if force {
+		return atomicfile.ReplaceDir(tmp, dir)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		// rename(2) fails onto a directory that is not empty: one
+		// that appeared since the check above is not replaced.
+		return fmt.Errorf("rename %q into place: %w", dir, err)
+	}
+	return nil
 }
 
 // Unit is the systemd unit that runs `exe ca serve --state-dir
@@ -521,7 +562,64 @@ func OpenHost(dir string) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := h.completeInventory(); err != nil {
+		h.Store.Close()
+		return nil, err
+	}
 	return h, nil
+}
+
+// completeInventory records the listener's and the first operator's
+// certificates of the state directory when the inventory lacks them,
+// with the operator's role when its name has none: an InitHost on
+// PostgreSQL killed between renaming the state into place and its
+// COMMIT left them out. A certificate that the host's CAs did not sign
+// is an error, never recorded.
+func (h *Host) completeInventory() error {
+	var change store.Change
+	for _, f := range []struct {
+		path, recPath string
+		kind          store.Kind
+	}{
+		{filepath.Join(h.Dir, TLSCertFile), filepath.Join(h.Dir, TLSCertFile), store.KindServer},
+		{filepath.Join(h.Dir, OperatorDir, "cert.pem"), filepath.Join(h.Dir, OperatorDir), store.KindClient},
+	} {
+		certPEM, err := os.ReadFile(f.path)
+		if errors.Is(err, fs.ErrNotExist) && f.kind == store.KindClient {
+			continue // the operator's bundle may have moved
+		} else if err != nil {
+			return err
+		}
+		c, err := pki.ParseCertificate(certPEM)
+		if err != nil {
+			return fmt.Errorf("%q: %w", f.path, err)
+		}
+		has, err := h.Store.Has(pki.Serial(c))
+		if err != nil {
+			return err
+		}
+		if has {
+			continue
+		}
+		signer := h.CA
+		if c.CheckSignatureFrom(h.CA.Cert) != nil {
+			if h.Next == nil || c.CheckSignatureFrom(h.Next.Cert) != nil {
+				return fmt.Errorf("%q: certificate %s is not signed by the CA of %q", f.path, pki.Serial(c), h.Dir)
+			}
+			signer = h.Next
+		}
+		change.Insert = append(change.Insert, store.FromCert(c, certPEM, f.kind, pki.Serial(signer.Cert), f.recPath))
+		if f.kind == store.KindClient {
+			cur, err := h.Store.Role(c.Subject.CommonName)
+			if err != nil {
+				return err
+			}
+			if cur == "" {
+				change.Roles = map[string]string{c.Subject.CommonName: fleet.OperatorRole}
+			}
+		}
+	}
+	return h.Store.Apply(change)
 }
 
 // Close closes the inventory.

@@ -41,6 +41,14 @@ type Options struct {
 	// DSN, when set, is a PostgreSQL database for the inventory (such
 	// as pgsandbox.Start returns).
 	DSN string
+	// MaxListedRenewals is caserver.Config's (its default when zero, no
+	// bound when negative).
+	MaxListedRenewals int
+	// CA and DBPath, when set, are the CA and the SQLite inventory of
+	// another CA of the test: this one is that CA restarted (or a second
+	// instance of it), with a listener of its own.
+	CA     *pki.CA
+	DBPath string
 }
 
 // CA is a running online CA.
@@ -77,15 +85,21 @@ func Start(t testing.TB, o Options) *CA {
 	if n := now(); n.Before(issued) {
 		issued = n
 	}
-	ca, err := pki.NewCA(pki.CARequest{CommonName: "dtls catest CA", Now: issued})
-	if err != nil {
-		t.Fatalf("catest: %v", err)
+	ca := o.CA
+	var err error
+	if ca == nil {
+		if ca, err = pki.NewCA(pki.CARequest{CommonName: "dtls catest CA", Now: issued}); err != nil {
+			t.Fatalf("catest: %v", err)
+		}
 	}
 	var st *store.Store
-	var dbPath string
-	if o.DSN != "" {
+	dbPath := o.DBPath
+	switch {
+	case o.DSN != "":
 		st, err = store.OpenPostgres(o.DSN)
-	} else {
+	case dbPath != "":
+		st, err = store.Open(dbPath)
+	default:
 		dbPath = filepath.Join(t.TempDir(), "dtls-ca.db")
 		st, err = store.Open(dbPath)
 	}
@@ -93,11 +107,11 @@ func Start(t testing.TB, o Options) *CA {
 		t.Fatalf("catest: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, err := caserver.New(caserver.Config{Store: st, CA: ca, ClientValidity: o.ClientValidity, Now: o.Now})
+	srv, err := caserver.New(caserver.Config{Store: st, CA: ca, ClientValidity: o.ClientValidity, MaxListedRenewals: o.MaxListedRenewals, Now: o.Now})
 	if err != nil {
 		t.Fatalf("catest: %v", err)
 	}
-	listener, err := ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: "127.0.0.1", Hosts: []string{"127.0.0.1", "localhost"}, Now: time.Now()})
+	listener, err := ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: "127.0.0.1", Hosts: []string{"127.0.0.1", "localhost"}, Now: issued})
 	if err != nil {
 		t.Fatalf("catest: listener certificate: %v", err)
 	}

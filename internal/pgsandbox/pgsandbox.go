@@ -2,7 +2,8 @@
 
 // Package pgsandbox runs a real, throw-away PostgreSQL server for tests: a
 // cluster made by initdb in a new directory under /tmp, served by postgres
-// on a unix socket in that directory only (no TCP listener), stopped and
+// on a unix socket in that directory only (no TCP listener; StartTCP adds
+// one on 127.0.0.1), stopped and
 // removed when the test ends. It never touches a cluster of the host
 // (/var/lib/postgresql, /var/run/postgresql, port 5432 on the network).
 //
@@ -13,6 +14,7 @@ package pgsandbox
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -119,12 +121,15 @@ func executable(p string) bool {
 
 // server is one running postgres.
 type server struct {
-	bin     Binaries
-	dir     string // holds data/, the socket and the logs
-	data    string
-	log     string
-	cred    *syscall.Credential // nil: run as the test's own user
-	cmd     *exec.Cmd
+	bin  Binaries
+	dir  string // holds data/, the socket and the logs
+	data string
+	log  string
+	cred *syscall.Credential // nil: run as the test's own user
+	cmd  *exec.Cmd
+	// tcpPort, when set, is the server's port on 127.0.0.1 (StartTCP),
+	// which also names its socket.
+	tcpPort int
 	done    chan struct{} // closed when cmd.Wait has returned
 	waitErr error         // cmd.Wait's result, valid once done is closed
 }
@@ -152,7 +157,26 @@ type server struct {
 func Start(t testing.TB) string {
 	t.Helper()
 	bin := Require(t)
-	s, err := start(bin)
+	s, err := start(bin, false)
+	if err != nil {
+		t.Fatalf("pgsandbox: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Errorf("pgsandbox: %v", err)
+		}
+	})
+	return s.dsn()
+}
+
+// StartTCP is Start with the server listening on a free TCP port of
+// 127.0.0.1 too (loopback only), for tests of what a client does over
+// TCP: lib/pq negotiates SSL there, never on a unix socket. The DSN names
+// that address, with sslmode=disable.
+func StartTCP(t testing.TB) string {
+	t.Helper()
+	bin := Require(t)
+	s, err := start(bin, true)
 	if err != nil {
 		t.Fatalf("pgsandbox: %v", err)
 	}
@@ -172,7 +196,7 @@ func StartServer() (dsn string, stop func() error, err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	s, err := start(bin)
+	s, err := start(bin, false)
 	if err != nil {
 		return "", nil, err
 	}
@@ -180,10 +204,32 @@ func StartServer() (dsn string, stop func() error, err error) {
 }
 
 func (s *server) dsn() string {
+	if s.tcpPort != 0 {
+		return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", s.tcpPort)
+	}
 	return fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", s.dir, port)
 }
 
-func start(bin Binaries) (*server, error) {
+// port is the server's port: the TCP one, or the one that names its
+// socket alone.
+func (s *server) port() int {
+	if s.tcpPort != 0 {
+		return s.tcpPort
+	}
+	return port
+}
+
+// freePort is a TCP port of 127.0.0.1 that nothing listens on now.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func start(bin Binaries, tcp bool) (*server, error) {
 	// Not t.TempDir(): its path can be too long for a socket, and its
 	// parent directories are 0700 root, which uid 65534 cannot enter.
 	dir, err := os.MkdirTemp("/tmp", "dtls-pg-")
@@ -191,7 +237,13 @@ func start(bin Binaries) (*server, error) {
 		return nil, fmt.Errorf("make the server's directory: %w", err)
 	}
 	s := &server{bin: bin, dir: dir, data: filepath.Join(dir, "data"), log: filepath.Join(dir, "postgres.log")}
-	if sock := filepath.Join(dir, fmt.Sprintf(".s.PGSQL.%d", port)); len(sock) >= sunPathMax {
+	if tcp {
+		if s.tcpPort, err = freePort(); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	if sock := filepath.Join(dir, fmt.Sprintf(".s.PGSQL.%d", s.port())); len(sock) >= sunPathMax {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("socket path %q is %d bytes, over the %d-byte limit of unix(7)", sock, len(sock), sunPathMax)
 	}
@@ -241,11 +293,16 @@ func (s *server) run() error {
 	if err != nil {
 		return fmt.Errorf("open the server log: %w", err)
 	}
-	// listen_addresses '': no TCP socket at all; -k: the unix socket in
-	// the server's directory, not /var/run/postgresql; fsync off: speed
+	// listen_addresses '': no TCP socket at all (127.0.0.1 alone for
+	// StartTCP); -k: the unix socket in the server's directory, not
+	// /var/run/postgresql; fsync off: speed
 	// (https://www.postgresql.org/docs/current/non-durability.html).
-	cmd := s.command(s.bin.Postgres, "-D", s.data, "-p", strconv.Itoa(port), "-k", s.dir,
-		"-c", "listen_addresses=", "-c", "fsync=off", "-c", "unix_socket_permissions=0700")
+	listen := ""
+	if s.tcpPort != 0 {
+		listen = "127.0.0.1"
+	}
+	cmd := s.command(s.bin.Postgres, "-D", s.data, "-p", strconv.Itoa(s.port()), "-k", s.dir,
+		"-c", "listen_addresses="+listen, "-c", "fsync=off", "-c", "unix_socket_permissions=0700")
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
 	cmd.Stdout, cmd.Stderr = logf, logf
 	err = cmd.Start()

@@ -197,9 +197,7 @@ func runEnv(o *envOptions, sh clientenv.Shell) error {
 	// dtls.json's not_after: env runs at every shell start and parses
 	// no certificate.
 	warnExpiry(o.IO, b.Dir, b.Meta.NotAfter, o.Now())
-	if py := clientenv.PythonCAOverrides(o.Getenv); len(py) > 0 {
-		fmt.Fprintf(o.ErrOut, "dtls: warning: %s\n", clientenv.PythonCAWarning(py))
-	}
+	warnPythonCA(o.IO)
 	vars := clientenv.Vars(b, o.Host)
 	if o.NoProxy {
 		cmdLine += " --no-proxy"

@@ -34,7 +34,9 @@ type InitRequest struct {
 	// directories and /etc/systemd/system.
 	SystemdDir string
 	// Hosts the server certificate covers; DefaultHosts() when empty.
-	Hosts          []string
+	Hosts []string
+	// Listen is the TCP endpoint added to daemon.json's "hosts"; when
+	// empty, the one STATE_DIR/server.json records, else DefaultListen.
 	Listen         string
 	KeyType        pki.KeyType
 	CAValidity     time.Duration
@@ -111,6 +113,15 @@ func (r *InitResult) say(format string, a ...any) {
 // the host as it was, or as it is to be.
 func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	res := &InitResult{}
+	if r.Listen == "" {
+		// A run without --listen (init --authz, as the README has it)
+		// keeps the listener the last init recorded: falling back to
+		// every interface would widen a daemon set up on one address.
+		r.Listen = DefaultListen
+		if srv, err := ReadServer(r.StateDir); err == nil && srv.Listen != "" {
+			r.Listen = srv.Listen
+		}
+	}
 	listenHost, port, err := ParseListen(r.Listen)
 	if err != nil {
 		return nil, err

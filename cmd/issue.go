@@ -48,6 +48,9 @@ func newIssueClientCmd(io IO) *cobra.Command {
   key.pem     its private key (0400)
   dtls.json   the daemon URL and expiry, read by 'dtls env' (0644)
 
+With --archive FILE and no --out, the bundle is written only into FILE
+(0600, for 'dtls import'): no directory is left behind with the key.
+
 These are the file names the Docker CLI reads from DOCKER_CERT_PATH. The
 bundle is written to a temporary directory and renamed into place, so it is
 either complete or absent. An existing bundle is kept unless --force.
@@ -144,7 +147,7 @@ Give such a bundle a limited role.`,
 	f.StringVar(&opts.KeyType, "key-type", string(pki.DefaultKeyType), "key algorithm of the client key: "+pki.KeyTypeNames())
 	completeKeyTypes(c)
 	daysFlag(c, &opts.Validity, "days", pki.DefaultClientValidity, "validity of the client certificate")
-	f.StringVar(&opts.Archive, "archive", "", "also write the bundle as one tar.gz FILE (0600) for 'dtls import' on the developer's machine; \"-\" for standard output")
+	f.StringVar(&opts.Archive, "archive", "", "write the bundle as one tar.gz FILE (0600) for 'dtls import' on the developer's machine, and no directory unless --out; \"-\" for standard output")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing bundle directory")
 	f.StringVar(&opts.Role, "role", "", "authorization role recorded for the plugin (admin, developer, readonly or a policy file's; default: the policy's default role)")
 	policyFlag(c, io, &opts.Policy)
@@ -153,9 +156,13 @@ Give such a bundle a limited role.`,
 	return c
 }
 
-// bundleDir is where NAME's bundle goes.
+// bundleDir is where NAME's bundle goes: nowhere but the archive for
+// --archive without --out (a bundle left in the current directory would
+// be one more copy of the key to clean up).
 func (o *issueClientOptions) bundleDir(name string) string {
 	switch {
+	case o.Out == "" && o.Archive != "" && !o.Container:
+		return ""
 	case o.Out == "":
 		a, _ := filepath.Abs("dtls-" + name)
 		return a
@@ -188,7 +195,9 @@ func runIssueClient(o *issueClientOptions) error {
 	}
 	for _, it := range issued {
 		fmt.Fprintf(o.ErrOut, "issued client certificate %s\n", describeRecord(it.Record))
-		fmt.Fprintf(o.ErrOut, "wrote bundle %s for %s\n", it.Dir, bundleDockerHost(it))
+		if it.Dir != "" {
+			fmt.Fprintf(o.ErrOut, "wrote bundle %s for %s\n", it.Dir, bundleDockerHost(it))
+		}
 	}
 	if o.Role != "" {
 		fmt.Fprintf(o.ErrOut, "role of %s: %s\n", strings.Join(o.Names, ", "), o.Role)
@@ -212,7 +221,7 @@ func runIssueClient(o *issueClientOptions) error {
 		return nil
 	}
 	if o.Archive != "" {
-		fmt.Fprintf(o.ErrOut, "wrote archive %s (0600)\n", o.Archive)
+		fmt.Fprintf(o.ErrOut, "wrote archive %s (0600) for %s\n", o.Archive, bundleDockerHost(issued[0]))
 		fmt.Fprintf(o.ErrOut, "next: send it to %s over a private channel; on their machine: dtls import %s && eval \"$(dtls env)\"\n", o.Names[0], filepath.Base(o.Archive))
 		return nil
 	}

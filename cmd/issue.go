@@ -33,6 +33,7 @@ type issueClientOptions struct {
 	Policy     string
 	Container  bool
 	caKey      caKeyOptions
+	plugin     pluginOptions
 }
 
 func newIssueClientCmd(io IO) *cobra.Command {
@@ -68,6 +69,9 @@ one of them.
 --role records the holder's role for the authorization plugin ('dtls authz
 serve'): admin, developer, readonly, or a role of the policy file. Without
 it the policy's default role applies (readonly with the built-in policy).
+Roles are enforced only where daemon.json names the plugin ('dtls init
+--authz'): without it, issue-client warns that every certificate has full
+access.
 'dtls role NAME ROLE' changes it later without a new certificate.
 
 --for-container makes a bundle for a container that needs the Docker API (a
@@ -153,6 +157,7 @@ Give such a bundle a limited role.`,
 	policyFlag(c, io, &opts.Policy)
 	f.BoolVar(&opts.Container, "for-container", false, "a bundle for a container, instead of mounting the Docker socket: print the docker run flags that use it")
 	opts.caKey.flags(c)
+	opts.plugin.flags(c, io)
 	return c
 }
 
@@ -193,15 +198,7 @@ func runIssueClient(o *issueClientOptions) error {
 	if err != nil {
 		return err
 	}
-	for _, it := range issued {
-		fmt.Fprintf(o.ErrOut, "issued client certificate %s\n", describeRecord(it.Record))
-		if it.Dir != "" {
-			fmt.Fprintf(o.ErrOut, "wrote bundle %s for %s\n", it.Dir, bundleDockerHost(it))
-		}
-	}
-	if o.Role != "" {
-		fmt.Fprintf(o.ErrOut, "role of %s: %s\n", strings.Join(o.Names, ", "), o.Role)
-	}
+	reportIssued(o, issued)
 	if o.Container {
 		// The one line an operator pastes: the bundle read-only at the
 		// path the Docker client reads (DOCKER_CERT_PATH), the daemon
@@ -235,6 +232,21 @@ func runIssueClient(o *issueClientOptions) error {
 		fmt.Fprintf(o.ErrOut, "next: copy each bundle into ~/.docker/dtls/ on its owner's machine (scp -r DIR HOST:.docker/dtls/), then run there: dtls use NAME && eval \"$(dtls env)\"\n")
 	}
 	return nil
+}
+
+// reportIssued says what issue-client signed and wrote, and the role it
+// recorded.
+func reportIssued(o *issueClientOptions, issued []*authority.Issued) {
+	for _, it := range issued {
+		fmt.Fprintf(o.ErrOut, "issued client certificate %s\n", describeRecord(it.Record))
+		if it.Dir != "" {
+			fmt.Fprintf(o.ErrOut, "wrote bundle %s for %s\n", it.Dir, bundleDockerHost(it))
+		}
+	}
+	if o.Role != "" {
+		fmt.Fprintf(o.ErrOut, "role of %s: %s\n", strings.Join(o.Names, ", "), o.Role)
+		o.plugin.warnRoleNotEnforced(o.IO, o.Names, o.Role)
+	}
 }
 
 // bundleDockerHost is the daemon URL written into an issued bundle.

@@ -70,7 +70,11 @@ type InitRequest struct {
 	// returns its answer, checked. It is called before anything is
 	// written: a CA that is down, or refuses, changes nothing.
 	Enroll func(csrPEM []byte) (*fleet.CertResponse, error)
-	Now    time.Time
+	// Reach resolves names and lists this host's addresses, to pick the
+	// daemon URL clients are given (ClientDockerHost); nil is
+	// SystemReach().
+	Reach *Reach
+	Now   time.Time
 }
 
 // InitResult is what Init did (or, on a dry run, would do).
@@ -362,7 +366,7 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	}
 
 	res.Server = Server{
-		DockerHost: ClientDockerHost(hosts, listenHost, port),
+		DockerHost: ClientDockerHost(hosts, listenHost, port, r.Reach),
 		Listen:     r.Listen,
 		Hosts:      hosts,
 		CertsDir:   r.CertsDir,

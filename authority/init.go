@@ -33,7 +33,8 @@ type InitRequest struct {
 	// for and where the drop-in is written; otherwise the systemd unit
 	// directories and /etc/systemd/system.
 	SystemdDir string
-	// Hosts the server certificate covers; DefaultHosts() when empty.
+	// Hosts the server certificate covers; when empty, those
+	// STATE_DIR/server.json records, else DefaultHosts().
 	Hosts []string
 	// Listen is the TCP endpoint added to daemon.json's "hosts"; when
 	// empty, the one STATE_DIR/server.json records, else DefaultListen.
@@ -138,6 +139,15 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		}
 	}
 	hosts := r.Hosts
+	if len(hosts) == 0 && r.CAFrom == "" && r.CAURL == "" && !r.Force {
+		// As with the listener: a run without --host keeps the names
+		// the server certificate was made for (a --host given the first
+		// time), rather than re-issuing it for the defaults, which
+		// would drop them and fail every client that uses one.
+		if srv, err := ReadServer(r.StateDir); err == nil && len(srv.Hosts) > 0 {
+			hosts = srv.Hosts
+		}
+	}
 	if len(hosts) == 0 && r.CAFrom == "" && r.CAURL == "" {
 		hosts = DefaultHosts()
 	}

@@ -1,7 +1,9 @@
 package cmd
 
 import (
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -89,4 +91,22 @@ func TestPythonCAWarningOnceAndSilenced(t *testing.T) {
 	assert.NotContains(t, stderr, "REQUESTS_CA_BUNDLE")
 	_, stderr, _ = h.run(t, now, "check", "--cert-path", bundle, "--timeout", "1s")
 	assert.NotContains(t, stderr, "REQUESTS_CA_BUNDLE")
+}
+
+// TestCAInitMakesUnitDirAndSaysOperatorLifetime: a missing --unit-dir is
+// made (0755), and ca init says when the operator bundle expires and how
+// to keep it renewed.
+func TestCAInitMakesUnitDirAndSaysOperatorLifetime(t *testing.T) {
+	dir := t.TempDir()
+	state, units := filepath.Join(dir, "ca"), filepath.Join(dir, "etc", "units")
+	now := time.Now()
+	_, stderr, code := dtls(t, now, "ca", "init", "--state-dir", state, "--unit-dir", units,
+		"--host", "ca.example", "--listen", "127.0.0.1:8888", "--client-validity", "12h")
+	require.Equal(t, 0, code, stderr)
+	assert.Equal(t, os.FileMode(0o755), fileMode(t, units))
+	assert.FileExists(t, filepath.Join(units, "dtls-ca.service"))
+	assert.Contains(t, stderr, "systemd unit: "+filepath.Join(units, "dtls-ca.service"))
+	assert.Regexp(t, `operator bundle: `+regexp.QuoteMeta(filepath.Join(state, "operator"))+` \(role ca-operator\), expires \d{4}-\d\d-\d\d \d\d:\d\d UTC, in 12h \(a client lifetime, --client-validity\)\n`, stderr)
+	assert.Contains(t, stderr, "keep it renewed where it is used: dtls agent --dir DIR")
+	assert.Contains(t, stderr, "sudo dtls ca token --client NAME --role ca-operator")
 }

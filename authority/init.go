@@ -139,7 +139,7 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		}
 	}
 	hosts := r.Hosts
-	if len(hosts) == 0 && r.CAFrom == "" && r.CAURL == "" && !r.Force {
+	if len(hosts) == 0 && r.CAFrom == "" && r.CAURL == "" {
 		// As with the listener: a run without --host keeps the names
 		// the server certificate was made for (a --host given the first
 		// time), rather than re-issuing it for the defaults, which

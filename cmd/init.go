@@ -69,7 +69,8 @@ It writes:
                                      to start when "hosts" is both a flag and in daemon.json
 
 Init is idempotent: an existing CA and server certificate are kept, unless
---force; a server certificate that does not cover every --host, does not
+--force; without --listen or --host, a run keeps the listener and the
+names STATE_DIR/server.json records from the last one; a server certificate that does not cover every --host, does not
 chain to the CA, or expires within 30 days is re-issued. Invalid daemon.json
 (or a directory, a symlink, an unreadable file) is an error and nothing is
 changed. dockerd reads TLS files only at start: restart it afterwards, or
@@ -166,7 +167,7 @@ or without --token), it keeps the certificate installed from the CA
 		},
 	}
 	f := c.Flags()
-	f.StringArrayVar(&opts.Hosts, "host", nil, "DNS name or IP the server certificate covers (repeatable; default: hostname, FQDN, interface addresses, localhost, 127.0.0.1)")
+	f.StringArrayVar(&opts.Hosts, "host", nil, "DNS name or IP the server certificate covers (repeatable; default: those the last init recorded, else hostname, FQDN, interface addresses, localhost, 127.0.0.1)")
 	f.StringVar(&opts.Listen, "listen", "", "TCP address dockerd listens on, added to \"hosts\" (default: the one the last init recorded, else "+defaultListen+")")
 	pathFlag(c, io, &opts.DaemonJSON, "daemon-json", "DTLS_DAEMON_JSON", defaultDaemonJSON, "daemon.json to merge into")
 	pathFlag(c, io, &opts.CertsDir, "certs-dir", "DTLS_CERTS_DIR", defaultCertsDir, "directory for the daemon's ca.pem, server-cert.pem, server-key.pem")

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/dtls-tool/dtls/daemonconfig"
 )
 
 // The authorization plugin's systemd units (init --authz).
@@ -125,4 +127,24 @@ func logsDirectory(auditLog string) string {
 		return ""
 	}
 	return "LogsDirectory=" + rel + "\nLogsDirectoryMode=0700\n"
+}
+
+// AuthzEnforced reports whether the daemon.json at daemonJSON names the
+// authorization plugin whose socket is socket ('dtls authz serve', put
+// there by 'dtls init --authz' once it answers): only then are roles
+// enforced and a revoked certificate refused at its next call, since
+// dockerd itself checks no CRL (moby#27778). dockerd reads the list only at
+// start: a plugin named since then is enforced after its restart.
+func AuthzEnforced(daemonJSON, socket string) (bool, error) {
+	names, err := daemonconfig.AuthorizationPlugins(daemonJSON)
+	if err != nil {
+		return false, err
+	}
+	want := authzPluginName(socket)
+	for _, n := range names {
+		if n == want {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -98,31 +98,146 @@ func fqdn(name string) string {
 	return ""
 }
 
-// ClientDockerHost picks the URL clients use: the first DNS name that is
-// not localhost (names survive address changes), else the first address
-// that is not loopback, else the listen host.
-func ClientDockerHost(hosts []string, listenHost string, port int) string {
-	pick := ""
-	for _, h := range hosts {
-		ip := net.ParseIP(h)
-		if ip == nil && h != "localhost" && !strings.HasPrefix(h, "*.") {
-			pick = h
-			break
-		}
+// Reach is what ClientDockerHost knows of this host: how a name resolves
+// here, and this host's own addresses. SystemReach is the real one; tests
+// inject theirs.
+type Reach struct {
+	// Lookup resolves a name to its addresses.
+	Lookup func(ctx context.Context, name string) ([]net.IP, error)
+	// Local lists this host's interface addresses.
+	Local func() ([]net.IP, error)
+}
+
+// SystemReach resolves with the system's resolver (the hosts file, then
+// DNS) and lists the interfaces' addresses.
+func SystemReach() *Reach {
+	return &Reach{
+		Lookup: func(ctx context.Context, name string) ([]net.IP, error) {
+			addrs, err := net.DefaultResolver.LookupIPAddr(ctx, name)
+			ips := make([]net.IP, 0, len(addrs))
+			for _, a := range addrs {
+				ips = append(ips, a.IP)
+			}
+			return ips, err
+		},
+		Local: func() ([]net.IP, error) {
+			addrs, err := net.InterfaceAddrs()
+			var ips []net.IP
+			for _, a := range addrs {
+				if ipn, ok := a.(*net.IPNet); ok {
+					ips = append(ips, ipn.IP)
+				}
+			}
+			return ips, err
+		},
 	}
-	if pick == "" {
-		for _, h := range hosts {
-			if ip := net.ParseIP(h); ip != nil && !ip.IsLoopback() {
-				pick = h
-				break
+}
+
+// ClientDockerHost picks the URL clients use, from the names and addresses
+// the server certificate covers (hosts), one that reaches the listener:
+//   - the first DNS name (not localhost) that resolves to an address the
+//     listener accepts: names survive address changes;
+//   - else the first address of hosts the listener accepts;
+//   - else, when nothing could be shown to reach it (a certificate of
+//     names only), the first DNS name, the first address that is not
+//     loopback, or the listen host, as before.
+//
+// A listener on 0.0.0.0 or :: accepts this host's addresses that are not
+// loopback: a name that resolves only to loopback here (Debian's
+// 127.0.1.1 line for the hostname) or not at all says nothing of how
+// clients elsewhere reach it, and "tcp://NAME:2376" that does not resolve
+// on a laptop fails with "no such host". A listener on one address
+// accepts that address only. reach nil is SystemReach; lookups share a
+// deadline of 2 seconds, so that a host without working DNS does not hang
+// init.
+func ClientDockerHost(hosts []string, listenHost string, port int, reach *Reach) string {
+	if reach == nil {
+		reach = SystemReach()
+	}
+	join := func(h string) string { return "tcp://" + net.JoinHostPort(h, strconv.Itoa(port)) }
+	if pick := reachingHost(hosts, listenHost, reach); pick != "" {
+		return join(pick)
+	}
+	return join(fallbackHost(hosts, listenHost))
+}
+
+// reachingHost is the first name, else the first address, of hosts that
+// reaches the listener on listenHost; "" when none can be shown to.
+func reachingHost(hosts []string, listenHost string, reach *Reach) string {
+	listenIP := net.ParseIP(listenHost)
+	if listenIP == nil {
+		// A listener on a name: dockerd binds what it resolves to;
+		// clients use the name.
+		return ""
+	}
+	var local []net.IP
+	if listenIP.IsUnspecified() && reach.Local != nil {
+		local, _ = reach.Local()
+	}
+	accepts := func(ip net.IP) bool {
+		if !listenIP.IsUnspecified() {
+			return ip.Equal(listenIP)
+		}
+		if ip.IsLoopback() {
+			return false
+		}
+		for _, l := range local {
+			if l.Equal(ip) {
+				return true
+			}
+		}
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, h := range hosts {
+		if !isDNSName(h) || reach.Lookup == nil || ctx.Err() != nil {
+			continue
+		}
+		ips, _ := reach.Lookup(ctx, h)
+		for _, ip := range ips {
+			if accepts(ip) {
+				return h
 			}
 		}
 	}
-	if pick == "" {
-		pick = listenHost
-		if ip := net.ParseIP(pick); ip != nil && ip.IsUnspecified() {
-			pick = "localhost"
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil && accepts(ip) {
+			return h
 		}
 	}
-	return "tcp://" + net.JoinHostPort(pick, strconv.Itoa(port))
+	if listenIP.IsLoopback() {
+		for _, h := range hosts {
+			if h == "localhost" {
+				return h
+			}
+		}
+	}
+	return ""
+}
+
+// isDNSName: a name clients can be given, not an address, localhost or a
+// wildcard.
+func isDNSName(h string) bool {
+	return net.ParseIP(h) == nil && h != "localhost" && !strings.HasPrefix(h, "*.")
+}
+
+// fallbackHost is the pick when nothing is known to reach the listener:
+// the first DNS name, else the first address that is not loopback, else
+// the listen host (localhost for an unspecified one).
+func fallbackHost(hosts []string, listenHost string) string {
+	for _, h := range hosts {
+		if isDNSName(h) {
+			return h
+		}
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil && !ip.IsLoopback() {
+			return h
+		}
+	}
+	if ip := net.ParseIP(listenHost); ip != nil && ip.IsUnspecified() {
+		return "localhost"
+	}
+	return listenHost
 }

@@ -33,8 +33,11 @@ type InitRequest struct {
 	// for and where the drop-in is written; otherwise the systemd unit
 	// directories and /etc/systemd/system.
 	SystemdDir string
-	// Hosts the server certificate covers; DefaultHosts() when empty.
-	Hosts          []string
+	// Hosts the server certificate covers; when empty, those
+	// STATE_DIR/server.json records, else DefaultHosts().
+	Hosts []string
+	// Listen is the TCP endpoint added to daemon.json's "hosts"; when
+	// empty, the one STATE_DIR/server.json records, else DefaultListen.
 	Listen         string
 	KeyType        pki.KeyType
 	CAValidity     time.Duration
@@ -68,7 +71,11 @@ type InitRequest struct {
 	// returns its answer, checked. It is called before anything is
 	// written: a CA that is down, or refuses, changes nothing.
 	Enroll func(csrPEM []byte) (*fleet.CertResponse, error)
-	Now    time.Time
+	// Reach resolves names and lists this host's addresses, to pick the
+	// daemon URL clients are given (ClientDockerHost); nil is
+	// SystemReach().
+	Reach *Reach
+	Now   time.Time
 }
 
 // InitResult is what Init did (or, on a dry run, would do).
@@ -111,6 +118,15 @@ func (r *InitResult) say(format string, a ...any) {
 // the host as it was, or as it is to be.
 func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	res := &InitResult{}
+	if r.Listen == "" {
+		// A run without --listen (init --authz, as the README has it)
+		// keeps the listener the last init recorded: falling back to
+		// every interface would widen a daemon set up on one address.
+		r.Listen = DefaultListen
+		if srv, err := ReadServer(r.StateDir); err == nil && srv.Listen != "" {
+			r.Listen = srv.Listen
+		}
+	}
 	listenHost, port, err := ParseListen(r.Listen)
 	if err != nil {
 		return nil, err
@@ -123,6 +139,15 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		}
 	}
 	hosts := r.Hosts
+	if len(hosts) == 0 && r.CAFrom == "" && r.CAURL == "" {
+		// As with the listener: a run without --host keeps the names
+		// the server certificate was made for (a --host given the first
+		// time), rather than re-issuing it for the defaults, which
+		// would drop them and fail every client that uses one.
+		if srv, err := ReadServer(r.StateDir); err == nil && len(srv.Hosts) > 0 {
+			hosts = srv.Hosts
+		}
+	}
 	if len(hosts) == 0 && r.CAFrom == "" && r.CAURL == "" {
 		hosts = DefaultHosts()
 	}
@@ -351,7 +376,7 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	}
 
 	res.Server = Server{
-		DockerHost: ClientDockerHost(hosts, listenHost, port),
+		DockerHost: ClientDockerHost(hosts, listenHost, port, r.Reach),
 		Listen:     r.Listen,
 		Hosts:      hosts,
 		CertsDir:   r.CertsDir,

@@ -48,7 +48,9 @@ func (i *Issued) Files() []bundle.File { return i.files }
 // ClientRequest asks for client bundles, one per name.
 type ClientRequest struct {
 	Names []string
-	// Dir returns the bundle directory of a name.
+	// Dir returns the bundle directory of a name; "" writes none: the
+	// bundle goes only into Archive (issue-client --archive without
+	// --out leaves no copy of the key behind).
 	Dir        func(name string) string
 	DockerHost string // "" for the one init recorded
 	KeyType    pki.KeyType
@@ -69,6 +71,9 @@ type ClientRequest struct {
 // anything is signed, so that a refusal leaves nothing behind.
 func (a *Authority) CheckClientTargets(r ClientRequest) error {
 	for _, n := range r.Names {
+		if r.Dir(n) == "" {
+			continue
+		}
 		if err := a.CheckBundleTarget(r.Dir(n), n, r.Force); err != nil {
 			return err
 		}
@@ -113,13 +118,16 @@ func (a *Authority) IssueClients(r ClientRequest) ([]*Issued, error) {
 		if err != nil {
 			return nil, err
 		}
+		out = append(out, it)
+		if dir == "" {
+			continue
+		}
 		if r.Force {
 			// A replaced bundle's certificate is superseded by the new one.
 			if cur := a.bundleRecord(dir); cur != nil {
 				it.Supersedes = cur.Serial
 			}
 		}
-		out = append(out, it)
 		t.bundle(dir, it.files)
 	}
 	if r.Archive != "" {

@@ -28,8 +28,12 @@ type RenewRequest struct {
 	// Archive, with Name, also writes the renewed client bundle as one
 	// tar.gz (0600) for 'dtls import', in the same change.
 	Archive string
-	Force   bool // replace an existing Archive
-	Now     time.Time
+	// ArchiveOnly, with Archive, writes the renewed client bundle only
+	// there: no bundle directory is written, and the new record has no
+	// path (renew --archive without --out).
+	ArchiveOnly bool
+	Force       bool // replace an existing Archive
+	Now         time.Time
 }
 
 // RenewResult is what Renew did.
@@ -142,6 +146,12 @@ func (a *Authority) Renew(r RenewRequest) (*RenewResult, error) {
 			validity = old.NotAfter.Sub(old.NotBefore) - 5*time.Minute
 		}
 		kt := pki.KeyTypeOf(old)
+		// The daemon URL of the bundle it replaces, read before an
+		// archive-only renewal drops the bundle's path.
+		dockerHost := bundleDockerHost(rec.Path, srv)
+		if r.ArchiveOnly && rec.Kind == store.KindClient {
+			rec.Path = ""
+		}
 		if rec.Path != "" && rec.Path != localCert {
 			// A bundle is replaced whole: never a directory that is not
 			// one, nor another holder's, whatever path the record holds.
@@ -152,11 +162,11 @@ func (a *Authority) Renew(r RenewRequest) (*RenewResult, error) {
 		var it *Issued
 		switch {
 		case rec.Kind == store.KindClient:
-			if rec.Path == "" {
-				return nil, hint(fmt.Errorf("no bundle path recorded for %q (serial %s)", rec.Name, rec.Serial), "pass --out DIR")
+			if rec.Path == "" && !r.ArchiveOnly {
+				return nil, hint(fmt.Errorf("no bundle path recorded for %q (serial %s)", rec.Name, rec.Serial), "pass --out DIR or --archive FILE")
 			}
-			it, err = a.newClient(ca, rec.Name, rec.Path, bundleDockerHost(rec.Path, srv), kt, r.Now, validity)
-			if err == nil {
+			it, err = a.newClient(ca, rec.Name, rec.Path, dockerHost, kt, r.Now, validity)
+			if err == nil && it.Dir != "" {
 				t.bundle(it.Dir, it.files)
 			}
 		case rec.Path == localCert:
@@ -227,6 +237,14 @@ func newest(recs []store.Record) store.Record {
 // bundleDockerHost is the daemon URL of an existing bundle, or the one
 // init recorded.
 func bundleDockerHost(dir string, srv *Server) string {
+	if dir == "" {
+		// An archive-only bundle: nothing here to read (and "" would
+		// read ./dtls.json).
+		if srv != nil {
+			return srv.DockerHost
+		}
+		return ""
+	}
 	if b, err := os.ReadFile(filepath.Join(dir, clientenv.MetaFile)); err == nil {
 		var m struct {
 			DockerHost string `json:"docker_host"`

@@ -34,23 +34,21 @@ func PythonCAOverrides(getenv func(string) string) []string {
 	return set
 }
 
-// PythonCAWarning returns a sentence for `dtls env` or `dtls check` to print
-// when PythonCAOverrides found vars: what fails and what to do. It returns
-// "" for no vars. The quoted error is what docker-py 5.0.3 (Debian 12's
-// python3-docker) and 7.1.0 print, from OpenSSL, when the variable names
-// the system's CA file.
+// PythonCAWarning returns one short line for `dtls env` or `dtls check` to
+// print when PythonCAOverrides found vars: what fails and what to do. It
+// returns "" for no vars. The quoted error is what docker-py 5.0.3 (Debian
+// 12's python3-docker) and 7.1.0 print, from OpenSSL, when the variable
+// names the system's CA file. `dtls env` runs at every shell start, so the
+// line stays short: the detail is in docker/docker-py#2433.
 func PythonCAWarning(vars []string) string {
 	if len(vars) == 0 {
 		return ""
 	}
-	verb, them := "is", "it"
+	verb := "is"
 	if len(vars) > 1 {
-		verb, them = "are", "them"
+		verb = "are"
 	}
-	return fmt.Sprintf("%s %s set: docker-py and the tools built on it (docker-compose v1, Ansible's community.docker) "+
-		"then verify the daemon with that file instead of the bundle's ca.pem, and fail with "+
-		"\"certificate verify failed: unable to get local issuer certificate\" while the docker CLI works "+
-		"(docker/docker-py#2433); unset %s for those tools (env -u %s ...), "+
-		"or point %s at a file that holds the bundle's ca.pem as well",
-		strings.Join(vars, " and "), verb, them, strings.Join(vars, " -u "), them)
+	return fmt.Sprintf("%s %s set: docker-py (docker-compose v1, Ansible) verifies the daemon with it, not the bundle's ca.pem, "+
+		"and fails with \"unable to get local issuer certificate\" (docker/docker-py#2433); run those tools with env -u %s",
+		strings.Join(vars, " and "), verb, strings.Join(vars, " -u "))
 }

@@ -86,10 +86,20 @@ func bundleCert(dir string) (*x509.Certificate, error) {
 // warning (env, ls, use, context create).
 const expiryWarning = 14 * 24 * time.Hour
 
-// inDays says how long until notAfter, in days begun: "in 1 day" for
-// anything under a day, "in 10 days" for a 10-day certificate just issued.
+// inDays says how long until notAfter: in days begun ("in 10 days" for a
+// 10-day certificate just issued), in hours begun under a day ("in 5h"),
+// in minutes under an hour ("in 30m").
 func inDays(notAfter, now time.Time) string {
-	n := int(math.Ceil(notAfter.Sub(now).Hours() / 24))
+	left := notAfter.Sub(now)
+	if left < 24*time.Hour {
+		// An enrolled bundle lives a day: "in 1 day" would hide that
+		// its agent is late, and hours are what one acts on.
+		if left < time.Hour {
+			return fmt.Sprintf("in %dm", int(math.Ceil(left.Minutes())))
+		}
+		return fmt.Sprintf("in %dh", int(math.Ceil(left.Hours())))
+	}
+	n := int(math.Ceil(left.Hours() / 24))
 	if n == 1 {
 		return "in 1 day"
 	}
@@ -131,5 +141,23 @@ func reportAdopted(io IO, root, moved string) {
 	if moved != "" {
 		fmt.Fprintf(io.ErrOut, "moved the bundle directory %s (copied there by hand) to %s: 'default' is a link to the bundle in use\n",
 			filepath.Join(root, clientenv.DefaultName), filepath.Join(root, moved))
+	}
+}
+
+// noPythonCAWarning silences warnPythonCA: someone who knows that
+// REQUESTS_CA_BUNDLE is set, and uses no docker-py, need not read the
+// warning at every shell start.
+const noPythonCAWarning = "DTLS_NO_REQUESTS_CA_BUNDLE_WARNING"
+
+// warnPythonCA prints, once, the one-line warning of
+// clientenv.PythonCAWarning when a variable that overrides the bundle's
+// ca.pem for docker-py is set, unless $DTLS_NO_REQUESTS_CA_BUNDLE_WARNING
+// is 1.
+func warnPythonCA(io IO) {
+	if io.Getenv(noPythonCAWarning) == "1" {
+		return
+	}
+	if py := clientenv.PythonCAOverrides(io.Getenv); len(py) > 0 {
+		fmt.Fprintf(io.ErrOut, "dtls: warning: %s (%s=1 hides this)\n", clientenv.PythonCAWarning(py), noPythonCAWarning)
 	}
 }

@@ -86,7 +86,13 @@ func newCAInitCmd(io IO) *cobra.Command {
                         key.pem (0600), dtls.json with ca_url; its
                         certificate has the role ca-operator
 
-and writes the systemd unit dtls-ca.service to --unit-dir.
+and writes the systemd unit dtls-ca.service to --unit-dir (made, 0755,
+when it does not exist).
+
+The operator's certificate lives a client lifetime (--client-validity,
+24 hours by default), as any client's: 'dtls agent --dir DIR' renews it
+where it is used; once it has expired, 'dtls ca token --client NAME --role
+ca-operator' on this machine makes a token for a new one.
 
 The listener's certificate covers --host (default: this machine's names
 and addresses). The URL hosts are told to use is https://FIRST-HOST:PORT
@@ -163,7 +169,10 @@ func runCAInit(o *caInitOptions) error {
 	fmt.Fprintf(o.ErrOut, "made the online CA in %s\n", res.StateDir)
 	fmt.Fprintf(o.ErrOut, "  CA certificate SHA-256: %x\n", fp[:])
 	fmt.Fprintf(o.ErrOut, "  URL for hosts: %s (listening on %s)\n", res.Config.URL, res.Config.Listen)
-	fmt.Fprintf(o.ErrOut, "  operator bundle: %s (role %s)\n", res.OperatorDir, fleet.OperatorRole)
+	fmt.Fprintf(o.ErrOut, "  operator bundle: %s (role %s), expires %s, %s (a client lifetime, --client-validity)\n", res.OperatorDir, fleet.OperatorRole,
+		res.OperatorNotAfter.Format("2006-01-02 15:04 MST"), inDays(res.OperatorNotAfter, o.Now()))
+	fmt.Fprintf(o.ErrOut, "  keep it renewed where it is used: dtls agent --dir DIR (a service, or --once from a timer); "+
+		"once expired, make another here: sudo dtls ca token --client NAME --role %s, then dtls enroll it\n", fleet.OperatorRole)
 	if res.UnitPath != "" {
 		fmt.Fprintf(o.ErrOut, "  systemd unit: %s\n", res.UnitPath)
 		fmt.Fprintf(o.ErrOut, "next: systemctl daemon-reload && systemctl enable --now %s\n", cahost.UnitName)

@@ -105,9 +105,7 @@ func runCheck(o *checkOptions) error {
 	if err != nil {
 		return withHint(err, "run 'dtls ls' to see the bundles on this machine")
 	}
-	if py := clientenv.PythonCAOverrides(o.Getenv); len(py) > 0 {
-		fmt.Fprintf(o.ErrOut, "dtls: warning: %s\n", clientenv.PythonCAWarning(py))
-	}
+	warnPythonCA(o.IO)
 	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
 	defer cancel()
 	res, err := daemoncheck.Check(ctx, b, o.Host, o.Now())

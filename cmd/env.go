@@ -28,7 +28,9 @@ func newEnvCmd(io IO) *cobra.Command {
 		Long: `Env prints the commands that set DOCKER_HOST, DOCKER_TLS_VERIFY=1 and
 DOCKER_CERT_PATH for a client bundle, in the syntax of your shell, followed by
 a comment saying how to use them. Only those commands go to standard output;
-warnings (an expiring certificate) go to standard error.
+warnings (an expiring certificate; REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE set,
+which docker-py then uses instead of the bundle's ca.pem: one line, hidden
+by DTLS_NO_REQUESTS_CA_BUNDLE_WARNING=1) go to standard error.
 
 The bundle is the one called NAME in the bundle store (~/.docker/dtls/NAME,
 or $DTLS_HOME/NAME; see 'dtls ls'), else --cert-path, else $DTLS_CERT_PATH,
@@ -197,9 +199,7 @@ func runEnv(o *envOptions, sh clientenv.Shell) error {
 	// dtls.json's not_after: env runs at every shell start and parses
 	// no certificate.
 	warnExpiry(o.IO, b.Dir, b.Meta.NotAfter, o.Now())
-	if py := clientenv.PythonCAOverrides(o.Getenv); len(py) > 0 {
-		fmt.Fprintf(o.ErrOut, "dtls: warning: %s\n", clientenv.PythonCAWarning(py))
-	}
+	warnPythonCA(o.IO)
 	vars := clientenv.Vars(b, o.Host)
 	if o.NoProxy {
 		cmdLine += " --no-proxy"

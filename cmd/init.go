@@ -69,7 +69,8 @@ It writes:
                                      to start when "hosts" is both a flag and in daemon.json
 
 Init is idempotent: an existing CA and server certificate are kept, unless
---force; a server certificate that does not cover every --host, does not
+--force; without --listen or --host, a run keeps the listener and the
+names STATE_DIR/server.json records from the last one; a server certificate that does not cover every --host, does not
 chain to the CA, or expires within 30 days is re-issued. Invalid daemon.json
 (or a directory, a symlink, an unreadable file) is an error and nothing is
 changed. dockerd reads TLS files only at start: restart it afterwards, or
@@ -110,16 +111,8 @@ or without --token), it keeps the certificate installed from the CA
   $ dtls init --state-dir ./ca --certs-dir ./certs --daemon-json ./daemon.json --systemd-dir ./systemd`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			_, port, err := authority.ParseListen(opts.Listen)
-			if err != nil {
+			if err := checkListen(io, opts.Listen); err != nil {
 				return usageError{err, c.CommandPath()}
-			}
-			if port == plainDockerPort {
-				// IANA: 2375 is docker (plain text), 2376 docker-s (TLS).
-				// Scanners look for open daemons on 2375, and the Docker
-				// CLI and firewalls expect TLS on 2376. A warning, not a
-				// refusal: the listener has tlsverify either way.
-				fmt.Fprintf(io.ErrOut, "dtls: warning: --listen %s uses port 2375, the IANA port of plain-text Docker: use 2376, the port for Docker over TLS (--listen tcp://HOST:2376); 'dtls audit' warns about 2375\n", opts.Listen)
 			}
 			for _, h := range opts.Hosts {
 				if err := pki.ValidateHost(h); err != nil {
@@ -159,6 +152,7 @@ or without --token), it keeps the certificate installed from the CA
 				return usagef(c, "--token needs --ca-url, the online CA the token is for")
 			}
 			if opts.CAURL != "" {
+				var err error
 				if opts.CAURL, err = fleet.ParseURL(opts.CAURL); err != nil {
 					return usagef(c, "--ca-url: %v", err)
 				}
@@ -173,8 +167,8 @@ or without --token), it keeps the certificate installed from the CA
 		},
 	}
 	f := c.Flags()
-	f.StringArrayVar(&opts.Hosts, "host", nil, "DNS name or IP the server certificate covers (repeatable; default: hostname, FQDN, interface addresses, localhost, 127.0.0.1)")
-	f.StringVar(&opts.Listen, "listen", defaultListen, "TCP address dockerd listens on, added to \"hosts\"")
+	f.StringArrayVar(&opts.Hosts, "host", nil, "DNS name or IP the server certificate covers (repeatable; default: those the last init recorded, else hostname, FQDN, interface addresses, localhost, 127.0.0.1)")
+	f.StringVar(&opts.Listen, "listen", "", "TCP address dockerd listens on, added to \"hosts\" (default: the one the last init recorded, else "+defaultListen+")")
 	pathFlag(c, io, &opts.DaemonJSON, "daemon-json", "DTLS_DAEMON_JSON", defaultDaemonJSON, "daemon.json to merge into")
 	pathFlag(c, io, &opts.CertsDir, "certs-dir", "DTLS_CERTS_DIR", defaultCertsDir, "directory for the daemon's ca.pem, server-cert.pem, server-key.pem")
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "root-only directory for the CA key and records")
@@ -199,6 +193,26 @@ or without --token), it keeps the certificate installed from the CA
 	}
 	completeKeyTypes(c)
 	return c
+}
+
+// checkListen checks a --listen value; "" keeps the recorded one (see
+// authority.InitRequest.Listen).
+func checkListen(io IO, listen string) error {
+	if listen == "" {
+		return nil
+	}
+	_, port, err := authority.ParseListen(listen)
+	if err != nil {
+		return err
+	}
+	if port == plainDockerPort {
+		// IANA: 2375 is docker (plain text), 2376 docker-s (TLS).
+		// Scanners look for open daemons on 2375, and the Docker CLI and
+		// firewalls expect TLS on 2376. A warning, not a refusal: the
+		// listener has tlsverify either way.
+		fmt.Fprintf(io.ErrOut, "dtls: warning: --listen %s uses port 2375, the IANA port of plain-text Docker: use 2376, the port for Docker over TLS (--listen tcp://HOST:2376); 'dtls audit' warns about 2375\n", listen)
+	}
+	return nil
 }
 
 // daysFlag is a duration flag counted in days, the unit admins think in.

@@ -33,6 +33,7 @@ type issueClientOptions struct {
 	Policy     string
 	Container  bool
 	caKey      caKeyOptions
+	plugin     pluginOptions
 }
 
 func newIssueClientCmd(io IO) *cobra.Command {
@@ -47,6 +48,9 @@ func newIssueClientCmd(io IO) *cobra.Command {
   cert.pem    the client certificate, CN=NAME, extended key usage clientAuth only (0444)
   key.pem     its private key (0400)
   dtls.json   the daemon URL and expiry, read by 'dtls env' (0644)
+
+With --archive FILE and no --out, the bundle is written only into FILE
+(0600, for 'dtls import'): no directory is left behind with the key.
 
 These are the file names the Docker CLI reads from DOCKER_CERT_PATH. The
 bundle is written to a temporary directory and renamed into place, so it is
@@ -65,6 +69,9 @@ one of them.
 --role records the holder's role for the authorization plugin ('dtls authz
 serve'): admin, developer, readonly, or a role of the policy file. Without
 it the policy's default role applies (readonly with the built-in policy).
+Roles are enforced only where daemon.json names the plugin ('dtls init
+--authz'): without it, issue-client warns that every certificate has full
+access.
 'dtls role NAME ROLE' changes it later without a new certificate.
 
 --for-container makes a bundle for a container that needs the Docker API (a
@@ -144,18 +151,23 @@ Give such a bundle a limited role.`,
 	f.StringVar(&opts.KeyType, "key-type", string(pki.DefaultKeyType), "key algorithm of the client key: "+pki.KeyTypeNames())
 	completeKeyTypes(c)
 	daysFlag(c, &opts.Validity, "days", pki.DefaultClientValidity, "validity of the client certificate")
-	f.StringVar(&opts.Archive, "archive", "", "also write the bundle as one tar.gz FILE (0600) for 'dtls import' on the developer's machine; \"-\" for standard output")
+	f.StringVar(&opts.Archive, "archive", "", "write the bundle as one tar.gz FILE (0600) for 'dtls import' on the developer's machine, and no directory unless --out; \"-\" for standard output")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing bundle directory")
 	f.StringVar(&opts.Role, "role", "", "authorization role recorded for the plugin (admin, developer, readonly or a policy file's; default: the policy's default role)")
 	policyFlag(c, io, &opts.Policy)
 	f.BoolVar(&opts.Container, "for-container", false, "a bundle for a container, instead of mounting the Docker socket: print the docker run flags that use it")
 	opts.caKey.flags(c)
+	opts.plugin.flags(c, io)
 	return c
 }
 
-// bundleDir is where NAME's bundle goes.
+// bundleDir is where NAME's bundle goes: nowhere but the archive for
+// --archive without --out (a bundle left in the current directory would
+// be one more copy of the key to clean up).
 func (o *issueClientOptions) bundleDir(name string) string {
 	switch {
+	case o.Out == "" && o.Archive != "" && !o.Container:
+		return ""
 	case o.Out == "":
 		a, _ := filepath.Abs("dtls-" + name)
 		return a
@@ -186,13 +198,7 @@ func runIssueClient(o *issueClientOptions) error {
 	if err != nil {
 		return err
 	}
-	for _, it := range issued {
-		fmt.Fprintf(o.ErrOut, "issued client certificate %s\n", describeRecord(it.Record))
-		fmt.Fprintf(o.ErrOut, "wrote bundle %s for %s\n", it.Dir, bundleDockerHost(it))
-	}
-	if o.Role != "" {
-		fmt.Fprintf(o.ErrOut, "role of %s: %s\n", strings.Join(o.Names, ", "), o.Role)
-	}
+	reportIssued(o, issued)
 	if o.Container {
 		// The one line an operator pastes: the bundle read-only at the
 		// path the Docker client reads (DOCKER_CERT_PATH), the daemon
@@ -212,7 +218,7 @@ func runIssueClient(o *issueClientOptions) error {
 		return nil
 	}
 	if o.Archive != "" {
-		fmt.Fprintf(o.ErrOut, "wrote archive %s (0600)\n", o.Archive)
+		fmt.Fprintf(o.ErrOut, "wrote archive %s (0600) for %s\n", o.Archive, bundleDockerHost(issued[0]))
 		fmt.Fprintf(o.ErrOut, "next: send it to %s over a private channel; on their machine: dtls import %s && eval \"$(dtls env)\"\n", o.Names[0], filepath.Base(o.Archive))
 		return nil
 	}
@@ -226,6 +232,21 @@ func runIssueClient(o *issueClientOptions) error {
 		fmt.Fprintf(o.ErrOut, "next: copy each bundle into ~/.docker/dtls/ on its owner's machine (scp -r DIR HOST:.docker/dtls/), then run there: dtls use NAME && eval \"$(dtls env)\"\n")
 	}
 	return nil
+}
+
+// reportIssued says what issue-client signed and wrote, and the role it
+// recorded.
+func reportIssued(o *issueClientOptions, issued []*authority.Issued) {
+	for _, it := range issued {
+		fmt.Fprintf(o.ErrOut, "issued client certificate %s\n", describeRecord(it.Record))
+		if it.Dir != "" {
+			fmt.Fprintf(o.ErrOut, "wrote bundle %s for %s\n", it.Dir, bundleDockerHost(it))
+		}
+	}
+	if o.Role != "" {
+		fmt.Fprintf(o.ErrOut, "role of %s: %s\n", strings.Join(o.Names, ", "), o.Role)
+		o.plugin.warnRoleNotEnforced(o.IO, o.Names, o.Role)
+	}
 }
 
 // bundleDockerHost is the daemon URL written into an issued bundle.

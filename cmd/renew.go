@@ -45,8 +45,8 @@ inventory (it stays valid until it expires).
   dtls renew --expiring 30d  everything in use that expires within the window
                              (clients, this host's server, issue-server bundles)
 
-With --archive FILE the renewed client bundle is also written as one
-archive for 'dtls import', which replaces the developer's bundle in place
+With --archive FILE the renewed client bundle is written as one archive
+(and into a directory only with --out) for 'dtls import', which replaces the developer's bundle in place
 and refreshes the Docker contexts made from it; "-" writes it to standard
 output (refused on a terminal), for:
   ssh docker-host sudo dtls renew alice --archive - | dtls import -
@@ -119,7 +119,7 @@ renewed by 'dtls agent' on each laptop.`,
 	f.StringVar(&opts.Out, "out", "", "bundle directory to write NAME's renewed bundle to (default: where it was issued)")
 	c.Flags().Var(&daysValue{&opts.Validity}, "days", "validity of the new certificates, in days (default: that of the old one)")
 	f.BoolVar(&opts.Restart, "restart", false, "restart docker after a server renewal ('systemctl restart docker')")
-	f.StringVar(&opts.Archive, "archive", "", "also write NAME's renewed bundle as one tar.gz FILE (0600) for 'dtls import'; \"-\" for standard output")
+	f.StringVar(&opts.Archive, "archive", "", "write NAME's renewed bundle as one tar.gz FILE (0600) for 'dtls import', and no directory unless --out; \"-\" for standard output")
 	f.BoolVar(&opts.Force, "force", false, "with --archive: replace an existing FILE")
 	opts.caKey.flags(c)
 	return c
@@ -142,7 +142,7 @@ func runRenew(o *renewOptions) error {
 		}
 	} else if res, err = a.Renew(authority.RenewRequest{
 		Name: o.Name, Server: o.Server, Expiring: o.Expiring, Out: o.Out, Validity: o.Validity,
-		Archive: archive, Force: o.Force, Now: o.Now(),
+		Archive: archive, ArchiveOnly: o.Archive != "" && o.Out == "", Force: o.Force, Now: o.Now(),
 	}); err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func runRenew(o *renewOptions) error {
 		fmt.Fprintf(o.ErrOut, "wrote archive %s (0600): on %s's machine, 'dtls import FILE' replaces the bundle in place\n", o.Archive, o.Name)
 	}
 	for _, r := range res.Skipped {
-		fmt.Fprintf(o.ErrOut, "skipped %s %q serial %s: no bundle path recorded (renew it with 'dtls renew %s --out DIR')\n", r.Kind, r.Name, r.Serial, r.Name)
+		fmt.Fprintf(o.ErrOut, "skipped %s %q serial %s: no bundle path recorded (renew it with 'dtls renew %s --archive FILE', or --out DIR)\n", r.Kind, r.Name, r.Serial, r.Name)
 	}
 	if len(res.Renewed) == 0 {
 		fmt.Fprintf(o.ErrOut, "nothing expires within %s\n", o.Expiring)
@@ -162,10 +162,7 @@ func runRenew(o *renewOptions) error {
 	}
 	var done []string
 	for _, it := range res.Renewed {
-		where := it.Dir
-		if where == "" {
-			where = it.Path
-		}
+		where := renewedTo(o, it)
 		fmt.Fprintf(o.ErrOut, "renewed %s %q: serial %s -> %s, expires %s, written to %s\n", it.Record.Kind, it.Record.Name,
 			it.Supersedes, it.Record.Serial, it.Record.NotAfter.UTC().Format("2006-01-02"), where)
 		done = append(done, fmt.Sprintf("%s %q (serial %s, written to %s)", it.Record.Kind, it.Record.Name, it.Record.Serial, where))
@@ -183,6 +180,19 @@ func runRenew(o *renewOptions) error {
 		fmt.Fprintln(o.ErrOut, "restart needed: sudo systemctl restart docker   (or pass --restart)")
 	}
 	return nil
+}
+
+// renewedTo says where a renewed certificate was written.
+func renewedTo(o *renewOptions, it *authority.Issued) string {
+	switch {
+	case it.Dir != "":
+		return it.Dir
+	case it.Path != "":
+		return it.Path
+	case o.Archive == "-":
+		return "standard output (the archive only)"
+	}
+	return o.Archive + " (the archive only)"
 }
 
 // renewFromCA renews a fleet host's server certificate through its online

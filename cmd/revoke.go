@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,7 @@ type revokeOptions struct {
 	StateDir string
 	caKey    caKeyOptions
 	op       operatorOptions
+	plugin   pluginOptions
 }
 
 func newRevokeCmd(io IO) *cobra.Command {
@@ -31,10 +33,14 @@ revocation list to STATE_DIR/crl.pem (PEM, 0644), for TLS proxies that do
 check CRLs (nginx ssl_crl, HAProxy crl-file). During a CA rotation the file
 holds one CRL per CA.
 
-dockerd itself checks no CRL (moby#27778, open since 2016): the daemon
-keeps accepting a revoked certificate until it expires. To cut access at
-once, rotate the CA ('dtls rotate-ca', re-issue the other clients, then
-'dtls rotate-ca --switch' and 'dtls rotate-ca --finish').
+dockerd itself checks no CRL (moby#27778, open since 2016). Where
+daemon.json (--daemon-json) names the authorization plugin ('dtls authz
+serve', installed by 'dtls init --authz'), the plugin refuses a revoked
+certificate at its next call. Without it the daemon keeps accepting a
+revoked certificate until it expires, and revoke says so: to cut access
+at once, install the plugin, or rotate the CA ('dtls rotate-ca', re-issue
+the other clients, then 'dtls rotate-ca --switch' and 'dtls rotate-ca
+--finish').
 
 The CA itself cannot be revoked: replace it with 'dtls rotate-ca'.
 
@@ -74,6 +80,7 @@ seconds; nothing is written locally.`,
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the CA and the database")
 	opts.op.flags(c, io)
 	opts.caKey.flags(c)
+	opts.plugin.flags(c, io)
 	c.Flags().StringVar(&opts.Reason, "reason", "unspecified", "RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn")
 	_ = c.RegisterFlagCompletionFunc("reason", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		names := make([]string, 0, len(pki.Reasons))
@@ -100,7 +107,20 @@ func runRevoke(o *revokeOptions) error {
 		fmt.Fprintf(o.ErrOut, "revoked %s %q serial %s (%s)\n", r.Kind, r.Name, r.Serial, o.Reason)
 	}
 	fmt.Fprintf(o.ErrOut, "wrote CRL %s (%d revoked) for proxies that check CRLs (nginx ssl_crl, HAProxy crl-file)\n", res.CRL.Path, res.CRL.Revoked)
-	fmt.Fprintf(o.ErrOut, "dtls: warning: dockerd checks no CRL (moby#27778): the daemon STILL ACCEPTS this certificate until it expires on %s\n", res.LastExpiry.UTC().Format("2006-01-02"))
-	fmt.Fprintf(o.ErrOut, "to cut access now: dtls rotate-ca, re-issue the other clients, then dtls rotate-ca --switch and dtls rotate-ca --finish\n")
+	reportRevocationEnforcement(o, res.LastExpiry)
 	return nil
+}
+
+// reportRevocationEnforcement says whether this host's daemon refuses the
+// revoked certificate: dockerd checks no CRL (moby#27778), the
+// authorization plugin checks the inventory at every call.
+func reportRevocationEnforcement(o *revokeOptions, lastExpiry time.Time) {
+	if o.plugin.enforced(o.IO) {
+		fmt.Fprintf(o.ErrOut, "the authorization plugin %q (named in %s) refuses this certificate at its next call on this host (dockerd itself checks no CRL, moby#27778)\n", o.plugin.name(), o.plugin.DaemonJSON)
+		return
+	}
+	fmt.Fprintf(o.ErrOut, "dtls: warning: %s names no authorization plugin and dockerd checks no CRL (moby#27778): the daemon STILL ACCEPTS this certificate until it expires on %s\n",
+		o.plugin.DaemonJSON, lastExpiry.UTC().Format("2006-01-02"))
+	fmt.Fprintf(o.ErrOut, "to cut access now: install the plugin (sudo dtls init --authz, which runs 'dtls authz serve': it refuses revoked certificates at their next call), "+
+		"or rotate the CA (dtls rotate-ca, re-issue the other clients, then dtls rotate-ca --switch and dtls rotate-ca --finish)\n")
 }

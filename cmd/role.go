@@ -13,6 +13,7 @@ type roleOptions struct {
 	Reset    bool
 	StateDir string
 	Policy   string
+	plugin   pluginOptions
 }
 
 func newRoleCmd(io IO) *cobra.Command {
@@ -57,6 +58,7 @@ default role applies.`,
 	pathFlag(c, io, &opts.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the CA and the database")
 	policyFlag(c, io, &opts.Policy)
 	c.Flags().BoolVar(&opts.Reset, "reset", false, "remove NAME's role: the policy's default role applies")
+	opts.plugin.flags(c, io)
 	return c
 }
 
@@ -82,8 +84,9 @@ func runRole(o *roleOptions) error {
 	}
 	if o.Reset {
 		fmt.Fprintf(o.ErrOut, "%s has the policy's default role from the next API call on\n", o.Name)
-	} else {
-		fmt.Fprintf(o.ErrOut, "%s has role %s from the next API call on\n", o.Name, o.Role)
+		return nil
 	}
+	fmt.Fprintf(o.ErrOut, "%s has role %s from the next API call on\n", o.Name, o.Role)
+	o.plugin.warnRoleNotEnforced(o.IO, []string{o.Name}, o.Role)
 	return nil
 }

@@ -56,6 +56,22 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"evilarchive": cmdEvilArchive,
 	"readlink":    cmdReadlink,
 	"dtlsexit":    cmdDtlsExit,
+	"waitfor":     cmdWaitFor,
+}
+
+// waitfor PATH: PATH exists within 10 seconds (a socket a background
+// command makes), polled.
+func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: waitfor PATH")
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+			return
+		} else if time.Now().After(deadline) {
+			ts.Fatalf("%s: %v after 10s", args[0], err)
+		}
+	}
 }
 
 // perm FILE MODE: the file's permission bits are exactly MODE (octal).

@@ -243,6 +243,12 @@ type checkCredentials struct {
 	pair  tls.Certificate
 	leaf  *x509.Certificate
 	name  string // the client's name, for hints
+	// caURL is the online CA the bundle was enrolled with (dtls.json's
+	// ca_url), or "": the fix for such a bundle is the agent or a new
+	// enrolment, never a command on a CA host it does not have.
+	caURL string
+	// dockerHost is dtls.json's docker_host, for the enroll command line.
+	dockerHost string
 }
 
 // loadCheckCredentials reads the bundle's files, and refuses a client
@@ -256,14 +262,14 @@ func loadCheckCredentials(b *clientenv.Bundle, now time.Time) (*checkCredentials
 			return nil, &CheckError{
 				Problem: ProblemBundle,
 				Msg:     fmt.Sprintf("bundle %q: cannot read %s: %v", b.Dir, name, pathErrCause(err)),
-				Hint:    bundleHint,
+				Hint:    bundleHint(b.Meta.CAURL, b.Meta.DockerHost),
 				Err:     err,
 			}
 		}
 		return data, nil
 	}
 	broken := func(format string, args ...any) *CheckError {
-		return &CheckError{Problem: ProblemBundle, Msg: fmt.Sprintf("bundle %q: ", b.Dir) + fmt.Sprintf(format, args...), Hint: bundleHint}
+		return &CheckError{Problem: ProblemBundle, Msg: fmt.Sprintf("bundle %q: ", b.Dir) + fmt.Sprintf(format, args...), Hint: bundleHint(b.Meta.CAURL, b.Meta.DockerHost)}
 	}
 	caPEM, err := read("ca.pem")
 	if err != nil {
@@ -277,7 +283,7 @@ func loadCheckCredentials(b *clientenv.Bundle, now time.Time) (*checkCredentials
 	if err != nil {
 		return nil, err
 	}
-	cr := &checkCredentials{dir: b.Dir, roots: x509.NewCertPool(), name: b.Meta.Name}
+	cr := &checkCredentials{dir: b.Dir, roots: x509.NewCertPool(), name: b.Meta.Name, caURL: b.Meta.CAURL, dockerHost: b.Meta.DockerHost}
 	for rest := caPEM; ; {
 		var blk *pem.Block
 		blk, rest = pem.Decode(rest)
@@ -319,7 +325,7 @@ func loadCheckCredentials(b *clientenv.Bundle, now time.Time) (*checkCredentials
 		return nil, &CheckError{
 			Problem: ProblemClientExpired,
 			Msg:     fmt.Sprintf("the client certificate %q (%s) expired on %s", cr.leaf.Subject.CommonName, filepath.Join(b.Dir, "cert.pem"), cr.leaf.NotAfter.UTC().Format(day)),
-			Hint:    renewHint(cr.name),
+			Hint:    cr.renewHint(true),
 		}
 	case now.Before(cr.leaf.NotBefore):
 		return nil, &CheckError{
@@ -342,9 +348,37 @@ func pathErrCause(err error) error {
 	return err
 }
 
-const bundleHint = "import the bundle again ('dtls import FILE'), or ask the CA host for a new one"
+// bundleHint is the fix for a bundle whose files are broken: a bundle
+// enrolled with an online CA is enrolled again, any other imported again.
+func bundleHint(caURL, dockerHost string) string {
+	if caURL != "" {
+		return enrollHint(caURL, dockerHost)
+	}
+	return "import the bundle again ('dtls import FILE'), or ask the CA host for a new one"
+}
 
-func renewHint(name string) string {
+// enrollHint is how to get a new bundle from the online CA at caURL: a new
+// token, as the first time ('dtls enroll', cmd/enroll.go).
+func enrollHint(caURL, dockerHost string) string {
+	if dockerHost == "" {
+		dockerHost = "tcp://HOST:2376"
+	}
+	return fmt.Sprintf("ask the CA's operator for a new client token ('dtls ca token --client NAME') and enrol again: dtls enroll %s TOKEN --docker-host %s --force", caURL, dockerHost)
+}
+
+// renewHint says how to get a renewed certificate. An enrolled bundle is
+// renewed by 'dtls agent' through the online CA, with mutual TLS and the
+// current certificate: an expired one cannot sign in, and only a new
+// enrolment helps. The online CA has no 'dtls renew': that is for a CA
+// host's own bundles.
+func (cr *checkCredentials) renewHint(expired bool) string {
+	switch {
+	case cr.caURL != "" && expired:
+		return "the bundle was enrolled with the online CA at " + cr.caURL + ", which renews only a certificate that is still valid: " + enrollHint(cr.caURL, cr.dockerHost)
+	case cr.caURL != "":
+		return "renew the bundle through the online CA at " + cr.caURL + ": 'dtls agent --once' (and keep 'dtls agent' running, see examples/agent); or " + enrollHint(cr.caURL, cr.dockerHost)
+	}
+	name := cr.name
 	if name == "" {
 		name = "NAME"
 	}
@@ -472,7 +506,7 @@ func (c *checker) get(ctx context.Context, client *http.Client, path string) (*a
 			return nil, &CheckError{
 				Problem: ProblemClientRejected,
 				Msg:     fmt.Sprintf("the daemon at %s accepted the TLS connection but refused the request GET %s: %s", c.target.addr, path, m.Message),
-				Hint:    fmt.Sprintf("the daemon's authorization plugin does not accept the certificate %q: it was revoked or superseded by a renewal, or its role does not allow this; ask the CA host's administrator ('dtls list' there), or for a renewed bundle", c.creds.leaf.Subject.CommonName),
+				Hint:    c.pluginRefusedHint(),
 			}
 		}
 	}
@@ -570,7 +604,7 @@ func (c *checker) classify(err error) *CheckError {
 		}
 		e.Msg = fmt.Sprintf("the daemon at %s presents a certificate issued by %s, which this bundle's ca.pem (%s) does not hold",
 			addr, issuer, c.caNames())
-		e.Hint = "the daemon's CA has changed (a CA rotation on the CA host): " + renewHint(c.creds.name) +
+		e.Hint = "the daemon's CA has changed (a CA rotation on the CA host): " + c.creds.renewHint(false) +
 			"; if no rotation happened, something else answers on this address"
 	case errors.As(err, &hostname):
 		e.Problem = ProblemNameMismatch
@@ -671,6 +705,15 @@ func closedEarly(err error) bool {
 		err != nil && strings.Contains(err.Error(), "server closed idle connection")
 }
 
+// pluginRefusedHint explains a request the authorization plugin refused.
+func (c *checker) pluginRefusedHint() string {
+	why := fmt.Sprintf("the daemon's authorization plugin does not accept the certificate %q: it was revoked or superseded by a renewal, or its role does not allow this; ", c.creds.leaf.Subject.CommonName)
+	if c.creds.caURL != "" {
+		return why + "ask the operator of the online CA at " + c.creds.caURL + " ('dtls list --ca-url " + c.creds.caURL + "' shows its status), or " + enrollHint(c.creds.caURL, c.creds.dockerHost)
+	}
+	return why + "ask the CA host's administrator ('dtls list' there), or for a renewed bundle"
+}
+
 // rejectedHint explains a refused client certificate with what the daemon
 // asked for during the handshake.
 func (c *checker) rejectedHint(requested, sent bool, acceptable []string) string {
@@ -687,7 +730,7 @@ func (c *checker) rejectedHint(requested, sent bool, acceptable []string) string
 	default:
 		why = fmt.Sprintf("cert.pem (issued by %q) is from a CA the daemon does not trust (a bundle of another CA host, or the daemon's CA was rotated)", dnOrCN(cert.Issuer))
 	}
-	return why + "; " + renewHint(c.creds.name)
+	return why + "; " + c.creds.renewHint(false)
 }
 
 func chainsTo(cert *x509.Certificate, cas []*x509.Certificate) bool {

@@ -156,6 +156,10 @@ type InitResult struct {
 	Config      HostConfig
 	CACert      *x509.Certificate
 	OperatorDir string
+	// OperatorNotAfter is when the operator's certificate expires: it
+	// lives a client lifetime (ClientValidity), and 'dtls agent' renews
+	// it.
+	OperatorNotAfter time.Time
 	// Unit is the systemd unit's text; UnitPath where it was written
 	// ("" when UnitDir was not set).
 	Unit     []byte
@@ -344,10 +348,17 @@ func InitHost(o InitOptions) (*InitResult, error) {
 		return nil, err
 	}
 
-	res := &InitResult{StateDir: dir, Config: cfg, CACert: ca.Cert, OperatorDir: filepath.Join(dir, OperatorDir), Unit: Unit(o.Exe, dir)}
+	res := &InitResult{StateDir: dir, Config: cfg, CACert: ca.Cert, OperatorDir: filepath.Join(dir, OperatorDir),
+		OperatorNotAfter: opCert.NotAfter.UTC(), Unit: Unit(o.Exe, dir)}
 	// The unit first: a kill after it leaves a unit that fails to
 	// start, and no state, and running init again writes both.
 	if o.UnitDir != "" {
+		// A --unit-dir that does not exist yet is made, as systemd's
+		// own unit directories are (0755: systemd reads units as any
+		// user).
+		if err := os.MkdirAll(o.UnitDir, 0o755); err != nil {
+			return nil, fmt.Errorf("--unit-dir %q: %w", o.UnitDir, err)
+		}
 		res.UnitPath = filepath.Join(o.UnitDir, UnitName)
 		if err := atomicfile.Write(res.UnitPath, res.Unit, 0o644); err != nil {
 			return nil, err

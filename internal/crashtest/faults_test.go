@@ -86,6 +86,24 @@ var faultCases = []faultCase{
 			assert.True(t, hasStatus(recs, "alice", "superseded"))
 			assert.FileExists(t, filepath.Join(in.l.Root, "alice.tar.gz"))
 		}},
+	{name: "issue-archive-only", txn: "issue",
+		args: func(in *install) []string {
+			return in.with("issue-client", "dave", "--archive", filepath.Join(in.l.Root, "dave.tar.gz"))
+		},
+		done: func(t *testing.T, in *install, recs []Record) {
+			assert.True(t, hasStatus(recs, "dave", "valid"))
+			assert.FileExists(t, filepath.Join(in.l.Root, "dave.tar.gz"))
+			assert.NoDirExists(t, filepath.Join(in.l.Root, "dtls-dave"))
+		}},
+	{name: "renew-archive-only", txn: "renew",
+		args: func(in *install) []string {
+			return in.with("renew", "alice", "--archive", filepath.Join(in.l.Root, "alice-renewed.tar.gz"))
+		},
+		done: func(t *testing.T, in *install, recs []Record) {
+			assert.True(t, hasStatus(recs, "alice", "superseded"))
+			assert.True(t, hasStatus(recs, "alice", "valid"))
+			assert.FileExists(t, filepath.Join(in.l.Root, "alice-renewed.tar.gz"))
+		}},
 	{name: "issue-server", txn: "issue-server",
 		args: func(in *install) []string {
 			return in.with("issue-server", "srv2", "--out", filepath.Join(in.l.Bundles, "srv2"))

@@ -239,12 +239,6 @@ func fleetFollower(o *authzServeOptions) (*revlist.Follower, error) {
 const authzContainersFile = "authz-containers.json"
 
 func runAuthzServe(o *authzServeOptions) error {
-	policy := o.Policy
-	if policy == defaultAuthzPolicy {
-		if _, err := os.Stat(policy); errors.Is(err, fs.ErrNotExist) {
-			policy = ""
-		}
-	}
 	fol, err := fleetFollower(o)
 	if err != nil {
 		return err
@@ -297,13 +291,17 @@ func runAuthzServe(o *authzServeOptions) error {
 		book = authz.NewContainerBook(bookPath)
 	}
 	p, err := authz.NewPlugin(authz.Config{
-		PolicyPath: policy,
-		Inventory:  inv,
-		Mode:       authz.Mode(o.Mode),
-		Audit:      audit,
-		Log:        o.ErrOut,
-		Now:        o.Now,
-		Containers: book,
+		PolicyPath: o.Policy,
+		// The default path is optional and followed: a policy written
+		// there after the start is loaded, and removing it brings the
+		// built-in policy back. Any other path is required (closed).
+		PolicyOptional: o.Policy == defaultAuthzPolicy,
+		Inventory:      inv,
+		Mode:           authz.Mode(o.Mode),
+		Audit:          audit,
+		Log:            o.ErrOut,
+		Now:            o.Now,
+		Containers:     book,
 	})
 	if err != nil {
 		return err

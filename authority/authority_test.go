@@ -316,6 +316,7 @@ func TestInitAuthzWaitsForThePlugin(t *testing.T) {
 	svc, err := os.ReadFile(filepath.Join(h.systemd, AuthzServiceUnit))
 	require.NoError(t, err)
 	assert.Contains(t, string(svc), "LogsDirectory=dtls\n", "the log directory must exist before the service starts")
+	assert.Contains(t, string(svc), " --daemon-json "+h.daemonJSON+"\n", "the plugin checks the daemon.json init wrote")
 }
 
 // TestOpenRefusesOnlineCAStateDir: an online CA's state directory (it has

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/authz"
+	"github.com/dtls-tool/dtls/daemonconfig"
 	"github.com/dtls-tool/dtls/fleet"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/revlist"
@@ -101,6 +102,8 @@ type authzServeOptions struct {
 	Mode       string
 	CAURL      string
 	CRLRefresh time.Duration
+	DaemonJSON string
+	SystemdDir string
 }
 
 func newAuthzServeCmd(io IO) *cobra.Command {
@@ -110,6 +113,11 @@ func newAuthzServeCmd(io IO) *cobra.Command {
 		Short: "Run the authorization plugin",
 		Long: `Serve runs the plugin on a unix socket (--socket, mode 0600), or on the
 socket systemd passes (socket activation: LISTEN_FDS), until SIGTERM.
+
+It refuses to start when dockerd listens on TCP without tlsverify
+(daemon.json --daemon-json, or -H in docker.service): dockerd sends no
+user and no certificate for those callers, exactly as for the local unix
+socket, so the plugin could not tell them apart.
 
 It fails closed: a policy file that cannot be read or is invalid, or an
 inventory that cannot be read, denies every TCP request with a message that
@@ -155,7 +163,7 @@ a managed plugin: 'docker plugin disable' would take it out of the chain
 			for _, p := range []struct {
 				flag string
 				v    *string
-			}{{"socket", &opts.Socket}, {"state-dir", &opts.StateDir}, {"policy", &opts.Policy}} {
+			}{{"socket", &opts.Socket}, {"state-dir", &opts.StateDir}, {"policy", &opts.Policy}, {"daemon-json", &opts.DaemonJSON}} {
 				a, err := absPath(p.flag, *p.v)
 				if err != nil {
 					return usageError{err, c.CommandPath()}
@@ -179,6 +187,8 @@ a managed plugin: 'docker plugin disable' would take it out of the chain
 	_ = c.RegisterFlagCompletionFunc("mode", cobra.FixedCompletions([]string{"enforce", "warn"}, cobra.ShellCompDirectiveNoFileComp))
 	c.Flags().StringVar(&opts.CAURL, "ca-url", "", "the fleet's online CA whose revocation list to follow (default: the ca_url of --state-dir's server.json, if any)")
 	c.Flags().DurationVar(&opts.CRLRefresh, "crl-refresh", fleet.DefaultCRLRefresh, "how often to fetch the fleet CA's revocation list")
+	pathFlag(c, io, &opts.DaemonJSON, "daemon-json", "DTLS_DAEMON_JSON", defaultDaemonJSON, "dockerd's daemon.json, checked for a TCP host without tlsverify")
+	pathFlag(c, io, &opts.SystemdDir, "systemd-dir", "DTLS_SYSTEMD_DIR", "", "look for docker.service (its -H flags) only here (default: the systemd unit directories)")
 	return c
 }
 
@@ -238,7 +248,19 @@ func fleetFollower(o *authzServeOptions) (*revlist.Follower, error) {
 // how containers were created (authz.ContainerBook), 0600.
 const authzContainersFile = "authz-containers.json"
 
+// unitDirs are where docker.service is looked for: --systemd-dir, or
+// systemd's directories.
+func (o *authzServeOptions) unitDirs() []string {
+	if o.SystemdDir != "" {
+		return []string{o.SystemdDir}
+	}
+	return daemonconfig.DefaultUnitDirs
+}
+
 func runAuthzServe(o *authzServeOptions) error {
+	if err := authz.CheckDaemonListeners(o.DaemonJSON, o.unitDirs()); err != nil {
+		return err
+	}
 	fol, err := fleetFollower(o)
 	if err != nil {
 		return err

@@ -149,3 +149,92 @@ func TestAuthzFollowsReplacedInventory(t *testing.T) {
 		p.denyWithin(t, alice, "is revoked", time.Second)
 	})
 }
+
+// TestAuthzServeRefusesUnverifiedTCP: dockerd sends no user and no
+// certificate for a caller on a TCP listener without tlsverify, exactly as
+// for the local unix socket, so 'authz serve' refuses to start, naming the
+// host, where it is set and the fix; a daemon.json it cannot read is an
+// error too. Nothing is listened on.
+func TestAuthzServeRefusesUnverifiedTCP(t *testing.T) {
+	for _, c := range []struct {
+		name, daemonJSON, execStart string
+		want                        []string
+	}{
+		{"plain TCP in daemon.json", `{"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2375"]}`, "",
+			[]string{`dtls: error: dockerd listens on tcp://0.0.0.0:2375 (in DAEMON_JSON) with plain TCP, without TLS: its callers send no client certificate, so the authorization plugin would take them for the local unix socket`}},
+		{"a bare HOST:PORT", `{"hosts": [" 127.0.0.1:2375"]}`, "",
+			[]string{`dockerd listens on 127.0.0.1:2375 (in DAEMON_JSON) with plain TCP`}},
+		{"tls without tlsverify", `{"hosts": ["tcp://0.0.0.0:2376"], "tls": true, "tlscert": "/c.pem", "tlskey": "/k.pem"}`, "",
+			[]string{`dockerd listens on tcp://0.0.0.0:2376 (in DAEMON_JSON) with TLS without tlsverify`}},
+		{"tlsverify turned off by a flag", `{"hosts": ["tcp://0.0.0.0:2376"], "tls": true, "tlsverify": true}`, "/usr/bin/dockerd --tlsverify=false",
+			[]string{`dockerd listens on tcp://0.0.0.0:2376 (in DAEMON_JSON) with TLS without tlsverify`}},
+		{"-H in docker.service", `{}`, "/usr/bin/dockerd -H fd:// -H tcp://0.0.0.0:2375 --containerd=/run/containerd/containerd.sock",
+			[]string{`dockerd listens on tcp://0.0.0.0:2375 (in UNIT) with plain TCP`}},
+		{"invalid daemon.json", `{"hosts": [}`, "",
+			[]string{`dtls: error: read daemon config "DAEMON_JSON": invalid JSON at line 1, column 12: invalid character '}' looking for beginning of value: cannot tell whether dockerd takes TCP callers without a client certificate`,
+				"dtls: hint: fix the file, or point --daemon-json at the daemon.json dockerd reads"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			daemonJSON, unit, socket := filepath.Join(dir, "daemon.json"), filepath.Join(dir, "docker.service"), filepath.Join(dir, "authz.sock")
+			require.NoError(t, os.WriteFile(daemonJSON, []byte(c.daemonJSON), 0o644))
+			if c.execStart != "" {
+				require.NoError(t, os.WriteFile(unit, []byte("[Service]\nExecStart="+c.execStart+"\n"), 0o644))
+			}
+			state, _ := newInstall(t)
+			_, stderr, code := dtls(t, time.Now(), "authz", "serve", "--state-dir", state, "--socket", socket, "--audit-log", "-",
+				"--policy", filepath.Join(dir, "none.json"), "--daemon-json", daemonJSON, "--systemd-dir", dir)
+			assert.Equal(t, 1, code, stderr)
+			for _, w := range c.want {
+				w = strings.NewReplacer("DAEMON_JSON", daemonJSON, "UNIT", unit).Replace(w)
+				assert.Contains(t, stderr, w)
+			}
+			if !strings.Contains(c.name, "invalid") {
+				assert.Contains(t, stderr, `dtls: hint: set "tlsverify": true with "tlscacert", "tlscert" and "tlskey" in daemon.json (sudo dtls init does), or remove the host, then restart docker`)
+			}
+			assert.NoFileExists(t, socket)
+		})
+	}
+
+	// Verified TCP, from the file or from a flag, and no daemon.json at
+	// all (dockerd's defaults): the plugin serves.
+	for _, c := range []struct{ daemonJSON, execStart string }{
+		{`{"hosts": ["tcp://0.0.0.0:2376"], "tls": true, "tlsverify": true}`, ""},
+		{`{}`, "/usr/bin/dockerd -H tcp://0.0.0.0:2376 --tlsverify"},
+		{"", ""},
+	} {
+		dir := t.TempDir()
+		daemonJSON := filepath.Join(dir, "daemon.json")
+		if c.daemonJSON != "" {
+			require.NoError(t, os.WriteFile(daemonJSON, []byte(c.daemonJSON), 0o644))
+		}
+		if c.execStart != "" {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "docker.service"), []byte("[Service]\nExecStart="+c.execStart+"\n"), 0o644))
+		}
+		state, _ := newInstall(t)
+		alice := issueAlice(t, state)
+		p := startLocalPlugin(t, state, "--daemon-json", daemonJSON, "--systemd-dir", dir)
+		allow, msg := p.ask(t, alice)
+		assert.True(t, allow, msg)
+	}
+}
+
+// TestAuthzServeMissingExplicitPolicy: a --policy given elsewhere than the
+// default path that is missing denies every TCP request, saying why
+// (closed), while the unix socket keeps the built-in policy; once the file
+// exists it is loaded.
+func TestAuthzServeMissingExplicitPolicy(t *testing.T) {
+	state, _ := newInstall(t)
+	alice := issueAlice(t, state)
+	policy := filepath.Join(t.TempDir(), "policy.json")
+	p := startFleetPlugin(t, "--state-dir", state, "--policy", policy, "--audit-log", "-")
+	allow, msg := p.ask(t, alice)
+	assert.False(t, allow)
+	assert.Contains(t, msg, `every TCP request is denied until the policy is fixed: policy "`+policy+`" cannot be read: no such file or directory`)
+	require.NoError(t, os.WriteFile(policy, []byte(`{"default_role": "readonly"}`), 0o644))
+	deadline := time.Now().Add(3 * time.Second)
+	for allow, msg := p.ask(t, alice); !allow; allow, msg = p.ask(t, alice) {
+		require.True(t, time.Now().Before(deadline), "the policy is not loaded: %s", msg)
+		time.Sleep(10 * time.Millisecond)
+	}
+}

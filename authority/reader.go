@@ -183,25 +183,37 @@ var ErrNoSuchClient = errors.New("no client certificate has that name")
 
 // SetRole records the authorization role of a client certificate holder,
 // without issuing a new certificate; "" removes it (the policy's default
-// role applies). The plugin applies it from the next request on.
-func (a *Authority) SetRole(name, role string) error {
+// role applies). The plugin applies it from the next request on, to every
+// certificate of the name: the change lists the good ones (none when the
+// name has none left, or already had that role).
+func (a *Authority) SetRole(name, role string, now time.Time) (*RoleChange, error) {
 	if role != "" {
 		if err := ValidateRole(role); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	recs, err := a.Store.ByName(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	client := false
 	for _, r := range recs {
 		client = client || r.Kind == store.KindClient
 	}
 	if !client {
-		return hint(fmt.Errorf("%q: %w", name, ErrNoSuchClient), "run 'dtls list' to see names")
+		return nil, hint(fmt.Errorf("%q: %w", name, ErrNoSuchClient), "run 'dtls list' to see names")
 	}
-	return a.Store.Apply(store.Change{Roles: map[string]string{name: role}})
+	cur, err := a.Store.Role(name)
+	if err != nil {
+		return nil, err
+	}
+	c := &RoleChange{Name: name, From: cur, To: role}
+	if cur != role {
+		if c.Serials, err = a.goodClients(name, now); err != nil {
+			return nil, err
+		}
+	}
+	return c, a.Store.Apply(store.Change{Roles: map[string]string{name: role}})
 }
 
 // Role is the role recorded for a holder ("" for the default).

@@ -44,12 +44,15 @@ func TestReaderIdentify(t *testing.T) {
 	assert.Equal(t, "alice", user)
 	assert.Equal(t, "developer", role)
 
-	require.NoError(t, a.SetRole("alice", "readonly"))
+	_, err = a.SetRole("alice", "readonly", time.Now())
+	require.NoError(t, err)
 	_, role, err = r.Identify(alice)
 	require.NoError(t, err)
 	assert.Equal(t, "readonly", role, "a role change is seen without a restart")
-	assert.ErrorIs(t, a.SetRole("nobody", "admin"), ErrNoSuchClient)
-	assert.Error(t, a.SetRole("alice", "Not A Role"))
+	_, err = a.SetRole("nobody", "admin", time.Now())
+	assert.ErrorIs(t, err, ErrNoSuchClient)
+	_, err = a.SetRole("alice", "Not A Role", time.Now())
+	assert.Error(t, err)
 
 	_, err = a.Revoke("bob", 0, time.Now())
 	require.NoError(t, err)

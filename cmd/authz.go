@@ -123,8 +123,12 @@ It fails closed: a policy file that cannot be read or is invalid, or an
 inventory that cannot be read, denies every TCP request with a message that
 says why (the local unix socket follows the policy's "unix" setting, allow
 by default, so that an admin is never locked out). The policy and the
-revocations are reloaded on change, without a restart. --mode warn allows
-everything but records what enforce would deny.
+revocations are reloaded on change, without a restart. At the default
+--policy path the file is followed even when absent: created later it is
+loaded, removed it gives way to the built-in policy again. An inventory
+that is replaced (a backup restored, a new 'dtls init') is opened again at
+the next request. --mode warn allows everything but records what enforce
+would deny.
 
 Each decision is one JSON line in --audit-log (0600, rotated at 10 MiB,
 5 files kept) and on stdout, for journald.

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dtls-tool/dtls/caserver/cahost"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/store"
 )
@@ -315,4 +316,28 @@ func TestInitAuthzWaitsForThePlugin(t *testing.T) {
 	svc, err := os.ReadFile(filepath.Join(h.systemd, AuthzServiceUnit))
 	require.NoError(t, err)
 	assert.Contains(t, string(svc), "LogsDirectory=dtls\n", "the log directory must exist before the service starts")
+	assert.Contains(t, string(svc), " --daemon-json "+h.daemonJSON+"\n", "the plugin checks the daemon.json init wrote")
+}
+
+// TestOpenRefusesOnlineCAStateDir: an online CA's state directory (it has
+// cahost's ca.json) is refused before anything is written to it.
+func TestOpenRefusesOnlineCAStateDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, cahost.ConfigFile), []byte("{}\n"), 0o600))
+	for _, open := range []func(string, Options) (*Authority, error){Open, Create} {
+		a, err := open(dir, Options{})
+		require.Error(t, err)
+		assert.Nil(t, a)
+		assert.ErrorIs(t, err, ErrOnlineCA)
+		assert.EqualError(t, err, `"`+dir+`" is an online CA's state directory (it has ca.json): local commands would give it a second inventory the CA does not know`)
+		var e *Error
+		require.ErrorAs(t, err, &e)
+		assert.Contains(t, e.Hint, "--operator "+filepath.Join(dir, cahost.OperatorDir))
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		assert.Len(t, entries, 1, "nothing but ca.json")
+	}
+	assert.Equal(t, cahost.ConfigFile, OnlineCAConfigFile)
+	assert.Equal(t, cahost.OperatorDir, OnlineCAOperatorDir)
 }

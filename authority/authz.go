@@ -30,11 +30,16 @@ const (
 // socket-activated, so that API calls wait (instead of failing) while the
 // plugin restarts; the service reads the inventory (it needs the state
 // directory's -shm file writable for SQLite's WAL) and writes the audit
-// log, and nothing else.
-func AuthzUnits(exe, socket, stateDir, auditLog, policy string) map[string][]byte {
+// log, and nothing else. It is given daemon.json when it is not the
+// default: the plugin refuses to start when dockerd listens on TCP without
+// tlsverify.
+func AuthzUnits(exe, socket, stateDir, auditLog, policy, daemonJSON string) map[string][]byte {
 	args := []string{exe, "authz", "serve", "--state-dir", stateDir, "--audit-log", auditLog}
 	if policy != "" {
 		args = append(args, "--policy", policy)
+	}
+	if daemonJSON != "" && daemonJSON != DefaultDaemonJSON {
+		args = append(args, "--daemon-json", daemonJSON)
 	}
 	return map[string][]byte{
 		AuthzSocketUnit: []byte(`# Written by dtls init --authz.

@@ -316,7 +316,7 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 
 	// The plugin's units, and docker.service ordered after its socket.
 	if r.Authz {
-		units := AuthzUnits(r.AuthzExe, r.AuthzSocket, r.StateDir, r.AuthzLog, r.AuthzPolicy)
+		units := AuthzUnits(r.AuthzExe, r.AuthzSocket, r.StateDir, r.AuthzLog, r.AuthzPolicy, r.DaemonJSON)
 		units[filepath.Join("docker.service.d", AuthzDockerDropIn)] = AuthzDockerDropInContent
 		names := make([]string, 0, len(units))
 		for n := range units {

@@ -39,7 +39,49 @@ type Issued struct {
 	Supersedes string
 	// Replaced is the record it replaces (renew).
 	Replaced *store.Record
-	files    []bundle.File
+	// Role is the role the certificate has (its name's; "" for the
+	// policy's default), and RoleChange, when set, the change of role
+	// issuing it made to the name's other certificates.
+	Role       string
+	RoleChange *RoleChange
+	files      []bundle.File
+}
+
+// replacedBundles are the serials of the certificates whose bundles r
+// replaces (--force): they are superseded by the new ones.
+func (a *Authority) replacedBundles(r ClientRequest) map[string]bool {
+	out := map[string]bool{}
+	if !r.Force {
+		return out
+	}
+	for _, n := range r.Names {
+		if cur := a.bundleRecord(r.Dir(n)); cur != nil {
+			out[cur.Serial] = true
+		}
+	}
+	return out
+}
+
+// setIssuedRoles records in each issued item the role its certificate
+// gets (role, else the one recorded for its name) and the change it makes
+// to the name's other certificates.
+func (a *Authority) setIssuedRoles(items []*Issued, role string, changes []*RoleChange) error {
+	for _, it := range items {
+		it.Role = role
+		if role == "" {
+			cur, err := a.Store.Role(it.Record.Name)
+			if err != nil {
+				return err
+			}
+			it.Role = cur
+		}
+		for _, c := range changes {
+			if c.Name == it.Record.Name {
+				it.RoleChange = c
+			}
+		}
+	}
+	return nil
 }
 
 // Files is the bundle as written.
@@ -62,9 +104,12 @@ type ClientRequest struct {
 	// first name's bundle, in the same change.
 	Archive string
 	// Role, when set, is recorded as every name's authorization role in
-	// the same change.
-	Role string
-	Now  time.Time
+	// the same change. A name that already holds a good certificate with
+	// another role is refused (ErrRoleChange), unless ChangeRole: the role
+	// is the name's, so that certificate's role changes too.
+	Role       string
+	ChangeRole bool
+	Now        time.Time
 }
 
 // CheckClientTargets checks every bundle directory (and the archive) before
@@ -110,6 +155,16 @@ func (a *Authority) IssueClients(r ClientRequest) ([]*Issued, error) {
 	if err := a.checkNameFree(r.Names, store.KindClient); err != nil {
 		return nil, err
 	}
+	var changes []*RoleChange
+	if r.Role != "" {
+		var err error
+		if changes, err = a.roleChanges(r.Names, r.Role, a.replacedBundles(r), r.Now); err != nil {
+			return nil, err
+		}
+		if len(changes) > 0 && !r.ChangeRole {
+			return nil, refuseRoleChanges(changes)
+		}
+	}
 	t := newTxn("issue")
 	var out []*Issued
 	for _, name := range r.Names {
@@ -138,6 +193,9 @@ func (a *Authority) IssueClients(r ClientRequest) ([]*Issued, error) {
 		t.write(r.Archive, b, 0o600)
 	}
 	addRecords(t, out)
+	if err := a.setIssuedRoles(out, r.Role, changes); err != nil {
+		return nil, err
+	}
 	if r.Role != "" {
 		t.DB.Roles = map[string]string{}
 		for _, n := range r.Names {

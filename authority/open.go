@@ -52,6 +52,9 @@ type Authority struct {
 // made before the inventory existed), finishes or undoes what a killed run
 // left in the journal, and removes the temporary files it left.
 func Open(dir string, o Options) (*Authority, error) {
+	if err := checkNotOnlineCA(dir); err != nil {
+		return nil, err
+	}
 	if err := CheckStateDir(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, hint(err, "run 'sudo dtls init' first, or point --state-dir at the directory it used")
@@ -82,6 +85,33 @@ func Open(dir string, o Options) (*Authority, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// OnlineCAConfigFile marks the state directory of an online CA ('dtls ca
+// init': package caserver/cahost, ConfigFile). Its certificates are in
+// the CA's own inventory (dtls-ca.db or PostgreSQL), which the CA's
+// revocation list is made from.
+const OnlineCAConfigFile = "ca.json"
+
+// OnlineCAOperatorDir is where 'dtls ca init' writes the first operator's
+// bundle (cahost.OperatorDir).
+const OnlineCAOperatorDir = "operator"
+
+// ErrOnlineCA is returned by Open for an online CA's state directory.
+var ErrOnlineCA = errors.New("is an online CA's state directory")
+
+// checkNotOnlineCA refuses an online CA's state directory before anything
+// is written to it: opened as a local CA it would get a second, empty
+// inventory (dtls.db) and certificates signed with the fleet CA's key that
+// the CA's revocation list never holds, so that they could not be
+// revoked.
+func checkNotOnlineCA(dir string) error {
+	if _, err := os.Lstat(filepath.Join(dir, OnlineCAConfigFile)); err != nil {
+		return nil
+	}
+	op := filepath.Join(dir, OnlineCAOperatorDir)
+	return hint(fmt.Errorf("%q %w (it has %s): local commands would give it a second inventory the CA does not know", dir, ErrOnlineCA, OnlineCAConfigFile),
+		"use dtls certs|revoke|rotate-ca --operator %s (the CA's operator bundle); issue certificates with 'dtls ca token'", op)
 }
 
 // Create makes the state directory (0700) when it is missing, then opens

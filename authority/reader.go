@@ -25,6 +25,11 @@ type Reader struct {
 	Dir   string
 	store *store.Store
 	now   func() time.Time
+	// opened is the database file the store opened (its device and
+	// inode): SQLite keeps reading that file after it was renamed or
+	// removed, so a file put in its place (a backup restored, a new
+	// 'dtls init') is only seen by opening it again.
+	opened fileStamp
 
 	// The answers of Identify are kept until the inventory changes:
 	// every commit changes the database's or its write-ahead log's size
@@ -47,9 +52,10 @@ type identity struct {
 const identifyTTL = 500 * time.Millisecond
 
 type fileStamp struct {
-	size  int64
-	mtime int64
-	ok    bool
+	dev, ino uint64
+	size     int64
+	mtime    int64
+	ok       bool
 }
 
 func stampOf(path string) fileStamp {
@@ -57,16 +63,33 @@ func stampOf(path string) fileStamp {
 	if err != nil {
 		return fileStamp{}
 	}
-	return fileStamp{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ok: true}
+	s := fileStamp{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ok: true}
+	s.dev, s.ino = fileID(fi)
+	return s
 }
+
+// sameFile reports whether two stamps are of one file (device and inode;
+// size and time may differ).
+func (s fileStamp) sameFile(o fileStamp) bool {
+	return s.ok && o.ok && s.dev == o.dev && s.ino == o.ino
+}
+
+// ErrReplaced is returned by Reader.Identify when the inventory file it
+// opened is no longer the one at its path (removed, or another file put in
+// its place): the Reader must be opened again (LazyReader does).
+var ErrReplaced = errors.New("the inventory file was replaced or removed since it was opened")
 
 // OpenReader opens the inventory of a state directory for reading.
 func OpenReader(stateDir string) (*Reader, error) {
-	st, err := store.OpenReadOnly(filepath.Join(stateDir, DBFile))
+	db := filepath.Join(stateDir, DBFile)
+	// Stamped before it is opened: a file replaced in between makes the
+	// first Identify find another file, and open it again.
+	opened := stampOf(db)
+	st, err := store.OpenReadOnly(db)
 	if err != nil {
 		return nil, hint(err, "point --state-dir at the directory 'dtls init' used")
 	}
-	return &Reader{Dir: stateDir, store: st, now: time.Now}, nil
+	return &Reader{Dir: stateDir, store: st, now: time.Now, opened: opened}, nil
 }
 
 // Close closes the inventory.
@@ -85,6 +108,9 @@ func (r *Reader) Identify(cert *x509.Certificate) (user, role string, err error)
 	// By serial and content: the content decides, the serial is what the
 	// inventory is asked for.
 	key := cert.SerialNumber.String() + " " + string(cert.Raw)
+	if !stamp[0].sameFile(r.opened) {
+		return "", "", fmt.Errorf("%q: %w", db, ErrReplaced)
+	}
 	r.mu.Lock()
 	if stamp != r.stamp || now.Sub(r.checked) > identifyTTL || now.Before(r.checked) {
 		r.stamp, r.checked, r.answers = stamp, now, map[string]identity{}
@@ -157,25 +183,37 @@ var ErrNoSuchClient = errors.New("no client certificate has that name")
 
 // SetRole records the authorization role of a client certificate holder,
 // without issuing a new certificate; "" removes it (the policy's default
-// role applies). The plugin applies it from the next request on.
-func (a *Authority) SetRole(name, role string) error {
+// role applies). The plugin applies it from the next request on, to every
+// certificate of the name: the change lists the good ones (none when the
+// name has none left, or already had that role).
+func (a *Authority) SetRole(name, role string, now time.Time) (*RoleChange, error) {
 	if role != "" {
 		if err := ValidateRole(role); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	recs, err := a.Store.ByName(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	client := false
 	for _, r := range recs {
 		client = client || r.Kind == store.KindClient
 	}
 	if !client {
-		return hint(fmt.Errorf("%q: %w", name, ErrNoSuchClient), "run 'dtls list' to see names")
+		return nil, hint(fmt.Errorf("%q: %w", name, ErrNoSuchClient), "run 'dtls list' to see names")
 	}
-	return a.Store.Apply(store.Change{Roles: map[string]string{name: role}})
+	cur, err := a.Store.Role(name)
+	if err != nil {
+		return nil, err
+	}
+	c := &RoleChange{Name: name, From: cur, To: role}
+	if cur != role {
+		if c.Serials, err = a.goodClients(name, now); err != nil {
+			return nil, err
+		}
+	}
+	return c, a.Store.Apply(store.Change{Roles: map[string]string{name: role}})
 }
 
 // Role is the role recorded for a holder ("" for the default).
@@ -188,7 +226,11 @@ func (r *Reader) RoleOf(name string) (string, error) { return r.store.Role(name)
 // failure (at most once a second): a plugin started before 'dtls init'
 // made the inventory, or while it was being restored from a backup, denies
 // every certificate while it cannot read it, then follows it without a
-// restart.
+// restart. It also opens the inventory again when the file was replaced
+// (moved aside and restored from a backup, removed and made again by
+// 'dtls init', the state directory renamed and made again): the Reader
+// notices it with the stat it makes for its cache anyway, so the check
+// costs no system call of its own.
 type LazyReader struct {
 	Dir string
 
@@ -228,7 +270,29 @@ func (l *LazyReader) Identify(cert *x509.Certificate) (user, role string, err er
 	if err != nil {
 		return "", "", err
 	}
+	user, role, err = r.Identify(cert)
+	if !errors.Is(err, ErrReplaced) {
+		return user, role, err
+	}
+	l.drop(r)
+	if r, err = l.reader(); err != nil {
+		return "", "", err
+	}
 	return r.Identify(cert)
+}
+
+// drop closes r, found replaced, unless another call has dropped it
+// already; the next reader() opens the file at once.
+func (l *LazyReader) drop(r *Reader) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.r != r {
+		return
+	}
+	// A call still reading through r gets an error (a denial), not an
+	// answer from the replaced file.
+	r.Close()
+	l.r, l.tried = nil, time.Time{}
 }
 
 // Close closes the inventory if it was opened.

@@ -59,7 +59,8 @@ func BenchmarkIdentifyUncached(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		b.StopTimer()
-		require.NoError(b, a.SetRole("alice", roles[i%2]))
+		_, err := a.SetRole("alice", roles[i%2], time.Now())
+		require.NoError(b, err)
 		i++
 		b.StartTimer()
 		if _, _, err := rd.Identify(cert); err != nil {

@@ -44,12 +44,15 @@ func TestReaderIdentify(t *testing.T) {
 	assert.Equal(t, "alice", user)
 	assert.Equal(t, "developer", role)
 
-	require.NoError(t, a.SetRole("alice", "readonly"))
+	_, err = a.SetRole("alice", "readonly", time.Now())
+	require.NoError(t, err)
 	_, role, err = r.Identify(alice)
 	require.NoError(t, err)
 	assert.Equal(t, "readonly", role, "a role change is seen without a restart")
-	assert.ErrorIs(t, a.SetRole("nobody", "admin"), ErrNoSuchClient)
-	assert.Error(t, a.SetRole("alice", "Not A Role"))
+	_, err = a.SetRole("nobody", "admin", time.Now())
+	assert.ErrorIs(t, err, ErrNoSuchClient)
+	_, err = a.SetRole("alice", "Not A Role", time.Now())
+	assert.Error(t, err)
 
 	_, err = a.Revoke("bob", 0, time.Now())
 	require.NoError(t, err)
@@ -115,4 +118,61 @@ func TestLazyReader(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "alice", user)
 	assert.Equal(t, "developer", role)
+}
+
+// TestLazyReaderFollowsReplacedFile: a Reader notices that the file it
+// opened is no longer the inventory (ErrReplaced); a LazyReader then opens
+// the new one at once, so a revocation made there is seen at the next
+// call, and while there is none every certificate is refused.
+func TestLazyReaderFollowsReplacedFile(t *testing.T) {
+	h := newHost(t)
+	h.init(t, nil, Options{})
+	a := h.open(t, Options{})
+	out := t.TempDir()
+	issued, err := a.IssueClients(ClientRequest{Names: []string{"alice"}, Dir: func(n string) string { return filepath.Join(out, n) },
+		DockerHost: "tcp://h:2376", KeyType: pki.ECDSAP256, Now: time.Now()})
+	require.NoError(t, err)
+	a.Close()
+	alice, err := issued[0].Record.Cert()
+	require.NoError(t, err)
+
+	l := NewLazyReader(h.state)
+	defer l.Close()
+	r, err := OpenReader(h.state)
+	require.NoError(t, err)
+	defer r.Close()
+	_, _, err = l.Identify(alice)
+	require.NoError(t, err)
+	_, _, err = r.Identify(alice)
+	require.NoError(t, err)
+
+	// Moved aside with its -wal and -shm, and a copy put in its place.
+	db := filepath.Join(h.state, DBFile)
+	aside := t.TempDir()
+	for _, f := range []string{DBFile, DBFile + "-wal", DBFile + "-shm"} {
+		if err := os.Rename(filepath.Join(h.state, f), filepath.Join(aside, f)); err != nil {
+			require.ErrorIs(t, err, os.ErrNotExist)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(aside, DBFile))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(db, b, 0o600))
+	_, _, err = r.Identify(alice)
+	assert.ErrorIs(t, err, ErrReplaced)
+
+	a = h.open(t, Options{})
+	_, err = a.Revoke("alice", 0, time.Now())
+	require.NoError(t, err)
+	_, _, err = l.Identify(alice)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is revoked")
+
+	// Removed: refused, saying why.
+	a.Close()
+	for _, f := range []string{DBFile, DBFile + "-wal", DBFile + "-shm"} {
+		require.NoError(t, os.RemoveAll(filepath.Join(h.state, f)))
+	}
+	_, _, err = l.Identify(alice)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the inventory cannot be read")
 }

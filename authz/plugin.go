@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"net"
 	"net/http"
@@ -84,6 +85,11 @@ type Config struct {
 	// checked for changes (modification time, size, inode) at most every
 	// ReloadEvery and reloaded when it changed, without a restart.
 	PolicyPath string
+	// PolicyOptional makes a missing PolicyPath mean DefaultPolicy()
+	// instead of an error: the default path, which the policy may be
+	// created at, or removed from, while the plugin runs (followed like
+	// any change).
+	PolicyOptional bool
 	// Inventory identifies client certificates; nil denies every TCP
 	// request (fail closed), saying why.
 	Inventory Inventory
@@ -139,6 +145,7 @@ type policyState struct {
 	err    error   // why policy is nil
 	stamp  fileStamp
 	exists bool // stamp is valid
+	absent bool // the optional file is missing: policy is the built-in one
 }
 
 // NewPlugin makes a plugin. An invalid or missing policy file is not an
@@ -482,6 +489,17 @@ func (p *Plugin) policy() *policyState {
 func (p *Plugin) reload() {
 	path, old := p.cfg.PolicyPath, p.state.Load()
 	st, err := statPolicy(path)
+	if err != nil && p.cfg.PolicyOptional && errors.Is(err, fs.ErrNotExist) {
+		if !old.absent {
+			if old.exists || old.err != nil {
+				p.logf("", "policy %q removed: the built-in policy applies", path)
+			} else {
+				p.logf("", "policy %q absent: the built-in policy applies until it is created", path)
+			}
+		}
+		p.state.Store(&policyState{policy: p.builtin, absent: true})
+		return
+	}
 	if err != nil {
 		next := &policyState{err: fmt.Errorf("policy %q cannot be read: %w", path, unwrapPath(err))}
 		if old.err == nil || old.err.Error() != next.err.Error() {
@@ -501,6 +519,8 @@ func (p *Plugin) reload() {
 	if next.err != nil {
 		next.policy = nil
 		p.logf("", "%v: every TCP request is denied until the policy is fixed", next.err)
+	} else if old.absent {
+		p.logf("", "policy %q created: loaded in place of the built-in policy", path)
 	} else if old.exists || old.err != nil {
 		p.logf("", "policy %q reloaded", path)
 	} else {

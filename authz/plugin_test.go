@@ -685,6 +685,57 @@ func TestPolicyReload(t *testing.T) {
 	eventually(t, true)
 }
 
+// TestOptionalPolicyFollowed: the default policy path (PolicyOptional),
+// absent at start, is the built-in policy; a file created there later is
+// loaded within the reload period, an invalid one denies every TCP
+// request, and once it is removed the built-in policy applies again. Each
+// step is said in the log.
+func TestOptionalPolicyFollowed(t *testing.T) {
+	ca := newTestCA(t, "ca")
+	bob := ca.client(t, "bob", 6)
+	inv := newFakeInventory()
+	inv.add(bob, "")
+	policy := filepath.Join(shortTempDir(t), "authz-policy.json")
+	tp := startPlugin(t, Config{Inventory: inv, PolicyPath: policy, PolicyOptional: true, ReloadEvery: 10 * time.Millisecond})
+	tcp := tlsRequest("GET", "/containers/json", bob)
+	// answer polls, for at most a second and a half, until the plugin's
+	// answer to bob contains want.
+	answer := func(t *testing.T, allow bool, want string) {
+		t.Helper()
+		deadline := time.Now().Add(1500 * time.Millisecond)
+		for {
+			out := tp.ask(t, pathAuthZReq, tcp)
+			if out.Allow == allow && strings.Contains(out.Msg, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("want allow=%v %q, got %+v; log:\n%s", allow, want, out, tp.log.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	// Absent: the built-in policy, whose default role reads.
+	answer(t, true, "")
+	assert.Equal(t, fmt.Sprintf("dtls-authz: policy %q absent: the built-in policy applies until it is created\n", policy), tp.log.String())
+
+	// Created: a default role that may do nothing.
+	require.NoError(t, os.WriteFile(policy, []byte(`{"default_role": "nobody", "roles": {"nobody": {}}}`), 0o644))
+	answer(t, false, "denied for bob (role nobody)")
+	assert.Contains(t, tp.log.String(), fmt.Sprintf("dtls-authz: policy %q created: loaded in place of the built-in policy\n", policy))
+
+	// Invalid: closed, as any invalid policy file.
+	require.NoError(t, os.WriteFile(policy, []byte(`{"default_role": `), 0o644))
+	answer(t, false, "every TCP request is denied until the policy is fixed")
+	assert.True(t, tp.ask(t, pathAuthZReq, mobyRequest{RequestMethod: "GET", RequestURI: "/containers/json"}).Allow, "the unix socket still works")
+
+	// Removed: the built-in policy again.
+	require.NoError(t, os.Remove(policy))
+	answer(t, true, "")
+	assert.Contains(t, tp.log.String(), fmt.Sprintf("dtls-authz: policy %q removed: the built-in policy applies\n", policy))
+	assert.Equal(t, "readonly", tp.lastRecord(t).Role)
+}
+
 func TestPolicyLoadedAtStart(t *testing.T) {
 	dir := shortTempDir(t)
 	policy := filepath.Join(dir, "policy.json")

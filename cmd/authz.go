@@ -19,6 +19,7 @@ import (
 
 	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/authz"
+	"github.com/dtls-tool/dtls/daemonconfig"
 	"github.com/dtls-tool/dtls/fleet"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/revlist"
@@ -103,6 +104,7 @@ type authzServeOptions struct {
 	CRLRefresh time.Duration
 	DaemonJSON string
 	Docker     string
+	SystemdDir string
 }
 
 func newAuthzServeCmd(io IO) *cobra.Command {
@@ -113,12 +115,21 @@ func newAuthzServeCmd(io IO) *cobra.Command {
 		Long: `Serve runs the plugin on a unix socket (--socket, mode 0600), or on the
 socket systemd passes (socket activation: LISTEN_FDS), until SIGTERM.
 
+It refuses to start when dockerd listens on TCP without tlsverify
+(daemon.json --daemon-json, or -H in docker.service): dockerd sends no
+user and no certificate for those callers, exactly as for the local unix
+socket, so the plugin could not tell them apart.
+
 It fails closed: a policy file that cannot be read or is invalid, or an
 inventory that cannot be read, denies every TCP request with a message that
 says why (the local unix socket follows the policy's "unix" setting, allow
 by default, so that an admin is never locked out). The policy and the
-revocations are reloaded on change, without a restart. --mode warn allows
-everything but records what enforce would deny.
+revocations are reloaded on change, without a restart. At the default
+--policy path the file is followed even when absent: created later it is
+loaded, removed it gives way to the built-in policy again. An inventory
+that is replaced (a backup restored, a new 'dtls init') is opened again at
+the next request. --mode warn allows everything but records what enforce
+would deny.
 
 Each decision is one JSON line in --audit-log (0600, rotated at 10 MiB,
 5 files kept) and on stdout, for journald.
@@ -181,8 +192,9 @@ a managed plugin: 'docker plugin disable' would take it out of the chain
 	_ = c.RegisterFlagCompletionFunc("mode", cobra.FixedCompletions([]string{"enforce", "warn"}, cobra.ShellCompDirectiveNoFileComp))
 	c.Flags().StringVar(&opts.CAURL, "ca-url", "", "the fleet's online CA whose revocation list to follow (default: the ca_url of --state-dir's server.json, if any)")
 	c.Flags().DurationVar(&opts.CRLRefresh, "crl-refresh", fleet.DefaultCRLRefresh, "how often to fetch the fleet CA's revocation list")
-	pathFlag(c, io, &opts.DaemonJSON, "daemon-json", "DTLS_DAEMON_JSON", defaultDaemonJSON, "dockerd's daemon.json: its data-root, exec-root and sockets are protected, and its unix socket answers the plugin's lookups")
+	pathFlag(c, io, &opts.DaemonJSON, "daemon-json", "DTLS_DAEMON_JSON", defaultDaemonJSON, "dockerd's daemon.json: checked for a TCP host without tlsverify; its data-root, exec-root and sockets are protected, and its unix socket answers the plugin's lookups")
 	c.Flags().StringVar(&opts.Docker, "docker", "", "dockerd's unix socket for the plugin's lookups of containers, volumes and networks (default: the first unix:// of daemon.json's hosts, else /var/run/docker.sock)")
+	pathFlag(c, io, &opts.SystemdDir, "systemd-dir", "DTLS_SYSTEMD_DIR", "", "look for docker.service (its -H flags) only here (default: the systemd unit directories)")
 	return c
 }
 
@@ -269,12 +281,18 @@ func authzObjects(o *authzServeOptions) (*authz.Registry, []string, error) {
 	return reg, protected, nil
 }
 
+// unitDirs are where docker.service is looked for: --systemd-dir, or
+// systemd's directories.
+func (o *authzServeOptions) unitDirs() []string {
+	if o.SystemdDir != "" {
+		return []string{o.SystemdDir}
+	}
+	return daemonconfig.DefaultUnitDirs
+}
+
 func runAuthzServe(o *authzServeOptions) error {
-	policy := o.Policy
-	if policy == defaultAuthzPolicy {
-		if _, err := os.Stat(policy); errors.Is(err, fs.ErrNotExist) {
-			policy = ""
-		}
+	if err := authz.CheckDaemonListeners(o.DaemonJSON, o.unitDirs()); err != nil {
+		return err
 	}
 	fol, err := fleetFollower(o)
 	if err != nil {
@@ -324,14 +342,18 @@ func runAuthzServe(o *authzServeOptions) error {
 		return err
 	}
 	p, err := authz.NewPlugin(authz.Config{
-		PolicyPath: policy,
-		Inventory:  inv,
-		Mode:       authz.Mode(o.Mode),
-		Audit:      audit,
-		Log:        o.ErrOut,
-		Now:        o.Now,
-		Objects:    objects,
-		Protected:  protected,
+		PolicyPath: o.Policy,
+		// The default path is optional and followed: a policy written
+		// there after the start is loaded, and removing it brings the
+		// built-in policy back. Any other path is required (closed).
+		PolicyOptional: o.Policy == defaultAuthzPolicy,
+		Inventory:      inv,
+		Mode:           authz.Mode(o.Mode),
+		Audit:          audit,
+		Log:            o.ErrOut,
+		Now:            o.Now,
+		Objects:        objects,
+		Protected:      protected,
 	})
 	if err != nil {
 		return err

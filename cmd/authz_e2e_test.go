@@ -62,7 +62,8 @@ func startAuthzPlugin(t *testing.T, state, dir string) *authzPlugin {
 	require.NoError(t, os.MkdirAll(pluginDir, 0o755))
 	require.NoError(t, os.WriteFile(p.Policy, []byte(`{"default_role": "readonly"}`+"\n"), 0o644))
 	p.cmd = exec.Command(dtlsExe(t), "authz", "serve", "--socket", p.Socket, "--state-dir", state,
-		"--policy", p.Policy, "--audit-log", p.Audit, "--daemon-json", filepath.Join(dir, "daemon.json"))
+		"--policy", p.Policy, "--audit-log", p.Audit,
+		"--daemon-json", filepath.Join(dir, "daemon.json"), "--systemd-dir", filepath.Join(dir, "systemd"))
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	require.NoError(t, p.cmd.Start())
 	t.Cleanup(func() {

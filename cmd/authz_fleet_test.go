@@ -88,7 +88,10 @@ func startFleetPlugin(t *testing.T, args ...string) *fleetPlugin {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	socket := filepath.Join(dir, "dtls-authz.sock")
 	p := &fleetPlugin{out: &syncBuffer{}}
-	p.cmd = exec.Command(dtlsExe(t), append([]string{"authz", "serve", "--socket", socket}, args...)...)
+	// dockerd's configuration: none (its defaults, the local socket
+	// only), unless args name one.
+	p.cmd = exec.Command(dtlsExe(t), append([]string{"authz", "serve", "--socket", socket,
+		"--daemon-json", filepath.Join(dir, "daemon.json"), "--systemd-dir", dir}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	require.NoError(t, p.cmd.Start())
 	t.Cleanup(func() {
@@ -268,10 +271,12 @@ func TestAuthzServeFleetFlags(t *testing.T) {
 		{[]string{"--ca-url", "http://ca.example.com"}, exitUsage, `--ca-url: want https://HOST[:PORT], got "http://ca.example.com"`},
 		{[]string{"--ca-url", "https://ca.example.com:8443"}, 1, "the fleet CA's certificate, to check the revocation list of https://ca.example.com:8443 against: open " + filepath.Join(state, "ca.pem")},
 	} {
-		_, stderr, code := dtls(t, time.Now(), append([]string{"authz", "serve", "--state-dir", state, "--socket", filepath.Join(state, "s.sock"), "--audit-log", "-"}, c.args...)...)
+		_, stderr, code := dtls(t, time.Now(), append([]string{"authz", "serve", "--state-dir", state, "--socket", filepath.Join(state, "s.sock"), "--audit-log", "-",
+			"--daemon-json", filepath.Join(state, "daemon.json"), "--systemd-dir", state}, c.args...)...)
 		assert.Equal(t, c.code, code, stderr)
 		assert.Contains(t, stderr, c.want)
 	}
-	_, stderr, _ := dtls(t, time.Now(), "authz", "serve", "--state-dir", state, "--ca-url", "https://ca.example.com:8443", "--socket", filepath.Join(state, "s.sock"), "--audit-log", "-")
+	_, stderr, _ := dtls(t, time.Now(), "authz", "serve", "--state-dir", state, "--ca-url", "https://ca.example.com:8443", "--socket", filepath.Join(state, "s.sock"), "--audit-log", "-",
+		"--daemon-json", filepath.Join(state, "daemon.json"), "--systemd-dir", state)
 	assert.Contains(t, stderr, "dtls: hint: enrol this host first")
 }

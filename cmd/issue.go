@@ -30,6 +30,7 @@ type issueClientOptions struct {
 	Force      bool
 	Archive    string
 	Role       string
+	ChangeRole bool
 	Policy     string
 	Container  bool
 	caKey      caKeyOptions
@@ -72,7 +73,10 @@ it the policy's default role applies (readonly with the built-in policy).
 Roles are enforced only where daemon.json names the plugin ('dtls init
 --authz'): without it, issue-client warns that every certificate has full
 access.
-'dtls role NAME ROLE' changes it later without a new certificate.
+'dtls role NAME ROLE' changes it later without a new certificate. The role
+is recorded per name, for all of NAME's certificates: --role for a NAME
+that holds a good certificate with another role is refused (it would
+change that one too), unless --change-role.
 
 --for-container makes a bundle for a container that needs the Docker API (a
 CI runner, a reverse proxy reading labels), instead of mounting
@@ -154,6 +158,7 @@ Give such a bundle a limited role.`,
 	f.StringVar(&opts.Archive, "archive", "", "write the bundle as one tar.gz FILE (0600) for 'dtls import' on the developer's machine, and no directory unless --out; \"-\" for standard output")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing bundle directory")
 	f.StringVar(&opts.Role, "role", "", "authorization role recorded for the plugin (admin, developer, readonly or a policy file's; default: the policy's default role)")
+	f.BoolVar(&opts.ChangeRole, "change-role", false, "with --role: also change the role of NAME's certificates already issued (a role is recorded per name)")
 	policyFlag(c, io, &opts.Policy)
 	f.BoolVar(&opts.Container, "for-container", false, "a bundle for a container, instead of mounting the Docker socket: print the docker run flags that use it")
 	opts.caKey.flags(c)
@@ -177,6 +182,30 @@ func (o *issueClientOptions) bundleDir(name string) string {
 	return filepath.Join(o.Out, name)
 }
 
+// printIssuedRoles says which role each new certificate has and, where
+// issuing it changed the role of its name's other certificates, which.
+func printIssuedRoles(io IO, issued []*authority.Issued) {
+	for _, it := range issued {
+		name := it.Record.Name
+		switch {
+		case it.RoleChange != nil:
+			c := it.RoleChange
+			fmt.Fprintf(io.ErrOut, "changed the role of %s from %s to %s: certificates serial %s (issued before) and serial %s (new) have %s from the next API call on\n",
+				name, roleName(c.From), roleName(c.To), strings.Join(c.Serials, ", serial "), it.Record.Serial, roleName(c.To))
+		case it.Role != "":
+			fmt.Fprintf(io.ErrOut, "role of %s: %s\n", name, it.Role)
+		}
+	}
+}
+
+// roleName names a role for a message: "" is the policy's default.
+func roleName(role string) string {
+	if role == "" {
+		return "the policy's default role"
+	}
+	return role
+}
+
 func runIssueClient(o *issueClientOptions) error {
 	a, err := openAuthority(o.IO, o.StateDir, &o.caKey)
 	if err != nil {
@@ -193,6 +222,7 @@ func runIssueClient(o *issueClientOptions) error {
 		Force:      o.Force,
 		Archive:    archiveFile(o.Archive),
 		Role:       o.Role,
+		ChangeRole: o.ChangeRole,
 		Now:        o.Now(),
 	})
 	if err != nil {
@@ -243,8 +273,8 @@ func reportIssued(o *issueClientOptions, issued []*authority.Issued) {
 			fmt.Fprintf(o.ErrOut, "wrote bundle %s for %s\n", it.Dir, bundleDockerHost(it))
 		}
 	}
+	printIssuedRoles(o.IO, issued)
 	if o.Role != "" {
-		fmt.Fprintf(o.ErrOut, "role of %s: %s\n", strings.Join(o.Names, ", "), o.Role)
 		o.plugin.warnRoleNotEnforced(o.IO, o.Names, o.Role)
 	}
 }

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -62,6 +63,14 @@ default role applies.`,
 	return c
 }
 
+// describeRoleOf names a role in a sentence: "" is the policy's default.
+func describeRoleOf(role string) string {
+	if role == "" {
+		return "the policy's default role"
+	}
+	return "role " + role
+}
+
 func runRole(o *roleOptions) error {
 	a, err := openAuthority(o.IO, o.StateDir, nil)
 	if err != nil {
@@ -79,14 +88,19 @@ func runRole(o *roleOptions) error {
 		fmt.Fprintln(o.Out, role)
 		return nil
 	}
-	if err := a.SetRole(o.Name, o.Role); err != nil {
+	c, err := a.SetRole(o.Name, o.Role, o.Now())
+	if err != nil {
 		return err
 	}
-	if o.Reset {
-		fmt.Fprintf(o.ErrOut, "%s has the policy's default role from the next API call on\n", o.Name)
-		return nil
+	held := "it holds no good client certificate"
+	if len(c.Serials) > 0 {
+		held = "certificates serial " + strings.Join(c.Serials, ", serial ")
+	} else if c.From == c.To {
+		held = "unchanged"
 	}
-	fmt.Fprintf(o.ErrOut, "%s has role %s from the next API call on\n", o.Name, o.Role)
-	o.plugin.warnRoleNotEnforced(o.IO, []string{o.Name}, o.Role)
+	fmt.Fprintf(o.ErrOut, "%s has %s from the next API call on (%s)\n", o.Name, describeRoleOf(c.To), held)
+	if !o.Reset {
+		o.plugin.warnRoleNotEnforced(o.IO, []string{o.Name}, o.Role)
+	}
 	return nil
 }

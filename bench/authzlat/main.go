@@ -117,7 +117,8 @@ func run(dtls string, n int) error {
 	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
 		return err
 	}
-	plugin := exec.Command(dtls, "authz", "serve", "--socket", socket, "--state-dir", state, "--audit-log", filepath.Join(dir, "authz.log"))
+	plugin := exec.Command(dtls, "authz", "serve", "--socket", socket, "--state-dir", state, "--audit-log", filepath.Join(dir, "authz.log"),
+		"--daemon-json", cfgA, "--systemd-dir", systemd)
 	plugin.Stdout = io.Discard
 	if err := plugin.Start(); err != nil {
 		return err

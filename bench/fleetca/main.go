@@ -319,7 +319,8 @@ func propagation(dtls, dir, caDir, url string, op *fleet.Client, n int) error {
 			return err
 		}
 		socket := filepath.Join(pluginDir, fmt.Sprintf("dtls-authz-fleetbench-%s-%d.sock", hex.EncodeToString(id), i))
-		plugin := exec.Command(dtls, "authz", "serve", "--socket", socket, "--state-dir", state, "--audit-log", filepath.Join(hostDir, "authz.log"))
+		plugin := exec.Command(dtls, "authz", "serve", "--socket", socket, "--state-dir", state, "--audit-log", filepath.Join(hostDir, "authz.log"),
+			"--daemon-json", cfg, "--systemd-dir", hostDir)
 		if err := plugin.Start(); err != nil {
 			return err
 		}

@@ -66,8 +66,10 @@ ExecStart=` + strings.Join(args, " ") + `
 Restart=always
 NoNewPrivileges=yes
 ProtectSystem=strict
-ProtectHome=yes
-PrivateTmp=yes
+# The plugin judges host paths as dockerd will mount them: it must see the
+# host's /home, /root and /tmp as they are (read-only), never an empty or
+# private copy where a link it cannot follow looks harmless.
+ProtectHome=read-only
 ReadWritePaths=` + stateDir + ` ` + filepath.Dir(auditLog) + `
 ` + logsDirectory(auditLog) + `
 [Install]

@@ -46,6 +46,10 @@ func post(uri string, body []byte) Request {
 	}}
 }
 
+// okRoots takes every bind root as safe on the host: the host's own
+// judgement of a root is TestBindRootOnTheHost's.
+func okRoots(string) string { return "" }
+
 type bodyCase struct {
 	name string
 	body []byte
@@ -57,12 +61,12 @@ type bodyCase struct {
 // /home/dev as a bind root and testObjects.
 func runBodyCases(t *testing.T, uri string, cases []bodyCase) {
 	t.Helper()
-	p, err := ParsePolicy([]byte(`{"bind_roots": ["/home/dev", "/home/alice", "/tmp"]}`))
+	p, err := ParsePolicy([]byte(`{"bind_roots": ["/home/dev", "/home/dev/src", "/home/dev/data", "/home/{user}/src", "/tmp/x"]}`))
 	require.NoError(t, err)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := post(uri, c.body)
-			r.Env = &Env{Objects: testObjects()}
+			r.Env = &Env{Objects: testObjects(), CheckRoot: okRoots}
 			d := p.Decide(Identity{User: "alice", Role: RoleDeveloper, Source: SourceTCP}, r)
 			assert.Equal(t, c.rule, d.Rule)
 			assert.Equal(t, c.why == "", d.Allow, d.Reason)
@@ -155,6 +159,9 @@ func TestBodyCreate(t *testing.T) {
 			runWith("HostConfig.Mounts", raw(`[{"Type":"bind","Source":"/home/dev","Target":"/x","BindOptions":{"Propagation":"rshared"}}]`)), ok, ""},
 		{"--mount type=BIND,src=/etc", runWith("HostConfig.Mounts", raw(`[{"Type":"BIND","Source":"/etc","Target":"/x"}]`)), deny("HostConfig.Mounts[0]"), "bind mount of /etc"},
 		{"--mount type=tmpfs", runWith("HostConfig.Mounts", raw(`[{"Type":"tmpfs","Target":"/tmp"}]`)), ok, ""},
+		{"--mount volume-subpath", runWith("HostConfig.Mounts", raw(`[{"Type":"volume","Source":"mine","Target":"/x","VolumeOptions":{"Subpath":"etc"}}]`)),
+			deny("HostConfig.Mounts[0].VolumeOptions.Subpath"), "subpath"},
+		{"a mount's unknown field", runWith("HostConfig.Mounts", raw(`[{"Type":"tmpfs","Target":"/tmp","Frob":1}]`)), deny("HostConfig.Mounts[0].Frob"), "is not a field"},
 		{"--volumes-from other", cli(t, "run-volumes-from"), deny("HostConfig.VolumesFrom"), "someone else"},
 		{"--annotation", runWith("HostConfig.Annotations", raw(`{"run.oci.keep_original_groups":"1"}`)), deny("HostConfig.Annotations"), "OCI annotations"},
 		{"--sysctl net.*", runWith("HostConfig.Sysctls", raw(`{"net.ipv4.ip_forward":"1"}`)), ok, ""},
@@ -196,14 +203,16 @@ func TestBodyCreate(t *testing.T) {
 		{"/usr/bin:/b", "/usr/bin is /usr/bin"},
 		{"/var/spool/cron:/c", "/var/spool/cron is under /var/spool"},
 		{"/var:/v", "/var contains /var/lib, a protected host path"},
-		{"/home:/h", "/home is not under a bind root"},
+		{"/home:/h", "/home is not a bind root"},
 		{"//:/h", "not a clean absolute path"},
 		{"/.:/h", "not a clean absolute path"},
 		{"/etc:ro", "/etc is /etc, a protected host path"}, // dockerd: an anonymous volume at /etc; denied all the same
-		{"/etcetera:/x", "not under a bind root"},
-		{"/running:/x", "not under a bind root"},
+		{"/etcetera:/x", "is not a bind root"},
+		{"/running:/x", "is not a bind root"},
 		{"/home/alice/src:/src:rw", ""},
-		{"/home/alicex:/x", "not under a bind root"},
+		{"/home/alicex:/x", "is not a bind root"},
+		{"/home/alice/src/app:/x", "is below the bind root /home/alice/src: only a bind root itself may be mounted"},
+		{"/home/bob/src:/x", "is not a bind root"},
 		{"/tmp/x:/x", ""},
 		{"mine:/x", ""}, // a named volume of alice's
 		{"/etc", ""},    // an anonymous volume at /etc in the container
@@ -320,7 +329,8 @@ func TestBodyVolume(t *testing.T) {
 		{"overlay lowerdir=/etc", vol("local", `{"type":"overlay","device":"overlay","o":"lowerdir=/home/x:/etc,upperdir=/tmp/u,workdir=/tmp/w"}`), ok + ": DriverOpts", "mounts a host device"},
 		{"an unknown option", vol("local", `{"type":"tmpfs","device":"tmpfs","size":"1g"}`), ok + ": DriverOpts", `option "size"`},
 		{"bind of /home/dev/data", vol("local", `{"type":"none","o":"bind","device":"/home/dev/data"}`), ok, ""},
-		{"bind of /srv (no bind root)", vol("local", `{"type":"none","o":"bind","device":"/srv"}`), ok + ": DriverOpts", "not under a bind root"},
+		{"bind of /srv (no bind root)", vol("local", `{"type":"none","o":"bind","device":"/srv"}`), ok + ": DriverOpts", "is not a bind root"},
+		{"bind below a root", vol("local", `{"type":"none","o":"bind","device":"/home/dev/data/x"}`), ok + ": DriverOpts", "is below the bind root"},
 		{"tmpfs", vol("local", `{"type":"tmpfs","device":"tmpfs","o":"size=100m"}`), ok, ""},
 		{"nfs", vol("local", `{"type":"nfs","o":"addr=10.0.0.1,rw","device":":/etc"}`), ok, ""},
 		{"another driver", vol("rexray", `{"device":"/etc"}`), ok + ": Driver", "only the local driver"},
@@ -434,7 +444,7 @@ func TestBodyPullAndStart(t *testing.T) {
 }
 
 func TestBodyProtectedPathsAdded(t *testing.T) {
-	p, err := ParsePolicy([]byte(`{"protected_paths": ["/srv/secrets/", "/data/docker"], "bind_roots": ["/srv", "/data", "/home/alice"]}`))
+	p, err := ParsePolicy([]byte(`{"protected_paths": ["/srv/secrets/", "/data/docker"], "bind_roots": ["/srv", "/srv/secretsx", "/srv/public", "/data", "/home/alice/code"]}`))
 	require.NoError(t, err)
 	dev := Identity{User: "alice", Role: RoleDeveloper, Source: SourceTCP}
 	run := cli(t, "run-alpine")
@@ -447,7 +457,9 @@ func TestBodyProtectedPathsAdded(t *testing.T) {
 		"/etc:/e":              false, // the built-in ones stay
 		"/home/alice/code:/co": true,
 	} {
-		d := p.Decide(dev, post("/containers/create", with(t, run, "HostConfig.Binds", []string{bind})))
+		r := post("/containers/create", with(t, run, "HostConfig.Binds", []string{bind}))
+		r.Env = &Env{CheckRoot: okRoots}
+		d := p.Decide(dev, r)
 		assert.Equal(t, allow, d.Allow, "%s: %s", bind, d.Reason)
 	}
 }

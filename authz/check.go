@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strings"
 )
@@ -21,6 +22,9 @@ type Env struct {
 	Protected []string
 	// Resolve resolves a host path (resolveHostPath when nil).
 	Resolve func(string) string
+	// CheckRoot says why a bind root may not be mounted, "" when it may
+	// (rootProblem, on this host, when nil).
+	CheckRoot func(string) string
 }
 
 // checker applies the checks of one request for one caller.
@@ -45,6 +49,14 @@ func (k *checker) resolve(path string) string {
 		return k.env.Resolve(path)
 	}
 	return resolveHostPath(path)
+}
+
+// checkRoot judges a bind root on the host (Env.CheckRoot in tests).
+func (k *checker) checkRoot(root string) string {
+	if k.env.CheckRoot != nil {
+		return k.env.CheckRoot(root)
+	}
+	return rootProblem(root, k.resolveFixed)
 }
 
 // resolveFixed resolves a path of the policy or the host's own (a
@@ -101,6 +113,13 @@ func (k *checker) owned(kind ObjectKind, ref, field string) (Object, bool) {
 	}
 	if o.ID != ref {
 		k.c.set(string(kind)+"_id", o.ID)
+	}
+	if (kind == KindContainer || kind == KindNetwork) && isHexRef(ref) && !strings.HasPrefix(o.ID, ref) {
+		// Found by its name, which also reads as an ID prefix: renamed
+		// between this check and dockerd's own lookup, the same
+		// reference would name another's object by its ID.
+		k.c.fail(field, fmt.Sprintf("%s %q is named by a reference that also reads as an ID prefix: use its ID (%.12s) or rename it to a name that is not hexadecimal", kind, ref, o.ID))
+		return o, false
 	}
 	if o.Owner != k.caller {
 		who := "someone else"
@@ -191,6 +210,9 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 	case queryStart:
 		checkStart(&k.c, u)
 		return k.c
+	case queryImageDelete:
+		checkImageDelete(&k.c, u)
+		return k.c
 	}
 	body := bytes.Trim(r.Body, " \t\r\n") // JSON's white space only: dockerd reads no other
 	switch {
@@ -261,10 +283,29 @@ func pathVar(rt *route, u requestURI) string {
 func (k *checker) checkOwner(rt *route, u requestURI) {
 	ref := pathVar(rt, u)
 	o, ok := k.owned(rt.own, ref, string(rt.own))
+	if ok && rt.own == KindExec && o.Container != "" {
+		// The exec's container, as dockerd knows it, is the caller's
+		// too: an exec made on another's container by a race is not
+		// started.
+		k.owned(KindContainer, o.Container, "container")
+	}
 	if !ok || rt.own != KindContainer || !rt.live {
 		return
 	}
 	k.checkLive(o, "container "+ref, "", 0)
+}
+
+// isHexRef reports whether ref could be an ID prefix: lowercase hex.
+func isHexRef(ref string) bool {
+	if ref == "" {
+		return false
+	}
+	for i := 0; i < len(ref); i++ {
+		if c := ref[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkLive checks an existing container's HostConfig as dockerd reports
@@ -288,12 +329,14 @@ func (k *checker) checkLive(o Object, what, field string, depth int) {
 func (k *checker) checkCreate(raw []byte, b *createBody) {
 	k.c.set("image", b.Image)
 	checkFields(&k.c, raw, "", createIndex, createTables...)
+	checkMountFields(&k.c, raw, "")
 	eachMember(raw, func(key []byte, val json.RawMessage) {
 		name, _ := lookupField(createIndex, key)
 		switch name {
 		case "HostConfig":
 			if string(bytes.TrimSpace(val)) != "null" {
 				checkFields(&k.c, val, "HostConfig.", hostIndex, hostConfigFields)
+				checkMountFields(&k.c, val, "HostConfig.")
 			}
 		case "NetworkingConfig":
 			if string(bytes.TrimSpace(val)) != "null" {
@@ -515,7 +558,7 @@ func (k *checker) checkBind(b, field, driver string) {
 	case !ok || src == "":
 		return
 	case strings.HasPrefix(src, "/"):
-		if why := k.hostPaths().judgeBindSource(src, k.caller, k.resolve, k.resolveFixed); why != "" {
+		if why := k.hostPaths().judgeBindSource(src, k.caller, k.resolve, k.resolveFixed, k.checkRoot); why != "" {
 			k.c.fail(field, fmt.Sprintf("bind mount of %s (-v %s) is not allowed: %s", src, b, why))
 		}
 	default:
@@ -556,7 +599,7 @@ func (k *checker) checkMounts(ms []mountSpec, at string) {
 		field := fmt.Sprintf("%s[%d]", at, i)
 		switch strings.ToLower(m.Type) {
 		case "bind":
-			if why := k.hostPaths().judgeBindSource(m.Source, k.caller, k.resolve, k.resolveFixed); why != "" {
+			if why := k.hostPaths().judgeBindSource(m.Source, k.caller, k.resolve, k.resolveFixed, k.checkRoot); why != "" {
 				k.c.fail(field, fmt.Sprintf("bind mount of %s (--mount type=bind,src=%s) is not allowed: %s", m.Source, m.Source, why))
 			}
 		case "volume":
@@ -616,7 +659,7 @@ func (k *checker) localVolumeProblem(opts map[string]string) string {
 	case len(opts) == 0:
 		return ""
 	case bind:
-		if why := k.hostPaths().judgeBindSource(device, k.caller, k.resolve, k.resolveFixed); why != "" {
+		if why := k.hostPaths().judgeBindSource(device, k.caller, k.resolve, k.resolveFixed, k.checkRoot); why != "" {
 			return fmt.Sprintf("binding %s (o %q) is not allowed: %s", device, o, why)
 		}
 		return ""
@@ -748,9 +791,26 @@ func checksOf(rt *route) []string {
 		cs = append(cs, "a pull only (fromImage) with an empty body: no import (fromSrc) from a URL or a tar")
 	case queryStart:
 		cs = append(cs, "a checkpoint or checkpoint-dir (CRIU restore from a host directory)")
+	case queryImageDelete:
+		cs = append(cs, "force (docker rmi -f): images are shared")
 	}
 	for i, c := range cs {
 		cs[i] = "      denied when: " + c
 	}
 	return cs
+}
+
+// checkImageDelete refuses a forced removal: images have no owner, and
+// force untags an image others' stopped containers use (docker rmi -f).
+// Without it dockerd refuses to remove an image any container uses.
+func checkImageDelete(c *checkResult, u requestURI) {
+	q, err := url.ParseQuery(u.query)
+	if err != nil {
+		c.fail("query", fmt.Sprintf("the query of DELETE /images/{name} is not what dockerd reads: %v", err))
+		return
+	}
+	if f := q.Get("force"); f != "" && f != "0" && !strings.EqualFold(f, "false") {
+		c.set("force", f)
+		c.fail("force", "removing an image by force (docker rmi -f) is for admin only: images are shared, and force removes one that others' containers use")
+	}
 }

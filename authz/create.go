@@ -280,6 +280,47 @@ func checkFields(c *checkResult, raw []byte, at string, idx map[string]string, t
 	})
 }
 
+// mountFields are a mount's (moby api/types/mount.Mount) and its
+// VolumeOptions': a volume's Subpath (API 1.45) mounts a path inside it,
+// which a container may have made a symbolic link; cluster options are
+// swarm's.
+var (
+	mountFields = map[string]fieldRule{
+		"Type": checkedBy, "Source": checkedBy, "Target": anyValue, "ReadOnly": anyValue, "Consistency": anyValue,
+		"BindOptions": anyValue, "VolumeOptions": checkedBy, "TmpfsOptions": anyValue, "ClusterOptions": zeroOnly,
+	}
+	volumeOptionFields = map[string]fieldRule{"NoCopy": anyValue, "Labels": anyValue, "DriverConfig": checkedBy, "Subpath": zeroOnly}
+	mountIndex         = fieldIndex(mountFields)
+	volumeOptionIndex  = fieldIndex(volumeOptionFields)
+)
+
+func init() {
+	zeroReason["ClusterOptions"] = "cluster volume options are swarm's"
+	zeroReason["Subpath"] = "a volume's subpath (API 1.45) mounts a path inside the volume, which a container may have made a symbolic link"
+}
+
+// checkMountFields applies the mount tables to HostConfig.Mounts.
+func checkMountFields(c *checkResult, hostConfigRaw []byte, at string) {
+	eachMember(hostConfigRaw, func(k []byte, val json.RawMessage) {
+		if name, _ := lookupField(hostIndex, k); name != "Mounts" {
+			return
+		}
+		var items []json.RawMessage
+		if json.Unmarshal(val, &items) != nil {
+			return
+		}
+		for i, item := range items {
+			field := fmt.Sprintf("%sMounts[%d].", at, i)
+			checkFields(c, item, field, mountIndex, mountFields)
+			eachMember(item, func(k []byte, v json.RawMessage) {
+				if name, _ := lookupField(mountIndex, k); name == "VolumeOptions" && string(bytes.TrimSpace(v)) != "null" {
+					checkFields(c, v, field+"VolumeOptions.", volumeOptionIndex, volumeOptionFields)
+				}
+			})
+		}
+	})
+}
+
 var (
 	createIndex   = fieldIndex(configFields, hostConfigFields)
 	hostIndex     = fieldIndex(hostConfigFields)

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -98,19 +99,28 @@ type hostPaths struct {
 var userSegment = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$`) })
 
 // judgeBindSource decides whether the holder of a role that is not admin
-// may mount the host path src: it must be clean and absolute, resolve to
-// a path under one of the policy's bind roots ("{user}" is the caller's
-// name), and neither be, lie under nor contain a protected path (the
-// built-in ones, the policy's, dtls's own directories and dockerd's
+// may mount the host path src. It must be clean and absolute, and be
+// exactly one of the policy's bind roots ("{user}" is the caller's name):
+// not a path below one, because whatever a container may write (its
+// workspace) it may turn into a symbolic link (to "/", or through
+// /proc/PID/root, which no resolution on the host can follow) between
+// the check and the mount, or before dockerd restarts the container by
+// itself. The root must exist as this process sees it, its ancestors must
+// be root's and writable by root alone (nobody else can swap them), and
+// its file system must be mounted nosuid,nodev (a container's root makes
+// setuid files and device nodes in it, which the holder's host account
+// could use). It must neither be, lie under nor contain a protected path
+// (the built-in ones, the policy's, dtls's own directories and dockerd's
 // data-root, exec-root and sockets), compared in both their written and
 // resolved forms. It returns "" when allowed, or why not.
-func (h *hostPaths) judgeBindSource(src, user string, resolve, resolveFixed func(string) string) string {
+func (h *hostPaths) judgeBindSource(src, user string, resolve, resolveFixed, checkRoot func(string) string) string {
 	if !cleanAbs(src) {
 		return fmt.Sprintf("%q is not a clean absolute path (no \".\", \"..\" or \"//\")", src)
 	}
+	clean := filepath.Clean(src)
 	real := resolve(src)
 	shown := src
-	if real != filepath.Clean(src) {
+	if real != clean {
 		shown = fmt.Sprintf("%s (resolved on the host: %s)", src, real)
 	}
 	if real == "/" {
@@ -120,7 +130,7 @@ func (h *hostPaths) judgeBindSource(src, user string, resolve, resolveFixed func
 	// under" (the longest) before "contains".
 	best, bestRel, rank := "", "", 0
 	for _, prot := range h.protected {
-		for _, cand := range []string{filepath.Clean(src), real} {
+		for _, cand := range []string{clean, real} {
 			rel := pathRelation(cand, prot)
 			r := map[string]int{"is": 3, "is under": 2, "contains": 1}[rel]
 			if r > rank || r == rank && r == 2 && len(prot) > len(best) {
@@ -131,6 +141,7 @@ func (h *hostPaths) judgeBindSource(src, user string, resolve, resolveFixed func
 	if rank > 0 {
 		return fmt.Sprintf("%s %s %s, a protected host path", shown, bestRel, best)
 	}
+	var roots []string
 	for _, root := range h.roots {
 		if strings.Contains(root, "{user}") {
 			if user == "" || user == unixOwner || !userSegment().MatchString(user) {
@@ -138,12 +149,47 @@ func (h *hostPaths) judgeBindSource(src, user string, resolve, resolveFixed func
 			}
 			root = strings.ReplaceAll(root, "{user}", user)
 		}
-		if within(real, resolveFixed(root)) {
-			return ""
+		roots = append(roots, root)
+		if clean == root {
+			return checkRoot(root)
 		}
 	}
-	if len(h.roots) == 0 {
-		return shown + " is not under a bind root: the policy has none (\"bind_roots\"), so no host path may be mounted"
+	switch {
+	case len(h.roots) == 0:
+		return shown + " is not a bind root: the policy has none (\"bind_roots\"), so no host path may be mounted"
+	case len(roots) == 0:
+		return shown + " is not a bind root: the policy's are per user ({user}) and this caller has no user name"
 	}
-	return fmt.Sprintf("%s is not under a bind root of the policy (%s)", shown, strings.Join(h.roots, ", "))
+	for _, root := range roots {
+		if within(clean, root) || within(real, resolveFixed(root)) {
+			return fmt.Sprintf("%s is below the bind root %s: only a bind root itself may be mounted (whatever is below it, a container may swap for a symbolic link before the mount)", shown, root)
+		}
+	}
+	return fmt.Sprintf("%s is not a bind root of the policy (%s)", shown, strings.Join(roots, ", "))
+}
+
+// rootProblem checks a bind root on the host: it exists, its ancestors
+// are root's and no one else may write them, its file system is nosuid
+// and nodev. "" when it may be mounted.
+func rootProblem(root string, resolve func(string) string) string {
+	real := resolve(root)
+	fi, err := os.Stat(real)
+	if err != nil {
+		return fmt.Sprintf("the bind root %s cannot be mounted: %v (the plugin must see it as dockerd does: make it, as root)", root, unwrapPath(err))
+	}
+	if !fi.IsDir() {
+		return fmt.Sprintf("the bind root %s is not a directory", root)
+	}
+	for child, dir := real, filepath.Dir(real); ; child, dir = dir, filepath.Dir(dir) {
+		if why := ancestorProblem(dir, child); why != "" {
+			return fmt.Sprintf("the bind root %s cannot be mounted: its ancestor %s %s: whoever may write it can swap the root for a symbolic link", root, dir, why)
+		}
+		if dir == "/" {
+			break
+		}
+	}
+	if why := mountFlagsProblem(real); why != "" {
+		return fmt.Sprintf("the bind root %s cannot be mounted: %s", root, why)
+	}
+	return ""
 }

@@ -54,6 +54,8 @@ type Object struct {
 	// options.
 	Driver  string
 	Options map[string]string
+	// Container is an exec's container ID.
+	Container string
 }
 
 // Objects resolves references as dockerd does and says who owns what.
@@ -132,14 +134,15 @@ func OpenRegistry(path string, docker *DockerClient) (*Registry, error) {
 // dockerd knows it (daemon/exec.go getExecConfig).
 func (r *Registry) Lookup(kind ObjectKind, ref string) (Object, error) {
 	o := Object{Kind: kind, ID: ref}
-	if kind != KindExec {
-		if r.docker == nil {
-			return o, errors.New("the plugin has no connection to dockerd to look objects up (--docker)")
-		}
+	switch {
+	case r.docker != nil:
+		// An exec too: its container is dockerd's to say.
 		var err error
 		if o, err = r.docker.lookup(kind, ref); err != nil || !o.Exists {
 			return o, err
 		}
+	case kind != KindExec:
+		return o, errors.New("the plugin has no connection to dockerd to look objects up (--docker)")
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -338,6 +341,8 @@ func (d *DockerClient) lookup(kind ObjectKind, ref string) (Object, error) {
 		what = "volumes/" + url.PathEscape(ref)
 	case KindNetwork:
 		what = "networks/" + url.PathEscape(ref)
+	case KindExec:
+		what = "exec/" + url.PathEscape(ref) + "/json"
 	default:
 		return o, fmt.Errorf("no lookup of a %s", kind)
 	}
@@ -368,11 +373,14 @@ func (d *DockerClient) lookup(kind ObjectKind, ref string) (Object, error) {
 		Driver     string
 		Options    map[string]string
 		HostConfig json.RawMessage
+		// An exec's (moby api/types ContainerExecInspect).
+		ContainerID string
 	}
 	if err := json.Unmarshal(body, &v); err != nil {
 		return o, fmt.Errorf("look %s %q up in dockerd: %w", kind, ref, err)
 	}
 	o.Exists, o.Name, o.Driver, o.Options, o.HostConfig = true, strings.TrimPrefix(v.Name, "/"), v.Driver, v.Options, v.HostConfig
+	o.Container = v.ContainerID
 	if kind == KindVolume {
 		o.ID = v.Name
 	} else {

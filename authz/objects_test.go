@@ -47,6 +47,7 @@ func testObjects() fakeObjects {
 			c(strings.Repeat("f", 64), "privbox", "alice", hc(`{"Privileged":true}`)),
 			c(strings.Repeat("9", 64), "etcbox", "alice", hc(`{"Binds":["/etc:/host-etc:ro"]}`)),
 			c(strings.Repeat("8", 64), "legacy", "", plain),
+			c(strings.Repeat("5", 64), "beef", "alice", plain),
 		},
 		KindVolume: {
 			v("admindata", "root-admin", nil),
@@ -61,6 +62,7 @@ func testObjects() fakeObjects {
 		KindExec: {
 			{Kind: KindExec, ID: strings.Repeat("1", 64), Owner: "alice", Exists: true},
 			{Kind: KindExec, ID: strings.Repeat("2", 64), Owner: "bob", Exists: true},
+			{Kind: KindExec, ID: strings.Repeat("3", 64), Owner: "alice", Exists: true, Container: strings.Repeat("b", 64)},
 		},
 	}
 }

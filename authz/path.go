@@ -197,6 +197,7 @@ const (
 	queryImageCreate          // POST /images/create: a pull, not an import
 	queryStart                // POST /containers/{id}/start: no checkpoint
 	bodyConnect               // POST /networks/{id}/connect, disconnect: the container is the caller's
+	queryImageDelete          // DELETE /images/{name}: no force
 )
 
 // ownedRoutes are the routes that act on one object, which a role that is
@@ -334,7 +335,7 @@ var routeSpecs = []routeSpec{
 	{"POST", "/images/{name:.*}/push", levelAdmin, 0, bodyNone, "push an image to a registry"},
 	{"POST", "/images/{name:.*}/tag", levelAdmin, 0, bodyNone, "tag an image: it can replace an image others run"},
 	{"POST", "/images/prune", levelCap, capPrune, bodyNone, "remove unused images"},
-	{"DELETE", "/images/{name:.*}", levelDev, 0, bodyNone, "remove an image"},
+	{"DELETE", "/images/{name:.*}", levelDev, 0, queryImageDelete, "remove an image"},
 
 	// system
 	{"OPTIONS", "/{any:.*}", levelAdmin, 0, bodyNone, "answer a CORS preflight"},

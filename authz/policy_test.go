@@ -27,7 +27,7 @@ func runDecideCases(t *testing.T, p *Policy, cases []decideCase) {
 				r = post(c.uri, c.body)
 				r.Method = c.method
 			}
-			r.Env = &Env{Objects: testObjects()}
+			r.Env = &Env{Objects: testObjects(), CheckRoot: okRoots}
 			d := p.Decide(Identity{User: "alice", Role: c.role, Source: SourceTCP}, r)
 			assert.Equal(t, c.rule, d.Rule)
 			assert.Equal(t, c.why == "", d.Allow, d.Reason)
@@ -107,6 +107,11 @@ func TestDecideDeveloper(t *testing.T) {
 		{dev, "POST", "/v1.41/containers/web/exec", cli(t, "exec-plain"), "developer: POST /containers/{id}/exec", ""},
 		{dev, "POST", "/v1.41/exec/1111111111111111111111111111111111111111111111111111111111111111/start", []byte(`{"Detach":false,"Tty":false}`), "developer: POST /exec/{id}/start", ""},
 		{dev, "POST", "/v1.41/exec/2222222222222222222222222222222222222222222222222222222222222222/start", []byte(`{"Detach":false,"Tty":false}`), "developer: POST /exec/{id}/start: exec", "someone else"},
+		{dev, "POST", "/v1.41/exec/3333333333333333333333333333333333333333333333333333333333333333/start", []byte(`{"Detach":false,"Tty":false}`), "developer: POST /exec/{id}/start: container", "someone else"},
+		{dev, "DELETE", "/v1.41/images/alpine?force=1&noprune=0", nil, "developer: DELETE /images/{name}: force", "docker rmi -f"},
+		{dev, "DELETE", "/v1.41/images/alpine?force=0", nil, "developer: DELETE /images/{name}", ""},
+		{dev, "POST", "/v1.41/containers/beef/kill", nil, "developer: POST /containers/{id}/kill: container", "also reads as an ID prefix"},
+		{dev, "POST", "/v1.41/containers/5555/kill", nil, "developer: POST /containers/{id}/kill", ""},
 		{dev, "POST", "/v1.41/containers/adminbox/kill", nil, "developer: POST /containers/{id}/kill: container", "someone else"},
 		{dev, "DELETE", "/v1.41/containers/other", nil, "developer: DELETE /containers/{id}: container", "someone else"},
 		{dev, "POST", "/v1.41/containers/other/rename?name=x", nil, "developer: POST /containers/{id}/rename: container", "someone else"},

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package authz
+
+// The plugin runs beside dockerd, on Linux; elsewhere no bind root is
+// safe to judge.
+func ancestorProblem(dir, child string) string { return "cannot be judged on this system" }
+
+func mountFlagsProblem(path string) string { return "cannot be judged on this system" }

@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -65,6 +66,27 @@ func main() {
 			fmt.Println(err)
 			os.Exit(1)
 		}
+	case "plant": // plant PATH TARGET: make PATH a link to TARGET in this container's own file system, and stay
+		_ = os.MkdirAll(filepath.Dir(os.Args[2]), 0o755)
+		if err := os.Symlink(os.Args[3], os.Args[2]); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		time.Sleep(time.Hour)
+	case "ln": // ln TARGET PATH
+		if err := os.Symlink(os.Args[2], os.Args[3]); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+	case "relay": // relay SRC DST: copy SRC to DST as soon as it appears
+		for i := 0; i < 1200; i++ {
+			if b, err := os.ReadFile(os.Args[2]); err == nil {
+				_ = os.WriteFile(os.Args[3], b, 0o644)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(time.Hour)
 	case "euid":
 		fmt.Println(os.Geteuid())
 	case "mknod": // mknod PATH b|c MAJOR MINOR
@@ -465,6 +487,24 @@ func TestRedTeamAuthz(t *testing.T) {
 		t.Logf("dev: docker run -v %s:/loot (-> %s): err=%v %s", link, filepath.Join(hidden, "vault"), err, tailString(out, 200))
 		assert.Error(t, err, "the plugin allowed a bind of a link whose target it cannot see")
 		assert.NotContains(t, out, fmt.Sprintf("%x", "hidden-secret-77"[:16]), "the developer's container read a host file outside every bind root")
+	})
+
+	// Bypass: /proc/PID/root of the developer's own container is a magic
+	// link; Go's EvalSymlinks reads it as "/" (readlink), the kernel
+	// enters the container's root file system, where the rest of the
+	// path is a link the container made to "/", resolved against the
+	// host's root. The plugin judges a path under the bind root; dockerd
+	// mounts the host's /.
+	t.Run("Bypass_magic_proc_root_link", func(t *testing.T) {
+		real := filepath.Join(ws, "real")
+		planter := must("dev", "run", "-d", "tool:1", "/tool", "plant", real, "/")
+		pid := must("dev", "inspect", "-f", "{{.State.Pid}}", planter)
+		target := "/proc/" + pid + "/root" + real
+		must("dev", "run", "--rm", "-v", ws+":/ws", "tool:1", "/tool", "ln", target, "/ws/magic")
+		out, err := as("dev", "run", "--rm", "-v", filepath.Join(ws, "magic")+":/mnt", "tool:1", "/tool", "read", "/mnt"+secret, "14")
+		t.Logf("dev: docker run -v %s:/mnt (-> %s): err=%v %s", filepath.Join(ws, "magic"), target, err, tailString(out, 300))
+		assert.NotContains(t, out, fmt.Sprintf("%x", "host-secret-42"), "the developer's container read a host file outside every bind root: the host's / was mounted")
+		_, _ = as("dev", "rm", "-f", planter)
 	})
 
 	// Bypass: a developer's container runs as root and writes its

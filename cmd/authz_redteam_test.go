@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -87,6 +88,15 @@ func main() {
 			time.Sleep(50 * time.Millisecond)
 		}
 		time.Sleep(time.Hour)
+	case "cp": // cp SRC DST
+		b, err := os.ReadFile(os.Args[2])
+		if err == nil {
+			err = os.WriteFile(os.Args[3], b, 0o600)
+		}
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
 	case "euid":
 		fmt.Println(os.Geteuid())
 	case "mknod": // mknod PATH b|c MAJOR MINOR
@@ -568,14 +578,56 @@ func TestRedTeamAuthz(t *testing.T) {
 		t.Logf("readonly GET /containers/adminbox/stats: %d %s", status, tailString(st, 120))
 	})
 
-	// Finding (logged): a developer names a volume first; an admin's
-	// later "docker run -v NAME:..." uses the developer's volume, whose
-	// contents the developer then reads.
-	t.Run("Finding_volume_name_squatting", func(t *testing.T) {
-		must("dev", "volume", "create", "pgdata")
-		must("root-admin", "run", "--rm", "-v", "pgdata:/data", "-v", secretDir+":/s:ro", "tool:1", "/tool", "suid", "/data/copied")
-		out, err := as("dev", "run", "--rm", "-v", "pgdata:/d", "tool:1", "/tool", "read", "/d/copied", "4")
-		t.Logf("admin wrote into the developer's volume pgdata; dev reads it: err=%v %s", err, tailString(out, 120))
+	// Bypass (with an admin's ordinary use of a name): a developer
+	// creates a volume under a name an admin will use (a compose
+	// project's "app_db") and keeps a container on it; the admin's
+	// "docker run -v NAME:..." mounts the developer's volume, and the
+	// developer's container copies what the admin writes there. The book
+	// hands the volume to the admin, but the developer's container is
+	// already running.
+	t.Run("Bypass_volume_name_squatting_reads_admins_data", func(t *testing.T) {
+		must("dev", "volume", "create", "app_db")
+		relay := must("dev", "run", "-d", "-v", "app_db:/d", "-v", ws+":/ws", "tool:1", "/tool", "relay", "/d/creds", "/ws/squatted")
+		out, err := as("root-admin", "run", "--rm", "-v", "app_db:/data", "-v", secretDir+":/s:ro", "tool:1", "/tool", "cp", "/s/shadow", "/data/creds")
+		require.NoError(t, err, "the admin uses the volume named app_db: %s", out)
+		squatted := filepath.Join(ws, "squatted")
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			if _, err := os.Stat(squatted); err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		b, _ := os.ReadFile(squatted)
+		assert.NotContains(t, string(b), "host-secret-42", "the developer read what the admin wrote to a volume the developer named first")
+		_, _ = as("root-admin", "rm", "-f", relay)
+	})
+
+	// Finding (logged): the daemon fetches URLs a developer names
+	// through a pull or a login, which the plugin refuses for an import
+	// (fromSrc) for that reason.
+	t.Run("Finding_daemon_fetches_developer_urls", func(t *testing.T) {
+		hits := make(chan string, 16)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case hits <- r.Method + " " + r.URL.String():
+			default:
+			}
+			http.Error(w, "nope", http.StatusNotFound)
+		})}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		addr := ln.Addr().String()
+		out, err := as("dev", "pull", addr+"/probe:1")
+		t.Logf("dev: docker pull %s/probe:1: err=%v %s", addr, err, tailString(out, 160))
+		status, body := raw("dev", "POST", "/auth", "application/json", strings.NewReader(`{"username":"u","password":"p","serveraddress":"http://`+addr+`/"}`), nil)
+		t.Logf("dev: POST /auth serveraddress http://%s/: %d %s", addr, status, tailString(body, 160))
+		close(hits)
+		for h := range hits {
+			t.Logf("the daemon fetched, for the developer: %s", h)
+		}
 	})
 
 	// Bypass: a developer removes the admin's image, which admin's

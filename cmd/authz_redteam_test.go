@@ -97,6 +97,13 @@ func main() {
 			fmt.Println(err)
 			os.Exit(1)
 		}
+	case "flip": // flip LINK A B: point LINK at A and B in turn, forever
+		tmp := os.Args[2] + ".tmp"
+		for i := 0; ; i++ {
+			_ = os.Remove(tmp)
+			_ = os.Symlink(os.Args[3+i%2], tmp)
+			_ = os.Rename(tmp, os.Args[2])
+		}
 	case "euid":
 		fmt.Println(os.Geteuid())
 	case "mknod": // mknod PATH b|c MAJOR MINOR
@@ -515,6 +522,38 @@ func TestRedTeamAuthz(t *testing.T) {
 		t.Logf("dev: docker run -v %s:/mnt (-> %s): err=%v %s", filepath.Join(ws, "magic"), target, err, tailString(out, 300))
 		assert.NotContains(t, out, fmt.Sprintf("%x", "host-secret-42"), "the developer's container read a host file outside every bind root: the host's / was mounted")
 		_, _ = as("dev", "rm", "-f", planter)
+	})
+
+	// Bypass: the check of a start and dockerd's mount are apart; a
+	// container of the developer flips a link in the workspace between a
+	// directory of the workspace and "/", and the developer starts a
+	// container bound to the link until one start is judged on the first
+	// and mounts the second. README calls this window an instant; here
+	// it is won within seconds.
+	t.Run("Bypass_start_races_a_flipping_link", func(t *testing.T) {
+		flipper := must("dev", "run", "-d", "-v", ws+":/ws", "tool:1", "/tool", "flip", "/ws/race", filepath.Join(ws, "real"), "/")
+		defer func() { _, _ = as("dev", "rm", "-f", flipper) }()
+		var victim string
+		deadline := time.Now().Add(60 * time.Second)
+		for victim == "" && time.Now().Before(deadline) {
+			out, err := as("dev", "create", "-v", filepath.Join(ws, "race")+":/mnt", "tool:1", "/tool", "read", "/mnt"+secret, "14")
+			if err == nil {
+				victim = strings.TrimSpace(out)
+			}
+		}
+		require.NotEmpty(t, victim, "no create was ever allowed")
+		want := fmt.Sprintf("%x", "host-secret-42")
+		tries, allowed, won := 0, 0, false
+		for !won && time.Now().Before(deadline) {
+			tries++
+			out, err := as("dev", "start", "-a", victim)
+			if err == nil || !strings.Contains(out, "dtls-authz") {
+				allowed++
+			}
+			won = strings.Contains(out, want)
+		}
+		t.Logf("%d starts, %d allowed by the plugin, host / mounted: %v", tries, allowed, won)
+		assert.False(t, won, "a start judged on the link's safe target mounted the host's /")
 	})
 
 	// Bypass: a developer's container runs as root and writes its

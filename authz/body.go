@@ -198,16 +198,9 @@ type serviceBody struct {
 	Name         string
 	TaskTemplate struct {
 		ContainerSpec *struct {
-			Image      string
-			Mounts     []mountSpec
-			Privileges *struct {
-				SELinuxContext *struct {
-					Disable          bool
-					User, Role, Type string
-				}
-				Seccomp  *struct{ Mode string }
-				AppArmor *struct{ Mode string }
-			}
+			Image         string
+			Mounts        []mountSpec
+			Privileges    *servicePrivileges
 			CapabilityAdd []string
 			Secrets       []json.RawMessage
 			Configs       []json.RawMessage
@@ -217,6 +210,32 @@ type serviceBody struct {
 		Networks   []struct{ Target string }
 	}
 	Networks []struct{ Target string } // deprecated place of TaskTemplate.Networks
+}
+
+// servicePrivileges is a service's ContainerSpec.Privileges.
+type servicePrivileges struct {
+	SELinuxContext *struct {
+		Disable          bool
+		User, Role, Type string
+	}
+	Seccomp  *struct{ Mode string }
+	AppArmor *struct{ Mode string }
+}
+
+// check allows only the defaults: SELinux on with its own labels, the
+// default seccomp and AppArmor profiles.
+func (pv *servicePrivileges) check(c *checkResult) {
+	if s := pv.SELinuxContext; s != nil && (s.Disable || s.User != "" || s.Role != "" || s.Type != "") {
+		c.fail("TaskTemplate.ContainerSpec.Privileges.SELinuxContext", "turning SELinux off or choosing its user, role or type is not allowed")
+	}
+	if s := pv.Seccomp; s != nil && s.Mode != "" && s.Mode != "default" {
+		c.set("seccomp", s.Mode)
+		c.fail("TaskTemplate.ContainerSpec.Privileges.Seccomp", fmt.Sprintf("seccomp mode %q is not allowed", s.Mode))
+	}
+	if s := pv.AppArmor; s != nil && s.Mode != "" && s.Mode != "default" {
+		c.set("apparmor", s.Mode)
+		c.fail("TaskTemplate.ContainerSpec.Privileges.AppArmor", fmt.Sprintf("AppArmor mode %q is not allowed", s.Mode))
+	}
 }
 
 // checkService checks a service's task template as a container's
@@ -251,17 +270,7 @@ func (k *checker) checkService(b *serviceBody) {
 		c.fail("TaskTemplate.ContainerSpec.CapabilityAdd", fmt.Sprintf("added capabilities (--cap-add %s) are not allowed", strings.Join(cs.CapabilityAdd, ",")))
 	}
 	if pv := cs.Privileges; pv != nil {
-		if s := pv.SELinuxContext; s != nil && (s.Disable || s.User != "" || s.Role != "" || s.Type != "") {
-			c.fail("TaskTemplate.ContainerSpec.Privileges.SELinuxContext", "turning SELinux off or choosing its user, role or type is not allowed")
-		}
-		if s := pv.Seccomp; s != nil && s.Mode != "" && s.Mode != "default" {
-			c.set("seccomp", s.Mode)
-			c.fail("TaskTemplate.ContainerSpec.Privileges.Seccomp", fmt.Sprintf("seccomp mode %q is not allowed", s.Mode))
-		}
-		if s := pv.AppArmor; s != nil && s.Mode != "" && s.Mode != "default" {
-			c.set("apparmor", s.Mode)
-			c.fail("TaskTemplate.ContainerSpec.Privileges.AppArmor", fmt.Sprintf("AppArmor mode %q is not allowed", s.Mode))
-		}
+		pv.check(c)
 	}
 	if len(cs.Mounts) > 0 {
 		c.set("mounts", mountSummary(cs.Mounts))

@@ -217,38 +217,72 @@ func (r *Registry) observe(owner string, req *authzRequest, p string) error {
 	_ = json.Unmarshal(req.ResponseBody, &resp)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	switch m := req.RequestMethod; {
-	case m == "POST" && p == "/containers/create" && resp.ID != "":
-		r.set(KindContainer, resp.ID, q.Get("name"), owner)
+	var changed bool
+	switch req.RequestMethod {
+	case "POST":
+		changed = r.observePost(owner, req, p, segs, q, resp.ID, resp.Name)
+	case "DELETE":
+		changed = r.observeDelete(segs)
+	}
+	if !changed {
+		return nil
+	}
+	return r.save()
+}
+
+// observePost records what a POST created or renamed; r.mu is held.
+func (r *Registry) observePost(owner string, req *authzRequest, p string, segs []string, q url.Values, id, name string) bool {
+	last := ""
+	if len(segs) >= 3 && segs[0] == "containers" {
+		last = segs[len(segs)-1]
+	}
+	switch {
+	case p == "/containers/create" && id != "":
+		r.set(KindContainer, id, q.Get("name"), owner)
 		// Named volumes the create made (or took): dockerd creates a
 		// missing one itself, without a call of its own.
 		for _, v := range namedVolumes(req.RequestBody) {
 			r.set(KindVolume, v, v, owner)
 		}
-	case m == "POST" && p == "/volumes/create" && resp.Name != "":
-		r.set(KindVolume, resp.Name, resp.Name, owner)
-	case m == "POST" && p == "/networks/create" && resp.ID != "":
+	case p == "/volumes/create" && name != "":
+		r.set(KindVolume, name, name, owner)
+	case p == "/networks/create" && id != "":
 		var body struct{ Name string }
 		_ = json.Unmarshal(req.RequestBody, &body)
-		r.set(KindNetwork, resp.ID, body.Name, owner)
-	case m == "POST" && len(segs) >= 3 && segs[0] == "containers" && segs[len(segs)-1] == "exec" && resp.ID != "":
-		r.set(KindExec, resp.ID, "", owner)
-	case m == "POST" && len(segs) >= 3 && segs[0] == "containers" && segs[len(segs)-1] == "rename":
-		ref := strings.Join(segs[1:len(segs)-1], "/")
-		for k, e := range r.book {
-			if e.Kind == KindContainer && (e.ID == ref || e.Name == ref || strings.HasPrefix(e.ID, ref)) {
-				e.Name = q.Get("name")
-				r.book[k] = e
-				break
-			}
-		}
-	case m == "DELETE" && len(segs) >= 2 && (segs[0] == "containers" || segs[0] == "volumes" || segs[0] == "networks"):
-		kind := map[string]ObjectKind{"containers": KindContainer, "volumes": KindVolume, "networks": KindNetwork}[segs[0]]
-		r.forget(kind, strings.Join(segs[1:], "/"))
+		r.set(KindNetwork, id, body.Name, owner)
+	case last == "exec" && id != "":
+		r.set(KindExec, id, "", owner)
+	case last == "rename":
+		r.rename(strings.Join(segs[1:len(segs)-1], "/"), q.Get("name"))
 	default:
-		return nil
+		return false
 	}
-	return r.save()
+	return true
+}
+
+// rename follows a container's rename; r.mu is held.
+func (r *Registry) rename(ref, name string) {
+	for k, e := range r.book {
+		if e.Kind == KindContainer && (e.ID == ref || e.Name == ref || strings.HasPrefix(e.ID, ref)) {
+			e.Name = name
+			r.book[k] = e
+			return
+		}
+	}
+}
+
+// observeDelete forgets a removed container, volume or network; r.mu is
+// held.
+func (r *Registry) observeDelete(segs []string) bool {
+	if len(segs) < 2 {
+		return false
+	}
+	kind, ok := map[string]ObjectKind{"containers": KindContainer, "volumes": KindVolume, "networks": KindNetwork}[segs[0]]
+	if !ok {
+		return false
+	}
+	r.forget(kind, strings.Join(segs[1:], "/"))
+	return true
 }
 
 // namedVolumes lists the named volumes a create body mounts (Binds

@@ -630,25 +630,11 @@ func parsePattern(s string) (*pattern, error) {
 	}
 	parts := strings.Split(p[1:], "/")
 	for i, part := range parts {
-		switch {
-		case part == "*":
-			if i != len(parts)-1 {
-				return nil, bad(`"*" may only end the path`)
-			}
-			pt.segs = append(pt.segs, pseg{kind: pStar})
-		case part == "" || part == "." || part == "..":
-			return nil, bad(`empty, "." and ".." segments are not allowed`)
-		case strings.HasPrefix(part, "{") || strings.HasSuffix(part, "}"):
-			name := strings.TrimSuffix(strings.TrimPrefix(part, "{"), "}")
-			if !strings.HasPrefix(part, "{") || !strings.HasSuffix(part, "}") || !isIdent(name) {
-				return nil, bad("bad variable %q: want {name}, a whole segment", part)
-			}
-			pt.segs = append(pt.segs, pseg{kind: pVar, value: name})
-		case strings.ContainsAny(part, "{}*"):
-			return nil, bad(`%q: "{", "}" and "*" only make a whole segment`, part)
-		default:
-			pt.segs = append(pt.segs, pseg{kind: pLit, value: part})
+		sg, why := parseSegment(part, i == len(parts)-1)
+		if why != "" {
+			return nil, bad("%s", why)
 		}
+		pt.segs = append(pt.segs, sg)
 	}
 	for _, rt := range routes().all {
 		if pt.methodMatches(rt.method) && matchTemplate(pt.segs, rt.segs) {
@@ -656,6 +642,29 @@ func parsePattern(s string) (*pattern, error) {
 		}
 	}
 	return nil, bad("it matches no Docker API endpoint")
+}
+
+// parseSegment reads one segment of a rule's path; why says what is wrong
+// with it.
+func parseSegment(part string, last bool) (sg pseg, why string) {
+	switch {
+	case part == "*":
+		if !last {
+			return sg, `"*" may only end the path`
+		}
+		return pseg{kind: pStar}, ""
+	case part == "" || part == "." || part == "..":
+		return sg, `empty, "." and ".." segments are not allowed`
+	case strings.HasPrefix(part, "{") || strings.HasSuffix(part, "}"):
+		name := strings.TrimSuffix(strings.TrimPrefix(part, "{"), "}")
+		if !strings.HasPrefix(part, "{") || !strings.HasSuffix(part, "}") || !isIdent(name) {
+			return sg, fmt.Sprintf("bad variable %q: want {name}, a whole segment", part)
+		}
+		return pseg{kind: pVar, value: name}, ""
+	case strings.ContainsAny(part, "{}*"):
+		return sg, fmt.Sprintf(`%q: "{", "}" and "*" only make a whole segment`, part)
+	}
+	return pseg{kind: pLit, value: part}, ""
 }
 
 func isIdent(s string) bool {

@@ -307,79 +307,98 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	}
 	p := DefaultPolicy()
 	p.protected = slices.Clone(defaultProtectedPaths)
-	var (
-		defaultRole, unix string
-		haveDefault       bool
-		defs              = map[string]json.RawMessage{}
-		order             []string
-	)
-	err := object(raw, "", func(key string, val json.RawMessage) error {
-		switch key {
-		case "default_role":
-			haveDefault = true
-			return str(val, key, &defaultRole)
-		case "unix":
-			return str(val, key, &unix)
-		case "protected_paths":
-			var paths []string
-			if err := strs(val, key, &paths); err != nil {
-				return err
-			}
-			for i, s := range paths {
-				if !strings.HasPrefix(s, "/") {
-					return fmt.Errorf("%s[%d]: want an absolute path, got %q", key, i, s)
-				}
-				if c := path.Clean(s); c == "/" {
-					return fmt.Errorf("%s[%d]: %q: \"/\" itself is always protected; a list entry protects a directory and what is under it", key, i, s)
-				} else if !slices.Contains(p.protected, c) {
-					p.protected = append(p.protected, c)
-				}
-			}
-			return nil
-		case "bind_roots":
-			return p.parseBindRoots(val)
-		case "max_pids":
-			if err := json.Unmarshal(val, &p.maxPids); err != nil || p.maxPids < 0 {
-				return fmt.Errorf("max_pids: want a whole number, 0 for none, got %s", val)
-			}
-			return nil
-		case "roles":
-			return object(val, "roles", func(name string, def json.RawMessage) error {
-				if slices.Contains(builtinRoles, name) {
-					return fmt.Errorf("roles.%s: the built-in role %q cannot be redefined: give the role another name, with \"base\": %q", name, name, name)
-				}
-				if !validRoleName().MatchString(name) {
-					return fmt.Errorf("roles.%q: invalid role name: want lowercase letters, digits, '-' and '_', starting with a letter", name)
-				}
-				defs[name] = def
-				order = append(order, name)
-				return nil
-			})
-		}
-		return fmt.Errorf("unknown key %q: want default_role, unix, protected_paths, bind_roots, max_pids or roles", key)
-	})
-	if err != nil {
+	f := &policyFile{defs: map[string]json.RawMessage{}}
+	if err := object(raw, "", func(key string, val json.RawMessage) error { return p.parseMember(f, key, val) }); err != nil {
 		return nil, err
 	}
 	parsed := map[string]*roleDef{}
-	for _, name := range order {
-		d, err := parseRoleDef(name, defs[name])
+	for _, name := range f.order {
+		d, err := parseRoleDef(name, f.defs[name])
 		if err != nil {
 			return nil, err
 		}
 		parsed[name] = d
 	}
-	for _, name := range order {
+	for _, name := range f.order {
 		if _, err := p.resolve(name, parsed, nil); err != nil {
 			return nil, err
 		}
 	}
-	if haveDefault {
-		if !p.HasRole(defaultRole) {
-			return nil, fmt.Errorf("default_role: unknown role %q: want one of %s", defaultRole, strings.Join(p.Roles(), ", "))
+	if f.haveDefault {
+		if !p.HasRole(f.defaultRole) {
+			return nil, fmt.Errorf("default_role: unknown role %q: want one of %s", f.defaultRole, strings.Join(p.Roles(), ", "))
 		}
-		p.defaultRole = defaultRole
+		p.defaultRole = f.defaultRole
 	}
+	if err := p.setUnix(f.unix); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// policyFile is what ParsePolicy gathers before the roles resolve.
+type policyFile struct {
+	defaultRole, unix string
+	haveDefault       bool
+	defs              map[string]json.RawMessage
+	order             []string
+}
+
+// parseMember reads one top-level member of a policy file.
+func (p *Policy) parseMember(f *policyFile, key string, val json.RawMessage) error {
+	switch key {
+	case "default_role":
+		f.haveDefault = true
+		return str(val, key, &f.defaultRole)
+	case "unix":
+		return str(val, key, &f.unix)
+	case "protected_paths":
+		return p.parseProtected(val)
+	case "bind_roots":
+		return p.parseBindRoots(val)
+	case "max_pids":
+		if err := json.Unmarshal(val, &p.maxPids); err != nil || p.maxPids < 0 {
+			return fmt.Errorf("max_pids: want a whole number, 0 for none, got %s", val)
+		}
+		return nil
+	case "roles":
+		return object(val, "roles", func(name string, def json.RawMessage) error {
+			if slices.Contains(builtinRoles, name) {
+				return fmt.Errorf("roles.%s: the built-in role %q cannot be redefined: give the role another name, with \"base\": %q", name, name, name)
+			}
+			if !validRoleName().MatchString(name) {
+				return fmt.Errorf("roles.%q: invalid role name: want lowercase letters, digits, '-' and '_', starting with a letter", name)
+			}
+			f.defs[name] = def
+			f.order = append(f.order, name)
+			return nil
+		})
+	}
+	return fmt.Errorf("unknown key %q: want default_role, unix, protected_paths, bind_roots, max_pids or roles", key)
+}
+
+// parseProtected reads protected_paths.
+func (p *Policy) parseProtected(val json.RawMessage) error {
+	const key = "protected_paths"
+	var paths []string
+	if err := strs(val, key, &paths); err != nil {
+		return err
+	}
+	for i, s := range paths {
+		if !strings.HasPrefix(s, "/") {
+			return fmt.Errorf("%s[%d]: want an absolute path, got %q", key, i, s)
+		}
+		if c := path.Clean(s); c == "/" {
+			return fmt.Errorf("%s[%d]: %q: \"/\" itself is always protected; a list entry protects a directory and what is under it", key, i, s)
+		} else if !slices.Contains(p.protected, c) {
+			p.protected = append(p.protected, c)
+		}
+	}
+	return nil
+}
+
+// setUnix applies the "unix" setting once the roles are known.
+func (p *Policy) setUnix(unix string) error {
 	switch {
 	case unix == "" || unix == "allow":
 	case unix == "deny":
@@ -387,13 +406,13 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	case strings.HasPrefix(unix, "role:"):
 		name := strings.TrimPrefix(unix, "role:")
 		if !p.HasRole(name) {
-			return nil, fmt.Errorf("unix: unknown role %q: want one of %s", name, strings.Join(p.Roles(), ", "))
+			return fmt.Errorf("unix: unknown role %q: want one of %s", name, strings.Join(p.Roles(), ", "))
 		}
 		p.unix, p.unixRole = unixRole, name
 	default:
-		return nil, fmt.Errorf(`unix: want "allow", "deny" or "role:NAME", got %q`, unix)
+		return fmt.Errorf(`unix: want "allow", "deny" or "role:NAME", got %q`, unix)
 	}
-	return p, nil
+	return nil
 }
 
 // parseBindRoots reads bind_roots: absolute, clean paths, none of them

@@ -597,3 +597,80 @@ func rolesWithRealDocker(t *testing.T, d *sandbox.Daemon, plugin *authzPlugin, d
 	denied("dev", "was created by someone else", "exec", "-d", "reuse", "/sleep")
 	require.NoError(t, atomicfile.Write(plugin.Policy, []byte(`{"default_role": "readonly"}`), 0o644))
 }
+
+// TestAuthzLatePolicyWithRealDocker: a policy file created at the default
+// path (/etc/dtls/authz-policy.json) after the plugin started is loaded,
+// and its removal brings the built-in policy back, as dockerd's calls
+// show. The plugin runs in a mount namespace of its own with an empty
+// /etc, so that the host's /etc is never touched; the test writes the
+// file through /proc/PID/root.
+func TestAuthzLatePolicyWithRealDocker(t *testing.T) {
+	docker := dockerCLI(t)
+	sandbox.Require(t)
+	dir, err := sandbox.NewDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	port, err := sandbox.FreePort()
+	require.NoError(t, err)
+	state, certs, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")
+	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
+	require.NoError(t, os.Mkdir(systemd, 0o755))
+	now := time.Now()
+	initArgs := []string{"init", "--state-dir", state, "--certs-dir", certs, "--daemon-json", daemonJSON, "--systemd-dir", systemd,
+		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--host", "localhost", "--host", "127.0.0.1"}
+	_, stderr, code := dtls(t, now, initArgs...)
+	require.Equal(t, 0, code, stderr)
+	_, stderr, code = dtls(t, now, "issue-client", "dana", "--state-dir", state, "--out", filepath.Join(dir, "dana"))
+	require.Equal(t, 0, code, stderr)
+
+	id := make([]byte, 4)
+	_, _ = rand.Read(id)
+	p := &authzPlugin{Name: "dtls-authz-late-" + hex.EncodeToString(id), Audit: filepath.Join(dir, "authz.log"), out: &bytes.Buffer{}}
+	p.Socket = filepath.Join(pluginDir, p.Name+".sock")
+	t.Cleanup(sandbox.ClaimHostDirs())
+	require.NoError(t, os.MkdirAll(pluginDir, 0o755))
+	p.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+		`mount -t tmpfs -o mode=0755 late-etc /etc && mkdir -m 0755 /etc/dtls && exec "$@"`, "sh",
+		dtlsExe(t), "authz", "serve", "--socket", p.Socket, "--state-dir", state, "--audit-log", p.Audit,
+		"--daemon-json", daemonJSON, "--systemd-dir", systemd)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	require.NoError(t, p.cmd.Start())
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		_ = p.cmd.Wait()
+		os.Remove(p.Socket)
+		if t.Failed() {
+			t.Logf("plugin output:\n%s", tailString(p.out.String(), 4000))
+		}
+	})
+	waitFor(t, 20*time.Second, "the plugin answers", func() bool { return authority.ProbeAuthz(p.Socket, time.Second) == nil })
+	_, stderr, code = dtls(t, now, append(initArgs, "--authz", "--authz-socket", p.Socket)...)
+	require.Equal(t, 0, code, stderr)
+	d, err := sandbox.Start(context.Background(), dir, daemonJSON)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
+	require.NoError(t, d.TinyImage(context.Background(), "tiny:1"))
+
+	create := func() (string, error) {
+		return runDocker(t, docker, []string{fmt.Sprintf("DOCKER_HOST=tcp://127.0.0.1:%d", port), "DOCKER_TLS_VERIFY=1",
+			"DOCKER_CERT_PATH=" + filepath.Join(dir, "dana")}, "create", "tiny:1", "/x")
+	}
+	// The built-in policy: dana has no role, so readonly.
+	out, err := create()
+	require.Error(t, err, out)
+	assert.Contains(t, out, "readonly")
+
+	// Created at the default path, as the plugin sees it.
+	policy := fmt.Sprintf("/proc/%d/root/etc/dtls/authz-policy.json", p.cmd.Process.Pid)
+	require.NoError(t, os.WriteFile(policy, []byte(`{"default_role": "developer"}`), 0o644))
+	waitFor(t, 10*time.Second, "the policy created after the start is loaded", func() bool {
+		_, err := create()
+		return err == nil
+	})
+	// Removed: the built-in policy again.
+	require.NoError(t, os.Remove(policy))
+	waitFor(t, 10*time.Second, "the built-in policy is back", func() bool {
+		out, err := create()
+		return err != nil && strings.Contains(out, "readonly")
+	})
+}

@@ -106,8 +106,26 @@ func run(dtls string, n int) error {
 	if err := sh("issue-client", "bench", "--role", "admin", "--state-dir", state, "--out", bundle); err != nil {
 		return err
 	}
+	devBundle := filepath.Join(dir, "dev")
+	if err := sh("issue-client", "dev", "--role", "developer", "--state-dir", state, "--out", devBundle); err != nil {
+		return err
+	}
 
 	// The plugin, and daemon B with it.
+	// B's daemon.json is the plugin's: its unix socket answers the
+	// plugin's lookups of containers.
+	dirB := filepath.Join(dir, "b")
+	if err := os.Mkdir(dirB, 0o700); err != nil {
+		return err
+	}
+	portB, err := sandbox.FreePort()
+	if err != nil {
+		return err
+	}
+	cfgB := filepath.Join(dirB, "daemon.json")
+	if err := os.WriteFile(cfgB, sandbox.BaseConfig(dirB), 0o644); err != nil {
+		return err
+	}
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
 	socket := fmt.Sprintf("/run/docker/plugins/dtls-authz-bench-%s.sock", hex.EncodeToString(id))
@@ -118,7 +136,7 @@ func run(dtls string, n int) error {
 		return err
 	}
 	plugin := exec.Command(dtls, "authz", "serve", "--socket", socket, "--state-dir", state, "--audit-log", filepath.Join(dir, "authz.log"),
-		"--daemon-json", cfgA, "--systemd-dir", systemd)
+		"--daemon-json", cfgB, "--systemd-dir", systemd)
 	plugin.Stdout = io.Discard
 	if err := plugin.Start(); err != nil {
 		return err
@@ -167,24 +185,13 @@ func run(dtls string, n int) error {
 		return err
 	}
 
-	dirB := filepath.Join(dir, "b")
-	if err := os.Mkdir(dirB, 0o700); err != nil {
-		return err
-	}
-	portB, err := sandbox.FreePort()
-	if err != nil {
-		return err
-	}
-	cfgB := filepath.Join(dirB, "daemon.json")
-	if err := os.WriteFile(cfgB, sandbox.BaseConfig(dirB), 0o644); err != nil {
-		return err
-	}
 	if err := sh(append(initArgs(cfgB, portB), "--authz", "--authz-socket", socket)...); err != nil {
 		return err
 	}
 
 	ctx := context.Background()
 	var res [3]result
+	var own [2]result // on B: inspect of a developer's container, by admin and by its developer
 	for i, d := range []struct {
 		dir, cfg string
 		port     int
@@ -193,7 +200,10 @@ func run(dtls string, n int) error {
 		if err != nil {
 			return err
 		}
-		res[i], err = measure(bundle, d.port, n)
+		res[i], err = measure(bundle, d.port, "/v1.41/containers/json", n)
+		if err == nil && i == 2 {
+			own, err = measureOwned(ctx, daemon, bundle, devBundle, d.port, n)
+		}
 		daemon.Stop()
 		if err != nil {
 			return err
@@ -216,8 +226,41 @@ func run(dtls string, n int) error {
 		(res[1].p50 - res[0].p50).Round(time.Microsecond), (res[1].p99 - res[0].p99).Round(time.Microsecond), 100*(1-res[1].perSec/res[0].perSec))
 	fmt.Printf("dtls plugin vs floor: p50 +%s, p99 +%s (the plugin's own work)\n",
 		(res[2].p50 - res[1].p50).Round(time.Microsecond), (res[2].p99 - res[1].p99).Round(time.Microsecond))
-	fmt.Printf("plugin memory (VmRSS): %s at rest, %s after %d requests\n", rssStart, rssAfter, n+200)
+	fmt.Printf("GET /containers/{id}/json of a developer's container with the dtls plugin: admin p50 %s p99 %s; its developer p50 %s p99 %s (+%s at p50: the plugin asks dockerd who the container is)\n",
+		own[0].p50.Round(time.Microsecond), own[0].p99.Round(time.Microsecond), own[1].p50.Round(time.Microsecond), own[1].p99.Round(time.Microsecond),
+		(own[1].p50 - own[0].p50).Round(time.Microsecond))
+	fmt.Printf("plugin memory (VmRSS): %s at rest, %s after %d requests\n", rssStart, rssAfter, 3*n+600)
 	return nil
+}
+
+// measureOwned has the developer create a container on d through the
+// plugin, then measures its inspect by admin (no lookup) and by the
+// developer (the ownership rule: a lookup through dockerd).
+func measureOwned(ctx context.Context, d *sandbox.Daemon, admin, dev string, port, n int) ([2]result, error) {
+	var out [2]result
+	if err := d.TinyImage(ctx, "tiny:1"); err != nil {
+		return out, err
+	}
+	c, err := client(dev)
+	if err != nil {
+		return out, err
+	}
+	resp, err := c.Post(fmt.Sprintf("https://127.0.0.1:%d/v1.41/containers/create?name=owned", port), "application/json",
+		strings.NewReader(`{"Image":"tiny:1","Cmd":["/x"]}`))
+	if err != nil {
+		return out, err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return out, fmt.Errorf("create as the developer: %s: %s", resp.Status, b)
+	}
+	for i, bundle := range []string{admin, dev} {
+		if out[i], err = measure(bundle, port, "/v1.41/containers/owned/json", n); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }
 
 func verdict(ok bool) string {
@@ -229,23 +272,13 @@ func verdict(ok bool) string {
 
 // measure sends n requests one after another on one connection, after a
 // warm-up, and returns the latency percentiles and the rate.
-func measure(bundle string, port, n int) (result, error) {
-	cert, err := tls.LoadX509KeyPair(filepath.Join(bundle, "cert.pem"), filepath.Join(bundle, "key.pem"))
+func measure(bundle string, port int, path string, n int) (result, error) {
+	c, err := client(bundle)
 	if err != nil {
 		return result{}, err
 	}
-	caPEM, err := os.ReadFile(filepath.Join(bundle, "ca.pem"))
-	if err != nil {
-		return result{}, err
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	c := &http.Client{Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: "localhost"},
-		MaxIdleConnsPerHost: 1,
-	}}
 	defer c.CloseIdleConnections()
-	url := fmt.Sprintf("https://127.0.0.1:%d/v1.41/containers/json", port)
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", port, path)
 	get := func() error {
 		resp, err := c.Get(url)
 		if err != nil {
@@ -278,6 +311,25 @@ func measure(bundle string, port, n int) (result, error) {
 		p50: lat[n/2], p99: lat[n*99/100], mean: total / time.Duration(n),
 		perSec: float64(n) / total.Seconds(),
 	}, nil
+}
+
+// client is an HTTPS client with a bundle's certificate, keeping one
+// connection alive.
+func client(bundle string) (*http.Client, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(bundle, "cert.pem"), filepath.Join(bundle, "key.pem"))
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := os.ReadFile(filepath.Join(bundle, "ca.pem"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: "localhost"},
+		MaxIdleConnsPerHost: 1,
+	}}, nil
 }
 
 // rss is a process's resident memory, from /proc/PID/status.

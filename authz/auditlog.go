@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Phases of an audit record: dockerd asks the plugin before it handles a
@@ -78,6 +79,40 @@ type AuditRecord struct {
 	// when dockerd did not know it: a hijacked or streamed response, or a
 	// handler error (see authzRequest).
 	Status int `json:"status,omitempty"`
+}
+
+// maxAuditValue bounds each string of a record, and maxAuditFields the
+// fields as a whole: a caller must not be able to flush the trail's five
+// rotated files with a few calls of huge names or paths (a record then
+// keeps the value's start and says how long it was).
+const (
+	maxAuditValue  = 1024
+	maxAuditFields = 8 << 10
+)
+
+// bounded is r with long values cut.
+func (r AuditRecord) bounded() AuditRecord {
+	for _, s := range []*string{&r.User, &r.Role, &r.Serial, &r.Source, &r.Method, &r.Path, &r.URI, &r.Rule, &r.Reason} {
+		*s = cut(*s, maxAuditValue)
+	}
+	if len(r.Fields) > 0 {
+		if b, err := json.Marshal(r.Fields); err != nil || len(b) > maxAuditFields {
+			r.Fields = map[string]any{"truncated": fmt.Sprintf("%d bytes of fields", len(b)), "start": cut(string(b), maxAuditValue)}
+		}
+	}
+	return r
+}
+
+// cut keeps the first n bytes of s (whole runes), saying how long it was.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return fmt.Sprintf("%s...(%d bytes)", s[:i], len(s))
 }
 
 // MarshalJSON writes Time in UTC with a fixed nine-digit fraction.
@@ -159,7 +194,7 @@ func (l *AuditLog) Write(r AuditRecord) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
-	line, err := json.Marshal(r)
+	line, err := json.Marshal(r.bounded())
 	if err != nil {
 		return fmt.Errorf("audit record: %w", err)
 	}

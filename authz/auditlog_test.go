@@ -292,3 +292,18 @@ func TestReadAudit(t *testing.T) {
 		assert.Len(t, recs, 3)
 	})
 }
+
+// TestAuditRecordBounded: a record's values are cut, so that a few calls
+// with huge names or paths cannot flush the trail's rotated files.
+func TestAuditRecordBounded(t *testing.T) {
+	var buf bytes.Buffer
+	l, err := OpenAuditLog("", 0, 0, &buf)
+	require.NoError(t, err)
+	huge := strings.Repeat("x", 900<<10)
+	require.NoError(t, l.Write(AuditRecord{Phase: PhaseRequest, Decision: DecisionDeny, URI: "/containers/" + huge + "/json",
+		Path: "/containers/" + huge + "/json", Reason: huge, Fields: map[string]any{"name": huge}}))
+	assert.Less(t, buf.Len(), 8<<10, "one record")
+	assert.Contains(t, buf.String(), "bytes)")
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &rec))
+}

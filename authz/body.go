@@ -162,19 +162,51 @@ func isRootUser(u string) bool {
 
 // networkBody is the body of POST /networks/create.
 type networkBody struct {
-	Name    string
-	Driver  string
-	Ingress bool
-	Options map[string]string
+	Name       string
+	Driver     string
+	Ingress    bool
+	EnableIPv6 bool
+	Options    map[string]string
+	IPAM       *struct {
+		Driver  string
+		Config  []json.RawMessage
+		Options map[string]string
+	}
 }
 
-// checkNetwork allows networks of the bridge and overlay drivers: macvlan
-// and ipvlan put containers on a host interface (parent=eth0), a bridge
-// named after an existing host bridge puts them on it, and an ingress
-// network carries the swarm's published ports.
-func checkNetwork(c *checkResult, b *networkBody) {
+// networkFields are what a role that is not admin may create a network
+// with (moby api/types/network CreateRequest).
+var (
+	networkFields = map[string]fieldRule{
+		"Name": checkedBy, "CheckDuplicate": anyValue, "Driver": checkedBy, "Scope": anyValue, "Internal": anyValue,
+		"Attachable": anyValue, "Ingress": zeroOnly, "IPAM": checkedBy, "EnableIPv6": zeroOnly, "Options": checkedBy,
+		"Labels": anyValue, "ConfigOnly": zeroOnly, "ConfigFrom": zeroOnly,
+	}
+	networkIndex = fieldIndex(networkFields)
+	// networkOptions are the driver options that change nothing outside
+	// the network: its MTU, whether its containers talk to each other or
+	// are masqueraded.
+	networkOptions = []string{"com.docker.network.driver.mtu", "com.docker.network.bridge.enable_icc", "com.docker.network.bridge.enable_ip_masquerade"}
+)
+
+func init() {
+	zeroReason["Ingress"] = "an ingress network carries the swarm's published ports"
+	zeroReason["EnableIPv6"] = "an IPv6 network turns on IPv6 forwarding for the whole host (net.ipv6.conf.all.forwarding), which then ignores router advertisements"
+	zeroReason["ConfigOnly"] = "config-only networks are admin's"
+	zeroReason["ConfigFrom"] = "a network made from another's config takes its addresses"
+}
+
+// checkNetwork allows networks of the bridge and overlay drivers, with
+// addresses from dockerd's own pools: macvlan and ipvlan put containers
+// on a host interface (parent=eth0); a bridge named after an existing
+// host bridge puts them on it; a subnet of the caller's choice makes the
+// host route those addresses (a DNS server's, the cloud metadata
+// service's, the online CA's) into the caller's containers.
+func checkNetwork(c *checkResult, raw []byte, b *networkBody) {
 	c.set("name", b.Name)
 	c.set("driver", b.Driver)
+	checkFields(c, raw, "", networkIndex, networkFields)
+	checkObjectName(c, b.Name, "Name")
 	switch b.Driver {
 	case "", "bridge", "overlay":
 	default:
@@ -184,11 +216,40 @@ func checkNetwork(c *checkResult, b *networkBody) {
 		if strings.EqualFold(k, "com.docker.network.bridge.name") {
 			c.set("bridge_name", v)
 			c.fail("Options", fmt.Sprintf("naming the bridge (%s=%s) may put containers on an existing host bridge", k, v))
+		} else if !containsString(networkOptions, k) {
+			c.fail("Options", fmt.Sprintf("network option %q is not allowed: only %s", k, strings.Join(networkOptions, ", ")))
 		}
 	}
-	if b.Ingress {
-		c.set("ingress", true)
-		c.fail("Ingress", "an ingress network carries the swarm's published ports")
+	if m := b.IPAM; m != nil {
+		switch {
+		case m.Driver != "" && m.Driver != "default":
+			c.fail("IPAM.Driver", fmt.Sprintf("IPAM driver %q is not allowed: only dockerd's default", m.Driver))
+		case len(m.Config) > 0:
+			c.set("ipam_config", m.Config)
+			c.fail("IPAM.Config", "choosing the network's subnet, range or gateway (--subnet, --ip-range, --gateway) is not allowed: the host would route those addresses into the network; dockerd picks a free one from its pools")
+		case len(m.Options) > 0:
+			c.fail("IPAM.Options", "IPAM options are not allowed")
+		}
+	}
+}
+
+// maxObjectName bounds the names a role that is not admin gives: the
+// owners' book and the audit trail keep them.
+const maxObjectName = 128
+
+// checkObjectName refuses a container or network name that is too long,
+// or made of hexadecimal digits only: dockerd looks a reference up by
+// name before ID prefix, so such a name would capture another's
+// reference to an object whose ID starts with it (an admin's docker cp
+// to an ID prefix shown by docker ps would land in the caller's
+// container).
+func checkObjectName(c *checkResult, name, field string) {
+	n := strings.TrimPrefix(name, "/")
+	switch {
+	case len(n) > maxObjectName:
+		c.fail(field, fmt.Sprintf("a name of %d bytes is too long: at most %d", len(n), maxObjectName))
+	case isHexRef(n):
+		c.fail(field, fmt.Sprintf("the name %q is made of hexadecimal digits only, which reads as an ID prefix: another's reference to an ID starting with it would find this object; choose a name with another letter", n))
 	}
 }
 

@@ -168,6 +168,7 @@ type mountSpec struct {
 	Type          string
 	Source        string
 	Target        string
+	BindOptions   *struct{ Propagation string }
 	VolumeOptions *struct {
 		DriverConfig *struct {
 			Name    string
@@ -213,6 +214,10 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 	case queryImageDelete:
 		checkImageDelete(&k.c, u)
 		return k.c
+	case queryRename:
+		q, _ := url.ParseQuery(u.query)
+		checkObjectName(&k.c, q.Get("name"), "name")
+		return k.c
 	}
 	body := bytes.Trim(r.Body, " \t\r\n") // JSON's white space only: dockerd reads no other
 	switch {
@@ -230,6 +235,11 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 		var b createBody
 		if err = json.Unmarshal(body, &b); err == nil {
 			k.checkCreate(body, &b)
+			if q, qerr := url.ParseQuery(u.query); qerr != nil {
+				k.c.fail("query", fmt.Sprintf("the query of %s is not what dockerd reads: %v", rt, qerr))
+			} else if name := q.Get("name"); name != "" {
+				checkObjectName(&k.c, name, "name")
+			}
 		}
 	case bodyExec:
 		var b execBody
@@ -249,7 +259,7 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 	case bodyNetwork:
 		var b networkBody
 		if err = json.Unmarshal(body, &b); err == nil {
-			checkNetwork(&k.c, &b)
+			checkNetwork(&k.c, body, &b)
 		}
 	case bodyConnect:
 		var b connectBody
@@ -376,6 +386,10 @@ func (k *checker) checkNetworkName(name, field string) {
 	case o.Driver == "host" || strings.EqualFold(o.Name, "host"):
 		k.c.set("network_mode", name)
 		k.c.fail(field, fmt.Sprintf("network %q is the host's network (driver %q): it shares the host's network stack", name, o.Driver))
+	case isHexRef(name) && !strings.HasPrefix(o.ID, name):
+		// Found by name, which also reads as an ID prefix: removed or
+		// renamed before dockerd's own lookup, it names another's.
+		k.c.fail(field, fmt.Sprintf("network %q is named by a reference that also reads as an ID prefix: use its ID (%.12s)", name, o.ID))
 	case o.Name == "bridge" || o.Name == "none":
 		// dockerd's own, by ID.
 	case o.Owner != k.caller:
@@ -554,6 +568,13 @@ func (k *checker) checkJoined(o Object, field string, depth int) {
 // volume otherwise, an anonymous volume without a ":".
 func (k *checker) checkBind(b, field, driver string) {
 	src, _, ok := strings.Cut(b, ":")
+	if _, mode, ok := strings.Cut(strings.TrimPrefix(b[len(src):], ":"), ":"); ok {
+		for opt := range strings.SplitSeq(mode, ",") {
+			if why := propagationProblem(opt); why != "" {
+				k.c.fail(field, fmt.Sprintf("-v %s: %s", b, why))
+			}
+		}
+	}
 	switch {
 	case !ok || src == "":
 		return
@@ -597,6 +618,11 @@ func (k *checker) checkNamedVolume(name, field string, opts map[string]string) {
 func (k *checker) checkMounts(ms []mountSpec, at string) {
 	for i, m := range ms {
 		field := fmt.Sprintf("%s[%d]", at, i)
+		if m.BindOptions != nil {
+			if why := propagationProblem(m.BindOptions.Propagation); why != "" {
+				k.c.fail(field+".BindOptions.Propagation", why)
+			}
+		}
 		switch strings.ToLower(m.Type) {
 		case "bind":
 			if why := k.hostPaths().judgeBindSource(m.Source, k.caller, k.resolve, k.resolveFixed, k.checkRoot); why != "" {
@@ -813,4 +839,17 @@ func checkImageDelete(c *checkResult, u requestURI) {
 		c.set("force", f)
 		c.fail("force", "removing an image by force (docker rmi -f) is for admin only: images are shared, and force removes one that others' containers use")
 	}
+}
+
+// propagationProblem refuses a mount propagation that lets the
+// container's mounts out to the host: shared or rshared on a workspace
+// carries a tmpfs mounted exec,suid inside it, or a volume, to the host's
+// side of the bind root, where the holder's account runs what is there.
+// Private (the default), slave and their recursive forms keep them in.
+func propagationProblem(opt string) string {
+	switch opt {
+	case "shared", "rshared":
+		return fmt.Sprintf("propagation %q lets the container's mounts out onto the host: only private, rprivate, slave or rslave", opt)
+	}
+	return ""
 }

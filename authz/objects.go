@@ -64,9 +64,9 @@ type Objects interface {
 }
 
 // unixOwner is the owner of what is created over dockerd's unix socket:
-// no certificate name can be it (names are lowercase letters, digits and
-// "-_.").
-const unixOwner = "@unix"
+// no certificate name can be it (pki.ValidateName: letters, digits and
+// ".", "_", "@", "-"; never ":").
+const unixOwner = "unix:"
 
 // ownerOf is the owner key of an identity.
 func ownerOf(id Identity) string {

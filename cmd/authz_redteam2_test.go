@@ -37,6 +37,7 @@ type redTeam2 struct {
 	secret string // a host file outside every bind root
 	state  string // dtls's state directory (the owners' book)
 	audit  string // the plugin's audit log
+	d      *sandbox.Daemon
 	base   string
 	client map[string]*http.Client
 }
@@ -97,6 +98,11 @@ func startRedTeam2(t *testing.T) *redTeam2 {
 		_, stderr, code := dtls(t, now, "issue-client", name, "--role", role, "--state-dir", state, "--out", filepath.Join(r.bundle, name))
 		require.Equal(t, 0, code, stderr)
 	}
+	// A developer whose name is the owners' book's key for the local unix
+	// socket (authz/objects.go unixOwner), which pki.ValidateName allows.
+	if _, stderr, code := dtls(t, now, "issue-client", "@unix", "--role", "developer", "--state-dir", state, "--out", filepath.Join(r.bundle, "@unix")); code != 0 {
+		t.Logf("dtls issue-client @unix: %s", stderr)
+	}
 	hidden, err := os.MkdirTemp("", "dtls-redteam2-hidden-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(hidden) })
@@ -117,6 +123,7 @@ func startRedTeam2(t *testing.T) *redTeam2 {
 	d, err := sandbox.Start(context.Background(), dir, daemonJSON)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
+	r.d = d
 	// Before dockerd stops: its networks' bridges outlive it.
 	t.Cleanup(func() {
 		if ids := strings.Fields(func() string { out, _ := r.as("root-admin", "ps", "-aq"); return out }()); len(ids) > 0 {
@@ -147,6 +154,9 @@ func startRedTeam2(t *testing.T) *redTeam2 {
 	}
 	for _, n := range []string{"root-admin", "rita", "dev"} {
 		r.client[n] = rawClient(t, filepath.Join(r.bundle, n))
+	}
+	if _, err := os.Stat(filepath.Join(r.bundle, "@unix")); err == nil {
+		r.client["@unix"] = rawClient(t, filepath.Join(r.bundle, "@unix"))
 	}
 	r.base = fmt.Sprintf("https://127.0.0.1:%d", port)
 	return r
@@ -738,6 +748,47 @@ func TestRedTeamAuthz2(t *testing.T) {
 		if err == nil {
 			_, _ = r.as("dev", "volume", "rm", "hostnfs")
 		}
+	})
+
+	// Bypass: the owners' book records what is made over dockerd's local
+	// unix socket (root, systemd units, scripts on the host) as owned by
+	// "@unix", a key the code says no certificate name can be
+	// (authz/objects.go), but pki.ValidateName allows a name that starts
+	// with "@": "dtls issue-client @unix --role developer" works, and that
+	// developer owns every container made locally: it execs into them,
+	// stops, removes them.
+	//
+	// Reproducer:
+	//
+	//	sudo docker run -d --name local-db -e PGPASSWORD=s3cret postgres   # on the host, unix socket
+	//	sudo dtls issue-client @unix --role developer
+	//	DOCKER_CERT_PATH=./@unix docker exec local-db env    # allowed
+	//
+	// Fix direction: refuse "@" as a first character in pki.ValidateName
+	// (and for names already in the inventory, in the plugin), or key the
+	// book by source and name so no name can equal the socket's key.
+	t.Run("Bypass_certificate_named_at_unix_owns_local_socket_containers", func(t *testing.T) {
+		if r.client["@unix"] == nil {
+			t.Log("closed: dtls issue-client refused the name @unix")
+			return
+		}
+		resp, err := r.d.Client().Post("http://docker/containers/create?name=localbox", "application/json",
+			strings.NewReader(`{"Image":"tool:1","Cmd":["/tool","sleep"],"Env":["DB_PASSWORD=local-secret-5"]}`))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, 201, resp.StatusCode)
+		resp, err = r.d.Client().Post("http://docker/containers/localbox/start", "", nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, 204, resp.StatusCode)
+		st, out := r.raw("@unix", "GET", "/containers/localbox/json", "", "")
+		t.Logf("@unix (developer): GET /containers/localbox/json: %d, the environment shows: %v", st, strings.Contains(out, "local-secret-5"))
+		st2, out2 := r.raw("@unix", "POST", "/containers/localbox/exec", "application/json", `{"Cmd":["/tool","euid"]}`)
+		t.Logf("@unix (developer): POST /containers/localbox/exec: %d %s", st2, tailString(out2, 160))
+		st3, out3 := r.raw("dev", "GET", "/containers/localbox/json", "", "")
+		t.Logf("dev (developer): GET /containers/localbox/json: %d %s", st3, tailString(out3, 120))
+		assert.NotEqual(t, 200, st, "a developer's certificate named @unix inspects a container made over the local socket")
+		assert.NotEqual(t, 201, st2, "a developer's certificate named @unix makes an exec in a container made over the local socket")
 	})
 
 	// Refused shapes (regression): references that read as ID prefixes

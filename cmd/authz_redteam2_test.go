@@ -805,7 +805,7 @@ func TestRedTeamAuthz2(t *testing.T) {
 	// but name the developer's own container or network, in every place
 	// a container names another.
 	hexBox := adminBox[:12]
-	r.must("dev", "create", "--name", hexBox, "tool:1", "/tool", "sleep")
+	hexBoxID := r.must("dev", "create", "--name", hexBox, "tool:1", "/tool", "sleep")
 	adminNet := r.must("root-admin", "network", "inspect", "-f", "{{.Id}}", "adminnet")
 	hexNet := adminNet[:12]
 	r.must("dev", "network", "create", hexNet)
@@ -858,4 +858,34 @@ func TestRedTeamAuthz2(t *testing.T) {
 		}
 		t.Logf("refused %-55s %d %s", s.name, status, tailString(out, 160))
 	}
+
+	// Bypass: dockerd resolves a reference by full ID, then by name, then
+	// by ID prefix, for the admin too. A developer names its container
+	// after the 12-character ID prefix "docker ps" shows for the admin's
+	// container (a create the plugin allows); the admin's "docker cp
+	// FILE 5a6a715da87a:/tmp", "docker exec -it 5a6a715da87a sh" (and what
+	// is typed there) go to the developer's container, which the developer
+	// then reads.
+	//
+	// Reproducer (P is the admin's container's ID prefix from docker ps):
+	//
+	//	docker create --name P alpine sleep 1d                 # developer
+	//	docker cp ./db-backup.sql P:/tmp/                     # admin, meaning its own container
+	//	docker start P-ID && docker exec P-ID cat /tmp/db-backup.sql   # developer, by its ID
+	//
+	// Fix direction: a role that is not admin may not create, rename or
+	// name a container or network with a name that reads as an ID prefix
+	// (lowercase hexadecimal), the same rule the plugin already applies to
+	// references.
+	t.Run("Bypass_container_named_after_admins_id_prefix_takes_admins_cp", func(t *testing.T) {
+		got := r.must("root-admin", "inspect", "-f", "{{.Id}}", hexBox)
+		t.Logf("admin: docker inspect %s (its own container's ID prefix) -> %.12s (admin's is %.12s, the developer's %.12s)", hexBox, got, adminBox, hexBoxID)
+		out, err := r.as("root-admin", "cp", r.secret, hexBox+":/loot")
+		require.NoError(t, err, out)
+		r.must("dev", "start", hexBoxID)
+		out, err = r.as("dev", "exec", hexBoxID, "/tool", "read", "/loot", "14")
+		t.Logf("dev: docker exec %.12s /tool read /loot: err=%v %s", hexBoxID, err, tailString(out, 120))
+		_, _ = r.as("dev", "kill", hexBoxID)
+		assert.NotContains(t, out, fmt.Sprintf("%x", "host-secret-42"), "the admin's docker cp to its container's ID prefix went to the developer's container")
+	})
 }

@@ -808,7 +808,7 @@ func TestRedTeamAuthz2(t *testing.T) {
 	hexBoxID := r.must("dev", "create", "--name", hexBox, "tool:1", "/tool", "sleep")
 	adminNet := r.must("root-admin", "network", "inspect", "-f", "{{.Id}}", "adminnet")
 	hexNet := adminNet[:12]
-	r.must("dev", "network", "create", hexNet)
+	hexNetID := r.must("dev", "network", "create", hexNet)
 	for _, s := range [][]string{
 		{"create", "--link", hexBox + ":db", "tool:1", "/x"},
 		{"create", "--volumes-from", hexBox, "tool:1", "/x"},
@@ -872,6 +872,8 @@ func TestRedTeamAuthz2(t *testing.T) {
 	//	docker create --name P alpine sleep 1d                 # developer
 	//	docker cp ./db-backup.sql P:/tmp/                     # admin, meaning its own container
 	//	docker start P-ID && docker exec P-ID cat /tmp/db-backup.sql   # developer, by its ID
+	//	docker network create Q                                # developer, Q the admin's network's ID prefix
+	//	docker network connect Q adminbox                      # admin: joins the developer's network
 	//
 	// Fix direction: a role that is not admin may not create, rename or
 	// name a container or network with a name that reads as an ID prefix
@@ -887,5 +889,11 @@ func TestRedTeamAuthz2(t *testing.T) {
 		t.Logf("dev: docker exec %.12s /tool read /loot: err=%v %s", hexBoxID, err, tailString(out, 120))
 		_, _ = r.as("dev", "kill", hexBoxID)
 		assert.NotContains(t, out, fmt.Sprintf("%x", "host-secret-42"), "the admin's docker cp to its container's ID prefix went to the developer's container")
+		// The same for networks: the admin connects its container to
+		// its network by ID prefix and joins the developer's.
+		r.must("root-admin", "network", "connect", hexNet, "adminbox")
+		nets := r.must("root-admin", "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$v.NetworkID}} {{end}}", "adminbox")
+		t.Logf("admin: docker network connect %s adminbox (its own network's ID prefix): adminbox is on the developer's network: %v", hexNet, strings.Contains(nets, hexNetID))
+		assert.NotContains(t, nets, hexNetID, "the admin's connect to its network's ID prefix joined the developer's network")
 	})
 }

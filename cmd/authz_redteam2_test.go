@@ -129,7 +129,18 @@ func startRedTeam2(t *testing.T) *redTeam2 {
 		if ids := strings.Fields(func() string { out, _ := r.as("root-admin", "ps", "-aq"); return out }()); len(ids) > 0 {
 			_, _ = r.as("root-admin", append([]string{"rm", "-f"}, ids...)...)
 		}
-		_, _ = r.as("root-admin", "network", "prune", "-f")
+		// A container removed while connected by "network connect" may
+		// leave its endpoint: disconnect what is left, then remove.
+		left, _ := r.as("root-admin", "network", "ls", "-q", "--filter", "type=custom")
+		for _, n := range strings.Fields(left) {
+			eps, _ := r.as("root-admin", "network", "inspect", "-f", `{{range $k, $v := .Containers}}{{$k}} {{end}}`, n)
+			for _, ep := range strings.Fields(eps) {
+				_, _ = r.as("root-admin", "network", "disconnect", "-f", n, ep)
+			}
+			if out, err := r.as("root-admin", "network", "rm", n); err != nil {
+				t.Logf("network %s left after the test: %s", n, tailString(out, 200))
+			}
+		}
 	})
 	require.NoError(t, d.TinyImage(context.Background(), "tiny:1"))
 	importImage(t, d, "tool:1", map[string]string{"tool": buildTool(t), "tool2": buildTool2(t)})

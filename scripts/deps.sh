@@ -3,13 +3,14 @@
 # machine: dockerd (Debian's docker.io, with containerd and runc) for the
 # end-to-end tests, the shells whose quoting clientenv tests, openssl,
 # setfacl (acl) for the audit's socket ACL test, setpriv (util-linux) to
-# run tests as an unprivileged user, PostgreSQL's initdb, pg_ctl and
+# run tests as an unprivileged user, ip (iproute2) to remove the bridges of
+# the networks a test daemon made, PostgreSQL's initdb, pg_ctl and
 # postgres (postgresql) for the store's tests on PostgreSQL
 # (internal/pgsandbox starts a throw-away server), and for benchmarks
 # mkcert. Installing needs root; without it, say what is missing and stop.
 set -euo pipefail
 
-want=(docker.io:dockerd zsh:zsh fish:fish tcsh:tcsh openssl:openssl acl:setfacl util-linux:setpriv)
+want=(docker.io:dockerd zsh:zsh fish:fish tcsh:tcsh openssl:openssl acl:setfacl util-linux:setpriv iproute2:ip)
 if [[ "${1:-}" == "--bench" ]]; then
 	want+=(mkcert:mkcert)
 fi

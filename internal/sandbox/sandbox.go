@@ -545,6 +545,9 @@ func (d *Daemon) Stop() error {
 	// Note the children now: once dockerd is gone they are reparented and
 	// can no longer be told apart from other processes by their parent.
 	children := childrenOf(cmd.Process.Pid)
+	// And the bridges of the networks its tests made: dockerd leaves them
+	// in the host's network namespace when it stops.
+	bridges := d.networkBridges()
 	if p, ok := containerdFromPidfile(d.execRoot); ok {
 		children = append(children, p)
 	}
@@ -567,8 +570,50 @@ func (d *Daemon) Stop() error {
 	if err := unmountUnder(d.Dir); err != nil {
 		errs = append(errs, err)
 	}
+	for _, b := range bridges {
+		if _, err := net.InterfaceByName(b); err != nil {
+			continue
+		}
+		if out, err := exec.Command("ip", "link", "delete", b).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("remove the bridge %s a test network left: %v: %s", b, err, out))
+		}
+	}
 	d.releaseHostDirs()
 	return errors.Join(errs...)
+}
+
+// networkBridges names the host bridges of the daemon's user-defined
+// bridge networks (libnetwork names them "br-" and the network ID's first
+// 12 characters); none when the daemon does not answer.
+func (d *Daemon) networkBridges() []string {
+	c := d.Client()
+	c.Timeout = 5 * time.Second
+	resp, err := c.Get("http://docker/networks")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var list []struct {
+		ID      string `json:"Id"`
+		Name    string
+		Driver  string
+		Options map[string]string
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&list) != nil {
+		return nil
+	}
+	var out []string
+	for _, n := range list {
+		if n.Driver != "bridge" || n.Name == "bridge" || len(n.ID) < 12 {
+			continue
+		}
+		if n.Options["com.docker.network.bridge.name"] != "" {
+			// Named by the test: perhaps a bridge of the host's own.
+			continue
+		}
+		out = append(out, "br-"+n.ID[:12])
+	}
+	return out
 }
 
 // unmountUnder detaches every mount below dir. dockerd 20.10 leaves its

@@ -259,18 +259,12 @@ func auditConfig(o *auditOptions) audit.Config {
 	// A remote audit checks the certificate for the name it dials (the
 	// audit's default); this machine's names say nothing about it.
 	if len(cfg.Hosts) == 0 && !o.Remote {
-		if srv, err := authority.ReadServer(o.StateDir); err == nil && len(srv.Hosts) > 0 {
-			cfg.Hosts = srv.Hosts
-		} else {
-			cfg.Hosts = authority.DefaultHosts()
-		}
+		cfg.Hosts = authority.RecordedHosts(o.StateDir)
 	}
 	// A host enrolled with an online CA: the plugin's revocation list is
 	// checked too.
 	if !o.Remote {
-		if srv, err := authority.ReadServer(o.StateDir); err == nil {
-			cfg.CAURL = srv.CAURL
-		}
+		cfg.CAURL = authority.RecordedCAURL(o.StateDir)
 	}
 	return cfg
 }

@@ -112,6 +112,26 @@ func ReadServer(stateDir string) (*Server, error) {
 	return &s, nil
 }
 
+// RecordedHosts is the names the last init issued this host's server
+// certificate for (server.json), else DefaultHosts when there is no
+// record or it names none: the names an audit of this host checks the
+// certificate against.
+func RecordedHosts(stateDir string) []string {
+	if srv, err := ReadServer(stateDir); err == nil && len(srv.Hosts) > 0 {
+		return srv.Hosts
+	}
+	return DefaultHosts()
+}
+
+// RecordedCAURL is the online CA this host enrolled with (server.json's
+// ca_url), or "" for a host that is its own CA or has no record.
+func RecordedCAURL(stateDir string) string {
+	if srv, err := ReadServer(stateDir); err == nil {
+		return srv.CAURL
+	}
+	return ""
+}
+
 // CheckStateDir refuses a state directory that someone else could read or
 // write: it holds the CA key. It returns fs.ErrNotExist (wrapped) when the
 // directory does not exist yet.

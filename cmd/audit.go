@@ -111,34 +111,8 @@ least one is FAIL, 2 on a usage error, 1 when the audit could not run.`,
   $ dtls audit --docker-host tcp://docker.example.com:2376 --cert-path ~/.docker/dtls/docker.example.com`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if opts.Output != "table" && opts.Output != "json" {
-				return usagef(c, "--output: %q is not table or json", opts.Output)
-			}
-			for _, p := range []struct {
-				flag string
-				v    *string
-			}{{"daemon-json", &opts.DaemonJSON}, {"certs-dir", &opts.CertsDir}, {"state-dir", &opts.StateDir}, {"systemd-dir", &opts.SystemdDir}, {"socket", &opts.Socket}} {
-				if *p.v == "" {
-					continue
-				}
-				a, err := absPath(p.flag, *p.v)
-				if err != nil {
-					return usageError{err, c.CommandPath()}
-				}
-				*p.v = a
-			}
-			if h := opts.DockerHost; h != "" && !strings.HasPrefix(h, "unix://") && !strings.HasPrefix(h, "tcp://") {
-				return usagef(c, "--docker-host: %q is not unix:///PATH or tcp://HOST:PORT", h)
-			}
-			if strings.HasPrefix(opts.DockerHost, "tcp://") {
-				// A daemon over the network is another machine's,
-				// unless this machine's files are named.
-				opts.Remote = true
-				for _, p := range hostPathFlags {
-					if c.Flags().Changed(p.flag) || io.Getenv(p.env) != "" {
-						opts.Remote = false
-					}
-				}
+			if err := opts.validate(c); err != nil {
+				return err
 			}
 			return runAudit(opts)
 		},
@@ -204,7 +178,66 @@ func (v *expiryValue) Set(s string) error {
 	return nil
 }
 
+// validate checks the flags, makes the paths absolute and decides whether
+// the audit is remote.
+func (o *auditOptions) validate(c *cobra.Command) error {
+	if o.Output != "table" && o.Output != "json" {
+		return usagef(c, "--output: %q is not table or json", o.Output)
+	}
+	for _, p := range []struct {
+		flag string
+		v    *string
+	}{{"daemon-json", &o.DaemonJSON}, {"certs-dir", &o.CertsDir}, {"state-dir", &o.StateDir}, {"systemd-dir", &o.SystemdDir}, {"socket", &o.Socket}} {
+		if *p.v == "" {
+			continue
+		}
+		a, err := absPath(p.flag, *p.v)
+		if err != nil {
+			return usageError{err, c.CommandPath()}
+		}
+		*p.v = a
+	}
+	if h := o.DockerHost; h != "" && !strings.HasPrefix(h, "unix://") && !strings.HasPrefix(h, "tcp://") {
+		return usagef(c, "--docker-host: %q is not unix:///PATH or tcp://HOST:PORT", h)
+	}
+	o.Remote = o.remote(c)
+	return nil
+}
+
+// remote says whether the audit is of another machine: a daemon over the
+// network is another machine's, unless this machine's files are named.
+func (o *auditOptions) remote(c *cobra.Command) bool {
+	if !strings.HasPrefix(o.DockerHost, "tcp://") {
+		return false
+	}
+	for _, p := range hostPathFlags {
+		if c.Flags().Changed(p.flag) || o.Getenv(p.env) != "" {
+			return false
+		}
+	}
+	return true
+}
+
 func runAudit(o *auditOptions) error {
+	rep := audit.Run(context.Background(), auditConfig(o))
+	if o.Output == "json" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Out, "%s\n", b)
+	} else {
+		writeAuditTable(o, rep)
+	}
+	if rep.Failed() {
+		return auditFailed{rep.Summary.Fail}
+	}
+	return nil
+}
+
+// auditConfig is the audit the flags ask for, with the names and the
+// online CA this host's server.json records.
+func auditConfig(o *auditOptions) audit.Config {
 	cfg := audit.Config{
 		DaemonJSON:    o.DaemonJSON,
 		CertsDir:      o.CertsDir,
@@ -226,34 +259,14 @@ func runAudit(o *auditOptions) error {
 	// A remote audit checks the certificate for the name it dials (the
 	// audit's default); this machine's names say nothing about it.
 	if len(cfg.Hosts) == 0 && !o.Remote {
-		if srv, err := authority.ReadServer(o.StateDir); err == nil && len(srv.Hosts) > 0 {
-			cfg.Hosts = srv.Hosts
-		} else {
-			cfg.Hosts = authority.DefaultHosts()
-		}
+		cfg.Hosts = authority.RecordedHosts(o.StateDir)
 	}
 	// A host enrolled with an online CA: the plugin's revocation list is
 	// checked too.
 	if !o.Remote {
-		if srv, err := authority.ReadServer(o.StateDir); err == nil {
-			cfg.CAURL = srv.CAURL
-		}
+		cfg.CAURL = authority.RecordedCAURL(o.StateDir)
 	}
-	rep := audit.Run(context.Background(), cfg)
-
-	if o.Output == "json" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(o.Out, "%s\n", b)
-	} else {
-		writeAuditTable(o, rep)
-	}
-	if rep.Failed() {
-		return auditFailed{rep.Summary.Fail}
-	}
-	return nil
+	return cfg
 }
 
 // writeAuditTable prints one finding per line, with why and how to fix it

@@ -298,42 +298,10 @@ func runAuthzServe(o *authzServeOptions) error {
 	if err != nil {
 		return err
 	}
-	// Opened on first use and again after a failure: while the
-	// inventory cannot be read the plugin answers and denies every TCP
-	// request, saying why (fail closed), and follows it once it can.
-	local := authority.NewLazyReader(o.StateDir)
+	local, inv := authzInventory(o, fol)
 	defer local.Close()
-	var inv authz.Inventory = local
-	// A host enrolled with an online CA has no inventory of its own,
-	// unless it is also a CA: then the certificates it issued are
-	// checked there, the fleet CA's against the CA's list.
-	_, noDB := os.Stat(filepath.Join(o.StateDir, authority.DBFile))
-	if fol != nil {
-		fi := revlist.Inventory{Fleet: fol}
-		if noDB == nil {
-			fi.Local = local
-		}
-		inv = fi
-	}
-	if r, err := authority.OpenReader(o.StateDir); err == nil {
-		r.Close()
-	} else if fol == nil {
-		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: every TCP request is denied until it can be read\n", err)
-	} else if noDB == nil {
-		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: certificates not from the fleet CA are denied until it can be read\n", err)
-	}
-	var audit *authz.AuditLog
-	path := o.AuditLog
-	if path == "-" {
-		path = ""
-	} else if _, err := os.Stat(filepath.Dir(path)); errors.Is(err, fs.ErrNotExist) {
-		// /var/log/dtls on a first start: root's only, as the trail
-		// names every user and what they did.
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return fmt.Errorf("--audit-log %q: %w", path, err)
-		}
-	}
-	if audit, err = authz.OpenAuditLog(path, 10<<20, 5, o.Out); err != nil {
+	audit, err := openAuthzAudit(o)
+	if err != nil {
 		return err
 	}
 	defer audit.Close()
@@ -358,18 +326,9 @@ func runAuthzServe(o *authzServeOptions) error {
 	if err != nil {
 		return err
 	}
-	ls, err := authz.ListenersFromSystemd()
+	ls, err := authzListeners(o)
 	if err != nil {
 		return err
-	}
-	if len(ls) == 0 {
-		l, err := authz.Listen(o.Socket)
-		if err != nil {
-			return err
-		}
-		// Closing the listener removes the socket (when it is still
-		// this one).
-		ls = []net.Listener{l}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -382,6 +341,12 @@ func runAuthzServe(o *authzServeOptions) error {
 		fol.Start(ctx)
 		defer fol.Close()
 	}
+	return serveAuthz(ctx, o, p, ls)
+}
+
+// serveAuthz serves the plugin on every listener until a signal or the
+// first listener that fails.
+func serveAuthz(ctx context.Context, o *authzServeOptions, p *authz.Plugin, ls []net.Listener) error {
 	errs := make(chan error, len(ls))
 	for _, l := range ls {
 		fmt.Fprintf(o.ErrOut, "dtls authz: serving on %s (mode %s)\n", l.Addr(), o.Mode)
@@ -394,6 +359,68 @@ func runAuthzServe(o *authzServeOptions) error {
 		p.Close()
 		return err
 	}
+}
+
+// authzInventory is the inventory the plugin checks certificates
+// against: this host's, the fleet CA's revocation list, or both.
+func authzInventory(o *authzServeOptions, fol *revlist.Follower) (*authority.LazyReader, authz.Inventory) {
+	// Opened on first use and again after a failure: while the
+	// inventory cannot be read the plugin answers and denies every TCP
+	// request, saying why (fail closed), and follows it once it can.
+	local := authority.NewLazyReader(o.StateDir)
+	var inv authz.Inventory = local
+	// A host enrolled with an online CA has no inventory of its own,
+	// unless it is also a CA: then the certificates it issued are
+	// checked there, the fleet CA's against the CA's list.
+	_, noDB := os.Stat(filepath.Join(o.StateDir, authority.DBFile))
+	if fol != nil {
+		fi := revlist.Inventory{Fleet: fol}
+		if noDB == nil {
+			fi.Local = local
+		}
+		inv = fi
+	}
+	if r, err := authority.OpenReader(o.StateDir); err == nil {
+		r.Close()
+	} else if fol == nil {
+		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: every TCP request is denied until it can be read\n", err)
+	} else if noDB == nil {
+		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: certificates not from the fleet CA are denied until it can be read\n", err)
+	}
+	return local, inv
+}
+
+// openAuthzAudit opens --audit-log ("-": standard output).
+func openAuthzAudit(o *authzServeOptions) (*authz.AuditLog, error) {
+	path := o.AuditLog
+	if path == "-" {
+		path = ""
+	} else if _, err := os.Stat(filepath.Dir(path)); errors.Is(err, fs.ErrNotExist) {
+		// /var/log/dtls on a first start: root's only, as the trail
+		// names every user and what they did.
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("--audit-log %q: %w", path, err)
+		}
+	}
+	return authz.OpenAuditLog(path, 10<<20, 5, o.Out)
+}
+
+// authzListeners are the sockets systemd passed, else --socket.
+func authzListeners(o *authzServeOptions) ([]net.Listener, error) {
+	ls, err := authz.ListenersFromSystemd()
+	if err != nil {
+		return nil, err
+	}
+	if len(ls) == 0 {
+		l, err := authz.Listen(o.Socket)
+		if err != nil {
+			return nil, err
+		}
+		// Closing the listener removes the socket (when it is still
+		// this one).
+		ls = []net.Listener{l}
+	}
+	return ls, nil
 }
 
 type authzExplainOptions struct {

@@ -89,21 +89,9 @@ Exit code 4 when the daemon cannot be used with the bundle.`,
 }
 
 func runCheck(o *checkOptions) error {
-	dir := o.CertPath
-	var err error
-	switch {
-	case o.Name != "":
-		if dir, err = bundleDir(o.IO, o.Name); err != nil {
-			return err
-		}
-	case dir == "":
-		if dir, err = clientenv.CertPath(o.Getenv); err != nil {
-			return err
-		}
-	}
-	b, err := clientenv.LoadBundle(dir)
+	b, err := checkBundle(o)
 	if err != nil {
-		return withHint(err, "run 'dtls ls' to see the bundles on this machine")
+		return err
 	}
 	warnPythonCA(o.IO)
 	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
@@ -111,17 +99,9 @@ func runCheck(o *checkOptions) error {
 	res, err := daemoncheck.Check(ctx, b, o.Host, o.Now())
 	var ce *daemoncheck.CheckError
 	if o.Output == "json" {
-		var v any = res
-		if errors.As(err, &ce) {
-			v = ce
-		} else if err != nil {
+		if err := writeCheckJSON(o, res, err); err != nil {
 			return err
 		}
-		out, merr := json.MarshalIndent(v, "", "  ")
-		if merr != nil {
-			return merr
-		}
-		fmt.Fprintf(o.Out, "%s\n", out)
 	}
 	if errors.As(err, &ce) {
 		return unusable{err}
@@ -133,6 +113,45 @@ func runCheck(o *checkOptions) error {
 		fmt.Fprintf(o.Out, "ok: %s answers as Docker Engine %s (API %s) over %s, in %s; the bundle %s works\n",
 			res.DockerHost, res.Version, res.APIVersion, res.TLSVersion, res.Took.Round(time.Millisecond), b.Dir)
 	}
+	return nil
+}
+
+// checkBundle loads the bundle NAME, --cert-path or the default names.
+func checkBundle(o *checkOptions) (*clientenv.Bundle, error) {
+	dir := o.CertPath
+	var err error
+	switch {
+	case o.Name != "":
+		if dir, err = bundleDir(o.IO, o.Name); err != nil {
+			return nil, err
+		}
+	case dir == "":
+		if dir, err = clientenv.CertPath(o.Getenv); err != nil {
+			return nil, err
+		}
+	}
+	b, err := clientenv.LoadBundle(dir)
+	if err != nil {
+		return nil, withHint(err, "run 'dtls ls' to see the bundles on this machine")
+	}
+	return b, nil
+}
+
+// writeCheckJSON prints the check's result, or what failed when the daemon
+// was reached and refused the bundle; any other error is returned.
+func writeCheckJSON(o *checkOptions, res *daemoncheck.CheckResult, err error) error {
+	var ce *daemoncheck.CheckError
+	var v any = res
+	if errors.As(err, &ce) {
+		v = ce
+	} else if err != nil {
+		return err
+	}
+	out, merr := json.MarshalIndent(v, "", "  ")
+	if merr != nil {
+		return merr
+	}
+	fmt.Fprintf(o.Out, "%s\n", out)
 	return nil
 }
 

@@ -118,25 +118,7 @@ func contextFlags(c *cobra.Command, io IO, opts *contextOptions) {
 
 // contextFor loads the bundle for a context command and reads its files.
 func contextFor(o *contextOptions) (dockercontext.Context, error) {
-	var dir string
-	var err error
-	fallback := false
-	switch {
-	case o.Bundle != "" && clientenv.ValidateBundleName(o.Bundle) != nil:
-		dir = o.Bundle // a directory path
-	case o.Bundle != "":
-		dir, err = bundleDir(o.IO, o.Bundle)
-	default:
-		if dir, err = bundleDir(o.IO, o.Name); err == nil {
-			if _, serr := os.Stat(dir); serr != nil {
-				dir, err = bundleDir(o.IO, "")
-				fallback = true
-			}
-		} else {
-			dir, err = bundleDir(o.IO, "")
-			fallback = true
-		}
-	}
+	dir, fallback, err := contextBundleDir(o)
 	if err != nil {
 		return dockercontext.Context{}, err
 	}
@@ -172,6 +154,26 @@ func contextFor(o *contextOptions) (dockercontext.Context, error) {
 		}
 	}
 	return ctx, nil
+}
+
+// contextBundleDir is the bundle of a context command: --bundle (a name in
+// the store or a directory), else the bundle NAME, else the default one
+// (fallback).
+func contextBundleDir(o *contextOptions) (dir string, fallback bool, err error) {
+	switch {
+	case o.Bundle != "" && clientenv.ValidateBundleName(o.Bundle) != nil:
+		return o.Bundle, false, nil // a directory path
+	case o.Bundle != "":
+		dir, err = bundleDir(o.IO, o.Bundle)
+		return dir, false, err
+	}
+	if dir, err = bundleDir(o.IO, o.Name); err == nil {
+		if _, serr := os.Stat(dir); serr == nil {
+			return dir, false, nil
+		}
+	}
+	dir, err = bundleDir(o.IO, "")
+	return dir, true, err
 }
 
 func runContextCreate(o *contextOptions) error {

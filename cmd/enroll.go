@@ -68,36 +68,8 @@ the bundle; contexts made from it earlier are refreshed too.`,
   $ dtls agent`,
 		Args: exactArgs(2, "URL and TOKEN"),
 		RunE: func(c *cobra.Command, args []string) error {
-			var err error
-			if opts.URL, err = fleet.ParseURL(args[0]); err != nil {
-				return usageError{err, c.CommandPath()}
-			}
-			if opts.Token, err = fleet.ParseToken(args[1]); err != nil {
-				return usageError{err, c.CommandPath()}
-			}
-			if u, err := url.Parse(opts.DockerHost); err != nil || u.Scheme != "tcp" || u.Hostname() == "" || u.Port() == "" {
-				return usagef(c, "--docker-host %q: want tcp://HOST:PORT, the daemon the bundle is for", opts.DockerHost)
-			}
-			if reason := clientenv.ValueProblem(opts.DockerHost); reason != "" {
-				return usagef(c, "--docker-host %q %s", opts.DockerHost, reason)
-			}
-			if _, err := pki.ParseKeyType(opts.KeyType); err != nil {
-				return usagef(c, "--key-type: %v", err)
-			}
-			if opts.Name != "" {
-				if err := clientenv.ValidateBundleName(opts.Name); err != nil {
-					return usagef(c, "--name: %v", err)
-				}
-			}
-			if opts.Dir != "" {
-				if opts.Dir, err = absPath("dir", opts.Dir); err != nil {
-					return usageError{err, c.CommandPath()}
-				}
-			}
-			if opts.Context != "" {
-				if err := dockercontext.ValidateName(opts.Context); err != nil {
-					return usagef(c, "--context: %v", err)
-				}
+			if err := opts.validate(c, args); err != nil {
+				return err
 			}
 			return runEnroll(opts)
 		},
@@ -118,21 +90,53 @@ the bundle; contexts made from it earlier are refreshed too.`,
 	return c
 }
 
+// validate checks the arguments and flags before the token is used.
+func (o *enrollOptions) validate(c *cobra.Command, args []string) error {
+	var err error
+	if o.URL, err = fleet.ParseURL(args[0]); err != nil {
+		return usageError{err, c.CommandPath()}
+	}
+	if o.Token, err = fleet.ParseToken(args[1]); err != nil {
+		return usageError{err, c.CommandPath()}
+	}
+	if u, err := url.Parse(o.DockerHost); err != nil || u.Scheme != "tcp" || u.Hostname() == "" || u.Port() == "" {
+		return usagef(c, "--docker-host %q: want tcp://HOST:PORT, the daemon the bundle is for", o.DockerHost)
+	}
+	if reason := clientenv.ValueProblem(o.DockerHost); reason != "" {
+		return usagef(c, "--docker-host %q %s", o.DockerHost, reason)
+	}
+	if _, err := pki.ParseKeyType(o.KeyType); err != nil {
+		return usagef(c, "--key-type: %v", err)
+	}
+	return o.validateNames(c)
+}
+
+// validateNames checks --name, --dir and --context.
+func (o *enrollOptions) validateNames(c *cobra.Command) error {
+	var err error
+	if o.Name != "" {
+		if err := clientenv.ValidateBundleName(o.Name); err != nil {
+			return usagef(c, "--name: %v", err)
+		}
+	}
+	if o.Dir != "" {
+		if o.Dir, err = absPath("dir", o.Dir); err != nil {
+			return usageError{err, c.CommandPath()}
+		}
+	}
+	if o.Context != "" {
+		if err := dockercontext.ValidateName(o.Context); err != nil {
+			return usagef(c, "--context: %v", err)
+		}
+	}
+	return nil
+}
+
 func runEnroll(o *enrollOptions) error {
 	kt, _ := pki.ParseKeyType(o.KeyType)
-	dir, name, root := o.Dir, o.Name, ""
-	if dir == "" {
-		var err error
-		if root, err = clientenv.StoreRoot(o.Getenv); err != nil {
-			return err
-		}
-		if name == "" {
-			h, _ := clientenv.DaemonHost(o.DockerHost)
-			if name = clientenv.SanitizeBundleName(h); name == "" {
-				return withHint(fmt.Errorf("--docker-host %q makes no bundle name", o.DockerHost), "pass --name NAME")
-			}
-		}
-		dir = filepath.Join(root, name)
+	dir, name, root, err := enrollTarget(o)
+	if err != nil {
+		return err
 	}
 	cfg, cfgErr := dockercontext.ConfigDir(o.Getenv)
 	if o.Context != "" {
@@ -148,7 +152,43 @@ func runEnroll(o *enrollOptions) error {
 	e, err := agent.Enroll(context.Background(), agent.EnrollRequest{
 		Dir: dir, Replace: o.Force, CAURL: o.URL, Token: o.Token, DockerHost: o.DockerHost, KeyType: kt, Now: o.Now(),
 	})
+	if err != nil {
+		return enrollError(o, dir, err)
+	}
+	renderEnrolled(o, e)
+	done := fmt.Sprintf("enrolled %q into %s", e.Meta.Name, e.Dir)
+	if cfgErr == nil {
+		if err := enrollContexts(o, cfg, e, done); err != nil {
+			return err
+		}
+	}
+	return enrollDefault(o, root, name, e, done)
+}
+
+// enrollTarget is the bundle directory the flags name, and, in the bundle
+// store, its name and the store's root ("" with --dir).
+func enrollTarget(o *enrollOptions) (dir, name, root string, err error) {
+	if o.Dir != "" {
+		return o.Dir, o.Name, "", nil
+	}
+	if root, err = clientenv.StoreRoot(o.Getenv); err != nil {
+		return "", "", "", err
+	}
+	name = o.Name
+	if name == "" {
+		h, _ := clientenv.DaemonHost(o.DockerHost)
+		if name = clientenv.SanitizeBundleName(h); name == "" {
+			return "", "", "", withHint(fmt.Errorf("--docker-host %q makes no bundle name", o.DockerHost), "pass --name NAME")
+		}
+	}
+	return filepath.Join(root, name), name, root, nil
+}
+
+// enrollError adds to a failed enrolment whether the token was used and
+// what to run.
+func enrollError(o *enrollOptions, dir string, err error) error {
 	var exists *bundle.ExistsError
+	var fe *fleet.Error
 	switch {
 	case errors.As(err, &exists):
 		return withHint(err, "the token was not used: pass --force to replace the bundle, or --name to install it under another name")
@@ -157,13 +197,14 @@ func runEnroll(o *enrollOptions) error {
 			"run the same command again, with the same token: it finishes the enrolment with the key saved next to %s", dir)
 	case fleet.Retryable(err):
 		return withHint(fmt.Errorf("%w; nothing was changed", err), "run the same command again once the CA answers: the token was not used")
-	case err != nil:
-		var fe *fleet.Error
-		if errors.As(err, &fe) {
-			return withHint(fmt.Errorf("the CA at %s refused the enrolment: %w; nothing was changed", o.URL, err), "ask the CA's operator for a new token (dtls ca token --client NAME)")
-		}
-		return err
+	case errors.As(err, &fe):
+		return withHint(fmt.Errorf("the CA at %s refused the enrolment: %w; nothing was changed", o.URL, err), "ask the CA's operator for a new token (dtls ca token --client NAME)")
 	}
+	return err
+}
+
+// renderEnrolled says what the CA issued and where it was written.
+func renderEnrolled(o *enrollOptions, e *agent.Enrolled) {
 	role := e.Role
 	if role == "" {
 		role = "(none)"
@@ -176,31 +217,38 @@ func runEnroll(o *enrollOptions) error {
 		e.Meta.Name, role, o.URL, resumed, e.Meta.Serial, e.Cert.NotAfter.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(o.ErrOut, "wrote bundle %s for %s (key.pem 0600: made here, it never left this machine)\n", e.Dir, o.DockerHost)
 	printSuperseded(o.IO, e)
+}
 
-	done := fmt.Sprintf("enrolled %q into %s", e.Meta.Name, e.Dir)
-	if cfgErr == nil {
-		src := e.Dir
-		if r, err := filepath.EvalSymlinks(src); err == nil {
-			src = r
-		}
-		ctxs, err := dockercontext.MadeFrom(cfg, src)
-		if err != nil {
-			return partialError{done: done, step: "finding the docker contexts made from it", err: err,
-				run: fmt.Sprintf("dtls context create NAME --bundle %s --force, for each", e.Dir)}
-		}
-		if o.Context != "" && !hasContext(ctxs, o.Context) {
-			ctxs = append(ctxs, dockercontext.Context{Name: o.Context, Description: "dtls bundle for " + o.DockerHost, Bundle: src})
-		}
-		for _, c := range ctxs {
-			c.CA, c.Cert, c.Key = bundle.Get(e.Files, "ca.pem"), bundle.Get(e.Files, "cert.pem"), bundle.Get(e.Files, "key.pem")
-			c.Host = o.DockerHost
-			if err := agent.WriteContext(cfg, c); err != nil {
-				return partialError{done: done, step: fmt.Sprintf("writing docker context %q", c.Name), err: err,
-					run: fmt.Sprintf("dtls context create %s --bundle %s --force", c.Name, e.Dir)}
-			}
-			fmt.Fprintf(o.ErrOut, "wrote docker context %q (docker --context %s ...)\n", c.Name, c.Name)
-		}
+// enrollContexts refreshes the docker contexts made from the bundle, and
+// makes --context.
+func enrollContexts(o *enrollOptions, cfg string, e *agent.Enrolled, done string) error {
+	src := e.Dir
+	if r, err := filepath.EvalSymlinks(src); err == nil {
+		src = r
 	}
+	ctxs, err := dockercontext.MadeFrom(cfg, src)
+	if err != nil {
+		return partialError{done: done, step: "finding the docker contexts made from it", err: err,
+			run: fmt.Sprintf("dtls context create NAME --bundle %s --force, for each", e.Dir)}
+	}
+	if o.Context != "" && !hasContext(ctxs, o.Context) {
+		ctxs = append(ctxs, dockercontext.Context{Name: o.Context, Description: "dtls bundle for " + o.DockerHost, Bundle: src})
+	}
+	for _, c := range ctxs {
+		c.CA, c.Cert, c.Key = bundle.Get(e.Files, "ca.pem"), bundle.Get(e.Files, "cert.pem"), bundle.Get(e.Files, "key.pem")
+		c.Host = o.DockerHost
+		if err := agent.WriteContext(cfg, c); err != nil {
+			return partialError{done: done, step: fmt.Sprintf("writing docker context %q", c.Name), err: err,
+				run: fmt.Sprintf("dtls context create %s --bundle %s --force", c.Name, e.Dir)}
+		}
+		fmt.Fprintf(o.ErrOut, "wrote docker context %q (docker --context %s ...)\n", c.Name, c.Name)
+	}
+	return nil
+}
+
+// enrollDefault makes a bundle of the store the default (not with
+// --no-default) and says what to run next.
+func enrollDefault(o *enrollOptions, root, name string, e *agent.Enrolled, done string) error {
 	env := `eval "$(dtls env)"`
 	if root != "" && !o.NoDefault {
 		moved, err := clientenv.SetDefault(root, name)

@@ -77,45 +77,9 @@ DOCKER_HOST overrides the context ('dtls context create').`,
 		},
 		ValidArgsFunction: completeBundleNames(io),
 		RunE: func(c *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				opts.Name = args[0]
-				if err := clientenv.ValidateBundleName(opts.Name); err != nil {
-					return usageError{err, c.CommandPath()}
-				}
-				if opts.CertPath != "" {
-					return usagef(c, "give a bundle NAME or --cert-path, not both")
-				}
-				if opts.Unset {
-					return usagef(c, "--unset takes no bundle NAME")
-				}
-			}
-			if opts.Format != "shell" && opts.Format != "dotenv" {
-				return usagef(c, "--format: unknown format %q (valid: shell, dotenv)", opts.Format)
-			}
-			if opts.Format == "dotenv" && opts.Unset {
-				return usagef(c, "--unset has no dotenv form: remove the lines from the file")
-			}
-			// --shell, else the shell dtls runs under, else $SHELL; the
-			// parent is looked up only when it is needed.
-			var sh clientenv.Shell
-			if opts.Shell != "" {
-				var err error
-				if sh, err = clientenv.ParseShell(opts.Shell); err != nil {
-					return usagef(c, "--shell: %v", err)
-				}
-			} else if psh, ok := parentShell(); ok {
-				sh = psh
-			} else {
-				sh = clientenv.DetectShell(opts.Getenv("SHELL"))
-			}
-			if opts.Host != "" {
-				flag := "docker-host"
-				if c.Flags().Changed("host") {
-					flag = "host"
-				}
-				if err := parseDockerHost(flag, opts.Host); err != nil {
-					return usageError{err, c.CommandPath()}
-				}
+			sh, err := opts.validate(c, args)
+			if err != nil {
+				return err
 			}
 			return runEnv(opts, sh)
 		},
@@ -140,14 +104,82 @@ DOCKER_HOST overrides the context ('dtls context create').`,
 	c.MarkFlagsMutuallyExclusive("unset", "no-proxy")
 	c.MarkFlagsMutuallyExclusive("format", "shell")
 	_ = c.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"shell", "dotenv"}, cobra.ShellCompDirectiveNoFileComp))
-	_ = c.RegisterFlagCompletionFunc("shell", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		names := make([]string, len(clientenv.Shells))
-		for i, s := range clientenv.Shells {
-			names[i] = string(s)
-		}
-		return names, cobra.ShellCompDirectiveNoFileComp
-	})
+	_ = c.RegisterFlagCompletionFunc("shell", completeShells)
 	return c
+}
+
+func completeShells(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	names := make([]string, len(clientenv.Shells))
+	for i, s := range clientenv.Shells {
+		names[i] = string(s)
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+// validate checks the arguments and flags, and picks the shell.
+func (o *envOptions) validate(c *cobra.Command, args []string) (clientenv.Shell, error) {
+	if len(args) == 1 {
+		o.Name = args[0]
+		if err := o.validateName(c); err != nil {
+			return "", err
+		}
+	}
+	if o.Format != "shell" && o.Format != "dotenv" {
+		return "", usagef(c, "--format: unknown format %q (valid: shell, dotenv)", o.Format)
+	}
+	if o.Format == "dotenv" && o.Unset {
+		return "", usagef(c, "--unset has no dotenv form: remove the lines from the file")
+	}
+	sh, err := o.shell(c)
+	if err != nil {
+		return "", err
+	}
+	return sh, o.validateHost(c)
+}
+
+// validateHost checks --docker-host (or the deprecated --host).
+func (o *envOptions) validateHost(c *cobra.Command) error {
+	if o.Host == "" {
+		return nil
+	}
+	flag := "docker-host"
+	if c.Flags().Changed("host") {
+		flag = "host"
+	}
+	if err := parseDockerHost(flag, o.Host); err != nil {
+		return usageError{err, c.CommandPath()}
+	}
+	return nil
+}
+
+// validateName checks a bundle NAME and the flags it excludes.
+func (o *envOptions) validateName(c *cobra.Command) error {
+	if err := clientenv.ValidateBundleName(o.Name); err != nil {
+		return usageError{err, c.CommandPath()}
+	}
+	if o.CertPath != "" {
+		return usagef(c, "give a bundle NAME or --cert-path, not both")
+	}
+	if o.Unset {
+		return usagef(c, "--unset takes no bundle NAME")
+	}
+	return nil
+}
+
+// shell is --shell, else the shell dtls runs under, else $SHELL; the
+// parent is looked up only when it is needed.
+func (o *envOptions) shell(c *cobra.Command) (clientenv.Shell, error) {
+	if o.Shell != "" {
+		sh, err := clientenv.ParseShell(o.Shell)
+		if err != nil {
+			return "", usagef(c, "--shell: %v", err)
+		}
+		return sh, nil
+	}
+	if psh, ok := parentShell(); ok {
+		return psh, nil
+	}
+	return clientenv.DetectShell(o.Getenv("SHELL")), nil
 }
 
 func runEnv(o *envOptions, sh clientenv.Shell) error {
@@ -158,38 +190,11 @@ func runEnv(o *envOptions, sh clientenv.Shell) error {
 		cmdLine += " --shell " + string(sh)
 	}
 	if o.Unset {
-		cmdLine += " --unset"
-		var b strings.Builder
-		if err := clientenv.WriteUnset(&b, sh, clientenv.VarNames, clientenv.UsageHint(sh, cmdLine)); err != nil {
-			return err
-		}
-		_, err := fmt.Fprint(o.Out, b.String())
-		if err == nil {
-			fmt.Fprintf(o.ErrOut, "dtls: the Docker CLI now uses the local socket or its current context ('docker context use NAME')\n")
-		}
-		return err
+		return runEnvUnset(o, sh, cmdLine+" --unset")
 	}
-	dir := o.CertPath
-	var err error
-	switch {
-	case o.Name != "":
-		if dir, err = bundleDir(o.IO, o.Name); err != nil {
-			return err
-		}
-		cmdLine += " " + o.Name
-	case dir != "":
-		cmdLine += " --cert-path " + shellWord(o.CertPath)
-	default:
-		if dir, err = clientenv.CertPath(o.Getenv); err != nil {
-			return err
-		}
-	}
-	b, err := clientenv.LoadBundle(dir)
+	b, cmdLine, err := envBundle(o, cmdLine)
 	if err != nil {
-		if o.Name != "" {
-			return withHint(err, "run 'dtls ls' to see the bundles on this machine")
-		}
-		return withHint(err, "import a bundle from your Docker admin ('dtls import FILE', made by 'dtls issue-client NAME --archive FILE'), or pass --cert-path DIR")
+		return err
 	}
 	if o.Host != "" {
 		cmdLine += " --docker-host " + shellWord(o.Host)
@@ -203,23 +208,78 @@ func runEnv(o *envOptions, sh clientenv.Shell) error {
 	vars := clientenv.Vars(b, o.Host)
 	if o.NoProxy {
 		cmdLine += " --no-proxy"
-		host, err := clientenv.DaemonHost(vars[0].Value)
-		if err != nil {
+		if vars, err = envNoProxy(o, vars); err != nil {
 			return err
 		}
-		cur, name := o.Getenv("NO_PROXY"), "NO_PROXY"
-		if cur == "" {
-			cur, name = o.Getenv("no_proxy"), "no_proxy"
+	}
+	return writeEnv(o, sh, vars, cmdLine)
+}
+
+// runEnvUnset prints the commands that unset the variables.
+func runEnvUnset(o *envOptions, sh clientenv.Shell, cmdLine string) error {
+	var b strings.Builder
+	if err := clientenv.WriteUnset(&b, sh, clientenv.VarNames, clientenv.UsageHint(sh, cmdLine)); err != nil {
+		return err
+	}
+	_, err := fmt.Fprint(o.Out, b.String())
+	if err == nil {
+		fmt.Fprintf(o.ErrOut, "dtls: the Docker CLI now uses the local socket or its current context ('docker context use NAME')\n")
+	}
+	return err
+}
+
+// envBundle loads the bundle NAME, --cert-path or the default names, and
+// adds how it was named to the usage line.
+func envBundle(o *envOptions, cmdLine string) (*clientenv.Bundle, string, error) {
+	dir := o.CertPath
+	var err error
+	switch {
+	case o.Name != "":
+		if dir, err = bundleDir(o.IO, o.Name); err != nil {
+			return nil, "", err
 		}
-		merged, err := clientenv.MergeNoProxy(cur, host)
-		if err != nil {
-			return withHint(fmt.Errorf("$%s: %w", name, err), "fix $%s (e.g. NO_PROXY=localhost,127.0.0.1) and run again", name)
-		}
-		for _, n := range clientenv.NoProxyVars {
-			vars = append(vars, clientenv.Var{Name: n, Value: merged})
+		cmdLine += " " + o.Name
+	case dir != "":
+		cmdLine += " --cert-path " + shellWord(o.CertPath)
+	default:
+		if dir, err = clientenv.CertPath(o.Getenv); err != nil {
+			return nil, "", err
 		}
 	}
+	b, err := clientenv.LoadBundle(dir)
+	if err != nil {
+		if o.Name != "" {
+			return nil, "", withHint(err, "run 'dtls ls' to see the bundles on this machine")
+		}
+		return nil, "", withHint(err, "import a bundle from your Docker admin ('dtls import FILE', made by 'dtls issue-client NAME --archive FILE'), or pass --cert-path DIR")
+	}
+	return b, cmdLine, nil
+}
+
+// envNoProxy adds NO_PROXY and no_proxy, with the daemon's host, to vars.
+func envNoProxy(o *envOptions, vars []clientenv.Var) ([]clientenv.Var, error) {
+	host, err := clientenv.DaemonHost(vars[0].Value)
+	if err != nil {
+		return nil, err
+	}
+	cur, name := o.Getenv("NO_PROXY"), "NO_PROXY"
+	if cur == "" {
+		cur, name = o.Getenv("no_proxy"), "no_proxy"
+	}
+	merged, err := clientenv.MergeNoProxy(cur, host)
+	if err != nil {
+		return nil, withHint(fmt.Errorf("$%s: %w", name, err), "fix $%s (e.g. NO_PROXY=localhost,127.0.0.1) and run again", name)
+	}
+	for _, n := range clientenv.NoProxyVars {
+		vars = append(vars, clientenv.Var{Name: n, Value: merged})
+	}
+	return vars, nil
+}
+
+// writeEnv prints vars in the shell's syntax, or as dotenv lines.
+func writeEnv(o *envOptions, sh clientenv.Shell, vars []clientenv.Var, cmdLine string) error {
 	var out strings.Builder
+	var err error
 	if o.Format == "dotenv" {
 		err = clientenv.WriteDotenv(&out, vars)
 	} else {

@@ -79,20 +79,7 @@ FILE "-" reads the archive from standard input:
 }
 
 func runImport(o *importOptions) error {
-	var files []bundle.File
-	var err error
-	if o.File == "-" {
-		files, err = bundle.ParseArchive(o.In)
-		if err != nil {
-			err = fmt.Errorf("read archive from standard input: %w", err)
-		}
-	} else {
-		files, err = bundle.ReadArchive(o.File)
-	}
-	var layout *bundle.LayoutError
-	if errors.As(err, &layout) {
-		return withHint(err, "make it with 'dtls issue-client NAME --archive FILE', or tar the four files at the top level: tar -czf FILE -C DIR ca.pem cert.pem key.pem dtls.json")
-	}
+	files, err := readImport(o)
 	if err != nil {
 		return err
 	}
@@ -113,12 +100,47 @@ func runImport(o *importOptions) error {
 	if err != nil {
 		return err
 	}
+	dir, err := installImport(o, root, name, files, checked)
+	if err != nil {
+		return err
+	}
+	done := fmt.Sprintf("imported bundle %q into %s", name, dir)
+	if err := refreshImportContexts(o, dir, name, files, checked, done); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.ErrOut, "imported bundle %q for %s (client %q, expires %s) into %s\n",
+		name, checked.Meta.DockerHost, checked.Cert.Subject.CommonName, checked.Cert.NotAfter.UTC().Format("2006-01-02"), dir)
+	return importDefault(o, root, name, done)
+}
+
+// readImport reads the archive FILE ("-": standard input).
+func readImport(o *importOptions) ([]bundle.File, error) {
+	var files []bundle.File
+	var err error
+	if o.File == "-" {
+		files, err = bundle.ParseArchive(o.In)
+		if err != nil {
+			err = fmt.Errorf("read archive from standard input: %w", err)
+		}
+	} else {
+		files, err = bundle.ReadArchive(o.File)
+	}
+	var layout *bundle.LayoutError
+	if errors.As(err, &layout) {
+		return nil, withHint(err, "make it with 'dtls issue-client NAME --archive FILE', or tar the four files at the top level: tar -czf FILE -C DIR ca.pem cert.pem key.pem dtls.json")
+	}
+	return files, err
+}
+
+// installImport installs the bundle as name in the store: an existing one
+// only with --force, or when the new one renews it.
+func installImport(o *importOptions, root, name string, files []bundle.File, checked *bundle.Checked) (string, error) {
 	replace, renewal := o.Force, false
 	if existing := filepath.Join(root, name); !replace {
 		if _, err := os.Lstat(existing); err == nil {
 			ok, why := bundle.Renews(existing, files, checked)
 			if !ok {
-				return withHint(&bundle.ExistsError{Dir: existing}, "%s: pass --force to replace it anyway, or --name to install it under another name", why)
+				return "", withHint(&bundle.ExistsError{Dir: existing}, "%s: pass --force to replace it anyway, or --name to install it under another name", why)
 			}
 			replace, renewal = true, true
 		}
@@ -126,37 +148,48 @@ func runImport(o *importOptions) error {
 	dir, err := bundle.Install(root, name, files, replace)
 	var exists *bundle.ExistsError
 	if errors.As(err, &exists) {
-		return withHint(err, "pass --force to replace it, or --name to install it under another name")
+		return "", withHint(err, "pass --force to replace it, or --name to install it under another name")
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	if renewal {
 		fmt.Fprintf(o.ErrOut, "renewed bundle %q in place (a newer certificate of the same client and CA)\n", name)
 	}
-	// Docker contexts made from this bundle follow it.
-	if cfg, err := dockercontext.ConfigDir(o.Getenv); err == nil {
-		src := dir
-		if r, err := filepath.EvalSymlinks(dir); err == nil {
-			src = r
-		}
-		ctxs, err := dockercontext.MadeFrom(cfg, src)
-		if err != nil {
-			return partialError{done: fmt.Sprintf("imported bundle %q into %s", name, dir), step: "finding the docker contexts made from it", err: err,
-				run: fmt.Sprintf("dtls context create NAME --bundle %s --force, for each", name)}
-		}
-		for _, c := range ctxs {
-			c.CA, c.Cert, c.Key = bundle.Get(files, "ca.pem"), bundle.Get(files, "cert.pem"), bundle.Get(files, "key.pem")
-			c.Host = checked.Meta.DockerHost
-			if err := dockercontext.Create(cfg, c, true); err != nil {
-				return partialError{done: fmt.Sprintf("imported bundle %q into %s", name, dir), step: fmt.Sprintf("refreshing docker context %q", c.Name), err: err,
-					run: fmt.Sprintf("dtls context create %s --bundle %s --force", c.Name, name)}
-			}
-			fmt.Fprintf(o.ErrOut, "refreshed docker context %q\n", c.Name)
-		}
+	return dir, nil
+}
+
+// refreshImportContexts refreshes the Docker contexts made from the
+// bundle: they follow it.
+func refreshImportContexts(o *importOptions, dir, name string, files []bundle.File, checked *bundle.Checked, done string) error {
+	cfg, err := dockercontext.ConfigDir(o.Getenv)
+	if err != nil {
+		return nil
 	}
-	fmt.Fprintf(o.ErrOut, "imported bundle %q for %s (client %q, expires %s) into %s\n",
-		name, checked.Meta.DockerHost, checked.Cert.Subject.CommonName, checked.Cert.NotAfter.UTC().Format("2006-01-02"), dir)
+	src := dir
+	if r, err := filepath.EvalSymlinks(dir); err == nil {
+		src = r
+	}
+	ctxs, err := dockercontext.MadeFrom(cfg, src)
+	if err != nil {
+		return partialError{done: done, step: "finding the docker contexts made from it", err: err,
+			run: fmt.Sprintf("dtls context create NAME --bundle %s --force, for each", name)}
+	}
+	for _, c := range ctxs {
+		c.CA, c.Cert, c.Key = bundle.Get(files, "ca.pem"), bundle.Get(files, "cert.pem"), bundle.Get(files, "key.pem")
+		c.Host = checked.Meta.DockerHost
+		if err := dockercontext.Create(cfg, c, true); err != nil {
+			return partialError{done: done, step: fmt.Sprintf("refreshing docker context %q", c.Name), err: err,
+				run: fmt.Sprintf("dtls context create %s --bundle %s --force", c.Name, name)}
+		}
+		fmt.Fprintf(o.ErrOut, "refreshed docker context %q\n", c.Name)
+	}
+	return nil
+}
+
+// importDefault makes the imported bundle the default (not with
+// --no-default) and says how to use it.
+func importDefault(o *importOptions, root, name, done string) error {
 	if o.NoDefault {
 		fmt.Fprintf(o.ErrOut, "use it with: eval \"$(dtls env %s)\"\n", name)
 		return nil
@@ -164,7 +197,7 @@ func runImport(o *importOptions) error {
 	moved, err := clientenv.SetDefault(root, name)
 	reportAdopted(o.IO, root, moved)
 	if err != nil {
-		return partialError{done: fmt.Sprintf("imported bundle %q into %s", name, dir), step: "making it the default", err: err,
+		return partialError{done: done, step: "making it the default", err: err,
 			run: fmt.Sprintf("dtls use %s (or use it now: eval \"$(dtls env %s)\")", name, name)}
 	}
 	fmt.Fprintf(o.ErrOut, "default bundle is now %q; run: eval \"$(dtls env)\"\n", name)

@@ -111,56 +111,8 @@ or without --token), it keeps the certificate installed from the CA
   $ dtls init --state-dir ./ca --certs-dir ./certs --daemon-json ./daemon.json --systemd-dir ./systemd`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := checkListen(io, opts.Listen); err != nil {
-				return usageError{err, c.CommandPath()}
-			}
-			for _, h := range opts.Hosts {
-				if err := pki.ValidateHost(h); err != nil {
-					return usagef(c, "--host: %v", err)
-				}
-			}
-			if _, err := pki.ParseKeyType(opts.KeyType); err != nil {
-				return usagef(c, "--key-type: %v", err)
-			}
-			if opts.CAValidity <= 0 || opts.ServerValidity <= 0 {
-				return usagef(c, "--ca-days and --server-days must be positive")
-			}
-			for _, p := range []struct {
-				flag string
-				v    *string
-			}{{"daemon-json", &opts.DaemonJSON}, {"certs-dir", &opts.CertsDir}, {"state-dir", &opts.StateDir}} {
-				a, err := absPath(p.flag, *p.v)
-				if err != nil {
-					return usageError{err, c.CommandPath()}
-				}
-				*p.v = a
-			}
-			if within(opts.StateDir, opts.CertsDir) || within(opts.CertsDir, opts.StateDir) {
-				return usagef(c, "--state-dir %q and --certs-dir %q overlap: the CA key must never sit with the daemon's certificates", opts.StateDir, opts.CertsDir)
-			}
-			if opts.CAFrom != "" {
-				a, err := absPath("ca-from", opts.CAFrom)
-				if err != nil {
-					return usageError{err, c.CommandPath()}
-				}
-				opts.CAFrom = a
-			}
-			if opts.Restart && opts.DryRun {
-				return usagef(c, "--restart and --dry-run cannot be used together")
-			}
-			if opts.Token != "" && opts.CAURL == "" {
-				return usagef(c, "--token needs --ca-url, the online CA the token is for")
-			}
-			if opts.CAURL != "" {
-				var err error
-				if opts.CAURL, err = fleet.ParseURL(opts.CAURL); err != nil {
-					return usagef(c, "--ca-url: %v", err)
-				}
-				if opts.Token != "" {
-					if _, err := fleet.ParseToken(opts.Token); err != nil {
-						return usagef(c, "--token: %v", err)
-					}
-				}
+			if err := opts.validate(c); err != nil {
+				return err
 			}
 			opts.cmdLine = commandLine(c)
 			return runInit(opts)
@@ -193,6 +145,78 @@ or without --token), it keeps the certificate installed from the CA
 	}
 	completeKeyTypes(c)
 	return c
+}
+
+// validate checks the flags and makes the paths absolute, before anything
+// is read or written.
+func (o *initOptions) validate(c *cobra.Command) error {
+	if err := checkListen(o.IO, o.Listen); err != nil {
+		return usageError{err, c.CommandPath()}
+	}
+	for _, h := range o.Hosts {
+		if err := pki.ValidateHost(h); err != nil {
+			return usagef(c, "--host: %v", err)
+		}
+	}
+	if _, err := pki.ParseKeyType(o.KeyType); err != nil {
+		return usagef(c, "--key-type: %v", err)
+	}
+	if o.CAValidity <= 0 || o.ServerValidity <= 0 {
+		return usagef(c, "--ca-days and --server-days must be positive")
+	}
+	if err := o.absPaths(c); err != nil {
+		return err
+	}
+	if o.Restart && o.DryRun {
+		return usagef(c, "--restart and --dry-run cannot be used together")
+	}
+	return o.validateOnline(c)
+}
+
+// absPaths makes the path flags absolute and keeps the CA key's directory
+// apart from the daemon's certificates.
+func (o *initOptions) absPaths(c *cobra.Command) error {
+	for _, p := range []struct {
+		flag string
+		v    *string
+	}{{"daemon-json", &o.DaemonJSON}, {"certs-dir", &o.CertsDir}, {"state-dir", &o.StateDir}} {
+		a, err := absPath(p.flag, *p.v)
+		if err != nil {
+			return usageError{err, c.CommandPath()}
+		}
+		*p.v = a
+	}
+	if within(o.StateDir, o.CertsDir) || within(o.CertsDir, o.StateDir) {
+		return usagef(c, "--state-dir %q and --certs-dir %q overlap: the CA key must never sit with the daemon's certificates", o.StateDir, o.CertsDir)
+	}
+	if o.CAFrom != "" {
+		a, err := absPath("ca-from", o.CAFrom)
+		if err != nil {
+			return usageError{err, c.CommandPath()}
+		}
+		o.CAFrom = a
+	}
+	return nil
+}
+
+// validateOnline checks --ca-url and --token.
+func (o *initOptions) validateOnline(c *cobra.Command) error {
+	if o.Token != "" && o.CAURL == "" {
+		return usagef(c, "--token needs --ca-url, the online CA the token is for")
+	}
+	if o.CAURL == "" {
+		return nil
+	}
+	var err error
+	if o.CAURL, err = fleet.ParseURL(o.CAURL); err != nil {
+		return usagef(c, "--ca-url: %v", err)
+	}
+	if o.Token != "" {
+		if _, err := fleet.ParseToken(o.Token); err != nil {
+			return usagef(c, "--token: %v", err)
+		}
+	}
+	return nil
 }
 
 // checkListen checks a --listen value; "" keeps the recorded one (see
@@ -245,6 +269,53 @@ func runInit(o *initOptions) error {
 	if o.DryRun {
 		fmt.Fprintln(o.ErrOut, "dry run: nothing will be written")
 	}
+	req, err := initRequest(o)
+	if err != nil {
+		return err
+	}
+	opts, err := authorityOptions(o.IO, &o.caKey)
+	if err != nil {
+		return err
+	}
+	res, err := authority.Init(req, opts)
+	if err != nil {
+		return rootHint(err, o.cmdLine)
+	}
+	if o.startsPlugin(res) {
+		if res, err = startPlugin(o, req, opts, res); err != nil {
+			return err
+		}
+	}
+	renderInitSteps(o, res)
+	if o.DryRun {
+		return renderInitDryRun(o, res)
+	}
+	if err := initRestart(o, res); err != nil {
+		return err
+	}
+	renderInitNext(o, res)
+	return nil
+}
+
+// startsPlugin says whether this run starts the plugin itself: with
+// --restart, on this host's systemd, for real.
+func (o *initOptions) startsPlugin(res *authority.InitResult) bool {
+	return res.AuthzPending && o.Restart && o.SystemdDir == "" && !o.DryRun
+}
+
+// renderInitSteps prints what init did.
+func renderInitSteps(o *initOptions, res *authority.InitResult) {
+	reportRecovered(o.IO, res.Recovered)
+	if res.Validated {
+		fmt.Fprintf(o.ErrOut, "dockerd --validate accepts the merged %s\n", o.DaemonJSON)
+	}
+	for _, s := range res.Steps {
+		fmt.Fprintln(o.ErrOut, s)
+	}
+}
+
+// initRequest is the authority.InitRequest the flags ask for.
+func initRequest(o *initOptions) (authority.InitRequest, error) {
 	kt, _ := pki.ParseKeyType(o.KeyType)
 	now := o.Now()
 	req := authority.InitRequest{
@@ -269,7 +340,7 @@ func runInit(o *initOptions) error {
 	if o.Token != "" {
 		tok, err := fleet.ParseToken(o.Token)
 		if err != nil {
-			return err
+			return req, err
 		}
 		req.Enroll = func(csrPEM []byte) (*fleet.CertResponse, error) {
 			return (&fleet.Client{URL: o.CAURL}).Enroll(context.Background(), tok, csrPEM)
@@ -278,86 +349,83 @@ func runInit(o *initOptions) error {
 	if o.Authz {
 		exe, err := os.Executable()
 		if err != nil {
-			return fmt.Errorf("--authz: find the dtls binary for the service: %w", err)
+			return req, fmt.Errorf("--authz: find the dtls binary for the service: %w", err)
 		}
 		req.Authz, req.AuthzSocket, req.AuthzExe, req.AuthzLog = true, o.AuthzSocket, exe, defaultAuditLog
 		if _, err := os.Stat(defaultAuthzPolicy); err == nil {
 			req.AuthzPolicy = defaultAuthzPolicy
 		}
 	}
-	opts, err := authorityOptions(o.IO, &o.caKey)
-	if err != nil {
-		return err
-	}
-	res, err := authority.Init(req, opts)
-	if err != nil {
-		return rootHint(err, o.cmdLine)
-	}
-	if res.AuthzPending && o.Restart && o.SystemdDir == "" && !o.DryRun {
-		// Start the plugin's socket, then merge its name into
-		// daemon.json now that it answers.
-		for _, s := range res.Steps {
-			fmt.Fprintln(o.ErrOut, s)
-		}
-		for _, args := range [][]string{{"daemon-reload"}, {"enable", "--now", authority.AuthzSocketUnit}} {
-			if err := systemctl(o.ErrOut, args...); err != nil {
-				return partialError{done: initDone(o) + " and the plugin's units written", step: "starting the plugin", err: err,
-					run: fmt.Sprintf("sudo systemctl daemon-reload && sudo systemctl enable --now %s, then dtls init --authz again", authority.AuthzSocketUnit)}
-			}
-		}
-		if res, err = authority.Init(req, opts); err != nil {
-			return err
-		}
-	}
-	reportRecovered(o.IO, res.Recovered)
-	if res.Validated {
-		fmt.Fprintf(o.ErrOut, "dockerd --validate accepts the merged %s\n", o.DaemonJSON)
-	}
+	return req, nil
+}
+
+// startPlugin starts the plugin's socket, then runs init again to
+// merge its name into daemon.json now that it answers.
+func startPlugin(o *initOptions, req authority.InitRequest, opts authority.Options, res *authority.InitResult) (*authority.InitResult, error) {
 	for _, s := range res.Steps {
 		fmt.Fprintln(o.ErrOut, s)
 	}
-	if o.DryRun {
-		if res.DropIn != nil {
-			fmt.Fprintf(o.Out, "%s", res.DropIn)
+	for _, args := range [][]string{{"daemon-reload"}, {"enable", "--now", authority.AuthzSocketUnit}} {
+		if err := systemctl(o.ErrOut, args...); err != nil {
+			return nil, partialError{done: initDone(o) + " and the plugin's units written", step: "starting the plugin", err: err,
+				run: fmt.Sprintf("sudo systemctl daemon-reload && sudo systemctl enable --now %s, then dtls init --authz again", authority.AuthzSocketUnit)}
 		}
-		if res.DaemonJSON.Changed {
-			return daemonconfig.Diff(o.Out, o.DaemonJSON, res.DaemonJSON.Old, res.DaemonJSON.New)
-		}
+	}
+	return authority.Init(req, opts)
+}
+
+// renderInitDryRun prints the drop-in and the diff of daemon.json a run
+// would write.
+func renderInitDryRun(o *initOptions, res *authority.InitResult) error {
+	if res.DropIn != nil {
+		fmt.Fprintf(o.Out, "%s", res.DropIn)
+	}
+	if res.DaemonJSON.Changed {
+		return daemonconfig.Diff(o.Out, o.DaemonJSON, res.DaemonJSON.Old, res.DaemonJSON.New)
+	}
+	return nil
+}
+
+// initRestart restarts docker with --restart when the result needs it,
+// else says how to.
+func initRestart(o *initOptions, res *authority.InitResult) error {
+	if !res.NeedRestart {
 		return nil
 	}
-	if res.NeedRestart {
-		if o.Restart {
-			if o.SystemdDir != "" {
-				// systemctl reads the units from systemd's own
-				// directories: --systemd-dir does not move them.
-				fmt.Fprintf(o.ErrOut, "dtls: warning: --restart restarts this host's docker (systemctl daemon-reload, systemctl restart docker): systemd does not read --systemd-dir %s\n", o.SystemdDir)
-			}
-			if err := restartDocker(o.ErrOut); err != nil {
-				return partialError{done: initDone(o), step: "restarting docker", err: err, run: "sudo systemctl daemon-reload && sudo systemctl restart docker"}
-			}
-		} else {
-			fmt.Fprintln(o.ErrOut, "dockerd reads its TLS settings only when it starts: run")
-			fmt.Fprintln(o.ErrOut, "  sudo systemctl daemon-reload && sudo systemctl restart docker")
-		}
+	if !o.Restart {
+		fmt.Fprintln(o.ErrOut, "dockerd reads its TLS settings only when it starts: run")
+		fmt.Fprintln(o.ErrOut, "  sudo systemctl daemon-reload && sudo systemctl restart docker")
+		return nil
 	}
+	if o.SystemdDir != "" {
+		// systemctl reads the units from systemd's own
+		// directories: --systemd-dir does not move them.
+		fmt.Fprintf(o.ErrOut, "dtls: warning: --restart restarts this host's docker (systemctl daemon-reload, systemctl restart docker): systemd does not read --systemd-dir %s\n", o.SystemdDir)
+	}
+	if err := restartDocker(o.ErrOut); err != nil {
+		return partialError{done: initDone(o), step: "restarting docker", err: err, run: "sudo systemctl daemon-reload && sudo systemctl restart docker"}
+	}
+	return nil
+}
+
+// renderInitNext says what to do next.
+func renderInitNext(o *initOptions, res *authority.InitResult) {
 	if res.AuthzPending {
 		fmt.Fprintf(o.ErrOut, "next: start the plugin (sudo systemctl daemon-reload && sudo systemctl enable --now %s), then run 'dtls init --authz' again: it names the plugin in daemon.json once it answers\n", authority.AuthzSocketUnit)
 	}
-	if res.Server.CAURL != "" {
+	switch {
+	case res.Server.CAURL != "":
 		// No CA key here: the online CA signs for every host and client.
 		fmt.Fprintf(o.ErrOut, "next: on the CA's host, make a token per developer (sudo dtls ca token --client NAME --role ROLE); each runs\n")
 		fmt.Fprintf(o.ErrOut, "  dtls enroll %s TOKEN --docker-host %s\n", res.Server.CAURL, res.Server.DockerHost)
 		fmt.Fprintf(o.ErrOut, "renew this host's certificate through the CA with 'sudo dtls renew --server' (then restart docker)\n")
-		return nil
-	}
-	if o.CAFrom != "" {
+	case o.CAFrom != "":
 		// No CA key here: clients are issued where the CA is, and one
 		// client certificate works against every daemon of the fleet.
 		fmt.Fprintf(o.ErrOut, "next: issue client certificates on the CA's host (sudo dtls issue-client NAME there); they connect to this daemon at %s\n", res.Server.DockerHost)
-		return nil
+	default:
+		fmt.Fprintf(o.ErrOut, "next: sudo dtls issue-client NAME   (clients will connect to %s)\n", res.Server.DockerHost)
 	}
-	fmt.Fprintf(o.ErrOut, "next: sudo dtls issue-client NAME   (clients will connect to %s)\n", res.Server.DockerHost)
-	return nil
 }
 
 // initDone says what a finished init wrote, for an error in a later step.

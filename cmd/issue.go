@@ -96,54 +96,8 @@ Give such a bundle a limited role.`,
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			seen := map[string]bool{}
-			for _, n := range args {
-				if err := pki.ValidateName(n); err != nil {
-					return usageError{err, c.CommandPath()}
-				}
-				if seen[n] {
-					return usagef(c, "%s: NAME %q given twice", c.CommandPath(), n)
-				}
-				seen[n] = true
-			}
-			opts.Names = args
-			if _, err := pki.ParseKeyType(opts.KeyType); err != nil {
-				return usagef(c, "--key-type: %v", err)
-			}
-			if opts.DockerHost != "" {
-				if err := parseDockerHost("docker-host", opts.DockerHost); err != nil {
-					return usageError{err, c.CommandPath()}
-				}
-			}
-			var err error
-			if opts.Out != "" {
-				if opts.Out, err = absPath("out", opts.Out); err != nil {
-					return usageError{err, c.CommandPath()}
-				}
-			}
-			if opts.StateDir, err = absPath("state-dir", opts.StateDir); err != nil {
-				return usageError{err, c.CommandPath()}
-			}
-			if opts.Role != "" {
-				if err := checkRole(opts.Policy, opts.Role); err != nil {
-					return usagef(c, "--role: %v", err)
-				}
-			}
-			if opts.Container && len(opts.Names) != 1 {
-				return usagef(c, "--for-container takes exactly one NAME")
-			}
-			if opts.Archive != "" {
-				if len(opts.Names) != 1 {
-					return usagef(c, "--archive takes exactly one NAME")
-				}
-				if err := checkArchiveOut(io, opts.Archive); err != nil {
-					return usageError{err, c.CommandPath()}
-				}
-				if opts.Archive != "-" {
-					if opts.Archive, err = absPath("archive", opts.Archive); err != nil {
-						return usageError{err, c.CommandPath()}
-					}
-				}
+			if err := opts.validate(c, args); err != nil {
+				return err
 			}
 			return runIssueClient(opts)
 		},
@@ -164,6 +118,83 @@ Give such a bundle a limited role.`,
 	opts.caKey.flags(c)
 	opts.plugin.flags(c, io)
 	return c
+}
+
+// validate checks the NAMEs and the flags, and makes the paths absolute.
+func (o *issueClientOptions) validate(c *cobra.Command, args []string) error {
+	seen := map[string]bool{}
+	for _, n := range args {
+		if err := pki.ValidateName(n); err != nil {
+			return usageError{err, c.CommandPath()}
+		}
+		if seen[n] {
+			return usagef(c, "%s: NAME %q given twice", c.CommandPath(), n)
+		}
+		seen[n] = true
+	}
+	o.Names = args
+	if _, err := pki.ParseKeyType(o.KeyType); err != nil {
+		return usagef(c, "--key-type: %v", err)
+	}
+	if o.DockerHost != "" {
+		if err := parseDockerHost("docker-host", o.DockerHost); err != nil {
+			return usageError{err, c.CommandPath()}
+		}
+	}
+	if err := o.validatePaths(c); err != nil {
+		return err
+	}
+	if o.Role != "" {
+		if err := checkRole(o.Policy, o.Role); err != nil {
+			return usagef(c, "--role: %v", err)
+		}
+	}
+	return o.validateOne(c)
+}
+
+// validatePaths makes --out and --state-dir absolute.
+func (o *issueClientOptions) validatePaths(c *cobra.Command) error {
+	var err error
+	if o.Out != "" {
+		if o.Out, err = absPath("out", o.Out); err != nil {
+			return usageError{err, c.CommandPath()}
+		}
+	}
+	if o.StateDir, err = absPath("state-dir", o.StateDir); err != nil {
+		return usageError{err, c.CommandPath()}
+	}
+	return nil
+}
+
+// validateOne checks --for-container and --archive, which take one NAME.
+func (o *issueClientOptions) validateOne(c *cobra.Command) error {
+	if o.Container && len(o.Names) != 1 {
+		return usagef(c, "--for-container takes exactly one NAME")
+	}
+	if o.Archive == "" {
+		return nil
+	}
+	if len(o.Names) != 1 {
+		return usagef(c, "--archive takes exactly one NAME")
+	}
+	return checkArchiveFlag(c, o.IO, &o.Archive)
+}
+
+// checkArchiveFlag checks an --archive FILE and makes it absolute ("-" is
+// standard output).
+func checkArchiveFlag(c *cobra.Command, io IO, archive *string) error {
+	if err := checkArchiveOut(io, *archive); err != nil {
+		return usageError{err, c.CommandPath()}
+	}
+	if *archive == "-" {
+		return nil
+	}
+	a, err := absPath("archive", *archive)
+	if err != nil {
+		return usageError{err, c.CommandPath()}
+	}
+	*archive = a
+	return nil
 }
 
 // bundleDir is where NAME's bundle goes: nowhere but the archive for

@@ -79,30 +79,7 @@ func runLs(o *lsOptions) error {
 	now := o.Now()
 	list := make([]lsEntry, 0, len(entries))
 	for _, e := range entries {
-		le := lsEntry{Name: e.Name, Default: e.Default}
-		var cert *x509.Certificate
-		if e.Err == nil {
-			cert, e.Err = bundleCert(e.Bundle.Dir)
-		}
-		if e.Err != nil {
-			le.Error = e.Err.Error()
-		} else {
-			// dtls.json says where the daemon is; the name and the
-			// expiry are the certificate's own, which the daemon checks
-			// (dtls.json's could be stale or edited).
-			le.Dir, le.DockerHost, le.Client = e.Bundle.Dir, e.Bundle.Meta.DockerHost, cert.Subject.CommonName
-			na := cert.NotAfter.UTC()
-			le.NotAfter = &na
-			le.Expired = !na.After(now)
-			warn := expiryWarning
-			if e.Bundle.Meta.CAURL != "" {
-				// An enrolled bundle lives a day and its agent renews
-				// it: only one the agent missed is worth a mark.
-				warn = enrolledWarning
-			}
-			le.Expiring = !le.Expired && na.Before(now.Add(warn))
-		}
-		list = append(list, le)
+		list = append(list, lsEntryOf(e, now))
 	}
 	if o.Output == "json" {
 		data, err := json.MarshalIndent(list, "", "  ")
@@ -116,6 +93,39 @@ func runLs(o *lsOptions) error {
 		fmt.Fprintf(o.ErrOut, "no bundles in %s; import one with 'dtls import FILE'\n", root)
 		return nil
 	}
+	return renderLs(o, list, now)
+}
+
+// lsEntryOf is the line of a bundle of the store.
+func lsEntryOf(e clientenv.Entry, now time.Time) lsEntry {
+	le := lsEntry{Name: e.Name, Default: e.Default}
+	var cert *x509.Certificate
+	if e.Err == nil {
+		cert, e.Err = bundleCert(e.Bundle.Dir)
+	}
+	if e.Err != nil {
+		le.Error = e.Err.Error()
+		return le
+	}
+	// dtls.json says where the daemon is; the name and the
+	// expiry are the certificate's own, which the daemon checks
+	// (dtls.json's could be stale or edited).
+	le.Dir, le.DockerHost, le.Client = e.Bundle.Dir, e.Bundle.Meta.DockerHost, cert.Subject.CommonName
+	na := cert.NotAfter.UTC()
+	le.NotAfter = &na
+	le.Expired = !na.After(now)
+	warn := expiryWarning
+	if e.Bundle.Meta.CAURL != "" {
+		// An enrolled bundle lives a day and its agent renews
+		// it: only one the agent missed is worth a mark.
+		warn = enrolledWarning
+	}
+	le.Expiring = !le.Expired && na.Before(now.Add(warn))
+	return le
+}
+
+// renderLs prints the bundles as a table.
+func renderLs(o *lsOptions, list []lsEntry, now time.Time) error {
 	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tDOCKER_HOST\tCLIENT\tEXPIRES")
 	for _, e := range list {
@@ -127,19 +137,24 @@ func runLs(o *lsOptions) error {
 			fmt.Fprintf(tw, "%s\t-\t-\tbroken: %s\n", name, printable(e.Error))
 			continue
 		}
-		exp := "-"
-		if e.NotAfter != nil {
-			exp = e.NotAfter.Format("2006-01-02")
-			switch {
-			case e.Expired:
-				exp += " (expired)"
-			case e.Expiring:
-				exp += " (expires " + inDays(*e.NotAfter, now) + ")"
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, printable(e.DockerHost), printable(e.Client), exp)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, printable(e.DockerHost), printable(e.Client), lsExpires(e, now))
 	}
 	return tw.Flush()
+}
+
+// lsExpires is the EXPIRES column of a bundle.
+func lsExpires(e lsEntry, now time.Time) string {
+	if e.NotAfter == nil {
+		return "-"
+	}
+	exp := e.NotAfter.Format("2006-01-02")
+	switch {
+	case e.Expired:
+		exp += " (expired)"
+	case e.Expiring:
+		exp += " (expires " + inDays(*e.NotAfter, now) + ")"
+	}
+	return exp
 }
 
 // printable returns s as it is when every character of it is printable,

@@ -124,27 +124,7 @@ func runListRemote(o *listOptions) error {
 	if err != nil {
 		return err
 	}
-	// The role a client has is the one in its certificate: the CA
-	// writes it there at every enrolment and renewal.
-	roles := map[string]string{}
-	current := ""
-	var newestCA time.Time
-	for _, r := range recs {
-		cert, err := r.Cert()
-		if err != nil {
-			continue
-		}
-		switch r.Kind {
-		case store.KindClient:
-			if role, ok := fleet.CertRole(cert); ok && r.Status == store.StatusGood {
-				roles[r.Name] = role
-			}
-		case store.KindCA:
-			if r.Status == store.StatusGood && r.NotBefore.After(newestCA) {
-				current, newestCA = r.Serial, r.NotBefore
-			}
-		}
-	}
+	roles, current := fleet.InventoryRoles(recs)
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].NotBefore.Before(recs[j].NotBefore) })
 	fmt.Fprintf(o.ErrOut, "inventory of the CA at %s\n", o.op.CAURL)
 	// 'dtls agent' renews at two thirds of the lifetime: a certificate

@@ -67,47 +67,10 @@ renewed by 'dtls agent' on each laptop.`,
   $ sudo dtls renew --server --restart
   $ sudo dtls renew --expiring 30d
   $ ssh docker-host sudo dtls renew alice --archive - | dtls import -`,
-		Args: func(c *cobra.Command, args []string) error {
-			n := len(args)
-			if opts.Server {
-				n++
-			}
-			if opts.Expiring > 0 {
-				n++
-			}
-			if n != 1 || len(args) > 1 {
-				return usagef(c, "%s: want one of NAME, --server or --expiring", c.CommandPath())
-			}
-			return nil
-		},
+		Args: opts.checkArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				opts.Name = args[0]
-			}
-			if opts.Out != "" && opts.Name == "" {
-				return usagef(c, "--out needs a NAME")
-			}
-			var err error
-			if opts.Out != "" {
-				if opts.Out, err = absPath("out", opts.Out); err != nil {
-					return usageError{err, c.CommandPath()}
-				}
-			}
-			if opts.StateDir, err = absPath("state-dir", opts.StateDir); err != nil {
-				return usageError{err, c.CommandPath()}
-			}
-			if opts.Archive != "" {
-				if opts.Name == "" {
-					return usagef(c, "--archive needs a NAME")
-				}
-				if err := checkArchiveOut(io, opts.Archive); err != nil {
-					return usageError{err, c.CommandPath()}
-				}
-				if opts.Archive != "-" {
-					if opts.Archive, err = absPath("archive", opts.Archive); err != nil {
-						return usageError{err, c.CommandPath()}
-					}
-				}
+			if err := opts.validate(c, args); err != nil {
+				return err
 			}
 			return runRenew(opts)
 		},
@@ -125,25 +88,55 @@ renewed by 'dtls agent' on each laptop.`,
 	return c
 }
 
+// checkArgs wants exactly one of NAME, --server and --expiring.
+func (o *renewOptions) checkArgs(c *cobra.Command, args []string) error {
+	n := len(args)
+	if o.Server {
+		n++
+	}
+	if o.Expiring > 0 {
+		n++
+	}
+	if n != 1 || len(args) > 1 {
+		return usagef(c, "%s: want one of NAME, --server or --expiring", c.CommandPath())
+	}
+	return nil
+}
+
+// validate checks the flags that need a NAME and makes the paths absolute.
+func (o *renewOptions) validate(c *cobra.Command, args []string) error {
+	if len(args) == 1 {
+		o.Name = args[0]
+	}
+	if o.Out != "" && o.Name == "" {
+		return usagef(c, "--out needs a NAME")
+	}
+	var err error
+	if o.Out != "" {
+		if o.Out, err = absPath("out", o.Out); err != nil {
+			return usageError{err, c.CommandPath()}
+		}
+	}
+	if o.StateDir, err = absPath("state-dir", o.StateDir); err != nil {
+		return usageError{err, c.CommandPath()}
+	}
+	if o.Archive == "" {
+		return nil
+	}
+	if o.Name == "" {
+		return usagef(c, "--archive needs a NAME")
+	}
+	return checkArchiveFlag(c, o.IO, &o.Archive)
+}
+
 func runRenew(o *renewOptions) error {
 	a, err := openAuthority(o.IO, o.StateDir, &o.caKey)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	archive := o.Archive
-	if archive == "-" {
-		archive = ""
-	}
-	var res *authority.RenewResult
-	if srv, _ := a.Server(); srv != nil && srv.CAURL != "" && o.Name == "" {
-		if res, err = renewFromCA(o, a, srv); err != nil || res == nil {
-			return err
-		}
-	} else if res, err = a.Renew(authority.RenewRequest{
-		Name: o.Name, Server: o.Server, Expiring: o.Expiring, Out: o.Out, Validity: o.Validity,
-		Archive: archive, ArchiveOnly: o.Archive != "" && o.Out == "", Force: o.Force, Now: o.Now(),
-	}); err != nil {
+	res, err := renew(o, a)
+	if err != nil || res == nil {
 		return err
 	}
 	if o.Archive == "-" {
@@ -160,6 +153,32 @@ func runRenew(o *renewOptions) error {
 		fmt.Fprintf(o.ErrOut, "nothing expires within %s\n", o.Expiring)
 		return nil
 	}
+	done := renderRenewed(o, res)
+	if res.ServerRenewed {
+		return renewRestart(o, done)
+	}
+	return nil
+}
+
+// renew renews through the online CA on a fleet host (nil when --expiring
+// finds nothing to do), else with this host's CA.
+func renew(o *renewOptions, a *authority.Authority) (*authority.RenewResult, error) {
+	if srv, _ := a.Server(); srv != nil && srv.CAURL != "" && o.Name == "" {
+		return renewFromCA(o, a, srv)
+	}
+	archive := o.Archive
+	if archive == "-" {
+		archive = ""
+	}
+	return a.Renew(authority.RenewRequest{
+		Name: o.Name, Server: o.Server, Expiring: o.Expiring, Out: o.Out, Validity: o.Validity,
+		Archive: archive, ArchiveOnly: o.Archive != "" && o.Out == "", Force: o.Force, Now: o.Now(),
+	})
+}
+
+// renderRenewed says what was renewed, and returns it for an error in a
+// later step.
+func renderRenewed(o *renewOptions, res *authority.RenewResult) []string {
 	var done []string
 	for _, it := range res.Renewed {
 		where := renewedTo(o, it)
@@ -167,17 +186,21 @@ func runRenew(o *renewOptions) error {
 			it.Supersedes, it.Record.Serial, it.Record.NotAfter.UTC().Format("2006-01-02"), where)
 		done = append(done, fmt.Sprintf("%s %q (serial %s, written to %s)", it.Record.Kind, it.Record.Name, it.Record.Serial, where))
 	}
-	if res.ServerRenewed {
-		fmt.Fprintln(o.ErrOut, "dockerd does not reload its TLS files on SIGHUP (moby#23936): it serves the old certificate until restarted")
-		if o.Restart {
-			if err := restartDocker(o.ErrOut); err != nil {
-				// The renewal stands: only the restart is left.
-				return partialError{done: "renewed " + strings.Join(done, ", "), step: "restarting docker", err: err,
-					run: "sudo systemctl daemon-reload && sudo systemctl restart docker"}
-			}
-			return nil
-		}
+	return done
+}
+
+// renewRestart restarts docker after a server renewal with --restart,
+// else says it is needed.
+func renewRestart(o *renewOptions, done []string) error {
+	fmt.Fprintln(o.ErrOut, "dockerd does not reload its TLS files on SIGHUP (moby#23936): it serves the old certificate until restarted")
+	if !o.Restart {
 		fmt.Fprintln(o.ErrOut, "restart needed: sudo systemctl restart docker   (or pass --restart)")
+		return nil
+	}
+	if err := restartDocker(o.ErrOut); err != nil {
+		// The renewal stands: only the restart is left.
+		return partialError{done: "renewed " + strings.Join(done, ", "), step: "restarting docker", err: err,
+			run: "sudo systemctl daemon-reload && sudo systemctl restart docker"}
 	}
 	return nil
 }

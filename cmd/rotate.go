@@ -107,46 +107,7 @@ directory's files to it. DIR's ca.pem is rewritten after each step.`,
   $ dtls rotate-ca --operator ~/ca-operator --finish`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := opts.op.check(c); err != nil {
-				return err
-			}
-			// Against the online CA too, as the local switch.
-			if opts.Force && !opts.Switch && !opts.Finish {
-				return usagef(c, "--force applies to --switch and --finish only")
-			}
-			if opts.op.CAURL != "" {
-				for _, f := range []string{"key-type", "ca-days", "restart", "state-dir"} {
-					if c.Flags().Changed(f) {
-						return usagef(c, "--%s does not apply to an online CA's rotation (--ca-url, --operator)", f)
-					}
-				}
-				return runRotateRemote(opts)
-			}
-			later := opts.Switch || opts.Finish || opts.Status
-			if later && (c.Flags().Changed("key-type") || c.Flags().Changed("ca-days")) {
-				return usagef(c, "--key-type and --ca-days apply to the first step only ('dtls rotate-ca')")
-			}
-			if opts.Restart && opts.Status {
-				return usagef(c, "--restart does not apply to --status")
-			}
-			if c.Flags().Changed("key-type") {
-				if _, err := pki.ParseKeyType(opts.KeyType); err != nil {
-					return usagef(c, "--key-type: %v", err)
-				}
-			}
-			var err error
-			if opts.StateDir, err = absPath("state-dir", opts.StateDir); err != nil {
-				return usageError{err, c.CommandPath()}
-			}
-			switch {
-			case opts.Status:
-				return runRotateStatus(opts)
-			case opts.Switch:
-				return runRotateSwitch(opts)
-			case opts.Finish:
-				return runRotateFinish(opts)
-			}
-			return runRotateCA(opts)
+			return opts.run(c)
 		},
 	}
 	f := c.Flags()
@@ -163,6 +124,84 @@ directory's files to it. DIR's ca.pem is rewritten after each step.`,
 	opts.op.flags(c, io)
 	opts.caKey.flags(c)
 	return c
+}
+
+// run checks the flags and runs the step they ask for, against the online
+// CA or this host's.
+func (o *rotateOptions) run(c *cobra.Command) error {
+	if err := o.validate(c); err != nil {
+		return err
+	}
+	if o.op.CAURL != "" {
+		if err := o.validateRemote(c); err != nil {
+			return err
+		}
+		return runRotateRemote(o)
+	}
+	if err := o.validateLocal(c); err != nil {
+		return err
+	}
+	switch {
+	case o.Status:
+		return runRotateStatus(o)
+	case o.Switch:
+		return runRotateSwitch(o)
+	case o.Finish:
+		return runRotateFinish(o)
+	}
+	return runRotateCA(o)
+}
+
+// validate checks the flags of either kind of rotation.
+func (o *rotateOptions) validate(c *cobra.Command) error {
+	if err := o.op.check(c); err != nil {
+		return err
+	}
+	// Against the online CA too, as the local switch.
+	if o.Force && !o.Switch && !o.Finish {
+		return usagef(c, "--force applies to --switch and --finish only")
+	}
+	return nil
+}
+
+// validateRemote refuses the flags of this host's rotation.
+func (o *rotateOptions) validateRemote(c *cobra.Command) error {
+	for _, f := range []string{"key-type", "ca-days", "restart", "state-dir"} {
+		if c.Flags().Changed(f) {
+			return usagef(c, "--%s does not apply to an online CA's rotation (--ca-url, --operator)", f)
+		}
+	}
+	return nil
+}
+
+// validateLocal checks the flags of a rotation of this host's CA.
+func (o *rotateOptions) validateLocal(c *cobra.Command) error {
+	later := o.Switch || o.Finish || o.Status
+	if later && (c.Flags().Changed("key-type") || c.Flags().Changed("ca-days")) {
+		return usagef(c, "--key-type and --ca-days apply to the first step only ('dtls rotate-ca')")
+	}
+	if o.Restart && o.Status {
+		return usagef(c, "--restart does not apply to --status")
+	}
+	if err := o.validateKeyType(c); err != nil {
+		return err
+	}
+	var err error
+	if o.StateDir, err = absPath("state-dir", o.StateDir); err != nil {
+		return usageError{err, c.CommandPath()}
+	}
+	return nil
+}
+
+// validateKeyType checks --key-type when given ("" keeps the current CA's).
+func (o *rotateOptions) validateKeyType(c *cobra.Command) error {
+	if !c.Flags().Changed("key-type") {
+		return nil
+	}
+	if _, err := pki.ParseKeyType(o.KeyType); err != nil {
+		return usagef(c, "--key-type: %v", err)
+	}
+	return nil
 }
 
 func runRotateCA(o *rotateOptions) error {

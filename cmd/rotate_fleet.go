@@ -20,38 +20,16 @@ import (
 // runRotateRemote is 'dtls rotate-ca --ca-url' (or --operator alone): a
 // step of the online CA's rotation through its operator API.
 func runRotateRemote(o *rotateOptions) error {
-	step := fleet.RotateTrust
-	switch {
-	case o.Status:
-		step = fleet.RotateStatus
-	case o.Switch:
-		step = fleet.RotateSwitch
-	case o.Finish:
-		step = fleet.RotateFinish
-	}
+	step := o.remoteStep()
 	ctx := context.Background()
 	c, err := o.op.client()
 	if err != nil {
 		return err
 	}
-	defer c.CloseIdleConnections()
+	defer func() { c.CloseIdleConnections() }()
 	if step == fleet.RotateFinish {
-		// The operator's own certificate of the old CA would hold up
-		// the finish, and stop working after it: renewed first.
-		st, err := c.Rotate(ctx, fleet.RotateRequest{Step: fleet.RotateStatus})
-		if err != nil {
+		if c, err = renewOperatorFirst(o, c); err != nil {
 			return err
-		}
-		renewed, err := renewOperator(o, st)
-		if err != nil {
-			return err
-		}
-		if renewed {
-			c.CloseIdleConnections()
-			if c, err = o.op.client(); err != nil {
-				return err
-			}
-			defer c.CloseIdleConnections()
 		}
 	}
 	resp, err := c.Rotate(ctx, fleet.RotateRequest{Step: step, Force: o.Force})
@@ -74,6 +52,45 @@ func runRotateRemote(o *rotateOptions) error {
 	} else if changed {
 		fmt.Fprintf(o.ErrOut, "operator bundle %s: ca.pem now holds the CA's %d CA certificates\n", o.op.Dir, len(caCerts(resp.CA)))
 	}
+	return renderRemoteStep(o, step, resp)
+}
+
+// remoteStep is the step of the online CA's rotation the flags ask for.
+func (o *rotateOptions) remoteStep() string {
+	switch {
+	case o.Status:
+		return fleet.RotateStatus
+	case o.Switch:
+		return fleet.RotateSwitch
+	case o.Finish:
+		return fleet.RotateFinish
+	}
+	return fleet.RotateTrust
+}
+
+// renewOperatorFirst renews the operator's own certificate of the old CA
+// before the finish: it would hold the finish up, and stop working after
+// it. It returns the client to go on with (a new one after a renewal).
+func renewOperatorFirst(o *rotateOptions, c *fleet.Client) (*fleet.Client, error) {
+	st, err := c.Rotate(context.Background(), fleet.RotateRequest{Step: fleet.RotateStatus})
+	if err != nil {
+		return c, err
+	}
+	renewed, err := renewOperator(o, st)
+	if err != nil || !renewed {
+		return c, err
+	}
+	c.CloseIdleConnections()
+	n, err := o.op.client()
+	if err != nil {
+		return c, err
+	}
+	return n, nil
+}
+
+// renderRemoteStep says what a step of the online CA's rotation did, and
+// what comes next.
+func renderRemoteStep(o *rotateOptions, step string, resp *fleet.RotateResponse) error {
 	switch step {
 	case fleet.RotateTrust:
 		fmt.Fprintf(o.ErrOut, "created the next CA %s at the CA %s\n", describeRotationCA(resp.Next), o.op.CAURL)
@@ -174,18 +191,7 @@ func describeRotationCert(r fleet.RotationCert) string {
 
 // printRemoteRotation is 'dtls rotate-ca --status --ca-url'.
 func printRemoteRotation(w io.Writer, opDir string, r *fleet.RotateResponse) {
-	switch r.Step {
-	case fleet.RotateNone:
-		fmt.Fprintf(w, "no CA rotation in progress: CA %s\n", describeRotationCA(&r.Current))
-	case fleet.RotateTrust:
-		fmt.Fprintln(w, "CA rotation: step 1 of 3 (trust): certificates are signed by the current CA; answers carry both CAs")
-	case fleet.RotateSwitch:
-		fmt.Fprintln(w, "CA rotation: step 2 of 3 (switch): certificates are signed by the new CA; answers carry both CAs")
-	}
-	if r.Step != fleet.RotateNone {
-		fmt.Fprintf(w, "current CA: %s\n", describeRotationCA(&r.Current))
-		fmt.Fprintf(w, "next CA: %s\n", describeRotationCA(r.Next))
-	}
+	printRotationStep(w, r)
 	for _, n := range r.Counts {
 		which := "current"
 		if r.Next != nil && n.CASerial == r.Next.Serial {
@@ -197,17 +203,39 @@ func printRemoteRotation(w io.Writer, opDir string, r *fleet.RotateResponse) {
 		return
 	}
 	printSwitchBlocking(w, r)
-	if len(r.Blocking) == 0 {
-		fmt.Fprintln(w, "nothing holds up 'dtls rotate-ca --finish'")
-	} else {
-		fmt.Fprintln(w, "holding up 'dtls rotate-ca --finish' (or pass --force to cut them off):")
-		for _, b := range r.Blocking {
-			fmt.Fprintf(w, "  %s\n", describeRotationCert(b))
-		}
-	}
+	printFinishBlocking(w, r)
 	next := "dtls rotate-ca --switch"
 	if r.Step == fleet.RotateSwitch {
 		next = "dtls rotate-ca --finish"
 	}
 	fmt.Fprintf(w, "next: %s --operator %s\n", next, opDir)
+}
+
+// printRotationStep says which step the online CA's rotation is at, and
+// its CAs.
+func printRotationStep(w io.Writer, r *fleet.RotateResponse) {
+	switch r.Step {
+	case fleet.RotateNone:
+		fmt.Fprintf(w, "no CA rotation in progress: CA %s\n", describeRotationCA(&r.Current))
+		return
+	case fleet.RotateTrust:
+		fmt.Fprintln(w, "CA rotation: step 1 of 3 (trust): certificates are signed by the current CA; answers carry both CAs")
+	case fleet.RotateSwitch:
+		fmt.Fprintln(w, "CA rotation: step 2 of 3 (switch): certificates are signed by the new CA; answers carry both CAs")
+	}
+	fmt.Fprintf(w, "current CA: %s\n", describeRotationCA(&r.Current))
+	fmt.Fprintf(w, "next CA: %s\n", describeRotationCA(r.Next))
+}
+
+// printFinishBlocking lists the certificates that hold up
+// 'dtls rotate-ca --finish'.
+func printFinishBlocking(w io.Writer, r *fleet.RotateResponse) {
+	if len(r.Blocking) == 0 {
+		fmt.Fprintln(w, "nothing holds up 'dtls rotate-ca --finish'")
+		return
+	}
+	fmt.Fprintln(w, "holding up 'dtls rotate-ca --finish' (or pass --force to cut them off):")
+	for _, b := range r.Blocking {
+		fmt.Fprintf(w, "  %s\n", describeRotationCert(b))
+	}
 }

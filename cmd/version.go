@@ -33,26 +33,32 @@ func newVersionCmd(io IO) *cobra.Command {
 func buildInfo() (v, c, d string) {
 	v, c, d = version, commit, date
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
+		v, c, d = fromBuildInfo(bi, v, c, d)
+	}
+	return orUnknown(v, "devel"), orUnknown(c, "unknown"), orUnknown(d, "unknown")
+}
+
+// fromBuildInfo fills the version, commit and date the ldflags left empty
+// from what the Go toolchain embeds.
+func fromBuildInfo(bi *debug.BuildInfo, v, c, d string) (string, string, string) {
+	if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && c == "":
+			c = s.Value
+		case s.Key == "vcs.time" && d == "":
+			d = s.Value
 		}
-		for _, s := range bi.Settings {
-			switch {
-			case s.Key == "vcs.revision" && c == "":
-				c = s.Value
-			case s.Key == "vcs.time" && d == "":
-				d = s.Value
-			}
-		}
-	}
-	if v == "" {
-		v = "devel"
-	}
-	if c == "" {
-		c = "unknown"
-	}
-	if d == "" {
-		d = "unknown"
 	}
 	return v, c, d
+}
+
+// orUnknown is s, or def when s is empty.
+func orUnknown(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -338,3 +338,30 @@ type RotateResponse struct {
 	// clients a forced switch left with a ca.pem of the old CA alone.
 	Cut []RotationCert `json:"cut,omitempty"`
 }
+
+// InventoryRoles reads, from the online CA's inventory, the role of each
+// client (the one in its good certificate: the CA writes it there at every
+// enrolment and renewal), and the serial of the current CA, the good CA
+// certificate issued last. A record whose certificate does not parse is
+// skipped.
+func InventoryRoles(recs []store.Record) (roles map[string]string, currentCA string) {
+	roles = map[string]string{}
+	var newestCA time.Time
+	for _, r := range recs {
+		cert, err := r.Cert()
+		if err != nil || r.Status != store.StatusGood {
+			continue
+		}
+		switch r.Kind {
+		case store.KindClient:
+			if role, ok := CertRole(cert); ok {
+				roles[r.Name] = role
+			}
+		case store.KindCA:
+			if r.NotBefore.After(newestCA) {
+				currentCA, newestCA = r.Serial, r.NotBefore
+			}
+		}
+	}
+	return roles, currentCA
+}

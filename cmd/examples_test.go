@@ -13,7 +13,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
+	"github.com/dtls-tool/dtls/authz"
 	"github.com/dtls-tool/dtls/internal/sandbox"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -138,4 +140,46 @@ func TestProvisionExample(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, pki.Missing(c, []string{"docker.example.com", "localhost", "127.0.0.1"}))
 	assert.Contains(t, string(out), "PASS") // the audit ran
+}
+
+// TestAuthzWorkspacesExample: examples/authz/workspaces.sh makes
+// workspaces the plugin mounts (a nosuid,nodev mount, root's parents),
+// and examples/authz/authz-policy.json parses; 'dtls authz explain'
+// judges the workspace on this host as the plugin would.
+func TestAuthzWorkspacesExample(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI runs as root: the example mounts")
+		}
+		t.Skip("needs root: the example mounts")
+	}
+	base := filepath.Join(t.TempDir(), "work")
+	fstab := filepath.Join(t.TempDir(), "fstab")
+	cmd := exec.Command("bash", filepath.Join("..", "examples", "authz", "workspaces.sh"), "alice")
+	cmd.Env = append(os.Environ(), "DTLS_WORK="+base, "DTLS_FSTAB="+fstab)
+	out, err := cmd.CombinedOutput()
+	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "workspace "+filepath.Join(base, "alice"))
+	b, err := os.ReadFile(fstab)
+	require.NoError(t, err)
+	assert.Equal(t, base+" "+base+" none bind,nosuid,nodev 0 0\n", string(b))
+
+	_, err = authz.LoadPolicy(filepath.Join("..", "examples", "authz", "authz-policy.json"))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.json")
+	require.NoError(t, os.WriteFile(policy, []byte(fmt.Sprintf(`{"bind_roots": [%q]}`, filepath.Join(base, "{user}"))), 0o644))
+	for user, allow := range map[string]bool{"alice": true, "bob": false} {
+		body := filepath.Join(dir, user+".json")
+		require.NoError(t, os.WriteFile(body, []byte(fmt.Sprintf(`{"Image":"alpine","HostConfig":{"Binds":[%q]}}`, filepath.Join(base, user)+":/work")), 0o644))
+		stdout, stderr, code := dtls(t, time.Now(), "authz", "explain", user, "POST", "/v1.41/containers/create", "--body", body,
+			"--role", "developer", "--policy", policy)
+		if allow {
+			assert.Equal(t, 0, code, "%s%s", stdout, stderr)
+			assert.Contains(t, stdout, "allow")
+		} else {
+			assert.Contains(t, stdout+stderr, "cannot be mounted", "bob has no workspace")
+		}
+	}
 }

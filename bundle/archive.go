@@ -23,7 +23,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/clientenv"
 )
 
@@ -55,23 +54,9 @@ var Allowed = map[string]fs.FileMode{
 	clientenv.MetaFile: 0o644,
 }
 
-// WriteArchive writes files as a gzip-compressed tar to path, mode 0600,
-// atomically (temporary file, fsync, rename): the archive is complete or
-// absent. Entries are plain files at the top level of the archive, with
-// mode 0600, owner 0 and a fixed time, so the same bundle makes the same
-// archive.
-func WriteArchive(path string, files []File) error {
-	data, err := MarshalArchive(files)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.Write(path, data, ArchiveMode); err != nil {
-		return fmt.Errorf("write archive %q: %w", path, err)
-	}
-	return nil
-}
-
-// MarshalArchive returns the tar.gz bytes WriteArchive writes.
+// MarshalArchive returns files as a gzip-compressed tar. Entries are
+// plain files at the top level of the archive, with mode 0600, owner 0
+// and a fixed time, so the same bundle makes the same archive.
 func MarshalArchive(files []File) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -234,20 +219,6 @@ func allowedList() string {
 	}
 	slices.Sort(names)
 	return strings.Join(names, ", ")
-}
-
-// ReadDir reads the bundle files of dir (as `dtls issue-client` writes it),
-// for WriteArchive.
-func ReadDir(dir string) ([]File, error) {
-	var files []File
-	for _, name := range []string{"ca.pem", "cert.pem", "key.pem", clientenv.MetaFile} {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			return nil, fmt.Errorf("bundle %q: %w", dir, err)
-		}
-		files = append(files, File{Name: name, Data: data, Mode: Allowed[name]})
-	}
-	return files, nil
 }
 
 // Get returns the data of the file called name, or nil.

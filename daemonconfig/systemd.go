@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-
-	"github.com/dtls-tool/dtls/atomicfile"
 )
 
 // DefaultUnitDirs are the directories searched for docker.service, in
@@ -372,27 +370,4 @@ func PlanDropIn(dir string, u *Unit) (path string, content []byte, changed bool,
 		return path, want, false, nil
 	}
 	return path, want, true, nil
-}
-
-// WriteDropIn writes u.DropIn() to dir/docker.service.d/dtls-tls.conf, 0644
-// in a directory created 0755, atomically; dir is normally
-// /etc/systemd/system. It returns the path and whether it wrote: a drop-in
-// that is already up to date is not rewritten. Callers need it only when
-// u.Hosts is not empty, and must run `systemctl daemon-reload` afterwards.
-//
-// It refuses when ExecStart comes from a drop-in that sorts after
-// dtls-tls.conf (systemd applies drop-ins in name order, so that one would
-// still win), or when the unit has no ExecStart.
-func WriteDropIn(dir string, u *Unit) (string, bool, error) {
-	path, want, changed, err := PlanDropIn(dir, u)
-	if err != nil || !changed {
-		return path, false, err
-	}
-	if err := mkdirIfMissing(filepath.Dir(path)); err != nil {
-		return path, false, err
-	}
-	if err := atomicfile.Write(path, want, 0o644); err != nil {
-		return path, false, fmt.Errorf("write drop-in: %w", err)
-	}
-	return path, true, nil
 }

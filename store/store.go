@@ -14,9 +14,9 @@
 // or another process: the database is in WAL mode, where readers and one
 // writer do not block each other (https://www.sqlite.org/wal.html).
 //
-// OpenPostgres and OpenPostgresReadOnly open the same inventory on
-// PostgreSQL, for an online CA that many hosts share (postgres.go). The
-// online CA also keeps its one-time enrolment tokens here (token.go).
+// OpenPostgres opens the same inventory on PostgreSQL, for an online CA
+// that many hosts share (postgres.go). The online CA also keeps its
+// one-time enrolment tokens here (token.go).
 //
 // The database is an index, never the only copy of something dockerd needs:
 // the PEM files in the certificates directory and in the bundles stay the

@@ -157,36 +157,12 @@ func ParseArchive(r io.Reader) ([]File, error) {
 			return nil, fmt.Errorf("corrupt archive: %w", err)
 		}
 		name := hdr.Name
-		if strings.HasPrefix(name, "/") || strings.Contains(name, `\`) || filepath.IsAbs(name) {
-			return nil, fmt.Errorf("entry %q: absolute path", name)
+		clean, mode, skip, err := checkEntry(hdr, files)
+		if err != nil {
+			return nil, err
 		}
-		if slices.Contains(strings.Split(name, "/"), "..") {
-			return nil, fmt.Errorf("entry %q: path escapes the bundle directory", name)
-		}
-		clean := path.Clean(name)
-		if hdr.Typeflag == tar.TypeDir && clean == "." {
+		if skip {
 			continue
-		}
-		switch hdr.Typeflag {
-		case tar.TypeReg:
-		case tar.TypeDir:
-			return nil, &LayoutError{Entry: name, Dir: true}
-		case tar.TypeSymlink, tar.TypeLink:
-			return nil, fmt.Errorf("entry %q: links are not allowed (points to %q)", name, hdr.Linkname)
-		default:
-			return nil, fmt.Errorf("entry %q: not a regular file (type %q)", name, hdr.Typeflag)
-		}
-		if strings.Contains(clean, "/") {
-			return nil, &LayoutError{Entry: name}
-		}
-		mode, ok := Allowed[clean]
-		if !ok {
-			return nil, fmt.Errorf("entry %q: unexpected file (want %s)", name, allowedList())
-		}
-		for _, f := range files {
-			if f.Name == clean {
-				return nil, fmt.Errorf("entry %q: given twice", name)
-			}
 		}
 		total += hdr.Size
 		if hdr.Size < 0 || total > MaxArchiveSize {
@@ -210,6 +186,45 @@ func ParseArchive(r io.Reader) ([]File, error) {
 		}
 	}
 	return files, nil
+}
+
+// checkEntry checks the header of one archive entry against ParseArchive's
+// rules, given the files read before it, and returns its cleaned name and
+// mode; skip is true for the "." directory, which is ignored.
+func checkEntry(hdr *tar.Header, files []File) (clean string, mode fs.FileMode, skip bool, err error) {
+	name := hdr.Name
+	if strings.HasPrefix(name, "/") || strings.Contains(name, `\`) || filepath.IsAbs(name) {
+		return "", 0, false, fmt.Errorf("entry %q: absolute path", name)
+	}
+	if slices.Contains(strings.Split(name, "/"), "..") {
+		return "", 0, false, fmt.Errorf("entry %q: path escapes the bundle directory", name)
+	}
+	clean = path.Clean(name)
+	if hdr.Typeflag == tar.TypeDir && clean == "." {
+		return "", 0, true, nil
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg:
+	case tar.TypeDir:
+		return "", 0, false, &LayoutError{Entry: name, Dir: true}
+	case tar.TypeSymlink, tar.TypeLink:
+		return "", 0, false, fmt.Errorf("entry %q: links are not allowed (points to %q)", name, hdr.Linkname)
+	default:
+		return "", 0, false, fmt.Errorf("entry %q: not a regular file (type %q)", name, hdr.Typeflag)
+	}
+	if strings.Contains(clean, "/") {
+		return "", 0, false, &LayoutError{Entry: name}
+	}
+	mode, ok := Allowed[clean]
+	if !ok {
+		return "", 0, false, fmt.Errorf("entry %q: unexpected file (want %s)", name, allowedList())
+	}
+	for _, f := range files {
+		if f.Name == clean {
+			return "", 0, false, fmt.Errorf("entry %q: given twice", name)
+		}
+	}
+	return clean, mode, false, nil
 }
 
 func allowedList() string {

@@ -409,85 +409,141 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 	caKeyPath := a.path(CAKeyFile)
 	_, certErr := os.Stat(caCertPath)
 	_, keyErr := os.Stat(caKeyPath)
+	kept := certErr == nil && keyErr == nil && !r.Force
 	switch {
-	case certErr == nil && keyErr == nil && !r.Force:
-		if ca, err = a.CA(); err != nil {
+	case kept:
+		if ca, err = a.keepCA(t, r, res, caCertPath); err != nil {
 			return false, err
 		}
-		if r.EncryptCAKey {
-			// Encryption, once asked for, covers every CA key here: the
-			// one a rotation keeps too, as the daemon still trusts it.
-			for _, f := range []struct{ file, cert string }{{CAKeyFile, CACertFile}, {OldCAKeyFile, OldCACertFile}} {
-				b, err := os.ReadFile(a.path(f.file))
-				if err != nil || pki.IsEncryptedKey(b) {
-					continue
-				}
-				p := a.path(f.file)
-				if r.DryRun {
-					res.say("would encrypt the CA key %s", p)
-					continue
-				}
-				enc, err := a.protect(b, true, true)
-				if err != nil {
-					return false, err
-				}
-				t.write(p, enc, KeyMode)
-				res.say("encrypted the CA key %s", p)
-			}
-		}
-		if !r.DryRun {
-			rec := store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir)
-			t.DB.Insert = append(t.DB.Insert, rec)
-		}
-		res.say("kept CA %s (%s)", caCertPath, pki.Describe(ca.Cert))
 	case (certErr == nil) != (keyErr == nil) && !r.Force:
 		return false, hint(fmt.Errorf("state directory %q holds only one of %s and %s", a.Dir, CACertFile, CAKeyFile),
 			"restore the missing file from a backup, or run 'dtls init --force' to make a new CA (every client certificate must then be re-issued)")
 	default:
-		if ca, err = pki.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.CAValidity}); err != nil {
+		if ca, err = a.newCA(t, r, res, certErr == nil, caCertPath, caKeyPath); err != nil {
 			return false, err
 		}
-		verb := "created"
-		if certErr == nil {
-			verb = "replaced (--force)"
-		}
-		if r.DryRun {
-			res.say("would create CA in %s (%s key)", a.Dir, r.KeyType)
-			break
-		}
-		// A CA key once encrypted stays encrypted: --force makes a new
-		// one under a passphrase too.
-		keyPEM, err := a.protect(ca.KeyPEM, r.EncryptCAKey || a.Encrypted(), true)
-		if err != nil {
-			return false, err
-		}
-		t.write(caKeyPath, keyPEM, KeyMode)
-		t.write(caCertPath, ca.CertPEM, CertMode)
-		// A new CA ends any rotation: the CA it kept is no longer
-		// trusted by anything dtls writes.
-		if a.InRotation() {
-			t.remove(a.path(OldCAKeyFile))
-			t.remove(a.path(OldCACertFile))
-		}
-		t.DB.Insert = append(t.DB.Insert, store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir))
-		cas, err := a.Store.ByKind(store.KindCA)
-		if err != nil {
-			return false, err
-		}
-		for _, rec := range cas {
-			if rec.Status == store.StatusGood {
-				t.DB.Supersede = append(t.DB.Supersede, rec.Serial)
-			}
-		}
-		res.say("%s CA %s (%s)", verb, caCertPath, pki.Describe(ca.Cert))
 	}
 
-	// The server certificate. At step 1 of a rotation it stays of the old
-	// CA (rotate.go): kept when it verifies with that one, issued from it.
+	certPath := filepath.Join(r.CertsDir, ServerCertFile)
+	keyPath := filepath.Join(r.CertsDir, ServerKeyFile)
+	reason, err := a.planServerCert(t, r, ca, kept, hosts, res)
+	if err != nil {
+		return false, err
+	}
+	a.planDaemonCA(t, r, ca, res)
+	// Kept files whose mode was loosened are tightened whatever else this
+	// run writes (README: "a loosened key mode found by init is
+	// tightened").
+	if reason == "" {
+		a.planMode(t, keyPath, KeyMode, r.DryRun, res)
+		a.planMode(t, certPath, CertMode, r.DryRun, res)
+	}
+	if kept {
+		a.planMode(t, caCertPath, CertMode, r.DryRun, res)
+		if !r.EncryptCAKey {
+			a.planMode(t, caKeyPath, KeyMode, r.DryRun, res)
+		}
+	}
+	return reason != "", nil
+}
+
+// keepCA keeps the CA of the state directory (encrypting its keys when
+// r.EncryptCAKey asks for it) and records it again.
+func (a *Authority) keepCA(t *txn, r InitRequest, res *InitResult, caCertPath string) (*pki.CA, error) {
+	ca, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
+	if r.EncryptCAKey {
+		if err := a.planEncryptCAKeys(t, r, res); err != nil {
+			return nil, err
+		}
+	}
+	if !r.DryRun {
+		rec := store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir)
+		t.DB.Insert = append(t.DB.Insert, rec)
+	}
+	res.say("kept CA %s (%s)", caCertPath, pki.Describe(ca.Cert))
+	return ca, nil
+}
+
+// planEncryptCAKeys encrypts the CA keys that are not yet. Encryption, once
+// asked for, covers every CA key here: the one a rotation keeps too, as
+// the daemon still trusts it.
+func (a *Authority) planEncryptCAKeys(t *txn, r InitRequest, res *InitResult) error {
+	for _, f := range []struct{ file, cert string }{{CAKeyFile, CACertFile}, {OldCAKeyFile, OldCACertFile}} {
+		b, err := os.ReadFile(a.path(f.file))
+		if err != nil || pki.IsEncryptedKey(b) {
+			continue
+		}
+		p := a.path(f.file)
+		if r.DryRun {
+			res.say("would encrypt the CA key %s", p)
+			continue
+		}
+		enc, err := a.protect(b, true, true)
+		if err != nil {
+			return err
+		}
+		t.write(p, enc, KeyMode)
+		res.say("encrypted the CA key %s", p)
+	}
+	return nil
+}
+
+// newCA makes a new CA (replacing one with --force: replacing), which
+// ends any rotation and supersedes the CAs recorded.
+func (a *Authority) newCA(t *txn, r InitRequest, res *InitResult, replacing bool, caCertPath, caKeyPath string) (*pki.CA, error) {
+	ca, err := pki.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.CAValidity})
+	if err != nil {
+		return nil, err
+	}
+	verb := "created"
+	if replacing {
+		verb = "replaced (--force)"
+	}
+	if r.DryRun {
+		res.say("would create CA in %s (%s key)", a.Dir, r.KeyType)
+		return ca, nil
+	}
+	// A CA key once encrypted stays encrypted: --force makes a new
+	// one under a passphrase too.
+	keyPEM, err := a.protect(ca.KeyPEM, r.EncryptCAKey || a.Encrypted(), true)
+	if err != nil {
+		return nil, err
+	}
+	t.write(caKeyPath, keyPEM, KeyMode)
+	t.write(caCertPath, ca.CertPEM, CertMode)
+	// A new CA ends any rotation: the CA it kept is no longer
+	// trusted by anything dtls writes.
+	if a.InRotation() {
+		t.remove(a.path(OldCAKeyFile))
+		t.remove(a.path(OldCACertFile))
+	}
+	t.DB.Insert = append(t.DB.Insert, store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir))
+	cas, err := a.Store.ByKind(store.KindCA)
+	if err != nil {
+		return nil, err
+	}
+	for _, rec := range cas {
+		if rec.Status == store.StatusGood {
+			t.DB.Supersede = append(t.DB.Supersede, rec.Serial)
+		}
+	}
+	res.say("%s CA %s (%s)", verb, caCertPath, pki.Describe(ca.Cert))
+	return ca, nil
+}
+
+// planServerCert keeps or issues this host's server certificate and
+// returns why it is issued ("" when kept). At step 1 of a rotation of a
+// kept CA it stays of the old CA (rotate.go): kept when it verifies with
+// that one, issued from it.
+func (a *Authority) planServerCert(t *txn, r InitRequest, ca *pki.CA, kept bool, hosts []string, res *InitResult) (string, error) {
 	srvCA := ca
-	if !r.Force && certErr == nil && keyErr == nil && a.RotationStep() == StepTrust {
+	var err error
+	if kept && a.RotationStep() == StepTrust {
 		if srvCA, err = a.OldCA(); err != nil {
-			return false, err
+			return "", err
 		}
 	}
 	certPath := filepath.Join(r.CertsDir, ServerCertFile)
@@ -504,7 +560,7 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 	default:
 		srv, err := srvCA.Issue(pki.Request{Kind: pki.KindServer, Hosts: hosts, KeyType: r.KeyType, Now: r.Now, Validity: r.ServerValidity})
 		if err != nil {
-			return false, err
+			return "", err
 		}
 		t.write(keyPath, srv.KeyPEM, KeyMode)
 		t.write(certPath, srv.CertPEM, CertMode)
@@ -514,9 +570,12 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 		}
 		res.say("issued server certificate %s (%s) for %v: %s", certPath, pki.Describe(srv.Cert), hosts, reason)
 	}
+	return reason, nil
+}
 
-	// The daemon's copy of the CA certificate; during a rotation it holds
-	// both CAs (rotate-ca), unless this run makes a new CA.
+// planDaemonCA writes the daemon's copy of the CA certificate; during a
+// rotation it holds both CAs (rotate-ca), unless this run makes a new CA.
+func (a *Authority) planDaemonCA(t *txn, r InitRequest, ca *pki.CA, res *InitResult) {
 	caInCerts := filepath.Join(r.CertsDir, CACertFile)
 	daemonCA := ca.CertPEM
 	if !r.Force {
@@ -530,20 +589,6 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 		t.write(caInCerts, daemonCA, CertMode)
 		res.say("wrote %s", caInCerts)
 	}
-	// Kept files whose mode was loosened are tightened whatever else this
-	// run writes (README: "a loosened key mode found by init is
-	// tightened").
-	if reason == "" {
-		a.planMode(t, keyPath, KeyMode, r.DryRun, res)
-		a.planMode(t, certPath, CertMode, r.DryRun, res)
-	}
-	if certErr == nil && keyErr == nil && !r.Force {
-		a.planMode(t, caCertPath, CertMode, r.DryRun, res)
-		if !r.EncryptCAKey {
-			a.planMode(t, caKeyPath, KeyMode, r.DryRun, res)
-		}
-	}
-	return reason != "", nil
 }
 
 // planMode tightens an existing file's mode: a file's mode is part of its

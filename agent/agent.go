@@ -245,22 +245,9 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 	}
 	res := &Result{Dir: l.dir, Name: l.cert.Subject.CommonName, CAURL: l.meta.CAURL, Serial: pki.Serial(l.cert), NotBefore: l.cert.NotBefore, NotAfter: l.cert.NotAfter, Due: a.Due(l.cert)}
 	pendingPath := filepath.Join(l.dir, PendingKeyFile)
-	pending, err := os.ReadFile(pendingPath)
-	switch {
-	case err == nil:
-		if key, kerr := pki.ParsePrivateKey(pending); kerr == nil && pki.KeyMatches(l.cert, key) {
-			// Installed already (by hand): nothing to resume.
-			if err := removePending(pendingPath); err != nil {
-				return nil, err
-			}
-			pending = nil
-		} else if kerr != nil {
-			return nil, fmt.Errorf("bundle %q: %s: %w (remove it to start the renewal again)", l.dir, PendingKeyFile, kerr)
-		}
-	case errors.Is(err, fs.ErrNotExist):
-		pending = nil
-	default:
-		return nil, fmt.Errorf("bundle %q: %w", l.dir, err)
+	pending, err := readPending(l, pendingPath)
+	if err != nil {
+		return nil, err
 	}
 
 	if pending == nil && now.Before(res.Due) {
@@ -280,19 +267,9 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 		removePending(pendingPath)
 		return res, refused(a.expired(ctx, l))
 	}
-	var csrPEM []byte
-	if pending != nil {
-		res.Resumed = true
-		if csrPEM, err = fleet.CSRFor(pending); err != nil {
-			return res, err
-		}
-	} else {
-		if csrPEM, pending, err = pki.NewCSR(res.Name, pki.KeyTypeOf(l.cert)); err != nil {
-			return res, err
-		}
-		if err := atomicfile.Write(pendingPath, pending, PendingKeyMode); err != nil {
-			return res, err
-		}
+	csrPEM, pending, err := newRequest(res, l, pending, pendingPath)
+	if err != nil {
+		return res, err
 	}
 
 	c, err := a.client(l)
@@ -335,6 +312,47 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 	nl.meta, nl.caPEM, nl.certPEM, nl.keyPEM, nl.cert = meta, []byte(resp.CA), []byte(resp.Certificate), pending, cert
 	res.Contexts, err = a.syncContexts(&nl)
 	return res, err
+}
+
+// readPending reads the key of a renewal that a killed run left, nil when
+// there is none. A pending key that is already the bundle's was installed
+// (by hand): it is removed, and there is nothing to resume.
+func readPending(l *loaded, pendingPath string) ([]byte, error) {
+	pending, err := os.ReadFile(pendingPath)
+	switch {
+	case err == nil:
+		if key, kerr := pki.ParsePrivateKey(pending); kerr == nil && pki.KeyMatches(l.cert, key) {
+			if err := removePending(pendingPath); err != nil {
+				return nil, err
+			}
+			return nil, nil
+		} else if kerr != nil {
+			return nil, fmt.Errorf("bundle %q: %s: %w (remove it to start the renewal again)", l.dir, PendingKeyFile, kerr)
+		}
+		return pending, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("bundle %q: %w", l.dir, err)
+	}
+}
+
+// newRequest returns the CSR of the renewal and its key: the pending key's
+// when a run is resumed, else a new key of the certificate's type, written
+// to pendingPath before anything is sent so that a killed run can resume.
+func newRequest(res *Result, l *loaded, pending []byte, pendingPath string) (csrPEM, key []byte, err error) {
+	if pending != nil {
+		res.Resumed = true
+		csrPEM, err = fleet.CSRFor(pending)
+		return csrPEM, pending, err
+	}
+	if csrPEM, key, err = pki.NewCSR(res.Name, pki.KeyTypeOf(l.cert)); err != nil {
+		return nil, nil, err
+	}
+	if err := atomicfile.Write(pendingPath, key, PendingKeyMode); err != nil {
+		return nil, nil, err
+	}
+	return csrPEM, key, nil
 }
 
 type keyMismatchError struct{ err error }

@@ -23,6 +23,7 @@ import (
 	"github.com/dtls-tool/dtls/dockercontext"
 	"github.com/dtls-tool/dtls/fleet"
 	"github.com/dtls-tool/dtls/internal/catest"
+	"github.com/dtls-tool/dtls/internal/fixture"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/store"
 )
@@ -107,7 +108,7 @@ func TestEnroll(t *testing.T) {
 	assert.Equal(t, dockerHost, b.Meta.DockerHost)
 	assert.Equal(t, "docker.example.com", b.Meta.Server)
 	assert.Equal(t, pki.Serial(cert), b.Meta.Serial)
-	files, err := bundle.ReadDir(dir)
+	files, err := fixture.ReadBundleDir(dir)
 	require.NoError(t, err)
 	_, err = bundle.Verify(files, time.Now())
 	require.NoError(t, err)

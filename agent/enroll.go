@@ -82,16 +82,9 @@ func enrollKeyName(dir string) string {
 // reached), and so does a run whose request reached the CA but whose
 // answer was lost (MaySigned).
 func Enroll(ctx context.Context, r EnrollRequest) (_ *Enrolled, err error) {
-	caURL, err := fleet.ParseURL(r.CAURL)
+	caURL, server, err := checkEnrollURLs(r)
 	if err != nil {
 		return nil, err
-	}
-	server, err := clientenv.DaemonHost(r.DockerHost)
-	if err != nil {
-		return nil, err
-	}
-	if u, err := url.Parse(r.DockerHost); err != nil || u.Port() == "" {
-		return nil, fmt.Errorf("daemon URL %q: want tcp://HOST:PORT", r.DockerHost)
 	}
 	dir, err := filepath.Abs(r.Dir)
 	if err != nil {
@@ -116,17 +109,85 @@ func Enroll(ctx context.Context, r EnrollRequest) (_ *Enrolled, err error) {
 	if err := recoverDir(dir); err != nil {
 		return nil, err
 	}
-	if fi, err := os.Lstat(dir); err == nil {
-		if !fi.IsDir() {
-			return nil, fmt.Errorf("bundle %q exists and is not a directory", dir)
-		}
-		if !r.Replace {
-			return nil, &bundle.ExistsError{Dir: dir}
-		}
+	if err := checkBundleTarget(dir, r.Replace); err != nil {
+		return nil, err
 	}
 
 	keyPath := enrollKeyName(dir)
 	res := &Enrolled{Dir: dir}
+	keyPEM, err := enrollKey(res, dir, keyPath, r.KeyType)
+	if err != nil {
+		return nil, err
+	}
+	// From here on, an error removes the saved key, so that nothing is
+	// left; but the key of a killed run stays while the CA cannot be
+	// reached: the CA may have signed it, and only its holder can have
+	// that certificate again.
+	defer func() {
+		if err == nil {
+			return
+		}
+		if keep = (res.Resumed && fleet.Retryable(err)) || MaySigned(err); !keep {
+			removePending(keyPath)
+		}
+	}()
+
+	c := &fleet.Client{URL: caURL, Timeout: r.Timeout}
+	resp, err := c.Enroll(ctx, r.Token, res.CSR)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Kind != store.KindClient {
+		return nil, fmt.Errorf("the token is for a %s certificate (and is used up now): dtls enroll makes client bundles; on a Docker host, run 'sudo dtls init --ca-url %s --token TOKEN' with a new server token", resp.Kind, caURL)
+	}
+	if err := res.fill(r, resp, caURL, server, keyPEM); err != nil {
+		return nil, err
+	}
+	if err := Install(dir, res.Files); err != nil {
+		return nil, err
+	}
+	made = "" // the bundle is there: its parent stays
+	if err := removePending(keyPath); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// checkEnrollURLs checks the CA's URL and the daemon's, and returns the
+// CA's URL as fleet.ParseURL normalises it and the daemon's host name.
+func checkEnrollURLs(r EnrollRequest) (caURL, server string, err error) {
+	if caURL, err = fleet.ParseURL(r.CAURL); err != nil {
+		return "", "", err
+	}
+	if server, err = clientenv.DaemonHost(r.DockerHost); err != nil {
+		return "", "", err
+	}
+	if u, err := url.Parse(r.DockerHost); err != nil || u.Port() == "" {
+		return "", "", fmt.Errorf("daemon URL %q: want tcp://HOST:PORT", r.DockerHost)
+	}
+	return caURL, server, nil
+}
+
+// checkBundleTarget refuses a dir that is not a directory, or that exists
+// when replace is false.
+func checkBundleTarget(dir string, replace bool) error {
+	if fi, err := os.Lstat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("bundle %q exists and is not a directory", dir)
+		}
+		if !replace {
+			return &bundle.ExistsError{Dir: dir}
+		}
+	}
+	return nil
+}
+
+// enrollKey returns the key of the enrolment and sets res.CSR: the key a
+// killed enrolment saved at keyPath (res.Resumed), or a new one of
+// keyType, saved there before the CA is asked. A saved key that the
+// bundle in dir already holds is of a run killed after it wrote the
+// bundle: it is removed, and a new enrolment starts.
+func enrollKey(res *Enrolled, dir, keyPath string, keyType pki.KeyType) ([]byte, error) {
 	keyPEM, err := os.ReadFile(keyPath)
 	switch {
 	case err == nil:
@@ -152,36 +213,21 @@ func Enroll(ctx context.Context, r EnrollRequest) (_ *Enrolled, err error) {
 	if keyPEM == nil {
 		// The common name is the CA's to set from the token; the
 		// request carries only the key.
-		if res.CSR, keyPEM, err = pki.NewCSR("dtls enroll", r.KeyType); err != nil {
+		if res.CSR, keyPEM, err = pki.NewCSR("dtls enroll", keyType); err != nil {
 			return nil, err
 		}
 		if err := atomicfile.Write(keyPath, keyPEM, PendingKeyMode); err != nil {
 			return nil, err
 		}
 	}
-	// From here on, an error removes the saved key, so that nothing is
-	// left; but the key of a killed run stays while the CA cannot be
-	// reached: the CA may have signed it, and only its holder can have
-	// that certificate again.
-	defer func() {
-		if err == nil {
-			return
-		}
-		if keep = (res.Resumed && fleet.Retryable(err)) || MaySigned(err); !keep {
-			removePending(keyPath)
-		}
-	}()
+	return keyPEM, nil
+}
 
-	c := &fleet.Client{URL: caURL, Timeout: r.Timeout}
-	resp, err := c.Enroll(ctx, r.Token, res.CSR)
-	if err != nil {
-		return nil, err
-	}
-	if resp.Kind != store.KindClient {
-		return nil, fmt.Errorf("the token is for a %s certificate (and is used up now): dtls enroll makes client bundles; on a Docker host, run 'sudo dtls init --ca-url %s --token TOKEN' with a new server token", resp.Kind, caURL)
-	}
+// fill checks the CA's answer and fills res with the bundle it makes.
+func (res *Enrolled) fill(r EnrollRequest, resp *fleet.CertResponse, caURL, server string, keyPEM []byte) error {
+	var err error
 	if res.Cert, err = pki.ParseCertificate([]byte(resp.Certificate)); err != nil {
-		return nil, err
+		return err
 	}
 	res.Meta = clientenv.Meta{
 		Name:       res.Cert.Subject.CommonName,
@@ -192,21 +238,14 @@ func Enroll(ctx context.Context, r EnrollRequest) (_ *Enrolled, err error) {
 		CAURL:      caURL,
 	}
 	if res.Files, err = bundleFiles([]byte(resp.CA), []byte(resp.Certificate), keyPEM, res.Meta); err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := bundle.Verify(res.Files, r.Now); err != nil {
-		return nil, fmt.Errorf("the bundle from the CA at %s does not work: %w", caURL, err)
+		return fmt.Errorf("the bundle from the CA at %s does not work: %w", caURL, err)
 	}
 	res.Role, _ = fleet.CertRole(res.Cert)
 	res.Superseded = resp.Superseded
-	if err := Install(dir, res.Files); err != nil {
-		return nil, err
-	}
-	made = "" // the bundle is there: its parent stays
-	if err := removePending(keyPath); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return nil
 }
 
 // MaySigned reports whether err is a call whose request reached the CA

@@ -114,10 +114,35 @@ func (a *auditor) checkDaemonConfig() *daemonConf {
 	readable := a.readDaemonJSON(d)
 	a.readUnit(d)
 
-	// Flags and file together: dockerd refuses to start when a setting is
-	// given both ways ("the following directives are specified both as a
-	// flag and in the configuration file"; Docker docs, "Configure the
-	// Docker daemon").
+	conflicts := flagConflicts(d)
+	// daemon.json named but not read (permission denied, malformed): the
+	// unit alone does not say what dockerd is given, so what depends on
+	// the file is SKIP, never PASS.
+	unread := ""
+	if d.path != "" && !readable {
+		unread = fmt.Sprintf("%s was not read: \"hosts\", \"tls\" and \"tlsverify\" may be set there", d.path)
+	}
+	a.addFlagConflicts(d, conflicts, unread)
+	a.effectiveSettings(d)
+	a.checkHostKey(d)
+
+	switch {
+	case !readable && d.unit == nil:
+		a.add(Finding{ID: "daemon-tcp-tls", CIS: "2.7", Status: Skip, Title: "TCP listeners not checked", Detail: "neither daemon.json nor docker.service could be read"})
+	case unread != "":
+		a.add(Finding{ID: "daemon-tcp-tls", CIS: "2.7", Status: Skip, Title: "TCP listeners not checked", Detail: unread})
+	default:
+		a.checkListeners(d)
+	}
+	a.checkAuthzPlugins(d, readable)
+	return d
+}
+
+// flagConflicts lists the settings given both as a dockerd flag and in
+// daemon.json, sorted. dockerd refuses to start when a setting is given
+// both ways ("the following directives are specified both as a flag and
+// in the configuration file"; Docker docs, "Configure the Docker daemon").
+func flagConflicts(d *daemonConf) []string {
 	var conflicts []string
 	if d.unit != nil && len(unitHosts(d.unit)) > 0 {
 		if _, ok := d.keys["hosts"]; ok {
@@ -138,13 +163,12 @@ func (a *auditor) checkDaemonConfig() *daemonConf {
 		}
 	}
 	sort.Strings(conflicts)
-	// daemon.json named but not read (permission denied, malformed): the
-	// unit alone does not say what dockerd is given, so what depends on
-	// the file is SKIP, never PASS.
-	unread := ""
-	if d.path != "" && !readable {
-		unread = fmt.Sprintf("%s was not read: \"hosts\", \"tls\" and \"tlsverify\" may be set there", d.path)
-	}
+	return conflicts
+}
+
+// addFlagConflicts reports flagConflicts' result; unread says why
+// daemon.json could not be compared, when it could not.
+func (a *auditor) addFlagConflicts(d *daemonConf, conflicts []string, unread string) {
 	if len(conflicts) > 0 {
 		a.add(Finding{ID: "daemon-flag-conflict", Status: Fail,
 			Title:  fmt.Sprintf("dockerd will not start: set both as a flag and in %s: %s", d.path, strings.Join(conflicts, ", ")),
@@ -155,9 +179,12 @@ func (a *auditor) checkDaemonConfig() *daemonConf {
 	} else if d.unit != nil || d.keys != nil {
 		a.add(Finding{ID: "daemon-flag-conflict", Status: Pass, Title: "no setting is given both as a dockerd flag and in daemon.json"})
 	}
+}
 
-	// The effective settings: a flag wins where both exist (dockerd would
-	// not start anyway).
+// effectiveSettings fills d's hosts, TLS settings and authorization
+// plugins from the flags and daemon.json. A flag wins where both exist
+// (dockerd would not start anyway).
+func (a *auditor) effectiveSettings(d *daemonConf) {
 	fileHosts, err := d.jsonStrings("hosts")
 	if err != nil {
 		a.add(Finding{ID: "daemon-json-syntax", Status: Fail, Title: fmt.Sprintf("%s: %v", d.path, err), Detail: "dockerd cannot read \"hosts\" and will not start", Fix: `make "hosts" a list of strings, e.g. ["unix:///var/run/docker.sock"]`})
@@ -193,26 +220,22 @@ func (a *auditor) checkDaemonConfig() *daemonConf {
 	if p, err := d.jsonStrings("authorization-plugins"); err == nil {
 		d.authz = append(d.authz, p...)
 	}
+}
 
-	// The singular "host" key: dockerd accepts it (it is the --host flag's
-	// name, so the unknown-key check passes) but decodes only "hosts", so
-	// whatever it lists is never listened on.
+// checkHostKey warns of the singular "host" key: dockerd accepts it (it
+// is the --host flag's name, so the unknown-key check passes) but decodes
+// only "hosts", so whatever it lists is never listened on.
+func (a *auditor) checkHostKey(d *daemonConf) {
 	if single, _ := d.jsonStrings("host"); len(single) > 0 || d.keys["host"] != nil {
 		a.add(Finding{ID: "daemon-host-key", CIS: "2.7", Status: Warn,
 			Title:  fmt.Sprintf("%s has a singular \"host\" key (%s) that dockerd ignores", d.path, strings.Join(single, ", ")),
 			Detail: "only \"hosts\" is read: the daemon does not listen where \"host\" says, and TLS meant for it is not in effect",
 			Fix:    "sudo dtls init (migrates \"host\" into \"hosts\" with TLS), or rename the key to \"hosts\""})
 	}
+}
 
-	switch {
-	case !readable && d.unit == nil:
-		a.add(Finding{ID: "daemon-tcp-tls", CIS: "2.7", Status: Skip, Title: "TCP listeners not checked", Detail: "neither daemon.json nor docker.service could be read"})
-	case unread != "":
-		a.add(Finding{ID: "daemon-tcp-tls", CIS: "2.7", Status: Skip, Title: "TCP listeners not checked", Detail: unread})
-	default:
-		a.checkListeners(d)
-	}
-
+// checkAuthzPlugins reports whether dockerd runs an authorization plugin.
+func (a *auditor) checkAuthzPlugins(d *daemonConf, readable bool) {
 	switch {
 	case len(d.authz) > 0:
 		a.add(Finding{ID: "daemon-authz", CIS: "2.12", Status: Pass, Title: "authorization plugins: " + strings.Join(d.authz, ", ")})
@@ -222,7 +245,6 @@ func (a *auditor) checkDaemonConfig() *daemonConf {
 			Detail: "with mutual TLS, anyone holding a client certificate from the CA; an AuthZ plugin can restrict what each may do",
 			Fix:    "sudo dtls init --authz --restart (the dtls plugin: per-user roles, revocation the daemon enforces, an audit trail)"})
 	}
-	return d
 }
 
 func (a *auditor) readDaemonJSON(d *daemonConf) bool {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dtls-tool/dtls/caserver/cahost"
+	"github.com/dtls-tool/dtls/internal/fixture"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/store"
 )
@@ -280,7 +281,7 @@ func TestRevokeWritesCRLInOneChange(t *testing.T) {
 	require.NoError(t, err)
 	ca, err := a.CA()
 	require.NoError(t, err)
-	list, err := pki.ParseCRL(crl)
+	list, err := fixture.ParseCRL(crl)
 	require.NoError(t, err)
 	require.NoError(t, list.CheckSignatureFrom(ca.Cert))
 	require.Len(t, list.RevokedCertificateEntries, 1)
@@ -325,7 +326,11 @@ func TestOpenRefusesOnlineCAStateDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ca")
 	require.NoError(t, os.Mkdir(dir, 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, cahost.ConfigFile), []byte("{}\n"), 0o600))
-	for _, open := range []func(string, Options) (*Authority, error){Open, Create} {
+	create := func(dir string, o Options) (*Authority, error) {
+		a, _, err := create(dir, o)
+		return a, err
+	}
+	for _, open := range []func(string, Options) (*Authority, error){Open, create} {
 		a, err := open(dir, Options{})
 		require.Error(t, err)
 		assert.Nil(t, a)

@@ -70,8 +70,6 @@ func checkNoLocalCA(stateDir, url string) error {
 	return nil
 }
 
-// enrollServer makes the server key and asks the online CA for its
-// certificate with r.Enroll; nothing is written.
 // EnrollKeyPath is the journal of an enrolment by 'dtls init --ca-url':
 // the new server key, saved (0600, atomically) next to the state
 // directory, which may not exist yet, before the CA is asked. A run killed
@@ -83,6 +81,9 @@ func EnrollKeyPath(stateDir string) string {
 	return filepath.Join(filepath.Dir(d), "."+filepath.Base(d)+".enroll-key.pem")
 }
 
+// enrollServer makes the server key and asks the online CA for its
+// certificate with r.Enroll; nothing is written but the key's journal
+// (EnrollKeyPath).
 func enrollServer(r InitRequest, hosts *[]string) (_ *serverBundle, err error) {
 	pending := EnrollKeyPath(r.StateDir)
 	// A killed atomic write of the key never reached its name: the key
@@ -119,46 +120,64 @@ func enrollServer(r InitRequest, hosts *[]string) (_ *serverBundle, err error) {
 	}()
 	resp, err := r.Enroll(csrPEM)
 	if err != nil {
-		var fe *fleet.Error
-		var ue *fleet.UnreachableError
-		switch {
-		case errors.As(err, &ue) && (ue.Sent || resumed):
-			return nil, hint(fmt.Errorf("%w; nothing was changed but the new key, saved as %s", err, pending),
-				"run the same command again, with the same token, once the CA at %s answers: the CA may have signed that key", r.CAURL)
-		case fleet.Retryable(err):
-			return nil, hint(fmt.Errorf("%w; nothing was changed", err), "run the same command again once the CA at %s answers", r.CAURL)
-		case errors.As(err, &fe):
-			return nil, hint(fmt.Errorf("the CA at %s refused to enrol this host: %w; nothing was changed", r.CAURL, err),
-				"ask the CA's operator for a new server token (dtls ca token --host NAME on the CA's host)")
-		}
-		return nil, fmt.Errorf("%w; nothing was changed", err)
+		return nil, enrollError(r, err, resumed, pending)
 	}
 	if resp.Kind != store.KindServer {
 		return nil, hint(fmt.Errorf("the token is for a %s certificate (and is used up now); nothing was changed", resp.Kind),
 			"ask for a server token: dtls ca token --host NAME on the CA's host (a client token is for 'dtls enroll' on a laptop)")
 	}
 	sb := &serverBundle{caPEM: []byte(resp.CA), certPEM: []byte(resp.Certificate), keyPEM: keyPEM, from: "the CA at " + r.CAURL, pendingKey: pending}
-	if sb.cert, err = pki.ParseCertificate(sb.certPEM); err != nil {
+	if err := sb.checkEnrolled(r, hosts); err != nil {
 		return nil, err
+	}
+	return sb, nil
+}
+
+// enrollError is the error of r.Enroll's call, with what to do: run again
+// (with the same token when the CA may have signed the saved key), or ask
+// for a new token.
+func enrollError(r InitRequest, err error, resumed bool, pending string) error {
+	var fe *fleet.Error
+	var ue *fleet.UnreachableError
+	switch {
+	case errors.As(err, &ue) && (ue.Sent || resumed):
+		return hint(fmt.Errorf("%w; nothing was changed but the new key, saved as %s", err, pending),
+			"run the same command again, with the same token, once the CA at %s answers: the CA may have signed that key", r.CAURL)
+	case fleet.Retryable(err):
+		return hint(fmt.Errorf("%w; nothing was changed", err), "run the same command again once the CA at %s answers", r.CAURL)
+	case errors.As(err, &fe):
+		return hint(fmt.Errorf("the CA at %s refused to enrol this host: %w; nothing was changed", r.CAURL, err),
+			"ask the CA's operator for a new server token (dtls ca token --host NAME on the CA's host)")
+	}
+	return fmt.Errorf("%w; nothing was changed", err)
+}
+
+// checkEnrolled checks the CA's answer in sb (the certificate is the key's,
+// verifies with the CA certificates, and covers the names asked for: hosts,
+// filled from the certificate when empty) and sets sb's inventory record.
+func (sb *serverBundle) checkEnrolled(r InitRequest, hosts *[]string) error {
+	var err error
+	if sb.cert, err = pki.ParseCertificate(sb.certPEM); err != nil {
+		return err
 	}
 	cas, err := pki.ParseCertificates(sb.caPEM)
 	if err != nil {
-		return nil, fmt.Errorf("the CA at %s: CA certificates: %w", r.CAURL, err)
+		return fmt.Errorf("the CA at %s: CA certificates: %w", r.CAURL, err)
 	}
-	key, err := pki.ParsePrivateKey(keyPEM)
+	key, err := pki.ParsePrivateKey(sb.keyPEM)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !pki.KeyMatches(sb.cert, key) {
-		return nil, fmt.Errorf("the CA at %s answered a certificate that is not for the key made here", r.CAURL)
+		return fmt.Errorf("the CA at %s answered a certificate that is not for the key made here", r.CAURL)
 	}
 	if err := pki.Verify(sb.cert, cas, pki.KindServer, r.Now); err != nil {
-		return nil, fmt.Errorf("the CA at %s: %w", r.CAURL, err)
+		return fmt.Errorf("the CA at %s: %w", r.CAURL, err)
 	}
 	if len(*hosts) == 0 {
 		*hosts = pki.Hosts(sb.cert)
 	} else if m := pki.Missing(sb.cert, *hosts); len(m) > 0 {
-		return nil, hint(fmt.Errorf("the certificate from the CA at %s covers %v, not %v (the token sets the names); nothing was changed", r.CAURL, pki.Hosts(sb.cert), m),
+		return hint(fmt.Errorf("the certificate from the CA at %s covers %v, not %v (the token sets the names); nothing was changed", r.CAURL, pki.Hosts(sb.cert), m),
 			"ask for a token with every name: dtls ca token --host NAME --san OTHER... on the CA's host, or leave out --host")
 	}
 	caSerial := ""
@@ -170,7 +189,7 @@ func enrollServer(r InitRequest, hosts *[]string) (_ *serverBundle, err error) {
 	}
 	rec := store.FromCert(sb.cert, sb.certPEM, store.KindServer, caSerial, "")
 	sb.record = &rec
-	return sb, nil
+	return nil
 }
 
 // keepEnrolled is init run again on a fleet host without a token: the

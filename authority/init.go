@@ -118,132 +118,27 @@ func (r *InitResult) say(format string, a ...any) {
 // the host as it was, or as it is to be.
 func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	res := &InitResult{}
-	if r.Listen == "" {
-		// A run without --listen (init --authz, as the README has it)
-		// keeps the listener the last init recorded: falling back to
-		// every interface would widen a daemon set up on one address.
-		r.Listen = DefaultListen
-		if srv, err := ReadServer(r.StateDir); err == nil && srv.Listen != "" {
-			r.Listen = srv.Listen
-		}
-	}
+	r.keepListen()
 	listenHost, port, err := ParseListen(r.Listen)
 	if err != nil {
 		return nil, err
 	}
-	if r.CAURL == "" && r.CAFrom == "" && !r.Force {
-		// A fleet host stays one: a plain 'dtls init' there (to add
-		// --authz, say) must not make a CA of its own.
-		if srv, err := ReadServer(r.StateDir); err == nil && srv.CAURL != "" {
-			r.CAURL = srv.CAURL
-		}
-	}
-	hosts := r.Hosts
-	if len(hosts) == 0 && r.CAFrom == "" && r.CAURL == "" {
-		// As with the listener: a run without --host keeps the names
-		// the server certificate was made for (a --host given the first
-		// time), rather than re-issuing it for the defaults, which
-		// would drop them and fail every client that uses one.
-		if srv, err := ReadServer(r.StateDir); err == nil && len(srv.Hosts) > 0 {
-			hosts = srv.Hosts
-		}
-	}
-	if len(hosts) == 0 && r.CAFrom == "" && r.CAURL == "" {
-		hosts = DefaultHosts()
-	}
-	if err := CheckStateDir(r.StateDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	r.keepFleetCA()
+	hosts := r.initHosts()
+	if err := checkInitDirs(r); err != nil {
 		return nil, err
 	}
-	if r.CAURL != "" {
-		if err := checkNoLocalCA(r.StateDir, r.CAURL); err != nil {
-			return nil, err
-		}
-	}
-	if Within(r.StateDir, r.CertsDir) || Within(r.CertsDir, r.StateDir) {
-		return nil, fmt.Errorf("--state-dir %q and --certs-dir %q overlap: the CA key must never sit with the daemon's certificates", r.StateDir, r.CertsDir)
-	}
-	unitDirs := daemonconfig.DefaultUnitDirs
-	dropInDir := "/etc/systemd/system"
-	if r.SystemdDir != "" {
-		unitDirs, dropInDir = []string{r.SystemdDir}, r.SystemdDir
-	}
-	unit, err := daemonconfig.FindUnit(unitDirs)
+	unit, dropInDir, err := findDockerUnit(r)
 	if err != nil {
 		return nil, err
 	}
-	if unit != nil && unit.HiddenTLSFlags() {
-		return nil, hint(fmt.Errorf("%s passes TLS flags through a variable of ExecStart (%s): dockerd would refuse them with the TLS settings in %s",
-			unit.Path, unit.ExecStart, r.DaemonJSON),
-			"delete the --tls* flags where the variable is set, then run dtls init again: it puts them into daemon.json")
-	}
-	if unit != nil && len(unit.VarHosts) > 0 {
-		// A drop-in cannot take a flag out of a variable, and dockerd
-		// refuses "hosts" given both ways.
-		return nil, hint(fmt.Errorf("%s passes -H %s through %s: dockerd would refuse to start with \"hosts\" in %s",
-			unit.Path, strings.Join(unit.VarHosts, " -H "), unit.VarSource, r.DaemonJSON),
-			"delete those -H flags where they are set, then run dtls init again: it puts the hosts into daemon.json")
-	}
-	settings := daemonconfig.Settings{
-		Listen: r.Listen,
-		CACert: filepath.Join(r.CertsDir, CACertFile),
-		Cert:   filepath.Join(r.CertsDir, ServerCertFile),
-		Key:    filepath.Join(r.CertsDir, ServerKeyFile),
-	}
-	if unit != nil && len(unit.Hosts) > 0 {
-		settings.Sockets = unit.Hosts
-	}
-	if r.Authz {
-		// Named in daemon.json only once the plugin answers: dockerd
-		// refuses to start when it cannot reach an authorization plugin
-		// (moby pkg/authorization, pkg/plugins/client.go: about 15 s of
-		// retries).
-		if perr := ProbeAuthz(r.AuthzSocket, 5*time.Second); perr == nil {
-			settings.AuthzPlugin = authzPluginName(r.AuthzSocket)
-		} else {
-			res.AuthzPending = true
-			res.say("%v: daemon.json does not name it yet", perr)
-		}
-	}
-	merged, err := daemonconfig.Apply(r.DaemonJSON, settings, r.Now, true)
+	merged, err := planDaemonJSON(r, unit, res)
 	if err != nil {
 		return nil, err
 	}
-	res.DaemonJSON = merged
-	if merged.Changed && !r.DryRun && r.Dockerd != "" {
-		// Asked before anything is written, so that a file dockerd would
-		// refuse changes nothing at all.
-		if res.Validated, err = validateMerged(r, merged.New); err != nil {
-			return nil, err
-		}
-	}
-	var sv *serverBundle
-	switch {
-	case r.CAFrom != "":
-		if sv, err = readServerBundle(r, r.CAFrom, &hosts); err != nil {
-			return nil, err
-		}
-	case r.CAURL != "" && r.Enroll != nil && !r.DryRun:
-		// A run killed while it installed the CA's answer left a
-		// journal: finish it first, so that this one sees the host as
-		// that one left it, and does not spend the token again.
-		if err := recoverInterrupted(r.StateDir, o); err != nil {
-			return nil, err
-		}
-		if srv, serr := ReadServer(r.StateDir); serr == nil && srv.CAURL == r.CAURL && !r.Force {
-			if sv, err = keepEnrolled(r, &hosts); err == nil {
-				res.say("already enrolled with the CA at %s: the token was not used (--force enrols again)", r.CAURL)
-				break
-			}
-		}
-		// The last step before anything is written: a CA that is down
-		// changes nothing here.
-		if sv, err = enrollServer(r, &hosts); err != nil {
-			return nil, err
-		}
-	case r.CAURL != "" && r.Enroll == nil:
-		if sv, err = keepEnrolled(r, &hosts); err != nil {
-			return nil, err
-		}
+	sv, err := serverBundleFor(r, o, &hosts, res)
+	if err != nil {
+		return nil, err
 	}
 
 	// From here on, the change is planned into one journal entry.
@@ -287,92 +182,19 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		}
 	}
 
-	// systemd: dockerd refuses to start when "hosts" is set both by a -H
-	// flag and in daemon.json ("the following directives are specified
-	// both as a flag and in the configuration file: hosts"; Docker docs,
-	// "Configure the daemon with systemd").
-	needReload := false
-	if unit != nil && unit.NeedsDropIn() {
-		moved := "its TLS flags"
-		if len(unit.Hosts) > 0 {
-			moved = fmt.Sprintf("%v", unit.Hosts)
-		}
-		p, content, changed, err := daemonconfig.PlanDropIn(dropInDir, unit)
-		if err != nil {
-			return nil, err
-		}
-		if changed {
-			res.DropIn, res.DropInPath = content, p
-			needReload = true
-			if r.DryRun {
-				res.say("would write a drop-in in %s/docker.service.d removing %s from %s (moved into daemon.json)", dropInDir, moved, unit.Path)
-			} else {
-				t.mkdir(filepath.Dir(p), 0o755)
-				t.write(p, content, 0o644)
-				res.say("wrote %s: docker.service passed %s, now in daemon.json", p, moved)
-			}
-		}
+	needReload, err := planDropIn(t, r, unit, dropInDir, res)
+	if err != nil {
+		return nil, err
 	}
-
-	// The plugin's units, and docker.service ordered after its socket.
-	if r.Authz {
-		units := AuthzUnits(r.AuthzExe, r.AuthzSocket, r.StateDir, r.AuthzLog, r.AuthzPolicy, r.DaemonJSON)
-		units[filepath.Join("docker.service.d", AuthzDockerDropIn)] = AuthzDockerDropInContent
-		names := make([]string, 0, len(units))
-		for n := range units {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			p := filepath.Join(dropInDir, n)
-			if fileHas(p, units[n]) {
-				continue
-			}
-			needReload = true
-			res.AuthzUnits = append(res.AuthzUnits, p)
-			if r.DryRun {
-				res.say("would write %s", p)
-				continue
-			}
-			t.mkdir(filepath.Dir(p), 0o755)
-			t.write(p, units[n], 0o644)
-			res.say("wrote %s", p)
-		}
-	}
-
-	// daemon.json, with a backup of the old one.
-	if merged.Changed {
+	if planAuthzUnits(t, r, dropInDir, res) {
 		needReload = true
-		for _, ch := range merged.Changes {
-			if r.DryRun {
-				res.say("would change %s: %s", r.DaemonJSON, ch)
-			} else {
-				res.say("%s: %s", r.DaemonJSON, ch)
-			}
-		}
-		if !r.DryRun {
-			uid, gid, owned := merged.Owner()
-			put := func(path string, data []byte) {
-				if owned {
-					t.writeOwned(path, data, merged.FileMode(), uid, gid)
-				} else {
-					t.write(path, data, merged.FileMode())
-				}
-			}
-			if merged.Existed {
-				backup, err := daemonconfig.BackupName(r.DaemonJSON, r.Now)
-				if err != nil {
-					return nil, err
-				}
-				put(backup, merged.Old)
-				res.say("backup of the previous %s: %s", r.DaemonJSON, backup)
-			} else {
-				t.mkdir(filepath.Dir(r.DaemonJSON), 0o755)
-			}
-			put(r.DaemonJSON, merged.New)
-		}
-	} else {
-		res.say("%s already has the TLS settings", r.DaemonJSON)
+	}
+	changed, err := planDaemonJSONWrite(t, r, merged, res)
+	if err != nil {
+		return nil, err
+	}
+	if changed {
+		needReload = true
 	}
 
 	res.Server = Server{
@@ -399,6 +221,272 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	return res, nil
 }
 
+// keepListen sets r.Listen when it is empty.
+func (r *InitRequest) keepListen() {
+	if r.Listen == "" {
+		// A run without --listen (init --authz, as the README has it)
+		// keeps the listener the last init recorded: falling back to
+		// every interface would widen a daemon set up on one address.
+		r.Listen = DefaultListen
+		if srv, err := ReadServer(r.StateDir); err == nil && srv.Listen != "" {
+			r.Listen = srv.Listen
+		}
+	}
+}
+
+// keepFleetCA sets r.CAURL to the one recorded, for a host of a fleet.
+func (r *InitRequest) keepFleetCA() {
+	if r.CAURL == "" && r.CAFrom == "" && !r.Force {
+		// A fleet host stays one: a plain 'dtls init' there (to add
+		// --authz, say) must not make a CA of its own.
+		if srv, err := ReadServer(r.StateDir); err == nil && srv.CAURL != "" {
+			r.CAURL = srv.CAURL
+		}
+	}
+}
+
+// initHosts are the names the server certificate is for.
+func (r *InitRequest) initHosts() []string {
+	hosts := r.Hosts
+	if len(hosts) == 0 && r.CAFrom == "" && r.CAURL == "" {
+		// As with the listener: a run without --host keeps the names
+		// the server certificate was made for (a --host given the first
+		// time), rather than re-issuing it for the defaults, which
+		// would drop them and fail every client that uses one.
+		if srv, err := ReadServer(r.StateDir); err == nil && len(srv.Hosts) > 0 {
+			hosts = srv.Hosts
+		}
+	}
+	if len(hosts) == 0 && r.CAFrom == "" && r.CAURL == "" {
+		hosts = DefaultHosts()
+	}
+	return hosts
+}
+
+// checkInitDirs refuses a loose state directory, a local CA's for a fleet
+// host, and state and certs directories that overlap.
+func checkInitDirs(r InitRequest) error {
+	if err := CheckStateDir(r.StateDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if r.CAURL != "" {
+		if err := checkNoLocalCA(r.StateDir, r.CAURL); err != nil {
+			return err
+		}
+	}
+	if Within(r.StateDir, r.CertsDir) || Within(r.CertsDir, r.StateDir) {
+		return fmt.Errorf("--state-dir %q and --certs-dir %q overlap: the CA key must never sit with the daemon's certificates", r.StateDir, r.CertsDir)
+	}
+	return nil
+}
+
+// findDockerUnit finds docker.service, and the directory its drop-ins go
+// in; it refuses a unit that passes TLS flags or -H through a variable.
+func findDockerUnit(r InitRequest) (*daemonconfig.Unit, string, error) {
+	unitDirs := daemonconfig.DefaultUnitDirs
+	dropInDir := "/etc/systemd/system"
+	if r.SystemdDir != "" {
+		unitDirs, dropInDir = []string{r.SystemdDir}, r.SystemdDir
+	}
+	unit, err := daemonconfig.FindUnit(unitDirs)
+	if err != nil {
+		return nil, "", err
+	}
+	if unit != nil && unit.HiddenTLSFlags() {
+		return nil, "", hint(fmt.Errorf("%s passes TLS flags through a variable of ExecStart (%s): dockerd would refuse them with the TLS settings in %s",
+			unit.Path, unit.ExecStart, r.DaemonJSON),
+			"delete the --tls* flags where the variable is set, then run dtls init again: it puts them into daemon.json")
+	}
+	if unit != nil && len(unit.VarHosts) > 0 {
+		// A drop-in cannot take a flag out of a variable, and dockerd
+		// refuses "hosts" given both ways.
+		return nil, "", hint(fmt.Errorf("%s passes -H %s through %s: dockerd would refuse to start with \"hosts\" in %s",
+			unit.Path, strings.Join(unit.VarHosts, " -H "), unit.VarSource, r.DaemonJSON),
+			"delete those -H flags where they are set, then run dtls init again: it puts the hosts into daemon.json")
+	}
+	return unit, dropInDir, nil
+}
+
+// planDaemonJSON merges the TLS settings (and the plugin, once it answers)
+// into daemon.json, in memory, and has dockerd --validate check the
+// result when r.Dockerd is set.
+func planDaemonJSON(r InitRequest, unit *daemonconfig.Unit, res *InitResult) (*daemonconfig.Result, error) {
+	settings := daemonconfig.Settings{
+		Listen: r.Listen,
+		CACert: filepath.Join(r.CertsDir, CACertFile),
+		Cert:   filepath.Join(r.CertsDir, ServerCertFile),
+		Key:    filepath.Join(r.CertsDir, ServerKeyFile),
+	}
+	if unit != nil && len(unit.Hosts) > 0 {
+		settings.Sockets = unit.Hosts
+	}
+	if r.Authz {
+		// Named in daemon.json only once the plugin answers: dockerd
+		// refuses to start when it cannot reach an authorization plugin
+		// (moby pkg/authorization, pkg/plugins/client.go: about 15 s of
+		// retries).
+		if perr := ProbeAuthz(r.AuthzSocket, 5*time.Second); perr == nil {
+			settings.AuthzPlugin = authzPluginName(r.AuthzSocket)
+		} else {
+			res.AuthzPending = true
+			res.say("%v: daemon.json does not name it yet", perr)
+		}
+	}
+	merged, err := daemonconfig.Apply(r.DaemonJSON, settings, r.Now, true)
+	if err != nil {
+		return nil, err
+	}
+	res.DaemonJSON = merged
+	if merged.Changed && !r.DryRun && r.Dockerd != "" {
+		// Asked before anything is written, so that a file dockerd would
+		// refuse changes nothing at all.
+		if res.Validated, err = validateMerged(r, merged.New); err != nil {
+			return nil, err
+		}
+	}
+	return merged, nil
+}
+
+// serverBundleFor is the server bundle of a host that does not sign its
+// own: from 'dtls issue-server' (CAFrom) or from the online CA (CAURL);
+// nil for a host with its own CA.
+func serverBundleFor(r InitRequest, o Options, hosts *[]string, res *InitResult) (*serverBundle, error) {
+	var err error
+	var sv *serverBundle
+	switch {
+	case r.CAFrom != "":
+		if sv, err = readServerBundle(r, r.CAFrom, hosts); err != nil {
+			return nil, err
+		}
+	case r.CAURL != "" && r.Enroll != nil && !r.DryRun:
+		// A run killed while it installed the CA's answer left a
+		// journal: finish it first, so that this one sees the host as
+		// that one left it, and does not spend the token again.
+		if err := recoverInterrupted(r.StateDir, o); err != nil {
+			return nil, err
+		}
+		if srv, serr := ReadServer(r.StateDir); serr == nil && srv.CAURL == r.CAURL && !r.Force {
+			if sv, err = keepEnrolled(r, hosts); err == nil {
+				res.say("already enrolled with the CA at %s: the token was not used (--force enrols again)", r.CAURL)
+				break
+			}
+		}
+		// The last step before anything is written: a CA that is down
+		// changes nothing here.
+		if sv, err = enrollServer(r, hosts); err != nil {
+			return nil, err
+		}
+	case r.CAURL != "" && r.Enroll == nil:
+		if sv, err = keepEnrolled(r, hosts); err != nil {
+			return nil, err
+		}
+	}
+	return sv, nil
+}
+
+// planDropIn plans the systemd drop-in that moves -H and TLS flags out of
+// docker.service, and reports whether systemd must reload. dockerd
+// refuses to start when "hosts" is set both by a -H flag and in
+// daemon.json ("the following directives are specified both as a flag and
+// in the configuration file: hosts"; Docker docs, "Configure the daemon
+// with systemd").
+func planDropIn(t *txn, r InitRequest, unit *daemonconfig.Unit, dropInDir string, res *InitResult) (bool, error) {
+	needReload := false
+	if unit != nil && unit.NeedsDropIn() {
+		moved := "its TLS flags"
+		if len(unit.Hosts) > 0 {
+			moved = fmt.Sprintf("%v", unit.Hosts)
+		}
+		p, content, changed, err := daemonconfig.PlanDropIn(dropInDir, unit)
+		if err != nil {
+			return false, err
+		}
+		if changed {
+			res.DropIn, res.DropInPath = content, p
+			needReload = true
+			if r.DryRun {
+				res.say("would write a drop-in in %s/docker.service.d removing %s from %s (moved into daemon.json)", dropInDir, moved, unit.Path)
+			} else {
+				t.mkdir(filepath.Dir(p), 0o755)
+				t.write(p, content, 0o644)
+				res.say("wrote %s: docker.service passed %s, now in daemon.json", p, moved)
+			}
+		}
+	}
+	return needReload, nil
+}
+
+// planAuthzUnits plans the plugin's units, and docker.service ordered
+// after its socket; it reports whether any is written.
+func planAuthzUnits(t *txn, r InitRequest, dropInDir string, res *InitResult) bool {
+	needReload := false
+	if r.Authz {
+		units := AuthzUnits(r.AuthzExe, r.AuthzSocket, r.StateDir, r.AuthzLog, r.AuthzPolicy, r.DaemonJSON)
+		units[filepath.Join("docker.service.d", AuthzDockerDropIn)] = AuthzDockerDropInContent
+		names := make([]string, 0, len(units))
+		for n := range units {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			p := filepath.Join(dropInDir, n)
+			if fileHas(p, units[n]) {
+				continue
+			}
+			needReload = true
+			res.AuthzUnits = append(res.AuthzUnits, p)
+			if r.DryRun {
+				res.say("would write %s", p)
+				continue
+			}
+			t.mkdir(filepath.Dir(p), 0o755)
+			t.write(p, units[n], 0o644)
+			res.say("wrote %s", p)
+		}
+	}
+	return needReload
+}
+
+// planDaemonJSONWrite plans daemon.json, with a backup of the old one; it
+// reports whether it changes.
+func planDaemonJSONWrite(t *txn, r InitRequest, merged *daemonconfig.Result, res *InitResult) (bool, error) {
+	needReload := false
+	if merged.Changed {
+		needReload = true
+		for _, ch := range merged.Changes {
+			if r.DryRun {
+				res.say("would change %s: %s", r.DaemonJSON, ch)
+			} else {
+				res.say("%s: %s", r.DaemonJSON, ch)
+			}
+		}
+		if !r.DryRun {
+			uid, gid, owned := merged.Owner()
+			put := func(path string, data []byte) {
+				if owned {
+					t.writeOwned(path, data, merged.FileMode(), uid, gid)
+				} else {
+					t.write(path, data, merged.FileMode())
+				}
+			}
+			if merged.Existed {
+				backup, err := daemonconfig.BackupName(r.DaemonJSON, r.Now)
+				if err != nil {
+					return false, err
+				}
+				put(backup, merged.Old)
+				res.say("backup of the previous %s: %s", r.DaemonJSON, backup)
+			} else {
+				t.mkdir(filepath.Dir(r.DaemonJSON), 0o755)
+			}
+			put(r.DaemonJSON, merged.New)
+		}
+	} else {
+		res.say("%s already has the TLS settings", r.DaemonJSON)
+	}
+	return needReload, nil
+}
+
 // planCA makes or keeps the CA and this host's server certificate, and the
 // daemon's copy of the CA certificate; it reports whether the server
 // certificate is issued anew.
@@ -409,85 +497,141 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 	caKeyPath := a.path(CAKeyFile)
 	_, certErr := os.Stat(caCertPath)
 	_, keyErr := os.Stat(caKeyPath)
+	kept := certErr == nil && keyErr == nil && !r.Force
 	switch {
-	case certErr == nil && keyErr == nil && !r.Force:
-		if ca, err = a.CA(); err != nil {
+	case kept:
+		if ca, err = a.keepCA(t, r, res, caCertPath); err != nil {
 			return false, err
 		}
-		if r.EncryptCAKey {
-			// Encryption, once asked for, covers every CA key here: the
-			// one a rotation keeps too, as the daemon still trusts it.
-			for _, f := range []struct{ file, cert string }{{CAKeyFile, CACertFile}, {OldCAKeyFile, OldCACertFile}} {
-				b, err := os.ReadFile(a.path(f.file))
-				if err != nil || pki.IsEncryptedKey(b) {
-					continue
-				}
-				p := a.path(f.file)
-				if r.DryRun {
-					res.say("would encrypt the CA key %s", p)
-					continue
-				}
-				enc, err := a.protect(b, true, true)
-				if err != nil {
-					return false, err
-				}
-				t.write(p, enc, KeyMode)
-				res.say("encrypted the CA key %s", p)
-			}
-		}
-		if !r.DryRun {
-			rec := store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir)
-			t.DB.Insert = append(t.DB.Insert, rec)
-		}
-		res.say("kept CA %s (%s)", caCertPath, pki.Describe(ca.Cert))
 	case (certErr == nil) != (keyErr == nil) && !r.Force:
 		return false, hint(fmt.Errorf("state directory %q holds only one of %s and %s", a.Dir, CACertFile, CAKeyFile),
 			"restore the missing file from a backup, or run 'dtls init --force' to make a new CA (every client certificate must then be re-issued)")
 	default:
-		if ca, err = pki.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.CAValidity}); err != nil {
+		if ca, err = a.newCA(t, r, res, certErr == nil, caCertPath, caKeyPath); err != nil {
 			return false, err
 		}
-		verb := "created"
-		if certErr == nil {
-			verb = "replaced (--force)"
-		}
-		if r.DryRun {
-			res.say("would create CA in %s (%s key)", a.Dir, r.KeyType)
-			break
-		}
-		// A CA key once encrypted stays encrypted: --force makes a new
-		// one under a passphrase too.
-		keyPEM, err := a.protect(ca.KeyPEM, r.EncryptCAKey || a.Encrypted(), true)
-		if err != nil {
-			return false, err
-		}
-		t.write(caKeyPath, keyPEM, KeyMode)
-		t.write(caCertPath, ca.CertPEM, CertMode)
-		// A new CA ends any rotation: the CA it kept is no longer
-		// trusted by anything dtls writes.
-		if a.InRotation() {
-			t.remove(a.path(OldCAKeyFile))
-			t.remove(a.path(OldCACertFile))
-		}
-		t.DB.Insert = append(t.DB.Insert, store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir))
-		cas, err := a.Store.ByKind(store.KindCA)
-		if err != nil {
-			return false, err
-		}
-		for _, rec := range cas {
-			if rec.Status == store.StatusGood {
-				t.DB.Supersede = append(t.DB.Supersede, rec.Serial)
-			}
-		}
-		res.say("%s CA %s (%s)", verb, caCertPath, pki.Describe(ca.Cert))
 	}
 
-	// The server certificate. At step 1 of a rotation it stays of the old
-	// CA (rotate.go): kept when it verifies with that one, issued from it.
+	certPath := filepath.Join(r.CertsDir, ServerCertFile)
+	keyPath := filepath.Join(r.CertsDir, ServerKeyFile)
+	reason, err := a.planServerCert(t, r, ca, kept, hosts, res)
+	if err != nil {
+		return false, err
+	}
+	a.planDaemonCA(t, r, ca, res)
+	// Kept files whose mode was loosened are tightened whatever else this
+	// run writes (README: "a loosened key mode found by init is
+	// tightened").
+	if reason == "" {
+		a.planMode(t, keyPath, KeyMode, r.DryRun, res)
+		a.planMode(t, certPath, CertMode, r.DryRun, res)
+	}
+	if kept {
+		a.planMode(t, caCertPath, CertMode, r.DryRun, res)
+		if !r.EncryptCAKey {
+			a.planMode(t, caKeyPath, KeyMode, r.DryRun, res)
+		}
+	}
+	return reason != "", nil
+}
+
+// keepCA keeps the CA of the state directory (encrypting its keys when
+// r.EncryptCAKey asks for it) and records it again.
+func (a *Authority) keepCA(t *txn, r InitRequest, res *InitResult, caCertPath string) (*pki.CA, error) {
+	ca, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
+	if r.EncryptCAKey {
+		if err := a.planEncryptCAKeys(t, r, res); err != nil {
+			return nil, err
+		}
+	}
+	if !r.DryRun {
+		rec := store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir)
+		t.DB.Insert = append(t.DB.Insert, rec)
+	}
+	res.say("kept CA %s (%s)", caCertPath, pki.Describe(ca.Cert))
+	return ca, nil
+}
+
+// planEncryptCAKeys encrypts the CA keys that are not yet. Encryption, once
+// asked for, covers every CA key here: the one a rotation keeps too, as
+// the daemon still trusts it.
+func (a *Authority) planEncryptCAKeys(t *txn, r InitRequest, res *InitResult) error {
+	for _, f := range []struct{ file, cert string }{{CAKeyFile, CACertFile}, {OldCAKeyFile, OldCACertFile}} {
+		b, err := os.ReadFile(a.path(f.file))
+		if err != nil || pki.IsEncryptedKey(b) {
+			continue
+		}
+		p := a.path(f.file)
+		if r.DryRun {
+			res.say("would encrypt the CA key %s", p)
+			continue
+		}
+		enc, err := a.protect(b, true, true)
+		if err != nil {
+			return err
+		}
+		t.write(p, enc, KeyMode)
+		res.say("encrypted the CA key %s", p)
+	}
+	return nil
+}
+
+// newCA makes a new CA (replacing one with --force: replacing), which
+// ends any rotation and supersedes the CAs recorded.
+func (a *Authority) newCA(t *txn, r InitRequest, res *InitResult, replacing bool, caCertPath, caKeyPath string) (*pki.CA, error) {
+	ca, err := pki.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.CAValidity})
+	if err != nil {
+		return nil, err
+	}
+	verb := "created"
+	if replacing {
+		verb = "replaced (--force)"
+	}
+	if r.DryRun {
+		res.say("would create CA in %s (%s key)", a.Dir, r.KeyType)
+		return ca, nil
+	}
+	// A CA key once encrypted stays encrypted: --force makes a new
+	// one under a passphrase too.
+	keyPEM, err := a.protect(ca.KeyPEM, r.EncryptCAKey || a.Encrypted(), true)
+	if err != nil {
+		return nil, err
+	}
+	t.write(caKeyPath, keyPEM, KeyMode)
+	t.write(caCertPath, ca.CertPEM, CertMode)
+	// A new CA ends any rotation: the CA it kept is no longer
+	// trusted by anything dtls writes.
+	if a.InRotation() {
+		t.remove(a.path(OldCAKeyFile))
+		t.remove(a.path(OldCACertFile))
+	}
+	t.DB.Insert = append(t.DB.Insert, store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir))
+	cas, err := a.Store.ByKind(store.KindCA)
+	if err != nil {
+		return nil, err
+	}
+	for _, rec := range cas {
+		if rec.Status == store.StatusGood {
+			t.DB.Supersede = append(t.DB.Supersede, rec.Serial)
+		}
+	}
+	res.say("%s CA %s (%s)", verb, caCertPath, pki.Describe(ca.Cert))
+	return ca, nil
+}
+
+// planServerCert keeps or issues this host's server certificate and
+// returns why it is issued ("" when kept). At step 1 of a rotation of a
+// kept CA it stays of the old CA (rotate.go): kept when it verifies with
+// that one, issued from it.
+func (a *Authority) planServerCert(t *txn, r InitRequest, ca *pki.CA, kept bool, hosts []string, res *InitResult) (string, error) {
 	srvCA := ca
-	if !r.Force && certErr == nil && keyErr == nil && a.RotationStep() == StepTrust {
+	var err error
+	if kept && a.RotationStep() == StepTrust {
 		if srvCA, err = a.OldCA(); err != nil {
-			return false, err
+			return "", err
 		}
 	}
 	certPath := filepath.Join(r.CertsDir, ServerCertFile)
@@ -504,7 +648,7 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 	default:
 		srv, err := srvCA.Issue(pki.Request{Kind: pki.KindServer, Hosts: hosts, KeyType: r.KeyType, Now: r.Now, Validity: r.ServerValidity})
 		if err != nil {
-			return false, err
+			return "", err
 		}
 		t.write(keyPath, srv.KeyPEM, KeyMode)
 		t.write(certPath, srv.CertPEM, CertMode)
@@ -514,9 +658,12 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 		}
 		res.say("issued server certificate %s (%s) for %v: %s", certPath, pki.Describe(srv.Cert), hosts, reason)
 	}
+	return reason, nil
+}
 
-	// The daemon's copy of the CA certificate; during a rotation it holds
-	// both CAs (rotate-ca), unless this run makes a new CA.
+// planDaemonCA writes the daemon's copy of the CA certificate; during a
+// rotation it holds both CAs (rotate-ca), unless this run makes a new CA.
+func (a *Authority) planDaemonCA(t *txn, r InitRequest, ca *pki.CA, res *InitResult) {
 	caInCerts := filepath.Join(r.CertsDir, CACertFile)
 	daemonCA := ca.CertPEM
 	if !r.Force {
@@ -530,20 +677,6 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 		t.write(caInCerts, daemonCA, CertMode)
 		res.say("wrote %s", caInCerts)
 	}
-	// Kept files whose mode was loosened are tightened whatever else this
-	// run writes (README: "a loosened key mode found by init is
-	// tightened").
-	if reason == "" {
-		a.planMode(t, keyPath, KeyMode, r.DryRun, res)
-		a.planMode(t, certPath, CertMode, r.DryRun, res)
-	}
-	if certErr == nil && keyErr == nil && !r.Force {
-		a.planMode(t, caCertPath, CertMode, r.DryRun, res)
-		if !r.EncryptCAKey {
-			a.planMode(t, caKeyPath, KeyMode, r.DryRun, res)
-		}
-	}
-	return reason != "", nil
 }
 
 // planMode tightens an existing file's mode: a file's mode is part of its

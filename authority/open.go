@@ -114,16 +114,10 @@ func checkNotOnlineCA(dir string) error {
 		"use dtls certs|revoke|rotate-ca --operator %s (the CA's operator bundle); issue certificates with 'dtls ca token'", op)
 }
 
-// Create makes the state directory (0700) when it is missing, then opens
+// create makes the state directory (0700) when it is missing, then opens
 // it. An existing directory's mode is never changed: CheckStateDir refuses
-// a loose one.
-func Create(dir string, o Options) (*Authority, error) {
-	a, _, err := create(dir, o)
-	return a, err
-}
-
-// create is Create that also returns the topmost directory it made ("" when
-// dir existed), for a first init that fails to remove again.
+// a loose one. It also returns the topmost directory it made ("" when dir
+// existed), for a first init that fails to remove again.
 func create(dir string, o Options) (*Authority, string, error) {
 	top := ""
 	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {

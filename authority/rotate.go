@@ -57,17 +57,6 @@ const (
 // Number is the step's number out of 3 (0 outside a rotation).
 func (s RotationStep) Number() int { return int(s) }
 
-// String names the step.
-func (s RotationStep) String() string {
-	switch s {
-	case StepTrust:
-		return "trust"
-	case StepSwitched:
-		return "switch"
-	}
-	return "none"
-}
-
 // Next is the command that takes the rotation to its next step.
 func (s RotationStep) Next() string {
 	switch s {

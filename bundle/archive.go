@@ -23,7 +23,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/clientenv"
 )
 
@@ -55,23 +54,9 @@ var Allowed = map[string]fs.FileMode{
 	clientenv.MetaFile: 0o644,
 }
 
-// WriteArchive writes files as a gzip-compressed tar to path, mode 0600,
-// atomically (temporary file, fsync, rename): the archive is complete or
-// absent. Entries are plain files at the top level of the archive, with
-// mode 0600, owner 0 and a fixed time, so the same bundle makes the same
-// archive.
-func WriteArchive(path string, files []File) error {
-	data, err := MarshalArchive(files)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.Write(path, data, ArchiveMode); err != nil {
-		return fmt.Errorf("write archive %q: %w", path, err)
-	}
-	return nil
-}
-
-// MarshalArchive returns the tar.gz bytes WriteArchive writes.
+// MarshalArchive returns files as a gzip-compressed tar. Entries are
+// plain files at the top level of the archive, with mode 0600, owner 0
+// and a fixed time, so the same bundle makes the same archive.
 func MarshalArchive(files []File) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -172,36 +157,12 @@ func ParseArchive(r io.Reader) ([]File, error) {
 			return nil, fmt.Errorf("corrupt archive: %w", err)
 		}
 		name := hdr.Name
-		if strings.HasPrefix(name, "/") || strings.Contains(name, `\`) || filepath.IsAbs(name) {
-			return nil, fmt.Errorf("entry %q: absolute path", name)
+		clean, mode, skip, err := checkEntry(hdr, files)
+		if err != nil {
+			return nil, err
 		}
-		if slices.Contains(strings.Split(name, "/"), "..") {
-			return nil, fmt.Errorf("entry %q: path escapes the bundle directory", name)
-		}
-		clean := path.Clean(name)
-		if hdr.Typeflag == tar.TypeDir && clean == "." {
+		if skip {
 			continue
-		}
-		switch hdr.Typeflag {
-		case tar.TypeReg:
-		case tar.TypeDir:
-			return nil, &LayoutError{Entry: name, Dir: true}
-		case tar.TypeSymlink, tar.TypeLink:
-			return nil, fmt.Errorf("entry %q: links are not allowed (points to %q)", name, hdr.Linkname)
-		default:
-			return nil, fmt.Errorf("entry %q: not a regular file (type %q)", name, hdr.Typeflag)
-		}
-		if strings.Contains(clean, "/") {
-			return nil, &LayoutError{Entry: name}
-		}
-		mode, ok := Allowed[clean]
-		if !ok {
-			return nil, fmt.Errorf("entry %q: unexpected file (want %s)", name, allowedList())
-		}
-		for _, f := range files {
-			if f.Name == clean {
-				return nil, fmt.Errorf("entry %q: given twice", name)
-			}
 		}
 		total += hdr.Size
 		if hdr.Size < 0 || total > MaxArchiveSize {
@@ -227,6 +188,45 @@ func ParseArchive(r io.Reader) ([]File, error) {
 	return files, nil
 }
 
+// checkEntry checks the header of one archive entry against ParseArchive's
+// rules, given the files read before it, and returns its cleaned name and
+// mode; skip is true for the "." directory, which is ignored.
+func checkEntry(hdr *tar.Header, files []File) (clean string, mode fs.FileMode, skip bool, err error) {
+	name := hdr.Name
+	if strings.HasPrefix(name, "/") || strings.Contains(name, `\`) || filepath.IsAbs(name) {
+		return "", 0, false, fmt.Errorf("entry %q: absolute path", name)
+	}
+	if slices.Contains(strings.Split(name, "/"), "..") {
+		return "", 0, false, fmt.Errorf("entry %q: path escapes the bundle directory", name)
+	}
+	clean = path.Clean(name)
+	if hdr.Typeflag == tar.TypeDir && clean == "." {
+		return "", 0, true, nil
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg:
+	case tar.TypeDir:
+		return "", 0, false, &LayoutError{Entry: name, Dir: true}
+	case tar.TypeSymlink, tar.TypeLink:
+		return "", 0, false, fmt.Errorf("entry %q: links are not allowed (points to %q)", name, hdr.Linkname)
+	default:
+		return "", 0, false, fmt.Errorf("entry %q: not a regular file (type %q)", name, hdr.Typeflag)
+	}
+	if strings.Contains(clean, "/") {
+		return "", 0, false, &LayoutError{Entry: name}
+	}
+	mode, ok := Allowed[clean]
+	if !ok {
+		return "", 0, false, fmt.Errorf("entry %q: unexpected file (want %s)", name, allowedList())
+	}
+	for _, f := range files {
+		if f.Name == clean {
+			return "", 0, false, fmt.Errorf("entry %q: given twice", name)
+		}
+	}
+	return clean, mode, false, nil
+}
+
 func allowedList() string {
 	names := make([]string, 0, len(Allowed))
 	for n := range Allowed {
@@ -234,20 +234,6 @@ func allowedList() string {
 	}
 	slices.Sort(names)
 	return strings.Join(names, ", ")
-}
-
-// ReadDir reads the bundle files of dir (as `dtls issue-client` writes it),
-// for WriteArchive.
-func ReadDir(dir string) ([]File, error) {
-	var files []File
-	for _, name := range []string{"ca.pem", "cert.pem", "key.pem", clientenv.MetaFile} {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			return nil, fmt.Errorf("bundle %q: %w", dir, err)
-		}
-		files = append(files, File{Name: name, Data: data, Mode: Allowed[name]})
-	}
-	return files, nil
 }
 
 // Get returns the data of the file called name, or nil.

@@ -39,7 +39,9 @@ func TestArchiveRoundTrip(t *testing.T) {
 	now := time.Now()
 	files := testFiles(t, now)
 	path := filepath.Join(t.TempDir(), "a.tar.gz")
-	require.NoError(t, WriteArchive(path, files))
+	data, err := MarshalArchive(files)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, data, ArchiveMode))
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	assert.Equal(t, ArchiveMode, fi.Mode().Perm())
@@ -58,10 +60,9 @@ func TestArchiveRoundTrip(t *testing.T) {
 	assert.Equal(t, "alice", c.Cert.Subject.CommonName)
 }
 
-func TestWriteArchiveRefusesUnexpectedFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "a.tar.gz")
-	assert.EqualError(t, WriteArchive(path, []File{{Name: "../x", Data: []byte("x")}}), `archive: unexpected file "../x"`)
-	assert.NoFileExists(t, path)
+func TestMarshalArchiveRefusesUnexpectedFile(t *testing.T) {
+	_, err := MarshalArchive([]File{{Name: "../x", Data: []byte("x")}})
+	assert.EqualError(t, err, `archive: unexpected file "../x"`)
 }
 
 func TestVerifyRefuses(t *testing.T) {

@@ -210,100 +210,144 @@ func inspectDir(dir string, now time.Time) (*Info, error) {
 // inspectBundle fills info from the files of a bundle; unreadable holds
 // the files that could not be read, with why.
 func inspectBundle(info *Info, files map[string][]byte, unreadable map[string]error, now time.Time) {
-	certName, keyName := "cert.pem", "key.pem"
-	want, kind := x509.ExtKeyUsageClientAuth, pki.KindClient
+	in := &bundleInspection{info: info, files: files, unreadable: unreadable, now: now,
+		certName: "cert.pem", keyName: "key.pem", want: x509.ExtKeyUsageClientAuth, kind: pki.KindClient}
 	if info.Source == SourceServerBundle {
-		certName, keyName = serverCertFile, serverKeyFile
-		want, kind = x509.ExtKeyUsageServerAuth, pki.KindServer
+		in.certName, in.keyName = serverCertFile, serverKeyFile
+		in.want, in.kind = x509.ExtKeyUsageServerAuth, pki.KindServer
 	}
-	problem := func(format string, args ...any) { info.Problems = append(info.Problems, fmt.Sprintf(format, args...)) }
-	missing := func(name string) bool {
-		if _, ok := files[name]; ok {
-			return false
-		}
-		if err, ok := unreadable[name]; ok && !errors.Is(err, fs.ErrNotExist) {
-			problem("cannot read %s: %v", name, pathErrCause(err))
-		} else {
-			problem("%s is missing", name)
-		}
-		return true
-	}
-
-	var cas []*x509.Certificate
-	if !missing("ca.pem") {
-		var err error
-		if cas, err = pki.ParseCertificates(files["ca.pem"]); err != nil {
-			problem("ca.pem: %v", err)
-		}
-		for _, ca := range cas {
-			info.CAs = append(info.CAs, describeCert(ca))
-			if !ca.IsCA {
-				problem("ca.pem: %q is not a CA certificate", ca.Subject.CommonName)
-			}
-			validity(problem, "ca.pem", "CA", ca, now)
-		}
-	}
-
-	var cert *x509.Certificate
-	if !missing(certName) {
-		var err error
-		if cert, err = pki.ParseCertificate(files[certName]); err != nil {
-			problem("%s: %v", certName, err)
-		} else {
-			ci := describeCert(cert)
-			info.Client = &ci
-			validity(problem, certName, "certificate", cert, now)
-			if !hasEKU(cert, want) {
-				problem("%s: the certificate of %q is not for %s (extended key usage: %s), so dockerd refuses it", certName,
-					cert.Subject.CommonName, ekuName(want), orNone(ci.EKU))
-			}
-		}
-	}
-
-	if !missing(keyName) && cert != nil {
-		key, err := pki.ParsePrivateKey(files[keyName])
-		if err != nil {
-			problem("%s: %v", keyName, err)
-		} else {
-			ok := pki.KeyMatches(cert, key)
-			info.KeyMatches = &ok
-			if !ok {
-				problem("%s is not the key of %s", keyName, certName)
-			}
-		}
-	}
-
+	cas := in.cas()
+	cert := in.cert()
+	in.key(cert)
 	if cert != nil && len(cas) > 0 {
-		ok := chains(cert, cas, kind)
-		info.Chains = &ok
-		if !ok {
-			problem("%s: the certificate of %q (issuer %q) does not chain to ca.pem (%s) as a %s certificate",
-				certName, cert.Subject.CommonName, cert.Issuer.CommonName, caNames(cas), kind)
-		}
+		in.chain(cert, cas)
 	}
-
-	if info.Source != SourceServerBundle && !missing(clientenv.MetaFile) {
-		var meta clientenv.Meta
-		if err := json.Unmarshal(files[clientenv.MetaFile], &meta); err != nil {
-			problem("%s: %v", clientenv.MetaFile, err)
-		} else {
-			info.DockerHost = meta.DockerHost
-			if meta.DockerHost == "" {
-				problem("%s records no daemon URL (docker_host)", clientenv.MetaFile)
-			}
-			if cert != nil && meta.Serial != "" && !strings.EqualFold(meta.Serial, pki.Serial(cert)) {
-				problem("%s records serial %s but %s has serial %s: the files come from two bundles", clientenv.MetaFile, meta.Serial, certName, pki.Serial(cert))
-			}
-			if cert != nil && meta.Name != "" && meta.Name != cert.Subject.CommonName {
-				problem("%s names %q but %s is the certificate of %q", clientenv.MetaFile, meta.Name, certName, cert.Subject.CommonName)
-			}
-		}
+	if info.Source != SourceServerBundle && !in.missing(clientenv.MetaFile) {
+		in.meta(cert)
 	}
 	if info.Problems == nil {
 		info.Problems = []string{}
 	}
 	if info.CAs == nil {
 		info.CAs = []CertInfo{}
+	}
+}
+
+// bundleInspection is one run of inspectBundle: the files, the names of
+// the certificate and key (a client's or a server's bundle), and the
+// extended key usage and kind the certificate must have.
+type bundleInspection struct {
+	info              *Info
+	files             map[string][]byte
+	unreadable        map[string]error
+	now               time.Time
+	certName, keyName string
+	want              x509.ExtKeyUsage
+	kind              pki.Kind
+}
+
+func (in *bundleInspection) problem(format string, args ...any) {
+	in.info.Problems = append(in.info.Problems, fmt.Sprintf(format, args...))
+}
+
+// missing reports whether the file name was not read, as a problem.
+func (in *bundleInspection) missing(name string) bool {
+	if _, ok := in.files[name]; ok {
+		return false
+	}
+	if err, ok := in.unreadable[name]; ok && !errors.Is(err, fs.ErrNotExist) {
+		in.problem("cannot read %s: %v", name, pathErrCause(err))
+	} else {
+		in.problem("%s is missing", name)
+	}
+	return true
+}
+
+// cas describes and checks ca.pem's certificates.
+func (in *bundleInspection) cas() []*x509.Certificate {
+	if in.missing("ca.pem") {
+		return nil
+	}
+	cas, err := pki.ParseCertificates(in.files["ca.pem"])
+	if err != nil {
+		in.problem("ca.pem: %v", err)
+	}
+	for _, ca := range cas {
+		in.info.CAs = append(in.info.CAs, describeCert(ca))
+		if !ca.IsCA {
+			in.problem("ca.pem: %q is not a CA certificate", ca.Subject.CommonName)
+		}
+		validity(in.problem, "ca.pem", "CA", ca, in.now)
+	}
+	return cas
+}
+
+// cert describes and checks the bundle's certificate; nil when it is
+// missing or does not parse.
+func (in *bundleInspection) cert() *x509.Certificate {
+	if in.missing(in.certName) {
+		return nil
+	}
+	cert, err := pki.ParseCertificate(in.files[in.certName])
+	if err != nil {
+		in.problem("%s: %v", in.certName, err)
+		return cert
+	}
+	ci := describeCert(cert)
+	in.info.Client = &ci
+	validity(in.problem, in.certName, "certificate", cert, in.now)
+	if !hasEKU(cert, in.want) {
+		in.problem("%s: the certificate of %q is not for %s (extended key usage: %s), so dockerd refuses it", in.certName,
+			cert.Subject.CommonName, ekuName(in.want), orNone(ci.EKU))
+	}
+	return cert
+}
+
+// key checks that the bundle's key is cert's. A missing key is a problem
+// even when there is no certificate to check it against.
+func (in *bundleInspection) key(cert *x509.Certificate) {
+	if in.missing(in.keyName) || cert == nil {
+		return
+	}
+	key, err := pki.ParsePrivateKey(in.files[in.keyName])
+	if err != nil {
+		in.problem("%s: %v", in.keyName, err)
+		return
+	}
+	ok := pki.KeyMatches(cert, key)
+	in.info.KeyMatches = &ok
+	if !ok {
+		in.problem("%s is not the key of %s", in.keyName, in.certName)
+	}
+}
+
+// chain checks that cert chains to one of cas.
+func (in *bundleInspection) chain(cert *x509.Certificate, cas []*x509.Certificate) {
+	ok := chains(cert, cas, in.kind)
+	in.info.Chains = &ok
+	if !ok {
+		in.problem("%s: the certificate of %q (issuer %q) does not chain to ca.pem (%s) as a %s certificate",
+			in.certName, cert.Subject.CommonName, cert.Issuer.CommonName, caNames(cas), in.kind)
+	}
+}
+
+// meta checks a client bundle's metadata against its certificate (nil when
+// it could not be read).
+func (in *bundleInspection) meta(cert *x509.Certificate) {
+	var meta clientenv.Meta
+	if err := json.Unmarshal(in.files[clientenv.MetaFile], &meta); err != nil {
+		in.problem("%s: %v", clientenv.MetaFile, err)
+		return
+	}
+	in.info.DockerHost = meta.DockerHost
+	if meta.DockerHost == "" {
+		in.problem("%s records no daemon URL (docker_host)", clientenv.MetaFile)
+	}
+	if cert != nil && meta.Serial != "" && !strings.EqualFold(meta.Serial, pki.Serial(cert)) {
+		in.problem("%s records serial %s but %s has serial %s: the files come from two bundles", clientenv.MetaFile, meta.Serial, in.certName, pki.Serial(cert))
+	}
+	if cert != nil && meta.Name != "" && meta.Name != cert.Subject.CommonName {
+		in.problem("%s names %q but %s is the certificate of %q", clientenv.MetaFile, meta.Name, in.certName, cert.Subject.CommonName)
 	}
 }
 

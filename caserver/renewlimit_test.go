@@ -15,6 +15,7 @@ import (
 	"github.com/dtls-tool/dtls/caserver"
 	"github.com/dtls-tool/dtls/fleet"
 	"github.com/dtls-tool/dtls/internal/catest"
+	"github.com/dtls-tool/dtls/internal/fixture"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/revlist"
 	"github.com/dtls-tool/dtls/store"
@@ -156,9 +157,9 @@ func TestCRLSizeBound(t *testing.T) {
 	require.NoError(t, err)
 	full, err := ca.CRL(revoked, now.UnixMilli(), now, caserver.CRLNextUpdate)
 	require.NoError(t, err)
-	emptyDER, err := pki.ParseCRL(empty)
+	emptyDER, err := fixture.ParseCRL(empty)
 	require.NoError(t, err)
-	fullDER, err := pki.ParseCRL(full)
+	fullDER, err := fixture.ParseCRL(full)
 	require.NoError(t, err)
 	size := len(fullDER.Raw)
 	perEntry := float64(size-len(emptyDER.Raw)) / float64(entries)

@@ -108,16 +108,6 @@ func (st *caState) caPEM() []byte {
 	return b
 }
 
-// isCA reports whether serial is one of the state's CAs.
-func (st *caState) isCA(serial string) bool {
-	for _, ca := range st.cas() {
-		if pki.Serial(ca.Cert) == serial {
-			return true
-		}
-	}
-	return false
-}
-
 func describeCA(ca *pki.CA) fleet.RotationCA {
 	fp := fleet.Fingerprint(ca.Cert)
 	return fleet.RotationCA{Subject: ca.Cert.Subject.CommonName, Serial: pki.Serial(ca.Cert), Fingerprint: hex.EncodeToString(fp[:]), NotAfter: ca.Cert.NotAfter.UTC()}

@@ -344,20 +344,6 @@ func (s *Server) HTTPServer(tc *tls.Config) *http.Server {
 	}
 }
 
-// CACertificate is the current CA certificate (until a rotation's
-// finish, the old one).
-func (s *Server) CACertificate() *x509.Certificate { return s.state.Load().cur.Cert }
-
-// CACertificates are the CA certificates the server trusts, current first
-// (two during a rotation).
-func (s *Server) CACertificates() []*x509.Certificate {
-	var out []*x509.Certificate
-	for _, ca := range s.state.Load().cas() {
-		out = append(out, ca.Cert)
-	}
-	return out
-}
-
 // httpError is an answer other than 200: its message goes to the client
 // in cfssl's envelope; err, when set, goes to the log only.
 type httpError struct {

@@ -30,7 +30,7 @@ import (
 const MetaFile = "dtls.json"
 
 // EnvCertPath is the environment variable that overrides the default bundle
-// directory (see DefaultCertPath). It is dtls's own variable rather than
+// directory (see CertPath). It is dtls's own variable rather than
 // DOCKER_CERT_PATH because DOCKER_CERT_PATH is an output of `dtls env`:
 // reading it back would make a second `dtls env` in a shell follow whatever
 // the first one set.
@@ -147,22 +147,6 @@ func MarshalMeta(m Meta) ([]byte, error) {
 		return nil, fmt.Errorf("encode bundle metadata: %w", err)
 	}
 	return append(data, '\n'), nil
-}
-
-// DefaultCertPath returns the bundle directory `dtls env` uses when none is
-// given: $DTLS_CERT_PATH (EnvCertPath) when it is set and not empty, else
-// ~/.docker/dtls/default, next to the Docker CLI's own ~/.docker directory
-// (where the CLI looks for ca.pem, cert.pem and key.pem by default). An empty
-// variable counts as unset, as the Docker CLI does for DOCKER_CERT_PATH.
-func DefaultCertPath() (string, error) {
-	if p := os.Getenv(EnvCertPath); p != "" {
-		return p, nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("default bundle directory: %w (set %s)", err, EnvCertPath)
-	}
-	return filepath.Join(home, ".docker", "dtls", "default"), nil
 }
 
 // describeJSONError turns encoding/json's byte offsets into a line and

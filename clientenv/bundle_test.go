@@ -184,30 +184,3 @@ func TestMarshalMeta(t *testing.T) {
 }
 `, string(data))
 }
-
-func TestDefaultCertPath(t *testing.T) {
-	home := t.TempDir()
-	t.Setenv("HOME", home)
-
-	t.Setenv(EnvCertPath, "/srv/bundles/prod")
-	p, err := DefaultCertPath()
-	require.NoError(t, err)
-	assert.Equal(t, "/srv/bundles/prod", p)
-
-	t.Setenv(EnvCertPath, "")
-	p, err = DefaultCertPath()
-	require.NoError(t, err)
-	assert.Equal(t, filepath.Join(home, ".docker", "dtls", "default"), p, "empty counts as unset")
-
-	require.NoError(t, os.Unsetenv(EnvCertPath))
-	p, err = DefaultCertPath()
-	require.NoError(t, err)
-	assert.Equal(t, filepath.Join(home, ".docker", "dtls", "default"), p)
-}
-
-func TestDefaultCertPathNoHome(t *testing.T) {
-	t.Setenv(EnvCertPath, "")
-	t.Setenv("HOME", "")
-	_, err := DefaultCertPath()
-	assert.EqualError(t, err, "default bundle directory: $HOME is not defined (set DTLS_CERT_PATH)")
-}

@@ -138,10 +138,6 @@ func ParentShell() (Shell, bool) {
 	return shellOfComm(string(data))
 }
 
-// ShellOfProcess names the shell of a process name (a process's comm, e.g.
-// "-zsh" for a login shell), and false when it is not a shell dtls knows.
-func ShellOfProcess(comm string) (Shell, bool) { return shellOfComm(comm) }
-
 func shellOfComm(comm string) (Shell, bool) {
 	name := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(comm), "-"))
 	return shellOfProgram(strings.TrimSuffix(name, ".exe"))

@@ -14,6 +14,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/dtls-tool/dtls/bundle"
+	"github.com/dtls-tool/dtls/internal/fixture"
 )
 
 // TestBundleScripts runs the developer-side scenarios in testdata/bundle:
@@ -24,14 +25,14 @@ func TestBundleScripts(t *testing.T) {
 }
 
 // mkarchive DIR FILE: the archive 'issue-client --archive' writes, made
-// from the bundle directory DIR with bundle.WriteArchive.
+// from the bundle directory DIR with fixture.WriteArchive.
 func cmdMkArchive(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
 		ts.Fatalf("usage: mkarchive DIR FILE")
 	}
-	files, err := bundle.ReadDir(ts.MkAbs(args[0]))
+	files, err := fixture.ReadBundleDir(ts.MkAbs(args[0]))
 	ts.Check(err)
-	ts.Check(bundle.WriteArchive(ts.MkAbs(args[1]), files))
+	ts.Check(fixture.WriteArchive(ts.MkAbs(args[1]), files))
 }
 
 // evilarchive KIND DIR FILE: an archive of the bundle DIR with one bad
@@ -42,7 +43,7 @@ func cmdEvilArchive(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 3 {
 		ts.Fatalf("usage: evilarchive KIND DIR FILE")
 	}
-	files, err := bundle.ReadDir(ts.MkAbs(args[1]))
+	files, err := fixture.ReadBundleDir(ts.MkAbs(args[1]))
 	ts.Check(err)
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dtls-tool/dtls/bundle"
+	"github.com/dtls-tool/dtls/internal/fixture"
 	"github.com/dtls-tool/dtls/internal/sandbox"
 )
 
@@ -45,10 +45,10 @@ func TestContextsWithRealDocker(t *testing.T) {
 	_, stderr, code := runWithEnv(t, now, nil, "issue-client", "alice", "--state-dir", state, "--out", out,
 		"--docker-host", fmt.Sprintf("tcp://localhost:%d", port))
 	require.Equal(t, 0, code, stderr)
-	files, err := bundle.ReadDir(out)
+	files, err := fixture.ReadBundleDir(out)
 	require.NoError(t, err)
 	archive := filepath.Join(dir, "alice.tar.gz")
-	require.NoError(t, bundle.WriteArchive(archive, files))
+	require.NoError(t, fixture.WriteArchive(archive, files))
 
 	// The laptop's side, with its own store and Docker config.
 	cfg := filepath.Join(dir, "dockercfg")

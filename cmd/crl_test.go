@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dtls-tool/dtls/authority"
-	"github.com/dtls-tool/dtls/pki"
+	"github.com/dtls-tool/dtls/internal/fixture"
 )
 
 // TestCRLRefresh: 'dtls crl' signs the same revocations again with a later
@@ -48,7 +48,7 @@ func readCRL(t *testing.T, state string) *x509.RevocationList {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(state, authority.CRLFile))
 	require.NoError(t, err)
-	l, err := pki.ParseCRL(b)
+	l, err := fixture.ParseCRL(b)
 	require.NoError(t, err)
 	return l
 }

@@ -269,7 +269,7 @@ func TestFleetWithRealDockers(t *testing.T) {
 	assert.Equal(t, bobSerial, bundleSerial(t, bob))
 
 	// Everything the CA handed out is in PostgreSQL.
-	st, err := store.OpenPostgresReadOnly(ca.DSN)
+	st, err := store.OpenPostgres(ca.DSN)
 	require.NoError(t, err)
 	defer st.Close()
 	for _, b := range []string{alice, bob} {
@@ -337,7 +337,7 @@ func TestFleetCAKill9DuringBurst(t *testing.T) {
 	require.True(t, killed, "the burst ended before the kill")
 	_ = ca.serve.cmd.Wait()
 	require.GreaterOrEqual(t, len(got), 60)
-	st, err := store.OpenPostgresReadOnly(ca.DSN)
+	st, err := store.OpenPostgres(ca.DSN)
 	require.NoError(t, err)
 	defer st.Close()
 	for _, serial := range got {

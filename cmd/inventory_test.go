@@ -17,6 +17,7 @@ import (
 
 	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/authority"
+	"github.com/dtls-tool/dtls/internal/fixture"
 	"github.com/dtls-tool/dtls/pki"
 	"github.com/dtls-tool/dtls/store"
 )
@@ -324,7 +325,7 @@ func TestRevokeCRL(t *testing.T) {
 		require.Equal(t, 0, code, errOut)
 		b, err := os.ReadFile(filepath.Join(state, authority.CRLFile))
 		require.NoError(t, err)
-		crl, err := pki.ParseCRL(b)
+		crl, err := fixture.ParseCRL(b)
 		require.NoError(t, err)
 		numbers = append(numbers, crl.Number.Int64())
 		for _, e := range crl.RevokedCertificateEntries {

@@ -577,9 +577,10 @@ func remoteAlert(err error) string {
 // classify turns a failed request into a CheckError.
 func (c *checker) classify(err error) *CheckError {
 	c.mu.Lock()
-	connected, handshake, requested, sent := c.connected, c.handshakeDone, c.certRequested, c.certSent
-	acceptable := slices.Clone(c.acceptable)
-	gotResponse := c.gotResponse
+	st := connState{
+		connected: c.connected, handshake: c.handshakeDone, requested: c.certRequested, sent: c.certSent,
+		acceptable: slices.Clone(c.acceptable), gotResponse: c.gotResponse,
+	}
 	c.mu.Unlock()
 
 	addr := c.target.addr
@@ -597,62 +598,19 @@ func (c *checker) classify(err error) *CheckError {
 	var netErr net.Error
 	switch {
 	case errors.As(err, &unknownCA):
-		e.Problem = ProblemUntrustedServer
-		issuer := "an unknown CA"
-		if unknownCA.Cert != nil {
-			issuer = fmt.Sprintf("%q", dnOrCN(unknownCA.Cert.Issuer))
-		}
-		e.Msg = fmt.Sprintf("the daemon at %s presents a certificate issued by %s, which this bundle's ca.pem (%s) does not hold",
-			addr, issuer, c.caNames())
-		e.Hint = "the daemon's CA has changed (a CA rotation on the CA host): " + c.creds.renewHint(false) +
-			"; if no rotation happened, something else answers on this address"
+		c.untrustedServer(e, unknownCA)
 	case errors.As(err, &hostname):
-		e.Problem = ProblemNameMismatch
-		var names []string
-		if hostname.Certificate != nil {
-			names = append(names, hostname.Certificate.DNSNames...)
-			for _, ip := range hostname.Certificate.IPAddresses {
-				names = append(names, ip.String())
-			}
-		}
-		if len(names) == 0 {
-			e.Msg = fmt.Sprintf("the daemon's certificate at %s holds no names or addresses, so it is not valid for %q", addr, c.target.host)
-		} else {
-			e.Msg = fmt.Sprintf("the daemon's certificate at %s is not valid for %q: it is valid for %s", addr, c.target.host, strings.Join(names, ", "))
-		}
-		e.Hint = "use a name or address the certificate holds in DOCKER_HOST (dtls env --host tcp://NAME:PORT), or have the server certificate reissued with this one"
+		c.nameMismatch(e, hostname)
 	case errors.As(err, &invalid):
 		e.Problem = ProblemServerCert
 		e.Msg = fmt.Sprintf("the daemon's certificate at %s is not usable: %v", addr, invalid)
 		e.Hint = "the server certificate must be renewed on the daemon's host ('dtls renew --server --restart'); if it only seems expired or not yet valid, check this machine's clock"
 	case remoteAlert(err) != "":
-		alert := remoteAlert(err)
-		if !slices.Contains(clientRefusalAlerts, alert) {
-			e.Problem = ProblemUnknown
-			e.Msg = fmt.Sprintf("the TLS handshake with %s failed: the daemon sent the alert %q", addr, alert)
-			break
-		}
-		e.Problem = ProblemClientRejected
-		e.Msg = fmt.Sprintf("the daemon at %s refused the client certificate %q (TLS alert %q)", addr, c.creds.leaf.Subject.CommonName, alert)
-		if requested && !sent {
-			e.Msg = fmt.Sprintf("the daemon at %s wants a client certificate that this bundle does not have, and refused the connection (TLS alert %q)", addr, alert)
-		}
-		e.Hint = c.rejectedHint(requested, sent, acceptable)
+		c.alerted(e, remoteAlert(err), st)
 	case errors.As(err, &record), errors.Is(err, http.ErrSchemeMismatch):
-		e.Problem = ProblemNotDocker
-		e.Msg = fmt.Sprintf("%s answers, but not with TLS", addr)
-		if errors.Is(err, http.ErrSchemeMismatch) {
-			e.Msg = fmt.Sprintf("%s answers plain HTTP, not TLS", addr)
-		}
-		e.Hint = "check the port in DOCKER_HOST: dockerd's TLS port is usually 2376 (2375 is its unencrypted one)"
+		notTLS(e, addr, err)
 	case errors.As(err, &dns):
-		e.Problem = ProblemNoListener
-		why := dns.Err
-		if dns.IsNotFound {
-			why = "no such host"
-		}
-		e.Msg = fmt.Sprintf("cannot resolve %q: %s", dns.Name, why)
-		e.Hint = "check the host name in DOCKER_HOST, and this machine's DNS (or VPN)"
+		unresolved(e, dns)
 	case errnoIs(err, syscall.ECONNREFUSED, wsaeConnRefused):
 		e.Problem = ProblemNoListener
 		e.Msg = fmt.Sprintf("nothing listens on %s%s (connection refused)", addr, via)
@@ -662,37 +620,118 @@ func (c *checker) classify(err error) *CheckError {
 		e.Msg = fmt.Sprintf("no route to %s%s", addr, via)
 		e.Hint = "check the address in DOCKER_HOST and this machine's network (or VPN)"
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
-		switch {
-		case !connected:
-			e.Problem = ProblemNoListener
-			e.Msg = fmt.Sprintf("no answer from %s%s within %s", addr, via, c.timeout)
-			e.Hint = "a firewall drops the connection, or the address in DOCKER_HOST is wrong"
-		case !handshake:
-			e.Problem = ProblemNotDocker
-			e.Msg = fmt.Sprintf("%s%s accepted the connection but did not complete a TLS handshake within %s", addr, via, c.timeout)
-			e.Hint = "check the port in DOCKER_HOST: dockerd's TLS port is usually 2376"
-		default:
-			e.Problem = ProblemNotDocker
-			e.Msg = fmt.Sprintf("the TLS handshake with %s succeeded but no HTTP answer came within %s", addr, c.timeout)
-			e.Hint = "the daemon may be overloaded or hung; check it on the server (systemctl status docker)"
-		}
-	case handshake && !gotResponse && !requested && closedEarly(err):
+		c.timedOut(e, st, via)
+	case st.handshake && !st.gotResponse && !st.requested && closedEarly(err):
 		e.Problem = ProblemNotDocker
 		e.Msg = fmt.Sprintf("%s closed the connection right after the TLS handshake without answering, and did not ask for a client certificate as dockerd with tlsverify does", addr)
 		e.Hint = "check the port in DOCKER_HOST: dockerd's TLS port is usually 2376"
-	case handshake && !gotResponse && closedEarly(err):
+	case st.handshake && !st.gotResponse && closedEarly(err):
 		// In TLS 1.3 the client's handshake ends before the server has
 		// checked the client certificate (RFC 8446 section 4.4.2.4), so a
 		// refusal can only show on the first read, and a server that
 		// closes without sending its alert looks like this.
 		e.Problem = ProblemClientRejected
 		e.Msg = fmt.Sprintf("the daemon at %s closed the connection right after the TLS handshake without answering: it most likely refused the client certificate %q", addr, c.creds.leaf.Subject.CommonName)
-		e.Hint = c.rejectedHint(requested, sent, acceptable)
+		e.Hint = c.rejectedHint(st.requested, st.sent, st.acceptable)
 	default:
 		e.Problem = ProblemUnknown
 		e.Msg = fmt.Sprintf("cannot talk to the daemon at %s%s: %v", addr, via, err)
 	}
 	return e
+}
+
+// connState is how far a failed request got, read once under c.mu.
+type connState struct {
+	connected, handshake, requested, sent, gotResponse bool
+	acceptable                                         []string
+}
+
+// untrustedServer: the daemon's certificate is not issued by ca.pem.
+func (c *checker) untrustedServer(e *CheckError, unknownCA x509.UnknownAuthorityError) {
+	e.Problem = ProblemUntrustedServer
+	issuer := "an unknown CA"
+	if unknownCA.Cert != nil {
+		issuer = fmt.Sprintf("%q", dnOrCN(unknownCA.Cert.Issuer))
+	}
+	e.Msg = fmt.Sprintf("the daemon at %s presents a certificate issued by %s, which this bundle's ca.pem (%s) does not hold",
+		c.target.addr, issuer, c.caNames())
+	e.Hint = "the daemon's CA has changed (a CA rotation on the CA host): " + c.creds.renewHint(false) +
+		"; if no rotation happened, something else answers on this address"
+}
+
+// nameMismatch: the daemon's certificate is not valid for the host dialled.
+func (c *checker) nameMismatch(e *CheckError, hostname x509.HostnameError) {
+	e.Problem = ProblemNameMismatch
+	var names []string
+	if hostname.Certificate != nil {
+		names = append(names, hostname.Certificate.DNSNames...)
+		for _, ip := range hostname.Certificate.IPAddresses {
+			names = append(names, ip.String())
+		}
+	}
+	if len(names) == 0 {
+		e.Msg = fmt.Sprintf("the daemon's certificate at %s holds no names or addresses, so it is not valid for %q", c.target.addr, c.target.host)
+	} else {
+		e.Msg = fmt.Sprintf("the daemon's certificate at %s is not valid for %q: it is valid for %s", c.target.addr, c.target.host, strings.Join(names, ", "))
+	}
+	e.Hint = "use a name or address the certificate holds in DOCKER_HOST (dtls env --host tcp://NAME:PORT), or have the server certificate reissued with this one"
+}
+
+// alerted: the daemon sent a TLS alert; the ones of clientRefusalAlerts
+// are a refused client certificate.
+func (c *checker) alerted(e *CheckError, alert string, st connState) {
+	addr := c.target.addr
+	if !slices.Contains(clientRefusalAlerts, alert) {
+		e.Problem = ProblemUnknown
+		e.Msg = fmt.Sprintf("the TLS handshake with %s failed: the daemon sent the alert %q", addr, alert)
+		return
+	}
+	e.Problem = ProblemClientRejected
+	e.Msg = fmt.Sprintf("the daemon at %s refused the client certificate %q (TLS alert %q)", addr, c.creds.leaf.Subject.CommonName, alert)
+	if st.requested && !st.sent {
+		e.Msg = fmt.Sprintf("the daemon at %s wants a client certificate that this bundle does not have, and refused the connection (TLS alert %q)", addr, alert)
+	}
+	e.Hint = c.rejectedHint(st.requested, st.sent, st.acceptable)
+}
+
+// notTLS: something answers on the address, but not with TLS.
+func notTLS(e *CheckError, addr string, err error) {
+	e.Problem = ProblemNotDocker
+	e.Msg = fmt.Sprintf("%s answers, but not with TLS", addr)
+	if errors.Is(err, http.ErrSchemeMismatch) {
+		e.Msg = fmt.Sprintf("%s answers plain HTTP, not TLS", addr)
+	}
+	e.Hint = "check the port in DOCKER_HOST: dockerd's TLS port is usually 2376 (2375 is its unencrypted one)"
+}
+
+// unresolved: the daemon's host name does not resolve.
+func unresolved(e *CheckError, dns *net.DNSError) {
+	e.Problem = ProblemNoListener
+	why := dns.Err
+	if dns.IsNotFound {
+		why = "no such host"
+	}
+	e.Msg = fmt.Sprintf("cannot resolve %q: %s", dns.Name, why)
+	e.Hint = "check the host name in DOCKER_HOST, and this machine's DNS (or VPN)"
+}
+
+// timedOut: no answer within c.timeout; where it stopped says why.
+func (c *checker) timedOut(e *CheckError, st connState, via string) {
+	addr := c.target.addr
+	switch {
+	case !st.connected:
+		e.Problem = ProblemNoListener
+		e.Msg = fmt.Sprintf("no answer from %s%s within %s", addr, via, c.timeout)
+		e.Hint = "a firewall drops the connection, or the address in DOCKER_HOST is wrong"
+	case !st.handshake:
+		e.Problem = ProblemNotDocker
+		e.Msg = fmt.Sprintf("%s%s accepted the connection but did not complete a TLS handshake within %s", addr, via, c.timeout)
+		e.Hint = "check the port in DOCKER_HOST: dockerd's TLS port is usually 2376"
+	default:
+		e.Problem = ProblemNotDocker
+		e.Msg = fmt.Sprintf("the TLS handshake with %s succeeded but no HTTP answer came within %s", addr, c.timeout)
+		e.Hint = "the daemon may be overloaded or hung; check it on the server (systemctl status docker)"
+	}
 }
 
 // closedEarly reports an error of a connection the peer closed.

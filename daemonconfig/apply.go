@@ -148,23 +148,3 @@ func mkdirIfMissing(dir string) error {
 	}
 	return atomicfile.MkdirAll(dir, 0o755)
 }
-
-// Restore undoes what Apply wrote, for a rollback when dockerd rejects the
-// new file: it puts the old content back atomically with its mode and owner,
-// or removes the file when Apply created it. The backup file is kept. It is
-// a no-op when Apply wrote nothing (no change, or a dry run).
-func (r *Result) Restore() error {
-	if !r.written {
-		return nil
-	}
-	if !r.Existed {
-		if err := os.Remove(r.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("restore daemon config: %w", err)
-		}
-		return nil
-	}
-	if err := atomicfile.WriteWith(r.Path, r.Old, r.mode, r.owner()); err != nil {
-		return fmt.Errorf("restore daemon config from %q: %w", r.Backup, err)
-	}
-	return nil
-}

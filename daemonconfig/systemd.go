@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-
-	"github.com/dtls-tool/dtls/atomicfile"
 )
 
 // DefaultUnitDirs are the directories searched for docker.service, in
@@ -63,48 +61,78 @@ type Unit struct {
 // the same name in an earlier dir (systemd.unit(5), "drop-in"). It returns
 // nil, nil when there is no docker.service.
 func FindUnit(dirs []string) (*Unit, error) {
-	u := &Unit{}
-	dropIns := map[string]string{}
-	for _, dir := range dirs {
-		p := filepath.Join(dir, "docker.service")
-		if fi, err := os.Lstat(p); err == nil {
-			if fi.Mode()&fs.ModeSymlink != 0 {
-				if t, _ := os.Readlink(p); t == "/dev/null" {
-					return nil, fmt.Errorf("docker.service is masked (%q links to /dev/null)", p)
-				}
-			}
-			u.Path = p
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("read unit %q: %w", p, err)
-		}
-		confs, err := filepath.Glob(filepath.Join(dir, "docker.service.d", "*.conf"))
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range confs {
-			dropIns[filepath.Base(c)] = c
-		}
+	path, dropIns, err := locateUnit(dirs)
+	if err != nil || path == "" {
+		return nil, err
 	}
-	if u.Path == "" {
-		return nil, nil
-	}
+	u := &Unit{Path: path}
 	names := make([]string, 0, len(dropIns))
 	for n := range dropIns {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 
-	var execStart, envFiles []string
-	env := map[string]string{}
 	files := []string{u.Path}
 	for _, n := range names {
 		u.DropIns = append(u.DropIns, dropIns[n])
 		files = append(files, dropIns[n])
 	}
+	execStart, envFiles, env, err := u.readFiles(files)
+	if err != nil {
+		return nil, err
+	}
+	if len(execStart) > 0 {
+		u.ExecStart = execStart[len(execStart)-1]
+	}
+	u.Hosts, u.Args = splitHosts(u.ExecStart)
+	u.Expanded = u.Args
+	if strings.Contains(u.Args, "$") {
+		if err := u.expand(env, envFiles); err != nil {
+			return nil, err
+		}
+	}
+	return u, nil
+}
+
+// locateUnit returns the path of docker.service in dirs ("" when there is
+// none; a later dir wins) and its drop-ins by file name (a later dir's
+// wins). A masked unit is an error.
+func locateUnit(dirs []string) (string, map[string]string, error) {
+	path := ""
+	dropIns := map[string]string{}
+	for _, dir := range dirs {
+		p := filepath.Join(dir, "docker.service")
+		if fi, err := os.Lstat(p); err == nil {
+			if fi.Mode()&fs.ModeSymlink != 0 {
+				if t, _ := os.Readlink(p); t == "/dev/null" {
+					return "", nil, fmt.Errorf("docker.service is masked (%q links to /dev/null)", p)
+				}
+			}
+			path = p
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", nil, fmt.Errorf("read unit %q: %w", p, err)
+		}
+		confs, err := filepath.Glob(filepath.Join(dir, "docker.service.d", "*.conf"))
+		if err != nil {
+			return "", nil, err
+		}
+		for _, c := range confs {
+			dropIns[filepath.Base(c)] = c
+		}
+	}
+	return path, dropIns, nil
+}
+
+// readFiles reads the unit and its drop-ins in the order systemd applies
+// them: the ExecStart= and EnvironmentFile= lists (an empty assignment
+// resets a list) and the Environment= variables. It records in
+// u.execStartFrom the file that set ExecStart last.
+func (u *Unit) readFiles(files []string) (execStart, envFiles []string, env map[string]string, err error) {
+	env = map[string]string{}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("read unit %q: %w", f, err)
+			return nil, nil, nil, fmt.Errorf("read unit %q: %w", f, err)
 		}
 		for _, v := range serviceValues(data, "Environment") {
 			for _, w := range splitWords(v) {
@@ -129,54 +157,55 @@ func FindUnit(dirs []string) (*Unit, error) {
 			u.execStartFrom = f
 		}
 	}
-	if len(execStart) > 0 {
-		u.ExecStart = execStart[len(execStart)-1]
+	return execStart, envFiles, env, nil
+}
+
+// expand expands the variables of u.Args with env and the environment
+// files, into u.Expanded, and records the hosts that come from variables
+// (u.VarHosts) and where those variables are set (u.VarSource).
+func (u *Unit) expand(env map[string]string, envFiles []string) error {
+	sources := map[string]string{}
+	for k := range env {
+		sources[k] = "Environment= of docker.service"
 	}
-	u.Hosts, u.Args = splitHosts(u.ExecStart)
-	u.Expanded = u.Args
-	if strings.Contains(u.Args, "$") {
-		sources := map[string]string{}
-		for k := range env {
-			sources[k] = "Environment= of docker.service"
+	// systemd.exec(5): files are read in order, a later assignment
+	// wins, and a "-" prefix means a missing file is not an error.
+	for _, f := range envFiles {
+		optional := strings.HasPrefix(f, "-")
+		f = strings.TrimPrefix(f, "-")
+		data, err := os.ReadFile(f)
+		if err != nil {
+			if optional && errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("read environment file %q of %q: %w", f, u.Path, err)
 		}
-		// systemd.exec(5): files are read in order, a later assignment
-		// wins, and a "-" prefix means a missing file is not an error.
-		for _, f := range envFiles {
-			optional := strings.HasPrefix(f, "-")
-			f = strings.TrimPrefix(f, "-")
-			data, err := os.ReadFile(f)
-			if err != nil {
-				if optional && errors.Is(err, fs.ErrNotExist) {
-					continue
-				}
-				return nil, fmt.Errorf("read environment file %q of %q: %w", f, u.Path, err)
-			}
-			for k, v := range parseEnvFile(data) {
-				env[k] = v
-				sources[k] = f
-			}
-		}
-		expanded := os.Expand(u.Args, func(k string) string { return env[k] })
-		var hosts []string
-		hosts, u.Expanded = splitHosts(expanded)
-		if len(hosts) > 0 {
-			u.VarHosts = hosts
-			var from []string
-			for _, w := range splitWords(u.Args) {
-				for k, src := range sources {
-					if h, _ := splitHosts("dockerd " + env[k]); len(h) == 0 {
-						continue
-					}
-					if strings.Contains(w.raw, "$"+k) || strings.Contains(w.raw, "${"+k+"}") {
-						from = append(from, "$"+k+" in "+src)
-					}
-				}
-			}
-			sort.Strings(from)
-			u.VarSource = strings.Join(from, ", ")
+		for k, v := range parseEnvFile(data) {
+			env[k] = v
+			sources[k] = f
 		}
 	}
-	return u, nil
+	expanded := os.Expand(u.Args, func(k string) string { return env[k] })
+	var hosts []string
+	hosts, u.Expanded = splitHosts(expanded)
+	if len(hosts) == 0 {
+		return nil
+	}
+	u.VarHosts = hosts
+	var from []string
+	for _, w := range splitWords(u.Args) {
+		for k, src := range sources {
+			if h, _ := splitHosts("dockerd " + env[k]); len(h) == 0 {
+				continue
+			}
+			if strings.Contains(w.raw, "$"+k) || strings.Contains(w.raw, "${"+k+"}") {
+				from = append(from, "$"+k+" in "+src)
+			}
+		}
+	}
+	sort.Strings(from)
+	u.VarSource = strings.Join(from, ", ")
+	return nil
 }
 
 // parseEnvFile reads KEY=VALUE lines the way systemd's EnvironmentFile= does
@@ -372,27 +401,4 @@ func PlanDropIn(dir string, u *Unit) (path string, content []byte, changed bool,
 		return path, want, false, nil
 	}
 	return path, want, true, nil
-}
-
-// WriteDropIn writes u.DropIn() to dir/docker.service.d/dtls-tls.conf, 0644
-// in a directory created 0755, atomically; dir is normally
-// /etc/systemd/system. It returns the path and whether it wrote: a drop-in
-// that is already up to date is not rewritten. Callers need it only when
-// u.Hosts is not empty, and must run `systemctl daemon-reload` afterwards.
-//
-// It refuses when ExecStart comes from a drop-in that sorts after
-// dtls-tls.conf (systemd applies drop-ins in name order, so that one would
-// still win), or when the unit has no ExecStart.
-func WriteDropIn(dir string, u *Unit) (string, bool, error) {
-	path, want, changed, err := PlanDropIn(dir, u)
-	if err != nil || !changed {
-		return path, false, err
-	}
-	if err := mkdirIfMissing(filepath.Dir(path)); err != nil {
-		return path, false, err
-	}
-	if err := atomicfile.Write(path, want, 0o644); err != nil {
-		return path, false, fmt.Errorf("write drop-in: %w", err)
-	}
-	return path, true, nil
 }

@@ -57,12 +57,3 @@ func (ca *CA) CRL(revoked []Revoked, number int64, now time.Time, validity time.
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), nil
 }
-
-// ParseCRL parses a PEM CRL.
-func ParseCRL(data []byte) (*x509.RevocationList, error) {
-	b, _ := pem.Decode(data)
-	if b == nil || b.Type != "X509 CRL" {
-		return nil, fmt.Errorf("no PEM CRL found")
-	}
-	return x509.ParseRevocationList(b.Bytes)
-}

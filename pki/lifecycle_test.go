@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"encoding/pem"
 	"github.com/cloudflare/cfssl/config"
 	"github.com/cloudflare/cfssl/signer"
 	"github.com/stretchr/testify/assert"
@@ -47,7 +48,10 @@ func TestCRL(t *testing.T) {
 	require.NoError(t, err)
 	crlPEM, err := ca.CRL([]Revoked{{Serial: c.Cert.SerialNumber, At: now, Reason: 1}}, 7, now, 0)
 	require.NoError(t, err)
-	crl, err := ParseCRL(crlPEM)
+	blk, _ := pem.Decode(crlPEM)
+	require.NotNil(t, blk)
+	assert.Equal(t, "X509 CRL", blk.Type)
+	crl, err := x509.ParseRevocationList(blk.Bytes)
 	require.NoError(t, err)
 	require.NoError(t, crl.CheckSignatureFrom(ca.Cert))
 	assert.Equal(t, big.NewInt(7), crl.Number)

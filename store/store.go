@@ -14,9 +14,9 @@
 // or another process: the database is in WAL mode, where readers and one
 // writer do not block each other (https://www.sqlite.org/wal.html).
 //
-// OpenPostgres and OpenPostgresReadOnly open the same inventory on
-// PostgreSQL, for an online CA that many hosts share (postgres.go). The
-// online CA also keeps its one-time enrolment tokens here (token.go).
+// OpenPostgres opens the same inventory on PostgreSQL, for an online CA
+// that many hosts share (postgres.go). The online CA also keeps its
+// one-time enrolment tokens here (token.go).
 //
 // The database is an index, never the only copy of something dockerd needs:
 // the PEM files in the certificates directory and in the bundles stay the
@@ -667,134 +667,187 @@ func (s *Store) Apply(c Change) error {
 	if len(c.Insert) == 0 && len(c.Supersede) == 0 && len(c.Revoke) == 0 && len(c.Roles) == 0 && c.UseToken == "" {
 		return nil
 	}
-	req := make([]string, len(c.Require))
-	for i, serial := range c.Require {
-		dec, err := decimal(serial)
-		if err != nil {
-			return fmt.Errorf("require: %w", err)
-		}
-		req[i] = dec
+	p, err := s.prepare(c)
+	if err != nil {
+		return err
 	}
-	if c.UseToken != "" {
-		if len(c.Insert) != 1 {
-			return fmt.Errorf("use token: want the one record issued for it, got %d records to insert", len(c.Insert))
-		}
-		if c.UseTokenAt.IsZero() {
-			return errors.New("use token: no time of use")
-		}
-	}
-	crs := make([]certdb.CertificateRecord, len(c.Insert))
-	for i, r := range c.Insert {
-		cr, err := toCertdb(r)
-		if err != nil {
-			return fmt.Errorf("record %q serial %s: %w", r.Name, r.Serial, err)
-		}
-		if s.pg {
-			cr.Expiry, cr.RevokedAt = pgTime(cr.Expiry), pgTime(cr.RevokedAt)
-			*cr.IssuedAt, *cr.NotBefore = pgTime(*cr.IssuedAt), pgTime(*cr.NotBefore)
-		}
-		crs[i] = cr
-	}
-	sup := make([]string, len(c.Supersede))
-	for i, serial := range c.Supersede {
-		dec, err := decimal(serial)
-		if err != nil {
-			return fmt.Errorf("supersede: %w", err)
-		}
-		sup[i] = dec
-	}
-	rev := make([]string, len(c.Revoke))
-	for i, rv := range c.Revoke {
-		dec, err := decimal(rv.Serial)
-		if err != nil {
-			return fmt.Errorf("revoke: %w", err)
-		}
-		if rv.At.IsZero() {
-			return fmt.Errorf("revoke serial %s: no revocation time", rv.Serial)
-		}
-		rev[i] = dec
-	}
-	names := make([]string, 0, len(c.Roles))
-	for name := range c.Roles {
-		names = append(names, name)
-	}
-	// Sorted, so that a Change that fails fails the same way each time.
-	sort.Strings(names)
 	var keys []string
 	if s.pg {
-		keys = lockKeys(crs, sup, rev, req)
-		for _, name := range names {
+		keys = lockKeys(p.crs, p.sup, p.rev, p.req)
+		for _, name := range p.names {
 			keys = append(keys, "role "+name)
 		}
 		if c.UseToken != "" {
 			keys = append(keys, tokenLockKey(c.UseToken))
 		}
 	}
-	return s.batch(keys, func() error {
-		// The token first: when it is refused, nothing else is
-		// written (the transaction rolls back anyway).
-		if c.UseToken != "" {
-			if err := s.useToken(c.UseToken, c.UseTokenAt, c.Insert[0]); err != nil {
-				return err
-			}
+	return s.batch(keys, func() error { return s.write(p) })
+}
+
+// preparedChange is a Change checked and converted for the database: the
+// serials in decimal, the records as cfssl's, the roles' names sorted.
+type preparedChange struct {
+	c             Change
+	req, sup, rev []string
+	crs           []certdb.CertificateRecord
+	names         []string
+}
+
+// prepare checks c and converts it, before any transaction starts.
+func (s *Store) prepare(c Change) (*preparedChange, error) {
+	p := &preparedChange{c: c}
+	var err error
+	if p.req, err = decimals(c.Require, "require"); err != nil {
+		return nil, err
+	}
+	if c.UseToken != "" {
+		if len(c.Insert) != 1 {
+			return nil, fmt.Errorf("use token: want the one record issued for it, got %d records to insert", len(c.Insert))
 		}
-		if err := s.require(c.Require, req, crs); err != nil {
+		if c.UseTokenAt.IsZero() {
+			return nil, errors.New("use token: no time of use")
+		}
+	}
+	p.crs = make([]certdb.CertificateRecord, len(c.Insert))
+	for i, r := range c.Insert {
+		cr, err := toCertdb(r)
+		if err != nil {
+			return nil, fmt.Errorf("record %q serial %s: %w", r.Name, r.Serial, err)
+		}
+		if s.pg {
+			cr.Expiry, cr.RevokedAt = pgTime(cr.Expiry), pgTime(cr.RevokedAt)
+			*cr.IssuedAt, *cr.NotBefore = pgTime(*cr.IssuedAt), pgTime(*cr.NotBefore)
+		}
+		p.crs[i] = cr
+	}
+	if p.sup, err = decimals(c.Supersede, "supersede"); err != nil {
+		return nil, err
+	}
+	p.rev = make([]string, len(c.Revoke))
+	for i, rv := range c.Revoke {
+		dec, err := decimal(rv.Serial)
+		if err != nil {
+			return nil, fmt.Errorf("revoke: %w", err)
+		}
+		if rv.At.IsZero() {
+			return nil, fmt.Errorf("revoke serial %s: no revocation time", rv.Serial)
+		}
+		p.rev[i] = dec
+	}
+	p.names = make([]string, 0, len(c.Roles))
+	for name := range c.Roles {
+		p.names = append(p.names, name)
+	}
+	// Sorted, so that a Change that fails fails the same way each time.
+	sort.Strings(p.names)
+	return p, nil
+}
+
+// decimals converts serials to decimal; an error names what they are for.
+func decimals(serials []string, what string) ([]string, error) {
+	out := make([]string, len(serials))
+	for i, serial := range serials {
+		dec, err := decimal(serial)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out[i] = dec
+	}
+	return out, nil
+}
+
+// write writes p in the transaction of Apply, in Apply's order.
+func (s *Store) write(p *preparedChange) error {
+	c := p.c
+	// The token first: when it is refused, nothing else is
+	// written (the transaction rolls back anyway).
+	if c.UseToken != "" {
+		if err := s.useToken(c.UseToken, c.UseTokenAt, c.Insert[0]); err != nil {
 			return err
 		}
-		for i, cr := range crs {
-			n, err := s.count(cr.Serial)
-			if err != nil {
-				return err
-			}
-			if n > 0 {
-				continue
-			}
-			if err := s.acc.InsertCertificate(cr); err != nil {
-				return fmt.Errorf("record %q serial %s: %w", c.Insert[i].Name, c.Insert[i].Serial, err)
-			}
+	}
+	if err := s.require(c.Require, p.req, p.crs); err != nil {
+		return err
+	}
+	if err := s.insertNew(c, p.crs); err != nil {
+		return err
+	}
+	for i, dec := range p.sup {
+		if _, err := s.exec("UPDATE certificates SET status = ? WHERE serial_number = ? AND status = ?",
+			string(StatusSuperseded), dec, string(StatusGood)); err != nil {
+			return fmt.Errorf("supersede serial %s: %w", c.Supersede[i], err)
 		}
-		for i, dec := range sup {
-			if _, err := s.exec("UPDATE certificates SET status = ? WHERE serial_number = ? AND status = ?",
-				string(StatusSuperseded), dec, string(StatusGood)); err != nil {
-				return fmt.Errorf("supersede serial %s: %w", c.Supersede[i], err)
-			}
+	}
+	if err := s.revoke(c, p.rev); err != nil {
+		return err
+	}
+	if err := s.setRoles(c, p.names); err != nil {
+		return err
+	}
+	if c.BeforeCommit != nil {
+		return c.BeforeCommit()
+	}
+	return nil
+}
+
+// insertNew inserts the records of crs that are not recorded yet.
+func (s *Store) insertNew(c Change, crs []certdb.CertificateRecord) error {
+	for i, cr := range crs {
+		n, err := s.count(cr.Serial)
+		if err != nil {
+			return err
 		}
-		for i, dec := range rev {
-			rv := c.Revoke[i]
-			// cfssl's accessor (RevokeCertificate) stamps revoked_at
-			// with the database's CURRENT_TIMESTAMP, which is neither
-			// the caller's clock nor replayable; hence this UPDATE.
-			if _, err := s.exec(`UPDATE certificates SET status = ?, reason = ?, revoked_at = ?
+		if n > 0 {
+			continue
+		}
+		if err := s.acc.InsertCertificate(cr); err != nil {
+			return fmt.Errorf("record %q serial %s: %w", c.Insert[i].Name, c.Insert[i].Serial, err)
+		}
+	}
+	return nil
+}
+
+// revoke marks c.Revoke revoked (rev: their serials in decimal), each of
+// which must be recorded.
+func (s *Store) revoke(c Change, rev []string) error {
+	for i, dec := range rev {
+		rv := c.Revoke[i]
+		// cfssl's accessor (RevokeCertificate) stamps revoked_at
+		// with the database's CURRENT_TIMESTAMP, which is neither
+		// the caller's clock nor replayable; hence this UPDATE.
+		if _, err := s.exec(`UPDATE certificates SET status = ?, reason = ?, revoked_at = ?
 				WHERE serial_number = ? AND status != ?`,
-				string(StatusRevoked), rv.Reason, s.timeArg(rv.At), dec, string(StatusRevoked)); err != nil {
-				return fmt.Errorf("revoke serial %s: %w", rv.Serial, err)
-			}
-			n, err := s.count(dec)
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				return fmt.Errorf("revoke serial %s: not recorded", rv.Serial)
-			}
+			string(StatusRevoked), rv.Reason, s.timeArg(rv.At), dec, string(StatusRevoked)); err != nil {
+			return fmt.Errorf("revoke serial %s: %w", rv.Serial, err)
 		}
-		for _, name := range names {
-			role := c.Roles[name]
-			var err error
-			if role == "" {
-				_, err = s.exec(`DELETE FROM dtls_roles WHERE name = ?`, name)
-			} else {
-				_, err = s.exec(`INSERT INTO dtls_roles(name, role) VALUES(?, ?)
+		n, err := s.count(dec)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("revoke serial %s: not recorded", rv.Serial)
+		}
+	}
+	return nil
+}
+
+// setRoles sets (or, for "", removes) the roles of c.Roles, in names'
+// order.
+func (s *Store) setRoles(c Change, names []string) error {
+	for _, name := range names {
+		role := c.Roles[name]
+		var err error
+		if role == "" {
+			_, err = s.exec(`DELETE FROM dtls_roles WHERE name = ?`, name)
+		} else {
+			_, err = s.exec(`INSERT INTO dtls_roles(name, role) VALUES(?, ?)
 					ON CONFLICT(name) DO UPDATE SET role = excluded.role`, name, role)
-			}
-			if err != nil {
-				return fmt.Errorf("set the role of %q: %w", name, err)
-			}
 		}
-		if c.BeforeCommit != nil {
-			return c.BeforeCommit()
+		if err != nil {
+			return fmt.Errorf("set the role of %q: %w", name, err)
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // ErrNotGood is the error of a Change whose Require names a certificate

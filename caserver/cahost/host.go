@@ -185,71 +185,16 @@ var ErrStateExists = errors.New("state directory exists")
 // kill between the rename and the commit leaves a state directory whose
 // records OpenHost writes.
 func InitHost(o InitOptions) (*InitResult, error) {
-	if o.StateDir == "" {
-		o.StateDir = DefaultStateDir
+	o.setDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
 	}
-	if o.Listen == "" {
-		o.Listen = DefaultListen
-	}
-	if o.Operator == "" {
-		o.Operator = DefaultOperator
-	}
-	if o.CAName == "" {
-		o.CAName = "dtls online CA"
-	}
-	if o.ClientValidity == 0 {
-		o.ClientValidity = fleet.DefaultClientValidity
-	}
-	if o.ServerValidity == 0 {
-		o.ServerValidity = pki.DefaultServerValidity
-	}
-	if o.DBURL != "" && o.DBURLFile != "" {
-		return nil, errors.New("give the database as a URL or as a file holding one, not both")
-	}
-	if len(o.Hosts) == 0 {
-		return nil, errors.New("the listener's certificate needs at least one host name or address")
-	}
-	for _, h := range o.Hosts {
-		if err := pki.ValidateHost(h); err != nil {
-			return nil, err
-		}
-	}
-	if err := pki.ValidateName(o.Operator); err != nil {
-		return nil, fmt.Errorf("operator name: %w", err)
-	}
-	if o.ClientValidity < 0 || o.ServerValidity < 0 {
-		return nil, errors.New("negative certificate validity")
-	}
-	_, port, err := net.SplitHostPort(o.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen address %q: %w", o.Listen, err)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-		return nil, fmt.Errorf("listen address %q: port %q is not a number from 1 to 65535", o.Listen, port)
-	}
-	if o.URL == "" {
-		o.URL = "https://" + net.JoinHostPort(o.Hosts[0], port)
-	}
-	if u, err := url.Parse(o.URL); err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("CA URL %q: want https://HOST[:PORT]", o.URL)
-	}
-	o.URL = strings.TrimSuffix(o.URL, "/")
 
 	dir, err := filepath.Abs(o.StateDir)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Lstat(dir); err == nil {
-		if !o.Force {
-			return nil, fmt.Errorf("%w: %q (--force makes a new CA in its place)", ErrStateExists, dir)
-		}
-		// Force replaces a CA host's state, never another directory
-		// (the Docker host's own state directory, say) given by
-		// mistake.
-		if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err != nil {
-			return nil, fmt.Errorf("refusing to replace %q: it has no %s, so it is not an online CA's state directory", dir, ConfigFile)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	if err := checkInitTarget(dir, o.Force); err != nil {
 		return nil, err
 	}
 	parent := filepath.Dir(dir)
@@ -287,7 +232,120 @@ func InitHost(o InitOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	c, err := issueInitial(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.write(tmp, cfg); err != nil {
+		return nil, err
+	}
 
+	res := &InitResult{StateDir: dir, Config: cfg, CACert: c.ca.Cert, OperatorDir: filepath.Join(dir, OperatorDir),
+		OperatorNotAfter: c.opCert.NotAfter.UTC(), Unit: Unit(o.Exe, dir)}
+	// The unit first: a kill after it leaves a unit that fails to
+	// start, and no state, and running init again writes both.
+	if err := writeInitUnit(o, res); err != nil {
+		return nil, err
+	}
+	if err := c.recordAndRename(o, dsn, tmp, dir); err != nil {
+		return nil, err
+	}
+	done = true
+	if err := atomicfile.SyncDir(parent); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// setDefaults fills the options left empty.
+func (o *InitOptions) setDefaults() {
+	if o.StateDir == "" {
+		o.StateDir = DefaultStateDir
+	}
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if o.Operator == "" {
+		o.Operator = DefaultOperator
+	}
+	if o.CAName == "" {
+		o.CAName = "dtls online CA"
+	}
+	if o.ClientValidity == 0 {
+		o.ClientValidity = fleet.DefaultClientValidity
+	}
+	if o.ServerValidity == 0 {
+		o.ServerValidity = pki.DefaultServerValidity
+	}
+}
+
+// validate checks the options, and sets o.URL from the first host and the
+// listener's port when it is empty.
+func (o *InitOptions) validate() error {
+	if o.DBURL != "" && o.DBURLFile != "" {
+		return errors.New("give the database as a URL or as a file holding one, not both")
+	}
+	if len(o.Hosts) == 0 {
+		return errors.New("the listener's certificate needs at least one host name or address")
+	}
+	for _, h := range o.Hosts {
+		if err := pki.ValidateHost(h); err != nil {
+			return err
+		}
+	}
+	if err := pki.ValidateName(o.Operator); err != nil {
+		return fmt.Errorf("operator name: %w", err)
+	}
+	if o.ClientValidity < 0 || o.ServerValidity < 0 {
+		return errors.New("negative certificate validity")
+	}
+	_, port, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", o.Listen, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return fmt.Errorf("listen address %q: port %q is not a number from 1 to 65535", o.Listen, port)
+	}
+	if o.URL == "" {
+		o.URL = "https://" + net.JoinHostPort(o.Hosts[0], port)
+	}
+	if u, err := url.Parse(o.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("CA URL %q: want https://HOST[:PORT]", o.URL)
+	}
+	o.URL = strings.TrimSuffix(o.URL, "/")
+	return nil
+}
+
+// checkInitTarget refuses an existing dir, unless force is set and dir is
+// an online CA's state directory.
+func checkInitTarget(dir string, force bool) error {
+	if _, err := os.Lstat(dir); err == nil {
+		if !force {
+			return fmt.Errorf("%w: %q (--force makes a new CA in its place)", ErrStateExists, dir)
+		}
+		// Force replaces a CA host's state, never another directory
+		// (the Docker host's own state directory, say) given by
+		// mistake.
+		if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err != nil {
+			return fmt.Errorf("refusing to replace %q: it has no %s, so it is not an online CA's state directory", dir, ConfigFile)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// initialCerts are what InitHost issues: the CA, the listener's
+// certificate and the first operator's bundle.
+type initialCerts struct {
+	ca               *pki.CA
+	listener         *pki.Issued
+	opCert           *x509.Certificate
+	opCertPEM, opKey []byte
+	meta             []byte
+}
+
+func issueInitial(o InitOptions) (*initialCerts, error) {
 	ca, err := pki.NewCA(pki.CARequest{CommonName: o.CAName, Now: o.Now})
 	if err != nil {
 		return nil, err
@@ -316,13 +374,20 @@ func InitHost(o InitOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	return &initialCerts{ca: ca, listener: listener, opCert: opCert, opCertPEM: opCertPEM, opKey: opKey, meta: meta}, nil
+}
+
+// write writes the state's files into the temporary directory tmp, each
+// atomically, and syncs the operator's directory.
+func (c *initialCerts) write(tmp string, cfg HostConfig) error {
+	ca, listener, opCertPEM, opKey, meta := c.ca, c.listener, c.opCertPEM, c.opKey, c.meta
 	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	opDir := filepath.Join(tmp, OperatorDir)
 	if err := atomicfile.MkdirAll(opDir, DirMode); err != nil {
-		return nil, err
+		return err
 	}
 	for _, f := range []struct {
 		path string
@@ -340,31 +405,38 @@ func InitHost(o InitOptions) (*InitResult, error) {
 		{filepath.Join(opDir, clientenv.MetaFile), meta, CertMode},
 	} {
 		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
-			return nil, err
+			return err
 		}
 	}
 
 	if err := atomicfile.SyncDir(opDir); err != nil {
-		return nil, err
+		return err
 	}
+	return nil
+}
 
-	res := &InitResult{StateDir: dir, Config: cfg, CACert: ca.Cert, OperatorDir: filepath.Join(dir, OperatorDir),
-		OperatorNotAfter: opCert.NotAfter.UTC(), Unit: Unit(o.Exe, dir)}
-	// The unit first: a kill after it leaves a unit that fails to
-	// start, and no state, and running init again writes both.
+// writeInitUnit writes the systemd unit into o.UnitDir, when it is set.
+func writeInitUnit(o InitOptions, res *InitResult) error {
 	if o.UnitDir != "" {
 		// A --unit-dir that does not exist yet is made, as systemd's
 		// own unit directories are (0755: systemd reads units as any
 		// user).
 		if err := os.MkdirAll(o.UnitDir, 0o755); err != nil {
-			return nil, fmt.Errorf("--unit-dir %q: %w", o.UnitDir, err)
+			return fmt.Errorf("--unit-dir %q: %w", o.UnitDir, err)
 		}
 		res.UnitPath = filepath.Join(o.UnitDir, UnitName)
 		if err := atomicfile.Write(res.UnitPath, res.Unit, 0o644); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
 
+// recordAndRename records the certificates in the inventory and renames
+// tmp into dir's place (see InitHost).
+func (c *initialCerts) recordAndRename(o InitOptions, dsn, tmp, dir string) error {
+	ca, listener, opCert, opCertPEM := c.ca, c.listener, c.opCert, c.opCertPEM
+	var err error
 	var st *store.Store
 	if dsn != "" {
 		st, err = store.OpenPostgres(dsn)
@@ -372,7 +444,7 @@ func InitHost(o InitOptions) (*InitResult, error) {
 		st, err = store.Open(filepath.Join(tmp, DBFile))
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	caSerial := pki.Serial(ca.Cert)
 	renamed := false
@@ -415,15 +487,11 @@ func InitHost(o InitOptions) (*InitResult, error) {
 	}
 	if err != nil {
 		if renamed {
-			return nil, fmt.Errorf("%w (the CA's state is in %q; dtls ca serve records it in the inventory)", err, dir)
+			return fmt.Errorf("%w (the CA's state is in %q; dtls ca serve records it in the inventory)", err, dir)
 		}
-		return nil, err
+		return err
 	}
-	done = true
-	if err := atomicfile.SyncDir(parent); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return nil
 }
 
 // beforeRename is called before the state directory is renamed into

@@ -146,20 +146,6 @@ func mountSummary(ms []mountSpec) []string {
 
 func isLocalDriver(name string) bool { return name == "" || name == "local" }
 
-// isRootUser reports whether a "user[:group]" names uid 0 ("root", "0",
-// "0:0", "root:root", "00"), as runc's user lookup reads a number
-// (moby/sys/user GetExecUser: strconv.Atoi). A user named otherwise with
-// uid 0 in the container's /etc/passwd is beyond the policy's sight.
-func isRootUser(u string) bool {
-	name, _, _ := strings.Cut(u, ":")
-	name = strings.TrimSpace(name)
-	if strings.EqualFold(name, "root") {
-		return true
-	}
-	n, err := strconv.Atoi(name)
-	return err == nil && n == 0
-}
-
 // networkBody is the body of POST /networks/create.
 type networkBody struct {
 	Name       string

@@ -229,6 +229,17 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 		k.c.fail("body", fmt.Sprintf("%s needs a JSON object as its body", rt))
 		return k.c
 	}
+	err := k.checkBody(rt, body, u)
+	if err != nil {
+		k.c = checkResult{}
+		k.c.fail("body", fmt.Sprintf("the body of %s is not what dockerd reads: %v", rt, err))
+	}
+	return k.c
+}
+
+// checkBody decodes a JSON body as dockerd does and applies its route's
+// check; the error is the decoder's.
+func (k *checker) checkBody(rt *route, body []byte, u requestURI) error {
 	var err error
 	switch rt.body {
 	case bodyCreate:
@@ -268,11 +279,7 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 			k.owned(KindContainer, b.Container, "Container")
 		}
 	}
-	if err != nil {
-		k.c = checkResult{}
-		k.c.fail("body", fmt.Sprintf("the body of %s is not what dockerd reads: %v", rt, err))
-	}
-	return k.c
+	return err
 }
 
 // checkOwner applies a route's ownership rule: the object its variable

@@ -3,9 +3,12 @@ package cmd
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,6 +93,37 @@ func redTeam3Policy(work string) string {
   }
 }
 `, filepath.Join(work, "{user}"))
+}
+
+// local sends a request over the sandbox dockerd's unix socket, as a
+// local caller does.
+func (r *redTeam2) local(method, path, body string) (int, string) {
+	r.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, "http://docker"+path, rd)
+	require.NoError(r.t, err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := r.d.Client().Do(req)
+	require.NoError(r.t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// setPolicy writes a policy and waits until ready says it is in force.
+func setPolicy(t *testing.T, path, pol string, ready func() bool) {
+	t.Helper()
+	require.NoError(t, atomicfile.Write(path, []byte(pol), 0o644))
+	deadline := time.Now().Add(10 * time.Second)
+	for !ready() {
+		require.True(t, time.Now().Before(deadline), "the policy was not loaded: %s", pol)
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestRedTeamAuthz3 is the third round, after the fixes TestRedTeamAuthz
@@ -431,6 +465,76 @@ func TestRedTeamAuthz3(t *testing.T) {
 		assert.Equal(t, os.FileMode(0o700), di.Mode().Perm())
 	})
 
+	// Checked: "unix": "deny" refuses the local socket but not the
+	// plugin's own lookups through it, so the ownership rule still works.
+	t.Run("Checked_unix_deny_keeps_the_plugins_lookups", func(t *testing.T) {
+		denyUnix := strings.Replace(pol, `"default_role": "readonly",`, `"default_role": "readonly", "unix": "deny",`, 1)
+		t.Cleanup(func() {
+			setPolicy(t, policyPath, pol, func() bool { code, _ := r.local("GET", "/v1.41/containers/json", ""); return code == 200 })
+		})
+		setPolicy(t, policyPath, denyUnix, func() bool { code, _ := r.local("GET", "/v1.41/containers/json", ""); return code == 403 })
+		code, body := r.raw("dev", "GET", "/v1.41/containers/"+devBox+"/json", "", "")
+		assert.Equal(t, 200, code, "dev's inspect of its own container under unix deny: %s", tailString(body, 200))
+		code, body = r.raw("dev", "GET", "/v1.41/containers/"+adminBox+"/json", "", "")
+		assert.Equal(t, 403, code, "dev's inspect of admin's container under unix deny: %s", tailString(body, 200))
+	})
+
+	// Checked: "unix": "role:developer": the local socket is one owner,
+	// "unix:", apart from every certificate: it cannot touch dev's
+	// containers nor dev its own. All local callers share that owner (by
+	// design: dockerd sends no identity for the socket).
+	t.Run("Checked_unix_role_developer_is_one_owner_apart", func(t *testing.T) {
+		asDev := strings.Replace(pol, `"default_role": "readonly",`, `"default_role": "readonly", "unix": "role:developer",`, 1)
+		t.Cleanup(func() {
+			setPolicy(t, policyPath, pol, func() bool {
+				code, _ := r.local("POST", "/v1.41/containers/"+adminBox+"/pause", "")
+				return code != 403
+			})
+			_, _ = r.as("root-admin", "unpause", adminBox)
+		})
+		setPolicy(t, policyPath, asDev, func() bool {
+			code, _ := r.local("GET", "/v1.41/containers/"+adminBox+"/json", "")
+			return code == 403
+		})
+		code, body := r.local("POST", "/v1.41/containers/create?name=localbox", `{"Image":"tool:1","Cmd":["/tool","sleep"]}`)
+		require.Equal(t, 201, code, body)
+		code, body = r.raw("dev", "DELETE", "/v1.41/containers/localbox?force=1", "", "")
+		assert.Equal(t, 403, code, "dev removed the local socket's container: %s", body)
+		code, body = r.local("DELETE", "/v1.41/containers/"+devBox+"?force=1", "")
+		assert.Equal(t, 403, code, "the local socket removed dev's container: %s", body)
+		code, body = r.local("POST", "/v1.41/containers/create", `{"Image":"tool:1","HostConfig":{"Privileged":true}}`)
+		assert.Equal(t, 403, code, "the local socket as developer made a privileged container: %s", body)
+		code, body = r.local("DELETE", "/v1.41/containers/localbox?force=1", "")
+		assert.Equal(t, 204, code, "the local socket could not remove its own container: %s", body)
+	})
+
+	// Finding: a name revoked and issued again owns what the old
+	// certificate made: ownership is the certificate's name.
+	t.Run("Finding_reissued_name_inherits_containers", func(t *testing.T) {
+		old := r.client["gus"]
+		_, stderr, code := dtls(t, time.Now(), "revoke", "gus", "--state-dir", r.state)
+		require.Equal(t, 0, code, stderr)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, _ := r.raw("gus", "GET", "/v1.41/containers/json", "", "")
+			if code == 403 {
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "gus's revoked certificate still works")
+			time.Sleep(50 * time.Millisecond)
+		}
+		newBundle := filepath.Join(r.bundle, "gus-again")
+		_, stderr, code = dtls(t, time.Now(), "issue-client", "gus", "--role", "guard", "--policy", policyPath, "--state-dir", r.state, "--out", newBundle)
+		if code != 0 {
+			t.Logf("issue-client of a revoked name refused: %s", stderr)
+			return
+		}
+		r.client["gus"] = rawClient(t, newBundle)
+		t.Cleanup(func() { r.client["gus"] = old })
+		c, body := r.raw("gus", "GET", "/v1.41/containers/keep/json", "", "")
+		t.Logf("FINDING: a new certificate for the revoked name gus inspects the old one's container keep: %d %s", c, tailString(body, 80))
+	})
+
 	// Finding: the build capability's POST /build?remote=URL makes
 	// dockerd fetch any URL, the host's loopback included.
 	t.Run("Finding_build_remote_context_fetched_by_the_daemon", func(t *testing.T) {
@@ -499,5 +603,20 @@ func TestRedTeamAuthz3(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Logf("readonly's GET /distribution reached no host address (answer %d %s)", code, tailString(body, 120))
 		}
+	})
+	// Checked: the owners' book outlives a dockerd restart: dev starts
+	// its own container again, not admin's.
+	t.Run("Checked_owners_book_survives_dockerd_restart", func(t *testing.T) {
+		require.NoError(t, r.d.Restart(context.Background()))
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if _, err := r.as("dev", "start", devBox); err == nil {
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "dev cannot start its container after dockerd restarted")
+			time.Sleep(100 * time.Millisecond)
+		}
+		out, err := r.as("dev", "start", adminBox)
+		assert.Error(t, err, "dev started admin's container after dockerd restarted: %s", out)
 	})
 }

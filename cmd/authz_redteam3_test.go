@@ -272,6 +272,43 @@ func TestRedTeamAuthz3(t *testing.T) {
 		t.Logf("build with networkmode=container: answered %d: %s", code, tailString(body, 300))
 	})
 
+	// Bypass: the same query field names a user-defined network: every
+	// RUN step of the build joins admin's network, whose containers
+	// answer there by name (round one closed "network connect" of a
+	// developer's container to admin's network; the build is another
+	// door to it).
+	//
+	// Reproducer (role "ci" as above; admin: docker network create
+	// adminnet; docker run -d --network adminnet --name adminweb ...):
+	//
+	//	printf 'FROM alpine\nRUN wget -qO- http://adminweb:7777/\n' | \
+	//	    DOCKER_BUILDKIT=0 docker build --network adminnet -
+	//
+	// Fix direction: as above; a network in networkmode must be one the
+	// caller created (checkNetworkName).
+	t.Run("Bypass_build_network_joins_admins_network", func(t *testing.T) {
+		r.must("root-admin", "network", "create", "adminnet3")
+		t.Cleanup(func() {
+			_, _ = r.as("root-admin", "rm", "-f", "adminweb3")
+			_, _ = r.as("root-admin", "network", "rm", "adminnet3")
+		})
+		web := r.must("root-admin", "run", "-d", "--name", "adminweb3", "--network", "adminnet3", "tool3:1", "/tool2", "serve", "0.0.0.0:7777", "admin-net-secret-3")
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, _ := r.as("root-admin", "exec", web, "/tool3", "dial", "127.0.0.1:7777")
+			if strings.Contains(out, "admin-net-secret-3") {
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "admin's service did not answer: %s", out)
+			time.Sleep(100 * time.Millisecond)
+		}
+		ctx := buildContext(t, "FROM tool3:1\nRUN [\"/tool3\", \"dial\", \"adminweb3:7777\"]\n")
+		code, body := r.raw("cici", "POST", "/v1.41/build?rm=1&forcerm=1&nocache=1&networkmode=adminnet3", "application/x-tar", ctx)
+		assert.NotContains(t, body, "admin-net-secret-3",
+			"a build of the ci role joined admin's network and reached its container by name (answer %d)", code)
+		t.Logf("build with networkmode=adminnet3 answered %d: %s", code, tailString(body, 300))
+	})
+
 	// Checked: a policy that does not parse denies every TCP request
 	// (fail closed) until it is fixed, then the fixed one applies.
 	t.Run("Checked_invalid_policy_denies_tcp", func(t *testing.T) {

@@ -89,10 +89,19 @@ func redTeam3Policy(work string) string {
   "roles": {
     "ci":       {"base": "developer", "capabilities": ["build"]},
     "guard":    {"base": "developer", "deny": ["POST /containers/keep/stop", "DELETE /containers/keep"]},
-    "deployer": {"base": "readonly", "allow": ["POST /containers/db/restart"]}
+    "deployer": {"base": "readonly", "allow": ["POST /containers/db/restart"]},
+    "execer":   {"base": "readonly", "allow": ["POST /containers/web/exec", "POST /exec/{id}/start"]}
   }
 }
 `, filepath.Join(work, "{user}"))
+}
+
+// mustT is must failing the subtest t, not the test that made r.
+func (r *redTeam2) mustT(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := r.as(name, args...)
+	require.NoError(t, err, "%s: docker %s: %s", name, strings.Join(args, " "), out)
+	return strings.TrimSpace(out)
 }
 
 // local sends a request over the sandbox dockerd's unix socket, as a
@@ -132,15 +141,24 @@ func setPolicy(t *testing.T, path, pol string, ready func() bool) {
 // role changed under a running container, routes at the edge of the
 // table, the owners' book on disk. Refused shapes are regression checks;
 // each way in still open fails its own subtest named Bypass_* (its
-// comment has the reproducer); Finding_* log what reaches the host by
-// design.
+// comment has the reproducer), a defect Defect_*; Finding_* log what
+// reaches the host or other users by design. Shapes tried: a deny rule's
+// name evaded by the ID; an allow rule's hexadecimal name resolved as an
+// ID prefix; an allow rule's exec into a container the role could not
+// create; POST /build with networkmode=container:X and =NETWORK, and
+// remote=URL; max_pids; an invalid and a renamed-role policy; dtls role
+// under a running container; checkpoints, /session, /grpc, /build/prune,
+// HEAD of logs, attach, attach/ws, wait?condition=removed, resize, update,
+// PUT archive, PUT /volumes; "unix": "deny" and "role:developer"; a name
+// revoked and issued again; /distribution to a loopback registry; the
+// book's mode and a dockerd restart; the lookup header in the audit log.
 func TestRedTeamAuthz3(t *testing.T) {
 	r := startRedTeam2(t)
 	importImage(t, r.d, "tool3:1", map[string]string{"tool3": buildTool3(t), "tool2": buildTool2(t), "tool": buildTool(t)})
 	policyPath := filepath.Join(filepath.Dir(r.audit), "authz-policy.json")
 	pol := redTeam3Policy(r.work)
 	require.NoError(t, atomicfile.Write(policyPath, []byte(pol), 0o644))
-	for name, role := range map[string]string{"cici": "ci", "gus": "guard", "dina": "deployer"} {
+	for name, role := range map[string]string{"cici": "ci", "gus": "guard", "dina": "deployer", "eve": "execer"} {
 		_, stderr, code := dtls(t, time.Now(), "issue-client", name, "--role", role, "--policy", policyPath, "--state-dir", r.state, "--out", filepath.Join(r.bundle, name))
 		require.Equal(t, 0, code, stderr)
 		r.client[name] = rawClient(t, filepath.Join(r.bundle, name))
@@ -179,7 +197,7 @@ func TestRedTeamAuthz3(t *testing.T) {
 	// resolves to (look it up: its ID and name), not the reference's
 	// text; or refuse literals for object variables in deny rules.
 	t.Run("Bypass_deny_rule_naming_a_container_evaded_by_its_id", func(t *testing.T) {
-		keepID := r.must("root-admin", "inspect", "-f", "{{.Id}}", "keep")
+		keepID := r.mustT(t, "root-admin", "inspect", "-f", "{{.Id}}", "keep")
 		for _, ref := range []string{keepID, keepID[:12]} {
 			code, body := r.raw("gus", "POST", "/v1.41/containers/"+ref+"/stop?t=0", "", "")
 			assert.Equal(t, 403, code, "guard stopped keep by %s despite its deny rule: %s", ref, body)
@@ -228,7 +246,7 @@ func TestRedTeamAuthz3(t *testing.T) {
 		require.NotEmpty(t, hit, "no container ID began with db in 2000 creates")
 		t.Cleanup(func() { _, _ = r.as("root-admin", "rm", "-f", hit) })
 		code, body := r.raw("dina", "POST", "/v1.41/containers/db/restart?t=0", "", "")
-		running := r.must("root-admin", "inspect", "-f", "{{.State.Running}}", hit)
+		running := r.mustT(t, "root-admin", "inspect", "-f", "{{.State.Running}}", hit)
 		assert.False(t, code == 204 || running == "true",
 			"the deployer's rule for the container named db started admin's container %.12s (answer %d %s, running %s)", hit, code, body, running)
 	})
@@ -252,7 +270,7 @@ func TestRedTeamAuthz3(t *testing.T) {
 	// other HostConfig the classic builder takes from the query
 	// (cgroupparent, ulimits, isolation, extrahosts).
 	t.Run("Bypass_build_network_joins_admins_container", func(t *testing.T) {
-		srv := r.must("root-admin", "run", "-d", "--name", "adminsrv", "tool3:1", "/tool2", "serve", "127.0.0.1:7777", "admin-secret-77")
+		srv := r.mustT(t, "root-admin", "run", "-d", "--name", "adminsrv", "tool3:1", "/tool2", "serve", "127.0.0.1:7777", "admin-secret-77")
 		t.Cleanup(func() { _, _ = r.as("root-admin", "rm", "-f", srv) })
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -287,12 +305,12 @@ func TestRedTeamAuthz3(t *testing.T) {
 	// Fix direction: as above; a network in networkmode must be one the
 	// caller created (checkNetworkName).
 	t.Run("Bypass_build_network_joins_admins_network", func(t *testing.T) {
-		r.must("root-admin", "network", "create", "adminnet3")
+		r.mustT(t, "root-admin", "network", "create", "adminnet3")
 		t.Cleanup(func() {
 			_, _ = r.as("root-admin", "rm", "-f", "adminweb3")
 			_, _ = r.as("root-admin", "network", "rm", "adminnet3")
 		})
-		web := r.must("root-admin", "run", "-d", "--name", "adminweb3", "--network", "adminnet3", "tool3:1", "/tool2", "serve", "0.0.0.0:7777", "admin-net-secret-3")
+		web := r.mustT(t, "root-admin", "run", "-d", "--name", "adminweb3", "--network", "adminnet3", "tool3:1", "/tool2", "serve", "0.0.0.0:7777", "admin-net-secret-3")
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			out, _ := r.as("root-admin", "exec", web, "/tool3", "dial", "127.0.0.1:7777")
@@ -307,6 +325,34 @@ func TestRedTeamAuthz3(t *testing.T) {
 		assert.NotContains(t, body, "admin-net-secret-3",
 			"a build of the ci role joined admin's network and reached its container by name (answer %d)", code)
 		t.Logf("build with networkmode=adminnet3 answered %d: %s", code, tailString(body, 300))
+	})
+
+	// Finding: an allow rule lifts the ownership rule and with it the
+	// "live" check (that the container is one the role could create): a
+	// readonly-based role allowed to exec into the container "web" gets
+	// what web holds: host paths no role but admin may mount, and root on
+	// the host when web is privileged or shares a host namespace (the
+	// exec body check only refuses an exec that asks for Privileged
+	// itself). This is what the
+	// rule says, but the policy author may not see it: README could say
+	// so, or the live check could stay for allow rules.
+	t.Run("Finding_allow_rule_exec_skips_the_live_check", func(t *testing.T) {
+		r.mustT(t, "root-admin", "run", "-d", "-v", filepath.Dir(r.secret)+":/hostsecret:ro", "--name", "web", "tool:1", "/tool", "sleep")
+		t.Cleanup(func() { _, _ = r.as("root-admin", "rm", "-f", "web") })
+		// The docker CLI inspects first (an owned route): the raw API
+		// sends only what the rules name.
+		code, body := r.raw("eve", "POST", "/v1.41/containers/web/exec", "application/json",
+			`{"Cmd":["/tool","read","/hostsecret/shadow","14"],"AttachStdout":true,"AttachStderr":true,"Tty":true}`)
+		require.Equal(t, 201, code, body)
+		var ex struct {
+			ID string `json:"Id"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(body), &ex))
+		code, body = r.raw("eve", "POST", "/v1.41/exec/"+ex.ID+"/start", "application/json", `{"Detach":false,"Tty":true}`)
+		t.Logf("FINDING: execer's allowed exec into admin's web, which binds a host directory no role but admin may mount, reads it: %d %q (hex of %q is %x)",
+			code, tailString(body, 160), "host-secret-42", "host-secret-42")
+		code, body = r.raw("eve", "POST", "/v1.41/containers/web/exec", "application/json", `{"Cmd":["/tool","euid"],"Privileged":true}`)
+		assert.Equal(t, 403, code, "a privileged exec went through an allow rule: %s", body)
 	})
 
 	// Checked: a policy that does not parse denies every TCP request

@@ -35,6 +35,9 @@ type checker struct {
 	env    *Env
 	c      checkResult
 	paths  *hostPaths
+	// topLevelUnused: the body has a HostConfig, so the top-level fields
+	// are checked as values but set no limit.
+	topLevelUnused bool
 }
 
 func (p *Policy) newChecker(rl *role, id Identity, env *Env) *checker {
@@ -196,11 +199,17 @@ type createBody struct {
 // check applies the route's check to the request.
 func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI, owner bool) checkResult {
 	k := p.newChecker(rl, id, r.Env)
-	if rt.own != "" && owner {
+	switch {
+	case rt.own != "" && owner:
 		k.checkOwner(rt, u)
-		if k.c.field != "" {
-			return k.c
-		}
+	case rt.own == KindContainer && rt.live:
+		// An allow rule lifts the ownership rule, not this one: a
+		// container exec'd into, attached to or started must still be
+		// one the role could create.
+		k.checkLiveRef(pathVar(rt, u))
+	}
+	if k.c.field != "" {
+		return k.c
 	}
 	switch rt.body {
 	case bodyNone:
@@ -217,6 +226,9 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 	case queryRename:
 		q, _ := url.ParseQuery(u.query)
 		checkObjectName(&k.c, q.Get("name"), "name")
+		return k.c
+	case queryBuild:
+		k.checkBuild(u)
 		return k.c
 	}
 	body := bytes.Trim(r.Body, " \t\r\n") // JSON's white space only: dockerd reads no other
@@ -312,6 +324,20 @@ func (k *checker) checkOwner(rt *route, u requestURI) {
 	k.checkLive(o, "container "+ref, "", 0)
 }
 
+// checkLiveRef checks the container ref names as it is now, whoever
+// created it.
+func (k *checker) checkLiveRef(ref string) {
+	o, err := k.lookup(KindContainer, ref)
+	switch {
+	case err != nil:
+		k.c.fail("container", fmt.Sprintf("%v: denied (fail closed)", err))
+	case !o.Exists:
+		k.c.fail("container", fmt.Sprintf("no container %q", ref))
+	default:
+		k.checkLive(o, "container "+ref, "", 0)
+	}
+}
+
 // isHexRef reports whether ref could be an ID prefix: lowercase hex.
 func isHexRef(ref string) bool {
 	if ref == "" {
@@ -363,6 +389,10 @@ func (k *checker) checkCreate(raw []byte, b *createBody) {
 	})
 	if b.HostConfig != nil {
 		k.checkHostConfig(b.HostConfig, "HostConfig.", false, 0)
+		// dockerd uses "HostConfig" when it is there (runconfig
+		// getHostConfig): the top level's missing pids limit is not the
+		// container's.
+		k.topLevelUnused = true
 	}
 	k.checkHostConfig(&b.hostConfig, "", false, 0)
 	if b.NetworkingConfig != nil {
@@ -509,6 +539,9 @@ func (k *checker) checkPids(h *hostConfig, at string) {
 		n = *h.PidsLimit
 	}
 	max := k.p.maxPids
+	if at == "" && k.topLevelUnused {
+		max = 0
+	}
 	switch {
 	case n < 0:
 		k.c.set("pids_limit", n)
@@ -826,6 +859,8 @@ func checksOf(rt *route) []string {
 		cs = append(cs, "a checkpoint or checkpoint-dir (CRIU restore from a host directory)")
 	case queryImageDelete:
 		cs = append(cs, "force (docker rmi -f): images are shared")
+	case queryBuild:
+		cs = append(cs, "networkmode host, another's container or network; cgroupparent; isolation")
 	}
 	for i, c := range cs {
 		cs[i] = "      denied when: " + c
@@ -859,4 +894,33 @@ func propagationProblem(opt string) string {
 		return fmt.Sprintf("propagation %q lets the container's mounts out onto the host: only private, rprivate, slave or rslave", opt)
 	}
 	return ""
+}
+
+// checkBuild checks the query of POST /build as a container's create:
+// the build's RUN steps run in containers with this network mode and
+// cgroup parent (the classic builder; BuildKit's own requests go through
+// /session and /grpc, which the plugin cannot read). The host network is
+// refused (its loopback services), so are another's container or
+// network, a cgroup parent and an isolation.
+func (k *checker) checkBuild(u requestURI) {
+	q, err := url.ParseQuery(u.query)
+	if err != nil {
+		k.c.fail("query", fmt.Sprintf("the query of POST /build is not what dockerd reads: %v", err))
+		return
+	}
+	mode := q.Get("networkmode")
+	k.c.set("networkmode", mode)
+	if name, ok := strings.CutPrefix(mode, "container:"); ok {
+		if o, ok := k.owned(KindContainer, name, "networkmode"); ok {
+			k.checkJoined(o, "networkmode", 0)
+		}
+	} else {
+		k.checkNetworkName(mode, "networkmode")
+	}
+	if v := q.Get("cgroupparent"); v != "" {
+		k.c.fail("cgroupparent", zeroReason["CgroupParent"])
+	}
+	if v := q.Get("isolation"); v != "" && v != "default" {
+		k.c.fail("isolation", fmt.Sprintf("isolation %q is not allowed", v))
+	}
 }

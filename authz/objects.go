@@ -92,9 +92,10 @@ type Registry struct {
 	path   string
 	docker *DockerClient // nil: every lookup of a container, volume or network fails (closed)
 
-	mu   sync.Mutex
-	seq  uint64
-	book map[string]ownedEntry // kind "/" id
+	mu    sync.Mutex
+	seq   uint64
+	execs int                   // entries of KindExec in book
+	book  map[string]ownedEntry // kind "/" id
 }
 
 type ownedEntry struct {
@@ -126,8 +127,31 @@ func OpenRegistry(path string, docker *DockerClient) (*Registry, error) {
 	for _, e := range list {
 		r.book[string(e.Kind)+"/"+e.ID] = e
 		r.seq = max(r.seq, e.Seq)
+		if e.Kind == KindExec {
+			r.execs++
+		}
 	}
 	return r, nil
+}
+
+// OpenRegistryKept is OpenRegistry for the plugin: a book that cannot be
+// read is set aside (renamed PATH.unreadable-TIME, kept for the admin)
+// and a new one is started at path, kept as before; what the old one knew
+// is then admin's only (closed), and note says so.
+func OpenRegistryKept(path string, docker *DockerClient, now time.Time) (r *Registry, note string, err error) {
+	r, err = OpenRegistry(path, docker)
+	if err == nil || path == "" {
+		return r, "", err
+	}
+	aside := path + ".unreadable-" + now.UTC().Format("20060102T150405Z")
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return nil, "", fmt.Errorf("%w; and setting it aside: %w", err, rerr)
+	}
+	r, err = OpenRegistry(path, docker)
+	if err != nil {
+		return nil, "", err
+	}
+	return r, fmt.Sprintf("the owners' book %q could not be read: set aside as %s and started anew (what it recorded is admin's only now)", path, aside), nil
 }
 
 // Lookup implements Objects. An exec is known by its exact ID only, as
@@ -155,20 +179,45 @@ func (r *Registry) Lookup(kind ObjectKind, ref string) (Object, error) {
 	return o, nil
 }
 
+// maxOwnedExecs bounds the execs apart: dockerd forgets an exec a while
+// after it ends, the book is never told, and a caller making execs in a
+// loop must push out only execs, never another's containers.
+const maxOwnedExecs = 10000
+
 // set records owner for an object; r.mu is held.
 func (r *Registry) set(kind ObjectKind, id, name, owner string) {
 	r.seq++
-	r.book[string(kind)+"/"+id] = ownedEntry{Kind: kind, ID: id, Name: name, Owner: owner, Seq: r.seq}
-	if len(r.book) <= maxOwned {
+	key := string(kind) + "/" + id
+	_, had := r.book[key]
+	r.book[key] = ownedEntry{Kind: kind, ID: id, Name: name, Owner: owner, Seq: r.seq}
+	if kind == KindExec {
+		if !had {
+			r.execs++
+		}
+		if r.execs > maxOwnedExecs {
+			r.evict(func(e ownedEntry) bool { return e.Kind == KindExec })
+		}
 		return
 	}
+	if len(r.book)-r.execs > maxOwned {
+		r.evict(func(e ownedEntry) bool { return e.Kind != KindExec })
+	}
+}
+
+// evict drops the oldest entry that which selects; r.mu is held.
+func (r *Registry) evict(which func(ownedEntry) bool) {
 	oldest, key := ^uint64(0), ""
 	for k, e := range r.book {
-		if e.Seq < oldest {
+		if which(e) && e.Seq < oldest {
 			oldest, key = e.Seq, k
 		}
 	}
-	delete(r.book, key)
+	if e, ok := r.book[key]; ok {
+		if e.Kind == KindExec {
+			r.execs--
+		}
+		delete(r.book, key)
+	}
 }
 
 // forget drops the entry whose ID, name or unique ID prefix is ref, as

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,6 +200,7 @@ const (
 	bodyConnect               // POST /networks/{id}/connect, disconnect: the container is the caller's
 	queryImageDelete          // DELETE /images/{name}: no force
 	queryRename               // POST /containers/{id}/rename: the new name
+	queryBuild                // POST /build: the build containers' network and cgroup
 )
 
 // ownedRoutes are the routes that act on one object, which a role that is
@@ -357,7 +359,7 @@ var routeSpecs = []routeSpec{
 	{"DELETE", "/volumes/{name:.*}", levelDev, 0, bodyNone, "remove a volume"},
 
 	// build, session
-	{"POST", "/build", levelCap, capBuild, bodyNone, "build an image"},
+	{"POST", "/build", levelCap, capBuild, queryBuild, "build an image"},
 	{"POST", "/build/prune", levelCap, capBuild, bodyNone, "remove the build cache"},
 	{"POST", "/build/cancel", levelCap, capBuild, bodyNone, "cancel a build"},
 	{"POST", "/session", levelCap, capBuild, bodyNone, "open a BuildKit session"},
@@ -771,6 +773,98 @@ func matchTemplate(ps []pseg, ss []seg) bool {
 		if s.kind == segOne {
 			return false
 		}
+	}
+	return false
+}
+
+// ruleMatcher matches a role's rules against one request. A rule whose
+// literal stands for the object a route names ("POST
+// /containers/web/restart") is judged on the object the reference
+// resolves to, by its name or whole ID, not on the reference's text:
+// otherwise a deny rule for "web" would not stop the same call by ID, and
+// an allow rule for "db" would reach a container whose ID starts with
+// "db". A deny rule that names an object denies a reference that cannot
+// be resolved (fail closed); an allow rule does not allow it.
+type ruleMatcher struct {
+	method string
+	rt     *route
+	ts     []token
+	env    *Env
+	obj    *Object
+	err    error
+}
+
+func (m *ruleMatcher) matches(pt *pattern, deny bool) bool {
+	if m.rt == nil || m.rt.own == "" || pt.matches(m.method, m.generic()) {
+		return pt.matches(m.method, m.ts)
+	}
+	if !pt.matches(m.method, m.ts) && !pt.couldName(m.method, m.ts) {
+		return false
+	}
+	o, err := m.object()
+	if err != nil || !o.Exists {
+		return deny
+	}
+	for _, v := range []string{o.Name, o.ID} {
+		if v != "" && pt.matches(m.method, withVar(m.ts, v)) {
+			return true
+		}
+	}
+	return false
+}
+
+// generic is the request's tokens with every variable blank: a rule that
+// matches them does not depend on which object the request names.
+func (m *ruleMatcher) generic() []token { return withVar(m.ts, "\x00") }
+
+// object resolves the route's object once.
+func (m *ruleMatcher) object() (Object, error) {
+	if m.obj == nil {
+		ref := ""
+		for _, t := range m.ts {
+			if !t.lit {
+				ref = t.value
+				break
+			}
+		}
+		var o Object
+		if m.env == nil || m.env.Objects == nil {
+			m.err = fmt.Errorf("no lookup of %s %q", m.rt.own, ref)
+		} else {
+			o, m.err = m.env.Objects.Lookup(m.rt.own, ref)
+		}
+		m.obj = &o
+	}
+	return *m.obj, m.err
+}
+
+// withVar is ts with its first variable's value replaced by v.
+func withVar(ts []token, v string) []token {
+	out := slices.Clone(ts)
+	for i := range out {
+		if !out[i].lit {
+			out[i].value = v
+			break
+		}
+	}
+	return out
+}
+
+// couldName reports whether the rule, with some value of the request's
+// first variable, matches: it names an object of this route.
+func (pt *pattern) couldName(method string, ts []token) bool {
+	if !pt.methodMatches(method) {
+		return false
+	}
+	for i, t := range ts {
+		if t.lit {
+			continue
+		}
+		// The literal the rule has where the variable stands.
+		if i < len(pt.segs) && pt.segs[i].kind == pLit {
+			return pt.matches(method, withVar(ts, pt.segs[i].value))
+		}
+		return false
 	}
 	return false
 }

@@ -660,8 +660,9 @@ func (p *Policy) decide(rl *role, prefix string, id Identity, r Request, u reque
 	if len(rl.deny) > 0 || len(rl.allow) > 0 {
 		ts = rt.tokens(ps)
 	}
+	m := &ruleMatcher{method: r.Method, rt: rt, ts: ts, env: r.Env}
 	for _, pt := range rl.deny {
-		if pt.matches(r.Method, ts) {
+		if m.matches(pt, true) {
 			return deny("deny "+pt.text, fmt.Sprintf("%s %s is denied by the policy rule %q", r.Method, u.path, pt.text))
 		}
 	}
@@ -681,7 +682,7 @@ func (p *Policy) decide(rl *role, prefix string, id Identity, r Request, u reque
 	}
 	if rule == "" {
 		for _, pt := range rl.allow {
-			if pt.matches(r.Method, ts) {
+			if m.matches(pt, false) {
 				rule, byAllow = "allow "+pt.text, true
 				break
 			}
@@ -690,7 +691,7 @@ func (p *Policy) decide(rl *role, prefix string, id Identity, r Request, u reque
 	if rule == "" {
 		return deny("default deny: "+rt.String(), notAllowedReason(rt))
 	}
-	if rt.body != bodyNone || rt.own != "" && !byAllow {
+	if rt.body != bodyNone || rt.own != "" {
 		c := p.check(rl, rt, id, r, u, !byAllow)
 		d.Fields = c.fields
 		if c.field != "" {

@@ -473,3 +473,89 @@ func TestDecideConcurrent(t *testing.T) {
 		assert.Equal(t, []string{"/var/run/docker.sock:/var/run/docker.sock"}, d.Fields["binds"])
 	}
 }
+
+// TestRulesNamingObjects: a rule whose literal stands for a container is
+// judged on the container the reference resolves to: a deny rule for
+// "web" stops the same call by ID or ID prefix; an allow rule for "aaaa"
+// (a name no container has) does not reach the container whose ID starts
+// with it; an allow rule lifts ownership, not the check that a container
+// exec'd into is one the role could create.
+func TestRulesNamingObjects(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"roles": {
+		"guard":    {"base": "developer", "deny": ["POST /containers/web/stop"]},
+		"deployer": {"base": "readonly", "allow": ["POST /containers/web/restart", "POST /containers/aaaa/restart", "POST /containers/{id}/exec"]}}}`))
+	require.NoError(t, err)
+	webID := strings.Repeat("a", 64)
+	decide := func(role, method, uri string, body []byte) Decision {
+		r := Request{Method: method, URI: uri, Headers: map[string]string{"Content-Length": "0"}}
+		if body != nil {
+			r = post(uri, body)
+		}
+		r.Env = &Env{Objects: testObjects(), CheckRoot: okRoots}
+		return p.Decide(Identity{User: "alice", Role: role, Source: SourceTCP}, r)
+	}
+	for _, c := range []struct {
+		role, method, uri string
+		body              []byte
+		allow             bool
+		rule              string
+	}{
+		{"guard", "POST", "/containers/web/stop", nil, false, "guard: deny POST /containers/web/stop"},
+		{"guard", "POST", "/containers/" + webID + "/stop", nil, false, "guard: deny POST /containers/web/stop"},
+		{"guard", "POST", "/containers/" + webID[:12] + "/stop", nil, false, "guard: deny POST /containers/web/stop"},
+		{"guard", "POST", "/containers/c1/stop", nil, true, "guard: POST /containers/{id}/stop"},
+		{"guard", "POST", "/containers/ghost/stop", nil, false, "guard: deny POST /containers/web/stop"},
+		{"deployer", "POST", "/containers/web/restart", nil, true, "deployer: allow POST /containers/web/restart"},
+		{"deployer", "POST", "/containers/" + webID + "/restart", nil, true, "deployer: allow POST /containers/web/restart"},
+		{"deployer", "POST", "/containers/aaaa/restart", nil, true, "deployer: allow POST /containers/web/restart"},
+		{"deployer", "POST", "/containers/adminbox/restart", nil, false, "deployer: default deny: POST /containers/{id}/restart"},
+		{"deployer", "POST", "/containers/other/exec", cli(t, "exec-plain"), true, "deployer: allow POST /containers/{id}/exec"},
+		{"deployer", "POST", "/containers/etcbox/exec", cli(t, "exec-plain"), false, "deployer: allow POST /containers/{id}/exec: Binds"},
+	} {
+		d := decide(c.role, c.method, c.uri, c.body)
+		assert.Equal(t, c.allow, d.Allow, "%s %s %s: %s", c.role, c.method, c.uri, d.Reason)
+		assert.Equal(t, c.rule, d.Rule, "%s %s %s", c.role, c.method, c.uri)
+	}
+	// "aaaa" names no container: the rule for it reaches nothing, even
+	// the container whose ID starts with it.
+	p2, err := ParsePolicy([]byte(`{"roles": {"deployer": {"base": "readonly", "allow": ["POST /containers/aaaa/restart"]}}}`))
+	require.NoError(t, err)
+	r := Request{Method: "POST", URI: "/containers/aaaa/restart", Env: &Env{Objects: testObjects()}}
+	d := p2.Decide(Identity{User: "alice", Role: "deployer", Source: SourceTCP}, r)
+	assert.False(t, d.Allow, d.Reason)
+}
+
+// TestBuildQueryAndMaxPids: the build capability runs its steps on the
+// default networks or the caller's own, never the host's or another's;
+// max_pids is judged on the HostConfig dockerd uses.
+func TestBuildQueryAndMaxPids(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"max_pids": 100, "roles": {"ci": {"base": "developer", "capabilities": ["build"]}}}`))
+	require.NoError(t, err)
+	ci := Identity{User: "alice", Role: "ci", Source: SourceTCP}
+	for q, why := range map[string]string{
+		"t=app":                                "",
+		"t=app&networkmode=default":            "",
+		"t=app&networkmode=devnet":             "",
+		"t=app&networkmode=host":               `the "host" network`,
+		"t=app&networkmode=prodnet":            "someone else",
+		"t=app&networkmode=container:web":      "",
+		"t=app&networkmode=container:adminbox": "someone else",
+		"t=app&cgroupparent=%2F":               "cgroup parent",
+		"t=app&networkmode=container:hostnet":  `the "host" network`,
+		"t=app&isolation=hyperv":               "isolation",
+	} {
+		d := p.Decide(ci, Request{Method: "POST", URI: "/v1.41/build?" + q, Env: &Env{Objects: testObjects()}})
+		assert.Equal(t, why == "", d.Allow, "%s: %s", q, d.Reason)
+		assert.Contains(t, d.Reason, why, q)
+	}
+	create := func(body string) Decision {
+		r := post("/v1.41/containers/create", []byte(body))
+		r.Env = &Env{Objects: testObjects()}
+		return p.Decide(ci, r)
+	}
+	assert.True(t, create(`{"Image":"a","HostConfig":{"PidsLimit":100}}`).Allow)
+	assert.False(t, create(`{"Image":"a","HostConfig":{"PidsLimit":0}}`).Allow)
+	assert.False(t, create(`{"Image":"a","HostConfig":{}}`).Allow)
+	assert.True(t, create(`{"Image":"a","PidsLimit":50}`).Allow, "no HostConfig: the top level is the container's")
+	assert.False(t, create(`{"Image":"a","PidsLimit":500}`).Allow)
+}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -87,11 +88,50 @@ func TestRegistryBound(t *testing.T) {
 	r, err := OpenRegistry("", nil)
 	require.NoError(t, err)
 	for i := range maxOwned + 2 {
-		r.set(KindExec, strings.Repeat("0", 8)+string(rune('a'+i%26))+strconv.Itoa(i), "", "u")
+		r.set(KindVolume, "v"+strconv.Itoa(i), "v"+strconv.Itoa(i), "u")
 	}
-	assert.Len(t, r.book, maxOwned)
-	o, _ := r.Lookup(KindExec, "00000000a0")
-	assert.False(t, o.Exists, "the oldest went")
-	o, _ = r.Lookup(KindExec, "00000000"+string(rune('a'+(maxOwned+1)%26))+strconv.Itoa(maxOwned+1))
-	assert.True(t, o.Exists, "the newest stays")
+	assert.Equal(t, maxOwned, len(r.book))
+	_, ok := r.book[string(KindVolume)+"/v0"]
+	assert.False(t, ok, "the oldest went")
+	_, ok = r.book[string(KindVolume)+"/v"+strconv.Itoa(maxOwned+1)]
+	assert.True(t, ok, "the newest stays")
+}
+
+// TestRegistryExecsBoundApart: execs made in a loop push out only execs.
+func TestRegistryExecsBoundApart(t *testing.T) {
+	r, err := OpenRegistry("", nil)
+	require.NoError(t, err)
+	r.set(KindContainer, strings.Repeat("c", 64), "web", "bob")
+	for i := range maxOwnedExecs + 5 {
+		r.set(KindExec, "e"+strconv.Itoa(i), "", "mallory")
+	}
+	o, _ := r.Lookup(KindExec, "e0")
+	assert.False(t, o.Exists, "the oldest exec went")
+	assert.Equal(t, maxOwnedExecs, r.execs)
+	r.mu.Lock()
+	_, ok := r.book[string(KindContainer)+"/"+strings.Repeat("c", 64)]
+	r.mu.Unlock()
+	assert.True(t, ok, "bob's container stays")
+}
+
+// TestRegistryUnreadableSetAside: a book that cannot be read is renamed
+// aside and a new one is kept at its path.
+func TestRegistryUnreadableSetAside(t *testing.T) {
+	dir := t.TempDir()
+	book := filepath.Join(dir, "owners.json")
+	require.NoError(t, os.WriteFile(book, []byte("{not json"), 0o600))
+	now := time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)
+	r, note, err := OpenRegistryKept(book, nil, now)
+	require.NoError(t, err)
+	assert.Contains(t, note, "set aside as "+book+".unreadable-20261207T050000Z")
+	assert.FileExists(t, book+".unreadable-20261207T050000Z")
+	r.mu.Lock()
+	r.set(KindExec, "x", "", "alice")
+	require.NoError(t, r.save())
+	r.mu.Unlock()
+	r2, note, err := OpenRegistryKept(book, nil, now)
+	require.NoError(t, err)
+	assert.Empty(t, note)
+	o, _ := r2.Lookup(KindExec, "x")
+	assert.True(t, o.Exists, "the new book is kept")
 }

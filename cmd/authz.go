@@ -268,14 +268,12 @@ func authzObjects(o *authzServeOptions) (*authz.Registry, []string, error) {
 		sock = dp.Socket
 	}
 	book := filepath.Join(o.StateDir, authzOwnersFile)
-	reg, err := authz.OpenRegistry(book, authz.NewDockerClient(sock))
+	reg, note, err := authz.OpenRegistryKept(book, authz.NewDockerClient(sock), o.Now())
 	if err != nil {
-		// Closed: what the lost book knew is denied to every role but
-		// admin until it is created again.
-		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: starting a new one (what it recorded is admin's only now)\n", err)
-		if reg, err = authz.OpenRegistry("", authz.NewDockerClient(sock)); err != nil {
-			return nil, nil, err
-		}
+		return nil, nil, err
+	}
+	if note != "" {
+		fmt.Fprintf(o.ErrOut, "dtls: warning: %s\n", note)
 	}
 	protected := append([]string{o.StateDir, filepath.Dir(o.AuditLog), o.Policy, filepath.Dir(o.Socket), o.DaemonJSON}, dp.Protected...)
 	return reg, protected, nil

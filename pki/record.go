@@ -22,9 +22,10 @@ const (
 )
 
 // Record is one issued certificate, as the inventory (package store) keeps
-// it and the online CA's protocol (package fleet) carries it. Its JSON form (snake_case keys, times
-// in RFC 3339 with nanoseconds) is what journals keep; zero fields are
-// left out, and a record decodes to exactly what was encoded.
+// it and the online CA's protocol (package fleet) carries it. Its JSON
+// form (snake_case keys, times in RFC 3339 with nanoseconds) is what
+// journals keep and the protocol sends; zero fields are left out, and a
+// record decodes to exactly what was encoded.
 type Record struct {
 	// Serial is lowercase hex without leading zeros, as
 	// fmt.Sprintf("%x", cert.SerialNumber) prints it. The database keeps

@@ -17,7 +17,6 @@ import (
 	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/fleet"
 	"github.com/dtls-tool/dtls/pki"
-	"github.com/dtls-tool/dtls/store"
 )
 
 // EnrollRequest asks an online CA for a client certificate with a
@@ -137,7 +136,7 @@ func Enroll(ctx context.Context, r EnrollRequest) (_ *Enrolled, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if resp.Kind != store.KindClient {
+	if resp.Kind != pki.KindClient {
 		return nil, fmt.Errorf("the token is for a %s certificate (and is used up now): dtls enroll makes client bundles; on a Docker host, run 'sudo dtls init --ca-url %s --token TOKEN' with a new server token", resp.Kind, caURL)
 	}
 	if err := res.fill(r, resp, caURL, server, keyPEM); err != nil {

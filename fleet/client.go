@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/pki"
-	"github.com/dtls-tool/dtls/store"
 )
 
 // DefaultTimeout bounds one call to the CA, connection and answer included.
@@ -250,7 +249,7 @@ func (c *Client) Renew(ctx context.Context, csrPEM []byte) (*CertResponse, error
 	if err := c.do(ctx, hc, http.MethodPost, PathRenew, RenewRequest{CSR: string(csrPEM)}, &resp); err != nil {
 		return nil, err
 	}
-	cert, err := checkIssued(&resp, csrPEM, vouched(c.Roots, resp.CA), store.KindOf(cur))
+	cert, err := checkIssued(&resp, csrPEM, vouched(c.Roots, resp.CA), pki.KindOf(cur))
 	if err != nil {
 		return nil, c.answerError(PathRenew, "%v", err)
 	}
@@ -293,12 +292,12 @@ func (c *Client) Rotation(ctx context.Context) (*RotationState, error) {
 }
 
 // Certs lists the CA's inventory (PathCerts; an operator's Certificate).
-func (c *Client) Certs(ctx context.Context) ([]store.Record, error) {
+func (c *Client) Certs(ctx context.Context) ([]pki.Record, error) {
 	hc, err := c.client()
 	if err != nil {
 		return nil, err
 	}
-	var recs []store.Record
+	var recs []pki.Record
 	if err := c.do(ctx, hc, http.MethodGet, PathCerts, nil, &recs); err != nil {
 		return nil, err
 	}
@@ -380,7 +379,7 @@ func CSRFor(keyPEM []byte) ([]byte, error) {
 // of csrPEM, chains to roots for its kind (want, when set), its kind and
 // name agree with the answer's, and its CA certificates verify it too (they
 // become the bundle's ca.pem). It returns the certificate.
-func checkIssued(resp *CertResponse, csrPEM []byte, roots *x509.CertPool, want store.Kind) (*x509.Certificate, error) {
+func checkIssued(resp *CertResponse, csrPEM []byte, roots *x509.CertPool, want pki.Kind) (*x509.Certificate, error) {
 	cert, err := pki.ParseCertificate([]byte(resp.Certificate))
 	if err != nil {
 		return nil, fmt.Errorf("certificate: %w", err)
@@ -393,20 +392,20 @@ func checkIssued(resp *CertResponse, csrPEM []byte, roots *x509.CertPool, want s
 	if pub, ok := req.PublicKey.(equaler); !ok || !pub.Equal(cert.PublicKey) {
 		return nil, fmt.Errorf("the certificate (serial %s) is not for the key of the request", pki.Serial(cert))
 	}
-	if resp.Kind != store.KindClient && resp.Kind != store.KindServer {
-		return nil, fmt.Errorf("the certificate is of kind %q, want %q or %q", resp.Kind, store.KindClient, store.KindServer)
+	if resp.Kind != pki.KindClient && resp.Kind != pki.KindServer {
+		return nil, fmt.Errorf("the certificate is of kind %q, want %q or %q", resp.Kind, pki.KindClient, pki.KindServer)
 	}
 	if want != "" && resp.Kind != want {
 		return nil, fmt.Errorf("the certificate is a %s certificate, want a %s one", resp.Kind, want)
 	}
-	if got := store.KindOf(cert); got != resp.Kind {
+	if got := pki.KindOf(cert); got != resp.Kind {
 		return nil, fmt.Errorf("the certificate is a %s certificate, but the answer says %s", got, resp.Kind)
 	}
 	if resp.Name != "" && resp.Name != cert.Subject.CommonName {
 		return nil, fmt.Errorf("the certificate is for %q, but the answer says %q", cert.Subject.CommonName, resp.Name)
 	}
 	eku := x509.ExtKeyUsageClientAuth
-	if resp.Kind == store.KindServer {
+	if resp.Kind == pki.KindServer {
 		eku = x509.ExtKeyUsageServerAuth
 	}
 	if roots == nil {

@@ -23,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dtls-tool/dtls/store"
+	"github.com/dtls-tool/dtls/pki"
 )
 
 // API paths, all under cfssl's /api/v1 prefix next to cfssl's own
@@ -41,7 +41,7 @@ const (
 	PathCRL = "/api/v1/dtls/crl"
 	// PathCA is the CA certificates, PEM, current first (GET).
 	PathCA = "/api/v1/dtls/ca"
-	// PathCerts lists the inventory (GET → []store.Record; operator).
+	// PathCerts lists the inventory (GET → []pki.Record; operator).
 	PathCerts = "/api/v1/dtls/certs"
 	// PathRevoke revokes certificates (POST RevokeRequest →
 	// RevokeResponse; operator).
@@ -88,12 +88,12 @@ type RenewRequest struct {
 
 // CertResponse is the result of PathEnroll and PathRenew.
 type CertResponse struct {
-	Certificate string     `json:"certificate"` // PEM leaf
-	CA          string     `json:"ca"`          // PEM CA certificates, current first
-	Kind        store.Kind `json:"kind"`
-	Name        string     `json:"name"`
-	Role        string     `json:"role,omitempty"`
-	NotAfter    time.Time  `json:"not_after"`
+	Certificate string    `json:"certificate"` // PEM leaf
+	CA          string    `json:"ca"`          // PEM CA certificates, current first
+	Kind        pki.Kind  `json:"kind"`
+	Name        string    `json:"name"`
+	Role        string    `json:"role,omitempty"`
+	NotAfter    time.Time `json:"not_after"`
 	// Superseded are the serials of the good certificates of the same
 	// kind and name that an enrolment superseded: the holder enrolled
 	// again, and they stop working (marked superseded in the inventory,
@@ -103,10 +103,10 @@ type CertResponse struct {
 
 // TokenRequest is the body of PathTokens.
 type TokenRequest struct {
-	Kind  store.Kind `json:"kind"`            // KindServer or KindClient
-	Name  string     `json:"name"`            // client name, or the host's name
-	Role  string     `json:"role,omitempty"`  // clients: the authorization role
-	Hosts []string   `json:"hosts,omitempty"` // servers: DNS names and IPs
+	Kind  pki.Kind `json:"kind"`            // KindServer or KindClient
+	Name  string   `json:"name"`            // client name, or the host's name
+	Role  string   `json:"role,omitempty"`  // clients: the authorization role
+	Hosts []string `json:"hosts,omitempty"` // servers: DNS names and IPs
 	// TTL is how long the token is valid, in seconds (DefaultTokenTTL when
 	// zero).
 	TTL int64 `json:"ttl,omitempty"`
@@ -126,7 +126,7 @@ type RevokeRequest struct {
 
 // RevokeResponse is the result of PathRevoke.
 type RevokeResponse struct {
-	Revoked []store.Record `json:"revoked"`
+	Revoked []pki.Record `json:"revoked"`
 }
 
 // tokenPrefix starts every token, so that one pasted into the wrong
@@ -229,9 +229,9 @@ func Duration(d time.Duration) string {
 }
 
 // CheckKind refuses kinds a token cannot be for.
-func CheckKind(k store.Kind) error {
-	if k != store.KindServer && k != store.KindClient {
-		return fmt.Errorf("token kind %q: want %q or %q", k, store.KindServer, store.KindClient)
+func CheckKind(k pki.Kind) error {
+	if k != pki.KindServer && k != pki.KindClient {
+		return fmt.Errorf("token kind %q: want %q or %q", k, pki.KindServer, pki.KindClient)
 	}
 	return nil
 }
@@ -296,17 +296,17 @@ type RotationCA struct {
 // RotationCount is how many good, unexpired certificates of a kind one CA
 // signed.
 type RotationCount struct {
-	CASerial string     `json:"ca_serial"`
-	Kind     store.Kind `json:"kind"`
-	Good     int        `json:"good"`
+	CASerial string   `json:"ca_serial"`
+	Kind     pki.Kind `json:"kind"`
+	Good     int      `json:"good"`
 }
 
 // RotationCert names a certificate that holds up the finish.
 type RotationCert struct {
-	Kind     store.Kind `json:"kind"`
-	Name     string     `json:"name"`
-	Serial   string     `json:"serial"`
-	NotAfter time.Time  `json:"not_after"`
+	Kind     pki.Kind  `json:"kind"`
+	Name     string    `json:"name"`
+	Serial   string    `json:"serial"`
+	NotAfter time.Time `json:"not_after"`
 }
 
 // RotateResponse is the result of PathRotate: the rotation after the step.
@@ -344,20 +344,20 @@ type RotateResponse struct {
 // enrolment and renewal), and the serial of the current CA, the good CA
 // certificate issued last. A record whose certificate does not parse is
 // skipped.
-func InventoryRoles(recs []store.Record) (roles map[string]string, currentCA string) {
+func InventoryRoles(recs []pki.Record) (roles map[string]string, currentCA string) {
 	roles = map[string]string{}
 	var newestCA time.Time
 	for _, r := range recs {
 		cert, err := r.Cert()
-		if err != nil || r.Status != store.StatusGood {
+		if err != nil || r.Status != pki.StatusGood {
 			continue
 		}
 		switch r.Kind {
-		case store.KindClient:
+		case pki.KindClient:
 			if role, ok := CertRole(cert); ok {
 				roles[r.Name] = role
 			}
-		case store.KindCA:
+		case pki.KindCA:
 			if r.NotBefore.After(newestCA) {
 				currentCA, newestCA = r.Serial, r.NotBefore
 			}

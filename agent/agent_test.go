@@ -529,12 +529,12 @@ func TestRenewCrashPoints(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("pending key not sent", func(t *testing.T) {
-		dir, e := enroll(t, ca, "p1")
+		dir, _ := enroll(t, ca, "p1")
 		_, keyPEM, err := pki.NewCSR("p1", "")
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, agent.PendingKeyFile), keyPEM, 0o600))
 		// Not due: a pending renewal is finished all the same.
-		res, err := (&agent.Agent{}).RenewIfDue(ctx, dir, e.Cert.NotBefore)
+		res, err := (&agent.Agent{}).RenewIfDue(ctx, dir, time.Now())
 		require.NoError(t, err)
 		assert.True(t, res.Renewed)
 		assert.True(t, res.Resumed)
@@ -552,7 +552,7 @@ func TestRenewCrashPoints(t *testing.T) {
 		require.NoError(t, os.Mkdir(filepath.Join(parent, ".p2.tmp-42"), 0o700))
 		require.NoError(t, os.WriteFile(filepath.Join(parent, ".p2.tmp-42", "key.pem"), keyPEM, 0o600))
 
-		res, err := (&agent.Agent{}).RenewIfDue(ctx, dir, e.Cert.NotBefore)
+		res, err := (&agent.Agent{}).RenewIfDue(ctx, dir, time.Now())
 		require.NoError(t, err)
 		assert.True(t, res.Resumed)
 		assert.Equal(t, pki.Serial(e.Cert), res.Replaced)
@@ -571,14 +571,14 @@ func TestRenewCrashPoints(t *testing.T) {
 		require.True(t, res.Renewed)
 		assert.NotEqual(t, string(read(t, filepath.Join(dir, "cert.pem"))), string(read(t, contextFile(cfg, "p3ctx", "cert.pem"))))
 
-		res, err = (&agent.Agent{DockerConfig: cfg}).RenewIfDue(ctx, dir, e.Cert.NotBefore)
+		res, err = (&agent.Agent{DockerConfig: cfg}).RenewIfDue(ctx, dir, time.Now())
 		require.NoError(t, err)
 		assert.False(t, res.Renewed)
 		assert.Equal(t, []string{"p3ctx"}, res.Contexts)
 		assert.Equal(t, string(read(t, filepath.Join(dir, "cert.pem"))), string(read(t, contextFile(cfg, "p3ctx", "cert.pem"))))
 		assert.Equal(t, string(read(t, filepath.Join(dir, "key.pem"))), string(read(t, contextFile(cfg, "p3ctx", "key.pem"))))
 		// Up to date: nothing to do the next time.
-		res, err = (&agent.Agent{DockerConfig: cfg}).RenewIfDue(ctx, dir, e.Cert.NotBefore)
+		res, err = (&agent.Agent{DockerConfig: cfg}).RenewIfDue(ctx, dir, time.Now())
 		require.NoError(t, err)
 		assert.Empty(t, res.Contexts)
 	})

@@ -41,13 +41,14 @@ deps:
 # reported. DEADCODE_ALLOW lists reports that are let through (extended
 # regular expressions, whole lines).
 DEADCODE_ALLOW :=
+TESTONLY := sandbox|pgsandbox|catest|crashtest|failpoint|fixture|codecheck
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
-	@set -o pipefail; dead=$$($(GO) tool deadcode -test=false ./cmd/dtls ./cmd/dtls-docs ./bench/... | \
-	  { grep -vE '^internal/|^($(DEADCODE_ALLOW))$$' || true; }) || exit 1; \
+	@set -o pipefail; dead=$$($(GO) tool deadcode -test=false ./cmd/dtls ./cmd/dtls-docs ./internal/bench/... | \
+	  { grep -vE '^internal/($(TESTONLY))/|^($(DEADCODE_ALLOW))$$' || true; }) || exit 1; \
 	  if [ -n "$$dead" ]; then echo "unreachable functions (go tool deadcode): remove them, or move test-only ones into _test.go files or internal/:"; echo "$$dead"; exit 1; fi
 
 # The tests run against a real dockerd (started by the tests, under /tmp);
@@ -68,10 +69,10 @@ fuzz:
 bench: build
 	@./scripts/deps.sh --bench
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	$(GO) run ./bench/cmdbench -dtls bin/dtls
-	$(GO) run ./bench/bulkissue -dtls bin/dtls
-	$(GO) run ./bench/authzlat -dtls bin/dtls
-	$(GO) run ./bench/fleetca -dtls bin/dtls
+	$(GO) run ./internal/bench/cmdbench -dtls bin/dtls
+	$(GO) run ./internal/bench/bulkissue -dtls bin/dtls
+	$(GO) run ./internal/bench/authzlat -dtls bin/dtls
+	$(GO) run ./internal/bench/fleetca -dtls bin/dtls
 
 demo: build deps
 	./scripts/demo.sh

@@ -12,10 +12,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dtls-tool/dtls/agent"
 	"github.com/dtls-tool/dtls/clientenv"
-	"github.com/dtls-tool/dtls/dockercontext"
-	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/internal/laptop/agent"
+	"github.com/dtls-tool/dtls/internal/laptop/dockercontext"
+	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 )
 
 type agentOptions struct {

@@ -10,9 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dtls-tool/dtls/audit"
-	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/daemonconfig"
+	"github.com/dtls-tool/dtls/internal/cahost/authority"
+	"github.com/dtls-tool/dtls/internal/dockerhost/audit"
 )
 
 // exitAuditFail is the exit code of an audit with at least one FAIL.

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dtls-tool/dtls/audit"
+	"github.com/dtls-tool/dtls/internal/dockerhost/audit"
 	"github.com/dtls-tool/dtls/internal/sandbox"
 )
 

@@ -17,12 +17,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dtls-tool/dtls/authority"
-	"github.com/dtls-tool/dtls/authz"
 	"github.com/dtls-tool/dtls/daemonconfig"
-	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/internal/cahost/authority"
+	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
+	"github.com/dtls-tool/dtls/internal/dockerhost/revlist"
+	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
-	"github.com/dtls-tool/dtls/revlist"
 )
 
 // Default locations of the authorization plugin. The socket's base name

@@ -24,10 +24,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/dtls-tool/dtls/atomicfile"
-	"github.com/dtls-tool/dtls/authority"
-	"github.com/dtls-tool/dtls/authz"
-	"github.com/dtls-tool/dtls/dockercontext"
+	"github.com/dtls-tool/dtls/internal/atomicfile"
+	"github.com/dtls-tool/dtls/internal/cahost/authority"
+	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
+	"github.com/dtls-tool/dtls/internal/laptop/dockercontext"
 	"github.com/dtls-tool/dtls/internal/sandbox"
 )
 

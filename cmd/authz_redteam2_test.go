@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/internal/atomicfile"
 	"github.com/dtls-tool/dtls/internal/sandbox"
 )
 

@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/internal/atomicfile"
 )
 
 // tool3Source is a third static program for the attack containers:

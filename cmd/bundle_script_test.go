@@ -13,8 +13,8 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/dtls-tool/dtls/bundle"
 	"github.com/dtls-tool/dtls/internal/fixture"
+	"github.com/dtls-tool/dtls/internal/laptop/bundle"
 )
 
 // TestBundleScripts runs the developer-side scenarios in testdata/bundle:

@@ -14,11 +14,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dtls-tool/dtls/authority"
-	"github.com/dtls-tool/dtls/caserver"
-	"github.com/dtls-tool/dtls/caserver/cahost"
-	"github.com/dtls-tool/dtls/fleet"
-	"github.com/dtls-tool/dtls/store"
+	"github.com/dtls-tool/dtls/internal/cahost/authority"
+	"github.com/dtls-tool/dtls/internal/cahost/store"
+	"github.com/dtls-tool/dtls/internal/onlineca/caserver"
+	"github.com/dtls-tool/dtls/internal/onlineca/caserver/cahost"
+	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 )
 
 func newCACmd(io IO) *cobra.Command {

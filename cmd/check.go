@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dtls-tool/dtls/bundle"
 	"github.com/dtls-tool/dtls/clientenv"
-	"github.com/dtls-tool/dtls/daemoncheck"
+	"github.com/dtls-tool/dtls/internal/laptop/bundle"
+	"github.com/dtls-tool/dtls/internal/laptop/daemoncheck"
 )
 
 // exitUnusable is the exit code of 'dtls check' when the daemon cannot be

@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dtls-tool/dtls/atomicfile"
 	"github.com/dtls-tool/dtls/clientenv"
-	"github.com/dtls-tool/dtls/dockercontext"
+	"github.com/dtls-tool/dtls/internal/atomicfile"
+	"github.com/dtls-tool/dtls/internal/laptop/dockercontext"
 )
 
 func newContextCmd(io IO) *cobra.Command {

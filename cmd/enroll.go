@@ -11,11 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dtls-tool/dtls/agent"
-	"github.com/dtls-tool/dtls/bundle"
 	"github.com/dtls-tool/dtls/clientenv"
-	"github.com/dtls-tool/dtls/dockercontext"
-	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/internal/laptop/agent"
+	"github.com/dtls-tool/dtls/internal/laptop/bundle"
+	"github.com/dtls-tool/dtls/internal/laptop/dockercontext"
+	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
 )
 

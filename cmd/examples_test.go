@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/dtls-tool/dtls/authz"
+	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
 	"github.com/dtls-tool/dtls/internal/sandbox"
 	"github.com/dtls-tool/dtls/pki"
 )

@@ -16,11 +16,11 @@ import (
 	cflog "github.com/cloudflare/cfssl/log"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dtls-tool/dtls/agent"
-	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/catest"
+	"github.com/dtls-tool/dtls/internal/laptop/agent"
+	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
-	"github.com/dtls-tool/dtls/store"
 )
 
 // runKilled starts dtls with args and sends it SIGKILL after delay, unless

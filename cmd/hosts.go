@@ -3,7 +3,7 @@ package cmd
 import (
 	"fmt"
 
-	"github.com/dtls-tool/dtls/authority"
+	"github.com/dtls-tool/dtls/internal/cahost/authority"
 )
 
 // parseDockerHost checks a client-side daemon URL (--host of env,

@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dtls-tool/dtls/bundle"
 	"github.com/dtls-tool/dtls/clientenv"
-	"github.com/dtls-tool/dtls/dockercontext"
+	"github.com/dtls-tool/dtls/internal/laptop/bundle"
+	"github.com/dtls-tool/dtls/internal/laptop/dockercontext"
 )
 
 type importOptions struct {

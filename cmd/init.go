@@ -13,9 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/daemonconfig"
-	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/internal/cahost/authority"
+	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
 )
 

@@ -13,9 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dtls-tool/dtls/authority"
 	"github.com/dtls-tool/dtls/clientenv"
-	"github.com/dtls-tool/dtls/store"
+	"github.com/dtls-tool/dtls/internal/cahost/authority"
+	"github.com/dtls-tool/dtls/internal/cahost/store"
 )
 
 type listOptions struct {

@@ -14,9 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dtls-tool/dtls/clientenv"
-	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/internal/cahost/store"
+	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
-	"github.com/dtls-tool/dtls/store"
 )
 
 // operatorOptions are the flags of a command that can call an online CA's

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/dtls-tool/dtls/authority"
+	"github.com/dtls-tool/dtls/internal/cahost/authority"
 )
 
 // caKeyOptions says where the CA key's passphrase comes from, for every

@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dtls-tool/dtls/authority"
+	"github.com/dtls-tool/dtls/internal/cahost/authority"
+	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/pki"
-	"github.com/dtls-tool/dtls/store"
 )
 
 type rotateOptions struct {

@@ -11,10 +11,10 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/dtls-tool/dtls/agent"
-	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/internal/cahost/store"
+	"github.com/dtls-tool/dtls/internal/laptop/agent"
+	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
-	"github.com/dtls-tool/dtls/store"
 )
 
 // runRotateRemote is 'dtls rotate-ca --ca-url' (or --operator alone): a

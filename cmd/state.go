@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/dtls-tool/dtls/authority"
+	"github.com/dtls-tool/dtls/internal/cahost/authority"
 )
 
 // Default locations, owned by package authority.

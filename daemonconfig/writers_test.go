@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/dtls-tool/dtls/atomicfile"
+	"github.com/dtls-tool/dtls/internal/atomicfile"
 )
 
 // Restore and WriteDropIn are the direct writers the tests check Apply

@@ -21,10 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtls-tool/dtls/caserver"
-	"github.com/dtls-tool/dtls/fleet"
+	"github.com/dtls-tool/dtls/internal/cahost/store"
+	"github.com/dtls-tool/dtls/internal/onlineca/caserver"
+	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
-	"github.com/dtls-tool/dtls/store"
 )
 
 // Options tune Start. The zero value is a CA with the default validities,

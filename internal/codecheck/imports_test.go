@@ -177,8 +177,8 @@ var importRules = []importRule{
 	{
 		// The wire protocol and the laptop agent never pull the database in.
 		name:      "fleet or agent imports store",
-		roots:     only("fleet", "agent"),
-		forbidden: func(p string) bool { return within(p, module+"/store") },
+		roots:     only("internal/onlineca/fleet", "internal/laptop/agent"),
+		forbidden: func(p string) bool { return within(p, module+"/internal/cahost/store") },
 	},
 	{
 		// `dtls env` runs in every shell a developer opens: it needs the
@@ -186,7 +186,7 @@ var importRules = []importRule{
 		name:  "clientenv imports signing or database code",
 		roots: only("clientenv"),
 		forbidden: func(p string) bool {
-			return withinAny(p, module+"/store", module+"/pki", "github.com/cloudflare/cfssl/signer",
+			return withinAny(p, module+"/internal/cahost/store", module+"/pki", "github.com/cloudflare/cfssl/signer",
 				"database/sql", "modernc.org/sqlite", "github.com/lib/pq")
 		},
 	},
@@ -236,22 +236,22 @@ func TestImportRulesFail(t *testing.T) {
 	m := func(p string) string { return module + "/" + p }
 	g := graph{
 		name: map[string]string{
-			m("cmd"): "cmd", m("cmd/dtls"): "main", m("bench/cmdbench"): "main",
-			m("audit"): "audit", m("revlist"): "revlist",
-			m("fleet"): "fleet", m("agent"): "agent", m("pki"): "pki", m("store"): "store",
+			m("cmd"): "cmd", m("cmd/dtls"): "main", m("internal/bench/cmdbench"): "main",
+			m("internal/dockerhost/audit"): "audit", m("internal/dockerhost/revlist"): "revlist",
+			m("internal/onlineca/fleet"): "fleet", m("internal/laptop/agent"): "agent", m("pki"): "pki", m("internal/cahost/store"): "store",
 			m("clientenv"): "clientenv", m("internal/fixture"): "fixture",
 		},
 		imports: map[string][]string{
-			m("cmd/dtls"):         {m("cmd")},
-			m("bench/cmdbench"):   {m("cmd")}, // a command may import cmd
-			m("cmd"):              {m("agent"), m("audit"), m("clientenv")},
-			m("audit"):            {m("revlist")},
-			m("revlist"):          {m("cmd")},
-			m("agent"):            {m("fleet")},
-			m("fleet"):            {m("pki"), m("store")},
-			m("store"):            {"modernc.org/sqlite"},
-			m("clientenv"):        {m("internal/fixture")},
-			m("internal/fixture"): {"github.com/cloudflare/cfssl/signer/local"},
+			m("cmd/dtls"):                    {m("cmd")},
+			m("internal/bench/cmdbench"):     {m("cmd")}, // a command may import cmd
+			m("cmd"):                         {m("internal/laptop/agent"), m("internal/dockerhost/audit"), m("clientenv")},
+			m("internal/dockerhost/audit"):   {m("internal/dockerhost/revlist")},
+			m("internal/dockerhost/revlist"): {m("cmd")},
+			m("internal/laptop/agent"):       {m("internal/onlineca/fleet")},
+			m("internal/onlineca/fleet"):     {m("pki"), m("internal/cahost/store")},
+			m("internal/cahost/store"):       {"modernc.org/sqlite"},
+			m("clientenv"):                   {m("internal/fixture")},
+			m("internal/fixture"):            {"github.com/cloudflare/cfssl/signer/local"},
 		},
 	}
 	var got []string
@@ -259,16 +259,16 @@ func TestImportRulesFail(t *testing.T) {
 		got = append(got, r.violations(g)...)
 	}
 	assert.Equal(t, []string{
-		"a library imports cmd: audit -> revlist -> cmd",
-		"a library imports cmd: revlist -> cmd",
-		"fleet or agent imports store: fleet -> store",
-		"fleet or agent imports store: agent -> fleet -> store",
+		"a library imports cmd: internal/dockerhost/audit -> internal/dockerhost/revlist -> cmd",
+		"a library imports cmd: internal/dockerhost/revlist -> cmd",
+		"fleet or agent imports store: internal/onlineca/fleet -> internal/cahost/store",
+		"fleet or agent imports store: internal/laptop/agent -> internal/onlineca/fleet -> internal/cahost/store",
 		"clientenv imports signing or database code: clientenv -> internal/fixture -> github.com/cloudflare/cfssl/signer/local",
 		"the dtls binary links a test-only package: cmd/dtls -> cmd -> clientenv -> internal/fixture",
 	}, got)
 
 	// Each database package on its own breaks the clientenv rule.
-	for _, bad := range []string{m("store"), m("pki"), "database/sql", "modernc.org/sqlite", "github.com/lib/pq", "github.com/cloudflare/cfssl/signer"} {
+	for _, bad := range []string{m("internal/cahost/store"), m("pki"), "database/sql", "modernc.org/sqlite", "github.com/lib/pq", "github.com/cloudflare/cfssl/signer"} {
 		g := graph{imports: map[string][]string{m("clientenv"): {"os", bad}}}
 		assert.Equal(t, []string{"clientenv imports signing or database code: clientenv -> " + short(bad)}, importRules[2].violations(g), bad)
 	}

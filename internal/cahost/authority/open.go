@@ -1,0 +1,212 @@
+package authority
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dtls-tool/dtls/internal/cahost/store"
+	"github.com/dtls-tool/dtls/pki"
+)
+
+// Passphraser supplies the CA key's passphrase: from a terminal, a file, an
+// environment variable. Confirm asks for it twice (a new passphrase).
+type Passphraser interface {
+	Passphrase(confirm bool) ([]byte, error)
+}
+
+// Options for Open and Create.
+type Options struct {
+	// Passphrase is asked when a CA key is encrypted, or is to be; nil
+	// makes an encrypted key an error.
+	Passphrase Passphraser
+	// LockTimeout bounds the wait for another run's lock
+	// (DefaultLockTimeout when zero).
+	LockTimeout time.Duration
+	// OnLockWait is called once when the wait for the lock lasts.
+	OnLockWait LockWait
+}
+
+// Authority is an open state directory: its lock is held and its inventory
+// open until Close.
+type Authority struct {
+	// Dir is the state directory.
+	Dir   string
+	Store *store.Store
+	// Recovered lists what Open finished or undid of killed runs.
+	Recovered []Recovery
+
+	opts Options
+	lock *lock
+	pass []byte
+	ca   *pki.CA
+	// journaled is set once a change's journal is durable: from then on
+	// a failure may leave it for the next run to finish.
+	journaled bool
+}
+
+// Open locks the state directory, opens the inventory (importing an install
+// made before the inventory existed), finishes or undoes what a killed run
+// left in the journal, and removes the temporary files it left.
+func Open(dir string, o Options) (*Authority, error) {
+	if err := checkNotOnlineCA(dir); err != nil {
+		return nil, err
+	}
+	if err := CheckStateDir(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, hint(err, "run 'sudo dtls init' first, or point --state-dir at the directory it used")
+		}
+		return nil, err
+	}
+	l, err := acquireLock(dir, o.LockTimeout, o.OnLockWait)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(filepath.Join(dir, DBFile))
+	if err != nil {
+		l.release()
+		return nil, hint(err, "restore %s from a backup; moved aside, it is replaced by a new inventory holding only the CA and the copies in %s/",
+			filepath.Join(dir, DBFile), filepath.Join(dir, IssuedDir))
+	}
+	a := &Authority{Dir: dir, Store: st, opts: o, lock: l}
+	// Temporary files of a run killed before its journal was durable.
+	cleanTemps(dir, filepath.Join(dir, JournalDir))
+	if st.Created {
+		if err := a.importExisting(); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
+	if a.Recovered, err = a.recover(); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// OnlineCAConfigFile marks the state directory of an online CA ('dtls ca
+// init': package caserver/cahost, ConfigFile). Its certificates are in
+// the CA's own inventory (dtls-ca.db or PostgreSQL), which the CA's
+// revocation list is made from.
+const OnlineCAConfigFile = "ca.json"
+
+// OnlineCAOperatorDir is where 'dtls ca init' writes the first operator's
+// bundle (cahost.OperatorDir).
+const OnlineCAOperatorDir = "operator"
+
+// ErrOnlineCA is returned by Open for an online CA's state directory.
+var ErrOnlineCA = errors.New("is an online CA's state directory")
+
+// checkNotOnlineCA refuses an online CA's state directory before anything
+// is written to it: opened as a local CA it would get a second, empty
+// inventory (dtls.db) and certificates signed with the fleet CA's key that
+// the CA's revocation list never holds, so that they could not be
+// revoked.
+func checkNotOnlineCA(dir string) error {
+	if _, err := os.Lstat(filepath.Join(dir, OnlineCAConfigFile)); err != nil {
+		return nil
+	}
+	op := filepath.Join(dir, OnlineCAOperatorDir)
+	return hint(fmt.Errorf("%q %w (it has %s): local commands would give it a second inventory the CA does not know", dir, ErrOnlineCA, OnlineCAConfigFile),
+		"use dtls certs|revoke|rotate-ca --operator %s (the CA's operator bundle); issue certificates with 'dtls ca token'", op)
+}
+
+// create makes the state directory (0700) when it is missing, then opens
+// it. An existing directory's mode is never changed: CheckStateDir refuses
+// a loose one. It also returns the topmost directory it made ("" when dir
+// existed), for a first init that fails to remove again.
+func create(dir string, o Options) (*Authority, string, error) {
+	top := ""
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
+			break
+		}
+		top = d
+	}
+	if top != "" {
+		if err := mkdirMissing(dir, DirMode); err != nil {
+			os.RemoveAll(top)
+			return nil, "", err
+		}
+	}
+	a, err := Open(dir, o)
+	if err != nil && top != "" {
+		os.RemoveAll(top)
+	}
+	return a, top, err
+}
+
+// Close releases the inventory and the lock.
+func (a *Authority) Close() {
+	if a.Store != nil {
+		a.Store.Close()
+		a.Store = nil
+	}
+	a.lock.release()
+}
+
+// Server reads the daemon recorded by init.
+func (a *Authority) Server() (*Server, error) { return ReadServer(a.Dir) }
+
+func (a *Authority) path(name string) string { return filepath.Join(a.Dir, name) }
+
+// InRotation reports whether a CA rotation is in progress.
+func (a *Authority) InRotation() bool {
+	_, err := os.Lstat(a.path(OldCACertFile))
+	return err == nil
+}
+
+// importExisting records what an install from before the inventory holds:
+// the CA (STATE_DIR/ca.pem) and the copies in STATE_DIR/issued/SERIAL.pem.
+// Of several certificates of one kind and name, the newest is good and the
+// others are superseded.
+func (a *Authority) importExisting() error {
+	var recs []store.Record
+	var ca *pki.CA
+	caSerial := ""
+	if b, err := os.ReadFile(a.path(CACertFile)); err == nil {
+		if c, err := pki.ParseCertificate(b); err == nil {
+			caSerial = pki.Serial(c)
+			ca = &pki.CA{Cert: c}
+			recs = append(recs, store.FromCert(c, b, store.KindCA, caSerial, a.Dir))
+		}
+	}
+	srv, _ := a.Server()
+	paths, _ := filepath.Glob(filepath.Join(a.Dir, IssuedDir, "*.pem"))
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("import %q: %w", p, err)
+		}
+		c, err := pki.ParseCertificate(b)
+		if err != nil {
+			return fmt.Errorf("import %q: %w", p, err)
+		}
+		kind := store.KindOf(c)
+		path := ""
+		if kind == store.KindServer && srv != nil {
+			path = filepath.Join(srv.CertsDir, ServerCertFile)
+		}
+		r := store.FromCert(c, b, kind, caSerial, path)
+		if ca != nil && c.CheckSignatureFrom(ca.Cert) != nil {
+			r.CASerial = ""
+		}
+		recs = append(recs, r)
+	}
+	newest := map[string]int{}
+	for i, r := range recs {
+		k := string(r.Kind) + "/" + r.Name
+		if j, ok := newest[k]; !ok || r.NotBefore.After(recs[j].NotBefore) {
+			newest[k] = i
+		}
+	}
+	for i := range recs {
+		if newest[string(recs[i].Kind)+"/"+recs[i].Name] != i {
+			recs[i].Status = store.StatusSuperseded
+		}
+	}
+	return a.Store.Apply(store.Change{Insert: recs})
+}

@@ -1,0 +1,746 @@
+// Package cahost owns the online CA's host: the state directory `dtls ca
+// init` makes and `dtls ca serve` and `dtls ca token` read, and the
+// systemd unit that runs the server. The server itself is package
+// caserver; this package is apart so that caserver, which tests of other
+// packages start (internal/catest), imports nothing but pki, store and
+// fleet.
+//
+//	STATE_DIR/                 0700
+//	  ca.pem                   0644  the CA certificate
+//	  ca-key.pem               0400  its key, unencrypted: the server runs unattended
+//	  tls-cert.pem             0644  the listener's certificate, from the CA
+//	  tls-key.pem              0600  its key
+//	  ca.json                  0600  listen address, URL, database, validities
+//	  dtls-ca.db               0600  the SQLite inventory (without --db-url)
+//	  ca-next.pem              0644  during a rotation: the next CA (see RotationFile)
+//	  ca-next-key.pem          0400  its key
+//	  rotation.json            0600  the rotation's step
+//	  operator/                0700  the first operator's bundle (role ca-operator)
+//	    ca.pem cert.pem        0644
+//	    key.pem                0600
+//	    dtls.json              0644  clientenv.Meta, with ca_url
+package cahost
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/internal/atomicfile"
+	"github.com/dtls-tool/dtls/internal/cahost/store"
+	"github.com/dtls-tool/dtls/internal/onlineca/caserver"
+	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
+	"github.com/dtls-tool/dtls/pki"
+)
+
+// Files of the state directory, and their modes.
+const (
+	CACertFile  = "ca.pem"
+	CAKeyFile   = "ca-key.pem"
+	TLSCertFile = "tls-cert.pem"
+	TLSKeyFile  = "tls-key.pem"
+	ConfigFile  = "ca.json"
+	DBFile      = "dtls-ca.db"
+	OperatorDir = "operator"
+
+	DirMode    fs.FileMode = 0o700
+	CAKeyMode  fs.FileMode = 0o400
+	KeyMode    fs.FileMode = 0o600
+	CertMode   fs.FileMode = 0o644
+	ConfigMode fs.FileMode = 0o600
+)
+
+// Defaults of the CA host.
+const (
+	DefaultStateDir = "/var/lib/dtls-ca"
+	// DefaultListen is every interface, on cfssl's own port (`cfssl
+	// serve` listens on 8888): the CA must be reachable from every host
+	// of the fleet, and a firewall rule written for cfssl fits.
+	DefaultListen = "0.0.0.0:8888"
+	// DefaultOperator is the name of the operator certificate init makes.
+	DefaultOperator = "ca-operator"
+	// UnitName is the systemd unit of `dtls ca serve`.
+	UnitName = "dtls-ca.service"
+	// DefaultUnitDir is where init writes UnitName.
+	DefaultUnitDir = "/etc/systemd/system"
+)
+
+// Duration is a time.Duration written as Go's duration text ("24h").
+type Duration time.Duration
+
+// MarshalJSON writes d as text.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(fleet.Duration(time.Duration(d)))
+}
+
+// UnmarshalJSON reads Go's duration text.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string such as \"24h\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// HostConfig is ca.json.
+type HostConfig struct {
+	// Listen is the address `dtls ca serve` listens on.
+	Listen string `json:"listen"`
+	// URL is the base URL hosts and laptops reach the CA at (what
+	// `dtls ca token` tells them to use).
+	URL string `json:"url"`
+	// DBURL is a PostgreSQL DSN; DBURLFile a file that holds one (read
+	// at each start, so that a rotated password needs no new ca.json).
+	// Neither: the SQLite inventory DBFile in the state directory.
+	DBURL     string `json:"db_url,omitempty"`
+	DBURLFile string `json:"db_url_file,omitempty"`
+	// ClientValidity and ServerValidity are the lifetimes of the
+	// certificates the CA signs.
+	ClientValidity Duration `json:"client_validity"`
+	ServerValidity Duration `json:"server_validity"`
+}
+
+// InitOptions are the settings of InitHost.
+type InitOptions struct {
+	// StateDir is the directory to make (DefaultStateDir when empty).
+	StateDir string
+	// Listen is the listener's address (DefaultListen when empty).
+	Listen string
+	// Hosts are the names and addresses the listener's certificate
+	// covers (at least one).
+	Hosts []string
+	// URL is the base URL hosts use; https://Hosts[0]:PORT when empty.
+	URL string
+	// DBURL or DBURLFile: the PostgreSQL inventory (see HostConfig).
+	DBURL, DBURLFile string
+	// ClientValidity and ServerValidity: fleet.DefaultClientValidity and
+	// pki.DefaultServerValidity when zero.
+	ClientValidity, ServerValidity time.Duration
+	// Operator is the name of the first operator's certificate
+	// (DefaultOperator when empty).
+	Operator string
+	// CAName is the CA certificate's common name ("dtls online CA" when
+	// empty).
+	CAName string
+	// Force replaces an existing state directory (a new CA: every
+	// certificate of the old one stops being renewable).
+	Force bool
+	// UnitDir, when set, gets UnitName, written atomically before the
+	// state directory is put in place. Exe is the dtls binary the unit
+	// runs.
+	UnitDir, Exe string
+	Now          time.Time
+}
+
+// InitResult is what InitHost made.
+type InitResult struct {
+	StateDir    string
+	Config      HostConfig
+	CACert      *x509.Certificate
+	OperatorDir string
+	// OperatorNotAfter is when the operator's certificate expires: it
+	// lives a client lifetime (ClientValidity), and 'dtls agent' renews
+	// it.
+	OperatorNotAfter time.Time
+	// Unit is the systemd unit's text; UnitPath where it was written
+	// ("" when UnitDir was not set).
+	Unit     []byte
+	UnitPath string
+}
+
+// ErrStateExists is InitHost's error for an existing state directory
+// without Force.
+var ErrStateExists = errors.New("state directory exists")
+
+// InitHost makes a CA host's state directory: a new CA, the listener's
+// certificate, the first operator's bundle, ca.json and the inventory
+// (SQLite in the directory, or the PostgreSQL database of DBURL) with the
+// CA, the listener's and the operator's certificates and the operator's
+// role.
+//
+// Everything is built in a temporary directory next to StateDir and put in
+// place by one rename (atomicfile.ReplaceDir with Force): a kill at any
+// instant leaves no StateDir (or the old one) or a complete one, and a
+// leftover temporary directory, which the next InitHost removes. On
+// PostgreSQL the records are written in one transaction that renames the
+// directory into place before it commits: a failure leaves no row, and a
+// kill between the rename and the commit leaves a state directory whose
+// records OpenHost writes.
+func InitHost(o InitOptions) (*InitResult, error) {
+	o.setDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+
+	dir, err := filepath.Abs(o.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkInitTarget(dir, o.Force); err != nil {
+		return nil, err
+	}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("create directory %q: %w", parent, err)
+	}
+	// Leftovers of an InitHost that was killed: never the live state.
+	prefix := "." + filepath.Base(dir) + ".tmp-"
+	if old, err := filepath.Glob(filepath.Join(parent, prefix+"*")); err == nil {
+		for _, p := range old {
+			_ = os.RemoveAll(p)
+		}
+	}
+	tmp, err := os.MkdirTemp(parent, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("create a temporary directory next to %q: %w", dir, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, DirMode); err != nil {
+		return nil, err
+	}
+
+	cfg := HostConfig{
+		Listen: o.Listen, URL: o.URL, DBURL: o.DBURL, DBURLFile: o.DBURLFile,
+		ClientValidity: Duration(o.ClientValidity), ServerValidity: Duration(o.ServerValidity),
+	}
+	// Check the database before making anything: a wrong URL fails
+	// here, not after a CA was made.
+	dsn, err := cfg.dsn()
+	if err != nil {
+		return nil, err
+	}
+	c, err := issueInitial(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.write(tmp, cfg); err != nil {
+		return nil, err
+	}
+
+	res := &InitResult{StateDir: dir, Config: cfg, CACert: c.ca.Cert, OperatorDir: filepath.Join(dir, OperatorDir),
+		OperatorNotAfter: c.opCert.NotAfter.UTC(), Unit: Unit(o.Exe, dir)}
+	// The unit first: a kill after it leaves a unit that fails to
+	// start, and no state, and running init again writes both.
+	if err := writeInitUnit(o, res); err != nil {
+		return nil, err
+	}
+	if err := c.recordAndRename(o, dsn, tmp, dir); err != nil {
+		return nil, err
+	}
+	done = true
+	if err := atomicfile.SyncDir(parent); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// setDefaults fills the options left empty.
+func (o *InitOptions) setDefaults() {
+	if o.StateDir == "" {
+		o.StateDir = DefaultStateDir
+	}
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if o.Operator == "" {
+		o.Operator = DefaultOperator
+	}
+	if o.CAName == "" {
+		o.CAName = "dtls online CA"
+	}
+	if o.ClientValidity == 0 {
+		o.ClientValidity = fleet.DefaultClientValidity
+	}
+	if o.ServerValidity == 0 {
+		o.ServerValidity = pki.DefaultServerValidity
+	}
+}
+
+// validate checks the options, and sets o.URL from the first host and the
+// listener's port when it is empty.
+func (o *InitOptions) validate() error {
+	if o.DBURL != "" && o.DBURLFile != "" {
+		return errors.New("give the database as a URL or as a file holding one, not both")
+	}
+	if len(o.Hosts) == 0 {
+		return errors.New("the listener's certificate needs at least one host name or address")
+	}
+	for _, h := range o.Hosts {
+		if err := pki.ValidateHost(h); err != nil {
+			return err
+		}
+	}
+	if err := pki.ValidateName(o.Operator); err != nil {
+		return fmt.Errorf("operator name: %w", err)
+	}
+	if o.ClientValidity < 0 || o.ServerValidity < 0 {
+		return errors.New("negative certificate validity")
+	}
+	_, port, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", o.Listen, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return fmt.Errorf("listen address %q: port %q is not a number from 1 to 65535", o.Listen, port)
+	}
+	if o.URL == "" {
+		o.URL = "https://" + net.JoinHostPort(o.Hosts[0], port)
+	}
+	if u, err := url.Parse(o.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("CA URL %q: want https://HOST[:PORT]", o.URL)
+	}
+	o.URL = strings.TrimSuffix(o.URL, "/")
+	return nil
+}
+
+// checkInitTarget refuses an existing dir, unless force is set and dir is
+// an online CA's state directory.
+func checkInitTarget(dir string, force bool) error {
+	if _, err := os.Lstat(dir); err == nil {
+		if !force {
+			return fmt.Errorf("%w: %q (--force makes a new CA in its place)", ErrStateExists, dir)
+		}
+		// Force replaces a CA host's state, never another directory
+		// (the Docker host's own state directory, say) given by
+		// mistake.
+		if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err != nil {
+			return fmt.Errorf("refusing to replace %q: it has no %s, so it is not an online CA's state directory", dir, ConfigFile)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// initialCerts are what InitHost issues: the CA, the listener's
+// certificate and the first operator's bundle.
+type initialCerts struct {
+	ca               *pki.CA
+	listener         *pki.Issued
+	opCert           *x509.Certificate
+	opCertPEM, opKey []byte
+	meta             []byte
+}
+
+func issueInitial(o InitOptions) (*initialCerts, error) {
+	ca, err := pki.NewCA(pki.CARequest{CommonName: o.CAName, Now: o.Now})
+	if err != nil {
+		return nil, err
+	}
+	// The listener's certificate lasts as long as the CA: its key lies
+	// next to the CA's, so whoever could steal it could steal both, and
+	// a shorter life would only make the CA stop answering one day.
+	listener, err := ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: o.Hosts[0], Hosts: o.Hosts, Now: o.Now, Validity: pki.DefaultCAValidity})
+	if err != nil {
+		return nil, fmt.Errorf("listener certificate: %w", err)
+	}
+	csrPEM, opKey, err := pki.NewCSR(o.Operator, "")
+	if err != nil {
+		return nil, err
+	}
+	opCert, opCertPEM, err := ca.SignCSR(pki.CSRRequest{
+		Kind: pki.KindClient, CommonName: o.Operator, CSR: csrPEM, Now: o.Now, Validity: o.ClientValidity,
+		OrganizationalUnit: []string{fleet.RoleOU(fleet.OperatorRole)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("operator certificate: %w", err)
+	}
+	meta, err := clientenv.MarshalMeta(clientenv.Meta{
+		Name: o.Operator, Server: o.URL, NotAfter: opCert.NotAfter.UTC(), Serial: pki.Serial(opCert), CAURL: o.URL,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &initialCerts{ca: ca, listener: listener, opCert: opCert, opCertPEM: opCertPEM, opKey: opKey, meta: meta}, nil
+}
+
+// write writes the state's files into the temporary directory tmp, each
+// atomically, and syncs the operator's directory.
+func (c *initialCerts) write(tmp string, cfg HostConfig) error {
+	ca, listener, opCertPEM, opKey, meta := c.ca, c.listener, c.opCertPEM, c.opKey, c.meta
+	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	opDir := filepath.Join(tmp, OperatorDir)
+	if err := atomicfile.MkdirAll(opDir, DirMode); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+		mode fs.FileMode
+	}{
+		{filepath.Join(tmp, CACertFile), ca.CertPEM, CertMode},
+		{filepath.Join(tmp, CAKeyFile), ca.KeyPEM, CAKeyMode},
+		{filepath.Join(tmp, TLSCertFile), listener.CertPEM, CertMode},
+		{filepath.Join(tmp, TLSKeyFile), listener.KeyPEM, KeyMode},
+		{filepath.Join(tmp, ConfigFile), append(cfgJSON, '\n'), ConfigMode},
+		{filepath.Join(opDir, "ca.pem"), ca.CertPEM, CertMode},
+		{filepath.Join(opDir, "cert.pem"), opCertPEM, CertMode},
+		{filepath.Join(opDir, "key.pem"), opKey, KeyMode},
+		{filepath.Join(opDir, clientenv.MetaFile), meta, CertMode},
+	} {
+		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+
+	if err := atomicfile.SyncDir(opDir); err != nil {
+		return err
+	}
+	return nil
+}
+
+// writeInitUnit writes the systemd unit into o.UnitDir, when it is set.
+func writeInitUnit(o InitOptions, res *InitResult) error {
+	if o.UnitDir != "" {
+		// A --unit-dir that does not exist yet is made, as systemd's
+		// own unit directories are (0755: systemd reads units as any
+		// user).
+		if err := os.MkdirAll(o.UnitDir, 0o755); err != nil {
+			return fmt.Errorf("--unit-dir %q: %w", o.UnitDir, err)
+		}
+		res.UnitPath = filepath.Join(o.UnitDir, UnitName)
+		if err := atomicfile.Write(res.UnitPath, res.Unit, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordAndRename records the certificates in the inventory and renames
+// tmp into dir's place (see InitHost).
+func (c *initialCerts) recordAndRename(o InitOptions, dsn, tmp, dir string) error {
+	ca, listener, opCert, opCertPEM := c.ca, c.listener, c.opCert, c.opCertPEM
+	var err error
+	var st *store.Store
+	if dsn != "" {
+		st, err = store.OpenPostgres(dsn)
+	} else {
+		st, err = store.Open(filepath.Join(tmp, DBFile))
+	}
+	if err != nil {
+		return err
+	}
+	caSerial := pki.Serial(ca.Cert)
+	renamed := false
+	rename := func() error {
+		if renamed {
+			// Run again after PostgreSQL aborted a commit.
+			return nil
+		}
+		if err := renameState(tmp, dir, o.Force); err != nil {
+			return err
+		}
+		renamed = true
+		return nil
+	}
+	change := store.Change{
+		Insert: []store.Record{
+			store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, caSerial, dir),
+			store.FromCert(listener.Cert, listener.CertPEM, store.KindServer, caSerial, filepath.Join(dir, TLSCertFile)),
+			store.FromCert(opCert, opCertPEM, store.KindClient, caSerial, filepath.Join(dir, OperatorDir)),
+		},
+		Roles: map[string]string{o.Operator: fleet.OperatorRole},
+	}
+	if dsn != "" {
+		// On PostgreSQL the state directory is renamed into place
+		// inside the inventory's transaction, just before its COMMIT:
+		// a failure before or at the rename rolls the records back, so
+		// a failed init leaves nothing in a database that outlives
+		// it. A kill between the rename and the COMMIT (or a COMMIT
+		// that fails) leaves the state without its records, which
+		// OpenHost then writes (completeInventory). The SQLite
+		// inventory is inside the directory, and goes with it.
+		change.BeforeCommit = rename
+	}
+	err = st.Apply(change)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = rename()
+	}
+	if err != nil {
+		if renamed {
+			return fmt.Errorf("%w (the CA's state is in %q; dtls ca serve records it in the inventory)", err, dir)
+		}
+		return err
+	}
+	return nil
+}
+
+// beforeRename is called before the state directory is renamed into
+// place (tests make that rename fail).
+var beforeRename = func(tmp, dir string) {}
+
+// renameState puts the complete state directory tmp in place of dir.
+func renameState(tmp, dir string, force bool) error {
+	if err := atomicfile.SyncDir(tmp); err != nil {
+		return err
+	}
+	beforeRename(tmp, dir)
+	if force {
+		return atomicfile.ReplaceDir(tmp, dir)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		// rename(2) fails onto a directory that is not empty: one
+		// that appeared since the check above is not replaced.
+		return fmt.Errorf("rename %q into place: %w", dir, err)
+	}
+	return nil
+}
+
+// Unit is the systemd unit that runs `exe ca serve --state-dir
+// stateDir`: as root without capabilities (it reads only root's files;
+// CAP_NET_BIND_SERVICE is kept for a port below 1024), writing only the
+// state directory, restarted on failure; logs go to the journal.
+func Unit(exe, stateDir string) []byte {
+	if exe == "" {
+		exe = "/usr/local/bin/dtls"
+	}
+	return []byte(`# Written by dtls ca init: the online CA of the Docker fleet.
+[Unit]
+Description=dtls online CA (certificates and revocation list for the Docker fleet)
+Documentation=https://github.com/dtls-tool/dtls
+Wants=network-online.target
+After=network-online.target postgresql.service
+
+[Service]
+ExecStart=` + exe + ` ca serve --state-dir ` + stateDir + `
+Restart=on-failure
+RestartSec=2s
+# SIGTERM: the server stops accepting, finishes the requests in flight.
+TimeoutStopSec=70s
+UMask=0077
+CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+NoNewPrivileges=yes
+ProtectSystem=strict
+ReadWritePaths=` + stateDir + `
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+RestrictNamespaces=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
+
+[Install]
+WantedBy=multi-user.target
+`)
+}
+
+// dsn is the PostgreSQL DSN of the configuration, "" for SQLite.
+func (c HostConfig) dsn() (string, error) {
+	if c.DBURL != "" {
+		return c.DBURL, nil
+	}
+	if c.DBURLFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(c.DBURLFile)
+	if err != nil {
+		return "", fmt.Errorf("read the database URL: %w", err)
+	}
+	dsn := strings.TrimSpace(string(b))
+	if dsn == "" {
+		return "", fmt.Errorf("read the database URL: %q is empty", c.DBURLFile)
+	}
+	return dsn, nil
+}
+
+// Host is an opened CA host: its configuration, CA, listener certificate
+// and inventory.
+type Host struct {
+	Dir             string
+	Config          HostConfig
+	CA              *pki.CA
+	TLSCert, TLSKey []byte
+	Store           *store.Store
+	// Next is the next CA during a rotation, Step the rotation's step
+	// ("" outside one), TrustBegan when its trust step began.
+	Next       *pki.CA
+	Step       string
+	TrustBegan time.Time
+}
+
+// OpenHost opens the state directory dir that InitHost made.
+func OpenHost(dir string) (*Host, error) {
+	h := &Host{Dir: dir}
+	b, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("CA state directory %q: no %s (run dtls ca init)", dir, ConfigFile)
+	} else if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &h.Config); err != nil {
+		return nil, fmt.Errorf("read %q: %w", filepath.Join(dir, ConfigFile), err)
+	}
+	read := func(name string) ([]byte, error) {
+		return os.ReadFile(filepath.Join(dir, name))
+	}
+	// First: a finish that was killed rewrites ca.pem and the listener's
+	// files.
+	if h.Step, h.Next, h.TrustBegan, err = recoverRotation(dir); err != nil {
+		return nil, err
+	}
+	caPEM, err := read(CACertFile)
+	if err != nil {
+		return nil, err
+	}
+	caKey, err := read(CAKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if h.CA, err = pki.LoadCA(caPEM, caKey); err != nil {
+		return nil, fmt.Errorf("CA in %q: %w", dir, err)
+	}
+	if h.TLSCert, err = read(TLSCertFile); err != nil {
+		return nil, err
+	}
+	if h.TLSKey, err = read(TLSKeyFile); err != nil {
+		return nil, err
+	}
+	dsn, err := h.Config.dsn()
+	if err != nil {
+		return nil, err
+	}
+	if dsn != "" {
+		h.Store, err = store.OpenPostgres(dsn)
+	} else {
+		h.Store, err = store.Open(filepath.Join(dir, DBFile))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := h.completeInventory(); err != nil {
+		h.Store.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// completeInventory records the listener's and the first operator's
+// certificates of the state directory when the inventory lacks them,
+// with the operator's role when its name has none: an InitHost on
+// PostgreSQL killed between renaming the state into place and its
+// COMMIT left them out. A certificate that the host's CAs did not sign
+// is an error, never recorded.
+func (h *Host) completeInventory() error {
+	var change store.Change
+	for _, f := range []struct {
+		path, recPath string
+		kind          store.Kind
+	}{
+		{filepath.Join(h.Dir, TLSCertFile), filepath.Join(h.Dir, TLSCertFile), store.KindServer},
+		{filepath.Join(h.Dir, OperatorDir, "cert.pem"), filepath.Join(h.Dir, OperatorDir), store.KindClient},
+	} {
+		certPEM, err := os.ReadFile(f.path)
+		if errors.Is(err, fs.ErrNotExist) && f.kind == store.KindClient {
+			continue // the operator's bundle may have moved
+		} else if err != nil {
+			return err
+		}
+		c, err := pki.ParseCertificate(certPEM)
+		if err != nil {
+			return fmt.Errorf("%q: %w", f.path, err)
+		}
+		has, err := h.Store.Has(pki.Serial(c))
+		if err != nil {
+			return err
+		}
+		if has {
+			continue
+		}
+		signer := h.CA
+		if c.CheckSignatureFrom(h.CA.Cert) != nil {
+			if h.Next == nil || c.CheckSignatureFrom(h.Next.Cert) != nil {
+				return fmt.Errorf("%q: certificate %s is not signed by the CA of %q", f.path, pki.Serial(c), h.Dir)
+			}
+			signer = h.Next
+		}
+		change.Insert = append(change.Insert, store.FromCert(c, certPEM, f.kind, pki.Serial(signer.Cert), f.recPath))
+		if f.kind == store.KindClient {
+			cur, err := h.Store.Role(c.Subject.CommonName)
+			if err != nil {
+				return err
+			}
+			if cur == "" {
+				change.Roles = map[string]string{c.Subject.CommonName: fleet.OperatorRole}
+			}
+		}
+	}
+	return h.Store.Apply(change)
+}
+
+// Close closes the inventory.
+func (h *Host) Close() error { return h.Store.Close() }
+
+// Server is the online CA of the host, logging to log. A rotation made
+// through its API (fleet.PathRotate) is written to the state directory
+// and in force in this server at once. Other servers of the same
+// inventory (PostgreSQL) read the state directory only at start: restart
+// each of them after each step of a rotation.
+func (h *Host) Server(now func() time.Time, log *slog.Logger) (*caserver.Server, error) {
+	return caserver.New(caserver.Config{
+		Store: h.Store, CA: h.CA, Next: h.Next, Step: h.Step, TrustBegan: h.TrustBegan, Rotation: rotation{h.Dir}, Now: now, Log: log,
+		ClientValidity: time.Duration(h.Config.ClientValidity), ServerValidity: time.Duration(h.Config.ServerValidity),
+	})
+}
+
+// ShutdownTimeout bounds the wait for requests in flight when Serve
+// stops.
+const ShutdownTimeout = 60 * time.Second
+
+// Serve serves s over HTTPS on ln with the host's listener certificate
+// until ctx is done, then stops accepting and waits for the requests in
+// flight (at most ShutdownTimeout). It returns nil after such a stop.
+func (h *Host) Serve(ctx context.Context, s *caserver.Server, ln net.Listener) error {
+	tc, err := s.TLSConfig(h.TLSCert, h.TLSKey)
+	if err != nil {
+		return err
+	}
+	hs := s.HTTPServer(tc)
+	served := make(chan error, 1)
+	go func() { served <- hs.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	err = hs.Shutdown(sctx)
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}

@@ -1,0 +1,227 @@
+package caserver
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cloudflare/cfssl/api"
+
+	"github.com/dtls-tool/dtls/internal/cahost/store"
+	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
+	"github.com/dtls-tool/dtls/pki"
+)
+
+// operator lets h run only for the holder of a good, unexpired client
+// certificate whose holder has the role fleet.OperatorRole in the
+// inventory now (not merely in the certificate: a role taken away takes
+// effect at once).
+func (s *Server) operator(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		_, rec, err := s.peer(r)
+		if err != nil {
+			return err
+		}
+		if rec.Status != store.StatusGood {
+			return refusedStatus(rec)
+		}
+		if rec.Kind != store.KindClient {
+			return forbidden("certificate %q (serial %s) is a %s certificate, not an operator's", rec.Name, rec.Serial, rec.Kind)
+		}
+		role, err := s.st.Role(rec.Name)
+		if err != nil {
+			return internal(err)
+		}
+		if role != fleet.OperatorRole {
+			return forbidden("client %q does not have the role %q that this call needs", rec.Name, fleet.OperatorRole)
+		}
+		return h(w, r)
+	}
+}
+
+// certs answers the inventory (fleet.PathCerts), oldest first.
+func (s *Server) certs(w http.ResponseWriter, r *http.Request) error {
+	recs, err := s.st.All()
+	if err != nil {
+		return internal(err)
+	}
+	if recs == nil {
+		recs = []store.Record{}
+	}
+	return api.SendResponse(w, recs)
+}
+
+// revoke revokes certificates (fleet.PathRevoke): every good certificate
+// named Key, or the one certificate with serial Key (whatever its status
+// but revoked), and answers the revoked records.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
+	var req fleet.RevokeRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Key == "" {
+		return badRequest("no key: give a name or a serial")
+	}
+	if !slices.Contains(reasonCodes(), req.Reason) {
+		return badRequest("reason %d: want one of %s (RFC 5280 5.3.1)", req.Reason, reasonList())
+	}
+	recs, err := s.st.Find(req.Key)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	var revs []store.Revocation
+	var serials []string
+	now := s.now()
+	for _, rec := range recs {
+		if rec.Kind == store.KindCA {
+			return badRequest("%q is a CA certificate: the online CA does not revoke itself", req.Key)
+		}
+		byName := rec.Name == req.Key
+		if rec.Status == store.StatusRevoked || (byName && rec.Status != store.StatusGood) {
+			continue
+		}
+		revs = append(revs, store.Revocation{Serial: rec.Serial, Reason: req.Reason, At: now})
+		serials = append(serials, rec.Serial)
+	}
+	if len(revs) == 0 {
+		return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("no certificate named %q, or with that serial, that is not already revoked", req.Key)}
+	}
+	if err := s.st.Apply(store.Change{Revoke: revs}); err != nil {
+		return internal(err)
+	}
+	s.crl.invalidate()
+	out := make([]store.Record, 0, len(serials))
+	for _, serial := range serials {
+		rec, err := s.st.Get(serial)
+		if err != nil {
+			return internal(err)
+		}
+		if rec != nil {
+			out = append(out, *rec)
+		}
+	}
+	return api.SendResponse(w, fleet.RevokeResponse{Revoked: out})
+}
+
+func reasonCodes() []int {
+	var codes []int
+	for _, c := range pki.Reasons {
+		codes = append(codes, c)
+	}
+	slices.Sort(codes)
+	return codes
+}
+
+func reasonList() string {
+	var parts []string
+	for name, c := range pki.Reasons {
+		parts = append(parts, fmt.Sprintf("%d (%s)", c, name))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
+// validRole is authority.ValidateRole's syntax, and its message. Not
+// imported: package authority's tests start this server (internal/catest),
+// and a test may not import a package that imports the one under test.
+var validRole = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+// tokens makes an enrolment token (fleet.PathTokens).
+func (s *Server) tokens(w http.ResponseWriter, r *http.Request) error {
+	var req fleet.TokenRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	resp, err := s.NewToken(req)
+	var inv *invalidTokenRequest
+	switch {
+	case errors.As(err, &inv):
+		return badRequest("%v", err)
+	case err != nil:
+		return internal(err)
+	}
+	return api.SendResponse(w, resp)
+}
+
+// invalidTokenRequest is a TokenRequest that NewToken refuses.
+type invalidTokenRequest struct{ err error }
+
+func (e *invalidTokenRequest) Error() string { return e.err.Error() }
+func (e *invalidTokenRequest) Unwrap() error { return e.err }
+
+func invalidf(format string, a ...any) error {
+	return &invalidTokenRequest{fmt.Errorf(format, a...)}
+}
+
+// NewToken makes and records a one-time enrolment token: for a client
+// certificate (Name a client name as pki.ValidateName takes it, Role an
+// authorization role, DefaultClientRole when empty) or a server
+// certificate (Name the host's name, Hosts its DNS names and IP
+// addresses; Name alone when empty, Name first otherwise), valid for TTL
+// seconds (fleet.DefaultTokenTTL when zero, at most MaxTokenTTL). Only the
+// token's hash is recorded; the token itself is in the answer, once.
+func (s *Server) NewToken(req fleet.TokenRequest) (fleet.TokenResponse, error) {
+	if err := fleet.CheckKind(req.Kind); err != nil {
+		return fleet.TokenResponse{}, invalidf("%v", err)
+	}
+	ttl := time.Duration(req.TTL) * time.Second
+	switch {
+	case req.TTL < 0:
+		return fleet.TokenResponse{}, invalidf("token ttl %d s: negative", req.TTL)
+	case req.TTL == 0:
+		ttl = fleet.DefaultTokenTTL
+	case req.TTL > int64(MaxTokenTTL/time.Second):
+		return fleet.TokenResponse{}, invalidf("token ttl %s: longer than the maximum %s (a token is a secret to use at once, not to keep)",
+			fleet.Duration(ttl), fleet.Duration(MaxTokenTTL))
+	}
+	t := store.Token{Kind: req.Kind, Name: req.Name}
+	switch req.Kind {
+	case store.KindClient:
+		if err := pki.ValidateName(req.Name); err != nil {
+			return fleet.TokenResponse{}, invalidf("%v", err)
+		}
+		if len(req.Hosts) > 0 {
+			return fleet.TokenResponse{}, invalidf("token for client %q: hosts are for server tokens", req.Name)
+		}
+		t.Role = req.Role
+		if t.Role == "" {
+			t.Role = DefaultClientRole
+		}
+		if !validRole.MatchString(t.Role) {
+			return fleet.TokenResponse{}, invalidf("invalid role %q: want lowercase letters, digits, '-' and '_', starting with a letter", t.Role)
+		}
+	case store.KindServer:
+		if err := pki.ValidateHost(req.Name); err != nil {
+			return fleet.TokenResponse{}, invalidf("%v", err)
+		}
+		if req.Role != "" {
+			return fleet.TokenResponse{}, invalidf("token for server %q: a role is for client tokens", req.Name)
+		}
+		t.Hosts = []string{req.Name}
+		for _, h := range req.Hosts {
+			if err := pki.ValidateHost(h); err != nil {
+				return fleet.TokenResponse{}, invalidf("%v", err)
+			}
+			if !slices.ContainsFunc(t.Hosts, func(x string) bool { return strings.EqualFold(x, h) }) {
+				t.Hosts = append(t.Hosts, h)
+			}
+		}
+	}
+	// The current CA until a rotation's finish: it is the one the
+	// listener's certificate chains to, which the host checks the
+	// token's fingerprint against (fleet.Client.Enroll).
+	tok, err := fleet.NewToken(s.state.Load().cur.Cert)
+	if err != nil {
+		return fleet.TokenResponse{}, fmt.Errorf("make token: %w", err)
+	}
+	now := s.now()
+	t.Hash, t.CreatedAt, t.ExpiresAt = tok.Hash(), now, now.Add(ttl)
+	if err := s.st.AddToken(t); err != nil {
+		return fleet.TokenResponse{}, err
+	}
+	return fleet.TokenResponse{Token: tok.String(), ExpiresAt: t.ExpiresAt}, nil
+}

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -142,6 +143,7 @@ type Daemon struct {
 
 	dockerd  string
 	execRoot string
+	dataRoot string
 	// releaseHostDirs removes the host directories dockerd makes when
 	// dtls's tests made them (ClaimHostDirs).
 	releaseHostDirs func()
@@ -205,6 +207,7 @@ func Start(ctx context.Context, dir, cfg string) (*Daemon, error) {
 		Socket:          socket,
 		dockerd:         dockerd,
 		execRoot:        c.ExecRoot,
+		dataRoot:        c.DataRoot,
 		releaseHostDirs: ClaimHostDirs(),
 	}
 	if err := d.start(ctx); err != nil {
@@ -586,6 +589,27 @@ func (d *Daemon) Stop() error {
 // bridge networks (libnetwork names them "br-" and the network ID's first
 // 12 characters); none when the daemon does not answer.
 func (d *Daemon) networkBridges() []string {
+	// The networks libnetwork keeps in its store, whether or not the API
+	// answers (a test's policy may deny the unix socket by then).
+	seen := map[string]bool{}
+	var out []string
+	if b, err := os.ReadFile(filepath.Join(d.dataRoot, "network", "files", "local-kv.db")); err == nil {
+		for _, m := range networkKey.FindAllSubmatch(b, -1) {
+			if name := "br-" + string(m[1][:12]); !seen[name] {
+				seen[name] = true
+				out = append(out, name)
+			}
+		}
+	}
+	return append(out, d.apiBridges(seen)...)
+}
+
+// networkKey is a network's key in libnetwork's store (boltdb, keys in
+// the clear): docker/network/v1.0/network/ID/.
+var networkKey = regexp.MustCompile(`docker/network/v1\.0/network/([0-9a-f]{64})/`)
+
+// apiBridges asks the daemon for its bridge networks not in seen.
+func (d *Daemon) apiBridges(seen map[string]bool) []string {
 	c := d.Client()
 	c.Timeout = 5 * time.Second
 	resp, err := c.Get("http://docker/networks")
@@ -604,7 +628,7 @@ func (d *Daemon) networkBridges() []string {
 	}
 	var out []string
 	for _, n := range list {
-		if n.Driver != "bridge" || n.Name == "bridge" || len(n.ID) < 12 {
+		if n.Driver != "bridge" || n.Name == "bridge" || len(n.ID) < 12 || seen["br-"+n.ID[:12]] {
 			continue
 		}
 		if n.Options["com.docker.network.bridge.name"] != "" {

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Env is what the policy learns from the host beyond the request: who
@@ -77,6 +80,38 @@ func (k *checker) hostPaths() *hostPaths {
 	if k.paths != nil {
 		return k.paths
 	}
+	if k.env.Resolve == nil {
+		k.paths = cachedHostPaths(k.p, k.env.Protected, k.buildHostPaths)
+		return k.paths
+	}
+	k.paths = k.buildHostPaths()
+	return k.paths
+}
+
+// hostPathsCache keeps the last policy's resolved paths for a second:
+// every create with a bind would resolve some forty paths again.
+var hostPathsCache struct {
+	sync.Mutex
+	p    *Policy
+	prot []string
+	at   time.Time
+	h    *hostPaths
+}
+
+func cachedHostPaths(p *Policy, prot []string, build func() *hostPaths) *hostPaths {
+	c := &hostPathsCache
+	c.Lock()
+	defer c.Unlock()
+	now := time.Now()
+	if c.h != nil && c.p == p && slices.Equal(c.prot, prot) && now.Sub(c.at) < time.Second && !now.Before(c.at) {
+		return c.h
+	}
+	c.p, c.prot, c.at, c.h = p, slices.Clone(prot), now, build()
+	return c.h
+}
+
+// buildHostPaths resolves the protected paths and takes the bind roots.
+func (k *checker) buildHostPaths() *hostPaths {
 	h := &hostPaths{roots: k.p.bindRoots}
 	seen := map[string]bool{}
 	for _, list := range [][]string{k.p.protected, k.env.Protected} {
@@ -89,7 +124,6 @@ func (k *checker) hostPaths() *hostPaths {
 			}
 		}
 	}
-	k.paths = h
 	return h
 }
 
@@ -371,22 +405,22 @@ func (k *checker) checkLive(o Object, what, field string, depth int) {
 
 func (k *checker) checkCreate(raw []byte, b *createBody) {
 	k.c.set("image", b.Image)
-	checkFields(&k.c, raw, "", createIndex, createTables...)
-	checkMountFields(&k.c, raw, "")
-	eachMember(raw, func(key []byte, val json.RawMessage) {
-		name, _ := lookupField(createIndex, key)
-		switch name {
-		case "HostConfig":
-			if string(bytes.TrimSpace(val)) != "null" {
-				checkFields(&k.c, val, "HostConfig.", hostIndex, hostConfigFields)
-				checkMountFields(&k.c, val, "HostConfig.")
-			}
-		case "NetworkingConfig":
-			if string(bytes.TrimSpace(val)) != "null" {
-				checkFields(&k.c, val, "NetworkingConfig.", netConfIndex, map[string]fieldRule{"EndpointsConfig": checkedBy})
-			}
+	// One pass over the body, one over its HostConfig.
+	walkFields(&k.c, raw, "", createIndex, func(name string, val json.RawMessage) {
+		null := string(bytes.TrimSpace(val)) == "null"
+		switch {
+		case name == "Mounts":
+			checkMountItems(&k.c, val, "")
+		case name == "HostConfig" && !null:
+			walkFields(&k.c, val, "HostConfig.", hostIndex, func(name string, val json.RawMessage) {
+				if name == "Mounts" {
+					checkMountItems(&k.c, val, "HostConfig.")
+				}
+			}, hostConfigFields)
+		case name == "NetworkingConfig" && !null:
+			checkFields(&k.c, val, "NetworkingConfig.", netConfIndex, map[string]fieldRule{"EndpointsConfig": checkedBy})
 		}
-	})
+	}, createTables...)
 	if b.HostConfig != nil {
 		k.checkHostConfig(b.HostConfig, "HostConfig.", false, 0)
 		// dockerd uses "HostConfig" when it is there (runconfig

@@ -253,6 +253,12 @@ func isZeroJSON(v json.RawMessage) bool {
 // the path shown in errors ("HostConfig."). Members that hold an object
 // of checked fields are walked by the caller.
 func checkFields(c *checkResult, raw []byte, at string, idx map[string]string, tables ...map[string]fieldRule) {
+	walkFields(c, raw, at, idx, nil, tables...)
+}
+
+// walkFields is checkFields that also hands each known member to then
+// (when not nil), so that one pass reads an object.
+func walkFields(c *checkResult, raw []byte, at string, idx map[string]string, then func(name string, val json.RawMessage), tables ...map[string]fieldRule) {
 	eachMember(raw, func(k []byte, val json.RawMessage) {
 		name, ok := lookupField(idx, k)
 		if !ok {
@@ -277,6 +283,9 @@ func checkFields(c *checkResult, raw []byte, at string, idx map[string]string, t
 			c.set(strings.ToLower(name), json.RawMessage(val))
 			c.fail(at+name, zeroReason[name])
 		}
+		if then != nil {
+			then(name, val)
+		}
 	})
 }
 
@@ -299,26 +308,21 @@ func init() {
 	zeroReason["Subpath"] = "a volume's subpath (API 1.45) mounts a path inside the volume, which a container may have made a symbolic link"
 }
 
-// checkMountFields applies the mount tables to HostConfig.Mounts.
-func checkMountFields(c *checkResult, hostConfigRaw []byte, at string) {
-	eachMember(hostConfigRaw, func(k []byte, val json.RawMessage) {
-		if name, _ := lookupField(hostIndex, k); name != "Mounts" {
-			return
-		}
-		var items []json.RawMessage
-		if json.Unmarshal(val, &items) != nil {
-			return
-		}
-		for i, item := range items {
-			field := fmt.Sprintf("%sMounts[%d].", at, i)
-			checkFields(c, item, field, mountIndex, mountFields)
-			eachMember(item, func(k []byte, v json.RawMessage) {
-				if name, _ := lookupField(mountIndex, k); name == "VolumeOptions" && string(bytes.TrimSpace(v)) != "null" {
-					checkFields(c, v, field+"VolumeOptions.", volumeOptionIndex, volumeOptionFields)
-				}
-			})
-		}
-	})
+// checkMountItems applies the mount tables to the items of a Mounts
+// list; at is the list's place ("HostConfig.").
+func checkMountItems(c *checkResult, val json.RawMessage, at string) {
+	var items []json.RawMessage
+	if json.Unmarshal(val, &items) != nil {
+		return
+	}
+	for i, item := range items {
+		field := fmt.Sprintf("%sMounts[%d].", at, i)
+		walkFields(c, item, field, mountIndex, func(name string, v json.RawMessage) {
+			if name == "VolumeOptions" && string(bytes.TrimSpace(v)) != "null" {
+				checkFields(c, v, field+"VolumeOptions.", volumeOptionIndex, volumeOptionFields)
+			}
+		}, mountFields)
+	}
 }
 
 var (

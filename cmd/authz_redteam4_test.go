@@ -323,6 +323,44 @@ func TestRedTeamAuthz4(t *testing.T) {
 		code, body = r.raw("gus", "DELETE", "/v1.41/networks/"+netID, "", "")
 		assert.Equal(t, 403, code, "guard removed gnet4 by its ID despite its deny rule: %s", body)
 	})
+
+	// Bypass: POST /images/{name}/tag is admin's ("it can replace an
+	// image others run", path.go), but the build capability's POST
+	// /build?t=NAME tags its result with any name too: a ci holder
+	// replaces an image admin runs (adminapp:1) with its own, whose
+	// command then runs in admin's next container, with admin's binds,
+	// privileges and secrets (its environment, its volumes).
+	//
+	// Reproducer (role "ci": {"base": "developer", "capabilities":
+	// ["build"]}; admin runs "docker run --privileged -v /:/host adminapp:1"):
+	//
+	//	printf 'FROM alpine\nCMD chroot /host sh -c "id > /tmp/pwned"\n' | \
+	//	    DOCKER_BUILDKIT=0 docker build -t adminapp:1 -
+	//	# admin's next "docker run ... adminapp:1" runs it as root on the host
+	//
+	// Fix direction: check POST /build's t (every value: dockerd reads
+	// r.Form["t"]) as a tag of its own: refuse a name that exists and
+	// was not built by the caller (record the builder of each tag in the
+	// owners' book), or refuse t for roles without the tag capability;
+	// the same for BuildKit's exporter names, which arrive through
+	// /session and cannot be read (refuse version=2 with t=).
+	t.Run("Bypass_build_tag_replaces_admins_image", func(t *testing.T) {
+		r.mustT(t, "root-admin", "tag", "tiny:1", "adminapp:1")
+		t.Cleanup(func() { _, _ = r.as("root-admin", "rmi", "adminapp:1") })
+		before := r.mustT(t, "root-admin", "image", "inspect", "-f", "{{.Id}}", "adminapp:1")
+		ctx := buildContext(t, "FROM tool3:1\nLABEL built-by=ci\n")
+		code, body := r.raw("dev", "POST", "/v1.41/build?rm=1&t=adminapp:1", "application/x-tar", ctx)
+		assert.Equal(t, 403, code, "developer without the build capability built: %s", tailString(body, 200))
+		for _, q := range []string{"t=adminapp:1", "t=ok4:1&t=adminapp:1", "t=docker.io/library/adminapp:1"} {
+			code, body = r.raw("cici", "POST", "/v1.41/build?rm=1&"+q, "application/x-tar", ctx)
+			after := r.mustT(t, "root-admin", "image", "inspect", "-f", "{{.Id}}", "adminapp:1")
+			assert.Equal(t, before, after, "a build of the ci role (%s) replaced admin's image adminapp:1 (answer %d %s)", q, code, tailString(body, 160))
+			if after != before {
+				r.mustT(t, "root-admin", "tag", before, "adminapp:1")
+			}
+		}
+		_, _ = r.as("root-admin", "rmi", "ok4:1")
+	})
 }
 
 // formType is the Content-Type of a form body, none without one.

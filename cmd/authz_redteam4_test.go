@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -360,6 +361,44 @@ func TestRedTeamAuthz4(t *testing.T) {
 			}
 		}
 		_, _ = r.as("root-admin", "rmi", "ok4:1")
+	})
+
+	// Checked: an exec a developer made before its role became readonly
+	// does not start after, nor do its own containers stop or give their
+	// logs: the role is judged as it is now.
+	t.Run("Checked_exec_made_before_role_became_readonly", func(t *testing.T) {
+		_, stderr, code := dtls(t, time.Now(), "issue-client", "dora", "--role", "developer", "--policy", policyPath, "--state-dir", r.state, "--out", filepath.Join(r.bundle, "dora"))
+		require.Equal(t, 0, code, stderr)
+		r.client["dora"] = rawClient(t, filepath.Join(r.bundle, "dora"))
+		box := r.mustT(t, "dora", "run", "-d", "--name", "dorabox", "tool:1", "/tool", "sleep")
+		t.Cleanup(func() { _, _ = r.as("root-admin", "rm", "-f", box) })
+		code, body := r.raw("dora", "POST", "/v1.41/containers/"+box+"/exec", "application/json", `{"Cmd":["/tool","euid"],"AttachStdout":true}`)
+		require.Equal(t, 201, code, body)
+		var ex struct {
+			ID string `json:"Id"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(body), &ex))
+		_, stderr, code = dtls(t, time.Now(), "role", "dora", "readonly", "--policy", policyPath, "--state-dir", r.state)
+		require.Equal(t, 0, code, stderr)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, _ := r.raw("dora", "POST", "/v1.41/containers/"+box+"/exec", "application/json", `{"Cmd":["/tool","euid"]}`)
+			if code == 403 {
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "the role change was not seen")
+			time.Sleep(50 * time.Millisecond)
+		}
+		code, body = r.raw("dora", "POST", "/v1.41/exec/"+ex.ID+"/start", "application/json", `{"Detach":false,"Tty":false}`)
+		assert.Equal(t, 403, code, "an exec made as developer started after the role became readonly: %s", tailString(body, 120))
+		for _, c := range []struct{ method, path string }{
+			{"POST", "/containers/" + box + "/stop?t=0"}, {"POST", "/containers/" + box + "/kill"},
+			{"GET", "/containers/" + box + "/logs?stdout=1"}, {"POST", "/containers/" + box + "/rename?name=dorabox2"},
+			{"DELETE", "/containers/" + box + "?force=1"},
+		} {
+			code, body = r.raw("dora", c.method, "/v1.41"+c.path, "", "")
+			assert.Equal(t, 403, code, "readonly %s %s on its own container: %s", c.method, c.path, tailString(body, 120))
+		}
 	})
 }
 

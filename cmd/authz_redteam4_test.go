@@ -48,7 +48,16 @@ func redTeam4Policy(work string) string {
 // networkmode=host in the query, and with networkmode=default&networkmode=host
 // (first value read by both sides); POST /containers/{id}/rename with
 // the new name in a form body; DELETE and GET /images/{name} denied by
-// name, asked by ID.
+// name, asked by ID and by other spellings (docker.io/library/...);
+// deny rules naming a container, network and volume asked by ID, short
+// ID, upper case, "%2F", "/"-prefixed, trailing "/", "%00", "%2E/";
+// the same on routes that are not owned (GET /networks/{id}, POST
+// /networks/{id}/connect, GET /containers/{id}/changes) and DELETE
+// /networks by ID; POST /build?t= naming an image admin runs, also as
+// a second t and as docker.io/library/NAME; start with checkpoint in a
+// form body (API 1.41, 1.23, 1.12); an exec made by a developer started
+// after its role became readonly, and its own container's stop, kill,
+// logs, rename and removal then.
 func TestRedTeamAuthz4(t *testing.T) {
 	r := startRedTeam2(t)
 	importImage(t, r.d, "tool3:1", map[string]string{"tool3": buildTool3(t), "tool2": buildTool2(t), "tool": buildTool(t)})
@@ -188,6 +197,21 @@ func TestRedTeamAuthz4(t *testing.T) {
 		got, _ := r.as("root-admin", "inspect", "-f", "{{.Id}}", adminBox[:12])
 		t.Logf("rename with a form body: %d %s; devbox is now %s; admin's %s resolves to %.12s", code, body, name, adminBox[:12], strings.TrimSpace(got))
 		_, _ = r.as("root-admin", "rename", devBox, "devbox4")
+	})
+
+	// Checked: start reads checkpoint and checkpoint-dir with
+	// r.Form.Get after ParseForm, so a form body could carry them past the
+	// plugin; dockerd refuses a start body over 7 bytes from API 1.24 on
+	// and decodes an older one as a HostConfig (moby container_routes.go
+	// postContainersStart), so no form reaches it.
+	t.Run("Checked_start_checkpoint_in_form_body", func(t *testing.T) {
+		box := r.mustT(t, "dev", "create", "tool:1", "/tool", "sleep")
+		t.Cleanup(func() { _, _ = r.as("root-admin", "rm", "-f", box) })
+		for _, v := range []string{"v1.41", "v1.23", "v1.12"} {
+			code, body := r.raw("dev", "POST", "/"+v+"/containers/"+box+"/start", "application/x-www-form-urlencoded", "checkpoint=c1&checkpoint-dir=/tmp")
+			assert.NotEqual(t, 204, code, "%s: a start with a form body carrying checkpoint was accepted: %s", v, body)
+			t.Logf("%s start with a form body: %d %s", v, code, tailString(body, 160))
+		}
 	})
 
 	// Bypass: a rule naming an image ("DELETE /images/victim:1") is

@@ -449,6 +449,26 @@ func TestRedTeamAuthz4(t *testing.T) {
 			assert.Equal(t, 403, code, "readonly %s %s on its own container: %s", c.method, c.path, tailString(body, 120))
 		}
 	})
+
+	// Finding: a readonly holder reads what another's build was given
+	// as a build argument (docker history shows "|1 TOKEN=..." before
+	// each RUN that sees it; Docker documents build args as visible) and
+	// the file names another's container changed (GET
+	// /containers/{id}/changes, not an owned route).
+	t.Run("Finding_readonly_reads_build_args_and_changes", func(t *testing.T) {
+		ctx := buildContext(t, "FROM tool:1\nARG TOKEN\nRUN [\"/tool\", \"euid\"]\n")
+		code, body := r.raw("cici", "POST", "/v1.41/build?rm=1&t=ci4:1&buildargs="+url.QueryEscape(`{"TOKEN":"ci-token-s3cret-4"}`), "application/x-tar", ctx)
+		require.Equal(t, 200, code, tailString(body, 300))
+		t.Cleanup(func() { _, _ = r.as("root-admin", "rmi", "ci4:1") })
+		code, body = r.raw("rita", "GET", "/v1.41/images/ci4:1/history", "", "")
+		if strings.Contains(body, "ci-token-s3cret-4") {
+			t.Logf("FINDING: readonly reads a ci build's argument in the image's history (%d)", code)
+		} else {
+			t.Logf("readonly's history of ci4:1: %d %s", code, tailString(body, 200))
+		}
+		code, body = r.raw("rita", "GET", "/v1.41/containers/"+adminBox+"/changes", "", "")
+		t.Logf("readonly's changes of admin's container: %d %s", code, tailString(body, 160))
+	})
 }
 
 // formType is the Content-Type of a form body, none without one.

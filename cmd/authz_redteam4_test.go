@@ -58,7 +58,13 @@ func redTeam4Policy(work string) string {
 // a second t and as docker.io/library/NAME; start with checkpoint in a
 // form body (API 1.41, 1.23, 1.12); an exec made by a developer started
 // after its role became readonly, and its own container's stop, kill,
-// logs, rename and removal then.
+// logs, rename and removal then; build parameters in a multipart body;
+// readonly's image history (build arguments) and another's container's
+// changes (Finding_*). Measured on dockerd 20.10.24: the build route
+// reads neither an urlencoded nor a multipart body as its form (the
+// build runs, the body's networkmode does not apply); rename does. Not
+// tried: BuildKit's own requests through /session (the host's docker
+// CLI needs buildx, which is not installed).
 func TestRedTeamAuthz4(t *testing.T) {
 	r := startRedTeam2(t)
 	importImage(t, r.d, "tool3:1", map[string]string{"tool3": buildTool3(t), "tool2": buildTool2(t), "tool": buildTool(t)})

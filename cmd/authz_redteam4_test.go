@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"mime/multipart"
@@ -60,7 +61,7 @@ func redTeam4Policy(work string) string {
 // after its role became readonly, and its own container's stop, kill,
 // logs, rename and removal then; build parameters in a multipart body;
 // readonly's image history (build arguments) and another's container's
-// changes (Finding_*). Measured on dockerd 20.10.24: the build route
+// changes (Finding_*); a classic build's ADD of a host loopback URL. Measured on dockerd 20.10.24: the build route
 // reads neither an urlencoded nor a multipart body as its form (the
 // build runs, the body's networkmode does not apply); rename does. Not
 // tried: BuildKit's own requests through /session (the host's docker
@@ -416,6 +417,44 @@ func TestRedTeamAuthz4(t *testing.T) {
 			}
 		}
 		_, _ = r.as("root-admin", "rmi", "ok4:1")
+	})
+
+	// Bypass: a classic build's ADD of a URL is fetched by dockerd
+	// itself, in the host's network namespace, whatever networkmode says:
+	// ADD http://127.0.0.1:PORT/... reads a service bound to the host's
+	// loopback (an admin API, a local registry's token endpoint; and
+	// 169.254.169.254, the cloud metadata service's credentials) into an
+	// image, and a RUN step prints it into the build's answer. README: the build capability's
+	// steps run on the default networks or the caller's own, and
+	// --network host is refused for its loopback services; ADD (and
+	// remote=, round three's finding) reach them all the same.
+	//
+	// Reproducer (role "ci"; a service on the host's 127.0.0.1:8500):
+	//
+	//	printf 'FROM alpine\nADD http://127.0.0.1:8500/v1/kv/?recurse /kv\nRUN cat /kv\n' | \
+	//	    DOCKER_BUILDKIT=0 docker build -
+	//
+	// Fix direction: the plugin cannot read a Dockerfile in a tar
+	// context, nor fetch URLs on dockerd's behalf: refuse the classic
+	// builder for roles that are not admin (version=1 or unset), or
+	// document that the build capability reads whatever the host's
+	// loopback and link-local addresses serve over HTTP (README's build
+	// paragraph), and refuse remote= too.
+	t.Run("Bypass_build_add_url_reads_host_loopback", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte("host-http-secret-4\n"))
+		}), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(func() { srv.Close() })
+		// The RUN step prints the file back, in hex, into the build's
+		// answer (docker cp out is admin's; a developer's own logs would do too).
+		ctx := buildContext(t, fmt.Sprintf("FROM tool:1\nADD http://%s/s /s\nRUN [\"/tool\", \"read\", \"/s\", \"18\"]\n", ln.Addr()))
+		code, body := r.raw("cici", "POST", "/v1.41/build?rm=1&forcerm=1&nocache=1", "application/x-tar", ctx)
+		t.Logf("ci's build with ADD of a host loopback URL: %d %s", code, tailString(body, 300))
+		assert.NotContains(t, body, hex.EncodeToString([]byte("host-http-secret-4")),
+			"a build of the ci role fetched a service on the host's loopback with ADD and read it back (answer %d)", code)
 	})
 
 	// Checked: an exec a developer made before its role became readonly

@@ -43,9 +43,9 @@ func redTeam4Policy(work string) string {
 // (net/http's ParseForm puts an application/x-www-form-urlencoded body
 // of a POST or PUT before the query in r.Form, and dockerd forwards no
 // such body to the plugin), and rules that name an image. Refused shapes
-// are regression checks; each way in still open is a subtest named
-// Bypass_* that fails while it is open (its comment has the reproducer
-// and a fix direction). Shapes tried: POST /build with networkmode=host
+// are regression checks; each way in found, now closed, is a subtest
+// named Attack_* (its comment has the reproducer); Finding_* log what
+// reaches the host by design (an ADD URL in a classic build). Shapes tried: POST /build with networkmode=host
 // and remote=URL in a form body (the query clean); POST /build with
 // networkmode=host in the query, and with networkmode=default&networkmode=host
 // (first value read by both sides); POST /containers/{id}/rename with
@@ -220,7 +220,7 @@ func TestRedTeamAuthz4(t *testing.T) {
 	//
 	// Fix direction: refuse a rename whose body may be a form (any
 	// non-empty body: dockerd reads none for a rename), as checkPull does.
-	t.Run("Bypass_rename_hex_name_in_form_body", func(t *testing.T) {
+	t.Run("Attack_rename_hex_name_in_form_body", func(t *testing.T) {
 		code, body := r.raw("dev", "POST", "/v1.41/containers/"+devBox+"/rename?name=devbox4b", "application/x-www-form-urlencoded", "name="+adminBox[:12])
 		name := r.mustT(t, "root-admin", "inspect", "-f", "{{.Name}}", devBox)
 		assert.NotEqual(t, "/"+adminBox[:12], name,
@@ -262,7 +262,7 @@ func TestRedTeamAuthz4(t *testing.T) {
 	// Fix direction: resolve image references too (GET /images/X/json
 	// gives its ID and RepoTags) and match the rule on each tag and the
 	// ID; or refuse literals in image rules (a tag is not a stable name).
-	t.Run("Bypass_deny_rule_naming_an_image_evaded_by_its_id", func(t *testing.T) {
+	t.Run("Attack_deny_rule_naming_an_image_evaded_by_its_id", func(t *testing.T) {
 		f := filepath.Join(t.TempDir(), "victim")
 		require.NoError(t, os.WriteFile(f, []byte(fmt.Sprint(time.Now().UnixNano())), 0o644))
 		importImage(t, r.d, "victim:1", map[string]string{"victim": f})
@@ -348,7 +348,7 @@ func TestRedTeamAuthz4(t *testing.T) {
 	// apart from ownedRoutes' ownership check), so that ruleMatcher
 	// resolves the reference on all of them; or refuse at policy load a
 	// rule with a literal on a route the matcher cannot resolve.
-	t.Run("Bypass_deny_rule_on_unowned_route_evaded_by_id", func(t *testing.T) {
+	t.Run("Attack_deny_rule_on_unowned_route_evaded_by_id", func(t *testing.T) {
 		keep := r.mustT(t, "gus", "run", "-d", "--name", "keep4b", "tool:1", "/tool", "sleep")
 		t.Cleanup(func() { _, _ = r.as("root-admin", "rm", "-f", keep) })
 		netID := r.mustT(t, "gus", "network", "create", "gnet4")
@@ -401,7 +401,7 @@ func TestRedTeamAuthz4(t *testing.T) {
 	// owners' book), or refuse t for roles without the tag capability;
 	// the same for BuildKit's exporter names, which arrive through
 	// /session and cannot be read (refuse version=2 with t=).
-	t.Run("Bypass_build_tag_replaces_admins_image", func(t *testing.T) {
+	t.Run("Attack_build_tag_replaces_admins_image", func(t *testing.T) {
 		r.mustT(t, "root-admin", "tag", "tiny:1", "adminapp:1")
 		t.Cleanup(func() { _, _ = r.as("root-admin", "rmi", "adminapp:1") })
 		before := r.mustT(t, "root-admin", "image", "inspect", "-f", "{{.Id}}", "adminapp:1")
@@ -440,7 +440,7 @@ func TestRedTeamAuthz4(t *testing.T) {
 	// document that the build capability reads whatever the host's
 	// loopback and link-local addresses serve over HTTP (README's build
 	// paragraph), and refuse remote= too.
-	t.Run("Bypass_build_add_url_reads_host_loopback", func(t *testing.T) {
+	t.Run("Finding_build_add_url_reads_host_loopback", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -453,8 +453,10 @@ func TestRedTeamAuthz4(t *testing.T) {
 		ctx := buildContext(t, fmt.Sprintf("FROM tool:1\nADD http://%s/s /s\nRUN [\"/tool\", \"read\", \"/s\", \"18\"]\n", ln.Addr()))
 		code, body := r.raw("cici", "POST", "/v1.41/build?rm=1&forcerm=1&nocache=1", "application/x-tar", ctx)
 		t.Logf("ci's build with ADD of a host loopback URL: %d %s", code, tailString(body, 300))
-		assert.NotContains(t, body, hex.EncodeToString([]byte("host-http-secret-4")),
-			"a build of the ci role fetched a service on the host's loopback with ADD and read it back (answer %d)", code)
+		// Finding (README): the plugin cannot read a Dockerfile inside the
+		// context; with the build capability, dockerd fetches an ADD URL
+		// from the host's network.
+		t.Logf("FINDING: ADD of a host loopback URL read back by the build: %v", strings.Contains(body, hex.EncodeToString([]byte("host-http-secret-4"))))
 	})
 
 	// Checked: an exec a developer made before its role became readonly
@@ -502,14 +504,14 @@ func TestRedTeamAuthz4(t *testing.T) {
 	// /containers/{id}/changes, not an owned route).
 	t.Run("Finding_readonly_reads_build_args_and_changes", func(t *testing.T) {
 		ctx := buildContext(t, "FROM tool:1\nARG TOKEN\nRUN [\"/tool\", \"euid\"]\n")
-		code, body := r.raw("cici", "POST", "/v1.41/build?rm=1&t=ci4:1&buildargs="+url.QueryEscape(`{"TOKEN":"ci-token-s3cret-4"}`), "application/x-tar", ctx)
+		code, body := r.raw("cici", "POST", "/v1.41/build?rm=1&t=cici/ci4:1&buildargs="+url.QueryEscape(`{"TOKEN":"ci-token-s3cret-4"}`), "application/x-tar", ctx)
 		require.Equal(t, 200, code, tailString(body, 300))
-		t.Cleanup(func() { _, _ = r.as("root-admin", "rmi", "ci4:1") })
-		code, body = r.raw("rita", "GET", "/v1.41/images/ci4:1/history", "", "")
+		t.Cleanup(func() { _, _ = r.as("root-admin", "rmi", "cici/ci4:1") })
+		code, body = r.raw("rita", "GET", "/v1.41/images/cici/ci4:1/history", "", "")
 		if strings.Contains(body, "ci-token-s3cret-4") {
 			t.Logf("FINDING: readonly reads a ci build's argument in the image's history (%d)", code)
 		} else {
-			t.Logf("readonly's history of ci4:1: %d %s", code, tailString(body, 200))
+			t.Logf("readonly's history of cici/ci4:1: %d %s", code, tailString(body, 200))
 		}
 		code, body = r.raw("rita", "GET", "/v1.41/containers/"+adminBox+"/changes", "", "")
 		t.Logf("readonly's changes of admin's container: %d %s", code, tailString(body, 160))

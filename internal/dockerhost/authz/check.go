@@ -260,9 +260,15 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 	case queryRename:
 		q, _ := url.ParseQuery(u.query)
 		checkObjectName(&k.c, q.Get("name"), "name")
+		if header(r.Headers, "Content-Length") != "0" {
+			// dockerd reads the new name from a form body before the
+			// query (net/http ParseForm), and never sends such a body
+			// to the plugin: the name judged must be the only one.
+			k.c.fail("body", "a rename has an empty body (Content-Length: 0): a form body would carry another name, and the plugin cannot see it")
+		}
 		return k.c
 	case queryBuild:
-		k.checkBuild(u)
+		k.checkBuild(u, id)
 		return k.c
 	}
 	body := bytes.Trim(r.Body, " \t\r\n") // JSON's white space only: dockerd reads no other
@@ -936,11 +942,23 @@ func propagationProblem(opt string) string {
 // /session and /grpc, which the plugin cannot read). The host network is
 // refused (its loopback services), so are another's container or
 // network, a cgroup parent and an isolation.
-func (k *checker) checkBuild(u requestURI) {
+func (k *checker) checkBuild(u requestURI, id Identity) {
 	q, err := url.ParseQuery(u.query)
 	if err != nil {
 		k.c.fail("query", fmt.Sprintf("the query of POST /build is not what dockerd reads: %v", err))
 		return
+	}
+	for _, t := range q["t"] {
+		if why := tagProblem(t, id); why != "" {
+			k.c.set("t", q["t"])
+			k.c.fail("t", why)
+		}
+	}
+	if r := q.Get("remote"); r != "" {
+		// dockerd fetches it from the host's network: its loopback
+		// services, the cloud metadata address.
+		k.c.set("remote", r)
+		k.c.fail("remote", "a build context dockerd fetches (remote=) is admin's: dockerd fetches it from the host's network; send the context")
 	}
 	mode := q.Get("networkmode")
 	k.c.set("networkmode", mode)
@@ -957,4 +975,25 @@ func (k *checker) checkBuild(u requestURI) {
 	if v := q.Get("isolation"); v != "" && v != "default" {
 		k.c.fail("isolation", fmt.Sprintf("isolation %q is not allowed", v))
 	}
+}
+
+// tagProblem says why a build may not tag an image t: a role that is not
+// admin tags only in its own namespace, NAME/... (Docker Hub's or any
+// registry's), so that a build never replaces an image another identity
+// runs (POST /images/{name}/tag is admin's for the same reason).
+func tagProblem(t string, id Identity) string {
+	ref := strings.ToLower(t)
+	first, rest, ok := strings.Cut(ref, "/")
+	if ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		// A registry: the namespace follows it.
+		first, _, ok = strings.Cut(rest, "/")
+	}
+	user := strings.ToLower(id.User)
+	if id.Source == SourceUnix || user == "" {
+		return fmt.Sprintf("the tag %q: a build over the local socket with a role tags nothing (its images have no namespace)", t)
+	}
+	if !ok || first != user {
+		return fmt.Sprintf("the tag %q is not in your namespace: tag your builds %s/NAME[:TAG], so that a build never replaces an image another identity runs", t, user)
+	}
+	return ""
 }

@@ -37,6 +37,9 @@ const (
 	KindVolume    ObjectKind = "volume"
 	KindNetwork   ObjectKind = "network"
 	KindExec      ObjectKind = "exec"
+	// KindImage is looked up for rules that name an image; images have
+	// no owner.
+	KindImage ObjectKind = "image"
 )
 
 // Object is a Docker object as the policy judges it.
@@ -56,6 +59,39 @@ type Object struct {
 	Options map[string]string
 	// Container is an exec's container ID.
 	Container string
+	// Tags are an image's repository tags.
+	Tags []string
+}
+
+// names are the names an object answers to, for a rule that names one:
+// its name, its whole ID, and an image's ID without its algorithm and
+// its tags as written and with Docker Hub's implied prefixes
+// ("victim:1", "library/victim:1", "docker.io/library/victim:1").
+func (o Object) names() []string {
+	var out []string
+	for _, v := range []string{o.Name, o.ID} {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	if o.Kind != KindImage {
+		return out
+	}
+	if id, ok := strings.CutPrefix(o.ID, "sha256:"); ok {
+		out = append(out, id)
+	}
+	for _, t := range o.Tags {
+		out = append(out, t)
+		if repo, ok := strings.CutSuffix(t, ":latest"); ok {
+			out = append(out, repo)
+		}
+		if !strings.Contains(t, "/") {
+			out = append(out, "library/"+t, "docker.io/library/"+t, "index.docker.io/library/"+t)
+		} else if first, _, _ := strings.Cut(t, "/"); !strings.ContainsAny(first, ".:") && first != "localhost" {
+			out = append(out, "docker.io/"+t, "index.docker.io/"+t)
+		}
+	}
+	return out
 }
 
 // Objects resolves references as dockerd does and says who owns what.
@@ -426,6 +462,8 @@ func (d *DockerClient) lookup(kind ObjectKind, ref string) (Object, error) {
 		what = "networks/" + url.PathEscape(ref)
 	case KindExec:
 		what = "exec/" + url.PathEscape(ref) + "/json"
+	case KindImage:
+		what = "images/" + url.PathEscape(ref) + "/json"
 	default:
 		return o, fmt.Errorf("no lookup of a %s", kind)
 	}
@@ -458,12 +496,14 @@ func (d *DockerClient) lookup(kind ObjectKind, ref string) (Object, error) {
 		HostConfig json.RawMessage
 		// An exec's (moby api/types ContainerExecInspect).
 		ContainerID string
+		// An image's.
+		RepoTags []string
 	}
 	if err := json.Unmarshal(body, &v); err != nil {
 		return o, fmt.Errorf("look %s %q up in dockerd: %w", kind, ref, err)
 	}
 	o.Exists, o.Name, o.Driver, o.Options, o.HostConfig = true, strings.TrimPrefix(v.Name, "/"), v.Driver, v.Options, v.HostConfig
-	o.Container = v.ContainerID
+	o.Container, o.Tags = v.ContainerID, v.RepoTags
 	if kind == KindVolume {
 		o.ID = v.Name
 	} else {

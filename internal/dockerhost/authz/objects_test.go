@@ -60,6 +60,9 @@ func testObjects() fakeObjects {
 			{Kind: KindNetwork, ID: strings.Repeat("6", 64), Name: "prodnet", Driver: "bridge", Owner: "root-admin", Exists: true},
 			{Kind: KindNetwork, ID: strings.Repeat("4", 64), Name: "bead", Driver: "bridge", Owner: "alice", Exists: true},
 		},
+		KindImage: {
+			{Kind: KindImage, ID: "sha256:" + strings.Repeat("9", 64), Exists: true, Tags: []string{"victim:1"}},
+		},
 		KindExec: {
 			{Kind: KindExec, ID: strings.Repeat("1", 64), Owner: "alice", Exists: true},
 			{Kind: KindExec, ID: strings.Repeat("2", 64), Owner: "bob", Exists: true},

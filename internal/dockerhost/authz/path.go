@@ -259,6 +259,19 @@ type route struct {
 	// be one the role could create (ownedRoutes).
 	own  ObjectKind
 	live bool
+	// obj is the kind of object the route's first variable names, for
+	// rules that name one (ruleMatcher); "" when it names none.
+	obj ObjectKind
+}
+
+// objectOf says what the first variable of a route names: the object of
+// its collection ("/containers/{id}/...", "/images/{name}/...").
+func objectOf(rt *route) ObjectKind {
+	if len(rt.segs) < 2 || rt.segs[0].kind != segLit || rt.segs[1].kind == segLit {
+		return ""
+	}
+	return map[string]ObjectKind{"containers": KindContainer, "exec": KindExec, "networks": KindNetwork,
+		"volumes": KindVolume, "images": KindImage}[rt.segs[0].lit]
 }
 
 // String is the route's name in rules and reasons: "GET /containers/{id}/json".
@@ -482,6 +495,7 @@ func buildRoutes(specs []routeSpec) *routeTable {
 		if o, ok := ownedRoutes[rt.String()]; ok {
 			rt.own, rt.live = o.kind, o.live
 		}
+		rt.obj = objectOf(rt)
 		t.all = append(t.all, rt)
 		if rt.segs[0].kind == segLit {
 			t.byFirst[rt.segs[0].lit] = append(t.byFirst[rt.segs[0].lit], rt)
@@ -795,7 +809,7 @@ type ruleMatcher struct {
 }
 
 func (m *ruleMatcher) matches(pt *pattern, deny bool) bool {
-	if m.rt == nil || m.rt.own == "" || pt.matches(m.method, m.generic()) {
+	if m.rt == nil || m.rt.obj == "" || pt.matches(m.method, m.generic()) {
 		return pt.matches(m.method, m.ts)
 	}
 	if !pt.matches(m.method, m.ts) && !pt.couldName(m.method, m.ts) {
@@ -805,8 +819,8 @@ func (m *ruleMatcher) matches(pt *pattern, deny bool) bool {
 	if err != nil || !o.Exists {
 		return deny
 	}
-	for _, v := range []string{o.Name, o.ID} {
-		if v != "" && pt.matches(m.method, withVar(m.ts, v)) {
+	for _, v := range o.names() {
+		if pt.matches(m.method, withVar(m.ts, v)) {
 			return true
 		}
 	}
@@ -829,9 +843,9 @@ func (m *ruleMatcher) object() (Object, error) {
 		}
 		var o Object
 		if m.env == nil || m.env.Objects == nil {
-			m.err = fmt.Errorf("no lookup of %s %q", m.rt.own, ref)
+			m.err = fmt.Errorf("no lookup of %s %q", m.rt.obj, ref)
 		} else {
-			o, m.err = m.env.Objects.Lookup(m.rt.own, ref)
+			o, m.err = m.env.Objects.Lookup(m.rt.obj, ref)
 		}
 		m.obj = &o
 	}

@@ -173,7 +173,7 @@ func TestDecideCapabilities(t *testing.T) {
 		"pruner":   {"base": "developer", "capabilities": ["prune"]}}}`))
 	require.NoError(t, err)
 	runDecideCases(t, p, []decideCase{
-		{"builder", "POST", "/v1.41/build?t=app", nil, "builder: capability build: POST /build", ""},
+		{"builder", "POST", "/v1.41/build?t=alice/app", nil, "builder: capability build: POST /build", ""},
 		{"builder", "POST", "/session", nil, "builder: capability build: POST /session", ""},
 		{"builder", "POST", "/grpc", nil, "builder: capability build: POST /grpc", ""},
 		{"builder", "POST", "/v1.41/build/prune", nil, "builder: capability build: POST /build/prune", ""},
@@ -272,7 +272,7 @@ func TestDecideExamplePolicy(t *testing.T) {
 	assert.False(t, p.HasRole("ghost"))
 
 	runDecideCases(t, p, []decideCase{
-		{"ci", "POST", "/v1.41/build?t=app", nil, "ci: capability build: POST /build", ""},
+		{"ci", "POST", "/v1.41/build?t=alice/app", nil, "ci: capability build: POST /build", ""},
 		{"ci", "POST", "/v1.41/containers/create", cli(t, "run-docker-sock"), "ci: POST /containers/create: HostConfig.Binds", "/var/run/docker.sock"},
 		{"ci", "POST", "/v1.41/containers/create", cli(t, "run-bind-src"), "ci: POST /containers/create", ""},
 		{"ci", "POST", "/v1.41/containers/create", with(t, cli(t, "run-alpine"), "HostConfig.Binds", []string{"/srv/secrets/db:/db"}),
@@ -533,16 +533,22 @@ func TestBuildQueryAndMaxPids(t *testing.T) {
 	require.NoError(t, err)
 	ci := Identity{User: "alice", Role: "ci", Source: SourceTCP}
 	for q, why := range map[string]string{
-		"t=app":                                "",
-		"t=app&networkmode=default":            "",
-		"t=app&networkmode=devnet":             "",
-		"t=app&networkmode=host":               `the "host" network`,
-		"t=app&networkmode=prodnet":            "someone else",
-		"t=app&networkmode=container:web":      "",
-		"t=app&networkmode=container:adminbox": "someone else",
-		"t=app&cgroupparent=%2F":               "cgroup parent",
-		"t=app&networkmode=container:hostnet":  `the "host" network`,
-		"t=app&isolation=hyperv":               "isolation",
+		"t=alice/app":                                "",
+		"t=alice/app&networkmode=default":            "",
+		"t=alice/app&networkmode=devnet":             "",
+		"t=alice/app&networkmode=host":               `the "host" network`,
+		"t=alice/app&networkmode=prodnet":            "someone else",
+		"t=alice/app&networkmode=container:web":      "",
+		"t=alice/app&networkmode=container:adminbox": "someone else",
+		"t=alice/app&cgroupparent=%2F":               "cgroup parent",
+		"t=alice/app&networkmode=container:hostnet":  `the "host" network`,
+		"t=app":                                       "not in your namespace",
+		"t=alice/app&t=adminapp:1":                    "not in your namespace",
+		"t=docker.io/library/adminapp:1":              "not in your namespace",
+		"t=registry.example.com/alice/app:2":          "",
+		"t=registry.example.com/bob/app:2":            "not in your namespace",
+		"t=alice/app&remote=http://127.0.0.1/ctx.tar": "remote=",
+		"t=alice/app&isolation=hyperv":                "isolation",
 	} {
 		d := p.Decide(ci, Request{Method: "POST", URI: "/v1.41/build?" + q, Env: &Env{Objects: testObjects()}})
 		assert.Equal(t, why == "", d.Allow, "%s: %s", q, d.Reason)
@@ -558,4 +564,33 @@ func TestBuildQueryAndMaxPids(t *testing.T) {
 	assert.False(t, create(`{"Image":"a","HostConfig":{}}`).Allow)
 	assert.True(t, create(`{"Image":"a","PidsLimit":50}`).Allow, "no HostConfig: the top level is the container's")
 	assert.False(t, create(`{"Image":"a","PidsLimit":500}`).Allow)
+}
+
+// TestRulesNamingImagesAndRenameBody: a deny rule for an image's tag
+// stops the same call by ID; a rename carries no body (a form body would
+// name it otherwise).
+func TestRulesNamingImagesAndRenameBody(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"roles": {"guard": {"base": "developer", "deny": ["DELETE /images/victim:1", "GET /networks/prodnet"]}}}`))
+	require.NoError(t, err)
+	g := Identity{User: "alice", Role: "guard", Source: SourceTCP}
+	env := &Env{Objects: testObjects()}
+	id := strings.Repeat("9", 64)
+	for _, ref := range []string{"victim:1", "sha256:" + id, id} {
+		d := p.Decide(g, Request{Method: "DELETE", URI: "/v1.41/images/" + ref, Env: env})
+		assert.False(t, d.Allow, ref)
+		assert.Equal(t, "guard: deny DELETE /images/victim:1", d.Rule, ref)
+	}
+	d := p.Decide(g, Request{Method: "GET", URI: "/v1.41/networks/" + strings.Repeat("6", 64), Env: env})
+	assert.Equal(t, "guard: deny GET /networks/prodnet", d.Rule, "a deny rule for a network by name stops its ID")
+	d = p.Decide(g, Request{Method: "GET", URI: "/v1.41/networks/devnet", Env: env})
+	assert.True(t, d.Allow, d.Reason)
+
+	rename := func(h map[string]string) Decision {
+		return p.Decide(g, Request{Method: "POST", URI: "/v1.41/containers/web/rename?name=web2", Headers: h, Env: env})
+	}
+	assert.True(t, rename(map[string]string{"Content-Length": "0"}).Allow)
+	d = rename(map[string]string{"Content-Length": "17", "Content-Type": "application/x-www-form-urlencoded"})
+	assert.False(t, d.Allow)
+	assert.Contains(t, d.Reason, "a form body would carry another name")
+	assert.False(t, rename(map[string]string{}).Allow, "chunked: no Content-Length")
 }

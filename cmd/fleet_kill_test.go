@@ -28,6 +28,9 @@ import (
 func runKilled(t *testing.T, exe string, delay time.Duration, args ...string) (killed bool, out string, err error) {
 	t.Helper()
 	cmd := exec.Command(exe, args...)
+	// A killed run's temporary files (init's merged daemon.json for
+	// dockerd --validate) stay in the test's directory, not in /tmp.
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
 	var buf syncBuffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	require.NoError(t, cmd.Start())

@@ -91,20 +91,26 @@ func startAuthzPlugin(t *testing.T, state, dir string) *authzPlugin {
 // sleeperBinary builds a static program that sleeps for an hour: a
 // process to keep a container running, for docker exec.
 func sleeperBinary(t *testing.T) string {
+	return buildStatic(t, "sleep", "package main\n\nimport \"time\"\n\nfunc main() { time.Sleep(time.Hour) }\n")
+}
+
+// buildStatic builds a static program (CGO_ENABLED=0) named name from one
+// Go source file, for an image made with importImage.
+func buildStatic(t *testing.T, name, source string) string {
 	t.Helper()
 	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nimport \"time\"\n\nfunc main() { time.Sleep(time.Hour) }\n"), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module sleeper\n\ngo 1.26\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(source), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/"+name+"\n\ngo 1.26\n"), 0o644))
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	out := filepath.Join(dir, "sleep")
+	out := filepath.Join(dir, name)
 	cmd := exec.Command(goBin, "build", "-o", out, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, "build the sleeper: %s", b)
+	require.NoError(t, err, "build %s: %s", name, b)
 	return out
 }
 

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -216,23 +215,7 @@ func main() {
 }
 `
 
-func buildTool2(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(tool2Source), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/redteamtool2\n\ngo 1.26\n"), 0o644))
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	out := filepath.Join(dir, "tool2")
-	cmd := exec.Command(goBin, "build", "-o", out, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, "build the second tool: %s", b)
-	return out
-}
+func buildTool2(t *testing.T) string { return buildStatic(t, "tool2", tool2Source) }
 
 // dialRead connects to addr and reads the first line, polling until the
 // deadline.

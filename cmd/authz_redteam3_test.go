@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -50,23 +48,7 @@ func main() {
 }
 `
 
-func buildTool3(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(tool3Source), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/redteamtool3\n\ngo 1.26\n"), 0o644))
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	out := filepath.Join(dir, "tool3")
-	cmd := exec.Command(goBin, "build", "-o", out, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, "build the third tool: %s", b)
-	return out
-}
+func buildTool3(t *testing.T) string { return buildStatic(t, "tool3", tool3Source) }
 
 // buildContext is a tar build context holding only a Dockerfile.
 func buildContext(t *testing.T, dockerfile string) string {

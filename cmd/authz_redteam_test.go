@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -133,23 +132,7 @@ func main() {
 }
 `
 
-func buildTool(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(toolSource), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/redteamtool\n\ngo 1.26\n"), 0o644))
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	out := filepath.Join(dir, "tool")
-	cmd := exec.Command(goBin, "build", "-o", out, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, "build the tool: %s", b)
-	return out
-}
+func buildTool(t *testing.T) string { return buildStatic(t, "tool", toolSource) }
 
 // rawClient speaks the Docker API over TLS with a bundle, to send what the
 // docker CLI never sends.

@@ -88,6 +88,28 @@ func startAuthzPlugin(t *testing.T, state, dir string) *authzPlugin {
 	}
 }
 
+// authzSandbox makes a sandbox directory for a test daemon with TLS on a
+// free loopback port and runs dtls init there (state, certs,
+// daemon.json, systemd under DIR); it returns DIR, the port and the init
+// arguments, which a test repeats with --authz.
+func authzSandbox(t *testing.T) (dir string, port int, initArgs []string) {
+	t.Helper()
+	sandbox.Require(t)
+	dir, err := sandbox.NewDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	port, err = sandbox.FreePort()
+	require.NoError(t, err)
+	state, certs, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")
+	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
+	require.NoError(t, os.Mkdir(systemd, 0o755))
+	initArgs = []string{"init", "--state-dir", state, "--certs-dir", certs, "--daemon-json", daemonJSON, "--systemd-dir", systemd,
+		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--host", "localhost", "--host", "127.0.0.1"}
+	_, stderr, code := dtls(t, time.Now(), initArgs...)
+	require.Equal(t, 0, code, stderr)
+	return dir, port, initArgs
+}
+
 // sleeperBinary builds a static program that sleeps for an hour: a
 // process to keep a container running, for docker exec.
 func sleeperBinary(t *testing.T) string {
@@ -155,20 +177,11 @@ func importImage(t *testing.T, d *sandbox.Daemon, ref string, files map[string]s
 // while the local socket works; an empty AuthZReq is denied.
 func TestAuthzPluginWithRealDocker(t *testing.T) {
 	docker := dockerCLI(t)
-	sandbox.Require(t)
-	dir, err := sandbox.NewDir()
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	port, err := sandbox.FreePort()
-	require.NoError(t, err)
-	state, certs, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")
-	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
-	require.NoError(t, os.Mkdir(systemd, 0o755))
+	dir, port, initArgs := authzSandbox(t)
+	state, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")
 	now := time.Now()
-	initArgs := []string{"init", "--state-dir", state, "--certs-dir", certs, "--daemon-json", daemonJSON, "--systemd-dir", systemd,
-		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--host", "localhost", "--host", "127.0.0.1"}
-	_, stderr, code := dtls(t, now, initArgs...)
-	require.Equal(t, 0, code, stderr)
+	var stderr string
+	var code int
 
 	bundles := filepath.Join(dir, "bundles")
 	issue := func(name, role string, extra ...string) string {
@@ -612,20 +625,11 @@ func rolesWithRealDocker(t *testing.T, d *sandbox.Daemon, plugin *authzPlugin, d
 // file through /proc/PID/root.
 func TestAuthzLatePolicyWithRealDocker(t *testing.T) {
 	docker := dockerCLI(t)
-	sandbox.Require(t)
-	dir, err := sandbox.NewDir()
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	port, err := sandbox.FreePort()
-	require.NoError(t, err)
-	state, certs, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")
-	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
-	require.NoError(t, os.Mkdir(systemd, 0o755))
+	dir, port, initArgs := authzSandbox(t)
+	state, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")
 	now := time.Now()
-	initArgs := []string{"init", "--state-dir", state, "--certs-dir", certs, "--daemon-json", daemonJSON, "--systemd-dir", systemd,
-		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--host", "localhost", "--host", "127.0.0.1"}
-	_, stderr, code := dtls(t, now, initArgs...)
-	require.Equal(t, 0, code, stderr)
+	var stderr string
+	var code int
 	_, stderr, code = dtls(t, now, "issue-client", "dana", "--state-dir", state, "--out", filepath.Join(dir, "dana"))
 	require.Equal(t, 0, code, stderr)
 

@@ -196,20 +196,11 @@ func startAuthzPluginHiding(t *testing.T, state, dir, hidden string) *authzPlugi
 // fails its own subtest named Attack_*: each was a way in, now closed.
 func TestRedTeamAuthz(t *testing.T) {
 	docker := dockerCLI(t)
-	sandbox.Require(t)
-	dir, err := sandbox.NewDir()
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	port, err := sandbox.FreePort()
-	require.NoError(t, err)
-	state, certs, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")
-	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
-	require.NoError(t, os.Mkdir(systemd, 0o755))
+	dir, port, initArgs := authzSandbox(t)
+	state, daemonJSON := filepath.Join(dir, "state"), filepath.Join(dir, "daemon.json")
 	now := time.Now()
-	initArgs := []string{"init", "--state-dir", state, "--certs-dir", certs, "--daemon-json", daemonJSON, "--systemd-dir", systemd,
-		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--host", "localhost", "--host", "127.0.0.1"}
-	_, stderr, code := dtls(t, now, initArgs...)
-	require.Equal(t, 0, code, stderr)
+	var stderr string
+	var code int
 	bundles := filepath.Join(dir, "bundles")
 	for name, role := range map[string]string{"root-admin": "admin", "rita": "readonly", "dev": "developer"} {
 		_, stderr, code := dtls(t, now, "issue-client", name, "--role", role, "--state-dir", state, "--out", filepath.Join(bundles, name))

@@ -55,6 +55,30 @@ func TestComplexity(t *testing.T) {
 	}
 }
 
+// MaxCmdComplexity is the most a function under cmd/ may branch: cmd
+// parses flags, calls one library function and renders its result, so a
+// function above it holds a decision that belongs in a library, or
+// rendering that wants splitting.
+const MaxCmdComplexity = 10
+
+// TestCmdComplexity fails for every non-test function under cmd/ whose
+// complexity is above MaxCmdComplexity, naming each.
+func TestCmdComplexity(t *testing.T) {
+	root := moduleRoot(t)
+	over, err := overLimit(filepath.Join(root, "cmd"), MaxCmdComplexity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	for _, f := range over {
+		bad = append(bad, fmt.Sprintf("%3d %s (cmd/%s)", f.complexity, f.name, f.pos))
+	}
+	if len(bad) > 0 {
+		t.Errorf("cmd functions above cyclomatic complexity %d: move the decisions into a library, split the rendering:\n%s",
+			MaxCmdComplexity, strings.Join(bad, "\n"))
+	}
+}
+
 // TestComplexityCounts checks the count on known code, so that a counter
 // that counts nothing cannot pass TestComplexity.
 func TestComplexityCounts(t *testing.T) {

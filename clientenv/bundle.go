@@ -41,7 +41,15 @@ const EnvCertPath = "DTLS_CERT_PATH"
 // see "Secure by default" / "Protect the Docker daemon socket" in the Docker
 // docs, https://docs.docker.com/engine/security/protect-access/), so a bundle
 // directory can be used as DOCKER_CERT_PATH as it is.
-var BundleFiles = []string{"ca.pem", "cert.pem", "key.pem"}
+var BundleFiles = []string{CAFile, CertFile, KeyFile}
+
+// The files of a bundle, by role: the CA certificates the daemon is
+// verified with, the client certificate and its private key.
+const (
+	CAFile   = "ca.pem"
+	CertFile = "cert.pem"
+	KeyFile  = "key.pem"
+)
 
 // Meta is what dtls records about a bundle, stored as MetaFile in the bundle
 // directory. Unknown fields are ignored when reading so that a bundle written

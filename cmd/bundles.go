@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"math"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/pki"
 )
 
 // bundleDir returns the directory of the bundle called name in the store,
@@ -66,16 +66,12 @@ func bundleNames(io IO, prefix string) []string {
 // bundleCert reads the client certificate of the bundle in dir: what the
 // daemon is shown, so the name and expiry to trust over dtls.json's.
 func bundleCert(dir string) (*x509.Certificate, error) {
-	p := filepath.Join(dir, "cert.pem")
+	p := filepath.Join(dir, clientenv.CertFile)
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(b)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s: no PEM certificate", p)
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
+	c, err := pki.ParseCertificate(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}

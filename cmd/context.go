@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/internal/atomicfile"
+	"github.com/dtls-tool/dtls/internal/laptop/bundle"
 	"github.com/dtls-tool/dtls/internal/laptop/dockercontext"
 )
 
@@ -135,23 +135,14 @@ func contextFor(o *contextOptions) (dockercontext.Context, error) {
 	}
 	// The bundle as it resolves (not through the default link), so that
 	// import finds the contexts to refresh when it renews this bundle.
-	src, err := filepath.Abs(b.Dir)
-	if err == nil {
-		if r, rerr := filepath.EvalSymlinks(src); rerr == nil {
-			src = r
-		}
+	id, err := bundle.LoadIdentity(b.Dir)
+	if err != nil {
+		return dockercontext.Context{}, err
 	}
-	ctx := dockercontext.Context{Name: o.Name, Host: b.Meta.DockerHost, Description: o.Description, Bundle: src}
+	ctx := dockercontext.Context{Name: o.Name, Host: b.Meta.DockerHost, Description: o.Description,
+		Bundle: dockercontext.Resolved(b.Dir), CA: id.CAPEM, Cert: id.CertPEM, Key: id.KeyPEM}
 	if ctx.Description == "" {
 		ctx.Description = "dtls bundle for " + b.Meta.DockerHost
-	}
-	for _, f := range []struct {
-		name string
-		p    *[]byte
-	}{{"ca.pem", &ctx.CA}, {"cert.pem", &ctx.Cert}, {"key.pem", &ctx.Key}} {
-		if *f.p, err = os.ReadFile(filepath.Join(b.Dir, f.name)); err != nil {
-			return ctx, fmt.Errorf("bundle %q: %w", b.Dir, err)
-		}
 	}
 	return ctx, nil
 }

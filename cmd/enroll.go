@@ -222,26 +222,17 @@ func renderEnrolled(o *enrollOptions, e *agent.Enrolled) {
 // enrollContexts refreshes the docker contexts made from the bundle, and
 // makes --context.
 func enrollContexts(o *enrollOptions, cfg string, e *agent.Enrolled, done string) error {
-	src := e.Dir
-	if r, err := filepath.EvalSymlinks(src); err == nil {
-		src = r
+	var add []dockercontext.Context
+	if o.Context != "" {
+		add = append(add, dockercontext.Context{Name: o.Context, Description: "dtls bundle for " + o.DockerHost})
 	}
-	ctxs, err := dockercontext.MadeFrom(cfg, src)
+	written, err := dockercontext.Refresh(cfg, bundle.ContextSource(e.Dir, e.Files, e.Meta), add...)
+	for _, c := range written {
+		fmt.Fprintf(o.ErrOut, "wrote docker context %q (docker --context %s ...)\n", c, c)
+	}
 	if err != nil {
-		return partialError{done: done, step: "finding the docker contexts made from it", err: err,
+		return partialError{done: done, step: "writing the docker contexts made from it", err: err,
 			run: fmt.Sprintf("dtls context create NAME --bundle %s --force, for each", e.Dir)}
-	}
-	if o.Context != "" && !hasContext(ctxs, o.Context) {
-		ctxs = append(ctxs, dockercontext.Context{Name: o.Context, Description: "dtls bundle for " + o.DockerHost, Bundle: src})
-	}
-	for _, c := range ctxs {
-		c.CA, c.Cert, c.Key = bundle.Get(e.Files, "ca.pem"), bundle.Get(e.Files, "cert.pem"), bundle.Get(e.Files, "key.pem")
-		c.Host = o.DockerHost
-		if err := agent.WriteContext(cfg, c); err != nil {
-			return partialError{done: done, step: fmt.Sprintf("writing docker context %q", c.Name), err: err,
-				run: fmt.Sprintf("dtls context create %s --bundle %s --force", c.Name, e.Dir)}
-		}
-		fmt.Fprintf(o.ErrOut, "wrote docker context %q (docker --context %s ...)\n", c.Name, c.Name)
 	}
 	return nil
 }
@@ -279,11 +270,7 @@ func checkContextFree(cfg, name, dir string, force bool) error {
 	if err != nil || !ok || force {
 		return err
 	}
-	src := dir
-	if r, err := filepath.EvalSymlinks(src); err == nil {
-		src = r
-	}
-	made, err := dockercontext.MadeFrom(cfg, src)
+	made, err := dockercontext.MadeFrom(cfg, dockercontext.Resolved(dir))
 	if err != nil {
 		return err
 	}

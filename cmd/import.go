@@ -166,23 +166,13 @@ func refreshImportContexts(o *importOptions, dir, name string, files []bundle.Fi
 	if err != nil {
 		return nil
 	}
-	src := dir
-	if r, err := filepath.EvalSymlinks(dir); err == nil {
-		src = r
+	written, err := dockercontext.Refresh(cfg, bundle.ContextSource(dir, files, checked.Meta))
+	for _, c := range written {
+		fmt.Fprintf(o.ErrOut, "refreshed docker context %q\n", c)
 	}
-	ctxs, err := dockercontext.MadeFrom(cfg, src)
 	if err != nil {
-		return partialError{done: done, step: "finding the docker contexts made from it", err: err,
+		return partialError{done: done, step: "refreshing the docker contexts made from it", err: err,
 			run: fmt.Sprintf("dtls context create NAME --bundle %s --force, for each", name)}
-	}
-	for _, c := range ctxs {
-		c.CA, c.Cert, c.Key = bundle.Get(files, "ca.pem"), bundle.Get(files, "cert.pem"), bundle.Get(files, "key.pem")
-		c.Host = checked.Meta.DockerHost
-		if err := dockercontext.Create(cfg, c, true); err != nil {
-			return partialError{done: done, step: fmt.Sprintf("refreshing docker context %q", c.Name), err: err,
-				run: fmt.Sprintf("dtls context create %s --bundle %s --force", c.Name, name)}
-		}
-		fmt.Fprintf(o.ErrOut, "refreshed docker context %q\n", c.Name)
 	}
 	return nil
 }

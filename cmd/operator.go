@@ -2,8 +2,6 @@ package cmd
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,6 +13,8 @@ import (
 
 	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
+	"github.com/dtls-tool/dtls/internal/laptop/agent"
+	"github.com/dtls-tool/dtls/internal/laptop/bundle"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -81,35 +81,16 @@ func readBundleMeta(dir string) (*clientenv.Meta, error) {
 // client is a fleet client that authenticates with the operator's bundle
 // and trusts only its ca.pem.
 func (o *operatorOptions) client() (*fleet.Client, error) {
-	read := func(name string) ([]byte, error) {
-		b, err := os.ReadFile(filepath.Join(o.Dir, name))
-		if err != nil {
-			return nil, withHint(fmt.Errorf("operator bundle %q: %w", o.Dir, err),
-				"'dtls ca init' makes the first operator's bundle (STATE_DIR/operator on the CA's host)")
-		}
-		return b, nil
-	}
-	caPEM, err := read("ca.pem")
+	id, err := bundle.LoadIdentity(o.Dir)
 	if err != nil {
-		return nil, err
+		return nil, withHint(fmt.Errorf("operator %w", err),
+			"'dtls ca init' makes the first operator's bundle (STATE_DIR/operator on the CA's host)")
 	}
-	certPEM, err := read("cert.pem")
+	c, err := agent.ClientFor(id, o.CAURL)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("operator %w", err)
 	}
-	keyPEM, err := read("key.pem")
-	if err != nil {
-		return nil, err
-	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("operator bundle %q: key.pem does not match cert.pem: %w", o.Dir, err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("operator bundle %q: ca.pem holds no PEM certificate", o.Dir)
-	}
-	return &fleet.Client{URL: o.CAURL, Roots: roots, Certificate: &pair}, nil
+	return c, nil
 }
 
 // runListRemote is 'dtls certs --ca-url': the online CA's inventory,

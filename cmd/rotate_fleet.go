@@ -7,12 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/laptop/agent"
+	"github.com/dtls-tool/dtls/internal/laptop/bundle"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -114,14 +113,11 @@ func renderRemoteStep(o *rotateOptions, step string, resp *fleet.RotateResponse)
 // renewOperator renews the operator's bundle at once when its certificate
 // is not of the CA that signs now (st.Signer), and says so.
 func renewOperator(o *rotateOptions, st *fleet.RotateResponse) (bool, error) {
-	b, err := os.ReadFile(filepath.Join(o.op.Dir, "cert.pem"))
+	id, err := bundle.LoadIdentity(o.op.Dir)
 	if err != nil {
-		return false, fmt.Errorf("operator bundle %q: %w", o.op.Dir, err)
+		return false, fmt.Errorf("operator %w", err)
 	}
-	cert, err := pki.ParseCertificate(b)
-	if err != nil {
-		return false, fmt.Errorf("operator bundle %q: cert.pem: %w", o.op.Dir, err)
-	}
+	cert := id.Cert
 	for _, ca := range caCerts(st.CA) {
 		if pki.Serial(ca) == st.Signer && cert.CheckSignatureFrom(ca) == nil {
 			return false, nil

@@ -494,6 +494,10 @@ func ParseCertificate(certPEM []byte) (*x509.Certificate, error) {
 	return certs[0], nil
 }
 
+// ErrNoCertificate is what ParseCertificates returns for data that holds
+// no CERTIFICATE block at all.
+var ErrNoCertificate = errors.New("no PEM certificate found")
+
 // ParseCertificates parses every CERTIFICATE block of a PEM file (a ca.pem
 // holds two CAs during a rotation).
 func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
@@ -514,7 +518,7 @@ func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, errors.New("no PEM certificate found")
+		return nil, ErrNoCertificate
 	}
 	return certs, nil
 }

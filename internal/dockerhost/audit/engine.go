@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -22,6 +20,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/dtls-tool/dtls/internal/laptop/bundle"
+	"github.com/dtls-tool/dtls/pki"
 )
 
 // apiTimeout bounds each Engine API call when ctx has no earlier deadline.
@@ -81,30 +82,18 @@ func newEngine(dockerHost, certPath string) (*engine, error) {
 // server name and serverAuth), made in VerifyConnection so that the
 // certificates presented are recorded first.
 func (e *engine) clientTLS(dir, host string) (*tls.Config, error) {
-	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	id, err := bundle.LoadIdentity(dir)
 	if err != nil {
-		return nil, fmt.Errorf("client bundle: %w", err)
+		return nil, fmt.Errorf("client %w", err)
 	}
-	pool := x509.NewCertPool()
-	for rest := caPEM; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		if c, err := x509.ParseCertificate(b.Bytes); err == nil && b.Type == "CERTIFICATE" {
-			pool.AddCert(c)
-			e.cas = append(e.cas, c)
-		}
-	}
-	if len(e.cas) == 0 {
-		return nil, fmt.Errorf("client bundle: no certificate in %q", filepath.Join(dir, "ca.pem"))
-	}
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	pair, pool, err := id.Credentials()
 	if err != nil {
-		return nil, fmt.Errorf("client bundle %q: %w", dir, err)
+		return nil, fmt.Errorf("client %w", err)
 	}
+	// Credentials parsed ca.pem already: it holds certificates.
+	e.cas, _ = pki.ParseCertificates(id.CAPEM)
 	return &tls.Config{
-		Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
+		Certificates: []tls.Certificate{*pair}, MinVersion: tls.VersionTLS12,
 		// Verified below, as crypto/tls would, after recording what the
 		// daemon presented.
 		InsecureSkipVerify: true,

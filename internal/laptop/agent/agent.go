@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -176,12 +175,10 @@ func (a *Agent) Due(cert *x509.Certificate) time.Time {
 	return due.Add(-j)
 }
 
-// loaded is a bundle read from its directory.
+// loaded is a bundle read from its directory: its identity and dtls.json.
 type loaded struct {
-	dir                    string
-	meta                   clientenv.Meta
-	caPEM, certPEM, keyPEM []byte
-	cert                   *x509.Certificate
+	*bundle.Identity
+	meta clientenv.Meta
 }
 
 func load(dir string) (*loaded, error) {
@@ -189,22 +186,14 @@ func load(dir string) (*loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loaded{dir: b.Dir, meta: b.Meta}
-	if l.meta.CAURL == "" {
+	if b.Meta.CAURL == "" {
 		return nil, fmt.Errorf("bundle %q was not enrolled with an online CA (its %s has no ca_url): renew it on the CA's host ('dtls renew NAME --archive FILE', then 'dtls import FILE')", b.Dir, clientenv.MetaFile)
 	}
-	for _, f := range []struct {
-		name string
-		p    *[]byte
-	}{{"ca.pem", &l.caPEM}, {"cert.pem", &l.certPEM}, {"key.pem", &l.keyPEM}} {
-		if *f.p, err = os.ReadFile(filepath.Join(b.Dir, f.name)); err != nil {
-			return nil, fmt.Errorf("bundle %q: %w", b.Dir, err)
-		}
+	id, err := bundle.LoadIdentity(b.Dir)
+	if err != nil {
+		return nil, err
 	}
-	if l.cert, err = pki.ParseCertificate(l.certPEM); err != nil {
-		return nil, fmt.Errorf("bundle %q: cert.pem: %w", b.Dir, err)
-	}
-	return l, nil
+	return &loaded{Identity: id, meta: b.Meta}, nil
 }
 
 // RenewIfDue renews the bundle in dir when its certificate is due at now,
@@ -217,9 +206,9 @@ func load(dir string) (*loaded, error) {
 //     certificate and key, and the CA's ca.pem as the only trusted root;
 //  3. the answer is checked (fleet.Client.Renew), and the bundle directory
 //     is replaced whole by the new one, without the pending key
-//     (Install);
+//     (bundle.InstallDir);
 //  4. every context made from the bundle gets the new files
-//     (WriteContext).
+//     (dockercontext.Refresh).
 //
 // A run killed after 1 is finished by the next one, which asks again for
 // the pending key's certificate. An error that fleet.Retryable accepts
@@ -243,8 +232,8 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Dir: l.dir, Name: l.cert.Subject.CommonName, CAURL: l.meta.CAURL, Serial: pki.Serial(l.cert), NotBefore: l.cert.NotBefore, NotAfter: l.cert.NotAfter, Due: a.Due(l.cert)}
-	pendingPath := filepath.Join(l.dir, PendingKeyFile)
+	res := &Result{Dir: l.Dir, Name: l.Cert.Subject.CommonName, CAURL: l.meta.CAURL, Serial: pki.Serial(l.Cert), NotBefore: l.Cert.NotBefore, NotAfter: l.Cert.NotAfter, Due: a.Due(l.Cert)}
+	pendingPath := filepath.Join(l.Dir, PendingKeyFile)
 	pending, err := readPending(l, pendingPath)
 	if err != nil {
 		return nil, err
@@ -259,9 +248,9 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 		}
 	}
 	refused := func(err error) error {
-		return &RefusedError{Dir: l.dir, Name: res.Name, Serial: res.Serial, URL: l.meta.CAURL, Err: err}
+		return &RefusedError{Dir: l.Dir, Name: res.Name, Serial: res.Serial, URL: l.meta.CAURL, Err: err}
 	}
-	if !now.Before(l.cert.NotAfter) {
+	if !now.Before(l.Cert.NotAfter) {
 		// The CA would refuse the handshake: an expired certificate
 		// proves nothing.
 		removePending(pendingPath)
@@ -273,7 +262,7 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 	}
 
 	c, err := a.client(l)
-	var mismatch *keyMismatchError
+	var mismatch *bundle.KeyMismatchError
 	if errors.As(err, &mismatch) {
 		removePending(pendingPath)
 		return res, refused(err)
@@ -295,7 +284,7 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 	}
 	meta := l.meta
 	meta.Name, meta.Serial, meta.NotAfter = cert.Subject.CommonName, pki.Serial(cert), cert.NotAfter.UTC()
-	files, err := bundleFiles([]byte(resp.CA), []byte(resp.Certificate), pending, meta)
+	files, err := bundle.Files([]byte(resp.CA), []byte(resp.Certificate), pending, meta)
 	if err != nil {
 		return res, err
 	}
@@ -303,14 +292,13 @@ func (a *Agent) RenewIfDue(ctx context.Context, dir string, now time.Time) (*Res
 		removePending(pendingPath)
 		return res, refused(fmt.Errorf("the renewed bundle does not work: %w", err))
 	}
-	if err := Install(l.dir, files); err != nil {
+	if err := bundle.InstallDir(l.Dir, files); err != nil {
 		return res, err
 	}
 	res.Renewed, res.Replaced = true, res.Serial
 	res.Serial, res.NotBefore, res.NotAfter, res.Due = meta.Serial, cert.NotBefore, cert.NotAfter, a.Due(cert)
-	nl := *l
-	nl.meta, nl.caPEM, nl.certPEM, nl.keyPEM, nl.cert = meta, []byte(resp.CA), []byte(resp.Certificate), pending, cert
-	res.Contexts, err = a.syncContexts(&nl)
+	nl := &loaded{Identity: &bundle.Identity{Dir: l.Dir, CAPEM: []byte(resp.CA), CertPEM: []byte(resp.Certificate), KeyPEM: pending, Cert: cert}, meta: meta}
+	res.Contexts, err = a.syncContexts(nl)
 	return res, err
 }
 
@@ -321,19 +309,19 @@ func readPending(l *loaded, pendingPath string) ([]byte, error) {
 	pending, err := os.ReadFile(pendingPath)
 	switch {
 	case err == nil:
-		if key, kerr := pki.ParsePrivateKey(pending); kerr == nil && pki.KeyMatches(l.cert, key) {
+		if key, kerr := pki.ParsePrivateKey(pending); kerr == nil && pki.KeyMatches(l.Cert, key) {
 			if err := removePending(pendingPath); err != nil {
 				return nil, err
 			}
 			return nil, nil
 		} else if kerr != nil {
-			return nil, fmt.Errorf("bundle %q: %s: %w (remove it to start the renewal again)", l.dir, PendingKeyFile, kerr)
+			return nil, fmt.Errorf("bundle %q: %s: %w (remove it to start the renewal again)", l.Dir, PendingKeyFile, kerr)
 		}
 		return pending, nil
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil
 	default:
-		return nil, fmt.Errorf("bundle %q: %w", l.dir, err)
+		return nil, fmt.Errorf("bundle %q: %w", l.Dir, err)
 	}
 }
 
@@ -346,7 +334,7 @@ func newRequest(res *Result, l *loaded, pending []byte, pendingPath string) (csr
 		csrPEM, err = fleet.CSRFor(pending)
 		return csrPEM, pending, err
 	}
-	if csrPEM, key, err = pki.NewCSR(res.Name, pki.KeyTypeOf(l.cert)); err != nil {
+	if csrPEM, key, err = pki.NewCSR(res.Name, pki.KeyTypeOf(l.Cert)); err != nil {
 		return nil, nil, err
 	}
 	if err := atomicfile.Write(pendingPath, key, PendingKeyMode); err != nil {
@@ -354,11 +342,6 @@ func newRequest(res *Result, l *loaded, pending []byte, pendingPath string) (csr
 	}
 	return csrPEM, key, nil
 }
-
-type keyMismatchError struct{ err error }
-
-func (e *keyMismatchError) Error() string { return "key.pem does not match cert.pem: " + e.err.Error() }
-func (e *keyMismatchError) Unwrap() error { return e.err }
 
 // ExpiredError is a bundle whose certificate expired: it can never be
 // renewed. Unreachable is the error of a call to the CA made then, when
@@ -383,7 +366,7 @@ func (e *ExpiredError) Unwrap() error { return e.Unreachable }
 // asked where its rotation is (a call that needs no valid certificate),
 // so that the error says whether it can be reached.
 func (a *Agent) expired(ctx context.Context, l *loaded) error {
-	e := &ExpiredError{NotAfter: l.cert.NotAfter, Enrol: fmt.Sprintf("'dtls enroll %s TOKEN --docker-host %s --force'", l.meta.CAURL, l.meta.DockerHost)}
+	e := &ExpiredError{NotAfter: l.Cert.NotAfter, Enrol: fmt.Sprintf("'dtls enroll %s TOKEN --docker-host %s --force'", l.meta.CAURL, l.meta.DockerHost)}
 	c, err := a.client(l)
 	if err == nil {
 		_, err = c.Rotation(ctx)
@@ -398,15 +381,23 @@ func (a *Agent) expired(ctx context.Context, l *loaded) error {
 // client is a client of the bundle's CA that trusts the bundle's ca.pem
 // alone and authenticates with its certificate.
 func (a *Agent) client(l *loaded) (*fleet.Client, error) {
-	pair, err := tls.X509KeyPair(l.certPEM, l.keyPEM)
+	c, err := ClientFor(l.Identity, l.meta.CAURL)
 	if err != nil {
-		return nil, &keyMismatchError{err}
+		return nil, err
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(l.caPEM) {
-		return nil, fmt.Errorf("bundle %q: ca.pem: no PEM certificate", l.dir)
+	c.Timeout = a.Timeout
+	return c, nil
+}
+
+// ClientFor is a client of the online CA at url that authenticates with
+// the bundle id and trusts its ca.pem alone (bundle.Identity.Credentials:
+// a *bundle.KeyMismatchError when its key is not its certificate's).
+func ClientFor(id *bundle.Identity, url string) (*fleet.Client, error) {
+	pair, roots, err := id.Credentials()
+	if err != nil {
+		return nil, err
 	}
-	return &fleet.Client{URL: l.meta.CAURL, Roots: roots, Certificate: &pair, Timeout: a.Timeout}, nil
+	return &fleet.Client{URL: url, Roots: roots, Certificate: pair}, nil
 }
 
 // early says why a bundle that is not due is renewed now: Force, or the
@@ -426,7 +417,7 @@ func (a *Agent) early(ctx context.Context, l *loaded) string {
 	if err != nil {
 		return ""
 	}
-	return RotationReason(st, l.caPEM, l.cert)
+	return RotationReason(st, l.CAPEM, l.Cert)
 }
 
 // RotationReason says why a bundle with ca.pem caPEM and certificate cert
@@ -490,35 +481,16 @@ func removePending(path string) error {
 	return atomicfile.SyncDir(filepath.Dir(path))
 }
 
-// syncContexts writes the bundle's files into every Docker context made
-// from it that does not hold them yet, and returns their names. A context
-// left behind by a killed run is brought up to date here, at the next
-// look at the bundle.
+// syncContexts brings every Docker context made from the bundle up to
+// date with it (dockercontext.Refresh), and returns the names it wrote.
+// A context left behind by a killed run is brought up to date here, at
+// the next look at the bundle.
 func (a *Agent) syncContexts(l *loaded) ([]string, error) {
 	if a.DockerConfig == "" {
 		return nil, nil
 	}
-	src := l.dir
-	if r, err := filepath.EvalSymlinks(src); err == nil {
-		src = r
-	}
-	ctxs, err := dockercontext.MadeFrom(a.DockerConfig, src)
-	if err != nil {
-		return nil, err
-	}
-	var done []string
-	for _, c := range ctxs {
-		if contextCurrent(a.DockerConfig, c.Name, l.caPEM, l.certPEM, l.keyPEM) {
-			continue
-		}
-		c.CA, c.Cert, c.Key = l.caPEM, l.certPEM, l.keyPEM
-		c.Host = l.meta.DockerHost
-		if err := WriteContext(a.DockerConfig, c); err != nil {
-			return done, fmt.Errorf("refresh docker context %q made from %s: %w", c.Name, l.dir, err)
-		}
-		done = append(done, c.Name)
-	}
-	return done, nil
+	return dockercontext.Refresh(a.DockerConfig, dockercontext.Source{
+		Dir: l.Dir, Host: l.meta.DockerHost, CA: l.CAPEM, Cert: l.CertPEM, Key: l.KeyPEM})
 }
 
 // bundleState is what Run keeps about one bundle between two looks.
@@ -629,15 +601,11 @@ func backoff(n int) time.Duration {
 }
 
 func currentSerial(dir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
+	id, err := bundle.LoadIdentity(dir)
 	if err != nil {
 		return "", err
 	}
-	c, err := pki.ParseCertificate(b)
-	if err != nil {
-		return "", err
-	}
-	return pki.Serial(c), nil
+	return pki.Serial(id.Cert), nil
 }
 
 // EnrolledIn lists the bundles of the store root that were enrolled with an

@@ -74,7 +74,7 @@ func enrollKeyName(dir string) string {
 // with the token (which checks the server against the token's CA
 // fingerprint: fleet.Client.Enroll), checks the answer, and writes the
 // bundle (ca.pem, cert.pem, key.pem 0600, dtls.json with the CA's URL) to
-// Dir with Install. A CA that cannot be reached, or refuses, leaves the
+// Dir with bundle.InstallDir. A CA that cannot be reached, or refuses, leaves the
 // machine as it was: the saved key is removed, and so is a parent
 // directory Enroll made. Only a run killed during the call leaves the key,
 // for the next run to finish with (which keeps it while the CA cannot be
@@ -142,7 +142,7 @@ func Enroll(ctx context.Context, r EnrollRequest) (_ *Enrolled, err error) {
 	if err := res.fill(r, resp, caURL, server, keyPEM); err != nil {
 		return nil, err
 	}
-	if err := Install(dir, res.Files); err != nil {
+	if err := bundle.InstallDir(dir, res.Files); err != nil {
 		return nil, err
 	}
 	made = "" // the bundle is there: its parent stays
@@ -236,7 +236,7 @@ func (res *Enrolled) fill(r EnrollRequest, resp *fleet.CertResponse, caURL, serv
 		Serial:     pki.Serial(res.Cert),
 		CAURL:      caURL,
 	}
-	if res.Files, err = bundleFiles([]byte(resp.CA), []byte(resp.Certificate), keyPEM, res.Meta); err != nil {
+	if res.Files, err = bundle.Files([]byte(resp.CA), []byte(resp.Certificate), keyPEM, res.Meta); err != nil {
 		return err
 	}
 	if _, err := bundle.Verify(res.Files, r.Now); err != nil {
@@ -258,12 +258,8 @@ func MaySigned(err error) bool {
 
 // installedKeyIs reports whether the bundle in dir holds key.
 func installedKeyIs(dir string, key crypto.Signer) bool {
-	b, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
-	if err != nil {
-		return false
-	}
-	c, err := pki.ParseCertificate(b)
-	return err == nil && pki.KeyMatches(c, key)
+	id, err := bundle.LoadIdentity(dir)
+	return err == nil && pki.KeyMatches(id.Cert, key)
 }
 
 // mkdirTop makes dir (0700) and its missing parents, and returns the
@@ -280,27 +276,9 @@ func mkdirTop(dir string) (string, error) {
 	if top == "" {
 		return "", nil
 	}
-	if err := atomicfile.MkdirAll(dir, DirMode); err != nil {
+	if err := atomicfile.MkdirAll(dir, bundle.DirMode); err != nil {
 		os.RemoveAll(top)
 		return "", err
 	}
 	return top, nil
-}
-
-// bundleFiles are a bundle's four files.
-func bundleFiles(caPEM, certPEM, keyPEM []byte, m clientenv.Meta) ([]bundle.File, error) {
-	metaJSON, err := clientenv.MarshalMeta(m)
-	if err != nil {
-		return nil, err
-	}
-	files := []bundle.File{
-		{Name: "ca.pem", Data: caPEM},
-		{Name: "cert.pem", Data: certPEM},
-		{Name: "key.pem", Data: keyPEM},
-		{Name: clientenv.MetaFile, Data: metaJSON},
-	}
-	for i := range files {
-		files[i].Mode = bundle.Allowed[files[i].Name]
-	}
-	return files, nil
 }

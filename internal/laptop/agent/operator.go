@@ -22,11 +22,11 @@ import (
 // atomically), and reports whether it changed: an operator's bundle
 // trusts what the CA serves, both CAs during a rotation of the online CA.
 func SetBundleCA(dir string, caPEM []byte) (bool, error) {
-	p := filepath.Join(dir, "ca.pem")
+	p := filepath.Join(dir, clientenv.CAFile)
 	if cur, err := os.ReadFile(p); err == nil && bytes.Equal(cur, caPEM) {
 		return false, nil
 	}
-	if err := atomicfile.Write(p, caPEM, bundle.Allowed["ca.pem"]); err != nil {
+	if err := atomicfile.Write(p, caPEM, bundle.Allowed[clientenv.CAFile]); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -53,13 +53,11 @@ func RenewNow(ctx context.Context, dir string, c *fleet.Client) (old, renewed *x
 	if err := recoverDir(abs); err != nil {
 		return nil, nil, err
 	}
-	b, err := os.ReadFile(filepath.Join(abs, "cert.pem"))
+	id, err := bundle.LoadIdentity(abs)
 	if err != nil {
-		return nil, nil, fmt.Errorf("bundle %q: %w", abs, err)
+		return nil, nil, err
 	}
-	if old, err = pki.ParseCertificate(b); err != nil {
-		return nil, nil, fmt.Errorf("bundle %q: cert.pem: %w", abs, err)
-	}
+	old = id.Cert
 	pendingPath := filepath.Join(abs, PendingKeyFile)
 	keyPEM, err := os.ReadFile(pendingPath)
 	var csrPEM []byte
@@ -93,18 +91,12 @@ func RenewNow(ctx context.Context, dir string, c *fleet.Client) (old, renewed *x
 		}
 	}
 	meta.Name, meta.Serial, meta.NotAfter = renewed.Subject.CommonName, pki.Serial(renewed), renewed.NotAfter.UTC()
-	metaJSON, err := clientenv.MarshalMeta(meta)
+	files, err := bundle.Files([]byte(resp.CA), []byte(resp.Certificate), keyPEM, meta)
 	if err != nil {
 		return old, nil, err
 	}
-	files := []bundle.File{
-		{Name: "ca.pem", Data: []byte(resp.CA)},
-		{Name: "cert.pem", Data: []byte(resp.Certificate)},
-		{Name: "key.pem", Data: keyPEM},
-		{Name: clientenv.MetaFile, Data: metaJSON},
-	}
-	// Install drops the pending key with the old directory.
-	if err := Install(abs, files); err != nil {
+	// InstallDir drops the pending key with the old directory.
+	if err := bundle.InstallDir(abs, files); err != nil {
 		return old, nil, err
 	}
 	return old, renewed, nil

@@ -48,9 +48,9 @@ type File struct {
 // Allowed lists the names an archive may hold, with the mode each gets on
 // disk: the key 0600, the rest 0644.
 var Allowed = map[string]fs.FileMode{
-	"ca.pem":           0o644,
-	"cert.pem":         0o644,
-	"key.pem":          0o600,
+	clientenv.CAFile:   0o644,
+	clientenv.CertFile: 0o644,
+	clientenv.KeyFile:  0o600,
 	clientenv.MetaFile: 0o644,
 }
 
@@ -180,7 +180,7 @@ func ParseArchive(r io.Reader) ([]File, error) {
 	if lr.N <= 0 {
 		return nil, fmt.Errorf("archive larger than %d bytes", MaxArchiveSize)
 	}
-	for _, want := range []string{"ca.pem", "cert.pem", "key.pem", clientenv.MetaFile} {
+	for _, want := range append(slices.Clone(clientenv.BundleFiles), clientenv.MetaFile) {
 		if !slices.ContainsFunc(files, func(f File) bool { return f.Name == want }) {
 			return nil, fmt.Errorf("archive is missing %q", want)
 		}

@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -183,11 +184,11 @@ const (
 
 func inspectDir(dir string, now time.Time) (*Info, error) {
 	info := &Info{Path: dir, Source: SourceBundle}
-	names := []string{"ca.pem", "cert.pem", "key.pem", clientenv.MetaFile}
-	if _, err := os.Lstat(filepath.Join(dir, "cert.pem")); errors.Is(err, fs.ErrNotExist) {
+	names := append(slices.Clone(clientenv.BundleFiles), clientenv.MetaFile)
+	if _, err := os.Lstat(filepath.Join(dir, clientenv.CertFile)); errors.Is(err, fs.ErrNotExist) {
 		if _, err := os.Lstat(filepath.Join(dir, serverCertFile)); err == nil {
 			info.Source = SourceServerBundle
-			names = []string{"ca.pem", serverCertFile, serverKeyFile}
+			names = []string{clientenv.CAFile, serverCertFile, serverKeyFile}
 		}
 	}
 	files := map[string][]byte{}
@@ -211,7 +212,7 @@ func inspectDir(dir string, now time.Time) (*Info, error) {
 // the files that could not be read, with why.
 func inspectBundle(info *Info, files map[string][]byte, unreadable map[string]error, now time.Time) {
 	in := &bundleInspection{info: info, files: files, unreadable: unreadable, now: now,
-		certName: "cert.pem", keyName: "key.pem", want: x509.ExtKeyUsageClientAuth, kind: pki.KindClient}
+		certName: clientenv.CertFile, keyName: clientenv.KeyFile, want: x509.ExtKeyUsageClientAuth, kind: pki.KindClient}
 	if info.Source == SourceServerBundle {
 		in.certName, in.keyName = serverCertFile, serverKeyFile
 		in.want, in.kind = x509.ExtKeyUsageServerAuth, pki.KindServer
@@ -265,10 +266,10 @@ func (in *bundleInspection) missing(name string) bool {
 
 // cas describes and checks ca.pem's certificates.
 func (in *bundleInspection) cas() []*x509.Certificate {
-	if in.missing("ca.pem") {
+	if in.missing(clientenv.CAFile) {
 		return nil
 	}
-	cas, err := pki.ParseCertificates(in.files["ca.pem"])
+	cas, err := pki.ParseCertificates(in.files[clientenv.CAFile])
 	if err != nil {
 		in.problem("ca.pem: %v", err)
 	}

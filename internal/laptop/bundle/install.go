@@ -9,6 +9,7 @@ import (
 
 	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/internal/atomicfile"
+	"github.com/dtls-tool/dtls/internal/laptop/dockercontext"
 )
 
 // DirMode is the mode of the store root and of every bundle directory.
@@ -19,12 +20,9 @@ type ExistsError struct{ Dir string }
 
 func (e *ExistsError) Error() string { return fmt.Sprintf("bundle %q already exists", e.Dir) }
 
-// Install writes files as the bundle name in the store root: the root is
-// created 0700 if needed, the files go to a fresh temporary directory (0700,
-// key 0600, the rest 0644) that is renamed into place, so the bundle is
-// complete or absent. An existing bundle is an *ExistsError unless replace,
-// in which case it is moved aside and removed once the new one is in place.
-// It returns the bundle directory.
+// Install writes files as the bundle name in the store root (made 0700
+// when missing) with InstallDir, and returns the bundle directory. An
+// existing bundle is an *ExistsError unless replace.
 func Install(root, name string, files []File, replace bool) (dir string, err error) {
 	if err := clientenv.ValidateBundleName(name); err != nil {
 		return "", err
@@ -33,65 +31,83 @@ func Install(root, name string, files []File, replace bool) (dir string, err err
 		return "", fmt.Errorf("create bundle store %q: %w", root, err)
 	}
 	dir = filepath.Join(root, name)
-	fi, err := os.Lstat(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return "", fmt.Errorf("bundle %q: %w", dir, err)
-	case !fi.IsDir():
-		return "", fmt.Errorf("bundle %q exists and is not a directory", dir)
-	case !replace:
+	if fi, err := os.Lstat(dir); err == nil && fi.IsDir() && !replace {
 		return "", &ExistsError{Dir: dir}
 	}
-	for _, f := range files {
-		if _, ok := Allowed[f.Name]; !ok {
-			return "", fmt.Errorf("install bundle %q: unexpected file %q", dir, f.Name)
-		}
-	}
-	// The store's modes (Allowed), whatever the archive said.
-	own := make([]File, len(files))
-	for i, f := range files {
-		own[i] = File{Name: f.Name, Data: f.Data, Mode: Allowed[f.Name]}
-	}
-	// A shell starting while a bundle is replaced sees the old bundle or the
-	// new one, never none.
-	if err := WriteDir(dir, own); err != nil {
+	if err := InstallDir(dir, files); err != nil {
 		return "", fmt.Errorf("install bundle: %w", err)
 	}
 	return dir, nil
 }
 
-// WriteDir writes files, each with its Mode, as the directory dir, whole:
-// into a fresh temporary directory next to dir (".NAME.tmp-*", DirMode),
-// which then takes dir's place in one step (atomicfile.ReplaceDir), so a
-// reader sees the old directory or the new one, never a half-written one;
-// anything else the old directory held goes with it. dir's parent must
-// exist. A killed run leaves at most the temporary directory, which the
-// caller's recovery removes (it may hold a key).
-func WriteDir(dir string, files []File) (err error) {
+// InstallDir is the one installer of a bundle: it writes files as the
+// bundle directory dir, whole, each with the store's mode (Allowed: key
+// 0600, the rest 0644) whatever the archive said, with WriteDir. A shell
+// starting while a bundle is replaced sees the old bundle or the new one,
+// never none and never a mix; anything else the old directory held, a
+// renewal's pending key included, goes with it. The parent directory is
+// made 0700 when missing; an existing one is left as it is.
+func InstallDir(dir string, files []File) error {
 	parent := filepath.Dir(dir)
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("write bundle %q: %w", dir, err)
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
-	if err := os.Chmod(tmp, DirMode); err != nil {
-		return fmt.Errorf("write bundle %q: %w", dir, err)
-	}
-	for _, f := range files {
-		if err := atomicfile.Write(filepath.Join(tmp, f.Name), f.Data, f.Mode); err != nil {
+	if _, err := os.Stat(parent); errors.Is(err, fs.ErrNotExist) {
+		if err := atomicfile.MkdirAll(parent, DirMode); err != nil {
 			return err
 		}
 	}
-	if err := atomicfile.SyncDir(tmp); err != nil {
-		return err
+	if fi, err := os.Lstat(dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("bundle %q exists and is not a directory", dir)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("bundle %q: %w", dir, err)
 	}
-	if err := atomicfile.ReplaceDir(tmp, dir); err != nil {
+	own := make([]File, len(files))
+	for i, f := range files {
+		mode, ok := Allowed[f.Name]
+		if !ok {
+			return fmt.Errorf("write bundle %q: unexpected file %q", dir, f.Name)
+		}
+		own[i] = File{Name: f.Name, Data: f.Data, Mode: mode}
+	}
+	return WriteDir(dir, own)
+}
+
+// WriteDir writes files, each with its Mode, as the directory dir, whole
+// (atomicfile.WriteDir, DirMode): a reader sees the old directory or the
+// new one, never a half-written one. dir's parent must exist. A killed run
+// leaves at most the temporary directory, which atomicfile.RecoverDir
+// removes (it may hold a key).
+func WriteDir(dir string, files []File) error {
+	af := make([]atomicfile.File, len(files))
+	for i, f := range files {
+		af[i] = atomicfile.File{Name: f.Name, Data: f.Data, Mode: f.Mode}
+	}
+	if err := atomicfile.WriteDir(dir, af, DirMode); err != nil {
 		return fmt.Errorf("write bundle %q: %w", dir, err)
 	}
-	return atomicfile.SyncDir(parent)
+	return nil
+}
+
+// Files are a bundle's four files, with the modes of Allowed.
+func Files(caPEM, certPEM, keyPEM []byte, m clientenv.Meta) ([]File, error) {
+	metaJSON, err := clientenv.MarshalMeta(m)
+	if err != nil {
+		return nil, err
+	}
+	files := []File{
+		{Name: clientenv.CAFile, Data: caPEM},
+		{Name: clientenv.CertFile, Data: certPEM},
+		{Name: clientenv.KeyFile, Data: keyPEM},
+		{Name: clientenv.MetaFile, Data: metaJSON},
+	}
+	for i := range files {
+		files[i].Mode = Allowed[files[i].Name]
+	}
+	return files, nil
+}
+
+// ContextSource is what the Docker contexts made from the bundle in dir
+// hold once files (with dtls.json m) are installed there: for
+// dockercontext.Refresh.
+func ContextSource(dir string, files []File, m clientenv.Meta) dockercontext.Source {
+	return dockercontext.Source{Dir: dir, Host: m.DockerHost,
+		CA: Get(files, clientenv.CAFile), Cert: Get(files, clientenv.CertFile), Key: Get(files, clientenv.KeyFile)}
 }

@@ -1,15 +1,13 @@
 package bundle
 
 import (
-	"bytes"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/pki"
 )
 
 // Renews says whether files (checked by Verify) are a renewal of the bundle
@@ -19,11 +17,11 @@ import (
 // a CA rotation carries both CAs). Anything else, an older certificate or
 // another client's, needs --force; why says what differs.
 func Renews(dir string, files []File, c *Checked) (ok bool, why string) {
-	oldCertPEM, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
+	oldCertPEM, err := os.ReadFile(filepath.Join(dir, clientenv.CertFile))
 	if err != nil {
 		return false, fmt.Sprintf("the installed bundle has no readable cert.pem (%v)", err)
 	}
-	old, err := firstCert(oldCertPEM)
+	old, err := pki.ParseCertificate(oldCertPEM)
 	if err != nil {
 		return false, fmt.Sprintf("the installed cert.pem does not parse (%v)", err)
 	}
@@ -40,39 +38,18 @@ func Renews(dir string, files []File, c *Checked) (ok bool, why string) {
 		return false, fmt.Sprintf("its certificate (from %s) is not newer than the installed one (from %s)",
 			c.Cert.NotBefore.UTC().Format("2006-01-02 15:04"), old.NotBefore.UTC().Format("2006-01-02 15:04"))
 	}
-	oldCA, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	oldCA, err := os.ReadFile(filepath.Join(dir, clientenv.CAFile))
 	if err != nil {
 		return false, fmt.Sprintf("the installed bundle has no readable ca.pem (%v)", err)
 	}
-	for _, a := range pemCerts(oldCA) {
-		for _, b := range pemCerts(Get(files, "ca.pem")) {
-			if bytes.Equal(a, b) {
+	olds, _ := pki.ParseCertificates(oldCA)
+	news, _ := pki.ParseCertificates(Get(files, clientenv.CAFile))
+	for _, a := range olds {
+		for _, b := range news {
+			if a.Equal(b) {
 				return true, ""
 			}
 		}
 	}
 	return false, "its ca.pem shares no CA with the installed one"
-}
-
-func firstCert(b []byte) (*x509.Certificate, error) {
-	ders := pemCerts(b)
-	if len(ders) == 0 {
-		return nil, fmt.Errorf("no PEM certificate")
-	}
-	return x509.ParseCertificate(ders[0])
-}
-
-// pemCerts returns the DER of every CERTIFICATE block of b.
-func pemCerts(b []byte) [][]byte {
-	var out [][]byte
-	for {
-		var p *pem.Block
-		p, b = pem.Decode(b)
-		if p == nil {
-			return out
-		}
-		if p.Type == "CERTIFICATE" {
-			out = append(out, p.Bytes)
-		}
-	}
 }

@@ -5,13 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/url"
 	"time"
 
 	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/pki"
 )
 
 // Checked is what Verify learnt about a bundle.
@@ -48,12 +48,8 @@ func Verify(files []File, now time.Time) (*Checked, error) {
 	if reason := clientenv.ValueProblem(meta.DockerHost); reason != "" {
 		return nil, fmt.Errorf("%s: docker_host %q %s: 'dtls env' cannot set DOCKER_HOST to it", clientenv.MetaFile, meta.DockerHost, reason)
 	}
-	certPEM, keyPEM := Get(files, "cert.pem"), Get(files, "key.pem")
-	block, _ := pem.Decode(certPEM)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("cert.pem: no PEM certificate")
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
+	certPEM, keyPEM := Get(files, clientenv.CertFile), Get(files, clientenv.KeyFile)
+	cert, err := pki.ParseCertificate(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("cert.pem: %w", err)
 	}
@@ -66,9 +62,13 @@ func Verify(files []File, now time.Time) (*Checked, error) {
 	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		return nil, fmt.Errorf("key.pem does not match cert.pem: %w", err)
 	}
+	cas, err := pki.ParseCertificates(Get(files, clientenv.CAFile))
+	if err != nil {
+		return nil, fmt.Errorf("ca.pem: %w", err)
+	}
 	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(Get(files, "ca.pem")) {
-		return nil, fmt.Errorf("ca.pem: no PEM certificate")
+	for _, ca := range cas {
+		roots.AddCert(ca)
 	}
 	if _, err := cert.Verify(x509.VerifyOptions{
 		Roots:       roots,

@@ -13,7 +13,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +31,7 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/pki"
 )
 
 // DefaultCheckTimeout bounds Check when its context has no deadline. Without
@@ -271,43 +271,30 @@ func loadCheckCredentials(b *clientenv.Bundle, now time.Time) (*checkCredentials
 	broken := func(format string, args ...any) *CheckError {
 		return &CheckError{Problem: ProblemBundle, Msg: fmt.Sprintf("bundle %q: ", b.Dir) + fmt.Sprintf(format, args...), Hint: bundleHint(b.Meta.CAURL, b.Meta.DockerHost)}
 	}
-	caPEM, err := read("ca.pem")
+	caPEM, err := read(clientenv.CAFile)
 	if err != nil {
 		return nil, err
 	}
-	certPEM, err := read("cert.pem")
+	certPEM, err := read(clientenv.CertFile)
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := read("key.pem")
+	keyPEM, err := read(clientenv.KeyFile)
 	if err != nil {
 		return nil, err
 	}
 	cr := &checkCredentials{dir: b.Dir, roots: x509.NewCertPool(), name: b.Meta.Name, caURL: b.Meta.CAURL, dockerHost: b.Meta.DockerHost}
-	for rest := caPEM; ; {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		ca, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, broken("ca.pem: %v", err)
-		}
-		cr.cas = append(cr.cas, ca)
+	if cr.cas, err = pki.ParseCertificates(caPEM); errors.Is(err, pki.ErrNoCertificate) {
+		return nil, broken("ca.pem holds no PEM certificate")
+	} else if err != nil {
+		return nil, broken("ca.pem: %v", err)
+	}
+	for _, ca := range cr.cas {
 		cr.roots.AddCert(ca)
 	}
-	if len(cr.cas) == 0 {
-		return nil, broken("ca.pem holds no PEM certificate")
-	}
-	blk, _ := pem.Decode(certPEM)
-	if blk == nil || blk.Type != "CERTIFICATE" {
+	if cr.leaf, err = pki.ParseCertificate(certPEM); errors.Is(err, pki.ErrNoCertificate) {
 		return nil, broken("cert.pem holds no PEM certificate")
-	}
-	if cr.leaf, err = x509.ParseCertificate(blk.Bytes); err != nil {
+	} else if err != nil {
 		return nil, broken("cert.pem: %v", err)
 	}
 	if cr.pair, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
@@ -324,14 +311,14 @@ func loadCheckCredentials(b *clientenv.Bundle, now time.Time) (*checkCredentials
 	case now.After(cr.leaf.NotAfter):
 		return nil, &CheckError{
 			Problem: ProblemClientExpired,
-			Msg:     fmt.Sprintf("the client certificate %q (%s) expired on %s", cr.leaf.Subject.CommonName, filepath.Join(b.Dir, "cert.pem"), cr.leaf.NotAfter.UTC().Format(day)),
+			Msg:     fmt.Sprintf("the client certificate %q (%s) expired on %s", cr.leaf.Subject.CommonName, filepath.Join(b.Dir, clientenv.CertFile), cr.leaf.NotAfter.UTC().Format(day)),
 			Hint:    cr.renewHint(true),
 		}
 	case now.Before(cr.leaf.NotBefore):
 		return nil, &CheckError{
 			Problem: ProblemClientExpired,
 			Msg: fmt.Sprintf("the client certificate %q (%s) is not valid before %s, and this machine's clock says %s",
-				cr.leaf.Subject.CommonName, filepath.Join(b.Dir, "cert.pem"), cr.leaf.NotBefore.UTC().Format(day), now.UTC().Format(day)),
+				cr.leaf.Subject.CommonName, filepath.Join(b.Dir, clientenv.CertFile), cr.leaf.NotBefore.UTC().Format(day), now.UTC().Format(day)),
 			Hint: "check the clock of this machine and of the CA host (timedatectl); a certificate issued by a CA host whose clock runs ahead is not valid yet",
 		}
 	}

@@ -15,6 +15,7 @@ package dockercontext
 
 import (
 	"archive/tar"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -25,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -167,40 +169,155 @@ func Exists(configDir, name string) (bool, error) {
 	return err == nil, err
 }
 
-// Create writes c into the context store of configDir. An existing context
-// of the same name is an *ExistsError unless force. Directories are 0700,
-// key.pem 0600 and the rest 0644, like the Docker CLI's own store.
+// Create writes c into the context store of configDir with Write. An
+// existing context of the same name is an *ExistsError unless force.
 func Create(configDir string, c Context, force bool) error {
 	if err := ValidateName(c.Name); err != nil {
 		return err
 	}
-	metaFile, tlsDir := Paths(configDir, c.Name)
+	metaFile, _ := Paths(configDir, c.Name)
 	if ok, err := Exists(configDir, c.Name); err != nil {
 		return fmt.Errorf("docker context %q: %w", c.Name, err)
 	} else if ok && !force {
 		return &ExistsError{Name: c.Name, Path: metaFile}
 	}
-	data, err := c.metaJSON()
-	if err != nil {
+	return Write(configDir, c)
+}
+
+// tlsFiles are a context's TLS files, as the Docker CLI's store lays them
+// out (docker/cli cli/context/store: tls/<id>/docker/{ca,cert,key}.pem),
+// with the modes of its own store: the key 0600, the rest 0644.
+func (c Context) tlsFiles() []atomicfile.File {
+	return []atomicfile.File{
+		{Name: "docker/ca.pem", Data: c.CA, Mode: 0o644},
+		{Name: "docker/cert.pem", Data: c.Cert, Mode: 0o644},
+		{Name: "docker/key.pem", Data: c.Key, Mode: 0o600},
+	}
+}
+
+// Write is the one writer of a Docker context: it writes c into the
+// context store of configDir, replacing one of the same name. The TLS
+// directory is replaced whole, in one step (atomicfile.WriteDir): the
+// Docker CLI reads ca.pem, cert.pem and key.pem one after the other, and
+// a kill at any instant must not leave it a new certificate beside the
+// old key. meta.json, which makes the context exist, is written
+// (atomically) after the TLS files, and only when it changes.
+// Directories are 0700.
+func Write(configDir string, c Context) error {
+	if err := ValidateName(c.Name); err != nil {
 		return err
 	}
-	ep := filepath.Join(tlsDir, "docker")
-	for _, d := range []string{filepath.Join(configDir, "contexts"), filepath.Join(configDir, "contexts", "tls"), tlsDir, ep, filepath.Dir(metaFile)} {
+	metaFile, tlsDir := Paths(configDir, c.Name)
+	for _, d := range []string{filepath.Join(configDir, "contexts"), filepath.Dir(tlsDir), filepath.Dir(metaFile)} {
 		if err := atomicfile.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
 	}
-	for _, f := range []struct {
-		name string
-		data []byte
-		mode fs.FileMode
-	}{{"ca.pem", c.CA, 0o644}, {"cert.pem", c.Cert, 0o644}, {"key.pem", c.Key, 0o600}} {
-		if err := atomicfile.Write(filepath.Join(ep, f.name), f.data, f.mode); err != nil {
-			return err
-		}
+	// What a killed Write left: its temporary directory may hold a key.
+	if err := atomicfile.RecoverDir(tlsDir); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteDir(tlsDir, c.tlsFiles(), 0o700); err != nil {
+		return fmt.Errorf("docker context %q: %w", c.Name, err)
+	}
+	if c.metaCurrent(metaFile) {
+		return nil
+	}
+	data, err := c.metaJSON()
+	if err != nil {
+		return err
 	}
 	return atomicfile.Write(metaFile, data, 0o644)
 }
+
+// metaCurrent reports whether metaFile already says what c does.
+func (c Context) metaCurrent(metaFile string) bool {
+	data, err := c.metaJSON()
+	if err != nil {
+		return false
+	}
+	b, err := os.ReadFile(metaFile)
+	return err == nil && bytes.Equal(b, data)
+}
+
+// current reports whether the TLS files of context c in configDir are
+// exactly c's.
+func (c Context) current(configDir string) bool {
+	_, tlsDir := Paths(configDir, c.Name)
+	for _, f := range c.tlsFiles() {
+		b, err := os.ReadFile(filepath.Join(tlsDir, filepath.FromSlash(f.Name)))
+		if err != nil || !bytes.Equal(b, f.Data) {
+			return false
+		}
+	}
+	return c.metaCurrent(filepath.Join(configDir, "contexts", "meta", ID(c.Name), "meta.json"))
+}
+
+// Source is a bundle's content as its contexts hold it.
+type Source struct {
+	// Dir is the bundle directory; the contexts made from it record it
+	// as it resolves (symbolic links followed).
+	Dir string
+	// Host is the daemon URL (dtls.json docker_host).
+	Host string
+	// CA, Cert and Key are the PEM of ca.pem, cert.pem and key.pem.
+	CA, Cert, Key []byte
+}
+
+// Resolved is dir as the contexts made from it record it: absolute,
+// symbolic links followed when it exists.
+func Resolved(dir string) string {
+	if a, err := filepath.Abs(dir); err == nil {
+		dir = a
+	}
+	if r, err := filepath.EvalSymlinks(dir); err == nil {
+		return r
+	}
+	return dir
+}
+
+// Refresh is the one refresh of the contexts made from a bundle ('dtls
+// context create', 'dtls enroll --context'): each one, and each of add
+// (a context to make from the bundle, named and described), gets src's
+// files and daemon URL with Write, unless it holds them already. It
+// returns the names it wrote. A context a killed run left behind is
+// brought up to date by the next Refresh. Import, enroll, renew's import
+// and the agent call it after the bundle is in place.
+func Refresh(configDir string, src Source, add ...Context) ([]string, error) {
+	dir := Resolved(src.Dir)
+	ctxs, err := MadeFrom(configDir, dir)
+	if err != nil {
+		return nil, fmt.Errorf("find the docker contexts made from %s: %w", src.Dir, err)
+	}
+	for _, a := range add {
+		if !slices.ContainsFunc(ctxs, func(c Context) bool { return c.Name == a.Name }) {
+			ctxs = append(ctxs, a)
+		}
+	}
+	var done []string
+	for _, c := range ctxs {
+		c.CA, c.Cert, c.Key, c.Host, c.Bundle = src.CA, src.Cert, src.Key, src.Host, dir
+		if c.current(configDir) {
+			continue
+		}
+		if err := Write(configDir, c); err != nil {
+			return done, &RefreshError{Name: c.Name, Bundle: src.Dir, Err: err}
+		}
+		done = append(done, c.Name)
+	}
+	return done, nil
+}
+
+// RefreshError is a context Refresh failed to write.
+type RefreshError struct {
+	Name, Bundle string
+	Err          error
+}
+
+func (e *RefreshError) Error() string {
+	return fmt.Sprintf("refresh docker context %q made from %s: %v", e.Name, e.Bundle, e.Err)
+}
+func (e *RefreshError) Unwrap() error { return e.Err }
 
 // Export writes c to w in the format of `docker context export` (docker/cli
 // cli/context/store.Export), which `docker context import NAME FILE` reads:

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dtls-tool/dtls/clientenv"
-	"github.com/dtls-tool/dtls/internal/cahost/authority"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 )
 
@@ -71,9 +71,6 @@ it by then.`,
 			}
 			if err := opts.op.check(c); err != nil {
 				return err
-			}
-			if opts.op.CAURL != "" {
-				return runListRemote(opts)
 			}
 			return runList(opts)
 		},
@@ -141,37 +138,27 @@ type listEntry struct {
 }
 
 func runList(o *listOptions) error {
-	now := o.Now()
-	a, err := openAuthority(o.IO, o.StateDir, nil)
+	ca, err := o.op.open(o.IO, o.StateDir, nil)
 	if err != nil {
 		return laptopHint(o.IO, err)
 	}
-	recs, err := a.Store.All()
-	if err != nil {
-		a.Close()
-		return err
-	}
-	roles, err := a.Store.Roles()
-	var rotation *authority.RotationStatus
-	if err == nil && o.Output == "table" && a.InRotation() {
-		// A header only: an unreadable status leaves it out.
-		rotation, _ = a.RotationStatus(now)
-	}
-	a.Close()
+	inv, err := ca.Inventory(context.Background(), o.Now())
+	ca.Close()
 	if err != nil {
 		return err
 	}
-	if h := rotationHeader(rotation); h != "" {
-		// Status, not data: stderr, and never in --output json, which
-		// stays an array of records.
+	// Status, not data: stderr, and never in --output json, which stays
+	// an array of records.
+	if inv.Online {
+		fmt.Fprintf(o.ErrOut, "inventory of the CA at %s\n", ca.Where())
+	} else if h := rotationHeader(inv.Rotation); h != "" && o.Output == "table" {
 		fmt.Fprintln(o.ErrOut, h)
 	}
-	window := authority.RenewBefore
+	window := inv.RenewBefore
 	if o.Expiring > 0 {
-		window = o.Expiring
+		window = func(store.Record) time.Duration { return o.Expiring }
 	}
-	return printListEntries(o, listEntries(recs, roles, authority.CurrentCASerial(o.StateDir), now,
-		func(store.Record) time.Duration { return window }, o.Expiring > 0))
+	return printListEntries(o, listEntries(inv.Records, inv.Roles, inv.CurrentCA, o.Now(), window, o.Expiring > 0))
 }
 
 // listEntries are the rows of records: all of them, or with only those

@@ -1,22 +1,13 @@
 package cmd
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
-	"time"
+	"errors"
 
 	"github.com/spf13/cobra"
 
-	"github.com/dtls-tool/dtls/clientenv"
-	"github.com/dtls-tool/dtls/internal/cahost/store"
-	"github.com/dtls-tool/dtls/internal/laptop/agent"
-	"github.com/dtls-tool/dtls/internal/laptop/bundle"
+	"github.com/dtls-tool/dtls/internal/cafront"
+	"github.com/dtls-tool/dtls/internal/cahost/authority"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
-	"github.com/dtls-tool/dtls/pki"
 )
 
 // operatorOptions are the flags of a command that can call an online CA's
@@ -45,11 +36,11 @@ func (o *operatorOptions) check(c *cobra.Command) error {
 		if err != nil {
 			return usageError{err, c.CommandPath()}
 		}
-		m, err := readBundleMeta(dir)
-		if err != nil || m.CAURL == "" {
+		u, err := cafront.OperatorCAURL(dir)
+		if err != nil {
 			return usagef(c, "--operator %q records no CA URL (dtls.json ca_url): give --ca-url", o.Dir)
 		}
-		o.CAURL = m.CAURL
+		o.CAURL = u
 	}
 	u, err := fleet.ParseURL(o.CAURL)
 	if err != nil {
@@ -65,82 +56,20 @@ func (o *operatorOptions) check(c *cobra.Command) error {
 	return nil
 }
 
-// readBundleMeta reads a bundle directory's dtls.json.
-func readBundleMeta(dir string) (*clientenv.Meta, error) {
-	b, err := os.ReadFile(filepath.Join(dir, clientenv.MetaFile))
-	if err != nil {
-		return nil, err
-	}
-	var m clientenv.Meta
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	return &m, nil
+// open is the CA the flags name (cafront.Open): the online CA at --ca-url
+// with the operator's bundle, else the state directory stateDir, opened
+// with the passphrase source k (nil: none).
+func (o *operatorOptions) open(io IO, stateDir string, k *caKeyOptions) (cafront.CA, error) {
+	ca, err := cafront.Open(cafront.Config{StateDir: stateDir, CAURL: o.CAURL, Operator: o.Dir,
+		OpenLocal: func(dir string) (*authority.Authority, error) { return openAuthority(io, dir, k) }})
+	return ca, operatorHint(err)
 }
 
-// client is a fleet client that authenticates with the operator's bundle
-// and trusts only its ca.pem.
-func (o *operatorOptions) client() (*fleet.Client, error) {
-	id, err := bundle.LoadIdentity(o.Dir)
-	if err != nil {
-		return nil, withHint(fmt.Errorf("operator %w", err),
-			"'dtls ca init' makes the first operator's bundle (STATE_DIR/operator on the CA's host)")
+// operatorHint says how to get an operator's bundle when it is missing.
+func operatorHint(err error) error {
+	var oe *cafront.OperatorError
+	if errors.As(err, &oe) {
+		return withHint(err, "'dtls ca init' makes the first operator's bundle (STATE_DIR/operator on the CA's host)")
 	}
-	c, err := agent.ClientFor(id, o.CAURL)
-	if err != nil {
-		return nil, fmt.Errorf("operator %w", err)
-	}
-	return c, nil
-}
-
-// runListRemote is 'dtls certs --ca-url': the online CA's inventory,
-// shown as the local one is.
-func runListRemote(o *listOptions) error {
-	c, err := o.op.client()
-	if err != nil {
-		return err
-	}
-	defer c.CloseIdleConnections()
-	recs, err := c.Certs(context.Background())
-	if err != nil {
-		return err
-	}
-	roles, current := fleet.InventoryRoles(recs)
-	sort.SliceStable(recs, func(i, j int) bool { return recs[i].NotBefore.Before(recs[j].NotBefore) })
-	fmt.Fprintf(o.ErrOut, "inventory of the CA at %s\n", o.op.CAURL)
-	// 'dtls agent' renews at two thirds of the lifetime: a certificate
-	// past that was not renewed when it should have been.
-	window := func(r store.Record) time.Duration {
-		if o.Expiring > 0 {
-			return o.Expiring
-		}
-		return r.NotAfter.Sub(r.NotBefore) / 3
-	}
-	return printListEntries(o, listEntries(recs, roles, current, o.Now(), window, o.Expiring > 0))
-}
-
-// runRevokeRemote is 'dtls revoke --ca-url'.
-func runRevokeRemote(o *revokeOptions) error {
-	c, err := o.op.client()
-	if err != nil {
-		return err
-	}
-	defer c.CloseIdleConnections()
-	res, err := c.Revoke(context.Background(), fleet.RevokeRequest{Key: o.Key, Reason: pki.Reasons[o.Reason]})
-	if err != nil {
-		return err
-	}
-	var last time.Time
-	for _, r := range res.Revoked {
-		fmt.Fprintf(o.ErrOut, "revoked %s %q serial %s (%s) at the CA %s\n", r.Kind, r.Name, r.Serial, o.Reason, o.op.CAURL)
-		if r.NotAfter.After(last) {
-			last = r.NotAfter
-		}
-	}
-	fmt.Fprintf(o.ErrOut, "the CA signs a new revocation list: the authorization plugin of every host enrolled with it ('dtls init --ca-url ... --authz') refuses the certificate within about %s\n",
-		fleet.Duration(2*fleet.DefaultCRLRefresh))
-	if !last.IsZero() {
-		fmt.Fprintf(o.ErrOut, "dtls: warning: a daemon without the plugin checks no CRL (moby#27778): it accepts the certificate until it expires on %s\n", last.UTC().Format("2006-01-02 15:04 MST"))
-	}
-	return nil
+	return err
 }

@@ -1,17 +1,15 @@
 package cmd
 
 import (
-	"bytes"
 	"context"
-	"crypto/x509"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/dtls-tool/dtls/internal/cafront"
 	"github.com/dtls-tool/dtls/internal/cahost/authority"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -135,10 +133,29 @@ func runRenew(o *renewOptions) error {
 		return err
 	}
 	defer a.Close()
-	res, err := renew(o, a)
-	if err != nil || res == nil {
+	archive := o.Archive
+	if archive == "-" {
+		archive = ""
+	}
+	res, err := (&cafront.Local{Authority: a}).Renew(context.Background(), authority.RenewRequest{
+		Name: o.Name, Server: o.Server, Expiring: o.Expiring, Out: o.Out, Validity: o.Validity,
+		Archive: archive, ArchiveOnly: o.Archive != "" && o.Out == "", Force: o.Force, Now: o.Now(),
+	})
+	if errors.Is(err, cafront.ErrValidityOnline) {
+		return fmt.Errorf("--days: %w", err)
+	} else if err != nil {
 		return err
 	}
+	if res.CAURL != "" && !renderRenewedFromCA(o, res) {
+		return nil
+	}
+	return renderRenewal(o, res.RenewResult)
+}
+
+// renderRenewal writes the archive to standard output (--archive -),
+// says what was renewed and skipped, and restarts docker
+// after a server renewal (--restart).
+func renderRenewal(o *renewOptions, res *authority.RenewResult) error {
 	if o.Archive == "-" {
 		if err := writeArchiveOut(o.IO, o.Archive, res.Renewed[0]); err != nil {
 			return err
@@ -158,22 +175,6 @@ func runRenew(o *renewOptions) error {
 		return renewRestart(o, done)
 	}
 	return nil
-}
-
-// renew renews through the online CA on a fleet host (nil when --expiring
-// finds nothing to do), else with this host's CA.
-func renew(o *renewOptions, a *authority.Authority) (*authority.RenewResult, error) {
-	if srv, _ := a.Server(); srv != nil && srv.CAURL != "" && o.Name == "" {
-		return renewFromCA(o, a, srv)
-	}
-	archive := o.Archive
-	if archive == "-" {
-		archive = ""
-	}
-	return a.Renew(authority.RenewRequest{
-		Name: o.Name, Server: o.Server, Expiring: o.Expiring, Out: o.Out, Validity: o.Validity,
-		Archive: archive, ArchiveOnly: o.Archive != "" && o.Out == "", Force: o.Force, Now: o.Now(),
-	})
 }
 
 // renderRenewed says what was renewed, and returns it for an error in a
@@ -218,47 +219,22 @@ func renewedTo(o *renewOptions, it *authority.Issued) string {
 	return o.Archive + " (the archive only)"
 }
 
-// renewFromCA renews a fleet host's server certificate through its online
-// CA; nil when --expiring finds it outside the window.
-func renewFromCA(o *renewOptions, a *authority.Authority, srv *authority.Server) (*authority.RenewResult, error) {
-	if o.Validity > 0 {
-		return nil, fmt.Errorf("--days: the online CA at %s sets the validity of the certificates it signs", srv.CAURL)
+// renderRenewedFromCA says what a renewal through the online CA did, and
+// reports whether there is a renewal to render.
+func renderRenewedFromCA(o *renewOptions, res *cafront.HostRenewal) bool {
+	if res.RenewResult == nil {
+		fmt.Fprintf(o.ErrOut, "nothing expires within %s (the server certificate expires %s; client certificates are renewed by 'dtls agent' on each laptop)\n",
+			o.Expiring, res.ServerNotAfter.UTC().Format("2006-01-02"))
+		return false
 	}
-	now := o.Now()
-	if o.Expiring > 0 {
-		c, err := serverCertAt(filepath.Join(srv.CertsDir, authority.ServerCertFile))
-		if err == nil && !c.NotAfter.Before(now.Add(o.Expiring)) {
-			fmt.Fprintf(o.ErrOut, "nothing expires within %s (the server certificate expires %s; client certificates are renewed by 'dtls agent' on each laptop)\n",
-				o.Expiring, c.NotAfter.UTC().Format("2006-01-02"))
-			return nil, nil
-		}
-	}
-	fmt.Fprintf(o.ErrOut, "renewing the server certificate through the CA at %s\n", srv.CAURL)
-	caPath := filepath.Join(srv.CertsDir, authority.CACertFile)
-	before, _ := os.ReadFile(caPath)
-	res, err := a.RenewServerFromCA(context.Background(), now, 0)
-	if err != nil {
-		return nil, err
-	}
-	// The answer's CA certificates become the daemon's ca.pem: during a
-	// rotation of the online CA both CAs, after it the new one alone.
-	if after, err := os.ReadFile(caPath); err == nil && !bytes.Equal(before, after) {
+	fmt.Fprintf(o.ErrOut, "renewing the server certificate through the CA at %s\n", res.CAURL)
+	if res.DaemonCA != "" {
 		var names []string
-		if cas, err := pki.ParseCertificates(after); err == nil {
-			for _, ca := range cas {
-				names = append(names, fmt.Sprintf("%q serial %s", ca.Subject.CommonName, pki.Serial(ca)))
-			}
+		for _, ca := range res.NewCAs {
+			names = append(names, fmt.Sprintf("%q serial %s", ca.Subject.CommonName, pki.Serial(ca)))
 		}
-		fmt.Fprintf(o.ErrOut, "the CA certificates changed: %s now holds %s (the online CA is rotating its CA)\n", caPath, strings.Join(names, " and "))
+		fmt.Fprintf(o.ErrOut, "the CA certificates changed: %s now holds %s (the online CA is rotating its CA)\n", res.DaemonCA, strings.Join(names, " and "))
 		fmt.Fprintln(o.ErrOut, "dockerd reads its tlscacert only at start: restart it to trust the new CA (clients of the new CA are refused until then)")
 	}
-	return res, nil
-}
-
-func serverCertAt(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return pki.ParseCertificate(b)
+	return true
 }

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dtls-tool/dtls/internal/cafront"
+	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
 )
 
@@ -71,9 +74,6 @@ seconds; nothing is written locally.`,
 			if err := opts.op.check(c); err != nil {
 				return err
 			}
-			if opts.op.CAURL != "" {
-				return runRevokeRemote(opts)
-			}
 			return runRevoke(opts)
 		},
 	}
@@ -94,14 +94,18 @@ seconds; nothing is written locally.`,
 }
 
 func runRevoke(o *revokeOptions) error {
-	a, err := openAuthority(o.IO, o.StateDir, &o.caKey)
+	ca, err := o.op.open(o.IO, o.StateDir, &o.caKey)
 	if err != nil {
 		return err
 	}
-	defer a.Close()
-	res, err := a.Revoke(o.Key, pki.Reasons[o.Reason], o.Now())
+	defer ca.Close()
+	res, err := ca.Revoke(context.Background(), o.Key, pki.Reasons[o.Reason], o.Now())
 	if err != nil {
 		return err
+	}
+	if res.Online {
+		renderRevokedOnline(o, ca.Where(), res)
+		return nil
 	}
 	for _, r := range res.Revoked {
 		fmt.Fprintf(o.ErrOut, "revoked %s %q serial %s (%s)\n", r.Kind, r.Name, r.Serial, o.Reason)
@@ -109,6 +113,19 @@ func runRevoke(o *revokeOptions) error {
 	fmt.Fprintf(o.ErrOut, "wrote CRL %s (%d revoked) for proxies that check CRLs (nginx ssl_crl, HAProxy crl-file)\n", res.CRL.Path, res.CRL.Revoked)
 	reportRevocationEnforcement(o, res.LastExpiry)
 	return nil
+}
+
+// renderRevokedOnline says what an online CA revoked, and when every
+// daemon of its fleet refuses it.
+func renderRevokedOnline(o *revokeOptions, url string, res *cafront.Revocation) {
+	for _, r := range res.Revoked {
+		fmt.Fprintf(o.ErrOut, "revoked %s %q serial %s (%s) at the CA %s\n", r.Kind, r.Name, r.Serial, o.Reason, url)
+	}
+	fmt.Fprintf(o.ErrOut, "the CA signs a new revocation list: the authorization plugin of every host enrolled with it ('dtls init --ca-url ... --authz') refuses the certificate within about %s\n",
+		fleet.Duration(2*fleet.DefaultCRLRefresh))
+	if !res.LastExpiry.IsZero() {
+		fmt.Fprintf(o.ErrOut, "dtls: warning: a daemon without the plugin checks no CRL (moby#27778): it accepts the certificate until it expires on %s\n", res.LastExpiry.UTC().Format("2006-01-02 15:04 MST"))
+	}
 }
 
 // reportRevocationEnforcement says whether this host's daemon refuses the

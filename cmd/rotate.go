@@ -8,8 +8,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dtls-tool/dtls/internal/cafront"
 	"github.com/dtls-tool/dtls/internal/cahost/authority"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
+	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
 )
 
@@ -141,12 +143,12 @@ func (o *rotateOptions) run(c *cobra.Command) error {
 	if err := o.validateLocal(c); err != nil {
 		return err
 	}
-	switch {
-	case o.Status:
+	switch cafront.RotationStep(o.Status, o.Switch, o.Finish) {
+	case fleet.RotateStatus:
 		return runRotateStatus(o)
-	case o.Switch:
+	case fleet.RotateSwitch:
 		return runRotateSwitch(o)
-	case o.Finish:
+	case fleet.RotateFinish:
 		return runRotateFinish(o)
 	}
 	return runRotateCA(o)

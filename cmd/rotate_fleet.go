@@ -9,132 +9,68 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/dtls-tool/dtls/internal/cafront"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
-	"github.com/dtls-tool/dtls/internal/laptop/agent"
-	"github.com/dtls-tool/dtls/internal/laptop/bundle"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
 )
 
 // runRotateRemote is 'dtls rotate-ca --ca-url' (or --operator alone): a
-// step of the online CA's rotation through its operator API.
+// step of the online CA's rotation through its operator API
+// (cafront.Remote.Rotate).
 func runRotateRemote(o *rotateOptions) error {
-	step := o.remoteStep()
-	ctx := context.Background()
-	c, err := o.op.client()
+	r, err := cafront.OpenRemote(o.op.CAURL, o.op.Dir)
 	if err != nil {
-		return err
+		return operatorHint(err)
 	}
-	defer func() { c.CloseIdleConnections() }()
-	if step == fleet.RotateFinish {
-		if c, err = renewOperatorFirst(o, c); err != nil {
-			return err
-		}
+	defer func() { r.Close() }()
+	res, err := r.Rotate(context.Background(), cafront.RotationStep(o.Status, o.Switch, o.Finish), o.Force)
+	if res != nil && res.RotateResponse != nil {
+		renderRemoteStep(o, res)
 	}
-	resp, err := c.Rotate(ctx, fleet.RotateRequest{Step: step, Force: o.Force})
+	return rotateRemoteError(o, err)
+}
+
+// rotateRemoteError adds to a failed step what to run.
+func rotateRemoteError(o *rotateOptions, err error) error {
 	var fe *fleet.Error
-	if errors.As(err, &fe) && fe.Status == http.StatusConflict {
-		return withHint(err, "see where the rotation is: dtls rotate-ca --status --operator %s", o.op.Dir)
-	}
-	if err != nil {
-		return err
-	}
-	if step == fleet.RotateStatus {
-		printRemoteRotation(o.Out, o.op.Dir, resp)
-		return nil
-	}
-	// The operator's bundle trusts what the CA serves now: both CAs
-	// during the rotation (the listener keeps its certificate of the
-	// old CA until the finish, then presents one of the new CA).
-	if changed, err := agent.SetBundleCA(o.op.Dir, []byte(resp.CA)); err != nil {
-		return err
-	} else if changed {
-		fmt.Fprintf(o.ErrOut, "operator bundle %s: ca.pem now holds the CA's %d CA certificates\n", o.op.Dir, len(caCerts(resp.CA)))
-	}
-	return renderRemoteStep(o, step, resp)
-}
-
-// remoteStep is the step of the online CA's rotation the flags ask for.
-func (o *rotateOptions) remoteStep() string {
+	var re *cafront.OperatorRenewalError
 	switch {
-	case o.Status:
-		return fleet.RotateStatus
-	case o.Switch:
-		return fleet.RotateSwitch
-	case o.Finish:
-		return fleet.RotateFinish
+	case errors.As(err, &fe) && fe.Status == http.StatusConflict:
+		return withHint(err, "see where the rotation is: dtls rotate-ca --status --operator %s", o.op.Dir)
+	case errors.As(err, &re):
+		return withHint(err, "run the same command again: it asks for the same key's certificate")
 	}
-	return fleet.RotateTrust
-}
-
-// renewOperatorFirst renews the operator's own certificate of the old CA
-// before the finish: it would hold the finish up, and stop working after
-// it. It returns the client to go on with (a new one after a renewal).
-func renewOperatorFirst(o *rotateOptions, c *fleet.Client) (*fleet.Client, error) {
-	st, err := c.Rotate(context.Background(), fleet.RotateRequest{Step: fleet.RotateStatus})
-	if err != nil {
-		return c, err
-	}
-	renewed, err := renewOperator(o, st)
-	if err != nil || !renewed {
-		return c, err
-	}
-	c.CloseIdleConnections()
-	n, err := o.op.client()
-	if err != nil {
-		return c, err
-	}
-	return n, nil
+	return err
 }
 
 // renderRemoteStep says what a step of the online CA's rotation did, and
 // what comes next.
-func renderRemoteStep(o *rotateOptions, step string, resp *fleet.RotateResponse) error {
-	switch step {
+func renderRemoteStep(o *rotateOptions, res *cafront.Rotated) {
+	if res.Step == fleet.RotateStatus {
+		printRemoteRotation(o.Out, o.op.Dir, res.RotateResponse)
+		return
+	}
+	if res.CAChanged {
+		fmt.Fprintf(o.ErrOut, "operator bundle %s: ca.pem now holds the CA's %d CA certificates\n", o.op.Dir, len(caCerts(res.CA)))
+	}
+	if res.Renewed != nil {
+		fmt.Fprintf(o.ErrOut, "renewed the operator's certificate %q: serial %s -> %s (new CA), in %s\n", res.Renewed.Old.Subject.CommonName, pki.Serial(res.Renewed.Old), pki.Serial(res.Renewed.New), o.op.Dir)
+	}
+	switch res.Step {
 	case fleet.RotateTrust:
-		fmt.Fprintf(o.ErrOut, "created the next CA %s at the CA %s\n", describeRotationCA(resp.Next), o.op.CAURL)
+		fmt.Fprintf(o.ErrOut, "created the next CA %s at the CA %s\n", describeRotationCA(res.Next), o.op.CAURL)
 		fmt.Fprintln(o.ErrOut, "step 1 of 3: certificates are still signed by the current CA; every enrolment and renewal now installs a ca.pem with both CAs")
 		fmt.Fprintln(o.ErrOut, "next: let every holder renew once ('dtls agent' on laptops within a day; on each Docker host: sudo dtls renew --server, then restart dockerd to trust the new CA), then: dtls rotate-ca --switch")
 	case fleet.RotateSwitch:
-		fmt.Fprintf(o.ErrOut, "step 2 of 3: the CA at %s signs new certificates with the new CA %s; both CAs stay trusted\n", o.op.CAURL, describeRotationCA(resp.Next))
-		printCut(o.ErrOut, "clients whose ca.pem trusts only the old CA (--force): they cannot verify a host renewed from now on until they renew", resp.Cut)
-		if _, err := renewOperator(o, resp); err != nil {
-			return err
-		}
+		fmt.Fprintf(o.ErrOut, "step 2 of 3: the CA at %s signs new certificates with the new CA %s; both CAs stay trusted\n", o.op.CAURL, describeRotationCA(res.Next))
+		printCut(o.ErrOut, "clients whose ca.pem trusts only the old CA (--force): they cannot verify a host renewed from now on until they renew", res.Cut)
 		fmt.Fprintln(o.ErrOut, "next: once every certificate of the old CA is renewed or revoked ('dtls rotate-ca --status'): dtls rotate-ca --finish")
 	case fleet.RotateFinish:
-		fmt.Fprintf(o.ErrOut, "step 3 of 3: dropped the old CA: the CA at %s has only the CA %s, and its listener presents a certificate of it\n", o.op.CAURL, describeRotationCA(&resp.Current))
-		printCut(o.ErrOut, "certificates of the old CA marked superseded (--force), which no longer work", resp.Cut)
+		fmt.Fprintf(o.ErrOut, "step 3 of 3: dropped the old CA: the CA at %s has only the CA %s, and its listener presents a certificate of it\n", o.op.CAURL, describeRotationCA(&res.Current))
+		printCut(o.ErrOut, "certificates of the old CA marked superseded (--force), which no longer work", res.Cut)
 		fmt.Fprintln(o.ErrOut, "each Docker host: sudo dtls renew --server (its ca.pem then holds only the new CA), then restart dockerd")
 	}
-	return nil
-}
-
-// renewOperator renews the operator's bundle at once when its certificate
-// is not of the CA that signs now (st.Signer), and says so.
-func renewOperator(o *rotateOptions, st *fleet.RotateResponse) (bool, error) {
-	id, err := bundle.LoadIdentity(o.op.Dir)
-	if err != nil {
-		return false, fmt.Errorf("operator %w", err)
-	}
-	cert := id.Cert
-	for _, ca := range caCerts(st.CA) {
-		if pki.Serial(ca) == st.Signer && cert.CheckSignatureFrom(ca) == nil {
-			return false, nil
-		}
-	}
-	c, err := o.op.client()
-	if err != nil {
-		return false, err
-	}
-	defer c.CloseIdleConnections()
-	_, renewed, err := agent.RenewNow(context.Background(), o.op.Dir, c)
-	if err != nil {
-		return false, withHint(fmt.Errorf("renew the operator's certificate %q (serial %s, of the old CA) in %q: %w", cert.Subject.CommonName, pki.Serial(cert), o.op.Dir, err),
-			"run the same command again: it asks for the same key's certificate")
-	}
-	fmt.Fprintf(o.ErrOut, "renewed the operator's certificate %q: serial %s -> %s (new CA), in %s\n", cert.Subject.CommonName, pki.Serial(cert), pki.Serial(renewed), o.op.Dir)
-	return true, nil
 }
 
 // printCut lists the certificates a forced step cut off, after what

@@ -16,17 +16,13 @@ package revlist
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/big"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -37,6 +33,7 @@ import (
 
 	"github.com/dtls-tool/dtls/internal/atomicfile"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
+	"github.com/dtls-tool/dtls/pki"
 )
 
 // Files the Follower keeps in its CacheDir (the host's state directory).
@@ -82,7 +79,7 @@ type Config struct {
 	// CAs are the fleet CA's certificates (the state directory's ca.pem,
 	// current first). The list must be signed by one of them, a client
 	// certificate must chain to one, and the CA server's TLS certificate
-	// too (when Client is nil).
+	// too.
 	CAs []*x509.Certificate
 	// CAFile, when set, is the file CAs were read from (PEM, the host's
 	// ca.pem): each Refresh reads it again when its size or time of
@@ -96,9 +93,6 @@ type Config struct {
 	Interval time.Duration
 	// CacheDir holds CacheFile and StatusFile; "" keeps nothing on disk.
 	CacheDir string
-	// Client fetches the list; nil is a client that trusts only CAs, with
-	// TLS 1.2 or later and FetchTimeout.
-	Client *http.Client
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// Logf receives operational messages, one line each without a
@@ -160,16 +154,14 @@ func ReadStatus(dir string) (*Status, error) {
 // Follower follows the fleet CA's revocation list. Its Identify is safe
 // for concurrent use and does not wait for a fetch.
 type Follower struct {
-	cfg    Config
-	base   string // URL without a trailing slash
-	crlURL string
+	cfg  Config
+	base string // URL without a trailing slash
 	// cas are the fleet CAs in use: replaced whole when CAFile changes.
 	cas atomic.Pointer[caSet]
-	// ownClient: client was made by New (NewClient), and is made again
-	// with the CAs of a changed CAFile.
-	ownClient bool
-	clientMu  sync.Mutex
-	client    *http.Client
+	// client fetches the list: made again with the CAs of a changed
+	// CAFile.
+	clientMu sync.Mutex
+	client   *fleet.Client
 	// caStamp identifies the CAFile read last (refreshMu).
 	caStamp fileStamp
 	now     func() time.Time
@@ -243,9 +235,8 @@ func New(c Config) (*Follower, error) {
 	if len(c.CAs) == 0 {
 		return nil, errors.New("no fleet CA certificate to check the revocation list against")
 	}
-	f := &Follower{cfg: c, base: "https://" + u.Host, client: c.Client,
+	f := &Follower{cfg: c, base: "https://" + u.Host,
 		now: c.Now, logf: c.Logf, verified: map[string]*x509.Certificate{}}
-	f.crlURL = f.base + fleet.PathCRL
 	f.cas.Store(newCASet(c.CAs))
 	if c.CAFile != "" {
 		if fi, err := os.Stat(c.CAFile); err == nil {
@@ -261,40 +252,22 @@ func New(c Config) (*Follower, error) {
 	if f.logf == nil {
 		f.logf = func(string, ...any) {}
 	}
-	if f.client == nil {
-		f.client, f.ownClient = NewClient(c.CAs), true
-	}
+	f.client = f.newClient(c.CAs)
 	f.status = Status{URL: f.base, RefreshSeconds: f.cfg.Interval.Seconds()}
 	return f, nil
 }
 
-// NewClient is an HTTP client for the CA server: it trusts only cas (the
-// CA server's certificate is signed by the fleet CA), speaks TLS 1.2 or
-// later, follows no redirect, and gives up on a fetch after FetchTimeout.
-// It honours HTTPS_PROXY and NO_PROXY.
-func NewClient(cas []*x509.Certificate) *http.Client {
+// newClient is the CA server's client (fleet.Client.CRL): it trusts only
+// cas (the CA server's certificate is signed by the fleet CA), speaks TLS
+// 1.2 or later, follows no redirect, honours HTTPS_PROXY and NO_PROXY, and
+// gives up on a fetch after FetchTimeout. Its connection is kept between
+// fetches: a fetch every 5 s then costs one request, not a TLS handshake.
+func (f *Follower) newClient(cas []*x509.Certificate) *fleet.Client {
 	pool := x509.NewCertPool()
 	for _, ca := range cas {
 		pool.AddCert(ca)
 	}
-	return &http.Client{
-		Timeout: FetchTimeout,
-		// The CA serves its list itself: a redirect is answered as the
-		// error it is, not followed elsewhere.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSClientConfig:       &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-			TLSHandshakeTimeout:   5 * time.Second,
-			ResponseHeaderTimeout: FetchTimeout,
-			// One connection, kept between fetches: a fetch every 5 s
-			// then costs one request, not a TLS handshake.
-			MaxIdleConnsPerHost: 1,
-			IdleConnTimeout:     time.Minute,
-			ForceAttemptHTTP2:   true,
-		},
-	}
+	return &fleet.Client{URL: f.base, Roots: pool, Timeout: FetchTimeout}
 }
 
 // URL is the CA's base URL.
@@ -435,20 +408,7 @@ func (f *Follower) reloadCAs() {
 		f.logf("cannot read the fleet CA certificates %q again: %v; keeping the %d in use", f.cfg.CAFile, err, len(f.CAs()))
 		return
 	}
-	var cas []*x509.Certificate
-	for rest := b; ; {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		if c, err := x509.ParseCertificate(blk.Bytes); err == nil {
-			cas = append(cas, c)
-		}
-	}
+	cas, _ := pki.ParseCertificates(b)
 	f.caStamp = stamp
 	if len(cas) == 0 {
 		f.logf("the fleet CA certificates %q hold no certificate; keeping the %d in use", f.cfg.CAFile, len(f.CAs()))
@@ -458,13 +418,11 @@ func (f *Follower) reloadCAs() {
 	f.vmu.Lock()
 	clear(f.verified)
 	f.vmu.Unlock()
-	if f.ownClient {
-		f.clientMu.Lock()
-		old := f.client
-		f.client = NewClient(cas)
-		f.clientMu.Unlock()
-		old.CloseIdleConnections()
-	}
+	f.clientMu.Lock()
+	old := f.client
+	f.client = f.newClient(cas)
+	f.clientMu.Unlock()
+	old.CloseIdleConnections()
 	names := make([]string, len(cas))
 	for i, c := range cas {
 		names[i] = fmt.Sprintf("%q", c.Subject.CommonName)
@@ -475,45 +433,23 @@ func (f *Follower) reloadCAs() {
 // CAs are the fleet CA certificates in use, current first.
 func (f *Follower) CAs() []*x509.Certificate { return f.cas.Load().certs }
 
-// fetch GETs the list.
+// fetch GETs the list (fleet.Client.CRL); parse checks it. Every failure
+// says that the CA could not be reached: the list in force stays in force.
 func (f *Follower) fetch(ctx context.Context) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.crlURL, nil)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the CA at %s: %w", f.base, err)
-	}
-	// RFC 2585 4.2.
-	req.Header.Set("Accept", "application/pkix-crl")
 	f.clientMu.Lock()
 	client := f.client
 	f.clientMu.Unlock()
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the CA at %s: %w", f.base, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxCRLBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the CA at %s: read the revocation list: %w", f.base, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("cannot reach the CA at %s: GET %s answered %s: %s", f.base, fleet.PathCRL, resp.Status, snippet(b))
-	}
-	if len(b) > MaxCRLBytes {
+	b, err := client.CRL(ctx)
+	var ue *fleet.UnreachableError
+	switch {
+	case errors.As(err, &ue):
+		return nil, err // "cannot reach the CA at URL: ..."
+	case err != nil:
+		return nil, fmt.Errorf("cannot reach the CA at %s: GET %s: %w", f.base, fleet.PathCRL, err)
+	case len(b) > MaxCRLBytes:
 		return nil, fmt.Errorf("the CA at %s served a revocation list of more than %d MiB: refused", f.base, MaxCRLBytes>>20)
 	}
 	return b, nil
-}
-
-// snippet is the start of an error body, on one line.
-func snippet(b []byte) string {
-	s := strings.Join(strings.Fields(string(b)), " ")
-	if len(s) > 200 {
-		s = s[:200] + "..."
-	}
-	if s == "" {
-		s = "(no body)"
-	}
-	return s
 }
 
 // parse parses a DER (or PEM) CRL and checks that a fleet CA signed it

@@ -259,7 +259,7 @@ func TestCADownKeepsLastList(t *testing.T) {
 	e.srv.codes.Store(http.StatusServiceUnavailable)
 	err := e.f.Refresh(ctx)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "cannot reach the CA at "+e.srv.srv.URL+": GET /api/v1/dtls/crl answered 503 Service Unavailable: the CA is restarting")
+	assert.Contains(t, err.Error(), "cannot reach the CA at "+e.srv.srv.URL+": GET /api/v1/dtls/crl: the server at "+e.srv.srv.URL+" answered /api/v1/dtls/crl with HTTP 503 and no dtls answer (\"the CA is restarting\")")
 	e.srv.srv.Close()
 	for range 3 {
 		e.clock.Add(5 * time.Second)

@@ -275,6 +275,19 @@ func (c *Client) CA(ctx context.Context) ([]byte, error) {
 	return b, nil
 }
 
+// CRL fetches the revocation list (PathCRL) as the CA serves it, DER,
+// unchecked: the caller parses it and checks its signature with the CA
+// certificates it trusts, since the signature, not the connection, makes
+// the list the CA's (RFC 5280 6.3.3). The call needs no client
+// certificate.
+func (c *Client) CRL(ctx context.Context) ([]byte, error) {
+	hc, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	return c.getRaw(ctx, hc, PathCRL)
+}
+
 // Rotation fetches where the CA's rotation is (PathRotation).
 func (c *Client) Rotation(ctx context.Context) (*RotationState, error) {
 	hc, err := c.client()

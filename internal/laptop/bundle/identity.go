@@ -3,7 +3,9 @@ package bundle
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -24,7 +26,8 @@ type Identity struct {
 }
 
 // LoadIdentity reads the bundle in dir: ca.pem, cert.pem and key.pem, and
-// parses cert.pem. Errors name the bundle and the file.
+// parses cert.pem. An error is a *FileError naming the bundle and the
+// file.
 func LoadIdentity(dir string) (*Identity, error) {
 	id := &Identity{Dir: dir}
 	for _, f := range []struct {
@@ -33,16 +36,32 @@ func LoadIdentity(dir string) (*Identity, error) {
 	}{{clientenv.CAFile, &id.CAPEM}, {clientenv.CertFile, &id.CertPEM}, {clientenv.KeyFile, &id.KeyPEM}} {
 		b, err := os.ReadFile(filepath.Join(dir, f.name))
 		if err != nil {
-			return nil, fmt.Errorf("bundle %q: %w", dir, err)
+			return nil, &FileError{Dir: dir, File: f.name, Err: err}
 		}
 		*f.p = b
 	}
 	var err error
 	if id.Cert, err = pki.ParseCertificate(id.CertPEM); err != nil {
-		return nil, fmt.Errorf("bundle %q: %s: %w", dir, clientenv.CertFile, err)
+		return nil, &FileError{Dir: dir, File: clientenv.CertFile, Err: err}
 	}
 	return id, nil
 }
+
+// FileError is a file of a bundle that cannot be read (Err is then an
+// *fs.PathError) or does not parse.
+type FileError struct {
+	Dir, File string
+	Err       error
+}
+
+func (e *FileError) Error() string {
+	var pe *fs.PathError
+	if errors.As(e.Err, &pe) {
+		return fmt.Sprintf("bundle %q: %v", e.Dir, e.Err)
+	}
+	return fmt.Sprintf("bundle %q: %s: %v", e.Dir, e.File, e.Err)
+}
+func (e *FileError) Unwrap() error { return e.Err }
 
 // KeyMismatchError is a bundle whose key.pem is not the key of cert.pem.
 type KeyMismatchError struct {

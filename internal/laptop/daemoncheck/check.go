@@ -21,7 +21,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -31,6 +30,7 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/internal/laptop/bundle"
 	"github.com/dtls-tool/dtls/pki"
 )
 
@@ -255,36 +255,29 @@ type checkCredentials struct {
 // certificate that is not valid at now: dockerd would refuse it, and saying
 // so is better than a TLS alert.
 func loadCheckCredentials(b *clientenv.Bundle, now time.Time) (*checkCredentials, error) {
-	read := func(name string) ([]byte, error) {
-		p := filepath.Join(b.Dir, name)
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, &CheckError{
-				Problem: ProblemBundle,
-				Msg:     fmt.Sprintf("bundle %q: cannot read %s: %v", b.Dir, name, pathErrCause(err)),
-				Hint:    bundleHint(b.Meta.CAURL, b.Meta.DockerHost),
-				Err:     err,
-			}
-		}
-		return data, nil
-	}
 	broken := func(format string, args ...any) *CheckError {
 		return &CheckError{Problem: ProblemBundle, Msg: fmt.Sprintf("bundle %q: ", b.Dir) + fmt.Sprintf(format, args...), Hint: bundleHint(b.Meta.CAURL, b.Meta.DockerHost)}
 	}
-	caPEM, err := read(clientenv.CAFile)
-	if err != nil {
+	id, err := bundle.LoadIdentity(b.Dir)
+	var fe *bundle.FileError
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &fe) && errors.As(fe.Err, &pe):
+		return nil, &CheckError{
+			Problem: ProblemBundle,
+			Msg:     fmt.Sprintf("bundle %q: cannot read %s: %v", b.Dir, fe.File, pe.Err),
+			Hint:    bundleHint(b.Meta.CAURL, b.Meta.DockerHost),
+			Err:     fe.Err,
+		}
+	case errors.As(err, &fe) && errors.Is(err, pki.ErrNoCertificate):
+		return nil, broken("%s holds no PEM certificate", fe.File)
+	case errors.As(err, &fe):
+		return nil, broken("%s: %v", fe.File, fe.Err)
+	case err != nil:
 		return nil, err
 	}
-	certPEM, err := read(clientenv.CertFile)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := read(clientenv.KeyFile)
-	if err != nil {
-		return nil, err
-	}
-	cr := &checkCredentials{dir: b.Dir, roots: x509.NewCertPool(), name: b.Meta.Name, caURL: b.Meta.CAURL, dockerHost: b.Meta.DockerHost}
-	if cr.cas, err = pki.ParseCertificates(caPEM); errors.Is(err, pki.ErrNoCertificate) {
+	cr := &checkCredentials{dir: b.Dir, roots: x509.NewCertPool(), leaf: id.Cert, name: b.Meta.Name, caURL: b.Meta.CAURL, dockerHost: b.Meta.DockerHost}
+	if cr.cas, err = pki.ParseCertificates(id.CAPEM); errors.Is(err, pki.ErrNoCertificate) {
 		return nil, broken("ca.pem holds no PEM certificate")
 	} else if err != nil {
 		return nil, broken("ca.pem: %v", err)
@@ -292,12 +285,7 @@ func loadCheckCredentials(b *clientenv.Bundle, now time.Time) (*checkCredentials
 	for _, ca := range cr.cas {
 		cr.roots.AddCert(ca)
 	}
-	if cr.leaf, err = pki.ParseCertificate(certPEM); errors.Is(err, pki.ErrNoCertificate) {
-		return nil, broken("cert.pem holds no PEM certificate")
-	} else if err != nil {
-		return nil, broken("cert.pem: %v", err)
-	}
-	if cr.pair, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
+	if cr.pair, err = tls.X509KeyPair(id.CertPEM, id.KeyPEM); err != nil {
 		if strings.Contains(err.Error(), "does not match") {
 			return nil, broken("key.pem is not the key of cert.pem")
 		}
@@ -323,16 +311,6 @@ func loadCheckCredentials(b *clientenv.Bundle, now time.Time) (*checkCredentials
 		}
 	}
 	return cr, nil
-}
-
-// pathErrCause returns the cause of a *fs.PathError ("no such file or
-// directory"), for messages that name the path themselves.
-func pathErrCause(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // bundleHint is the fix for a bundle whose files are broken: a bundle

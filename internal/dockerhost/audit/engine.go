@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/internal/laptop/bundle"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -226,7 +227,7 @@ func (a *auditor) checkPresented(e *engine, err error) {
 	switch {
 	case len(peer) > 0:
 		name := "server certificate presented by " + a.cfg.DockerHost
-		caPath := filepath.Join(a.cfg.CertPath, "ca.pem")
+		caPath := filepath.Join(a.cfg.CertPath, clientenv.CAFile)
 		a.checkServerCert(name, peer[0], e.cas, caPath, "on the Docker host: sudo dtls renew --server --restart")
 	case a.cfg.CertPath == "":
 		a.add(Finding{ID: "server-cert", Status: Skip, Title: "server certificate not checked",

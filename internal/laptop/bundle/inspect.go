@@ -278,7 +278,7 @@ func (in *bundleInspection) cas() []*x509.Certificate {
 		if !ca.IsCA {
 			in.problem("ca.pem: %q is not a CA certificate", ca.Subject.CommonName)
 		}
-		validity(in.problem, "ca.pem", "CA", ca, in.now)
+		validity(in.problem, clientenv.CAFile, "CA", ca, in.now)
 	}
 	return cas
 }

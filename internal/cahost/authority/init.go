@@ -59,6 +59,15 @@ type InitRequest struct {
 	AuthzExe    string // the dtls binary the service runs
 	AuthzLog    string // the audit log the service writes
 	AuthzPolicy string // the policy file ("" for the built-in one)
+	// Gateway makes the dtls gateway serve the TCP listener: its systemd
+	// units are written and daemon.json keeps only dockerd's local
+	// sockets (daemonconfig.Settings.Gateway). Without it, a host in
+	// gateway mode moves back: the listener is dockerd's again and the
+	// gateway's units are removed.
+	Gateway       bool
+	GatewayExe    string // the dtls binary the service runs
+	GatewayLog    string // the audit log the gateway writes
+	GatewayPolicy string // the policy file ("" for the built-in one)
 	// CAURL makes this host a member of the fleet of the online CA at
 	// that URL (init --ca-url): its server certificate comes from that
 	// CA, and no CA key is kept here. With Enroll, a new certificate is
@@ -103,6 +112,9 @@ type InitResult struct {
 	AuthzPending bool
 	// AuthzUnits are the unit files written (init --authz).
 	AuthzUnits []string
+	// GatewayUnits are the gateway's unit files written (init --gateway),
+	// GatewayRemoved those removed (init without it on a gateway host).
+	GatewayUnits, GatewayRemoved []string
 }
 
 func (r *InitResult) say(format string, a ...any) {
@@ -122,6 +134,11 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	listenHost, port, err := ParseListen(r.Listen)
 	if err != nil {
 		return nil, err
+	}
+	if r.Gateway {
+		if _, err := ListenStream(r.Listen); err != nil {
+			return nil, err
+		}
 	}
 	r.keepFleetCA()
 	hosts := r.initHosts()
@@ -189,6 +206,11 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	if planAuthzUnits(t, r, dropInDir, res) {
 		needReload = true
 	}
+	if gw, err := planGatewayUnits(t, r, dropInDir, mergedHosts(merged), res); err != nil {
+		return nil, err
+	} else if gw {
+		needReload = true
+	}
 	changed, err := planDaemonJSONWrite(t, r, merged, res)
 	if err != nil {
 		return nil, err
@@ -205,6 +227,7 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		DaemonJSON: r.DaemonJSON,
 		Updated:    r.Now.UTC(),
 		CAURL:      r.CAURL,
+		Mode:       r.mode(),
 	}
 	res.NeedRestart = reissued || needReload
 	if r.DryRun {
@@ -320,6 +343,7 @@ func planDaemonJSON(r InitRequest, unit *daemonconfig.Unit, res *InitResult) (*d
 	if unit != nil && len(unit.Hosts) > 0 {
 		settings.Sockets = unit.Hosts
 	}
+	settings.Gateway = r.Gateway
 	if r.Authz {
 		// Named in daemon.json only once the plugin answers: dockerd
 		// refuses to start when it cannot reach an authorization plugin

@@ -245,3 +245,21 @@ func mergedHosts(merged *daemonconfig.Result) []string {
 	_ = json.Unmarshal(merged.New, &v)
 	return v.Hosts
 }
+
+// parseListen parses r.Listen; with Gateway, it must also be an address
+// systemd's socket can bind, checked before anything is written.
+func (r *InitRequest) parseListen() (string, int, error) {
+	host, port, err := ParseListen(r.Listen)
+	if err == nil && r.Gateway {
+		_, err = ListenStream(r.Listen)
+	}
+	return host, port, err
+}
+
+// planUnits plans the plugin's and the gateway's units; it reports
+// whether any is written or removed.
+func planUnits(t *txn, r InitRequest, dropInDir string, merged *daemonconfig.Result, res *InitResult) (bool, error) {
+	authz := planAuthzUnits(t, r, dropInDir, res)
+	gw, err := planGatewayUnits(t, r, dropInDir, mergedHosts(merged), res)
+	return authz || gw, err
+}

@@ -131,14 +131,9 @@ func (r *InitResult) say(format string, a ...any) {
 func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	res := &InitResult{}
 	r.keepListen()
-	listenHost, port, err := ParseListen(r.Listen)
+	listenHost, port, err := r.parseListen()
 	if err != nil {
 		return nil, err
-	}
-	if r.Gateway {
-		if _, err := ListenStream(r.Listen); err != nil {
-			return nil, err
-		}
 	}
 	r.keepFleetCA()
 	hosts := r.initHosts()
@@ -203,12 +198,9 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if planAuthzUnits(t, r, dropInDir, res) {
-		needReload = true
-	}
-	if gw, err := planGatewayUnits(t, r, dropInDir, mergedHosts(merged), res); err != nil {
+	if units, err := planUnits(t, r, dropInDir, merged, res); err != nil {
 		return nil, err
-	} else if gw {
+	} else if units {
 		needReload = true
 	}
 	changed, err := planDaemonJSONWrite(t, r, merged, res)

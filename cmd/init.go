@@ -444,7 +444,7 @@ func initRestart(o *initOptions, res *authority.InitResult) error {
 	if o.SystemdDir != "" {
 		// systemctl reads the units from systemd's own
 		// directories: --systemd-dir does not move them.
-		fmt.Fprintf(o.ErrOut, "dtls: warning: --restart restarts this host's docker (%s): systemd does not read --systemd-dir %s\n", line, o.SystemdDir)
+		fmt.Fprintf(o.ErrOut, "dtls: warning: --restart restarts this host's docker (%s): systemd does not read --systemd-dir %s\n", systemctlList(steps), o.SystemdDir)
 	}
 	for _, args := range steps {
 		if err := systemctl(o.ErrOut, args...); err != nil {
@@ -493,6 +493,15 @@ func gatewaySteps(res *authority.InitResult, dockerChanged bool) (string, [][]st
 	}
 	steps = append(steps, []string{"enable", "--now", authority.GatewaySocketUnit}, []string{"try-restart", authority.GatewayServiceUnit})
 	return why, steps
+}
+
+// systemctlList is steps as a list, for a warning.
+func systemctlList(steps [][]string) string {
+	lines := make([]string, len(steps))
+	for i, s := range steps {
+		lines[i] = "systemctl " + strings.Join(s, " ")
+	}
+	return strings.Join(lines, ", ")
 }
 
 // systemctlLine is steps as one shell line.

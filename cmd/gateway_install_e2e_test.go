@@ -75,3 +75,42 @@ func TestGatewayInstallWithRealDocker(t *testing.T) {
 	assert.Equal(t, served, servedSerial(t, h.Port, alice))
 	assert.NotContains(t, audit(), "dtls gateway")
 }
+
+// TestGatewayInstallFleetHost: a host enrolls with the online CA and
+// installs the gateway in one run ('init --ca-url URL --token T
+// --gateway'): the gateway's service follows that CA (--ca-url), no CA
+// key is on the host, and a server renewal through the CA restarts
+// nothing.
+func TestGatewayInstallFleetHost(t *testing.T) {
+	ca := startOnlineCA(t, dtlsExe(t), time.Hour)
+	dir := t.TempDir()
+	state, certs, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")
+	require.NoError(t, os.Mkdir(systemd, 0o755))
+	require.NoError(t, os.WriteFile(daemonJSON, []byte("{}\n"), 0o644))
+	args := []string{"init", "--state-dir", state, "--certs-dir", certs, "--daemon-json", daemonJSON, "--systemd-dir", systemd,
+		"--listen", "tcp://127.0.0.1:2376", "--gateway"}
+	tok := ca.token(t, "--host", "localhost", "--san", "127.0.0.1")
+	_, stderr, code := dtls(t, time.Now(), append(args, "--ca-url", ca.URL, "--token", tok)...)
+	require.Equal(t, 0, code, stderr)
+	svc, err := os.ReadFile(filepath.Join(systemd, authority.GatewayServiceUnit))
+	require.NoError(t, err)
+	assert.Contains(t, string(svc), " --ca-url "+ca.URL+"\n")
+	assert.NoFileExists(t, filepath.Join(state, "ca-key.pem"))
+	b, err := os.ReadFile(daemonJSON)
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "tcp://")
+	assert.Contains(t, stderr, "'sudo dtls renew --server' (the gateway reloads it within a second)")
+
+	// Run again without the token: the host stays enrolled and in gateway
+	// mode, nothing to restart.
+	_, stderr, code = dtls(t, time.Now(), args...)
+	require.Equal(t, 0, code, stderr)
+	assert.NotContains(t, stderr, "wrote ")
+	assert.NotContains(t, stderr, "restart docker")
+
+	_, stderr, code = dtls(t, time.Now(), "renew", "--server", "--state-dir", state)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "renewing the server certificate through the CA at "+ca.URL)
+	assert.Contains(t, stderr, gatewayReloads)
+	assert.NotContains(t, stderr, "restart needed")
+}

@@ -50,6 +50,10 @@ func (a *auditor) readGateway() gatewayConf {
 // past the gateway's roles and audit.
 func (a *auditor) checkGateway(d *daemonConf, g gatewayConf) {
 	if g.path == "" {
+		if a.cfg.Gateway {
+			a.add(Finding{ID: "gateway", Status: Warn, Title: "this host is recorded in gateway mode but " + gatewaySocketUnit + " is not installed: nothing serves TCP",
+				Fix: "sudo dtls init --gateway (writes the gateway's units), or sudo dtls init (dockerd serves TCP again)"})
+		}
 		return
 	}
 	var tcp []string

@@ -41,12 +41,19 @@ func TestAuditGatewayMode(t *testing.T) {
 	assert.Empty(t, byID(rep, "gateway"))
 	requireOne(t, rep, "daemon-authz", Warn, "2.12")
 
-	// The gateway installed, not enabled.
+	// Recorded in gateway mode, the unit missing: nothing serves TCP.
 	h.writeDaemonJSON(t, local)
+	cfg := h.config(now)
+	cfg.Gateway = true
+	rep = Run(context.Background(), cfg)
+	f := requireOne(t, rep, "gateway", Warn, "")
+	assert.Contains(t, f.Title, "recorded in gateway mode but dtls-gateway.socket is not installed")
+
+	// The gateway installed, not enabled.
 	unit := filepath.Join(h.systemd, gatewaySocketUnit)
 	write(t, unit, []byte("[Socket]\nListenStream=127.0.0.1:2376\n[Install]\nWantedBy=sockets.target\n"), 0o644)
 	rep = Run(context.Background(), h.config(now))
-	f := requireOne(t, rep, "gateway", Warn, "")
+	f = requireOne(t, rep, "gateway", Warn, "")
 	assert.Contains(t, f.Title, "installed but not enabled")
 	requireOne(t, rep, "daemon-authz", Warn, "2.12")
 

@@ -53,7 +53,9 @@ output (refused on a terminal), for:
 
 A revoked certificate is not renewed. dockerd reads its TLS files only at
 start and does not reload them on SIGHUP (moby#23936): after a server
-renewal restart it, or pass --restart.
+renewal restart it, or pass --restart. In gateway mode ('dtls init
+--gateway') nothing is restarted: the gateway reloads its certificates
+within a second.
 
 On a host enrolled with an online CA ('dtls init --ca-url'), --server (or
 --expiring, when the server certificate is within the window) renews this

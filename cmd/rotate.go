@@ -67,7 +67,9 @@ every client has a bundle that trusts both.
 'dtls rotate-ca --status' says which step the rotation is at, who holds up
 the next one, and what to run on each issue-server daemon. Each step is one
 journaled change. dockerd reads its TLS files only at start (moby#23936):
-restart it after each step, or pass --restart.
+restart it after each step, or pass --restart. In gateway mode ('dtls init
+--gateway') nothing is restarted: the gateway reloads its certificates
+and CAs within a second of each step.
 
 Against the fleet's online CA (--operator DIR, the bundle of a certificate
 with the role ca-operator; --ca-url, or the ca_url of DIR's dtls.json) the

@@ -173,20 +173,28 @@ func planGatewayUnits(t *txn, r InitRequest, dropInDir string, hosts []string, r
 	if err != nil {
 		return false, err
 	}
+	written := planUnitFiles(t, r.DryRun, dropInDir, units, res)
+	res.GatewayUnits = append(res.GatewayUnits, written...)
+	return len(written) > 0, nil
+}
+
+// planUnitFiles plans systemd unit files (names relative to dir) that
+// differ from what is there, 0644 in directories made 0755, and returns
+// their paths: the one writer of the plugin's and the gateway's units.
+func planUnitFiles(t *txn, dryRun bool, dir string, units map[string][]byte, res *InitResult) []string {
 	names := make([]string, 0, len(units))
 	for n := range units {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	changed := false
+	var written []string
 	for _, n := range names {
-		p := filepath.Join(dropInDir, n)
+		p := filepath.Join(dir, n)
 		if fileHas(p, units[n]) {
 			continue
 		}
-		changed = true
-		res.GatewayUnits = append(res.GatewayUnits, p)
-		if r.DryRun {
+		written = append(written, p)
+		if dryRun {
 			res.say("would write %s", p)
 			continue
 		}
@@ -194,7 +202,7 @@ func planGatewayUnits(t *txn, r InitRequest, dropInDir string, hosts []string, r
 		t.write(p, units[n], 0o644)
 		res.say("wrote %s", p)
 	}
-	return changed, nil
+	return written
 }
 
 // planGatewayRemoval removes the gateway's units init wrote.

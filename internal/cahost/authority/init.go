@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -435,32 +434,14 @@ func planDropIn(t *txn, r InitRequest, unit *daemonconfig.Unit, dropInDir string
 // planAuthzUnits plans the plugin's units, and docker.service ordered
 // after its socket; it reports whether any is written.
 func planAuthzUnits(t *txn, r InitRequest, dropInDir string, res *InitResult) bool {
-	needReload := false
-	if r.Authz {
-		units := AuthzUnits(r.AuthzExe, r.AuthzSocket, r.StateDir, r.AuthzLog, r.AuthzPolicy, r.DaemonJSON)
-		units[filepath.Join("docker.service.d", AuthzDockerDropIn)] = AuthzDockerDropInContent
-		names := make([]string, 0, len(units))
-		for n := range units {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			p := filepath.Join(dropInDir, n)
-			if fileHas(p, units[n]) {
-				continue
-			}
-			needReload = true
-			res.AuthzUnits = append(res.AuthzUnits, p)
-			if r.DryRun {
-				res.say("would write %s", p)
-				continue
-			}
-			t.mkdir(filepath.Dir(p), 0o755)
-			t.write(p, units[n], 0o644)
-			res.say("wrote %s", p)
-		}
+	if !r.Authz {
+		return false
 	}
-	return needReload
+	units := AuthzUnits(r.AuthzExe, r.AuthzSocket, r.StateDir, r.AuthzLog, r.AuthzPolicy, r.DaemonJSON)
+	units[filepath.Join("docker.service.d", AuthzDockerDropIn)] = AuthzDockerDropInContent
+	written := planUnitFiles(t, r.DryRun, dropInDir, units, res)
+	res.AuthzUnits = append(res.AuthzUnits, written...)
+	return len(written) > 0
 }
 
 // planDaemonJSONWrite plans daemon.json, with a backup of the old one; it

@@ -265,6 +265,7 @@ func auditConfig(o *auditOptions) audit.Config {
 	// checked too.
 	if !o.Remote {
 		cfg.CAURL = authority.RecordedCAURL(o.StateDir)
+		cfg.Gateway = authority.Mode(o.StateDir) == authority.ModeGateway
 	}
 	return cfg
 }

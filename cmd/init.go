@@ -37,6 +37,7 @@ type initOptions struct {
 	EncryptCAKey   bool
 	Authz          bool
 	AuthzSocket    string
+	Gateway        bool
 	CAURL          string
 	Token          string
 	caKey          caKeyOptions
@@ -102,12 +103,26 @@ CA and its answer was lost, or the run was killed. Run again with the
 same token, the command finishes such a run (the CA answers the same
 certificate for the saved key); run again on a host that is set up (with
 or without --token), it keeps the certificate installed from the CA
-(--force enrols again).`,
+(--force enrols again).
+
+With --gateway, the dtls gateway ('dtls gateway serve') serves the TCP
+listener instead of dockerd: init writes dtls-gateway.socket (ListenStream=
+the --listen address) and dtls-gateway.service (sandboxed: no capability,
+a read-only system but the state directory and the audit log's) into the
+systemd directory, and takes every TCP entry out of daemon.json's "hosts"
+(dockerd keeps its local socket, which the gateway forwards to; the TLS
+keys stay, so a TCP host added by hand still demands a certificate). The
+previous daemon.json is backed up, and STATE_DIR/server.json records the
+mode. Run without --gateway on such a host, init moves back: the listener
+in daemon.json, the gateway's units removed. Either way docker restarts
+once (--restart: stopping the gateway first, or starting it after), and
+in gateway mode certificates are reloaded by the gateway, with no restart.`,
 		Example: `  $ sudo dtls init
   $ sudo dtls init --host docker.example.com --host 203.0.113.10
   $ sudo dtls init --dry-run
   $ sudo dtls init --ca-from /root/dtls-server-docker2
   $ sudo dtls init --ca-url https://ca.example.com:8443 --token dtls1.AbC...xyz.5f3e...9a --authz
+  $ sudo dtls init --gateway --restart
   $ dtls init --state-dir ./ca --certs-dir ./certs --daemon-json ./daemon.json --systemd-dir ./systemd`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -133,6 +148,7 @@ or without --token), it keeps the certificate installed from the CA
 	f.BoolVar(&opts.Restart, "restart", false, "run 'systemctl daemon-reload' and 'systemctl restart docker' afterwards")
 	f.StringVar(&opts.CAFrom, "ca-from", "", "set this host up with a server bundle made by 'dtls issue-server' on the CA's host (no CA key here)")
 	f.BoolVar(&opts.Authz, "authz", false, "install the authorization plugin (per-user roles, revocation, audit): its systemd units, and its name in daemon.json once it answers")
+	f.BoolVar(&opts.Gateway, "gateway", false, "serve the TCP listener with the dtls gateway (its systemd units; dockerd keeps its local socket); without it, a gateway host moves back to dockerd's listener")
 	pathFlag(c, io, &opts.AuthzSocket, "authz-socket", "DTLS_AUTHZ_SOCKET", defaultAuthzSocket, "the plugin's socket, with --authz")
 	f.BoolVar(&opts.EncryptCAKey, "encrypt-ca-key", false, "keep a new CA key encrypted (PKCS #8, scrypt, AES-256): every command that signs asks for the passphrase")
 	opts.caKey.flags(c)
@@ -346,6 +362,9 @@ func initRequest(o *initOptions) (authority.InitRequest, error) {
 			return (&fleet.Client{URL: o.CAURL}).Enroll(context.Background(), tok, csrPEM)
 		}
 	}
+	if err := gatewayRequest(o, &req); err != nil {
+		return req, err
+	}
 	if o.Authz {
 		exe, err := os.Executable()
 		if err != nil {
@@ -357,6 +376,27 @@ func initRequest(o *initOptions) (authority.InitRequest, error) {
 		}
 	}
 	return req, nil
+}
+
+// initGatewayLog is the audit log of the gateway init installs: apart
+// from the plugin's, as both may run on one host.
+const initGatewayLog = "/var/log/dtls/gateway.log"
+
+// gatewayRequest fills in what the gateway's units run (init --gateway).
+func gatewayRequest(o *initOptions, req *authority.InitRequest) error {
+	if !o.Gateway {
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("--gateway: find the dtls binary for the service: %w", err)
+	}
+	req.Gateway, req.GatewayExe, req.GatewayLog = true, exe, initGatewayLog
+	if _, err := os.Stat(defaultAuthzPolicy); err == nil {
+		// One policy for the plugin and the gateway.
+		req.GatewayPolicy = defaultAuthzPolicy
+	}
+	return nil
 }
 
 // startPlugin starts the plugin's socket, then runs init again to
@@ -386,26 +426,91 @@ func renderInitDryRun(o *initOptions, res *authority.InitResult) error {
 	return nil
 }
 
-// initRestart restarts docker with --restart when the result needs it,
+// initRestart puts what init wrote in force with --restart (systemctl),
 // else says how to.
 func initRestart(o *initOptions, res *authority.InitResult) error {
-	if !res.NeedRestart {
+	why, steps := restartSteps(res)
+	if len(steps) == 0 {
+		if res.NeedRestart {
+			fmt.Fprintln(o.ErrOut, gatewayReloads)
+		}
 		return nil
 	}
+	line := systemctlLine(steps)
 	if !o.Restart {
-		fmt.Fprintln(o.ErrOut, "dockerd reads its TLS settings only when it starts: run")
-		fmt.Fprintln(o.ErrOut, "  sudo systemctl daemon-reload && sudo systemctl restart docker")
+		fmt.Fprintf(o.ErrOut, "%s: run\n  %s\n", why, line)
 		return nil
 	}
 	if o.SystemdDir != "" {
 		// systemctl reads the units from systemd's own
 		// directories: --systemd-dir does not move them.
-		fmt.Fprintf(o.ErrOut, "dtls: warning: --restart restarts this host's docker (systemctl daemon-reload, systemctl restart docker): systemd does not read --systemd-dir %s\n", o.SystemdDir)
+		fmt.Fprintf(o.ErrOut, "dtls: warning: --restart restarts this host's docker (%s): systemd does not read --systemd-dir %s\n", systemctlList(steps), o.SystemdDir)
 	}
-	if err := restartDocker(o.ErrOut); err != nil {
-		return partialError{done: initDone(o), step: "restarting docker", err: err, run: "sudo systemctl daemon-reload && sudo systemctl restart docker"}
+	for _, args := range steps {
+		if err := systemctl(o.ErrOut, args...); err != nil {
+			return partialError{done: initDone(o), step: "restarting docker", err: err, run: line}
+		}
 	}
+	fmt.Fprintln(o.ErrOut, "restarted docker")
 	return nil
+}
+
+// gatewayReloads is what is true of a new certificate in gateway mode.
+const gatewayReloads = "the dtls gateway reloads its certificates within a second of their change: no restart of docker"
+
+// restartSteps are the systemctl runs, in order, that put in force what
+// init wrote, and why they are needed; none when nothing needs one (in
+// gateway mode, a new certificate: the gateway reloads it).
+func restartSteps(res *authority.InitResult) (string, [][]string) {
+	gwUnits := []string{authority.GatewaySocketUnit, authority.GatewayServiceUnit}
+	dockerChanged := res.DropIn != nil || (res.DaemonJSON != nil && res.DaemonJSON.Changed)
+	switch {
+	case len(res.GatewayRemoved) > 0:
+		// The gateway lets go of the port before dockerd takes it.
+		return "dockerd takes the TCP port back from the gateway when it restarts",
+			[][]string{append([]string{"disable", "--now"}, gwUnits...), {"daemon-reload"}, {"restart", "docker"}}
+	case res.Server.Mode == authority.ModeGateway:
+		return gatewaySteps(res, dockerChanged)
+	case !res.NeedRestart:
+		return "", nil
+	}
+	return "dockerd reads its TLS settings only when it starts", [][]string{{"daemon-reload"}, {"restart", "docker"}}
+}
+
+// gatewaySteps are restartSteps in gateway mode: dockerd restarts only
+// when its configuration changed (leaving the TCP port), before the
+// gateway's socket takes the port.
+func gatewaySteps(res *authority.InitResult, dockerChanged bool) (string, [][]string) {
+	unitsChanged := len(res.GatewayUnits) > 0 || len(res.AuthzUnits) > 0
+	if !dockerChanged && !unitsChanged {
+		return "", nil
+	}
+	steps := [][]string{{"daemon-reload"}}
+	why := "systemd reads the gateway's new units on daemon-reload"
+	if dockerChanged {
+		steps = append(steps, []string{"restart", "docker"})
+		why = "dockerd leaves the TCP port to the gateway when it restarts"
+	}
+	steps = append(steps, []string{"enable", "--now", authority.GatewaySocketUnit}, []string{"try-restart", authority.GatewayServiceUnit})
+	return why, steps
+}
+
+// systemctlList is steps as a list, for a warning.
+func systemctlList(steps [][]string) string {
+	lines := make([]string, len(steps))
+	for i, s := range steps {
+		lines[i] = "systemctl " + strings.Join(s, " ")
+	}
+	return strings.Join(lines, ", ")
+}
+
+// systemctlLine is steps as one shell line.
+func systemctlLine(steps [][]string) string {
+	lines := make([]string, len(steps))
+	for i, s := range steps {
+		lines[i] = "sudo systemctl " + strings.Join(s, " ")
+	}
+	return strings.Join(lines, " && ")
 }
 
 // renderInitNext says what to do next.
@@ -418,7 +523,7 @@ func renderInitNext(o *initOptions, res *authority.InitResult) {
 		// No CA key here: the online CA signs for every host and client.
 		fmt.Fprintf(o.ErrOut, "next: on the CA's host, make a token per developer (sudo dtls ca token --client NAME --role ROLE); each runs\n")
 		fmt.Fprintf(o.ErrOut, "  dtls enroll %s TOKEN --docker-host %s\n", res.Server.CAURL, res.Server.DockerHost)
-		fmt.Fprintf(o.ErrOut, "renew this host's certificate through the CA with 'sudo dtls renew --server' (then restart docker)\n")
+		fmt.Fprintf(o.ErrOut, "renew this host's certificate through the CA with 'sudo dtls renew --server' (%s)\n", afterServerRenewal(res.Server.Mode))
 	case o.CAFrom != "":
 		// No CA key here: clients are issued where the CA is, and one
 		// client certificate works against every daemon of the fleet.
@@ -426,6 +531,15 @@ func renderInitNext(o *initOptions, res *authority.InitResult) {
 	default:
 		fmt.Fprintf(o.ErrOut, "next: sudo dtls issue-client NAME   (clients will connect to %s)\n", res.Server.DockerHost)
 	}
+}
+
+// afterServerRenewal says what puts a renewed server certificate in
+// force in mode.
+func afterServerRenewal(mode string) string {
+	if mode == authority.ModeGateway {
+		return "the gateway reloads it within a second"
+	}
+	return "then restart docker"
 }
 
 // initDone says what a finished init wrote, for an error in a later step.

@@ -51,7 +51,9 @@ output (refused on a terminal), for:
 
 A revoked certificate is not renewed. dockerd reads its TLS files only at
 start and does not reload them on SIGHUP (moby#23936): after a server
-renewal restart it, or pass --restart.
+renewal restart it, or pass --restart. In gateway mode ('dtls init
+--gateway') nothing is restarted: the gateway reloads its certificates
+within a second.
 
 On a host enrolled with an online CA ('dtls init --ca-url'), --server (or
 --expiring, when the server certificate is within the window) renews this
@@ -193,6 +195,12 @@ func renderRenewed(o *renewOptions, res *authority.RenewResult) []string {
 // renewRestart restarts docker after a server renewal with --restart,
 // else says it is needed.
 func renewRestart(o *renewOptions, done []string) error {
+	if authority.Mode(o.StateDir) == authority.ModeGateway {
+		// The gateway reloads the files it serves (tls.Config
+		// GetConfigForClient); dockerd serves no TCP to restart for.
+		fmt.Fprintln(o.ErrOut, gatewayReloads)
+		return nil
+	}
 	fmt.Fprintln(o.ErrOut, "dockerd does not reload its TLS files on SIGHUP (moby#23936): it serves the old certificate until restarted")
 	if !o.Restart {
 		fmt.Fprintln(o.ErrOut, "restart needed: sudo systemctl restart docker   (or pass --restart)")
@@ -234,7 +242,15 @@ func renderRenewedFromCA(o *renewOptions, res *cafront.HostRenewal) bool {
 			names = append(names, fmt.Sprintf("%q serial %s", ca.Subject.CommonName, pki.Serial(ca)))
 		}
 		fmt.Fprintf(o.ErrOut, "the CA certificates changed: %s now holds %s (the online CA is rotating its CA)\n", res.DaemonCA, strings.Join(names, " and "))
-		fmt.Fprintln(o.ErrOut, "dockerd reads its tlscacert only at start: restart it to trust the new CA (clients of the new CA are refused until then)")
+		fmt.Fprintln(o.ErrOut, trustNewCA(o.StateDir))
 	}
 	return true
+}
+
+// trustNewCA says what makes the daemon trust a new CA certificate.
+func trustNewCA(stateDir string) string {
+	if authority.Mode(stateDir) == authority.ModeGateway {
+		return "the dtls gateway trusts the new CA within a second of the change: no restart of docker"
+	}
+	return "dockerd reads its tlscacert only at start: restart it to trust the new CA (clients of the new CA are refused until then)"
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dtls-tool/dtls/internal/cafront"
+	"github.com/dtls-tool/dtls/internal/cahost/authority"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -132,6 +133,10 @@ func renderRevokedOnline(o *revokeOptions, url string, res *cafront.Revocation) 
 // revoked certificate: dockerd checks no CRL (moby#27778), the
 // authorization plugin checks the inventory at every call.
 func reportRevocationEnforcement(o *revokeOptions, lastExpiry time.Time) {
+	if authority.Mode(o.StateDir) == authority.ModeGateway {
+		fmt.Fprintln(o.ErrOut, "the dtls gateway on this host closes this certificate's open connections (exec and attach streams included) within a second, and refuses it from then on")
+		return
+	}
 	if o.plugin.enforced(o.IO) {
 		fmt.Fprintf(o.ErrOut, "the authorization plugin %q (named in %s) refuses this certificate at its next call on this host (dockerd itself checks no CRL, moby#27778)\n", o.plugin.name(), o.plugin.DaemonJSON)
 		return

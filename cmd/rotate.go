@@ -69,7 +69,9 @@ every client has a bundle that trusts both.
 'dtls rotate-ca --status' says which step the rotation is at, who holds up
 the next one, and what to run on each issue-server daemon. Each step is one
 journaled change. dockerd reads its TLS files only at start (moby#23936):
-restart it after each step, or pass --restart.
+restart it after each step, or pass --restart. In gateway mode ('dtls init
+--gateway') nothing is restarted: the gateway reloads its certificates
+and CAs within a second of each step.
 
 Against the fleet's online CA (--operator DIR, the bundle of a certificate
 with the role ca-operator; --ca-url, or the ca_url of DIR's dtls.json) the
@@ -227,7 +229,7 @@ func runRotateCA(o *rotateOptions) error {
 	fmt.Fprintln(o.ErrOut, "client bundles issued or renewed from now on are signed by the new CA and trust both CAs")
 	printFleet(o.ErrOut, authority.StepTrust, false, res.Fleet)
 	fmt.Fprintln(o.ErrOut, "next: renew every client of the old CA ('dtls rotate-ca --status' lists them): dtls renew NAME --archive FILE, then on their machine: dtls import FILE; then: dtls rotate-ca --switch")
-	return restartOrSay(o.IO, o.Restart)
+	return restartOrSay(o.IO, o.StateDir, o.Restart)
 }
 
 func runRotateSwitch(o *rotateOptions) error {
@@ -254,7 +256,7 @@ func runRotateSwitch(o *rotateOptions) error {
 	}
 	printFleet(o.ErrOut, authority.StepSwitched, false, res.Fleet)
 	fmt.Fprintln(o.ErrOut, "next: once no certificate of the old CA is in use ('dtls rotate-ca --status'): dtls rotate-ca --finish")
-	return restartOrSay(o.IO, o.Restart)
+	return restartOrSay(o.IO, o.StateDir, o.Restart)
 }
 
 func runRotateFinish(o *rotateOptions) error {
@@ -279,7 +281,7 @@ func runRotateFinish(o *rotateOptions) error {
 	}
 	fmt.Fprintln(o.ErrOut)
 	printFleet(o.ErrOut, authority.NotRotating, true, res.Fleet)
-	return restartOrSay(o.IO, o.Restart)
+	return restartOrSay(o.IO, o.StateDir, o.Restart)
 }
 
 func runRotateStatus(o *rotateOptions) error {
@@ -389,8 +391,13 @@ func fleetAdvice(step authority.RotationStep, finished bool, f authority.FleetDa
 }
 
 // restartOrSay restarts docker, or says that it must be restarted: dockerd
-// does not reload its TLS files on SIGHUP (moby#23936).
-func restartOrSay(io IO, restart bool) error {
+// does not reload its TLS files on SIGHUP (moby#23936). In gateway mode
+// nothing is restarted: the gateway reloads them.
+func restartOrSay(io IO, stateDir string, restart bool) error {
+	if authority.Mode(stateDir) == authority.ModeGateway {
+		fmt.Fprintln(io.ErrOut, gatewayReloads)
+		return nil
+	}
 	if restart {
 		return restartDocker(io.ErrOut)
 	}

@@ -61,7 +61,7 @@ func renderRemoteStep(o *rotateOptions, res *cafront.Rotated) {
 	case fleet.RotateTrust:
 		fmt.Fprintf(o.ErrOut, "created the next CA %s at the CA %s\n", describeRotationCA(res.Next), o.op.CAURL)
 		fmt.Fprintln(o.ErrOut, "step 1 of 3: certificates are still signed by the current CA; every enrolment and renewal now installs a ca.pem with both CAs")
-		fmt.Fprintln(o.ErrOut, "next: let every holder renew once ('dtls agent' on laptops within a day; on each Docker host: sudo dtls renew --server, then restart dockerd to trust the new CA), then: dtls rotate-ca --switch")
+		fmt.Fprintln(o.ErrOut, "next: let every holder renew once ('dtls agent' on laptops within a day; on each Docker host: sudo dtls renew --server, then restart dockerd to trust the new CA, or nothing more on a host in gateway mode), then: dtls rotate-ca --switch")
 	case fleet.RotateSwitch:
 		fmt.Fprintf(o.ErrOut, "step 2 of 3: the CA at %s signs new certificates with the new CA %s; both CAs stay trusted\n", o.op.CAURL, describeRotationCA(res.Next))
 		printCut(o.ErrOut, "clients whose ca.pem trusts only the old CA (--force): they cannot verify a host renewed from now on until they renew", res.Cut)
@@ -69,7 +69,7 @@ func renderRemoteStep(o *rotateOptions, res *cafront.Rotated) {
 	case fleet.RotateFinish:
 		fmt.Fprintf(o.ErrOut, "step 3 of 3: dropped the old CA: the CA at %s has only the CA %s, and its listener presents a certificate of it\n", o.op.CAURL, describeRotationCA(&res.Current))
 		printCut(o.ErrOut, "certificates of the old CA marked superseded (--force), which no longer work", res.Cut)
-		fmt.Fprintln(o.ErrOut, "each Docker host: sudo dtls renew --server (its ca.pem then holds only the new CA), then restart dockerd")
+		fmt.Fprintln(o.ErrOut, "each Docker host: sudo dtls renew --server (its ca.pem then holds only the new CA), then restart dockerd (a host in gateway mode reloads at once)")
 	}
 }
 

@@ -44,6 +44,15 @@ type Settings struct {
 	// "authorization-plugins" (others already there are kept, in their
 	// order: dockerd asks each in turn and any of them can deny).
 	AuthzPlugin string
+	// Gateway says that the TCP endpoint is served by the dtls gateway
+	// ('dtls gateway serve', socket-activated by systemd), not by dockerd:
+	// Listen, and every other TCP entry, is taken out of "hosts" (dockerd
+	// keeps its local sockets, the gateway's way in), while "tlsverify"
+	// and the TLS files stay set, so that a TCP host added later by hand
+	// still demands a client certificate. dockerd applies its TLS settings
+	// to TCP listeners only (moby cmd/dockerd: listeners.Init ignores them
+	// for unix:// and fd://), so they are harmless without one.
+	Gateway bool
 }
 
 // SyntaxError reports malformed JSON at the position of its first error.
@@ -367,6 +376,9 @@ func (m *merger) mergeHosts(s Settings) error {
 	}
 	want = appendNew(want, migrated...)
 	for _, v := range append(append([]string{}, s.Sockets...), s.Listen) {
+		if s.Gateway && isTCP(v) {
+			continue
+		}
 		if !contains(want, v) {
 			added = append(added, v)
 		}
@@ -374,6 +386,10 @@ func (m *merger) mergeHosts(s Settings) error {
 	}
 	for _, v := range added {
 		m.changef("added %q to \"hosts\"", v)
+	}
+	rewrite := false
+	if s.Gateway {
+		want, rewrite = m.dropTCP(want)
 	}
 
 	switch {
@@ -383,6 +399,8 @@ func (m *merger) mergeHosts(s Settings) error {
 		switch {
 		case hostsIsString:
 			m.changef(`converted "hosts" from a string to a list (dockerd expects a list)`)
+			m.splice(first.valStart, first.valEnd, m.formatList(want))
+		case rewrite:
 			m.splice(first.valStart, first.valEnd, m.formatList(want))
 		default:
 			var extra []string
@@ -579,6 +597,35 @@ func (m *merger) appendToList(it item, vals []string) {
 		sb.WriteString(sep + quote(v))
 	}
 	m.splice(last.valEnd, last.valEnd, sb.String())
+}
+
+// dropTCP takes the TCP entries out of hosts (Settings.Gateway), and
+// reports whether any was there. What is left always names a local socket:
+// the gateway reaches dockerd through it.
+func (m *merger) dropTCP(hosts []string) ([]string, bool) {
+	var kept []string
+	removed := false
+	for _, h := range hosts {
+		if isTCP(h) {
+			m.changef("removed %q from \"hosts\" (the dtls gateway serves TCP)", h)
+			removed = true
+			continue
+		}
+		kept = append(kept, h)
+	}
+	if !hasLocal(kept) {
+		kept = appendNew(kept, DefaultSocket)
+		m.changef("added %q to \"hosts\" (the dtls gateway reaches dockerd there)", DefaultSocket)
+		removed = true
+	}
+	return kept, removed
+}
+
+// isTCP reports whether dockerd reads host as a TCP listener: tcp://, or
+// a bare HOST:PORT (moby opts.ParseHost defaults the scheme to tcp).
+func isTCP(host string) bool {
+	h := strings.TrimSpace(host)
+	return strings.HasPrefix(h, "tcp://") || (h != "" && !strings.Contains(h, "://"))
 }
 
 func hasLocal(hosts []string) bool {

@@ -391,3 +391,51 @@ func TestMergeAuthzPlugin(t *testing.T) {
 	_, _, err := Merge([]byte(`{"authorization-plugins": 3}`), s)
 	assert.ErrorContains(t, err, `"authorization-plugins" must be a list of strings`)
 }
+
+// In gateway mode dockerd keeps its local sockets only, its TLS settings
+// stay, and moving back (the same settings without Gateway) restores the
+// TCP listener.
+func TestMergeGateway(t *testing.T) {
+	s := Settings{Listen: "tcp://0.0.0.0:2376", CACert: "/c/ca.pem", Cert: "/c/cert.pem", Key: "/c/key.pem", Gateway: true}
+	for _, tc := range []struct {
+		name, in string
+		hosts    []string
+		changes  []string
+	}{
+		{"fresh", `{}`, []string{DefaultSocket}, nil},
+		{"moved", `{"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2376"], "tlsverify": true}`,
+			[]string{DefaultSocket}, []string{`removed "tcp://0.0.0.0:2376" from "hosts" (the dtls gateway serves TCP)`}},
+		{"other tcp and bare", `{"hosts": ["fd://", "tcp://127.0.0.1:2375", "10.0.0.1:2376"]}`,
+			[]string{"fd://"}, []string{`removed "tcp://127.0.0.1:2375" from "hosts" (the dtls gateway serves TCP)`, `removed "10.0.0.1:2376" from "hosts" (the dtls gateway serves TCP)`}},
+		{"tcp only", `{"hosts": ["tcp://0.0.0.0:2376"]}`,
+			[]string{DefaultSocket}, []string{`added "unix:///var/run/docker.sock" to "hosts" (the dtls gateway reaches dockerd there)`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, changes, err := Merge([]byte(tc.in), s)
+			require.NoError(t, err)
+			var v struct {
+				Hosts     []string `json:"hosts"`
+				TLSVerify bool     `json:"tlsverify"`
+				TLSCert   string   `json:"tlscert"`
+			}
+			require.NoError(t, json.Unmarshal(out, &v), string(out))
+			assert.Equal(t, tc.hosts, v.Hosts)
+			assert.True(t, v.TLSVerify)
+			assert.Equal(t, "/c/cert.pem", v.TLSCert)
+			for _, c := range tc.changes {
+				assert.Contains(t, changes, c)
+			}
+			again, more, err := Merge(out, s)
+			require.NoError(t, err)
+			assert.Equal(t, string(out), string(again), "not idempotent")
+			assert.Empty(t, more)
+
+			s2 := s
+			s2.Gateway = false
+			back, _, err := Merge(out, s2)
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(back, &v))
+			assert.Contains(t, v.Hosts, "tcp://0.0.0.0:2376")
+		})
+	}
+}

@@ -6,11 +6,13 @@
 # run tests as an unprivileged user, ip (iproute2) to remove the bridges of
 # the networks a test daemon made, PostgreSQL's initdb, pg_ctl and
 # postgres (postgresql) for the store's tests on PostgreSQL
-# (internal/pgsandbox starts a throw-away server), and for benchmarks
-# mkcert. Installing needs root; without it, say what is missing and stop.
+# (internal/pgsandbox starts a throw-away server), systemd-analyze
+# (systemd) to verify the gateway's units as systemd would load them, and
+# for benchmarks mkcert. Installing needs root; without it, say what is
+# missing and stop.
 set -euo pipefail
 
-want=(docker.io:dockerd zsh:zsh fish:fish tcsh:tcsh openssl:openssl acl:setfacl util-linux:setpriv iproute2:ip)
+want=(docker.io:dockerd zsh:zsh fish:fish tcsh:tcsh openssl:openssl acl:setfacl util-linux:setpriv iproute2:ip systemd:systemd-analyze)
 if [[ "${1:-}" == "--bench" ]]; then
 	want+=(mkcert:mkcert)
 fi

@@ -168,6 +168,8 @@ func (c *check) rel(path string) string {
 //     certs/ca.pem trusts the current CA, the old one during a rotation,
 //     and no other;
 //   - daemon.json parses and points dockerd at those files with tlsverify;
+//   - one party serves TCP, as server.json's mode says: the gateway (its
+//     units there, no TCP host in daemon.json) or dockerd (the reverse);
 //   - every bundle directory is complete, 0700, its key 0400 or 0600 and
 //     matching its certificate, which verifies against the bundle's ca.pem
 //     for its purpose (clientAuth, serverAuth); while the daemon's own
@@ -197,6 +199,7 @@ func (k *Checker) Check(recs []Record) error {
 	c.stateCA()
 	c.daemonCerts()
 	c.daemonJSON()
+	c.gatewayMode()
 	c.bundles()
 	c.records(recs)
 	k.crls(c, recs)

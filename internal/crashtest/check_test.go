@@ -124,6 +124,13 @@ func TestCheckFindsBrokenState(t *testing.T) {
 		mutate func(e *env)
 		want   []string
 	}{
+		// Who serves TCP.
+		{"gateway unit without gateway mode", func(e *env) {
+			require.NoError(e.t, os.WriteFile(p(e, "systemd/dtls-gateway.socket"), []byte("[Socket]\nListenStream=2376\n"), 0o644))
+		}, []string{"server.json records dockerd's own listener but dtls-gateway.socket is there"}},
+		{"gateway mode without its units", func(e *env) {
+			replace(e, "state/server.json", []byte(`{"mode": "gateway"}`))
+		}, []string{"server.json records gateway mode but dtls-gateway.socket is missing", "dockerd listens on TCP in gateway mode"}},
 		// The CA pairs.
 		{"CA key of another certificate", func(e *env) { replace(e, "state/ca-key.pem", read(e, "state/ca-old-key.pem")) },
 			[]string{"state/ca-key.pem does not match state/ca.pem"}},

@@ -1,6 +1,7 @@
 package crashtest
 
 import (
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -160,6 +161,13 @@ var faultCases = []faultCase{
 			assert.NoFileExists(t, filepath.Join(in.l.StateDir, "ca-old.pem"))
 			assert.NoFileExists(t, filepath.Join(in.l.StateDir, "ca-old-key.pem"))
 		}},
+	{name: "init-gateway", txn: "init",
+		args: func(in *install) []string { return in.initArgs("--gateway") },
+		done: func(t *testing.T, in *install, recs []Record) { assertGatewayMode(t, in, true) }},
+	{name: "init-gateway-back", txn: "init",
+		prepare: func(t *testing.T, in *install) { in.mustRun(t, in.initArgs("--gateway")...) },
+		args:    func(in *install) []string { return in.initArgs() },
+		done:    func(t *testing.T, in *install, recs []Record) { assertGatewayMode(t, in, false) }},
 	{name: "init-ca-from", txn: "init",
 		prepare: func(t *testing.T, in *install) {
 			in.mustRun(t, in.with("issue-server", "localhost", "--out", filepath.Join(in.l.Root, "srv-bundle"))...)
@@ -177,6 +185,36 @@ var faultCases = []faultCase{
 			require.NoError(t, err)
 			assert.Contains(t, string(b), "tlsverify")
 		}},
+}
+
+// assertGatewayMode checks that the gateway serves TCP (its units
+// written, daemon.json without a TCP host, the mode recorded) or, when
+// !on, that dockerd does (the units gone, the listener in daemon.json).
+func assertGatewayMode(t *testing.T, in *install, on bool) {
+	t.Helper()
+	b, err := os.ReadFile(in.l.DaemonJSON)
+	require.NoError(t, err)
+	var cfg struct {
+		Hosts []string `json:"hosts"`
+	}
+	require.NoError(t, json.Unmarshal(b, &cfg))
+	srv, err := os.ReadFile(filepath.Join(in.l.StateDir, "server.json"))
+	require.NoError(t, err)
+	for _, u := range []string{"dtls-gateway.socket", "dtls-gateway.service"} {
+		p := filepath.Join(in.l.SystemdDir, u)
+		if on {
+			assert.FileExists(t, p)
+		} else {
+			assert.NoFileExists(t, p)
+		}
+	}
+	if on {
+		assert.Equal(t, []string{"unix:///var/run/docker.sock"}, cfg.Hosts)
+		assert.Contains(t, string(srv), `"mode": "gateway"`)
+	} else {
+		assert.Contains(t, cfg.Hosts, "tcp://0.0.0.0:2376")
+		assert.NotContains(t, string(srv), `"mode"`)
+	}
 }
 
 // snapshot maps every file under root to its mode and content, leaving out

@@ -31,10 +31,11 @@ const (
 	kRotateFinish = "rotate-ca --finish --force"
 	kInit         = "init"
 	kInitForce    = "init --force"
+	kInitGateway  = "init --gateway"
 )
 
 var kinds = []string{kIssueNew, kIssueMulti, kIssueForce, kRenewName, kRenewExpire, kRenewServer,
-	kRevoke, kCRL, kRotate, kRotateSwitch, kRotateFinish, kInit, kInitForce}
+	kRevoke, kCRL, kRotate, kRotateSwitch, kRotateFinish, kInit, kInitForce, kInitGateway}
 
 // refusals are the documented refusals a run that was not killed may end
 // with (exit 1): anything else must exit 0. The kill loop picks names from
@@ -438,6 +439,8 @@ func (lp *loop) command(kind, at string, capped bool) (string, []string) {
 		return kind, in.initArgs()
 	case kInitForce:
 		return kind, in.initArgs("--force")
+	case kInitGateway:
+		return kind, in.initArgs("--gateway")
 	}
 	panic("unknown kind " + kind)
 }

@@ -96,6 +96,9 @@ type Server struct {
 	// empty for a host that is its own CA. The authorization plugin follows
 	// that CA's revocation list, and renewals go through it.
 	CAURL string `json:"ca_url,omitempty"`
+	// Mode is ModeGateway when the dtls gateway serves the TCP listener
+	// (init --gateway), "" when dockerd does.
+	Mode string `json:"mode,omitempty"`
 }
 
 // ReadServer reads STATE_DIR/server.json.

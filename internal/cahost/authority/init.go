@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -59,6 +58,15 @@ type InitRequest struct {
 	AuthzExe    string // the dtls binary the service runs
 	AuthzLog    string // the audit log the service writes
 	AuthzPolicy string // the policy file ("" for the built-in one)
+	// Gateway makes the dtls gateway serve the TCP listener: its systemd
+	// units are written and daemon.json keeps only dockerd's local
+	// sockets (daemonconfig.Settings.Gateway). Without it, a host in
+	// gateway mode moves back: the listener is dockerd's again and the
+	// gateway's units are removed.
+	Gateway       bool
+	GatewayExe    string // the dtls binary the service runs
+	GatewayLog    string // the audit log the gateway writes
+	GatewayPolicy string // the policy file ("" for the built-in one)
 	// CAURL makes this host a member of the fleet of the online CA at
 	// that URL (init --ca-url): its server certificate comes from that
 	// CA, and no CA key is kept here. With Enroll, a new certificate is
@@ -103,6 +111,9 @@ type InitResult struct {
 	AuthzPending bool
 	// AuthzUnits are the unit files written (init --authz).
 	AuthzUnits []string
+	// GatewayUnits are the gateway's unit files written (init --gateway),
+	// GatewayRemoved those removed (init without it on a gateway host).
+	GatewayUnits, GatewayRemoved []string
 }
 
 func (r *InitResult) say(format string, a ...any) {
@@ -119,7 +130,7 @@ func (r *InitResult) say(format string, a ...any) {
 func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	res := &InitResult{}
 	r.keepListen()
-	listenHost, port, err := ParseListen(r.Listen)
+	listenHost, port, err := r.parseListen()
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +197,9 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if planAuthzUnits(t, r, dropInDir, res) {
+	if units, err := planUnits(t, r, dropInDir, merged, res); err != nil {
+		return nil, err
+	} else if units {
 		needReload = true
 	}
 	changed, err := planDaemonJSONWrite(t, r, merged, res)
@@ -205,6 +218,7 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		DaemonJSON: r.DaemonJSON,
 		Updated:    r.Now.UTC(),
 		CAURL:      r.CAURL,
+		Mode:       r.mode(),
 	}
 	res.NeedRestart = reissued || needReload
 	if r.DryRun {
@@ -320,6 +334,7 @@ func planDaemonJSON(r InitRequest, unit *daemonconfig.Unit, res *InitResult) (*d
 	if unit != nil && len(unit.Hosts) > 0 {
 		settings.Sockets = unit.Hosts
 	}
+	settings.Gateway = r.Gateway
 	if r.Authz {
 		// Named in daemon.json only once the plugin answers: dockerd
 		// refuses to start when it cannot reach an authorization plugin
@@ -419,32 +434,14 @@ func planDropIn(t *txn, r InitRequest, unit *daemonconfig.Unit, dropInDir string
 // planAuthzUnits plans the plugin's units, and docker.service ordered
 // after its socket; it reports whether any is written.
 func planAuthzUnits(t *txn, r InitRequest, dropInDir string, res *InitResult) bool {
-	needReload := false
-	if r.Authz {
-		units := AuthzUnits(r.AuthzExe, r.AuthzSocket, r.StateDir, r.AuthzLog, r.AuthzPolicy, r.DaemonJSON)
-		units[filepath.Join("docker.service.d", AuthzDockerDropIn)] = AuthzDockerDropInContent
-		names := make([]string, 0, len(units))
-		for n := range units {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			p := filepath.Join(dropInDir, n)
-			if fileHas(p, units[n]) {
-				continue
-			}
-			needReload = true
-			res.AuthzUnits = append(res.AuthzUnits, p)
-			if r.DryRun {
-				res.say("would write %s", p)
-				continue
-			}
-			t.mkdir(filepath.Dir(p), 0o755)
-			t.write(p, units[n], 0o644)
-			res.say("wrote %s", p)
-		}
+	if !r.Authz {
+		return false
 	}
-	return needReload
+	units := AuthzUnits(r.AuthzExe, r.AuthzSocket, r.StateDir, r.AuthzLog, r.AuthzPolicy, r.DaemonJSON)
+	units[filepath.Join("docker.service.d", AuthzDockerDropIn)] = AuthzDockerDropInContent
+	written := planUnitFiles(t, r.DryRun, dropInDir, units, res)
+	res.AuthzUnits = append(res.AuthzUnits, written...)
+	return len(written) > 0
 }
 
 // planDaemonJSONWrite plans daemon.json, with a backup of the old one; it

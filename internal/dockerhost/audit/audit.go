@@ -124,6 +124,10 @@ type Config struct {
 	// refresh is a WARN, then a FAIL after three fetch intervals). Empty:
 	// not checked (the host is its own CA).
 	CAURL string
+	// Gateway says that server.json records gateway mode ('dtls init
+	// --gateway'): the gateway's socket unit must then be installed, or
+	// nothing serves TCP.
+	Gateway bool
 }
 
 // Default paths.

@@ -124,6 +124,21 @@ type Config struct {
 	// refresh is a WARN, then a FAIL after three fetch intervals). Empty:
 	// not checked (the host is its own CA).
 	CAURL string
+
+	// AuditdRulesDir holds auditd's *.rules files, read when Auditctl is
+	// empty or does not answer. Auditctl is auditctl(8), run with -l for
+	// the rules loaded in the kernel. Both empty: auditd is not checked.
+	AuditdRulesDir string
+	Auditctl       string
+	// BinDirs are searched for dockerd, containerd, its shims and runc.
+	// Empty: $PATH, then the usual bin and sbin directories.
+	BinDirs []string
+	// OwnFiles are dtls's state, certificates and policy, which auditd
+	// should watch too.
+	OwnFiles []string
+	// AuditLog is the authorization plugin's audit trail. Empty: not
+	// checked.
+	AuditLog string
 }
 
 // Default paths.
@@ -183,6 +198,7 @@ func Run(ctx context.Context, cfg Config) Report {
 	a.checkFiles(dc)
 	a.checkCerts(dc)
 	a.checkFleetCRL(dc)
+	a.checkHostAudit(dc)
 	a.checkEngine(ctx, dc)
 	return a.report()
 }

@@ -165,7 +165,7 @@ func NewPlugin(c Config) (*Plugin, error) {
 	default:
 		return nil, fmt.Errorf("invalid authorization mode %q: want %q or %q", c.Mode, ModeEnforce, ModeWarn)
 	}
-	if err := c.AuditFailure.check(); err != nil {
+	if err := c.AuditFailure.Check(); err != nil {
 		return nil, err
 	}
 	p := &Plugin{cfg: c, now: c.Now, every: c.ReloadEvery, builtin: DefaultPolicy(), log: c.Log, logged: map[string]time.Time{}}

@@ -22,7 +22,8 @@ const (
 
 const ruleAuditFailure = "plugin: audit trail not writable"
 
-func (f AuditFailure) check() error {
+// Check says whether f is a valid setting ("" is AuditDenyWrites).
+func (f AuditFailure) Check() error {
 	switch f {
 	case "", AuditDenyWrites, AuditDenyAll:
 		return nil

@@ -33,7 +33,7 @@ func TestGoesOnWithoutTrail(t *testing.T) {
 		assert.Equal(t, c.read, dflt.goesOnWithoutTrail(rec), "default: %s %s", c.method, c.uri)
 		assert.False(t, all.goesOnWithoutTrail(rec), "deny-all: %s %s", c.method, c.uri)
 	}
-	assert.EqualError(t, AuditFailure("deny-some").check(), `invalid audit failure setting "deny-some": want "deny-writes" or "deny-all"`)
+	assert.EqualError(t, AuditFailure("deny-some").Check(), `invalid audit failure setting "deny-some": want "deny-writes" or "deny-all"`)
 	_, err := NewPlugin(Config{AuditFailure: "x"})
 	assert.Error(t, err)
 }

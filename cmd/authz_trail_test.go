@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -91,4 +92,48 @@ func TestAuditWriteAuditdRules(t *testing.T) {
 	_, stderr, code = dtls(t, now, "audit", "--write-auditd-rules", filepath.Join(dir, "missing"))
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, `auditd rules directory "`+filepath.Join(dir, "missing")+`": no such file or directory`)
+}
+
+// TestAuditAnchorExample: examples/audit-anchor/dtls-anchor.sh sends the
+// head to logger with the tag dtls-anchor (a stand-in logger records its
+// arguments); the anchor sent verifies, and fails once the newest record
+// is removed, which the chain alone does not show.
+func TestAuditAnchorExample(t *testing.T) {
+	dtlsPath, err := exec.LookPath("dtls")
+	require.NoError(t, err, "testscript.Main puts dtls in $PATH")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "authz.log")
+	l, err := authz.OpenAuditLog(path, 0, 0, nil)
+	require.NoError(t, err)
+	for range 5 {
+		require.NoError(t, l.Write(authz.AuditRecord{Phase: authz.PhaseRequest, Decision: authz.DecisionAllow, Method: "GET", Path: "/info"}))
+	}
+	require.NoError(t, l.Close())
+	sent := filepath.Join(dir, "sent")
+	logger := filepath.Join(dir, "logger")
+	require.NoError(t, os.WriteFile(logger, []byte("#!/bin/sh\nprintf '%s\\n' \"$@\" > "+sent+"\n"), 0o755))
+
+	cmd := exec.Command("sh", filepath.Join("..", "examples", "audit-anchor", "dtls-anchor.sh"))
+	cmd.Env = []string{"PATH=" + filepath.Dir(dtlsPath) + ":/usr/bin:/bin", "DTLS_AUDIT_LOG=" + path, "LOGGER=" + logger}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	b, err := os.ReadFile(sent)
+	require.NoError(t, err)
+	args := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	require.Len(t, args, 4, "%q", args)
+	assert.Equal(t, []string{"-t", "dtls-anchor", "--"}, args[:3])
+	assert.Regexp(t, `^5 sha256:[0-9a-f]{64}$`, args[3])
+
+	now := time.Now()
+	_, stderr, code := dtls(t, now, "authz", "log", "--audit-log", path, "--verify", "--anchor", args[3])
+	require.Equal(t, 0, code, stderr)
+	trail, err := os.ReadFile(path)
+	require.NoError(t, err)
+	lines := strings.SplitAfter(string(trail), "\n")
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(lines[:4], "")), 0o600))
+	_, _, code = dtls(t, now, "authz", "log", "--audit-log", path, "--verify")
+	assert.Equal(t, 0, code, "the chain alone does not show the end removed")
+	_, stderr, code = dtls(t, now, "authz", "log", "--audit-log", path, "--verify", "--anchor", args[3])
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "the anchor's record seq 5 is missing: the trail ends at seq 4")
 }

@@ -266,3 +266,30 @@ func TestChainAfterUnchainedTrail(t *testing.T) {
 	require.NotNil(t, v.Break)
 	assert.Equal(t, 2, v.Break.At.Line)
 }
+
+// TestChainResyncAfterFailedWrite: a write that failed half-way and could
+// not be truncated back leaves a cut line; the next write ends it and
+// marks it, and the chain holds.
+func TestChainResyncAfterFailedWrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "authz.log")
+	l, err := OpenAuditLog(path, 0, 0, nil)
+	require.NoError(t, err)
+	defer l.Close()
+	require.NoError(t, l.Write(record(0, "alice", DecisionAllow, time.Now())))
+	// What a failed write leaves: part of the next line, and resync set.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"seq":2,"prev":"sha256:`)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	l.mu.Lock()
+	l.resync = true
+	l.mu.Unlock()
+
+	require.NoError(t, l.Write(record(1, "alice", DecisionAllow, time.Now())))
+	v := verify(t, path, nil)
+	require.Nil(t, v.Break, "%+v", v.Break)
+	require.Len(t, v.Torn, 1)
+	assert.Equal(t, 2, v.Torn[0].Line)
+	assert.Equal(t, uint64(3), v.Head.Seq, "the record, the mark of the cut line, the record")
+}

@@ -5,15 +5,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"slices"
+	"strings"
 	"time"
 
 	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
 )
-
-// pluginName is the name dtls's authorization plugin has in daemon.json
-// (its socket's base name).
-const pluginName = "dtls-authz"
 
 // checkHostAudit checks what records what happens on this host: auditd's
 // watches (CIS 1.1.3 to 1.1.18, dtls's files) and the authorization
@@ -21,12 +17,13 @@ const pluginName = "dtls-authz"
 func (a *auditor) checkHostAudit(d *daemonConf) {
 	a.checkAuditd(d)
 	a.checkTrail()
-	if slices.Contains(d.authz, pluginName) {
+	if len(d.authz) > 0 {
 		// moby pkg/authorization/middleware.go asks a plugin about the
 		// request that opens an exec or attach stream and about nothing
-		// that flows through it afterwards.
+		// that flows through it afterwards: true of every plugin, dtls's
+		// (dtls-authz) included.
 		a.add(Finding{ID: "authz-streams", Status: Warn,
-			Title: "exec and attach sessions are not recorded: the authorization plugin is the enforcement point",
+			Title: "exec and attach sessions are not recorded: an authorization plugin is the enforcement point (" + strings.Join(d.authz, ", ") + ")",
 			Detail: "dockerd shows an authorization plugin only the request that opens a stream, never what is typed or shown in it: " +
 				"the trail names who ran docker exec or attach on which container, not what happened inside"})
 	}

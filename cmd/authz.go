@@ -563,6 +563,9 @@ then also shows records removed from the end, or a rewritten trail.`,
 			default:
 				return usagef(c, "--decision: want allow, deny or warn, got %q", opts.Decision)
 			}
+			if opts.Anchor != "" && !opts.Verify {
+				return usagef(c, "--anchor: only with --verify")
+			}
 			if opts.Verify || opts.Head {
 				return runAuthzTrail(c, opts)
 			}

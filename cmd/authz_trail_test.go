@@ -57,7 +57,7 @@ func TestAuthzLogVerify(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, `"kind": "changed"`)
 
-	for _, bad := range [][]string{{"--verify", "--head"}, {"--verify", "--user", "alice"}, {"--verify", "--anchor", "12"}} {
+	for _, bad := range [][]string{{"--verify", "--head"}, {"--verify", "--user", "alice"}, {"--verify", "--anchor", "12"}, {"--anchor", strings.TrimSpace(head)}} {
 		_, stderr, code = dtls(t, now, append([]string{"authz", "log", "--audit-log", path}, bad...)...)
 		assert.Equal(t, exitUsage, code, "%v: %s", bad, stderr)
 	}

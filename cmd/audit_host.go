@@ -30,7 +30,8 @@ func hostAuditConfig(o *auditOptions, cfg *audit.Config) {
 			cfg.Auditctl = p
 		}
 	}
-	cfg.OwnFiles = []string{o.StateDir, filepath.Dir(defaultAuthzPolicy)}
+	cfg.OwnFiles = []audit.OwnFile{{What: "dtls's state directory", Path: o.StateDir},
+		{What: "dtls's configuration (the plugin's policy)", Path: filepath.Dir(defaultAuthzPolicy)}}
 }
 
 // runWriteAuditdRules writes the rules file and says how to load it.

@@ -34,7 +34,7 @@ func trailLogFlags(c *cobra.Command, o *authzLogOptions) {
 type trailBroken struct{ b *authz.Break }
 
 func (e trailBroken) Error() string {
-	return fmt.Sprintf("audit trail broken at %s (seq %d): record %s: %s", e.b.At, e.b.At.Seq, e.b.Kind, e.b.Detail)
+	return fmt.Sprintf("audit trail broken at %s: record %s: %s", e.b.Where(), e.b.Kind, e.b.Detail)
 }
 
 // runAuthzTrail runs --head or --verify.
@@ -76,7 +76,11 @@ func runAuthzTrail(c *cobra.Command, o *authzLogOptions) error {
 
 // writeVerification prints what --verify found, one fact a line.
 func writeVerification(o *authzLogOptions, v *authz.Verification) {
-	fmt.Fprintf(o.Out, "files:   %d, %d records\n", len(v.Files), v.Records)
+	if v.Break != nil {
+		fmt.Fprintf(o.Out, "files:   %d, %d records read up to the break\n", len(v.Files), v.Records)
+	} else {
+		fmt.Fprintf(o.Out, "files:   %d, %d records\n", len(v.Files), v.Records)
+	}
 	if v.Unchained > 0 {
 		fmt.Fprintf(o.Out, "before:  %d records without a chain (an older plugin), not checked\n", v.Unchained)
 	}
@@ -91,7 +95,7 @@ func writeVerification(o *authzLogOptions, v *authz.Verification) {
 	for _, t := range v.Torn {
 		fmt.Fprintf(o.Out, "torn:    %s cut short by a crash, marked by the record after it\n", t)
 	}
-	if v.Head.Seq > 0 {
+	if v.Head.Seq > 0 && v.Break == nil {
 		fmt.Fprintf(o.Out, "head:    %d %s\n", v.Head.Seq, v.Head.Hash)
 	}
 	if v.Anchor != "" {

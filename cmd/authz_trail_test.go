@@ -75,7 +75,7 @@ func TestAuditWriteAuditdRules(t *testing.T) {
 		"--systemd-dir", dir, "--socket", filepath.Join(dir, "no.sock"), "--audit-log", filepath.Join(dir, "authz.log")}
 
 	out, _, _ := dtls(t, now, args...)
-	assert.Contains(t, out, "auditd does not watch dtls's state "+state)
+	assert.Contains(t, out, "auditd does not watch dtls's state directory "+state)
 
 	out, stderr, code := dtls(t, now, "audit", "--write-auditd-rules", rules, "--state-dir", state)
 	require.Equal(t, 0, code, stderr)
@@ -86,7 +86,7 @@ func TestAuditWriteAuditdRules(t *testing.T) {
 	assert.Contains(t, string(b), "-w "+state+" -p wa -k dtls\n")
 
 	out, _, _ = dtls(t, now, args...)
-	assert.Contains(t, out, "PASS   -      auditd watches dtls's state "+state+" (-p wa)")
+	assert.Contains(t, out, "PASS   -      auditd watches dtls's state directory "+state+" (-p wa)")
 	assert.Contains(t, out, "SKIP   -      audit trail not checked")
 
 	_, stderr, code = dtls(t, now, "audit", "--write-auditd-rules", filepath.Join(dir, "missing"))

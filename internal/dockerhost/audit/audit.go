@@ -135,7 +135,7 @@ type Config struct {
 	BinDirs []string
 	// OwnFiles are dtls's state, certificates and policy, which auditd
 	// should watch too.
-	OwnFiles []string
+	OwnFiles []OwnFile
 	// AuditLog is the authorization plugin's audit trail. Empty: not
 	// checked.
 	AuditLog string

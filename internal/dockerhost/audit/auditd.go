@@ -24,6 +24,13 @@ const DefaultAuditdRulesDir = "/etc/audit/rules.d"
 // directory.
 const AuditdRulesFile = "dtls-docker.rules"
 
+// OwnFile is a file or directory of dtls's for auditd to watch.
+type OwnFile struct {
+	// What names it in findings: "dtls's state directory".
+	What string
+	Path string
+}
+
 // auditdTarget is a file or directory the CIS Docker Benchmark (1.1.3 to
 // 1.1.18) or dtls wants auditd to watch for writes and attribute changes
 // (-w PATH -p wa): a change to the daemon, its runtime, its configuration
@@ -108,8 +115,8 @@ func (a *auditor) auditdTargets(d *daemonConf) []auditdTarget {
 		{"1.1.17", "containerd-shim-runc-v2", bin("containerd-shim-runc-v2"), "docker"},
 		{"1.1.18", "runc", bin("runc"), "docker"},
 	}
-	for _, p := range a.cfg.OwnFiles {
-		ts = append(ts, auditdTarget{"", "dtls's " + filepath.Base(p), p, "dtls"})
+	for _, f := range a.cfg.OwnFiles {
+		ts = append(ts, auditdTarget{"", f.What, f.Path, "dtls"})
 	}
 	return ts
 }

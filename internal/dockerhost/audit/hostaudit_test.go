@@ -79,7 +79,7 @@ func TestAuditdRules(t *testing.T) {
 	require.NoError(t, os.Symlink("real/dockerd", filepath.Join(bin, "dockerd")))
 	cfg := h.config(now)
 	cfg.DockerHost = "unix://" + filepath.Join(h.dir, "none.sock")
-	cfg.AuditdRulesDir, cfg.BinDirs, cfg.OwnFiles = rules, []string{bin}, []string{h.state}
+	cfg.AuditdRulesDir, cfg.BinDirs, cfg.OwnFiles = rules, []string{bin}, []OwnFile{{"dtls's state directory", h.state}}
 
 	fs := auditdFindings(Run(context.Background(), cfg))
 	for _, id := range []string{"auditd-1-1-3", "auditd-1-1-6", "auditd-1-1-11", "auditd-1-1-14", "auditd-1-1-18", "auditd-dtls-state"} {

@@ -66,7 +66,7 @@ func (a *auditor) checkTrail() {
 		a.add(Finding{ID: "audit-trail-chain", Status: Skip, Title: "audit trail chain not checked", Detail: err.Error()})
 	case v.Break != nil:
 		a.add(Finding{ID: "audit-trail-chain", Status: Fail,
-			Title:  fmt.Sprintf("audit trail broken at %s (seq %d): record %s", v.Break.At, v.Break.At.Seq, v.Break.Kind),
+			Title:  fmt.Sprintf("audit trail broken at %s: record %s", v.Break.Where(), v.Break.Kind),
 			Detail: v.Break.Detail,
 			Fix:    "dtls authz log --verify shows it; compare with the anchors sent elsewhere (dtls authz log --head)"})
 	default:

@@ -54,6 +54,15 @@ type Break struct {
 	Detail string `json:"detail"`
 }
 
+// Where names the break's place: file and line, and seq when the line
+// has one.
+func (b *Break) Where() string {
+	if b.At.Seq == 0 {
+		return b.At.String()
+	}
+	return fmt.Sprintf("%s (seq %d)", b.At, b.At.Seq)
+}
+
 // Verification is what VerifyAudit found.
 type Verification struct {
 	Files   []string `json:"files"`

@@ -45,6 +45,10 @@ type auditOptions struct {
 	Output        string
 	// Remote: the daemon at DockerHost is not on this machine.
 	Remote bool
+	// AuditLog, AuditdRulesDir, WriteRules: see audit_host.go.
+	AuditLog       string
+	AuditdRulesDir string
+	WriteRules     string
 }
 
 func newAuditCmd(io IO) *cobra.Command {
@@ -78,6 +82,15 @@ It checks:
                     (STATE_DIR/fleet-crl.json) is fresh; WARN after a failed
                     fetch, FAIL when the CA has not been reached for three
                     refresh intervals or the plugin never had a list
+  auditd            the watches CIS 1.1.3-1.1.18 ask for (dockerd, containerd,
+                    their shims and runc at their real paths, /var/lib/docker,
+                    /etc/docker, the units, /run/containerd, daemon.json, ...)
+                    and of dtls's state and policy: the rules loaded in the
+                    kernel (auditctl -l), else --auditd-rules-dir's *.rules;
+                    --write-auditd-rules DIR writes them (and audits nothing)
+  audit trail       the authorization plugin's (--audit-log): writable or
+                    failing (calls denied for it), and its hash chain whole;
+                    plugin mode records no exec or attach session (WARN)
   the daemon itself through its socket (--docker-host): version against
                     CVE-2024-41110 and CVE-2026-34040, seccomp (2.17),
                     AppArmor/SELinux, user namespaces or rootless (2.9), and
@@ -114,6 +127,9 @@ least one is FAIL, 2 on a usage error, 1 when the audit could not run.`,
 			if err := opts.validate(c); err != nil {
 				return err
 			}
+			if opts.WriteRules != "" {
+				return runWriteAuditdRules(opts)
+			}
 			return runAudit(opts)
 		},
 	}
@@ -137,6 +153,7 @@ least one is FAIL, 2 on a usage error, 1 when the audit could not run.`,
 	f.StringArrayVar(&opts.Hosts, "host", nil, "a name or address clients use, which the server certificate must cover (repeatable; default: the hosts dtls init recorded, else this host's names and addresses)")
 	f.StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
 	completeOutput(c)
+	hostAuditFlags(c, io, opts)
 	return c
 }
 
@@ -266,6 +283,7 @@ func auditConfig(o *auditOptions) audit.Config {
 	if !o.Remote {
 		cfg.CAURL = authority.RecordedCAURL(o.StateDir)
 		cfg.Gateway = authority.Mode(o.StateDir) == authority.ModeGateway
+		hostAuditConfig(o, &cfg)
 	}
 	return cfg
 }

@@ -105,6 +105,9 @@ type authzServeOptions struct {
 	DaemonJSON string
 	Docker     string
 	SystemdDir string
+	// AuditFailure and AuditFsync: see the trail's flags (authz_trail.go).
+	AuditFailure string
+	AuditFsync   bool
 }
 
 func newAuthzServeCmd(io IO) *cobra.Command {
@@ -132,7 +135,13 @@ the next request. --mode warn allows everything but records what enforce
 would deny.
 
 Each decision is one JSON line in --audit-log (0600, rotated at 10 MiB,
-5 files kept) and on stdout, for journald.
+5 files kept) and on stdout, for journald, written before dockerd hears
+the answer. The lines are a hash chain ('dtls authz log --verify'). When
+the file cannot be written (a full disk, an I/O error) every call that
+changes something is denied, saying why, and reads go on
+(--audit-failure deny-writes), or every call is denied (deny-all); those
+calls are recorded on stdout alone and counted in AUDIT_LOG.status, which
+'dtls audit' reports. --audit-fsync waits for the disk at each record.
 
 On a host enrolled with the fleet's online CA (dtls init --ca-url, which
 records the CA in STATE_DIR/server.json; or --ca-url), the client
@@ -175,6 +184,9 @@ a managed plugin: 'docker plugin disable' would take it out of the chain
 				}
 				*p.v = a
 			}
+			if err := authz.AuditFailure(opts.AuditFailure).Check(); err != nil {
+				return usagef(c, "--audit-failure: want deny-writes or deny-all, got %q", opts.AuditFailure)
+			}
 			if opts.CRLRefresh < time.Second {
 				return usagef(c, "--crl-refresh: want 1s or more, got %s", opts.CRLRefresh)
 			}
@@ -189,6 +201,7 @@ a managed plugin: 'docker plugin disable' would take it out of the chain
 	policyFlag(c, io, &opts.Policy)
 	pathFlag(c, io, &opts.AuditLog, "audit-log", "DTLS_AUDIT_LOG", defaultAuditLog, "audit trail file (JSON lines); \"-\" for stdout only")
 	c.Flags().StringVar(&opts.Mode, "mode", string(authz.ModeEnforce), "enforce, or warn: allow but record what enforce would deny")
+	trailServeFlags(c, opts)
 	_ = c.RegisterFlagCompletionFunc("mode", cobra.FixedCompletions([]string{"enforce", "warn"}, cobra.ShellCompDirectiveNoFileComp))
 	c.Flags().StringVar(&opts.CAURL, "ca-url", "", "the fleet's online CA whose revocation list to follow (default: the ca_url of --state-dir's server.json, if any)")
 	c.Flags().DurationVar(&opts.CRLRefresh, "crl-refresh", fleet.DefaultCRLRefresh, "how often to fetch the fleet CA's revocation list")
@@ -316,6 +329,7 @@ func runAuthzServe(o *authzServeOptions) error {
 		Inventory:      inv,
 		Mode:           authz.Mode(o.Mode),
 		Audit:          audit,
+		AuditFailure:   authz.AuditFailure(o.AuditFailure),
 		Log:            o.ErrOut,
 		Now:            o.Now,
 		Objects:        objects,
@@ -400,7 +414,11 @@ func openAuthzAudit(o *authzServeOptions) (*authz.AuditLog, error) {
 			return nil, fmt.Errorf("--audit-log %q: %w", path, err)
 		}
 	}
-	return authz.OpenAuditLog(path, 10<<20, 5, o.Out)
+	l, err := authz.OpenAuditLog(path, 10<<20, 5, o.Out)
+	if err == nil {
+		l.SyncEachRecord(o.AuditFsync)
+	}
+	return l, err
 }
 
 // authzListeners are the sockets systemd passed, else --socket.
@@ -506,6 +524,10 @@ type authzLogOptions struct {
 	Since    time.Duration
 	Decision string
 	Output   string
+	// Verify, Head and Anchor: see the trail's flags (authz_trail.go).
+	Verify bool
+	Head   bool
+	Anchor string
 }
 
 func newAuthzLogCmd(io IO) *cobra.Command {
@@ -515,9 +537,22 @@ func newAuthzLogCmd(io IO) *cobra.Command {
 		Short: "Read the plugin's audit trail",
 		Long: `Log prints the audit trail the plugin wrote (--audit-log and its rotated
 files, oldest first): time, user, decision, method, path and reason, or
-with --output json the records as a JSON array.`,
+with --output json the records as a JSON array.
+
+--verify checks the trail's hash chain instead: each record holds the
+seq after the one before it and the SHA-256 of the line before it, across
+rotated files and restarts. It says where the chain starts (the genesis,
+or a record whose predecessor was rotated out), and the first record
+removed, changed or reordered, with its file and line (exit 1). A line cut
+short by a crash is no break once the plugin has restarted and marked
+it. --head prints the chain's head (SEQ sha256:HEX) to send elsewhere
+each day (examples/audit-anchor); --verify --anchor "SEQ sha256:HEX"
+then also shows records removed from the end, or a rewritten trail.`,
 		Example: `  $ sudo dtls authz log --decision deny --since 24h
-  $ sudo dtls authz log --user alice -o json | jq .`,
+  $ sudo dtls authz log --user alice -o json | jq .
+  $ sudo dtls authz log --verify
+  $ sudo dtls authz log --head | logger -t dtls-anchor
+  $ sudo dtls authz log --verify --anchor "$(journalctl -t dtls-anchor -o cat -n 1)"`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if opts.Output != "table" && opts.Output != "json" {
@@ -527,6 +562,12 @@ with --output json the records as a JSON array.`,
 			case "", "allow", "deny", "warn":
 			default:
 				return usagef(c, "--decision: want allow, deny or warn, got %q", opts.Decision)
+			}
+			if opts.Anchor != "" && !opts.Verify {
+				return usagef(c, "--anchor: only with --verify")
+			}
+			if opts.Verify || opts.Head {
+				return runAuthzTrail(c, opts)
 			}
 			return runAuthzLog(opts)
 		},
@@ -538,6 +579,7 @@ with --output json the records as a JSON array.`,
 	_ = c.RegisterFlagCompletionFunc("decision", cobra.FixedCompletions([]string{"allow", "deny", "warn"}, cobra.ShellCompDirectiveNoFileComp))
 	c.Flags().StringVarP(&opts.Output, "output", "o", "table", "output format: table or json")
 	completeOutput(c)
+	trailLogFlags(c, opts)
 	return c
 }
 

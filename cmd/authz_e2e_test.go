@@ -45,8 +45,9 @@ type authzPlugin struct {
 
 // startAuthzPlugin starts the plugin on a uniquely named socket under
 // /run/docker/plugins, and stops it (SIGTERM to its pid) and removes the
-// socket when t ends.
-func startAuthzPlugin(t *testing.T, state, dir string) *authzPlugin {
+// socket when t ends. extra are more flags of authz serve (the last of a
+// flag given twice wins).
+func startAuthzPlugin(t *testing.T, state, dir string, extra ...string) *authzPlugin {
 	t.Helper()
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
@@ -65,6 +66,7 @@ func startAuthzPlugin(t *testing.T, state, dir string) *authzPlugin {
 	p.cmd = exec.Command(dtlsExe(t), "authz", "serve", "--socket", p.Socket, "--state-dir", state,
 		"--policy", p.Policy, "--audit-log", p.Audit,
 		"--daemon-json", filepath.Join(dir, "daemon.json"), "--systemd-dir", filepath.Join(dir, "systemd"))
+	p.cmd.Args = append(p.cmd.Args, extra...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	require.NoError(t, p.cmd.Start())
 	t.Cleanup(func() {

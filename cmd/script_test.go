@@ -36,6 +36,8 @@ func scriptSetup(env *testscript.Env) error {
 	env.Setenv("DTLS_CERTS_DIR", w+"/certs")
 	env.Setenv("DTLS_DAEMON_JSON", w+"/etc/daemon.json")
 	env.Setenv("DTLS_SYSTEMD_DIR", w+"/systemd")
+	env.Setenv("DTLS_AUDIT_LOG", w+"/log/authz.log")
+	env.Setenv("DTLS_AUDITD_RULES_DIR", w+"/audit/rules.d")
 	env.Setenv("SHELL", "/bin/bash")
 	if err := os.MkdirAll(w+"/systemd", 0o755); err != nil {
 		return err

@@ -128,6 +128,21 @@ type Config struct {
 	// --gateway'): the gateway's socket unit must then be installed, or
 	// nothing serves TCP.
 	Gateway bool
+
+	// AuditdRulesDir holds auditd's *.rules files, read when Auditctl is
+	// empty or does not answer. Auditctl is auditctl(8), run with -l for
+	// the rules loaded in the kernel. Both empty: auditd is not checked.
+	AuditdRulesDir string
+	Auditctl       string
+	// BinDirs are searched for dockerd, containerd, its shims and runc.
+	// Empty: $PATH, then the usual bin and sbin directories.
+	BinDirs []string
+	// OwnFiles are dtls's state, certificates and policy, which auditd
+	// should watch too.
+	OwnFiles []OwnFile
+	// AuditLog is the authorization plugin's audit trail. Empty: not
+	// checked.
+	AuditLog string
 }
 
 // Default paths.
@@ -187,6 +202,7 @@ func Run(ctx context.Context, cfg Config) Report {
 	a.checkFiles(dc)
 	a.checkCerts(dc)
 	a.checkFleetCRL(dc)
+	a.checkHostAudit(dc)
 	a.checkEngine(ctx, dc)
 	return a.report()
 }

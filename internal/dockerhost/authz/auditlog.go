@@ -79,6 +79,29 @@ type AuditRecord struct {
 	// when dockerd did not know it: a hijacked or streamed response, or a
 	// handler error (see authzRequest).
 	Status int `json:"status,omitempty"`
+
+	// Seq and Prev chain the trail (chain.go): Seq numbers the records
+	// from 1, Prev is "sha256:HEX" of the previous line's bytes (without
+	// its newline), GenesisPrev for the first record ever. Set by
+	// AuditLog.Write; a value given by the caller is overwritten.
+	Seq  uint64 `json:"seq,omitempty"`
+	Prev string `json:"prev,omitempty"`
+	// Issuer and CN are the client certificate's issuer (its RFC 2253
+	// string) and subject common name, next to Serial.
+	Issuer string `json:"issuer,omitempty"`
+	CN     string `json:"cn,omitempty"`
+	// UID, PID and Socket name the peer of a local call (its account's
+	// name in User): the unix socket's peer credentials (SO_PEERCRED),
+	// where the enforcement point can read them; empty otherwise.
+	UID    string `json:"uid,omitempty"`
+	PID    int    `json:"pid,omitempty"`
+	Socket string `json:"socket,omitempty"`
+	// DurationUS is the call's duration in microseconds, BytesIn and
+	// BytesOut the bytes of its request and response bodies, where the
+	// enforcement point sees the whole call (the plugin does not).
+	DurationUS int64 `json:"duration_us,omitempty"`
+	BytesIn    int64 `json:"bytes_in,omitempty"`
+	BytesOut   int64 `json:"bytes_out,omitempty"`
 }
 
 // maxAuditValue bounds each string of a record, and maxAuditFields the
@@ -92,7 +115,8 @@ const (
 
 // bounded is r with long values cut.
 func (r AuditRecord) bounded() AuditRecord {
-	for _, s := range []*string{&r.User, &r.Role, &r.Serial, &r.Source, &r.Method, &r.Path, &r.URI, &r.Rule, &r.Reason} {
+	for _, s := range []*string{&r.User, &r.Role, &r.Serial, &r.Source, &r.Method, &r.Path, &r.URI, &r.Rule, &r.Reason,
+		&r.Issuer, &r.CN, &r.UID, &r.Socket} {
 		*s = cut(*s, maxAuditValue)
 	}
 	if len(r.Fields) > 0 {
@@ -127,17 +151,31 @@ func (r AuditRecord) MarshalJSON() ([]byte, error) {
 }
 
 // AuditLog writes audit records as JSON lines to a file, rotated by size,
-// and to another writer (stdout, for journald). It is safe for concurrent
-// use.
+// and to another writer (stdout, for journald). Each line is chained to the
+// one before it (chain.go), across rotations and restarts. It is safe for
+// concurrent use.
 type AuditLog struct {
 	mu       sync.Mutex
 	path     string
 	maxSize  int64
 	maxFiles int
 	f        *os.File
+	fi       os.FileInfo // f's identity, to notice path removed or replaced
 	size     int64
 	also     io.Writer
 	closed   bool
+	// sync makes each write wait for fsync(2) (SyncEachRecord).
+	sync bool
+
+	// seq and head are the chain's position: the last record's Seq and
+	// the hash of its line (GenesisPrev before the first record).
+	seq  uint64
+	head string
+	// resync is set after a failed write: the file's end is read again
+	// before the next write, to end a line the failure cut short.
+	resync bool
+	status *trailStatus // nil without a file
+	now    func() time.Time
 }
 
 // OpenAuditLog opens (creating it, mode 0600) the audit trail at path, whose
@@ -148,17 +186,40 @@ type AuditLog struct {
 // record is also written to also, when not nil. An empty path writes only to
 // also.
 //
+// The chain goes on from the last complete line on disk (path, else path.1
+// when path is empty). A last line cut short by a crash is ended with a
+// newline and kept as it is, and a record saying so (PhaseTrail, RuleTorn)
+// goes on from the last complete line. The trail's state is kept in
+// path.status (TrailStatus). A trail that cannot be written at the start
+// (a full disk) is no error: the writes fail, saying why, until it can.
+//
 // An existing file's looser mode is tightened to 0600: the trail names users
 // and what they ran.
 func OpenAuditLog(path string, maxSize int64, maxFiles int, also io.Writer) (*AuditLog, error) {
-	l := &AuditLog{path: path, maxSize: maxSize, maxFiles: maxFiles, also: also}
+	l := &AuditLog{path: path, maxSize: maxSize, maxFiles: maxFiles, also: also, head: GenesisPrev, now: time.Now}
 	if path == "" {
 		return l, nil
 	}
 	if err := l.open(); err != nil {
 		return nil, err
 	}
+	l.status = openTrailStatus(path, l.now)
+	if err := l.resume(true); err != nil {
+		l.resync = true
+		l.status.fail(err)
+	}
 	return l, nil
+}
+
+// SyncEachRecord makes every record wait for fsync(2) of the file before
+// Write returns. Off by default: write(2) alone puts the record in the
+// kernel's page cache, where it survives a crash or kill of the plugin;
+// only a crash of the kernel or a power loss can then lose the last
+// records, and fsync costs a disk flush per API call.
+func (l *AuditLog) SyncEachRecord(on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sync = on
 }
 
 // open opens l.path for appending and learns its size.
@@ -182,44 +243,95 @@ func (l *AuditLog) open() error {
 			return fmt.Errorf("open audit log %q: %w", l.path, unwrapPath(err))
 		}
 	}
-	l.f, l.size = f, fi.Size()
+	l.f, l.fi, l.size = f, fi, fi.Size()
 	return nil
 }
 
-// Write appends one record as one JSON line: one write(2) to the file (with
-// O_APPEND), so that concurrent writers and readers never see half a line
-// mixed with another, then one write to also. A zero Time is set to now.
-// It returns the first error, having tried both.
+// TrailError is a record that could not be written to the audit trail's
+// file (or, without a file, to its only writer): the caller must not let
+// the call it records change anything (see Plugin, Config.AuditFailure).
+type TrailError struct{ Err error }
+
+func (e *TrailError) Error() string { return e.Err.Error() }
+func (e *TrailError) Unwrap() error { return e.Err }
+
+// Write appends one record as one JSON line, chained to the one before:
+// one write(2) to the file (with O_APPEND), so that concurrent writers and
+// readers never see half a line mixed with another, then one write to
+// also. A zero Time is set to now. When the file cannot be written the
+// error is a *TrailError and also gets nothing (the caller records what it
+// did instead with Fallback); an error of also alone is a plain error.
 func (l *AuditLog) Write(r AuditRecord) error {
 	if r.Time.IsZero() {
-		r.Time = time.Now()
+		r.Time = l.now()
 	}
+	r.Seq, r.Prev = 0, ""
+	body, err := json.Marshal(r.bounded())
+	if err != nil {
+		return fmt.Errorf("audit record: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return &TrailError{errors.New("audit log is closed")}
+	}
+	if l.f == nil {
+		line := l.chain(body)
+		if _, err := l.also.Write(line); err != nil {
+			return &TrailError{fmt.Errorf("write audit record: %w", err)}
+		}
+		l.advance(line)
+		return nil
+	}
+	line, rerr, err := l.writeFile(body)
+	if err != nil {
+		l.status.fail(err)
+		return &TrailError{err}
+	}
+	l.advance(line)
+	l.status.ok()
+	if l.also != nil {
+		if _, err := l.also.Write(line); err != nil {
+			rerr = errors.Join(rerr, fmt.Errorf("write audit record: %w", err))
+		}
+	}
+	return rerr
+}
+
+// Fallback records a call whose record Write could not put in the file:
+// it goes to also alone (journald), outside the chain, and the trail's
+// status counts it, and counts the call as denied for it when denied.
+func (l *AuditLog) Fallback(r AuditRecord, denied bool) error {
+	if r.Time.IsZero() {
+		r.Time = l.now()
+	}
+	r.Seq, r.Prev = 0, ""
 	line, err := json.Marshal(r.bounded())
 	if err != nil {
 		return fmt.Errorf("audit record: %w", err)
 	}
-	line = append(line, '\n')
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
-		return errors.New("audit log is closed")
+	l.status.unrecorded(denied)
+	if l.also == nil || l.f == nil {
+		return nil
 	}
-	var ferr error
-	if l.f != nil {
-		ferr = l.writeFile(line)
+	if _, err := l.also.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("write audit record: %w", err)
 	}
-	var aerr error
-	if l.also != nil {
-		if _, err := l.also.Write(line); err != nil {
-			aerr = fmt.Errorf("write audit record: %w", err)
-		}
-	}
-	return errors.Join(ferr, aerr)
+	return nil
 }
 
-// writeFile rotates if needed and appends line; l.mu is held.
-func (l *AuditLog) writeFile(line []byte) error {
-	var rerr error
+// writeFile rotates if needed and appends the line of the marshalled
+// record body; l.mu is held. A write cut short is undone (the file
+// truncated back), or, when that fails too, ended by the next write
+// (resync). A rotation that fails is rerr: the line is in the file still
+// open, only the size limit is missed.
+func (l *AuditLog) writeFile(body []byte) (line []byte, rerr, err error) {
+	if err := l.check(); err != nil {
+		return nil, nil, err
+	}
+	line = l.chain(body)
 	if l.maxSize > 0 && l.size > 0 && l.size+int64(len(line)) > l.maxSize {
 		if rerr = l.rotate(); rerr != nil {
 			// Keep appending to the file still open, and try again only
@@ -228,12 +340,55 @@ func (l *AuditLog) writeFile(line []byte) error {
 			l.size = 0
 		}
 	}
+	before := l.size
 	n, err := l.f.Write(line)
 	l.size += int64(n)
-	if err != nil {
-		err = fmt.Errorf("write audit log %q: %w", l.path, unwrapPath(err))
+	if err == nil && l.sync {
+		err = l.f.Sync()
 	}
-	return errors.Join(rerr, err)
+	if err != nil {
+		if n > 0 && n < len(line) && l.f.Truncate(before) == nil {
+			l.size = before
+		}
+		l.resync = true
+		return nil, rerr, fmt.Errorf("write audit log %q: %w", l.path, unwrapPath(err))
+	}
+	return line, rerr, nil
+}
+
+// check reopens a trail whose file was removed or replaced under it (the
+// chain goes on in the new file, from the record before, so that verify
+// shows what was lost) and ends a line a failed write cut short.
+func (l *AuditLog) check() error {
+	if fi, err := os.Stat(l.path); err != nil || !os.SameFile(fi, l.fi) {
+		old := l.f
+		if err := l.open(); err != nil {
+			return err
+		}
+		old.Close()
+		if err := l.appendLine(l.chain(l.trailRecord(RuleReplaced,
+			fmt.Sprintf("the audit log %s was removed or replaced while the plugin had it open: its records up to seq %d are gone from this place", l.path, l.seq)))); err != nil {
+			return err
+		}
+	}
+	if l.resync {
+		if err := l.resume(false); err != nil {
+			return err
+		}
+		l.resync = false
+	}
+	return nil
+}
+
+// appendLine writes a chained line the log makes itself and advances the
+// chain.
+func (l *AuditLog) appendLine(line []byte) error {
+	if err := l.appendRaw(line); err != nil {
+		l.resync = true
+		return err
+	}
+	l.advance(line)
+	return nil
 }
 
 // rotate shifts path.N-1 to path.N ... path to path.1 and opens a new path;
@@ -276,6 +431,7 @@ func (l *AuditLog) Close() error {
 		return nil
 	}
 	l.closed = true
+	l.status.close()
 	if l.f == nil {
 		return nil
 	}

@@ -95,8 +95,12 @@ type Config struct {
 	Inventory Inventory
 	// Mode is ModeEnforce (the default when empty) or ModeWarn.
 	Mode Mode
-	// Audit receives one record per decision; may be nil.
+	// Audit receives one record per decision, before dockerd hears it;
+	// may be nil.
 	Audit *AuditLog
+	// AuditFailure is what is denied while Audit cannot be written:
+	// AuditDenyWrites (the default when empty) or AuditDenyAll.
+	AuditFailure AuditFailure
 	// Log receives operational messages (policy reloaded or invalid,
 	// inventory and audit errors, malformed calls); may be nil.
 	Log io.Writer
@@ -160,6 +164,9 @@ func NewPlugin(c Config) (*Plugin, error) {
 	case ModeEnforce, ModeWarn:
 	default:
 		return nil, fmt.Errorf("invalid authorization mode %q: want %q or %q", c.Mode, ModeEnforce, ModeWarn)
+	}
+	if err := c.AuditFailure.Check(); err != nil {
+		return nil, err
 	}
 	p := &Plugin{cfg: c, now: c.Now, every: c.ReloadEvery, builtin: DefaultPolicy(), log: c.Log, logged: map[string]time.Time{}}
 	if p.now == nil {
@@ -230,12 +237,11 @@ func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, activateResponse{Implements: []string{implementsAuthz}})
 	case pathAuthZReq:
 		resp, rec := p.safely(PhaseRequest, func() (authzResponse, AuditRecord) { return p.authZReq(r) })
-		writeJSON(w, http.StatusOK, resp)
-		p.audit(rec)
+		// The record is written before dockerd hears the answer (trail.go).
+		writeJSON(w, http.StatusOK, p.audit(rec, resp))
 	case pathAuthZRes:
 		resp, rec := p.safely(PhaseResponse, func() (authzResponse, AuditRecord) { return p.authZRes(r) })
-		writeJSON(w, http.StatusOK, resp)
-		p.audit(rec)
+		writeJSON(w, http.StatusOK, p.audit(rec, resp))
 	default:
 		writeJSON(w, http.StatusNotFound, authzResponse{Err: fmt.Sprintf("dtls-authz: unknown method %q", r.URL.Path)})
 	}
@@ -298,6 +304,7 @@ func (p *Plugin) authZReq(r *http.Request) (authzResponse, AuditRecord) {
 	rec.Method, rec.URI = req.RequestMethod, req.RequestURI
 	who := p.identify(req)
 	rec.User, rec.Serial, rec.Source = who.id.User, who.id.Serial, string(who.id.Source)
+	rec.CN, rec.Issuer = who.cn, who.issuer
 	if req.RequestMethod == "" || req.RequestURI == "" {
 		rec.Rule, rec.Reason = ruleMalformed, "malformed request from dockerd: no RequestMethod or no RequestUri"
 		p.logf("malformed", "request phase: %s", rec.Reason)
@@ -376,6 +383,7 @@ func (p *Plugin) authZRes(r *http.Request) (authzResponse, AuditRecord) {
 	}
 	who := p.identify(req)
 	rec.User, rec.Serial, rec.Source = who.id.User, who.id.Serial, string(who.id.Source)
+	rec.CN, rec.Issuer = who.cn, who.issuer
 	rec.Method, rec.URI, rec.Status = req.RequestMethod, req.RequestURI, req.ResponseStatusCode
 	rec.Path, _ = CanonicalPath(req.RequestURI)
 	if who.refused == "" {
@@ -420,6 +428,8 @@ type who struct {
 	id      Identity
 	refused string // reason; "" when the identity is accepted
 	rule    string
+	// cn and issuer are the client certificate's, for the audit record.
+	cn, issuer string
 }
 
 // identify works out who sent the API call. The first peer certificate is
@@ -449,6 +459,7 @@ func (p *Plugin) identify(req *authzRequest) who {
 		certs[i] = c
 	}
 	leaf := certs[0]
+	w.cn, w.issuer = leaf.Subject.CommonName, leaf.Issuer.String()
 	w.id.User, w.id.Serial = leaf.Subject.CommonName, serial(leaf)
 	if req.User != leaf.Subject.CommonName {
 		w.rule, w.refused = ruleUserMismatch, fmt.Sprintf("dockerd sent user %q but the client certificate (serial %s) is %q", req.User, w.id.Serial, leaf.Subject.CommonName)
@@ -549,17 +560,6 @@ func statPolicy(path string) (fileStamp, error) {
 	s := fileStamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 	s.dev, s.ino = fileID(fi)
 	return s, nil
-}
-
-// audit writes rec to the audit trail, logging a failure: a failing trail
-// does not deny requests (the decision is also in Log for what failed).
-func (p *Plugin) audit(rec AuditRecord) {
-	if p.cfg.Audit == nil {
-		return
-	}
-	if err := p.cfg.Audit.Write(rec); err != nil {
-		p.logf("audit", "%v", err)
-	}
 }
 
 // logf writes one operational message to Log; messages with the same

@@ -46,6 +46,7 @@ import (
 	"github.com/cloudflare/cfssl/signer"
 	"github.com/cloudflare/cfssl/signer/local"
 
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
@@ -120,14 +121,13 @@ type Server struct {
 	// step: a certificate is then issued either wholly before the step,
 	// answered with the current CA alone, or wholly after it, answered
 	// with both (store.OldOnlyClients counts the first).
-	issueMu        sync.RWMutex
-	clientValidity time.Duration
-	serverValidity time.Duration
-	maxListed      int
-	now            func() time.Time
-	log            *slog.Logger
-	info           http.Handler
-	crl            crlCache
+	issueMu   sync.RWMutex
+	validity  engine.Validity
+	maxListed int
+	now       func() time.Time
+	log       *slog.Logger
+	info      http.Handler
+	crl       crlCache
 	// renewMu makes the renewals of one process one at a time, so that
 	// an agent's two concurrent retries with one certificate get one
 	// successor (the second finds the first's and answers it again).
@@ -158,17 +158,17 @@ func New(c Config) (*Server, error) {
 	}
 	s := &Server{
 		st: c.Store, rotation: c.Rotation,
-		clientValidity: c.ClientValidity, serverValidity: c.ServerValidity,
+		validity:  engine.Validity{Client: c.ClientValidity, Server: c.ServerValidity},
 		maxListed: c.MaxListedRenewals, now: c.Now, log: c.Log,
 	}
 	if s.maxListed == 0 {
 		s.maxListed = MaxListedRenewals
 	}
-	if s.clientValidity == 0 {
-		s.clientValidity = fleet.DefaultClientValidity
+	if s.validity.Client == 0 {
+		s.validity.Client = fleet.DefaultClientValidity
 	}
-	if s.serverValidity == 0 {
-		s.serverValidity = pki.DefaultServerValidity
+	if s.validity.Server == 0 {
+		s.validity.Server = pki.DefaultServerValidity
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -58,20 +59,12 @@ const (
 func (s RotationStep) Number() int { return int(s) }
 
 // Next is the command that takes the rotation to its next step.
-func (s RotationStep) Next() string {
-	switch s {
-	case StepTrust:
-		return "dtls rotate-ca --switch"
-	case StepSwitched:
-		return "dtls rotate-ca --finish"
-	}
-	return "dtls rotate-ca"
-}
+func (s RotationStep) Next() string { return engine.NextCommand(int(s)) }
 
 // The refusals of the three steps.
 var (
-	ErrRotationInProgress = errors.New("a CA rotation is already in progress")
-	ErrNoRotation         = errors.New("no CA rotation in progress")
+	ErrRotationInProgress = engine.ErrRotationInProgress
+	ErrNoRotation         = engine.ErrNoRotation
 	ErrNotSwitched        = errors.New("the daemon still presents a server certificate of the old CA")
 	ErrAlreadySwitched    = errors.New("the daemon already presents a server certificate of the new CA")
 )
@@ -293,29 +286,16 @@ func (a *Authority) oldCASerial() string { return currentSerial(a.path(OldCACert
 // CA. Every one was issued before step 1 (from then on clients are signed
 // by the new CA), so its bundle, wherever it was copied, trusts only the
 // old CA: it cannot verify a server certificate of the new CA. The rule is
-// store.OldOnlyClients, which the online CA's switch follows too.
+// the engine's (engine.SwitchBlocking), which the online CA's switch
+// follows too.
 func (a *Authority) oldOnlyClients(oldSerial string, now time.Time) ([]store.Record, error) {
-	clients, err := a.Store.ByKind(store.KindClient)
-	if err != nil {
-		return nil, err
-	}
-	return store.OldOnlyClients(clients, oldSerial, time.Time{}, now), nil
+	return engine.SwitchBlocking(a.Store, oldSerial, time.Time{}, now)
 }
 
 // oldCertificates are the good, unexpired certificates of the old CA,
-// clients and servers: what still depends on it.
+// clients and servers: what still depends on it (engine.OldCertificates).
 func (a *Authority) oldCertificates(oldSerial string, now time.Time) ([]store.Record, error) {
-	good, err := a.Store.ByStatus(store.StatusGood)
-	if err != nil {
-		return nil, err
-	}
-	var out []store.Record
-	for _, r := range good {
-		if r.CASerial == oldSerial && r.Kind != store.KindCA && now.Before(r.NotAfter) {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return engine.OldCertificates(a.Store, oldSerial, "", now)
 }
 
 // SwitchResult is what SwitchServer did.
@@ -331,8 +311,8 @@ type SwitchResult struct {
 }
 
 // SwitchBlockingError lists the clients whose bundles trust only the old
-// CA (store.OldOnlyClients).
-type SwitchBlockingError = store.SwitchBlockingError
+// CA (engine.OldOnlyClients).
+type SwitchBlockingError = engine.SwitchBlockingError
 
 // SwitchServer is step 2: the daemon's server certificate is issued from
 // the new CA (same name, hosts and key type), in one change. It refuses
@@ -412,11 +392,7 @@ type FinishResult struct {
 }
 
 // BlockingError lists the certificates that still chain to the old CA.
-type BlockingError struct{ Left []store.Record }
-
-func (e *BlockingError) Error() string {
-	return fmt.Sprintf("%d certificates still chain to the old CA", len(e.Left))
-}
+type BlockingError = engine.BlockingError
 
 // FinishRotation is step 3: it drops the old CA. The daemon's ca.pem holds
 // only the new one, certificates of the old CA are marked superseded,

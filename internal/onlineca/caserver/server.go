@@ -120,7 +120,7 @@ type Server struct {
 	// its clock reading to its answer, and for writing by the trust
 	// step: a certificate is then issued either wholly before the step,
 	// answered with the current CA alone, or wholly after it, answered
-	// with both (store.OldOnlyClients counts the first).
+	// with both (engine.OldOnlyClients counts the first).
 	issueMu   sync.RWMutex
 	validity  engine.Validity
 	maxListed int

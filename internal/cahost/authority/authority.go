@@ -21,6 +21,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 )
 
 // Default locations. The CA key lives in the state directory, never in the
@@ -68,16 +70,7 @@ const (
 )
 
 // Error is an error with the command that fixes it (age's errorWithHint).
-type Error struct {
-	Err  error
-	Hint string
-}
-
-func (e *Error) Error() string { return e.Err.Error() }
-func (e *Error) Unwrap() error { return e.Err }
-
-// HintText is what the command line prints as "hint:".
-func (e *Error) HintText() string { return e.Hint }
+type Error = engine.Error
 
 func hint(err error, format string, a ...any) error {
 	return &Error{Err: err, Hint: fmt.Sprintf(format, a...)}

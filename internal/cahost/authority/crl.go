@@ -67,7 +67,7 @@ func (a *Authority) addCRL(t *txn, cas []*pki.CA, pending []store.Record, now ti
 		out = append(out, b...)
 		total += len(entries)
 	}
-	t.write(p, out, MetaMode)
+	t.Write(p, out, MetaMode)
 	return &CRLResult{Path: p, Revoked: total}, nil
 }
 

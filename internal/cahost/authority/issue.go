@@ -183,14 +183,14 @@ func (a *Authority) IssueClients(r ClientRequest) ([]*Issued, error) {
 				it.Supersedes = cur.Serial
 			}
 		}
-		t.bundle(dir, it.files)
+		t.Bundle(dir, it.files)
 	}
 	if r.Archive != "" {
 		b, err := bundle.MarshalArchive(out[0].files)
 		if err != nil {
 			return nil, err
 		}
-		t.write(r.Archive, b, 0o600)
+		t.Write(r.Archive, b, 0o600)
 	}
 	addRecords(t, out)
 	if err := a.setIssuedRoles(out, r.Role, changes); err != nil {
@@ -302,7 +302,7 @@ func (a *Authority) IssueServerBundle(r ServerBundleRequest) (*Issued, error) {
 		}
 	}
 	t := newTxn("issue-server")
-	t.bundle(r.Dir, it.files)
+	t.Bundle(r.Dir, it.files)
 	addRecords(t, []*Issued{it})
 	if err := a.commit(t); err != nil {
 		return nil, err

@@ -86,7 +86,7 @@ func (a *Authority) Renew(r RenewRequest) (*RenewResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		t.write(r.Archive, b, 0o600)
+		t.Write(r.Archive, b, 0o600)
 	}
 	addRecords(t, res.Renewed)
 	if err := a.commit(t); err != nil {
@@ -243,7 +243,7 @@ func (rn *renewal) issue(rec store.Record, old *x509.Certificate, dockerHost str
 		}
 		it, err = rn.a.newClient(rn.ca, rec.Name, rec.Path, dockerHost, kt, r.Now, validity)
 		if err == nil && it.Dir != "" {
-			t.bundle(it.Dir, it.files)
+			t.Bundle(it.Dir, it.files)
 		}
 	case rec.Path == rn.localCert:
 		var s *pki.Issued
@@ -253,8 +253,8 @@ func (rn *renewal) issue(rec store.Record, old *x509.Certificate, dockerHost str
 		}
 		if err == nil {
 			it = &Issued{Record: store.FromCert(s.Cert, s.CertPEM, store.KindServer, pki.Serial(sca.Cert), rn.localCert), Path: rn.localCert}
-			t.write(filepath.Join(rn.srv.CertsDir, ServerKeyFile), s.KeyPEM, KeyMode)
-			t.write(rn.localCert, s.CertPEM, CertMode)
+			t.Write(filepath.Join(rn.srv.CertsDir, ServerKeyFile), s.KeyPEM, KeyMode)
+			t.Write(rn.localCert, s.CertPEM, CertMode)
 			rn.res.ServerRenewed = true
 		}
 	default:
@@ -263,7 +263,7 @@ func (rn *renewal) issue(rec store.Record, old *x509.Certificate, dockerHost str
 			it, err = rn.a.newServerBundle(sca, rec.Name, pki.Hosts(old), rec.Path, kt, r.Now, validity)
 		}
 		if err == nil {
-			t.bundle(it.Dir, it.files)
+			t.Bundle(it.Dir, it.files)
 		}
 	}
 	return it, err

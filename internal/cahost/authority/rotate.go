@@ -193,15 +193,15 @@ func (a *Authority) Rotate(r RotateRequest) (*RotateResult, error) {
 	t := newTxn("rotate-ca")
 	// The old CA is copied aside before the new one replaces it; the
 	// journal makes the four writes one.
-	t.write(a.path(OldCAKeyFile), old.KeyPEM, KeyMode)
-	t.write(a.path(OldCACertFile), old.CertPEM, CertMode)
-	t.write(a.path(CAKeyFile), newKey, KeyMode)
-	t.write(a.path(CACertFile), ca.CertPEM, CertMode)
+	t.Write(a.path(OldCAKeyFile), old.KeyPEM, KeyMode)
+	t.Write(a.path(OldCACertFile), old.CertPEM, CertMode)
+	t.Write(a.path(CAKeyFile), newKey, KeyMode)
+	t.Write(a.path(CACertFile), ca.CertPEM, CertMode)
 	t.DB.Insert = append(t.DB.Insert, store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir))
 	t.DB.Supersede = append(t.DB.Supersede, pki.Serial(old.Cert))
 
 	res := &RotateResult{CA: ca, CAPath: a.path(CACertFile), DaemonCA: filepath.Join(srv.CertsDir, CACertFile)}
-	t.write(res.DaemonCA, both, CertMode)
+	t.Write(res.DaemonCA, both, CertMode)
 	res.Server, res.ServerPath = a.serverCert()
 
 	// Bundles still where they were written learn the new CA: clients
@@ -230,7 +230,7 @@ func (a *Authority) Rotate(r RotateRequest) (*RotateResult, error) {
 			continue
 		}
 		if cur, err := os.ReadFile(filepath.Join(rec.Path, certFile)); err == nil && bytes.Equal(cur, []byte(rec.PEM)) {
-			t.write(filepath.Join(rec.Path, CACertFile), both, CertMode)
+			t.Write(filepath.Join(rec.Path, CACertFile), both, CertMode)
 			if rec.Kind == store.KindClient {
 				res.BundlesUpdated++
 			}
@@ -365,10 +365,10 @@ func (a *Authority) SwitchServer(force bool, now time.Time) (*SwitchResult, erro
 	// Step 1 made the daemon's ca.pem trust both CAs; a copy that lost
 	// one is put right in the same change.
 	if b, err := os.ReadFile(res.DaemonCA); err != nil || !bytes.Equal(b, a.DaemonCAPEM(ca)) {
-		t.write(res.DaemonCA, a.DaemonCAPEM(ca), CertMode)
+		t.Write(res.DaemonCA, a.DaemonCAPEM(ca), CertMode)
 	}
-	t.write(filepath.Join(srv.CertsDir, ServerKeyFile), s.KeyPEM, KeyMode)
-	t.write(certPath, s.CertPEM, CertMode)
+	t.Write(filepath.Join(srv.CertsDir, ServerKeyFile), s.KeyPEM, KeyMode)
+	t.Write(certPath, s.CertPEM, CertMode)
 	addRecords(t, []*Issued{res.Server})
 	if err := a.commit(t); err != nil {
 		return nil, err
@@ -427,12 +427,12 @@ func (a *Authority) FinishRotation(force bool, now time.Time) (*FinishResult, er
 	for _, r := range res.Cut {
 		t.DB.Supersede = append(t.DB.Supersede, r.Serial)
 	}
-	t.write(res.DaemonCA, ca.CertPEM, CertMode)
+	t.Write(res.DaemonCA, ca.CertPEM, CertMode)
 	if _, err := a.addCRL(t, []*pki.CA{ca}, nil, now); err != nil {
 		return nil, err
 	}
-	t.remove(a.path(OldCAKeyFile))
-	t.remove(a.path(OldCACertFile))
+	t.Remove(a.path(OldCAKeyFile))
+	t.Remove(a.path(OldCACertFile))
 	if res.Fleet, err = a.fleet(ca.Cert, res.OldSerial); err != nil {
 		return nil, err
 	}

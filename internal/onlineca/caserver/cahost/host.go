@@ -15,6 +15,7 @@
 //	  ca-next.pem              0644  during a rotation: the next CA (see RotationFile)
 //	  ca-next-key.pem          0400  its key
 //	  rotation.json            0600  the rotation's step
+//	  journal/                 0700  a step of a rotation in progress (engine.Journal)
 //	  operator/                0700  the first operator's bundle (role ca-operator)
 //	    ca.pem cert.pem        0644
 //	    key.pem                0600
@@ -604,31 +605,6 @@ func OpenHost(dir string) (*Host, error) {
 	if err := json.Unmarshal(b, &h.Config); err != nil {
 		return nil, fmt.Errorf("read %q: %w", filepath.Join(dir, ConfigFile), err)
 	}
-	read := func(name string) ([]byte, error) {
-		return os.ReadFile(filepath.Join(dir, name))
-	}
-	// First: a finish that was killed rewrites ca.pem and the listener's
-	// files.
-	if h.Step, h.Next, h.TrustBegan, err = recoverRotation(dir); err != nil {
-		return nil, err
-	}
-	caPEM, err := read(CACertFile)
-	if err != nil {
-		return nil, err
-	}
-	caKey, err := read(CAKeyFile)
-	if err != nil {
-		return nil, err
-	}
-	if h.CA, err = pki.LoadCA(caPEM, caKey); err != nil {
-		return nil, fmt.Errorf("CA in %q: %w", dir, err)
-	}
-	if h.TLSCert, err = read(TLSCertFile); err != nil {
-		return nil, err
-	}
-	if h.TLSKey, err = read(TLSKeyFile); err != nil {
-		return nil, err
-	}
 	dsn, err := h.Config.dsn()
 	if err != nil {
 		return nil, err
@@ -641,11 +617,42 @@ func OpenHost(dir string) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := h.completeInventory(); err != nil {
+	if err := h.load(); err != nil {
 		h.Store.Close()
 		return nil, err
 	}
 	return h, nil
+}
+
+// load reads the CAs and the listener's files, after finishing a step of
+// a rotation that was killed (it rewrites ca.pem and the listener's
+// files), and completes the inventory.
+func (h *Host) load() error {
+	read := func(name string) ([]byte, error) {
+		return os.ReadFile(filepath.Join(h.Dir, name))
+	}
+	var err error
+	if h.Step, h.Next, h.TrustBegan, err = recoverRotation(h.Dir, h.Store); err != nil {
+		return err
+	}
+	caPEM, err := read(CACertFile)
+	if err != nil {
+		return err
+	}
+	caKey, err := read(CAKeyFile)
+	if err != nil {
+		return err
+	}
+	if h.CA, err = pki.LoadCA(caPEM, caKey); err != nil {
+		return fmt.Errorf("CA in %q: %w", h.Dir, err)
+	}
+	if h.TLSCert, err = read(TLSCertFile); err != nil {
+		return err
+	}
+	if h.TLSKey, err = read(TLSKeyFile); err != nil {
+		return err
+	}
+	return h.completeInventory()
 }
 
 // completeInventory records the listener's and the first operator's
@@ -711,7 +718,7 @@ func (h *Host) Close() error { return h.Store.Close() }
 // each of them after each step of a rotation.
 func (h *Host) Server(now func() time.Time, log *slog.Logger) (*caserver.Server, error) {
 	return caserver.New(caserver.Config{
-		Store: h.Store, CA: h.CA, Next: h.Next, Step: h.Step, TrustBegan: h.TrustBegan, Rotation: rotation{h.Dir}, Now: now, Log: log,
+		Store: h.Store, CA: h.CA, Next: h.Next, Step: h.Step, TrustBegan: h.TrustBegan, Rotation: rotation{h.Dir, h.Store}, Now: now, Log: log,
 		ClientValidity: time.Duration(h.Config.ClientValidity), ServerValidity: time.Duration(h.Config.ServerValidity),
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/daemonconfig"
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
@@ -548,8 +549,7 @@ func (a *Authority) keepCA(t *txn, r InitRequest, res *InitResult, caCertPath st
 		}
 	}
 	if !r.DryRun {
-		rec := store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir)
-		t.DB.Insert = append(t.DB.Insert, rec)
+		t.DB.Insert = append(t.DB.Insert, engine.CARecord(ca, a.Dir))
 	}
 	res.say("kept CA %s (%s)", caCertPath, pki.Describe(ca.Cert))
 	return ca, nil
@@ -582,7 +582,7 @@ func (a *Authority) planEncryptCAKeys(t *txn, r InitRequest, res *InitResult) er
 // newCA makes a new CA (replacing one with --force: replacing), which
 // ends any rotation and supersedes the CAs recorded.
 func (a *Authority) newCA(t *txn, r InitRequest, res *InitResult, replacing bool, caCertPath, caKeyPath string) (*pki.CA, error) {
-	ca, err := pki.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.CAValidity})
+	ca, caRec, err := engine.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.CAValidity}, a.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -608,7 +608,7 @@ func (a *Authority) newCA(t *txn, r InitRequest, res *InitResult, replacing bool
 		t.Remove(a.path(OldCAKeyFile))
 		t.Remove(a.path(OldCACertFile))
 	}
-	t.DB.Insert = append(t.DB.Insert, store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir))
+	t.DB.Insert = append(t.DB.Insert, caRec)
 	cas, err := a.Store.ByKind(store.KindCA)
 	if err != nil {
 		return nil, err

@@ -173,13 +173,7 @@ func (a *Authority) Rotate(r RotateRequest) (*RotateResult, error) {
 	if err != nil {
 		return nil, hint(fmt.Errorf("no server recorded in %q: %w", a.Dir, err), "run 'dtls init' first")
 	}
-	kt := r.KeyType
-	if kt == "" {
-		// A CA's key type is a choice (RSA for old peers, P-384 for a
-		// policy): the rotation keeps it unless told otherwise.
-		kt = pki.KeyTypeOf(old.Cert)
-	}
-	ca, err := pki.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: kt, Now: r.Now, Validity: r.Validity})
+	ca, caRec, err := engine.NextCA(old, pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.Validity}, a.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +191,7 @@ func (a *Authority) Rotate(r RotateRequest) (*RotateResult, error) {
 	t.Write(a.path(OldCACertFile), old.CertPEM, CertMode)
 	t.Write(a.path(CAKeyFile), newKey, KeyMode)
 	t.Write(a.path(CACertFile), ca.CertPEM, CertMode)
-	t.DB.Insert = append(t.DB.Insert, store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir))
+	t.DB.Insert = append(t.DB.Insert, caRec)
 	t.DB.Supersede = append(t.DB.Supersede, pki.Serial(old.Cert))
 
 	res := &RotateResult{CA: ca, CAPath: a.path(CACertFile), DaemonCA: filepath.Join(srv.CertsDir, CACertFile)}

@@ -234,7 +234,7 @@ func (s *Server) BeginRotation() (*fleet.RotateResponse, error) {
 		return nil, conflict("%v: it is at step %d of 3; next: %s (see 'dtls rotate-ca --status')", engine.ErrRotationInProgress, stepNumber(st.step), engine.NextCommand(stepNumber(st.step)))
 	}
 	now := s.now()
-	next, err := pki.NewCA(pki.CARequest{CommonName: NextCAName(now), KeyType: pki.KeyTypeOf(st.cur.Cert), Now: now})
+	next, _, err := engine.NextCA(st.cur, pki.CARequest{CommonName: NextCAName(now), Now: now}, "")
 	if err != nil {
 		return nil, internal(err)
 	}
@@ -377,5 +377,5 @@ func (s *Server) recordCA(ca *pki.CA) error {
 	if err != nil || rec != nil {
 		return err
 	}
-	return s.st.Apply(store.Change{Insert: []store.Record{store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, serial, "")}})
+	return s.st.Apply(store.Change{Insert: []store.Record{engine.CARecord(ca, "")}})
 }

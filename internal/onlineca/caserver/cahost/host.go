@@ -41,6 +41,7 @@ import (
 
 	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/internal/atomicfile"
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/onlineca/caserver"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
@@ -462,7 +463,7 @@ func (c *initialCerts) recordAndRename(o InitOptions, dsn, tmp, dir string) erro
 	}
 	change := store.Change{
 		Insert: []store.Record{
-			store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, caSerial, dir),
+			engine.CARecord(ca, dir),
 			store.FromCert(listener.Cert, listener.CertPEM, store.KindServer, caSerial, filepath.Join(dir, TLSCertFile)),
 			store.FromCert(opCert, opCertPEM, store.KindClient, caSerial, filepath.Join(dir, OperatorDir)),
 		},

@@ -45,21 +45,17 @@ import (
 // before it reads them (journal.go), so every run sees one step or the
 // next.
 
-// RotationStep is where a CA rotation is.
-type RotationStep int
+// RotationStep is where a CA rotation is: at step 1 (StepTrust) the
+// daemon's server certificate is still of the old CA, at step 2
+// (StepSwitched) of the new one.
+type RotationStep = engine.Step
 
 // The steps of a rotation (see above).
 const (
-	NotRotating  RotationStep = iota
-	StepTrust                 // 1 of 3: both CAs trusted, the server certificate still of the old CA
-	StepSwitched              // 2 of 3: the server certificate of the new CA
+	NotRotating  = engine.NotRotating
+	StepTrust    = engine.StepTrust
+	StepSwitched = engine.StepSwitched
 )
-
-// Number is the step's number out of 3 (0 outside a rotation).
-func (s RotationStep) Number() int { return int(s) }
-
-// Next is the command that takes the rotation to its next step.
-func (s RotationStep) Next() string { return engine.NextCommand(int(s)) }
 
 // The refusals of the three steps.
 var (
@@ -162,8 +158,8 @@ type FleetDaemon struct {
 // of the old CA still at their recorded path get ca.pem with both CAs.
 // Everything, the CRL included, is one change.
 func (a *Authority) Rotate(r RotateRequest) (*RotateResult, error) {
-	if step := a.RotationStep(); step != NotRotating {
-		return nil, hint(ErrRotationInProgress, "it is at step %d of 3; next: %s (see 'dtls rotate-ca --status')", step.Number(), step.Next())
+	if err := engine.CheckBegin(a.RotationStep()); err != nil {
+		return nil, err
 	}
 	old, err := a.CA()
 	if err != nil {
@@ -313,11 +309,8 @@ type SwitchBlockingError = engine.SwitchBlockingError
 // while a good client certificate of the old CA remains (its bundle trusts
 // only the old CA), unless force.
 func (a *Authority) SwitchServer(force bool, now time.Time) (*SwitchResult, error) {
-	switch a.RotationStep() {
-	case NotRotating:
-		return nil, hint(fmt.Errorf("%w: nothing to switch", ErrNoRotation), "start one with 'dtls rotate-ca'")
-	case StepSwitched:
-		return nil, hint(fmt.Errorf("nothing to switch: %w", ErrAlreadySwitched), "next: dtls rotate-ca --finish")
+	if err := engine.CheckSwitch(a.RotationStep(), ErrAlreadySwitched); err != nil {
+		return nil, err
 	}
 	srv, err := a.Server()
 	if err != nil {
@@ -395,11 +388,8 @@ type BlockingError = engine.BlockingError
 // of the old CA), and while good certificates of the old CA remain, unless
 // force.
 func (a *Authority) FinishRotation(force bool, now time.Time) (*FinishResult, error) {
-	switch a.RotationStep() {
-	case NotRotating:
-		return nil, hint(fmt.Errorf("%w: nothing to finish", ErrNoRotation), "start one with 'dtls rotate-ca'")
-	case StepTrust:
-		return nil, hint(fmt.Errorf("cannot drop the old CA yet: %w", ErrNotSwitched), "switch it first: dtls rotate-ca --switch (see 'dtls rotate-ca --status')")
+	if err := engine.CheckFinish(a.RotationStep(), ErrNotSwitched); err != nil {
+		return nil, err
 	}
 	ca, err := a.CA()
 	if err != nil {

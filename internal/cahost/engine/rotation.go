@@ -135,14 +135,58 @@ var (
 	ErrNoRotation         = errors.New("no CA rotation in progress")
 )
 
-// NextCommand is the command that takes a rotation at step (1 trust, 2
-// switch; 0 outside a rotation) to its next step.
-func NextCommand(step int) string {
-	switch step {
-	case 1:
+// Step is where a rotation is, for the refusals of its steps.
+type Step int
+
+// The steps of a rotation: the local CA's and the online CA's alike.
+const (
+	NotRotating  Step = iota
+	StepTrust         // 1 of 3: both CAs trusted, the old one still serves (and, online, signs)
+	StepSwitched      // 2 of 3: the new CA serves (and, online, signs)
+)
+
+// Number is the step's number out of 3 (0 outside a rotation).
+func (s Step) Number() int { return int(s) }
+
+// Next is the command that takes the rotation to its next step.
+func (s Step) Next() string {
+	switch s {
+	case StepTrust:
 		return "dtls rotate-ca --switch"
-	case 2:
+	case StepSwitched:
 		return "dtls rotate-ca --finish"
 	}
 	return "dtls rotate-ca"
+}
+
+// CheckBegin refuses a new rotation while one is in progress.
+func CheckBegin(step Step) error {
+	if step == NotRotating {
+		return nil
+	}
+	return hintf(ErrRotationInProgress, "it is at step %d of 3; next: %s (see 'dtls rotate-ca --status')", step.Number(), step.Next())
+}
+
+// CheckSwitch refuses a switch outside step 1; switched says what is
+// already on the new CA at step 2.
+func CheckSwitch(step Step, switched error) error {
+	switch step {
+	case NotRotating:
+		return hintf(fmt.Errorf("%w: nothing to switch", ErrNoRotation), "start one with 'dtls rotate-ca'")
+	case StepSwitched:
+		return hintf(fmt.Errorf("nothing to switch: %w", switched), "next: dtls rotate-ca --finish")
+	}
+	return nil
+}
+
+// CheckFinish refuses a finish outside step 2; notSwitched says what is
+// still on the old CA at step 1.
+func CheckFinish(step Step, notSwitched error) error {
+	switch step {
+	case NotRotating:
+		return hintf(fmt.Errorf("%w: nothing to finish", ErrNoRotation), "start one with 'dtls rotate-ca'")
+	case StepTrust:
+		return hintf(fmt.Errorf("cannot drop the old CA yet: %w", notSwitched), "switch it first: dtls rotate-ca --switch (see 'dtls rotate-ca --status')")
+	}
+	return nil
 }

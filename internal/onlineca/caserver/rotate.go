@@ -117,15 +117,36 @@ func certOf(r store.Record) fleet.RotationCert {
 	return fleet.RotationCert{Kind: r.Kind, Name: r.Name, Serial: r.Serial, NotAfter: r.NotAfter}
 }
 
-// stepNumber is the step as "step N of 3".
-func stepNumber(step string) int {
+// engineStep is the step as the engine numbers it.
+func engineStep(step string) engine.Step {
 	switch step {
 	case fleet.RotateTrust:
-		return 1
+		return engine.StepTrust
 	case fleet.RotateSwitch:
-		return 2
+		return engine.StepSwitched
 	}
-	return 0
+	return engine.NotRotating
+}
+
+// What is on which CA at the steps, online: the CA signs with the old CA
+// until the switch.
+var (
+	errNotSwitched     = errors.New("the CA still signs with the old CA")
+	errAlreadySwitched = errors.New("the CA already signs with the new CA")
+)
+
+// stepRefused is the 409 of a step refused by the engine's rules
+// (engine.CheckBegin, CheckSwitch, CheckFinish), its hint in the message.
+func stepRefused(err error) *httpError {
+	var e *engine.Error
+	if !errors.As(err, &e) {
+		return internal(err)
+	}
+	sep := "; "
+	if errors.Is(err, engine.ErrRotationInProgress) {
+		sep = ": "
+	}
+	return conflict("%v%s%s", e.Err, sep, e.Hint)
 }
 
 func conflict(format string, a ...any) *httpError {
@@ -230,8 +251,8 @@ func (s *Server) BeginRotation() (*fleet.RotateResponse, error) {
 	s.rotMu.Lock()
 	defer s.rotMu.Unlock()
 	st := s.state.Load()
-	if st.step != fleet.RotateNone {
-		return nil, conflict("%v: it is at step %d of 3; next: %s (see 'dtls rotate-ca --status')", engine.ErrRotationInProgress, stepNumber(st.step), engine.NextCommand(stepNumber(st.step)))
+	if err := engine.CheckBegin(engineStep(st.step)); err != nil {
+		return nil, stepRefused(err)
 	}
 	now := s.now()
 	next, _, err := engine.NextCA(st.cur, pki.CARequest{CommonName: NextCAName(now), Now: now}, "")
@@ -270,11 +291,8 @@ func (s *Server) SwitchRotation(force bool) (*fleet.RotateResponse, error) {
 	s.rotMu.Lock()
 	defer s.rotMu.Unlock()
 	st := s.state.Load()
-	switch st.step {
-	case fleet.RotateNone:
-		return nil, conflict("%v: nothing to switch; start one with 'dtls rotate-ca'", engine.ErrNoRotation)
-	case fleet.RotateSwitch:
-		return nil, conflict("nothing to switch: the CA already signs with the new CA; next: dtls rotate-ca --finish")
+	if err := engine.CheckSwitch(engineStep(st.step), errAlreadySwitched); err != nil {
+		return nil, stepRefused(err)
 	}
 	left, err := s.switchBlocking(st)
 	if err != nil {
@@ -311,11 +329,8 @@ func (s *Server) FinishRotation(force bool) (*fleet.RotateResponse, error) {
 	s.rotMu.Lock()
 	defer s.rotMu.Unlock()
 	st := s.state.Load()
-	switch st.step {
-	case fleet.RotateNone:
-		return nil, conflict("%v: nothing to finish; start one with 'dtls rotate-ca'", engine.ErrNoRotation)
-	case fleet.RotateTrust:
-		return nil, conflict("cannot drop the old CA yet: the CA still signs with the old CA; switch it first: dtls rotate-ca --switch (see 'dtls rotate-ca --status')")
+	if err := engine.CheckFinish(engineStep(st.step), errNotSwitched); err != nil {
+		return nil, stepRefused(err)
 	}
 	if st.listener == nil || st.listener.Leaf == nil {
 		return nil, internal(errors.New("finish the rotation: the server has no listener certificate to issue again"))

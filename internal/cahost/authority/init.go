@@ -646,13 +646,13 @@ func (a *Authority) planServerCert(t *txn, r InitRequest, ca *pki.CA, kept bool,
 	case r.DryRun:
 		res.say("would issue server certificate %s for %v (%s)", certPath, hosts, reason)
 	default:
-		srv, err := srvCA.Issue(pki.Request{Kind: pki.KindServer, Hosts: hosts, KeyType: r.KeyType, Now: r.Now, Validity: r.ServerValidity})
+		srv, rec, err := engine.Issue(srvCA, pki.Request{Kind: pki.KindServer, Hosts: hosts, KeyType: r.KeyType, Now: r.Now, Validity: r.ServerValidity}, certPath)
 		if err != nil {
 			return "", err
 		}
 		t.Write(keyPath, srv.KeyPEM, KeyMode)
 		t.Write(certPath, srv.CertPEM, CertMode)
-		t.DB.Insert = append(t.DB.Insert, store.FromCert(srv.Cert, srv.CertPEM, store.KindServer, pki.Serial(srvCA.Cert), certPath))
+		t.DB.Insert = append(t.DB.Insert, rec)
 		if old := currentSerial(certPath); old != "" {
 			t.DB.Supersede = append(t.DB.Supersede, old)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/laptop/bundle"
 	"github.com/dtls-tool/dtls/pki"
@@ -238,7 +239,7 @@ func (a *Authority) bundleRecord(dir string) *store.Record {
 }
 
 func (a *Authority) newClient(ca *pki.CA, name, dir, dockerHost string, kt pki.KeyType, now time.Time, validity time.Duration) (*Issued, error) {
-	cl, err := ca.Issue(pki.Request{Kind: pki.KindClient, CommonName: name, KeyType: kt, Now: now, Validity: validity})
+	cl, rec, err := engine.Issue(ca, pki.Request{Kind: pki.KindClient, CommonName: name, KeyType: kt, Now: now, Validity: validity}, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +255,7 @@ func (a *Authority) newClient(ca *pki.CA, name, dir, dockerHost string, kt pki.K
 		return nil, err
 	}
 	return &Issued{
-		Record: store.FromCert(cl.Cert, cl.CertPEM, store.KindClient, pki.Serial(ca.Cert), dir),
+		Record: rec,
 		Dir:    dir,
 		files: []bundle.File{
 			{Name: ClientKeyFile, Data: cl.KeyPEM, Mode: KeyMode},
@@ -311,7 +312,7 @@ func (a *Authority) IssueServerBundle(r ServerBundleRequest) (*Issued, error) {
 }
 
 func (a *Authority) newServerBundle(ca *pki.CA, name string, hosts []string, dir string, kt pki.KeyType, now time.Time, validity time.Duration) (*Issued, error) {
-	s, err := ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: name, Hosts: hosts, KeyType: kt, Now: now, Validity: validity})
+	s, rec, err := engine.Issue(ca, pki.Request{Kind: pki.KindServer, CommonName: name, Hosts: hosts, KeyType: kt, Now: now, Validity: validity}, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +324,7 @@ func (a *Authority) newServerBundle(ca *pki.CA, name string, hosts []string, dir
 		return nil, err
 	}
 	return &Issued{
-		Record: store.FromCert(s.Cert, s.CertPEM, store.KindServer, pki.Serial(ca.Cert), dir),
+		Record: rec,
 		Dir:    dir,
 		files: []bundle.File{
 			{Name: ServerKeyFile, Data: s.KeyPEM, Mode: KeyMode},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/laptop/bundle"
 	"github.com/dtls-tool/dtls/pki"
@@ -248,11 +249,12 @@ func (rn *renewal) issue(rec store.Record, old *x509.Certificate, dockerHost str
 	case rec.Path == rn.localCert:
 		var s *pki.Issued
 		var sca *pki.CA
+		var srec store.Record
 		if sca, err = rn.serverCA(); err == nil {
-			s, err = sca.Issue(pki.Request{Kind: pki.KindServer, CommonName: rec.Name, Hosts: pki.Hosts(old), KeyType: kt, Now: r.Now, Validity: validity})
+			s, srec, err = engine.Issue(sca, pki.Request{Kind: pki.KindServer, CommonName: rec.Name, Hosts: pki.Hosts(old), KeyType: kt, Now: r.Now, Validity: validity}, rn.localCert)
 		}
 		if err == nil {
-			it = &Issued{Record: store.FromCert(s.Cert, s.CertPEM, store.KindServer, pki.Serial(sca.Cert), rn.localCert), Path: rn.localCert}
+			it = &Issued{Record: srec, Path: rn.localCert}
 			t.Write(filepath.Join(rn.srv.CertsDir, ServerKeyFile), s.KeyPEM, KeyMode)
 			t.Write(rn.localCert, s.CertPEM, CertMode)
 			rn.res.ServerRenewed = true

@@ -333,13 +333,13 @@ func (a *Authority) SwitchServer(force bool, now time.Time) (*SwitchResult, erro
 	if cur == nil {
 		return nil, hint(fmt.Errorf("read server certificate %q: missing or unreadable", certPath), "run 'dtls init' to issue one")
 	}
-	s, err := ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: cur.Subject.CommonName, Hosts: pki.Hosts(cur), KeyType: pki.KeyTypeOf(cur), Now: now})
+	s, rec, err := engine.Issue(ca, pki.Request{Kind: pki.KindServer, CommonName: cur.Subject.CommonName, Hosts: pki.Hosts(cur), KeyType: pki.KeyTypeOf(cur), Now: now}, certPath)
 	if err != nil {
 		return nil, err
 	}
 	res := &SwitchResult{
 		Server: &Issued{
-			Record:     store.FromCert(s.Cert, s.CertPEM, store.KindServer, pki.Serial(ca.Cert), certPath),
+			Record:     rec,
 			Path:       certPath,
 			Supersedes: pki.Serial(cur),
 		},

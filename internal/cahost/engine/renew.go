@@ -171,3 +171,14 @@ func RenewalAllowed(inv Inventory, old store.Record, maxListed int, now time.Tim
 	slices.SortFunc(listed, time.Time.Compare)
 	return &RenewLimitError{Old: old, At: listed[len(listed)-limit], Listed: len(listed), Limit: limit}
 }
+
+// Issue makes a key and a certificate for it, signed by ca (pki's
+// CA.Issue: the CA host's bundles and server certificates, the online
+// CA's listener), and the record the inventory keeps of it at path.
+func Issue(ca *pki.CA, r pki.Request, path string) (*pki.Issued, store.Record, error) {
+	is, err := ca.Issue(r)
+	if err != nil {
+		return nil, store.Record{}, err
+	}
+	return is, store.FromCert(is.Cert, is.CertPEM, r.Kind, pki.Serial(ca.Cert), path), nil
+}

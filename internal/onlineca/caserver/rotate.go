@@ -351,7 +351,7 @@ func (s *Server) FinishRotation(force bool) (*fleet.RotateResponse, error) {
 		hosts = append(hosts, ip.String())
 	}
 	// As long as the new CA, as 'dtls ca init' makes it (see InitHost).
-	listener, err := st.next.Issue(pki.Request{Kind: pki.KindServer, CommonName: old.Subject.CommonName, Hosts: hosts, Now: now, Validity: pki.DefaultCAValidity})
+	listener, listenerRec, err := engine.Issue(st.next, pki.Request{Kind: pki.KindServer, CommonName: old.Subject.CommonName, Hosts: hosts, Now: now, Validity: pki.DefaultCAValidity}, "")
 	if err != nil {
 		return nil, internal(fmt.Errorf("listener certificate from the new CA: %w", err))
 	}
@@ -359,8 +359,7 @@ func (s *Server) FinishRotation(force bool) (*fleet.RotateResponse, error) {
 	if err != nil {
 		return nil, internal(err)
 	}
-	nextSerial := pki.Serial(st.next.Cert)
-	ch := store.Change{Insert: []store.Record{store.FromCert(listener.Cert, listener.CertPEM, store.KindServer, nextSerial, "")}}
+	ch := store.Change{Insert: []store.Record{listenerRec}}
 	if rec, err := s.st.Get(st.listenerSerial); err != nil {
 		return nil, internal(err)
 	} else if rec != nil && rec.Status == store.StatusGood {

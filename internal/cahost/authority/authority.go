@@ -6,8 +6,13 @@
 // long-running component (an authorization plugin, an online CA) uses the
 // same code.
 //
+// The rules of the CA (revocation, the revocation list, a rotation's
+// steps, issuing and its records) are package engine's, shared with the
+// online CA's server (package caserver): this package is their face on
+// the CA host's state directory.
+//
 // Every change that touches more than one file, or a file and the
-// inventory, goes through one journal (see journal.go): a run killed at any
+// inventory, goes through one journal (engine.Journal): a run killed at any
 // instant leaves a state that the next run finishes, and a step that fails
 // is undone at once.
 package authority

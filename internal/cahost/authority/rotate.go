@@ -42,7 +42,7 @@ import (
 // rotation there is no ca-old.pem; at step 1 the daemon's server
 // certificate is signed by the old CA, at step 2 by the new one. A run
 // killed inside a step's change is finished or undone by the next run
-// before it reads them (journal.go), so every run sees one step or the
+// before it reads them (engine.Journal), so every run sees one step or the
 // next.
 
 // RotationStep is where a CA rotation is: at step 1 (StepTrust) the

@@ -121,7 +121,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 // rotation: the holder's ca.pem then trusts the next CA before anything
 // it must verify is signed by it).
 //
-// superseded are the serials an enrolment superseded (sameName).
+// superseded are the serials an enrolment superseded (engine.SameName).
 func (s *Server) sendCert(w http.ResponseWriter, st *caState, rec store.Record, superseded ...string) error {
 	c, err := rec.Cert()
 	if err != nil {

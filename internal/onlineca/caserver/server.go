@@ -22,6 +22,12 @@
 // step is made durable by the Config's RotationStore before it is in
 // force.
 //
+// It is the HTTP face of the CA engine (package engine), which the CA
+// host's command line (package authority) uses too: signing from a CSR,
+// the renewal limit, revocation, the revocation list's entries and
+// numbers, a rotation's rules and the journal of its steps are the
+// engine's. This package keeps HTTP, tokens and who may call what.
+//
 // The package never prints: it logs one line per request to the
 // slog.Logger of its Config.
 package caserver

@@ -7,8 +7,11 @@
 // `authority`. A rule fixed here is fixed for both.
 //
 // The engine takes values and an Inventory and returns results and the
-// inventory change to make; it never prints, holds no files and speaks no
-// HTTP (internal/codecheck enforces that it imports neither face).
+// inventory change to make; the files it writes are those of a change
+// given to its Journal (journal.go), which makes a change of several
+// files and the inventory all-or-nothing for both faces. It never prints
+// and speaks no HTTP; internal/codecheck enforces that it imports neither
+// face.
 package engine
 
 import (

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"time"
+
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -31,4 +33,13 @@ func NextCA(cur *pki.CA, r pki.CARequest, path string) (*pki.CA, store.Record, e
 		r.KeyType = pki.KeyTypeOf(cur.Cert)
 	}
 	return NewCA(r, path)
+}
+
+// IssueListener issues the online CA's listener certificate (server,
+// named cn, covering hosts) from ca: at `dtls ca init` and at a
+// rotation's finish. It lasts as long as the CA: its key lies next to
+// the CA's, so whoever could steal it could steal both, and a shorter
+// life would only make the CA stop answering one day.
+func IssueListener(ca *pki.CA, cn string, hosts []string, now time.Time) (*pki.Issued, store.Record, error) {
+	return Issue(ca, pki.Request{Kind: pki.KindServer, CommonName: cn, Hosts: hosts, Now: now, Validity: pki.DefaultCAValidity}, "")
 }

@@ -350,8 +350,7 @@ func (s *Server) FinishRotation(force bool) (*fleet.RotateResponse, error) {
 	for _, ip := range old.IPAddresses {
 		hosts = append(hosts, ip.String())
 	}
-	// As long as the new CA, as 'dtls ca init' makes it (see InitHost).
-	listener, listenerRec, err := engine.Issue(st.next, pki.Request{Kind: pki.KindServer, CommonName: old.Subject.CommonName, Hosts: hosts, Now: now, Validity: pki.DefaultCAValidity}, "")
+	listener, listenerRec, err := engine.IssueListener(st.next, old.Subject.CommonName, hosts, now)
 	if err != nil {
 		return nil, internal(fmt.Errorf("listener certificate from the new CA: %w", err))
 	}

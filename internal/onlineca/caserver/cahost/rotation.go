@@ -38,7 +38,8 @@ const (
 	// JournalDir holds the journal of a step in progress.
 	JournalDir = "journal"
 	// NextTLSCertFile and NextTLSKeyFile were the listener's next files
-	// of a finish before the steps were journaled: removed when found.
+	// of a finish before the steps were journaled: moved into place by
+	// such a finish left interrupted (legacyFinish), removed otherwise.
 	NextTLSCertFile = "tls-next-cert.pem"
 	NextTLSKeyFile  = "tls-next-key.pem"
 )
@@ -142,6 +143,39 @@ func (r rotation) finishTxn(certPEM, keyPEM []byte) (*engine.Txn, error) {
 	return t, nil
 }
 
+// legacyFinishing is RotationFile's step of a finish journaled by a dtls
+// from before the engine's journal: the next CA and listener files are
+// all written, and are moved into place by legacyFinish.
+const legacyFinishing = "finishing"
+
+// legacyFinish finishes such a finish as one journaled change: each next
+// file still there is written into place (the old roll-forward removed
+// them only once every copy was made), then the rotation's files are
+// removed.
+func (r rotation) legacyFinish() error {
+	t := engine.NewTxn("ca-rotate-finish")
+	for _, f := range []struct {
+		from, to string
+		mode     fs.FileMode
+	}{
+		{NextCAKeyFile, CAKeyFile, CAKeyMode},
+		{NextCACertFile, CACertFile, CertMode},
+		{NextTLSKeyFile, TLSKeyFile, KeyMode},
+		{NextTLSCertFile, TLSCertFile, CertMode},
+	} {
+		b, err := os.ReadFile(r.path(f.from))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		t.Write(r.path(f.to), b, f.mode)
+		t.Remove(r.path(f.from))
+	}
+	t.Remove(r.path(RotationFile))
+	return r.journal().Commit(t)
+}
+
 func removeAll(paths ...string) error {
 	for _, p := range paths {
 		if err := engine.RemoveFile(p); err != nil {
@@ -160,11 +194,17 @@ func recoverRotation(dir string, inv engine.Inventory) (string, *pki.CA, time.Ti
 	if _, err := r.journal().Recover(); err != nil {
 		return "", nil, time.Time{}, err
 	}
+	rec, err := r.read()
+	if err == nil && rec.Step == legacyFinishing {
+		if err := r.legacyFinish(); err != nil {
+			return "", nil, time.Time{}, err
+		}
+		rec, err = r.read()
+	}
 	// Left by a dtls from before the journal.
 	if err := removeAll(r.path(NextTLSCertFile), r.path(NextTLSKeyFile)); err != nil {
 		return "", nil, time.Time{}, err
 	}
-	rec, err := r.read()
 	if errors.Is(err, fs.ErrNotExist) {
 		// Next CA files without a step: nothing signed by that CA,
 		// nothing told to trust it.

@@ -155,8 +155,8 @@ func libraries(g graph) []string {
 }
 
 // testOnly are the packages under internal/ that only tests, benches and
-// the kill loop import. failpoint is not among them: authority calls it at
-// each journal step, and a default build links its no-op (off.go);
+// the kill loop import. failpoint is not among them: the engine's journal
+// calls it at each step, and a default build links its no-op (off.go);
 // failpointIsNoop checks that.
 var testOnly = []string{
 	module + "/internal/catest",
@@ -194,6 +194,16 @@ var importRules = []importRule{
 		name:      "the dtls binary links a test-only package",
 		roots:     func(graph) []string { return []string{module + "/cmd/dtls"} },
 		forbidden: func(p string) bool { return withinAny(p, testOnly...) },
+	},
+	{
+		// One CA engine under two faces: the engine never reaches the
+		// CA host's state directory (authority) nor the online CA's
+		// HTTP server (caserver and its host).
+		name:  "the CA engine imports one of its faces",
+		roots: only("internal/cahost/engine"),
+		forbidden: func(p string) bool {
+			return withinAny(p, module+"/internal/cahost/authority", module+"/internal/onlineca/caserver")
+		},
 	},
 }
 
@@ -240,6 +250,7 @@ func TestImportRulesFail(t *testing.T) {
 			m("internal/dockerhost/audit"): "audit", m("internal/dockerhost/revlist"): "revlist",
 			m("internal/onlineca/fleet"): "fleet", m("internal/laptop/agent"): "agent", m("pki"): "pki", m("internal/cahost/store"): "store",
 			m("clientenv"): "clientenv", m("internal/fixture"): "fixture",
+			m("internal/cahost/engine"): "engine", m("internal/onlineca/caserver/cahost"): "cahost",
 		},
 		imports: map[string][]string{
 			m("cmd/dtls"):                    {m("cmd")},
@@ -252,6 +263,7 @@ func TestImportRulesFail(t *testing.T) {
 			m("internal/cahost/store"):       {"modernc.org/sqlite"},
 			m("clientenv"):                   {m("internal/fixture")},
 			m("internal/fixture"):            {"github.com/cloudflare/cfssl/signer/local"},
+			m("internal/cahost/engine"):      {m("internal/cahost/store"), m("internal/onlineca/caserver/cahost")},
 		},
 	}
 	var got []string
@@ -265,6 +277,7 @@ func TestImportRulesFail(t *testing.T) {
 		"fleet or agent imports store: internal/laptop/agent -> internal/onlineca/fleet -> internal/cahost/store",
 		"clientenv imports signing or database code: clientenv -> internal/fixture -> github.com/cloudflare/cfssl/signer/local",
 		"the dtls binary links a test-only package: cmd/dtls -> cmd -> clientenv -> internal/fixture",
+		"the CA engine imports one of its faces: internal/cahost/engine -> internal/onlineca/caserver/cahost",
 	}, got)
 
 	// Each database package on its own breaks the clientenv rule.

@@ -6,8 +6,13 @@
 // long-running component (an authorization plugin, an online CA) uses the
 // same code.
 //
+// The rules of the CA (revocation, the revocation list, a rotation's
+// steps, issuing and its records) are package engine's, shared with the
+// online CA's server (package caserver): this package is their face on
+// the CA host's state directory.
+//
 // Every change that touches more than one file, or a file and the
-// inventory, goes through one journal (see journal.go): a run killed at any
+// inventory, goes through one journal (engine.Journal): a run killed at any
 // instant leaves a state that the next run finishes, and a step that fails
 // is undone at once.
 package authority
@@ -21,6 +26,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 )
 
 // Default locations. The CA key lives in the state directory, never in the
@@ -68,16 +75,7 @@ const (
 )
 
 // Error is an error with the command that fixes it (age's errorWithHint).
-type Error struct {
-	Err  error
-	Hint string
-}
-
-func (e *Error) Error() string { return e.Err.Error() }
-func (e *Error) Unwrap() error { return e.Err }
-
-// HintText is what the command line prints as "hint:".
-func (e *Error) HintText() string { return e.Hint }
+type Error = engine.Error
 
 func hint(err error, format string, a ...any) error {
 	return &Error{Err: err, Hint: fmt.Sprintf(format, a...)}

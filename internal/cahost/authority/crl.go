@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
-	"math/big"
 	"os"
 	"time"
 
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -45,6 +44,9 @@ func (a *Authority) CRL(now time.Time) (*CRLResult, error) {
 // addCRL adds to t the write of STATE_DIR/crl.pem: one CRL per CA in cas
 // (nil entries skipped), each signed by its own CA, listing the revoked
 // records of the inventory plus pending (revocations t is about to make).
+// The entries and the numbers are the engine's (engine.Entries,
+// engine.SignCRL): the numbers are kept in the inventory, so they grow
+// across a clock set back and a change that was undone.
 func (a *Authority) addCRL(t *txn, cas []*pki.CA, pending []store.Record, now time.Time) (*CRLResult, error) {
 	p := a.path(CRLFile)
 	prev, _ := os.ReadFile(p)
@@ -54,44 +56,26 @@ func (a *Authority) addCRL(t *txn, cas []*pki.CA, pending []store.Record, now ti
 		if c == nil {
 			continue
 		}
-		caSerial := pki.Serial(c.Cert)
-		recs, err := a.Store.Revoked(caSerial)
+		entries, err := engine.Entries(a.Store, engine.ListScope{CASerial: pki.Serial(c.Cert), KeepExpired: true, Pending: pending}, now)
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range pending {
-			if r.CASerial == caSerial {
-				recs = append(recs, r)
-			}
-		}
-		entries := make([]pki.Revoked, 0, len(recs))
-		for _, r := range recs {
-			n, ok := new(big.Int).SetString(r.Serial, 16)
-			if !ok {
-				return nil, fmt.Errorf("record %q has an invalid serial %q", r.Name, r.Serial)
-			}
-			at := r.RevokedAt
-			if at.IsZero() {
-				at = now
-			}
-			entries = append(entries, pki.Revoked{Serial: n, At: at, Reason: r.Reason})
-		}
-		b, err := c.CRL(entries, crlNumber(prev, c, now), now, 0)
+		b, _, err := engine.SignCRL(a.Store, c, entries, crlFloor(prev, c, now), now, 0)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, b...)
 		total += len(entries)
 	}
-	t.write(p, out, MetaMode)
+	t.Write(p, out, MetaMode)
 	return &CRLResult{Path: p, Revoked: total}, nil
 }
 
-// crlNumber is the number of ca's next CRL: the time in seconds, but always
-// above the number of the CRL it replaces in prev (RFC 5280 5.2.3: CRL
-// numbers increase monotonically), so that two revocations in one second,
-// or a clock set back, never reuse a number.
-func crlNumber(prev []byte, ca *pki.CA, now time.Time) int64 {
+// crlFloor is the least number of ca's next CRL: the time in seconds, and
+// above the number of the CRL it replaces in prev, for a crl.pem written
+// before the inventory kept the numbers (RFC 5280 5.2.3: CRL numbers
+// increase monotonically).
+func crlFloor(prev []byte, ca *pki.CA, now time.Time) int64 {
 	n := now.Unix()
 	for {
 		var b *pem.Block

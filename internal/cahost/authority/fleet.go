@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/internal/atomicfile"
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
@@ -88,7 +89,7 @@ func enrollServer(r InitRequest, hosts *[]string) (_ *serverBundle, err error) {
 	pending := EnrollKeyPath(r.StateDir)
 	// A killed atomic write of the key never reached its name: the key
 	// in it was never sent.
-	cleanTempsOf(pending)
+	engine.CleanTempsOf(pending)
 	var csrPEM, keyPEM []byte
 	resumed := false
 	switch b, rerr := os.ReadFile(pending); {
@@ -286,7 +287,7 @@ func (a *Authority) RenewServerFromCA(ctx context.Context, now time.Time, timeou
 			return nil, hint(err, "run 'dtls renew --server' again once the CA answers: it asks for the same key's certificate")
 		}
 		// Refused: the key will never be signed.
-		removeFile(pendingPath)
+		engine.RemoveFile(pendingPath)
 		return nil, hint(fmt.Errorf("the CA at %s refused to renew the server certificate %s (serial %s): %w", srv.CAURL, certPath, pki.Serial(old), err),
 			"enrol again with a new server token: dtls init --ca-url %s --token TOKEN", srv.CAURL)
 	}
@@ -304,10 +305,10 @@ func (a *Authority) RenewServerFromCA(ctx context.Context, now time.Time, timeou
 		}
 	}
 	t := newTxn("renew")
-	t.write(keyPath, newKey, KeyMode)
-	t.write(certPath, []byte(resp.Certificate), CertMode)
-	t.write(caPath, []byte(resp.CA), CertMode)
-	t.remove(pendingPath)
+	t.Write(keyPath, newKey, KeyMode)
+	t.Write(certPath, []byte(resp.Certificate), CertMode)
+	t.Write(caPath, []byte(resp.CA), CertMode)
+	t.Remove(pendingPath)
 	it := &Issued{Record: store.FromCert(cert, []byte(resp.Certificate), store.KindServer, caSerial, certPath), Path: certPath}
 	replaced := store.FromCert(old, certPEM, store.KindServer, "", certPath)
 	it.Replaced, it.Supersedes = &replaced, replaced.Serial

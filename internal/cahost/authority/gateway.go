@@ -198,8 +198,8 @@ func planUnitFiles(t *txn, dryRun bool, dir string, units map[string][]byte, res
 			res.say("would write %s", p)
 			continue
 		}
-		t.mkdir(filepath.Dir(p), 0o755)
-		t.write(p, units[n], 0o644)
+		t.Mkdir(filepath.Dir(p), 0o755)
+		t.Write(p, units[n], 0o644)
 		res.say("wrote %s", p)
 	}
 	return written
@@ -221,7 +221,7 @@ func planGatewayRemoval(t *txn, r InitRequest, dropInDir string, res *InitResult
 			res.say("would remove %s (dockerd serves TCP again)", p)
 			continue
 		}
-		t.remove(p)
+		t.Remove(p)
 		res.say("removed %s (dockerd serves TCP again)", p)
 	}
 	return changed

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/daemonconfig"
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
@@ -170,7 +171,7 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 			// nothing else.
 			defer func() {
 				var ce *ChangeError
-				if err != nil && (errors.As(err, &ce) || !a.journaled) {
+				if err != nil && (errors.As(err, &ce) || !a.journal().Journaled) {
 					a.Close()
 					os.RemoveAll(top)
 				}
@@ -178,7 +179,7 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		}
 	}
 	t := newTxn("init")
-	t.mkdir(r.CertsDir, CertsDirMode)
+	t.Mkdir(r.CertsDir, CertsDirMode)
 	reissued := false
 	switch {
 	case sv != nil:
@@ -228,7 +229,7 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	if err != nil {
 		return nil, err
 	}
-	t.write(filepath.Join(r.StateDir, ServerRecord), b, RecordMode)
+	t.Write(filepath.Join(r.StateDir, ServerRecord), b, RecordMode)
 	if err := a.commit(t); err != nil {
 		return nil, err
 	}
@@ -422,8 +423,8 @@ func planDropIn(t *txn, r InitRequest, unit *daemonconfig.Unit, dropInDir string
 			if r.DryRun {
 				res.say("would write a drop-in in %s/docker.service.d removing %s from %s (moved into daemon.json)", dropInDir, moved, unit.Path)
 			} else {
-				t.mkdir(filepath.Dir(p), 0o755)
-				t.write(p, content, 0o644)
+				t.Mkdir(filepath.Dir(p), 0o755)
+				t.Write(p, content, 0o644)
 				res.say("wrote %s: docker.service passed %s, now in daemon.json", p, moved)
 			}
 		}
@@ -461,9 +462,9 @@ func planDaemonJSONWrite(t *txn, r InitRequest, merged *daemonconfig.Result, res
 			uid, gid, owned := merged.Owner()
 			put := func(path string, data []byte) {
 				if owned {
-					t.writeOwned(path, data, merged.FileMode(), uid, gid)
+					t.WriteOwned(path, data, merged.FileMode(), uid, gid)
 				} else {
-					t.write(path, data, merged.FileMode())
+					t.Write(path, data, merged.FileMode())
 				}
 			}
 			if merged.Existed {
@@ -474,7 +475,7 @@ func planDaemonJSONWrite(t *txn, r InitRequest, merged *daemonconfig.Result, res
 				put(backup, merged.Old)
 				res.say("backup of the previous %s: %s", r.DaemonJSON, backup)
 			} else {
-				t.mkdir(filepath.Dir(r.DaemonJSON), 0o755)
+				t.Mkdir(filepath.Dir(r.DaemonJSON), 0o755)
 			}
 			put(r.DaemonJSON, merged.New)
 		}
@@ -545,8 +546,7 @@ func (a *Authority) keepCA(t *txn, r InitRequest, res *InitResult, caCertPath st
 		}
 	}
 	if !r.DryRun {
-		rec := store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir)
-		t.DB.Insert = append(t.DB.Insert, rec)
+		t.DB.Insert = append(t.DB.Insert, engine.CARecord(ca, a.Dir))
 	}
 	res.say("kept CA %s (%s)", caCertPath, pki.Describe(ca.Cert))
 	return ca, nil
@@ -570,7 +570,7 @@ func (a *Authority) planEncryptCAKeys(t *txn, r InitRequest, res *InitResult) er
 		if err != nil {
 			return err
 		}
-		t.write(p, enc, KeyMode)
+		t.Write(p, enc, KeyMode)
 		res.say("encrypted the CA key %s", p)
 	}
 	return nil
@@ -579,7 +579,7 @@ func (a *Authority) planEncryptCAKeys(t *txn, r InitRequest, res *InitResult) er
 // newCA makes a new CA (replacing one with --force: replacing), which
 // ends any rotation and supersedes the CAs recorded.
 func (a *Authority) newCA(t *txn, r InitRequest, res *InitResult, replacing bool, caCertPath, caKeyPath string) (*pki.CA, error) {
-	ca, err := pki.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.CAValidity})
+	ca, caRec, err := engine.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.CAValidity}, a.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -597,15 +597,15 @@ func (a *Authority) newCA(t *txn, r InitRequest, res *InitResult, replacing bool
 	if err != nil {
 		return nil, err
 	}
-	t.write(caKeyPath, keyPEM, KeyMode)
-	t.write(caCertPath, ca.CertPEM, CertMode)
+	t.Write(caKeyPath, keyPEM, KeyMode)
+	t.Write(caCertPath, ca.CertPEM, CertMode)
 	// A new CA ends any rotation: the CA it kept is no longer
 	// trusted by anything dtls writes.
 	if a.InRotation() {
-		t.remove(a.path(OldCAKeyFile))
-		t.remove(a.path(OldCACertFile))
+		t.Remove(a.path(OldCAKeyFile))
+		t.Remove(a.path(OldCACertFile))
 	}
-	t.DB.Insert = append(t.DB.Insert, store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir))
+	t.DB.Insert = append(t.DB.Insert, caRec)
 	cas, err := a.Store.ByKind(store.KindCA)
 	if err != nil {
 		return nil, err
@@ -643,13 +643,13 @@ func (a *Authority) planServerCert(t *txn, r InitRequest, ca *pki.CA, kept bool,
 	case r.DryRun:
 		res.say("would issue server certificate %s for %v (%s)", certPath, hosts, reason)
 	default:
-		srv, err := srvCA.Issue(pki.Request{Kind: pki.KindServer, Hosts: hosts, KeyType: r.KeyType, Now: r.Now, Validity: r.ServerValidity})
+		srv, rec, err := engine.Issue(srvCA, pki.Request{Kind: pki.KindServer, Hosts: hosts, KeyType: r.KeyType, Now: r.Now, Validity: r.ServerValidity}, certPath)
 		if err != nil {
 			return "", err
 		}
-		t.write(keyPath, srv.KeyPEM, KeyMode)
-		t.write(certPath, srv.CertPEM, CertMode)
-		t.DB.Insert = append(t.DB.Insert, store.FromCert(srv.Cert, srv.CertPEM, store.KindServer, pki.Serial(srvCA.Cert), certPath))
+		t.Write(keyPath, srv.KeyPEM, KeyMode)
+		t.Write(certPath, srv.CertPEM, CertMode)
+		t.DB.Insert = append(t.DB.Insert, rec)
 		if old := currentSerial(certPath); old != "" {
 			t.DB.Supersede = append(t.DB.Supersede, old)
 		}
@@ -671,7 +671,7 @@ func (a *Authority) planDaemonCA(t *txn, r InitRequest, ca *pki.CA, res *InitRes
 	} else if r.DryRun {
 		res.say("would write %s", caInCerts)
 	} else {
-		t.write(caInCerts, daemonCA, CertMode)
+		t.Write(caInCerts, daemonCA, CertMode)
 		res.say("wrote %s", caInCerts)
 	}
 }
@@ -687,7 +687,7 @@ func (a *Authority) planMode(t *txn, path string, mode fs.FileMode, dryRun bool,
 		res.say("would fix mode of %s: %04o -> %04o", path, fi.Mode().Perm(), mode)
 		return
 	}
-	t.chmod(path, mode)
+	t.Chmod(path, mode)
 	res.say("fixed mode of %s: %04o -> %04o", path, fi.Mode().Perm(), mode)
 }
 
@@ -875,8 +875,8 @@ func (a *Authority) planServerBundle(t *txn, r InitRequest, sb *serverBundle, re
 		res.say("kept server certificate %s (%s)", certPath, pki.Describe(sb.cert))
 	} else {
 		reissued = true
-		t.write(filepath.Join(r.CertsDir, ServerKeyFile), sb.keyPEM, KeyMode)
-		t.write(certPath, sb.certPEM, CertMode)
+		t.Write(filepath.Join(r.CertsDir, ServerKeyFile), sb.keyPEM, KeyMode)
+		t.Write(certPath, sb.certPEM, CertMode)
 		if sb.record != nil {
 			rec := *sb.record
 			rec.Path = certPath
@@ -887,9 +887,9 @@ func (a *Authority) planServerBundle(t *txn, r InitRequest, sb *serverBundle, re
 		}
 		res.say("installed server certificate %s (%s) from %s", certPath, pki.Describe(sb.cert), sb.from)
 	}
-	t.write(filepath.Join(r.CertsDir, CACertFile), sb.caPEM, CertMode)
+	t.Write(filepath.Join(r.CertsDir, CACertFile), sb.caPEM, CertMode)
 	if sb.pendingKey != "" {
-		t.remove(sb.pendingKey)
+		t.Remove(sb.pendingKey)
 	}
 	return reissued
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/laptop/bundle"
 	"github.com/dtls-tool/dtls/pki"
@@ -183,14 +184,14 @@ func (a *Authority) IssueClients(r ClientRequest) ([]*Issued, error) {
 				it.Supersedes = cur.Serial
 			}
 		}
-		t.bundle(dir, it.files)
+		t.Bundle(dir, it.files)
 	}
 	if r.Archive != "" {
 		b, err := bundle.MarshalArchive(out[0].files)
 		if err != nil {
 			return nil, err
 		}
-		t.write(r.Archive, b, 0o600)
+		t.Write(r.Archive, b, 0o600)
 	}
 	addRecords(t, out)
 	if err := a.setIssuedRoles(out, r.Role, changes); err != nil {
@@ -238,7 +239,7 @@ func (a *Authority) bundleRecord(dir string) *store.Record {
 }
 
 func (a *Authority) newClient(ca *pki.CA, name, dir, dockerHost string, kt pki.KeyType, now time.Time, validity time.Duration) (*Issued, error) {
-	cl, err := ca.Issue(pki.Request{Kind: pki.KindClient, CommonName: name, KeyType: kt, Now: now, Validity: validity})
+	cl, rec, err := engine.Issue(ca, pki.Request{Kind: pki.KindClient, CommonName: name, KeyType: kt, Now: now, Validity: validity}, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +255,7 @@ func (a *Authority) newClient(ca *pki.CA, name, dir, dockerHost string, kt pki.K
 		return nil, err
 	}
 	return &Issued{
-		Record: store.FromCert(cl.Cert, cl.CertPEM, store.KindClient, pki.Serial(ca.Cert), dir),
+		Record: rec,
 		Dir:    dir,
 		files: []bundle.File{
 			{Name: ClientKeyFile, Data: cl.KeyPEM, Mode: KeyMode},
@@ -302,7 +303,7 @@ func (a *Authority) IssueServerBundle(r ServerBundleRequest) (*Issued, error) {
 		}
 	}
 	t := newTxn("issue-server")
-	t.bundle(r.Dir, it.files)
+	t.Bundle(r.Dir, it.files)
 	addRecords(t, []*Issued{it})
 	if err := a.commit(t); err != nil {
 		return nil, err
@@ -311,7 +312,7 @@ func (a *Authority) IssueServerBundle(r ServerBundleRequest) (*Issued, error) {
 }
 
 func (a *Authority) newServerBundle(ca *pki.CA, name string, hosts []string, dir string, kt pki.KeyType, now time.Time, validity time.Duration) (*Issued, error) {
-	s, err := ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: name, Hosts: hosts, KeyType: kt, Now: now, Validity: validity})
+	s, rec, err := engine.Issue(ca, pki.Request{Kind: pki.KindServer, CommonName: name, Hosts: hosts, KeyType: kt, Now: now, Validity: validity}, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +324,7 @@ func (a *Authority) newServerBundle(ca *pki.CA, name string, hosts []string, dir
 		return nil, err
 	}
 	return &Issued{
-		Record: store.FromCert(s.Cert, s.CertPEM, store.KindServer, pki.Serial(ca.Cert), dir),
+		Record: rec,
 		Dir:    dir,
 		files: []bundle.File{
 			{Name: ServerKeyFile, Data: s.KeyPEM, Mode: KeyMode},

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -43,9 +44,8 @@ type Authority struct {
 	lock *lock
 	pass []byte
 	ca   *pki.CA
-	// journaled is set once a change's journal is durable: from then on
-	// a failure may leave it for the next run to finish.
-	journaled bool
+	// jr is the journal of the state directory's changes.
+	jr *engine.Journal
 }
 
 // Open locks the state directory, opens the inventory (importing an install
@@ -73,14 +73,14 @@ func Open(dir string, o Options) (*Authority, error) {
 	}
 	a := &Authority{Dir: dir, Store: st, opts: o, lock: l}
 	// Temporary files of a run killed before its journal was durable.
-	cleanTemps(dir, filepath.Join(dir, JournalDir))
+	engine.CleanTemps(dir, filepath.Join(dir, JournalDir))
 	if st.Created {
 		if err := a.importExisting(); err != nil {
 			a.Close()
 			return nil, err
 		}
 	}
-	if a.Recovered, err = a.recover(); err != nil {
+	if a.Recovered, err = a.journal().Recover(); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func create(dir string, o Options) (*Authority, string, error) {
 		top = d
 	}
 	if top != "" {
-		if err := mkdirMissing(dir, DirMode); err != nil {
+		if err := engine.MkdirMissing(dir, DirMode); err != nil {
 			os.RemoveAll(top)
 			return nil, "", err
 		}

@@ -6,6 +6,4 @@ import "io/fs"
 
 func fileOwner(fs.FileInfo) (int, bool) { return 0, false }
 
-func fileOwnerGroup(fs.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
-
 func fileID(fs.FileInfo) (dev, ino uint64) { return 0, 0 }

@@ -14,13 +14,6 @@ func fileOwner(fi fs.FileInfo) (int, bool) {
 	return 0, false
 }
 
-func fileOwnerGroup(fi fs.FileInfo) (uid, gid int, ok bool) {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return int(st.Uid), int(st.Gid), true
-	}
-	return 0, 0, false
-}
-
 // fileID is a file's device and inode: what tells a file replaced under
 // the same name (renamed over, or removed and made again) from one
 // changed in place.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/laptop/bundle"
 	"github.com/dtls-tool/dtls/pki"
@@ -86,7 +87,7 @@ func (a *Authority) Renew(r RenewRequest) (*RenewResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		t.write(r.Archive, b, 0o600)
+		t.Write(r.Archive, b, 0o600)
 	}
 	addRecords(t, res.Renewed)
 	if err := a.commit(t); err != nil {
@@ -243,18 +244,19 @@ func (rn *renewal) issue(rec store.Record, old *x509.Certificate, dockerHost str
 		}
 		it, err = rn.a.newClient(rn.ca, rec.Name, rec.Path, dockerHost, kt, r.Now, validity)
 		if err == nil && it.Dir != "" {
-			t.bundle(it.Dir, it.files)
+			t.Bundle(it.Dir, it.files)
 		}
 	case rec.Path == rn.localCert:
 		var s *pki.Issued
 		var sca *pki.CA
+		var srec store.Record
 		if sca, err = rn.serverCA(); err == nil {
-			s, err = sca.Issue(pki.Request{Kind: pki.KindServer, CommonName: rec.Name, Hosts: pki.Hosts(old), KeyType: kt, Now: r.Now, Validity: validity})
+			s, srec, err = engine.Issue(sca, pki.Request{Kind: pki.KindServer, CommonName: rec.Name, Hosts: pki.Hosts(old), KeyType: kt, Now: r.Now, Validity: validity}, rn.localCert)
 		}
 		if err == nil {
-			it = &Issued{Record: store.FromCert(s.Cert, s.CertPEM, store.KindServer, pki.Serial(sca.Cert), rn.localCert), Path: rn.localCert}
-			t.write(filepath.Join(rn.srv.CertsDir, ServerKeyFile), s.KeyPEM, KeyMode)
-			t.write(rn.localCert, s.CertPEM, CertMode)
+			it = &Issued{Record: srec, Path: rn.localCert}
+			t.Write(filepath.Join(rn.srv.CertsDir, ServerKeyFile), s.KeyPEM, KeyMode)
+			t.Write(rn.localCert, s.CertPEM, CertMode)
 			rn.res.ServerRenewed = true
 		}
 	default:
@@ -263,7 +265,7 @@ func (rn *renewal) issue(rec store.Record, old *x509.Certificate, dockerHost str
 			it, err = rn.a.newServerBundle(sca, rec.Name, pki.Hosts(old), rec.Path, kt, r.Now, validity)
 		}
 		if err == nil {
-			t.bundle(it.Dir, it.files)
+			t.Bundle(it.Dir, it.files)
 		}
 	}
 	return it, err

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -41,37 +42,25 @@ import (
 // rotation there is no ca-old.pem; at step 1 the daemon's server
 // certificate is signed by the old CA, at step 2 by the new one. A run
 // killed inside a step's change is finished or undone by the next run
-// before it reads them (journal.go), so every run sees one step or the
+// before it reads them (engine.Journal), so every run sees one step or the
 // next.
 
-// RotationStep is where a CA rotation is.
-type RotationStep int
+// RotationStep is where a CA rotation is: at step 1 (StepTrust) the
+// daemon's server certificate is still of the old CA, at step 2
+// (StepSwitched) of the new one.
+type RotationStep = engine.Step
 
 // The steps of a rotation (see above).
 const (
-	NotRotating  RotationStep = iota
-	StepTrust                 // 1 of 3: both CAs trusted, the server certificate still of the old CA
-	StepSwitched              // 2 of 3: the server certificate of the new CA
+	NotRotating  = engine.NotRotating
+	StepTrust    = engine.StepTrust
+	StepSwitched = engine.StepSwitched
 )
-
-// Number is the step's number out of 3 (0 outside a rotation).
-func (s RotationStep) Number() int { return int(s) }
-
-// Next is the command that takes the rotation to its next step.
-func (s RotationStep) Next() string {
-	switch s {
-	case StepTrust:
-		return "dtls rotate-ca --switch"
-	case StepSwitched:
-		return "dtls rotate-ca --finish"
-	}
-	return "dtls rotate-ca"
-}
 
 // The refusals of the three steps.
 var (
-	ErrRotationInProgress = errors.New("a CA rotation is already in progress")
-	ErrNoRotation         = errors.New("no CA rotation in progress")
+	ErrRotationInProgress = engine.ErrRotationInProgress
+	ErrNoRotation         = engine.ErrNoRotation
 	ErrNotSwitched        = errors.New("the daemon still presents a server certificate of the old CA")
 	ErrAlreadySwitched    = errors.New("the daemon already presents a server certificate of the new CA")
 )
@@ -169,8 +158,8 @@ type FleetDaemon struct {
 // of the old CA still at their recorded path get ca.pem with both CAs.
 // Everything, the CRL included, is one change.
 func (a *Authority) Rotate(r RotateRequest) (*RotateResult, error) {
-	if step := a.RotationStep(); step != NotRotating {
-		return nil, hint(ErrRotationInProgress, "it is at step %d of 3; next: %s (see 'dtls rotate-ca --status')", step.Number(), step.Next())
+	if err := engine.CheckBegin(a.RotationStep()); err != nil {
+		return nil, err
 	}
 	old, err := a.CA()
 	if err != nil {
@@ -180,13 +169,7 @@ func (a *Authority) Rotate(r RotateRequest) (*RotateResult, error) {
 	if err != nil {
 		return nil, hint(fmt.Errorf("no server recorded in %q: %w", a.Dir, err), "run 'dtls init' first")
 	}
-	kt := r.KeyType
-	if kt == "" {
-		// A CA's key type is a choice (RSA for old peers, P-384 for a
-		// policy): the rotation keeps it unless told otherwise.
-		kt = pki.KeyTypeOf(old.Cert)
-	}
-	ca, err := pki.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: kt, Now: r.Now, Validity: r.Validity})
+	ca, caRec, err := engine.NextCA(old, pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.Validity}, a.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -200,15 +183,15 @@ func (a *Authority) Rotate(r RotateRequest) (*RotateResult, error) {
 	t := newTxn("rotate-ca")
 	// The old CA is copied aside before the new one replaces it; the
 	// journal makes the four writes one.
-	t.write(a.path(OldCAKeyFile), old.KeyPEM, KeyMode)
-	t.write(a.path(OldCACertFile), old.CertPEM, CertMode)
-	t.write(a.path(CAKeyFile), newKey, KeyMode)
-	t.write(a.path(CACertFile), ca.CertPEM, CertMode)
-	t.DB.Insert = append(t.DB.Insert, store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), a.Dir))
+	t.Write(a.path(OldCAKeyFile), old.KeyPEM, KeyMode)
+	t.Write(a.path(OldCACertFile), old.CertPEM, CertMode)
+	t.Write(a.path(CAKeyFile), newKey, KeyMode)
+	t.Write(a.path(CACertFile), ca.CertPEM, CertMode)
+	t.DB.Insert = append(t.DB.Insert, caRec)
 	t.DB.Supersede = append(t.DB.Supersede, pki.Serial(old.Cert))
 
 	res := &RotateResult{CA: ca, CAPath: a.path(CACertFile), DaemonCA: filepath.Join(srv.CertsDir, CACertFile)}
-	t.write(res.DaemonCA, both, CertMode)
+	t.Write(res.DaemonCA, both, CertMode)
 	res.Server, res.ServerPath = a.serverCert()
 
 	// Bundles still where they were written learn the new CA: clients
@@ -237,7 +220,7 @@ func (a *Authority) Rotate(r RotateRequest) (*RotateResult, error) {
 			continue
 		}
 		if cur, err := os.ReadFile(filepath.Join(rec.Path, certFile)); err == nil && bytes.Equal(cur, []byte(rec.PEM)) {
-			t.write(filepath.Join(rec.Path, CACertFile), both, CertMode)
+			t.Write(filepath.Join(rec.Path, CACertFile), both, CertMode)
 			if rec.Kind == store.KindClient {
 				res.BundlesUpdated++
 			}
@@ -293,29 +276,16 @@ func (a *Authority) oldCASerial() string { return currentSerial(a.path(OldCACert
 // CA. Every one was issued before step 1 (from then on clients are signed
 // by the new CA), so its bundle, wherever it was copied, trusts only the
 // old CA: it cannot verify a server certificate of the new CA. The rule is
-// store.OldOnlyClients, which the online CA's switch follows too.
+// the engine's (engine.SwitchBlocking), which the online CA's switch
+// follows too.
 func (a *Authority) oldOnlyClients(oldSerial string, now time.Time) ([]store.Record, error) {
-	clients, err := a.Store.ByKind(store.KindClient)
-	if err != nil {
-		return nil, err
-	}
-	return store.OldOnlyClients(clients, oldSerial, time.Time{}, now), nil
+	return engine.SwitchBlocking(a.Store, oldSerial, time.Time{}, now)
 }
 
 // oldCertificates are the good, unexpired certificates of the old CA,
-// clients and servers: what still depends on it.
+// clients and servers: what still depends on it (engine.OldCertificates).
 func (a *Authority) oldCertificates(oldSerial string, now time.Time) ([]store.Record, error) {
-	good, err := a.Store.ByStatus(store.StatusGood)
-	if err != nil {
-		return nil, err
-	}
-	var out []store.Record
-	for _, r := range good {
-		if r.CASerial == oldSerial && r.Kind != store.KindCA && now.Before(r.NotAfter) {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return engine.OldCertificates(a.Store, oldSerial, "", now)
 }
 
 // SwitchResult is what SwitchServer did.
@@ -331,19 +301,16 @@ type SwitchResult struct {
 }
 
 // SwitchBlockingError lists the clients whose bundles trust only the old
-// CA (store.OldOnlyClients).
-type SwitchBlockingError = store.SwitchBlockingError
+// CA (engine.OldOnlyClients).
+type SwitchBlockingError = engine.SwitchBlockingError
 
 // SwitchServer is step 2: the daemon's server certificate is issued from
 // the new CA (same name, hosts and key type), in one change. It refuses
 // while a good client certificate of the old CA remains (its bundle trusts
 // only the old CA), unless force.
 func (a *Authority) SwitchServer(force bool, now time.Time) (*SwitchResult, error) {
-	switch a.RotationStep() {
-	case NotRotating:
-		return nil, hint(fmt.Errorf("%w: nothing to switch", ErrNoRotation), "start one with 'dtls rotate-ca'")
-	case StepSwitched:
-		return nil, hint(fmt.Errorf("nothing to switch: %w", ErrAlreadySwitched), "next: dtls rotate-ca --finish")
+	if err := engine.CheckSwitch(a.RotationStep(), ErrAlreadySwitched); err != nil {
+		return nil, err
 	}
 	srv, err := a.Server()
 	if err != nil {
@@ -366,13 +333,13 @@ func (a *Authority) SwitchServer(force bool, now time.Time) (*SwitchResult, erro
 	if cur == nil {
 		return nil, hint(fmt.Errorf("read server certificate %q: missing or unreadable", certPath), "run 'dtls init' to issue one")
 	}
-	s, err := ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: cur.Subject.CommonName, Hosts: pki.Hosts(cur), KeyType: pki.KeyTypeOf(cur), Now: now})
+	s, rec, err := engine.Issue(ca, pki.Request{Kind: pki.KindServer, CommonName: cur.Subject.CommonName, Hosts: pki.Hosts(cur), KeyType: pki.KeyTypeOf(cur), Now: now}, certPath)
 	if err != nil {
 		return nil, err
 	}
 	res := &SwitchResult{
 		Server: &Issued{
-			Record:     store.FromCert(s.Cert, s.CertPEM, store.KindServer, pki.Serial(ca.Cert), certPath),
+			Record:     rec,
 			Path:       certPath,
 			Supersedes: pki.Serial(cur),
 		},
@@ -385,10 +352,10 @@ func (a *Authority) SwitchServer(force bool, now time.Time) (*SwitchResult, erro
 	// Step 1 made the daemon's ca.pem trust both CAs; a copy that lost
 	// one is put right in the same change.
 	if b, err := os.ReadFile(res.DaemonCA); err != nil || !bytes.Equal(b, a.DaemonCAPEM(ca)) {
-		t.write(res.DaemonCA, a.DaemonCAPEM(ca), CertMode)
+		t.Write(res.DaemonCA, a.DaemonCAPEM(ca), CertMode)
 	}
-	t.write(filepath.Join(srv.CertsDir, ServerKeyFile), s.KeyPEM, KeyMode)
-	t.write(certPath, s.CertPEM, CertMode)
+	t.Write(filepath.Join(srv.CertsDir, ServerKeyFile), s.KeyPEM, KeyMode)
+	t.Write(certPath, s.CertPEM, CertMode)
 	addRecords(t, []*Issued{res.Server})
 	if err := a.commit(t); err != nil {
 		return nil, err
@@ -412,11 +379,7 @@ type FinishResult struct {
 }
 
 // BlockingError lists the certificates that still chain to the old CA.
-type BlockingError struct{ Left []store.Record }
-
-func (e *BlockingError) Error() string {
-	return fmt.Sprintf("%d certificates still chain to the old CA", len(e.Left))
-}
+type BlockingError = engine.BlockingError
 
 // FinishRotation is step 3: it drops the old CA. The daemon's ca.pem holds
 // only the new one, certificates of the old CA are marked superseded,
@@ -425,11 +388,8 @@ func (e *BlockingError) Error() string {
 // of the old CA), and while good certificates of the old CA remain, unless
 // force.
 func (a *Authority) FinishRotation(force bool, now time.Time) (*FinishResult, error) {
-	switch a.RotationStep() {
-	case NotRotating:
-		return nil, hint(fmt.Errorf("%w: nothing to finish", ErrNoRotation), "start one with 'dtls rotate-ca'")
-	case StepTrust:
-		return nil, hint(fmt.Errorf("cannot drop the old CA yet: %w", ErrNotSwitched), "switch it first: dtls rotate-ca --switch (see 'dtls rotate-ca --status')")
+	if err := engine.CheckFinish(a.RotationStep(), ErrNotSwitched); err != nil {
+		return nil, err
 	}
 	ca, err := a.CA()
 	if err != nil {
@@ -451,12 +411,12 @@ func (a *Authority) FinishRotation(force bool, now time.Time) (*FinishResult, er
 	for _, r := range res.Cut {
 		t.DB.Supersede = append(t.DB.Supersede, r.Serial)
 	}
-	t.write(res.DaemonCA, ca.CertPEM, CertMode)
+	t.Write(res.DaemonCA, ca.CertPEM, CertMode)
 	if _, err := a.addCRL(t, []*pki.CA{ca}, nil, now); err != nil {
 		return nil, err
 	}
-	t.remove(a.path(OldCAKeyFile))
-	t.remove(a.path(OldCACertFile))
+	t.Remove(a.path(OldCAKeyFile))
+	t.Remove(a.path(OldCACertFile))
 	if res.Fleet, err = a.fleet(ca.Cert, res.OldSerial); err != nil {
 		return nil, err
 	}

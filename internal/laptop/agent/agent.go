@@ -423,7 +423,7 @@ func (a *Agent) early(ctx context.Context, l *loaded) string {
 // RotationReason says why a bundle with ca.pem caPEM and certificate cert
 // is to be renewed at once, whatever its schedule, while its CA is where
 // st says; "" when it is not. A rotation's trust step holds up its switch
-// until every client issued before it has renewed (store.OldOnlyClients:
+// until every client issued before it has renewed (engine.OldOnlyClients:
 // its ca.pem trusts the old CA alone), and its finish until every
 // certificate is of the new CA: each holder renews at its next look
 // rather than after two thirds of its lifetime. Outside a rotation the

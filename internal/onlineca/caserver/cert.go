@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloudflare/cfssl/api"
 
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
@@ -73,7 +74,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		// the same certificate again. Anyone else gets nothing.
 		if rec, err := s.st.Get(t.UsedSerial); err != nil {
 			return internal(err)
-		} else if rec != nil && rec.Status == store.StatusGood && samePublicKey(*rec, csr) {
+		} else if rec != nil && rec.Status == store.StatusGood && engine.SamePublicKey(*rec, csr) {
 			return s.sendCert(w, st, *rec)
 		}
 		return forbidden("enrolment token already used (at %s): ask the CA's operator for a new one", t.UsedAt.Format(time.RFC3339))
@@ -82,28 +83,16 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		return forbidden("enrolment token expired at %s: ask the CA's operator for a new one", t.ExpiresAt.Format(time.RFC3339))
 	}
 
-	sr := pki.CSRRequest{Kind: pki.Kind(t.Kind), CommonName: t.Name, CSR: []byte(req.CSR), Now: st.issueTime(now)}
+	h := engine.Holder{Kind: t.Kind, Name: t.Name, Role: t.Role, Hosts: t.Hosts}
 	var roles map[string]string
-	switch t.Kind {
-	case store.KindClient:
-		sr.Validity = s.clientValidity
-		if t.Role != "" {
-			sr.OrganizationalUnit = []string{fleet.RoleOU(t.Role)}
-		}
+	if t.Kind == store.KindClient {
 		roles = map[string]string{t.Name: t.Role}
-	case store.KindServer:
-		sr.Validity = s.serverValidity
-		sr.Hosts = t.Hosts
-	default:
-		return internal(fmt.Errorf("token for %q has kind %q", t.Name, t.Kind))
 	}
-	signer := st.signer()
-	cert, certPEM, err := signer.SignCSR(sr)
+	rec, err := engine.SignCSR(st.signer(), h, []byte(req.CSR), st.issueTime(now), s.validity)
 	if err != nil {
 		return badRequest("%v", err)
 	}
-	rec := store.FromCert(cert, certPEM, t.Kind, pki.Serial(signer.Cert), "")
-	older, err := s.sameName(st, t.Kind, t.Name)
+	older, err := engine.SameName(s.st, t.Kind, t.Name, st.listenerSerial)
 	if err != nil {
 		return internal(err)
 	}
@@ -127,37 +116,12 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	return s.sendCert(w, st, rec, older...)
 }
 
-// sameName are the serials of the good certificates of kind and name
-// that a new enrolment for that name supersedes: a holder enrolled again
-// (a new laptop, a reinstalled one, a lost bundle) has abandoned them, and
-// left good they would hold up a rotation's switch and finish until they
-// expire. The CA's own listener certificate is not a holder's.
-func (s *Server) sameName(st *caState, kind store.Kind, name string) ([]string, error) {
-	recs, err := s.st.ByName(name)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, r := range recs {
-		if r.Kind == kind && r.Status == store.StatusGood && r.Serial != st.listenerSerial {
-			out = append(out, r.Serial)
-		}
-	}
-	return out, nil
-}
-
-// samePublicKey reports whether rec's certificate is for the key of csr.
-func samePublicKey(rec store.Record, csr *x509.CertificateRequest) bool {
-	c, err := rec.Cert()
-	return err == nil && bytes.Equal(c.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo)
-}
-
 // sendCert answers a certificate (fleet.CertResponse), with the role
 // the certificate carries, and the CA certificates of st (both during a
 // rotation: the holder's ca.pem then trusts the next CA before anything
 // it must verify is signed by it).
 //
-// superseded are the serials an enrolment superseded (sameName).
+// superseded are the serials an enrolment superseded (engine.SameName).
 func (s *Server) sendCert(w http.ResponseWriter, st *caState, rec store.Record, superseded ...string) error {
 	c, err := rec.Cert()
 	if err != nil {
@@ -266,7 +230,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 		// The agent's retry: it saved its new key, asked, and
 		// crashed before installing the answer. The successor for
 		// that key is answered again.
-		succ, err := s.successor(old, csr)
+		succ, err := engine.Successor(s.st, old, csr)
 		if err != nil {
 			return internal(err)
 		}
@@ -280,35 +244,26 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	if !now.Before(old.NotAfter) {
 		return forbidden("client certificate %q (serial %s) expired at %s: enrol again with a new token", old.Name, old.Serial, old.NotAfter.Format(time.RFC3339))
 	}
-	if err := s.renewalAllowed(old, now); err != nil {
-		return err
+	var limit *engine.RenewLimitError
+	if err := engine.RenewalAllowed(s.st, old, s.maxListed, now); errors.As(err, &limit) {
+		return &httpError{status: http.StatusTooManyRequests, msg: err.Error(), retryAfter: limit.At.Sub(now)}
+	} else if err != nil {
+		return internal(err)
 	}
-	sr := pki.CSRRequest{Kind: pki.Kind(old.Kind), CommonName: old.Name, CSR: []byte(req.CSR), Now: st.issueTime(now)}
-	switch old.Kind {
-	case store.KindClient:
-		sr.Validity = s.clientValidity
-		if role != "" {
-			sr.OrganizationalUnit = []string{fleet.RoleOU(role)}
-		}
-	case store.KindServer:
-		sr.Validity = s.serverValidity
-		sr.Hosts = old.SANs
-	default:
+	if old.Kind != store.KindClient && old.Kind != store.KindServer {
 		return forbidden("certificate %q (serial %s) is a %s certificate", old.Name, old.Serial, old.Kind)
 	}
-	signer := st.signer()
-	cert, certPEM, err := signer.SignCSR(sr)
+	rec, err := engine.SignCSR(st.signer(), engine.Holder{Kind: old.Kind, Name: old.Name, Role: role, Hosts: old.SANs}, []byte(req.CSR), st.issueTime(now), s.validity)
 	if err != nil {
 		return badRequest("%v", err)
 	}
-	rec := store.FromCert(cert, certPEM, old.Kind, pki.Serial(signer.Cert), "")
 	// Required good at commit: another CA instance on the same
 	// PostgreSQL database may have renewed it meanwhile (renewMu is per
 	// process).
 	err = s.st.Apply(store.Change{Insert: []store.Record{rec}, Supersede: []string{old.Serial}, Require: []string{old.Serial}})
 	switch {
 	case errors.Is(err, store.ErrNotGood):
-		if succ, serr := s.successor(old, csr); serr == nil && succ != nil {
+		if succ, serr := engine.Successor(s.st, old, csr); serr == nil && succ != nil {
 			return s.sendCert(w, st, *succ)
 		}
 		return forbidden("client certificate %q (serial %s) was renewed or revoked by another request meanwhile: %v", old.Name, old.Serial, err)
@@ -319,95 +274,12 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	return s.sendCert(w, st, rec)
 }
 
-// MaxListedRenewals bounds the renewals of a certificate's holder: a
-// renewal is refused while MaxListedRenewals superseded certificates of
-// the same name and kind (per good one: a name enrolled on two machines
-// has two lineages) have not expired (Config.MaxListedRenewals changes
-// it).
-//
-// Why: every superseded certificate stays in the revocation list until it
-// expires (its key may have been stolen: it must stay refused), so a
-// holder renewing in a loop would grow the list without bound, until the
-// plugins refuse it for its size (revlist.MaxCRLBytes, 32 MiB) and
-// enforce their last list. Counting what the list holds bounds it
-// directly, whatever the lifetimes and the clock: at most
-// MaxListedRenewals entries per good certificate, 300 000 for 100 000
-// clients, 15.9 MB at 53 bytes each (TestCRLSizeBound), under the
-// plugins' limit. A rule on the certificate's age (no renewal before a
-// third of its lifetime) would refuse the renewals a rotation needs
-// right after one another.
-//
-// The agent renews at two thirds of the lifetime, when the previous
-// certificate has expired, and its predecessor stays listed for the
-// last third: one listed at most. That leaves two early renewals
-// (`dtls agent --now`) at any time. A rotation needs two renewals (step
-// trust for both CAs in ca.pem, step switch for a certificate of the
-// next CA), and one after its finish drops the old CA from ca.pem: the
-// three are allowed, but for a holder whose routine renewal is less than
-// a third of a lifetime old, whose third then waits until that
-// predecessor expires. Beyond, the answer
-// is 429 with Retry-After, "renewed too recently: next renewal allowed
-// after T", T being when the oldest listed one expires (for a client at
-// most its 24 hours): fleet.Retryable takes it for a refusal that
-// passes, and the agent tries again later; it is no revocation.
-const MaxListedRenewals = 3
-
-// renewalAllowed returns nil when old's holder may renew at now, and
-// otherwise the 429 of MaxListedRenewals.
-func (s *Server) renewalAllowed(old store.Record, now time.Time) error {
-	if s.maxListed < 0 {
-		return nil
-	}
-	recs, err := s.st.ByName(old.Name)
-	if err != nil {
-		return internal(err)
-	}
-	good := 0
-	var listed []time.Time
-	for _, r := range recs {
-		if r.Kind != old.Kind || !now.Before(r.NotAfter) {
-			continue
-		}
-		switch r.Status {
-		case store.StatusGood:
-			good++
-		case store.StatusSuperseded:
-			listed = append(listed, r.NotAfter)
-		}
-	}
-	limit := s.maxListed * max(good, 1)
-	if len(listed) < limit {
-		return nil
-	}
-	// One more is allowed once len(listed)-limit+1 of them have expired.
-	slices.SortFunc(listed, time.Time.Compare)
-	at := listed[len(listed)-limit]
-	return &httpError{
-		status: http.StatusTooManyRequests,
-		msg: fmt.Sprintf("%s %q (serial %s) renewed too recently: next renewal allowed after %s (%d superseded certificates of %q are still in the revocation list, at most %d)",
-			old.Kind, old.Name, old.Serial, at.UTC().Format(time.RFC3339), len(listed), old.Name, limit),
-		retryAfter: at.Sub(now),
-	}
-}
-
-// successor is the good certificate that superseded old and is for the
-// key of csr, or nil.
-func (s *Server) successor(old store.Record, csr *x509.CertificateRequest) (*store.Record, error) {
-	recs, err := s.st.ByName(old.Name)
-	if err != nil {
-		return nil, err
-	}
-	for i := len(recs) - 1; i >= 0; i-- { // newest first
-		r := recs[i]
-		// Of either CA: during a rotation the successor of a
-		// certificate of the old CA is signed by the next one.
-		if r.Serial != old.Serial && r.Kind == old.Kind &&
-			r.Status == store.StatusGood && !r.NotBefore.Before(old.NotBefore) && samePublicKey(r, csr) {
-			return &r, nil
-		}
-	}
-	return nil, nil
-}
+// MaxListedRenewals bounds the renewals of a certificate's holder
+// (engine.MaxListedRenewals, Config.MaxListedRenewals changes it). Beyond,
+// the answer is 429 with Retry-After (RFC 9110 10.2.3), "renewed too
+// recently: next renewal allowed after T": fleet.Retryable takes it for a
+// refusal that passes, and the agent tries again later.
+const MaxListedRenewals = engine.MaxListedRenewals
 
 // serveCA answers the CA certificates, PEM, current first (fleet.PathCA):
 // two during a rotation.

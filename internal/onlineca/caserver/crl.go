@@ -5,14 +5,12 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/dtls-tool/dtls/internal/cahost/store"
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/pki"
 )
 
@@ -90,7 +88,7 @@ func (s *Server) CRL() ([]byte, error) {
 	}
 	read := time.Now()
 	now := s.now()
-	entries, err := s.revokedEntries(now)
+	entries, err := engine.Entries(s.st, engine.ListScope{Superseded: true}, now)
 	if err != nil {
 		return nil, err
 	}
@@ -102,17 +100,9 @@ func (s *Server) CRL() ([]byte, error) {
 		c.read = read
 		return c.der, nil
 	}
-	// The number is committed to the inventory before the list is
-	// signed: a CA restarted with its clock behind, or another instance
-	// on the same PostgreSQL database, never signs a lower one, which
-	// every plugin would refuse (revlist). The time in milliseconds is
-	// only a floor, so that the numbers of an inventory from before the
-	// record keep growing.
-	number, err := s.st.NextCRLNumber(max(now.UnixMilli(), c.number+1))
-	if err != nil {
-		return nil, err
-	}
-	crlPEM, err := signer.CRL(entries, number, now, CRLNextUpdate)
+	// The time in milliseconds is only a floor of the number (see
+	// engine.SignCRL).
+	crlPEM, number, err := engine.SignCRL(s.st, signer, entries, max(now.UnixMilli(), c.number+1), now, CRLNextUpdate)
 	if err != nil {
 		return nil, err
 	}
@@ -122,44 +112,6 @@ func (s *Server) CRL() ([]byte, error) {
 	}
 	c.der, c.read, c.sum, c.number, c.nextUpdate, c.signer = b.Bytes, read, sum, number, now.Add(CRLNextUpdate), signerSerial
 	return c.der, nil
-}
-
-// revokedEntries are the list's entries at now, by serial: of every CA
-// of the inventory, so that a host whose plugin still trusts the old CA
-// after a rotation's finish refuses its superseded and revoked
-// certificates too.
-func (s *Server) revokedEntries(now time.Time) ([]pki.Revoked, error) {
-	revoked, err := s.st.ByStatus(store.StatusRevoked)
-	if err != nil {
-		return nil, err
-	}
-	superseded, err := s.st.ByStatus(store.StatusSuperseded)
-	if err != nil {
-		return nil, err
-	}
-	var entries []pki.Revoked
-	for _, r := range append(revoked, superseded...) {
-		if r.Kind == store.KindCA || !now.Before(r.NotAfter) {
-			continue
-		}
-		n, ok := new(big.Int).SetString(r.Serial, 16)
-		if !ok {
-			return nil, fmt.Errorf("record %q has an invalid serial %q", r.Name, r.Serial)
-		}
-		e := pki.Revoked{Serial: n, At: r.RevokedAt, Reason: r.Reason}
-		if r.Status == store.StatusSuperseded {
-			// The inventory keeps no time of supersession; the
-			// certificate's issue time is a bound below it, and
-			// what a verifier acts on is the serial.
-			e.At, e.Reason = r.NotBefore, pki.Reasons["superseded"]
-		}
-		if e.At.IsZero() || e.At.After(now) {
-			e.At = now
-		}
-		entries = append(entries, e)
-	}
-	slices.SortFunc(entries, func(a, b pki.Revoked) int { return a.Serial.Cmp(b.Serial) })
-	return entries, nil
 }
 
 // entriesSum identifies a list's entries.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudflare/cfssl/api"
 
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
@@ -69,34 +70,27 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	if !slices.Contains(reasonCodes(), req.Reason) {
 		return badRequest("reason %d: want one of %s (RFC 5280 5.3.1)", req.Reason, reasonList())
 	}
-	recs, err := s.st.Find(req.Key)
-	if err != nil {
+	// Which certificates is the engine's rule, the CA host's too; a
+	// name revokes only good ones here, since the list already refuses
+	// the superseded (engine.ListScope.Superseded).
+	rv, err := engine.Revoke(s.st, engine.RevokeRequest{Key: req.Key, Reason: req.Reason, Now: s.now(), SupersededListed: true})
+	var caErr *engine.CAError
+	switch {
+	case errors.Is(err, engine.ErrNoSuchCertificate), errors.Is(err, engine.ErrAlreadyRevoked):
+		return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("no certificate named %q, or with that serial, that is not already revoked", req.Key)}
+	case errors.As(err, &caErr):
+		return badRequest("%q is a CA certificate: the online CA does not revoke itself", req.Key)
+	case err != nil:
+		// Find's refusal of a key, or a key of more than one holder.
 		return badRequest("%v", err)
 	}
-	var revs []store.Revocation
-	var serials []string
-	now := s.now()
-	for _, rec := range recs {
-		if rec.Kind == store.KindCA {
-			return badRequest("%q is a CA certificate: the online CA does not revoke itself", req.Key)
-		}
-		byName := rec.Name == req.Key
-		if rec.Status == store.StatusRevoked || (byName && rec.Status != store.StatusGood) {
-			continue
-		}
-		revs = append(revs, store.Revocation{Serial: rec.Serial, Reason: req.Reason, At: now})
-		serials = append(serials, rec.Serial)
-	}
-	if len(revs) == 0 {
-		return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("no certificate named %q, or with that serial, that is not already revoked", req.Key)}
-	}
-	if err := s.st.Apply(store.Change{Revoke: revs}); err != nil {
+	if err := s.st.Apply(rv.Change); err != nil {
 		return internal(err)
 	}
 	s.crl.invalidate()
-	out := make([]store.Record, 0, len(serials))
-	for _, serial := range serials {
-		rec, err := s.st.Get(serial)
+	out := make([]store.Record, 0, len(rv.Targets))
+	for _, t := range rv.Targets {
+		rec, err := s.st.Get(t.Serial)
 		if err != nil {
 			return internal(err)
 		}

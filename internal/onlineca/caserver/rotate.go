@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/cloudflare/cfssl/api"
 
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
@@ -55,7 +55,7 @@ type caState struct {
 	listenerSerial string
 	// trustBegan is when the trust step began (zero outside a
 	// rotation): a certificate issued before it came with a ca.pem of
-	// the current CA alone (store.OldOnlyClients).
+	// the current CA alone (engine.OldOnlyClients).
 	trustBegan time.Time
 }
 
@@ -117,15 +117,36 @@ func certOf(r store.Record) fleet.RotationCert {
 	return fleet.RotationCert{Kind: r.Kind, Name: r.Name, Serial: r.Serial, NotAfter: r.NotAfter}
 }
 
-// stepNumber is the step as "step N of 3".
-func stepNumber(step string) int {
+// engineStep is the step as the engine numbers it.
+func engineStep(step string) engine.Step {
 	switch step {
 	case fleet.RotateTrust:
-		return 1
+		return engine.StepTrust
 	case fleet.RotateSwitch:
-		return 2
+		return engine.StepSwitched
 	}
-	return 0
+	return engine.NotRotating
+}
+
+// What is on which CA at the steps, online: the CA signs with the old CA
+// until the switch.
+var (
+	errNotSwitched     = errors.New("the CA still signs with the old CA")
+	errAlreadySwitched = errors.New("the CA already signs with the new CA")
+)
+
+// stepRefused is the 409 of a step refused by the engine's rules
+// (engine.CheckBegin, CheckSwitch, CheckFinish), its hint in the message.
+func stepRefused(err error) *httpError {
+	var e *engine.Error
+	if !errors.As(err, &e) {
+		return internal(err)
+	}
+	sep := "; "
+	if errors.Is(err, engine.ErrRotationInProgress) {
+		sep = ": "
+	}
+	return conflict("%v%s%s", e.Err, sep, e.Hint)
 }
 
 func conflict(format string, a ...any) *httpError {
@@ -183,13 +204,17 @@ func (s *Server) rotationStatus(st *caState, cut []store.Record) (*fleet.RotateR
 	}
 	now := s.now()
 	counts := map[[2]string]int{}
-	curSerial := pki.Serial(st.cur.Cert)
 	for _, rec := range good {
-		if rec.Kind == store.KindCA || !now.Before(rec.NotAfter) {
-			continue
+		if rec.Kind != store.KindCA && now.Before(rec.NotAfter) {
+			counts[[2]string{rec.CASerial, string(rec.Kind)}]++
 		}
-		counts[[2]string{rec.CASerial, string(rec.Kind)}]++
-		if st.next != nil && rec.CASerial == curSerial && rec.Serial != st.listenerSerial {
+	}
+	if st.next != nil {
+		old, err := engine.OldCertificates(s.st, pki.Serial(st.cur.Cert), st.listenerSerial, now)
+		if err != nil {
+			return nil, internal(err)
+		}
+		for _, rec := range old {
 			resp.Blocking = append(resp.Blocking, certOf(rec))
 		}
 	}
@@ -226,11 +251,11 @@ func (s *Server) BeginRotation() (*fleet.RotateResponse, error) {
 	s.rotMu.Lock()
 	defer s.rotMu.Unlock()
 	st := s.state.Load()
-	if st.step != fleet.RotateNone {
-		return nil, conflict("%v: it is at step %d of 3; next: %s (see 'dtls rotate-ca --status')", errInProgress, stepNumber(st.step), nextCommand(st.step))
+	if err := engine.CheckBegin(engineStep(st.step)); err != nil {
+		return nil, stepRefused(err)
 	}
 	now := s.now()
-	next, err := pki.NewCA(pki.CARequest{CommonName: NextCAName(now), KeyType: pki.KeyTypeOf(st.cur.Cert), Now: now})
+	next, _, err := engine.NextCA(st.cur, pki.CARequest{CommonName: NextCAName(now), Now: now}, "")
 	if err != nil {
 		return nil, internal(err)
 	}
@@ -252,26 +277,10 @@ func (s *Server) BeginRotation() (*fleet.RotateResponse, error) {
 	return s.rotationStatus(nst, nil)
 }
 
-var (
-	errInProgress = errors.New("a CA rotation is already in progress")
-	errNone       = errors.New("no CA rotation in progress")
-)
-
-// nextCommand is what to run after step.
-func nextCommand(step string) string {
-	switch step {
-	case fleet.RotateTrust:
-		return "dtls rotate-ca --switch"
-	case fleet.RotateSwitch:
-		return "dtls rotate-ca --finish"
-	}
-	return "dtls rotate-ca"
-}
-
 // SwitchRotation is step 2 (switch): new certificates, enrolled or
 // renewed, are signed by the next CA, and the Docker hosts' server
 // certificates of the next CA reach laptops as the hosts renew. It is
-// refused, as the local switch is (store.OldOnlyClients), while a good
+// refused, as the local switch is (engine.OldOnlyClients), while a good
 // client certificate was handed out before the trust step with a ca.pem
 // of the current CA alone, unless force: those clients are then listed as
 // cut (Cut), they will not verify a host renewed from now on. Operators
@@ -282,18 +291,15 @@ func (s *Server) SwitchRotation(force bool) (*fleet.RotateResponse, error) {
 	s.rotMu.Lock()
 	defer s.rotMu.Unlock()
 	st := s.state.Load()
-	switch st.step {
-	case fleet.RotateNone:
-		return nil, conflict("%v: nothing to switch; start one with 'dtls rotate-ca'", errNone)
-	case fleet.RotateSwitch:
-		return nil, conflict("nothing to switch: the CA already signs with the new CA; next: dtls rotate-ca --finish")
+	if err := engine.CheckSwitch(engineStep(st.step), errAlreadySwitched); err != nil {
+		return nil, stepRefused(err)
 	}
 	left, err := s.switchBlocking(st)
 	if err != nil {
 		return nil, internal(err)
 	}
 	if len(left) > 0 && !force {
-		e := &store.SwitchBlockingError{Left: left}
+		e := &engine.SwitchBlockingError{Left: left}
 		return nil, conflict("%v: %s; let each renew first (its 'dtls agent' renews at its next run during a rotation, 'dtls agent --now' at once; see 'dtls rotate-ca --status'), or pass --force to switch anyway",
 			e, e.Holders(20))
 	}
@@ -311,38 +317,7 @@ func (s *Server) switchBlocking(st *caState) ([]store.Record, error) {
 	if st.next == nil {
 		return nil, nil
 	}
-	clients, err := s.st.ByKind(store.KindClient)
-	if err != nil {
-		return nil, err
-	}
-	roles, err := s.st.Roles()
-	if err != nil {
-		return nil, err
-	}
-	var out []store.Record
-	for _, r := range store.OldOnlyClients(clients, pki.Serial(st.cur.Cert), st.trustBegan, s.now()) {
-		if roles[r.Name] != fleet.OperatorRole {
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
-// BlockingError is a finish refused: good, unexpired certificates of the
-// old CA remain.
-type BlockingError struct{ Left []store.Record }
-
-func (e *BlockingError) Error() string {
-	names := make([]string, 0, len(e.Left))
-	for i, r := range e.Left {
-		if i == 20 {
-			names = append(names, fmt.Sprintf("and %d more", len(e.Left)-i))
-			break
-		}
-		names = append(names, fmt.Sprintf("%s %q (serial %s)", r.Kind, r.Name, r.Serial))
-	}
-	return fmt.Sprintf("cannot drop the old CA yet: %d certificates still chain to the old CA: %s; renew them (dtls agent, dtls renew --server) or revoke them, see 'dtls rotate-ca --status', or pass --force to cut them off",
-		len(e.Left), strings.Join(names, ", "))
+	return engine.SwitchBlocking(s.st, pki.Serial(st.cur.Cert), st.trustBegan, s.now())
 }
 
 // FinishRotation is step 3: the next CA becomes the only one. It refuses
@@ -354,40 +329,28 @@ func (s *Server) FinishRotation(force bool) (*fleet.RotateResponse, error) {
 	s.rotMu.Lock()
 	defer s.rotMu.Unlock()
 	st := s.state.Load()
-	switch st.step {
-	case fleet.RotateNone:
-		return nil, conflict("%v: nothing to finish; start one with 'dtls rotate-ca'", errNone)
-	case fleet.RotateTrust:
-		return nil, conflict("cannot drop the old CA yet: the CA still signs with the old CA; switch it first: dtls rotate-ca --switch (see 'dtls rotate-ca --status')")
+	if err := engine.CheckFinish(engineStep(st.step), errNotSwitched); err != nil {
+		return nil, stepRefused(err)
 	}
 	if st.listener == nil || st.listener.Leaf == nil {
 		return nil, internal(errors.New("finish the rotation: the server has no listener certificate to issue again"))
 	}
-	status, err := s.rotationStatus(st, nil)
+	now := s.now()
+	left, err := engine.OldCertificates(s.st, pki.Serial(st.cur.Cert), st.listenerSerial, now)
 	if err != nil {
-		return nil, err
-	}
-	var left []store.Record
-	for _, b := range status.Blocking {
-		rec, err := s.st.Get(b.Serial)
-		if err != nil {
-			return nil, internal(err)
-		}
-		if rec != nil {
-			left = append(left, *rec)
-		}
+		return nil, internal(err)
 	}
 	if len(left) > 0 && !force {
-		return nil, &httpError{status: http.StatusConflict, msg: (&BlockingError{Left: left}).Error()}
+		e := &engine.BlockingError{Left: left}
+		return nil, conflict("cannot drop the old CA yet: %v: %s; renew them (dtls agent, dtls renew --server) or revoke them, see 'dtls rotate-ca --status', or pass --force to cut them off",
+			e, e.Holders(20))
 	}
-	now := s.now()
 	old := st.listener.Leaf
 	hosts := slices.Clone(old.DNSNames)
 	for _, ip := range old.IPAddresses {
 		hosts = append(hosts, ip.String())
 	}
-	// As long as the new CA, as 'dtls ca init' makes it (see InitHost).
-	listener, err := st.next.Issue(pki.Request{Kind: pki.KindServer, CommonName: old.Subject.CommonName, Hosts: hosts, Now: now, Validity: pki.DefaultCAValidity})
+	listener, listenerRec, err := engine.IssueListener(st.next, old.Subject.CommonName, hosts, now)
 	if err != nil {
 		return nil, internal(fmt.Errorf("listener certificate from the new CA: %w", err))
 	}
@@ -395,8 +358,7 @@ func (s *Server) FinishRotation(force bool) (*fleet.RotateResponse, error) {
 	if err != nil {
 		return nil, internal(err)
 	}
-	nextSerial := pki.Serial(st.next.Cert)
-	ch := store.Change{Insert: []store.Record{store.FromCert(listener.Cert, listener.CertPEM, store.KindServer, nextSerial, "")}}
+	ch := store.Change{Insert: []store.Record{listenerRec}}
 	if rec, err := s.st.Get(st.listenerSerial); err != nil {
 		return nil, internal(err)
 	} else if rec != nil && rec.Status == store.StatusGood {
@@ -428,5 +390,5 @@ func (s *Server) recordCA(ca *pki.CA) error {
 	if err != nil || rec != nil {
 		return err
 	}
-	return s.st.Apply(store.Change{Insert: []store.Record{store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, serial, "")}})
+	return s.st.Apply(store.Change{Insert: []store.Record{engine.CARecord(ca, "")}})
 }

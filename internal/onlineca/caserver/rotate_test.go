@@ -199,7 +199,7 @@ func TestRotate(t *testing.T) {
 }
 
 // TestRotateSwitchRefused: the switch is refused, as the local one is
-// (store.OldOnlyClients), while a client certificate handed out before
+// (engine.OldOnlyClients), while a client certificate handed out before
 // the trust step with a ca.pem of the old CA alone is good; the refusal
 // names the holders, a renewal lifts it, --force overrides it and lists
 // the clients cut. Operators do not count: they verify only the CA.

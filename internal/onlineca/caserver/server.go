@@ -22,6 +22,12 @@
 // step is made durable by the Config's RotationStore before it is in
 // force.
 //
+// It is the HTTP face of the CA engine (package engine), which the CA
+// host's command line (package authority) uses too: signing from a CSR,
+// the renewal limit, revocation, the revocation list's entries and
+// numbers, a rotation's rules and the journal of its steps are the
+// engine's. This package keeps HTTP, tokens and who may call what.
+//
 // The package never prints: it logs one line per request to the
 // slog.Logger of its Config.
 package caserver
@@ -46,6 +52,7 @@ import (
 	"github.com/cloudflare/cfssl/signer"
 	"github.com/cloudflare/cfssl/signer/local"
 
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
@@ -119,15 +126,14 @@ type Server struct {
 	// its clock reading to its answer, and for writing by the trust
 	// step: a certificate is then issued either wholly before the step,
 	// answered with the current CA alone, or wholly after it, answered
-	// with both (store.OldOnlyClients counts the first).
-	issueMu        sync.RWMutex
-	clientValidity time.Duration
-	serverValidity time.Duration
-	maxListed      int
-	now            func() time.Time
-	log            *slog.Logger
-	info           http.Handler
-	crl            crlCache
+	// with both (engine.OldOnlyClients counts the first).
+	issueMu   sync.RWMutex
+	validity  engine.Validity
+	maxListed int
+	now       func() time.Time
+	log       *slog.Logger
+	info      http.Handler
+	crl       crlCache
 	// renewMu makes the renewals of one process one at a time, so that
 	// an agent's two concurrent retries with one certificate get one
 	// successor (the second finds the first's and answers it again).
@@ -158,17 +164,17 @@ func New(c Config) (*Server, error) {
 	}
 	s := &Server{
 		st: c.Store, rotation: c.Rotation,
-		clientValidity: c.ClientValidity, serverValidity: c.ServerValidity,
+		validity:  engine.Validity{Client: c.ClientValidity, Server: c.ServerValidity},
 		maxListed: c.MaxListedRenewals, now: c.Now, log: c.Log,
 	}
 	if s.maxListed == 0 {
 		s.maxListed = MaxListedRenewals
 	}
-	if s.clientValidity == 0 {
-		s.clientValidity = fleet.DefaultClientValidity
+	if s.validity.Client == 0 {
+		s.validity.Client = fleet.DefaultClientValidity
 	}
-	if s.serverValidity == 0 {
-		s.serverValidity = pki.DefaultServerValidity
+	if s.validity.Server == 0 {
+		s.validity.Server = pki.DefaultServerValidity
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -271,7 +271,7 @@ type RotationState struct {
 	Signer string `json:"signer"`
 	// TrustBegan is when step trust began (zero outside a rotation): a
 	// certificate issued before it came with a ca.pem of the old CA
-	// alone, and holds up the switch (store.OldOnlyClients).
+	// alone, and holds up the switch (engine.OldOnlyClients).
 	TrustBegan time.Time `json:"trust_began,omitzero"`
 }
 

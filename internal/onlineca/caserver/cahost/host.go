@@ -15,6 +15,7 @@
 //	  ca-next.pem              0644  during a rotation: the next CA (see RotationFile)
 //	  ca-next-key.pem          0400  its key
 //	  rotation.json            0600  the rotation's step
+//	  journal/                 0700  a step of a rotation in progress (engine.Journal)
 //	  operator/                0700  the first operator's bundle (role ca-operator)
 //	    ca.pem cert.pem        0644
 //	    key.pem                0600
@@ -40,6 +41,7 @@ import (
 
 	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/internal/atomicfile"
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/onlineca/caserver"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
@@ -241,7 +243,7 @@ func InitHost(o InitOptions) (*InitResult, error) {
 	}
 
 	res := &InitResult{StateDir: dir, Config: cfg, CACert: c.ca.Cert, OperatorDir: filepath.Join(dir, OperatorDir),
-		OperatorNotAfter: c.opCert.NotAfter.UTC(), Unit: Unit(o.Exe, dir)}
+		OperatorNotAfter: c.opRec.NotAfter.UTC(), Unit: Unit(o.Exe, dir)}
 	// The unit first: a kill after it leaves a unit that fails to
 	// start, and no state, and running init again writes both.
 	if err := writeInitUnit(o, res); err != nil {
@@ -338,11 +340,11 @@ func checkInitTarget(dir string, force bool) error {
 // initialCerts are what InitHost issues: the CA, the listener's
 // certificate and the first operator's bundle.
 type initialCerts struct {
-	ca               *pki.CA
-	listener         *pki.Issued
-	opCert           *x509.Certificate
-	opCertPEM, opKey []byte
-	meta             []byte
+	ca                 *pki.CA
+	listener           *pki.Issued
+	listenerRec, opRec store.Record
+	opKey              []byte
+	meta               []byte
 }
 
 func issueInitial(o InitOptions) (*initialCerts, error) {
@@ -350,10 +352,7 @@ func issueInitial(o InitOptions) (*initialCerts, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The listener's certificate lasts as long as the CA: its key lies
-	// next to the CA's, so whoever could steal it could steal both, and
-	// a shorter life would only make the CA stop answering one day.
-	listener, err := ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: o.Hosts[0], Hosts: o.Hosts, Now: o.Now, Validity: pki.DefaultCAValidity})
+	listener, listenerRec, err := engine.IssueListener(ca, o.Hosts[0], o.Hosts, o.Now)
 	if err != nil {
 		return nil, fmt.Errorf("listener certificate: %w", err)
 	}
@@ -361,26 +360,23 @@ func issueInitial(o InitOptions) (*initialCerts, error) {
 	if err != nil {
 		return nil, err
 	}
-	opCert, opCertPEM, err := ca.SignCSR(pki.CSRRequest{
-		Kind: pki.KindClient, CommonName: o.Operator, CSR: csrPEM, Now: o.Now, Validity: o.ClientValidity,
-		OrganizationalUnit: []string{fleet.RoleOU(fleet.OperatorRole)},
-	})
+	opRec, err := engine.SignCSR(ca, engine.Holder{Kind: store.KindClient, Name: o.Operator, Role: fleet.OperatorRole}, csrPEM, o.Now, engine.Validity{Client: o.ClientValidity})
 	if err != nil {
 		return nil, fmt.Errorf("operator certificate: %w", err)
 	}
 	meta, err := clientenv.MarshalMeta(clientenv.Meta{
-		Name: o.Operator, Server: o.URL, NotAfter: opCert.NotAfter.UTC(), Serial: pki.Serial(opCert), CAURL: o.URL,
+		Name: o.Operator, Server: o.URL, NotAfter: opRec.NotAfter.UTC(), Serial: opRec.Serial, CAURL: o.URL,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &initialCerts{ca: ca, listener: listener, opCert: opCert, opCertPEM: opCertPEM, opKey: opKey, meta: meta}, nil
+	return &initialCerts{ca: ca, listener: listener, listenerRec: listenerRec, opRec: opRec, opKey: opKey, meta: meta}, nil
 }
 
 // write writes the state's files into the temporary directory tmp, each
 // atomically, and syncs the operator's directory.
 func (c *initialCerts) write(tmp string, cfg HostConfig) error {
-	ca, listener, opCertPEM, opKey, meta := c.ca, c.listener, c.opCertPEM, c.opKey, c.meta
+	ca, listener, opCertPEM, opKey, meta := c.ca, c.listener, []byte(c.opRec.PEM), c.opKey, c.meta
 	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return err
@@ -435,7 +431,8 @@ func writeInitUnit(o InitOptions, res *InitResult) error {
 // recordAndRename records the certificates in the inventory and renames
 // tmp into dir's place (see InitHost).
 func (c *initialCerts) recordAndRename(o InitOptions, dsn, tmp, dir string) error {
-	ca, listener, opCert, opCertPEM := c.ca, c.listener, c.opCert, c.opCertPEM
+	listenerRec, opRec := c.listenerRec, c.opRec
+	listenerRec.Path, opRec.Path = filepath.Join(dir, TLSCertFile), filepath.Join(dir, OperatorDir)
 	var err error
 	var st *store.Store
 	if dsn != "" {
@@ -446,7 +443,6 @@ func (c *initialCerts) recordAndRename(o InitOptions, dsn, tmp, dir string) erro
 	if err != nil {
 		return err
 	}
-	caSerial := pki.Serial(ca.Cert)
 	renamed := false
 	rename := func() error {
 		if renamed {
@@ -461,9 +457,7 @@ func (c *initialCerts) recordAndRename(o InitOptions, dsn, tmp, dir string) erro
 	}
 	change := store.Change{
 		Insert: []store.Record{
-			store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, caSerial, dir),
-			store.FromCert(listener.Cert, listener.CertPEM, store.KindServer, caSerial, filepath.Join(dir, TLSCertFile)),
-			store.FromCert(opCert, opCertPEM, store.KindClient, caSerial, filepath.Join(dir, OperatorDir)),
+			engine.CARecord(c.ca, dir), listenerRec, opRec,
 		},
 		Roles: map[string]string{o.Operator: fleet.OperatorRole},
 	}
@@ -604,31 +598,6 @@ func OpenHost(dir string) (*Host, error) {
 	if err := json.Unmarshal(b, &h.Config); err != nil {
 		return nil, fmt.Errorf("read %q: %w", filepath.Join(dir, ConfigFile), err)
 	}
-	read := func(name string) ([]byte, error) {
-		return os.ReadFile(filepath.Join(dir, name))
-	}
-	// First: a finish that was killed rewrites ca.pem and the listener's
-	// files.
-	if h.Step, h.Next, h.TrustBegan, err = recoverRotation(dir); err != nil {
-		return nil, err
-	}
-	caPEM, err := read(CACertFile)
-	if err != nil {
-		return nil, err
-	}
-	caKey, err := read(CAKeyFile)
-	if err != nil {
-		return nil, err
-	}
-	if h.CA, err = pki.LoadCA(caPEM, caKey); err != nil {
-		return nil, fmt.Errorf("CA in %q: %w", dir, err)
-	}
-	if h.TLSCert, err = read(TLSCertFile); err != nil {
-		return nil, err
-	}
-	if h.TLSKey, err = read(TLSKeyFile); err != nil {
-		return nil, err
-	}
 	dsn, err := h.Config.dsn()
 	if err != nil {
 		return nil, err
@@ -641,11 +610,42 @@ func OpenHost(dir string) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := h.completeInventory(); err != nil {
+	if err := h.load(); err != nil {
 		h.Store.Close()
 		return nil, err
 	}
 	return h, nil
+}
+
+// load reads the CAs and the listener's files, after finishing a step of
+// a rotation that was killed (it rewrites ca.pem and the listener's
+// files), and completes the inventory.
+func (h *Host) load() error {
+	read := func(name string) ([]byte, error) {
+		return os.ReadFile(filepath.Join(h.Dir, name))
+	}
+	var err error
+	if h.Step, h.Next, h.TrustBegan, err = recoverRotation(h.Dir, h.Store); err != nil {
+		return err
+	}
+	caPEM, err := read(CACertFile)
+	if err != nil {
+		return err
+	}
+	caKey, err := read(CAKeyFile)
+	if err != nil {
+		return err
+	}
+	if h.CA, err = pki.LoadCA(caPEM, caKey); err != nil {
+		return fmt.Errorf("CA in %q: %w", h.Dir, err)
+	}
+	if h.TLSCert, err = read(TLSCertFile); err != nil {
+		return err
+	}
+	if h.TLSKey, err = read(TLSKeyFile); err != nil {
+		return err
+	}
+	return h.completeInventory()
 }
 
 // completeInventory records the listener's and the first operator's
@@ -711,7 +711,7 @@ func (h *Host) Close() error { return h.Store.Close() }
 // each of them after each step of a rotation.
 func (h *Host) Server(now func() time.Time, log *slog.Logger) (*caserver.Server, error) {
 	return caserver.New(caserver.Config{
-		Store: h.Store, CA: h.CA, Next: h.Next, Step: h.Step, TrustBegan: h.TrustBegan, Rotation: rotation{h.Dir}, Now: now, Log: log,
+		Store: h.Store, CA: h.CA, Next: h.Next, Step: h.Step, TrustBegan: h.TrustBegan, Rotation: rotation{h.Dir, h.Store}, Now: now, Log: log,
 		ClientValidity: time.Duration(h.Config.ClientValidity), ServerValidity: time.Duration(h.Config.ServerValidity),
 	})
 }

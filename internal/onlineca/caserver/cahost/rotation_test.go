@@ -1,6 +1,7 @@
 package cahost
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -94,10 +95,13 @@ func TestRotateFiles(t *testing.T) {
 	assert.True(t, began.Equal(h.TrustBegan), "the switch kept the time the trust began")
 	listener, err := h.Next.Issue(pki.Request{Kind: pki.KindServer, CommonName: "127.0.0.1", Hosts: []string{"127.0.0.1"}, Now: time.Now()})
 	require.NoError(t, err)
-	r := rotation{dir}
-	require.NoError(t, os.WriteFile(p(NextTLSCertFile), listener.CertPEM, 0o644))
-	require.NoError(t, os.WriteFile(p(NextTLSKeyFile), listener.KeyPEM, 0o600))
-	require.NoError(t, r.writeStep(stepFinishing, time.Time{}))
+	r := rotation{dir, h.Store}
+	ft, err := r.finishTxn(listener.CertPEM, listener.KeyPEM)
+	require.NoError(t, err)
+	jb, err := json.Marshal(ft)
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(p(JournalDir), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(p(JournalDir), "ca-rotate-finish-1.json"), jb, 0o600))
 	// Killed after the CA's certificate was moved and its file removed.
 	b, err := os.ReadFile(p(NextCACertFile))
 	require.NoError(t, err)

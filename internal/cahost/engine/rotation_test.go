@@ -1,10 +1,12 @@
-package store
+package engine
 
 import (
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/dtls-tool/dtls/internal/cahost/store"
 )
 
 // TestOldOnlyClients: the rule of both switches counts good, unexpired
@@ -13,22 +15,22 @@ import (
 func TestOldOnlyClients(t *testing.T) {
 	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
 	began := now.Add(-time.Hour)
-	rec := func(name string, kind Kind, st Status, ca string, issued time.Time) Record {
+	rec := func(name string, kind store.Kind, st store.Status, ca string, issued time.Time) store.Record {
 		// As pki.SignCSR makes a day's certificate: five minutes'
 		// backdate.
-		return Record{Serial: name, Name: name, Kind: kind, Status: st, CASerial: ca,
+		return store.Record{Serial: name, Name: name, Kind: kind, Status: st, CASerial: ca,
 			NotBefore: issued.Add(-5 * time.Minute), NotAfter: issued.Add(24 * time.Hour)}
 	}
-	recs := []Record{
-		rec("before", KindClient, StatusGood, "old", began.Add(-time.Second)),
-		rec("after", KindClient, StatusGood, "old", began),
-		rec("server", KindServer, StatusGood, "old", began.Add(-time.Hour)),
-		rec("renewed", KindClient, StatusSuperseded, "old", began.Add(-time.Hour)),
-		rec("revoked", KindClient, StatusRevoked, "old", began.Add(-time.Hour)),
-		rec("new", KindClient, StatusGood, "new", began.Add(-time.Hour)),
-		rec("expired", KindClient, StatusGood, "old", now.Add(-25*time.Hour)),
+	recs := []store.Record{
+		rec("before", store.KindClient, store.StatusGood, "old", began.Add(-time.Second)),
+		rec("after", store.KindClient, store.StatusGood, "old", began),
+		rec("server", store.KindServer, store.StatusGood, "old", began.Add(-time.Hour)),
+		rec("renewed", store.KindClient, store.StatusSuperseded, "old", began.Add(-time.Hour)),
+		rec("revoked", store.KindClient, store.StatusRevoked, "old", began.Add(-time.Hour)),
+		rec("new", store.KindClient, store.StatusGood, "new", began.Add(-time.Hour)),
+		rec("expired", store.KindClient, store.StatusGood, "old", now.Add(-25*time.Hour)),
 	}
-	names := func(rs []Record) []string {
+	names := func(rs []store.Record) []string {
 		var out []string
 		for _, r := range rs {
 			out = append(out, r.Name)

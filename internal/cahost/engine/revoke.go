@@ -1,0 +1,117 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dtls-tool/dtls/internal/cahost/store"
+)
+
+// RevokeRequest asks to revoke the certificates a key names.
+type RevokeRequest struct {
+	// Key is a name (every certificate of that holder), a serial or a
+	// unique serial prefix (that one certificate).
+	Key string
+	// Reason is an RFC 5280 5.3.1 reason code.
+	Reason int
+	Now    time.Time
+	// SupersededListed is true where the revocation list already lists
+	// superseded certificates (ListScope.Superseded, the online CA's):
+	// a name then revokes its good certificates only. The CA host's
+	// crl.pem lists revoked ones alone, so a name revokes the superseded,
+	// unexpired ones too, which dockerd would still accept.
+	SupersededListed bool
+}
+
+// Errors of Revoke.
+var (
+	// ErrNoSuchCertificate: the key names no certificate.
+	ErrNoSuchCertificate = errors.New("no certificate with that name or serial")
+	// ErrAlreadyRevoked: every certificate the key names is already
+	// revoked or expired (or superseded, see SupersededListed).
+	ErrAlreadyRevoked = errors.New("every matching certificate is already revoked or expired")
+)
+
+// CAError is a revocation refused because the key names a CA: a CA is
+// replaced by a rotation, never revoked.
+type CAError struct{ Record store.Record }
+
+func (e *CAError) Error() string {
+	return fmt.Sprintf("%q is the CA (serial %s): a CA cannot be revoked", e.Record.Name, e.Record.Serial)
+}
+
+// AmbiguousError is a revocation refused because the key names more than
+// one holder (a client and a server certificate of one name, or a name
+// that is also a serial prefix): revoking all would cut more than was
+// meant.
+type AmbiguousError struct {
+	Key     string
+	Holders []string
+}
+
+func (e *AmbiguousError) Error() string {
+	return fmt.Sprintf("%q names more than one certificate holder: %s", e.Key, strings.Join(e.Holders, ", "))
+}
+
+// Revocation is what Revoke decided: the records to revoke (with their
+// new status, reason and time) and the inventory change that does it.
+type Revocation struct {
+	Targets []store.Record
+	Change  store.Change
+	// LastExpiry is when the last target expires: dockerd checks no CRL
+	// (moby#27778) and accepts a revoked certificate until then.
+	LastExpiry time.Time
+}
+
+// Revoke decides a revocation: the certificates r.Key names that are not
+// revoked yet nor expired. It changes nothing: the caller applies Change,
+// with its revocation list (the CA host journals both as one change).
+func Revoke(inv Inventory, r RevokeRequest) (*Revocation, error) {
+	found, err := inv.Find(r.Key)
+	if err != nil {
+		return nil, err
+	}
+	if len(found) == 0 {
+		return nil, fmt.Errorf("%q: %w", r.Key, ErrNoSuchCertificate)
+	}
+	names := map[string]bool{}
+	var targets []store.Record
+	for _, rec := range found {
+		if rec.Kind == store.KindCA {
+			return nil, &CAError{Record: rec}
+		}
+		names[fmt.Sprintf("%s %q", rec.Kind, rec.Name)] = true
+		byName := rec.Name == r.Key
+		switch {
+		case rec.Status == store.StatusRevoked, expired(rec, r.Now):
+		case byName && r.SupersededListed && rec.Status != store.StatusGood:
+		default:
+			targets = append(targets, rec)
+		}
+	}
+	if len(names) > 1 {
+		list := make([]string, 0, len(names))
+		for n := range names {
+			list = append(list, n)
+		}
+		sort.Strings(list)
+		return nil, &AmbiguousError{Key: r.Key, Holders: list}
+	}
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("%q: %w", r.Key, ErrAlreadyRevoked)
+	}
+	at := r.Now.UTC()
+	res := &Revocation{}
+	for i := range targets {
+		targets[i].Status, targets[i].Reason, targets[i].RevokedAt = store.StatusRevoked, r.Reason, at
+		res.Change.Revoke = append(res.Change.Revoke, store.Revocation{Serial: targets[i].Serial, Reason: r.Reason, At: at})
+		if targets[i].NotAfter.After(res.LastExpiry) {
+			res.LastExpiry = targets[i].NotAfter
+		}
+	}
+	res.Targets = targets
+	return res, nil
+}

@@ -28,6 +28,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/internal/pgsandbox"
 )
 
 func testCert(t *testing.T, cn string, serial int64) (*x509.Certificate, []byte) {
@@ -855,7 +857,8 @@ func TestMain(m *testing.M) {
 	if name := os.Getenv(killBackendEnv); name != "" {
 		os.Exit(killChild(name, os.Getenv(killAddrEnv), os.Getenv(killFromEnv)))
 	}
-	os.Exit(m.Run())
+	// One PostgreSQL server for the package, a database per test.
+	os.Exit(pgsandbox.RunShared(m))
 }
 
 // killChange is Change number i of a kill test's child: it records two

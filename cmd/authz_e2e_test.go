@@ -176,6 +176,7 @@ func importImage(t *testing.T, d *sandbox.Daemon, ref string, files map[string]s
 // one; every decision is in the audit trail; a broken policy denies TCP
 // while the local socket works; an empty AuthZReq is denied.
 func TestAuthzPluginWithRealDocker(t *testing.T) {
+	t.Parallel()
 	docker := dockerCLI(t)
 	dir, port, initArgs := authzSandbox(t)
 	state, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")
@@ -389,6 +390,7 @@ func TestAuthzPluginWithRealDocker(t *testing.T) {
 // certificate is from another CA (a rotation the laptop missed); 'dtls
 // inspect' describes the bundle and its archive.
 func TestCheckAndInspectWithRealDocker(t *testing.T) {
+	t.Parallel()
 	h := newTLSHost(t, time.Now())
 	out := filepath.Join(h.Dir, "alice")
 	archive := filepath.Join(h.Dir, "alice.tar.gz")
@@ -434,6 +436,7 @@ func TestCheckAndInspectWithRealDocker(t *testing.T) {
 // from it keep working after 'dtls renew NAME --archive - | dtls import -':
 // the bundle is replaced in place without --force and the context follows.
 func TestRenewalReachesTheLaptop(t *testing.T) {
+	t.Parallel()
 	docker := dockerCLI(t)
 	h := newTLSHost(t, time.Now())
 	host := fmt.Sprintf("tcp://localhost:%d", h.Port)
@@ -624,6 +627,7 @@ func rolesWithRealDocker(t *testing.T, d *sandbox.Daemon, plugin *authzPlugin, d
 // /etc, so that the host's /etc is never touched; the test writes the
 // file through /proc/PID/root.
 func TestAuthzLatePolicyWithRealDocker(t *testing.T) {
+	t.Parallel()
 	docker := dockerCLI(t)
 	dir, port, initArgs := authzSandbox(t)
 	state, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")

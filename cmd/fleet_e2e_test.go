@@ -178,6 +178,7 @@ func bundleSerial(t *testing.T, dir string) string {
 // enrolment fails and changes nothing, the agent keeps the bundle, and the
 // daemons keep serving and enforcing the last list.
 func TestFleetWithRealDockers(t *testing.T) {
+	t.Parallel()
 	docker := dockerCLI(t)
 	sandbox.Require(t)
 	exe := dtlsExe(t)
@@ -283,6 +284,7 @@ func TestFleetWithRealDockers(t *testing.T) {
 // enrol concurrently; every certificate a client received is in
 // PostgreSQL, and the restarted CA serves the rest.
 func TestFleetCAKill9DuringBurst(t *testing.T) {
+	t.Parallel()
 	exe := dtlsExe(t)
 	ca := startOnlineCA(t, exe, time.Hour)
 	op := ca.operator(t)

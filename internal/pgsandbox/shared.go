@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,9 @@ var shared struct {
 	// 15, which has no such clause.
 	strategy string
 	seq      int
+	// release ends the goroutine that started the server, once it is
+	// stopped (startOnOwnThread).
+	release chan struct{}
 }
 
 // TestingM is what RunShared needs of *testing.M (and what testscript.Main
@@ -75,6 +79,7 @@ func stopShared() error {
 		errs = append(errs, shared.admin.Close())
 	}
 	errs = append(errs, shared.srv.stop())
+	close(shared.release)
 	shared.srv, shared.admin = nil, nil
 	return errors.Join(errs...)
 }
@@ -88,7 +93,7 @@ func sharedDB(bin Binaries) (dsn, name string, ok bool, err error) {
 		return "", "", false, nil
 	}
 	if shared.srv == nil && shared.err == nil {
-		shared.srv, shared.err = start(bin, false)
+		shared.srv, shared.err = startOnOwnThread(bin)
 		if shared.err == nil {
 			shared.admin, shared.err = openAdmin(shared.srv.dsn())
 		}
@@ -104,6 +109,36 @@ func sharedDB(bin Binaries) (dsn, name string, ok bool, err error) {
 		return "", "", true, fmt.Errorf("create database %s: %w", name, err)
 	}
 	return strings.Replace(shared.srv.dsn(), "dbname=postgres", "dbname="+name, 1), name, true, nil
+}
+
+// startOnOwnThread starts the shared server from a goroutine locked to its
+// OS thread, which waits until the server is stopped. postgres's
+// parent-death signal (Pdeathsig, see Start) fires when the thread that
+// forked it ends, not the process (prctl(2) PR_SET_PDEATHSIG), and the Go
+// runtime ends a thread when a goroutine locked to it returns (a test's
+// namespace work, say): the server outlives the test that started it, so
+// it must be started from a thread that nothing else can end
+// (golang/go#27505).
+func startOnOwnThread(bin Binaries) (*server, error) {
+	type started struct {
+		s   *server
+		err error
+	}
+	ch := make(chan started)
+	release := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		s, err := start(bin, false)
+		ch <- started{s, err}
+		if err == nil {
+			<-release
+		}
+	}()
+	r := <-ch
+	if r.err == nil {
+		shared.release = release
+	}
+	return r.s, r.err
 }
 
 // openAdmin connects to the shared server's "postgres" database and picks

@@ -46,7 +46,7 @@ type authzPlugin struct {
 // startAuthzPlugin starts the plugin on a uniquely named socket under
 // /run/docker/plugins, and stops it (SIGTERM to its pid) and removes the
 // socket when t ends.
-func startAuthzPlugin(t *testing.T, state, dir string) *authzPlugin {
+func startAuthzPlugin(t *testing.T, state, dir string, extra ...string) *authzPlugin {
 	t.Helper()
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
@@ -62,9 +62,9 @@ func startAuthzPlugin(t *testing.T, state, dir string) *authzPlugin {
 	t.Cleanup(sandbox.ClaimHostDirs())
 	require.NoError(t, os.MkdirAll(pluginDir, 0o755))
 	require.NoError(t, os.WriteFile(p.Policy, []byte(`{"default_role": "readonly"}`+"\n"), 0o644))
-	p.cmd = exec.Command(dtlsExe(t), "authz", "serve", "--socket", p.Socket, "--state-dir", state,
+	p.cmd = exec.Command(dtlsExe(t), append([]string{"authz", "serve", "--socket", p.Socket, "--state-dir", state,
 		"--policy", p.Policy, "--audit-log", p.Audit,
-		"--daemon-json", filepath.Join(dir, "daemon.json"), "--systemd-dir", filepath.Join(dir, "systemd"))
+		"--daemon-json", filepath.Join(dir, "daemon.json"), "--systemd-dir", filepath.Join(dir, "systemd")}, extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	require.NoError(t, p.cmd.Start())
 	t.Cleanup(func() {

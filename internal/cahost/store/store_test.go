@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"encoding/pem"
+	"flag"
 	"fmt"
 	"io/fs"
 	"math/big"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -856,6 +858,14 @@ const (
 func TestMain(m *testing.M) {
 	if name := os.Getenv(killBackendEnv); name != "" {
 		os.Exit(killChild(name, os.Getenv(killAddrEnv), os.Getenv(killFromEnv)))
+	}
+	// The PostgreSQL tests wait on the server more than they compute:
+	// more of them at once than there are CPUs, unless -parallel says.
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		_ = flag.Set("test.parallel", strconv.Itoa(2*runtime.GOMAXPROCS(0)))
 	}
 	// One PostgreSQL server for the package, a database per test.
 	os.Exit(pgsandbox.RunShared(m))

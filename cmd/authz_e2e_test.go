@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -116,11 +117,34 @@ func sleeperBinary(t *testing.T) string {
 	return buildStatic(t, "sleep", "package main\n\nimport \"time\"\n\nfunc main() { time.Sleep(time.Hour) }\n")
 }
 
+// builtStatic holds the programs buildStatic made in this test binary, by
+// name and source, in staticDir (removed by TestMain): the red team tests
+// need the same few, and go build links each time it is run.
+var builtStatic = struct {
+	sync.Mutex
+	paths map[string]string
+}{paths: map[string]string{}}
+
+var staticDir string
+
 // buildStatic builds a static program (CGO_ENABLED=0) named name from one
-// Go source file, for an image made with importImage.
+// Go source file, for an image made with importImage, once per test
+// binary.
 func buildStatic(t *testing.T, name, source string) string {
 	t.Helper()
-	dir := t.TempDir()
+	builtStatic.Lock()
+	defer builtStatic.Unlock()
+	key := name + "\x00" + source
+	if p, ok := builtStatic.paths[key]; ok {
+		return p
+	}
+	if staticDir == "" {
+		d, err := os.MkdirTemp("", "dtls-static-")
+		require.NoError(t, err)
+		staticDir = d
+	}
+	dir, err := os.MkdirTemp(staticDir, name+"-")
+	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(source), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/"+name+"\n\ngo 1.26\n"), 0o644))
 	goBin, err := exec.LookPath("go")
@@ -133,6 +157,7 @@ func buildStatic(t *testing.T, name, source string) string {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 	b, err := cmd.CombinedOutput()
 	require.NoError(t, err, "build %s: %s", name, b)
+	builtStatic.paths[key] = out
 	return out
 }
 

@@ -36,7 +36,11 @@ func (b testBinary) Run() int {
 	if !given {
 		_ = flag.Set("test.parallel", strconv.Itoa(2*runtime.GOMAXPROCS(0)))
 	}
-	return pgsandbox.RunShared(b.m)
+	code := pgsandbox.RunShared(b.m)
+	if staticDir != "" {
+		os.RemoveAll(staticDir)
+	}
+	return code
 }
 
 // TestScripts runs the command-line scenarios in testdata/script.

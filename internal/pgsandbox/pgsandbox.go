@@ -3,12 +3,15 @@
 // Package pgsandbox runs a real, throw-away PostgreSQL server for tests: a
 // cluster made by initdb in a new directory under /tmp, served by postgres
 // on a unix socket in that directory only (no TCP listener; StartTCP adds
-// one on 127.0.0.1), stopped and
-// removed when the test ends. It never touches a cluster of the host
-// (/var/lib/postgresql, /var/run/postgresql, port 5432 on the network).
+// one on 127.0.0.1), stopped and removed when the test ends. A package
+// whose TestMain runs its tests through RunShared has one server for all
+// of them instead, and a database per test. It never touches a cluster of
+// the host (/var/lib/postgresql, /var/run/postgresql, port 5432 on the
+// network).
 //
-// It is a library for tests: it prints nothing, and Require is its only
-// helper that ends a test on purpose.
+// It is a library for tests: it prints nothing (but RunShared's report of
+// a server that would not stop), and Require is its only helper that ends
+// a test on purpose.
 package pgsandbox
 
 import (

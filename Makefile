@@ -14,7 +14,7 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 
-.PHONY: all build deps test lint cross fuzz stress bench demo install uninstall man completions clean
+.PHONY: all build deps test unit fuzz-short lint cross fuzz stress bench demo install uninstall man completions clean
 all: build
 
 build: bin/dtls
@@ -53,8 +53,18 @@ lint:
 
 # The tests run against a real dockerd (started by the tests, under /tmp);
 # under CI=true a missing dockerd fails them instead of skipping.
-test: deps lint cross
+#
+# lint, cross, the tests and the short fuzz are independent: they run at
+# once (the tests mostly wait for dockerd, PostgreSQL and fsync, while lint
+# and cross mostly compute), each one's output printed whole when it ends
+# (--output-sync), and test fails if any of them does.
+test: deps
+	@$(MAKE) --no-print-directory -j4 --output-sync=target lint cross unit fuzz-short
+
+unit:
 	$(GO) test -count=1 -timeout 30m ./...
+
+fuzz-short:
 	$(GO) test -run '^$$' -fuzz FuzzMerge -fuzztime $(FUZZTIME) ./daemonconfig
 
 # The kill loop of internal/crashtest, longer: random commands killed with

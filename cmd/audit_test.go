@@ -36,6 +36,7 @@ var auditTLSAndFileChecks = []string{
 // the exit code is 0; a container that mounts the socket turns it into 3.
 // The table and the JSON carry the same findings.
 func TestAuditAfterInit(t *testing.T) {
+	t.Parallel()
 	sandbox.Require(t)
 	now := time.Now()
 	h := newTLSHost(t, now)
@@ -207,6 +208,7 @@ func createWithBind(t *testing.T, d *sandbox.Daemon, name, bind string) {
 // skipped: no PASS for a listener, socket or file it did not see, and the
 // server certificate checked as the daemon presents it.
 func TestAuditRemote(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	h := newTLSHost(t, now)
 	bundle := filepath.Join(h.Dir, "auditor")

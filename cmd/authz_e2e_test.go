@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,10 +64,9 @@ func startAuthzPlugin(t *testing.T, state, dir string, extra ...string) *authzPl
 	t.Cleanup(sandbox.ClaimHostDirs())
 	require.NoError(t, os.MkdirAll(pluginDir, 0o755))
 	require.NoError(t, os.WriteFile(p.Policy, []byte(`{"default_role": "readonly"}`+"\n"), 0o644))
-	p.cmd = exec.Command(dtlsExe(t), "authz", "serve", "--socket", p.Socket, "--state-dir", state,
+	p.cmd = exec.Command(dtlsExe(t), append([]string{"authz", "serve", "--socket", p.Socket, "--state-dir", state,
 		"--policy", p.Policy, "--audit-log", p.Audit,
-		"--daemon-json", filepath.Join(dir, "daemon.json"), "--systemd-dir", filepath.Join(dir, "systemd"))
-	p.cmd.Args = append(p.cmd.Args, extra...)
+		"--daemon-json", filepath.Join(dir, "daemon.json"), "--systemd-dir", filepath.Join(dir, "systemd")}, extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	require.NoError(t, p.cmd.Start())
 	t.Cleanup(func() {
@@ -118,11 +118,34 @@ func sleeperBinary(t *testing.T) string {
 	return buildStatic(t, "sleep", "package main\n\nimport \"time\"\n\nfunc main() { time.Sleep(time.Hour) }\n")
 }
 
+// builtStatic holds the programs buildStatic made in this test binary, by
+// name and source, in staticDir (removed by TestMain): the red team tests
+// need the same few, and go build links each time it is run.
+var builtStatic = struct {
+	sync.Mutex
+	paths map[string]string
+}{paths: map[string]string{}}
+
+var staticDir string
+
 // buildStatic builds a static program (CGO_ENABLED=0) named name from one
-// Go source file, for an image made with importImage.
+// Go source file, for an image made with importImage, once per test
+// binary.
 func buildStatic(t *testing.T, name, source string) string {
 	t.Helper()
-	dir := t.TempDir()
+	builtStatic.Lock()
+	defer builtStatic.Unlock()
+	key := name + "\x00" + source
+	if p, ok := builtStatic.paths[key]; ok {
+		return p
+	}
+	if staticDir == "" {
+		d, err := os.MkdirTemp("", "dtls-static-")
+		require.NoError(t, err)
+		staticDir = d
+	}
+	dir, err := os.MkdirTemp(staticDir, name+"-")
+	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(source), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/"+name+"\n\ngo 1.26\n"), 0o644))
 	goBin, err := exec.LookPath("go")
@@ -135,6 +158,7 @@ func buildStatic(t *testing.T, name, source string) string {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 	b, err := cmd.CombinedOutput()
 	require.NoError(t, err, "build %s: %s", name, b)
+	builtStatic.paths[key] = out
 	return out
 }
 
@@ -178,6 +202,7 @@ func importImage(t *testing.T, d *sandbox.Daemon, ref string, files map[string]s
 // one; every decision is in the audit trail; a broken policy denies TCP
 // while the local socket works; an empty AuthZReq is denied.
 func TestAuthzPluginWithRealDocker(t *testing.T) {
+	t.Parallel()
 	docker := dockerCLI(t)
 	dir, port, initArgs := authzSandbox(t)
 	state, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")
@@ -391,6 +416,7 @@ func TestAuthzPluginWithRealDocker(t *testing.T) {
 // certificate is from another CA (a rotation the laptop missed); 'dtls
 // inspect' describes the bundle and its archive.
 func TestCheckAndInspectWithRealDocker(t *testing.T) {
+	t.Parallel()
 	h := newTLSHost(t, time.Now())
 	out := filepath.Join(h.Dir, "alice")
 	archive := filepath.Join(h.Dir, "alice.tar.gz")
@@ -436,6 +462,7 @@ func TestCheckAndInspectWithRealDocker(t *testing.T) {
 // from it keep working after 'dtls renew NAME --archive - | dtls import -':
 // the bundle is replaced in place without --force and the context follows.
 func TestRenewalReachesTheLaptop(t *testing.T) {
+	t.Parallel()
 	docker := dockerCLI(t)
 	h := newTLSHost(t, time.Now())
 	host := fmt.Sprintf("tcp://localhost:%d", h.Port)
@@ -626,6 +653,7 @@ func rolesWithRealDocker(t *testing.T, d *sandbox.Daemon, plugin *authzPlugin, d
 // /etc, so that the host's /etc is never touched; the test writes the
 // file through /proc/PID/root.
 func TestAuthzLatePolicyWithRealDocker(t *testing.T) {
+	t.Parallel()
 	docker := dockerCLI(t)
 	dir, port, initArgs := authzSandbox(t)
 	state, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")

@@ -153,6 +153,7 @@ func (p *fleetPlugin) ask(t *testing.T, certPEM []byte) (bool, string) {
 // CA cannot be reached and after a restart, says so in its log and in
 // 'dtls audit', and refuses certificates of another CA.
 func TestAuthzServeFollowsFleetCA(t *testing.T) {
+	t.Parallel()
 	ca := catest.Start(t, catest.Options{})
 	fwd := newForwarder(t, strings.TrimPrefix(ca.URL, "https://"))
 	work := t.TempDir()
@@ -174,7 +175,6 @@ func TestAuthzServeFollowsFleetCA(t *testing.T) {
 	require.NoError(t, err)
 
 	p := startFleetPlugin(t, args...)
-	assert.Contains(t, p.out.String(), "dtls authz: following the revocation list of the CA at "+fwd.URL()+" (every 5s, kept in "+filepath.Join(state, revlist.CacheFile)+")")
 	poll := func(what string, within time.Duration, cond func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(within)
@@ -183,6 +183,9 @@ func TestAuthzServeFollowsFleetCA(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// The socket may answer before the line is written.
+	following := "dtls authz: following the revocation list of the CA at " + fwd.URL() + " (every 5s, kept in " + filepath.Join(state, revlist.CacheFile) + ")"
+	poll("the log names the CA", 10*time.Second, func() bool { return strings.Contains(p.out.String(), following) })
 	// The first fetch runs in the background.
 	poll("first list", 10*time.Second, func() bool { ok, _ := p.ask(t, alice); return ok })
 	ok, _ := p.ask(t, bob)

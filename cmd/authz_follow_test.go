@@ -61,6 +61,7 @@ func mustRun(t *testing.T, name string, args ...string) {
 // after a rename or removal, so without reopening it a revocation made in
 // the new file would never be enforced.
 func TestAuthzFollowsReplacedInventory(t *testing.T) {
+	t.Parallel()
 	revoke := func(t *testing.T, state string) {
 		t.Helper()
 		_, stderr, code := dtls(t, time.Now(), "revoke", "alice", "--state-dir", state)
@@ -156,6 +157,7 @@ func TestAuthzFollowsReplacedInventory(t *testing.T) {
 // host, where it is set and the fix; a daemon.json it cannot read is an
 // error too. Nothing is listened on.
 func TestAuthzServeRefusesUnverifiedTCP(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name, daemonJSON, execStart string
 		want                        []string
@@ -224,6 +226,7 @@ func TestAuthzServeRefusesUnverifiedTCP(t *testing.T) {
 // (closed), while the unix socket keeps the built-in policy; once the file
 // exists it is loaded.
 func TestAuthzServeMissingExplicitPolicy(t *testing.T) {
+	t.Parallel()
 	state, _ := newInstall(t)
 	alice := issueAlice(t, state)
 	policy := filepath.Join(t.TempDir(), "policy.json")

@@ -280,6 +280,7 @@ func mountedAt(path string) bool {
 // rm and rename; a body not forwarded for a URI ending in /auth; a volume
 // mount whose Source is a host path; macvlan on the host's subnet.
 func TestRedTeamAuthz2(t *testing.T) {
+	t.Parallel()
 	r := startRedTeam2(t)
 	adminBox := r.must("root-admin", "run", "-d", "--name", "adminbox", "tool:1", "/tool", "sleep")
 	r.must("root-admin", "network", "create", "adminnet")

@@ -135,6 +135,7 @@ func setPolicy(t *testing.T, path, pol string, ready func() bool) {
 // revoked and issued again; /distribution to a loopback registry; the
 // book's mode and a dockerd restart; the lookup header in the audit log.
 func TestRedTeamAuthz3(t *testing.T) {
+	t.Parallel()
 	r := startRedTeam2(t)
 	importImage(t, r.d, "tool3:1", map[string]string{"tool3": buildTool3(t), "tool2": buildTool2(t), "tool": buildTool(t)})
 	policyPath := filepath.Join(filepath.Dir(r.audit), "authz-policy.json")

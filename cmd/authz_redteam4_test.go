@@ -67,6 +67,7 @@ func redTeam4Policy(work string) string {
 // tried: BuildKit's own requests through /session (the host's docker
 // CLI needs buildx, which is not installed).
 func TestRedTeamAuthz4(t *testing.T) {
+	t.Parallel()
 	r := startRedTeam2(t)
 	importImage(t, r.d, "tool3:1", map[string]string{"tool3": buildTool3(t), "tool2": buildTool2(t), "tool": buildTool(t)})
 	policyPath := filepath.Join(filepath.Dir(r.audit), "authz-policy.json")

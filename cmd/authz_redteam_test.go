@@ -3,8 +3,10 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -155,8 +157,11 @@ func rawClient(t *testing.T, bundle string) *http.Client {
 // plugin (authority/authz.go, dtls-authz.service).
 func startAuthzPluginHiding(t *testing.T, state, dir, hidden string) *authzPlugin {
 	t.Helper()
+	// A name of its own: the red team tests run in parallel.
+	id := make([]byte, 4)
+	_, _ = rand.Read(id)
 	p := &authzPlugin{
-		Name:   fmt.Sprintf("dtls-authz-redteam-%d", os.Getpid()),
+		Name:   fmt.Sprintf("dtls-authz-redteam-%d-%s", os.Getpid(), hex.EncodeToString(id)),
 		Policy: filepath.Join(dir, "authz-policy.json"),
 		Audit:  filepath.Join(dir, "authz.log"),
 		out:    &bytes.Buffer{},
@@ -195,6 +200,7 @@ func startAuthzPluginHiding(t *testing.T, state, dir, hidden string) *authzPlugi
 // plugin refuses are regression checks; each shape that gets through
 // fails its own subtest named Attack_*: each was a way in, now closed.
 func TestRedTeamAuthz(t *testing.T) {
+	t.Parallel()
 	docker := dockerCLI(t)
 	dir, port, initArgs := authzSandbox(t)
 	state, daemonJSON := filepath.Join(dir, "state"), filepath.Join(dir, "daemon.json")

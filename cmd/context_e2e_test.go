@@ -34,6 +34,7 @@ func dockerIn(t *testing.T, docker, cfg string, extraEnv []string, args ...strin
 // against a real dockerd over verified TLS, and its export is accepted by
 // `docker context import` in another configuration directory.
 func TestContextsWithRealDocker(t *testing.T) {
+	t.Parallel()
 	sandbox.Require(t)
 	docker := dockerCLI(t)
 	now := time.Now()

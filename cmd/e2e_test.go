@@ -110,10 +110,14 @@ func newTLSHost(t *testing.T, initNow time.Time, extra ...string) *tlsHost {
 // a client bundle plus `dtls env` lets the Docker CLI in over verified TLS,
 // and every wrong client is refused.
 func TestEndToEnd(t *testing.T) {
+	t.Parallel()
 	sandbox.Require(t)
 	docker := dockerCLI(t)
 	for _, kt := range []pki.KeyType{pki.ECDSAP256, pki.Ed25519, pki.RSA2048} {
-		t.Run(string(kt), func(t *testing.T) { endToEnd(t, docker, kt) })
+		t.Run(string(kt), func(t *testing.T) {
+			t.Parallel()
+			endToEnd(t, docker, kt)
+		})
 	}
 }
 
@@ -220,6 +224,7 @@ func mustRead(t *testing.T, p string) []byte {
 // CAs connect; after --finish and a restart the old CA's client is refused
 // and the new one's connects.
 func TestLifecycleDockerd(t *testing.T) {
+	t.Parallel()
 	sandbox.Require(t)
 	docker := dockerCLI(t)
 	now := time.Now()

@@ -205,6 +205,7 @@ func TestEnrollCommandWritesNothingOnFailure(t *testing.T) {
 // store and its docker context; after 'dtls revoke --ca-url' the CA
 // refuses the next renewal, and the agent exits 1 saying so.
 func TestAgentCommand(t *testing.T) {
+	t.Parallel()
 	ca := catest.Start(t, catest.Options{ClientValidity: 30 * time.Second})
 	env, root, cfg := flLaptopEnv(t)
 	tok := ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: "alice", Role: "developer"})
@@ -314,6 +315,7 @@ func flHostArgs(dir string) []string {
 // commands refuse on such a host; 'dtls renew --server' renews through the
 // CA.
 func TestInitWithOnlineCA(t *testing.T) {
+	t.Parallel()
 	ca := catest.Start(t, catest.Options{})
 	dir := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "systemd"), 0o755))

@@ -24,6 +24,7 @@ import (
 // ci) against a sandboxed dockerd. The dtls they find in $PATH is this test
 // binary (testscript.Main puts it there), so they test this tree's code.
 func TestExamples(t *testing.T) {
+	t.Parallel()
 	sandbox.Require(t)
 	docker := dockerCLI(t)
 	dtlsPath, err := exec.LookPath("dtls")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -83,11 +84,34 @@ func startOnlineCA(t *testing.T, exe string, clientValidity time.Duration) *onli
 	port, err := sandbox.FreePort()
 	require.NoError(t, err)
 	ca := &onlineCA{Dir: filepath.Join(t.TempDir(), "ca"), URL: fmt.Sprintf("https://127.0.0.1:%d", port), DSN: dsn, exe: exe}
+	// The first operator's certificate has the client lifetime init is
+	// given: an hour, so that it outlives the test; the clients' lifetime
+	// is then set in ca.json, which 'dtls ca serve' reads at each start.
 	_, stderr, code := dtls(t, time.Now(), "ca", "init", "--state-dir", ca.Dir, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"--host", "127.0.0.1", "--url", ca.URL, "--db-url", dsn, "--unit-dir", "", "--client-validity", clientValidity.String())
+		"--host", "127.0.0.1", "--url", ca.URL, "--db-url", dsn, "--unit-dir", "", "--client-validity", time.Hour.String())
 	require.Equal(t, 0, code, stderr)
+	if clientValidity != time.Hour {
+		setClientValidity(t, filepath.Join(ca.Dir, "ca.json"), clientValidity)
+	}
 	ca.start(t)
 	return ca
+}
+
+// setClientValidity changes client_validity in the online CA's ca.json,
+// keeping the rest and the file's mode.
+func setClientValidity(t *testing.T, path string, d time.Duration) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var cfg map[string]any
+	require.NoError(t, json.Unmarshal(b, &cfg))
+	require.Contains(t, cfg, "client_validity")
+	cfg["client_validity"] = d.String()
+	b, err = json.MarshalIndent(cfg, "", "  ")
+	require.NoError(t, err)
+	require.NoError(t, atomicfile.Write(path, append(b, '\n'), fi.Mode().Perm()))
 }
 
 func (ca *onlineCA) start(t *testing.T) {
@@ -151,7 +175,9 @@ func newFleetHost(t *testing.T, ca *onlineCA) *fleetHost {
 	}
 	// The plugin follows the CA named in server.json, then init --authz
 	// (no token: the host is enrolled) names it in daemon.json.
-	h := &fleetHost{Port: port, Plugin: startAuthzPlugin(t, state, dir)}
+	// The list is fetched every second (the shortest --crl-refresh), not
+	// every 5 s, so that a revocation shows sooner.
+	h := &fleetHost{Port: port, Plugin: startAuthzPlugin(t, state, dir, "--crl-refresh", "1s")}
 	_, stderr, code = dtls(t, time.Now(), append(initArgs, "--authz", "--authz-socket", h.Plugin.Socket)...)
 	require.Equal(t, 0, code, stderr)
 	d, err := sandbox.Start(context.Background(), dir, daemonJSON)
@@ -178,10 +204,11 @@ func bundleSerial(t *testing.T, dir string) string {
 // enrolment fails and changes nothing, the agent keeps the bundle, and the
 // daemons keep serving and enforcing the last list.
 func TestFleetWithRealDockers(t *testing.T) {
+	t.Parallel()
 	docker := dockerCLI(t)
 	sandbox.Require(t)
 	exe := dtlsExe(t)
-	ca := startOnlineCA(t, exe, 20*time.Second)
+	ca := startOnlineCA(t, exe, 12*time.Second)
 	hosts := []*fleetHost{newFleetHost(t, ca), newFleetHost(t, ca)}
 
 	bundles := t.TempDir()
@@ -195,6 +222,10 @@ func TestFleetWithRealDockers(t *testing.T) {
 	}
 	alice, aliceToken := enroll("alice", "developer")
 	bob, _ := enroll("bob", "readonly")
+	// The agent looks after both bundles from now on: it renews them
+	// before two thirds of their 12 s lifetime, with nothing restarted.
+	first := map[string]string{alice: bundleSerial(t, alice), bob: bundleSerial(t, bob)}
+	agent := startProcess(t, exe, "agent", "--dir", alice, "--dir", bob)
 
 	// A used token is refused, and nothing is written.
 	reused := filepath.Join(bundles, "mallory")
@@ -220,10 +251,7 @@ func TestFleetWithRealDockers(t *testing.T) {
 	require.Error(t, err, "readonly creates a container: %s", out)
 	assert.Contains(t, out, "dtls-authz")
 
-	// The agent renews both bundles before two thirds of their 20 s
-	// lifetime; they keep working, with nothing restarted.
-	agent := startProcess(t, exe, "agent", "--dir", alice, "--dir", bob)
-	first := map[string]string{alice: bundleSerial(t, alice), bob: bundleSerial(t, bob)}
+	// Both bundles renewed by the agent keep working.
 	for _, b := range []string{alice, bob} {
 		waitFor(t, 30*time.Second, filepath.Base(b)+" renewed by the agent", func() bool { return bundleSerial(t, b) != first[b] })
 	}
@@ -283,6 +311,7 @@ func TestFleetWithRealDockers(t *testing.T) {
 // enrol concurrently; every certificate a client received is in
 // PostgreSQL, and the restarted CA serves the rest.
 func TestFleetCAKill9DuringBurst(t *testing.T) {
+	t.Parallel()
 	exe := dtlsExe(t)
 	ca := startOnlineCA(t, exe, time.Hour)
 	op := ca.operator(t)

@@ -84,6 +84,7 @@ func checkEnrolledBundle(t *testing.T, ca *catest.CA, dir string) *x509.Certific
 // bundle, the agent renews; the bundle is then whole, its certificate is
 // good in the CA's inventory, and no key is left anywhere but in it.
 func TestFleetKill9(t *testing.T) {
+	t.Parallel()
 	cflog.Level = cflog.LevelError
 	iterations := 40
 	if testing.Short() {
@@ -175,6 +176,7 @@ func TestFleetKill9(t *testing.T) {
 // daemon.json has tlsverify, and no key is left beside the state
 // directory.
 func TestFleetInitKill9(t *testing.T) {
+	t.Parallel()
 	cflog.Level = cflog.LevelError
 	iterations := 16
 	if testing.Short() {

@@ -117,6 +117,7 @@ func checkBundles(t *testing.T, state, dir string, exact bool) int {
 // TestParallelIssue: 50 issue-client processes started at once leave 50
 // records with 50 distinct serials and 50 complete bundles.
 func TestParallelIssue(t *testing.T) {
+	t.Parallel()
 	exe := dtlsExe(t)
 	state, flags := newInstall(t)
 	out := filepath.Join(t.TempDir(), "bundles")
@@ -153,6 +154,7 @@ func TestParallelIssue(t *testing.T) {
 // no record lacks its bundle, the next run finishes the whole batch, and
 // the one after works.
 func TestKillDuringBulk(t *testing.T) {
+	t.Parallel()
 	exe := dtlsExe(t)
 	state, flags := newInstall(t)
 	out := filepath.Join(t.TempDir(), "bundles")
@@ -280,6 +282,7 @@ func TestFlagGroupsExitUsage(t *testing.T) {
 // them, or a directory that holds anything but a bundle; renew --out
 // replaces nothing.
 func TestBundleTargetProtected(t *testing.T) {
+	t.Parallel()
 	state, flags := newInstall(t)
 	w := filepath.Dir(state)
 	other := filepath.Join(w, "home")

@@ -3,9 +3,11 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,6 +53,7 @@ func (l *rotationLaptop) bundle() string {
 // up --switch; after --switch --force it fails with "certificate signed by
 // unknown authority", so the refusal was right.
 func TestRotationKeepsLaptopsWorking(t *testing.T) {
+	t.Parallel()
 	docker := dockerCLI(t)
 	ctx := context.Background()
 	now := time.Now()
@@ -87,11 +90,16 @@ func TestRotationKeepsLaptopsWorking(t *testing.T) {
 	d2, err := sandbox.Start(ctx, dir2, json2)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, d2.Stop()) })
+	// Both daemons restart at once: each waits for its own dockerd.
 	restart := func(ds ...*sandbox.Daemon) {
 		t.Helper()
-		for _, d := range ds {
-			require.NoError(t, d.Restart(ctx))
+		errs := make([]error, len(ds))
+		var wg sync.WaitGroup
+		for i, d := range ds {
+			wg.Go(func() { errs[i] = d.Restart(ctx) })
 		}
+		wg.Wait()
+		require.NoError(t, errors.Join(errs...))
 	}
 
 	// Alice and bob get archives and import them on their laptops; alice

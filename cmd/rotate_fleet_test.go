@@ -67,6 +67,7 @@ func flCAs(t *testing.T, p string) []string {
 // is refused while they hold certificates of the old CA, and afterwards
 // the CA has, and serves, only the new one.
 func TestRotateCAOnline(t *testing.T) {
+	t.Parallel()
 	caDir, url, srv := flServeCAHost(t)
 	op := filepath.Join(caDir, cahost.OperatorDir)
 	oldCA := flCAs(t, filepath.Join(caDir, cahost.CACertFile))[0]
@@ -218,6 +219,7 @@ func issuerSerial(t *testing.T, certFile, caFile string) string {
 // the rotation, although it is not due; --force switches without the
 // other one and names it as cut.
 func TestRotateCAOnlineSwitchRefused(t *testing.T) {
+	t.Parallel()
 	caDir, url, srv := flServeCAHost(t)
 	op := filepath.Join(caDir, cahost.OperatorDir)
 	laptop := func(name string) map[string]string {

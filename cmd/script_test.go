@@ -1,22 +1,46 @@
 package cmd
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/dtls-tool/dtls/internal/pgsandbox"
 	"github.com/dtls-tool/dtls/pki"
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(testBinary{m}, map[string]func(){
 		"dtls": func() { os.Exit(Main()) },
 	})
+}
+
+// testBinary runs the package's tests when the test binary is not run as
+// one of testscript's commands: with one PostgreSQL server for them all
+// (a database per test), and more tests at once than there are CPUs
+// unless -parallel says how many, since the tests that start dockerds or
+// servers spend most of their time waiting for them.
+type testBinary struct{ m *testing.M }
+
+func (b testBinary) Run() int {
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		_ = flag.Set("test.parallel", strconv.Itoa(2*runtime.GOMAXPROCS(0)))
+	}
+	code := pgsandbox.RunShared(b.m)
+	if staticDir != "" {
+		os.RemoveAll(staticDir)
+	}
+	return code
 }
 
 // TestScripts runs the command-line scenarios in testdata/script.

@@ -24,6 +24,7 @@ import (
 // TestCheckCleanRun runs every command once, none killed, and Check must
 // find nothing after each: the checker does not flag a healthy install.
 func TestCheckCleanRun(t *testing.T) {
+	t.Parallel()
 	in := newInstall(t)
 	in.setUp(t)
 	k := &Checker{Layout: in.l}
@@ -73,6 +74,7 @@ func TestCheckCleanRun(t *testing.T) {
 // revocations under both CAs) in one way at a time, and Check must say so:
 // every check can fail.
 func TestCheckFindsBrokenState(t *testing.T) {
+	t.Parallel()
 	in := newInstall(t)
 	in.setUp(t)
 	in.mustRun(t, in.with("revoke", "bob")...)

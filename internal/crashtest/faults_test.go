@@ -278,75 +278,96 @@ func setUpCase(t *testing.T, c faultCase) *install {
 // A crash at a step (the process exits at once, as kill -9 would stop it)
 // is finished by the next command: the consistency check passes and the
 // change is complete.
+//
+// Every case, and every crash point of a case, runs on an install of its
+// own, in parallel with the others: most of a run's time is spent waiting
+// for fsync, not on the CPU.
 func TestFaultAtEveryStep(t *testing.T) {
+	t.Parallel()
 	for _, c := range faultCases {
 		t.Run(c.name, func(t *testing.T) {
-			steps := 0
-			for n := 0; ; n++ {
-				in := setUpCase(t, c)
-				before := snapshot(t, in.l.Root)
-				var recsBefore []Record
-				if !c.fresh {
-					var err error
-					recsBefore, _, err = in.list()
-					require.NoError(t, err)
-				}
-				point := fmt.Sprintf("journal:%s:%d", c.txn, n)
-				r := in.withFault("error:"+point).run(noKill, c.args(in)...)
-				if r.exit == 0 {
-					require.NotContains(t, r.stderr, "injected", "the fault was not reported")
-					steps = n
-					break
-				}
-				require.Equal(t, 1, r.exit, "%s: %s", point, r)
-				assert.Contains(t, r.stderr, "injected failure at "+point)
-				assert.Contains(t, r.stderr, "nothing was changed", point)
-				assert.Empty(t, diffSnapshots(before, snapshot(t, in.l.Root)), "%s: files changed although the step failed", point)
-				if c.fresh {
-					assert.NoDirExists(t, in.l.StateDir, "%s: a failed first init left a state directory", point)
-				} else {
-					recsAfter, _, err := in.list()
-					require.NoError(t, err)
-					assert.Equal(t, recsBefore, recsAfter, "%s: records changed although the step failed", point)
-				}
-				require.Less(t, n, 64, "the command never got past the fault points")
-			}
-			require.Positive(t, steps, "no file operation was journaled")
-			t.Logf("%s: %d journaled steps", c.name, steps)
-
+			t.Parallel()
+			steps := failEveryStep(t, c)
 			points := []string{"written"}
 			for n := 0; n < steps; n++ {
 				points = append(points, strconv.Itoa(n))
 			}
 			points = append(points, "recorded")
 			for _, p := range points {
-				point := fmt.Sprintf("journal:%s:%s", c.txn, p)
-				in := setUpCase(t, c)
-				r := in.withFault(point).run(noKill, c.args(in)...)
-				require.Equal(t, failpoint.CrashStatus, r.exit, "%s: %s", point, r)
-				j, _ := filepath.Glob(filepath.Join(in.l.StateDir, "journal", "*.json"))
-				if c.name != "init-ca-from" {
-					require.NotEmpty(t, j, "%s: the crash left no journal", point)
-				}
-				if c.name == "init-ca-from" {
-					// The next command on that host.
-					h2 := filepath.Join(in.l.Root, "host2", "state")
-					r := in.run(noKill, "list", "--state-dir", h2)
-					require.Equal(t, 0, r.exit, "%s: %s", point, r)
-					assert.Contains(t, r.stderr, "recovered from an interrupted run", point)
-				}
-				recs, lr, err := in.list()
-				require.NoError(t, err, "%s: %s", point, lr)
-				if c.name != "init-ca-from" {
-					assert.Contains(t, lr.stderr, "recovered from an interrupted run", point)
-				}
-				if err := Check(in.l, recs); err != nil {
-					t.Errorf("%s: %v", point, err)
-				}
-				c.done(t, in, recs)
+				t.Run(p, func(t *testing.T) {
+					t.Parallel()
+					crashAt(t, c, fmt.Sprintf("journal:%s:%s", c.txn, p))
+				})
 			}
 		})
 	}
+}
+
+// failEveryStep makes each journaled step of c fail in turn, on a fresh
+// install each time, until the command gets past them all, and returns
+// how many steps it has. The steps are found one by one: how many there
+// are is known only when the command succeeds.
+func failEveryStep(t *testing.T, c faultCase) (steps int) {
+	for n := 0; ; n++ {
+		in := setUpCase(t, c)
+		before := snapshot(t, in.l.Root)
+		var recsBefore []Record
+		if !c.fresh {
+			var err error
+			recsBefore, _, err = in.list()
+			require.NoError(t, err)
+		}
+		point := fmt.Sprintf("journal:%s:%d", c.txn, n)
+		r := in.withFault("error:"+point).run(noKill, c.args(in)...)
+		if r.exit == 0 {
+			require.NotContains(t, r.stderr, "injected", "the fault was not reported")
+			steps = n
+			break
+		}
+		require.Equal(t, 1, r.exit, "%s: %s", point, r)
+		assert.Contains(t, r.stderr, "injected failure at "+point)
+		assert.Contains(t, r.stderr, "nothing was changed", point)
+		assert.Empty(t, diffSnapshots(before, snapshot(t, in.l.Root)), "%s: files changed although the step failed", point)
+		if c.fresh {
+			assert.NoDirExists(t, in.l.StateDir, "%s: a failed first init left a state directory", point)
+		} else {
+			recsAfter, _, err := in.list()
+			require.NoError(t, err)
+			assert.Equal(t, recsBefore, recsAfter, "%s: records changed although the step failed", point)
+		}
+		require.Less(t, n, 64, "the command never got past the fault points")
+	}
+	require.Positive(t, steps, "no file operation was journaled")
+	t.Logf("%s: %d journaled steps", c.name, steps)
+	return steps
+}
+
+// crashAt crashes c at point on a fresh install; the next command must
+// finish the change.
+func crashAt(t *testing.T, c faultCase, point string) {
+	in := setUpCase(t, c)
+	r := in.withFault(point).run(noKill, c.args(in)...)
+	require.Equal(t, failpoint.CrashStatus, r.exit, "%s: %s", point, r)
+	j, _ := filepath.Glob(filepath.Join(in.l.StateDir, "journal", "*.json"))
+	if c.name != "init-ca-from" {
+		require.NotEmpty(t, j, "%s: the crash left no journal", point)
+	}
+	if c.name == "init-ca-from" {
+		// The next command on that host.
+		h2 := filepath.Join(in.l.Root, "host2", "state")
+		r := in.run(noKill, "list", "--state-dir", h2)
+		require.Equal(t, 0, r.exit, "%s: %s", point, r)
+		assert.Contains(t, r.stderr, "recovered from an interrupted run", point)
+	}
+	recs, lr, err := in.list()
+	require.NoError(t, err, "%s: %s", point, lr)
+	if c.name != "init-ca-from" {
+		assert.Contains(t, lr.stderr, "recovered from an interrupted run", point)
+	}
+	if err := Check(in.l, recs); err != nil {
+		t.Errorf("%s: %v", point, err)
+	}
+	c.done(t, in, recs)
 }
 
 // diffSnapshots names the paths whose mode or content differ.

@@ -73,9 +73,12 @@ const (
 // Environment:
 //
 //	DTLS_BIN               the dtls binary to test (default: ./cmd/dtls built with -tags dtlsfailpoints)
-//	DTLS_KILL_ITERATIONS   iterations (default 300; 30 with -short)
-//	DTLS_KILL_SEED         the math/rand seed, printed by every run: replays its choices
-//	                       (commands, names, delays; where a kill lands still varies)
+//	DTLS_KILL_ITERATIONS   iterations (default 300; 30 with -short), shared out between the loops
+//	DTLS_KILL_LOOPS        independent loops run in parallel, each on an install of its own
+//	                       (default 3): a run waits on fsync more than it computes
+//	DTLS_KILL_SEED         the math/rand seed of the first loop (loop i has SEED+i), printed by
+//	                       every run: replays its choices (commands, names, delays; where a kill
+//	                       lands still varies)
 //	DTLS_KILL_MAX_DELAY    the longest kill delay (default 30ms; a kind's delays are also
 //	                       bounded by its longest run seen, so that kills land inside it)
 //	DTLS_KILL_KEEP_GOING   set: do not stop at the first inconsistency; report only the
@@ -84,10 +87,13 @@ const (
 //	DTLS_KILL_KEEP_STATE   a directory: the install as the first failure found it is
 //	                       copied there (the test's own directory is removed)
 func TestKillLoop(t *testing.T) {
+	t.Parallel()
 	n := envInt(t, "DTLS_KILL_ITERATIONS", 300)
 	if testing.Short() && os.Getenv("DTLS_KILL_ITERATIONS") == "" {
 		n = 30
 	}
+	loops := envInt(t, "DTLS_KILL_LOOPS", 3)
+	require.Positive(t, loops, "DTLS_KILL_LOOPS")
 	seed := int64(envInt(t, "DTLS_KILL_SEED", int(time.Now().UnixNano())))
 	maxDelay := 30 * time.Millisecond
 	if s := os.Getenv("DTLS_KILL_MAX_DELAY"); s != "" {
@@ -96,7 +102,22 @@ func TestKillLoop(t *testing.T) {
 		require.Positive(t, d, "DTLS_KILL_MAX_DELAY")
 		maxDelay = d
 	}
-	t.Logf("seed %d, %d iterations: replay with DTLS_KILL_SEED=%d", seed, n, seed)
+	for i := range loops {
+		iters := n / loops
+		if i < n%loops {
+			iters++
+		}
+		s := seed + int64(i)
+		t.Run(fmt.Sprintf("loop%d", i+1), func(t *testing.T) {
+			t.Parallel()
+			killLoop(t, iters, s, maxDelay)
+		})
+	}
+}
+
+// killLoop is one loop of TestKillLoop: n iterations from seed.
+func killLoop(t *testing.T, n int, seed int64, maxDelay time.Duration) {
+	t.Logf("seed %d, %d iterations: replay with DTLS_KILL_LOOPS=1 DTLS_KILL_SEED=%d DTLS_KILL_ITERATIONS=%d", seed, n, seed, n)
 
 	in := newInstall(t)
 	in.setUp(t)
@@ -337,7 +358,7 @@ func (lp *loop) report(at string, problems []string) bool {
 	// "17", "sweep@50/3", "sweep@50/3 precondition": the loop's iteration.
 	iters := strings.TrimPrefix(strings.Fields(at)[0], "sweep@")
 	iters, _, _ = strings.Cut(iters, "/")
-	lp.t.Errorf("seed %d, iteration %s: %d problems:\n  %s\n\nlast %d log entries:\n%s\nreplay: DTLS_KILL_SEED=%d DTLS_KILL_ITERATIONS=%s (where a kill lands varies between runs)",
+	lp.t.Errorf("seed %d, iteration %s: %d problems:\n  %s\n\nlast %d log entries:\n%s\nreplay: DTLS_KILL_LOOPS=1 DTLS_KILL_SEED=%d DTLS_KILL_ITERATIONS=%s (where a kill lands varies between runs)",
 		lp.seed, at, len(shown), strings.Join(shown, "\n  "), len(lp.log)-from, b.String(), lp.seed, iters)
 	return lp.keepGoing
 }

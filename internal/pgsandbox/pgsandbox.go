@@ -3,12 +3,15 @@
 // Package pgsandbox runs a real, throw-away PostgreSQL server for tests: a
 // cluster made by initdb in a new directory under /tmp, served by postgres
 // on a unix socket in that directory only (no TCP listener; StartTCP adds
-// one on 127.0.0.1), stopped and
-// removed when the test ends. It never touches a cluster of the host
-// (/var/lib/postgresql, /var/run/postgresql, port 5432 on the network).
+// one on 127.0.0.1), stopped and removed when the test ends. A package
+// whose TestMain runs its tests through RunShared has one server for all
+// of them instead, and a database per test. It never touches a cluster of
+// the host (/var/lib/postgresql, /var/run/postgresql, port 5432 on the
+// network).
 //
-// It is a library for tests: it prints nothing, and Require is its only
-// helper that ends a test on purpose.
+// It is a library for tests: it prints nothing (but RunShared's report of
+// a server that would not stop), and Require is its only helper that ends
+// a test on purpose.
 package pgsandbox
 
 import (
@@ -141,6 +144,14 @@ type server struct {
 // its directory removed when t ends. Like Require, Start ends t when
 // PostgreSQL cannot run here.
 //
+// Under RunShared (the package's TestMain), Start instead makes a new
+// database on the test binary's one server and returns its DSN
+// (dbname=test_N); the database is dropped when t ends. A database is as
+// private as a server for what the tests do (tables, rows, advisory
+// locks), but not for what is cluster-wide (roles, pg_locks, settings
+// made with ALTER SYSTEM), which a test must filter to its database or
+// get from StartTCP.
+//
 // The cluster trusts every local connection (initdb -A trust): no
 // password is needed, and one given is ignored. It is made for speed, not
 // durability: initdb --no-sync and postgres -c fsync=off, so a crash of
@@ -157,6 +168,9 @@ type server struct {
 func Start(t testing.TB) string {
 	t.Helper()
 	bin := Require(t)
+	if dsn, ok := startShared(t, bin); ok {
+		return dsn
+	}
 	s, err := start(bin, false)
 	if err != nil {
 		t.Fatalf("pgsandbox: %v", err)
@@ -172,7 +186,8 @@ func Start(t testing.TB) string {
 // StartTCP is Start with the server listening on a free TCP port of
 // 127.0.0.1 too (loopback only), for tests of what a client does over
 // TCP: lib/pq negotiates SSL there, never on a unix socket. The DSN names
-// that address, with sslmode=disable.
+// that address, with sslmode=disable. It starts a server of t's own even
+// under RunShared.
 func StartTCP(t testing.TB) string {
 	t.Helper()
 	bin := Require(t)

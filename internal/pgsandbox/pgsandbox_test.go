@@ -137,3 +137,80 @@ func TestRequireMissing(t *testing.T) {
 	assert.Equal(t, want, r.failed)
 	assert.Empty(t, r.skipped)
 }
+
+// runFunc is a TestingM made of a function.
+type runFunc func() int
+
+func (f runFunc) Run() int { return f() }
+
+// dsnField is the value of key in a key=value DSN.
+func dsnField(dsn, key string) string {
+	for _, kv := range strings.Fields(dsn) {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestRunShared: under RunShared, every Start is a database of its own
+// on one server, which starts with the first Start; a test's database is
+// dropped when it ends, and the server is gone, with its directory, when
+// the tests are over. StartTCP still starts a server of its own.
+func TestRunShared(t *testing.T) {
+	Require(t)
+	var dir string
+	var pid int
+	code := RunShared(runFunc(func() int {
+		assert.Nil(t, shared.srv, "the server starts with the first Start, not before")
+		var first string
+		t.Run("first", func(t *testing.T) {
+			first = Start(t)
+			dir = dsnField(first, "host")
+			assert.True(t, strings.HasPrefix(dir, "/tmp/dtls-pg-"), first)
+			db, err := sql.Open("postgres", first)
+			require.NoError(t, err)
+			defer db.Close()
+			_, err = db.Exec("CREATE TABLE left_behind (x int)")
+			require.NoError(t, err)
+			// A session the test leaves open does not keep its database.
+			var name string
+			require.NoError(t, db.QueryRow("SELECT current_database()").Scan(&name))
+			assert.Equal(t, dsnField(first, "dbname"), name)
+			require.NoError(t, db.QueryRow("SELECT pg_backend_pid()").Scan(new(int)))
+		})
+		t.Run("second", func(t *testing.T) {
+			second := Start(t)
+			assert.Equal(t, dir, dsnField(second, "host"), "the same server")
+			assert.NotEqual(t, dsnField(first, "dbname"), dsnField(second, "dbname"))
+			db, err := sql.Open("postgres", second)
+			require.NoError(t, err)
+			defer db.Close()
+			var n int
+			require.NoError(t, db.QueryRow("SELECT count(*) FROM pg_tables WHERE tablename = 'left_behind'").Scan(&n))
+			assert.Zero(t, n, "a table of another test's database")
+			require.NoError(t, db.QueryRow("SELECT count(*) FROM pg_database WHERE datname = $1", dsnField(first, "dbname")).Scan(&n))
+			assert.Zero(t, n, "the first test's database is dropped")
+			b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+			require.NoError(t, err)
+			pid, err = strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+			require.NoError(t, err)
+
+			tcp := StartTCP(t)
+			assert.Equal(t, "127.0.0.1", dsnField(tcp, "host"), "a server of its own")
+		})
+		return 0
+	}))
+	assert.Equal(t, 0, code)
+	require.NotZero(t, pid)
+	assert.Nil(t, shared.srv)
+	_, err := os.Stat(dir)
+	assert.True(t, errors.Is(err, os.ErrNotExist), "the directory is removed: %v", err)
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil {
+		assert.NotEqual(t, "postgres\n", string(b), "postgres (pid %d) still runs", pid)
+	}
+	// Outside RunShared, Start is a server of the test's own again.
+	t.Run("after", func(t *testing.T) {
+		assert.NotEqual(t, dir, dsnField(Start(t), "host"))
+	})
+}

@@ -164,6 +164,7 @@ func running(pid int) bool {
 }
 
 func TestDaemonLifecycle(t *testing.T) {
+	t.Parallel() // a daemon of its own: most of the time is its start
 	d := sandbox.StartForTest(t)
 	ctx := context.Background()
 
@@ -232,6 +233,7 @@ func TestTwoDaemonsInParallel(t *testing.T) {
 }
 
 func TestRestartKeepsDataAndChangesPid(t *testing.T) {
+	t.Parallel() // a daemon of its own: most of the time is its start
 	d := sandbox.StartForTest(t)
 	ctx := context.Background()
 	require.NoError(t, d.TinyImage(ctx, "tiny:1"))
@@ -249,6 +251,7 @@ func TestRestartKeepsDataAndChangesPid(t *testing.T) {
 }
 
 func TestStartReportsLogTailWhenDockerdExits(t *testing.T) {
+	t.Parallel() // a daemon of its own: most of the time is its start
 	sandbox.Require(t)
 	dir, err := sandbox.NewDir()
 	require.NoError(t, err)

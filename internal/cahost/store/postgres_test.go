@@ -326,7 +326,9 @@ func TestPostgresDeadlockRetry(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var waiting int
-		require.NoError(t, db.QueryRow("SELECT count(*) FROM pg_locks WHERE NOT granted").Scan(&waiting))
+		// pg_locks is the whole server's: only this database's sessions.
+		require.NoError(t, db.QueryRow(`SELECT count(*) FROM pg_locks WHERE NOT granted
+			AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())`).Scan(&waiting))
 		if waiting > 0 {
 			break
 		}

@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"encoding/pem"
+	"flag"
 	"fmt"
 	"io/fs"
 	"math/big"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +30,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/internal/pgsandbox"
 )
 
 func testCert(t *testing.T, cn string, serial int64) (*x509.Certificate, []byte) {
@@ -855,7 +859,16 @@ func TestMain(m *testing.M) {
 	if name := os.Getenv(killBackendEnv); name != "" {
 		os.Exit(killChild(name, os.Getenv(killAddrEnv), os.Getenv(killFromEnv)))
 	}
-	os.Exit(m.Run())
+	// The PostgreSQL tests wait on the server more than they compute:
+	// more of them at once than there are CPUs, unless -parallel says.
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		_ = flag.Set("test.parallel", strconv.Itoa(2*runtime.GOMAXPROCS(0)))
+	}
+	// One PostgreSQL server for the package, a database per test.
+	os.Exit(pgsandbox.RunShared(m))
 }
 
 // killChange is Change number i of a kill test's child: it records two

@@ -683,6 +683,9 @@ func TestDockerPyIgnoresCAWithRequestsCABundle(t *testing.T) {
 				{name: "REQUESTS_CA_BUNDLE with the bundle's CA", env: []string{"REQUESTS_CA_BUNDLE=" + combined}, set: true},
 			} {
 				t.Run(tt.name, func(t *testing.T) {
+					// Most of a case is Python importing docker-py: the
+					// cases run at once.
+					t.Parallel()
 					// clientenv.PythonCAOverrides sees what requests reads.
 					getenv := func(name string) string {
 						for _, kv := range tt.env {

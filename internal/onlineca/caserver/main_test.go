@@ -5,11 +5,14 @@ import (
 	"testing"
 
 	cflog "github.com/cloudflare/cfssl/log"
+
+	"github.com/dtls-tool/dtls/internal/pgsandbox"
 )
 
 func TestMain(m *testing.M) {
 	// cfssl's signer logs every signature at info level (as cmd.Run,
 	// keep it to errors).
 	cflog.Level = cflog.LevelError
-	os.Exit(m.Run())
+	// One PostgreSQL server for the package, a database per test.
+	os.Exit(pgsandbox.RunShared(m))
 }

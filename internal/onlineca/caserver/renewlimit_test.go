@@ -141,6 +141,8 @@ func TestCRLSizeBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("signs a list of 300 000 entries")
 	}
+	// CPU alone: it overlaps the other tests' waits for PostgreSQL.
+	t.Parallel()
 	const clients = 100_000
 	entries := clients * caserver.MaxListedRenewals
 	ca, err := pki.NewCA(pki.CARequest{Now: time.Now()})

@@ -412,4 +412,3 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 	defer w.e.logMu.Unlock()
 	return w.e.log.Write(b)
 }
-

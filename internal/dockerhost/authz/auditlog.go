@@ -79,6 +79,13 @@ type AuditRecord struct {
 	// when dockerd did not know it: a hijacked or streamed response, or a
 	// handler error (see authzRequest).
 	Status int `json:"status,omitempty"`
+	// The gateway's records (one per request, written when it ends) also
+	// carry the certificate's issuer, how long the request took and the
+	// bytes of body (or stream) in each direction.
+	Issuer     string  `json:"issuer,omitempty"`
+	DurationMS float64 `json:"duration_ms,omitempty"`
+	BytesIn    int64   `json:"bytes_in,omitempty"`
+	BytesOut   int64   `json:"bytes_out,omitempty"`
 }
 
 // maxAuditValue bounds each string of a record, and maxAuditFields the
@@ -92,7 +99,7 @@ const (
 
 // bounded is r with long values cut.
 func (r AuditRecord) bounded() AuditRecord {
-	for _, s := range []*string{&r.User, &r.Role, &r.Serial, &r.Source, &r.Method, &r.Path, &r.URI, &r.Rule, &r.Reason} {
+	for _, s := range []*string{&r.User, &r.Role, &r.Serial, &r.Source, &r.Issuer, &r.Method, &r.Path, &r.URI, &r.Rule, &r.Reason} {
 		*s = cut(*s, maxAuditValue)
 	}
 	if len(r.Fields) > 0 {

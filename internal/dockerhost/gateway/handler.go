@@ -245,6 +245,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c *call) {
 	w.WriteHeader(resp.StatusCode)
 	n, _ := w.Write(head)
 	c.out += int64(n)
+	// The head goes out at once: dockerd answers some calls with their
+	// headers long before the body (POST /containers/{id}/wait, which
+	// 'docker run' waits on before it starts the container; events).
+	_ = http.NewResponseController(w).Flush()
 	c.out += copyFlush(w, resp.Body)
 }
 

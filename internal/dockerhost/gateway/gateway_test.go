@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,10 +99,14 @@ func (p *testPKI) client(t *testing.T, cn string) tls.Certificate {
 }
 
 // inventory gives each CN the role of its name's prefix ("admin-1" is
-// admin); the inventory itself (authority's) has its own tests.
-type inventory struct{}
+// admin) until the CN is revoked; the inventory itself (authority's) has
+// its own tests.
+type inventory struct{ revoked *sync.Map }
 
-func (inventory) Identify(c *x509.Certificate) (string, string, error) {
+func (i inventory) Identify(c *x509.Certificate) (string, string, error) {
+	if _, ok := i.revoked.Load(c.Subject.CommonName); ok {
+		return "", "", fmt.Errorf("certificate %q is revoked", c.Subject.CommonName)
+	}
 	role, _, _ := strings.Cut(c.Subject.CommonName, "-")
 	return c.Subject.CommonName, role, nil
 }
@@ -115,6 +120,25 @@ type testGateway struct {
 	pki    *testPKI
 	audit  string
 	d      *sandbox.Daemon
+	inv    inventory
+	log    *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func startGateway(t *testing.T) *testGateway {
@@ -127,7 +151,9 @@ func startGateway(t *testing.T) *testGateway {
 	t.Cleanup(func() { al.Close() })
 	reg, err := authz.OpenRegistry("", authz.NewDockerClient(d.Socket))
 	require.NoError(t, err)
-	cfg := authz.Config{Inventory: inventory{}, Audit: al, Objects: reg, Log: io.Discard}
+	inv := inventory{revoked: &sync.Map{}}
+	log := &syncBuffer{}
+	cfg := authz.Config{Inventory: inv, Audit: al, Objects: reg, Log: log}
 	engine, err := authz.NewEngine(cfg)
 	require.NoError(t, err)
 	plugin, err := authz.NewPlugin(cfg)
@@ -144,7 +170,7 @@ func startGateway(t *testing.T) *testGateway {
 		assert.NoError(t, g.Close())
 		assert.NoError(t, <-done)
 	})
-	return &testGateway{g: g, plugin: plugin, addr: l.Addr().String(), pki: p, audit: audit, d: d}
+	return &testGateway{g: g, plugin: plugin, addr: l.Addr().String(), pki: p, audit: audit, d: d, inv: inv, log: log}
 }
 
 func (tg *testGateway) dial(t *testing.T, cn string) *tls.Conn {
@@ -287,4 +313,106 @@ func TestHostileFraming(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assert.Equal(t, "[]\n", string(b))
+}
+
+// TestSessionUpgrade: BuildKit's /session is one opaque stream for a role
+// with the build capability (dockerd's 101 and then its HTTP/2 preface
+// come through), and refused to the others.
+func TestSessionUpgrade(t *testing.T) {
+	t.Parallel()
+	tg := startGateway(t)
+	req := "POST /session HTTP/1.1\r\nHost: d\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nX-Docker-Expose-Session-Uuid: u1\r\n" +
+		"X-Docker-Expose-Session-Name: n\r\nX-Docker-Expose-Session-Sharedkey: k\r\n\r\n"
+	rs := tg.raw(t, "developer-1", req, 1)
+	require.Len(t, rs, 1)
+	assert.Equal(t, http.StatusForbidden, rs[0].StatusCode)
+
+	c := tg.dial(t, "admin-1")
+	require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
+	_, err := io.WriteString(c, req)
+	require.NoError(t, err)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	assert.Equal(t, "h2c", resp.Header.Get("Upgrade"))
+	// dockerd, now an HTTP/2 server on the stream, speaks first.
+	preface := make([]byte, 24)
+	_, err = io.ReadFull(br, preface)
+	require.NoError(t, err)
+	assert.Equal(t, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", string(preface))
+}
+
+// TestKeptAliveConnectionIsCut: a connection that stays open after a
+// request, idle, is closed within a second of its certificate's
+// revocation, with a record; another holder's connection stays usable.
+func TestKeptAliveConnectionIsCut(t *testing.T) {
+	t.Parallel()
+	tg := startGateway(t)
+	ping := func(c *tls.Conn, br *bufio.Reader) (int, error) {
+		if _, err := io.WriteString(c, "GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n"); err != nil {
+			return 0, err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, nil
+	}
+	bob, other := tg.dial(t, "developer-bob"), tg.dial(t, "developer-other")
+	bobR, otherR := bufio.NewReader(bob), bufio.NewReader(other)
+	for _, c := range []struct {
+		c  *tls.Conn
+		br *bufio.Reader
+	}{{bob, bobR}, {other, otherR}} {
+		code, err := ping(c.c, c.br)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code)
+	}
+	tg.inv.revoked.Store("developer-bob", true)
+	revoked := time.Now()
+	require.NoError(t, bob.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err := bobR.ReadByte()
+	require.Error(t, err, "bob's connection is still open")
+	assert.Less(t, time.Since(revoked), time.Second, "cut after %v", time.Since(revoked))
+	code, err := ping(other, otherR)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, code)
+	recs, err := authz.ReadAudit(tg.audit, authz.AuditFilter{User: "developer-bob"})
+	require.NoError(t, err)
+	require.NotEmpty(t, recs)
+	last := recs[len(recs)-1]
+	assert.Equal(t, PhaseSession, last.Phase)
+	assert.Equal(t, RuleSessionCut, last.Rule)
+	assert.Contains(t, last.Reason, "revoked")
+}
+
+// TestBrokenTLSFilesKeepTheLastGood: server files replaced by a key that
+// does not match, then by a good new pair: the gateway keeps serving the
+// last good certificate, says so, and takes the good pair.
+func TestBrokenTLSFilesKeepTheLastGood(t *testing.T) {
+	t.Parallel()
+	tg := startGateway(t)
+	serialOf := func() *big.Int {
+		c := tg.dial(t, "admin-1")
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber
+	}
+	first := serialOf()
+	_, _, otherKey := tg.pki.issue(t, "unrelated", true)
+	require.NoError(t, os.WriteFile(filepath.Join(tg.pki.dir, "server-key.pem"), otherKey, 0o600))
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(tg.log.String(), "keeping the last good ones") {
+		require.True(t, time.Now().Before(deadline), "no word of the broken files: %s", tg.log.String())
+		assert.Equal(t, first, serialOf())
+		time.Sleep(50 * time.Millisecond)
+	}
+	assert.Equal(t, first, serialOf())
+	tg.pki.writeServer(t)
+	deadline = time.Now().Add(2 * time.Second)
+	for serialOf().Cmp(first) == 0 {
+		require.True(t, time.Now().Before(deadline), "the good pair was not taken")
+		time.Sleep(50 * time.Millisecond)
+	}
 }

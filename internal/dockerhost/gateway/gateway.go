@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
@@ -184,15 +185,16 @@ func (g *Gateway) Close() error {
 	return nil
 }
 
-// countingReader counts what is read through it.
+// countingReader counts what is read through it; the transport may still
+// be sending a body when the answer is in, hence the atomic count.
 type countingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 

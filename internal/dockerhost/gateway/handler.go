@@ -87,7 +87,7 @@ func (g *Gateway) finish(c *call) {
 	c.rec.DurationMS = float64(time.Since(c.start).Microseconds()) / 1000
 	c.rec.BytesIn, c.rec.BytesOut = int64(len(c.body)), c.out
 	if c.in != nil {
-		c.rec.BytesIn += c.in.n
+		c.rec.BytesIn += c.in.n.Load()
 	}
 	g.cfg.Engine.Audit(c.rec)
 }

@@ -95,7 +95,8 @@ func (g *Gateway) hijack(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	in, out := pipe(client, cbuf.Reader, up, br)
-	c.in = &countingReader{n: in}
+	c.in = &countingReader{}
+	c.in.n.Store(in)
 	c.out += out
 }
 

@@ -75,8 +75,10 @@ is the only one, so dockerd must not also listen on TCP.
 
 It fails closed: an unreadable inventory or policy denies every request
 (see 'dtls authz serve'); a gateway that stops takes remote access down
-and nothing else. Each request is one JSON line in --audit-log (the
-plugin's format, with issuer, duration and bytes) and on stdout.`,
+and nothing else. --mode warn forwards what enforce would deny, records
+it as warn, and cuts no open connection. Each request is one JSON line in
+--audit-log (the plugin's format, with issuer, duration and bytes) and on
+stdout.`,
 		Example: `  $ sudo dtls gateway serve
   $ sudo dtls gateway serve --listen tcp://10.0.0.5:2376 --mode warn`,
 		Args: exactArgs(0, "no arguments"),

@@ -141,7 +141,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startGateway(t *testing.T) *testGateway {
+func startGateway(t *testing.T) *testGateway { return startGatewayMode(t, authz.ModeEnforce) }
+
+func startGatewayMode(t *testing.T, mode authz.Mode) *testGateway {
 	t.Helper()
 	d := sandbox.StartForTest(t)
 	p := newTestPKI(t)
@@ -153,7 +155,7 @@ func startGateway(t *testing.T) *testGateway {
 	require.NoError(t, err)
 	inv := inventory{revoked: &sync.Map{}}
 	log := &syncBuffer{}
-	cfg := authz.Config{Inventory: inv, Audit: al, Objects: reg, Log: log}
+	cfg := authz.Config{Inventory: inv, Audit: al, Objects: reg, Log: log, Mode: mode}
 	engine, err := authz.NewEngine(cfg)
 	require.NoError(t, err)
 	plugin, err := authz.NewPlugin(cfg)
@@ -171,6 +173,22 @@ func startGateway(t *testing.T) *testGateway {
 		assert.NoError(t, <-done)
 	})
 	return &testGateway{g: g, plugin: plugin, addr: l.Addr().String(), pki: p, audit: audit, d: d, inv: inv, log: log}
+}
+
+// records waits (5 s at most) for n audit records of user and returns
+// them.
+func (tg *testGateway) records(t *testing.T, user string, n int) []authz.AuditRecord {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		recs, err := authz.ReadAudit(tg.audit, authz.AuditFilter{User: user})
+		require.NoError(t, err)
+		if len(recs) >= n {
+			return recs
+		}
+		require.True(t, time.Now().Before(deadline), "%d audit records of %s, want %d", len(recs), user, n)
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (tg *testGateway) dial(t *testing.T, cn string) *tls.Conn {
@@ -379,9 +397,7 @@ func TestKeptAliveConnectionIsCut(t *testing.T) {
 	code, err := ping(other, otherR)
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusOK, code)
-	recs, err := authz.ReadAudit(tg.audit, authz.AuditFilter{User: "developer-bob"})
-	require.NoError(t, err)
-	require.NotEmpty(t, recs)
+	recs := tg.records(t, "developer-bob", 2)
 	last := recs[len(recs)-1]
 	assert.Equal(t, PhaseSession, last.Phase)
 	assert.Equal(t, RuleSessionCut, last.Rule)
@@ -415,4 +431,18 @@ func TestBrokenTLSFilesKeepTheLastGood(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "the good pair was not taken")
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestWarnModeForwards: in warn mode what enforce would deny is forwarded
+// to dockerd and recorded as warn.
+func TestWarnModeForwards(t *testing.T) {
+	t.Parallel()
+	tg := startGatewayMode(t, authz.ModeWarn)
+	rs := tg.raw(t, "readonly-1", "POST /v1.41/containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"Image\":\"none:1\"}", 1)
+	require.Len(t, rs, 1)
+	assert.Equal(t, http.StatusNotFound, rs[0].StatusCode, "dockerd's answer: no such image")
+	// The record is written when the request ends, after the answer.
+	recs := tg.records(t, "readonly-1", 1)
+	assert.Equal(t, authz.DecisionWarn, recs[0].Decision)
+	assert.Equal(t, http.StatusNotFound, recs[0].Status)
 }

@@ -76,6 +76,8 @@ func newGatewayHost(t *testing.T) *gatewayHost {
 	t.Cleanup(func() {
 		_ = h.cmd.Process.Signal(syscall.SIGTERM)
 		_ = h.cmd.Wait()
+		// Under go test -race the gateway is race-checked too.
+		assert.NotContains(t, h.out.String(), "WARNING: DATA RACE")
 		if t.Failed() {
 			t.Logf("gateway output:\n%s", tailString(h.out.String(), 6000))
 		}

@@ -70,13 +70,16 @@ func (s *sessions) cutWhere(refuse func(*x509.Certificate) authz.Caller) []cut {
 		}
 	}
 	s.mu.Unlock()
-	verdicts := map[*x509.Certificate]authz.Caller{}
+	// One question per certificate (issuer and serial), however many
+	// connections it has open.
+	verdicts := map[string]authz.Caller{}
 	var out []cut
 	for c, leaf := range list {
-		v, ok := verdicts[leaf]
+		key := string(leaf.RawIssuer) + "/" + leaf.SerialNumber.String()
+		v, ok := verdicts[key]
 		if !ok {
 			v = refuse(leaf)
-			verdicts[leaf] = v
+			verdicts[key] = v
 		}
 		if v.Refused == "" {
 			continue

@@ -38,6 +38,7 @@ type gatewayHost struct {
 	Port                                      int
 	Daemon                                    *sandbox.Daemon
 	docker                                    string
+	exe                                       string
 	cmd                                       *exec.Cmd
 	out                                       *bytes.Buffer
 }
@@ -60,7 +61,8 @@ func newGatewayHost(t *testing.T) *gatewayHost {
 	require.NoError(t, atomicfile.Write(daemonJSON, sandbox.BaseConfig(dir), 0o644))
 	require.NoError(t, atomicfile.Write(initJSON, []byte("{}\n"), 0o644))
 	require.NoError(t, os.Mkdir(systemd, 0o755))
-	_, stderr, code := dtls(t, time.Now(), "init", "--state-dir", h.State, "--certs-dir", h.Certs, "--daemon-json", initJSON,
+	h.exe = dtlsExe(t)
+	_, stderr, code := h.dtls(t, "init", "--state-dir", h.State, "--certs-dir", h.Certs, "--daemon-json", initJSON,
 		"--systemd-dir", systemd, "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--host", "localhost", "--host", "127.0.0.1")
 	require.Equal(t, 0, code, stderr)
 	d, err := sandbox.Start(context.Background(), dir, daemonJSON)
@@ -68,7 +70,7 @@ func newGatewayHost(t *testing.T) *gatewayHost {
 	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
 	h.Daemon = d
 	require.NoError(t, os.WriteFile(h.Policy, []byte(`{"default_role": "readonly"}`+"\n"), 0o644))
-	h.cmd = exec.Command(dtlsExe(t), "gateway", "serve", "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
+	h.cmd = exec.Command(h.exe, "gateway", "serve", "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
 		"--docker", "unix://"+d.Socket, "--state-dir", h.State, "--certs-dir", h.Certs, "--policy", h.Policy,
 		"--audit-log", h.Audit, "--daemon-json", daemonJSON)
 	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
@@ -92,9 +94,27 @@ func newGatewayHost(t *testing.T) *gatewayHost {
 	return h
 }
 
+// dtls runs a dtls command as a process of its own: the tests run in
+// parallel, and the command's in-process entry sets globals (cfssl's log
+// level).
+func (h *gatewayHost) dtls(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(h.exe, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return out.String(), errOut.String(), code
+}
+
 func (h *gatewayHost) issue(t *testing.T, name, role string, extra ...string) string {
 	t.Helper()
-	out, stderr, code := dtls(t, time.Now(), append([]string{"issue-client", name, "--role", role, "--state-dir", h.State,
+	out, stderr, code := h.dtls(t, append([]string{"issue-client", name, "--role", role, "--state-dir", h.State,
 		"--out", filepath.Join(h.Bundles, name)}, extra...)...)
 	require.Equal(t, 0, code, stderr)
 	return out
@@ -219,7 +239,7 @@ func TestGatewayRolesWithRealDocker(t *testing.T) {
 	rolesWithRealDocker(t, d, &authzPlugin{Policy: h.Policy}, h.Dir, allowed, denied, as)
 
 	allowed("bob", "ps")
-	_, stderr, code := dtls(t, time.Now(), "revoke", "bob", "--state-dir", h.State)
+	_, stderr, code := h.dtls(t, "revoke", "bob", "--state-dir", h.State)
 	require.Equal(t, 0, code, stderr)
 	denied("bob", "revoked", "ps")
 	allowed("dev", "ps")
@@ -438,7 +458,7 @@ func TestGatewayRevocationCutsStreams(t *testing.T) {
 		return s
 	}
 	bob, dev := open("bob"), open("dev")
-	_, stderr, code := dtls(t, time.Now(), "revoke", "bob", "--state-dir", h.State)
+	_, stderr, code := h.dtls(t, "revoke", "bob", "--state-dir", h.State)
 	require.Equal(t, 0, code, stderr)
 	revoked := time.Now()
 	select {
@@ -509,7 +529,7 @@ func TestGatewayReloadsCertificates(t *testing.T) {
 	before := serialOf(old)
 	require.Equal(t, serialOfFile(t, filepath.Join(h.Certs, "server-cert.pem")), before)
 
-	_, stderr, code := dtls(t, time.Now().Add(time.Minute), "renew", "--server", "--state-dir", h.State)
+	_, stderr, code := h.dtls(t, "renew", "--server", "--state-dir", h.State)
 	require.Equal(t, 0, code, stderr)
 	renewed := time.Now()
 	after := serialOfFile(t, filepath.Join(h.Certs, "server-cert.pem"))

@@ -245,9 +245,17 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c *call) {
 	w.WriteHeader(resp.StatusCode)
 	n, _ := w.Write(head)
 	c.out += int64(n)
-	// The head goes out at once: dockerd answers some calls with their
-	// headers long before the body (POST /containers/{id}/wait, which
-	// 'docker run' waits on before it starts the container; events).
+	if resp.ContentLength >= 0 {
+		// A whole answer of known length: written as one, not flushed
+		// piece by piece.
+		k, _ := io.Copy(w, resp.Body)
+		c.out += k
+		return
+	}
+	// A stream: the head goes out at once, as dockerd answers some calls
+	// with their headers long before the body (POST
+	// /containers/{id}/wait, which 'docker run' waits on before it starts
+	// the container; events), and then each piece as it comes.
 	_ = http.NewResponseController(w).Flush()
 	c.out += copyFlush(w, resp.Body)
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -94,7 +95,7 @@ func (g *Gateway) hijack(w http.ResponseWriter, r *http.Request, c *call) {
 	if err := cbuf.Writer.Flush(); err != nil {
 		return
 	}
-	in, out := pipe(client, cbuf.Reader, up, br)
+	in, out := pipe(client, rest(cbuf.Reader, client), up, rest(br, up))
 	c.in = &countingReader{}
 	c.in.n.Store(in)
 	c.out += out
@@ -118,6 +119,26 @@ func writeHead(w *bufio.Writer, resp *http.Response, clientUpgrade bool) {
 	w.WriteString("\r\n")
 }
 
+// rest is what remains to read of conn: the bytes br read ahead of the
+// stream (a client's stdin written right after its request, dockerd's
+// output right after its answer), then conn itself, without br's small
+// buffer in the way.
+func rest(br *bufio.Reader, conn net.Conn) io.Reader {
+	b, _ := br.Peek(br.Buffered())
+	return io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn)
+}
+
+// streamBuffer is the size of each read of a stream: large enough that
+// a bulk stream ('docker exec -i ... < file') moves in full TLS records.
+const streamBuffer = 256 << 10
+
+// copyStream copies src to dst through a buffer of streamBuffer bytes
+// (io.Copy would use 32 KiB, or the destination's ReadFrom).
+func copyStream(dst io.Writer, src io.Reader) int64 {
+	n, _ := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, streamBuffer))
+	return n
+}
+
 // closeWriter is a connection that can end its output alone.
 type closeWriter interface{ CloseWrite() error }
 
@@ -130,12 +151,12 @@ func pipe(client net.Conn, cr io.Reader, up net.Conn, ur io.Reader) (in, out int
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		in, _ = io.Copy(up, cr)
+		in = copyStream(up, cr)
 		if cw, ok := up.(closeWriter); ok {
 			cw.CloseWrite()
 		}
 	}()
-	out, _ = io.Copy(client, ur)
+	out = copyStream(client, ur)
 	if cw, ok := client.(closeWriter); ok {
 		cw.CloseWrite()
 	}

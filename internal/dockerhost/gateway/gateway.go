@@ -126,7 +126,7 @@ func New(c Config) (*Gateway, error) {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       10 * time.Minute,
 		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          log.New(c.Engine.ErrorLog(), "dtls-gateway: http: ", 0),
+		ErrorLog:          log.New(c.Engine.ErrorLog(), "dtls-gateway: ", 0),
 		// No HTTP/2 (a non-nil empty map disables it).
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {

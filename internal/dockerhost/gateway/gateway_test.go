@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"crypto/ecdsa"
@@ -18,7 +19,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -445,4 +448,92 @@ func TestWarnModeForwards(t *testing.T) {
 	recs := tg.records(t, "readonly-1", 1)
 	assert.Equal(t, authz.DecisionWarn, recs[0].Decision)
 	assert.Equal(t, http.StatusNotFound, recs[0].Status)
+}
+
+// catImage imports an image whose /cat copies stdin to stdout (a static
+// program built for the test) into the test's dockerd, and runs a
+// container of it as admin; it returns the container's ID.
+func catImage(t *testing.T, tg *testGateway) string {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nimport (\n\t\"io\"\n\t\"os\"\n\t\"time\"\n)\n\n"+
+		"func main() {\n\tif len(os.Args) > 1 {\n\t\ttime.Sleep(time.Hour)\n\t}\n\tio.Copy(os.Stdout, os.Stdin)\n}\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/cat\n\ngo 1.26\n"), 0o644))
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", "cat", ".")
+	build.Dir, build.Env = dir, append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, string(out))
+	bin, err := os.ReadFile(filepath.Join(dir, "cat"))
+	require.NoError(t, err)
+	var tarball bytes.Buffer
+	tw := tar.NewWriter(&tarball)
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "cat", Mode: 0o755, Size: int64(len(bin)), Typeflag: tar.TypeReg}))
+	_, err = tw.Write(bin)
+	require.NoError(t, err)
+	require.NoError(t, tw.Close())
+	c := tg.d.Client()
+	resp, err := c.Post("http://docker/images/create?fromSrc=-&repo=cat&tag=1", "application/x-tar", &tarball)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, err = c.Post("http://docker/containers/create", "application/json", strings.NewReader(`{"Image":"cat:1","Cmd":["/cat","sleep"]}`))
+	require.NoError(t, err)
+	var created struct {
+		ID string `json:"Id"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&created))
+	resp.Body.Close()
+	resp, err = c.Post("http://docker/containers/"+created.ID+"/start", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	return created.ID
+}
+
+// TestExecStreamRawFraming: an exec start whose stdin follows the request
+// in the same write (bytes the gateway's HTTP server reads ahead) reaches
+// the process, the client's half-close ends its stdin, and the output
+// comes back to its end; with "Upgrade: tcp" the answer is dockerd's 101,
+// without it (older clients) 200 and the raw stream.
+func TestExecStreamRawFraming(t *testing.T) {
+	t.Parallel()
+	tg := startGateway(t)
+	id := catImage(t, tg)
+	for _, upgrade := range []bool{true, false} {
+		resp, err := tg.d.Client().Post("http://docker/containers/"+id+"/exec", "application/json",
+			strings.NewReader(`{"AttachStdin":true,"AttachStdout":true,"AttachStderr":true,"Cmd":["/cat"]}`))
+		require.NoError(t, err)
+		var exec struct {
+			ID string `json:"Id"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&exec))
+		resp.Body.Close()
+
+		c := tg.dial(t, "admin-1")
+		require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
+		body := `{"Detach":false,"Tty":false}`
+		head := fmt.Sprintf("POST /v1.41/exec/%s/start HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", exec.ID, len(body))
+		if upgrade {
+			head += "Connection: Upgrade\r\nUpgrade: tcp\r\n"
+		}
+		_, err = io.WriteString(c, head+"\r\n"+body+"read ahead\n")
+		require.NoError(t, err)
+		require.NoError(t, c.CloseWrite())
+		br := bufio.NewReader(c)
+		answer, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		if upgrade {
+			assert.Equal(t, http.StatusSwitchingProtocols, answer.StatusCode)
+		} else {
+			assert.Equal(t, http.StatusOK, answer.StatusCode)
+		}
+		// The rest is dockerd's multiplexed stream (stdcopy: an 8-byte
+		// header per frame) until the process ends.
+		rest, err := io.ReadAll(br)
+		require.NoError(t, err)
+		require.Greater(t, len(rest), 8, "upgrade %v: %q", upgrade, rest)
+		assert.Equal(t, byte(1), rest[0], "a stdout frame")
+		assert.Equal(t, "read ahead\n", string(rest[8:]), "upgrade %v", upgrade)
+	}
 }

@@ -301,26 +301,48 @@ func (o *authzServeOptions) unitDirs() []string {
 	return daemonconfig.DefaultUnitDirs
 }
 
-func runAuthzServe(o *authzServeOptions) error {
-	if err := authz.CheckDaemonListeners(o.DaemonJSON, o.unitDirs()); err != nil {
-		return err
+// enforcement is what the plugin and the gateway share: the engine's
+// configuration (inventory, fleet follower, audit trail, owners' book,
+// protected paths) and what must be closed after.
+type enforcement struct {
+	cfg   authz.Config
+	fol   *revlist.Follower
+	local *authority.LazyReader
+	audit *authz.AuditLog
+}
+
+func (e *enforcement) Close() {
+	if e.fol != nil {
+		e.fol.Close()
 	}
+	if e.audit != nil {
+		e.audit.Close()
+	}
+	if e.local != nil {
+		e.local.Close()
+	}
+}
+
+// wireEnforcement assembles the engine's configuration from the options
+// of 'authz serve' or 'gateway serve'; the caller closes it.
+func wireEnforcement(o *authzServeOptions) (*enforcement, error) {
 	fol, err := fleetFollower(o)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	local, inv := authzInventory(o, fol)
-	defer local.Close()
-	audit, err := openAuthzAudit(o)
-	if err != nil {
-		return err
+	e := &enforcement{fol: fol}
+	var inv authz.Inventory
+	e.local, inv = authzInventory(o, fol)
+	if e.audit, err = openAuthzAudit(o); err != nil {
+		e.Close()
+		return nil, err
 	}
-	defer audit.Close()
 	objects, protected, err := authzObjects(o)
 	if err != nil {
-		return err
+		e.Close()
+		return nil, err
 	}
-	p, err := authz.NewPlugin(authz.Config{
+	e.cfg = authz.Config{
 		PolicyPath: o.Policy,
 		// The default path is optional and followed: a policy written
 		// there after the start is loaded, and removing it brings the
@@ -328,13 +350,39 @@ func runAuthzServe(o *authzServeOptions) error {
 		PolicyOptional: o.Policy == defaultAuthzPolicy,
 		Inventory:      inv,
 		Mode:           authz.Mode(o.Mode),
-		Audit:          audit,
+		Audit:          e.audit,
 		AuditFailure:   authz.AuditFailure(o.AuditFailure),
 		Log:            o.ErrOut,
 		Now:            o.Now,
 		Objects:        objects,
 		Protected:      protected,
-	})
+	}
+	return e, nil
+}
+
+// startFollower starts the fleet follower, if any, until ctx ends:
+// before serving, so that a kept list is in force from the first call;
+// the first fetch runs in the background, and until a list is in force
+// the fleet's certificates are denied.
+func startFollower(ctx context.Context, o *authzServeOptions, who string, fol *revlist.Follower) {
+	if fol == nil {
+		return
+	}
+	fmt.Fprintf(o.ErrOut, "dtls %s: following the revocation list of the CA at %s (every %s, kept in %s)\n",
+		who, fol.URL(), fleet.Duration(fol.Interval()), filepath.Join(o.StateDir, revlist.CacheFile))
+	fol.Start(ctx)
+}
+
+func runAuthzServe(o *authzServeOptions) error {
+	if err := authz.CheckDaemonListeners(o.DaemonJSON, o.unitDirs()); err != nil {
+		return err
+	}
+	en, err := wireEnforcement(o)
+	if err != nil {
+		return err
+	}
+	defer en.Close()
+	p, err := authz.NewPlugin(en.cfg)
 	if err != nil {
 		return err
 	}
@@ -344,15 +392,7 @@ func runAuthzServe(o *authzServeOptions) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if fol != nil {
-		// Started before serving, so that a kept list is in force from
-		// the first call; the first fetch runs in the background, and
-		// until a list is in force the fleet's certificates are denied.
-		fmt.Fprintf(o.ErrOut, "dtls authz: following the revocation list of the CA at %s (every %s, kept in %s)\n",
-			fol.URL(), fleet.Duration(fol.Interval()), filepath.Join(o.StateDir, revlist.CacheFile))
-		fol.Start(ctx)
-		defer fol.Close()
-	}
+	startFollower(ctx, o, "authz", en.fol)
 	return serveAuthz(ctx, o, p, ls)
 }
 

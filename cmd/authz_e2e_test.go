@@ -618,14 +618,19 @@ func rolesWithRealDocker(t *testing.T, d *sandbox.Daemon, plugin *authzPlugin, d
 	allowed("root-admin", "run", "-d", "--name", "reuse", "--cap-add", "SYS_ADMIN", "sleeper:1", "/sleep")
 	denied("dev", "was created by someone else", "exec", "-d", "reuse", "/sleep")
 	// A container the plugin did not see created by a certificate
-	// holder (here over the unix socket) is not the developer's.
+	// holder (here over the unix socket) is not the developer's: the
+	// plugin saw the unix socket create it, the gateway saw nothing.
 	var resp *http.Response
 	resp, err = d.Client().Post("http://docker/containers/create?name=before", "application/json", strings.NewReader(`{"Image":"sleeper:1","Cmd":["/sleep"]}`))
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
-	denied("dev", "was created by someone else", "start", "before")
+	denied("dev", "was created by", "start", "before")
 
+	if plugin.Socket == "" {
+		// The gateway: dockerd's unix socket does not go through it.
+		return
+	}
 	// The plugin's own lookups go through dockerd's unix socket: they
 	// pass even when the policy denies that socket to everyone else.
 	pol = fmt.Sprintf(`{"default_role": "readonly", "unix": "deny", "bind_roots": [%q]}`, filepath.Join(work, "{user}"))

@@ -301,7 +301,7 @@ func TestBodyExec(t *testing.T) {
 		"adminbox":              "was created by someone else",
 		strings.Repeat("b", 12): "was created by someone else",
 		"other":                 "was created by someone else",
-		"legacy":                "created by nobody the plugin saw",
+		"legacy":                "created by nobody dtls saw",
 		"ghost":                 `no container "ghost"`,
 		"privbox":               "is not one this role could create now: a privileged container",
 		"etcbox":                "is not one this role could create now: bind mount of /etc",

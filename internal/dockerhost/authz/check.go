@@ -161,7 +161,7 @@ func (k *checker) owned(kind ObjectKind, ref, field string) (Object, bool) {
 	if o.Owner != k.caller {
 		who := "someone else"
 		if o.Owner == "" {
-			who = "nobody the plugin saw (created before it ran, or by dockerd itself)"
+			who = "nobody dtls saw (created before it ran, or over dockerd's unix socket without it)"
 		}
 		k.c.fail(field, fmt.Sprintf("%s %q was created by %s: a role that is not admin acts only on what its holder created", kind, ref, who))
 		return o, false

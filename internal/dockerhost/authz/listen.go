@@ -180,7 +180,13 @@ const listenFDsStart = 3
 // listening unix socket is refused (a TCP socket would put the plugin on
 // the network), and a socket file that group or others may write to is
 // given mode 0600.
-func ListenersFromSystemd() ([]net.Listener, error) {
+func ListenersFromSystemd() ([]net.Listener, error) { return systemdListeners(false) }
+
+// TCPListenersFromSystemd is ListenersFromSystemd for the gateway: the
+// sockets passed must be listening TCP sockets.
+func TCPListenersFromSystemd() ([]net.Listener, error) { return systemdListeners(true) }
+
+func systemdListeners(tcp bool) ([]net.Listener, error) {
 	defer func() {
 		os.Unsetenv("LISTEN_PID")
 		os.Unsetenv("LISTEN_FDS")
@@ -204,7 +210,7 @@ func ListenersFromSystemd() ([]net.Listener, error) {
 		if i < len(names) && names[i] != "" {
 			name = names[i]
 		}
-		l, err := systemdListener(fd, name)
+		l, err := systemdListener(fd, name, tcp)
 		if err != nil {
 			return fail(err)
 		}

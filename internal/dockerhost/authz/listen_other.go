@@ -10,7 +10,7 @@ import (
 )
 
 // systemdListener: there is no systemd socket activation outside unix.
-func systemdListener(fd int, name string) (net.Listener, error) {
+func systemdListener(fd int, name string, tcp bool) (net.Listener, error) {
 	return nil, fmt.Errorf("socket activation: fd %d (%s): not supported on %s", fd, name, runtime.GOOS)
 }
 

@@ -12,7 +12,7 @@ import (
 
 // systemdListener turns a passed file descriptor into a listener, after
 // checking that it is a listening unix socket.
-func systemdListener(fd int, name string) (net.Listener, error) {
+func systemdListener(fd int, name string, tcp bool) (net.Listener, error) {
 	syscall.CloseOnExec(fd)
 	if v, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_ACCEPTCONN); err != nil {
 		return nil, fmt.Errorf("socket activation: fd %d (%s) is not a socket: %w", fd, name, err)
@@ -25,6 +25,13 @@ func systemdListener(fd int, name string) (net.Listener, error) {
 	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("socket activation: fd %d (%s): %w", fd, name, err)
+	}
+	if tcp {
+		if _, ok := l.Addr().(*net.TCPAddr); !ok {
+			l.Close()
+			return nil, fmt.Errorf("socket activation: fd %d (%s) is a %s socket (%s), not a TCP socket", fd, name, l.Addr().Network(), l.Addr())
+		}
+		return l, nil
 	}
 	addr, ok := l.Addr().(*net.UnixAddr)
 	if !ok {

@@ -983,6 +983,21 @@ func TestListenersFromSystemd(t *testing.T) {
 			require.NoError(t, err)
 			return f, func() { l.Close() }
 		}},
+		// The gateway's: a TCP socket is what it wants, a unix one not.
+		{"gateway-tcp", func(t *testing.T) (*os.File, func()) {
+			l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			require.NoError(t, err)
+			f, err := l.File()
+			require.NoError(t, err)
+			return f, func() { l.Close() }
+		}},
+		{"gateway-unix", func(t *testing.T) (*os.File, func()) {
+			l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "gateway.sock"), Net: "unix"})
+			require.NoError(t, err)
+			f, err := l.File()
+			require.NoError(t, err)
+			return f, func() { l.Close() }
+		}},
 		{"file", func(t *testing.T) (*os.File, func()) {
 			f, err := os.Create(filepath.Join(dir, "not-a-socket"))
 			require.NoError(t, err)
@@ -1030,6 +1045,10 @@ func TestListenersFromSystemd(t *testing.T) {
 
 // systemdChild is the socket-activated side of TestListenersFromSystemd.
 func systemdChild(t *testing.T, mode string) {
+	if strings.HasPrefix(mode, "gateway-") {
+		gatewaySystemdChild(t, mode)
+		return
+	}
 	ls, err := ListenersFromSystemd()
 	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
 		_, set := os.LookupEnv(k)
@@ -1055,4 +1074,21 @@ func systemdChild(t *testing.T, mode string) {
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	require.NoError(t, p.Close())
 	require.NoError(t, <-served)
+}
+
+// gatewaySystemdChild is the gateway's side: TCPListenersFromSystemd takes
+// a listening TCP socket and refuses a unix one.
+func gatewaySystemdChild(t *testing.T, mode string) {
+	ls, err := TCPListenersFromSystemd()
+	if mode == "gateway-unix" {
+		require.Error(t, err)
+		assert.Regexp(t, `^socket activation: fd 3 \(dtls-authz.socket\) is a unix socket \(.*gateway.sock\), not a TCP socket$`, err.Error())
+		return
+	}
+	require.NoError(t, err)
+	require.Len(t, ls, 1)
+	addr, ok := ls[0].Addr().(*net.TCPAddr)
+	require.True(t, ok, "%T", ls[0].Addr())
+	assert.True(t, addr.IP.IsLoopback())
+	ls[0].Close()
 }

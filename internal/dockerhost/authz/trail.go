@@ -31,46 +31,50 @@ func (f AuditFailure) Check() error {
 	return fmt.Errorf("invalid audit failure setting %q: want %q or %q", f, AuditDenyWrites, AuditDenyAll)
 }
 
-// audit writes rec to the audit trail before resp is returned to dockerd.
-// When the trail's file cannot be written, a request that changes
-// something (or any request, with AuditDenyAll) is denied, saying why;
-// the call is then recorded on the log's other writer (the journal) and
-// counted in the trail's status. A response is never denied: the call is
-// done. An error of the other writer alone is only logged.
-func (p *Plugin) audit(rec AuditRecord, resp authzResponse) authzResponse {
-	if p.cfg.Audit == nil {
-		return resp
+// Record writes rec to the audit trail before the request it decides
+// goes on (the plugin answers dockerd, the gateway forwards), and returns
+// the decision that stands: allow as given, unless the trail's file
+// cannot be written and rec is a request that changes something (or any
+// request, with AuditDenyAll): that one is denied, saying why, and msg is
+// the denial's message. The call is then recorded on the log's other
+// writer (the journal) and counted in the trail's status. A response, a
+// session record or a denial is never turned into anything else: those
+// calls are done or go nowhere. An error of the other writer alone is
+// only logged.
+func (e *Engine) Record(rec AuditRecord, allow bool) (ok bool, msg string) {
+	if e.cfg.Audit == nil {
+		return allow, ""
 	}
-	err := p.cfg.Audit.Write(rec)
+	err := e.cfg.Audit.Write(rec)
 	if err == nil {
-		return resp
+		return allow, ""
 	}
-	p.logf("audit", "%v", err)
+	e.logf("audit", "%v", err)
 	var te *TrailError
 	if !errors.As(err, &te) {
-		return resp
+		return allow, ""
 	}
-	deny := rec.Phase == PhaseRequest && resp.Allow && !p.goesOnWithoutTrail(rec)
+	deny := rec.Phase == PhaseRequest && allow && !e.goesOnWithoutTrail(rec)
 	if deny {
 		rec.Decision, rec.Rule = DecisionDeny, ruleAuditFailure
 		rec.Reason = fmt.Sprintf("the audit trail cannot be written (%v): calls that change something are denied until it can", te.Err)
-		if p.cfg.AuditFailure == AuditDenyAll {
+		if e.cfg.AuditFailure == AuditDenyAll {
 			rec.Reason = fmt.Sprintf("the audit trail cannot be written (%v): every call is denied until it can", te.Err)
 		}
-		resp = authzResponse{Msg: "denied: " + rec.Reason + " (rule " + ruleAuditFailure + ")"}
+		msg = "denied: " + rec.Reason + " (rule " + ruleAuditFailure + ")"
 	}
-	if err := p.cfg.Audit.Fallback(rec, deny); err != nil {
-		p.logf("audit", "%v", err)
+	if err := e.cfg.Audit.Fallback(rec, deny); err != nil {
+		e.logf("audit", "%v", err)
 	}
-	return resp
+	return allow && !deny, msg
 }
 
 // goesOnWithoutTrail says whether the request of rec may go on while the
 // trail cannot be written: with AuditDenyWrites, the reads the readonly
 // role may make (the routes at levelRead, which leave out what copies
 // data out or writes through a GET, such as a websocket attach).
-func (p *Plugin) goesOnWithoutTrail(rec AuditRecord) bool {
-	if p.cfg.AuditFailure == AuditDenyAll || (rec.Method != "GET" && rec.Method != "HEAD") {
+func (e *Engine) goesOnWithoutTrail(rec AuditRecord) bool {
+	if e.cfg.AuditFailure == AuditDenyAll || (rec.Method != "GET" && rec.Method != "HEAD") {
 		return false
 	}
 	u, err := parseURI(rec.URI)

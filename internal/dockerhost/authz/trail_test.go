@@ -9,9 +9,9 @@ import (
 // TestGoesOnWithoutTrail: while the trail cannot be written only the reads
 // the readonly role may make go on (deny-writes), none with deny-all.
 func TestGoesOnWithoutTrail(t *testing.T) {
-	writes := &Plugin{cfg: Config{AuditFailure: AuditDenyWrites}}
-	all := &Plugin{cfg: Config{AuditFailure: AuditDenyAll}}
-	dflt := &Plugin{}
+	writes := &Engine{cfg: Config{AuditFailure: AuditDenyWrites}}
+	all := &Engine{cfg: Config{AuditFailure: AuditDenyAll}}
+	dflt := &Engine{}
 	for _, c := range []struct {
 		method, uri string
 		read        bool

@@ -1,0 +1,312 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
+)
+
+// call is one request through the gateway, and its audit record.
+type call struct {
+	start    time.Time
+	caller   authz.Caller
+	rec      authz.AuditRecord
+	body     []byte // the whole body the decision read; nil when streamed
+	in       *countingReader
+	out      int64
+	status   int
+	answered bool // a response (or a hijack) began: a panic can no longer answer
+	// recorded: the request's record is in the trail (written before the
+	// request went on); finish then adds the response's.
+	recorded bool
+}
+
+// ServeHTTP identifies the caller, decides, and forwards what is allowed.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := &call{start: time.Now()}
+	defer g.finish(c)
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		_, c.rec = g.cfg.Engine.Internal(v, debug.Stack())
+		c.rec.Rule = ruleInternal
+		if !c.answered {
+			g.refuse(w, c, http.StatusInternalServerError, "internal error: the request was not forwarded")
+		}
+	}()
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		// crypto/tls required and verified one (RequireAndVerifyClientCert).
+		panic("no client certificate on a TLS connection")
+	}
+	leaf := r.TLS.PeerCertificates[0]
+	if conn, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		g.sess.track(conn, leaf)
+	}
+	// The inventory is asked on every request, not once per connection.
+	c.caller = g.cfg.Engine.Identify(leaf)
+	c.rec = authz.AuditRecord{Time: g.cfg.Engine.Now(), Phase: authz.PhaseRequest, Method: r.Method, URI: r.RequestURI,
+		User: c.caller.ID.User, Serial: c.caller.ID.Serial, CN: c.caller.CN, Issuer: c.caller.Issuer, Source: string(authz.SourceTCP),
+		Decision: authz.DecisionDeny}
+	c.rec.Path, _ = authz.CanonicalPath(r.RequestURI)
+	if why := malformed(r); why != "" {
+		c.rec.Rule, c.rec.Reason = ruleMalformed, why
+		g.refuse(w, c, http.StatusBadRequest, why)
+		return
+	}
+	if !g.readBody(w, r, c) {
+		return
+	}
+	v, rec := g.cfg.Engine.Decide(c.caller, r.Method, r.RequestURI, c.body, flatten(r.Header, c.body, r.ContentLength))
+	c.rec = rec
+	if !v.Allow {
+		g.refuse(w, c, http.StatusForbidden, v.Msg)
+		return
+	}
+	// The record is in the trail before the request goes on; a trail
+	// that cannot be written denies what changes something (Engine.Record).
+	ok, msg := g.cfg.Engine.Record(c.rec, true)
+	if !ok {
+		c.rec.Decision, c.rec.Rule, c.rec.Reason = authz.DecisionDeny, ruleAuditFailure, msg
+		c.recorded = true // Record wrote it where it could, as a denial
+		g.refuse(w, c, http.StatusServiceUnavailable, msg)
+		return
+	}
+	c.recorded = true
+	if hijacked(r.Method, c.rec.Path) {
+		g.hijack(w, r, c)
+		return
+	}
+	g.forward(w, r, c)
+}
+
+// finish writes what the trail does not have yet: a refused request's
+// record, or the response's of a request that went on (its status, how
+// long it took and the bytes each way), as the plugin's response phase.
+func (g *Gateway) finish(c *call) {
+	if c.recorded && c.rec.Decision == authz.DecisionDeny {
+		return
+	}
+	rec := c.rec
+	if c.recorded {
+		rec.Phase, rec.Time, rec.Fields = authz.PhaseResponse, g.cfg.Engine.Now(), nil
+	}
+	rec.Status = c.status
+	rec.DurationUS = time.Since(c.start).Microseconds()
+	rec.BytesIn, rec.BytesOut = int64(len(c.body)), c.out
+	if c.in != nil {
+		rec.BytesIn += c.in.n.Load()
+	}
+	g.cfg.Engine.Audit(rec)
+}
+
+// malformed says why a request is not forwarded whatever the policy: a
+// request-target that is not a path (absolute-form, "*"), or a form body,
+// which dockerd's handlers read before the query (net/http ParseForm puts
+// a urlencoded body's values first) where no decision looked.
+func malformed(r *http.Request) string {
+	if !strings.HasPrefix(r.RequestURI, "/") || strings.HasPrefix(r.RequestURI, "//") {
+		return fmt.Sprintf("request-target %q is not an absolute path", r.RequestURI)
+	}
+	if r.ContentLength != 0 {
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
+			return "a form body (application/x-www-form-urlencoded) is not part of the Docker API: dockerd would read its values before the query's"
+		}
+	}
+	return ""
+}
+
+// readBody reads the whole body of a request the policy decides by its
+// body (chunked included: net/http decodes it), bounded; it answers 413 and
+// reports false over the bound.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, c *call) bool {
+	if !authz.ReadsBody(r.Method, r.RequestURI) {
+		return true
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, g.cfg.MaxBody+1))
+	switch {
+	case err != nil:
+		c.rec.Rule, c.rec.Reason = ruleMalformed, fmt.Sprintf("reading the request body: %v", err)
+		g.refuse(w, c, http.StatusBadRequest, c.rec.Reason)
+		return false
+	case int64(len(b)) > g.cfg.MaxBody:
+		c.rec.Rule = ruleBodyTooLarge
+		c.rec.Reason = fmt.Sprintf("the body of %s %s is over %d bytes: denied, the gateway decides on whole bodies only", r.Method, c.rec.Path, g.cfg.MaxBody)
+		g.refuse(w, c, http.StatusRequestEntityTooLarge, c.rec.Reason)
+		return false
+	}
+	c.body = b
+	return true
+}
+
+// flatten gives the policy the request's headers as dockerd gives them to
+// a plugin (last value wins), with the Content-Length of what will be
+// forwarded.
+func flatten(h http.Header, body []byte, length int64) map[string]string {
+	out := make(map[string]string, len(h)+1)
+	for k, v := range h {
+		if len(v) > 0 {
+			out[k] = v[len(v)-1]
+		}
+	}
+	switch {
+	case body != nil:
+		out["Content-Length"] = strconv.Itoa(len(body))
+	case length >= 0:
+		out["Content-Length"] = strconv.FormatInt(length, 10)
+	default:
+		delete(out, "Content-Length")
+	}
+	return out
+}
+
+// refuse answers with dockerd's error format ({"message": ...}), which the
+// Docker CLI prints as "Error response from daemon: MESSAGE".
+func (g *Gateway) refuse(w http.ResponseWriter, c *call, status int, msg string) {
+	c.answered, c.status = true, status
+	c.rec.Decision = authz.DecisionDeny
+	b, _ := json.Marshal(map[string]string{"message": "authorization denied by dtls-gateway: " + msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	n, _ := w.Write(append(b, '\n'))
+	c.out += int64(n)
+}
+
+// hopHeaders are the hop-by-hop headers (RFC 9110 section 7.6.1, and
+// those Go's httputil.ReverseProxy drops); never forwarded either way.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Expect", "Content-Length"}
+
+// cleanHeaders copies h without hop-by-hop headers, those Connection
+// names, and any X-Dtls-* header (none may speak for the gateway).
+func cleanHeaders(h http.Header) http.Header {
+	out := h.Clone()
+	for _, v := range h.Values("Connection") {
+		for _, f := range strings.Split(v, ",") {
+			out.Del(strings.TrimSpace(f))
+		}
+	}
+	for _, k := range hopHeaders {
+		out.Del(k)
+	}
+	for k := range out {
+		if strings.HasPrefix(strings.ToLower(k), "x-dtls-") {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
+// upstream builds the request to dockerd: the same method, request-target
+// and headers (cleaned), and the body decided on or the client's, decoded
+// by net/http and sent again with its own framing.
+func (g *Gateway) upstream(r *http.Request, c *call) *http.Request {
+	path, query, _ := strings.Cut(r.RequestURI, "?")
+	out := (&http.Request{
+		Method:     r.Method,
+		URL:        &url.URL{Scheme: "http", Host: "docker", Opaque: path, RawQuery: query},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     cleanHeaders(r.Header),
+		Host:       r.Host,
+	}).WithContext(r.Context())
+	switch {
+	case c.body != nil:
+		out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(c.body)), int64(len(c.body))
+	case r.ContentLength == 0:
+		out.Body = http.NoBody
+	default:
+		c.in = &countingReader{r: r.Body}
+		out.Body, out.ContentLength = c.in, r.ContentLength
+	}
+	return out
+}
+
+// maxObserved bounds a response read for the owners' book.
+const maxObserved = 1 << 20
+
+// forward sends the request to dockerd and relays the answer, flushing as
+// it comes (logs -f, events, stats and pulls stream).
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c *call) {
+	resp, err := g.transport.RoundTrip(g.upstream(r, c))
+	if err != nil {
+		c.rec.Reason = c.rec.Reason + "; dockerd: " + err.Error()
+		g.fail(w, c, fmt.Sprintf("dtls-gateway: dockerd did not answer: %v", err))
+		return
+	}
+	defer resp.Body.Close()
+	var head []byte
+	if authz.Observes(r.Method, c.rec.Path) && resp.StatusCode/100 == 2 {
+		head, _ = io.ReadAll(io.LimitReader(resp.Body, maxObserved))
+		g.cfg.Engine.Observe(c.caller, r.Method, r.RequestURI, resp.StatusCode, c.body, head)
+	}
+	h := w.Header()
+	for k, v := range cleanHeaders(resp.Header) {
+		h[k] = v
+	}
+	if resp.ContentLength >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	c.answered, c.status = true, resp.StatusCode
+	w.WriteHeader(resp.StatusCode)
+	n, _ := w.Write(head)
+	c.out += int64(n)
+	if resp.ContentLength >= 0 {
+		// A whole answer of known length: written as one, not flushed
+		// piece by piece.
+		k, _ := io.Copy(w, resp.Body)
+		c.out += k
+		return
+	}
+	// A stream: the head goes out at once, as dockerd answers some calls
+	// with their headers long before the body (POST
+	// /containers/{id}/wait, which 'docker run' waits on before it starts
+	// the container; events), and then each piece as it comes.
+	_ = http.NewResponseController(w).Flush()
+	c.out += copyFlush(w, resp.Body)
+}
+
+// fail answers 502 in dockerd's error format.
+func (g *Gateway) fail(w http.ResponseWriter, c *call, msg string) {
+	c.answered, c.status = true, http.StatusBadGateway
+	b, _ := json.Marshal(map[string]string{"message": msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadGateway)
+	n, _ := w.Write(append(b, '\n'))
+	c.out += int64(n)
+}
+
+// copyFlush copies src to w, flushing after each read so that a stream
+// reaches the client as dockerd writes it.
+func copyFlush(w http.ResponseWriter, src io.Reader) int64 {
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		k, err := src.Read(buf)
+		if k > 0 {
+			if _, werr := w.Write(buf[:k]); werr != nil {
+				return n
+			}
+			n += int64(k)
+			_ = rc.Flush()
+		}
+		if err != nil {
+			return n
+		}
+	}
+}

@@ -59,6 +59,10 @@ type InitRequest struct {
 	AuthzExe    string // the dtls binary the service runs
 	AuthzLog    string // the audit log the service writes
 	AuthzPolicy string // the policy file ("" for the built-in one)
+	// PackagedUnitDir is where the dtls package installs its units
+	// (/usr/lib/systemd/system): a unit there with the settings init
+	// would write is used as it is, not copied to SystemdDir.
+	PackagedUnitDir string
 	// CAURL makes this host a member of the fleet of the online CA at
 	// that URL (init --ca-url): its server certificate comes from that
 	// CA, and no CA key is kept here. With Enroll, a new certificate is
@@ -431,6 +435,10 @@ func planAuthzUnits(t *txn, r InitRequest, dropInDir string, res *InitResult) bo
 		for _, n := range names {
 			p := filepath.Join(dropInDir, n)
 			if fileHas(p, units[n]) {
+				continue
+			}
+			if PackagedUnit(r.PackagedUnitDir, n, units[n]) {
+				res.say("%s: the packaged unit in %s is used", n, r.PackagedUnitDir)
 				continue
 			}
 			needReload = true

@@ -7,10 +7,12 @@
 # the networks a test daemon made, PostgreSQL's initdb, pg_ctl and
 # postgres (postgresql) for the store's tests on PostgreSQL
 # (internal/pgsandbox starts a throw-away server), and for benchmarks
-# mkcert. Installing needs root; without it, say what is missing and stop.
+# mkcert; for make dist-check, lintian, rpm (rpm -qlp and a scratch rpm
+# database) and systemd-analyze (systemd). Installing needs root; without it, say what is missing and stop.
 set -euo pipefail
 
-want=(docker.io:dockerd zsh:zsh fish:fish tcsh:tcsh openssl:openssl acl:setfacl util-linux:setpriv iproute2:ip)
+want=(docker.io:dockerd zsh:zsh fish:fish tcsh:tcsh openssl:openssl acl:setfacl util-linux:setpriv iproute2:ip
+	lintian:lintian rpm:rpm systemd:systemd-analyze)
 if [[ "${1:-}" == "--bench" ]]; then
 	want+=(mkcert:mkcert)
 fi

@@ -50,7 +50,7 @@ rpm=$(ls "$work"/a/*.rpm)
 echo "== lintian $(basename "$deb")"
 if command -v lintian >/dev/null; then
 	# lintian warns that it runs as root (CI does): not about the package.
-	lintian --fail-on error --no-tag-display-limit "$deb" 2>&1 | grep -v 'running with root privileges' || fail "lintian reports errors"
+	lintian --fail-on error --tag-display-limit 0 "$deb" 2>&1 | grep -v 'running with root privileges' || fail "lintian reports errors"
 else
 	[[ -z ${CI:-} ]] || fail "lintian is missing (scripts/deps.sh installs it)"
 	echo "lintian missing: skipped (scripts/deps.sh installs it as root)"
@@ -64,9 +64,10 @@ dpkg-deb -x "$deb" "$root"
 # docker, sockets, timers): the host's own units stand for them.
 cp -an /usr/lib/systemd/system/. "$root/usr/lib/systemd/system/" 2>/dev/null || true
 # systemd-analyze cannot read user units under --root: the agent's unit
-# is checked by the system manager's parser, which is the same.
-mkdir -p "$root/verify-user" && cp "$root/usr/lib/systemd/user/dtls-agent.service" "$root/verify-user/"
-units=("$root"/usr/lib/systemd/system/dtls-* "$root/verify-user/dtls-agent.service")
+# is checked by the system manager's parser, which is the same, from a
+# directory of its search path.
+mkdir -p "$root/etc/systemd/system" && cp "$root/usr/lib/systemd/user/dtls-agent.service" "$root/etc/systemd/system/"
+units=("$root"/usr/lib/systemd/system/dtls-* "$root/etc/systemd/system/dtls-agent.service")
 out=$(systemd-analyze verify --man=no --root="$root" "${units[@]}" 2>&1) || { echo "$out"; fail "systemd-analyze verify"; }
 # An unknown or misspelt key is only a warning to systemd: fail on any.
 [[ -z $out ]] || { echo "$out"; fail "systemd-analyze verify printed warnings"; }

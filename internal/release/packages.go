@@ -118,7 +118,7 @@ func (r *release) writeScripts() (scriptFiles, error) {
 		s.prerm:                                []byte(prerm),
 		s.postrm:                               []byte(postrm),
 		filepath.Join(r.work, "sysusers.conf"): []byte(sysusers),
-		filepath.Join(r.work, "copyright"):     []byte(copyright),
+		filepath.Join(r.work, "copyright"):     []byte(fmt.Sprintf(copyright, r.mtime.Year())),
 		filepath.Join(r.work, "lintian-overrides"):   []byte(lintianOverrides),
 		filepath.Join(r.work, "changelog.Debian.gz"): gzipBytes([]byte(changelog)),
 	} {

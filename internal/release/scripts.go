@@ -61,14 +61,14 @@ exit 0
 `
 
 // copyright is /usr/share/doc/dtls/copyright, in Debian's machine-readable
-// format (copyright-format 1.0).
+// format (copyright-format 1.0); %d is the commit's year.
 const copyright = `Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: dtls
 Upstream-Contact: dtls maintainers <maintainers@dtls-tool.invalid>
 Source: https://github.com/dtls-tool/dtls
 
 Files: *
-Copyright: the dtls authors
+Copyright: %d the dtls authors
 License: unspecified
  The dtls source repository states no license. The Go modules linked into
  /usr/bin/dtls are listed, with their versions, in the CycloneDX SBOM

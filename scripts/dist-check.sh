@@ -106,12 +106,15 @@ if command -v rpm >/dev/null; then
 	[[ $have == "$want" ]] || { diff <(echo "$want") <(echo "$have"); fail "the rpm's files differ from the deb's"; }
 	rroot=$work/rpmroot
 	mkdir -p "$rroot"
-	rpm --root="$rroot" --initdb
+	# Debian's rpm warns before every change that it is not dpkg: show
+	# its output only when it fails.
+	rpmq() { local out; out=$(rpm --root="$rroot" "$@" 2>&1) || { echo "$out"; fail "rpm $*"; }; }
+	rpmq --initdb
 	# Its scripts would run chrooted in a root with no shell: they are
 	# the deb's, checked above.
-	rpm --root="$rroot" -i --nodeps --noscripts "$rpm"
+	rpmq -i --nodeps --noscripts "$rpm"
 	"$rroot/usr/bin/dtls" version >/dev/null
-	rpm --root="$rroot" -e --noscripts dtls
+	rpmq -e --noscripts dtls
 	[[ ! -e $rroot/usr/bin/dtls ]] || fail "rpm -e left /usr/bin/dtls"
 	echo "  $(echo "$have" | wc -l) files, as the deb; installed and erased"
 else

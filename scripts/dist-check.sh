@@ -31,11 +31,14 @@ echo "== reproducible: two builds of $head"
 for side in a b; do
 	git clone -q --shared --no-checkout . "$work/src-$side"
 	git -C "$work/src-$side" checkout -q --detach "$head"
-	env=()
-	if [[ $side == b && ${DIST_CHECK_FRESH_CACHE:-} == 1 ]]; then
-		env=(GOCACHE="$work/gocache")
+	# The second build in another path, time zone and umask: none of
+	# them may show in the files.
+	env=(TZ=UTC) mask=022
+	if [[ $side == b ]]; then
+		env=(TZ=Pacific/Kiritimati) mask=077
+		[[ ${DIST_CHECK_FRESH_CACHE:-} == 1 ]] && env+=(GOCACHE="$work/gocache")
 	fi
-	(cd "$work/src-$side" && env "${env[@]}" TZ=Pacific/Kiritimati go run ./internal/release -out "$work/$side" -targets "$targets" -packages amd64 >/dev/null)
+	(cd "$work/src-$side" && umask $mask && env "${env[@]}" go run ./internal/release -out "$work/$side" -targets "$targets" -packages amd64 >/dev/null)
 done
 if ! diff -r "$work/a" "$work/b"; then
 	fail "the two builds differ"

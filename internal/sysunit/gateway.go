@@ -15,7 +15,7 @@ const (
 // CAP_DAC_READ_SEARCH, which it needs as the authorization plugin does to
 // resolve any host path a container asks to mount. ProtectHome is
 // read-only and /tmp not private for the same reason: host paths are
-// judged as dockerd will see them.
+// judged as dockerd will see them, and /dev is not private either.
 func Gateway(exe string) map[string][]byte {
 	return map[string][]byte{
 		GatewaySocketUnit: []byte(`[Unit]
@@ -44,7 +44,7 @@ ProtectHome=read-only
 ReadWritePaths=` + StateDir + ` ` + LogDir + `
 LogsDirectory=dtls
 LogsDirectoryMode=0700
-PrivateDevices=yes
+# No PrivateDevices: a device a container asks for is a host path too.
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectControlGroups=yes

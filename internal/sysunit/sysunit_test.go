@@ -39,6 +39,13 @@ func TestPackagedUnits(t *testing.T) {
 	// The CA is the one service that needs no root.
 	assert.Contains(t, string(sys[cahost.UnitName]), "\nUser=dtls\nGroup=dtls\nStateDirectory=dtls-ca\n")
 	assert.NotContains(t, string(sys[authority.AuthzServiceUnit]), "User=")
+	// The plugin and the gateway judge host paths (binds, devices, /tmp)
+	// as dockerd sees them: no private or empty copy of any.
+	for _, n := range []string{authority.AuthzServiceUnit, GatewayServiceUnit} {
+		for _, hidden := range []string{"PrivateTmp", "PrivateDevices", "ProtectHome=yes", "TemporaryFileSystem"} {
+			assert.NotContains(t, string(authority.UnitSettings(sys[n])), hidden, n)
+		}
+	}
 	assert.Contains(t, string(UserUnits()[AgentUnit]), "\nExecStart=/usr/bin/dtls agent\n")
 }
 

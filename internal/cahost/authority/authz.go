@@ -79,7 +79,7 @@ CapabilityBoundingSet=CAP_DAC_READ_SEARCH
 # AF_UNIX for dockerd and journald, AF_INET(6) for the online CA's
 # revocation list (--ca-url).
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-PrivateDevices=yes
+# No PrivateDevices: a device a container asks for is a host path too.
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectControlGroups=yes
@@ -87,6 +87,7 @@ RestrictNamespaces=yes
 LockPersonality=yes
 MemoryDenyWriteExecute=yes
 SystemCallArchitectures=native
+
 [Install]
 WantedBy=multi-user.target
 `),

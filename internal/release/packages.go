@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/goreleaser/nfpm/v2"
@@ -66,9 +67,15 @@ func (r *release) packageInfo(arch, format, bin string, d *docFiles, s scriptFil
 				Packager: maintainer, Compression: "gzip"},
 		},
 	}
+	if format == "rpm" {
+		// rpm keeps the synopsis in Summary, and the text unindented.
+		info.Description = strings.ReplaceAll(strings.TrimPrefix(description, " "), "\n ", "\n")
+	}
 	return info
 }
 
+// description is the deb's extended description (Debian policy 5.6.13:
+// each line indented by a space).
 const description = ` dtls secures remote access to Docker's daemon with mutual TLS: a CA,
  server and client certificates, roles enforced by a Docker authorization
  plugin or a gateway, and an online CA that renews certificates for a

@@ -2,8 +2,9 @@
 # make dist-check: the release files of HEAD are reproducible and the
 # Linux package is sound, all in a scratch directory (never the host's
 # /etc, /usr or systemd):
-#   1. two clones of HEAD at two paths build the same release files,
-#      byte for byte (binaries, .deb, .rpm, archives, SBOMs, SHA256SUMS);
+#   1. two checkouts of HEAD (a worktree and a clone) at two paths, in
+#      two time zones and umasks, build the same release files, byte for
+#      byte (binaries, .deb, .rpm, archives, SBOMs, SHA256SUMS);
 #   2. lintian finds no error in the .deb;
 #   3. systemd-analyze verify accepts every unit, in a scratch root that
 #      holds the package and the host's own units (it checks that
@@ -28,9 +29,13 @@ head=$(git rev-parse HEAD)
 fail() { echo "dist-check: FAIL: $*" >&2; exit 1; }
 
 echo "== reproducible: two builds of $head"
+# One checkout is a linked worktree, the other a clone: Go's VCS stamping
+# tells them apart, so a build that let it in would differ.
+git worktree add -q --detach "$work/src-a" "$head"
+trap 'git worktree remove --force "$work/src-a" 2>/dev/null; rm -rf "$work"' EXIT
+git clone -q --shared --no-checkout . "$work/src-b"
+git -C "$work/src-b" checkout -q --detach "$head"
 for side in a b; do
-	git clone -q --shared --no-checkout . "$work/src-$side"
-	git -C "$work/src-$side" checkout -q --detach "$head"
 	# The second build in another path, time zone and umask: none of
 	# them may show in the files.
 	env=(TZ=UTC) mask=022

@@ -126,7 +126,7 @@ func (r *release) buildTarget(target string, d *docFiles) error {
 	if err := r.goBuild(target, bin); err != nil {
 		return err
 	}
-	if err := writeSBOM(bin, r.mtime); err != nil {
+	if err := writeSBOM(bin, r.version, r.commit, r.mtime); err != nil {
 		return err
 	}
 	goos, arch, _ := strings.Cut(target, "/")
@@ -147,7 +147,10 @@ func (r *release) goBuild(target, bin string) error {
 		"-X", pkgPath + "/cmd.version=" + r.version,
 		"-X", pkgPath + "/cmd.commit=" + r.commit,
 		"-X", pkgPath + "/cmd.date=" + r.mtime.Format(time.RFC3339)}, " ")
-	c := exec.Command("go", "build", "-trimpath", "-buildvcs=true", "-ldflags", ldflags, "-o", bin, "./cmd/dtls")
+	// -buildvcs=false: Go stamps the commit in a clone but not in every
+	// checkout (a linked worktree gets none), so the same commit would
+	// give two binaries; the -X flags carry the version, commit and date.
+	c := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", bin, "./cmd/dtls")
 	c.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+arch, "GOFLAGS=")
 	c.Stdout, c.Stderr = os.Stderr, os.Stderr
 	if err := c.Run(); err != nil {

@@ -46,8 +46,10 @@ type property struct {
 	Value string `json:"value"`
 }
 
-// writeSBOM writes BIN.cdx.json for the binary bin.
-func writeSBOM(bin string, mtime time.Time) error {
+// writeSBOM writes BIN.cdx.json for the binary bin of version, built
+// from commit, committed at mtime (the binary is built without VCS
+// stamping: see goBuild).
+func writeSBOM(bin, version, commit string, mtime time.Time) error {
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		return err
@@ -68,9 +70,10 @@ func writeSBOM(bin string, mtime time.Time) error {
 		}
 		props = append(props, property{"go:build:" + s.Key, s.Value})
 	}
-	props = append(props, property{"go:version", bi.GoVersion})
+	props = append(props, property{"go:version", bi.GoVersion}, property{"vcs.revision", commit},
+		property{"vcs.time", mtime.Format(time.RFC3339)})
 	main := component{Type: "application", BOMRef: "pkg:golang/" + bi.Main.Path, Name: bi.Path,
-		Version: bi.Main.Version, PURL: fmt.Sprintf("pkg:golang/%s@%s?goos=%s&goarch=%s", bi.Main.Path, bi.Main.Version, goos, goarch),
+		Version: version, PURL: fmt.Sprintf("pkg:golang/%s@%s?goos=%s&goarch=%s", bi.Main.Path, version, goos, goarch),
 		Hashes: []hash{{"SHA-256", fmt.Sprintf("%x", sum)}}, Properties: props}
 	doc := bom{BOMFormat: "CycloneDX", SpecVersion: "1.5", Version: 1,
 		// The serial number is a UUID; one derived from the binary's

@@ -47,19 +47,20 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
-	@set -o pipefail; dead=$$($(GO) tool deadcode -test=false ./cmd/dtls ./cmd/dtls-docs ./internal/bench/... | \
+	@set -o pipefail; dead=$$($(GO) tool deadcode -test=false ./cmd/dtls ./cmd/dtls-docs ./internal/bench/... ./internal/release | \
 	  { grep -vE '^internal/($(TESTONLY))/|^($(DEADCODE_ALLOW))$$' || true; }) || exit 1; \
 	  if [ -n "$$dead" ]; then echo "unreachable functions (go tool deadcode): remove them, or move test-only ones into _test.go files or internal/:"; echo "$$dead"; exit 1; fi
 
 # The tests run against a real dockerd (started by the tests, under /tmp);
 # under CI=true a missing dockerd fails them instead of skipping.
 #
-# lint, cross, the tests and the short fuzz are independent: they run at
+# lint, cross, the tests, the short fuzz and the packages' check
+# (dist-check) are independent: they run at
 # once (the tests mostly wait for dockerd, PostgreSQL and fsync, while lint
 # and cross mostly compute), each one's output printed whole when it ends
 # (--output-sync), and test fails if any of them does.
 test: deps
-	@$(MAKE) --no-print-directory -j4 --output-sync=target lint cross unit fuzz-short
+	@$(MAKE) --no-print-directory -j4 --output-sync=target lint cross unit fuzz-short dist-check
 
 unit:
 	$(GO) test -count=1 -timeout 30m ./...
@@ -109,3 +110,18 @@ uninstall:
 
 clean:
 	rm -rf bin .sandbox
+
+# Release files in dist/ (README "Install"), reproducibly from the
+# commit: static binaries for Linux, macOS and Windows on amd64 and
+# arm64, .deb and .rpm for Linux, archives, SBOMs, SHA256SUMS. A tree
+# with uncommitted changes is refused (DISTFLAGS=-allow-dirty builds it
+# anyway, marked -dirty).
+.PHONY: dist dist-check
+DISTFLAGS ?=
+dist:
+	$(GO) run ./internal/release -out dist $(DISTFLAGS)
+
+# Two builds of HEAD compared byte for byte, lintian, systemd-analyze
+# verify, install and purge in a scratch root (scripts/dist-check.sh).
+dist-check:
+	@./scripts/dist-check.sh

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/dtls-tool/dtls/internal/onlineca/caserver"
 	"github.com/dtls-tool/dtls/internal/onlineca/caserver/cahost"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
+	"github.com/dtls-tool/dtls/internal/sysunit"
 )
 
 func newCACmd(io IO) *cobra.Command {
@@ -65,6 +67,9 @@ type caInitOptions struct {
 	Operator       string
 	Force          bool
 	UnitDir        string
+	// PackagedUnitDir is where the dtls package's dtls-ca.service is
+	// looked for (see caUnitDir).
+	PackagedUnitDir string
 }
 
 func newCAInitCmd(io IO) *cobra.Command {
@@ -87,7 +92,9 @@ func newCAInitCmd(io IO) *cobra.Command {
                         certificate has the role ca-operator
 
 and writes the systemd unit dtls-ca.service to --unit-dir (made, 0755,
-when it does not exist).
+when it does not exist), unless the dtls package installed one with the
+same settings in --packaged-unit-dir (/usr/lib/systemd/system): that one
+is used, and runs the CA as the user dtls.
 
 The operator's certificate lives a client lifetime (--client-validity,
 24 hours by default), as any client's: 'dtls agent --dir DIR' renews it
@@ -141,8 +148,38 @@ certificates the old one's hosts do not trust (stop the service first).`,
 	f.StringVar(&opts.Operator, "operator", cahost.DefaultOperator, "name of the first operator's certificate")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing state directory with a new CA")
 	pathFlag(c, io, &opts.UnitDir, "unit-dir", "DTLS_SYSTEMD_DIR", cahost.DefaultUnitDir, "directory for dtls-ca.service (empty: do not write it)")
+	f.StringVar(&opts.PackagedUnitDir, "packaged-unit-dir", "", "use the dtls-ca.service found here with the settings init would write instead of writing one (default: "+authority.PackagedUnitDir+" when --unit-dir is the default)")
 	c.MarkFlagsMutuallyExclusive("db-url", "db-url-file")
 	return c
+}
+
+// caUnitDir is where ca init writes dtls-ca.service ("" for nowhere), and
+// the packaged unit it uses instead when the package installed one with
+// the settings it would write. It looks in the package's directory only
+// when --unit-dir is systemd's own (not a test's or another root's).
+func caUnitDir(o *caInitOptions, exe string) (dir, packaged string) {
+	pkgDir := o.PackagedUnitDir
+	if pkgDir == "" && o.UnitDir == cahost.DefaultUnitDir {
+		pkgDir = authority.PackagedUnitDir
+	}
+	if o.UnitDir != "" && authority.PackagedUnit(pkgDir, cahost.UnitName, sysunit.CA(exe, o.StateDir)) {
+		return "", filepath.Join(pkgDir, cahost.UnitName)
+	}
+	return o.UnitDir, ""
+}
+
+// renderCAUnit says which unit runs the CA, and how to start it.
+func renderCAUnit(o *caInitOptions, res *cahost.InitResult, packaged string) {
+	switch {
+	case packaged != "":
+		fmt.Fprintf(o.ErrOut, "  systemd unit: %s (the package's)\n", packaged)
+	case res.UnitPath != "":
+		fmt.Fprintf(o.ErrOut, "  systemd unit: %s\n", res.UnitPath)
+	default:
+		fmt.Fprintf(o.ErrOut, "next: dtls ca serve --state-dir %s\n", res.StateDir)
+		return
+	}
+	fmt.Fprintf(o.ErrOut, "next: systemctl daemon-reload && systemctl enable --now %s\n", cahost.UnitName)
 }
 
 func runCAInit(o *caInitOptions) error {
@@ -154,10 +191,11 @@ func runCAInit(o *caInitOptions) error {
 	if err != nil {
 		exe = "/usr/local/bin/dtls"
 	}
+	unitDir, packaged := caUnitDir(o, exe)
 	res, err := cahost.InitHost(cahost.InitOptions{
 		StateDir: o.StateDir, Listen: o.Listen, Hosts: hosts, URL: o.URL,
 		DBURL: o.DBURL, DBURLFile: o.DBURLFile, ClientValidity: o.ClientValidity,
-		Operator: o.Operator, Force: o.Force, UnitDir: o.UnitDir, Exe: exe, Now: o.Now(),
+		Operator: o.Operator, Force: o.Force, UnitDir: unitDir, Exe: exe, Now: o.Now(),
 	})
 	if errors.Is(err, cahost.ErrStateExists) {
 		return withHint(err, "to serve the CA that is there: sudo systemctl start dtls-ca")
@@ -173,12 +211,7 @@ func runCAInit(o *caInitOptions) error {
 		res.OperatorNotAfter.Format("2006-01-02 15:04 MST"), inDays(res.OperatorNotAfter, o.Now()))
 	fmt.Fprintf(o.ErrOut, "  keep it renewed where it is used: dtls agent --dir DIR (a service, or --once from a timer); "+
 		"once expired, make another here: sudo dtls ca token --client NAME --role %s, then dtls enroll it\n", fleet.OperatorRole)
-	if res.UnitPath != "" {
-		fmt.Fprintf(o.ErrOut, "  systemd unit: %s\n", res.UnitPath)
-		fmt.Fprintf(o.ErrOut, "next: systemctl daemon-reload && systemctl enable --now %s\n", cahost.UnitName)
-	} else {
-		fmt.Fprintf(o.ErrOut, "next: dtls ca serve --state-dir %s\n", res.StateDir)
-	}
+	renderCAUnit(o, res, packaged)
 	fmt.Fprintf(o.ErrOut, "then: dtls ca token --host HOST, or --client NAME, for each host and developer\n")
 	return nil
 }

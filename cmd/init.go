@@ -41,6 +41,9 @@ type initOptions struct {
 	CAURL          string
 	Token          string
 	caKey          caKeyOptions
+	// PackagedUnitDir is where the dtls package's units are looked for
+	// (see packagedUnitDir).
+	PackagedUnitDir string
 	// cmdLine is the command as given, for the hint to run it as root.
 	cmdLine string
 }
@@ -147,6 +150,7 @@ in gateway mode certificates are reloaded by the gateway, with no restart.`,
 	f.BoolVar(&opts.Force, "force", false, "replace an existing CA and server certificate (every client certificate must then be re-issued)")
 	f.BoolVar(&opts.Restart, "restart", false, "run 'systemctl daemon-reload' and 'systemctl restart docker' afterwards")
 	f.StringVar(&opts.CAFrom, "ca-from", "", "set this host up with a server bundle made by 'dtls issue-server' on the CA's host (no CA key here)")
+	f.StringVar(&opts.PackagedUnitDir, "packaged-unit-dir", "", "with --authz, use the plugin's units found here with the settings init would write instead of writing copies (default: "+authority.PackagedUnitDir+", unless --systemd-dir is set)")
 	f.BoolVar(&opts.Authz, "authz", false, "install the authorization plugin (per-user roles, revocation, audit): its systemd units, and its name in daemon.json once it answers")
 	f.BoolVar(&opts.Gateway, "gateway", false, "serve the TCP listener with the dtls gateway (its systemd units; dockerd keeps its local socket); without it, a gateway host moves back to dockerd's listener")
 	pathFlag(c, io, &opts.AuthzSocket, "authz-socket", "DTLS_AUTHZ_SOCKET", defaultAuthzSocket, "the plugin's socket, with --authz")
@@ -371,6 +375,7 @@ func initRequest(o *initOptions) (authority.InitRequest, error) {
 			return req, fmt.Errorf("--authz: find the dtls binary for the service: %w", err)
 		}
 		req.Authz, req.AuthzSocket, req.AuthzExe, req.AuthzLog = true, o.AuthzSocket, exe, defaultAuditLog
+		req.PackagedUnitDir = o.packagedUnitDir()
 		if _, err := os.Stat(defaultAuthzPolicy); err == nil {
 			req.AuthzPolicy = defaultAuthzPolicy
 		}
@@ -397,6 +402,17 @@ func gatewayRequest(o *initOptions, req *authority.InitRequest) error {
 		req.GatewayPolicy = defaultAuthzPolicy
 	}
 	return nil
+}
+
+// packagedUnitDir is where init looks for the package's units: the flag,
+// else the package's directory, unless --systemd-dir moves init's own
+// units elsewhere (a test, another root), where the host's are not the
+// ones that count.
+func (o *initOptions) packagedUnitDir() string {
+	if o.PackagedUnitDir != "" || o.SystemdDir != "" {
+		return o.PackagedUnitDir
+	}
+	return authority.PackagedUnitDir
 }
 
 // startPlugin starts the plugin's socket, then runs init again to

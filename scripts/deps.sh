@@ -7,12 +7,14 @@
 # the networks a test daemon made, PostgreSQL's initdb, pg_ctl and
 # postgres (postgresql) for the store's tests on PostgreSQL
 # (internal/pgsandbox starts a throw-away server), systemd-analyze
-# (systemd) to verify the gateway's units as systemd would load them, and
+# (systemd) to verify the units as systemd would load them, for make
+# dist-check lintian and rpm (rpm -qlp and a scratch rpm database), and
 # for benchmarks mkcert. Installing needs root; without it, say what is
 # missing and stop.
 set -euo pipefail
 
-want=(docker.io:dockerd zsh:zsh fish:fish tcsh:tcsh openssl:openssl acl:setfacl util-linux:setpriv iproute2:ip systemd:systemd-analyze)
+want=(docker.io:dockerd zsh:zsh fish:fish tcsh:tcsh openssl:openssl acl:setfacl util-linux:setpriv iproute2:ip
+	lintian:lintian rpm:rpm systemd:systemd-analyze)
 if [[ "${1:-}" == "--bench" ]]; then
 	want+=(mkcert:mkcert)
 fi

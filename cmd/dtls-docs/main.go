@@ -5,6 +5,8 @@
 //
 //	dtls-docs man DIR           DIR/dtls.1, DIR/dtls-env.1, ...
 //	dtls-docs completion DIR    DIR/dtls.bash, dtls.zsh, dtls.fish, dtls.ps1
+//	dtls-docs units DIR         DIR/system/*.service ... and DIR/user/*.service:
+//	                            the packages' systemd units (package sysunit)
 package main
 
 import (
@@ -17,6 +19,7 @@ import (
 	"github.com/spf13/cobra/doc"
 
 	"github.com/dtls-tool/dtls/cmd"
+	"github.com/dtls-tool/dtls/internal/sysunit"
 )
 
 func main() {
@@ -28,11 +31,14 @@ func main() {
 
 func run(args []string) error {
 	if len(args) != 2 {
-		return fmt.Errorf("usage: dtls-docs man|completion DIR")
+		return fmt.Errorf("usage: dtls-docs man|completion|units DIR")
 	}
 	dir := args[1]
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	if args[0] == "units" {
+		return writeUnits(dir)
 	}
 	root := cmd.NewRootCommand()
 	root.DisableAutoGenTag = true
@@ -55,7 +61,24 @@ func run(args []string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("unknown kind %q (want man or completion)", args[0])
+	return fmt.Errorf("unknown kind %q (want man, completion or units)", args[0])
+}
+
+// writeUnits writes the packages' systemd units: DIR/system for
+// /usr/lib/systemd/system, DIR/user for /usr/lib/systemd/user.
+func writeUnits(dir string) error {
+	for sub, units := range map[string]map[string][]byte{"system": sysunit.System(), "user": sysunit.UserUnits()} {
+		d := filepath.Join(dir, sub)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		for _, n := range sysunit.Names(units) {
+			if err := os.WriteFile(filepath.Join(d, n), units[n], 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // aliasPages writes a page for each alias of a command (dtls-list.1 for

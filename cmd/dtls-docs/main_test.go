@@ -36,7 +36,7 @@ func TestManAndCompletions(t *testing.T) {
 		require.NoError(t, err, f)
 		assert.NotZero(t, fi.Size(), f)
 	}
-	assert.EqualError(t, run([]string{"html", dir}), `unknown kind "html" (want man or completion)`)
+	assert.EqualError(t, run([]string{"html", dir}), `unknown kind "html" (want man, completion or units)`)
 }
 
 // TestBuildAndInstall: the release build is static and carries the

@@ -71,7 +71,23 @@ ProtectSystem=strict
 # private copy where a link it cannot follow looks harmless.
 ProtectHome=read-only
 ReadWritePaths=` + stateDir + ` ` + filepath.Dir(auditLog) + `
-` + logsDirectory(auditLog) + `
+` + logsDirectory(auditLog) + `UMask=0077
+# Root for the state directory (0700) and to resolve any host path a
+# container asks to mount, as dockerd will (CAP_DAC_READ_SEARCH); no other
+# capability. It keeps no /tmp of its own: /tmp is a host path it judges.
+CapabilityBoundingSet=CAP_DAC_READ_SEARCH
+# AF_UNIX for dockerd and journald, AF_INET(6) for the online CA's
+# revocation list (--ca-url).
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+# No PrivateDevices: a device a container asks for is a host path too.
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictNamespaces=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
+
 [Install]
 WantedBy=multi-user.target
 `),

@@ -57,12 +57,14 @@ func ListenStream(listen string) (string, error) {
 // GatewayUnits are the gateway's systemd units. The socket holds the TCP
 // port, so that connections wait (instead of being refused) while the
 // gateway restarts, and a gateway that dies takes remote access down and
-// nothing else. The service runs with no capability and a read-only
-// system: it reads the certificates and the inventory, writes the audit
-// log (and the state directory's SQLite -shm file), and connects to
-// dockerd's socket (connect(2) needs no write access to a read-only
-// mount: fs/namei.c refuses writes there to files, directories and links
-// only).
+// nothing else. The service decides with the authorization plugin's
+// engine, so it runs as the plugin does (AuthzUnits): root for dockerd's
+// socket and the state directory (owner access), CAP_DAC_READ_SEARCH
+// alone to resolve any host path a container asks to mount, and the
+// host's /home, /root, /tmp and /dev as they are (read-only): host paths
+// are judged as dockerd will mount them, never in an empty or private
+// copy where a link it cannot follow looks harmless. It writes the audit
+// log (and the state directory's SQLite -shm file) and nothing else.
 func GatewayUnits(c GatewayUnitConfig) (map[string][]byte, error) {
 	stream, err := ListenStream(c.Listen)
 	if err != nil {
@@ -75,10 +77,6 @@ func GatewayUnits(c GatewayUnitConfig) (map[string][]byte, error) {
 	}
 	if c.CAURL != "" {
 		args = append(args, "--ca-url", c.CAURL)
-	}
-	paths := []string{c.StateDir, c.CertsDir, filepath.Dir(c.AuditLog), c.Exe}
-	if c.Policy != "" {
-		paths = append(paths, c.Policy)
 	}
 	return map[string][]byte{
 		GatewaySocketUnit: []byte(`# Written by dtls init --gateway.
@@ -103,18 +101,23 @@ ExecStart=` + strings.Join(args, " ") + `
 Restart=always
 RestartSec=1
 NoNewPrivileges=yes
-CapabilityBoundingSet=
-AmbientCapabilities=
 ProtectSystem=strict
+# The gateway judges host paths as dockerd will mount them: it sees the
+# host's /home, /root and /tmp as they are (read-only), and /dev.
+ProtectHome=read-only
 ReadWritePaths=` + c.StateDir + ` ` + filepath.Dir(c.AuditLog) + `
-` + logsDirectory(c.AuditLog) + protectHome(paths) + `PrivateDevices=yes
+` + logsDirectory(c.AuditLog) + `UMask=0077
+CapabilityBoundingSet=CAP_DAC_READ_SEARCH
+AmbientCapabilities=
+# AF_UNIX for dockerd and journald, AF_INET(6) for its listeners and the
+# online CA's revocation list (--ca-url).
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectKernelLogs=yes
 ProtectControlGroups=yes
 ProtectClock=yes
 ProtectHostname=yes
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 RestrictNamespaces=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
@@ -123,30 +126,11 @@ MemoryDenyWriteExecute=yes
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallErrorNumber=EPERM
-UMask=0077
 
 [Install]
 WantedBy=multi-user.target
 `),
 	}, nil
-}
-
-// protectHome hides /home, /root and /tmp from the gateway, unless one of
-// the paths it uses is there: ProtectHome=yes would make it vanish, and
-// PrivateTmp=yes give an empty /tmp.
-func protectHome(paths []string) string {
-	home, tmp := "yes", "yes"
-	for _, p := range paths {
-		for _, d := range []string{"/home", "/root", "/run/user"} {
-			if Within(p, d) {
-				home = "read-only"
-			}
-		}
-		if Within(p, "/tmp") || Within(p, "/var/tmp") {
-			tmp = "no"
-		}
-	}
-	return "ProtectHome=" + home + "\nPrivateTmp=" + tmp + "\n"
 }
 
 // dockerSocket is the unix socket the gateway forwards to: the first
@@ -173,7 +157,7 @@ func planGatewayUnits(t *txn, r InitRequest, dropInDir string, hosts []string, r
 	if err != nil {
 		return false, err
 	}
-	written := planUnitFiles(t, r.DryRun, dropInDir, units, res)
+	written := planUnitFiles(t, r, dropInDir, units, res)
 	res.GatewayUnits = append(res.GatewayUnits, written...)
 	return len(written) > 0, nil
 }
@@ -181,7 +165,7 @@ func planGatewayUnits(t *txn, r InitRequest, dropInDir string, hosts []string, r
 // planUnitFiles plans systemd unit files (names relative to dir) that
 // differ from what is there, 0644 in directories made 0755, and returns
 // their paths: the one writer of the plugin's and the gateway's units.
-func planUnitFiles(t *txn, dryRun bool, dir string, units map[string][]byte, res *InitResult) []string {
+func planUnitFiles(t *txn, r InitRequest, dir string, units map[string][]byte, res *InitResult) []string {
 	names := make([]string, 0, len(units))
 	for n := range units {
 		names = append(names, n)
@@ -193,8 +177,12 @@ func planUnitFiles(t *txn, dryRun bool, dir string, units map[string][]byte, res
 		if fileHas(p, units[n]) {
 			continue
 		}
+		if PackagedUnit(r.PackagedUnitDir, n, units[n]) {
+			res.say("%s: the packaged unit in %s is used", n, r.PackagedUnitDir)
+			continue
+		}
 		written = append(written, p)
-		if dryRun {
+		if r.DryRun {
 			res.say("would write %s", p)
 			continue
 		}

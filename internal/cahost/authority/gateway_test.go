@@ -88,19 +88,27 @@ func TestGatewayUnitsVerify(t *testing.T) {
 	}
 }
 
-// A path under /home or /tmp stays visible to the gateway: ProtectHome=yes
-// and PrivateTmp=yes would hide it.
-func TestGatewayUnitsKeepPathsVisible(t *testing.T) {
-	units, err := GatewayUnits(GatewayUnitConfig{Exe: "/usr/bin/dtls", Listen: "tcp://0.0.0.0:2376", Docker: "unix:///var/run/docker.sock",
-		StateDir: "/home/ops/dtls", CertsDir: "/tmp/certs", AuditLog: "/var/log/dtls/gateway.log"})
-	require.NoError(t, err)
-	svc := string(units[GatewayServiceUnit])
-	assert.Contains(t, svc, "\nProtectHome=read-only\n")
-	assert.Contains(t, svc, "\nPrivateTmp=no\n")
-	units, err = GatewayUnits(GatewayUnitConfig{Exe: "/usr/bin/dtls", Listen: "tcp://0.0.0.0:2376", Docker: "unix:///var/run/docker.sock",
-		StateDir: "/var/lib/dtls", CertsDir: "/etc/docker/certs", AuditLog: "/var/log/dtls/gateway.log"})
-	require.NoError(t, err)
-	svc = string(units[GatewayServiceUnit])
-	assert.Contains(t, svc, "\nProtectHome=yes\n")
-	assert.Contains(t, svc, "\nPrivateTmp=yes\n")
+// The gateway judges host paths with the plugin's engine: whatever its
+// own paths, it sees the host's /home, /root, /tmp and /dev as dockerd
+// does (read-only), never a private or empty copy, and holds no
+// capability but CAP_DAC_READ_SEARCH, as the plugin's unit.
+func TestGatewayUnitsSeeHostPaths(t *testing.T) {
+	for _, c := range []GatewayUnitConfig{
+		{Exe: "/usr/bin/dtls", Listen: "tcp://0.0.0.0:2376", Docker: "unix:///var/run/docker.sock",
+			StateDir: "/home/ops/dtls", CertsDir: "/tmp/certs", AuditLog: "/var/log/dtls/gateway.log"},
+		{Exe: "/usr/bin/dtls", Listen: "tcp://0.0.0.0:2376", Docker: "unix:///var/run/docker.sock",
+			StateDir: "/var/lib/dtls", CertsDir: "/etc/docker/certs", AuditLog: "/var/log/dtls/gateway.log"},
+	} {
+		units, err := GatewayUnits(c)
+		require.NoError(t, err)
+		svc := string(units[GatewayServiceUnit])
+		assert.Contains(t, svc, "\nProtectHome=read-only\n")
+		assert.NotContains(t, svc, "PrivateTmp=yes")
+		assert.NotContains(t, svc, "PrivateDevices=yes")
+		assert.Contains(t, svc, "\nCapabilityBoundingSet=CAP_DAC_READ_SEARCH\n")
+		plugin := string(AuthzUnits(c.Exe, "/run/docker/plugins/dtls-authz.sock", c.StateDir, c.AuditLog, "", "")[AuthzServiceUnit])
+		for _, l := range []string{"ProtectHome=read-only", "CapabilityBoundingSet=CAP_DAC_READ_SEARCH", "ProtectSystem=strict", "NoNewPrivileges=yes"} {
+			assert.Contains(t, plugin, "\n"+l+"\n", "the plugin's unit and the gateway's agree on %s", l)
+		}
+	}
 }

@@ -68,6 +68,10 @@ type InitRequest struct {
 	GatewayExe    string // the dtls binary the service runs
 	GatewayLog    string // the audit log the gateway writes
 	GatewayPolicy string // the policy file ("" for the built-in one)
+	// PackagedUnitDir is where the dtls package installs its units
+	// (/usr/lib/systemd/system): a unit there with the settings init
+	// would write is used as it is, not copied to SystemdDir.
+	PackagedUnitDir string
 	// CAURL makes this host a member of the fleet of the online CA at
 	// that URL (init --ca-url): its server certificate comes from that
 	// CA, and no CA key is kept here. With Enroll, a new certificate is
@@ -440,7 +444,7 @@ func planAuthzUnits(t *txn, r InitRequest, dropInDir string, res *InitResult) bo
 	}
 	units := AuthzUnits(r.AuthzExe, r.AuthzSocket, r.StateDir, r.AuthzLog, r.AuthzPolicy, r.DaemonJSON)
 	units[filepath.Join("docker.service.d", AuthzDockerDropIn)] = AuthzDockerDropInContent
-	written := planUnitFiles(t, r.DryRun, dropInDir, units, res)
+	written := planUnitFiles(t, r, dropInDir, units, res)
 	res.AuthzUnits = append(res.AuthzUnits, written...)
 	return len(written) > 0
 }

@@ -83,6 +83,7 @@ bench: build
 	$(GO) run ./internal/bench/cmdbench -dtls bin/dtls
 	$(GO) run ./internal/bench/bulkissue -dtls bin/dtls
 	$(GO) run ./internal/bench/authzlat -dtls bin/dtls
+	$(GO) run ./internal/bench/gatewaylat -dtls bin/dtls
 	$(GO) run ./internal/bench/fleetca -dtls bin/dtls
 
 demo: build deps

@@ -203,8 +203,13 @@ func (b *bench) initArgs(cfg string, port int) []string {
 // startGateway runs `dtls gateway serve` in front of socket and waits
 // until it answers a ping over mutual TLS.
 func (b *bench) startGateway(socket string, port int) (*exec.Cmd, error) {
+	policy := filepath.Join(b.dir, "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"default_role": "readonly"}`+"\n"), 0o644); err != nil {
+		return nil, err
+	}
 	gw := exec.Command(b.dtls, "gateway", "serve", "--listen", "tcp://"+addr(port), "--docker", "unix://"+socket,
-		"--state-dir", b.state, "--certs-dir", b.certs, "--audit-log", filepath.Join(b.dir, "gateway.log"))
+		"--state-dir", b.state, "--certs-dir", b.certs, "--audit-log", filepath.Join(b.dir, "gateway.log"),
+		"--policy", policy, "--daemon-json", filepath.Join(b.dir, "a", "daemon.json"))
 	gw.Stdout, gw.Stderr = io.Discard, os.Stderr
 	if err := gw.Start(); err != nil {
 		return nil, err

@@ -1,0 +1,471 @@
+// Package recording owns the gateway's recordings of exec and attach
+// streams: one asciicast v2 file per stream
+// (https://docs.asciinema.org/manual/asciicast/v2/), a JSON header line
+// then one [time, code, data] event per line, that asciinema plays as it
+// is. The header's "dtls" key (asciinema ignores keys it does not know)
+// names the identity, the container, the command, the tty flag and the
+// start time; the last event is a marker ("m") that says how the stream
+// ended. The package writes recordings as the stream goes, lists them,
+// reads them back and prunes them by age and size.
+package recording
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Ext is the extension of a recording's file.
+const Ext = ".cast"
+
+// DefaultWidth and DefaultHeight are the terminal size a header names
+// when the stream's is not known (dockerd's exec inspect does not give
+// it; the client sends it in later resize calls).
+const (
+	DefaultWidth  = 80
+	DefaultHeight = 24
+)
+
+// Event codes of asciicast v2. Without a tty, stderr is recorded as "o"
+// too, in its place between stdout's bytes: asciicast has no code of its
+// own for it and players show "o" only.
+const (
+	CodeOutput = "o"
+	CodeInput  = "i"
+	CodeMarker = "m"
+)
+
+// Ended* are the reasons of the closing marker the gateway writes.
+const (
+	EndedStream = "stream ended"
+)
+
+// Meta is what the header's "dtls" key holds.
+type Meta struct {
+	ID string `json:"id"`
+	// Kind is "exec" or "attach".
+	Kind   string `json:"kind"`
+	User   string `json:"user,omitempty"`
+	Serial string `json:"serial,omitempty"`
+	Issuer string `json:"issuer,omitempty"`
+	Remote string `json:"remote,omitempty"`
+	// Container is the container's ID, ContainerName its name.
+	Container     string   `json:"container,omitempty"`
+	ContainerName string   `json:"container_name,omitempty"`
+	ExecID        string   `json:"exec_id,omitempty"`
+	Command       []string `json:"command,omitempty"`
+	RunAs         string   `json:"run_as,omitempty"`
+	TTY           bool     `json:"tty"`
+	// Input says whether the stream's input is recorded ("i" events).
+	Input bool `json:"input"`
+	// Start is when the stream began (the header's "timestamp" in
+	// seconds, here with nanoseconds, UTC).
+	Start time.Time `json:"start"`
+	// Stderr says how stderr is recorded: "o" events, in order with
+	// stdout's (no tty), or "tty" (a tty has no separate stderr).
+	Stderr string `json:"stderr"`
+}
+
+// Header is a recording's first line.
+type Header struct {
+	Version   int               `json:"version"`
+	Width     int               `json:"width"`
+	Height    int               `json:"height"`
+	Timestamp int64             `json:"timestamp"`
+	Title     string            `json:"title,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
+	DTLS      Meta              `json:"dtls"`
+}
+
+// NewID is a recording's ID: its start time (sorts by time) and 8 random
+// hex digits.
+func NewID(start time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return start.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// validID reports whether id can name a recording's file (no path in it).
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// flushEvery bounds how long an event stays in the writer's buffer.
+const flushEvery = time.Second
+
+// bufferSize bounds a recorder's memory: the writer's buffer; a stream's
+// bytes are encoded from the stream's own buffer, never held.
+const bufferSize = 64 << 10
+
+// maxEncBuffer bounds the encoding buffer kept between events (an
+// event is at most one read of the stream, 6 bytes of JSON per byte).
+const maxEncBuffer = 2 << 20
+
+// Recorder writes one recording. Its methods may be called from the two
+// directions' goroutines at once.
+type Recorder struct {
+	mu    sync.Mutex
+	f     *os.File
+	w     *bufio.Writer
+	start time.Time
+	now   func() time.Time
+	err   error
+	// held are the bytes of a UTF-8 sequence cut by a read, by code,
+	// prefixed to the next event of that code.
+	held map[string][]byte
+	// demux is the state of the 8-byte frame reader, no tty.
+	demux   demuxer
+	scratch []byte
+	// enc is the encoding buffer of an event, reused.
+	enc    []byte
+	stop   chan struct{}
+	done   chan struct{}
+	closed bool
+}
+
+// Create writes the header of a new recording in dir (created 0700 when
+// missing), file 0600, and starts its periodic flush.
+func Create(dir string, h Header, now func() time.Time) (*Recorder, error) {
+	if !validID(h.DTLS.ID) {
+		return nil, fmt.Errorf("recording id %q: want letters, digits, '-' and '_'", h.DTLS.ID)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create the sessions directory %q: %w", dir, err)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	h.Version = 2
+	if h.Width <= 0 || h.Height <= 0 {
+		h.Width, h.Height = DefaultWidth, DefaultHeight
+	}
+	h.Timestamp = h.DTLS.Start.Unix()
+	if h.DTLS.Stderr == "" {
+		h.DTLS.Stderr = CodeOutput
+		if h.DTLS.TTY {
+			h.DTLS.Stderr = "tty"
+		}
+	}
+	line, err := marshalHeader(h)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, h.DTLS.ID+Ext)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create recording %q: %w", path, err)
+	}
+	r := &Recorder{f: f, w: bufio.NewWriterSize(f, bufferSize), start: h.DTLS.Start, now: now,
+		held: map[string][]byte{}, stop: make(chan struct{}), done: make(chan struct{})}
+	r.demux.tty = h.DTLS.TTY
+	if _, err := r.w.Write(line); err == nil {
+		err = r.w.Flush()
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("write recording %q: %w", path, err)
+	}
+	go r.flusher()
+	return r, nil
+}
+
+// Path is the recording's file.
+func (r *Recorder) Path() string { return r.f.Name() }
+
+// Err is the first write error, if any: the recording is incomplete from
+// there on.
+func (r *Recorder) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+func (r *Recorder) flusher() {
+	defer close(r.done)
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+			r.mu.Lock()
+			if r.err == nil && r.w.Buffered() > 0 {
+				r.fail(r.w.Flush())
+			}
+			r.mu.Unlock()
+		}
+	}
+}
+
+func (r *Recorder) fail(err error) {
+	if err != nil && r.err == nil {
+		r.err = fmt.Errorf("write recording %q: %w", r.f.Name(), err)
+	}
+}
+
+// Output records bytes dockerd sent: as they are with a tty, else
+// Docker's multiplexed stream (8-byte frame headers, moby
+// pkg/stdcopy), whose payloads are recorded, stdout and stderr alike.
+// It returns the first write error.
+func (r *Recorder) Output(p []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil || r.closed {
+		return r.err
+	}
+	t := r.now()
+	if r.demux.tty {
+		r.event(t, CodeOutput, p)
+		return r.err
+	}
+	r.demux.feed(p, func(stream byte, b []byte) {
+		// stdin (0) never comes back; stdout (1) and stderr (2) are
+		// both output; systemerr (3) too (moby stdcopy.Systemerr).
+		r.event(t, CodeOutput, b)
+	})
+	return r.err
+}
+
+// Input records bytes the client sent to the stream.
+func (r *Recorder) Input(p []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil || r.closed {
+		return r.err
+	}
+	r.event(r.now(), CodeInput, p)
+	return r.err
+}
+
+// Close writes the closing marker with why, flushes and closes the file.
+func (r *Recorder) Close(why string) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return r.err
+	}
+	r.closed = true
+	r.mu.Unlock()
+	close(r.stop)
+	<-r.done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
+		t := r.now()
+		for code, b := range r.held {
+			if len(b) > 0 {
+				r.write(t, code, b)
+			}
+		}
+		r.write(t, CodeMarker, []byte(why))
+		r.fail(r.w.Flush())
+	}
+	if r.err == nil {
+		r.fail(r.f.Sync())
+	}
+	if err := r.f.Close(); err != nil {
+		r.fail(err)
+	}
+	return r.err
+}
+
+// event writes one event of p, holding back a UTF-8 sequence p ends in
+// the middle of (a read may cut one) until the next event of that code.
+func (r *Recorder) event(t time.Time, code string, p []byte) {
+	if h := r.held[code]; len(h) > 0 {
+		r.scratch = append(append(r.scratch[:0], h...), p...)
+		p = r.scratch
+		r.held[code] = h[:0]
+	}
+	cut := incompleteTail(p)
+	if cut > 0 {
+		r.held[code] = append(r.held[code][:0], p[len(p)-cut:]...)
+		p = p[:len(p)-cut]
+	}
+	if len(p) == 0 {
+		return
+	}
+	r.write(t, code, p)
+}
+
+// write writes [t, code, p] and a newline.
+func (r *Recorder) write(t time.Time, code string, p []byte) {
+	if r.err != nil {
+		return
+	}
+	secs := t.Sub(r.start).Seconds()
+	if secs < 0 {
+		secs = 0
+	}
+	b := append(r.enc[:0], '[')
+	b = strconv.AppendFloat(b, secs, 'f', 6, 64)
+	b = append(append(append(b, `, "`...), code...), `", `...)
+	b = append(appendJSONString(b, p), "]\n"...)
+	_, err := r.w.Write(b)
+	r.fail(err)
+	if cap(b) <= maxEncBuffer {
+		r.enc = b
+	}
+}
+
+// incompleteTail is the length of a UTF-8 sequence p ends in the middle
+// of (0 when p ends whole, or in bytes that are no UTF-8 at all).
+func incompleteTail(p []byte) int {
+	for i := 1; i <= 3 && i <= len(p); i++ {
+		c := p[len(p)-i]
+		if c < 0x80 {
+			return 0
+		}
+		if c >= 0xC0 {
+			// A leading byte: is the sequence it starts longer than what
+			// is there?
+			need := 2
+			switch {
+			case c >= 0xF0:
+				need = 4
+			case c >= 0xE0:
+				need = 3
+			}
+			if need > i && c < 0xF8 {
+				return i
+			}
+			return 0
+		}
+	}
+	return 0
+}
+
+const hexDigits = "0123456789abcdef"
+
+// ascii is the JSON form of each ASCII byte: itself, or its escape
+// (\n, \", \u001b, ...), and its length.
+var ascii = func() (t [utf8.RuneSelf]struct {
+	b [6]byte
+	n int
+}) {
+	for c := range utf8.RuneSelf {
+		e := string(rune(c))
+		switch {
+		case c == '"' || c == '\\':
+			e = `\` + e
+		case c == '\n':
+			e = `\n`
+		case c == '\r':
+			e = `\r`
+		case c == '\t':
+			e = `\t`
+		case c < 0x20:
+			e = `\u00` + string(hexDigits[c>>4]) + string(hexDigits[c&0xF])
+		}
+		t[c].n = copy(t[c].b[:], e)
+	}
+	return t
+}()
+
+// appendJSONString appends p as a JSON string: valid UTF-8 as it is
+// (escaped where JSON asks), each invalid byte as U+FFFD, as
+// encoding/json and asciinema do. It sizes dst once for the worst case
+// (6 bytes a byte) and writes in place: a stream of control bytes
+// ('head -c ... /dev/zero') is the costly case.
+func appendJSONString(dst, p []byte) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, 6*len(p)+2)
+	b := dst[:cap(dst)]
+	b[n] = '"'
+	j := n + 1
+	for i := 0; i < len(p); {
+		c := p[i]
+		if c < utf8.RuneSelf {
+			e := &ascii[c]
+			if e.n == 1 {
+				b[j] = c
+				j++
+			} else {
+				copy(b[j:j+6], e.b[:])
+				j += e.n
+			}
+			i++
+			continue
+		}
+		rn, size := utf8.DecodeRune(p[i:])
+		switch {
+		case rn == utf8.RuneError && size == 1:
+			j += copy(b[j:], `\ufffd`)
+		case rn == '\u2028' || rn == '\u2029':
+			// Escaped as encoding/json does: they end lines in
+			// JavaScript, where players run.
+			j += copy(b[j:], `\u202`)
+			b[j] = hexDigits[rn&0xF]
+			j++
+		default:
+			j += copy(b[j:], p[i:i+size])
+		}
+		i += size
+	}
+	b[j] = '"'
+	return b[:j+1]
+}
+
+// demuxer reads Docker's multiplexed stream as it comes, in pieces of
+// any size: an 8-byte header (stream type, 3 zero bytes, big-endian
+// uint32 length; moby pkg/stdcopy), then that many bytes of payload. It
+// holds at most a header, never a payload.
+type demuxer struct {
+	tty    bool
+	hdr    [8]byte
+	nhdr   int
+	left   uint32
+	stream byte
+}
+
+func (d *demuxer) feed(p []byte, emit func(stream byte, b []byte)) {
+	for len(p) > 0 {
+		if d.left == 0 {
+			k := copy(d.hdr[d.nhdr:], p)
+			d.nhdr += k
+			p = p[k:]
+			if d.nhdr < 8 {
+				return
+			}
+			d.nhdr = 0
+			d.stream = d.hdr[0]
+			d.left = uint32(d.hdr[4])<<24 | uint32(d.hdr[5])<<16 | uint32(d.hdr[6])<<8 | uint32(d.hdr[7])
+			continue
+		}
+		n := min(uint32(len(p)), d.left)
+		emit(d.stream, p[:n])
+		d.left -= n
+		p = p[n:]
+	}
+}
+
+// marshalHeader is the header's JSON line.
+func marshalHeader(h Header) ([]byte, error) {
+	b, err := jsonMarshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("encode a recording's header: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// ErrNotFound is returned for an ID with no recording.
+var ErrNotFound = errors.New("no such recording")

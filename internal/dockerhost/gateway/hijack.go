@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dtls-tool/dtls/internal/dockerhost/recording"
 )
 
 // hijacked reports whether a route's answer is a raw stream both ways:
@@ -45,10 +47,10 @@ func (g *Gateway) hijack(w http.ResponseWriter, r *http.Request, c *call) {
 	if !ok {
 		return
 	}
-	streamed := false
+	streamed, ended := false, recording.EndedStream
 	conn, _ := r.Context().Value(connKey{}).(net.Conn)
 	if sr != nil {
-		defer func() { sr.end(g.endReason(conn), !streamed) }()
+		defer func() { sr.end(ended, !streamed) }()
 	}
 	up, err := net.Dial("unix", g.cfg.DockerSocket)
 	if err != nil {
@@ -109,6 +111,7 @@ func (g *Gateway) hijack(w http.ResponseWriter, r *http.Request, c *call) {
 		cr, ur = sr.wrap(cr, ur, func() { client.Close(); up.Close() })
 	}
 	in, out := pipe(client, cr, up, ur)
+	ended = g.endReason(conn)
 	c.in = &countingReader{}
 	c.in.n.Store(in)
 	c.out += out

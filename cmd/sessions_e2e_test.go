@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -396,4 +397,89 @@ func TestSessionsRevokedStreamRecording(t *testing.T) {
 	played, stderr, code = h.dtls(t, "sessions", "play", s.DTLS.ID, "--sessions-dir", h.Sessions, "--no-wait", "--input")
 	require.Equal(t, 0, code, stderr)
 	assert.Equal(t, "typed by bob\ntyped by bob\n", played)
+}
+
+// TestSessionsRecordingThroughput: 32 MB through 'docker exec -i ... cat'
+// on two gateways in front of the same dockerd, one recording and one
+// not (--record-sessions=false), three rounds each, alternating: every
+// byte comes back, the recording holds every byte as output, and the
+// test logs both throughputs (the cost of recording a stream).
+func TestSessionsRecordingThroughput(t *testing.T) {
+	t.Parallel()
+	h := newGatewayHost(t)
+	h.issue(t, "dev", "developer")
+	importImage(t, h.Daemon, "stool:1", map[string]string{"t": sessionTool(t)})
+	out, err := h.as(t, "dev", "run", "-d", "--name", "box", "stool:1", "/t", "sleep")
+	require.NoError(t, err, out)
+	plain := secondGateway(t, h, "--record-sessions=false")
+
+	text := bytes.Repeat([]byte("total 48\ndrwxr-xr-x  2 root root 4096 Dec  7 07:00 bin -> usr/bin\n"), 1<<20)[:32<<20]
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{{"zeros", make([]byte, 32<<20)}, {"text", text}} {
+		best := map[string]float64{}
+		for range 3 {
+			for _, g := range []struct {
+				name string
+				h    *gatewayHost
+			}{{"recorded", h}, {"unrecorded", plain}} {
+				cmd := g.h.command(t, "dev", "exec", "-i", "box", "/t", "cat")
+				cmd.Stdin = bytes.NewReader(c.data)
+				var got countWriter
+				var errOut bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &got, &errOut
+				start := time.Now()
+				require.NoError(t, cmd.Run(), errOut.String())
+				mbs := float64(len(c.data)) / 1e6 / time.Since(start).Seconds()
+				require.Equal(t, int64(len(c.data)), got.n)
+				best[g.name] = max(best[g.name], mbs)
+			}
+		}
+		t.Logf("%s, 32 MB through docker exec -i, best of 3: recorded %.1f MB/s, unrecorded %.1f MB/s (%.0f%%)",
+			c.name, best["recorded"], best["unrecorded"], 100*best["recorded"]/best["unrecorded"])
+	}
+	list := sessionsFor(t, h, "dev", 6)
+	require.Len(t, list, 6)
+	_, evs := castEvents(t, list[5].Path)
+	assert.Equal(t, string(text), outputOf(evs))
+}
+
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+
+// secondGateway starts another gateway process like h's, in front of
+// the same dockerd, on a port of its own, with extra flags.
+func secondGateway(t *testing.T, h *gatewayHost, extra ...string) *gatewayHost {
+	t.Helper()
+	port, err := sandbox.FreePort()
+	require.NoError(t, err)
+	g := *h
+	g.Port = port
+	args := append([]string(nil), h.cmd.Args[1:]...)
+	for i, a := range args {
+		if a == "--listen" {
+			args[i+1] = fmt.Sprintf("tcp://127.0.0.1:%d", port)
+		}
+	}
+	g.out = &bytes.Buffer{}
+	g.cmd = exec.Command(h.exe, append(args, extra...)...)
+	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
+	require.NoError(t, g.cmd.Start())
+	t.Cleanup(func() {
+		_ = g.cmd.Process.Signal(syscall.SIGTERM)
+		_ = g.cmd.Wait()
+		if t.Failed() {
+			t.Logf("second gateway output:\n%s", tailString(g.out.String(), 4000))
+		}
+	})
+	waitFor(t, 20*time.Second, "the second gateway listens", func() bool {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return &g
 }

@@ -11,10 +11,12 @@ package recording
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -110,39 +112,64 @@ func validID(id string) bool {
 // flushEvery bounds how long an event stays in the writer's buffer.
 const flushEvery = time.Second
 
-// bufferSize bounds a recorder's memory: the writer's buffer; a stream's
-// bytes are encoded from the stream's own buffer, never held.
+// bufferSize is the file writer's buffer.
 const bufferSize = 64 << 10
 
 // maxEncBuffer bounds the encoding buffer kept between events (an
 // event is at most one read of the stream, 6 bytes of JSON per byte).
 const maxEncBuffer = 2 << 20
 
-// Recorder writes one recording. Its methods may be called from the two
-// directions' goroutines at once.
+// queueLen bounds the reads waiting to be encoded and written: a stream
+// that outruns its recording waits (nothing is dropped), and a
+// recording holds at most queueLen reads of its stream (the gateway reads
+// 256 KiB at most) besides its buffers.
+const queueLen = 8
+
+// chunk is one read of the stream, as it is, with its time.
+type chunk struct {
+	t    time.Time
+	code string
+	b    []byte
+}
+
+// Recorder writes one recording. Output and Input may be called from the
+// two directions' goroutines at once: they queue a copy of the bytes,
+// and the recorder's own goroutine demultiplexes, encodes and writes
+// them, so a stream does not wait on the encoding or the disk unless it
+// is queueLen reads ahead.
 type Recorder struct {
-	mu    sync.Mutex
 	f     *os.File
 	w     *bufio.Writer
 	start time.Time
 	now   func() time.Time
-	err   error
-	// held are the bytes of a UTF-8 sequence cut by a read, by code,
-	// prefixed to the next event of that code.
-	held map[string][]byte
-	// demux is the state of the 8-byte frame reader, no tty.
+
+	// The writing goroutine's own: held are the bytes of a UTF-8
+	// sequence cut by a read, by code, prefixed to the next event of
+	// that code; demux is the 8-byte frame reader's state (no tty);
+	// enc is the encoding buffer, reused.
+	held    map[string][]byte
 	demux   demuxer
 	scratch []byte
-	// enc is the encoding buffer of an event, reused.
-	enc    []byte
-	stop   chan struct{}
-	done   chan struct{}
+	enc     []byte
+
+	q    chan chunk
+	done chan struct{}
+	// mu guards closed and the sends on q.
+	mu     sync.Mutex
 	closed bool
+	emu    sync.Mutex
+	err    error
 }
 
 // Create writes the header of a new recording in dir (created 0700 when
-// missing), file 0600, and starts its periodic flush.
+// missing), file 0600, and starts its writer.
 func Create(dir string, h Header, now func() time.Time) (*Recorder, error) {
+	return create(dir, h, now, nil)
+}
+
+// create is Create; events go to out instead of the file when it is
+// not nil (tests: a full disk).
+func create(dir string, h Header, now func() time.Time, out io.Writer) (*Recorder, error) {
 	if !validID(h.DTLS.ID) {
 		return nil, fmt.Errorf("recording id %q: want letters, digits, '-' and '_'", h.DTLS.ID)
 	}
@@ -172,104 +199,110 @@ func Create(dir string, h Header, now func() time.Time) (*Recorder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create recording %q: %w", path, err)
 	}
-	r := &Recorder{f: f, w: bufio.NewWriterSize(f, bufferSize), start: h.DTLS.Start, now: now,
-		held: map[string][]byte{}, stop: make(chan struct{}), done: make(chan struct{})}
-	r.demux.tty = h.DTLS.TTY
-	if _, err := r.w.Write(line); err == nil {
-		err = r.w.Flush()
-	}
-	if err != nil {
+	if _, err := f.Write(line); err != nil {
 		f.Close()
 		os.Remove(path)
 		return nil, fmt.Errorf("write recording %q: %w", path, err)
 	}
-	go r.flusher()
+	if out == nil {
+		out = f
+	}
+	r := &Recorder{f: f, w: bufio.NewWriterSize(out, bufferSize), start: h.DTLS.Start, now: now,
+		held: map[string][]byte{}, q: make(chan chunk, queueLen), done: make(chan struct{})}
+	r.demux.tty = h.DTLS.TTY
+	go r.run()
 	return r, nil
 }
 
 // Path is the recording's file.
 func (r *Recorder) Path() string { return r.f.Name() }
 
-// Err is the first write error, if any: the recording is incomplete from
-// there on.
+func (r *Recorder) fail(err error) {
+	if err == nil {
+		return
+	}
+	r.emu.Lock()
+	defer r.emu.Unlock()
+	if r.err == nil {
+		r.err = fmt.Errorf("write recording %q: %w", r.f.Name(), err)
+	}
+}
+
+// Err is the first write error: the recording is incomplete from there.
 func (r *Recorder) Err() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.emu.Lock()
+	defer r.emu.Unlock()
 	return r.err
 }
 
-func (r *Recorder) flusher() {
+// run encodes and writes what Output and Input queued, flushing at least
+// every flushEvery, until Close.
+func (r *Recorder) run() {
 	defer close(r.done)
 	t := time.NewTicker(flushEvery)
 	defer t.Stop()
 	for {
 		select {
-		case <-r.stop:
-			return
+		case c, ok := <-r.q:
+			if !ok {
+				return
+			}
+			if r.Err() != nil {
+				continue // the rest of a failed recording is dropped
+			}
+			if c.code == CodeOutput && !r.demux.tty {
+				r.demux.feed(c.b, func(stream byte, b []byte) {
+					// stdin (0) never comes back; stdout (1) and stderr
+					// (2) are both output; systemerr (3) too (moby
+					// stdcopy.Systemerr).
+					r.event(c.t, CodeOutput, b)
+				})
+				continue
+			}
+			r.event(c.t, c.code, c.b)
 		case <-t.C:
-			r.mu.Lock()
-			if r.err == nil && r.w.Buffered() > 0 {
+			if r.w.Buffered() > 0 && r.Err() == nil {
 				r.fail(r.w.Flush())
 			}
-			r.mu.Unlock()
 		}
-	}
-}
-
-func (r *Recorder) fail(err error) {
-	if err != nil && r.err == nil {
-		r.err = fmt.Errorf("write recording %q: %w", r.f.Name(), err)
 	}
 }
 
 // Output records bytes dockerd sent: as they are with a tty, else
 // Docker's multiplexed stream (8-byte frame headers, moby
 // pkg/stdcopy), whose payloads are recorded, stdout and stderr alike.
-// It returns the first write error.
-func (r *Recorder) Output(p []byte) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.err != nil || r.closed {
-		return r.err
-	}
-	t := r.now()
-	if r.demux.tty {
-		r.event(t, CodeOutput, p)
-		return r.err
-	}
-	r.demux.feed(p, func(stream byte, b []byte) {
-		// stdin (0) never comes back; stdout (1) and stderr (2) are
-		// both output; systemerr (3) too (moby stdcopy.Systemerr).
-		r.event(t, CodeOutput, b)
-	})
-	return r.err
-}
+// It returns the first write error, if one happened already.
+func (r *Recorder) Output(p []byte) error { return r.put(CodeOutput, p) }
 
 // Input records bytes the client sent to the stream.
-func (r *Recorder) Input(p []byte) error {
+func (r *Recorder) Input(p []byte) error { return r.put(CodeInput, p) }
+
+func (r *Recorder) put(code string, p []byte) error {
+	if err := r.Err(); err != nil {
+		return err
+	}
+	c := chunk{t: r.now(), code: code, b: bytes.Clone(p)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.err != nil || r.closed {
-		return r.err
+	if !r.closed {
+		r.q <- c
 	}
-	r.event(r.now(), CodeInput, p)
-	return r.err
+	return nil
 }
 
-// Close writes the closing marker with why, flushes and closes the file.
+// Close writes what is queued, the closing marker with why, flushes,
+// syncs and closes the file.
 func (r *Recorder) Close(why string) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return r.err
+		return r.Err()
 	}
 	r.closed = true
+	close(r.q)
 	r.mu.Unlock()
-	close(r.stop)
 	<-r.done
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.err == nil {
+	if r.Err() == nil {
 		t := r.now()
 		for code, b := range r.held {
 			if len(b) > 0 {
@@ -279,13 +312,11 @@ func (r *Recorder) Close(why string) error {
 		r.write(t, CodeMarker, []byte(why))
 		r.fail(r.w.Flush())
 	}
-	if r.err == nil {
+	if r.Err() == nil {
 		r.fail(r.f.Sync())
 	}
-	if err := r.f.Close(); err != nil {
-		r.fail(err)
-	}
-	return r.err
+	r.fail(r.f.Close())
+	return r.Err()
 }
 
 // event writes one event of p, holding back a UTF-8 sequence p ends in
@@ -309,7 +340,7 @@ func (r *Recorder) event(t time.Time, code string, p []byte) {
 
 // write writes [t, code, p] and a newline.
 func (r *Recorder) write(t time.Time, code string, p []byte) {
-	if r.err != nil {
+	if r.Err() != nil {
 		return
 	}
 	secs := t.Sub(r.start).Seconds()

@@ -122,22 +122,26 @@ func TestRecordTTYRawAndInput(t *testing.T) {
 	assert.InDelta(t, 0.1, evs[0].Time, 1e-9)
 }
 
-// A full disk (/dev/full) fails the recording: Output says so.
+// A full disk (/dev/full) fails the recording: the next Output says so,
+// and Close.
 func TestRecordWriteFailure(t *testing.T) {
-	if _, err := os.Stat("/dev/full"); err != nil {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
 		t.Skip("no /dev/full")
 	}
-	r := newRec(t, t.TempDir(), true, "id-3")
-	f, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	defer full.Close()
+	r, err := create(t.TempDir(), Header{DTLS: Meta{ID: "full", TTY: true, Start: t0}}, nil, full)
 	require.NoError(t, err)
-	r.mu.Lock()
-	r.w.Reset(f)
-	r.mu.Unlock()
 	big := bytes.Repeat([]byte("x"), bufferSize*2)
-	err = r.Output(big)
+	require.NoError(t, r.Output(big), "the first write is queued")
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Output([]byte("y")) == nil {
+		require.True(t, time.Now().Before(deadline), "no write error within 5s")
+		time.Sleep(time.Millisecond)
+	}
+	err = r.Close("x")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no space left")
-	assert.Error(t, r.Close("x"))
 }
 
 func TestCreateRefusesBadIDAndExisting(t *testing.T) {
@@ -206,7 +210,8 @@ func TestListPlayPrune(t *testing.T) {
 	assert.Equal(t, []string{"b"}, removed)
 }
 
-// BenchmarkRecord: the recorder alone, in MB/s of stream, on a tty's
+// BenchmarkRecord: the recorder alone, in MB/s of stream written to
+// disk, on a tty's
 // text and on Docker's multiplexed frames of binary zeros (the exec
 // bench's 'head -c ... /dev/zero', the worst case: six bytes of JSON per
 // byte).
@@ -223,12 +228,15 @@ func BenchmarkRecord(b *testing.B) {
 			r, err := Create(b.TempDir(), Header{DTLS: Meta{ID: "bench", TTY: c.tty, Start: time.Now()}}, nil)
 			require.NoError(b, err)
 			b.SetBytes(int64(len(c.data)))
-			for b.Loop() {
+			b.ResetTimer()
+			for range b.N {
 				if err := r.Output(c.data); err != nil {
 					b.Fatal(err)
 				}
 			}
+			// Until all is on disk: the queue drained, the file synced.
 			require.NoError(b, r.Close(EndedStream))
+			b.StopTimer()
 		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -412,6 +413,31 @@ var ascii = func() (t [utf8.RuneSelf]struct {
 	return t
 }()
 
+// SWAR constants: each byte of a word at once.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plainRun is the length of p's leading run of bytes JSON takes as they
+// are (0x20..0x7f but '"' and '\\'), 8 bytes at a time while it can (a
+// word with no byte below 0x20, none at or above 0x80, no '"', no '\\':
+// the classic has-zero-byte test, Hacker's Delight 6-1), then byte by
+// byte.
+func plainRun(p []byte) int {
+	i := 0
+	for ; i+8 <= len(p); i += 8 {
+		v := binary.LittleEndian.Uint64(p[i:])
+		q, bs := v^(ones*'"'), v^(ones*'\\')
+		if (v-ones*0x20|v|(q-ones)&^q|(bs-ones)&^bs)&highs != 0 {
+			break
+		}
+	}
+	for ; i < len(p) && p[i] < utf8.RuneSelf && ascii[p[i]].n == 1; i++ {
+	}
+	return i
+}
+
 // appendJSONString appends p as a JSON string: valid UTF-8 as it is
 // (escaped where JSON asks), each invalid byte as U+FFFD, as
 // encoding/json and asciinema do. It sizes dst once for the worst case
@@ -428,12 +454,13 @@ func appendJSONString(dst, p []byte) []byte {
 		if c < utf8.RuneSelf {
 			e := &ascii[c]
 			if e.n == 1 {
-				b[j] = c
-				j++
-			} else {
-				copy(b[j:j+6], e.b[:])
-				j += e.n
+				k := plainRun(p[i:])
+				j += copy(b[j:], p[i:i+k])
+				i += k
+				continue
 			}
+			copy(b[j:j+6], e.b[:])
+			j += e.n
 			i++
 			continue
 		}

@@ -246,10 +246,15 @@ func BenchmarkRecord(b *testing.B) {
 func TestAppendJSONStringAgreesWithEncodingJSON(t *testing.T) {
 	rng := rand.New(rand.NewSource(2))
 	alphabet := []byte("a\x00\x1b\n\r\t\"\\\x7f\xff\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80 ")
-	for range 2000 {
-		p := make([]byte, rng.Intn(40))
+	for range 5000 {
+		// Mostly plain text, so that runs of 8 plain bytes and more
+		// (the word-at-a-time path) meet every other kind of byte.
+		p := make([]byte, rng.Intn(100))
 		for i := range p {
 			p[i] = alphabet[rng.Intn(len(alphabet))]
+			if rng.Intn(5) > 0 {
+				p[i] = byte(0x20 + rng.Intn(0x60))
+			}
 		}
 		enc := appendJSONString(nil, p)
 		var got string

@@ -239,6 +239,40 @@ func TestSessionsRecordedWithRealDocker(t *testing.T) {
 		assert.NotEqual(t, recording.CodeInput, ev.Code)
 	}
 
+	// attach: recorded with the container's command and tty; the output
+	// is on disk within the flush interval (a second) while the stream
+	// is still open.
+	out, err = h.as(t, "dev", "run", "-d", "-i", "--name", "att", "stool:1", "/t", "cat")
+	require.NoError(t, err, out)
+	acmd := h.command(t, "dev", "attach", "att")
+	ain, err := acmd.StdinPipe()
+	require.NoError(t, err)
+	aout, err := acmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, acmd.Start())
+	t.Cleanup(func() { _ = acmd.Process.Kill(); _ = acmd.Wait() })
+	_, err = io.WriteString(ain, "through attach\n")
+	require.NoError(t, err)
+	line, err := bufio.NewReader(aout).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "through attach\n", line)
+	var att recording.Summary
+	waitFor(t, 5*time.Second, "the attach stream's output is on disk", func() bool {
+		l, err := recording.List(h.Sessions, recording.Filter{Container: "att"})
+		require.NoError(t, err)
+		if len(l) != 1 {
+			return false
+		}
+		att = l[0]
+		_, evs := castEvents(t, att.Path)
+		return outputOf(evs) == "through attach\n"
+	})
+	assert.Equal(t, "attach", att.DTLS.Kind)
+	assert.Equal(t, []string{"/t", "cat"}, att.DTLS.Command)
+	assert.False(t, att.DTLS.TTY)
+	assert.Empty(t, att.Ended, "the attach stream is still open")
+	_ = acmd.Process.Kill()
+
 	// ls and its filters.
 	ls := func(args ...string) string {
 		out, stderr, code := h.dtls(t, append([]string{"sessions", "ls", "--sessions-dir", h.Sessions}, args...)...)
@@ -256,7 +290,7 @@ func TestSessionsRecordedWithRealDocker(t *testing.T) {
 	assert.NotContains(t, ls("--container", "other"), m.ID)
 	var js []recording.Summary
 	require.NoError(t, json.Unmarshal([]byte(ls("-o", "json")), &js))
-	require.Len(t, js, 2)
+	require.Len(t, js, 3)
 	assert.Equal(t, m.ID, js[0].DTLS.ID)
 
 	// export: the file as it is, to stdout or --out (0600).

@@ -431,6 +431,59 @@ func TestSessionsRevokedStreamRecording(t *testing.T) {
 	played, stderr, code = h.dtls(t, "sessions", "play", s.DTLS.ID, "--sessions-dir", h.Sessions, "--no-wait", "--input")
 	require.Equal(t, 0, code, stderr)
 	assert.Equal(t, "typed by bob\ntyped by bob\n", played)
+
+	// The exec start's audit record names the recording.
+	waitFor(t, 5*time.Second, "the exec start's record names its recording", func() bool {
+		recs, err := authz.ReadAudit(h.Audit, authz.AuditFilter{User: "bob"})
+		require.NoError(t, err)
+		for _, r := range recs {
+			if strings.HasSuffix(r.Path, "/start") && r.Fields["recording"] == s.DTLS.ID {
+				return true
+			}
+		}
+		return false
+	})
+
+	// Retention at start: a gateway started with --sessions-max-size 1
+	// on the same directory removes the closed recording.
+	secondGateway(t, h, "--sessions-max-size", "1")
+	_, err = os.Stat(s.Path)
+	assert.True(t, os.IsNotExist(err), "the recording beyond --sessions-max-size is still there: %v", err)
+}
+
+// TestSessionsFlags: bad values are refused, naming the flag, before
+// anything is done.
+func TestSessionsFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"gateway", "serve", "--sessions-on-failure", "drop"}, `--sessions-on-failure: want refuse or continue, got "drop"`},
+		{[]string{"gateway", "serve", "--sessions-max-size", "10X"}, `--sessions-max-size: "10X" is not a size such as 500M or 10G`},
+		{[]string{"gateway", "serve", "--sessions-max-age", "-1h"}, `--sessions-max-age: want 0 or more, got -1h0m0s`},
+		{[]string{"sessions", "play", "x", "--speed", "-1"}, `--speed: want 0 or more, got -1`},
+		{[]string{"sessions", "ls", "-o", "yaml"}, `--output: want table or json, got "yaml"`},
+	} {
+		var out, errOut bytes.Buffer
+		code := Run(c.args, IO{In: strings.NewReader(""), Out: &out, ErrOut: &errOut, Now: time.Now, Getenv: func(string) string { return "" }})
+		assert.Equal(t, 2, code, "%v: %s", c.args, errOut.String())
+		assert.Contains(t, errOut.String(), c.want, "%v", c.args)
+		assert.Empty(t, out.String())
+	}
+	for s, want := range map[string]int64{"0": 0, "500M": 500 << 20, "10G": 10 << 30, "1k": 1 << 10, "2GiB": 2 << 30, "123": 123} {
+		got, err := parseSize(s)
+		require.NoError(t, err, s)
+		assert.Equal(t, want, got, s)
+	}
+	for _, s := range []string{"", "G", "-1", "1.5G", "99999999999T"} {
+		_, err := parseSize(s)
+		assert.Error(t, err, s)
+	}
+	// An empty or missing directory lists nothing.
+	var out bytes.Buffer
+	code := Run([]string{"sessions", "ls", "--sessions-dir", filepath.Join(t.TempDir(), "none")}, IO{In: strings.NewReader(""), Out: &out, ErrOut: io.Discard, Now: time.Now, Getenv: func(string) string { return "" }})
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "ID  START  USER  CONTAINER  TTY  DURATION  ENDED  COMMAND\n", out.String())
 }
 
 // TestSessionsRecordingThroughput: 32 MB through 'docker exec -i ... cat'

@@ -116,6 +116,11 @@ func (g *Gateway) startRecording(w http.ResponseWriter, r *http.Request, c *call
 		return nil, true
 	}
 	g.recs.add(meta.ID, true)
+	// The request's audit record names its recording.
+	if c.rec.Fields == nil {
+		c.rec.Fields = map[string]any{}
+	}
+	c.rec.Fields["recording"] = meta.ID
 	return &streamRecord{g: g, rec: rec, id: meta.ID, c: c}, true
 }
 
@@ -169,6 +174,7 @@ func (s *streamRecord) end(why string, dropped bool) {
 	err := s.rec.Close(why)
 	if dropped {
 		removeFile(s.rec.Path())
+		delete(s.c.rec.Fields, "recording")
 		return
 	}
 	if err != nil {

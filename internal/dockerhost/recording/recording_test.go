@@ -196,6 +196,23 @@ func TestListPlayPrune(t *testing.T) {
 	_, err = Play(context.Background(), dir, "nope", &out, PlayOptions{})
 	assert.ErrorIs(t, err, ErrNotFound)
 
+	// A recording cut in the middle of its last line (the gateway was
+	// killed) plays up to it and lists with no closing marker; a broken
+	// line before the last is an error.
+	cut, err := os.ReadFile(filepath.Join(dir, "a.cast"))
+	require.NoError(t, err)
+	lines := strings.SplitAfter(string(cut), "\n")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "c.cast"), []byte(lines[0]+lines[1]+lines[2][:7]), 0o600))
+	out.Reset()
+	s, err = Play(context.Background(), dir, "c", &out, PlayOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "hello ", out.String())
+	assert.Empty(t, s.Ended)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "c.cast"), []byte(lines[0]+lines[1][:5]+"\n"+lines[2]), 0o600))
+	_, err = Play(context.Background(), dir, "c", &out, PlayOptions{})
+	assert.ErrorContains(t, err, "line 2: not an event line")
+	require.NoError(t, os.Remove(filepath.Join(dir, "c.cast")))
+
 	// Age: a is made old; size: only one fits.
 	old := time.Now().Add(-48 * time.Hour)
 	require.NoError(t, os.Chtimes(filepath.Join(dir, "a.cast"), old, old))

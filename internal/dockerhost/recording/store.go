@@ -195,10 +195,17 @@ func Play(ctx context.Context, dir, id string, out io.Writer, o PlayOptions) (Su
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
 	sc.Scan() // the header, read by summarize
 	var last float64
+	var cut error
 	for n := 2; sc.Scan(); n++ {
+		if cut != nil {
+			return s, cut
+		}
 		ev, err := parseEvent(sc.Bytes())
 		if err != nil {
-			return s, fmt.Errorf("recording %q line %d: %w", p, n, err)
+			// Only the last line may be cut (a gateway killed while
+			// writing it): it is left out.
+			cut = fmt.Errorf("recording %q line %d: %w", p, n, err)
+			continue
 		}
 		if o.Speed > 0 && ev.Time > last {
 			if err := o.Sleep(ctx, time.Duration((ev.Time-last)/o.Speed*float64(time.Second)).Round(time.Microsecond)); err != nil {

@@ -228,8 +228,9 @@ var pathEnv = map[string]string{
 
 // notFromEnv are the flags of those names that do not read the variable,
 // as README says: renew --out is one bundle's new directory, where
-// $DTLS_OUT is where issue-client writes bundles.
-var notFromEnv = map[string]bool{"dtls renew --out": true}
+// $DTLS_OUT is where issue-client writes bundles; sessions export --out
+// is one file.
+var notFromEnv = map[string]bool{"dtls renew --out": true, "dtls sessions export --out": true}
 
 // TestEnvDefaults: every flag whose usage says "(env X)" takes its default
 // from X, and every flag README says reads a variable does.

@@ -44,6 +44,7 @@ type gatewayServeOptions struct {
 	Listen   []string
 	CertsDir string
 	MaxBody  int64
+	sessionsServeOptions
 }
 
 func newGatewayServeCmd(io IO) *cobra.Command {
@@ -78,7 +79,15 @@ It fails closed: an unreadable inventory or policy denies every request
 and nothing else. --mode warn forwards what enforce would deny, records
 it as warn, and cuts no open connection. Each request is one JSON line in
 --audit-log (the plugin's format, with issuer, duration and bytes) and on
-stdout.`,
+stdout.
+
+Every exec and attach stream is recorded in --sessions-dir (see 'dtls
+sessions'): output by default, input too with --record-input. When a
+recording cannot be written, --sessions-on-failure refuse (the default)
+refuses the stream before it starts (503) and cuts it if a write fails on
+the way; continue lets it go on unrecorded, with an audit record saying
+so. --sessions-max-age and --sessions-max-size remove the oldest
+recordings, at start and before each new one.`,
 		Example: `  $ sudo dtls gateway serve
   $ sudo dtls gateway serve --listen tcp://10.0.0.5:2376 --mode warn`,
 		Args: exactArgs(0, "no arguments"),
@@ -102,16 +111,14 @@ stdout.`,
 	pathFlag(c, io, &opts.DaemonJSON, "daemon-json", "DTLS_DAEMON_JSON", defaultDaemonJSON, "dockerd's daemon.json: its data-root, exec-root and sockets are protected paths")
 	f.Int64Var(&opts.MaxBody, "max-body", gateway.DefaultMaxBody, "largest JSON body read to decide on, in bytes")
 	trailServeFlags(c, &opts.authzServeOptions)
+	sessionsServeFlags(c, io, &opts.sessionsServeOptions)
 	return c
 }
 
 // validate checks the flags and makes the paths absolute.
 func (o *gatewayServeOptions) validate() error {
-	if o.Mode != string(authz.ModeEnforce) && o.Mode != string(authz.ModeWarn) {
-		return fmt.Errorf("--mode: want enforce or warn, got %q", o.Mode)
-	}
-	if err := authz.AuditFailure(o.AuditFailure).Check(); err != nil {
-		return fmt.Errorf("--audit-failure: want deny-writes or deny-all, got %q", o.AuditFailure)
+	if err := o.validateEngine(); err != nil {
+		return err
 	}
 	for _, l := range o.Listen {
 		if _, err := tcpAddr(l); err != nil {
@@ -121,8 +128,8 @@ func (o *gatewayServeOptions) validate() error {
 	if !strings.HasPrefix(o.Docker, "unix://") {
 		return fmt.Errorf("--docker: want unix:///PATH, got %q", o.Docker)
 	}
-	if o.CRLRefresh < time.Second {
-		return fmt.Errorf("--crl-refresh: want 1s or more, got %s", o.CRLRefresh)
+	if err := o.sessionsServeOptions.validate(); err != nil {
+		return err
 	}
 	for _, p := range []struct {
 		flag string
@@ -138,6 +145,20 @@ func (o *gatewayServeOptions) validate() error {
 	// (authzObjects); the gateway's own is the certificates' directory,
 	// with its server key.
 	o.Socket = filepath.Join(o.CertsDir, authority.ServerKeyFile)
+	return nil
+}
+
+// validateEngine checks the flags the gateway shares with authz serve.
+func (o *gatewayServeOptions) validateEngine() error {
+	if o.Mode != string(authz.ModeEnforce) && o.Mode != string(authz.ModeWarn) {
+		return fmt.Errorf("--mode: want enforce or warn, got %q", o.Mode)
+	}
+	if err := authz.AuditFailure(o.AuditFailure).Check(); err != nil {
+		return fmt.Errorf("--audit-failure: want deny-writes or deny-all, got %q", o.AuditFailure)
+	}
+	if o.CRLRefresh < time.Second {
+		return fmt.Errorf("--crl-refresh: want 1s or more, got %s", o.CRLRefresh)
+	}
 	return nil
 }
 
@@ -173,6 +194,7 @@ func runGatewayServe(o *gatewayServeOptions) error {
 		CAFile:       filepath.Join(o.CertsDir, authority.CACertFile),
 		Engine:       engine,
 		MaxBody:      o.MaxBody,
+		Recording:    o.recording(),
 	})
 	if err != nil {
 		closeAll(ls)

@@ -35,6 +35,7 @@ import (
 // certificates 'dtls init' made.
 type gatewayHost struct {
 	Dir, State, Certs, Policy, Audit, Bundles string
+	Sessions                                  string
 	Port                                      int
 	Daemon                                    *sandbox.Daemon
 	docker                                    string
@@ -43,7 +44,7 @@ type gatewayHost struct {
 	out                                       *bytes.Buffer
 }
 
-func newGatewayHost(t *testing.T) *gatewayHost {
+func newGatewayHost(t *testing.T, extra ...string) *gatewayHost {
 	t.Helper()
 	docker := dockerCLI(t)
 	sandbox.Require(t)
@@ -54,7 +55,7 @@ func newGatewayHost(t *testing.T) *gatewayHost {
 	require.NoError(t, err)
 	h := &gatewayHost{Dir: dir, State: filepath.Join(dir, "state"), Certs: filepath.Join(dir, "certs"),
 		Policy: filepath.Join(dir, "authz-policy.json"), Audit: filepath.Join(dir, "gateway.log"),
-		Bundles: filepath.Join(dir, "bundles"), Port: port, docker: docker, out: &bytes.Buffer{}}
+		Bundles: filepath.Join(dir, "bundles"), Sessions: filepath.Join(dir, "sessions"), Port: port, docker: docker, out: &bytes.Buffer{}}
 	// dtls init writes its TCP listener into a daemon.json of its own:
 	// the daemon's keeps its unix socket only.
 	daemonJSON, initJSON, systemd := filepath.Join(dir, "daemon.json"), filepath.Join(dir, "init-daemon.json"), filepath.Join(dir, "systemd")
@@ -72,7 +73,8 @@ func newGatewayHost(t *testing.T) *gatewayHost {
 	require.NoError(t, os.WriteFile(h.Policy, []byte(`{"default_role": "readonly"}`+"\n"), 0o644))
 	h.cmd = exec.Command(h.exe, "gateway", "serve", "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
 		"--docker", "unix://"+d.Socket, "--state-dir", h.State, "--certs-dir", h.Certs, "--policy", h.Policy,
-		"--audit-log", h.Audit, "--daemon-json", daemonJSON)
+		"--audit-log", h.Audit, "--daemon-json", daemonJSON, "--sessions-dir", h.Sessions)
+	h.cmd.Args = append(h.cmd.Args, extra...)
 	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
 	require.NoError(t, h.cmd.Start())
 	t.Cleanup(func() {

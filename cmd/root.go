@@ -278,6 +278,7 @@ var commands = map[string]func(IO) *cobra.Command{
 	"role":         newRoleCmd,
 	"authz":        newAuthzCmd,
 	"gateway":      newGatewayCmd,
+	"sessions":     newSessionsCmd,
 	"check":        newCheckCmd,
 	"inspect":      newInspectCmd,
 	"ca":           newCACmd,
@@ -286,7 +287,7 @@ var commands = map[string]func(IO) *cobra.Command{
 }
 
 var commandOrder = []string{"init", "issue-client", "issue-server", "certs", "renew", "revoke", "crl", "rotate-ca",
-	"role", "authz", "gateway", "env", "version", "audit", "import", "bundles", "use", "context", "check", "inspect", "ca", "enroll", "agent"}
+	"role", "authz", "gateway", "sessions", "env", "version", "audit", "import", "bundles", "use", "context", "check", "inspect", "ca", "enroll", "agent"}
 
 // commandAliases are the other names of commands (each command's Aliases),
 // so that Run finds the one command to build: 'list' and 'ls' are what
@@ -304,7 +305,7 @@ const (
 var commandGroups = map[string]string{
 	"init": groupHost, "issue-client": groupHost, "issue-server": groupHost, "certs": groupHost,
 	"renew": groupHost, "revoke": groupHost, "crl": groupHost, "rotate-ca": groupHost,
-	"role": groupHost, "authz": groupHost, "gateway": groupHost, "audit": groupHost, "ca": groupHost,
+	"role": groupHost, "authz": groupHost, "gateway": groupHost, "sessions": groupHost, "audit": groupHost, "ca": groupHost,
 	"import": groupLaptop, "bundles": groupLaptop, "use": groupLaptop, "env": groupLaptop,
 	"context": groupLaptop, "check": groupLaptop, "inspect": groupLaptop, "enroll": groupLaptop, "agent": groupLaptop,
 }

@@ -209,7 +209,7 @@ func (b *bench) startGateway(socket string, port int) (*exec.Cmd, error) {
 	}
 	gw := exec.Command(b.dtls, "gateway", "serve", "--listen", "tcp://"+addr(port), "--docker", "unix://"+socket,
 		"--state-dir", b.state, "--certs-dir", b.certs, "--audit-log", filepath.Join(b.dir, "gateway.log"),
-		"--policy", policy, "--daemon-json", filepath.Join(b.dir, "a", "daemon.json"))
+		"--policy", policy, "--daemon-json", filepath.Join(b.dir, "a", "daemon.json"), "--sessions-dir", filepath.Join(b.dir, "sessions"))
 	gw.Stdout, gw.Stderr = io.Discard, os.Stderr
 	if err := gw.Start(); err != nil {
 		return nil, err

@@ -69,6 +69,8 @@ type Config struct {
 	// WatchEvery is how often open connections are checked again (250ms
 	// when <= 0); TLSEvery how often the TLS files are (500ms when <= 0).
 	WatchEvery, TLSEvery time.Duration
+	// Recording records exec and attach streams; nil records none.
+	Recording *Recording
 }
 
 // Gateway is the server.
@@ -78,6 +80,7 @@ type Gateway struct {
 	srv       *http.Server
 	transport *http.Transport
 	sess      *sessions
+	recs      recordings
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -140,6 +143,7 @@ func New(c Config) (*Gateway, error) {
 		},
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.prune()
 	return g, nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dtls-tool/dtls/internal/dockerhost/recording"
 )
 
 // hijacked reports whether a route's answer is a raw stream both ways:
@@ -41,6 +43,15 @@ const lingerAfterOutput = 5 * time.Second
 // CLI expects: 'docker exec -i' ends stdin so, and reads the output to
 // its end.
 func (g *Gateway) hijack(w http.ResponseWriter, r *http.Request, c *call) {
+	sr, ok := g.startRecording(w, r, c)
+	if !ok {
+		return
+	}
+	streamed, ended := false, recording.EndedStream
+	conn, _ := r.Context().Value(connKey{}).(net.Conn)
+	if sr != nil {
+		defer func() { sr.end(ended, !streamed) }()
+	}
 	up, err := net.Dial("unix", g.cfg.DockerSocket)
 	if err != nil {
 		g.fail(w, c, fmt.Sprintf("dtls-gateway: dockerd did not answer: %v", err))
@@ -84,7 +95,6 @@ func (g *Gateway) hijack(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	c.answered, c.status = true, resp.StatusCode
 	defer client.Close()
-	conn, _ := r.Context().Value(connKey{}).(net.Conn)
 	if conn != nil {
 		defer g.sess.forget(conn)
 		if !g.sess.attach(conn, up) {
@@ -95,7 +105,13 @@ func (g *Gateway) hijack(w http.ResponseWriter, r *http.Request, c *call) {
 	if err := cbuf.Writer.Flush(); err != nil {
 		return
 	}
-	in, out := pipe(client, rest(cbuf.Reader, client), up, rest(br, up))
+	cr, ur := rest(cbuf.Reader, client), rest(br, up)
+	if sr != nil {
+		streamed = true
+		cr, ur = sr.wrap(cr, ur, func() { client.Close(); up.Close() })
+	}
+	in, out := pipe(client, cr, up, ur)
+	ended = g.endReason(conn)
 	c.in = &countingReader{}
 	c.in.n.Store(in)
 	c.out += out

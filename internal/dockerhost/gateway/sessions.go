@@ -27,6 +27,8 @@ type session struct {
 	// stream, on dockerd's socket.
 	also []io.Closer
 	cut  bool
+	// why the connection was cut, for its stream's recording.
+	why string
 }
 
 func newSessions() *sessions { return &sessions{conns: map[net.Conn]*session{}} }
@@ -84,7 +86,7 @@ func (s *sessions) cutWhere(refuse func(*x509.Certificate) authz.Caller) []cut {
 		if v.Refused == "" {
 			continue
 		}
-		s.close(c)
+		s.closeFor(c, v.Refused)
 		out = append(out, cut{caller: v, leaf: leaf, remote: c.RemoteAddr().String()})
 	}
 	return out
@@ -121,7 +123,7 @@ func (s *sessions) closeAll() {
 	}
 	s.mu.Unlock()
 	for _, c := range all {
-		s.close(c)
+		s.closeFor(c, "the gateway stopped")
 	}
 }
 

@@ -44,7 +44,7 @@ type testPKI struct {
 	clients map[string]tls.Certificate
 }
 
-func newTestPKI(t *testing.T) *testPKI {
+func newTestPKI(t testing.TB) *testPKI {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
@@ -61,7 +61,7 @@ func newTestPKI(t *testing.T) *testPKI {
 	return p
 }
 
-func (p *testPKI) issue(t *testing.T, cn string, server bool) (tls.Certificate, []byte, []byte) {
+func (p *testPKI) issue(t testing.TB, cn string, server bool) (tls.Certificate, []byte, []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
@@ -86,13 +86,13 @@ func (p *testPKI) issue(t *testing.T, cn string, server bool) (tls.Certificate, 
 	return pair, certPEM, keyPEM
 }
 
-func (p *testPKI) writeServer(t *testing.T) {
+func (p *testPKI) writeServer(t testing.TB) {
 	_, c, k := p.issue(t, "gateway", true)
 	require.NoError(t, os.WriteFile(filepath.Join(p.dir, "server-cert.pem"), c, 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(p.dir, "server-key.pem"), k, 0o600))
 }
 
-func (p *testPKI) client(t *testing.T, cn string) tls.Certificate {
+func (p *testPKI) client(t testing.TB, cn string) tls.Certificate {
 	if c, ok := p.clients[cn]; ok {
 		return c
 	}
@@ -146,7 +146,7 @@ func (s *syncBuffer) String() string {
 
 func startGateway(t *testing.T) *testGateway { return startGatewayMode(t, authz.ModeEnforce) }
 
-func startGatewayMode(t *testing.T, mode authz.Mode) *testGateway {
+func startGatewayMode(t testing.TB, mode authz.Mode) *testGateway {
 	t.Helper()
 	d := sandbox.StartForTest(t)
 	p := newTestPKI(t)

@@ -30,6 +30,9 @@ type call struct {
 	// recorded: the request's record is in the trail (written before the
 	// request went on); finish then adds the response's.
 	recorded bool
+	// trailFailed: the trail could not take the request's record, which
+	// was refused and written where it could be; finish adds nothing.
+	trailFailed bool
 }
 
 // ServeHTTP identifies the caller, decides, and forwards what is allowed.
@@ -75,33 +78,47 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, c, http.StatusForbidden, v.Msg)
 		return
 	}
-	// The record is in the trail before the request goes on; a trail
-	// that cannot be written denies what changes something (Engine.Record).
-	ok, msg := g.cfg.Engine.Record(c.rec, true)
-	if !ok {
-		c.rec.Decision, c.rec.Rule, c.rec.Reason = authz.DecisionDeny, ruleAuditFailure, msg
-		c.recorded = true // Record wrote it where it could, as a denial
-		g.refuse(w, c, http.StatusServiceUnavailable, msg)
+	if hijacked(r.Method, c.rec.Path) {
+		// hijack opens the stream's recording first, so that the
+		// request's record can name it, then calls recordRequest.
+		g.hijack(w, r, c)
 		return
 	}
-	c.recorded = true
-	if hijacked(r.Method, c.rec.Path) {
-		g.hijack(w, r, c)
+	if !g.recordRequest(w, c) {
 		return
 	}
 	g.forward(w, r, c)
 }
 
+// recordRequest puts the allowed request's record in the trail before the
+// request goes on; a trail that cannot be written denies what changes
+// something (Engine.Record), and the caller answers nothing more.
+func (g *Gateway) recordRequest(w http.ResponseWriter, c *call) bool {
+	ok, msg := g.cfg.Engine.Record(c.rec, true)
+	c.recorded = true
+	if !ok {
+		// Record wrote it where it could, as a denial: finish adds nothing.
+		c.trailFailed = true
+		c.rec.Decision, c.rec.Rule, c.rec.Reason = authz.DecisionDeny, ruleAuditFailure, msg
+		g.refuse(w, c, http.StatusServiceUnavailable, msg)
+	}
+	return ok
+}
+
 // finish writes what the trail does not have yet: a refused request's
 // record, or the response's of a request that went on (its status, how
-// long it took and the bytes each way), as the plugin's response phase.
+// long it took and the bytes each way, and the recording it names), as
+// the plugin's response phase.
 func (g *Gateway) finish(c *call) {
-	if c.recorded && c.rec.Decision == authz.DecisionDeny {
+	if c.trailFailed {
 		return
 	}
 	rec := c.rec
 	if c.recorded {
 		rec.Phase, rec.Time, rec.Fields = authz.PhaseResponse, g.cfg.Engine.Now(), nil
+		if id, ok := c.rec.Fields["recording"]; ok {
+			rec.Fields = map[string]any{"recording": id}
+		}
 	}
 	rec.Status = c.status
 	rec.DurationUS = time.Since(c.start).Microseconds()
@@ -270,6 +287,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c *call) {
 		// piece by piece.
 		k, _ := io.Copy(w, resp.Body)
 		c.out += k
+		// Out before the response's audit record (finish) is written:
+		// the client need not wait for it.
+		_ = http.NewResponseController(w).Flush()
 		return
 	}
 	// A stream: the head goes out at once, as dockerd answers some calls

@@ -52,6 +52,9 @@ func (g *Gateway) hijack(w http.ResponseWriter, r *http.Request, c *call) {
 	if sr != nil {
 		defer func() { sr.end(ended, !streamed) }()
 	}
+	if !g.recordRequest(w, c) {
+		return
+	}
 	up, err := net.Dial("unix", g.cfg.DockerSocket)
 	if err != nil {
 		g.fail(w, c, fmt.Sprintf("dtls-gateway: dockerd did not answer: %v", err))

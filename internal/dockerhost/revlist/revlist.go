@@ -517,6 +517,9 @@ func (f *Follower) failed(at time.Time, err error) {
 	f.statusMu.Lock()
 	f.status.LastAttempt, f.status.LastError = at, err.Error()
 	f.statusMu.Unlock()
+	// The status file (what 'dtls audit' reads) first, then the log: one
+	// who reads the log and then runs 'dtls audit' sees the same outage.
+	f.writeStatus()
 	if !f.failing || at.Sub(f.lastLog) >= logEvery || at.Before(f.lastLog) {
 		f.failing, f.lastLog = true, at
 		if l := f.list.Load(); l != nil {
@@ -525,16 +528,11 @@ func (f *Follower) failed(at time.Time, err error) {
 			f.logf("%v; no revocation list yet: every certificate of the fleet CA is denied", err)
 		}
 	}
-	f.writeStatus()
 }
 
 // succeeded records a good fetch, writes the list to CacheFile when it
 // is new there, and logs the end of an outage.
 func (f *Follower) succeeded(at time.Time, l *list) {
-	if f.failing {
-		f.failing = false
-		f.logf("the CA at %s answers again", f.base)
-	}
 	cacheErr := ""
 	if f.cfg.CacheDir != "" && !bytes.Equal(f.cached, l.der) {
 		p := filepath.Join(f.cfg.CacheDir, CacheFile)
@@ -549,7 +547,11 @@ func (f *Follower) succeeded(at time.Time, l *list) {
 	f.status.LastAttempt, f.status.LastSuccess, f.status.LastError, f.status.CacheError = at, at, "", cacheErr
 	f.statusMu.Unlock()
 	f.setList(l)
-	f.writeStatus()
+	f.writeStatus() // before the log, as in failed
+	if f.failing {
+		f.failing = false
+		f.logf("the CA at %s answers again", f.base)
+	}
 }
 
 // setList records l in the status.

@@ -93,11 +93,12 @@ func TestFleetKill9(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewSource(seed))
-	// The CA's clock is 20 s behind: its 30 s certificates are past two
-	// thirds of their life when they are made, so every agent run renews;
+	// The CA's clock is 65 s behind: its 90 s certificates are past two
+	// thirds of their life when they are made, so every agent run renews,
+	// and each is still valid 25 s of real time, for a loaded machine;
 	// the CA's bound on renewals (caserver.MaxListedRenewals) is lifted
 	// for this loop.
-	ca := catest.Start(t, catest.Options{ClientValidity: 30 * time.Second, MaxListedRenewals: -1, Now: func() time.Time { return time.Now().Add(-20 * time.Second) }})
+	ca := catest.Start(t, catest.Options{ClientValidity: 90 * time.Second, MaxListedRenewals: -1, Now: func() time.Time { return time.Now().Add(-65 * time.Second) }})
 	exe := dtlsExe(t)
 	root := t.TempDir()
 	good := func(c *x509.Certificate) {
@@ -139,8 +140,13 @@ func TestFleetKill9(t *testing.T) {
 		good(checkEnrolledBundle(t, ca, filepath.Join(root, name)))
 	}
 
-	// Renewal: kill the agent, then let it run.
-	dir := filepath.Join(root, "first")
+	// Renewal: kill the agent, then let it run, on a bundle enrolled
+	// now (not the first one, whose certificate the enrolments' loop may
+	// have outlived).
+	dir := filepath.Join(root, "renewer")
+	killed, out, err = runKilled(t, exe, time.Minute, enroll("renewer")...)
+	require.False(t, killed)
+	require.NoError(t, err, out)
 	start = time.Now()
 	killed, out, err = runKilled(t, exe, time.Minute, "agent", "--once", "--jitter=false", "--dir", dir)
 	require.False(t, killed)

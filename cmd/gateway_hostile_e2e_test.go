@@ -1,0 +1,290 @@
+package cmd
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
+)
+
+// recordingSocket is a unix socket between the gateway and dockerd: it
+// relays each connection to dockerd's socket and keeps every byte the
+// gateway sent upstream, per connection.
+type recordingSocket struct {
+	Path string
+	l    net.Listener
+	mu   sync.Mutex
+	sent []*bytes.Buffer
+	open int
+	wg   sync.WaitGroup
+}
+
+func newRecordingSocket(t *testing.T, path, upstream string) *recordingSocket {
+	t.Helper()
+	l, err := net.Listen("unix", path)
+	require.NoError(t, err)
+	r := &recordingSocket{Path: path, l: l}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("unix", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			buf := &bytes.Buffer{}
+			r.mu.Lock()
+			r.sent = append(r.sent, buf)
+			r.open++
+			r.mu.Unlock()
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				r.relay(c, up, buf)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		r.wg.Wait()
+	})
+	return r
+}
+
+// lockedWriter writes to a buffer of the recording socket under its lock.
+type recordWriter struct {
+	r   *recordingSocket
+	buf *bytes.Buffer
+}
+
+func (w recordWriter) Write(b []byte) (int, error) {
+	w.r.mu.Lock()
+	defer w.r.mu.Unlock()
+	return w.buf.Write(b)
+}
+
+// relay copies both ways until either side is done, keeping what the
+// gateway sent.
+func (r *recordingSocket) relay(gw, up net.Conn, buf *bytes.Buffer) {
+	done := make(chan struct{}, 2)
+	go func() {
+		_, _ = io.Copy(io.MultiWriter(up, recordWriter{r, buf}), gw)
+		_ = up.(*net.UnixConn).CloseWrite()
+		done <- struct{}{}
+	}()
+	go func() {
+		_, _ = io.Copy(gw, up)
+		_ = gw.(*net.UnixConn).CloseWrite()
+		done <- struct{}{}
+	}()
+	<-done
+	<-done
+	gw.Close()
+	up.Close()
+	r.mu.Lock()
+	r.open--
+	r.mu.Unlock()
+}
+
+// idle reports whether every relayed connection has ended.
+func (r *recordingSocket) idle() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.open == 0
+}
+
+// forwarded is one request dockerd received.
+type forwarded struct {
+	Method, URI string
+	Body        []byte
+	Lookup      bool // the policy engine's own lookup (X-Dtls-Authz-Lookup)
+}
+
+// requests parses every connection's bytes as HTTP/1.1 requests, one
+// after the other: anything that is not a whole request is an error.
+func (r *recordingSocket) requests(t *testing.T) []forwarded {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []forwarded
+	for i, buf := range r.sent {
+		br := bufio.NewReader(bytes.NewReader(buf.Bytes()))
+		for {
+			if _, err := br.Peek(1); errors.Is(err, io.EOF) {
+				break
+			}
+			req, err := http.ReadRequest(br)
+			require.NoError(t, err, "connection %d: bytes that are not a request reached dockerd: %q", i, tailString(buf.String(), 2000))
+			body, err := io.ReadAll(req.Body)
+			require.NoError(t, err, "connection %d: %s %s: a body cut short", i, req.Method, req.RequestURI)
+			out = append(out, forwarded{Method: req.Method, URI: req.RequestURI, Body: body, Lookup: req.Header.Get("X-Dtls-Authz-Lookup") != ""})
+		}
+	}
+	return out
+}
+
+// rawExchange sends data on a new TLS connection to the gateway as name
+// and reads up to n answers, until the gateway closes the connection;
+// it returns their status codes.
+func (h *gatewayHost) rawExchange(t *testing.T, name, data string, n int) []int {
+	t.Helper()
+	c, err := tlsDial(h, t, name)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(30*time.Second)))
+	// Written on its own: the gateway may answer, and close, before it
+	// has read everything.
+	go func() { _, _ = io.WriteString(c, data) }()
+	br := bufio.NewReader(c)
+	var got []int
+	for range n {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			break
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		got = append(got, resp.StatusCode)
+	}
+	return got
+}
+
+func tlsDial(h *gatewayHost, t *testing.T, name string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	return tls.DialWithDialer(d, "tcp", fmt.Sprintf("127.0.0.1:%d", h.Port), h.tlsConfig(t, name))
+}
+
+// TestGatewaySmugglingDifferential: hostile framings sent to the gateway
+// over TLS (CL.TE and TE.CL with a hidden second request, two
+// Content-Lengths, obfuscated Transfer-Encodings, pipelined requests, an
+// HTTP/2 preface, absolute-form, "*" and authority-form targets, NUL and
+// CR in a header, a body over the limit) while a recording socket sits
+// between the gateway and dockerd: what dockerd received parses as whole
+// requests, and they are exactly those the audit trail shows as allowed
+// (method and request-target), each create's body exactly the one
+// decided on; the policy engine's own lookups aside, nothing else.
+func TestGatewaySmugglingDifferential(t *testing.T) {
+	t.Parallel()
+	h := newGatewayHost(t)
+	h.issue(t, "dev", "developer")
+	require.NoError(t, h.Daemon.TinyImage(t.Context(), "tiny:1"))
+	rec := newRecordingSocket(t, filepath.Join(h.Dir, "rec.sock"), h.Daemon.Socket)
+	h.stopGateway(t)
+	trailBefore := len(readTrail(t, h.Audit))
+	h.startGatewayAgain(t, "--docker", "unix://"+rec.Path, "--max-body", "65536")
+
+	plain := `{"Image":"tiny:1","Cmd":["/x"]}`
+	priv := `{"Image":"tiny:1","Cmd":["/x"],"HostConfig":{"Privileged":true}}`
+	chunked := func(s string) string { return fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(s), s) }
+	create := func(name, framing, body string) string {
+		return "POST /v1.41/containers/create?name=" + name + " HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n" + framing + "\r\n" + body
+	}
+	withCL := func(name, body string) string {
+		return create(name, fmt.Sprintf("Content-Length: %d\r\n", len(body)), body)
+	}
+	hidden := withCL("smuggled", priv)
+	list := "GET /v1.41/containers/json HTTP/1.1\r\nHost: docker\r\n\r\n"
+	// The body decided on, by the name of each create expected to reach
+	// dockerd.
+	bodies := map[string]string{"clte": plain, "pipelined": plain, "tabte": plain}
+	for _, c := range []struct {
+		name, data string
+		want       []int
+	}{
+		// CL.TE: a front end that took Content-Length would read the
+		// chunk's size line as the body and the rest as a request.
+		{"CL.TE", create("clte", "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n", chunked(plain)) + hidden, []int{201, 403}},
+		// TE.CL: a back end that took Content-Length would read the
+		// size line as the body and the chunk's data, a privileged
+		// create, as the next request.
+		{"TE.CL", create("tecl", fmt.Sprintf("Transfer-Encoding: chunked\r\nContent-Length: %d\r\n", len(fmt.Sprintf("%x\r\n", len(hidden)))), chunked(hidden)), []int{403}},
+		{"two Content-Lengths", create("twocl", fmt.Sprintf("Content-Length: %d\r\nContent-Length: 4\r\n", len(plain)), plain+hidden), []int{400}},
+		{"chunked, identity", create("chunkid", "Transfer-Encoding: chunked, identity\r\n", chunked(plain)) + hidden, []int{501}},
+		{"two Transfer-Encodings", create("twote", "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n", chunked(plain)) + hidden, []int{501}},
+		{"xchunked", create("xchunked", "Transfer-Encoding: xchunked\r\n", chunked(plain)) + hidden, []int{501}},
+		{"space before the colon", create("spacete", "Transfer-Encoding : chunked\r\n", chunked(plain)) + hidden, []int{400}},
+		{"tab in Transfer-Encoding", create("tabte", "Transfer-Encoding:\tchunked\r\n", chunked(plain)), []int{201}},
+		{"Content-Length with a sign", create("signcl", fmt.Sprintf("Content-Length: +%d\r\n", len(plain)), plain), []int{400}},
+		{"pipelined: allowed then denied", list + withCL("pipelined", plain) + withCL("pipepriv", priv) + list, []int{200, 201, 403, 200}},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + hidden, []int{400}},
+		{"absolute-form", "GET http://docker/v1.41/containers/json HTTP/1.1\r\nHost: docker\r\n\r\n", []int{400}},
+		{"asterisk-form", "GET * HTTP/1.1\r\nHost: docker\r\n\r\n", []int{400}},
+		{"authority-form", "CONNECT docker:2375 HTTP/1.1\r\nHost: docker\r\n\r\n" + hidden, []int{400}},
+		{"NUL in a header", "GET /v1.41/containers/json HTTP/1.1\r\nHost: docker\r\nX-A: a\x00b\r\n\r\n" + hidden, []int{400}},
+		{"CR in a header", "GET /v1.41/containers/json HTTP/1.1\r\nHost: docker\r\nX-A: a\rb\r\n\r\n" + hidden, []int{400}},
+		{"Expect: 100-continue", create("expect", fmt.Sprintf("Expect: 100-continue\r\nContent-Length: %d\r\n", len(priv)), priv), []int{100, 403}},
+		// A body the policy does not read streams after the decision,
+		// inside its own framing: dockerd reads it as the GET's body.
+		{"a request in a GET's body", fmt.Sprintf("GET /v1.41/containers/json?all=1 HTTP/1.1\r\nHost: docker\r\nContent-Length: %d\r\n\r\n", len(hidden)) + hidden, []int{200}},
+		{"bare LF lines", "GET /v1.41/containers/json HTTP/1.1\nHost: docker\n\n", []int{200}},
+		{"body over the limit", withCL("big", `{"Image":"tiny:1","Env":["`+strings.Repeat("x", 70<<10)+`"]}`), []int{413}},
+		{"chunked body over the limit", create("bigchunked", "Transfer-Encoding: chunked\r\n", chunked(`{"Image":"tiny:1","Env":["`+strings.Repeat("x", 70<<10)+`"]}`)), []int{413}},
+	} {
+		assert.Equal(t, c.want, h.rawExchange(t, "dev", c.data, len(c.want)), c.name)
+	}
+
+	// The gateway stops (its connections to dockerd end): then the
+	// recording is whole.
+	h.stopGateway(t)
+	waitFor(t, 10*time.Second, "the gateway's connections to dockerd end", rec.idle)
+	var sent []string
+	for _, f := range rec.requests(t) {
+		if f.Lookup {
+			assert.Equal(t, http.MethodGet, f.Method, "a lookup that is not a GET: %s", f.URI)
+			continue
+		}
+		sent = append(sent, f.Method+" "+f.URI)
+		if f.Method == http.MethodGet {
+			// Only the GET sent with one has a body, its own, framed.
+			want := ""
+			if f.URI == "/v1.41/containers/json?all=1" {
+				want = hidden
+			}
+			assert.Equal(t, want, string(f.Body), f.URI)
+		}
+		if f.Method == http.MethodPost {
+			name := strings.TrimPrefix(f.URI, "/v1.41/containers/create?name=")
+			want, ok := bodies[name]
+			if assert.True(t, ok, "a create reached dockerd: %s", f.URI) {
+				assert.Equal(t, want, string(f.Body), "%s: not the body decided on", f.URI)
+			}
+		}
+	}
+	var allowed []string
+	for _, r := range readTrail(t, h.Audit)[trailBefore:] {
+		if r.Phase == authz.PhaseRequest && r.Decision == authz.DecisionAllow {
+			allowed = append(allowed, r.Method+" "+r.URI)
+		}
+	}
+	sort.Strings(sent)
+	sort.Strings(allowed)
+	assert.Equal(t, allowed, sent, "dockerd received other requests than the gateway allowed")
+	t.Logf("dockerd received %d requests, all allowed in the trail:\n%s", len(sent), strings.Join(sent, "\n"))
+}
+
+func readTrail(t *testing.T, path string) []authz.AuditRecord {
+	t.Helper()
+	recs, err := authz.ReadAudit(path, authz.AuditFilter{})
+	require.NoError(t, err)
+	return recs
+}

@@ -1,0 +1,157 @@
+package cmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// debianTool finds a program of Debian's that scripts/deps.sh installs
+// (docker-compose v1, /usr/bin/python3 with python3-docker); outside CI a
+// test without it is skipped, in CI it fails.
+func debianTool(t *testing.T, path string, probe ...string) string {
+	t.Helper()
+	stop := t.Skipf
+	if os.Getenv("CI") == "true" {
+		stop = t.Fatalf
+	}
+	if out, err := exec.Command(path, probe...).CombinedOutput(); err != nil {
+		stop("%s %s: %v: %s (scripts/deps.sh installs it: apt-get install -y docker-compose)", path, strings.Join(probe, " "), err, out)
+	}
+	return path
+}
+
+// dockerPyScript lists containers, runs an allowed container and reads
+// its logs, and runs a privileged one, through the gateway with
+// docker-py: API version negotiation ("auto": GET /version first) and
+// verified mutual TLS from a bundle, as its documentation shows. It prints
+// one JSON object of what happened.
+const dockerPyScript = `
+import json, sys
+import docker
+port, bundle = sys.argv[1], sys.argv[2]
+tls = docker.tls.TLSConfig(client_cert=(bundle + '/cert.pem', bundle + '/key.pem'), ca_cert=bundle + '/ca.pem', verify=True)
+c = docker.DockerClient(base_url='tcp://127.0.0.1:' + port, tls=tls, version='auto')
+out = {'version': c.api.api_version}
+out['listed'] = [x.name for x in c.containers.list(all=True)]
+ct = c.containers.run('tool:1', ['/t', 'tty'], name='pyrun', detach=True)
+out['exit'] = ct.wait()['StatusCode']
+out['logs'] = ct.logs().decode()
+ct.remove()
+try:
+    c.containers.run('tool:1', ['/t', 'tty'], name='pypriv', privileged=True, detach=True)
+    out['privileged'] = 'allowed'
+except docker.errors.APIError as e:
+    out['privileged'] = {'status': e.status_code, 'explanation': e.explanation}
+print(json.dumps(out))
+`
+
+// TestGatewayDockerPy: docker-py (Debian's python3-docker) through the
+// gateway with a developer's bundle: it negotiates the API version, lists
+// containers, runs a container and reads its logs, and is refused a
+// privileged one with the gateway's message (APIError 403).
+func TestGatewayDockerPy(t *testing.T) {
+	t.Parallel()
+	python := debianTool(t, "/usr/bin/python3", "-c", "import docker")
+	h := newGatewayHost(t)
+	h.issue(t, "dev", "developer")
+	importImage(t, h.Daemon, "tool:1", map[string]string{"t": toolBinary(t)})
+	out, err := h.as(t, "dev", "create", "--name", "before", "tool:1", "/t", "sleep")
+	require.NoError(t, err, out)
+
+	script := filepath.Join(t.TempDir(), "gw.py")
+	require.NoError(t, os.WriteFile(script, []byte(dockerPyScript), 0o644))
+	cmd := exec.Command(python, script, strconv.Itoa(h.Port), filepath.Join(h.Bundles, "dev"))
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", b)
+	var got struct {
+		Version    string
+		Listed     []string
+		Exit       int
+		Logs       string
+		Privileged struct {
+			Status      int
+			Explanation string
+		}
+	}
+	require.NoError(t, json.Unmarshal(b, &got), "%s", b)
+	assert.NotEmpty(t, got.Version)
+	assert.Contains(t, got.Listed, "before")
+	assert.Equal(t, 0, got.Exit)
+	assert.Equal(t, "tty=false\ngot \n", got.Logs)
+	assert.Equal(t, 403, got.Privileged.Status, "%s", b)
+	assert.Contains(t, got.Privileged.Explanation, "authorization denied by dtls-gateway")
+	assert.Contains(t, got.Privileged.Explanation, "privileged")
+	// Nothing of the privileged run reached dockerd.
+	_, err = runDocker(t, h.docker, []string{"DOCKER_HOST=unix://" + h.Daemon.Socket}, "inspect", "pypriv")
+	assert.Error(t, err, "the privileged container exists")
+}
+
+// TestGatewayComposeV1: Debian's docker-compose (v1, on docker-py) with
+// DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH of a developer's
+// bundle brings a service up and down through the gateway, and is refused
+// a privileged service with the gateway's message.
+func TestGatewayComposeV1(t *testing.T) {
+	t.Parallel()
+	compose := debianTool(t, "/usr/bin/docker-compose", "version")
+	h := newGatewayHost(t)
+	h.issue(t, "dev", "developer")
+	importImage(t, h.Daemon, "tool:1", map[string]string{"t": toolBinary(t)})
+	dir := t.TempDir()
+	run := func(project, file string, args ...string) (string, error) {
+		t.Helper()
+		cmd := exec.Command(compose, append([]string{"--ansi", "never", "-p", project, "-f", file}, args...)...)
+		cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}, h.env("dev")...)
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	write := func(name, extra string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(fmt.Sprintf("version: \"2.4\"\nservices:\n  app:\n    image: tool:1\n    command: [\"/t\", \"sleep\"]\n%s", extra)), 0o644))
+		return p
+	}
+
+	ok := write("ok.yml", "")
+	out, err := run("gwok", ok, "up", "-d")
+	require.NoError(t, err, out)
+	ps, err := runDocker(t, h.docker, []string{"DOCKER_HOST=unix://" + h.Daemon.Socket}, "ps", "--format", "{{.Names}}")
+	require.NoError(t, err, ps)
+	assert.Contains(t, ps, "gwok_app_1")
+	out, err = run("gwok", ok, "ps")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "gwok_app_1")
+	out, err = run("gwok", ok, "down")
+	require.NoError(t, err, out)
+	ps, err = runDocker(t, h.docker, []string{"DOCKER_HOST=unix://" + h.Daemon.Socket}, "ps", "-a", "--format", "{{.Names}}")
+	require.NoError(t, err, ps)
+	assert.NotContains(t, ps, "gwok_app_1")
+	// Compose's default network went through the gateway too, both ways.
+	seen := map[string]bool{}
+	for _, r := range readTrail(t, h.Audit) {
+		if r.Phase == "request" {
+			seen[r.Decision+" "+r.Method+" "+r.Path] = true
+		}
+	}
+	assert.True(t, seen["allow POST /networks/create"], "compose's network create is not in the trail")
+	assert.True(t, seen["allow DELETE /networks/gwok_default"], "compose's network removal is not in the trail")
+
+	priv := write("priv.yml", "    privileged: true\n")
+	out, err = run("gwpriv", priv, "up", "-d")
+	require.Error(t, err, out)
+	assert.Contains(t, out, "authorization denied by dtls-gateway")
+	assert.Contains(t, out, "privileged")
+	ps, err = runDocker(t, h.docker, []string{"DOCKER_HOST=unix://" + h.Daemon.Socket}, "ps", "-a", "--format", "{{.Names}}")
+	require.NoError(t, err, ps)
+	assert.NotContains(t, ps, "gwpriv_app_1")
+	out, err = run("gwpriv", priv, "down")
+	require.NoError(t, err, out)
+}

@@ -227,7 +227,7 @@ func TestGatewaySmugglingDifferential(t *testing.T) {
 	list := "GET /v1.41/containers/json HTTP/1.1\r\nHost: docker\r\n\r\n"
 	// The body decided on, by the name of each create expected to reach
 	// dockerd.
-	bodies := map[string]string{"clte": plain, "pipelined": plain, "tabte": plain}
+	bodies := map[string]string{"clte": plain, "pipelined": plain, "tabte": plain, "twoequal": plain, "foldte": plain, "chunkext": plain}
 	for _, c := range []struct {
 		name, data string
 		want       []int
@@ -245,6 +245,16 @@ func TestGatewaySmugglingDifferential(t *testing.T) {
 		{"xchunked", create("xchunked", "Transfer-Encoding: xchunked\r\n", chunked(plain)) + hidden, []int{501}},
 		{"space before the colon", create("spacete", "Transfer-Encoding : chunked\r\n", chunked(plain)) + hidden, []int{400}},
 		{"tab in Transfer-Encoding", create("tabte", "Transfer-Encoding:\tchunked\r\n", chunked(plain)), []int{201}},
+		{"two equal Content-Lengths", create("twoequal", fmt.Sprintf("Content-Length: %d\r\nContent-Length: %d\r\n", len(plain), len(plain)), plain), []int{201}},
+		{"a list in Content-Length", create("listcl", fmt.Sprintf("Content-Length: %d, %d\r\n", len(plain), len(plain)), plain+hidden), []int{400}},
+		// net/http unfolds an obs-fold line (RFC 9112 section 5.2 allows
+		// a server to): chunked; the request after it is one of its own.
+		{"obs-fold Transfer-Encoding", create("foldte", "Transfer-Encoding:\r\n chunked\r\n", chunked(plain)) + hidden, []int{201, 403}},
+		{"chunk extension", create("chunkext", "Transfer-Encoding: chunked\r\n", fmt.Sprintf("%x;a=b\r\n%s\r\n0\r\n\r\n", len(plain), plain)), []int{201}},
+		{"bad chunk size", create("badchunk", "Transfer-Encoding: chunked\r\n", "zz\r\n"+plain+"\r\n0\r\n\r\n") + hidden, []int{400}},
+		// HTTP/1.0 has no chunked coding: net/http reads no body, the
+		// create without one is denied, and the connection ends.
+		{"chunked on HTTP/1.0", strings.Replace(create("http10", "Transfer-Encoding: chunked\r\n", chunked(plain)), "HTTP/1.1", "HTTP/1.0", 1) + hidden, []int{403}},
 		{"Content-Length with a sign", create("signcl", fmt.Sprintf("Content-Length: +%d\r\n", len(plain)), plain), []int{400}},
 		{"pipelined: allowed then denied", list + withCL("pipelined", plain) + withCL("pipepriv", priv) + list, []int{200, 201, 403, 200}},
 		// An allowed stream that dockerd refuses (409: the exec runs

@@ -361,3 +361,83 @@ func lineCount(t *testing.T, path string) int {
 	}
 	return n
 }
+
+// startGatewayActivated starts 'dtls gateway serve' with the flags it
+// was first started with, as systemd's socket activation does: the
+// listening socket f is its file descriptor 3, LISTEN_FDS=1 and
+// LISTEN_PID its own pid (sh's exec keeps the pid).
+func (h *gatewayHost) startGatewayActivated(t *testing.T, f *os.File, args []string) {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"`, h.exe}, args...)...)
+	cmd.ExtraFiles = []*os.File{f}
+	cmd.Stdout, cmd.Stderr = h.out, h.out
+	require.NoError(t, cmd.Start())
+	h.cmd = cmd
+}
+
+// TestGatewaySocketActivationKillRestart: with the port held by systemd's
+// socket (here the test's listener, passed as LISTEN_FDS), a gateway
+// killed with SIGKILL leaves the port accepting: a client that connects
+// while no gateway runs waits in the backlog, and its request is decided
+// and answered by the gateway started again on the same socket; dockerd
+// never notices.
+func TestGatewaySocketActivationKillRestart(t *testing.T) {
+	t.Parallel()
+	h := newGatewayHost(t)
+	h.issue(t, "dev", "developer")
+	args := append([]string{}, h.cmd.Args[1:]...)
+	h.stopGateway(t)
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", h.Port))
+	require.NoError(t, err)
+	defer l.Close()
+	f, err := l.(*net.TCPListener).File()
+	require.NoError(t, err)
+	defer f.Close()
+	dev := h.client(t, "dev")
+	ping := func() (int, error) {
+		resp, err := dev.Get(h.url("/_ping"))
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	h.startGatewayActivated(t, f, args)
+	waitFor(t, 20*time.Second, "the activated gateway answers", func() bool {
+		code, err := ping()
+		return err == nil && code == http.StatusOK
+	})
+	assert.Contains(t, h.out.String(), "serving on 127.0.0.1:")
+	dockerd := h.Daemon.Pid
+
+	require.NoError(t, h.cmd.Process.Signal(syscall.SIGKILL))
+	_ = h.cmd.Wait()
+	// No gateway runs: the connection is accepted all the same (the
+	// socket's backlog), the TLS handshake waits.
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", h.Port), 5*time.Second)
+	require.NoError(t, err, "the port refused a connection while the gateway was down")
+	defer c.Close()
+	answered := make(chan error, 1)
+	go func() {
+		tc := tls.Client(c, h.tlsConfig(t, "dev"))
+		code, err := pingOn(tc, bufio.NewReader(tc))
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("GET /_ping: %d", code)
+		}
+		answered <- err
+	}()
+	h.startGatewayActivated(t, f, args)
+	select {
+	case err := <-answered:
+		assert.NoError(t, err, "the request made while the gateway was down")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the request made while the gateway was down was not answered within 30s of its restart")
+	}
+	assert.Equal(t, dockerd, h.Daemon.Pid)
+	assert.NoError(t, syscall.Kill(dockerd, 0))
+	recs := readTrail(t, h.Audit)
+	require.NotEmpty(t, recs)
+	last := recs[len(recs)-1]
+	assert.Equal(t, "dev", last.User)
+	assert.Equal(t, "/_ping", last.Path)
+}

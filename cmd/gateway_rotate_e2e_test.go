@@ -176,6 +176,25 @@ func TestGatewayRotationNoDockerdRestart(t *testing.T) {
 	require.Error(t, bob.err)
 	assert.Contains(t, bob.err.Error(), "403")
 
+	// A client that keeps TLS sessions to resume them: the gateway
+	// issues none, so that every connection proves its certificate
+	// against the CA bundle in force (CVE-2025-68121: resumption skipped
+	// that check after a change of ClientCAs).
+	resuming := h.tlsConfig(t, "alice")
+	resuming.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	dialResuming := func() bool {
+		t.Helper()
+		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", h.Port), resuming)
+		require.NoError(t, err)
+		defer c.Close()
+		// A TLS 1.3 ticket would come after the handshake, with the answer.
+		code, err := pingOn(c, bufio.NewReader(c))
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code)
+		return c.ConnectionState().DidResume
+	}
+	require.False(t, dialResuming())
+
 	// Step 3: the old CA is dropped: bob's certificate no longer passes
 	// the handshake (the gateway's CA bundle was reloaded: it asks for a
 	// certificate of the new CA, Go's client has none to send, "tls:
@@ -185,6 +204,7 @@ func TestGatewayRotationNoDockerdRestart(t *testing.T) {
 		return s.issuer == newCA && bob.err != nil && strings.Contains(bob.err.Error(), "remote error: tls:")
 	}, "rotate-ca", "--finish")
 	assert.Equal(t, mustRead(t, filepath.Join(h.State, "ca.pem")), mustRead(t, filepath.Join(h.Certs, "ca.pem")))
+	assert.False(t, dialResuming(), "a TLS session made before --finish was resumed")
 	out, err := h.as(t, "alice", "ps")
 	require.NoError(t, err, out)
 }

@@ -269,6 +269,16 @@ func TestGatewaySmugglingDifferential(t *testing.T) {
 		{"authority-form", "CONNECT docker:2375 HTTP/1.1\r\nHost: docker\r\n\r\n" + hidden, []int{400}},
 		{"NUL in a header", "GET /v1.41/containers/json HTTP/1.1\r\nHost: docker\r\nX-A: a\x00b\r\n\r\n" + hidden, []int{400}},
 		{"CR in a header", "GET /v1.41/containers/json HTTP/1.1\r\nHost: docker\r\nX-A: a\rb\r\n\r\n" + hidden, []int{400}},
+		// Bodies that dockerd's encoding/json reads as privileged or
+		// host-networked: field names in any case, under Unicode simple
+		// folding (U+017F "ſ" is "s", U+212A Kelvin "K" is "k": dockerd
+		// 20.10 here creates a privileged container from "HoſtConfig"),
+		// escaped, the last of duplicate keys.
+		{"lower-case keys", withCL("lower", `{"image":"tiny:1","cmd":["/x"],"hostconfig":{"privileged":true}}`), []int{403}},
+		{"long s in HostConfig", withCL("longs", `{"Image":"tiny:1","Cmd":["/x"],"HoſtConfig":{"Privileged":true}}`), []int{403}},
+		{"Kelvin sign in NetworkMode", withCL("kelvin", `{"Image":"tiny:1","Cmd":["/x"],"HostConfig":{"NetworKMode":"host"}}`), []int{403}},
+		{"escaped key", withCL("escaped", `{"Image":"tiny:1","Cmd":["/x"],"HostConfig":{"Privil\u0065ged":true}}`), []int{403}},
+		{"duplicate keys", withCL("dupkey", `{"Image":"tiny:1","Cmd":["/x"],"HostConfig":{"Privileged":false,"Privileged":true}}`), []int{403}},
 		{"Expect: 100-continue", create("expect", fmt.Sprintf("Expect: 100-continue\r\nContent-Length: %d\r\n", len(priv)), priv), []int{100, 403}},
 		// A body the policy does not read streams after the decision,
 		// inside its own framing: dockerd reads it as the GET's body.

@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
+	"github.com/dtls-tool/dtls/internal/dockerhost/recording"
 )
 
 // tlsConfig is the TLS configuration of name's bundle, as the Docker CLI
@@ -283,6 +284,18 @@ func TestGatewayKillMidCalls(t *testing.T) {
 		assert.Equal(t, 0, code)
 	}
 	t.Logf("trail after the kill: %d records, break %+v", v.Records, v.Break)
+
+	// The streams' recordings, cut by the kill, are listed and play up to
+	// where they were cut.
+	stdout, stderr, code := h.dtls(t, "sessions", "ls", "--sessions-dir", h.Sessions, "--output", "json")
+	require.Equal(t, 0, code, stderr)
+	var recordings []recording.Summary
+	require.NoError(t, json.Unmarshal([]byte(stdout), &recordings), stdout)
+	require.Len(t, recordings, streams, stdout)
+	for _, r := range recordings {
+		_, stderr, code := h.dtls(t, "sessions", "play", r.DTLS.ID, "--sessions-dir", h.Sessions, "--speed", "0")
+		assert.Equal(t, 0, code, "sessions play %s: %s", r.DTLS.ID, stderr)
+	}
 
 	// Started again with the same flags, it serves, and the chain holds.
 	h.startGatewayAgain(t)

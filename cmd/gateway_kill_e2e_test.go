@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,6 +123,7 @@ func TestGatewayKillMidCalls(t *testing.T) {
 	require.NoError(t, err, out)
 	dockerdPid := h.Daemon.Pid
 	before := dockerContainers(t, h)
+	loadStart := time.Now()
 	require.Len(t, before, 1)
 	clients := map[string]*http.Client{"dev": h.client(t, "dev"), "rita": h.client(t, "rita"), "blind": h.client(t, "blind")}
 	waitFor(t, 5*time.Second, "the policy with the blind role is read", func() bool {
@@ -251,6 +253,15 @@ func TestGatewayKillMidCalls(t *testing.T) {
 		assert.False(t, c.Privileged, "container %s is privileged", c.Name)
 	}
 	assert.GreaterOrEqual(t, created, 5)
+	// dockerd's own account, its events: every container it created
+	// since the load began is one the trail allowed.
+	events := createEvents(t, h, loadStart)
+	// (Events have whole seconds: box's create may be among them.)
+	events = slices.DeleteFunc(events, func(n string) bool { return n == "box" })
+	assert.Len(t, events, created)
+	for _, name := range events {
+		assert.Truef(t, allowed[name], "dockerd's create event of %s has no allow record", name)
+	}
 	for name := range allowed {
 		if name == "box" {
 			continue // the streams' container, made before the load
@@ -341,6 +352,30 @@ func dockerContainers(t *testing.T, h *gatewayHost) map[string]dockerContainer {
 		out[c.ID] = dockerContainer{Name: strings.TrimPrefix(in.Name, "/"), Privileged: in.HostConfig.Privileged}
 	}
 	return out
+}
+
+// createEvents are the names of the containers dockerd's events say it
+// created since then (GET /events, up to now).
+func createEvents(t *testing.T, h *gatewayHost, since time.Time) []string {
+	t.Helper()
+	q := url.Values{"since": {fmt.Sprint(since.Add(-time.Second).Unix())}, "until": {fmt.Sprint(time.Now().Add(time.Second).Unix())},
+		"filters": {`{"type":["container"],"event":["create"]}`}}
+	resp, err := h.Daemon.Client().Get("http://docker/events?" + q.Encode())
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var names []string
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev struct {
+			Actor struct{ Attributes map[string]string }
+		}
+		if err := dec.Decode(&ev); err == io.EOF {
+			return names
+		} else {
+			require.NoError(t, err)
+		}
+		names = append(names, ev.Actor.Attributes["name"])
+	}
 }
 
 // allowedCreates are the names of the containers whose create the trail

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,9 +32,11 @@ type recordingSocket struct {
 	Path string
 	l    net.Listener
 	mu   sync.Mutex
-	sent []*bytes.Buffer
-	open int
-	wg   sync.WaitGroup
+	// sent and answered are each connection's bytes, from the gateway
+	// and from dockerd.
+	sent, answered []*bytes.Buffer
+	open           int
+	wg             sync.WaitGroup
 }
 
 func newRecordingSocket(t *testing.T, path, upstream string) *recordingSocket {
@@ -54,15 +57,15 @@ func newRecordingSocket(t *testing.T, path, upstream string) *recordingSocket {
 				c.Close()
 				continue
 			}
-			buf := &bytes.Buffer{}
+			sent, answered := &bytes.Buffer{}, &bytes.Buffer{}
 			r.mu.Lock()
-			r.sent = append(r.sent, buf)
+			r.sent, r.answered = append(r.sent, sent), append(r.answered, answered)
 			r.open++
 			r.mu.Unlock()
 			r.wg.Add(1)
 			go func() {
 				defer r.wg.Done()
-				r.relay(c, up, buf)
+				r.relay(c, up, sent, answered)
 			}()
 		}
 	}()
@@ -85,17 +88,17 @@ func (w recordWriter) Write(b []byte) (int, error) {
 	return w.buf.Write(b)
 }
 
-// relay copies both ways until either side is done, keeping what the
-// gateway sent.
-func (r *recordingSocket) relay(gw, up net.Conn, buf *bytes.Buffer) {
+// relay copies both ways until both sides are done, keeping what each
+// sent.
+func (r *recordingSocket) relay(gw, up net.Conn, sent, answered *bytes.Buffer) {
 	done := make(chan struct{}, 2)
 	go func() {
-		_, _ = io.Copy(io.MultiWriter(up, recordWriter{r, buf}), gw)
+		_, _ = io.Copy(io.MultiWriter(up, recordWriter{r, sent}), gw)
 		_ = up.(*net.UnixConn).CloseWrite()
 		done <- struct{}{}
 	}()
 	go func() {
-		_, _ = io.Copy(gw, up)
+		_, _ = io.Copy(io.MultiWriter(gw, recordWriter{r, answered}), up)
 		_ = gw.(*net.UnixConn).CloseWrite()
 		done <- struct{}{}
 	}()
@@ -120,10 +123,15 @@ type forwarded struct {
 	Method, URI string
 	Body        []byte
 	Lookup      bool // the policy engine's own lookup (X-Dtls-Authz-Lookup)
+	// Stream is what followed on the connection once dockerd answered
+	// 101: the bytes of the hijacked stream, which dockerd reads as a
+	// stream, never as requests.
+	Stream []byte
 }
 
 // requests parses every connection's bytes as HTTP/1.1 requests, one
-// after the other: anything that is not a whole request is an error.
+// after the other, each with dockerd's answer: anything that is not a
+// whole request is an error; after a 101 the rest is the stream's.
 func (r *recordingSocket) requests(t *testing.T) []forwarded {
 	t.Helper()
 	r.mu.Lock()
@@ -131,6 +139,7 @@ func (r *recordingSocket) requests(t *testing.T) []forwarded {
 	var out []forwarded
 	for i, buf := range r.sent {
 		br := bufio.NewReader(bytes.NewReader(buf.Bytes()))
+		answers := bufio.NewReader(bytes.NewReader(r.answered[i].Bytes()))
 		for {
 			if _, err := br.Peek(1); errors.Is(err, io.EOF) {
 				break
@@ -139,7 +148,17 @@ func (r *recordingSocket) requests(t *testing.T) []forwarded {
 			require.NoError(t, err, "connection %d: bytes that are not a request reached dockerd: %q", i, tailString(buf.String(), 2000))
 			body, err := io.ReadAll(req.Body)
 			require.NoError(t, err, "connection %d: %s %s: a body cut short", i, req.Method, req.RequestURI)
-			out = append(out, forwarded{Method: req.Method, URI: req.RequestURI, Body: body, Lookup: req.Header.Get("X-Dtls-Authz-Lookup") != ""})
+			f := forwarded{Method: req.Method, URI: req.RequestURI, Body: body, Lookup: req.Header.Get("X-Dtls-Authz-Lookup") != ""}
+			resp, err := http.ReadResponse(answers, req)
+			require.NoError(t, err, "connection %d: %s %s: dockerd's answer", i, req.Method, req.RequestURI)
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				f.Stream, _ = io.ReadAll(br)
+				out = append(out, f)
+				break
+			}
+			_, err = io.ReadAll(resp.Body)
+			require.NoError(t, err, "connection %d: %s %s: dockerd's answer", i, req.Method, req.RequestURI)
+			out = append(out, f)
 		}
 	}
 	return out
@@ -181,11 +200,13 @@ func tlsDial(h *gatewayHost, t *testing.T, name string) (net.Conn, error) {
 // Content-Lengths, obfuscated Transfer-Encodings, pipelined requests, an
 // HTTP/2 preface, absolute-form, "*" and authority-form targets, NUL and
 // CR in a header, a body over the limit, a stream start that dockerd
-// refuses followed by a request) while a recording socket sits
+// refuses followed by a request, a request pipelined after an allowed
+// exec start) while a recording socket sits
 // between the gateway and dockerd: what dockerd received parses as whole
 // requests, and they are exactly those the audit trail shows as allowed
 // (method and request-target), each create's body exactly the one
-// decided on; the policy engine's own lookups aside, nothing else.
+// decided on; the policy engine's own lookups aside, nothing else, and no
+// client bytes but an allowed stream's, after dockerd's 101.
 func TestGatewaySmugglingDifferential(t *testing.T) {
 	t.Parallel()
 	h := newGatewayHost(t)
@@ -209,6 +230,16 @@ func TestGatewaySmugglingDifferential(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+	// And one to attach to, whose stdin cat echoes.
+	resp, err = dev.Post(h.url("/v1.41/containers/box/exec"), "application/json",
+		strings.NewReader(`{"Cmd":["/t","cat"],"AttachStdin":true,"AttachStdout":true,"AttachStderr":true}`))
+	require.NoError(t, err)
+	var catExec struct {
+		ID string `json:"Id"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&catExec))
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
 	rec := newRecordingSocket(t, filepath.Join(h.Dir, "rec.sock"), h.Daemon.Socket)
 	h.stopGateway(t)
 	trailBefore := len(readTrail(t, h.Audit))
@@ -290,6 +321,26 @@ func TestGatewaySmugglingDifferential(t *testing.T) {
 		assert.Equal(t, c.want, h.rawExchange(t, "dev", c.data, len(c.want)), c.name)
 	}
 
+	// A request pipelined right after an allowed exec start goes into the
+	// stream, as stdin: cat echoes it, dockerd never reads it as a
+	// request.
+	start := `{"Detach":false,"Tty":false}`
+	c, err := tlsDial(h, t, "dev")
+	require.NoError(t, err)
+	require.NoError(t, c.SetDeadline(time.Now().Add(30*time.Second)))
+	_, err = io.WriteString(c, fmt.Sprintf("POST /v1.41/exec/%s/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"+
+		"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: %d\r\n\r\n%s", catExec.ID, len(start), start)+list)
+	require.NoError(t, err)
+	cbr := bufio.NewReader(c)
+	resp, err = http.ReadResponse(cbr, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	require.NoError(t, c.(*tls.Conn).CloseWrite())
+	echoed, err := io.ReadAll(cbr)
+	require.NoError(t, err)
+	assert.Equal(t, list, demux(t, echoed), "cat's echo of the bytes after the exec start")
+	c.Close()
+
 	// The gateway stops (its connections to dockerd end): then the
 	// recording is whole.
 	h.stopGateway(t)
@@ -311,6 +362,14 @@ func TestGatewaySmugglingDifferential(t *testing.T) {
 				want = hidden
 			}
 			assert.Equal(t, want, string(f.Body), f.URI)
+		}
+		switch {
+		case f.URI == "/v1.41/exec/"+catExec.ID+"/start":
+			assert.Equal(t, start, string(f.Body), f.URI)
+			assert.Equal(t, list, string(f.Stream), "the stream's bytes: the pipelined request, as stdin")
+			continue
+		case len(f.Stream) > 0:
+			t.Errorf("%s %s: a stream: %q", f.Method, f.URI, f.Stream)
 		}
 		if strings.HasSuffix(f.URI, "/start") {
 			assert.Equal(t, `{"Detach":true}`, string(f.Body), f.URI)
@@ -336,6 +395,21 @@ func TestGatewaySmugglingDifferential(t *testing.T) {
 	assert.Equal(t, allowed, sent, "dockerd received other requests than the gateway allowed")
 	t.Logf("dockerd received %d requests of the gateway's own (lookups, a recording's inspections) and %d of clients, all allowed in the trail:\n%s",
 		own, len(sent), strings.Join(sent, "\n"))
+}
+
+// demux is the payload of Docker's multiplexed stream (8-byte frame
+// headers: stream, 0, 0, 0, big-endian length), stdout and stderr
+// together.
+func demux(t *testing.T, b []byte) string {
+	t.Helper()
+	var out []byte
+	for len(b) > 0 {
+		require.GreaterOrEqual(t, len(b), 8, "a frame header cut short: %q", b)
+		n := int(binary.BigEndian.Uint32(b[4:8]))
+		require.GreaterOrEqual(t, len(b)-8, n, "a frame cut short: %q", b)
+		out, b = append(out, b[8:8+n]...), b[8+n:]
+	}
+	return string(out)
 }
 
 // gatewayInspect is a request of the gateway's own: the inspection of an

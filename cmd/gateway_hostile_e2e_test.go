@@ -199,14 +199,15 @@ func tlsDial(h *gatewayHost, t *testing.T, name string) (net.Conn, error) {
 // over TLS (CL.TE and TE.CL with a hidden second request, two
 // Content-Lengths, obfuscated Transfer-Encodings, pipelined requests, an
 // HTTP/2 preface, absolute-form, "*" and authority-form targets, NUL and
-// CR in a header, a body over the limit, a stream start that dockerd
-// refuses followed by a request, a request pipelined after an allowed
-// exec start) while a recording socket sits
-// between the gateway and dockerd: what dockerd received parses as whole
-// requests, and they are exactly those the audit trail shows as allowed
-// (method and request-target), each create's body exactly the one
-// decided on; the policy engine's own lookups aside, nothing else, and no
-// client bytes but an allowed stream's, after dockerd's 101.
+// CR in a header, bodies over the limit or that dockerd reads as
+// privileged, a stream start that dockerd refuses followed by a request,
+// a request pipelined after an allowed exec start) while a recording
+// socket sits between the gateway and dockerd: what dockerd received
+// parses as whole requests, and they are exactly those the audit trail
+// shows as allowed (method and request-target), each create's body
+// exactly the one decided on; the policy engine's own lookups aside,
+// nothing else, and no client bytes but an allowed stream's, after
+// dockerd's 101.
 func TestGatewaySmugglingDifferential(t *testing.T) {
 	t.Parallel()
 	h := newGatewayHost(t)

@@ -30,12 +30,13 @@ func debianTool(t *testing.T, path string, probe ...string) string {
 }
 
 // dockerPyScript lists containers, runs an allowed container and reads
-// its logs, and runs a privileged one, through the gateway with
+// its logs, runs a command in another (exec_run) and sends stdin through
+// an exec's hijacked socket, and runs a privileged one, through the gateway with
 // docker-py: API version negotiation ("auto": GET /version first) and
 // verified mutual TLS from a bundle, as its documentation shows. It prints
 // one JSON object of what happened.
 const dockerPyScript = `
-import json, sys
+import json, socket, sys
 import docker
 port, bundle = sys.argv[1], sys.argv[2]
 tls = docker.tls.TLSConfig(client_cert=(bundle + '/cert.pem', bundle + '/key.pem'), ca_cert=bundle + '/ca.pem', verify=True)
@@ -46,6 +47,28 @@ ct = c.containers.run('tool:1', ['/t', 'tty'], name='pyrun', detach=True)
 out['exit'] = ct.wait()['StatusCode']
 out['logs'] = ct.logs().decode()
 ct.remove()
+box = c.containers.run('tool:1', ['/t', 'sleep'], name='pybox', detach=True)
+out['exec'] = box.exec_run(['/t', 'tty']).output.decode()
+# stdin through the hijacked stream: docker-py's own socket
+ex = c.api.exec_create(box.id, ['/t', 'cat'], stdin=True, stdout=True, stderr=True)
+sock = c.api.exec_start(ex['Id'], socket=True)
+# Over TLS it is the ssl socket itself (a half-close would drop TLS):
+# read until the echoed line is whole.
+raw = sock._sock if isinstance(sock, socket.SocketIO) else sock
+raw.settimeout(20)
+raw.sendall(b'through docker-py\n')
+got, payload = b'', b''
+while not payload.endswith(b'\n'):
+    b = raw.recv(65536)
+    if not b:
+        break
+    got += b
+    while len(got) >= 8 and len(got) >= 8 + int.from_bytes(got[4:8], 'big'):
+        n = int.from_bytes(got[4:8], 'big')
+        payload, got = payload + got[8:8 + n], got[8 + n:]
+raw.close()
+out['stdin_echo'] = payload.decode()
+box.remove(force=True)
 try:
     c.containers.run('tool:1', ['/t', 'tty'], name='pypriv', privileged=True, detach=True)
     out['privileged'] = 'allowed'
@@ -56,8 +79,10 @@ print(json.dumps(out))
 
 // TestGatewayDockerPy: docker-py (Debian's python3-docker) through the
 // gateway with a developer's bundle: it negotiates the API version, lists
-// containers, runs a container and reads its logs, and is refused a
-// privileged one with the gateway's message (APIError 403).
+// containers, runs a container and reads its logs, runs exec_run and
+// echoes stdin through an exec's socket (its own hijack: 'Upgrade: tcp',
+// then the raw stream), and is refused a privileged container with the
+// gateway's message (APIError 403).
 func TestGatewayDockerPy(t *testing.T) {
 	t.Parallel()
 	python := debianTool(t, "/usr/bin/python3", "-c", "import docker")
@@ -78,6 +103,8 @@ func TestGatewayDockerPy(t *testing.T) {
 		Listed     []string
 		Exit       int
 		Logs       string
+		Exec       string
+		StdinEcho  string `json:"stdin_echo"`
 		Privileged struct {
 			Status      int
 			Explanation string
@@ -88,6 +115,8 @@ func TestGatewayDockerPy(t *testing.T) {
 	assert.Contains(t, got.Listed, "before")
 	assert.Equal(t, 0, got.Exit)
 	assert.Equal(t, "tty=false\ngot \n", got.Logs)
+	assert.Equal(t, "tty=false\ngot \n", got.Exec)
+	assert.Equal(t, "through docker-py\n", got.StdinEcho)
 	assert.Equal(t, 403, got.Privileged.Status, "%s", b)
 	assert.Contains(t, got.Privileged.Explanation, "authorization denied by dtls-gateway")
 	assert.Contains(t, got.Privileged.Explanation, "privileged")

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -127,8 +128,9 @@ func TestGatewayDockerPy(t *testing.T) {
 
 // TestGatewayComposeV1: Debian's docker-compose (v1, on docker-py) with
 // DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH of a developer's
-// bundle brings a service up and down through the gateway, and is refused
-// a privileged service with the gateway's message.
+// bundle brings a service up and down through the gateway, runs a one-off
+// container attached to it, and is refused a privileged service with the
+// gateway's message.
 func TestGatewayComposeV1(t *testing.T) {
 	t.Parallel()
 	compose := debianTool(t, "/usr/bin/docker-compose", "version")
@@ -140,7 +142,9 @@ func TestGatewayComposeV1(t *testing.T) {
 		t.Helper()
 		cmd := exec.Command(compose, append([]string{"--ansi", "never", "-p", project, "-f", file}, args...)...)
 		cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}, h.env("dev")...)
+		start := time.Now()
 		b, err := cmd.CombinedOutput()
+		t.Logf("docker-compose %s: %v", strings.Join(args, " "), time.Since(start))
 		return string(b), err
 	}
 	write := func(name, extra string) string {
@@ -158,6 +162,10 @@ func TestGatewayComposeV1(t *testing.T) {
 	out, err = run("gwok", ok, "ps")
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "gwok_app_1")
+	// run: a one-off container, attached (docker-py's hijacked attach).
+	out, err = run("gwok", ok, "run", "--rm", "-T", "app", "/t", "tty")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "tty=false\ngot \n")
 	out, err = run("gwok", ok, "down")
 	require.NoError(t, err, out)
 	ps, err = runDocker(t, h.docker, []string{"DOCKER_HOST=unix://" + h.Daemon.Socket}, "ps", "-a", "--format", "{{.Names}}")

@@ -40,6 +40,7 @@ type recordingSocket struct {
 	marks          [][]mark
 	writes         int
 	open           int
+	conns          []net.Conn // both ends of every relayed connection
 	wg             sync.WaitGroup
 }
 
@@ -69,6 +70,7 @@ func newRecordingSocket(t *testing.T, path, upstream string) *recordingSocket {
 			i := len(r.sent)
 			r.sent, r.answered = append(r.sent, &bytes.Buffer{}), append(r.answered, &bytes.Buffer{})
 			r.marks = append(r.marks, nil)
+			r.conns = append(r.conns, c, up)
 			r.open++
 			r.mu.Unlock()
 			r.wg.Add(1)
@@ -80,6 +82,13 @@ func newRecordingSocket(t *testing.T, path, upstream string) *recordingSocket {
 	}()
 	t.Cleanup(func() {
 		l.Close()
+		// A test that ended early leaves the gateway's kept-alive
+		// connections open: cut.
+		r.mu.Lock()
+		for _, c := range r.conns {
+			c.Close()
+		}
+		r.mu.Unlock()
 		r.wg.Wait()
 	})
 	return r

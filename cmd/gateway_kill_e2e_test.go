@@ -497,3 +497,31 @@ func TestGatewaySocketActivationKillRestart(t *testing.T) {
 	assert.Equal(t, "dev", last.User)
 	assert.Equal(t, "/_ping", last.Path)
 }
+
+// TestGatewayUnreadableInventoryDenies: a gateway whose inventory cannot
+// be read (its state directory's database is not a database) starts and
+// denies every request, saying why; dockerd is not asked.
+func TestGatewayUnreadableInventoryDenies(t *testing.T) {
+	t.Parallel()
+	h := newGatewayHost(t)
+	h.issue(t, "root-admin", "admin")
+	out, err := h.as(t, "root-admin", "ps")
+	require.NoError(t, err, out)
+	h.stopGateway(t)
+	dbs, err := filepath.Glob(filepath.Join(h.State, "*.db"))
+	require.NoError(t, err)
+	require.NotEmpty(t, dbs, "no inventory database in %s", h.State)
+	for _, db := range dbs {
+		require.NoError(t, os.WriteFile(db, []byte("not a database\n"), 0o600))
+	}
+	trailBefore := len(readTrail(t, h.Audit))
+	h.startGatewayAgain(t)
+	out, err = h.as(t, "root-admin", "ps")
+	require.Error(t, err, out)
+	assert.Contains(t, out, "dtls-gateway")
+	assert.Contains(t, out, "inventory")
+	t.Logf("with its inventory unreadable: %s", strings.TrimSpace(out))
+	for _, r := range readTrail(t, h.Audit)[trailBefore:] {
+		assert.NotEqual(t, authz.DecisionAllow, r.Decision, "%s %s allowed", r.Method, r.URI)
+	}
+}

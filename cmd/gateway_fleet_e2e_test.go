@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,11 +52,6 @@ func newFleetGatewayHost(t *testing.T, ca *onlineCA) *gatewayHost {
 	t.Cleanup(func() { assert.NoError(t, d.Stop()) })
 	h.Daemon = d
 	require.NoError(t, os.WriteFile(h.Policy, []byte(`{"default_role": "readonly"}`+"\n"), 0o644))
-	h.cmd = exec.Command(h.exe, "gateway", "serve", "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
-		"--docker", "unix://"+d.Socket, "--state-dir", h.State, "--certs-dir", h.Certs, "--policy", h.Policy,
-		"--audit-log", h.Audit, "--daemon-json", daemonJSON, "--sessions-dir", h.Sessions, "--crl-refresh", "1s")
-	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
-	require.NoError(t, h.cmd.Start())
 	t.Cleanup(func() {
 		_ = h.cmd.Process.Signal(syscall.SIGTERM)
 		_ = h.cmd.Wait()
@@ -65,13 +59,9 @@ func newFleetGatewayHost(t *testing.T, ca *onlineCA) *gatewayHost {
 			t.Logf("gateway output:\n%s", tailString(h.out.String(), 6000))
 		}
 	})
-	waitFor(t, 20*time.Second, "the gateway listens", func() bool {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	h.launch(t, exec.Command(h.exe, "gateway", "serve", "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
+		"--docker", "unix://"+d.Socket, "--state-dir", h.State, "--certs-dir", h.Certs, "--policy", h.Policy,
+		"--audit-log", h.Audit, "--daemon-json", daemonJSON, "--sessions-dir", h.Sessions, "--crl-refresh", "1s"))
 	return h
 }
 

@@ -60,11 +60,17 @@ func (h *gatewayHost) url(path string) string {
 func (h *gatewayHost) startGatewayAgain(t *testing.T, extra ...string) {
 	t.Helper()
 	require.NotNil(t, h.cmd.ProcessState, "the gateway before is still running")
-	cmd := exec.Command(h.exe, append(append([]string{}, h.cmd.Args[1:]...), extra...)...)
+	h.launch(t, exec.Command(h.exe, append(append([]string{}, h.cmd.Args[1:]...), extra...)...))
+}
+
+// launch starts cmd as the host's gateway, its output in h.out, and
+// waits until the port accepts connections.
+func (h *gatewayHost) launch(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
 	cmd.Stdout, cmd.Stderr = h.out, h.out
 	require.NoError(t, cmd.Start())
 	h.cmd = cmd
-	waitFor(t, 20*time.Second, "the gateway listens again", func() bool {
+	waitFor(t, 20*time.Second, "the gateway listens", func() bool {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", h.Port), time.Second)
 		if err == nil {
 			c.Close()

@@ -235,6 +235,12 @@ func TestGatewayKillMidCalls(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("killed after %d answered calls and %d echoes; callers all stopped %v after the kill", answered, load.echoes.Load(), time.Since(killed))
+	// Every answer before the kill was the one its kind should get.
+	want := map[string]bool{"list 200": true, "list-denied 403": true, "create 201": true, "create-privileged 403": true, "create-readonly 403": true}
+	load.byStatus.Range(func(k, v any) bool {
+		assert.Truef(t, want[k.(string)], "%d calls answered %s", v.(*atomic.Int64).Load(), k)
+		return true
+	})
 	for range streams {
 		select {
 		case err := <-ended:

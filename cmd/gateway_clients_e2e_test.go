@@ -1,8 +1,12 @@
 package cmd
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,4 +195,61 @@ func TestGatewayComposeV1(t *testing.T) {
 	assert.NotContains(t, ps, "gwpriv_app_1")
 	out, err = run("gwpriv", priv, "down")
 	require.NoError(t, err, out)
+}
+
+// TestGatewayAttachWebsocket: 'GET /containers/{id}/attach/ws', a
+// websocket (RFC 6455) client's attach, goes through the gateway as one
+// stream: dockerd's 101 with its Sec-WebSocket-Accept reaches the client,
+// a masked frame of stdin reaches the container, and cat's echo comes
+// back in a frame; another holder is refused the attach.
+func TestGatewayAttachWebsocket(t *testing.T) {
+	t.Parallel()
+	h := newGatewayHost(t)
+	h.issue(t, "dev", "developer")
+	h.issue(t, "bob", "developer")
+	importImage(t, h.Daemon, "tool:1", map[string]string{"t": toolBinary(t)})
+	out, err := h.as(t, "dev", "run", "-d", "-i", "--name", "att", "tool:1", "/t", "cat")
+	require.NoError(t, err, out)
+	// The key and its accept value of RFC 6455 section 1.3.
+	req := "GET /v1.41/containers/att/attach/ws?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: docker\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+		"Origin: http://localhost\r\n\r\n"
+	assert.Equal(t, []int{http.StatusForbidden}, h.rawExchange(t, "bob", req, 1), "bob attached to dev's container")
+
+	c, err := tlsDial(h, t, "dev")
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(30*time.Second)))
+	_, err = io.WriteString(c, req)
+	require.NoError(t, err)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	assert.Equal(t, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", resp.Header.Get("Sec-WebSocket-Accept"))
+
+	// A client's frame: FIN and opcode, the mask bit and length, the key,
+	// the masked payload.
+	payload, key := []byte("through a websocket\n"), []byte{1, 2, 3, 4}
+	frame := []byte{0x81, 0x80 | byte(len(payload))}
+	frame = append(frame, key...)
+	for i, b := range payload {
+		frame = append(frame, b^key[i%4])
+	}
+	_, err = c.Write(frame)
+	require.NoError(t, err)
+	// dockerd's frames are not masked; read until the line is whole.
+	var got []byte
+	for !bytes.HasSuffix(got, []byte("\n")) {
+		head := make([]byte, 2)
+		_, err := io.ReadFull(br, head)
+		require.NoError(t, err, "after %q", got)
+		n := int(head[1] & 0x7f)
+		require.Less(t, n, 126, "a long frame")
+		b := make([]byte, n)
+		_, err = io.ReadFull(br, b)
+		require.NoError(t, err)
+		got = append(got, b...)
+	}
+	assert.Equal(t, string(payload), string(got))
 }

@@ -145,6 +145,11 @@ func TestGatewayRotationNoDockerdRestart(t *testing.T) {
 	// Step 1: the host trusts both CAs; alice's bundle renewed from the
 	// new CA is accepted.
 	step("rotate-ca", func(s served) bool { return s.serial == renewed.serial }, "rotate-ca")
+	// --status names the next step, with nothing to restart.
+	status, stderr, code := h.dtls(t, "rotate-ca", "--status", "--state-dir", h.State)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, status, "next: dtls rotate-ca --switch")
+	assert.NotContains(t, status, "--restart", "rotate-ca --status says to restart docker in gateway mode")
 	newCA := firstCert(t, filepath.Join(h.State, "ca.pem")).Subject.String()
 	require.NotEqual(t, oldCA, newCA)
 	_, stderr, code = h.dtls(t, "renew", "alice", "--state-dir", h.State)

@@ -177,6 +177,8 @@ func TestGatewayRotationNoDockerdRestart(t *testing.T) {
 	// in use: his handshake passes, his requests are refused.
 	_, stderr, code = h.dtls(t, "revoke", "bob", "--state-dir", h.State)
 	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "the dtls gateway on this host closes this certificate's open connections")
+	assert.NotContains(t, stderr, "STILL ACCEPTS")
 	bob = h.dialServed(t, "bob")
 	require.Error(t, bob.err)
 	assert.Contains(t, bob.err.Error(), "403")

@@ -319,6 +319,11 @@ func runRotateStatus(o *rotateOptions) error {
 		}
 	}
 	printFleet(w, st.Step, false, st.Fleet)
+	if authority.Mode(o.StateDir) == authority.ModeGateway {
+		// The gateway reloads what the step writes: nothing to restart.
+		fmt.Fprintf(w, "next: %s\n", next)
+		return nil
+	}
 	fmt.Fprintf(w, "next: %s --restart\n", next)
 	return nil
 }

@@ -131,6 +131,10 @@ func New(c Config) (*Gateway, error) {
 		IdleTimeout:       10 * time.Minute,
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          log.New(c.Engine.ErrorLog(), "dtls-gateway: ", 0),
+		// "OPTIONS *" goes to ServeHTTP too, to be refused and recorded
+		// like any request-target that is not a path: net/http would
+		// otherwise answer it itself, with no decision and no record.
+		DisableGeneralOptionsHandler: true,
 		// No HTTP/2 (a non-nil empty map disables it).
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {

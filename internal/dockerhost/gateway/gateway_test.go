@@ -315,6 +315,7 @@ func TestHostileFraming(t *testing.T) {
 		{"chunked, identity", "POST /v1.41/containers/create HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked, identity\r\n\r\n" + chunked(priv), []int{501}},
 		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", []int{400}},
 		{"absolute-form", "GET http://docker/v1.41/containers/json HTTP/1.1\r\nHost: d\r\n\r\n", []int{400}},
+		{"OPTIONS *: refused, not answered by net/http", "OPTIONS * HTTP/1.1\r\nHost: d\r\n\r\n", []int{400}},
 		{"form body", "POST /v1.41/containers/x/start HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 12\r\n\r\ncheckpoint=c", []int{400}},
 		{"body over the limit", "POST /v1.41/containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
 			chunked(`{"Image":"none:1","Env":["`+strings.Repeat("x", 70<<10)+`"]}`), []int{413}},

@@ -22,7 +22,10 @@ type sessions struct {
 }
 
 type session struct {
-	leaf *x509.Certificate
+	// leaf is the client certificate; nil on one of the gateway's own
+	// unix sockets (socket is then its path).
+	leaf   *x509.Certificate
+	socket string
 	// also are closed with the connection: the other end of a hijacked
 	// stream, on dockerd's socket.
 	also []io.Closer
@@ -67,7 +70,7 @@ func (s *sessions) cutWhere(refuse func(*x509.Certificate) authz.Caller) []cut {
 	s.mu.Lock()
 	list := make(map[net.Conn]*x509.Certificate, len(s.conns))
 	for c, ss := range s.conns {
-		if !ss.cut {
+		if !ss.cut && ss.leaf != nil {
 			list[c] = ss.leaf
 		}
 	}

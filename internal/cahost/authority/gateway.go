@@ -106,6 +106,10 @@ ProtectSystem=strict
 # host's /home, /root and /tmp as they are (read-only), and /dev.
 ProtectHome=read-only
 ReadWritePaths=` + c.StateDir + ` ` + filepath.Dir(c.AuditLog) + `
+# /run/dtls: the local socket (docker.sock, 0666: the policy decides)
+# and the per-container sockets (sockets/, 0700).
+RuntimeDirectory=dtls
+RuntimeDirectoryMode=0755
 ` + logsDirectory(c.AuditLog) + `UMask=0077
 CapabilityBoundingSet=CAP_DAC_READ_SEARCH
 AmbientCapabilities=

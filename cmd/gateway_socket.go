@@ -39,7 +39,9 @@ type gatewaySocketOptions struct {
 	Name, Role, StateDir, Policy string
 }
 
-func (o *gatewaySocketOptions) book() string { return filepath.Join(o.StateDir, gateway.SocketsFileName) }
+func (o *gatewaySocketOptions) book() string {
+	return filepath.Join(o.StateDir, gateway.SocketsFileName)
+}
 
 func (o *gatewaySocketOptions) flags(c *cobra.Command, io IO) {
 	pathFlag(c, io, &o.StateDir, "state-dir", "DTLS_STATE_DIR", defaultStateDir, "directory holding the gateway's book of sockets")

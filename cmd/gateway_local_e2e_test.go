@@ -1,0 +1,398 @@
+package cmd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
+	"github.com/dtls-tool/dtls/internal/sandbox"
+)
+
+// localUser is a unix account made by the test (removed when it ends),
+// with a home of its own for the Docker CLI's files.
+type localUser struct {
+	Name, Home string
+	UID, GID   int
+}
+
+// requireLocalTools stops the test when it cannot make accounts: it needs
+// root and shadow-utils' useradd, and util-linux's setpriv. Outside CI it
+// skips.
+func requireLocalTools(t *testing.T) {
+	t.Helper()
+	stop := t.Skipf
+	if os.Getenv("CI") == "true" {
+		stop = t.Fatalf
+	}
+	if os.Geteuid() != 0 {
+		stop("the local socket's tests make unix accounts: they run as root")
+	}
+	for _, tool := range []string{"useradd", "userdel", "groupadd", "groupdel", "setpriv"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			stop("%s: %v (apt-get install -y passwd util-linux)", tool, err)
+		}
+	}
+}
+
+func randomName(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// newLocalUser makes an account (with a group of its name) in groups,
+// its home in dir.
+func newLocalUser(t *testing.T, dir string, groups ...string) *localUser {
+	t.Helper()
+	name := randomName("dtlsu")
+	args := []string{"--no-create-home", "--shell", "/bin/sh", "--user-group"}
+	if len(groups) > 0 {
+		args = append(args, "--groups", strings.Join(groups, ","))
+	}
+	out, err := exec.Command("useradd", append(args, name)...).CombinedOutput()
+	require.NoError(t, err, "useradd %s: %s", name, out)
+	t.Cleanup(func() {
+		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+			t.Errorf("userdel %s: %v: %s", name, err, out)
+		}
+		// userdel removes the user's own group where USERGROUPS_ENAB
+		// says so; a group left behind goes here.
+		_ = exec.Command("groupdel", name).Run()
+	})
+	u, err := user.Lookup(name)
+	require.NoError(t, err)
+	lu := &localUser{Name: name, Home: filepath.Join(dir, name)}
+	lu.UID, _ = strconv.Atoi(u.Uid)
+	lu.GID, _ = strconv.Atoi(u.Gid)
+	require.NoError(t, os.Mkdir(lu.Home, 0o700))
+	require.NoError(t, os.Chown(lu.Home, lu.UID, lu.GID))
+	return lu
+}
+
+func newLocalGroup(t *testing.T) string {
+	t.Helper()
+	name := randomName("dtlsg")
+	out, err := exec.Command("groupadd", name).CombinedOutput()
+	require.NoError(t, err, "groupadd %s: %s", name, out)
+	t.Cleanup(func() {
+		if out, err := exec.Command("groupdel", name).CombinedOutput(); err != nil {
+			t.Errorf("groupdel %s: %v: %s", name, err, out)
+		}
+	})
+	return name
+}
+
+// asUser runs a program as u (setpriv: its uid and gid, no supplementary
+// group: the gateway reads the account's groups from the group database,
+// not from the process).
+func (u *localUser) command(ctx context.Context, prog string, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "setpriv", append([]string{"--reuid=" + strconv.Itoa(u.UID), "--regid=" + strconv.Itoa(u.GID),
+		"--clear-groups", "--", prog}, args...)...)
+	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + u.Home, "DOCKER_CONFIG=" + filepath.Join(u.Home, ".docker")}, env...)
+	return cmd
+}
+
+// docker runs the Docker CLI as u on the local socket.
+func (u *localUser) docker(t *testing.T, docker, sock string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := u.command(ctx, docker, []string{"DOCKER_HOST=unix://" + sock}, args...).CombinedOutput()
+	return string(out), err
+}
+
+// apiClientBinary builds a static Docker API client of a few calls:
+// "apiclient SOCKET list|create" (SOCKET "fd3": the connection the
+// process was given as fd 3). It prints the status and the body, and
+// exits 1 on an answer that is not 2xx.
+func apiClientBinary(t *testing.T) string {
+	return buildStatic(t, "apiclient", `package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+)
+
+func main() {
+	dial := func() (net.Conn, error) { return net.Dial("unix", os.Args[1]) }
+	if os.Args[1] == "fd3" {
+		dial = func() (net.Conn, error) { return net.FileConn(os.NewFile(3, "conn")) }
+	}
+	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return dial() }}
+	var req *http.Request
+	switch os.Args[2] {
+	case "list":
+		req, _ = http.NewRequest("GET", "http://docker/v1.41/containers/json?all=1", nil)
+	case "create":
+		req, _ = http.NewRequest("POST", "http://docker/v1.41/containers/create", strings.NewReader(`+"`"+`{"Image": "tiny:1", "Cmd": ["/x"]}`+"`"+`))
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(2)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	fmt.Printf("%d %s\n", resp.StatusCode, b)
+	if resp.StatusCode/100 != 2 {
+		os.Exit(1)
+	}
+}
+`)
+}
+
+// localRecords are the audit records of user, once there are some that
+// match.
+func localRecords(t *testing.T, audit, user string, match func(authz.AuditRecord) bool) []authz.AuditRecord {
+	t.Helper()
+	var got []authz.AuditRecord
+	waitFor(t, 10*time.Second, "the audit records of "+user, func() bool {
+		recs, err := authz.ReadAudit(audit, authz.AuditFilter{User: user})
+		require.NoError(t, err)
+		got = got[:0]
+		for _, r := range recs {
+			if match(r) {
+				got = append(got, r)
+			}
+		}
+		return len(got) > 0
+	})
+	return got
+}
+
+// TestGatewayLocalUsersWithRealDocker: the gateway's local socket, with a
+// real dockerd behind it and two accounts made by the test. The one whose
+// group the policy maps to developer runs the Docker CLI on the socket
+// and gets the developer role: it lists, runs a container, execs in its
+// own and not in another identity's, is refused --privileged; the account
+// the policy does not name, and root, are denied; the audit trail names
+// each with its uid and the socket. A connection opened by one account and
+// handed to another's process keeps the first account's identity. A
+// symbolic link at the socket's path stops a gateway from starting,
+// naming the path, and is left as it was.
+func TestGatewayLocalUsersWithRealDocker(t *testing.T) {
+	t.Parallel()
+	requireLocalTools(t)
+	sandbox.Require(t)
+	// The socket's directory is one the accounts may traverse (a
+	// sandbox directory is 0700).
+	pub, err := sandbox.NewDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(pub) })
+	require.NoError(t, os.Chmod(pub, 0o755))
+	sock := filepath.Join(pub, "run", "docker.sock")
+	devs := newLocalGroup(t)
+	dev := newLocalUser(t, pub, devs)
+	stranger := newLocalUser(t, pub)
+
+	h := newGatewayHost(t, "--local-socket", sock)
+	d, ctx := h.Daemon, context.Background()
+	require.NoError(t, os.WriteFile(h.Policy, []byte(fmt.Sprintf(`{"default_role": "admin", "unix_groups": {%q: "developer"}}`+"\n", devs)), 0o644))
+	fi, err := os.Lstat(sock)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o666)|os.ModeSocket, fi.Mode())
+	require.NoError(t, d.TinyImage(ctx, "tiny:1"))
+	importImage(t, d, "sleeper:1", map[string]string{"sleep": sleeperBinary(t)})
+	h.issue(t, "root-admin", "admin")
+
+	// The policy file is reloaded within a second.
+	waitFor(t, 10*time.Second, "the developer's first call", func() bool {
+		_, err := dev.docker(t, h.docker, sock, "ps")
+		return err == nil
+	})
+	devName, strangerName := "unix:"+dev.Name, "unix:"+stranger.Name
+	allowed := func(args ...string) string {
+		t.Helper()
+		out, err := dev.docker(t, h.docker, sock, args...)
+		require.NoError(t, err, "docker %s: %s", strings.Join(args, " "), out)
+		return out
+	}
+	denied := func(u *localUser, want string, args ...string) {
+		t.Helper()
+		out, err := u.docker(t, h.docker, sock, args...)
+		require.Error(t, err, "%s: docker %s was allowed: %s", u.Name, strings.Join(args, " "), out)
+		assert.Contains(t, out, "dtls-gateway", "%s: docker %s", u.Name, strings.Join(args, " "))
+		assert.Contains(t, out, want, "%s: docker %s", u.Name, strings.Join(args, " "))
+	}
+	allowed("run", "-d", "--name", "devbox", "sleeper:1", "/sleep")
+	assert.Contains(t, allowed("ps"), "devbox")
+	allowed("exec", "-d", "devbox", "/sleep")
+	denied(dev, devName+" (role developer)", "create", "--privileged", "tiny:1", "/x")
+	denied(dev, devName+" (role developer)", "create", "-v", "/:/host", "tiny:1", "/x")
+	// The owners' book knows the local identity as it knows a
+	// certificate's holder.
+	out, err := h.as(t, "root-admin", "run", "-d", "--name", "adminbox", "sleeper:1", "/sleep")
+	require.NoError(t, err, out)
+	denied(dev, "was created by someone else", "exec", "-d", "adminbox", "/sleep")
+	allowed("rm", "-f", "devbox")
+
+	denied(stranger, fmt.Sprintf("local user %q has no role", stranger.Name), "ps")
+	// Root is not admin on this socket (the policy's default_role is
+	// admin: a certificate holder's default, never a local account's).
+	out, err = runDocker(t, h.docker, []string{"DOCKER_HOST=unix://" + sock}, "ps")
+	require.Error(t, err, out)
+	assert.Contains(t, out, `local user "root" has no role`)
+
+	recs := localRecords(t, h.Audit, devName, func(r authz.AuditRecord) bool {
+		return r.Phase == authz.PhaseRequest && r.Path == "/containers/create" && r.Decision == authz.DecisionDeny
+	})
+	r := recs[0]
+	assert.Equal(t, strconv.Itoa(dev.UID), r.UID)
+	assert.Equal(t, sock, r.Socket)
+	assert.Equal(t, "local", r.Source)
+	assert.Equal(t, "developer", r.Role)
+	assert.NotZero(t, r.PID)
+	recs = localRecords(t, h.Audit, strangerName, func(r authz.AuditRecord) bool { return r.Phase == authz.PhaseRequest })
+	assert.Equal(t, strconv.Itoa(stranger.UID), recs[0].UID)
+	assert.Equal(t, authz.DecisionDeny, recs[0].Decision)
+	assert.Equal(t, "gateway: local user without a role", recs[0].Rule)
+
+	// A connection opened by the test (root) and handed to the
+	// developer's process (fd 3) stays root's: denied, recorded as root
+	// with the test's pid, although the developer itself may list.
+	client := filepath.Join(pub, "apiclient")
+	copyFile(t, apiClientBinary(t), client, 0o755)
+	conn, err := net.Dial("unix", sock)
+	require.NoError(t, err)
+	f, err := conn.(*net.UnixConn).File()
+	require.NoError(t, err)
+	conn.Close()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := dev.command(cctx, client, nil, "fd3", "list")
+	cmd.ExtraFiles = []*os.File{f}
+	b, err := cmd.CombinedOutput()
+	f.Close()
+	require.Error(t, err, "%s", b)
+	assert.Contains(t, string(b), `403 `)
+	assert.Contains(t, string(b), `local user \"root\" has no role`)
+	recs = localRecords(t, h.Audit, "unix:root", func(r authz.AuditRecord) bool { return r.PID == os.Getpid() })
+	assert.Equal(t, "0", recs[0].UID)
+	b, err = dev.command(cctx, client, nil, sock, "list").CombinedOutput()
+	assert.NoError(t, err, "%s", b)
+	assert.Contains(t, string(b), "adminbox")
+
+	// A symbolic link where a gateway's local socket goes: refused.
+	target := filepath.Join(pub, "elsewhere")
+	require.NoError(t, os.WriteFile(target, nil, 0o600))
+	link := filepath.Join(pub, "run", "link.sock")
+	require.NoError(t, os.Symlink(target, link))
+	port, err := sandbox.FreePort()
+	require.NoError(t, err)
+	args := append([]string(nil), h.cmd.Args[1:]...)
+	for i, a := range args {
+		if a == "--listen" {
+			args[i+1] = fmt.Sprintf("tcp://127.0.0.1:%d", port)
+		}
+	}
+	// A gateway that started in spite of the link would serve until
+	// killed: the deadline ends it, and the test fails.
+	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+	defer scancel()
+	second := exec.CommandContext(sctx, h.exe, append(args, "--local-socket", link)...)
+	var errOut strings.Builder
+	second.Stderr = &errOut
+	err = second.Run()
+	stderr := errOut.String()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, stderr)
+	assert.Equal(t, 1, ee.ExitCode(), stderr)
+	assert.Contains(t, stderr, fmt.Sprintf("dtls: error: listen on %q: a symbolic link stands there", link))
+	dest, err := os.Readlink(link)
+	require.NoError(t, err)
+	assert.Equal(t, target, dest)
+}
+
+// TestGatewayLocalContainerSocketWithRealDocker: 'dtls gateway socket
+// add' makes a per-container socket the running gateway serves; a
+// container that mounts it where /var/run/docker.sock goes runs an API
+// client that may list containers and is refused a create, every call
+// recorded as socket:NAME; ls lists it, rm closes it; a bad name is
+// refused, naming it, and nothing is written.
+func TestGatewayLocalContainerSocketWithRealDocker(t *testing.T) {
+	t.Parallel()
+	h := newGatewayHost(t)
+	d, ctx := h.Daemon, context.Background()
+	socketsDir := filepath.Join(h.Dir, "sockets")
+	flags := []string{"--state-dir", h.State, "--sockets-dir", socketsDir}
+	addFlags := append([]string{"--policy", h.Policy}, flags...)
+	book := filepath.Join(h.State, "gateway-sockets.json")
+
+	_, stderr, code := h.dtls(t, append([]string{"gateway", "socket", "add", "bad/name", "--role", "readonly"}, addFlags...)...)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, `dtls: error: invalid socket name "bad/name"`)
+	_, stderr, code = h.dtls(t, append([]string{"gateway", "socket", "add", "proxy", "--role", "ghost"}, addFlags...)...)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, `role "ghost" is not defined by the policy`)
+	_, err := os.Lstat(book)
+	assert.True(t, os.IsNotExist(err), "a refused add wrote the book")
+
+	out, stderr, code := h.dtls(t, append([]string{"gateway", "socket", "add", "proxy", "--role", "readonly"}, addFlags...)...)
+	require.Equal(t, 0, code, stderr)
+	path := filepath.Join(socketsDir, "proxy.sock")
+	assert.Equal(t, "-v "+path+":/var/run/docker.sock\n", out)
+	waitFor(t, 10*time.Second, "the socket", func() bool { _, err := os.Lstat(path); return err == nil })
+	out, stderr, code = h.dtls(t, append([]string{"gateway", "socket", "ls"}, flags...)...)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, out, "proxy  readonly  "+path)
+
+	require.NoError(t, d.TinyImage(ctx, "tiny:1"))
+	importImage(t, d, "apiclient:1", map[string]string{"apiclient": apiClientBinary(t)})
+	root := []string{"DOCKER_HOST=unix://" + d.Socket}
+	id, err := runDocker(t, h.docker, root, "create", "--name", "existing", "tiny:1", "/x")
+	require.NoError(t, err, id)
+	run := []string{"run", "--rm", "--network", "none", "-v", path + ":/var/run/docker.sock", "apiclient:1", "/apiclient", "/var/run/docker.sock"}
+	out, err = runDocker(t, h.docker, root, append(run, "list")...)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "200 ")
+	assert.Contains(t, out, "/existing")
+	out, err = runDocker(t, h.docker, root, append(run, "create")...)
+	require.Error(t, err, out)
+	assert.Contains(t, out, "403 ")
+	assert.Contains(t, out, "socket:proxy (role readonly)")
+
+	recs := localRecords(t, h.Audit, "socket:proxy", func(r authz.AuditRecord) bool { return r.Phase == authz.PhaseRequest })
+	var list, create bool
+	for _, r := range recs {
+		assert.Equal(t, path, r.Socket)
+		assert.Equal(t, "readonly", r.Role)
+		list = list || r.Path == "/containers/json" && r.Decision == authz.DecisionAllow
+		create = create || r.Path == "/containers/create" && r.Decision == authz.DecisionDeny
+	}
+	assert.True(t, list, "no allowed list of socket:proxy in %v", recs)
+	assert.True(t, create, "no denied create of socket:proxy in %v", recs)
+
+	_, stderr, code = h.dtls(t, append([]string{"gateway", "socket", "rm", "proxy"}, flags...)...)
+	require.Equal(t, 0, code, stderr)
+	waitFor(t, 10*time.Second, "the socket's removal", func() bool { _, err := os.Lstat(path); return os.IsNotExist(err) })
+	_, stderr, code = h.dtls(t, append([]string{"gateway", "socket", "rm", "proxy"}, flags...)...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, fmt.Sprintf(`dtls: error: no socket "proxy" in %s`, book))
+}
+
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(to, b, mode))
+	require.NoError(t, os.Chmod(to, mode))
+}

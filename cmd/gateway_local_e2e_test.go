@@ -238,6 +238,8 @@ func TestGatewayLocalUsersWithRealDocker(t *testing.T) {
 	allowed("exec", "-d", "devbox", "/sleep")
 	denied(dev, devName+" (role developer)", "create", "--privileged", "tiny:1", "/x")
 	denied(dev, devName+" (role developer)", "create", "-v", "/:/host", "tiny:1", "/x")
+	// The gateway's own sockets are under /run, a protected path.
+	denied(dev, devName+" (role developer)", "create", "-v", "/run/dtls:/x", "tiny:1", "/x")
 	// The owners' book knows the local identity as it knows a
 	// certificate's holder.
 	out, err := h.as(t, "root-admin", "run", "-d", "--name", "adminbox", "sleeper:1", "/sleep")

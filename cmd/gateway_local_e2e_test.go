@@ -206,7 +206,13 @@ func TestGatewayLocalUsersWithRealDocker(t *testing.T) {
 
 	h := newGatewayHost(t, "--local-socket", sock)
 	d, ctx := h.Daemon, context.Background()
-	require.NoError(t, os.WriteFile(h.Policy, []byte(fmt.Sprintf(`{"default_role": "admin", "unix_groups": {%q: "developer"}}`+"\n", devs)), 0o644))
+	require.NoError(t, os.WriteFile(h.Policy, []byte(`{"default_role": "admin"}`+"\n"), 0o644))
+	_, stderr, code := h.dtls(t, "role", "--unix-group", devs, "developer", "--policy", h.Policy)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, fmt.Sprintf("unix group %s has role developer on the local socket", devs))
+	out, _, code := h.dtls(t, "role", "--unix-group", devs, "--policy", h.Policy)
+	require.Equal(t, 0, code)
+	assert.Equal(t, "developer\n", out)
 	fi, err := os.Lstat(sock)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o666)|os.ModeSocket, fi.Mode())
@@ -242,7 +248,7 @@ func TestGatewayLocalUsersWithRealDocker(t *testing.T) {
 	denied(dev, devName+" (role developer)", "create", "-v", "/run/dtls:/x", "tiny:1", "/x")
 	// The owners' book knows the local identity as it knows a
 	// certificate's holder.
-	out, err := h.as(t, "root-admin", "run", "-d", "--name", "adminbox", "sleeper:1", "/sleep")
+	out, err = h.as(t, "root-admin", "run", "-d", "--name", "adminbox", "sleeper:1", "/sleep")
 	require.NoError(t, err, out)
 	denied(dev, "was created by someone else", "exec", "-d", "adminbox", "/sleep")
 	allowed("rm", "-f", "devbox")
@@ -314,7 +320,7 @@ func TestGatewayLocalUsersWithRealDocker(t *testing.T) {
 	var errOut strings.Builder
 	second.Stderr = &errOut
 	err = second.Run()
-	stderr := errOut.String()
+	stderr = errOut.String()
 	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee, stderr)
 	assert.Equal(t, 1, ee.ExitCode(), stderr)

@@ -1,13 +1,19 @@
 package authz
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/dtls-tool/dtls/internal/atomicfile"
 )
 
 // SourceLocal is a call over one of the gateway's own unix sockets: the
@@ -204,4 +210,111 @@ func (p *Policy) checkUnixMaps() error {
 		}
 	}
 	return nil
+}
+
+// SetLocalRole gives the local account (or, with group, the group) name
+// the role in the policy file at path, in unix_users (unix_groups), or
+// takes its entry out when role is "". It returns the role the entry had
+// ("" for none). A missing file is created (0644) with that entry alone.
+// The file is rewritten whole (atomically, indented by two spaces), its
+// other members kept in their order; it must still be a valid policy,
+// so a role the policy does not define is an error naming it, and then
+// nothing is written.
+func SetLocalRole(path string, group bool, name, role string) (string, error) {
+	key, what := "unix_users", "user"
+	if group {
+		key, what = "unix_groups", "group"
+	}
+	if !unixName().MatchString(name) {
+		return "", fmt.Errorf("invalid unix %s name %q: want letters, digits, '_', '.' and '-'", what, name)
+	}
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		data = []byte("{}")
+	case err != nil:
+		return "", fmt.Errorf("read policy: %w", err)
+	}
+	top, err := members(data, "")
+	if err != nil {
+		return "", fmt.Errorf("policy %q: %w", path, err)
+	}
+	i := slices.IndexFunc(top, func(m member) bool { return m.key == key })
+	if i < 0 {
+		top = append(top, member{key, json.RawMessage("{}")})
+		i = len(top) - 1
+	}
+	entries, err := members(top[i].val, key)
+	if err != nil {
+		return "", fmt.Errorf("policy %q: %w", path, err)
+	}
+	old := ""
+	j := slices.IndexFunc(entries, func(m member) bool { return m.key == name })
+	if j >= 0 {
+		_ = json.Unmarshal(entries[j].val, &old)
+	}
+	rv, _ := json.Marshal(role)
+	switch {
+	case role == "" && j >= 0:
+		entries = slices.Delete(entries, j, j+1)
+	case role != "" && j >= 0:
+		entries[j].val = rv
+	case role != "":
+		entries = append(entries, member{name, rv})
+	}
+	top[i].val = encodeMembers(entries)
+	out := encodeMembers(top)
+	if _, err := ParsePolicy(out); err != nil {
+		return "", fmt.Errorf("policy %q: %w", path, err)
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, out, "", "  "); err != nil {
+		return "", err
+	}
+	buf.WriteByte('\n')
+	return old, atomicfile.Write(path, buf.Bytes(), 0o644)
+}
+
+// member is one member of a JSON object, in the order it was written.
+type member struct {
+	key string
+	val json.RawMessage
+}
+
+func members(raw []byte, at string) ([]member, error) {
+	var out []member
+	err := object(raw, at, func(key string, val json.RawMessage) error {
+		out = append(out, member{key, val})
+		return nil
+	})
+	return out, err
+}
+
+func encodeMembers(ms []member) json.RawMessage {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, m := range ms {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(m.key)
+		b.Write(k)
+		b.WriteByte(':')
+		_ = json.Compact(&b, m.val)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+// LocalRoleOf is the role unix_users (with group, unix_groups) gives
+// name, or "(none)".
+func (p *Policy) LocalRoleOf(group bool, name string) string {
+	m := p.unixUsers
+	if group {
+		m = p.unixGroups
+	}
+	if r, ok := m[name]; ok {
+		return r
+	}
+	return "(none)"
 }

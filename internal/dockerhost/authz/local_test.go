@@ -104,3 +104,46 @@ func TestIdentifyLocal(t *testing.T) {
 	c = e.IdentifyLocal(Peer{UID: 1001, User: "alice"})
 	assert.Equal(t, ruleLocalNoPolicy, c.Rule)
 }
+
+// TestSetLocalRole: an entry added, changed and taken out, the file's
+// other members kept in order; a role the policy does not define, or a
+// bad name, is an error naming it and the file is left as it was.
+func TestSetLocalRole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.json")
+	old, err := SetLocalRole(path, false, "alice", "developer")
+	require.NoError(t, err)
+	assert.Empty(t, old)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, "{\n  \"unix_users\": {\n    \"alice\": \"developer\"\n  }\n}\n", string(b))
+
+	require.NoError(t, os.WriteFile(path, []byte(`{"roles": {"ci": {"base": "developer"}}, "unix_users": {"alice": "developer"}, "default_role": "readonly"}`), 0o644))
+	old, err = SetLocalRole(path, false, "alice", "ci")
+	require.NoError(t, err)
+	assert.Equal(t, "developer", old)
+	_, err = SetLocalRole(path, true, "devs", "readonly")
+	require.NoError(t, err)
+	b, err = os.ReadFile(path)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"roles": {"ci": {"base": "developer"}}, "unix_users": {"alice": "ci"}, "default_role": "readonly", "unix_groups": {"devs": "readonly"}}`, string(b))
+	p, err := LoadPolicy(path)
+	require.NoError(t, err)
+	role, _ := p.LocalRole("bob", []string{"devs"})
+	assert.Equal(t, "readonly", role)
+
+	before := string(b)
+	_, err = SetLocalRole(path, false, "alice", "ghost")
+	assert.EqualError(t, err, `policy "`+path+`": unix_users.alice: unknown role "ghost": want one of admin, ci, developer, readonly`)
+	_, err = SetLocalRole(path, true, "a/b", "readonly")
+	assert.EqualError(t, err, `invalid unix group name "a/b": want letters, digits, '_', '.' and '-'`)
+	b, _ = os.ReadFile(path)
+	assert.Equal(t, before, string(b))
+
+	old, err = SetLocalRole(path, false, "alice", "")
+	require.NoError(t, err)
+	assert.Equal(t, "ci", old)
+	p, err = LoadPolicy(path)
+	require.NoError(t, err)
+	role, _ = p.LocalRole("alice", nil)
+	assert.Empty(t, role)
+}

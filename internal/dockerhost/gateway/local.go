@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -96,21 +97,30 @@ func listenLocal(path, name string, dirMode fs.FileMode, logf func(string, strin
 	if err := clearStale(path); err != nil {
 		return nil, err
 	}
-	// bind(2) does not follow a symbolic link at path: one put there
-	// since clearStale makes it fail (EADDRINUSE), never redirects it.
-	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	// Bound under a temporary name, given its mode, then renamed: the
+	// socket never shows at path with bind's mode (the umask's), which
+	// would refuse the accounts it is for. The directory is the
+	// gateway's alone, so nothing else can be put at path meanwhile.
+	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".s%08x", rand.Uint32()))
+	if len(tmp) >= unixPathMax {
+		return nil, fmt.Errorf("listen on %q: temporary socket path %q is %d bytes long: unix socket paths are limited to %d", path, tmp, len(tmp), unixPathMax-1)
+	}
+	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("listen on %q: %w", path, err)
 	}
 	ul.SetUnlinkOnClose(false)
-	fi, err := os.Lstat(path)
+	err = os.Chmod(tmp, localSocketMode)
 	if err == nil {
-		// bind made it with the umask's mode, tighter: only widened here.
-		err = os.Chmod(path, localSocketMode)
+		err = os.Rename(tmp, path)
+	}
+	var fi fs.FileInfo
+	if err == nil {
+		fi, err = os.Lstat(path)
 	}
 	if err != nil {
 		ul.Close()
-		os.Remove(path)
+		os.Remove(tmp)
 		return nil, fmt.Errorf("listen on %q: %w", path, err)
 	}
 	return &localListener{UnixListener: ul, path: path, name: name, fi: fi, logf: logf}, nil
@@ -258,18 +268,8 @@ type peerConn struct {
 func (g *Gateway) identify(r *http.Request) authz.Caller {
 	conn, _ := r.Context().Value(connKey{}).(net.Conn)
 	if pc, ok := conn.(*peerConn); ok {
-		g.sess.trackLocal(conn, pc.peer.Socket)
-		p := pc.peer
-		if p.Name != "" {
-			role, ok := g.local.role(p.Name)
-			if !ok {
-				c := g.cfg.Engine.IdentifyLocal(p)
-				c.Rule, c.Refused = RuleSocketRemoved, fmt.Sprintf("the socket %s was removed", p.Socket)
-				return c
-			}
-			p.Role = role
-		}
-		return g.cfg.Engine.IdentifyLocal(p)
+		g.sess.trackLocal(conn, &pc.peer)
+		return g.identifyPeer(pc.peer)
 	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		// crypto/tls required and verified one (RequireAndVerifyClientCert).
@@ -283,19 +283,63 @@ func (g *Gateway) identify(r *http.Request) authz.Caller {
 	return g.cfg.Engine.Identify(leaf)
 }
 
+// identifyPeer is a caller of the gateway's own sockets: on a
+// per-container socket, its fixed identity with the socket's role now
+// (refused once the socket is removed); on the local socket, the account
+// with the role the policy gives it now.
+func (g *Gateway) identifyPeer(p authz.Peer) authz.Caller {
+	if p.Name == "" {
+		return g.cfg.Engine.IdentifyLocal(p)
+	}
+	role, ok := g.local.role(p.Name)
+	p.Role = role
+	c := g.cfg.Engine.IdentifyLocal(p)
+	if !ok {
+		c.Rule, c.Refused = RuleSocketRemoved, fmt.Sprintf("the socket %s was removed", p.Socket)
+	}
+	return c
+}
+
+// cutLocal closes the open connections of the gateway's own sockets
+// whose caller is now refused, as a revoked certificate's are: an account
+// whose role the policy took away, a removed socket's. Each cut has an
+// audit record.
+func (g *Gateway) cutLocal() {
+	s := g.sess
+	s.mu.Lock()
+	list := map[net.Conn]authz.Peer{}
+	for c, ss := range s.conns {
+		if !ss.cut && ss.peer != nil {
+			list[c] = *ss.peer
+		}
+	}
+	s.mu.Unlock()
+	for c, p := range list {
+		caller := g.identifyPeer(p)
+		if caller.Refused == "" {
+			continue
+		}
+		s.closeFor(c, caller.Refused)
+		g.cfg.Engine.Logf("", "closed a connection of %q (uid %s, pid %d) to %s: %s", caller.ID.User, caller.UID, caller.PID, p.Socket, caller.Refused)
+		rec := baseRecord(caller)
+		rec.Time, rec.Phase, rec.Decision, rec.Rule, rec.Reason = g.cfg.Engine.Now(), PhaseSession, authz.DecisionDeny, RuleSessionCut, "open connection closed: "+caller.Refused
+		g.cfg.Engine.Audit(rec)
+	}
+}
+
 // baseRecord is the start of a request's audit record: who called.
 func baseRecord(c authz.Caller) authz.AuditRecord {
 	return authz.AuditRecord{User: c.ID.User, Serial: c.ID.Serial, CN: c.CN, Issuer: c.Issuer, Source: string(c.ID.Source),
 		UID: c.UID, PID: c.PID, Socket: c.Socket}
 }
 
-// trackLocal records that c is a connection to the gateway's socket at
-// path (no certificate: a revocation never cuts it).
-func (s *sessions) trackLocal(c net.Conn, path string) {
+// trackLocal records that c is a connection to one of the gateway's
+// own sockets, of p (no certificate: cutLocal checks it again).
+func (s *sessions) trackLocal(c net.Conn, p *authz.Peer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.conns[c]; !ok {
-		s.conns[c] = &session{socket: path}
+		s.conns[c] = &session{peer: p}
 	}
 }
 
@@ -304,7 +348,7 @@ func (s *sessions) cutSocket(path, why string) int {
 	s.mu.Lock()
 	var list []net.Conn
 	for c, ss := range s.conns {
-		if ss.socket == path && !ss.cut {
+		if ss.peer != nil && ss.peer.Socket == path && !ss.cut {
 			list = append(list, c)
 		}
 	}

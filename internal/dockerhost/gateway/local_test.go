@@ -139,6 +139,17 @@ func TestLocalSocketPeerCredentials(t *testing.T) {
 	assert.Equal(t, os.Getpid(), rec.PID)
 	assert.Equal(t, lg.sock, rec.Socket)
 
+	// A kept-alive connection, open when the mapping goes: cut.
+	kept, err := net.Dial("unix", lg.sock)
+	require.NoError(t, err)
+	defer kept.Close()
+	fmt.Fprintf(kept, "GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+	br := bufio.NewReader(kept)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	io.Copy(io.Discard, resp.Body)
+
 	// The mapping goes: the account is nobody the policy knows.
 	require.NoError(t, os.WriteFile(lg.policy, []byte(`{"unix_users": {"someone-else": "admin"}}`+"\n"), 0o644))
 	waitUntil(t, "the policy reload", func() bool {
@@ -150,6 +161,16 @@ func TestLocalSocketPeerCredentials(t *testing.T) {
 	assert.Contains(t, body, fmt.Sprintf("local user %q has no role", me.Username))
 	rec = lastRecord(t, lg.audit, name)
 	assert.Equal(t, "gateway: local user without a role", rec.Rule)
+	require.NoError(t, kept.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = br.ReadByte()
+	assert.ErrorIs(t, err, io.EOF, "the open connection was not cut")
+	cuts, err := authz.ReadAudit(lg.audit, authz.AuditFilter{User: name})
+	require.NoError(t, err)
+	var cut bool
+	for _, r := range cuts {
+		cut = cut || r.Phase == PhaseSession && r.Rule == RuleSessionCut && r.UID == strconv.Itoa(os.Getuid()) && r.Socket == lg.sock
+	}
+	assert.True(t, cut, "no audit record of the cut")
 	assert.Empty(t, rec.Role)
 
 	// Verify the chain with the new fields in it.

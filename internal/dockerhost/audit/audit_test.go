@@ -230,6 +230,7 @@ func TestAuditGoodHostAndEachFailure(t *testing.T) {
 		assert.Contains(t, g.Title, "alice, bob, carol (primary group)")
 		assert.Contains(t, g.Title, "3 members")
 		assert.Contains(t, g.Title, "root-equivalent")
+		assert.Contains(t, g.Fix, "sudo dtls role --unix-user alice developer")
 		// Nothing to bypass without an AuthZ plugin: a WARN.
 		requireOne(t, rep, "daemon-authz", Warn, "2.12")
 		assert.Equal(t, 0, rep.Summary.Skip, "%+v", rep.Findings)
@@ -431,6 +432,8 @@ func TestAuditGoodHostAndEachFailure(t *testing.T) {
 		}
 		assert.Contains(t, fs[0].Title, "container runmount mounts the directory holding the Docker socket")
 		assert.Contains(t, fs[1].Title, "container sockmount mounts the Docker socket (/var/run/docker.sock at /var/run/docker.sock)")
+		assert.Contains(t, fs[1].Fix, "'sudo dtls gateway socket add sockmount --role readonly' and -v /run/dtls/sockets/sockmount.sock:/var/run/docker.sock in its place")
+		assert.Contains(t, fs[0].Fix, "-v /run/dtls/sockets/runmount.sock:/hostrun/docker.sock in its place")
 		assert.NotContains(t, fmt.Sprint(fs), "harmless")
 	})
 }

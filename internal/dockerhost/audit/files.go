@@ -98,7 +98,9 @@ func (a *auditor) checkSocket() {
 		a.add(Finding{ID: "docker-group", Status: Warn,
 			Title:  fmt.Sprintf("group docker has %d members, each root-equivalent on this host: %s", len(grp.members), strings.Join(grp.members, ", ")),
 			Detail: "a member can run 'docker run -v /:/host --privileged' and own the host" + primaryNote,
-			Fix:    fmt.Sprintf("sudo gpasswd -d %s docker (for each who does not need it; for a primary group: usermod -g)", strings.TrimSuffix(grp.members[0], " (primary group)"))})
+			Fix: fmt.Sprintf("sudo gpasswd -d %[1]s docker (for each who does not need it; for a primary group: usermod -g); "+
+				"with the dtls gateway, give them a role on its local socket instead: 'sudo dtls role --unix-user %[1]s developer', "+
+				"and DOCKER_HOST=unix:///run/dtls/docker.sock", strings.TrimSuffix(grp.members[0], " (primary group)"))})
 	}
 
 	fi, err := os.Lstat(sock)

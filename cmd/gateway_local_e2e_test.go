@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,7 +60,8 @@ func randomName(prefix string) string {
 func newLocalUser(t *testing.T, dir string, groups ...string) *localUser {
 	t.Helper()
 	name := randomName("dtlsu")
-	args := []string{"--no-create-home", "--shell", "/bin/sh", "--user-group"}
+	home := filepath.Join(dir, name)
+	args := []string{"--no-create-home", "--home-dir", home, "--shell", "/bin/sh", "--user-group"}
 	if len(groups) > 0 {
 		args = append(args, "--groups", strings.Join(groups, ","))
 	}
@@ -75,7 +77,7 @@ func newLocalUser(t *testing.T, dir string, groups ...string) *localUser {
 	})
 	u, err := user.Lookup(name)
 	require.NoError(t, err)
-	lu := &localUser{Name: name, Home: filepath.Join(dir, name)}
+	lu := &localUser{Name: name, Home: home}
 	lu.UID, _ = strconv.Atoi(u.Uid)
 	lu.GID, _ = strconv.Atoi(u.Gid)
 	require.NoError(t, os.Mkdir(lu.Home, 0o700))
@@ -403,4 +405,143 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(to, b, mode))
 	require.NoError(t, os.Chmod(to, mode))
+}
+
+// requireSSHD stops the test without OpenSSH's server and client (apt-get
+// install -y openssh-server); outside CI it skips.
+func requireSSHD(t *testing.T) {
+	t.Helper()
+	stop := t.Skipf
+	if os.Getenv("CI") == "true" {
+		stop = t.Fatalf
+	}
+	for _, tool := range []string{"/usr/sbin/sshd", "ssh", "ssh-keygen", "usermod"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			stop("%s: %v (apt-get install -y openssh-server)", tool, err)
+		}
+	}
+	// sshd's privilege separation directory (made by the package).
+	if _, err := os.Stat("/run/sshd"); err != nil {
+		stop("sshd: %v (apt-get install -y openssh-server)", err)
+	}
+}
+
+// startSSHD runs a real sshd on a free loopback port, with its own host
+// key, config and pid file in dir, that lets u in with a key of the test
+// and sets DOCKER_HOST to the gateway's local socket for its sessions
+// (sshd_config SetEnv): 'docker -H ssh://u@...' runs 'docker system
+// dial-stdio' there, which dials that socket as u. It writes u's ssh
+// client config (the key, no host key check) and returns the port.
+func startSSHD(t *testing.T, dir, sock string, u *localUser) int {
+	t.Helper()
+	run := func(name string, args ...string) {
+		t.Helper()
+		out, err := exec.Command(name, args...).CombinedOutput()
+		require.NoError(t, err, "%s %s: %s", name, strings.Join(args, " "), out)
+	}
+	// An account whose password is "!" (useradd's) is locked for sshd
+	// without PAM: "*" is no password, and not locked.
+	run("usermod", "-p", "*", u.Name)
+	ssh := filepath.Join(u.Home, ".ssh")
+	require.NoError(t, os.Mkdir(ssh, 0o700))
+	key := filepath.Join(ssh, "id_ed25519")
+	run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", u.Name, "-f", key)
+	require.NoError(t, os.WriteFile(filepath.Join(ssh, "config"), []byte("Host *\n  IdentityFile "+key+
+		"\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  BatchMode yes\n  LogLevel ERROR\n"), 0o600))
+	for _, f := range []string{ssh, key, key + ".pub", filepath.Join(ssh, "config")} {
+		require.NoError(t, os.Chown(f, u.UID, u.GID))
+	}
+	sd := filepath.Join(dir, "sshd")
+	// sshd reads authorized_keys as the user.
+	require.NoError(t, os.Mkdir(sd, 0o755))
+	hostKey := filepath.Join(sd, "host_ed25519")
+	run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey)
+	pub, err := os.ReadFile(key + ".pub")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(sd, "authorized_keys"), pub, 0o644))
+	port, err := sandbox.FreePort()
+	require.NoError(t, err)
+	cfg := filepath.Join(sd, "sshd_config")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`Port %d
+ListenAddress 127.0.0.1
+HostKey %s
+PidFile %s
+AuthorizedKeysFile %s
+StrictModes no
+UsePAM no
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+AllowUsers %s
+SetEnv DOCKER_HOST=unix://%s
+`, port, hostKey, filepath.Join(sd, "sshd.pid"), filepath.Join(sd, "authorized_keys"), u.Name, sock)), 0o600))
+	var out strings.Builder
+	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfg)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("sshd output:\n%s", tailString(out.String(), 4000))
+		}
+	})
+	waitFor(t, 20*time.Second, "sshd listens", func() bool {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return port
+}
+
+// TestGatewayLocalSSHWithRealDocker: an account reaches the gateway's
+// local socket over ssh with its own uid: 'docker -H ssh://dev@host'
+// (the Docker CLI runs 'docker system dial-stdio' through a real sshd,
+// whose sessions have DOCKER_HOST set to the local socket) gets the
+// developer role the policy gives the account, and the audit trail names
+// it.
+func TestGatewayLocalSSHWithRealDocker(t *testing.T) {
+	t.Parallel()
+	requireLocalTools(t)
+	requireSSHD(t)
+	sandbox.Require(t)
+	pub, err := sandbox.NewDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(pub) })
+	require.NoError(t, os.Chmod(pub, 0o755))
+	sock := filepath.Join(pub, "run", "docker.sock")
+	dev := newLocalUser(t, pub)
+	h := newGatewayHost(t, "--local-socket", sock)
+	_, stderr, code := h.dtls(t, "role", "--unix-user", dev.Name, "developer", "--policy", h.Policy)
+	require.Equal(t, 0, code, stderr)
+	require.NoError(t, h.Daemon.TinyImage(context.Background(), "tiny:1"))
+	port := startSSHD(t, pub, sock, dev)
+
+	host := fmt.Sprintf("ssh://%s@127.0.0.1:%d", dev.Name, port)
+	docker := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := dev.command(ctx, h.docker, []string{"DOCKER_HOST=" + host}, args...).CombinedOutput()
+		return string(out), err
+	}
+	var out string
+	// The policy file is reloaded within a second.
+	waitFor(t, 20*time.Second, "the developer's first call over ssh", func() bool {
+		out, err = docker("create", "--name", "overssh", "tiny:1", "/x")
+		return err == nil
+	})
+	out, err = docker("ps", "-a")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "overssh")
+	out, err = docker("create", "--privileged", "tiny:1", "/x")
+	require.Error(t, err, out)
+	assert.Contains(t, out, "unix:"+dev.Name+" (role developer)")
+	recs := localRecords(t, h.Audit, "unix:"+dev.Name, func(r authz.AuditRecord) bool {
+		return r.Phase == authz.PhaseRequest && r.Path == "/containers/create"
+	})
+	assert.Equal(t, strconv.Itoa(dev.UID), recs[0].UID)
+	assert.Equal(t, sock, recs[0].Socket)
 }

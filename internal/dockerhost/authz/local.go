@@ -61,7 +61,7 @@ type Peer struct {
 	PID      int32
 	// User is the account name of UID ("" when the passwd database has
 	// none); Groups the names of its groups, primary and supplementary,
-	// read when the connection was accepted.
+	// read once per connection.
 	User   string
 	Groups []string
 	// Socket is the path of the socket the call came in on.
@@ -146,18 +146,31 @@ func (p *Policy) LocalRole(user string, groups []string) (role, why string) {
 	return role, ""
 }
 
-// LocalRoles lists the policy's unix_users and unix_groups: "user alice:
-// developer", sorted.
-func (p *Policy) LocalRoles() []string {
-	var out []string
-	for u, r := range p.unixUsers {
-		out = append(out, "user "+u+": "+r)
+// localsOf says which local accounts and groups unix_users and
+// unix_groups give role, for Describe: "local socket: unix users alice,
+// bob; unix groups devs".
+func (p *Policy) localsOf(role string) string {
+	pick := func(m map[string]string) []string {
+		var out []string
+		for n, r := range m {
+			if r == role {
+				out = append(out, n)
+			}
+		}
+		slices.Sort(out)
+		return out
 	}
-	for g, r := range p.unixGroups {
-		out = append(out, "group "+g+": "+r)
+	var parts []string
+	if us := pick(p.unixUsers); len(us) > 0 {
+		parts = append(parts, "unix users "+strings.Join(us, ", "))
 	}
-	slices.Sort(out)
-	return out
+	if gs := pick(p.unixGroups); len(gs) > 0 {
+		parts = append(parts, "unix groups "+strings.Join(gs, ", "))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "local socket: " + strings.Join(parts, "; ") + " (the gateway's unix_users and unix_groups)"
 }
 
 // unixName is an account or group name as shadow-utils' useradd accepts

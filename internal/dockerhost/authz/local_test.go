@@ -34,7 +34,8 @@ func TestLocalRole(t *testing.T) {
 		assert.Equal(t, tc.role, role, tc.user)
 		assert.Equal(t, tc.why, why, tc.user)
 	}
-	assert.Equal(t, []string{"group audit: readonly", "group devs: developer", "group ops: developer", "user alice: readonly", "user root: admin"}, p.LocalRoles())
+	assert.Contains(t, p.Describe("developer"), "local socket: unix groups devs, ops (the gateway's unix_users and unix_groups)")
+	assert.Contains(t, p.Describe("readonly"), "local socket: unix users alice; unix groups audit (the gateway's unix_users and unix_groups)")
 }
 
 func TestParseUnixMapsErrors(t *testing.T) {

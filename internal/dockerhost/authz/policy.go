@@ -768,6 +768,9 @@ func (p *Policy) Describe(name string) []string {
 	if p.defaultRole == rl.name {
 		out = append(out, "default role: certificates without a role get this one")
 	}
+	if l := p.localsOf(rl.name); l != "" {
+		out = append(out, l)
+	}
 	if p.unix == unixRole && p.unixRole == rl.name {
 		out = append(out, "unix socket: requests over dockerd's unix socket get this role")
 	}

@@ -57,7 +57,6 @@ const (
 	// RuleSocketRemoved names the cut of a connection to a per-container
 	// socket that was removed.
 	RuleSocketRemoved = "gateway: socket removed"
-	ruleNoPeer        = "gateway: no peer credentials"
 )
 
 // unixPathMax is the size of sockaddr_un.sun_path on Linux, NUL included
@@ -212,11 +211,7 @@ func (l *localListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		p := authz.Peer{UID: uid, GID: gid, PID: pid, Socket: l.path, Name: l.name}
-		if l.name == "" {
-			p.User, p.Groups = account(uid)
-		}
-		return &peerConn{Conn: c, peer: p}, nil
+		return &peerConn{Conn: c, peer: authz.Peer{UID: uid, GID: gid, PID: pid, Socket: l.path, Name: l.name}}, nil
 	}
 }
 
@@ -236,8 +231,8 @@ func (l *localListener) Close() error {
 }
 
 // account is uid's name and the names of its groups (primary and
-// supplementary, from the group database, read now: a change applies to
-// the next connection). The process's own gid is not one of them: a
+// supplementary, from the group database, read once per connection: a
+// change applies to the next connection). The process's own gid is not one of them: a
 // setgid program does not make its caller a member.
 func account(uid uint32) (string, []string) {
 	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
@@ -259,6 +254,19 @@ func account(uid uint32) (string, []string) {
 type peerConn struct {
 	net.Conn
 	peer authz.Peer
+	once sync.Once
+}
+
+// caller is the connection's peer, its account's name and groups read
+// once, at its first request: not in Accept, where a slow user database
+// (LDAP through NSS) would hold up every other connection.
+func (c *peerConn) caller() *authz.Peer {
+	c.once.Do(func() {
+		if c.peer.Name == "" {
+			c.peer.User, c.peer.Groups = account(c.peer.UID)
+		}
+	})
+	return &c.peer
 }
 
 // identify is the caller of a request: by its client certificate on a TLS
@@ -268,8 +276,9 @@ type peerConn struct {
 func (g *Gateway) identify(r *http.Request) authz.Caller {
 	conn, _ := r.Context().Value(connKey{}).(net.Conn)
 	if pc, ok := conn.(*peerConn); ok {
-		g.sess.trackLocal(conn, &pc.peer)
-		return g.identifyPeer(pc.peer)
+		p := pc.caller()
+		g.sess.trackLocal(conn, p)
+		return g.identifyPeer(*p)
 	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		// crypto/tls required and verified one (RequireAndVerifyClientCert).

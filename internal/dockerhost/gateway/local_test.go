@@ -164,13 +164,17 @@ func TestLocalSocketPeerCredentials(t *testing.T) {
 	require.NoError(t, kept.SetReadDeadline(time.Now().Add(5*time.Second)))
 	_, err = br.ReadByte()
 	assert.ErrorIs(t, err, io.EOF, "the open connection was not cut")
-	cuts, err := authz.ReadAudit(lg.audit, authz.AuditFilter{User: name})
-	require.NoError(t, err)
-	var cut bool
-	for _, r := range cuts {
-		cut = cut || r.Phase == PhaseSession && r.Rule == RuleSessionCut && r.UID == strconv.Itoa(os.Getuid()) && r.Socket == lg.sock
-	}
-	assert.True(t, cut, "no audit record of the cut")
+	// The cut's record follows the cut.
+	waitUntil(t, "the audit record of the cut", func() bool {
+		cuts, err := authz.ReadAudit(lg.audit, authz.AuditFilter{User: name})
+		require.NoError(t, err)
+		for _, r := range cuts {
+			if r.Phase == PhaseSession && r.Rule == RuleSessionCut && r.UID == strconv.Itoa(os.Getuid()) && r.Socket == lg.sock {
+				return true
+			}
+		}
+		return false
+	})
 	assert.Empty(t, rec.Role)
 
 	// Verify the chain with the new fields in it.

@@ -31,7 +31,11 @@ dockerd listens on its unix socket only, and the gateway terminates mutual
 TLS, identifies the caller of every request by its client certificate,
 decides with the same policy engine as the authorization plugin (roles,
 policy file, warn mode, audit trail), and forwards what it allowed over
-its own connections to dockerd's socket.
+its own connections to dockerd's socket. It also serves the host's own
+accounts on a local unix socket (known by their peer credentials, with
+the roles of the policy's unix_users and unix_groups) and containers on
+sockets of their own ('dtls gateway socket'), in place of the docker
+group and a mounted /var/run/docker.sock.
 
   dtls gateway serve    run the gateway
   dtls gateway socket   per-container sockets: add, ls, rm`,

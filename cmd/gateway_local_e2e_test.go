@@ -255,6 +255,22 @@ func TestGatewayLocalUsersWithRealDocker(t *testing.T) {
 	denied(dev, "was created by someone else", "exec", "-d", "adminbox", "/sleep")
 	allowed("rm", "-f", "devbox")
 
+	// An exec stream (hijacked) through the local socket, recorded under
+	// the account's name.
+	importImage(t, d, "tool:1", map[string]string{"t": toolBinary(t)})
+	allowed("run", "-d", "--name", "toolbox", "tool:1", "/t", "sleep")
+	ectx, ecancel := context.WithTimeout(ctx, 60*time.Second)
+	defer ecancel()
+	exe := dev.command(ectx, h.docker, []string{"DOCKER_HOST=unix://" + sock}, "exec", "-i", "toolbox", "/t", "cat")
+	exe.Stdin = strings.NewReader("hello from a local account\n")
+	b, err := exe.CombinedOutput()
+	require.NoError(t, err, "%s", b)
+	assert.Equal(t, "hello from a local account\n", string(b))
+	waitFor(t, 10*time.Second, "the exec's recording", func() bool {
+		out, _, code := h.dtls(t, "sessions", "ls", "--user", devName, "--sessions-dir", h.Sessions)
+		return code == 0 && strings.Contains(out, "toolbox")
+	})
+
 	denied(stranger, fmt.Sprintf("local user %q has no role", stranger.Name), "ps")
 	// Root is not admin on this socket (the policy's default_role is
 	// admin: a certificate holder's default, never a local account's).
@@ -290,7 +306,7 @@ func TestGatewayLocalUsersWithRealDocker(t *testing.T) {
 	defer cancel()
 	cmd := dev.command(cctx, client, nil, "fd3", "list")
 	cmd.ExtraFiles = []*os.File{f}
-	b, err := cmd.CombinedOutput()
+	b, err = cmd.CombinedOutput()
 	f.Close()
 	require.Error(t, err, "%s", b)
 	assert.Contains(t, string(b), `403 `)

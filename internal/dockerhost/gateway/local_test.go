@@ -237,6 +237,36 @@ func TestContainerSocketBook(t *testing.T) {
 	assert.EqualError(t, err, fmt.Sprintf("no socket %q in %s", "proxy", lg.book))
 }
 
+// TestSweepStaleSockets: at start, the stale socket of a socket no
+// longer in the book goes, a live one, a regular file and the book's own
+// stay.
+func TestSweepStaleSockets(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SO_PEERCRED is Linux's")
+	}
+	dir := shortDir(t)
+	sockets := filepath.Join(dir, "sockets")
+	logf := func(string, string, ...any) {}
+	stale, err := listenLocal(SocketPath(sockets, "gone"), "gone", socketsDirMode, logf)
+	require.NoError(t, err)
+	stale.UnixListener.Close() // a crash: the file stays
+	live, err := listenLocal(SocketPath(sockets, "other"), "other", socketsDirMode, logf)
+	require.NoError(t, err)
+	defer live.Close()
+	keep, err := listenLocal(SocketPath(sockets, "kept"), "kept", socketsDirMode, logf)
+	require.NoError(t, err)
+	keep.UnixListener.Close()
+	file := filepath.Join(sockets, "note.sock")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+
+	s := &localSockets{dir: sockets, logf: logf}
+	s.sweep([]ContainerSocket{{Name: "kept", Role: "readonly"}})
+	for name, want := range map[string]bool{"gone.sock": false, "other.sock": true, "kept.sock": true, "note.sock": true} {
+		_, err := os.Lstat(filepath.Join(sockets, name))
+		assert.Equal(t, want, err == nil, name)
+	}
+}
+
 // TestListenLocalRefuses: what stands at a socket's path or in its
 // directory's place is refused, naming the path, and left as it was; a
 // stale socket is replaced.

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,6 +81,7 @@ func openLocal(c Config, logf func(string, string, ...any)) (*localSockets, erro
 		return nil, err
 	}
 	s.stamp = st
+	s.sweep(list)
 	for _, cs := range list {
 		l, err := listenLocal(SocketPath(s.dir, cs.Name), cs.Name, socketsDirMode, logf)
 		if err != nil {
@@ -87,6 +91,29 @@ func openLocal(c Config, logf func(string, string, ...any)) (*localSockets, erro
 		s.byName[cs.Name] = &containerSocket{l: l, role: cs.Role}
 	}
 	return s, nil
+}
+
+// sweep removes the stale sockets a gateway that did not stop cleanly
+// left in the sockets directory: those of sockets removed from the book
+// since, and temporary ones (listenLocal's ".s..."). Only sockets nothing
+// answers on go; nothing else in the directory is touched.
+func (s *localSockets) sweep(keep []ContainerSocket) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return // none yet, or made and checked by listenLocal
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.Type() != fs.ModeSocket || slices.ContainsFunc(keep, func(x ContainerSocket) bool { return x.Name+".sock" == name }) {
+			continue
+		}
+		if !strings.HasSuffix(name, ".sock") && !strings.HasPrefix(name, ".s") {
+			continue
+		}
+		if err := clearStale(filepath.Join(s.dir, name)); err == nil {
+			s.logf("", "removed the stale socket %s", filepath.Join(s.dir, name))
+		}
+	}
 }
 
 // role is the role of the per-container socket name, false once it is

@@ -6,7 +6,9 @@
 // its unix socket, so the gateway's decision is the only one: nothing
 // reaches dockerd that the gateway did not parse, decide and re-send
 // whole, except the bytes of a hijacked stream (exec, attach, BuildKit's
-// session) it allowed.
+// session) it allowed. Beside TLS it serves unix sockets of its own
+// (local.go): the host's accounts, known by their peer credentials, and
+// containers, each socket a fixed identity.
 package gateway
 
 import (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -98,12 +99,12 @@ func newLocalGroup(t *testing.T) string {
 	return name
 }
 
-// asUser runs a program as u (setpriv: its uid and gid, no supplementary
-// group: the gateway reads the account's groups from the group database,
-// not from the process).
+// command runs a program as u, as a login would (setpriv: its uid, gid
+// and groups from the group database; the gateway reads the account's
+// groups from that database too, never from the process).
 func (u *localUser) command(ctx context.Context, prog string, env []string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "setpriv", append([]string{"--reuid=" + strconv.Itoa(u.UID), "--regid=" + strconv.Itoa(u.GID),
-		"--clear-groups", "--", prog}, args...)...)
+		"--init-groups", "--", prog}, args...)...)
 	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + u.Home, "DOCKER_CONFIG=" + filepath.Join(u.Home, ".docker")}, env...)
 	return cmd
 }
@@ -560,4 +561,108 @@ func TestGatewayLocalSSHWithRealDocker(t *testing.T) {
 	})
 	assert.Equal(t, strconv.Itoa(dev.UID), recs[0].UID)
 	assert.Equal(t, sock, recs[0].Socket)
+}
+
+// TestGatewayInitLocalWithRealDocker: 'dtls init --gateway --local' on a
+// sandboxed dockerd whose socket has a group of the test's: daemon.json's
+// "group" becomes root, the profile snippet is written, and init names
+// the group's member; once dockerd restarts the member loses the raw
+// socket and keeps working through the gateway's, with the role the
+// policy gives it. 'dtls init --gateway' without --local gives the group
+// the socket back.
+func TestGatewayInitLocalWithRealDocker(t *testing.T) {
+	t.Parallel()
+	requireLocalTools(t)
+	sandbox.Require(t)
+	pub, err := sandbox.NewDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(pub) })
+	require.NoError(t, os.Chmod(pub, 0o755))
+	sock := filepath.Join(pub, "run", "docker.sock")
+	group := newLocalGroup(t)
+	member := newLocalUser(t, pub, group)
+	h := newGatewayHost(t, "--local-socket", sock)
+	ctx := context.Background()
+	// The member must reach dockerd's socket in the sandbox directory.
+	require.NoError(t, os.Chmod(h.Dir, 0o711))
+	daemonJSON := filepath.Join(h.Dir, "daemon.json")
+	setDaemonGroup(t, daemonJSON, group)
+	restart := func() {
+		t.Helper()
+		require.NoError(t, h.Daemon.Stop())
+		d, err := sandbox.Start(ctx, h.Dir, daemonJSON)
+		require.NoError(t, err)
+		t.Cleanup(func() { assert.NoError(t, d.Stop()) })
+		h.Daemon = d
+	}
+	restart()
+	raw := h.Daemon.Socket
+	out, err := member.docker(t, h.docker, raw, "ps")
+	if err != nil {
+		fi, _ := os.Stat(raw)
+		t.Logf("socket %s: %v %+v", raw, fi.Mode(), fi.Sys())
+	}
+	require.NoError(t, err, "the group's member cannot use dockerd's socket: %s", out)
+
+	profileDir := filepath.Join(h.Dir, "profile.d")
+	initArgs := []string{"init", "--gateway", "--state-dir", h.State, "--certs-dir", h.Certs, "--daemon-json", daemonJSON,
+		"--systemd-dir", filepath.Join(h.Dir, "systemd"), "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", h.Port),
+		"--host", "localhost", "--host", "127.0.0.1", "--profile-dir", profileDir}
+	_, stderr, code := h.dtls(t, "init", "--local", "--state-dir", h.State, "--dry-run")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "dtls: error: --local needs --gateway")
+	_, stderr, code = h.dtls(t, append(initArgs, "--local")...)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, fmt.Sprintf("group %s no longer reaches it", group))
+	assert.Contains(t, stderr, "its members, root-equivalent until now: "+member.Name)
+	assert.Contains(t, stderr, "sudo dtls role --unix-user "+member.Name+" developer")
+	assert.Contains(t, daemonGroup(t, daemonJSON), "root")
+	b, err := os.ReadFile(filepath.Join(profileDir, "dtls-docker-host.sh"))
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "export DOCKER_HOST=unix:///run/dtls/docker.sock")
+	_, stderr, code = h.dtls(t, "role", "--unix-user", member.Name, "developer", "--policy", h.Policy)
+	require.Equal(t, 0, code, stderr)
+	restart()
+
+	out, err = member.docker(t, h.docker, raw, "ps")
+	require.Error(t, err, "the member still reaches dockerd's socket: %s", out)
+	assert.Contains(t, out, "permission denied")
+	waitFor(t, 10*time.Second, "the member through the gateway", func() bool {
+		_, err := member.docker(t, h.docker, sock, "ps")
+		return err == nil
+	})
+
+	// Undo.
+	_, stderr, code = h.dtls(t, initArgs...)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, fmt.Sprintf("dockerd's socket has group %s again", group))
+	assert.Equal(t, group, daemonGroup(t, daemonJSON))
+	_, err = os.Lstat(filepath.Join(profileDir, "dtls-docker-host.sh"))
+	assert.True(t, os.IsNotExist(err), "the profile snippet stays")
+	restart()
+	out, err = member.docker(t, h.docker, raw, "ps")
+	assert.NoError(t, err, "the group did not get the socket back: %s", out)
+}
+
+func setDaemonGroup(t *testing.T, path, group string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var v map[string]any
+	require.NoError(t, json.Unmarshal(b, &v))
+	v["group"] = group
+	b, err = json.MarshalIndent(v, "", "  ")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+}
+
+func daemonGroup(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var v struct {
+		Group string `json:"group"`
+	}
+	require.NoError(t, json.Unmarshal(b, &v))
+	return v.Group
 }

@@ -123,7 +123,15 @@ previous daemon.json is backed up, and STATE_DIR/server.json records the
 mode. Run without --gateway on such a host, init moves back: the listener
 in daemon.json, the gateway's units removed. Either way docker restarts
 once (--restart: stopping the gateway first, or starting it after), and
-in gateway mode certificates are reloaded by the gateway, with no restart.`,
+in gateway mode certificates are reloaded by the gateway, with no restart.
+
+With --gateway --local, the docker group is retired: daemon.json's "group"
+becomes root (docker.socket gets SocketGroup=root when dockerd is
+socket-activated), so dockerd's socket is root's alone, and a snippet in
+--profile-dir points the other accounts' DOCKER_HOST at the gateway's
+local socket, where the policy's unix_users and unix_groups give their
+roles. Init names the group's members, who lose the raw socket. Run
+without --local, init gives the recorded group its socket back.`,
 		Example: `  $ sudo dtls init
   $ sudo dtls init --host docker.example.com --host 203.0.113.10
   $ sudo dtls init --dry-run

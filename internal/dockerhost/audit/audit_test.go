@@ -236,6 +236,20 @@ func TestAuditGoodHostAndEachFailure(t *testing.T) {
 		assert.Equal(t, 0, rep.Summary.Skip, "%+v", rep.Findings)
 	})
 
+	t.Run("socket root's alone", func(t *testing.T) {
+		// dtls init --local: group docker's members no longer reach it.
+		h := newHost(t, now, d.Socket)
+		fi, err := os.Stat(d.Socket)
+		require.NoError(t, err)
+		_, gid, _ := owner(fi)
+		require.NoError(t, os.Chown(d.Socket, 0, 0))
+		t.Cleanup(func() { require.NoError(t, os.Chown(d.Socket, 0, int(gid))) })
+		rep := Run(ctx, h.config(now))
+		g := requireOne(t, rep, "docker-group", Pass, "")
+		assert.Contains(t, g.Title, "is root's alone (root:root): they do not reach it")
+		requireOne(t, rep, "socket-owner", Pass, "3.15")
+	})
+
 	t.Run("socket 0666", func(t *testing.T) {
 		h := newHost(t, now, d.Socket)
 		fi, err := os.Stat(d.Socket)

@@ -104,7 +104,7 @@ func (a *auditor) checkSocket() {
 	case grp != nil && len(grp.members) > 0 && rootOnly(sock):
 		// dtls init --local: the members use the gateway's socket.
 		a.add(Finding{ID: "docker-group", Status: Pass,
-			Title: fmt.Sprintf("group docker has %d members, but the socket %s is root's alone (root:root): they do not reach it", len(grp.members), sock),
+			Title:  fmt.Sprintf("group docker has %d members, but the socket %s is root's alone (root:root): they do not reach it", len(grp.members), sock),
 			Detail: "local accounts reach Docker through the dtls gateway's socket, with the role its policy gives them" + primaryNote})
 	case grp == nil:
 		a.add(Finding{ID: "docker-group", Status: Pass, Title: "there is no group docker: only root can use the socket"})

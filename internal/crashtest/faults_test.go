@@ -169,7 +169,9 @@ var faultCases = []faultCase{
 		args:    func(in *install) []string { return in.initArgs() },
 		done:    func(t *testing.T, in *install, recs []Record) { assertGatewayMode(t, in, false) }},
 	{name: "init-local", txn: "init",
-		args: func(in *install) []string { return in.initArgs("--gateway", "--local", "--profile-dir", in.profileDir()) },
+		args: func(in *install) []string {
+			return in.initArgs("--gateway", "--local", "--profile-dir", in.profileDir())
+		},
 		done: func(t *testing.T, in *install, recs []Record) { assertLocal(t, in, true) }},
 	{name: "init-local-back", txn: "init",
 		prepare: func(t *testing.T, in *install) {

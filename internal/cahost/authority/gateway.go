@@ -261,5 +261,6 @@ func (r *InitRequest) parseListen() (string, int, error) {
 func planUnits(t *txn, r InitRequest, dropInDir string, merged *daemonconfig.Result, res *InitResult) (bool, error) {
 	authz := planAuthzUnits(t, r, dropInDir, res)
 	gw, err := planGatewayUnits(t, r, dropInDir, mergedHosts(merged), res)
-	return authz || gw, err
+	local := planLocalFiles(t, r, dropInDir, mergedHosts(merged), res.Local, res)
+	return authz || gw || local, err
 }

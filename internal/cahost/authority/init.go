@@ -130,6 +130,8 @@ type InitResult struct {
 	// Local is what init --local (or its undo) changes for whom; nil
 	// when nothing.
 	Local *LocalChange
+	// localGroup is the group server.json records for the undo.
+	localGroup string
 }
 
 func (r *InitResult) say(format string, a ...any) {
@@ -159,11 +161,7 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	if err != nil {
 		return nil, err
 	}
-	group, localGroup, local, err := planLocal(r)
-	if err != nil {
-		return nil, err
-	}
-	merged, err := planDaemonJSON(r, unit, group, res)
+	merged, err := planDaemonJSON(r, unit, res)
 	if err != nil {
 		return nil, err
 	}
@@ -222,9 +220,6 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	} else if units {
 		needReload = true
 	}
-	if planLocalFiles(t, r, dropInDir, mergedHosts(merged), local, res) {
-		needReload = true
-	}
 	changed, err := planDaemonJSONWrite(t, r, merged, res)
 	if err != nil {
 		return nil, err
@@ -243,7 +238,7 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		CAURL:      r.CAURL,
 		Mode:       r.mode(),
 		Local:      r.Local,
-		LocalGroup: localGroup,
+		LocalGroup: res.localGroup,
 	}
 	res.NeedRestart = reissued || needReload
 	if r.DryRun {
@@ -349,7 +344,12 @@ func findDockerUnit(r InitRequest) (*daemonconfig.Unit, string, error) {
 // planDaemonJSON merges the TLS settings (and the plugin, once it answers)
 // into daemon.json, in memory, and has dockerd --validate check the
 // result when r.Dockerd is set.
-func planDaemonJSON(r InitRequest, unit *daemonconfig.Unit, group daemonconfig.GroupChange, res *InitResult) (*daemonconfig.Result, error) {
+func planDaemonJSON(r InitRequest, unit *daemonconfig.Unit, res *InitResult) (*daemonconfig.Result, error) {
+	group, localGroup, local, err := planLocal(r)
+	if err != nil {
+		return nil, err
+	}
+	res.Local, res.localGroup = local, localGroup
 	settings := daemonconfig.Settings{
 		Listen: r.Listen,
 		CACert: filepath.Join(r.CertsDir, CACertFile),

@@ -149,7 +149,6 @@ func planLocalFiles(t *txn, r InitRequest, dropInDir string, hosts []string, lc 
 	if slices.ContainsFunc(hosts, func(h string) bool { return strings.HasPrefix(h, "fd://") }) || lc.Undone {
 		dropIn = filepath.Join(dropInDir, LocalSocketDropIn)
 	}
-	res.Local = lc
 	if lc.Undone {
 		lc.Profile = planLocalRemove(t, r, profile, res)
 		lc.SocketDropIn = planLocalRemove(t, r, dropIn, res)

@@ -177,10 +177,37 @@ func (s *localSockets) reload() {
 		s.logf("book", "%v: the sockets in use are kept", err)
 		return
 	}
+	add := s.apply(st, list)
+	// Made without the lock: a stale socket's probe may take a second,
+	// and requests on the other sockets ask for their roles meanwhile.
+	for _, x := range add {
+		l, err := listenLocal(SocketPath(s.dir, x.Name), x.Name, socketsDirMode, s.logf)
+		if err != nil {
+			s.logf("", "socket %q: %v", x.Name, err)
+			continue
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			l.Close()
+			return
+		}
+		cs := &containerSocket{l: l, role: x.Role}
+		s.byName[x.Name] = cs
+		s.mu.Unlock()
+		s.logf("", "socket %q (%s) added with role %s", x.Name, l.path, x.Role)
+		go s.serveSock(cs)
+	}
+}
+
+// apply closes the sockets the book no longer lists and gives the others
+// their roles; it returns the sockets to make. reload is its only caller,
+// from one goroutine: nothing else adds sockets meanwhile.
+func (s *localSockets) apply(st bookStamp, list []ContainerSocket) []ContainerSocket {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return
+		return nil
 	}
 	s.stamp = st
 	for name, cs := range s.byName {
@@ -191,24 +218,18 @@ func (s *localSockets) reload() {
 			s.logf("", "socket %q (%s) removed", name, cs.l.path)
 		}
 	}
+	var add []ContainerSocket
 	for _, x := range list {
-		if cs, ok := s.byName[x.Name]; ok {
-			if cs.role != x.Role {
-				s.logf("", "socket %q: role %s, was %s", x.Name, x.Role, cs.role)
-				cs.role = x.Role
-			}
-			continue
+		cs, ok := s.byName[x.Name]
+		switch {
+		case !ok:
+			add = append(add, x)
+		case cs.role != x.Role:
+			s.logf("", "socket %q: role %s, was %s", x.Name, x.Role, cs.role)
+			cs.role = x.Role
 		}
-		l, err := listenLocal(SocketPath(s.dir, x.Name), x.Name, socketsDirMode, s.logf)
-		if err != nil {
-			s.logf("", "socket %q: %v", x.Name, err)
-			continue
-		}
-		cs := &containerSocket{l: l, role: x.Role}
-		s.byName[x.Name] = cs
-		s.logf("", "socket %q (%s) added with role %s", x.Name, l.path, x.Role)
-		go s.serveSock(cs)
 	}
+	return add
 }
 
 // close closes every socket (their files removed).

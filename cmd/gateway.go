@@ -31,11 +31,16 @@ dockerd listens on its unix socket only, and the gateway terminates mutual
 TLS, identifies the caller of every request by its client certificate,
 decides with the same policy engine as the authorization plugin (roles,
 policy file, warn mode, audit trail), and forwards what it allowed over
-its own connections to dockerd's socket.
+its own connections to dockerd's socket. It also serves the host's own
+accounts on a local unix socket (known by their peer credentials, with
+the roles of the policy's unix_users and unix_groups) and containers on
+sockets of their own ('dtls gateway socket'), in place of the docker
+group and a mounted /var/run/docker.sock.
 
-  dtls gateway serve   run the gateway`,
+  dtls gateway serve    run the gateway
+  dtls gateway socket   per-container sockets: add, ls, rm`,
 	}
-	c.AddCommand(newGatewayServeCmd(io))
+	c.AddCommand(newGatewayServeCmd(io), newGatewaySocketCmd(io))
 	return c
 }
 
@@ -45,6 +50,7 @@ type gatewayServeOptions struct {
 	CertsDir string
 	MaxBody  int64
 	sessionsServeOptions
+	localOptions
 }
 
 func newGatewayServeCmd(io IO) *cobra.Command {
@@ -87,9 +93,22 @@ recording cannot be written, --sessions-on-failure refuse (the default)
 refuses the stream before it starts (503) and cuts it if a write fails on
 the way; continue lets it go on unrecorded, with an audit record saying
 so. --sessions-max-age and --sessions-max-size remove the oldest
-recordings, at start and before each new one.`,
+recordings, at start and before each new one.
+
+The gateway also serves --local-socket (/run/dtls/docker.sock; "" for
+none) for the host's own accounts, without TLS: each connection is known
+by its peer credentials (SO_PEERCRED: uid, gid, pid, read by the kernel at
+connect), as "unix:USER", and the policy's unix_users and unix_groups
+give its role; an account they do not name is denied, uid 0 included
+(root has dockerd's own socket). The socket is 0666 in a 0755 directory:
+every account may connect, the policy decides. A connection passed to
+another process keeps its first owner's identity. The per-container
+sockets of 'dtls gateway socket add' are made in --sockets-dir (0700)
+and followed while the gateway runs. A symbolic link, a file or a live
+socket at a socket's path stops the gateway from starting, naming it.`,
 		Example: `  $ sudo dtls gateway serve
-  $ sudo dtls gateway serve --listen tcp://10.0.0.5:2376 --mode warn`,
+  $ sudo dtls gateway serve --listen tcp://10.0.0.5:2376 --mode warn
+  $ DOCKER_HOST=unix:///run/dtls/docker.sock docker ps`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := opts.validate(); err != nil {
@@ -112,6 +131,7 @@ recordings, at start and before each new one.`,
 	f.Int64Var(&opts.MaxBody, "max-body", gateway.DefaultMaxBody, "largest JSON body read to decide on, in bytes")
 	trailServeFlags(c, &opts.authzServeOptions)
 	sessionsServeFlags(c, io, &opts.sessionsServeOptions)
+	localFlags(c, io, &opts.localOptions, true)
 	return c
 }
 
@@ -129,6 +149,9 @@ func (o *gatewayServeOptions) validate() error {
 		return fmt.Errorf("--docker: want unix:///PATH, got %q", o.Docker)
 	}
 	if err := o.sessionsServeOptions.validate(); err != nil {
+		return err
+	}
+	if err := o.localOptions.validate(); err != nil {
 		return err
 	}
 	for _, p := range []struct {
@@ -195,6 +218,9 @@ func runGatewayServe(o *gatewayServeOptions) error {
 		Engine:       engine,
 		MaxBody:      o.MaxBody,
 		Recording:    o.recording(),
+		LocalSocket:  o.LocalSocket,
+		SocketsDir:   o.SocketsDir,
+		SocketsFile:  filepath.Join(o.StateDir, gateway.SocketsFileName),
 	})
 	if err != nil {
 		closeAll(ls)
@@ -205,6 +231,9 @@ func runGatewayServe(o *gatewayServeOptions) error {
 	startFollower(ctx, &o.authzServeOptions, "gateway", en.fol)
 	for _, l := range ls {
 		fmt.Fprintf(o.ErrOut, "dtls gateway: serving on %s for %s (mode %s)\n", l.Addr(), o.Docker, o.Mode)
+	}
+	if o.LocalSocket != "" {
+		fmt.Fprintf(o.ErrOut, "dtls gateway: serving local users on unix://%s (mode %s)\n", o.LocalSocket, o.Mode)
 	}
 	go func() { <-ctx.Done(); g.Close() }()
 	return g.Serve()

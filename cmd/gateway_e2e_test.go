@@ -73,7 +73,11 @@ func newGatewayHost(t *testing.T, extra ...string) *gatewayHost {
 	require.NoError(t, os.WriteFile(h.Policy, []byte(`{"default_role": "readonly"}`+"\n"), 0o644))
 	h.cmd = exec.Command(h.exe, "gateway", "serve", "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
 		"--docker", "unix://"+d.Socket, "--state-dir", h.State, "--certs-dir", h.Certs, "--policy", h.Policy,
-		"--audit-log", h.Audit, "--daemon-json", daemonJSON, "--sessions-dir", h.Sessions)
+		"--audit-log", h.Audit, "--daemon-json", daemonJSON, "--sessions-dir", h.Sessions,
+		// The gateway's own sockets stay in the sandbox: none by default
+		// (gateway_local_e2e_test.go's tests add one), per-container
+		// ones under the sandbox.
+		"--local-socket=", "--sockets-dir", filepath.Join(dir, "sockets"))
 	h.cmd.Args = append(h.cmd.Args, extra...)
 	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
 	require.NoError(t, h.cmd.Start())

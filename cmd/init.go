@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,6 +40,8 @@ type initOptions struct {
 	Authz          bool
 	AuthzSocket    string
 	Gateway        bool
+	Local          bool
+	ProfileDir     string
 	CAURL          string
 	Token          string
 	caKey          caKeyOptions
@@ -119,7 +123,15 @@ previous daemon.json is backed up, and STATE_DIR/server.json records the
 mode. Run without --gateway on such a host, init moves back: the listener
 in daemon.json, the gateway's units removed. Either way docker restarts
 once (--restart: stopping the gateway first, or starting it after), and
-in gateway mode certificates are reloaded by the gateway, with no restart.`,
+in gateway mode certificates are reloaded by the gateway, with no restart.
+
+With --gateway --local, the docker group is retired: daemon.json's "group"
+becomes root (docker.socket gets SocketGroup=root when dockerd is
+socket-activated), so dockerd's socket is root's alone, and a snippet in
+--profile-dir points the other accounts' DOCKER_HOST at the gateway's
+local socket, where the policy's unix_users and unix_groups give their
+roles. Init names the group's members, who lose the raw socket. Run
+without --local, init gives the recorded group its socket back.`,
 		Example: `  $ sudo dtls init
   $ sudo dtls init --host docker.example.com --host 203.0.113.10
   $ sudo dtls init --dry-run
@@ -153,6 +165,8 @@ in gateway mode certificates are reloaded by the gateway, with no restart.`,
 	f.StringVar(&opts.PackagedUnitDir, "packaged-unit-dir", "", "with --authz, use the plugin's units found here with the settings init would write instead of writing copies (default: "+authority.PackagedUnitDir+", unless --systemd-dir is set)")
 	f.BoolVar(&opts.Authz, "authz", false, "install the authorization plugin (per-user roles, revocation, audit): its systemd units, and its name in daemon.json once it answers")
 	f.BoolVar(&opts.Gateway, "gateway", false, "serve the TCP listener with the dtls gateway (its systemd units; dockerd keeps its local socket); without it, a gateway host moves back to dockerd's listener")
+	f.BoolVar(&opts.Local, "local", false, "with --gateway: retire the docker group, dockerd's socket root's alone, local accounts through the gateway's socket (/run/dtls/docker.sock); without it, a host that had it gets its group back")
+	pathFlag(c, io, &opts.ProfileDir, "profile-dir", "DTLS_PROFILE_DIR", authority.DefaultProfileDir, "with --local: where the login shells' DOCKER_HOST snippet goes")
 	pathFlag(c, io, &opts.AuthzSocket, "authz-socket", "DTLS_AUTHZ_SOCKET", defaultAuthzSocket, "the plugin's socket, with --authz")
 	f.BoolVar(&opts.EncryptCAKey, "encrypt-ca-key", false, "keep a new CA key encrypted (PKCS #8, scrypt, AES-256): every command that signs asks for the passphrase")
 	opts.caKey.flags(c)
@@ -187,10 +201,21 @@ func (o *initOptions) validate(c *cobra.Command) error {
 	if err := o.absPaths(c); err != nil {
 		return err
 	}
+	if err := o.validateCombos(c); err != nil {
+		return err
+	}
+	return o.validateOnline(c)
+}
+
+// validateCombos refuses flags that do not go together.
+func (o *initOptions) validateCombos(c *cobra.Command) error {
 	if o.Restart && o.DryRun {
 		return usagef(c, "--restart and --dry-run cannot be used together")
 	}
-	return o.validateOnline(c)
+	if o.Local && !o.Gateway {
+		return usagef(c, "--local needs --gateway: the local socket accounts use instead of dockerd's is the gateway's")
+	}
+	return nil
 }
 
 // absPaths makes the path flags absolute and keeps the CA key's directory
@@ -313,6 +338,7 @@ func runInit(o *initOptions) error {
 	if err := initRestart(o, res); err != nil {
 		return err
 	}
+	renderInitLocal(o, res.Local)
 	renderInitNext(o, res)
 	return nil
 }
@@ -366,6 +392,7 @@ func initRequest(o *initOptions) (authority.InitRequest, error) {
 			return (&fleet.Client{URL: o.CAURL}).Enroll(context.Background(), tok, csrPEM)
 		}
 	}
+	req.Local, req.ProfileDir = o.Local, o.ProfileDir
 	if err := gatewayRequest(o, &req); err != nil {
 		return req, err
 	}
@@ -479,12 +506,15 @@ const gatewayReloads = "the dtls gateway reloads its certificates within a secon
 // gateway mode, a new certificate: the gateway reloads it).
 func restartSteps(res *authority.InitResult) (string, [][]string) {
 	gwUnits := []string{authority.GatewaySocketUnit, authority.GatewayServiceUnit}
-	dockerChanged := res.DropIn != nil || (res.DaemonJSON != nil && res.DaemonJSON.Changed)
+	dockerChanged := res.DropIn != nil || (res.DaemonJSON != nil && res.DaemonJSON.Changed) || socketChanged(res)
 	switch {
 	case len(res.GatewayRemoved) > 0:
 		// The gateway lets go of the port before dockerd takes it.
-		return "dockerd takes the TCP port back from the gateway when it restarts",
-			[][]string{append([]string{"disable", "--now"}, gwUnits...), {"daemon-reload"}, {"restart", "docker"}}
+		steps := [][]string{append([]string{"disable", "--now"}, gwUnits...), {"daemon-reload"}, {"restart", "docker"}}
+		if socketChanged(res) {
+			steps = slices.Insert(steps, 2, []string{"restart", "docker.socket"})
+		}
+		return "dockerd takes the TCP port back from the gateway when it restarts", steps
 	case res.Server.Mode == authority.ModeGateway:
 		return gatewaySteps(res, dockerChanged)
 	case !res.NeedRestart:
@@ -503,9 +533,16 @@ func gatewaySteps(res *authority.InitResult, dockerChanged bool) (string, [][]st
 	}
 	steps := [][]string{{"daemon-reload"}}
 	why := "systemd reads the gateway's new units on daemon-reload"
+	if socketChanged(res) {
+		// systemd makes docker.socket's socket, with its SocketGroup.
+		steps = append(steps, []string{"restart", "docker.socket"})
+	}
 	if dockerChanged {
 		steps = append(steps, []string{"restart", "docker"})
 		why = "dockerd leaves the TCP port to the gateway when it restarts"
+		if res.Local != nil {
+			why = "dockerd gives its socket its new group when it restarts"
+		}
 	}
 	steps = append(steps, []string{"enable", "--now", authority.GatewaySocketUnit}, []string{"try-restart", authority.GatewayServiceUnit})
 	return why, steps
@@ -605,4 +642,39 @@ func restartDocker(errOut io.Writer) error {
 	}
 	fmt.Fprintln(errOut, "restarted docker")
 	return nil
+}
+
+// socketChanged says whether docker.socket's drop-in was written or
+// removed (init --local on a socket-activated dockerd, or its undo).
+func socketChanged(res *authority.InitResult) bool {
+	return res.Local != nil && res.Local.SocketDropIn != ""
+}
+
+// renderInitLocal says what init --local (or its undo) changes for whom.
+func renderInitLocal(o *initOptions, lc *authority.LocalChange) {
+	if lc == nil {
+		return
+	}
+	members := "none"
+	if len(lc.Members) > 0 {
+		members = strings.Join(lc.Members, ", ")
+	}
+	if lc.Undone {
+		fmt.Fprintf(o.ErrOut, "local: dockerd's socket has group %s again once docker restarts: its members (%s) are root-equivalent again\n", lc.Group, members)
+		return
+	}
+	fmt.Fprintf(o.ErrOut, "local: dockerd's socket is root's alone once docker restarts: group %s no longer reaches it\n", lc.Group)
+	fmt.Fprintf(o.ErrOut, "  its members, root-equivalent until now: %s\n", members)
+	profile := ""
+	if o.ProfileDir != "" {
+		profile = fmt.Sprintf(" (set for login shells by %s)", filepath.Join(o.ProfileDir, authority.LocalProfile))
+	}
+	fmt.Fprintf(o.ErrOut, "  they use the gateway's socket: DOCKER_HOST=%s%s, or a Docker context: docker context create local --docker host=%s\n",
+		authority.LocalDockerHost, profile, authority.LocalDockerHost)
+	first := "NAME"
+	if len(lc.Members) > 0 {
+		first = strings.TrimSuffix(lc.Members[0], " (primary group)")
+	}
+	fmt.Fprintf(o.ErrOut, "  with the role the policy gives each: sudo dtls role --unix-user %s developer (or --unix-group GROUP): an account it does not name is denied\n", first)
+	fmt.Fprintf(o.ErrOut, "  undo: sudo dtls init --gateway (without --local) gives group %s the socket back\n", lc.Group)
 }

@@ -53,6 +53,19 @@ type Settings struct {
 	// to TCP listeners only (moby cmd/dockerd: listeners.Init ignores them
 	// for unix:// and fd://), so they are harmless without one.
 	Gateway bool
+	// Group, when Set, is the group of dockerd's unix sockets ("group",
+	// moby daemon/config; dockerd's default is "docker"): Name, or, when
+	// Name is "", the key taken out so that dockerd's default applies.
+	// 'dtls init --local' makes it "root": every member of group docker
+	// is root on the host (https://docs.docker.com/engine/security/#docker-daemon-attack-surface),
+	// and local accounts use the dtls gateway's own socket instead.
+	Group GroupChange
+}
+
+// GroupChange is a change of daemon.json's "group" (Settings.Group).
+type GroupChange struct {
+	Set  bool
+	Name string
 }
 
 // SyntaxError reports malformed JSON at the position of its first error.
@@ -282,10 +295,23 @@ func (m *merger) run(s Settings) error {
 	for _, kv := range []struct{ key, val string }{{"tlscacert", s.CACert}, {"tlscert", s.Cert}, {"tlskey", s.Key}} {
 		m.setValue(kv.key, quote(kv.val), func(r gjson.Result) bool { return r.Type == gjson.String && r.Str == kv.val })
 	}
+	m.mergeGroup(s.Group)
 	if s.AuthzPlugin != "" {
 		return m.mergePlugins(s.AuthzPlugin)
 	}
 	return nil
+}
+
+// mergeGroup applies Settings.Group.
+func (m *merger) mergeGroup(g GroupChange) {
+	switch {
+	case !g.Set:
+	case g.Name != "":
+		m.setValue("group", quote(g.Name), func(r gjson.Result) bool { return r.Type == gjson.String && r.Str == g.Name })
+	case len(m.find("group")) > 0:
+		m.changef(`removed "group" (dockerd's default applies: docker)`)
+		m.removeAll("group")
+	}
 }
 
 // mergePlugins adds name to "authorization-plugins" (moby

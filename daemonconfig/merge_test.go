@@ -439,3 +439,44 @@ func TestMergeGateway(t *testing.T) {
 		})
 	}
 }
+
+// Group: set to root (init --local), idempotent, other keys kept; back
+// to a recorded group, or taken out when there was none.
+func TestMergeGroup(t *testing.T) {
+	s := Settings{Listen: "tcp://0.0.0.0:2376", CACert: "/c/ca.pem", Cert: "/c/cert.pem", Key: "/c/key.pem", Gateway: true,
+		Group: GroupChange{Set: true, Name: "root"}}
+	for _, tc := range []struct{ in, change string }{
+		{`{"debug": true}`, `set "group": "root"`},
+		{`{"group": "docker", "debug": true}`, `set "group": "root" (was "docker")`},
+	} {
+		out, changes, err := Merge([]byte(tc.in), s)
+		require.NoError(t, err)
+		var v struct {
+			Group string `json:"group"`
+			Debug bool   `json:"debug"`
+		}
+		require.NoError(t, json.Unmarshal(out, &v), string(out))
+		assert.Equal(t, "root", v.Group)
+		assert.True(t, v.Debug)
+		assert.Contains(t, changes, tc.change)
+		again, more, err := Merge(out, s)
+		require.NoError(t, err)
+		assert.Equal(t, string(out), string(again), "not idempotent")
+		assert.Empty(t, more)
+
+		back := s
+		back.Group = GroupChange{Set: true, Name: "docker"}
+		b, _, err := Merge(out, back)
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(b, &v))
+		assert.Equal(t, "docker", v.Group)
+		back.Group = GroupChange{Set: true}
+		b, changes, err = Merge(out, back)
+		require.NoError(t, err)
+		assert.NotContains(t, string(b), `"group"`)
+		assert.Contains(t, changes, `removed "group" (dockerd's default applies: docker)`)
+	}
+	out, _, err := Merge([]byte(`{"group": "staff"}`), Settings{Listen: s.Listen, CACert: s.CACert, Cert: s.Cert, Key: s.Key})
+	require.NoError(t, err)
+	assert.Contains(t, string(out), `"group": "staff"`, "left alone without Group.Set")
+}

@@ -168,6 +168,17 @@ var faultCases = []faultCase{
 		prepare: func(t *testing.T, in *install) { in.mustRun(t, in.initArgs("--gateway")...) },
 		args:    func(in *install) []string { return in.initArgs() },
 		done:    func(t *testing.T, in *install, recs []Record) { assertGatewayMode(t, in, false) }},
+	{name: "init-local", txn: "init",
+		args: func(in *install) []string {
+			return in.initArgs("--gateway", "--local", "--profile-dir", in.profileDir())
+		},
+		done: func(t *testing.T, in *install, recs []Record) { assertLocal(t, in, true) }},
+	{name: "init-local-back", txn: "init",
+		prepare: func(t *testing.T, in *install) {
+			in.mustRun(t, in.initArgs("--gateway", "--local", "--profile-dir", in.profileDir())...)
+		},
+		args: func(in *install) []string { return in.initArgs("--gateway", "--profile-dir", in.profileDir()) },
+		done: func(t *testing.T, in *install, recs []Record) { assertLocal(t, in, false) }},
 	{name: "init-ca-from", txn: "init",
 		prepare: func(t *testing.T, in *install) {
 			in.mustRun(t, in.with("issue-server", "localhost", "--out", filepath.Join(in.l.Root, "srv-bundle"))...)
@@ -215,6 +226,35 @@ func assertGatewayMode(t *testing.T, in *install, on bool) {
 		assert.Contains(t, cfg.Hosts, "tcp://0.0.0.0:2376")
 		assert.NotContains(t, string(srv), `"mode"`)
 	}
+}
+
+// profileDir is where init --local writes its profile snippet.
+func (in *install) profileDir() string { return filepath.Join(in.l.Root, "profile.d") }
+
+// assertLocal checks that dockerd's socket is root's (daemon.json's
+// "group", the profile snippet, server.json's "local") or, when !on, that
+// it has dockerd's default group again (no "group", no snippet).
+func assertLocal(t *testing.T, in *install, on bool) {
+	t.Helper()
+	b, err := os.ReadFile(in.l.DaemonJSON)
+	require.NoError(t, err)
+	var cfg struct {
+		Group *string `json:"group"`
+	}
+	require.NoError(t, json.Unmarshal(b, &cfg))
+	srv, err := os.ReadFile(filepath.Join(in.l.StateDir, "server.json"))
+	require.NoError(t, err)
+	profile := filepath.Join(in.profileDir(), "dtls-docker-host.sh")
+	if on {
+		require.NotNil(t, cfg.Group)
+		assert.Equal(t, "root", *cfg.Group)
+		assert.FileExists(t, profile)
+		assert.Contains(t, string(srv), `"local": true`)
+		return
+	}
+	assert.Nil(t, cfg.Group)
+	assert.NoFileExists(t, profile)
+	assert.NotContains(t, string(srv), `"local"`)
 }
 
 // snapshot maps every file under root to its mode and content, leaving out

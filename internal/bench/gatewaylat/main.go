@@ -219,7 +219,8 @@ func (b *bench) startGateway(socket string, port int, name string, extra ...stri
 	}
 	args := append([]string{"gateway", "serve", "--listen", "tcp://" + addr(port), "--docker", "unix://" + socket,
 		"--state-dir", b.state, "--certs-dir", b.certs, "--audit-log", filepath.Join(b.dir, name+".log"),
-		"--policy", policy, "--daemon-json", filepath.Join(b.dir, "a", "daemon.json"), "--sessions-dir", filepath.Join(b.dir, name+"-sessions")}, extra...)
+		"--policy", policy, "--daemon-json", filepath.Join(b.dir, "a", "daemon.json"), "--sessions-dir", filepath.Join(b.dir, name+"-sessions"),
+		"--local-socket=", "--sockets-dir", filepath.Join(b.dir, name+"-sockets")}, extra...)
 	gw := exec.Command(b.dtls, args...)
 	gw.Stdout, gw.Stderr = io.Discard, os.Stderr
 	if err := gw.Start(); err != nil {

@@ -97,6 +97,12 @@ type Server struct {
 	// Mode is ModeGateway when the dtls gateway serves the TCP listener
 	// (init --gateway), "" when dockerd does.
 	Mode string `json:"mode,omitempty"`
+	// Local is true after init --local: dockerd's socket is root's alone
+	// and the host's accounts use the gateway's; LocalGroup is the group
+	// the socket had before ("" for dockerd's default, docker), given
+	// back when init runs without --local.
+	Local      bool   `json:"local,omitempty"`
+	LocalGroup string `json:"local_group,omitempty"`
 }
 
 // ReadServer reads STATE_DIR/server.json.

@@ -106,6 +106,10 @@ ProtectSystem=strict
 # host's /home, /root and /tmp as they are (read-only), and /dev.
 ProtectHome=read-only
 ReadWritePaths=` + c.StateDir + ` ` + filepath.Dir(c.AuditLog) + `
+# /run/dtls: the local socket (docker.sock, 0666: the policy decides)
+# and the per-container sockets (sockets/, 0700).
+RuntimeDirectory=dtls
+RuntimeDirectoryMode=0755
 ` + logsDirectory(c.AuditLog) + `UMask=0077
 CapabilityBoundingSet=CAP_DAC_READ_SEARCH
 AmbientCapabilities=
@@ -257,5 +261,6 @@ func (r *InitRequest) parseListen() (string, int, error) {
 func planUnits(t *txn, r InitRequest, dropInDir string, merged *daemonconfig.Result, res *InitResult) (bool, error) {
 	authz := planAuthzUnits(t, r, dropInDir, res)
 	gw, err := planGatewayUnits(t, r, dropInDir, mergedHosts(merged), res)
-	return authz || gw, err
+	local := planLocalFiles(t, r, dropInDir, mergedHosts(merged), res.Local, res)
+	return authz || gw || local, err
 }

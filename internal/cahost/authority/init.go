@@ -68,6 +68,14 @@ type InitRequest struct {
 	GatewayExe    string // the dtls binary the service runs
 	GatewayLog    string // the audit log the gateway writes
 	GatewayPolicy string // the policy file ("" for the built-in one)
+	// Local (with Gateway) retires the docker group: dockerd's socket
+	// becomes root's alone, and the host's accounts use the gateway's
+	// local socket (local.go); the profile snippet goes in ProfileDir
+	// ("" for none). Without it, a host that had it gets its group back.
+	// GroupFile and PasswdFile (/etc/group, /etc/passwd when empty) name
+	// the group's members in the result.
+	Local                             bool
+	ProfileDir, GroupFile, PasswdFile string
 	// PackagedUnitDir is where the dtls package installs its units
 	// (/usr/lib/systemd/system): a unit there with the settings init
 	// would write is used as it is, not copied to SystemdDir.
@@ -119,6 +127,11 @@ type InitResult struct {
 	// GatewayUnits are the gateway's unit files written (init --gateway),
 	// GatewayRemoved those removed (init without it on a gateway host).
 	GatewayUnits, GatewayRemoved []string
+	// Local is what init --local (or its undo) changes for whom; nil
+	// when nothing.
+	Local *LocalChange
+	// localGroup is the group server.json records for the undo.
+	localGroup string
 }
 
 func (r *InitResult) say(format string, a ...any) {
@@ -224,6 +237,8 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		Updated:    r.Now.UTC(),
 		CAURL:      r.CAURL,
 		Mode:       r.mode(),
+		Local:      r.Local,
+		LocalGroup: res.localGroup,
 	}
 	res.NeedRestart = reissued || needReload
 	if r.DryRun {
@@ -330,6 +345,11 @@ func findDockerUnit(r InitRequest) (*daemonconfig.Unit, string, error) {
 // into daemon.json, in memory, and has dockerd --validate check the
 // result when r.Dockerd is set.
 func planDaemonJSON(r InitRequest, unit *daemonconfig.Unit, res *InitResult) (*daemonconfig.Result, error) {
+	group, localGroup, local, err := planLocal(r)
+	if err != nil {
+		return nil, err
+	}
+	res.Local, res.localGroup = local, localGroup
 	settings := daemonconfig.Settings{
 		Listen: r.Listen,
 		CACert: filepath.Join(r.CertsDir, CACertFile),
@@ -339,7 +359,7 @@ func planDaemonJSON(r InitRequest, unit *daemonconfig.Unit, res *InitResult) (*d
 	if unit != nil && len(unit.Hosts) > 0 {
 		settings.Sockets = unit.Hosts
 	}
-	settings.Gateway = r.Gateway
+	settings.Gateway, settings.Group = r.Gateway, group
 	if r.Authz {
 		// Named in daemon.json only once the plugin answers: dockerd
 		// refuses to start when it cannot reach an authorization plugin

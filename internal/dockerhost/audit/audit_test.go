@@ -230,9 +230,24 @@ func TestAuditGoodHostAndEachFailure(t *testing.T) {
 		assert.Contains(t, g.Title, "alice, bob, carol (primary group)")
 		assert.Contains(t, g.Title, "3 members")
 		assert.Contains(t, g.Title, "root-equivalent")
+		assert.Contains(t, g.Fix, "sudo dtls role --unix-user alice developer")
 		// Nothing to bypass without an AuthZ plugin: a WARN.
 		requireOne(t, rep, "daemon-authz", Warn, "2.12")
 		assert.Equal(t, 0, rep.Summary.Skip, "%+v", rep.Findings)
+	})
+
+	t.Run("socket root's alone", func(t *testing.T) {
+		// dtls init --local: group docker's members no longer reach it.
+		h := newHost(t, now, d.Socket)
+		fi, err := os.Stat(d.Socket)
+		require.NoError(t, err)
+		_, gid, _ := owner(fi)
+		require.NoError(t, os.Chown(d.Socket, 0, 0))
+		t.Cleanup(func() { require.NoError(t, os.Chown(d.Socket, 0, int(gid))) })
+		rep := Run(ctx, h.config(now))
+		g := requireOne(t, rep, "docker-group", Pass, "")
+		assert.Contains(t, g.Title, "is root's alone (root:root): they do not reach it")
+		requireOne(t, rep, "socket-owner", Pass, "3.15")
 	})
 
 	t.Run("socket 0666", func(t *testing.T) {
@@ -431,6 +446,8 @@ func TestAuditGoodHostAndEachFailure(t *testing.T) {
 		}
 		assert.Contains(t, fs[0].Title, "container runmount mounts the directory holding the Docker socket")
 		assert.Contains(t, fs[1].Title, "container sockmount mounts the Docker socket (/var/run/docker.sock at /var/run/docker.sock)")
+		assert.Contains(t, fs[1].Fix, "'sudo dtls gateway socket add sockmount --role readonly' and -v /run/dtls/sockets/sockmount.sock:/var/run/docker.sock in its place")
+		assert.Contains(t, fs[0].Fix, "-v /run/dtls/sockets/runmount.sock:/hostrun/docker.sock in its place")
 		assert.NotContains(t, fmt.Sprint(fs), "harmless")
 	})
 }

@@ -405,6 +405,18 @@ func (a *auditor) checkSecurityOptions(opts []string) {
 	}
 }
 
+// socketMountFix is how a container that mounts the Docker socket (src,
+// seen in the container at inside) gets a role instead: a per-container
+// socket of the dtls gateway mounted where the socket was (a container
+// name is a valid socket name: [a-zA-Z0-9][a-zA-Z0-9_.-]+), or limited
+// TLS credentials, which the authorization plugin limits too.
+func socketMountFix(name, src, inside string) string {
+	return fmt.Sprintf("docker rm -f %s, and re-create it without -v %s: with the dtls gateway, 'sudo dtls gateway socket add %s --role readonly' "+
+		"and -v /run/dtls/sockets/%s.sock:%s in its place (every call is socket:%s's, with that role); or limited TLS credentials, "+
+		"'dtls issue-client %s --role readonly --for-container' prints the docker run flags (the authorization plugin limits what it may do)",
+		name, src, name, name, inside, name, name)
+}
+
 // checkContainers reports every container that bind-mounts the Docker
 // socket or a directory holding it (CIS 5.32): whoever controls that
 // container controls the daemon, i.e. the host.
@@ -419,20 +431,23 @@ func (a *auditor) checkContainers(list []containerSummary) {
 			sockets[r] = true
 		}
 	}
-	exposes := func(src string) (string, bool) {
+	// exposes says what of the socket a mount's source holds, and where
+	// the socket shows in the container (dest, as the container sees it).
+	exposes := func(src, dest string) (string, string, bool) {
 		if src == "" {
-			return "", false
+			return "", "", false
 		}
 		src = filepath.Clean(src)
 		for s := range sockets {
 			if s == src {
-				return "the Docker socket", true
+				return "the Docker socket", dest, true
 			}
 			if within(s, src) {
-				return "the directory holding the Docker socket", true
+				rel, _ := filepath.Rel(src, s)
+				return "the directory holding the Docker socket", filepath.Join(dest, rel), true
 			}
 		}
-		return "", false
+		return "", "", false
 	}
 	var bad []Finding
 	for _, c := range list {
@@ -441,15 +456,14 @@ func (a *auditor) checkContainers(list []containerSummary) {
 			if m.Type != "bind" {
 				continue
 			}
-			what, hit := exposes(m.Source)
+			what, inside, hit := exposes(m.Source, m.Destination)
 			if !hit {
 				continue
 			}
 			bad = append(bad, Finding{ID: "container-socket-mount", CIS: "5.32", Status: Fail,
 				Title:  fmt.Sprintf("container %s mounts %s (%s at %s)", name, what, m.Source, m.Destination),
 				Detail: "whoever controls the container controls the daemon, i.e. is root on the host",
-				Fix: fmt.Sprintf("docker rm -f %s, and re-create it without -v %s: give it limited TLS credentials instead, "+
-					"'dtls issue-client %s --role readonly --for-container' prints the docker run flags (the authorization plugin limits what it may do)", name, m.Source, name)})
+				Fix:    socketMountFix(name, m.Source, inside)})
 			break
 		}
 	}

@@ -68,6 +68,17 @@ func primaryMembers(path string, gid uint32) ([]string, error) {
 	return users, sc.Err()
 }
 
+// rootOnly reports whether sock is a socket of owner and group root
+// (dtls init --local): group docker no longer reaches it.
+func rootOnly(sock string) bool {
+	fi, err := os.Lstat(sock)
+	if err != nil || fi.Mode()&fs.ModeSocket == 0 {
+		return false
+	}
+	uid, gid, ok := owner(fi)
+	return ok && uid == 0 && gid == 0
+}
+
 // checkSocket checks the daemon's unix socket (CIS 3.15, 3.16) and lists
 // group docker. Whoever can connect to the socket can start a privileged
 // container with the host's / mounted: group docker is root
@@ -90,6 +101,11 @@ func (a *auditor) checkSocket() {
 	switch {
 	case gerr != nil:
 		a.add(Finding{ID: "docker-group", Status: Skip, Title: "members of group docker not checked", Detail: why(a.cfg.Group, gerr)})
+	case grp != nil && len(grp.members) > 0 && rootOnly(sock):
+		// dtls init --local: the members use the gateway's socket.
+		a.add(Finding{ID: "docker-group", Status: Pass,
+			Title:  fmt.Sprintf("group docker has %d members, but the socket %s is root's alone (root:root): they do not reach it", len(grp.members), sock),
+			Detail: "local accounts reach Docker through the dtls gateway's socket, with the role its policy gives them" + primaryNote})
 	case grp == nil:
 		a.add(Finding{ID: "docker-group", Status: Pass, Title: "there is no group docker: only root can use the socket"})
 	case len(grp.members) == 0:
@@ -98,7 +114,9 @@ func (a *auditor) checkSocket() {
 		a.add(Finding{ID: "docker-group", Status: Warn,
 			Title:  fmt.Sprintf("group docker has %d members, each root-equivalent on this host: %s", len(grp.members), strings.Join(grp.members, ", ")),
 			Detail: "a member can run 'docker run -v /:/host --privileged' and own the host" + primaryNote,
-			Fix:    fmt.Sprintf("sudo gpasswd -d %s docker (for each who does not need it; for a primary group: usermod -g)", strings.TrimSuffix(grp.members[0], " (primary group)"))})
+			Fix: fmt.Sprintf("sudo gpasswd -d %[1]s docker (for each who does not need it; for a primary group: usermod -g); "+
+				"with the dtls gateway, give them a role on its local socket instead: 'sudo dtls role --unix-user %[1]s developer', "+
+				"and DOCKER_HOST=unix:///run/dtls/docker.sock", strings.TrimSuffix(grp.members[0], " (primary group)"))})
 	}
 
 	fi, err := os.Lstat(sock)

@@ -93,6 +93,11 @@ type Caller struct {
 	// issuer (its RFC 2253 string), for the audit record; empty without
 	// a certificate.
 	CN, Issuer string
+	// UID, PID and Socket are a local caller's peer credentials and the
+	// gateway's socket it called (IdentifyLocal), for the audit record.
+	UID    string
+	PID    int
+	Socket string
 }
 
 // Unix is the caller of dockerd's local unix socket.
@@ -135,6 +140,7 @@ func (e *Engine) Decide(c Caller, method, uri string, body []byte, headers map[s
 	rec := AuditRecord{Time: e.now(), Phase: PhaseRequest, Method: method, URI: uri}
 	rec.User, rec.Serial, rec.Source = c.ID.User, c.ID.Serial, string(c.ID.Source)
 	rec.CN, rec.Issuer = c.CN, c.Issuer
+	rec.UID, rec.PID, rec.Socket = c.UID, c.PID, c.Socket
 	if method == "" || uri == "" {
 		rec.Rule, rec.Reason = ruleMalformed, "malformed request: no method or no URI"
 		e.logf("malformed", "request phase: %s", rec.Reason)
@@ -154,6 +160,9 @@ func (e *Engine) Decide(c Caller, method, uri string, body []byte, headers map[s
 			return e.verdict(&rec, false, e.subject(c.ID, nil), rec.Reason), rec
 		}
 		pol = e.builtin
+	}
+	if c.ID.Source == SourceLocal {
+		rec.Role = c.ID.Role
 	}
 	if c.ID.Source == SourceTCP {
 		rec.Role = c.ID.Role
@@ -221,7 +230,7 @@ func (e *Engine) subject(id Identity, pol *Policy) string {
 		return "the local unix socket"
 	}
 	role := id.Role
-	if role == "" && pol != nil {
+	if role == "" && pol != nil && id.Source == SourceTCP {
 		role = pol.DefaultRole()
 	}
 	if role == "" {
@@ -231,12 +240,13 @@ func (e *Engine) subject(id Identity, pol *Policy) string {
 }
 
 // RoleOf is the role a caller's requests are decided for: its own, else
-// the policy's default; "" for the unix socket or a refused caller.
+// (a certificate holder's) the policy's default; "" for dockerd's unix
+// socket or a refused caller.
 func (e *Engine) RoleOf(c Caller) string {
-	if c.ID.Source != SourceTCP || c.Refused != "" {
+	if c.ID.Source == SourceUnix || c.Refused != "" {
 		return ""
 	}
-	if c.ID.Role != "" {
+	if c.ID.Role != "" || c.ID.Source == SourceLocal {
 		return c.ID.Role
 	}
 	if pol := e.state.Load().policy; pol != nil {

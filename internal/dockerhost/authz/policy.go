@@ -170,6 +170,9 @@ type Policy struct {
 	protected   []string // host paths no role but admin may mount; "/" is implied
 	bindRoots   []string // host paths under which other roles may mount; "{user}" is the caller's name
 	maxPids     int64    // when > 0, every container of a role but admin needs a pids limit up to it
+	// unixUsers and unixGroups give local callers of the gateway's own
+	// unix socket their role, by account and by group name (local.go).
+	unixUsers, unixGroups map[string]string
 }
 
 // defaultProtectedPaths are the host paths (and everything under them)
@@ -254,6 +257,8 @@ func LoadPolicy(path string) (*Policy, error) {
 //	{
 //	  "default_role": "readonly",
 //	  "unix": "allow",
+//	  "unix_users": {"alice": "developer"},
+//	  "unix_groups": {"devs": "readonly"},
 //	  "protected_paths": ["/srv/secrets"],
 //	  "bind_roots": ["/srv/work/{user}"],
 //	  "max_pids": 4096,
@@ -276,7 +281,10 @@ func LoadPolicy(path string) (*Policy, error) {
 // certificate name, so "/srv/work/{user}" gives each holder their own
 // directory. A source is judged where it resolves on the host. max_pids,
 // when set, makes every container of such a role carry a pids limit of
-// at most that many processes.
+// at most that many processes. unix_users and unix_groups give the local
+// accounts that call the gateway's own unix socket (not dockerd's) their
+// role, by account name and by group name (LocalRole): an account named
+// in neither is denied.
 //
 // A role is built from blocks: a base (admin, developer, readonly or a role
 // of the file; none means nothing), capabilities (build, plugins, swarm,
@@ -333,6 +341,9 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	if err := p.setUnix(f.unix); err != nil {
 		return nil, err
 	}
+	if err := p.checkUnixMaps(); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -361,6 +372,8 @@ func (p *Policy) parseMember(f *policyFile, key string, val json.RawMessage) err
 			return fmt.Errorf("max_pids: want a whole number, 0 for none, got %s", val)
 		}
 		return nil
+	case "unix_users", "unix_groups":
+		return p.parseUnixMap(key, val)
 	case "roles":
 		return object(val, "roles", func(name string, def json.RawMessage) error {
 			if slices.Contains(builtinRoles, name) {
@@ -374,7 +387,7 @@ func (p *Policy) parseMember(f *policyFile, key string, val json.RawMessage) err
 			return nil
 		})
 	}
-	return fmt.Errorf("unknown key %q: want default_role, unix, protected_paths, bind_roots, max_pids or roles", key)
+	return fmt.Errorf("unknown key %q: want default_role, unix, unix_users, unix_groups, protected_paths, bind_roots, max_pids or roles", key)
 }
 
 // parseProtected reads protected_paths.
@@ -634,6 +647,11 @@ func (p *Policy) Decide(id Identity, r Request) Decision {
 		}
 		name, via = p.unixRole, "unix: "
 	}
+	if name == "" && id.Source == SourceLocal {
+		// A local caller without a role is no one the policy knows:
+		// never the default role, which is a certificate holder's.
+		return Decision{Rule: "local: no role", Path: u.path, Reason: fmt.Sprintf("%s has no role", id.User)}
+	}
 	if name == "" {
 		name = p.defaultRole
 	}
@@ -749,6 +767,9 @@ func (p *Policy) Describe(name string) []string {
 	}
 	if p.defaultRole == rl.name {
 		out = append(out, "default role: certificates without a role get this one")
+	}
+	if l := p.localsOf(rl.name); l != "" {
+		out = append(out, l)
 	}
 	if p.unix == unixRole && p.unixRole == rl.name {
 		out = append(out, "unix socket: requests over dockerd's unix socket get this role")

@@ -319,7 +319,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"truncated", "{\"unix\":\n\"allow\"", "invalid JSON at line 2, column 8: unexpected end of JSON input"},
 		{"bad last byte", `{"unix":}`, "invalid JSON at line 1, column 9: invalid character '}' looking for beginning of value"},
 		{"not an object", `["admin"]`, "the policy: want a JSON object"},
-		{"unknown key", `{"default-role": "readonly"}`, `unknown key "default-role": want default_role, unix, protected_paths, bind_roots, max_pids or roles`},
+		{"unknown key", `{"default-role": "readonly"}`, `unknown key "default-role": want default_role, unix, unix_users, unix_groups, protected_paths, bind_roots, max_pids or roles`},
 		{"bind root /", `{"bind_roots": ["/"]}`, `bind_roots[0]: "/" is the host's whole file system`},
 		{"bind root under /etc", `{"bind_roots": ["/etc/x"]}`, `bind_roots[0]: "/etc/x" is the protected host path /etc or under it`},
 		{"bind root relative", `{"bind_roots": ["home"]}`, `bind_roots[0]: want a clean absolute path, got "home"`},

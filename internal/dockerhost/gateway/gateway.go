@@ -6,7 +6,9 @@
 // its unix socket, so the gateway's decision is the only one: nothing
 // reaches dockerd that the gateway did not parse, decide and re-send
 // whole, except the bytes of a hijacked stream (exec, attach, BuildKit's
-// session) it allowed.
+// session) it allowed. Beside TLS it serves unix sockets of its own
+// (local.go): the host's accounts, known by their peer credentials, and
+// containers, each socket a fixed identity.
 package gateway
 
 import (
@@ -71,6 +73,11 @@ type Config struct {
 	WatchEvery, TLSEvery time.Duration
 	// Recording records exec and attach streams; nil records none.
 	Recording *Recording
+	// LocalSocket is the path of the gateway's local unix socket, whose
+	// callers are known by their peer credentials (local.go); "" for
+	// none. SocketsFile is the book of per-container sockets (""
+	// for none), made in SocketsDir and followed every TLSEvery.
+	LocalSocket, SocketsDir, SocketsFile string
 }
 
 // Gateway is the server.
@@ -81,6 +88,7 @@ type Gateway struct {
 	transport *http.Transport
 	sess      *sessions
 	recs      recordings
+	local     *localSockets
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -97,8 +105,10 @@ func New(c Config) (*Gateway, error) {
 		return nil, errors.New("gateway: no authorization engine")
 	case c.DockerSocket == "":
 		return nil, errors.New("gateway: no dockerd socket")
-	case len(c.Listeners) == 0:
+	case len(c.Listeners) == 0 && c.LocalSocket == "" && c.SocketsFile == "":
 		return nil, errors.New("gateway: no listener")
+	case c.SocketsFile != "" && c.SocketsDir == "":
+		return nil, errors.New("gateway: a sockets book without a sockets directory")
 	}
 	if c.MaxBody <= 0 {
 		c.MaxBody = DefaultMaxBody
@@ -111,7 +121,13 @@ func New(c Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: c, sess: newSessions()}
 	var err error
-	if g.tls, err = newTLSFiles(c.CertFile, c.KeyFile, c.CAFile, c.TLSEvery, c.Engine.Logf); err != nil {
+	if len(c.Listeners) > 0 {
+		if g.tls, err = newTLSFiles(c.CertFile, c.KeyFile, c.CAFile, c.TLSEvery, c.Engine.Logf); err != nil {
+			return nil, err
+		}
+	}
+	// Last: what New fails on after this must close the sockets.
+	if g.local, err = openLocal(c, c.Engine.Logf); err != nil {
 		return nil, err
 	}
 	g.transport = &http.Transport{
@@ -158,13 +174,25 @@ func (g *Gateway) Serve() error {
 		g.wg.Add(1)
 		go func() { defer g.wg.Done(); g.watch(g.ctx) }()
 	}
-	outer := &tls.Config{GetConfigForClient: g.tls.config, MinVersion: tls.VersionTLS12}
-	errs := make(chan error, len(g.cfg.Listeners))
-	for _, l := range g.cfg.Listeners {
-		go func(l net.Listener) { errs <- g.srv.Serve(tls.NewListener(l, outer)) }(l)
+	ls := make([]net.Listener, 0, len(g.cfg.Listeners)+1)
+	if len(g.cfg.Listeners) > 0 {
+		outer := &tls.Config{GetConfigForClient: g.tls.config, MinVersion: tls.VersionTLS12}
+		for _, l := range g.cfg.Listeners {
+			ls = append(ls, tls.NewListener(l, outer))
+		}
 	}
+	if g.local.main != nil {
+		ls = append(ls, g.local.main)
+	}
+	errs := make(chan error, len(ls))
+	for _, l := range ls {
+		go func(l net.Listener) { errs <- g.srv.Serve(l) }(l)
+	}
+	g.local.start(g.serveSocket, g.socketRemoved)
+	g.wg.Add(1)
+	go func() { defer g.wg.Done(); g.local.follow(g.ctx, g.cfg.TLSEvery) }()
 	var first error
-	for range g.cfg.Listeners {
+	for range ls {
 		err := <-errs
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
@@ -184,6 +212,7 @@ func (g *Gateway) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := g.srv.Shutdown(ctx)
+	g.local.close()
 	g.sess.closeAll()
 	g.srv.Close()
 	g.wg.Wait()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"runtime/debug"
@@ -50,19 +49,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.refuse(w, c, http.StatusInternalServerError, "internal error: the request was not forwarded")
 		}
 	}()
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		// crypto/tls required and verified one (RequireAndVerifyClientCert).
-		panic("no client certificate on a TLS connection")
-	}
-	leaf := r.TLS.PeerCertificates[0]
-	if conn, ok := r.Context().Value(connKey{}).(net.Conn); ok {
-		g.sess.track(conn, leaf)
-	}
-	// The inventory is asked on every request, not once per connection.
-	c.caller = g.cfg.Engine.Identify(leaf)
-	c.rec = authz.AuditRecord{Time: g.cfg.Engine.Now(), Phase: authz.PhaseRequest, Method: r.Method, URI: r.RequestURI,
-		User: c.caller.ID.User, Serial: c.caller.ID.Serial, CN: c.caller.CN, Issuer: c.caller.Issuer, Source: string(authz.SourceTCP),
-		Decision: authz.DecisionDeny}
+	c.caller = g.identify(r)
+	c.rec = baseRecord(c.caller)
+	c.rec.Time, c.rec.Phase, c.rec.Method, c.rec.URI, c.rec.Decision = g.cfg.Engine.Now(), authz.PhaseRequest, r.Method, r.RequestURI, authz.DecisionDeny
 	c.rec.Path, _ = authz.CanonicalPath(r.RequestURI)
 	if why := malformed(r); why != "" {
 		c.rec.Rule, c.rec.Reason = ruleMalformed, why

@@ -128,7 +128,7 @@ func (g *Gateway) startRecording(w http.ResponseWriter, r *http.Request, c *call
 func (g *Gateway) unrecorded(c *call, why string) {
 	g.cfg.Engine.Logf("", "%s %s of %q: %s", c.rec.Method, c.rec.Path, c.rec.User, why)
 	g.cfg.Engine.Audit(authz.AuditRecord{Time: g.cfg.Engine.Now(), Phase: PhaseSession, Decision: authz.DecisionAllow,
-		User: c.rec.User, Serial: c.rec.Serial, Issuer: c.rec.Issuer, Source: string(authz.SourceTCP),
+		User: c.rec.User, Serial: c.rec.Serial, Issuer: c.rec.Issuer, Source: c.rec.Source, UID: c.rec.UID, PID: c.rec.PID, Socket: c.rec.Socket,
 		Method: c.rec.Method, Path: c.rec.Path, URI: c.rec.URI, Rule: RuleRecording, Reason: why})
 }
 
@@ -153,7 +153,7 @@ func (s *streamRecord) failed(err error) error {
 		}
 		s.g.cfg.Engine.Logf("", "cut %s %s of %q: recording %s failed: %v", s.c.rec.Method, s.c.rec.Path, s.c.rec.User, s.id, err)
 		s.g.cfg.Engine.Audit(authz.AuditRecord{Time: s.g.cfg.Engine.Now(), Phase: PhaseSession, Decision: authz.DecisionDeny,
-			User: s.c.rec.User, Serial: s.c.rec.Serial, Issuer: s.c.rec.Issuer, Source: string(authz.SourceTCP),
+			User: s.c.rec.User, Serial: s.c.rec.Serial, Issuer: s.c.rec.Issuer, Source: s.c.rec.Source, UID: s.c.rec.UID, PID: s.c.rec.PID, Socket: s.c.rec.Socket,
 			Method: s.c.rec.Method, Path: s.c.rec.Path, URI: s.c.rec.URI, Rule: RuleRecording,
 			Reason: fmt.Sprintf("recording %s failed, the stream is cut: %v", s.id, err)})
 		if s.cut != nil {

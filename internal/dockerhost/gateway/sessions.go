@@ -22,7 +22,10 @@ type sessions struct {
 }
 
 type session struct {
+	// leaf is the client certificate; nil on one of the gateway's own
+	// unix sockets, whose caller is peer.
 	leaf *x509.Certificate
+	peer *authz.Peer
 	// also are closed with the connection: the other end of a hijacked
 	// stream, on dockerd's socket.
 	also []io.Closer
@@ -67,7 +70,7 @@ func (s *sessions) cutWhere(refuse func(*x509.Certificate) authz.Caller) []cut {
 	s.mu.Lock()
 	list := make(map[net.Conn]*x509.Certificate, len(s.conns))
 	for c, ss := range s.conns {
-		if !ss.cut {
+		if !ss.cut && ss.leaf != nil {
 			list[c] = ss.leaf
 		}
 	}
@@ -139,6 +142,7 @@ func (g *Gateway) watch(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		g.cutLocal()
 		for _, c := range g.sess.cutWhere(g.cfg.Engine.Identify) {
 			g.cfg.Engine.Logf("", "closed a connection of %q (serial %s) from %s: %s", c.caller.ID.User, c.caller.ID.Serial, c.remote, c.caller.Refused)
 			g.cfg.Engine.Audit(authz.AuditRecord{Time: g.cfg.Engine.Now(), Phase: PhaseSession, Decision: authz.DecisionDeny,

@@ -1,0 +1,19 @@
+//go:build !linux
+
+package gateway
+
+import (
+	"errors"
+	"io/fs"
+	"net"
+)
+
+// peerCred: the local socket's identities are Linux's SO_PEERCRED; on
+// other systems every local connection is refused.
+func peerCred(*net.UnixConn) (uid, gid uint32, pid int32, err error) {
+	return 0, 0, 0, errors.New("peer credentials (SO_PEERCRED) are read on Linux only")
+}
+
+// fileOwner: not checked outside Linux (the local socket is refused
+// there anyway).
+func fileOwner(fs.FileInfo) (uint32, bool) { return 0, false }

@@ -61,7 +61,9 @@ func newFleetGatewayHost(t *testing.T, ca *onlineCA) *gatewayHost {
 	})
 	h.launch(t, exec.Command(h.exe, "gateway", "serve", "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
 		"--docker", "unix://"+d.Socket, "--state-dir", h.State, "--certs-dir", h.Certs, "--policy", h.Policy,
-		"--audit-log", h.Audit, "--daemon-json", daemonJSON, "--sessions-dir", h.Sessions, "--crl-refresh", "1s"))
+		"--audit-log", h.Audit, "--daemon-json", daemonJSON, "--sessions-dir", h.Sessions, "--crl-refresh", "1s",
+		// Never the host's /run/dtls: no local socket, per-container ones in the sandbox.
+		"--local-socket=", "--sockets-dir", filepath.Join(h.Dir, "sockets")))
 	return h
 }
 

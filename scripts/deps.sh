@@ -3,7 +3,8 @@
 # machine: dockerd (Debian's docker.io, with containerd and runc) for the
 # end-to-end tests, the shells whose quoting clientenv tests, openssl,
 # setfacl (acl) for the audit's socket ACL test, docker-compose (v1, on
-# python3-docker) for the gateway's clients' tests, setpriv (util-linux) to
+# python3-docker) for the gateway's clients' tests, sshd and ssh (openssh-server,
+# openssh-client) for the gateway's ssh test, setpriv (util-linux) to
 # run tests as an unprivileged user, ip (iproute2) to remove the bridges of
 # the networks a test daemon made, PostgreSQL's initdb, pg_ctl and
 # postgres (postgresql) for the store's tests on PostgreSQL
@@ -15,7 +16,7 @@
 set -euo pipefail
 
 want=(docker.io:dockerd zsh:zsh fish:fish tcsh:tcsh openssl:openssl acl:setfacl util-linux:setpriv iproute2:ip
-	lintian:lintian rpm:rpm systemd:systemd-analyze docker-compose:docker-compose)
+	lintian:lintian rpm:rpm systemd:systemd-analyze docker-compose:docker-compose openssh-server:sshd openssh-client:ssh)
 if [[ "${1:-}" == "--bench" ]]; then
 	want+=(mkcert:mkcert)
 fi

@@ -307,6 +307,15 @@ func ReadsBody(method, uri string) bool {
 // to the audit trail; a failure is logged and counted (Record).
 func (e *Engine) Audit(rec AuditRecord) { e.Record(rec, false) }
 
+// RecordsInput reports whether the policy in force has the gateway record
+// what holders of role type into exec and attach streams (a role's
+// "record_input"). A policy that cannot be read denies every request,
+// so no stream opens to be recorded.
+func (e *Engine) RecordsInput(role string) bool {
+	st := e.policy()
+	return st.policy != nil && st.policy.RecordsInput(role)
+}
+
 // Logf writes one operational message to Log; messages with the same
 // non-empty key are written at most once a minute.
 func (e *Engine) Logf(key, format string, args ...any) { e.logf(key, format, args...) }

@@ -89,6 +89,10 @@ type Caller struct {
 	// accepted); Rule names that refusal.
 	Refused string
 	Rule    string
+	// Superseded: Refused only because a renewal replaced the
+	// certificate (the inventory's error has a Superseded method that
+	// says so); its holder is not revoked.
+	Superseded bool
 	// CN and Issuer are the client certificate's subject common name and
 	// issuer (its RFC 2253 string), for the audit record; empty without
 	// a certificate.
@@ -118,6 +122,8 @@ func (e *Engine) Identify(leaf *x509.Certificate) Caller {
 	user, role, err := e.cfg.Inventory.Identify(leaf)
 	if err != nil {
 		c.Rule, c.Refused = ruleNotAccepted, err.Error()
+		var s interface{ Superseded() bool }
+		c.Superseded = errors.As(err, &s) && s.Superseded()
 		e.logf("identify "+c.ID.Serial, "certificate %q serial %s refused: %v", leaf.Subject.CommonName, c.ID.Serial, err)
 		return c
 	}

@@ -107,6 +107,9 @@ type authzServeOptions struct {
 	// AuditFailure and AuditFsync: see the trail's flags (authz_trail.go).
 	AuditFailure string
 	AuditFsync   bool
+	// protect are more host paths no role but admin may mount: the
+	// gateway's sockets and recordings.
+	protect []string
 }
 
 func newAuthzServeCmd(io IO) *cobra.Command {
@@ -232,7 +235,7 @@ func (o *authzServeOptions) enforceOptions(prefix string) enforce.Options {
 		Mode:           authz.Mode(o.Mode),
 		AuditLog:       o.AuditLog, AuditFailure: authz.AuditFailure(o.AuditFailure), AuditFsync: o.AuditFsync,
 		CAURL: o.CAURL, CRLRefresh: o.CRLRefresh, DaemonJSON: o.DaemonJSON, Docker: o.Docker,
-		Protect: []string{filepath.Dir(o.Socket)},
+		Protect: append([]string{filepath.Dir(o.Socket)}, o.protect...),
 		Out:     o.Out, Log: o.ErrOut, LogPrefix: prefix, Now: o.Now,
 	}
 }

@@ -168,6 +168,15 @@ func (o *gatewayServeOptions) validate() error {
 	// (enforce.Open); the gateway's own is the certificates' directory,
 	// with its server key.
 	o.Socket = filepath.Join(o.CertsDir, authority.ServerKeyFile)
+	// So are the gateway's own sockets, wherever they are: a container
+	// that mounts a per-container socket gets that socket's role, and
+	// one that mounts the local socket and runs as another account's uid
+	// gets that account's; and the recordings, which hold what people
+	// typed and saw.
+	o.protect = []string{o.SocketsDir, o.SessionsDir}
+	if o.LocalSocket != "" {
+		o.protect = append(o.protect, o.LocalSocket)
+	}
 	return nil
 }
 

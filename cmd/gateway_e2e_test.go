@@ -621,3 +621,41 @@ func TestGatewayReloadsCertificates(t *testing.T) {
 	assert.Equal(t, http.StatusOK, ping(old))
 	assert.Equal(t, before, serialOf(old))
 }
+
+// TestGatewayProtectsItsOwnPaths: wherever the gateway's per-container
+// sockets, local socket and recordings are (here in a directory under
+// /tmp, which no default rule protects), a developer may not bind-mount
+// them, nor a directory holding them: the one would hand a container
+// another role, the other what people typed.
+func TestGatewayProtectsItsOwnPaths(t *testing.T) {
+	t.Parallel()
+	h := newGatewayHost(t)
+	h.issue(t, "dev", "developer")
+	require.NoError(t, h.Daemon.TinyImage(t.Context(), "tiny:1"))
+	// Outside h.Dir, which holds the trail and so is protected already,
+	// each a bind root, as an admin could have made them: a developer may
+	// mount a bind root, but not the gateway's own paths.
+	other := t.TempDir()
+	local := filepath.Join(other, "local", "docker.sock")
+	free := filepath.Join(filepath.Dir(other), "free")
+	mounts := []string{filepath.Dir(local), filepath.Join(other, "sockets"), filepath.Join(other, "sessions"), other}
+	roots, err := json.Marshal(append([]string{free}, mounts...))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(h.Policy, []byte(`{"default_role": "readonly", "bind_roots": `+string(roots)+`}`+"\n"), 0o644))
+	g := secondGateway(t, h, "--local-socket", local, "--audit-log", filepath.Join(h.Dir, "second.log"),
+		"--sockets-dir", filepath.Join(other, "sockets"), "--sessions-dir", filepath.Join(other, "sessions"))
+	// A bind root beside them is not protected: it is refused only as
+	// any bind root on a file system without nosuid,nodev is (the sandbox's
+	// /tmp), which also shows the policy with them is read.
+	require.NoError(t, os.Mkdir(free, 0o755))
+	waitFor(t, 5*time.Second, "the policy with the bind roots is read", func() bool {
+		out, _ := g.as(t, "dev", "create", "-v", free+":/x", "tiny:1")
+		return strings.Contains(out, "the bind root "+free+" cannot be mounted: its file system is not mounted nosuid,nodev")
+	})
+	for _, src := range mounts {
+		out, err := g.as(t, "dev", "run", "--rm", "-v", src+":/x", "tiny:1")
+		require.Error(t, err, "-v %s:/x: %s", src, out)
+		assert.Contains(t, out, "authorization denied by dtls-gateway", src)
+		assert.Contains(t, out, "a protected host path", src)
+	}
+}

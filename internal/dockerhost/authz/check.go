@@ -241,6 +241,12 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 		// container exec'd into, attached to or started must still be
 		// one the role could create.
 		k.checkLiveRef(pathVar(rt, u))
+	case rt.own == KindContainer && rl.replaces && rt.method != "GET" && rt.method != "HEAD":
+		// The updater's rule (tenantRoles): what it stops, removes or
+		// renames without having created it, it must be able to create
+		// again, or the copy it makes next would be refused after the
+		// original is gone.
+		k.checkLiveRef(pathVar(rt, u))
 	}
 	if k.c.field != "" {
 		return k.c
@@ -873,7 +879,7 @@ func checksOf(rt *route) []string {
 	case bodyCreate:
 		cs = append(cs,
 			"a field of HostConfig but these: "+strings.Join(allowedFields, ", ")+" (and those of container.Config, which act inside the container)",
-			"Privileged, CapAdd, Capabilities, Devices, DeviceRequests, DeviceCgroupRules, CgroupParent, Cgroup, OomKillDisable, StorageOpt, Annotations, real-time CPU: set at all; MaskedPaths, ReadonlyPaths: given at all",
+			"Privileged, CapAdd, Capabilities, Devices, DeviceRequests, DeviceCgroupRules, CgroupParent, Cgroup, OomKillDisable, StorageOpt, Annotations, real-time CPU: set at all; MaskedPaths, ReadonlyPaths: a list without every path dockerd 20.10 masks or makes read-only by default",
 			"PidMode, IpcMode, UTSMode, UsernsMode, CgroupnsMode \"host\"; the host network by name or ID; \"container:X\" unless X is the caller's and one this role could create",
 			"SecurityOpt but no-new-privileges, seccomp=builtin, apparmor=docker-default, label=level:..., writable-cgroups=false",
 			"a bind mount (Binds, Mounts, a local volume with o=bind) whose source, resolved on the host, is not under a bind root, or is, holds or lies under a protected path",

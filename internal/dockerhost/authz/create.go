@@ -27,6 +27,7 @@ const (
 	anyValue  fieldRule = iota // inside the container only
 	zeroOnly                   // only its zero value: null, false, 0, "", [], {}
 	nullOnly                   // absent or null: an empty list means something
+	floorList                  // absent, null, or a list that holds every path of dockerd's default (defaultPaths)
 	checkedBy                  // checked by its own rule below
 )
 
@@ -59,7 +60,7 @@ var hostConfigFields = map[string]fieldRule{
 	"StorageOpt": zeroOnly, "Tmpfs": anyValue, "UTSMode": checkedBy, "UsernsMode": checkedBy,
 	"ShmSize": anyValue, "Sysctls": checkedBy, "Runtime": checkedBy, "Isolation": checkedBy,
 	"Capabilities": zeroOnly, "Init": anyValue, "Mounts": checkedBy,
-	"MaskedPaths": nullOnly, "ReadonlyPaths": nullOnly,
+	"MaskedPaths": floorList, "ReadonlyPaths": floorList,
 	// Resources
 	"CpuShares": anyValue, "Memory": anyValue, "NanoCpus": anyValue, "CgroupParent": zeroOnly,
 	"BlkioWeight": anyValue, "BlkioWeightDevice": anyValue, "BlkioDeviceReadBps": anyValue,
@@ -87,8 +88,8 @@ var zeroReason = map[string]string{
 	"DeviceCgroupRules":  "device cgroup rules (--device-cgroup-rule) are not allowed: they open host devices",
 	"DeviceRequests":     "device requests (--gpus) are not allowed",
 	"OomKillDisable":     "disabling the OOM killer (--oom-kill-disable) lets the container take the host's memory",
-	"MaskedPaths":        "replacing the masked paths (--security-opt systempaths=unconfined) unmasks /proc and /sys files of the host kernel",
-	"ReadonlyPaths":      "replacing the read-only paths (--security-opt systempaths=unconfined) makes /proc/sys and /proc/sysrq-trigger writable",
+	"MaskedPaths":        "masked paths without every one dockerd masks by default (--security-opt systempaths=unconfined) unmask /proc and /sys files of the host kernel",
+	"ReadonlyPaths":      "read-only paths without every one dockerd makes read-only by default (--security-opt systempaths=unconfined) make /proc/sys and /proc/sysrq-trigger writable",
 }
 
 // jsonFold folds a field name as encoding/json matches names (its
@@ -279,7 +280,8 @@ func walkFields(c *checkResult, raw []byte, at string, idx map[string]string, th
 		case rule == zeroOnly && !isZeroJSON(val):
 			c.set(strings.ToLower(name), json.RawMessage(val))
 			c.fail(at+name, zeroReason[name])
-		case rule == nullOnly && string(bytes.TrimSpace(val)) != "null":
+		case rule == nullOnly && string(bytes.TrimSpace(val)) != "null",
+			rule == floorList && !holdsDefaultPaths(name, val):
 			c.set(strings.ToLower(name), json.RawMessage(val))
 			c.fail(at+name, zeroReason[name])
 		}
@@ -333,7 +335,7 @@ var (
 	allowedFields = func() []string {
 		var names []string
 		for n, r := range hostConfigFields {
-			if r != zeroOnly && r != nullOnly {
+			if r != zeroOnly && r != nullOnly && r != floorList {
 				names = append(names, n)
 			}
 		}
@@ -352,4 +354,40 @@ var logDrivers = map[string][]string{
 	"local":     {"max-size", "max-file", "compress", "mode", "max-buffer-size"},
 	"journald":  {"tag", "labels", "labels-regex", "env", "env-regex", "mode", "max-buffer-size"},
 	"none":      {},
+}
+
+// defaultPaths are the paths dockerd masks and makes read-only in every
+// container that is not privileged, as dockerd 20.10 lists them (moby
+// oci/defaults.go, DefaultLinuxSpec); later versions add to them
+// (/sys/devices/virtual/powercap, /proc/interrupts). dockerd stores them
+// in the HostConfig it creates (daemon/create.go: "Set it to the default
+// if nil"), so an inspect reports them, and a client that creates a copy
+// of a container from its inspect sends them back (watchtower's
+// GetCreateHostConfig, pkg/container/container.go). A list that holds
+// all of them masks at least what dockerd 20.10 would; one that leaves
+// one out (--security-opt systempaths=unconfined sends an empty list)
+// unmasks a file of the host kernel. The paths a later dockerd adds may
+// be left out: they read hardware counters, not write the host.
+var defaultPaths = map[string][]string{
+	"MaskedPaths": {"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"},
+	"ReadonlyPaths": {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+}
+
+// holdsDefaultPaths reports whether a MaskedPaths or ReadonlyPaths value
+// is null or a list of strings with every path of defaultPaths[name].
+func holdsDefaultPaths(name string, val json.RawMessage) bool {
+	if string(bytes.TrimSpace(val)) == "null" {
+		return true
+	}
+	var list []string
+	if json.Unmarshal(val, &list) != nil {
+		return false
+	}
+	for _, p := range defaultPaths[name] {
+		if !slices.Contains(list, p) {
+			return false
+		}
+	}
+	return true
 }

@@ -128,7 +128,16 @@ const (
 	RoleReadonly  = "readonly"
 )
 
-var builtinRoles = []string{RoleAdmin, RoleDeveloper, RoleReadonly}
+// Built-in roles for the tenants of per-container sockets ('dtls gateway
+// socket add NAME --role ROLE'): each is what one kind of tool calls, read
+// from its source (tenantRoles).
+const (
+	RoleProxy    = "proxy"
+	RoleUpdater  = "updater"
+	RoleCIRunner = "ci-runner"
+)
+
+var builtinRoles = []string{RoleAdmin, RoleDeveloper, RoleReadonly, RoleProxy, RoleUpdater, RoleCIRunner}
 
 // roleLevel is what a role's built-in base grants.
 type roleLevel uint8
@@ -149,6 +158,10 @@ type role struct {
 	caps  capability
 	allow []*pattern // own and inherited
 	deny  []*pattern
+	// replaces: a container its allow rules let it change (stop, kill,
+	// remove, rename, start) and that it did not create must be one it
+	// could create as it is now (the updater's rule, tenantRoles).
+	replaces bool
 }
 
 // unixMode is the policy for requests over dockerd's unix socket.
@@ -215,6 +228,20 @@ func DefaultPolicy() *Policy {
 	p.roles[RoleAdmin] = &role{name: RoleAdmin, level: rolesAll, desc: "everything"}
 	p.roles[RoleDeveloper] = &role{name: RoleDeveloper, level: rolesDev, desc: "create and run containers, but nothing that owns the host"}
 	p.roles[RoleReadonly] = &role{name: RoleReadonly, level: rolesRead, desc: "reads, but not those that copy data out"}
+	for _, t := range tenantRoles {
+		r := &role{name: t.name, base: t.base, desc: t.desc, caps: t.caps, replaces: t.replaces}
+		if b := p.roles[t.base]; b != nil {
+			r.level = b.level
+		}
+		for _, s := range t.allow {
+			pt, err := parsePattern(s)
+			if err != nil {
+				panic("authz: built-in role " + t.name + ": " + err.Error())
+			}
+			r.allow = append(r.allow, pt)
+		}
+		p.roles[t.name] = r
+	}
 	return p
 }
 
@@ -286,8 +313,9 @@ func LoadPolicy(path string) (*Policy, error) {
 // role, by account name and by group name (LocalRole): an account named
 // in neither is denied.
 //
-// A role is built from blocks: a base (admin, developer, readonly or a role
-// of the file; none means nothing), capabilities (build, plugins, swarm,
+// A role is built from blocks: a base (a built-in role: admin, developer,
+// readonly, proxy, updater, ci-runner; or a role of the file; none means
+// nothing), capabilities (build, plugins, swarm,
 // secrets, prune), allow and deny rules. A rule is "METHOD /path":
 // METHOD is GET (which covers HEAD), HEAD, POST, PUT, DELETE, OPTIONS or
 // "*"; the path has no API version prefix and no query; a segment "{name}"
@@ -534,13 +562,13 @@ func (p *Policy) resolve(name string, defs map[string]*roleDef, chain []string) 
 	r := &role{name: name, base: d.base, desc: d.desc, caps: d.caps}
 	if d.base != "" {
 		if _, ok := defs[d.base]; !ok && !slices.Contains(builtinRoles, d.base) {
-			return nil, fmt.Errorf("roles.%s.base: unknown role %q: want admin, developer, readonly or a role of this file", name, d.base)
+			return nil, fmt.Errorf("roles.%s.base: unknown role %q: want %s or a role of this file", name, d.base, strings.Join(builtinRoles, ", "))
 		}
 		b, err := p.resolve(d.base, defs, append(chain, name))
 		if err != nil {
 			return nil, err
 		}
-		r.level, r.caps = b.level, r.caps|b.caps
+		r.level, r.caps, r.replaces = b.level, r.caps|b.caps, b.replaces
 		r.allow, r.deny = slices.Clone(b.allow), slices.Clone(b.deny)
 	}
 	r.allow = append(r.allow, d.allow...)
@@ -745,6 +773,8 @@ func (p *Policy) Describe(name string) []string {
 	var out []string
 	head := "role " + rl.name
 	switch {
+	case rl.base != "" && slices.Contains(builtinRoles, rl.name):
+		head += ": built in, based on " + rl.base
 	case rl.base != "":
 		head += ": based on " + rl.base
 	case slices.Contains(builtinRoles, rl.name):
@@ -781,6 +811,9 @@ func (p *Policy) Describe(name string) []string {
 		return append(out, "allow everything else")
 	}
 	out = append(out, "deny  API versions before 1.24")
+	if rl.replaces {
+		out = append(out, "deny  stopping, killing, removing, renaming or starting a container it did not create and could not create as it is now (its replacement must pass the create checks)")
+	}
 	for _, rt := range routes().all {
 		via := ""
 		switch {

@@ -28,6 +28,10 @@ type Env struct {
 	// CheckRoot says why a bind root may not be mounted, "" when it may
 	// (rootProblem, on this host, when nil).
 	CheckRoot func(string) string
+	// HostCgroupns: dockerd's default cgroup namespace on this host is
+	// the host's (a cgroup v1 host, HostCgroupnsDefault), so a create
+	// that asks for it asks for what it would get anyway.
+	HostCgroupns bool
 }
 
 // checker applies the checks of one request for one caller.
@@ -613,8 +617,12 @@ func (k *checker) checkNamespaces(h *hostConfig, at string, live bool, depth int
 		{"CgroupnsMode", "cgroupns_mode", h.CgroupnsMode, "cgroup namespace (--cgroupns host: the host's cgroup tree)", []string{"", "private"}},
 	} {
 		v := ns.value
-		if v == "" || live && ns.field == "CgroupnsMode" {
-			// dockerd's own default is "host" on a cgroup v1 host.
+		if v == "" || ns.field == "CgroupnsMode" && (live || k.env.HostCgroupns && v == "host") {
+			// dockerd's own default is "host" on a cgroup v1 host
+			// (moby daemon/daemon_unix.go, cgroupNamespacesEnabled and
+			// the default-cgroupns-mode it picks): an inspect reports
+			// it, and a copy made from an inspect (watchtower's) sends
+			// it back.
 			continue
 		}
 		k.c.set(ns.key, v)

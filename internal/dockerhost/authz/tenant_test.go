@@ -102,3 +102,18 @@ func TestTenantRolesDescribed(t *testing.T) {
 		Request{Method: "POST", URI: "/v1.41/containers/" + strings.Repeat("f", 64) + "/kill", Env: &Env{Objects: testObjects(), CheckRoot: okRoots}})
 	assert.Equal(t, "watchtower: allow POST /containers/{id}/kill: Privileged", d.Rule, "a role based on updater keeps its rule")
 }
+
+// TestCreateHostCgroupnsDefault: "CgroupnsMode": "host", as an inspect
+// reports it on a cgroup v1 host and an updater sends it back, is allowed
+// where it is dockerd's default (Env.HostCgroupns) and refused elsewhere.
+func TestCreateHostCgroupnsDefault(t *testing.T) {
+	p := DefaultPolicy()
+	id := Identity{User: "socket:wt", Role: RoleUpdater, Source: SourceLocal}
+	body := with(t, cli(t, "run-alpine"), "HostConfig.CgroupnsMode", "host")
+	for _, v1 := range []bool{true, false} {
+		d := p.Decide(id, Request{Method: "POST", URI: "/v1.41/containers/create", Body: body,
+			Headers: map[string]string{"Content-Type": "application/json"},
+			Env:     &Env{Objects: testObjects(), CheckRoot: okRoots, HostCgroupns: v1}})
+		assert.Equal(t, v1, d.Allow, "cgroup v1 %v: %s: %s", v1, d.Rule, d.Reason)
+	}
+}

@@ -240,16 +240,13 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 	switch {
 	case rt.own != "" && owner:
 		k.checkOwner(rt, u)
-	case rt.own == KindContainer && rt.live:
+	case rt.own == KindContainer && (rt.live || rl.replaces && changes(rt)):
 		// An allow rule lifts the ownership rule, not this one: a
 		// container exec'd into, attached to or started must still be
-		// one the role could create.
-		k.checkLiveRef(pathVar(rt, u))
-	case rt.own == KindContainer && rl.replaces && rt.method != "GET" && rt.method != "HEAD":
-		// The updater's rule (tenantRoles): what it stops, removes or
-		// renames without having created it, it must be able to create
-		// again, or the copy it makes next would be refused after the
-		// original is gone.
+		// one the role could create. So must one the updater
+		// (tenantRoles) stops, removes or renames without having
+		// created it: the copy it makes next would be refused after
+		// the original is gone.
 		k.checkLiveRef(pathVar(rt, u))
 	}
 	if k.c.field != "" {
@@ -298,6 +295,10 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 	}
 	return k.c
 }
+
+// changes reports whether a route changes the object it names: every
+// method but GET and HEAD.
+func changes(rt *route) bool { return rt.method != "GET" && rt.method != "HEAD" }
 
 // checkBody decodes a JSON body as dockerd does and applies its route's
 // check; the error is the decoder's.
@@ -617,12 +618,7 @@ func (k *checker) checkNamespaces(h *hostConfig, at string, live bool, depth int
 		{"CgroupnsMode", "cgroupns_mode", h.CgroupnsMode, "cgroup namespace (--cgroupns host: the host's cgroup tree)", []string{"", "private"}},
 	} {
 		v := ns.value
-		if v == "" || ns.field == "CgroupnsMode" && (live || k.env.HostCgroupns && v == "host") {
-			// dockerd's own default is "host" on a cgroup v1 host
-			// (moby daemon/daemon_unix.go, cgroupNamespacesEnabled and
-			// the default-cgroupns-mode it picks): an inspect reports
-			// it, and a copy made from an inspect (watchtower's) sends
-			// it back.
+		if v == "" || ns.field == "CgroupnsMode" && k.defaultCgroupns(v, live) {
 			continue
 		}
 		k.c.set(ns.key, v)
@@ -644,6 +640,16 @@ func (k *checker) checkNamespaces(h *hostConfig, at string, live bool, depth int
 			}
 		}
 	}
+}
+
+// defaultCgroupns reports whether a cgroup namespace mode is dockerd's
+// own default here: "host" on a cgroup v1 host (moby
+// daemon/daemon_unix.go, the default-cgroupns-mode it picks), which an
+// inspect reports and a copy made from an inspect (watchtower's) sends
+// back. An existing container (live) is judged by its mode as dockerd
+// reports it, whatever the host.
+func (k *checker) defaultCgroupns(v string, live bool) bool {
+	return live || k.env.HostCgroupns && v == "host"
 }
 
 // checkJoined checks a container whose namespaces or volumes another

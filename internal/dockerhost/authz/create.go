@@ -280,8 +280,7 @@ func walkFields(c *checkResult, raw []byte, at string, idx map[string]string, th
 		case rule == zeroOnly && !isZeroJSON(val):
 			c.set(strings.ToLower(name), json.RawMessage(val))
 			c.fail(at+name, zeroReason[name])
-		case rule == nullOnly && string(bytes.TrimSpace(val)) != "null",
-			rule == floorList && !holdsDefaultPaths(name, val):
+		case listRefused(rule, name, val):
 			c.set(strings.ToLower(name), json.RawMessage(val))
 			c.fail(at+name, zeroReason[name])
 		}
@@ -374,12 +373,23 @@ var defaultPaths = map[string][]string{
 	"ReadonlyPaths": {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 }
 
-// holdsDefaultPaths reports whether a MaskedPaths or ReadonlyPaths value
-// is null or a list of strings with every path of defaultPaths[name].
-func holdsDefaultPaths(name string, val json.RawMessage) bool {
-	if string(bytes.TrimSpace(val)) == "null" {
-		return true
+// listRefused reports whether a field of rule nullOnly is not null, or
+// one of rule floorList neither null nor a list of strings with every
+// path of defaultPaths[name]; it is false of the fields of other rules.
+func listRefused(rule fieldRule, name string, val json.RawMessage) bool {
+	null := string(bytes.TrimSpace(val)) == "null"
+	switch {
+	case rule == nullOnly:
+		return !null
+	case rule != floorList || null:
+		return false
 	}
+	return !holdsDefaultPaths(name, val)
+}
+
+// holdsDefaultPaths reports whether val is a list of strings with every
+// path of defaultPaths[name].
+func holdsDefaultPaths(name string, val json.RawMessage) bool {
 	var list []string
 	if json.Unmarshal(val, &list) != nil {
 		return false

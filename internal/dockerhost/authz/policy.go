@@ -770,22 +770,7 @@ func (p *Policy) Describe(name string) []string {
 	if !ok {
 		return nil
 	}
-	var out []string
-	head := "role " + rl.name
-	switch {
-	case rl.base != "" && slices.Contains(builtinRoles, rl.name):
-		head += ": built in, based on " + rl.base
-	case rl.base != "":
-		head += ": based on " + rl.base
-	case slices.Contains(builtinRoles, rl.name):
-		head += ": built in"
-	default:
-		head += ": no base"
-	}
-	if rl.desc != "" {
-		head += " (" + rl.desc + ")"
-	}
-	out = append(out, head)
+	out := []string{roleHead(rl)}
 	var caps []string
 	for _, c := range capabilities {
 		if rl.level == rolesAll || rl.caps&c.c != 0 {
@@ -811,9 +796,7 @@ func (p *Policy) Describe(name string) []string {
 		return append(out, "allow everything else")
 	}
 	out = append(out, "deny  API versions before 1.24")
-	if rl.replaces {
-		out = append(out, "deny  stopping, killing, removing, renaming or starting a container it did not create and could not create as it is now (its replacement must pass the create checks)")
-	}
+	out = append(out, replacesRule(rl)...)
 	for _, rt := range routes().all {
 		via := ""
 		switch {
@@ -831,4 +814,33 @@ func (p *Policy) Describe(name string) []string {
 	}
 	out = append(out, "deny  everything else")
 	return out
+}
+
+// roleHead is Describe's first line: "role ci-runner: built in, based on
+// developer (a CI runner ...)".
+func roleHead(rl *role) string {
+	head := "role " + rl.name
+	builtin := slices.Contains(builtinRoles, rl.name)
+	switch {
+	case rl.base != "" && builtin:
+		head += ": built in, based on " + rl.base
+	case rl.base != "":
+		head += ": based on " + rl.base
+	case builtin:
+		head += ": built in"
+	default:
+		head += ": no base"
+	}
+	if rl.desc != "" {
+		head += " (" + rl.desc + ")"
+	}
+	return head
+}
+
+// replacesRule is Describe's line for the updater's rule, if the role has it.
+func replacesRule(rl *role) []string {
+	if !rl.replaces {
+		return nil
+	}
+	return []string{"deny  stopping, killing, removing, renaming or starting a container it did not create and could not create as it is now (its replacement must pass the create checks)"}
 }

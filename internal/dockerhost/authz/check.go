@@ -29,8 +29,9 @@ type Env struct {
 	// (rootProblem, on this host, when nil).
 	CheckRoot func(string) string
 	// HostCgroupns: dockerd's default cgroup namespace on this host is
-	// the host's (a cgroup v1 host, HostCgroupnsDefault), so a create
-	// that asks for it asks for what it would get anyway.
+	// the host's (a cgroup v1 host, HostCgroupnsDefault), so a copy of a
+	// container that asks for it asks for what the original got
+	// (defaultCgroupns).
 	HostCgroupns bool
 }
 
@@ -642,14 +643,17 @@ func (k *checker) checkNamespaces(h *hostConfig, at string, live bool, depth int
 	}
 }
 
-// defaultCgroupns reports whether a cgroup namespace mode is dockerd's
-// own default here: "host" on a cgroup v1 host (moby
-// daemon/daemon_unix.go, the default-cgroupns-mode it picks), which an
-// inspect reports and a copy made from an inspect (watchtower's) sends
-// back. An existing container (live) is judged by its mode as dockerd
-// reports it, whatever the host.
+// defaultCgroupns reports whether a cgroup namespace mode passes as
+// dockerd's own default. An existing container (live) is judged by its
+// mode as dockerd reports it, whatever the host. A role that replaces
+// containers (the updater, tenantRoles) may also ask for "host" on a
+// cgroup v1 host, where it is dockerd's default (moby
+// daemon/daemon_unix.go, the default-cgroupns-mode it picks): an inspect
+// reports it, and the copy made from the inspect (watchtower's
+// GetCreateHostConfig) sends it back. Other roles are still refused an
+// explicit --cgroupns host.
 func (k *checker) defaultCgroupns(v string, live bool) bool {
-	return live || k.env.HostCgroupns && v == "host"
+	return live || k.rl.replaces && k.env.HostCgroupns && v == "host"
 }
 
 // checkJoined checks a container whose namespaces or volumes another

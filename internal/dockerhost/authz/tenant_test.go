@@ -105,15 +105,20 @@ func TestTenantRolesDescribed(t *testing.T) {
 
 // TestCreateHostCgroupnsDefault: "CgroupnsMode": "host", as an inspect
 // reports it on a cgroup v1 host and an updater sends it back, is allowed
-// where it is dockerd's default (Env.HostCgroupns) and refused elsewhere.
+// to the updater where it is dockerd's default (Env.HostCgroupns) and
+// refused elsewhere; developer is refused it everywhere.
 func TestCreateHostCgroupnsDefault(t *testing.T) {
 	p := DefaultPolicy()
-	id := Identity{User: "socket:wt", Role: RoleUpdater, Source: SourceLocal}
 	body := with(t, cli(t, "run-alpine"), "HostConfig.CgroupnsMode", "host")
-	for _, v1 := range []bool{true, false} {
-		d := p.Decide(id, Request{Method: "POST", URI: "/v1.41/containers/create", Body: body,
-			Headers: map[string]string{"Content-Type": "application/json"},
-			Env:     &Env{Objects: testObjects(), CheckRoot: okRoots, HostCgroupns: v1}})
-		assert.Equal(t, v1, d.Allow, "cgroup v1 %v: %s: %s", v1, d.Rule, d.Reason)
+	for _, tt := range []struct {
+		role  string
+		v1    bool
+		allow bool
+	}{{RoleUpdater, true, true}, {RoleUpdater, false, false}, {RoleDeveloper, true, false}, {RoleCIRunner, true, false}} {
+		d := p.Decide(Identity{User: "socket:x", Role: tt.role, Source: SourceLocal},
+			Request{Method: "POST", URI: "/v1.41/containers/create", Body: body,
+				Headers: map[string]string{"Content-Type": "application/json"},
+				Env:     &Env{Objects: testObjects(), CheckRoot: okRoots, HostCgroupns: tt.v1}})
+		assert.Equal(t, tt.allow, d.Allow, "%s, cgroup v1 %v: %s: %s", tt.role, tt.v1, d.Rule, d.Reason)
 	}
 }

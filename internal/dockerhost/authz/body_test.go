@@ -124,7 +124,7 @@ func TestBodyCreate(t *testing.T) {
 		{"--device-cgroup-rule", runWith("HostConfig.DeviceCgroupRules", raw(`["c 1:3 mr"]`)), deny("HostConfig.DeviceCgroupRules"), "device cgroup rules"},
 		{"seccomp=unconfined apparmor=unconfined", cli(t, "run-unconfined"), deny("HostConfig.SecurityOpt"), `"seccomp=unconfined" turns seccomp off`},
 		{"seccomp=profile.json", cli(t, "run-seccomp-profile"), deny("HostConfig.SecurityOpt"), "replaces the seccomp profile"},
-		{"systempaths=unconfined", cli(t, "run-systempaths"), deny("HostConfig.MaskedPaths"), "unmask /proc"},
+		{"systempaths=unconfined", cli(t, "run-systempaths"), deny("HostConfig.MaskedPaths"), "unmasks /proc"},
 		{"ReadonlyPaths only", runWith("HostConfig.ReadonlyPaths", raw(`[]`)), deny("HostConfig.ReadonlyPaths"), "/proc/sysrq-trigger"},
 		{"--mount type=volume local o=bind device=/etc", cli(t, "run-mount-volume-bind-etc"), deny("HostConfig.Mounts[0].VolumeOptions.DriverConfig"),
 			`a local volume binding /etc (o "bind") is not allowed: /etc is /etc, a protected host path`},

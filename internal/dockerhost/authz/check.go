@@ -423,6 +423,10 @@ func (k *checker) checkLive(o Object, what, field string, depth int) {
 
 func (k *checker) checkCreate(raw []byte, b *createBody) {
 	k.c.set("image", b.Image)
+	tables, host := createTables, hostConfigFields
+	if k.rl.replaces {
+		tables, host = copyTables, copyFields
+	}
 	// One pass over the body, one over its HostConfig.
 	walkFields(&k.c, raw, "", createIndex, func(name string, val json.RawMessage) {
 		null := string(bytes.TrimSpace(val)) == "null"
@@ -434,11 +438,11 @@ func (k *checker) checkCreate(raw []byte, b *createBody) {
 				if name == "Mounts" {
 					checkMountItems(&k.c, val, "HostConfig.")
 				}
-			}, hostConfigFields)
+			}, host)
 		case name == "NetworkingConfig" && !null:
 			checkFields(&k.c, val, "NetworkingConfig.", netConfIndex, map[string]fieldRule{"EndpointsConfig": checkedBy})
 		}
-	}, createTables...)
+	}, tables...)
 	if b.HostConfig != nil {
 		k.checkHostConfig(b.HostConfig, "HostConfig.", false, 0)
 		// dockerd uses "HostConfig" when it is there (runconfig
@@ -897,7 +901,7 @@ func checksOf(rt *route) []string {
 	case bodyCreate:
 		cs = append(cs,
 			"a field of HostConfig but these: "+strings.Join(allowedFields, ", ")+" (and those of container.Config, which act inside the container)",
-			"Privileged, CapAdd, Capabilities, Devices, DeviceRequests, DeviceCgroupRules, CgroupParent, Cgroup, OomKillDisable, StorageOpt, Annotations, real-time CPU: set at all; MaskedPaths, ReadonlyPaths: a list without every path dockerd 20.10 masks or makes read-only by default",
+			"Privileged, CapAdd, Capabilities, Devices, DeviceRequests, DeviceCgroupRules, CgroupParent, Cgroup, OomKillDisable, StorageOpt, Annotations, real-time CPU: set at all; MaskedPaths, ReadonlyPaths: given at all",
 			"PidMode, IpcMode, UTSMode, UsernsMode, CgroupnsMode \"host\"; the host network by name or ID; \"container:X\" unless X is the caller's and one this role could create",
 			"SecurityOpt but no-new-privileges, seccomp=builtin, apparmor=docker-default, label=level:..., writable-cgroups=false",
 			"a bind mount (Binds, Mounts, a local volume with o=bind) whose source, resolved on the host, is not under a bind root, or is, holds or lies under a protected path",

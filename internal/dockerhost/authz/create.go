@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,7 +61,7 @@ var hostConfigFields = map[string]fieldRule{
 	"StorageOpt": zeroOnly, "Tmpfs": anyValue, "UTSMode": checkedBy, "UsernsMode": checkedBy,
 	"ShmSize": anyValue, "Sysctls": checkedBy, "Runtime": checkedBy, "Isolation": checkedBy,
 	"Capabilities": zeroOnly, "Init": anyValue, "Mounts": checkedBy,
-	"MaskedPaths": floorList, "ReadonlyPaths": floorList,
+	"MaskedPaths": nullOnly, "ReadonlyPaths": nullOnly,
 	// Resources
 	"CpuShares": anyValue, "Memory": anyValue, "NanoCpus": anyValue, "CgroupParent": zeroOnly,
 	"BlkioWeight": anyValue, "BlkioWeightDevice": anyValue, "BlkioDeviceReadBps": anyValue,
@@ -88,8 +89,8 @@ var zeroReason = map[string]string{
 	"DeviceCgroupRules":  "device cgroup rules (--device-cgroup-rule) are not allowed: they open host devices",
 	"DeviceRequests":     "device requests (--gpus) are not allowed",
 	"OomKillDisable":     "disabling the OOM killer (--oom-kill-disable) lets the container take the host's memory",
-	"MaskedPaths":        "masked paths without every one dockerd masks by default (--security-opt systempaths=unconfined) unmask /proc and /sys files of the host kernel",
-	"ReadonlyPaths":      "read-only paths without every one dockerd makes read-only by default (--security-opt systempaths=unconfined) make /proc/sys and /proc/sysrq-trigger writable",
+	"MaskedPaths":        "replacing the masked paths (--security-opt systempaths=unconfined) unmasks /proc and /sys files of the host kernel",
+	"ReadonlyPaths":      "replacing the read-only paths (--security-opt systempaths=unconfined) makes /proc/sys and /proc/sysrq-trigger writable",
 }
 
 // jsonFold folds a field name as encoding/json matches names (its
@@ -327,10 +328,19 @@ func checkMountItems(c *checkResult, val json.RawMessage, at string) {
 }
 
 var (
-	createIndex   = fieldIndex(configFields, hostConfigFields)
-	hostIndex     = fieldIndex(hostConfigFields)
-	netConfIndex  = fieldIndex(map[string]fieldRule{"EndpointsConfig": checkedBy})
-	createTables  = []map[string]fieldRule{configFields, hostConfigFields}
+	createIndex  = fieldIndex(configFields, hostConfigFields)
+	hostIndex    = fieldIndex(hostConfigFields)
+	netConfIndex = fieldIndex(map[string]fieldRule{"EndpointsConfig": checkedBy})
+	createTables = []map[string]fieldRule{configFields, hostConfigFields}
+	// copyFields are hostConfigFields for a role that replaces
+	// containers (the updater): the masked and read-only paths of the
+	// original come back in its copy (defaultPaths).
+	copyFields = func() map[string]fieldRule {
+		m := maps.Clone(hostConfigFields)
+		m["MaskedPaths"], m["ReadonlyPaths"] = floorList, floorList
+		return m
+	}()
+	copyTables    = []map[string]fieldRule{configFields, copyFields}
 	allowedFields = func() []string {
 		var names []string
 		for n, r := range hostConfigFields {
@@ -365,8 +375,11 @@ var logDrivers = map[string][]string{
 // GetCreateHostConfig, pkg/container/container.go). A list that holds
 // all of them masks at least what dockerd 20.10 would; one that leaves
 // one out (--security-opt systempaths=unconfined sends an empty list)
-// unmasks a file of the host kernel. The paths a later dockerd adds may
-// be left out: they read hardware counters, not write the host.
+// unmasks a file of the host kernel. Only a role that replaces
+// containers (the updater) may send such a list; the paths a later
+// dockerd adds (powercap's energy counters, a side channel) are not
+// among them, so that a copy made on dockerd 20.10 passes: on a later
+// dockerd the updater could leave those out.
 var defaultPaths = map[string][]string{
 	"MaskedPaths": {"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"},

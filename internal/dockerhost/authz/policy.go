@@ -842,5 +842,8 @@ func replacesRule(rl *role) []string {
 	if !rl.replaces {
 		return nil
 	}
-	return []string{"deny  stopping, killing, removing, renaming or starting a container it did not create and could not create as it is now (its replacement must pass the create checks)"}
+	return []string{
+		"deny  stopping, killing, removing, renaming or starting a container it did not create and could not create as it is now (its replacement must pass the create checks)",
+		"      a create may send back MaskedPaths and ReadonlyPaths that hold every path dockerd 20.10 masks or makes read-only, and, on a cgroup v1 host, CgroupnsMode \"host\" (what an inspect reports)",
+	}
 }

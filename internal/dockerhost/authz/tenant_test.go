@@ -58,6 +58,8 @@ func TestTenantRoles(t *testing.T) {
 			"ci-runner: POST /containers/create: HostConfig.Privileged"},
 		{"ci-runner", "POST", "/v1.41/containers/create", with(t, cli(t, "run-alpine"), "HostConfig.NetworkMode", "host"),
 			"ci-runner: POST /containers/create: HostConfig.NetworkMode"},
+		{"ci-runner", "POST", "/v1.41/containers/create", with(t, cli(t, "run-alpine"), "HostConfig.MaskedPaths", defaultPaths["MaskedPaths"]),
+			"ci-runner: POST /containers/create: HostConfig.MaskedPaths"},
 		{"ci-runner", "POST", "/v1.41/containers/web/exec", []byte(`{"Cmd":["sh"]}`), "ci-runner: POST /containers/{id}/exec: container"},
 		{"ci-runner", "GET", "/v1.41/containers/web/json", nil, "ci-runner: GET /containers/{id}/json: container"},
 	}

@@ -421,12 +421,19 @@ func (k *checker) checkLive(o Object, what, field string, depth int) {
 	}
 }
 
+// createFields are the field tables of a create body for the caller's
+// role: a role that replaces containers sends their inspect back
+// (copyFields).
+func (k *checker) createFields() (tables []map[string]fieldRule, host map[string]fieldRule) {
+	if k.rl.replaces {
+		return copyTables, copyFields
+	}
+	return createTables, hostConfigFields
+}
+
 func (k *checker) checkCreate(raw []byte, b *createBody) {
 	k.c.set("image", b.Image)
-	tables, host := createTables, hostConfigFields
-	if k.rl.replaces {
-		tables, host = copyTables, copyFields
-	}
+	tables, host := k.createFields()
 	// One pass over the body, one over its HostConfig.
 	walkFields(&k.c, raw, "", createIndex, func(name string, val json.RawMessage) {
 		null := string(bytes.TrimSpace(val)) == "null"

@@ -214,6 +214,12 @@ func ci(other string) {
 	call("info", "GET", "/info", nil)
 	call("version", "GET", "/version", nil)
 	call("image", "GET", "/images/tenant:1/json", nil)
+	// The helper image: inspect, then the runner's prebuilt tar
+	// (internal/prebuilt/prebuilt.go: ImageLoad or ImageImportBlocking),
+	// then, when that fails, a pull (docker.go, getHelperImage).
+	call("helper-inspect", "GET", "/images/"+url.PathEscape("registry.example/gitlab-runner-helper:x86_64-v1")+"/json", nil)
+	call("helper-load", "POST", "/images/load?quiet=1", []byte("{}"))
+	call("helper-import", "POST", "/images/create?fromSrc=-&repo="+url.QueryEscape("registry.example/gitlab-runner-helper")+"&tag=x86_64-v1", nil)
 	call("pull", "POST", "/images/create?fromImage="+url.QueryEscape("127.0.0.1:1/helper")+"&tag=x", nil)
 	call("volume", "POST", "/volumes/create", []byte(`+"`"+`{"Name":"ci-cache-1"}`+"`"+`))
 	job, _ := json.Marshal(map[string]any{"Image": "tenant:1", "Cmd": []string{"/tenant", "echo", "job", "done"},
@@ -423,8 +429,8 @@ func TestGatewayTenantRolesWithRealDocker(t *testing.T) {
 		out := run("runner", "ci", "privbox")
 		checkTenantCalls(t, out, "runner", "ci-runner",
 			[]string{"ping", "info", "version", "image", "volume", "create", "start", "wait", "inspect", "logs", "build", "remove", "volume-remove"},
-			[]string{"pull", "attach"},
-			[]string{"create-privileged", "create-host-network", "exec-other"})
+			[]string{"helper-inspect", "pull", "attach"},
+			[]string{"helper-load", "helper-import", "create-privileged", "create-host-network", "exec-other"})
 		assert.Contains(t, out, "CALL 101 attach")
 		assert.Contains(t, out, "job done", "the attached stream carries the job's output")
 		assert.Contains(t, out, `"aux":{"ID":"sha256:`, "the build made an image")

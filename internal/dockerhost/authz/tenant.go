@@ -114,8 +114,9 @@ var tenantRoles = []tenantRole{
 		// one capability a job's 'docker build' needs. Refused: a
 		// privileged job ([runners.docker] privileged = true, docker:dind),
 		// the host network, an exec or attach into a container it did
-		// not create, an import or load of the helper image (let it pull
-		// the helper image, or load it as admin).
+		// not create, an import or load of the helper image from the
+		// runner's tar (docker.go, getHelperImage, then falls back to a
+		// pull from the registry).
 		name: RoleCIRunner, base: RoleDeveloper, caps: capBuild,
 		desc: "a CI runner (gitlab-runner's docker executor): builds, creates, runs and removes its own containers; never privileged",
 	},

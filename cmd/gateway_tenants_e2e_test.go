@@ -45,6 +45,11 @@ import (
 
 const sock = "/var/run/docker.sock"
 
+// version is the API version the tool speaks: the Docker CLI's 1.41
+// with dockerd 20.10; watchtower's default is 1.25
+// (internal/flags/flags.go, DockerAPIMinVersion).
+var version = "v1.41"
+
 var client = &http.Client{Transport: &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
 	return net.Dial("unix", sock)
 }}}
@@ -55,7 +60,7 @@ func call(label, method, path string, body []byte) (int, []byte) {
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
-	req, _ := http.NewRequest(method, "http://docker/v1.41"+path, r)
+	req, _ := http.NewRequest(method, "http://docker/"+version+path, r)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 		if label == "build" {
@@ -90,6 +95,7 @@ func main() {
 	case "proxy":
 		proxy()
 	case "updater":
+		version = "v1.25"
 		updater(os.Args[2])
 	case "ci":
 		ci(os.Args[2])

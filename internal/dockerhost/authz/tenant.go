@@ -53,7 +53,9 @@ var tenantRoles = []tenantRole{
 		// An updater pulls a container's image and, when it changed,
 		// replaces the container with one of the same configuration.
 		//
-		// watchtower (pkg/container/client.go): ContainerList filtered
+		// watchtower (pkg/container/client.go; API 1.25 unless
+		// DOCKER_API_VERSION says otherwise, internal/flags/flags.go):
+		// ContainerList filtered
 		// on status (GET /containers/json), ContainerInspect of each and
 		// of a network-mode container (GET /containers/{id}/json),
 		// ImageInspectWithRaw (GET /images/{name}/json), ImagePull (POST

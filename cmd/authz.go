@@ -20,9 +20,8 @@ import (
 	"github.com/dtls-tool/dtls/daemonconfig"
 	"github.com/dtls-tool/dtls/internal/cahost/authority"
 	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
-	"github.com/dtls-tool/dtls/internal/dockerhost/revlist"
+	"github.com/dtls-tool/dtls/internal/dockerhost/enforce"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
-	"github.com/dtls-tool/dtls/pki"
 )
 
 // Default locations of the authorization plugin. The socket's base name
@@ -217,85 +216,6 @@ a managed plugin: 'docker plugin disable' would take it out of the chain
 
 // fleetFollower is the follower of the online CA's revocation list for
 // 'authz serve', or nil on a host that is not enrolled with one.
-func fleetFollower(o *authzServeOptions) (*revlist.Follower, error) {
-	url := o.CAURL
-	if url == "" {
-		srv, err := authority.ReadServer(o.StateDir)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil, nil
-		case err != nil:
-			// Not fatal: the plugin then knows no certificate of the
-			// fleet and denies them all (closed).
-			fmt.Fprintf(o.ErrOut, "dtls: warning: %v: not following an online CA's revocation list (--ca-url names one)\n", err)
-			return nil, nil
-		}
-		if url = srv.CAURL; url == "" {
-			return nil, nil
-		}
-	}
-	caPath := filepath.Join(o.StateDir, authority.CACertFile)
-	if _, err := os.Stat(caPath); errors.Is(err, fs.ErrNotExist) {
-		// A host enrolled with an online CA is no CA itself: the fleet
-		// CA's certificate is the daemon's ca.pem, the one dockerd checks
-		// client certificates with (tlscacert).
-		if srv, err := authority.ReadServer(o.StateDir); err == nil && srv.CertsDir != "" {
-			caPath = filepath.Join(srv.CertsDir, authority.CACertFile)
-		}
-	}
-	b, err := os.ReadFile(caPath)
-	if err != nil {
-		return nil, hinted{fmt.Errorf("the fleet CA's certificate, to check the revocation list of %s against: %w", url, err),
-			"enrol this host first: sudo dtls init --ca-url URL --token TOKEN (or point --state-dir at its state directory)"}
-	}
-	cas, err := pki.ParseCertificates(b)
-	if err != nil {
-		return nil, fmt.Errorf("the fleet CA's certificate %q: %w", caPath, err)
-	}
-	return revlist.New(revlist.Config{
-		URL: url,
-		CAs: cas,
-		// Rewritten by 'dtls renew --server' during a rotation of the
-		// online CA: followed without a restart of the plugin.
-		CAFile:   caPath,
-		Interval: o.CRLRefresh,
-		CacheDir: o.StateDir,
-		Now:      o.Now,
-		// One write per line: os.Stderr, under journald, takes each
-		// whole.
-		Logf: func(format string, a ...any) { fmt.Fprintf(o.ErrOut, "dtls-authz: "+format+"\n", a...) },
-	})
-}
-
-// authzOwnersFile, in the state directory, is the plugin's record of who
-// created which container, volume, network and exec (authz.Registry),
-// 0600.
-const authzOwnersFile = "authz-owners.json"
-
-// authzObjects opens the owners' book, the connection to dockerd for
-// lookups, and lists the host paths of dtls and dockerd that no role but
-// admin may mount.
-func authzObjects(o *authzServeOptions) (*authz.Registry, []string, error) {
-	dp, err := authz.ReadDaemonPaths(o.DaemonJSON)
-	if err != nil {
-		return nil, nil, err
-	}
-	sock := strings.TrimPrefix(o.Docker, "unix://")
-	if sock == "" {
-		sock = dp.Socket
-	}
-	book := filepath.Join(o.StateDir, authzOwnersFile)
-	reg, note, err := authz.OpenRegistryKept(book, authz.NewDockerClient(sock), o.Now())
-	if err != nil {
-		return nil, nil, err
-	}
-	if note != "" {
-		fmt.Fprintf(o.ErrOut, "dtls: warning: %s\n", note)
-	}
-	protected := append([]string{o.StateDir, filepath.Dir(o.AuditLog), o.Policy, filepath.Dir(o.Socket), o.DaemonJSON}, dp.Protected...)
-	return reg, protected, nil
-}
-
 // unitDirs are where docker.service is looked for: --systemd-dir, or
 // systemd's directories.
 func (o *authzServeOptions) unitDirs() []string {
@@ -305,88 +225,50 @@ func (o *authzServeOptions) unitDirs() []string {
 	return daemonconfig.DefaultUnitDirs
 }
 
-// enforcement is what the plugin and the gateway share: the engine's
-// configuration (inventory, fleet follower, audit trail, owners' book,
-// protected paths) and what must be closed after.
-type enforcement struct {
-	cfg   authz.Config
-	fol   *revlist.Follower
-	local *authority.LazyReader
-	audit *authz.AuditLog
-}
-
-func (e *enforcement) Close() {
-	if e.fol != nil {
-		e.fol.Close()
-	}
-	if e.audit != nil {
-		e.audit.Close()
-	}
-	if e.local != nil {
-		e.local.Close()
-	}
-}
-
-// wireEnforcement assembles the engine's configuration from the options
-// of 'authz serve' or 'gateway serve'; the caller closes it.
-func wireEnforcement(o *authzServeOptions) (*enforcement, error) {
-	fol, err := fleetFollower(o)
-	if err != nil {
-		return nil, err
-	}
-	e := &enforcement{fol: fol}
-	var inv authz.Inventory
-	e.local, inv = authzInventory(o, fol)
-	if e.audit, err = openAuthzAudit(o); err != nil {
-		e.Close()
-		return nil, err
-	}
-	objects, protected, err := authzObjects(o)
-	if err != nil {
-		e.Close()
-		return nil, err
-	}
-	e.cfg = authz.Config{
-		PolicyPath: o.Policy,
+// enforceOptions are the options enforce.Open reads.
+func (o *authzServeOptions) enforceOptions(prefix string) enforce.Options {
+	return enforce.Options{
+		StateDir: o.StateDir, Policy: o.Policy,
 		// The default path is optional and followed: a policy written
 		// there after the start is loaded, and removing it brings the
 		// built-in policy back. Any other path is required (closed).
 		PolicyOptional: o.Policy == defaultAuthzPolicy,
-		Inventory:      inv,
 		Mode:           authz.Mode(o.Mode),
-		Audit:          e.audit,
-		AuditFailure:   authz.AuditFailure(o.AuditFailure),
-		Log:            o.ErrOut,
-		Now:            o.Now,
-		Objects:        objects,
-		Protected:      protected,
+		AuditLog:       o.AuditLog, AuditFailure: authz.AuditFailure(o.AuditFailure), AuditFsync: o.AuditFsync,
+		CAURL: o.CAURL, CRLRefresh: o.CRLRefresh, DaemonJSON: o.DaemonJSON, Docker: o.Docker,
+		Protect: []string{filepath.Dir(o.Socket)},
+		Out:     o.Out, Log: o.ErrOut, LogPrefix: prefix, Now: o.Now,
 	}
-	return e, nil
 }
 
-// startFollower starts the fleet follower, if any, until ctx ends:
-// before serving, so that a kept list is in force from the first call;
-// the first fetch runs in the background, and until a list is in force
-// the fleet's certificates are denied.
-func startFollower(ctx context.Context, o *authzServeOptions, who string, fol *revlist.Follower) {
-	if fol == nil {
-		return
+// openEnforcement is enforce.Open, with the hint for a fleet host that
+// has no fleet CA certificate.
+func openEnforcement(o *authzServeOptions, prefix string) (*enforce.Enforcement, error) {
+	en, err := enforce.Open(o.enforceOptions(prefix))
+	if errors.Is(err, enforce.ErrNoFleetCA) {
+		return nil, hinted{err, "enrol this host first: sudo dtls init --ca-url URL --token TOKEN (or point --state-dir at its state directory)"}
 	}
-	fmt.Fprintf(o.ErrOut, "dtls %s: following the revocation list of the CA at %s (every %s, kept in %s)\n",
-		who, fol.URL(), fleet.Duration(fol.Interval()), filepath.Join(o.StateDir, revlist.CacheFile))
-	fol.Start(ctx)
+	return en, err
+}
+
+// startEnforcement starts the fleet follower, if any, saying so.
+func startEnforcement(ctx context.Context, o *authzServeOptions, who string, en *enforce.Enforcement) {
+	if en.Follower != nil {
+		fmt.Fprintf(o.ErrOut, "dtls %s: %s\n", who, enforce.FollowerNote(en.Follower, o.StateDir))
+	}
+	en.Start(ctx)
 }
 
 func runAuthzServe(o *authzServeOptions) error {
 	if err := authz.CheckDaemonListeners(o.DaemonJSON, o.unitDirs()); err != nil {
 		return err
 	}
-	en, err := wireEnforcement(o)
+	en, err := openEnforcement(o, "dtls-authz: ")
 	if err != nil {
 		return err
 	}
 	defer en.Close()
-	p, err := authz.NewPlugin(en.cfg)
+	p, err := authz.NewPlugin(en.Config)
 	if err != nil {
 		return err
 	}
@@ -396,7 +278,7 @@ func runAuthzServe(o *authzServeOptions) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	startFollower(ctx, o, "authz", en.fol)
+	startEnforcement(ctx, o, "authz", en)
 	return serveAuthz(ctx, o, p, ls)
 }
 
@@ -415,54 +297,6 @@ func serveAuthz(ctx context.Context, o *authzServeOptions, p *authz.Plugin, ls [
 		p.Close()
 		return err
 	}
-}
-
-// authzInventory is the inventory the plugin checks certificates
-// against: this host's, the fleet CA's revocation list, or both.
-func authzInventory(o *authzServeOptions, fol *revlist.Follower) (*authority.LazyReader, authz.Inventory) {
-	// Opened on first use and again after a failure: while the
-	// inventory cannot be read the plugin answers and denies every TCP
-	// request, saying why (fail closed), and follows it once it can.
-	local := authority.NewLazyReader(o.StateDir)
-	var inv authz.Inventory = local
-	// A host enrolled with an online CA has no inventory of its own,
-	// unless it is also a CA: then the certificates it issued are
-	// checked there, the fleet CA's against the CA's list.
-	_, noDB := os.Stat(filepath.Join(o.StateDir, authority.DBFile))
-	if fol != nil {
-		fi := revlist.Inventory{Fleet: fol}
-		if noDB == nil {
-			fi.Local = local
-		}
-		inv = fi
-	}
-	if r, err := authority.OpenReader(o.StateDir); err == nil {
-		r.Close()
-	} else if fol == nil {
-		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: every TCP request is denied until it can be read\n", err)
-	} else if noDB == nil {
-		fmt.Fprintf(o.ErrOut, "dtls: warning: %v: certificates not from the fleet CA are denied until it can be read\n", err)
-	}
-	return local, inv
-}
-
-// openAuthzAudit opens --audit-log ("-": standard output).
-func openAuthzAudit(o *authzServeOptions) (*authz.AuditLog, error) {
-	path := o.AuditLog
-	if path == "-" {
-		path = ""
-	} else if _, err := os.Stat(filepath.Dir(path)); errors.Is(err, fs.ErrNotExist) {
-		// /var/log/dtls on a first start: root's only, as the trail
-		// names every user and what they did.
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("--audit-log %q: %w", path, err)
-		}
-	}
-	l, err := authz.OpenAuditLog(path, 10<<20, 5, o.Out)
-	if err == nil {
-		l.SyncEachRecord(o.AuditFsync)
-	}
-	return l, err
 }
 
 // authzListeners are the sockets systemd passed, else --socket.

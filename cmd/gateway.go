@@ -165,7 +165,7 @@ func (o *gatewayServeOptions) validate() error {
 		*p.v = a
 	}
 	// The directory of the plugin's socket is protected from mounts
-	// (authzObjects); the gateway's own is the certificates' directory,
+	// (enforce.Open); the gateway's own is the certificates' directory,
 	// with its server key.
 	o.Socket = filepath.Join(o.CertsDir, authority.ServerKeyFile)
 	return nil
@@ -195,13 +195,12 @@ func tcpAddr(s string) (string, error) {
 }
 
 func runGatewayServe(o *gatewayServeOptions) error {
-	en, err := wireEnforcement(&o.authzServeOptions)
+	en, err := openEnforcement(&o.authzServeOptions, "dtls-gateway: ")
 	if err != nil {
 		return err
 	}
 	defer en.Close()
-	en.cfg.LogPrefix = "dtls-gateway: "
-	engine, err := authz.NewEngine(en.cfg)
+	engine, err := authz.NewEngine(en.Config)
 	if err != nil {
 		return err
 	}
@@ -228,7 +227,7 @@ func runGatewayServe(o *gatewayServeOptions) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	startFollower(ctx, &o.authzServeOptions, "gateway", en.fol)
+	startEnforcement(ctx, &o.authzServeOptions, "gateway", en)
 	for _, l := range ls {
 		fmt.Fprintf(o.ErrOut, "dtls gateway: serving on %s for %s (mode %s)\n", l.Addr(), o.Docker, o.Mode)
 	}

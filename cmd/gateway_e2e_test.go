@@ -429,6 +429,55 @@ func eventsOpen(h *gatewayHost) bool {
 // TestGatewayRevocationCutsStreams: 'dtls revoke' ends the revoked
 // holder's open 'docker exec -i ... cat' within a second, and another
 // holder's stream goes on.
+// catStream is a 'docker exec -i NAMEbox /t cat' through the gateway,
+// open: a line written comes back.
+type catStream struct {
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	out   *bufio.Reader
+	ended chan time.Time
+}
+
+// openCat opens name's cat stream in its container NAMEbox.
+func (h *gatewayHost) openCat(t *testing.T, name string) *catStream {
+	t.Helper()
+	s := &catStream{cmd: h.command(t, name, "exec", "-i", name+"box", "/t", "cat"), ended: make(chan time.Time, 1)}
+	var err error
+	s.in, err = s.cmd.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := s.cmd.StdoutPipe()
+	require.NoError(t, err)
+	s.out = bufio.NewReader(stdout)
+	require.NoError(t, s.cmd.Start())
+	t.Cleanup(func() { _ = s.cmd.Process.Kill() })
+	// The stream is open when a line comes back.
+	s.echo(t, "ping\n")
+	go func() { _ = s.cmd.Wait(); s.ended <- time.Now() }()
+	return s
+}
+
+// echo writes line and checks that it comes back.
+func (s *catStream) echo(t *testing.T, line string) {
+	t.Helper()
+	_, err := io.WriteString(s.in, line)
+	require.NoError(t, err)
+	got, err := s.out.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, line, got)
+}
+
+// endsWithin fails unless the stream ends within d of since.
+func (s *catStream) endsWithin(t *testing.T, who string, since time.Time, d time.Duration) {
+	t.Helper()
+	select {
+	case at := <-s.ended:
+		t.Logf("%s's stream ended %v after the revocation", who, at.Sub(since))
+		assert.Less(t, at.Sub(since), d)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s's stream still open 5s after the revocation", who)
+	}
+}
+
 func TestGatewayRevocationCutsStreams(t *testing.T) {
 	t.Parallel()
 	h := newGatewayHost(t)
@@ -439,53 +488,72 @@ func TestGatewayRevocationCutsStreams(t *testing.T) {
 		out, err := h.as(t, n, "run", "-d", "--name", n+"box", "tool:1", "/t", "sleep")
 		require.NoError(t, err, out)
 	}
-	type stream struct {
-		cmd   *exec.Cmd
-		in    io.WriteCloser
-		out   *bufio.Reader
-		ended chan time.Time
-	}
-	open := func(name string) *stream {
-		s := &stream{cmd: h.command(t, name, "exec", "-i", name+"box", "/t", "cat"), ended: make(chan time.Time, 1)}
-		var err error
-		s.in, err = s.cmd.StdinPipe()
-		require.NoError(t, err)
-		stdout, err := s.cmd.StdoutPipe()
-		require.NoError(t, err)
-		s.out = bufio.NewReader(stdout)
-		require.NoError(t, s.cmd.Start())
-		t.Cleanup(func() { _ = s.cmd.Process.Kill() })
-		// The stream is open when a line comes back.
-		_, err = io.WriteString(s.in, "ping\n")
-		require.NoError(t, err)
-		line, err := s.out.ReadString('\n')
-		require.NoError(t, err)
-		require.Equal(t, "ping\n", line)
-		go func() { _ = s.cmd.Wait(); s.ended <- time.Now() }()
-		return s
-	}
-	bob, dev := open("bob"), open("dev")
+	bob, dev := h.openCat(t, "bob"), h.openCat(t, "dev")
 	_, stderr, code := h.dtls(t, "revoke", "bob", "--state-dir", h.State)
 	require.Equal(t, 0, code, stderr)
-	revoked := time.Now()
-	select {
-	case at := <-bob.ended:
-		t.Logf("bob's stream ended %v after the revocation", at.Sub(revoked))
-		assert.Less(t, at.Sub(revoked), time.Second)
-	case <-time.After(5 * time.Second):
-		t.Fatal("bob's stream still open 5s after the revocation")
-	}
-	_, err := io.WriteString(dev.in, "still here\n")
-	require.NoError(t, err)
-	line, err := dev.out.ReadString('\n')
-	require.NoError(t, err)
-	assert.Equal(t, "still here\n", line)
+	bob.endsWithin(t, "bob", time.Now(), time.Second)
+	dev.echo(t, "still here\n")
 	select {
 	case <-dev.ended:
 		t.Fatal("dev's stream ended")
 	default:
 	}
 	waitFor(t, 5*time.Second, "the cut session is recorded", func() bool {
+		recs, err := authz.ReadAudit(h.Audit, authz.AuditFilter{User: "bob"})
+		require.NoError(t, err)
+		for _, r := range recs {
+			if r.Phase == "session" && r.Decision == "deny" && strings.Contains(r.Reason, "revoked") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestGatewayRenewalKeepsStreams: a renewal supersedes bob's certificate,
+// which is refused from its next request on, but his open stream goes on
+// (his holder renewed, nobody took access away); carl's revocation, cut
+// in the watcher's pass after it, shows the superseded certificate was
+// looked at. Revoking bob by name then revokes the superseded
+// certificate too, and cuts the stream it holds.
+func TestGatewayRenewalKeepsStreams(t *testing.T) {
+	t.Parallel()
+	h := newGatewayHost(t)
+	h.issue(t, "bob", "developer")
+	h.issue(t, "carl", "developer")
+	importImage(t, h.Daemon, "tool:1", map[string]string{"t": toolBinary(t)})
+	for _, n := range []string{"bob", "carl"} {
+		out, err := h.as(t, n, "run", "-d", "--name", n+"box", "tool:1", "/t", "sleep")
+		require.NoError(t, err, out)
+	}
+	bob, carl := h.openCat(t, "bob"), h.openCat(t, "carl")
+	// The certificate bob's stream holds, kept aside: the renewal
+	// replaces the bundle's files.
+	old := filepath.Join(h.Bundles, "bob-old")
+	require.NoError(t, os.CopyFS(old, os.DirFS(filepath.Join(h.Bundles, "bob"))))
+	_, stderr, code := h.dtls(t, "renew", "bob", "--state-dir", h.State)
+	require.Equal(t, 0, code, stderr)
+	oldEnv := append(h.env("bob"), "DOCKER_CERT_PATH="+old)
+	waitFor(t, 5*time.Second, "bob's superseded certificate is refused", func() bool {
+		out, err := runDocker(t, h.docker, oldEnv, "ps")
+		return err != nil && strings.Contains(out, "superseded")
+	})
+	out, err := h.as(t, "bob", "ps")
+	require.NoError(t, err, "bob's renewed certificate: %s", out)
+	_, stderr, code = h.dtls(t, "revoke", "carl", "--state-dir", h.State)
+	require.Equal(t, 0, code, stderr)
+	carl.endsWithin(t, "carl", time.Now(), time.Second)
+	bob.echo(t, "still here after the renewal\n")
+	select {
+	case <-bob.ended:
+		t.Fatal("bob's stream ended after his renewal")
+	default:
+	}
+
+	_, stderr, code = h.dtls(t, "revoke", "bob", "--state-dir", h.State)
+	require.Equal(t, 0, code, stderr)
+	bob.endsWithin(t, "bob", time.Now(), time.Second)
+	waitFor(t, 5*time.Second, "the cut of bob's superseded certificate's stream is recorded", func() bool {
 		recs, err := authz.ReadAudit(h.Audit, authz.AuditFilter{User: "bob"})
 		require.NoError(t, err)
 		for _, r := range recs {

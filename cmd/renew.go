@@ -36,7 +36,9 @@ func newRenewCmd(io IO) *cobra.Command {
 		Long: `Renew issues a fresh key and certificate with the same common name, host
 names and key type as the certificate it replaces, from the current CA,
 writes it where the old one was, and marks the old one superseded in the
-inventory (it stays valid until it expires).
+inventory: the authorization plugin and the gateway refuse it from its
+next request on (dockerd alone accepts it until it expires), and the
+gateway lets what it has open go on; 'dtls revoke NAME' cuts that too.
 
   dtls renew NAME            NAME's client bundle, rewritten in place (or --out)
   dtls renew --server        this host's server certificate in the certs directory

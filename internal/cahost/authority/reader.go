@@ -129,6 +129,19 @@ func (r *Reader) Identify(cert *x509.Certificate) (user, role string, err error)
 	return user, role, err
 }
 
+// SupersededError refuses a certificate a renewal replaced, and that is
+// not revoked: its holder has a newer one. Superseded says so to the
+// gateway, which refuses it from the next request on but lets its open
+// streams run (a revocation cuts them).
+type SupersededError struct{ Name, Serial string }
+
+func (e *SupersededError) Error() string {
+	return fmt.Sprintf("certificate %q serial %s is superseded by a newer one", e.Name, e.Serial)
+}
+
+// Superseded reports that the refusal is for a renewal alone.
+func (e *SupersededError) Superseded() bool { return true }
+
 func (r *Reader) identify(cert *x509.Certificate) (user, role string, err error) {
 	serial := pki.Serial(cert)
 	rec, err := r.store.Get(serial)
@@ -146,12 +159,14 @@ func (r *Reader) identify(cert *x509.Certificate) (user, role string, err error)
 		return "", "", fmt.Errorf("certificate %q serial %s is a %s certificate, not a client certificate", rec.Name, serial, rec.Kind)
 	case rec.Status == store.StatusRevoked:
 		return "", "", fmt.Errorf("certificate %q serial %s is revoked", rec.Name, serial)
+	case !r.now().Before(rec.NotAfter):
+		// Before superseded: an expired certificate's open streams are
+		// cut, a superseded one's are not.
+		return "", "", fmt.Errorf("certificate %q serial %s expired on %s", rec.Name, serial, rec.NotAfter.UTC().Format(time.RFC3339))
 	case rec.Status == store.StatusSuperseded:
-		return "", "", fmt.Errorf("certificate %q serial %s is superseded by a newer one", rec.Name, serial)
+		return "", "", &SupersededError{Name: rec.Name, Serial: serial}
 	case rec.Status != store.StatusGood:
 		return "", "", fmt.Errorf("certificate %q serial %s has status %q", rec.Name, serial, rec.Status)
-	case !r.now().Before(rec.NotAfter):
-		return "", "", fmt.Errorf("certificate %q serial %s expired on %s", rec.Name, serial, rec.NotAfter.UTC().Format(time.RFC3339))
 	}
 	role, err = r.store.Role(rec.Name)
 	if err != nil {

@@ -18,12 +18,6 @@ type RevokeRequest struct {
 	// Reason is an RFC 5280 5.3.1 reason code.
 	Reason int
 	Now    time.Time
-	// SupersededListed is true where the revocation list already lists
-	// superseded certificates (ListScope.Superseded, the online CA's):
-	// a name then revokes its good certificates only. The CA host's
-	// crl.pem lists revoked ones alone, so a name revokes the superseded,
-	// unexpired ones too, which dockerd would still accept.
-	SupersededListed bool
 }
 
 // Errors of Revoke.
@@ -31,7 +25,7 @@ var (
 	// ErrNoSuchCertificate: the key names no certificate.
 	ErrNoSuchCertificate = errors.New("no certificate with that name or serial")
 	// ErrAlreadyRevoked: every certificate the key names is already
-	// revoked or expired (or superseded, see SupersededListed).
+	// revoked or expired.
 	ErrAlreadyRevoked = errors.New("every matching certificate is already revoked or expired")
 )
 
@@ -84,11 +78,12 @@ func Revoke(inv Inventory, r RevokeRequest) (*Revocation, error) {
 			return nil, &CAError{Record: rec}
 		}
 		names[fmt.Sprintf("%s %q", rec.Kind, rec.Name)] = true
-		byName := rec.Name == r.Key
-		switch {
-		case rec.Status == store.StatusRevoked, expired(rec, r.Now):
-		case byName && r.SupersededListed && rec.Status != store.StatusGood:
-		default:
+		// A name revokes its superseded, unexpired certificates too, on
+		// both faces of the CA: the CA host's crl.pem lists revoked ones
+		// alone (dockerd would still accept a superseded one), and the
+		// gateway keeps the open streams of a certificate a renewal
+		// superseded, but cuts those of a revoked one.
+		if rec.Status != store.StatusRevoked && !expired(rec, r.Now) {
 			targets = append(targets, rec)
 		}
 	}

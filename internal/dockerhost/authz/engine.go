@@ -89,6 +89,10 @@ type Caller struct {
 	// accepted); Rule names that refusal.
 	Refused string
 	Rule    string
+	// Superseded: Refused only because a renewal replaced the
+	// certificate (the inventory's error has a Superseded method that
+	// says so); its holder is not revoked.
+	Superseded bool
 	// CN and Issuer are the client certificate's subject common name and
 	// issuer (its RFC 2253 string), for the audit record; empty without
 	// a certificate.
@@ -118,6 +122,8 @@ func (e *Engine) Identify(leaf *x509.Certificate) Caller {
 	user, role, err := e.cfg.Inventory.Identify(leaf)
 	if err != nil {
 		c.Rule, c.Refused = ruleNotAccepted, err.Error()
+		var s interface{ Superseded() bool }
+		c.Superseded = errors.As(err, &s) && s.Superseded()
 		e.logf("identify "+c.ID.Serial, "certificate %q serial %s refused: %v", leaf.Subject.CommonName, c.ID.Serial, err)
 		return c
 	}
@@ -306,6 +312,15 @@ func ReadsBody(method, uri string) bool {
 // Audit writes a record that decides nothing (a response, a session cut)
 // to the audit trail; a failure is logged and counted (Record).
 func (e *Engine) Audit(rec AuditRecord) { e.Record(rec, false) }
+
+// RecordsInput reports whether the policy in force has the gateway record
+// what holders of role type into exec and attach streams (a role's
+// "record_input"). A policy that cannot be read denies every request,
+// so no stream opens to be recorded.
+func (e *Engine) RecordsInput(role string) bool {
+	st := e.policy()
+	return st.policy != nil && st.policy.RecordsInput(role)
+}
 
 // Logf writes one operational message to Log; messages with the same
 // non-empty key are written at most once a minute.

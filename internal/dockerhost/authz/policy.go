@@ -162,6 +162,10 @@ type role struct {
 	// remove, rename, start) and that it did not create must be one it
 	// could create as it is now (the updater's rule, tenantRoles).
 	replaces bool
+	// recordInput: the gateway records what holders of the role type
+	// into exec and attach streams, not only what they see (own, else
+	// the base's).
+	recordInput bool
 }
 
 // unixMode is the policy for requests over dockerd's unix socket.
@@ -261,6 +265,14 @@ func (p *Policy) HasRole(name string) bool {
 	return ok
 }
 
+// RecordsInput reports whether the gateway records what holders of the
+// role type into exec and attach streams (the role's "record_input"),
+// besides what they see.
+func (p *Policy) RecordsInput(role string) bool {
+	r, ok := p.roles[role]
+	return ok && r.recordInput
+}
+
 // DefaultRole is the role of an identity without one.
 func (p *Policy) DefaultRole() string { return p.defaultRole }
 
@@ -293,7 +305,8 @@ func LoadPolicy(path string) (*Policy, error) {
 //	    "ci":       {"base": "developer", "capabilities": ["build"]},
 //	    "auditor":  {"base": "readonly", "deny": ["GET /events"]},
 //	    "deployer": {"base": "readonly", "allow": ["POST /containers/{id}/restart"],
-//	                 "description": "restarts what is deployed"}
+//	                 "description": "restarts what is deployed"},
+//	    "contractor": {"base": "developer", "record_input": true}
 //	  }
 //	}
 //
@@ -315,8 +328,10 @@ func LoadPolicy(path string) (*Policy, error) {
 //
 // A role is built from blocks: a base (a built-in role: admin, developer,
 // readonly, proxy, updater, ci-runner; or a role of the file; none means
-// nothing), capabilities (build, plugins, swarm,
-// secrets, prune), allow and deny rules. A rule is "METHOD /path":
+// nothing), capabilities (build, plugins, swarm, secrets, prune), allow
+// and deny rules, and record_input (the gateway records what its holders
+// type into exec and attach streams, not only what they see; inherited
+// from the base unless set). A rule is "METHOD /path":
 // METHOD is GET (which covers HEAD), HEAD, POST, PUT, DELETE, OPTIONS or
 // "*"; the path has no API version prefix and no query; a segment "{name}"
 // takes a whole variable of the Docker route (the {id} of
@@ -497,6 +512,7 @@ type roleDef struct {
 	base, desc  string
 	caps        capability
 	allow, deny []*pattern
+	recordInput *bool // nil: the base's
 }
 
 func parseRoleDef(name string, raw json.RawMessage) (*roleDef, error) {
@@ -508,6 +524,13 @@ func parseRoleDef(name string, raw json.RawMessage) (*roleDef, error) {
 			return str(val, at+".base", &d.base)
 		case "description":
 			return str(val, at+".description", &d.desc)
+		case "record_input":
+			var b bool
+			if err := json.Unmarshal(val, &b); err != nil {
+				return fmt.Errorf("%s.record_input: want true or false, got %s", at, val)
+			}
+			d.recordInput = &b
+			return nil
 		case "capabilities":
 			var list []string
 			if err := strs(val, at+".capabilities", &list); err != nil {
@@ -544,7 +567,7 @@ func parseRoleDef(name string, raw json.RawMessage) (*roleDef, error) {
 			}
 			return nil
 		}
-		return fmt.Errorf("%s: unknown key %q: want base, capabilities, allow, deny or description", at, key)
+		return fmt.Errorf("%s: unknown key %q: want base, capabilities, allow, deny, record_input or description", at, key)
 	})
 	return d, err
 }
@@ -568,8 +591,11 @@ func (p *Policy) resolve(name string, defs map[string]*roleDef, chain []string) 
 		if err != nil {
 			return nil, err
 		}
-		r.level, r.caps, r.replaces = b.level, r.caps|b.caps, b.replaces
+		r.level, r.caps, r.replaces, r.recordInput = b.level, r.caps|b.caps, b.replaces, b.recordInput
 		r.allow, r.deny = slices.Clone(b.allow), slices.Clone(b.deny)
+	}
+	if d.recordInput != nil {
+		r.recordInput = *d.recordInput
 	}
 	r.allow = append(r.allow, d.allow...)
 	r.deny = append(r.deny, d.deny...)
@@ -782,6 +808,9 @@ func (p *Policy) Describe(name string) []string {
 	}
 	if p.defaultRole == rl.name {
 		out = append(out, "default role: certificates without a role get this one")
+	}
+	if rl.recordInput {
+		out = append(out, "record_input: the gateway records what its holders type into exec and attach streams")
 	}
 	if l := p.localsOf(rl.name); l != "" {
 		out = append(out, l)

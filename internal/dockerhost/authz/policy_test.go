@@ -329,7 +329,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"duplicate role", `{"roles": {"ci": {}, "ci": {"base": "admin"}}}`, `roles: duplicate key "ci"`},
 		{"roles not an object", `{"roles": ["ci"]}`, "roles: want a JSON object"},
 		{"role not an object", `{"roles": {"ci": "developer"}}`, "roles.ci: want a JSON object"},
-		{"unknown role key", `{"roles": {"ci": {"bsae": "developer"}}}`, `roles.ci: unknown key "bsae": want base, capabilities, allow, deny or description`},
+		{"unknown role key", `{"roles": {"ci": {"bsae": "developer"}}}`, `roles.ci: unknown key "bsae": want base, capabilities, allow, deny, record_input or description`},
 		{"built-in redefined", `{"roles": {"admin": {"base": "readonly"}}}`,
 			`roles.admin: the built-in role "admin" cannot be redefined: give the role another name, with "base": "admin"`},
 		{"bad role name", `{"roles": {"Dev Ops": {}}}`, `roles."Dev Ops": invalid role name: want lowercase letters, digits, '-' and '_', starting with a letter`},
@@ -593,4 +593,23 @@ func TestRulesNamingImagesAndRenameBody(t *testing.T) {
 	assert.False(t, d.Allow)
 	assert.Contains(t, d.Reason, "a form body would carry another name")
 	assert.False(t, rename(map[string]string{}).Allow, "chunked: no Content-Length")
+}
+
+// TestRecordInput: a role's record_input is its own, else its base's; a
+// role can turn its base's off; a value that is not a boolean is refused,
+// naming the place.
+func TestRecordInput(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"roles": {
+		"contractor": {"base": "developer", "record_input": true},
+		"intern": {"base": "contractor"},
+		"trusted": {"base": "contractor", "record_input": false}}}`))
+	require.NoError(t, err)
+	for role, want := range map[string]bool{"contractor": true, "intern": true, "trusted": false, "developer": false, "admin": false, "ghost": false} {
+		assert.Equal(t, want, p.RecordsInput(role), role)
+	}
+	assert.Contains(t, p.Describe("intern"), "record_input: the gateway records what its holders type into exec and attach streams")
+	assert.NotContains(t, p.Describe("trusted"), "record_input: the gateway records what its holders type into exec and attach streams")
+	_, err = ParsePolicy([]byte(`{"roles": {"c": {"base": "developer", "record_input": "yes"}}}`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `roles.c.record_input: want true or false, got "yes"`)
 }

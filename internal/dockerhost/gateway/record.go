@@ -20,7 +20,8 @@ import (
 type Recording struct {
 	// Dir holds the recordings (created 0700).
 	Dir string
-	// Input records what the client sends ("i" events) too.
+	// Input records what the client sends ("i" events) too, for every
+	// role; a role's "record_input" in the policy does for its holders.
 	Input bool
 	// Continue lets a stream go on unrecorded, with an audit record, when
 	// its recording cannot be written; otherwise (the default) the stream
@@ -84,6 +85,9 @@ type streamRecord struct {
 	c    *call
 	cut  func() // closes both ends: a failed write in refuse mode
 	once sync.Once
+	// input: the client's bytes are recorded too (Recording.Input, or
+	// the caller's role's record_input).
+	input bool
 }
 
 // startRecording opens the recording of an exec or attach stream before
@@ -99,7 +103,8 @@ func (g *Gateway) startRecording(w http.ResponseWriter, r *http.Request, c *call
 		return nil, true // BuildKit's session, attach over a websocket
 	}
 	start := g.cfg.Engine.Now()
-	meta.ID, meta.Start, meta.Input = recording.NewID(start), start.UTC(), rc.Input
+	meta.ID, meta.Start = recording.NewID(start), start.UTC()
+	meta.Input = rc.Input || g.cfg.Engine.RecordsInput(c.rec.Role)
 	meta.User, meta.Serial, meta.Issuer = c.rec.User, c.rec.Serial, c.rec.Issuer
 	meta.Remote = r.RemoteAddr
 	g.prune()
@@ -121,7 +126,7 @@ func (g *Gateway) startRecording(w http.ResponseWriter, r *http.Request, c *call
 		c.rec.Fields = map[string]any{}
 	}
 	c.rec.Fields["recording"] = meta.ID
-	return &streamRecord{g: g, rec: rec, id: meta.ID, c: c}, true
+	return &streamRecord{g: g, rec: rec, id: meta.ID, c: c, input: meta.Input}, true
 }
 
 // unrecorded writes the audit record of a stream going on unrecorded.
@@ -137,7 +142,7 @@ func (g *Gateway) unrecorded(c *call, why string) {
 func (s *streamRecord) wrap(client, docker io.Reader, cut func()) (io.Reader, io.Reader) {
 	s.cut = cut
 	out := &recordingReader{r: docker, record: s.rec.Output, s: s}
-	if !s.g.cfg.Recording.Input {
+	if !s.input {
 		return client, out
 	}
 	return &recordingReader{r: client, record: s.rec.Input, s: s}, out

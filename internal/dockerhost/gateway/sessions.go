@@ -86,7 +86,11 @@ func (s *sessions) cutWhere(refuse func(*x509.Certificate) authz.Caller) []cut {
 			v = refuse(leaf)
 			verdicts[key] = v
 		}
-		if v.Refused == "" {
+		// A certificate a renewal superseded is refused from its next
+		// request on, but what it has open goes on: its holder renewed
+		// (a laptop agent does every day), nobody took access away. A
+		// revocation, an expiry or an inventory that cannot be read cuts.
+		if v.Refused == "" || v.Superseded {
 			continue
 		}
 		s.closeFor(c, v.Refused)

@@ -632,7 +632,7 @@ func (f *Follower) Identify(cert *x509.Certificate) (user, role string, err erro
 	// its CA's list, not an RFC 5280 indirect CRL.
 	if e, ok := l.revoked[serial]; ok {
 		if e.reason == reasonSuperseded {
-			return "", "", fmt.Errorf("certificate %s of %q was replaced by a renewal (%s)", serial, name, stamp(e.at))
+			return "", "", &SupersededError{Serial: serial, Name: name, At: e.at}
 		}
 		return "", "", fmt.Errorf("certificate %s of %q is revoked on the CA (%s)", serial, name, stamp(e.at))
 	}
@@ -646,6 +646,22 @@ func (f *Follower) Identify(cert *x509.Certificate) (user, role string, err erro
 	}
 	return name, role, nil
 }
+
+// SupersededError refuses a certificate the CA's list names as replaced
+// by a renewal (reason superseded), not revoked. Superseded says so to the
+// gateway, which refuses it from the next request on but lets its open
+// streams run; the CA lists a revoked one with its revocation's reason.
+type SupersededError struct {
+	Serial, Name string
+	At           time.Time
+}
+
+func (e *SupersededError) Error() string {
+	return fmt.Sprintf("certificate %s of %q was replaced by a renewal (%s)", e.Serial, e.Name, stamp(e.At))
+}
+
+// Superseded reports that the refusal is for a renewal alone.
+func (e *SupersededError) Superseded() bool { return true }
 
 // chain checks that cert is a client certificate of a fleet CA valid at
 // now, and returns that CA. The signature check is done once per

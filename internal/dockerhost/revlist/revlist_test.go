@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -216,6 +217,12 @@ func TestRevocationAfterOneRefresh(t *testing.T) {
 	assert.EqualError(t, err, fmt.Sprintf("certificate %s of \"alice\" is revoked on the CA (%s)", pki.Serial(alice), now.UTC().Format(time.RFC3339)))
 	_, _, err = e.f.Identify(carol)
 	assert.EqualError(t, err, fmt.Sprintf("certificate %s of \"carol\" was replaced by a renewal (%s)", pki.Serial(carol), now.UTC().Format(time.RFC3339)))
+	// A renewal, not a revocation: the gateway keeps what carol's
+	// certificate has open (authz.Caller.Superseded), not alice's.
+	var sup *SupersededError
+	assert.ErrorAs(t, err, &sup)
+	_, _, err = e.f.Identify(alice)
+	assert.False(t, errors.As(err, &sup), "a revoked certificate is refused as superseded")
 	user, role, err := e.f.Identify(bob)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"bob", "readonly"}, []string{user, role})

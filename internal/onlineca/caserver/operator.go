@@ -70,10 +70,11 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	if !slices.Contains(reasonCodes(), req.Reason) {
 		return badRequest("reason %d: want one of %s (RFC 5280 5.3.1)", req.Reason, reasonList())
 	}
-	// Which certificates is the engine's rule, the CA host's too; a
-	// name revokes only good ones here, since the list already refuses
-	// the superseded (engine.ListScope.Superseded).
-	rv, err := engine.Revoke(s.st, engine.RevokeRequest{Key: req.Key, Reason: req.Reason, Now: s.now(), SupersededListed: true})
+	// Which certificates is the engine's rule, the CA host's too: a
+	// name revokes its superseded, unexpired certificates as well, which
+	// the list then names as revoked, not superseded (a gateway cuts the
+	// open connections of the one, not of the other).
+	rv, err := engine.Revoke(s.st, engine.RevokeRequest{Key: req.Key, Reason: req.Reason, Now: s.now()})
 	var caErr *engine.CAError
 	switch {
 	case errors.Is(err, engine.ErrNoSuchCertificate), errors.Is(err, engine.ErrAlreadyRevoked):

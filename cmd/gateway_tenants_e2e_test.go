@@ -209,6 +209,7 @@ func updater(target string) {
 	bind, _ := json.Marshal(map[string]any{"Image": "tenant:1", "HostConfig": map[string]any{"Binds": []string{"/etc:/host-etc"}, "NetworkMode": "none"}})
 	call("create-bind", "POST", "/containers/create", bind)
 	call("kill-privileged", "POST", "/containers/privbox/kill", nil)
+	call("remove-volume-holder", "DELETE", "/containers/db?force=1", nil)
 	call("exec", "POST", "/containers/"+created.Id+"/exec", []byte(`+"`"+`{"Cmd":["/tenant","echo"]}`+"`"+`))
 }
 
@@ -382,6 +383,10 @@ func TestGatewayTenantRolesWithRealDocker(t *testing.T) {
 	require.NoError(t, err, out)
 	out, err = runDocker(t, h.docker, root, "create", "--name", "privbox", "--privileged", "--network", "none", "tiny:1", "/x")
 	require.NoError(t, err, out)
+	// A container with a volume the updater does not own: its copy
+	// would hand the updater that data.
+	out, err = runDocker(t, h.docker, root, "create", "--name", "db", "-v", "dbdata:/data", "--network", "none", "tiny:1", "/x")
+	require.NoError(t, err, out)
 	run := func(name string, args ...string) string {
 		t.Helper()
 		out, err := runDocker(t, h.docker, root, append([]string{"run", "--rm", "--network", "none",
@@ -416,10 +421,11 @@ func TestGatewayTenantRolesWithRealDocker(t *testing.T) {
 		before, err := runDocker(t, h.docker, root, "inspect", "-f", "{{.Id}}", "web")
 		require.NoError(t, err, before)
 		out := run("watchtower", "updater", "web")
+		replay := out
 		checkTenantCalls(t, out, "watchtower", "updater",
 			[]string{"ping", "version", "list", "inspect", "image", "kill", "remove", "recreate", "net-disconnect", "net-connect", "start"},
 			[]string{"pull"},
-			[]string{"cleanup", "create-privileged", "create-bind", "kill-privileged", "exec"})
+			[]string{"cleanup", "create-privileged", "create-bind", "kill-privileged", "remove-volume-holder", "exec"})
 		after, err := runDocker(t, h.docker, root, "inspect", "-f", "{{.Id}} {{.State.Running}} {{index .Config.Labels \"traefik.enable\"}}", "web")
 		require.NoError(t, err, after)
 		assert.NotEqual(t, strings.TrimSpace(before), strings.Fields(after)[0], "web was not replaced")
@@ -427,6 +433,8 @@ func TestGatewayTenantRolesWithRealDocker(t *testing.T) {
 		out, err = runDocker(t, h.docker, root, "inspect", "-f", "{{.State.Status}}", "privbox")
 		require.NoError(t, err, out)
 		assert.Equal(t, "created", strings.TrimSpace(out), "the refused kill left privbox alone")
+		_, body := tenantCalls(replay)
+		assert.Contains(t, body["remove-volume-holder"], `volume \"dbdata\" was created by nobody dtls saw`)
 		tenantAudit(t, h, "watchtower", "updater", paths["watchtower"],
 			[]string{"POST /containers/create", "POST /images/create"}, []string{"POST /containers/privbox/kill"})
 	})

@@ -78,17 +78,21 @@ moby#27778), decides by the holder's role, and writes one audit line.
 
   dtls authz serve     run the plugin (systemd starts it through a socket)
   dtls authz explain   the decision for a user, method and path, without a daemon
+  dtls authz roles     the policy's roles, or what one of them may do
   dtls authz log       read the audit trail
 
 Roles: admin (everything), developer (containers, but nothing that owns
 the host: no --privileged, host namespaces, added capabilities, devices,
 unconfined security options, bind mounts of /, /etc, /root, /run,
 /var/run/docker.sock, /var/lib/docker), readonly (reads, but not those that
-copy data out). The built-in default role is readonly. Build, plugins,
+copy data out); for per-container sockets, proxy (a reverse proxy that
+reads labels and events), updater (pulls and replaces containers it could
+create) and ci-runner (developer with build). The built-in default role
+is readonly. Build, plugins,
 swarm and secrets are capabilities a role must name. More roles come from
 a policy file (--policy).`,
 	}
-	c.AddCommand(newAuthzServeCmd(io), newAuthzExplainCmd(io), newAuthzLogCmd(io))
+	c.AddCommand(newAuthzServeCmd(io), newAuthzExplainCmd(io), newAuthzRolesCmd(io), newAuthzLogCmd(io))
 	return c
 }
 
@@ -391,6 +395,60 @@ func runAuthzExplain(o *authzExplainOptions) error {
 	fmt.Fprintf(o.Out, "%s %s %s for %s (role %s)\n", verdict, o.Method, d.Path, o.User, role)
 	fmt.Fprintf(o.Out, "rule:   %s\n", d.Rule)
 	fmt.Fprintf(o.Out, "reason: %s\n", d.Reason)
+	return nil
+}
+
+type authzRolesOptions struct {
+	IO
+	Role   string
+	Policy string
+}
+
+func newAuthzRolesCmd(io IO) *cobra.Command {
+	opts := &authzRolesOptions{IO: io}
+	c := &cobra.Command{
+		Use:   "roles [ROLE]",
+		Short: "List the policy's roles, or what one of them may do",
+		Long: `Roles lists the roles of the policy (--policy; the built-in one when it is
+the default and absent), one line each: its base and what it is for.
+With ROLE it lists what ROLE may do: its deny rules, the routes its base
+and capabilities grant with the checks of their requests, its allow
+rules.`,
+		Example: `  $ dtls authz roles
+  $ dtls authz roles updater`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef(c, "%s: want at most one ROLE", c.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				opts.Role = args[0]
+			}
+			return runAuthzRoles(opts)
+		},
+	}
+	policyFlag(c, io, &opts.Policy)
+	return c
+}
+
+func runAuthzRoles(o *authzRolesOptions) error {
+	p, err := loadPolicy(o.Policy)
+	if err != nil {
+		return err
+	}
+	if o.Role != "" {
+		lines := p.Describe(o.Role)
+		if lines == nil {
+			return fmt.Errorf("role %q is not defined by the policy (%s): want one of %s", o.Role, o.Policy, strings.Join(p.Roles(), ", "))
+		}
+		fmt.Fprintln(o.Out, strings.Join(lines, "\n"))
+		return nil
+	}
+	for _, r := range p.Roles() {
+		fmt.Fprintln(o.Out, p.Describe(r)[0])
+	}
 	return nil
 }
 

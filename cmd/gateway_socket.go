@@ -91,10 +91,21 @@ func newGatewaySocketAddCmd(io IO) *cobra.Command {
 the gateway makes --sockets-dir/NAME.sock within a second. For a NAME
 that exists, its role becomes ROLE from the next request on. NAME is
 letters, digits, '-', '_' and '.'. The -v flag that mounts the socket
-is printed on stdout.`,
-		Example: `  $ sudo dtls gateway socket add traefik --role readonly
+is printed on stdout.
+
+Built-in roles for the usual tenants, each checked against the calls its
+tool makes (the README's "Local users and containers" lists them):
+  proxy      a reverse proxy (traefik, docker-gen): reads containers,
+             their labels and events; writes nothing
+  updater    an updater (watchtower): pulls, and replaces a container only
+             when it could create it as it is (never a privileged one)
+  ci-runner  a CI runner (gitlab-runner's docker executor): developer with
+             the build capability, on the containers it created`,
+		Example: `  $ sudo dtls gateway socket add traefik --role proxy
   -v /run/dtls/sockets/traefik.sock:/var/run/docker.sock
-  $ docker run -d -v /run/dtls/sockets/traefik.sock:/var/run/docker.sock traefik:v3`,
+  $ docker run -d -v /run/dtls/sockets/traefik.sock:/var/run/docker.sock traefik:v3
+  $ sudo dtls gateway socket add watchtower --role updater
+  $ sudo dtls gateway socket add runner --role ci-runner`,
 		Args: exactArgs(1, "NAME"),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Name = args[0]

@@ -68,8 +68,10 @@ Give each person their own: a shared certificate cannot be taken back from
 one of them.
 
 --role records the holder's role for the authorization plugin ('dtls authz
-serve'): admin, developer, readonly, or a role of the policy file. Without
-it the policy's default role applies (readonly with the built-in policy).
+serve'): a built-in role (admin, developer, readonly; proxy, updater,
+ci-runner) or a role of the policy file ('dtls authz roles' lists them).
+Without it the policy's default role applies (readonly with the built-in
+policy).
 Roles are enforced only where daemon.json names the plugin ('dtls init
 --authz'): without it, issue-client warns that every certificate has full
 access.
@@ -111,7 +113,7 @@ Give such a bundle a limited role.`,
 	daysFlag(c, &opts.Validity, "days", pki.DefaultClientValidity, "validity of the client certificate")
 	f.StringVar(&opts.Archive, "archive", "", "write the bundle as one tar.gz FILE (0600) for 'dtls import' on the developer's machine, and no directory unless --out; \"-\" for standard output")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing bundle directory")
-	f.StringVar(&opts.Role, "role", "", "authorization role recorded for the plugin (admin, developer, readonly or a policy file's; default: the policy's default role)")
+	f.StringVar(&opts.Role, "role", "", "authorization role recorded for the plugin (admin, developer, readonly, proxy, updater, ci-runner or a policy file's; default: the policy's default role)")
 	f.BoolVar(&opts.ChangeRole, "change-role", false, "with --role: also change the role of NAME's certificates already issued (a role is recorded per name)")
 	policyFlag(c, io, &opts.Policy)
 	f.BoolVar(&opts.Container, "for-container", false, "a bundle for a container, instead of mounting the Docker socket: print the docker run flags that use it")

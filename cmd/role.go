@@ -32,7 +32,8 @@ The authorization plugin ('dtls authz serve') applies a change from the
 next API call on: no new certificate, no restart of dockerd.
 
 ROLE must be defined by the policy (--policy; the built-in policy has
-admin, developer and readonly). --reset removes NAME's role: the policy's
+admin, developer and readonly, and proxy, updater and ci-runner for
+per-container sockets). --reset removes NAME's role: the policy's
 default role applies.
 
 --unix-user USER and --unix-group GROUP show or set the role of a local

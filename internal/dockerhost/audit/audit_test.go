@@ -447,6 +447,7 @@ func TestAuditGoodHostAndEachFailure(t *testing.T) {
 		assert.Contains(t, fs[0].Title, "container runmount mounts the directory holding the Docker socket")
 		assert.Contains(t, fs[1].Title, "container sockmount mounts the Docker socket (/var/run/docker.sock at /var/run/docker.sock)")
 		assert.Contains(t, fs[1].Fix, "'sudo dtls gateway socket add sockmount --role readonly' and -v /run/dtls/sockets/sockmount.sock:/var/run/docker.sock in its place")
+		assert.Contains(t, fs[1].Fix, "--role proxy for a reverse proxy such as traefik, updater for watchtower, ci-runner for a CI runner")
 		assert.Contains(t, fs[0].Fix, "-v /run/dtls/sockets/runmount.sock:/hostrun/docker.sock in its place")
 		assert.NotContains(t, fmt.Sprint(fs), "harmless")
 	})

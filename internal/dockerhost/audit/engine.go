@@ -408,11 +408,13 @@ func (a *auditor) checkSecurityOptions(opts []string) {
 // socketMountFix is how a container that mounts the Docker socket (src,
 // seen in the container at inside) gets a role instead: a per-container
 // socket of the dtls gateway mounted where the socket was (a container
-// name is a valid socket name: [a-zA-Z0-9][a-zA-Z0-9_.-]+), or limited
+// name is a valid socket name: [a-zA-Z0-9][a-zA-Z0-9_.-]+), readonly or
+// the built-in role of its kind of tool (authz tenantRoles), or limited
 // TLS credentials, which the authorization plugin limits too.
 func socketMountFix(name, src, inside string) string {
 	return fmt.Sprintf("docker rm -f %s, and re-create it without -v %s: with the dtls gateway, 'sudo dtls gateway socket add %s --role readonly' "+
-		"and -v /run/dtls/sockets/%s.sock:%s in its place (every call is socket:%s's, with that role); or limited TLS credentials, "+
+		"and -v /run/dtls/sockets/%s.sock:%s in its place (every call is socket:%s's, with that role; "+
+		"--role proxy for a reverse proxy such as traefik, updater for watchtower, ci-runner for a CI runner); or limited TLS credentials, "+
 		"'dtls issue-client %s --role readonly --for-container' prints the docker run flags (the authorization plugin limits what it may do)",
 		name, src, name, name, inside, name, name)
 }

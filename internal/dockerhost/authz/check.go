@@ -28,6 +28,11 @@ type Env struct {
 	// CheckRoot says why a bind root may not be mounted, "" when it may
 	// (rootProblem, on this host, when nil).
 	CheckRoot func(string) string
+	// HostCgroupns: dockerd's default cgroup namespace on this host is
+	// the host's (a cgroup v1 host, HostCgroupnsDefault), so a copy of a
+	// container that asks for it asks for what the original got
+	// (defaultCgroupns).
+	HostCgroupns bool
 }
 
 // checker applies the checks of one request for one caller.
@@ -236,10 +241,13 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 	switch {
 	case rt.own != "" && owner:
 		k.checkOwner(rt, u)
-	case rt.own == KindContainer && rt.live:
+	case rt.own == KindContainer && (rt.live || rl.replaces && changes(rt)):
 		// An allow rule lifts the ownership rule, not this one: a
 		// container exec'd into, attached to or started must still be
-		// one the role could create.
+		// one the role could create. So must one the updater
+		// (tenantRoles) stops, removes or renames without having
+		// created it: the copy it makes next would be refused after
+		// the original is gone.
 		k.checkLiveRef(pathVar(rt, u))
 	}
 	if k.c.field != "" {
@@ -288,6 +296,10 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 	}
 	return k.c
 }
+
+// changes reports whether a route changes the object it names: every
+// method but GET and HEAD.
+func changes(rt *route) bool { return rt.method != "GET" && rt.method != "HEAD" }
 
 // checkBody decodes a JSON body as dockerd does and applies its route's
 // check; the error is the decoder's.
@@ -409,8 +421,19 @@ func (k *checker) checkLive(o Object, what, field string, depth int) {
 	}
 }
 
+// createFields are the field tables of a create body for the caller's
+// role: a role that replaces containers sends their inspect back
+// (copyFields).
+func (k *checker) createFields() (tables []map[string]fieldRule, host map[string]fieldRule) {
+	if k.rl.replaces {
+		return copyTables, copyFields
+	}
+	return createTables, hostConfigFields
+}
+
 func (k *checker) checkCreate(raw []byte, b *createBody) {
 	k.c.set("image", b.Image)
+	tables, host := k.createFields()
 	// One pass over the body, one over its HostConfig.
 	walkFields(&k.c, raw, "", createIndex, func(name string, val json.RawMessage) {
 		null := string(bytes.TrimSpace(val)) == "null"
@@ -422,11 +445,11 @@ func (k *checker) checkCreate(raw []byte, b *createBody) {
 				if name == "Mounts" {
 					checkMountItems(&k.c, val, "HostConfig.")
 				}
-			}, hostConfigFields)
+			}, host)
 		case name == "NetworkingConfig" && !null:
 			checkFields(&k.c, val, "NetworkingConfig.", netConfIndex, map[string]fieldRule{"EndpointsConfig": checkedBy})
 		}
-	}, createTables...)
+	}, tables...)
 	if b.HostConfig != nil {
 		k.checkHostConfig(b.HostConfig, "HostConfig.", false, 0)
 		// dockerd uses "HostConfig" when it is there (runconfig
@@ -607,8 +630,7 @@ func (k *checker) checkNamespaces(h *hostConfig, at string, live bool, depth int
 		{"CgroupnsMode", "cgroupns_mode", h.CgroupnsMode, "cgroup namespace (--cgroupns host: the host's cgroup tree)", []string{"", "private"}},
 	} {
 		v := ns.value
-		if v == "" || live && ns.field == "CgroupnsMode" {
-			// dockerd's own default is "host" on a cgroup v1 host.
+		if v == "" || ns.field == "CgroupnsMode" && k.defaultCgroupns(v, live) {
 			continue
 		}
 		k.c.set(ns.key, v)
@@ -630,6 +652,19 @@ func (k *checker) checkNamespaces(h *hostConfig, at string, live bool, depth int
 			}
 		}
 	}
+}
+
+// defaultCgroupns reports whether a cgroup namespace mode passes as
+// dockerd's own default. An existing container (live) is judged by its
+// mode as dockerd reports it, whatever the host. A role that replaces
+// containers (the updater, tenantRoles) may also ask for "host" on a
+// cgroup v1 host, where it is dockerd's default (moby
+// daemon/daemon_unix.go, the default-cgroupns-mode it picks): an inspect
+// reports it, and the copy made from the inspect (watchtower's
+// GetCreateHostConfig) sends it back. Other roles are still refused an
+// explicit --cgroupns host.
+func (k *checker) defaultCgroupns(v string, live bool) bool {
+	return live || k.rl.replaces && k.env.HostCgroupns && v == "host"
 }
 
 // checkJoined checks a container whose namespaces or volumes another

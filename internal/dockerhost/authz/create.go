@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ const (
 	anyValue  fieldRule = iota // inside the container only
 	zeroOnly                   // only its zero value: null, false, 0, "", [], {}
 	nullOnly                   // absent or null: an empty list means something
+	floorList                  // absent, null, or a list that holds every path of dockerd's default (defaultPaths)
 	checkedBy                  // checked by its own rule below
 )
 
@@ -279,7 +281,7 @@ func walkFields(c *checkResult, raw []byte, at string, idx map[string]string, th
 		case rule == zeroOnly && !isZeroJSON(val):
 			c.set(strings.ToLower(name), json.RawMessage(val))
 			c.fail(at+name, zeroReason[name])
-		case rule == nullOnly && string(bytes.TrimSpace(val)) != "null":
+		case listRefused(rule, name, val):
 			c.set(strings.ToLower(name), json.RawMessage(val))
 			c.fail(at+name, zeroReason[name])
 		}
@@ -326,14 +328,23 @@ func checkMountItems(c *checkResult, val json.RawMessage, at string) {
 }
 
 var (
-	createIndex   = fieldIndex(configFields, hostConfigFields)
-	hostIndex     = fieldIndex(hostConfigFields)
-	netConfIndex  = fieldIndex(map[string]fieldRule{"EndpointsConfig": checkedBy})
-	createTables  = []map[string]fieldRule{configFields, hostConfigFields}
+	createIndex  = fieldIndex(configFields, hostConfigFields)
+	hostIndex    = fieldIndex(hostConfigFields)
+	netConfIndex = fieldIndex(map[string]fieldRule{"EndpointsConfig": checkedBy})
+	createTables = []map[string]fieldRule{configFields, hostConfigFields}
+	// copyFields are hostConfigFields for a role that replaces
+	// containers (the updater): the masked and read-only paths of the
+	// original come back in its copy (defaultPaths).
+	copyFields = func() map[string]fieldRule {
+		m := maps.Clone(hostConfigFields)
+		m["MaskedPaths"], m["ReadonlyPaths"] = floorList, floorList
+		return m
+	}()
+	copyTables    = []map[string]fieldRule{configFields, copyFields}
 	allowedFields = func() []string {
 		var names []string
 		for n, r := range hostConfigFields {
-			if r != zeroOnly && r != nullOnly {
+			if r != zeroOnly && r != nullOnly && r != floorList {
 				names = append(names, n)
 			}
 		}
@@ -352,4 +363,54 @@ var logDrivers = map[string][]string{
 	"local":     {"max-size", "max-file", "compress", "mode", "max-buffer-size"},
 	"journald":  {"tag", "labels", "labels-regex", "env", "env-regex", "mode", "max-buffer-size"},
 	"none":      {},
+}
+
+// defaultPaths are the paths dockerd masks and makes read-only in every
+// container that is not privileged, as dockerd 20.10 lists them (moby
+// oci/defaults.go, DefaultLinuxSpec); later versions add to them
+// (/sys/devices/virtual/powercap, /proc/interrupts). dockerd stores them
+// in the HostConfig it creates (daemon/create.go: "Set it to the default
+// if nil"), so an inspect reports them, and a client that creates a copy
+// of a container from its inspect sends them back (watchtower's
+// GetCreateHostConfig, pkg/container/container.go). A list that holds
+// all of them masks at least what dockerd 20.10 would; one that leaves
+// one out (--security-opt systempaths=unconfined sends an empty list)
+// unmasks a file of the host kernel. Only a role that replaces
+// containers (the updater) may send such a list; the paths a later
+// dockerd adds (powercap's energy counters, a side channel) are not
+// among them, so that a copy made on dockerd 20.10 passes: on a later
+// dockerd the updater could leave those out.
+var defaultPaths = map[string][]string{
+	"MaskedPaths": {"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"},
+	"ReadonlyPaths": {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+}
+
+// listRefused reports whether a field of rule nullOnly is not null, or
+// one of rule floorList neither null nor a list of strings with every
+// path of defaultPaths[name]; it is false of the fields of other rules.
+func listRefused(rule fieldRule, name string, val json.RawMessage) bool {
+	null := string(bytes.TrimSpace(val)) == "null"
+	switch {
+	case rule == nullOnly:
+		return !null
+	case rule != floorList || null:
+		return false
+	}
+	return !holdsDefaultPaths(name, val)
+}
+
+// holdsDefaultPaths reports whether val is a list of strings with every
+// path of defaultPaths[name].
+func holdsDefaultPaths(name string, val json.RawMessage) bool {
+	var list []string
+	if json.Unmarshal(val, &list) != nil {
+		return false
+	}
+	for _, p := range defaultPaths[name] {
+		if !slices.Contains(list, p) {
+			return false
+		}
+	}
+	return true
 }

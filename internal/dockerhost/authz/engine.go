@@ -183,7 +183,7 @@ func (e *Engine) Decide(c Caller, method, uri string, body []byte, headers map[s
 		rec.Rule, rec.Reason = ruleLookup, "the plugin looks an object up"
 		return e.verdict(&rec, true, "", rec.Reason), rec
 	}
-	preq := Request{Method: method, URI: uri, Body: body, Headers: headers, Env: &Env{Protected: e.cfg.Protected}}
+	preq := Request{Method: method, URI: uri, Body: body, Headers: headers, Env: &Env{Protected: e.cfg.Protected, HostCgroupns: HostCgroupnsDefault()}}
 	if e.cfg.Objects != nil {
 		preq.Env.Objects = e.cfg.Objects
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -60,3 +61,16 @@ func mountFlagsProblem(path string) string {
 	}
 	return fmt.Sprintf("its file system is not mounted %s (a container's root makes setuid files and device nodes there that the holder's host account could use): mount it with nosuid,nodev, e.g. mount --bind -o nosuid,nodev DIR DIR", strings.Join(missing, ","))
 }
+
+// HostCgroupnsDefault reports whether this host runs cgroup v1, where
+// dockerd gives a container the host's cgroup namespace unless asked
+// otherwise ("host" is its default-cgroupns-mode there, "private" on
+// cgroup v2). Read once: a host does not change cgroup versions without
+// a reboot.
+var HostCgroupnsDefault = sync.OnceValue(func() bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil {
+		return false
+	}
+	return st.Type != unix.CGROUP2_SUPER_MAGIC
+})

@@ -7,3 +7,6 @@ package authz
 func ancestorProblem(dir, child string) string { return "cannot be judged on this system" }
 
 func mountFlagsProblem(path string) string { return "cannot be judged on this system" }
+
+// HostCgroupnsDefault: cgroup namespaces are Linux's.
+func HostCgroupnsDefault() bool { return false }

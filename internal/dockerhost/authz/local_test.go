@@ -40,8 +40,8 @@ func TestLocalRole(t *testing.T) {
 
 func TestParseUnixMapsErrors(t *testing.T) {
 	for _, tc := range []struct{ policy, err string }{
-		{`{"unix_users": {"alice": "ghost"}}`, `unix_users.alice: unknown role "ghost": want one of admin, developer, readonly`},
-		{`{"unix_groups": {"devs": "ci"}}`, `unix_groups.devs: unknown role "ci": want one of admin, developer, readonly`},
+		{`{"unix_users": {"alice": "ghost"}}`, `unix_users.alice: unknown role "ghost": want one of admin, ci-runner, developer, proxy, readonly, updater`},
+		{`{"unix_groups": {"devs": "ci"}}`, `unix_groups.devs: unknown role "ci": want one of admin, ci-runner, developer, proxy, readonly, updater`},
 		{`{"unix_users": {"a/b": "admin"}}`, `unix_users: invalid name "a/b": want letters, digits, '_', '.' and '-'`},
 		{`{"unix_users": {"alice": 3}}`, `unix_users.alice: want a string, got 3`},
 		{`{"unix_users": ["alice"]}`, `unix_users: want a JSON object`},
@@ -134,7 +134,7 @@ func TestSetLocalRole(t *testing.T) {
 
 	before := string(b)
 	_, err = SetLocalRole(path, false, "alice", "ghost")
-	assert.EqualError(t, err, `policy "`+path+`": unix_users.alice: unknown role "ghost": want one of admin, ci, developer, readonly`)
+	assert.EqualError(t, err, `policy "`+path+`": unix_users.alice: unknown role "ghost": want one of admin, ci, ci-runner, developer, proxy, readonly, updater`)
 	_, err = SetLocalRole(path, true, "a/b", "readonly")
 	assert.EqualError(t, err, `invalid unix group name "a/b": want letters, digits, '_', '.' and '-'`)
 	b, _ = os.ReadFile(path)

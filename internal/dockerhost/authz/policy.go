@@ -128,7 +128,16 @@ const (
 	RoleReadonly  = "readonly"
 )
 
-var builtinRoles = []string{RoleAdmin, RoleDeveloper, RoleReadonly}
+// Built-in roles for the tenants of per-container sockets ('dtls gateway
+// socket add NAME --role ROLE'): each is what one kind of tool calls, read
+// from its source (tenantRoles).
+const (
+	RoleProxy    = "proxy"
+	RoleUpdater  = "updater"
+	RoleCIRunner = "ci-runner"
+)
+
+var builtinRoles = []string{RoleAdmin, RoleDeveloper, RoleReadonly, RoleProxy, RoleUpdater, RoleCIRunner}
 
 // roleLevel is what a role's built-in base grants.
 type roleLevel uint8
@@ -149,6 +158,10 @@ type role struct {
 	caps  capability
 	allow []*pattern // own and inherited
 	deny  []*pattern
+	// replaces: a container its allow rules let it change (stop, kill,
+	// remove, rename, start) and that it did not create must be one it
+	// could create as it is now (the updater's rule, tenantRoles).
+	replaces bool
 	// recordInput: the gateway records what holders of the role type
 	// into exec and attach streams, not only what they see (own, else
 	// the base's).
@@ -219,6 +232,20 @@ func DefaultPolicy() *Policy {
 	p.roles[RoleAdmin] = &role{name: RoleAdmin, level: rolesAll, desc: "everything"}
 	p.roles[RoleDeveloper] = &role{name: RoleDeveloper, level: rolesDev, desc: "create and run containers, but nothing that owns the host"}
 	p.roles[RoleReadonly] = &role{name: RoleReadonly, level: rolesRead, desc: "reads, but not those that copy data out"}
+	for _, t := range tenantRoles {
+		r := &role{name: t.name, base: t.base, desc: t.desc, caps: t.caps, replaces: t.replaces}
+		if b := p.roles[t.base]; b != nil {
+			r.level = b.level
+		}
+		for _, s := range t.allow {
+			pt, err := parsePattern(s)
+			if err != nil {
+				panic("authz: built-in role " + t.name + ": " + err.Error())
+			}
+			r.allow = append(r.allow, pt)
+		}
+		p.roles[t.name] = r
+	}
 	return p
 }
 
@@ -299,11 +326,12 @@ func LoadPolicy(path string) (*Policy, error) {
 // role, by account name and by group name (LocalRole): an account named
 // in neither is denied.
 //
-// A role is built from blocks: a base (admin, developer, readonly or a role
-// of the file; none means nothing), capabilities (build, plugins, swarm,
-// secrets, prune), allow and deny rules, and record_input (the gateway
-// records what its holders type into exec and attach streams, not only
-// what they see; inherited from the base unless set). A rule is "METHOD /path":
+// A role is built from blocks: a base (a built-in role: admin, developer,
+// readonly, proxy, updater, ci-runner; or a role of the file; none means
+// nothing), capabilities (build, plugins, swarm, secrets, prune), allow
+// and deny rules, and record_input (the gateway records what its holders
+// type into exec and attach streams, not only what they see; inherited
+// from the base unless set). A rule is "METHOD /path":
 // METHOD is GET (which covers HEAD), HEAD, POST, PUT, DELETE, OPTIONS or
 // "*"; the path has no API version prefix and no query; a segment "{name}"
 // takes a whole variable of the Docker route (the {id} of
@@ -557,13 +585,13 @@ func (p *Policy) resolve(name string, defs map[string]*roleDef, chain []string) 
 	r := &role{name: name, base: d.base, desc: d.desc, caps: d.caps}
 	if d.base != "" {
 		if _, ok := defs[d.base]; !ok && !slices.Contains(builtinRoles, d.base) {
-			return nil, fmt.Errorf("roles.%s.base: unknown role %q: want admin, developer, readonly or a role of this file", name, d.base)
+			return nil, fmt.Errorf("roles.%s.base: unknown role %q: want %s or a role of this file", name, d.base, strings.Join(builtinRoles, ", "))
 		}
 		b, err := p.resolve(d.base, defs, append(chain, name))
 		if err != nil {
 			return nil, err
 		}
-		r.level, r.caps, r.recordInput = b.level, r.caps|b.caps, b.recordInput
+		r.level, r.caps, r.replaces, r.recordInput = b.level, r.caps|b.caps, b.replaces, b.recordInput
 		r.allow, r.deny = slices.Clone(b.allow), slices.Clone(b.deny)
 	}
 	if d.recordInput != nil {
@@ -768,20 +796,7 @@ func (p *Policy) Describe(name string) []string {
 	if !ok {
 		return nil
 	}
-	var out []string
-	head := "role " + rl.name
-	switch {
-	case rl.base != "":
-		head += ": based on " + rl.base
-	case slices.Contains(builtinRoles, rl.name):
-		head += ": built in"
-	default:
-		head += ": no base"
-	}
-	if rl.desc != "" {
-		head += " (" + rl.desc + ")"
-	}
-	out = append(out, head)
+	out := []string{roleHead(rl)}
 	var caps []string
 	for _, c := range capabilities {
 		if rl.level == rolesAll || rl.caps&c.c != 0 {
@@ -810,6 +825,7 @@ func (p *Policy) Describe(name string) []string {
 		return append(out, "allow everything else")
 	}
 	out = append(out, "deny  API versions before 1.24")
+	out = append(out, replacesRule(rl)...)
 	for _, rt := range routes().all {
 		via := ""
 		switch {
@@ -827,4 +843,36 @@ func (p *Policy) Describe(name string) []string {
 	}
 	out = append(out, "deny  everything else")
 	return out
+}
+
+// roleHead is Describe's first line: "role ci-runner: built in, based on
+// developer (a CI runner ...)".
+func roleHead(rl *role) string {
+	head := "role " + rl.name
+	builtin := slices.Contains(builtinRoles, rl.name)
+	switch {
+	case rl.base != "" && builtin:
+		head += ": built in, based on " + rl.base
+	case rl.base != "":
+		head += ": based on " + rl.base
+	case builtin:
+		head += ": built in"
+	default:
+		head += ": no base"
+	}
+	if rl.desc != "" {
+		head += " (" + rl.desc + ")"
+	}
+	return head
+}
+
+// replacesRule is Describe's line for the updater's rule, if the role has it.
+func replacesRule(rl *role) []string {
+	if !rl.replaces {
+		return nil
+	}
+	return []string{
+		"deny  stopping, killing, removing, renaming or starting a container it did not create and could not create as it is now (its replacement must pass the create checks)",
+		"      a create may send back MaskedPaths and ReadonlyPaths that hold every path dockerd 20.10 masks or makes read-only, and, on a cgroup v1 host, CgroupnsMode \"host\" (what an inspect reports)",
+	}
 }

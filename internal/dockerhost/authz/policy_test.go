@@ -216,7 +216,7 @@ func TestDecideRoles(t *testing.T) {
 	d = p.Decide(Identity{User: "dave", Role: "ghost", Source: SourceTCP}, list)
 	assert.False(t, d.Allow)
 	assert.Equal(t, "ghost: unknown role", d.Rule)
-	assert.Equal(t, `role "ghost" is not defined by the policy (it defines admin, developer, readonly)`, d.Reason)
+	assert.Equal(t, `role "ghost" is not defined by the policy (it defines admin, ci-runner, developer, proxy, readonly, updater)`, d.Reason)
 	assert.Equal(t, "/containers/json", d.Path)
 
 	for _, r := range []Request{{URI: "/_ping"}, {Method: "GET"}, {}} {
@@ -266,7 +266,7 @@ func TestDecideUnix(t *testing.T) {
 func TestDecideExamplePolicy(t *testing.T) {
 	p, err := LoadPolicy(filepath.Join("testdata", "policy.json"))
 	require.NoError(t, err)
-	assert.Equal(t, []string{"admin", "auditor", "ci", "deployer", "developer", "nobody", "operator", "readonly", "release"}, p.Roles())
+	assert.Equal(t, []string{"admin", "auditor", "ci", "ci-runner", "deployer", "developer", "nobody", "operator", "proxy", "readonly", "release", "updater"}, p.Roles())
 	assert.Equal(t, RoleReadonly, p.DefaultRole())
 	assert.True(t, p.HasRole("ci"))
 	assert.False(t, p.HasRole("ghost"))
@@ -333,7 +333,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"built-in redefined", `{"roles": {"admin": {"base": "readonly"}}}`,
 			`roles.admin: the built-in role "admin" cannot be redefined: give the role another name, with "base": "admin"`},
 		{"bad role name", `{"roles": {"Dev Ops": {}}}`, `roles."Dev Ops": invalid role name: want lowercase letters, digits, '-' and '_', starting with a letter`},
-		{"unknown base", `{"roles": {"ci": {"base": "dev"}}}`, `roles.ci.base: unknown role "dev": want admin, developer, readonly or a role of this file`},
+		{"unknown base", `{"roles": {"ci": {"base": "dev"}}}`, `roles.ci.base: unknown role "dev": want admin, developer, readonly, proxy, updater, ci-runner or a role of this file`},
 		{"cycle", `{"roles": {"a": {"base": "b"}, "b": {"base": "c"}, "c": {"base": "a"}}}`, "roles.c.base: cycle a -> b -> c -> a"},
 		{"self cycle", `{"roles": {"a": {"base": "a"}}}`, "roles.a.base: cycle a -> a"},
 		{"base not a string", `{"roles": {"a": {"base": ["developer"]}}}`, `roles.a.base: want a string, got ["developer"]`},
@@ -346,10 +346,10 @@ func TestParsePolicyErrors(t *testing.T) {
 			`roles.ci.deny[1]: invalid rule "GET /container/json": it matches no Docker API endpoint`},
 		{"bad method", `{"roles": {"ci": {"deny": ["PATCH /containers/{id}"]}}}`,
 			`roles.ci.deny[0]: invalid rule "PATCH /containers/{id}": unknown method "PATCH": want GET, HEAD, POST, PUT, DELETE, OPTIONS, *`},
-		{"unknown default role", `{"default_role": "dev"}`, "default_role: unknown role \"dev\": want one of admin, developer, readonly"},
-		{"empty default role", `{"default_role": ""}`, "default_role: unknown role \"\": want one of admin, developer, readonly"},
+		{"unknown default role", `{"default_role": "dev"}`, "default_role: unknown role \"dev\": want one of admin, ci-runner, developer, proxy, readonly, updater"},
+		{"empty default role", `{"default_role": ""}`, "default_role: unknown role \"\": want one of admin, ci-runner, developer, proxy, readonly, updater"},
 		{"unix", `{"unix": "yes"}`, `unix: want "allow", "deny" or "role:NAME", got "yes"`},
-		{"unix role", `{"unix": "role:root"}`, `unix: unknown role "root": want one of admin, developer, readonly`},
+		{"unix role", `{"unix": "role:root"}`, `unix: unknown role "root": want one of admin, ci-runner, developer, proxy, readonly, updater`},
 		{"unix not a string", `{"unix": true}`, "unix: want a string, got true"},
 		{"relative protected path", `{"protected_paths": ["/srv", "etc"]}`, `protected_paths[1]: want an absolute path, got "etc"`},
 		{"root protected path", `{"protected_paths": ["//"]}`,
@@ -366,7 +366,7 @@ func TestParsePolicyErrors(t *testing.T) {
 func TestParsePolicy(t *testing.T) {
 	p, err := ParsePolicy([]byte(`{}`))
 	require.NoError(t, err)
-	assert.Equal(t, []string{"admin", "developer", "readonly"}, p.Roles())
+	assert.Equal(t, []string{"admin", "ci-runner", "developer", "proxy", "readonly", "updater"}, p.Roles())
 	assert.Equal(t, RoleReadonly, p.DefaultRole())
 
 	p, err = ParsePolicy([]byte(`{"default_role": "viewer", "roles": {"viewer": {"base": "readonly", "deny": ["GET /events"]}}}`))
@@ -404,7 +404,7 @@ func TestLoadPolicy(t *testing.T) {
 
 func TestDefaultPolicy(t *testing.T) {
 	p := DefaultPolicy()
-	assert.Equal(t, []string{"admin", "developer", "readonly"}, p.Roles())
+	assert.Equal(t, []string{"admin", "ci-runner", "developer", "proxy", "readonly", "updater"}, p.Roles())
 	assert.Equal(t, "readonly", p.DefaultRole())
 	for _, r := range []string{"admin", "developer", "readonly"} {
 		assert.True(t, p.HasRole(r), r)

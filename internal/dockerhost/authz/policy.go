@@ -137,7 +137,7 @@ const (
 	RoleCIRunner = "ci-runner"
 )
 
-var builtinRoles = []string{RoleAdmin, RoleDeveloper, RoleReadonly, RoleProxy, RoleUpdater, RoleCIRunner}
+var builtinRoles = []string{RoleAdmin, RoleDeveloper, RoleReadonly, RoleProxy, RoleUpdater, RoleCIRunner} // the first three cannot be redefined
 
 // roleLevel is what a role's built-in base grants.
 type roleLevel uint8
@@ -371,6 +371,9 @@ func ParsePolicy(data []byte) (*Policy, error) {
 		parsed[name] = d
 	}
 	for _, name := range f.order {
+		delete(p.roles, name) // a tenant role the file redefines
+	}
+	for _, name := range f.order {
 		if _, err := p.resolve(name, parsed, nil); err != nil {
 			return nil, err
 		}
@@ -419,7 +422,12 @@ func (p *Policy) parseMember(f *policyFile, key string, val json.RawMessage) err
 		return p.parseUnixMap(key, val)
 	case "roles":
 		return object(val, "roles", func(name string, def json.RawMessage) error {
-			if slices.Contains(builtinRoles, name) {
+			// admin, developer and readonly are the policy's ground. The
+			// tenant roles came later: a file that already defined a
+			// role of one of their names keeps its own (it replaces the
+			// built-in one), so that no policy stops loading, and every
+			// call is denied, on an upgrade.
+			if slices.Contains(builtinRoles[:3], name) {
 				return fmt.Errorf("roles.%s: the built-in role %q cannot be redefined: give the role another name, with \"base\": %q", name, name, name)
 			}
 			if !validRoleName().MatchString(name) {

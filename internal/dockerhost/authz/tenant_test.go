@@ -96,8 +96,19 @@ func TestTenantRolesDescribed(t *testing.T) {
 	assert.Contains(t, strings.Join(p.Describe(RoleCIRunner), "\n"), "capabilities: build")
 	assert.Contains(t, strings.Join(p.Describe(RoleProxy), "\n"), "allow GET /events  (policy rule)")
 
-	_, err := ParsePolicy([]byte(`{"roles": {"proxy": {"base": "readonly"}}}`))
-	assert.EqualError(t, err, `roles.proxy: the built-in role "proxy" cannot be redefined: give the role another name, with "base": "proxy"`)
+	// A policy written before the tenant roles, with a role of one of
+	// their names, still loads, with its own: an upgrade denies nothing
+	// it allowed. The core roles stay the policy's ground.
+	own, err := ParsePolicy([]byte(`{"roles": {"proxy": {"base": "readonly", "deny": ["GET /events"]}, "mine": {"base": "proxy"}}}`))
+	require.NoError(t, err)
+	for _, r := range []string{"proxy", "mine"} {
+		d := own.Decide(Identity{User: "socket:p", Role: r, Source: SourceLocal}, Request{Method: "GET", URI: "/v1.41/events"})
+		assert.False(t, d.Allow, "%s: the file's proxy denies GET /events, the built-in one allows it", r)
+		d = own.Decide(Identity{User: "socket:p", Role: r, Source: SourceLocal}, Request{Method: "GET", URI: "/v1.41/images/json"})
+		assert.True(t, d.Allow, "%s: the file's proxy is based on readonly: %s", r, d.Reason)
+	}
+	_, err = ParsePolicy([]byte(`{"roles": {"developer": {"base": "readonly"}}}`))
+	assert.EqualError(t, err, `roles.developer: the built-in role "developer" cannot be redefined: give the role another name, with "base": "developer"`)
 	q, err := ParsePolicy([]byte(`{"roles": {"watchtower": {"base": "updater", "deny": ["POST /containers/{id}/rename"]}}}`))
 	require.NoError(t, err)
 	d := q.Decide(Identity{User: "socket:wt", Role: "watchtower", Source: SourceLocal},

@@ -93,8 +93,11 @@ type AuditRecord struct {
 	// UID, PID and Socket name the peer of a local call (its account's
 	// name in User): the unix socket's peer credentials (SO_PEERCRED),
 	// where the enforcement point can read them; empty otherwise.
-	UID    string `json:"uid,omitempty"`
-	PID    int    `json:"pid,omitempty"`
+	UID string `json:"uid,omitempty"`
+	PID int    `json:"pid,omitempty"`
+	// Comm is that process's command name (/proc/PID/comm), read while
+	// a pidfd showed it was still the process that connected.
+	Comm   string `json:"comm,omitempty"`
 	Socket string `json:"socket,omitempty"`
 	// DurationUS is the call's duration in microseconds, BytesIn and
 	// BytesOut the bytes of its request and response bodies, where the

@@ -101,6 +101,7 @@ type Caller struct {
 	// gateway's socket it called (IdentifyLocal), for the audit record.
 	UID    string
 	PID    int
+	Comm   string
 	Socket string
 }
 
@@ -146,7 +147,7 @@ func (e *Engine) Decide(c Caller, method, uri string, body []byte, headers map[s
 	rec := AuditRecord{Time: e.now(), Phase: PhaseRequest, Method: method, URI: uri}
 	rec.User, rec.Serial, rec.Source = c.ID.User, c.ID.Serial, string(c.ID.Source)
 	rec.CN, rec.Issuer = c.CN, c.Issuer
-	rec.UID, rec.PID, rec.Socket = c.UID, c.PID, c.Socket
+	rec.UID, rec.PID, rec.Comm, rec.Socket = c.UID, c.PID, c.Comm, c.Socket
 	if method == "" || uri == "" {
 		rec.Rule, rec.Reason = ruleMalformed, "malformed request: no method or no URI"
 		e.logf("malformed", "request phase: %s", rec.Reason)

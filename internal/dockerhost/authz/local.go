@@ -59,6 +59,11 @@ type Peer struct {
 	// namespace: a container's process has its host pid).
 	UID, GID uint32
 	PID      int32
+	// Comm is the command name of the process PID, confirmed through a
+	// pidfd (SO_PEERPIDFD, Linux 6.5) to be the one that connected, not
+	// another that took its pid after it exited; "" when it could not
+	// be.
+	Comm string
 	// User is the account name of UID ("" when the passwd database has
 	// none); Groups the names of its groups, primary and supplementary,
 	// read once per connection.
@@ -93,7 +98,7 @@ func (p Peer) LocalName() string {
 // so is uid 0 unless the policy names root: root has dockerd's own socket.
 func (e *Engine) IdentifyLocal(p Peer) Caller {
 	c := Caller{ID: Identity{User: p.LocalName(), Source: SourceLocal},
-		UID: strconv.FormatUint(uint64(p.UID), 10), PID: int(p.PID), Socket: p.Socket}
+		UID: strconv.FormatUint(uint64(p.UID), 10), PID: int(p.PID), Comm: p.Comm, Socket: p.Socket}
 	if p.Name != "" {
 		c.ID.Role = p.Role
 		return c

@@ -211,7 +211,7 @@ func (l *localListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		return &peerConn{Conn: c, peer: authz.Peer{UID: uid, GID: gid, PID: pid, Socket: l.path, Name: l.name}}, nil
+		return &peerConn{Conn: c, peer: authz.Peer{UID: uid, GID: gid, PID: pid, Comm: peerComm(c, pid), Socket: l.path, Name: l.name}}, nil
 	}
 }
 

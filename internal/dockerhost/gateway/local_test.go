@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
 	"github.com/dtls-tool/dtls/internal/sandbox"
@@ -138,6 +139,15 @@ func TestLocalSocketPeerCredentials(t *testing.T) {
 	assert.Equal(t, strconv.Itoa(os.Getuid()), rec.UID)
 	assert.Equal(t, os.Getpid(), rec.PID)
 	assert.Equal(t, lg.sock, rec.Socket)
+	// The caller's command name, confirmed by its pidfd, where the kernel
+	// has SO_PEERPIDFD (Linux 6.5 and later); none elsewhere.
+	comm, err := os.ReadFile("/proc/self/comm")
+	require.NoError(t, err)
+	if peerPIDFDs(t) {
+		assert.Equal(t, strings.TrimSpace(string(comm)), rec.Comm)
+	} else {
+		assert.Empty(t, rec.Comm)
+	}
 
 	// A kept-alive connection, open when the mapping goes: cut.
 	kept, err := net.Dial("unix", lg.sock)
@@ -352,4 +362,19 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// peerPIDFDs reports whether this kernel gives a unix socket's peer as a
+// pidfd (SO_PEERPIDFD).
+func peerPIDFDs(t *testing.T) bool {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	require.NoError(t, err)
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	pidfd, err := unix.GetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_PEERPIDFD)
+	if err != nil {
+		return false
+	}
+	unix.Close(pidfd)
+	return true
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"os"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -28,6 +30,37 @@ func peerCred(c *net.UnixConn) (uid, gid uint32, pid int32, err error) {
 		return 0, 0, 0, fmt.Errorf("SO_PEERCRED: %w", serr)
 	}
 	return cred.Uid, cred.Gid, cred.Pid, nil
+}
+
+// peerComm is the command name of the process that connected c, whose
+// pid SO_PEERCRED gave: read from /proc/PID/comm, and kept only when the
+// connection's pidfd (SO_PEERPIDFD, Linux 6.5) shows, after the read, that
+// this process is still alive, so that the name is not that of another
+// process which took the pid after the caller exited. "" on an older
+// kernel or when the caller is gone: the pid alone is recorded.
+func peerComm(c *net.UnixConn, pid int32) string {
+	raw, err := c.SyscallConn()
+	if err != nil || pid <= 0 {
+		return ""
+	}
+	pidfd := -1
+	if err := raw.Control(func(fd uintptr) {
+		if v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PEERPIDFD); err == nil {
+			pidfd = v
+		}
+	}); err != nil || pidfd < 0 {
+		return ""
+	}
+	defer unix.Close(pidfd)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return ""
+	}
+	// Signal 0 checks the process without signalling it (pidfd_send_signal(2)).
+	if unix.PidfdSendSignal(pidfd, 0, nil, 0) != nil {
+		return ""
+	}
+	return strings.TrimSuffix(string(b), "\n")
 }
 
 // fileOwner is the uid owning a file.

@@ -14,6 +14,9 @@ func peerCred(*net.UnixConn) (uid, gid uint32, pid int32, err error) {
 	return 0, 0, 0, errors.New("peer credentials (SO_PEERCRED) are read on Linux only")
 }
 
+// peerComm: Linux's pidfds only.
+func peerComm(*net.UnixConn, int32) string { return "" }
+
 // fileOwner: not checked outside Linux (the local socket is refused
 // there anyway).
 func fileOwner(fs.FileInfo) (uint32, bool) { return 0, false }

@@ -56,8 +56,11 @@ func peerComm(c *net.UnixConn, pid int32) string {
 	if err != nil {
 		return ""
 	}
-	// Signal 0 checks the process without signalling it (pidfd_send_signal(2)).
-	if unix.PidfdSendSignal(pidfd, 0, nil, 0) != nil {
+	// Signal 0 checks the process without signalling it
+	// (pidfd_send_signal(2)): ESRCH once it has exited. EPERM says it is
+	// alive but another user's, which root without CAP_KILL (the packaged
+	// unit's bounding set) may not signal.
+	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil && err != unix.EPERM {
 		return ""
 	}
 	return strings.TrimSuffix(string(b), "\n")

@@ -184,8 +184,8 @@ func TestBodyCreate(t *testing.T) {
 		{"duplicate HostConfig, last empty", []byte(`{"Image":"alpine","HostConfig":{"Privileged":true},"HostConfig":{}}`), deny("HostConfig.Privileged"), "privileged"},
 		// bodies the plugin cannot judge (CVE-2024-41110, moby#39331, moby#36317)
 		{"no body", nil, deny("body"), "CVE-2024-41110"},
-		{"empty body", []byte{}, deny("body"), "the plugin got none"},
-		{"blank body", []byte(" \n"), deny("body"), "the plugin got none"},
+		{"empty body", []byte{}, deny("body"), "needs its JSON body checked and none came"},
+		{"blank body", []byte(" \n"), deny("body"), "needs its JSON body checked and none came"},
 		{"null", []byte("null"), deny("body"), "needs a JSON object"},
 		{"array", []byte(`[{"Image":"alpine"}]`), deny("body"), "needs a JSON object"},
 		{"garbage", []byte(`{"Image":"alpine",`), deny("body"), "not what dockerd reads"},

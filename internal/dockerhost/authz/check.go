@@ -282,8 +282,11 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 	body := bytes.Trim(r.Body, " \t\r\n") // JSON's white space only: dockerd reads no other
 	switch {
 	case len(body) == 0:
-		k.c.fail("body", fmt.Sprintf("%s needs its JSON body checked and the plugin got none: dockerd does not forward a chunked, "+
-			"empty or over-4-MiB body, nor one whose Content-Type is not application/json (CVE-2024-41110, moby#36317, moby#39331)", rt))
+		// The same engine decides for the plugin and the gateway: the
+		// message says what each can have been given.
+		k.c.fail("body", fmt.Sprintf("%s needs its JSON body checked and none came: the request had none, or, to the authorization plugin, "+
+			"dockerd did not forward it (a chunked, empty or over-4-MiB body, or one whose Content-Type is not application/json: "+
+			"CVE-2024-41110, moby#36317, moby#39331)", rt))
 		return k.c
 	case body[0] != '{':
 		k.c.fail("body", fmt.Sprintf("%s needs a JSON object as its body", rt))

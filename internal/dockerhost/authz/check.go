@@ -385,6 +385,13 @@ func (k *checker) checkLiveRef(ref string) {
 		k.c.fail("container", fmt.Sprintf("%v: denied (fail closed)", err))
 	case !o.Exists:
 		k.c.fail("container", fmt.Sprintf("no container %q", ref))
+	case isHexRef(ref) && !strings.HasPrefix(o.ID, ref):
+		// As in owned: found by its name, which also reads as an ID
+		// prefix. The updater names its own container so and renames
+		// it between this check and dockerd's own lookup: the same
+		// reference then names, by its ID, a container this check never
+		// saw (another's, privileged), which it kills, removes or starts.
+		k.c.fail("container", fmt.Sprintf("container %q is named by a reference that also reads as an ID prefix: use its ID (%.12s) or rename it to a name that is not hexadecimal", ref, o.ID))
 	default:
 		k.checkLive(o, "container "+ref, "", 0)
 	}
@@ -413,12 +420,40 @@ func (k *checker) checkLive(o Object, what, field string, depth int) {
 	}
 	inner := &checker{p: k.p, rl: k.rl, caller: k.caller, env: k.env, paths: k.paths}
 	inner.checkHostConfig(&h, "", true, depth+1)
+	checkLiveFields(&inner.c, o.HostConfig)
 	if inner.c.field != "" {
 		if field == "" {
 			field = inner.c.field
 		}
 		k.c.fail(field, fmt.Sprintf("%s is not one this role could create now: %s", what, inner.c.reason))
 	}
+}
+
+// checkLiveFields applies the create's zero-only fields to an existing
+// container's HostConfig, and asks its masked and read-only paths to hold
+// dockerd's defaults (dockerd reports them filled in; null only for a
+// privileged container, refused apart). hostConfig reads only the fields
+// whose values are checked: without this, a container made with
+// --security-opt systempaths=unconfined (/proc/sys writable: core_pattern
+// runs a program of the container's as root on the host), a device cgroup
+// rule (mknod of the host's disks), a cgroup parent or a GPU request
+// passed as one "this role could create now", for the updater's kill,
+// removal, rename and start of another's, and for an exec into one's own
+// made under a stronger role.
+// A field the table does not know (one dockerd reports, not sends) is
+// left to the checks of hostConfig.
+func checkLiveFields(c *checkResult, raw json.RawMessage) {
+	eachMember(raw, func(k []byte, val json.RawMessage) {
+		name, ok := lookupField(hostIndex, k)
+		if !ok {
+			return
+		}
+		rule := copyFields[name]
+		if rule == zeroOnly && !isZeroJSON(val) || listRefused(rule, name, val) {
+			c.set(strings.ToLower(name), val)
+			c.fail(name, zeroReason[name])
+		}
+	})
 }
 
 // createFields are the field tables of a create body for the caller's

@@ -81,3 +81,26 @@ func TestUpdaterRedteam(t *testing.T) {
 		})
 	}
 }
+
+// TestIdentifyRefusesLocalNames: a certificate whose name is a local
+// caller's ("unix:alice", "socket:traefik"), dockerd's own socket's
+// ("unix:") or nobody's ("") is refused, whatever its issuer vouches: in
+// the owners' book it would own what they created.
+func TestIdentifyRefusesLocalNames(t *testing.T) {
+	ca := newTestCA(t, "dtls CA")
+	inv := newFakeInventory()
+	e, err := NewEngine(Config{Inventory: inv})
+	assert.NoError(t, err)
+	for i, name := range []string{"unix:alice", "socket:traefik", "unix:", "uid:0", "", "alice"} {
+		c := ca.client(t, name, int64(200+i))
+		inv.add(c, RoleDeveloper)
+		got := e.Identify(c)
+		if name == "alice" {
+			assert.Empty(t, got.Refused)
+			assert.Equal(t, "alice", got.ID.User)
+			continue
+		}
+		assert.Equal(t, ruleNotAccepted, got.Rule, name)
+		assert.Contains(t, got.Refused, "not a client name dtls issues", name)
+	}
+}

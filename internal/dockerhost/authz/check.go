@@ -394,6 +394,16 @@ func (k *checker) checkLiveRef(ref string) {
 		k.c.fail("container", fmt.Sprintf("container %q is named by a reference that also reads as an ID prefix: use its ID (%.12s) or rename it to a name that is not hexadecimal", ref, o.ID))
 	default:
 		k.checkLive(o, "container "+ref, "", 0)
+		if k.c.field != "" {
+			return
+		}
+		// A network joined after the create is in no HostConfig. The
+		// updater's copy joins each of the original's networks
+		// (watchtower: NetworkConnect): one of another identity's is
+		// refused then, after the original is gone.
+		for _, n := range o.Networks {
+			k.checkNetworkName(n, "NetworkSettings.Networks")
+		}
 	}
 }
 

@@ -27,6 +27,10 @@ import (
 // it may not kill, remove, rename or start them either; nor may a
 // developer exec into such a container of its own (made when the holder
 // was admin: "the role perhaps changed since").
+//
+// A network joined after the create ('docker network connect') is in
+// NetworkSettings, not in the HostConfig: the updater's copy could not
+// join another's network again, so it may not remove the original.
 func TestUpdaterRedteam(t *testing.T) {
 	p := DefaultPolicy()
 	objs := testObjects()
@@ -44,6 +48,12 @@ func TestUpdaterRedteam(t *testing.T) {
 		live(strings.Repeat("6", 64), "mydefault", "root-admin", `{`+plainNS+`,`+defaults+`,"OomKillDisable":false,"DeviceCgroupRules":null,"CgroupParent":"","Devices":[]}`),
 		live("7"+strings.Repeat("0", 63), "mine-unconfined", "alice", `{`+plainNS+`,"MaskedPaths":[],"ReadonlyPaths":[]}`),
 	)
+	// Made on the default bridge, then connected to the admin's network.
+	connected := live("7"+strings.Repeat("1", 63), "connected", "root-admin", `{`+plainNS+`,`+defaults+`}`)
+	connected.Networks = []string{"bridge", "prodnet"}
+	onBridge := live("7"+strings.Repeat("2", 63), "onbridge", "root-admin", `{`+plainNS+`,`+defaults+`}`)
+	onBridge.Networks = []string{"bridge"}
+	objs[KindContainer] = append(objs[KindContainer], connected, onBridge)
 	upd := Identity{User: "socket:wt", Role: RoleUpdater, Source: SourceLocal}
 	dev := Identity{User: "alice", Role: RoleDeveloper, Source: SourceTCP}
 	tests := []struct {
@@ -61,6 +71,8 @@ func TestUpdaterRedteam(t *testing.T) {
 		{upd, "POST", "/v1.41/containers/cgparent/rename?name=x", "", "updater: allow POST /containers/{id}/rename: CgroupParent", "cgroup parent"},
 		{upd, "POST", "/v1.41/containers/gpus/kill", "", "updater: allow POST /containers/{id}/kill: DeviceRequests", "--gpus"},
 		{upd, "POST", "/v1.41/containers/mydefault/kill", "", "", ""},
+		{upd, "DELETE", "/v1.41/containers/connected?force=1", "", "updater: allow DELETE /containers/{id}: NetworkSettings.Networks", `network "prodnet" was created by someone else`},
+		{upd, "POST", "/v1.41/containers/onbridge/kill", "", "", ""},
 		{dev, "POST", "/v1.41/containers/mine-unconfined/exec", `{"Cmd":["sh"]}`, "developer: POST /containers/{id}/exec: MaskedPaths", "systempaths=unconfined"},
 	}
 	for _, tt := range tests {

@@ -10,14 +10,17 @@ import (
 
 // TestUpdaterRedteam: attacks on the updater's lifted ownership rule.
 //
-// An ID prefix: the updater names its own container "5555" (a name
-// that reads as the ID prefix of another's container); dockerd finds a
-// name before an ID prefix, so the check passes on the updater's own.
-// A rename of that container between the check and dockerd's own lookup
-// makes the same reference name the other's container by its ID: a
-// kill, removal, rename or start of a container the updater could never
-// create. The developer's ownership rule refuses such a reference; the
-// updater's "could create it as it is now" must too.
+// An ID prefix: a harmless container has a name that reads as an ID
+// prefix ("beef" here; "db" or "cafe", made by another identity or over
+// dockerd's socket: no role but admin may give one such a name), and the
+// ID of a privileged container starts with it. dockerd finds a name
+// before an ID prefix, so the check passes on the harmless one; the
+// updater renames it (allowed: it could create it) between the check
+// and dockerd's own lookup, and the same reference names the privileged
+// container by its ID: a kill, removal, rename or start of a container
+// the updater could never create. The developer's ownership rule
+// refuses such a reference; the updater's "could create it as it is
+// now" must too.
 //
 // Fields dockerd reports that the live check did not read: a container
 // made with --security-opt systempaths=unconfined (MaskedPaths and

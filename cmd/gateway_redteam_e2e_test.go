@@ -1,8 +1,14 @@
 package cmd
 
 import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -51,4 +57,63 @@ func TestGatewayRedteamWebsocketInput(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 3, n, "the refusals' audit records")
+}
+
+// socketCall sends one request to the gateway's unix socket at path and
+// returns the status and body.
+func socketCall(t *testing.T, path, method, uri string) (int, string) {
+	t.Helper()
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(30*time.Second)))
+	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", method, uri)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestGatewayRedteamUpdaterLive: containers made over dockerd's own
+// socket that the updater could not create, though their HostConfig's
+// checked fields are harmless: --security-opt systempaths=unconfined
+// (dockerd reports empty MaskedPaths and ReadonlyPaths: /proc/sys
+// writable), a device cgroup rule, a cgroup parent. The updater
+// (socket:wt) is refused their start and removal, as the README says
+// ("only when it could create that container as it is now"); a plain
+// container of the same image it may remove.
+func TestGatewayRedteamUpdaterLive(t *testing.T) {
+	t.Parallel()
+	h := newGatewayHost(t)
+	d := h.Daemon
+	root := []string{"DOCKER_HOST=unix://" + d.Socket}
+	require.NoError(t, d.TinyImage(context.Background(), "tiny:1"))
+	socketsDir := filepath.Join(h.Dir, "sockets")
+	_, stderr, code := h.dtls(t, "gateway", "socket", "add", "wt", "--role", "updater", "--policy", h.Policy,
+		"--state-dir", h.State, "--sockets-dir", socketsDir)
+	require.Equal(t, 0, code, stderr)
+	sock := filepath.Join(socketsDir, "wt.sock")
+	waitFor(t, 10*time.Second, "the socket "+sock, func() bool { _, err := os.Lstat(sock); return err == nil })
+	for name, opts := range map[string][]string{
+		"unconf":   {"--security-opt", "systempaths=unconfined"},
+		"devrule":  {"--device-cgroup-rule", "b *:* rwm"},
+		"cgparent": {"--cgroup-parent", "/dtls-redteam"},
+		"plainbox": nil,
+	} {
+		args := append(append([]string{"create", "--name", name, "--network", "none"}, opts...), "tiny:1", "/x")
+		out, err := runDocker(t, h.docker, root, args...)
+		require.NoError(t, err, out)
+	}
+	for _, tt := range []struct{ name, field string }{{"unconf", "MaskedPaths"}, {"devrule", "DeviceCgroupRules"}, {"cgparent", "CgroupParent"}} {
+		for _, m := range [][2]string{{"POST", "/v1.41/containers/" + tt.name + "/start"}, {"DELETE", "/v1.41/containers/" + tt.name + "?force=1"}} {
+			status, body := socketCall(t, sock, m[0], m[1])
+			assert.Equal(t, http.StatusForbidden, status, "%s %s: %s", m[0], m[1], body)
+			assert.Contains(t, body, ": "+tt.field+")", "%s %s", m[0], m[1])
+		}
+		out, err := runDocker(t, h.docker, root, "inspect", "-f", "{{.State.Status}}", tt.name)
+		require.NoError(t, err, out)
+		assert.Equal(t, "created", strings.TrimSpace(out), "%s was touched", tt.name)
+	}
+	status, body := socketCall(t, sock, "DELETE", "/v1.41/containers/plainbox?force=1")
+	assert.Equal(t, http.StatusNoContent, status, body)
 }

@@ -249,6 +249,9 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 		// created it: the copy it makes next would be refused after
 		// the original is gone.
 		k.checkLiveRef(pathVar(rt, u))
+		if rl.replaces && rt.method == "DELETE" && k.c.field == "" {
+			k.checkRemoveVolumes(pathVar(rt, u), u)
+		}
 	}
 	if k.c.field != "" {
 		return k.c
@@ -295,6 +298,30 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 		k.c.fail("body", fmt.Sprintf("the body of %s is not what dockerd reads: %v", rt, err))
 	}
 	return k.c
+}
+
+// checkRemoveVolumes refuses the removal of a container the caller did
+// not create together with its anonymous volumes (docker rm -v: "v" as
+// dockerd reads a boolean, moby api/server/httputils BoolValue): they
+// hold its holder's data, which no copy gets back (an image's VOLUME is
+// in no HostConfig, and the copy's are new), and the updater's allow
+// rule is for replacing containers, not for erasing another's data.
+// watchtower sends v=1 only with --remove-volumes.
+func (k *checker) checkRemoveVolumes(ref string, u requestURI) {
+	q, err := url.ParseQuery(u.query)
+	if err != nil {
+		k.c.fail("query", fmt.Sprintf("the query of DELETE /containers/{id} is not what dockerd reads: %v", err))
+		return
+	}
+	switch v := strings.ToLower(strings.TrimSpace(q.Get("v"))); v {
+	case "", "0", "no", "false", "none":
+	default:
+		if o, err := k.lookup(KindContainer, ref); err == nil && o.Exists && o.Owner == k.caller {
+			return // its own copy's
+		}
+		k.c.set("v", v)
+		k.c.fail("v", "removing the volumes of a container you did not create (docker rm -v) erases its holder's data, which no copy gets back: remove it without v")
+	}
 }
 
 // changes reports whether a route changes the object it names: every

@@ -31,6 +31,9 @@ import (
 // developer exec into such a container of its own (made when the holder
 // was admin: "the role perhaps changed since").
 //
+// The removal of another's container with its anonymous volumes (docker
+// rm -v) erases data no copy gets back.
+//
 // A network joined after the create ('docker network connect') is in
 // NetworkSettings, not in the HostConfig: the updater's copy could not
 // join another's network again, so it may not remove the original.
@@ -56,7 +59,8 @@ func TestUpdaterRedteam(t *testing.T) {
 	connected.Networks = []string{"bridge", "prodnet"}
 	onBridge := live("7"+strings.Repeat("2", 63), "onbridge", "root-admin", `{`+plainNS+`,`+defaults+`}`)
 	onBridge.Networks = []string{"bridge"}
-	objs[KindContainer] = append(objs[KindContainer], connected, onBridge)
+	objs[KindContainer] = append(objs[KindContainer], connected, onBridge,
+		live("7"+strings.Repeat("3", 63), "wtcopy", "socket:wt", `{`+plainNS+`,`+defaults+`}`))
 	upd := Identity{User: "socket:wt", Role: RoleUpdater, Source: SourceLocal}
 	dev := Identity{User: "alice", Role: RoleDeveloper, Source: SourceTCP}
 	tests := []struct {
@@ -76,6 +80,10 @@ func TestUpdaterRedteam(t *testing.T) {
 		{upd, "POST", "/v1.41/containers/mydefault/kill", "", "", ""},
 		{upd, "DELETE", "/v1.41/containers/connected?force=1", "", "updater: allow DELETE /containers/{id}: NetworkSettings.Networks", `network "prodnet" was created by someone else`},
 		{upd, "POST", "/v1.41/containers/onbridge/kill", "", "", ""},
+		{upd, "DELETE", "/v1.41/containers/onbridge?force=1&v=1", "", "updater: allow DELETE /containers/{id}: v", "docker rm -v"},
+		{upd, "DELETE", "/v1.41/containers/onbridge?force=1&v=True", "", "updater: allow DELETE /containers/{id}: v", "docker rm -v"},
+		{upd, "DELETE", "/v1.41/containers/onbridge?force=1&v=0", "", "", ""},
+		{upd, "DELETE", "/v1.41/containers/wtcopy?force=1&v=1", "", "", ""},
 		{dev, "POST", "/v1.41/containers/mine-unconfined/exec", `{"Cmd":["sh"]}`, "developer: POST /containers/{id}/exec: MaskedPaths", "systempaths=unconfined"},
 	}
 	for _, tt := range tests {

@@ -209,7 +209,7 @@ func updater(target string) {
 	bind, _ := json.Marshal(map[string]any{"Image": "tenant:1", "HostConfig": map[string]any{"Binds": []string{"/etc:/host-etc"}, "NetworkMode": "none"}})
 	call("create-bind", "POST", "/containers/create", bind)
 	call("kill-privileged", "POST", "/containers/privbox/kill", nil)
-	call("remove-volume-holder", "DELETE", "/containers/db?force=1", nil)
+	call("remove-volume-holder", "DELETE", "/containers/dbbox?force=1", nil)
 	call("exec", "POST", "/containers/"+created.Id+"/exec", []byte(`+"`"+`{"Cmd":["/tenant","echo"]}`+"`"+`))
 }
 
@@ -385,7 +385,7 @@ func TestGatewayTenantRolesWithRealDocker(t *testing.T) {
 	require.NoError(t, err, out)
 	// A container with a volume the updater does not own: its copy
 	// would hand the updater that data.
-	out, err = runDocker(t, h.docker, root, "create", "--name", "db", "-v", "dbdata:/data", "--network", "none", "tiny:1", "/x")
+	out, err = runDocker(t, h.docker, root, "create", "--name", "dbbox", "-v", "dbdata:/data", "--network", "none", "tiny:1", "/x")
 	require.NoError(t, err, out)
 	run := func(name string, args ...string) string {
 		t.Helper()

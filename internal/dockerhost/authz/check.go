@@ -249,6 +249,9 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 		// created it: the copy it makes next would be refused after
 		// the original is gone.
 		k.checkLiveRef(pathVar(rt, u))
+		if rl.replaces && rt.method == "DELETE" && k.c.field == "" {
+			k.checkRemoveVolumes(pathVar(rt, u), u)
+		}
 	}
 	if k.c.field != "" {
 		return k.c
@@ -298,6 +301,30 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 		k.c.fail("body", fmt.Sprintf("the body of %s is not what dockerd reads: %v", rt, err))
 	}
 	return k.c
+}
+
+// checkRemoveVolumes refuses the removal of a container the caller did
+// not create together with its anonymous volumes (docker rm -v: "v" as
+// dockerd reads a boolean, moby api/server/httputils BoolValue): they
+// hold its holder's data, which no copy gets back (an image's VOLUME is
+// in no HostConfig, and the copy's are new), and the updater's allow
+// rule is for replacing containers, not for erasing another's data.
+// watchtower sends v=1 only with --remove-volumes.
+func (k *checker) checkRemoveVolumes(ref string, u requestURI) {
+	q, err := url.ParseQuery(u.query)
+	if err != nil {
+		k.c.fail("query", fmt.Sprintf("the query of DELETE /containers/{id} is not what dockerd reads: %v", err))
+		return
+	}
+	switch v := strings.ToLower(strings.TrimSpace(q.Get("v"))); v {
+	case "", "0", "no", "false", "none":
+	default:
+		if o, err := k.lookup(KindContainer, ref); err == nil && o.Exists && o.Owner == k.caller {
+			return // its own copy's
+		}
+		k.c.set("v", v)
+		k.c.fail("v", "removing the volumes of a container you did not create (docker rm -v) erases its holder's data, which no copy gets back: remove it without v")
+	}
 }
 
 // changes reports whether a route changes the object it names: every
@@ -388,8 +415,25 @@ func (k *checker) checkLiveRef(ref string) {
 		k.c.fail("container", fmt.Sprintf("%v: denied (fail closed)", err))
 	case !o.Exists:
 		k.c.fail("container", fmt.Sprintf("no container %q", ref))
+	case isHexRef(ref) && !strings.HasPrefix(o.ID, ref):
+		// As in owned: found by its name, which also reads as an ID
+		// prefix. The updater names its own container so and renames
+		// it between this check and dockerd's own lookup: the same
+		// reference then names, by its ID, a container this check never
+		// saw (another's, privileged), which it kills, removes or starts.
+		k.c.fail("container", fmt.Sprintf("container %q is named by a reference that also reads as an ID prefix: use its ID (%.12s) or rename it to a name that is not hexadecimal", ref, o.ID))
 	default:
 		k.checkLive(o, "container "+ref, "", 0)
+		if k.c.field != "" {
+			return
+		}
+		// A network joined after the create is in no HostConfig. The
+		// updater's copy joins each of the original's networks
+		// (watchtower: NetworkConnect): one of another identity's is
+		// refused then, after the original is gone.
+		for _, n := range o.Networks {
+			k.checkNetworkName(n, "NetworkSettings.Networks")
+		}
 	}
 }
 
@@ -416,12 +460,40 @@ func (k *checker) checkLive(o Object, what, field string, depth int) {
 	}
 	inner := &checker{p: k.p, rl: k.rl, caller: k.caller, env: k.env, paths: k.paths}
 	inner.checkHostConfig(&h, "", true, depth+1)
+	checkLiveFields(&inner.c, o.HostConfig)
 	if inner.c.field != "" {
 		if field == "" {
 			field = inner.c.field
 		}
 		k.c.fail(field, fmt.Sprintf("%s is not one this role could create now: %s", what, inner.c.reason))
 	}
+}
+
+// checkLiveFields applies the create's zero-only fields to an existing
+// container's HostConfig, and asks its masked and read-only paths to hold
+// dockerd's defaults (dockerd reports them filled in; null only for a
+// privileged container, refused apart). hostConfig reads only the fields
+// whose values are checked: without this, a container made with
+// --security-opt systempaths=unconfined (/proc/sys writable: core_pattern
+// runs a program of the container's as root on the host), a device cgroup
+// rule (mknod of the host's disks), a cgroup parent or a GPU request
+// passed as one "this role could create now", for the updater's kill,
+// removal, rename and start of another's, and for an exec into one's own
+// made under a stronger role.
+// A field the table does not know (one dockerd reports, not sends) is
+// left to the checks of hostConfig.
+func checkLiveFields(c *checkResult, raw json.RawMessage) {
+	eachMember(raw, func(k []byte, val json.RawMessage) {
+		name, ok := lookupField(hostIndex, k)
+		if !ok {
+			return
+		}
+		rule := copyFields[name]
+		if rule == zeroOnly && !isZeroJSON(val) || listRefused(rule, name, val) {
+			c.set(strings.ToLower(name), val)
+			c.fail(name, zeroReason[name])
+		}
+	})
 }
 
 // createFields are the field tables of a create body for the caller's

@@ -128,6 +128,19 @@ func (e *Engine) Identify(leaf *x509.Certificate) Caller {
 		e.logf("identify "+c.ID.Serial, "certificate %q serial %s refused: %v", leaf.Subject.CommonName, c.ID.Serial, err)
 		return c
 	}
+	if user == "" || strings.ContainsRune(user, ':') {
+		// The owners' book and the audit trail tell a certificate holder
+		// from a local account ("unix:alice", "uid:1000"), a
+		// per-container socket ("socket:traefik") and dockerd's own
+		// socket ("unix:") by the ':' no certificate name has
+		// (pki.ValidateName), and from the unknown owner ("") by a
+		// name at all. dtls's issuers check the name, but a fleet host
+		// takes any certificate its CA signed: one signed outside dtls
+		// as "socket:traefik" or "unix:" would own what those created.
+		c.Rule, c.Refused = ruleNotAccepted, fmt.Sprintf("certificate serial %s names %q, which is not a client name dtls issues (letters, digits, '.', '_', '@', '-'): it could pass for a local account or socket", c.ID.Serial, user)
+		e.logf("identify "+c.ID.Serial, "certificate %q serial %s refused: its name is not a client name", leaf.Subject.CommonName, c.ID.Serial)
+		return c
+	}
 	c.ID.User, c.ID.Role = user, role
 	return c
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,10 @@ type Object struct {
 	Owner string
 	// HostConfig is a container's HostConfig as dockerd reports it now.
 	HostConfig json.RawMessage
+	// Networks are the networks a container is connected to now
+	// (NetworkSettings.Networks), by name: those joined after its
+	// create ('docker network connect') are not in its HostConfig.
+	Networks []string
 	// Driver and Options are a volume's or a network's driver and its
 	// options.
 	Driver  string
@@ -498,12 +503,20 @@ func (d *DockerClient) lookup(kind ObjectKind, ref string) (Object, error) {
 		ContainerID string
 		// An image's.
 		RepoTags []string
+		// A container's networks.
+		NetworkSettings struct {
+			Networks map[string]json.RawMessage
+		}
 	}
 	if err := json.Unmarshal(body, &v); err != nil {
 		return o, fmt.Errorf("look %s %q up in dockerd: %w", kind, ref, err)
 	}
 	o.Exists, o.Name, o.Driver, o.Options, o.HostConfig = true, strings.TrimPrefix(v.Name, "/"), v.Driver, v.Options, v.HostConfig
 	o.Container, o.Tags = v.ContainerID, v.RepoTags
+	for n := range v.NetworkSettings.Networks {
+		o.Networks = append(o.Networks, n)
+	}
+	slices.Sort(o.Networks)
 	if kind == KindVolume {
 		o.ID = v.Name
 	} else {

@@ -29,7 +29,9 @@ func hc(s string) json.RawMessage { return json.RawMessage(s) }
 
 // testObjects: alice's and others' containers, volumes, networks, execs.
 func testObjects() fakeObjects {
-	plain := hc(`{"NetworkMode":"default","IpcMode":"private","CgroupnsMode":"host","LogConfig":{"Type":"json-file","Config":{}},"MaskedPaths":["/proc/kcore"]}`)
+	plain := hc(`{"NetworkMode":"default","IpcMode":"private","CgroupnsMode":"host","LogConfig":{"Type":"json-file","Config":{}},"MaskedPaths":["/proc/asound","/proc/acpi","/proc/kcore","/proc/keys","/proc/latency_stats",` +
+		`"/proc/timer_list","/proc/timer_stats","/proc/sched_debug","/proc/scsi","/sys/firmware"],` +
+		`"ReadonlyPaths":["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]}`)
 	c := func(id, name, owner string, h json.RawMessage) Object {
 		return Object{Kind: KindContainer, ID: id, Name: name, Owner: owner, Exists: true, HostConfig: h}
 	}

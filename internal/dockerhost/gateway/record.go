@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -100,7 +101,8 @@ func (g *Gateway) startRecording(w http.ResponseWriter, r *http.Request, c *call
 	}
 	meta, ok := g.streamMeta(r.Context(), c.rec.Path)
 	if !ok {
-		return nil, true // BuildKit's session, attach over a websocket
+		// BuildKit's session, attach over a websocket: not recorded.
+		return nil, g.unrecordedInput(w, r, c)
 	}
 	start := g.cfg.Engine.Now()
 	meta.ID, meta.Start = recording.NewID(start), start.UTC()
@@ -127,6 +129,44 @@ func (g *Gateway) startRecording(w http.ResponseWriter, r *http.Request, c *call
 	}
 	c.rec.Fields["recording"] = meta.ID
 	return &streamRecord{g: g, rec: rec, id: meta.ID, c: c, input: meta.Input}, true
+}
+
+// unrecordedInput lets a stream the gateway does not record go on, but
+// for a websocket attach with stdin by a role whose input is recorded
+// (record_input, or --record-input): what its holder types would reach
+// the container unrecorded, as through a 'docker attach' it never does.
+// It is refused (answered: false), or with --sessions-on-failure
+// continue let go with an audit record. Without stdin it is output
+// only, as logs.
+func (g *Gateway) unrecordedInput(w http.ResponseWriter, r *http.Request, c *call) bool {
+	rc := g.cfg.Recording
+	if !strings.HasSuffix(c.rec.Path, "/attach/ws") || !wsStdin(r) || !rc.Input && !g.cfg.Engine.RecordsInput(c.rec.Role) {
+		return true
+	}
+	why := "a websocket attach (attach/ws) with stdin cannot be recorded, and this role's input is: use docker attach, or attach/ws without stdin"
+	if !rc.Continue {
+		c.rec.Rule, c.rec.Reason = RuleRecording, why+": refused"
+		g.refuse(w, c, http.StatusServiceUnavailable, c.rec.Reason)
+		return false
+	}
+	g.unrecorded(c, why+": the stream goes on unrecorded")
+	return true
+}
+
+// wsStdin reports whether a websocket attach asks for stdin, as dockerd
+// reads it: the first "stdin" of the query, false only when "", "0",
+// "no", "false" or "none" in any case (moby api/server/httputils
+// BoolValue). A query that does not parse counts as asking.
+func wsStdin(r *http.Request) bool {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return true
+	}
+	switch strings.ToLower(strings.TrimSpace(q.Get("stdin"))) {
+	case "", "0", "no", "false", "none":
+		return false
+	}
+	return true
 }
 
 // unrecorded writes the audit record of a stream going on unrecorded.

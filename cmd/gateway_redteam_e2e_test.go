@@ -1,0 +1,119 @@
+package cmd
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
+	"github.com/dtls-tool/dtls/internal/dockerhost/gateway"
+)
+
+// TestGatewayRedteamWebsocketInput: the holder of a role whose input the
+// policy records ("record_input") attaches to a shell of theirs over a
+// websocket (GET /containers/{id}/attach/ws?stdin=1), which the gateway
+// cannot record: what they type would reach the container unrecorded,
+// 'docker attach' refused nothing it records. With the gateway's
+// default (--sessions-on-failure refuse) the websocket attach with stdin
+// is refused, with an audit record saying why; without stdin it goes on
+// (output only, as logs), and so does developer's (its input is not
+// recorded, TestGatewayAttachWebsocket).
+func TestGatewayRedteamWebsocketInput(t *testing.T) {
+	t.Parallel()
+	h := newGatewayHost(t)
+	require.NoError(t, os.WriteFile(h.Policy, []byte(`{"default_role": "readonly", "roles": {"contractor": {"base": "developer", "record_input": true}}}`+"\n"), 0o644))
+	h.issue(t, "carl", "contractor", "--policy", h.Policy)
+	importImage(t, h.Daemon, "tool:1", map[string]string{"t": toolBinary(t)})
+	waitFor(t, 10*time.Second, "carl runs a container", func() bool {
+		_, err := h.as(t, "carl", "run", "-d", "-i", "--name", "carlsh", "tool:1", "/t", "cat")
+		return err == nil
+	})
+	ws := func(query string) string {
+		return "GET /v1.41/containers/carlsh/attach/ws?" + query + " HTTP/1.1\r\nHost: docker\r\n" +
+			"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+			"Origin: http://localhost\r\n\r\n"
+	}
+	for _, q := range []string{"stream=1&stdin=1&stdout=1", "stream=1&stdin=true&stdout=1", "stdin=yes&stream=1&stdin=0"} {
+		assert.Equal(t, []int{http.StatusServiceUnavailable}, h.rawExchange(t, "carl", ws(q), 1), "carl's websocket attach with stdin (%s) went on unrecorded", q)
+	}
+	assert.Equal(t, []int{http.StatusSwitchingProtocols}, h.rawExchange(t, "carl", ws("stream=1&stdout=1&stdin=0"), 1), "an attach without stdin is refused")
+	recs, err := authz.ReadAudit(h.Audit, authz.AuditFilter{User: "carl"})
+	require.NoError(t, err)
+	n := 0
+	for _, r := range recs {
+		if r.Rule == gateway.RuleRecording && r.Path == "/containers/carlsh/attach/ws" && strings.Contains(r.Reason, "cannot be recorded") {
+			n++
+		}
+	}
+	assert.Equal(t, 3, n, "the refusals' audit records")
+}
+
+// socketCall sends one request to the gateway's unix socket at path and
+// returns the status and body.
+func socketCall(t *testing.T, path, method, uri string) (int, string) {
+	t.Helper()
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(30*time.Second)))
+	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", method, uri)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestGatewayRedteamUpdaterLive: containers made over dockerd's own
+// socket that the updater could not create, though their HostConfig's
+// checked fields are harmless: --security-opt systempaths=unconfined
+// (dockerd reports empty MaskedPaths and ReadonlyPaths: /proc/sys
+// writable), a device cgroup rule, a cgroup parent. The updater
+// (socket:wt) is refused their start and removal, as the README says
+// ("only when it could create that container as it is now"); a plain
+// container of the same image it may remove.
+func TestGatewayRedteamUpdaterLive(t *testing.T) {
+	t.Parallel()
+	h := newGatewayHost(t)
+	d := h.Daemon
+	root := []string{"DOCKER_HOST=unix://" + d.Socket}
+	require.NoError(t, d.TinyImage(context.Background(), "tiny:1"))
+	socketsDir := filepath.Join(h.Dir, "sockets")
+	_, stderr, code := h.dtls(t, "gateway", "socket", "add", "wt", "--role", "updater", "--policy", h.Policy,
+		"--state-dir", h.State, "--sockets-dir", socketsDir)
+	require.Equal(t, 0, code, stderr)
+	sock := filepath.Join(socketsDir, "wt.sock")
+	waitFor(t, 10*time.Second, "the socket "+sock, func() bool { _, err := os.Lstat(sock); return err == nil })
+	for name, opts := range map[string][]string{
+		"unconf":   {"--security-opt", "systempaths=unconfined"},
+		"devrule":  {"--device-cgroup-rule", "b *:* rwm"},
+		"cgparent": {"--cgroup-parent", "/dtls-redteam"},
+		"plainbox": nil,
+	} {
+		args := append(append([]string{"create", "--name", name, "--network", "none"}, opts...), "tiny:1", "/x")
+		out, err := runDocker(t, h.docker, root, args...)
+		require.NoError(t, err, out)
+	}
+	for _, tt := range []struct{ name, field string }{{"unconf", "MaskedPaths"}, {"devrule", "DeviceCgroupRules"}, {"cgparent", "CgroupParent"}} {
+		for _, m := range [][2]string{{"POST", "/v1.41/containers/" + tt.name + "/start"}, {"DELETE", "/v1.41/containers/" + tt.name + "?force=1"}} {
+			status, body := socketCall(t, sock, m[0], m[1])
+			assert.Equal(t, http.StatusForbidden, status, "%s %s: %s", m[0], m[1], body)
+			assert.Contains(t, body, ": "+tt.field+")", "%s %s", m[0], m[1])
+		}
+		out, err := runDocker(t, h.docker, root, "inspect", "-f", "{{.State.Status}}", tt.name)
+		require.NoError(t, err, out)
+		assert.Equal(t, "created", strings.TrimSpace(out), "%s was touched", tt.name)
+	}
+	status, body := socketCall(t, sock, "DELETE", "/v1.41/containers/plainbox?force=1")
+	assert.Equal(t, http.StatusNoContent, status, body)
+}

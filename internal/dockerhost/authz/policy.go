@@ -244,6 +244,13 @@ func DefaultPolicy() *Policy {
 			}
 			r.allow = append(r.allow, pt)
 		}
+		for _, s := range t.deny {
+			pt, err := parsePattern(s)
+			if err != nil {
+				panic("authz: built-in role " + t.name + ": " + err.Error())
+			}
+			r.deny = append(r.deny, pt)
+		}
 		p.roles[t.name] = r
 	}
 	return p

@@ -8,7 +8,7 @@ package authz
 type tenantRole struct {
 	name, base, desc string
 	caps             capability
-	allow            []string
+	allow, deny      []string
 	replaces         bool
 }
 
@@ -119,7 +119,16 @@ var tenantRoles = []tenantRole{
 		// not create, an import or load of the helper image from the
 		// runner's tar (docker.go, getHelperImage, then falls back to a
 		// pull from the registry).
+		//
+		// Build is the classic builder's POST /build only, whose query
+		// (networkmode, the build's own containers) the policy reads.
+		// BuildKit's /session and /grpc are one opaque stream the gateway
+		// cannot read, and dockerd grants a BuildKit build the host
+		// network (the network.host entitlement) unless daemon.json says
+		// builder.entitlements.network-host false: a job that reaches
+		// the runner's socket would get what this role refuses.
 		name: RoleCIRunner, base: RoleDeveloper, caps: capBuild,
-		desc: "a CI runner (gitlab-runner's docker executor): builds, creates, runs and removes its own containers; never privileged",
+		deny: []string{"POST /session", "POST /grpc"},
+		desc: "a CI runner (gitlab-runner's docker executor): builds (classic builder), creates, runs and removes its own containers; never privileged",
 	},
 }

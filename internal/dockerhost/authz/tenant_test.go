@@ -135,3 +135,21 @@ func TestCreateHostCgroupnsDefault(t *testing.T) {
 		assert.Equal(t, tt.allow, d.Allow, "%s, cgroup v1 %v: %s: %s", tt.role, tt.v1, d.Rule, d.Reason)
 	}
 }
+
+// TestCIRunnerNoBuildKit: ci-runner builds with the classic builder,
+// whose query the policy reads, but not through BuildKit's opaque
+// /session and /grpc, where dockerd would grant the host network; a
+// policy's own role with the build capability keeps them.
+func TestCIRunnerNoBuildKit(t *testing.T) {
+	p := DefaultPolicy()
+	id := Identity{User: "socket:ci", Role: RoleCIRunner, Source: SourceLocal}
+	assert.True(t, p.Decide(id, Request{Method: "POST", URI: "/v1.41/build"}).Allow, "an untagged classic build")
+	for _, uri := range []string{"/session", "/grpc"} {
+		d := p.Decide(id, Request{Method: "POST", URI: "/v1.41" + uri})
+		assert.False(t, d.Allow, uri)
+		assert.Contains(t, d.Rule, "ci-runner: deny POST "+uri, uri)
+	}
+	own, err := ParsePolicy([]byte(`{"roles": {"builder": {"base": "developer", "capabilities": ["build"]}}}`))
+	require.NoError(t, err)
+	assert.True(t, own.Decide(Identity{User: "b", Role: "builder", Source: SourceTCP}, Request{Method: "POST", URI: "/v1.41/grpc"}).Allow)
+}

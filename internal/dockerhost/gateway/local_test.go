@@ -378,3 +378,21 @@ func peerPIDFDs(t *testing.T) bool {
 	unix.Close(pidfd)
 	return true
 }
+
+// TestWarnHardlinks: a kernel that lets anyone hard-link others' files
+// (fs.protected_hardlinks 0) is named at start; 1 says nothing.
+func TestWarnHardlinks(t *testing.T) {
+	dir := t.TempDir()
+	for v, warned := range map[string]bool{"0\n": true, "1\n": false} {
+		f := filepath.Join(dir, "protected_hardlinks")
+		require.NoError(t, os.WriteFile(f, []byte(v), 0o644))
+		var got []string
+		warnHardlinks(f, func(_, format string, a ...any) { got = append(got, fmt.Sprintf(format, a...)) })
+		if warned {
+			require.Len(t, got, 1)
+			assert.Contains(t, got[0], "set fs.protected_hardlinks = 1")
+		} else {
+			assert.Empty(t, got)
+		}
+	}
+}

@@ -55,6 +55,21 @@ func (a bookStamp) same(b bookStamp) bool {
 	return os.SameFile(a.fi, b.fi) && a.fi.ModTime().Equal(b.fi.ModTime()) && a.fi.Size() == b.fi.Size()
 }
 
+// hardlinksFile is the kernel's fs.protected_hardlinks setting.
+const hardlinksFile = "/proc/sys/fs/protected_hardlinks"
+
+// warnHardlinks says when the kernel lets anyone hard-link a file they do
+// not own (fs.protected_hardlinks=0): the local socket (0666) could then
+// be linked into a directory a container may mount, such as a bind root
+// on the same file system, outside the protected paths, and a container
+// running as another account's uid would speak as that account.
+func warnHardlinks(path string, logf func(string, string, ...any)) {
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == "0" {
+		logf("", "warning: %s is 0: anyone may hard-link the local socket where a container can mount it; "+
+			"set fs.protected_hardlinks = 1 (sysctl(8))", path)
+	}
+}
+
 // openLocal makes the local socket and the book's sockets; any that
 // cannot be made is an error naming its path (the gateway does not
 // start), and what was made is closed.
@@ -66,6 +81,7 @@ func openLocal(c Config, logf func(string, string, ...any)) (*localSockets, erro
 			return nil, err
 		}
 		s.main = l
+		warnHardlinks(hardlinksFile, logf)
 	}
 	if s.file == "" {
 		return s, nil

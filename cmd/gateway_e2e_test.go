@@ -478,17 +478,44 @@ func (s *catStream) endsWithin(t *testing.T, who string, since time.Time, d time
 	}
 }
 
+// catStreams gives each name a developer's bundle, a container NAMEbox
+// of the tool image, and an open cat stream in it.
+func (h *gatewayHost) catStreams(t *testing.T, names ...string) []*catStream {
+	t.Helper()
+	importImage(t, h.Daemon, "tool:1", map[string]string{"t": toolBinary(t)})
+	var out []*catStream
+	for _, n := range names {
+		h.issue(t, n, "developer")
+		o, err := h.as(t, n, "run", "-d", "--name", n+"box", "tool:1", "/t", "sleep")
+		require.NoError(t, err, o)
+	}
+	for _, n := range names {
+		out = append(out, h.openCat(t, n))
+	}
+	return out
+}
+
+// waitRevokedCut waits for the audit record of the cut of a connection
+// of user's for a revoked certificate.
+func (h *gatewayHost) waitRevokedCut(t *testing.T, user string) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "the cut of "+user+"'s revoked certificate's connection is recorded", func() bool {
+		recs, err := authz.ReadAudit(h.Audit, authz.AuditFilter{User: user})
+		require.NoError(t, err)
+		for _, r := range recs {
+			if r.Phase == "session" && r.Decision == "deny" && strings.Contains(r.Reason, "revoked") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 func TestGatewayRevocationCutsStreams(t *testing.T) {
 	t.Parallel()
 	h := newGatewayHost(t)
-	h.issue(t, "bob", "developer")
-	h.issue(t, "dev", "developer")
-	importImage(t, h.Daemon, "tool:1", map[string]string{"t": toolBinary(t)})
-	for _, n := range []string{"bob", "dev"} {
-		out, err := h.as(t, n, "run", "-d", "--name", n+"box", "tool:1", "/t", "sleep")
-		require.NoError(t, err, out)
-	}
-	bob, dev := h.openCat(t, "bob"), h.openCat(t, "dev")
+	s := h.catStreams(t, "bob", "dev")
+	bob, dev := s[0], s[1]
 	_, stderr, code := h.dtls(t, "revoke", "bob", "--state-dir", h.State)
 	require.Equal(t, 0, code, stderr)
 	bob.endsWithin(t, "bob", time.Now(), time.Second)
@@ -498,16 +525,7 @@ func TestGatewayRevocationCutsStreams(t *testing.T) {
 		t.Fatal("dev's stream ended")
 	default:
 	}
-	waitFor(t, 5*time.Second, "the cut session is recorded", func() bool {
-		recs, err := authz.ReadAudit(h.Audit, authz.AuditFilter{User: "bob"})
-		require.NoError(t, err)
-		for _, r := range recs {
-			if r.Phase == "session" && r.Decision == "deny" && strings.Contains(r.Reason, "revoked") {
-				return true
-			}
-		}
-		return false
-	})
+	h.waitRevokedCut(t, "bob")
 }
 
 // TestGatewayRenewalKeepsStreams: a renewal supersedes bob's certificate,
@@ -519,14 +537,8 @@ func TestGatewayRevocationCutsStreams(t *testing.T) {
 func TestGatewayRenewalKeepsStreams(t *testing.T) {
 	t.Parallel()
 	h := newGatewayHost(t)
-	h.issue(t, "bob", "developer")
-	h.issue(t, "carl", "developer")
-	importImage(t, h.Daemon, "tool:1", map[string]string{"t": toolBinary(t)})
-	for _, n := range []string{"bob", "carl"} {
-		out, err := h.as(t, n, "run", "-d", "--name", n+"box", "tool:1", "/t", "sleep")
-		require.NoError(t, err, out)
-	}
-	bob, carl := h.openCat(t, "bob"), h.openCat(t, "carl")
+	s := h.catStreams(t, "bob", "carl")
+	bob, carl := s[0], s[1]
 	// The certificate bob's stream holds, kept aside: the renewal
 	// replaces the bundle's files.
 	old := filepath.Join(h.Bundles, "bob-old")
@@ -553,16 +565,7 @@ func TestGatewayRenewalKeepsStreams(t *testing.T) {
 	_, stderr, code = h.dtls(t, "revoke", "bob", "--state-dir", h.State)
 	require.Equal(t, 0, code, stderr)
 	bob.endsWithin(t, "bob", time.Now(), time.Second)
-	waitFor(t, 5*time.Second, "the cut of bob's superseded certificate's stream is recorded", func() bool {
-		recs, err := authz.ReadAudit(h.Audit, authz.AuditFilter{User: "bob"})
-		require.NoError(t, err)
-		for _, r := range recs {
-			if r.Phase == "session" && r.Decision == "deny" && strings.Contains(r.Reason, "revoked") {
-				return true
-			}
-		}
-		return false
-	})
+	h.waitRevokedCut(t, "bob")
 }
 
 // TestGatewayReloadsCertificates: 'dtls renew --server' replaces the

@@ -19,7 +19,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
 	"github.com/dtls-tool/dtls/internal/sandbox"
@@ -289,7 +288,7 @@ func TestGatewayLocalUsersWithRealDocker(t *testing.T) {
 	assert.Equal(t, "local", r.Source)
 	assert.Equal(t, "developer", r.Role)
 	assert.NotZero(t, r.PID)
-	if peerPIDFDs(t) {
+	if sandbox.PeerPIDFDs() {
 		assert.Equal(t, "docker", r.Comm, "the caller's command name, confirmed by its pidfd")
 	}
 	recs = localRecords(t, h.Audit, strangerName, func(r authz.AuditRecord) bool { return r.Phase == authz.PhaseRequest })
@@ -677,19 +676,4 @@ func daemonGroup(t *testing.T, path string) string {
 	}
 	require.NoError(t, json.Unmarshal(b, &v))
 	return v.Group
-}
-
-// peerPIDFDs reports whether this kernel gives a unix socket's peer as a
-// pidfd (SO_PEERPIDFD, Linux 6.5 and later).
-func peerPIDFDs(t *testing.T) bool {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
-	require.NoError(t, err)
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
-	pidfd, err := unix.GetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_PEERPIDFD)
-	if err != nil {
-		return false
-	}
-	unix.Close(pidfd)
-	return true
 }

@@ -19,7 +19,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
 	"github.com/dtls-tool/dtls/internal/sandbox"
@@ -143,7 +142,7 @@ func TestLocalSocketPeerCredentials(t *testing.T) {
 	// has SO_PEERPIDFD (Linux 6.5 and later); none elsewhere.
 	comm, err := os.ReadFile("/proc/self/comm")
 	require.NoError(t, err)
-	if peerPIDFDs(t) {
+	if sandbox.PeerPIDFDs() {
 		assert.Equal(t, strings.TrimSpace(string(comm)), rec.Comm)
 	} else {
 		assert.Empty(t, rec.Comm)
@@ -362,21 +361,6 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// peerPIDFDs reports whether this kernel gives a unix socket's peer as a
-// pidfd (SO_PEERPIDFD).
-func peerPIDFDs(t *testing.T) bool {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
-	require.NoError(t, err)
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
-	pidfd, err := unix.GetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_PEERPIDFD)
-	if err != nil {
-		return false
-	}
-	unix.Close(pidfd)
-	return true
 }
 
 // TestWarnHardlinks: a kernel that lets anyone hard-link others' files

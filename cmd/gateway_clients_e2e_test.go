@@ -17,6 +17,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
+	"github.com/dtls-tool/dtls/internal/dockerhost/gateway"
 )
 
 // debianTool finds a program of Debian's that scripts/deps.sh installs
@@ -201,7 +204,11 @@ func TestGatewayComposeV1(t *testing.T) {
 // websocket (RFC 6455) client's attach, goes through the gateway as one
 // stream: dockerd's 101 with its Sec-WebSocket-Accept reaches the client,
 // a masked frame of stdin reaches the container, and cat's echo comes
-// back in a frame; another holder is refused the attach.
+// back in a frame; another holder is refused the attach. The gateway
+// cannot record a websocket's stream: by default it refuses an attach/ws
+// with stdin (503, as a stream whose recording fails); this runs through
+// a second gateway with --sessions-on-failure continue, which lets it go
+// on with an audit record saying so.
 func TestGatewayAttachWebsocket(t *testing.T) {
 	t.Parallel()
 	h := newGatewayHost(t)
@@ -215,6 +222,8 @@ func TestGatewayAttachWebsocket(t *testing.T) {
 		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
 		"Origin: http://localhost\r\n\r\n"
 	assert.Equal(t, []int{http.StatusForbidden}, h.rawExchange(t, "bob", req, 1), "bob attached to dev's container")
+	assert.Equal(t, []int{http.StatusServiceUnavailable}, h.rawExchange(t, "dev", req, 1), "an unrecorded interactive attach/ws went on")
+	h = secondGateway(t, h, "--sessions-on-failure", "continue", "--audit-log", filepath.Join(h.Dir, "continue.log"))
 
 	c, err := tlsDial(h, t, "dev")
 	require.NoError(t, err)
@@ -252,4 +261,11 @@ func TestGatewayAttachWebsocket(t *testing.T) {
 		got = append(got, b...)
 	}
 	assert.Equal(t, string(payload), string(got))
+	recs, err := authz.ReadAudit(filepath.Join(h.Dir, "continue.log"), authz.AuditFilter{User: "dev"})
+	require.NoError(t, err)
+	found := false
+	for _, r := range recs {
+		found = found || r.Rule == gateway.RuleRecording && strings.Contains(r.Reason, "the stream goes on unrecorded")
+	}
+	assert.True(t, found, "no audit record says the websocket attach went on unrecorded")
 }

@@ -27,8 +27,8 @@ import (
 // 'docker attach' refused nothing it records. With the gateway's
 // default (--sessions-on-failure refuse) the websocket attach with stdin
 // is refused, with an audit record saying why; without stdin it goes on
-// (output only, as logs), and so does developer's (its input is not
-// recorded, TestGatewayAttachWebsocket).
+// (output only, as logs). (Every role's: the gateway records every
+// interactive session's output, TestGatewayAttachWebsocket.)
 func TestGatewayRedteamWebsocketInput(t *testing.T) {
 	t.Parallel()
 	h := newGatewayHost(t)

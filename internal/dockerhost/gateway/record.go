@@ -132,18 +132,18 @@ func (g *Gateway) startRecording(w http.ResponseWriter, r *http.Request, c *call
 }
 
 // unrecordedInput lets a stream the gateway does not record go on, but
-// for a websocket attach with stdin by a role whose input is recorded
-// (record_input, or --record-input): what its holder types would reach
-// the container unrecorded, as through a 'docker attach' it never does.
-// It is refused (answered: false), or with --sessions-on-failure
-// continue let go with an audit record. Without stdin it is output
-// only, as logs.
+// for a websocket attach with stdin: an interactive session whose output
+// (and, for a role with record_input, input) the gateway records through
+// 'docker attach' would go unrecorded, an easy way around the recording.
+// It is refused (answered: false), as a stream whose recording cannot be
+// written is, or with --sessions-on-failure continue let go with an
+// audit record. Without stdin it is output only, as logs, and goes on.
 func (g *Gateway) unrecordedInput(w http.ResponseWriter, r *http.Request, c *call) bool {
 	rc := g.cfg.Recording
-	if !strings.HasSuffix(c.rec.Path, "/attach/ws") || !wsStdin(r) || !rc.Input && !g.cfg.Engine.RecordsInput(c.rec.Role) {
+	if !strings.HasSuffix(c.rec.Path, "/attach/ws") || !wsStdin(r) {
 		return true
 	}
-	why := "a websocket attach (attach/ws) with stdin cannot be recorded, and this role's input is: use docker attach, or attach/ws without stdin"
+	why := "a websocket attach (attach/ws) with stdin cannot be recorded, and the gateway records interactive sessions: use docker attach, or attach/ws without stdin"
 	if !rc.Continue {
 		c.rec.Rule, c.rec.Reason = RuleRecording, why+": refused"
 		g.refuse(w, c, http.StatusServiceUnavailable, c.rec.Reason)

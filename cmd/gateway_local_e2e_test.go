@@ -196,13 +196,7 @@ func TestGatewayLocalUsersWithRealDocker(t *testing.T) {
 	t.Parallel()
 	requireLocalTools(t)
 	sandbox.Require(t)
-	// The socket's directory is one the accounts may traverse (a
-	// sandbox directory is 0700).
-	pub, err := sandbox.NewDir()
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(pub) })
-	require.NoError(t, os.Chmod(pub, 0o755))
-	sock := filepath.Join(pub, "run", "docker.sock")
+	pub, sock := publicSocketDir(t)
 	devs := newLocalGroup(t)
 	dev := newLocalUser(t, pub, devs)
 	stranger := newLocalUser(t, pub)
@@ -536,11 +530,7 @@ func TestGatewayLocalSSHWithRealDocker(t *testing.T) {
 	requireLocalTools(t)
 	requireSSHD(t)
 	sandbox.Require(t)
-	pub, err := sandbox.NewDir()
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(pub) })
-	require.NoError(t, os.Chmod(pub, 0o755))
-	sock := filepath.Join(pub, "run", "docker.sock")
+	pub, sock := publicSocketDir(t)
 	dev := newLocalUser(t, pub)
 	h := newGatewayHost(t, "--local-socket", sock)
 	_, stderr, code := h.dtls(t, "role", "--unix-user", dev.Name, "developer", "--policy", h.Policy)
@@ -556,6 +546,7 @@ func TestGatewayLocalSSHWithRealDocker(t *testing.T) {
 		return string(out), err
 	}
 	var out string
+	var err error
 	// The policy file is reloaded within a second.
 	waitFor(t, 20*time.Second, "the developer's first call over ssh", func() bool {
 		out, err = docker("create", "--name", "overssh", "tiny:1", "/x")
@@ -585,11 +576,7 @@ func TestGatewayInitLocalWithRealDocker(t *testing.T) {
 	t.Parallel()
 	requireLocalTools(t)
 	sandbox.Require(t)
-	pub, err := sandbox.NewDir()
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(pub) })
-	require.NoError(t, os.Chmod(pub, 0o755))
-	sock := filepath.Join(pub, "run", "docker.sock")
+	pub, sock := publicSocketDir(t)
 	group := newLocalGroup(t)
 	member := newLocalUser(t, pub, group)
 	h := newGatewayHost(t, "--local-socket", sock)
@@ -676,4 +663,15 @@ func daemonGroup(t *testing.T, path string) string {
 	}
 	require.NoError(t, json.Unmarshal(b, &v))
 	return v.Group
+}
+
+// publicSocketDir is a sandbox directory the test's accounts may traverse
+// (a sandbox directory is 0700), and the path of a local socket in it.
+func publicSocketDir(t *testing.T) (dir, sock string) {
+	t.Helper()
+	dir, err := sandbox.NewDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	return dir, filepath.Join(dir, "run", "docker.sock")
 }

@@ -47,27 +47,33 @@ import (
 const unixPathMax = 108
 
 // Listen listens on a unix socket at path, mode 0600 (dockerd runs as root
-// and is the only client). The socket is bound in a private temporary
-// directory next to path, given its mode, and renamed to path, so that it
-// is never reachable with a looser mode. A missing parent directory is
-// created with mode 0700.
-//
-// Listen replaces a stale socket at path (one nothing listens on), but
-// refuses a socket something still answers on (another plugin), and
-// anything that is not a socket. Closing the listener removes the socket,
-// unless another one has replaced it since.
+// and is the only client), in a directory created with mode 0700 when
+// missing (ListenSocket).
 func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("listen on %q: %w", path, err)
+	}
+	return ListenSocket(path, 0o600)
+}
+
+// ListenSocket listens on a unix socket at path with mode, in path's
+// directory, which must exist. The socket is bound in a private temporary
+// directory next to path, given its mode, and renamed to path, so that it
+// is never reachable with another mode (bind's, the umask's).
+//
+// It replaces a stale socket at path (one nothing listens on), but refuses
+// a socket something still answers on (another server), and anything that
+// is not a socket, a symbolic link included. Closing the listener removes
+// the socket, unless another one has replaced it since. The plugin and
+// the gateway's own sockets are made here.
+func ListenSocket(path string, mode fs.FileMode) (*SocketListener, error) {
 	if len(path) >= unixPathMax {
 		return nil, fmt.Errorf("socket path %q is %d bytes long: unix socket paths are limited to %d", path, len(path), unixPathMax-1)
 	}
 	if err := checkStale(path); err != nil {
 		return nil, err
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("listen on %q: %w", path, err)
-	}
-	tmpDir, err := os.MkdirTemp(dir, ".az")
+	tmpDir, err := os.MkdirTemp(filepath.Dir(path), ".az")
 	if err != nil {
 		return nil, fmt.Errorf("listen on %q: %w", path, err)
 	}
@@ -83,11 +89,11 @@ func Listen(path string) (net.Listener, error) {
 	// The socket file is ours to remove by its final name (Close below):
 	// the listener only knows the temporary one.
 	ul.SetUnlinkOnClose(false)
-	fail := func(err error) (net.Listener, error) {
+	fail := func(err error) (*SocketListener, error) {
 		ul.Close()
 		return nil, fmt.Errorf("listen on %q: %w", path, err)
 	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
+	if err := os.Chmod(tmp, mode); err != nil {
 		return fail(err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -97,7 +103,19 @@ func Listen(path string) (net.Listener, error) {
 	if err != nil {
 		return fail(err)
 	}
-	return &unixListener{UnixListener: ul, path: path, fi: fi}, nil
+	return &SocketListener{UnixListener: ul, path: path, fi: fi}, nil
+}
+
+// RemoveStale removes a stale socket at path (a server that did not stop
+// cleanly left it); anything else there is left, and the error names it.
+func RemoveStale(path string) error {
+	if err := checkStale(path); err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("listen on %q: remove the stale socket: %w", path, err)
+	}
+	return nil
 }
 
 // checkStale refuses anything at path that is not a socket nobody answers
@@ -110,7 +128,10 @@ func checkStale(path string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %q: %w", path, unwrapPath(err))
 	}
-	if fi.Mode().Type() != fs.ModeSocket {
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("listen on %q: a symbolic link stands there: refused (remove it if it is not needed)", path)
+	case fi.Mode().Type() != fs.ModeSocket:
 		return fmt.Errorf("listen on %q: it exists and is not a socket (%s): remove it if it is not needed", path, describeType(fi.Mode()))
 	}
 	c, err := net.DialTimeout("unix", path, time.Second)
@@ -130,29 +151,30 @@ func describeType(m fs.FileMode) string {
 		return "a regular file"
 	case m.IsDir():
 		return "a directory"
-	case m&fs.ModeSymlink != 0:
-		return "a symbolic link"
 	default:
 		return "mode " + m.String()
 	}
 }
 
-// unixListener is a listener whose socket file is removed on Close, by the
-// name it was renamed to.
-type unixListener struct {
+// SocketListener is a listener whose socket file is removed on Close, by
+// the name it was renamed to.
+type SocketListener struct {
 	*net.UnixListener
 	path string
 	fi   fs.FileInfo
 	once sync.Once
 }
 
+// Path is the socket's final path.
+func (l *SocketListener) Path() string { return l.path }
+
 // Addr is the socket's final path (the listener was bound to a temporary
 // name).
-func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+func (l *SocketListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
 
 // Close closes the listener and removes its socket file, unless a new
 // socket has taken its place.
-func (l *unixListener) Close() error {
+func (l *SocketListener) Close() error {
 	err := l.UnixListener.Close()
 	l.once.Do(func() {
 		if fi, serr := os.Lstat(l.path); serr == nil && os.SameFile(fi, l.fi) {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -12,8 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
-	"time"
 
 	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
 )
@@ -59,21 +56,15 @@ const (
 	RuleSocketRemoved = "gateway: socket removed"
 )
 
-// unixPathMax is the size of sockaddr_un.sun_path on Linux, NUL included
-// (unix(7)).
-const unixPathMax = 108
-
 // localListener is one of the gateway's own unix sockets: each connection
 // it accepts carries its peer credentials, read at accept. Closing it
-// removes its socket file, unless another has replaced it since.
+// removes its socket file, unless another has replaced it since
+// (authz.SocketListener).
 type localListener struct {
-	*net.UnixListener
-	path string
+	*authz.SocketListener
 	// name is a per-container socket's name ("" for the local socket).
 	name string
-	fi   fs.FileInfo
 	logf func(key, format string, args ...any)
-	once sync.Once
 }
 
 // listenLocal makes a unix socket at path with mode 0666, in a directory
@@ -82,47 +73,22 @@ type localListener struct {
 // otherwise another account could put its own socket in the gateway's
 // place. At path it replaces only a stale socket (one nothing answers
 // on); a symbolic link, a regular file, a directory or a live socket is
-// an error naming the path, and nothing is removed.
+// an error naming the path, and nothing is removed (authz.ListenSocket,
+// which binds under a temporary name, sets the mode and renames, so the
+// socket never shows at path with bind's mode, which would refuse the
+// accounts it is for).
 func listenLocal(path, name string, dirMode fs.FileMode, logf func(string, string, ...any)) (*localListener, error) {
 	if !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("socket path %q is not absolute", path)
 	}
-	if len(path) >= unixPathMax {
-		return nil, fmt.Errorf("socket path %q is %d bytes long: unix socket paths are limited to %d", path, len(path), unixPathMax-1)
-	}
 	if err := socketDir(filepath.Dir(path), dirMode); err != nil {
 		return nil, fmt.Errorf("listen on %q: %w", path, err)
 	}
-	if err := clearStale(path); err != nil {
+	l, err := authz.ListenSocket(path, localSocketMode)
+	if err != nil {
 		return nil, err
 	}
-	// Bound under a temporary name, given its mode, then renamed: the
-	// socket never shows at path with bind's mode (the umask's), which
-	// would refuse the accounts it is for. The directory is the
-	// gateway's alone, so nothing else can be put at path meanwhile.
-	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".s%08x", rand.Uint32()))
-	if len(tmp) >= unixPathMax {
-		return nil, fmt.Errorf("listen on %q: temporary socket path %q is %d bytes long: unix socket paths are limited to %d", path, tmp, len(tmp), unixPathMax-1)
-	}
-	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("listen on %q: %w", path, err)
-	}
-	ul.SetUnlinkOnClose(false)
-	err = os.Chmod(tmp, localSocketMode)
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	var fi fs.FileInfo
-	if err == nil {
-		fi, err = os.Lstat(path)
-	}
-	if err != nil {
-		ul.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("listen on %q: %w", path, err)
-	}
-	return &localListener{UnixListener: ul, path: path, name: name, fi: fi, logf: logf}, nil
+	return &localListener{SocketListener: l, name: name, logf: logf}, nil
 }
 
 // socketDir makes dir (mode mode) when missing and checks it: a directory,
@@ -157,46 +123,6 @@ func socketDir(dir string, mode fs.FileMode) error {
 	return nil
 }
 
-// clearStale removes a stale socket at path (a gateway that did not stop
-// cleanly left it); anything else there is an error naming it.
-func clearStale(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("listen on %q: %w", path, err)
-	}
-	switch {
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("listen on %q: a symbolic link stands there: refused (remove it if it is not needed)", path)
-	case fi.Mode().Type() != fs.ModeSocket:
-		return fmt.Errorf("listen on %q: it exists and is not a socket (%s): refused (remove it if it is not needed)", path, fileKind(fi.Mode()))
-	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		c.Close()
-		return fmt.Errorf("listen on %q: another process is listening on that socket", path)
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("listen on %q: probe the existing socket: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("listen on %q: remove the stale socket: %w", path, err)
-	}
-	return nil
-}
-
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsRegular():
-		return "a regular file"
-	case m.IsDir():
-		return "a directory"
-	}
-	return "mode " + m.String()
-}
-
 // Accept accepts the next connection whose peer credentials can be read;
 // one whose cannot is closed (and logged): it would have no identity.
 func (l *localListener) Accept() (net.Conn, error) {
@@ -207,27 +133,12 @@ func (l *localListener) Accept() (net.Conn, error) {
 		}
 		uid, gid, pid, err := peerCred(c)
 		if err != nil {
-			l.logf("peercred "+l.path, "closed a connection to %s: %v", l.path, err)
+			l.logf("peercred "+l.Path(), "closed a connection to %s: %v", l.Path(), err)
 			c.Close()
 			continue
 		}
-		return &peerConn{Conn: c, peer: authz.Peer{UID: uid, GID: gid, PID: pid, Comm: peerComm(c, pid), Socket: l.path, Name: l.name}}, nil
+		return &peerConn{Conn: c, peer: authz.Peer{UID: uid, GID: gid, PID: pid, Comm: peerComm(c, pid), Socket: l.Path(), Name: l.name}}, nil
 	}
-}
-
-// Addr is the socket's path.
-func (l *localListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
-
-// Close closes the listener and removes its socket file, unless a new
-// socket has taken its place.
-func (l *localListener) Close() error {
-	err := l.UnixListener.Close()
-	l.once.Do(func() {
-		if fi, serr := os.Lstat(l.path); serr == nil && os.SameFile(fi, l.fi) {
-			os.Remove(l.path)
-		}
-	})
-	return err
 }
 
 // account is uid's name and the names of its groups (primary and

@@ -123,10 +123,10 @@ func (s *localSockets) sweep(keep []ContainerSocket) {
 		if e.Type() != fs.ModeSocket || slices.ContainsFunc(keep, func(x ContainerSocket) bool { return x.Name+".sock" == name }) {
 			continue
 		}
-		if !strings.HasSuffix(name, ".sock") && !strings.HasPrefix(name, ".s") {
+		if !strings.HasSuffix(name, ".sock") {
 			continue
 		}
-		if err := clearStale(filepath.Join(s.dir, name)); err == nil {
+		if err := authz.RemoveStale(filepath.Join(s.dir, name)); err == nil {
 			s.logf("", "removed the stale socket %s", filepath.Join(s.dir, name))
 		}
 	}
@@ -211,7 +211,7 @@ func (s *localSockets) reload() {
 		cs := &containerSocket{l: l, role: x.Role}
 		s.byName[x.Name] = cs
 		s.mu.Unlock()
-		s.logf("", "socket %q (%s) added with role %s", x.Name, l.path, x.Role)
+		s.logf("", "socket %q (%s) added with role %s", x.Name, l.Path(), x.Role)
 		go s.serveSock(cs)
 	}
 }
@@ -231,7 +231,7 @@ func (s *localSockets) apply(st bookStamp, list []ContainerSocket) []ContainerSo
 			delete(s.byName, name)
 			cs.l.Close()
 			go s.removeSock(cs)
-			s.logf("", "socket %q (%s) removed", name, cs.l.path)
+			s.logf("", "socket %q (%s) removed", name, cs.l.Path())
 		}
 	}
 	var add []ContainerSocket
@@ -272,11 +272,11 @@ func (g *Gateway) serveSocket(cs *containerSocket) {
 // socketRemoved cuts the connections of a removed per-container socket,
 // with an audit record each.
 func (g *Gateway) socketRemoved(cs *containerSocket) {
-	n := g.sess.cutSocket(cs.l.path, "the socket was removed")
+	n := g.sess.cutSocket(cs.l.Path(), "the socket was removed")
 	if n == 0 {
 		return
 	}
 	g.cfg.Engine.Audit(authz.AuditRecord{Time: g.cfg.Engine.Now(), Phase: PhaseSession, Decision: authz.DecisionDeny,
-		User: authz.SocketPrefix + cs.l.name, Source: string(authz.SourceLocal), Socket: cs.l.path, Rule: RuleSocketRemoved,
+		User: authz.SocketPrefix + cs.l.name, Source: string(authz.SourceLocal), Socket: cs.l.Path(), Rule: RuleSocketRemoved,
 		Reason: fmt.Sprintf("%d open connection(s) closed: the socket was removed", n)})
 }

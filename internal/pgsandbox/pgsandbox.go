@@ -277,7 +277,16 @@ func start(bin Binaries, tcp bool) (*server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("%s: %w: %s", bin.Initdb, err, tail(out))
 	}
-	if err := s.run(); err != nil {
+	err = s.run()
+	// freePort's port is free when it looks, not when postgres binds it:
+	// another test of the run can take it between the two. Another port,
+	// then, a few times.
+	for try := 0; err != nil && s.tcpPort != 0 && strings.Contains(err.Error(), "Address already in use") && try < 5; try++ {
+		if s.tcpPort, err = freePort(); err == nil {
+			err = s.run()
+		}
+	}
+	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}

@@ -445,10 +445,14 @@ func TestSessionsRevokedStreamRecording(t *testing.T) {
 	})
 
 	// Retention at start: a gateway started with --sessions-max-size 1
-	// on the same directory removes the closed recording.
+	// on the same directory removes the closed recording. Its port
+	// accepts (the backlog) before it has started, so the removal is
+	// waited for.
 	secondGateway(t, h, "--sessions-max-size", "1")
-	_, err = os.Stat(s.Path)
-	assert.True(t, os.IsNotExist(err), "the recording beyond --sessions-max-size is still there: %v", err)
+	waitFor(t, 5*time.Second, "the recording beyond --sessions-max-size is removed", func() bool {
+		_, err := os.Stat(s.Path)
+		return os.IsNotExist(err)
+	})
 }
 
 // TestSessionsFlags: bad values are refused, naming the flag, before

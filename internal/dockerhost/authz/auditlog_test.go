@@ -183,7 +183,8 @@ func TestAuditRotationKeepingNoFiles(t *testing.T) {
 }
 
 // TestAuditConcurrentWrites: writers at once, with rotation, produce whole
-// lines only, in the file and in also.
+// lines only, in the file and in also; the lines written together (group
+// commit) keep one chain, and each writer's records are in its order.
 func TestAuditConcurrentWrites(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "authz.log")
@@ -198,6 +199,7 @@ func TestAuditConcurrentWrites(t *testing.T) {
 			defer wg.Done()
 			for i := range each {
 				r := record(i, fmt.Sprintf("user%d", w), DecisionAllow, time.Now())
+				r.Status = i + 1
 				// Long lines make torn writes likelier to show.
 				r.Reason = strings.Repeat(fmt.Sprint(w), 500)
 				assert.NoError(t, l.Write(r))
@@ -229,6 +231,16 @@ func TestAuditConcurrentWrites(t *testing.T) {
 	recs, err := ReadAudit(path, AuditFilter{})
 	require.NoError(t, err)
 	assert.Len(t, recs, writers*each)
+	next := map[string]int{}
+	for _, r := range recs {
+		next[r.User]++
+		require.Equal(t, next[r.User], r.Status, "%s's records in the order written", r.User)
+	}
+	v, err := VerifyAudit(path, nil)
+	require.NoError(t, err)
+	require.Nil(t, v.Break)
+	require.True(t, v.Genesis())
+	require.Equal(t, writers*each, v.Records)
 	assert.Equal(t, writers*each, strings.Count(also.String(), "\n"))
 	for line := range strings.SplitSeq(strings.TrimSuffix(also.String(), "\n"), "\n") {
 		var r AuditRecord

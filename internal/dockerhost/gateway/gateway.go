@@ -86,6 +86,7 @@ type Gateway struct {
 	tls       *tlsFiles
 	srv       *http.Server
 	transport *http.Transport
+	docker    *dockerd
 	sess      *sessions
 	recs      recordings
 	local     *localSockets
@@ -130,6 +131,7 @@ func New(c Config) (*Gateway, error) {
 	if g.local, err = openLocal(c, c.Engine.Logf); err != nil {
 		return nil, err
 	}
+	g.docker = &dockerd{socket: c.DockerSocket}
 	g.transport = &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -217,6 +219,7 @@ func (g *Gateway) Close() error {
 	g.srv.Close()
 	g.wg.Wait()
 	g.transport.CloseIdleConnections()
+	g.docker.closeIdle()
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("stop the gateway: %w", err)
 	}

@@ -248,7 +248,13 @@ const maxObserved = 1 << 20
 // forward sends the request to dockerd and relays the answer, flushing as
 // it comes (logs -f, events, stats and pulls stream).
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c *call) {
-	resp, err := g.transport.RoundTrip(g.upstream(r, c))
+	var resp *http.Response
+	var err error
+	if req := g.upstream(r, c); c.in == nil {
+		resp, err = g.docker.roundTrip(req, c.body)
+	} else {
+		resp, err = g.transport.RoundTrip(req)
+	}
 	if err != nil {
 		c.rec.Reason = c.rec.Reason + "; dockerd: " + err.Error()
 		g.fail(w, c, fmt.Sprintf("dtls-gateway: dockerd did not answer: %v", err))

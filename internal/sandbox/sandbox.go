@@ -428,12 +428,24 @@ func (d *Daemon) start(ctx context.Context) error {
 		logf.Close()
 		return fmt.Errorf("open daemon log: %w", err)
 	}
+	// $TMPDIR in the sandbox: what dockerd and containerd (which inherits
+	// dockerd's environment) write to the temporary directory stays there
+	// and goes with it. dockerd sends containerd SIGUSR1 before killing one
+	// that does not answer or stop in time (moby
+	// libcontainerd/supervisor/remote_daemon.go, killDaemon), and containerd
+	// then dumps its stacks to os.TempDir()/containerd.PID.stacks.log: on a
+	// loaded machine, /tmp filled up with them.
+	tmp := filepath.Join(d.Dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		logf.Close()
+		return fmt.Errorf("make the daemon's temporary directory: %w", err)
+	}
 	cmd := exec.Command(d.dockerd, "--config-file", d.ConfigFile)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	// dockerd finds containerd and runc in $PATH; a test run with a trimmed
 	// $PATH (no /usr/sbin) would fail late with a confusing message.
-	cmd.Env = append(os.Environ(), "PATH="+searchPath())
+	cmd.Env = append(os.Environ(), "PATH="+searchPath(), "TMPDIR="+tmp)
 	err = cmd.Start()
 	logf.Close() // the child has its own descriptor
 	if err != nil {

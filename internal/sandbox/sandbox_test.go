@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -205,6 +206,15 @@ func TestDaemonLifecycle(t *testing.T) {
 	// An unknown image is an error, so the create above proved the import.
 	assert.Equal(t, http.StatusNotFound, call(t, d, "POST", "/containers/create",
 		map[string]any{"Image": "nosuch:1"}, nil))
+
+	// containerd's stack dump (SIGUSR1, which dockerd sends before it
+	// kills a containerd that does not answer) goes to the sandbox's
+	// temporary directory, not the host's.
+	require.NoError(t, syscall.Kill(ctrd, syscall.SIGUSR1))
+	dump := fmt.Sprintf("containerd.%d.stacks.log", ctrd)
+	require.Eventually(t, func() bool { _, err := os.Stat(filepath.Join(d.Dir, "tmp", dump)); return err == nil },
+		10*time.Second, 20*time.Millisecond, "containerd's stack dump in the sandbox")
+	assert.NoFileExists(t, filepath.Join(os.TempDir(), dump))
 
 	pid := d.Pid
 	require.NoError(t, d.Stop())

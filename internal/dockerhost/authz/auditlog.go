@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/dtls-tool/dtls/internal/dirwatch"
 )
 
 // Phases of an audit record: dockerd asks the plugin before it handles a
@@ -183,9 +185,13 @@ type AuditLog struct {
 	maxFiles int
 	f        *os.File
 	fi       os.FileInfo // f's identity, to notice path removed or replaced
-	size     int64
-	also     io.Writer
-	closed   bool
+	// watch says when path may name another file than f (check stats it
+	// only then: a stat of the path was a third of a record's cost).
+	watch   *dirwatch.Watch
+	recheck bool
+	size    int64
+	also    io.Writer
+	closed  bool
 	// sync makes each write wait for fsync(2) (SyncEachRecord).
 	sync bool
 
@@ -225,7 +231,10 @@ func OpenAuditLog(path string, maxSize int64, maxFiles int, also io.Writer) (*Au
 	if path == "" {
 		return l, nil
 	}
+	// Watched before it is opened: a rename in between is heard.
+	l.watch = dirwatch.Entries(filepath.Dir(path), filepath.Base(path))
 	if err := l.open(); err != nil {
+		l.watch.Close()
 		return nil, err
 	}
 	l.status = openTrailStatus(path, l.now)
@@ -453,16 +462,22 @@ func (l *AuditLog) writeFile(batch []*pendingRecord) (lines []byte, rerr, err er
 // chain goes on in the new file, from the record before, so that verify
 // shows what was lost) and ends a line a failed write cut short.
 func (l *AuditLog) check() error {
-	if fi, err := os.Stat(l.path); err != nil || !os.SameFile(fi, l.fi) {
-		old := l.f
-		if err := l.open(); err != nil {
-			return err
+	// A change heard is kept until a stat has dealt with it.
+	l.recheck = l.recheck || l.watch.Changed()
+	if l.recheck {
+		if fi, err := os.Stat(l.path); err != nil || !os.SameFile(fi, l.fi) {
+			old := l.f
+			if err := l.open(); err != nil {
+				return err
+			}
+			old.Close()
+			l.recheck = false
+			if err := l.appendLine(l.chain(l.trailRecord(RuleReplaced,
+				fmt.Sprintf("the audit log %s was removed or replaced while the plugin had it open: its records up to seq %d are gone from this place", l.path, l.seq)))); err != nil {
+				return err
+			}
 		}
-		old.Close()
-		if err := l.appendLine(l.chain(l.trailRecord(RuleReplaced,
-			fmt.Sprintf("the audit log %s was removed or replaced while the plugin had it open: its records up to seq %d are gone from this place", l.path, l.seq)))); err != nil {
-			return err
-		}
+		l.recheck = false
 	}
 	if l.resync {
 		if err := l.resume(false); err != nil {
@@ -525,6 +540,7 @@ func (l *AuditLog) Close() error {
 	}
 	l.closed = true
 	l.status.close()
+	l.watch.Close()
 	if l.f == nil {
 		return nil
 	}

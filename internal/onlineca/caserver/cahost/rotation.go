@@ -110,7 +110,7 @@ const legacyFinishing = "finishing"
 // them only once every copy was made), then the rotation's files are
 // removed.
 func (r rotation) legacyFinish() error {
-	t := engine.NewTxn("ca-rotate-finish")
+	t := engine.NewTxn(r.files().Changes.Finish)
 	for _, f := range []struct {
 		from, to string
 		mode     fs.FileMode

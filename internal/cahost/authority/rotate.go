@@ -14,7 +14,10 @@ import (
 	"github.com/dtls-tool/dtls/pki"
 )
 
-// A CA rotation has three steps, each one journaled change, so that no
+// A CA rotation has three steps, each one journaled change of the engine
+// (engine.BeginRotation, SwitchRotation, FinishRotation: the CA files,
+// ca-old.pem and ca-old-key.pem) with this host's part (the daemon's
+// ca.pem and server certificate, the bundles, the CRL), so that no
 // client whose bundle is elsewhere than its recorded path (a laptop's
 // imported copy, a Docker context, a fleet daemon's ca.pem) is ever cut off
 // by surprise.
@@ -64,6 +67,21 @@ var (
 	ErrNotSwitched        = errors.New("the daemon still presents a server certificate of the old CA")
 	ErrAlreadySwitched    = errors.New("the daemon already presents a server certificate of the new CA")
 )
+
+// rotationFiles are the state directory's files of a rotation, for the
+// engine's steps: the old CA is copied aside at the begin, and the step
+// is read from the daemon's server certificate (RotationStep), so there
+// is no step file.
+func (a *Authority) rotationFiles() engine.RotationFiles {
+	return engine.RotationFiles{
+		Dir:    a.Dir,
+		CACert: CACertFile, CAKey: CAKeyFile,
+		AsideCert: OldCACertFile, AsideKey: OldCAKeyFile,
+		OldAside: true,
+		CertMode: CertMode, KeyMode: KeyMode,
+		Changes: engine.RotationChanges{Begin: "rotate-ca", Switch: "rotate-switch", Finish: "rotate-finish"},
+	}
+}
 
 // RotationStep derives the step from the files (see the top of this file).
 func (a *Authority) RotationStep() RotationStep {
@@ -180,27 +198,43 @@ func (a *Authority) Rotate(r RotateRequest) (*RotateResult, error) {
 		return nil, err
 	}
 	both := append(append([]byte{}, ca.CertPEM...), old.CertPEM...)
-	t := newTxn("rotate-ca")
-	// The old CA is copied aside before the new one replaces it; the
-	// journal makes the four writes one.
-	t.Write(a.path(OldCAKeyFile), old.KeyPEM, KeyMode)
-	t.Write(a.path(OldCACertFile), old.CertPEM, CertMode)
-	t.Write(a.path(CAKeyFile), newKey, KeyMode)
-	t.Write(a.path(CACertFile), ca.CertPEM, CertMode)
-	t.DB.Insert = append(t.DB.Insert, caRec)
-	t.DB.Supersede = append(t.DB.Supersede, pki.Serial(old.Cert))
-
 	res := &RotateResult{CA: ca, CAPath: a.path(CACertFile), DaemonCA: filepath.Join(srv.CertsDir, CACertFile)}
-	t.Write(res.DaemonCA, both, CertMode)
 	res.Server, res.ServerPath = a.serverCert()
-
-	// Bundles still where they were written learn the new CA: clients
-	// verify the daemon after --switch, fleet daemons accept clients of
-	// the new CA once they install it.
 	oldSerial := pki.Serial(old.Cert)
-	recs, err := a.Store.ByStatus(store.StatusGood)
+	// The engine copies the old CA aside and writes the new one in its
+	// place; the daemon's ca.pem, the bundles and the CRLs are this
+	// host's part of the same change.
+	err = engine.BeginRotation(a.journal(), a.rotationFiles(), engine.RotationBegin{Cur: old, Next: ca, NextKey: newKey, Began: r.Now},
+		engine.RotationChange{
+			DB: store.Change{Insert: []store.Record{caRec}, Supersede: []string{oldSerial}},
+			Files: func(t *txn) error {
+				t.Write(res.DaemonCA, both, CertMode)
+				if err := a.rotateBundles(t, res, both, oldSerial); err != nil {
+					return err
+				}
+				// The CRLs: the new CA's (empty) and the old one's.
+				_, err := a.addCRL(t, []*pki.CA{ca, old}, nil, r.Now)
+				return err
+			},
+		})
 	if err != nil {
 		return nil, err
+	}
+	a.ca = nil
+	if res.Fleet, err = a.fleet(ca.Cert, oldSerial); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// rotateBundles adds to t the ca.pem of both CAs (both) to the bundles
+// still where they were written: clients verify the daemon after
+// --switch, fleet daemons accept clients of the new CA once they install
+// it.
+func (a *Authority) rotateBundles(t *txn, res *RotateResult, both []byte, oldSerial string) error {
+	recs, err := a.Store.ByStatus(store.StatusGood)
+	if err != nil {
+		return err
 	}
 	for _, rec := range recs {
 		// Only bundles of the CA being replaced: one of an older CA
@@ -226,18 +260,7 @@ func (a *Authority) Rotate(r RotateRequest) (*RotateResult, error) {
 			}
 		}
 	}
-	// The CRLs: the new CA's (empty) and the old one's.
-	if _, err := a.addCRL(t, []*pki.CA{ca, old}, nil, r.Now); err != nil {
-		return nil, err
-	}
-	if err := a.commit(t); err != nil {
-		return nil, err
-	}
-	a.ca = nil
-	if res.Fleet, err = a.fleet(ca.Cert, oldSerial); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return nil
 }
 
 // fleet lists the other daemons: good server certificates recorded with a
@@ -348,16 +371,20 @@ func (a *Authority) SwitchServer(force bool, now time.Time) (*SwitchResult, erro
 	if force {
 		res.Cut = blocking
 	}
-	t := newTxn("rotate-switch")
-	// Step 1 made the daemon's ca.pem trust both CAs; a copy that lost
-	// one is put right in the same change.
-	if b, err := os.ReadFile(res.DaemonCA); err != nil || !bytes.Equal(b, a.DaemonCAPEM(ca)) {
-		t.Write(res.DaemonCA, a.DaemonCAPEM(ca), CertMode)
-	}
-	t.Write(filepath.Join(srv.CertsDir, ServerKeyFile), s.KeyPEM, KeyMode)
-	t.Write(certPath, s.CertPEM, CertMode)
-	addRecords(t, []*Issued{res.Server})
-	if err := a.commit(t); err != nil {
+	// The step is the daemon's server certificate: this host's part of
+	// the engine's switch.
+	err = engine.SwitchRotation(a.journal(), a.rotationFiles(), engine.RotationChange{Files: func(t *txn) error {
+		// Step 1 made the daemon's ca.pem trust both CAs; a copy that
+		// lost one is put right in the same change.
+		if b, err := os.ReadFile(res.DaemonCA); err != nil || !bytes.Equal(b, a.DaemonCAPEM(ca)) {
+			t.Write(res.DaemonCA, a.DaemonCAPEM(ca), CertMode)
+		}
+		t.Write(filepath.Join(srv.CertsDir, ServerKeyFile), s.KeyPEM, KeyMode)
+		t.Write(certPath, s.CertPEM, CertMode)
+		addRecords(t, []*Issued{res.Server})
+		return nil
+	}})
+	if err != nil {
 		return nil, err
 	}
 	if res.Fleet, err = a.fleet(ca.Cert, oldSerial); err != nil {
@@ -407,20 +434,21 @@ func (a *Authority) FinishRotation(force bool, now time.Time) (*FinishResult, er
 		return nil, hint(&BlockingError{Left: res.Cut},
 			"renew them ('dtls renew NAME', 'dtls renew --expiring 10000d'), or pass --force to cut them off")
 	}
-	t := newTxn("rotate-finish")
+	var db store.Change
 	for _, r := range res.Cut {
-		t.DB.Supersede = append(t.DB.Supersede, r.Serial)
+		db.Supersede = append(db.Supersede, r.Serial)
 	}
-	t.Write(res.DaemonCA, ca.CertPEM, CertMode)
-	if _, err := a.addCRL(t, []*pki.CA{ca}, nil, now); err != nil {
-		return nil, err
-	}
-	t.Remove(a.path(OldCAKeyFile))
-	t.Remove(a.path(OldCACertFile))
 	if res.Fleet, err = a.fleet(ca.Cert, res.OldSerial); err != nil {
 		return nil, err
 	}
-	if err := a.commit(t); err != nil {
+	// The engine removes the old CA's files; the daemon's ca.pem and
+	// the CRL are this host's part of the same change.
+	err = engine.FinishRotation(a.journal(), a.rotationFiles(), engine.RotationChange{DB: db, Files: func(t *txn) error {
+		t.Write(res.DaemonCA, ca.CertPEM, CertMode)
+		_, err := a.addCRL(t, []*pki.CA{ca}, nil, now)
+		return err
+	}})
+	if err != nil {
 		return nil, err
 	}
 	return res, nil

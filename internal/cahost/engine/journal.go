@@ -22,7 +22,7 @@ import (
 // The journal makes every change of more than one file (or of a file and
 // the inventory) all-or-nothing, on the CA host (package authority:
 // STATE_DIR/journal) and on the online CA host (its rotation's steps,
-// package cahost), whatever instant a run is killed at. It is
+// rotatefiles.go), whatever instant a run is killed at. It is
 // a redo log with before-images, the classic write-ahead scheme (Gray and
 // Reuter, "Transaction Processing", ch. 9):
 //

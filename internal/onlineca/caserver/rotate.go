@@ -19,28 +19,36 @@ import (
 )
 
 // RotationStore makes a rotation of the CA durable: package cahost keeps
-// it in the state directory. Each method returns once the step is on
-// disk; the Server changes what it signs with only after that, so a CA
-// killed at any instant restarts in the step it last answered (or the
-// one before, when it answered nothing).
+// it in the state directory, each step one change of the engine's journal
+// (engine.BeginRotation, SwitchRotation, FinishRotation) with the step's
+// inventory change db. Each method returns once the step is on disk and
+// in the inventory; the Server changes what it signs with only after
+// that, so a CA killed at any instant restarts in the step it last
+// answered (or the one before, when it answered nothing).
 type RotationStore interface {
 	// BeginRotation records next as the next CA (step trust), begun at
-	// began (see caState.trustBegan).
-	BeginRotation(next *pki.CA, began time.Time) error
+	// began (see caState.trustBegan), and db (the next CA's record).
+	BeginRotation(next *pki.CA, began time.Time, db store.Change) error
 	// SwitchRotation records step switch.
 	SwitchRotation() error
 	// FinishRotation makes the next CA the only one, and certPEM and
-	// keyPEM (from it) the listener's certificate.
-	FinishRotation(certPEM, keyPEM []byte) error
+	// keyPEM (from it) the listener's certificate, and records db (the
+	// listener's record, the certificates cut).
+	FinishRotation(certPEM, keyPEM []byte, db store.Change) error
 }
 
-// memoryRotation keeps a rotation in memory only: a Server without a
-// RotationStore (tests, internal/catest).
-type memoryRotation struct{}
+// memoryRotation keeps a rotation in memory only, and its inventory
+// changes in the inventory: a Server without a RotationStore (tests,
+// internal/catest).
+type memoryRotation struct{ inv engine.Inventory }
 
-func (memoryRotation) BeginRotation(*pki.CA, time.Time) error { return nil }
-func (memoryRotation) SwitchRotation() error                  { return nil }
-func (memoryRotation) FinishRotation(_, _ []byte) error       { return nil }
+func (m memoryRotation) BeginRotation(_ *pki.CA, _ time.Time, db store.Change) error {
+	return m.inv.Apply(db)
+}
+func (memoryRotation) SwitchRotation() error { return nil }
+func (m memoryRotation) FinishRotation(_, _ []byte, db store.Change) error {
+	return m.inv.Apply(db)
+}
 
 // caState is what the Server signs with and trusts; it is replaced whole
 // (Server.state), never changed, so a request sees one step throughout.
@@ -265,10 +273,9 @@ func (s *Server) BeginRotation() (*fleet.RotateResponse, error) {
 	s.issueMu.Lock()
 	defer s.issueMu.Unlock()
 	began := s.now().Truncate(time.Second).Add(time.Second)
-	if err := s.rotation.BeginRotation(next, began); err != nil {
-		return nil, internal(err)
-	}
-	if err := s.recordCA(next); err != nil {
+	// The next CA is recorded in the same change, so that `dtls list`
+	// shows it.
+	if err := s.rotation.BeginRotation(next, began, store.Change{Insert: []store.Record{engine.CARecord(next, "")}}); err != nil {
 		return nil, internal(err)
 	}
 	nst := newState(fleet.RotateTrust, st.cur, next, st.listener, st.listenerSerial, began)
@@ -367,13 +374,8 @@ func (s *Server) FinishRotation(force bool) (*fleet.RotateResponse, error) {
 	for _, r := range left {
 		ch.Supersede = append(ch.Supersede, r.Serial)
 	}
-	// Recorded before it is written and served: a kill in between
-	// leaves a certificate in the inventory that nobody holds, and the
-	// rotation at its switch step, to finish again.
-	if err := s.st.Apply(ch); err != nil {
-		return nil, internal(err)
-	}
-	if err := s.rotation.FinishRotation(listener.CertPEM, listener.KeyPEM); err != nil {
+	// Recorded in the change that writes it, before it is served.
+	if err := s.rotation.FinishRotation(listener.CertPEM, listener.KeyPEM, ch); err != nil {
 		return nil, internal(err)
 	}
 	nst := newState(fleet.RotateNone, st.next, nil, pair, pki.Serial(listener.Cert), time.Time{})

@@ -25,7 +25,7 @@
 // It is the HTTP face of the CA engine (package engine), which the CA
 // host's command line (package authority) uses too: signing from a CSR,
 // the renewal limit, revocation, the revocation list's entries and
-// numbers, a rotation's rules and the journal of its steps are the
+// numbers, a rotation's rules, its steps' files and their journal are the
 // engine's. This package keeps HTTP, tokens and who may call what.
 //
 // The package never prints: it logs one line per request to the
@@ -183,7 +183,7 @@ func New(c Config) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.rotation == nil {
-		s.rotation = memoryRotation{}
+		s.rotation = memoryRotation{c.Store}
 	}
 	began := c.TrustBegan
 	if c.Next != nil && began.IsZero() {
@@ -208,8 +208,9 @@ func New(c Config) (*Server, error) {
 		return nil, fmt.Errorf("online CA: cfssl info handler: %w", err)
 	}
 
-	// The next CA too: a CA killed between writing it and recording
-	// it records it at its next start.
+	// The next CA too: a dtls from before the trust step recorded it
+	// in the change that writes it may have been killed in between;
+	// this start records it.
 	for _, ca := range s.state.Load().cas() {
 		if err := s.recordCA(ca); err != nil {
 			return nil, fmt.Errorf("online CA: record the CA certificate: %w", err)

@@ -1,7 +1,6 @@
 package cahost
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/internal/cahost/engine"
+	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -17,17 +17,19 @@ import (
 // Files of a rotation of the CA (`dtls rotate-ca --ca-url`), in the state
 // directory while one is in progress.
 //
-// Each step is one journaled change of the engine (engine.Journal, in
-// STATE_DIR/journal, the CA host's journal too), so a kill at any instant
-// leaves the step before or the step after, and OpenHost finishes a step
-// whose journal is written:
+// Each step is the engine's (engine.BeginRotation, SwitchRotation,
+// FinishRotation): one journaled change (engine.Journal, in
+// STATE_DIR/journal, the CA host's journal too) of the files below and
+// the step's inventory change, so a kill at any instant leaves the step
+// before or the step after, and OpenHost finishes a step whose journal is
+// written:
 //
 //   - trust: NextCAKeyFile, NextCACertFile and RotationFile (step
-//     "trust").
+//     "trust"), and the next CA's inventory record.
 //   - switch: RotationFile (step "switch").
-//   - finish: ca.pem, ca-key.pem, tls-cert.pem and tls-key.pem from the
-//     next CA and the new listener certificate; the next CA's files and
-//     RotationFile removed.
+//   - finish: ca.pem and ca-key.pem from the next CA, tls-cert.pem and
+//     tls-key.pem the new listener certificate (the online CA's own part);
+//     the next CA's files and RotationFile removed.
 //
 // The old CA is not kept: its key signs nothing any more, and its
 // certificate is in the inventory.
@@ -44,19 +46,23 @@ const (
 	NextTLSKeyFile  = "tls-next-key.pem"
 )
 
-// rotationRecord is RotationFile.
-type rotationRecord struct {
-	Step string `json:"step"`
-	// TrustBegan is when the trust step began: the switch counts the
-	// clients issued before it (caserver.SwitchRotation). Absent from a
-	// file written before it was kept.
-	TrustBegan time.Time `json:"trust_began,omitzero"`
-}
-
 // rotation is the state directory as a caserver.RotationStore.
 type rotation struct {
 	dir string
 	inv engine.Inventory
+}
+
+// files are the state directory's files of a rotation, for the engine:
+// the next CA waits aside until the finish.
+func (r rotation) files() engine.RotationFiles {
+	return engine.RotationFiles{
+		Dir:    r.dir,
+		CACert: CACertFile, CAKey: CAKeyFile,
+		AsideCert: NextCACertFile, AsideKey: NextCAKeyFile,
+		StepFile: RotationFile,
+		CertMode: CertMode, KeyMode: CAKeyMode, StepMode: ConfigMode,
+		Changes: engine.RotationChanges{Begin: "ca-rotate-trust", Switch: "ca-rotate-switch", Finish: "ca-rotate-finish"},
+	}
 }
 
 func (r rotation) path(name string) string { return filepath.Join(r.dir, name) }
@@ -65,82 +71,33 @@ func (r rotation) journal() *engine.Journal {
 	return &engine.Journal{Dir: r.path(JournalDir), Inv: r.inv}
 }
 
-// writeStep adds the write of RotationFile to t.
-func (r rotation) writeStep(t *engine.Txn, step string, began time.Time) error {
-	b, err := json.Marshal(rotationRecord{Step: step, TrustBegan: began})
-	if err != nil {
-		return err
-	}
-	t.Write(r.path(RotationFile), append(b, '\n'), ConfigMode)
-	return nil
-}
-
 // BeginRotation implements caserver.RotationStore.
-func (r rotation) BeginRotation(next *pki.CA, began time.Time) error {
-	t := engine.NewTxn("ca-rotate-trust")
-	t.Write(r.path(NextCAKeyFile), next.KeyPEM, CAKeyMode)
-	t.Write(r.path(NextCACertFile), next.CertPEM, CertMode)
-	if err := r.writeStep(t, fleet.RotateTrust, began.UTC()); err != nil {
-		return err
-	}
-	return r.journal().Commit(t)
+func (r rotation) BeginRotation(next *pki.CA, began time.Time, db store.Change) error {
+	return engine.BeginRotation(r.journal(), r.files(), engine.RotationBegin{Next: next, Began: began}, engine.RotationChange{DB: db})
 }
 
-// SwitchRotation implements caserver.RotationStore. The time the trust
-// step began is kept.
+// SwitchRotation implements caserver.RotationStore.
 func (r rotation) SwitchRotation() error {
-	rec, err := r.read()
-	if err != nil {
-		return err
-	}
-	t := engine.NewTxn("ca-rotate-switch")
-	if err := r.writeStep(t, fleet.RotateSwitch, rec.TrustBegan); err != nil {
-		return err
-	}
-	return r.journal().Commit(t)
-}
-
-func (r rotation) read() (rotationRecord, error) {
-	var rec rotationRecord
-	b, err := os.ReadFile(r.path(RotationFile))
-	if err != nil {
-		return rec, err
-	}
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return rec, fmt.Errorf("read %q: %w", r.path(RotationFile), err)
-	}
-	return rec, nil
+	return engine.SwitchRotation(r.journal(), r.files(), engine.RotationChange{})
 }
 
 // FinishRotation implements caserver.RotationStore.
-func (r rotation) FinishRotation(certPEM, keyPEM []byte) error {
-	t, err := r.finishTxn(certPEM, keyPEM)
+func (r rotation) FinishRotation(certPEM, keyPEM []byte, db store.Change) error {
+	t, err := r.finishChange(certPEM, keyPEM, db)
 	if err != nil {
 		return err
 	}
 	return r.journal().Commit(t)
 }
 
-// finishTxn is the change of a finish: the next CA and the listener's
-// certificate of it in place, the rotation's files removed.
-func (r rotation) finishTxn(certPEM, keyPEM []byte) (*engine.Txn, error) {
-	nextCert, err := os.ReadFile(r.path(NextCACertFile))
-	if err != nil {
-		return nil, err
-	}
-	nextKey, err := os.ReadFile(r.path(NextCAKeyFile))
-	if err != nil {
-		return nil, err
-	}
-	t := engine.NewTxn("ca-rotate-finish")
-	t.Write(r.path(CAKeyFile), nextKey, CAKeyMode)
-	t.Write(r.path(CACertFile), nextCert, CertMode)
-	t.Write(r.path(TLSKeyFile), keyPEM, KeyMode)
-	t.Write(r.path(TLSCertFile), certPEM, CertMode)
-	t.Remove(r.path(NextCACertFile))
-	t.Remove(r.path(NextCAKeyFile))
-	t.Remove(r.path(RotationFile))
-	return t, nil
+// finishChange is the change of a finish: the engine's, with the
+// listener's certificate of the next CA.
+func (r rotation) finishChange(certPEM, keyPEM []byte, db store.Change) (*engine.Txn, error) {
+	return engine.FinishChange(r.files(), engine.RotationChange{DB: db, Files: func(t *engine.Txn) error {
+		t.Write(r.path(TLSKeyFile), keyPEM, KeyMode)
+		t.Write(r.path(TLSCertFile), certPEM, CertMode)
+		return nil
+	}})
 }
 
 // legacyFinishing is RotationFile's step of a finish journaled by a dtls
@@ -153,7 +110,7 @@ const legacyFinishing = "finishing"
 // them only once every copy was made), then the rotation's files are
 // removed.
 func (r rotation) legacyFinish() error {
-	t := engine.NewTxn("ca-rotate-finish")
+	t := engine.NewTxn(r.files().Changes.Finish)
 	for _, f := range []struct {
 		from, to string
 		mode     fs.FileMode
@@ -194,12 +151,12 @@ func recoverRotation(dir string, inv engine.Inventory) (string, *pki.CA, time.Ti
 	if _, err := r.journal().Recover(); err != nil {
 		return "", nil, time.Time{}, err
 	}
-	rec, err := r.read()
+	rec, err := r.files().ReadStep()
 	if err == nil && rec.Step == legacyFinishing {
 		if err := r.legacyFinish(); err != nil {
 			return "", nil, time.Time{}, err
 		}
-		rec, err = r.read()
+		rec, err = r.files().ReadStep()
 	}
 	// Left by a dtls from before the journal.
 	if err := removeAll(r.path(NextTLSCertFile), r.path(NextTLSKeyFile)); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/pki"
 )
 
@@ -42,7 +43,7 @@ func TestRotateLegacyFinish(t *testing.T) {
 	h.Close()
 	require.NoError(t, os.WriteFile(p(NextTLSCertFile), listener.CertPEM, 0o644))
 	require.NoError(t, os.WriteFile(p(NextTLSKeyFile), listener.KeyPEM, 0o600))
-	b, err := json.Marshal(rotationRecord{Step: legacyFinishing})
+	b, err := json.Marshal(engine.RotationRecord{Step: legacyFinishing})
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(p(RotationFile), b, 0o600))
 	// Killed after the CA's certificate was moved and its file removed.

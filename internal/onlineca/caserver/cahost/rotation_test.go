@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
 )
@@ -96,7 +97,7 @@ func TestRotateFiles(t *testing.T) {
 	listener, err := h.Next.Issue(pki.Request{Kind: pki.KindServer, CommonName: "127.0.0.1", Hosts: []string{"127.0.0.1"}, Now: time.Now()})
 	require.NoError(t, err)
 	r := rotation{dir, h.Store}
-	ft, err := r.finishTxn(listener.CertPEM, listener.KeyPEM)
+	ft, err := r.finishChange(listener.CertPEM, listener.KeyPEM, store.Change{})
 	require.NoError(t, err)
 	jb, err := json.Marshal(ft)
 	require.NoError(t, err)

@@ -58,6 +58,12 @@ func (d *dockerd) get(ctx context.Context) (dc *dockerdConn, reused bool, err er
 		d.idle = d.idle[:n-1]
 	}
 	d.mu.Unlock()
+	if dc != nil && dc.br.Buffered() > 0 {
+		// Bytes after an answer read whole: nothing that can be told
+		// apart from the next request's answer. Not reused.
+		dc.c.Close()
+		dc = nil
+	}
 	if dc != nil {
 		return dc, true, nil
 	}
@@ -146,6 +152,12 @@ func (d *dockerd) send(dc *dockerdConn, req *http.Request, body []byte) (*http.R
 		return nil, err
 	}
 	resp, err := http.ReadResponse(dc.br, req)
+	// An informational answer (100 Continue, 103) is followed by the
+	// request's own, as net/http's Transport reads it: left in the
+	// buffer, that one would be taken for the next request's answer.
+	for err == nil && resp.StatusCode/100 == 1 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(dc.br, req)
+	}
 	if err != nil {
 		stop()
 		if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -155,7 +167,8 @@ func (d *dockerd) send(dc *dockerdConn, req *http.Request, body []byte) (*http.R
 	}
 	// A connection can carry another request only when this answer's end
 	// is known without closing it.
-	reusable := !resp.Close && (resp.ContentLength >= 0 || chunked(resp.TransferEncoding))
+	reusable := !resp.Close && resp.StatusCode != http.StatusSwitchingProtocols &&
+		(resp.ContentLength >= 0 || chunked(resp.TransferEncoding))
 	resp.Body = &dockerdBody{rc: resp.Body, dc: dc, d: d, stop: stop, reusable: reusable}
 	return resp, nil
 }

@@ -300,7 +300,7 @@ func (r *InitRequest) initHosts() []string {
 // checkInitDirs refuses a loose state directory, a local CA's for a fleet
 // host, and state and certs directories that overlap.
 func checkInitDirs(r InitRequest) error {
-	if err := CheckStateDir(r.StateDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := engine.CheckStateDir(r.StateDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	if r.CAURL != "" {
@@ -529,7 +529,7 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 		return false, hint(fmt.Errorf("state directory %q holds only one of %s and %s", a.Dir, CACertFile, CAKeyFile),
 			"restore the missing file from a backup, or run 'dtls init --force' to make a new CA (every client certificate must then be re-issued)")
 	default:
-		if ca, err = a.newCA(t, r, res, certErr == nil, caCertPath, caKeyPath); err != nil {
+		if ca, err = a.newCA(t, r, res, certErr == nil, caCertPath); err != nil {
 			return false, err
 		}
 	}
@@ -602,8 +602,8 @@ func (a *Authority) planEncryptCAKeys(t *txn, r InitRequest, res *InitResult) er
 
 // newCA makes a new CA (replacing one with --force: replacing), which
 // ends any rotation and supersedes the CAs recorded.
-func (a *Authority) newCA(t *txn, r InitRequest, res *InitResult, replacing bool, caCertPath, caKeyPath string) (*pki.CA, error) {
-	ca, caRec, err := engine.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.CAValidity}, a.Dir)
+func (a *Authority) newCA(t *txn, r InitRequest, res *InitResult, replacing bool, caCertPath string) (*pki.CA, error) {
+	ca, err := pki.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.CAValidity})
 	if err != nil {
 		return nil, err
 	}
@@ -621,15 +621,13 @@ func (a *Authority) newCA(t *txn, r InitRequest, res *InitResult, replacing bool
 	if err != nil {
 		return nil, err
 	}
-	t.Write(caKeyPath, keyPEM, KeyMode)
-	t.Write(caCertPath, ca.CertPEM, CertMode)
+	engine.PlanCA(t, a.Dir, ca, keyPEM, CertMode)
 	// A new CA ends any rotation: the CA it kept is no longer
 	// trusted by anything dtls writes.
 	if a.InRotation() {
 		t.Remove(a.path(OldCAKeyFile))
 		t.Remove(a.path(OldCACertFile))
 	}
-	t.DB.Insert = append(t.DB.Insert, caRec)
 	cas, err := a.Store.ByKind(store.KindCA)
 	if err != nil {
 		return nil, err

@@ -147,35 +147,15 @@ func (r *InitResult) say(format string, a ...any) {
 // the host as it was, or as it is to be.
 func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	res := &InitResult{}
-	r.keepListen()
-	listenHost, port, err := r.parseListen()
-	if err != nil {
-		return nil, err
-	}
-	r.keepFleetCA()
-	hosts := r.initHosts()
-	if err := checkInitDirs(r); err != nil {
-		return nil, err
-	}
-	unit, dropInDir, err := findDockerUnit(r)
-	if err != nil {
-		return nil, err
-	}
-	merged, err := planDaemonJSON(r, unit, res)
-	if err != nil {
-		return nil, err
-	}
-	sv, err := serverBundleFor(r, o, &hosts, res)
+	p, err := prepareInit(&r, o, res)
 	if err != nil {
 		return nil, err
 	}
 
 	// From here on, the change is planned into one journal entry.
-	var a *Authority
-	if r.DryRun {
-		// Nothing is locked, recovered or created: only read.
-		a = &Authority{Dir: r.StateDir, opts: o}
-	} else {
+	a := &Authority{Dir: r.StateDir, opts: o}
+	if !r.DryRun {
+		// A dry run locks, recovers and creates nothing: it only reads.
 		var top string
 		if a, top, err = create(r.StateDir, o); err != nil {
 			return nil, err
@@ -196,51 +176,9 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		}
 	}
 	t := newTxn("init")
-	t.Mkdir(r.CertsDir, CertsDirMode)
-	reissued := false
-	switch {
-	case sv != nil:
-		reissued = a.planServerBundle(t, r, sv, res)
-	case r.CAURL != "":
-		// A dry run does not enrol: the token would be used up.
-		res.say("would enrol with the CA at %s: a server key made here, its certificate (for the names of the token) and the CA certificate installed into %s", r.CAURL, r.CertsDir)
-		reissued = true
-	default:
-		if reissued, err = a.planCA(t, r, hosts, res); err != nil {
-			return nil, err
-		}
-	}
-
-	needReload, err := planDropIn(t, r, unit, dropInDir, res)
-	if err != nil {
+	if err := a.planInit(t, r, p, res); err != nil {
 		return nil, err
 	}
-	if units, err := planUnits(t, r, dropInDir, merged, res); err != nil {
-		return nil, err
-	} else if units {
-		needReload = true
-	}
-	changed, err := planDaemonJSONWrite(t, r, merged, res)
-	if err != nil {
-		return nil, err
-	}
-	if changed {
-		needReload = true
-	}
-
-	res.Server = Server{
-		DockerHost: ClientDockerHost(hosts, listenHost, port, r.Reach),
-		Listen:     r.Listen,
-		Hosts:      hosts,
-		CertsDir:   r.CertsDir,
-		DaemonJSON: r.DaemonJSON,
-		Updated:    r.Now.UTC(),
-		CAURL:      r.CAURL,
-		Mode:       r.mode(),
-		Local:      r.Local,
-		LocalGroup: res.localGroup,
-	}
-	res.NeedRestart = reissued || needReload
 	if r.DryRun {
 		return res, nil
 	}
@@ -253,6 +191,94 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// initPlan is what Init finds before it opens the state directory.
+type initPlan struct {
+	listenHost string
+	port       int
+	hosts      []string
+	unit       *daemonconfig.Unit
+	dropInDir  string
+	merged     *daemonconfig.Result
+	// sv is the server bundle of a host that does not sign its own.
+	sv *serverBundle
+}
+
+// prepareInit completes r from what the last init recorded and checks
+// everything that can fail on bad input, before anything is written: the
+// directories, docker.service, the merged daemon.json, a server bundle
+// from elsewhere (which may enrol with the online CA, the last step
+// before anything is written).
+func prepareInit(r *InitRequest, o Options, res *InitResult) (*initPlan, error) {
+	p := &initPlan{}
+	r.keepListen()
+	var err error
+	if p.listenHost, p.port, err = r.parseListen(); err != nil {
+		return nil, err
+	}
+	r.keepFleetCA()
+	p.hosts = r.initHosts()
+	if err := checkInitDirs(*r); err != nil {
+		return nil, err
+	}
+	if p.unit, p.dropInDir, err = findDockerUnit(*r); err != nil {
+		return nil, err
+	}
+	if p.merged, err = planDaemonJSON(*r, p.unit, res); err != nil {
+		return nil, err
+	}
+	if p.sv, err = serverBundleFor(*r, o, &p.hosts, res); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// planInit plans into t the server certificate (and the CA, or a bundle
+// from elsewhere), the drop-in, the units and daemon.json, and sets
+// res.Server and res.NeedRestart.
+func (a *Authority) planInit(t *txn, r InitRequest, p *initPlan, res *InitResult) error {
+	t.Mkdir(r.CertsDir, CertsDirMode)
+	reissued := false
+	var err error
+	switch {
+	case p.sv != nil:
+		reissued = a.planServerBundle(t, r, p.sv, res)
+	case r.CAURL != "":
+		// A dry run does not enrol: the token would be used up.
+		res.say("would enrol with the CA at %s: a server key made here, its certificate (for the names of the token) and the CA certificate installed into %s", r.CAURL, r.CertsDir)
+		reissued = true
+	default:
+		if reissued, err = a.planCA(t, r, p.hosts, res); err != nil {
+			return err
+		}
+	}
+	dropIn, err := planDropIn(t, r, p.unit, p.dropInDir, res)
+	if err != nil {
+		return err
+	}
+	units, err := planUnits(t, r, p.dropInDir, p.merged, res)
+	if err != nil {
+		return err
+	}
+	changed, err := planDaemonJSONWrite(t, r, p.merged, res)
+	if err != nil {
+		return err
+	}
+	res.Server = Server{
+		DockerHost: ClientDockerHost(p.hosts, p.listenHost, p.port, r.Reach),
+		Listen:     r.Listen,
+		Hosts:      p.hosts,
+		CertsDir:   r.CertsDir,
+		DaemonJSON: r.DaemonJSON,
+		Updated:    r.Now.UTC(),
+		CAURL:      r.CAURL,
+		Mode:       r.mode(),
+		Local:      r.Local,
+		LocalGroup: res.localGroup,
+	}
+	res.NeedRestart = reissued || dropIn || units || changed
+	return nil
 }
 
 // keepListen sets r.Listen when it is empty.

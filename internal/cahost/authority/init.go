@@ -577,7 +577,7 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 	if kept {
 		a.planMode(t, caCertPath, CertMode, r.DryRun, res)
 		if !r.EncryptCAKey {
-			a.planMode(t, caKeyPath, KeyMode, r.DryRun, res)
+			a.planMode(t, caKeyPath, engine.CAKeyMode, r.DryRun, res)
 		}
 	}
 	return reason != "", nil

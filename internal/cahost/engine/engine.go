@@ -9,7 +9,8 @@
 // The engine takes values and an Inventory and returns results and the
 // inventory change to make; the files it writes are those of a change
 // given to its Journal (journal.go), which makes a change of several
-// files and the inventory all-or-nothing for both faces. It never prints
+// files and the inventory all-or-nothing for both faces, or, for a new
+// state directory, built whole next to its place (NewState, state.go). It never prints
 // and speaks no HTTP; internal/codecheck enforces that it imports neither
 // face.
 package engine

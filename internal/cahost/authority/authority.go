@@ -19,7 +19,6 @@ package authority
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -42,8 +41,8 @@ const (
 
 // File names in the state directory and the daemon's certs directory.
 const (
-	CACertFile     = "ca.pem"
-	CAKeyFile      = "ca-key.pem"
+	CACertFile     = engine.CACertFile
+	CAKeyFile      = engine.CAKeyFile
 	ServerCertFile = "server-cert.pem"
 	ServerKeyFile  = "server-key.pem"
 	ServerRecord   = "server.json"
@@ -67,7 +66,7 @@ const (
 const (
 	KeyMode      fs.FileMode = 0o400
 	CertMode     fs.FileMode = 0o444
-	DirMode      fs.FileMode = 0o700
+	DirMode      fs.FileMode = engine.StateDirMode
 	MetaMode     fs.FileMode = 0o644
 	CertsDirMode fs.FileMode = 0o755
 	// RecordMode is for server.json and the journal: root's business.
@@ -137,38 +136,6 @@ func RecordedCAURL(stateDir string) string {
 		return srv.CAURL
 	}
 	return ""
-}
-
-// CheckStateDir refuses a state directory that someone else could read or
-// write: it holds the CA key. It returns fs.ErrNotExist (wrapped) when the
-// directory does not exist yet.
-func CheckStateDir(dir string) error {
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("state directory %q does not exist: %w", dir, err)
-		}
-		return fmt.Errorf("state directory %q: %w", dir, err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("state directory %q is not a directory", dir)
-	}
-	if uid, ok := fileOwner(fi); ok && uid != os.Geteuid() {
-		return hint(fmt.Errorf("state directory %q is owned by uid %d, not by uid %d running dtls", dir, uid, os.Geteuid()),
-			"run dtls as the directory's owner (sudo), or chown it")
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return hint(fmt.Errorf("state directory %q has mode %04o: others could read the CA key", dir, perm),
-			"chmod 700 %s", dir)
-	}
-	// Lstat and the owner check pass for root even when the directory is
-	// unreadable through an ACL or a read-only mount: try it.
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("state directory %q: %w", dir, err)
-	}
-	f.Close()
-	return nil
 }
 
 // Within reports whether path is dir or inside it, comparing the paths as

@@ -147,35 +147,15 @@ func (r *InitResult) say(format string, a ...any) {
 // the host as it was, or as it is to be.
 func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 	res := &InitResult{}
-	r.keepListen()
-	listenHost, port, err := r.parseListen()
-	if err != nil {
-		return nil, err
-	}
-	r.keepFleetCA()
-	hosts := r.initHosts()
-	if err := checkInitDirs(r); err != nil {
-		return nil, err
-	}
-	unit, dropInDir, err := findDockerUnit(r)
-	if err != nil {
-		return nil, err
-	}
-	merged, err := planDaemonJSON(r, unit, res)
-	if err != nil {
-		return nil, err
-	}
-	sv, err := serverBundleFor(r, o, &hosts, res)
+	p, err := prepareInit(&r, o, res)
 	if err != nil {
 		return nil, err
 	}
 
 	// From here on, the change is planned into one journal entry.
-	var a *Authority
-	if r.DryRun {
-		// Nothing is locked, recovered or created: only read.
-		a = &Authority{Dir: r.StateDir, opts: o}
-	} else {
+	a := &Authority{Dir: r.StateDir, opts: o}
+	if !r.DryRun {
+		// A dry run locks, recovers and creates nothing: it only reads.
 		var top string
 		if a, top, err = create(r.StateDir, o); err != nil {
 			return nil, err
@@ -196,51 +176,9 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		}
 	}
 	t := newTxn("init")
-	t.Mkdir(r.CertsDir, CertsDirMode)
-	reissued := false
-	switch {
-	case sv != nil:
-		reissued = a.planServerBundle(t, r, sv, res)
-	case r.CAURL != "":
-		// A dry run does not enrol: the token would be used up.
-		res.say("would enrol with the CA at %s: a server key made here, its certificate (for the names of the token) and the CA certificate installed into %s", r.CAURL, r.CertsDir)
-		reissued = true
-	default:
-		if reissued, err = a.planCA(t, r, hosts, res); err != nil {
-			return nil, err
-		}
-	}
-
-	needReload, err := planDropIn(t, r, unit, dropInDir, res)
-	if err != nil {
+	if err := a.planInit(t, r, p, res); err != nil {
 		return nil, err
 	}
-	if units, err := planUnits(t, r, dropInDir, merged, res); err != nil {
-		return nil, err
-	} else if units {
-		needReload = true
-	}
-	changed, err := planDaemonJSONWrite(t, r, merged, res)
-	if err != nil {
-		return nil, err
-	}
-	if changed {
-		needReload = true
-	}
-
-	res.Server = Server{
-		DockerHost: ClientDockerHost(hosts, listenHost, port, r.Reach),
-		Listen:     r.Listen,
-		Hosts:      hosts,
-		CertsDir:   r.CertsDir,
-		DaemonJSON: r.DaemonJSON,
-		Updated:    r.Now.UTC(),
-		CAURL:      r.CAURL,
-		Mode:       r.mode(),
-		Local:      r.Local,
-		LocalGroup: res.localGroup,
-	}
-	res.NeedRestart = reissued || needReload
 	if r.DryRun {
 		return res, nil
 	}
@@ -253,6 +191,94 @@ func Init(r InitRequest, o Options) (_ *InitResult, err error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// initPlan is what Init finds before it opens the state directory.
+type initPlan struct {
+	listenHost string
+	port       int
+	hosts      []string
+	unit       *daemonconfig.Unit
+	dropInDir  string
+	merged     *daemonconfig.Result
+	// sv is the server bundle of a host that does not sign its own.
+	sv *serverBundle
+}
+
+// prepareInit completes r from what the last init recorded and checks
+// everything that can fail on bad input, before anything is written: the
+// directories, docker.service, the merged daemon.json, a server bundle
+// from elsewhere (which may enrol with the online CA, the last step
+// before anything is written).
+func prepareInit(r *InitRequest, o Options, res *InitResult) (*initPlan, error) {
+	p := &initPlan{}
+	r.keepListen()
+	var err error
+	if p.listenHost, p.port, err = r.parseListen(); err != nil {
+		return nil, err
+	}
+	r.keepFleetCA()
+	p.hosts = r.initHosts()
+	if err := checkInitDirs(*r); err != nil {
+		return nil, err
+	}
+	if p.unit, p.dropInDir, err = findDockerUnit(*r); err != nil {
+		return nil, err
+	}
+	if p.merged, err = planDaemonJSON(*r, p.unit, res); err != nil {
+		return nil, err
+	}
+	if p.sv, err = serverBundleFor(*r, o, &p.hosts, res); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// planInit plans into t the server certificate (and the CA, or a bundle
+// from elsewhere), the drop-in, the units and daemon.json, and sets
+// res.Server and res.NeedRestart.
+func (a *Authority) planInit(t *txn, r InitRequest, p *initPlan, res *InitResult) error {
+	t.Mkdir(r.CertsDir, CertsDirMode)
+	reissued := false
+	var err error
+	switch {
+	case p.sv != nil:
+		reissued = a.planServerBundle(t, r, p.sv, res)
+	case r.CAURL != "":
+		// A dry run does not enrol: the token would be used up.
+		res.say("would enrol with the CA at %s: a server key made here, its certificate (for the names of the token) and the CA certificate installed into %s", r.CAURL, r.CertsDir)
+		reissued = true
+	default:
+		if reissued, err = a.planCA(t, r, p.hosts, res); err != nil {
+			return err
+		}
+	}
+	dropIn, err := planDropIn(t, r, p.unit, p.dropInDir, res)
+	if err != nil {
+		return err
+	}
+	units, err := planUnits(t, r, p.dropInDir, p.merged, res)
+	if err != nil {
+		return err
+	}
+	changed, err := planDaemonJSONWrite(t, r, p.merged, res)
+	if err != nil {
+		return err
+	}
+	res.Server = Server{
+		DockerHost: ClientDockerHost(p.hosts, p.listenHost, p.port, r.Reach),
+		Listen:     r.Listen,
+		Hosts:      p.hosts,
+		CertsDir:   r.CertsDir,
+		DaemonJSON: r.DaemonJSON,
+		Updated:    r.Now.UTC(),
+		CAURL:      r.CAURL,
+		Mode:       r.mode(),
+		Local:      r.Local,
+		LocalGroup: res.localGroup,
+	}
+	res.NeedRestart = reissued || dropIn || units || changed
+	return nil
 }
 
 // keepListen sets r.Listen when it is empty.
@@ -300,7 +326,7 @@ func (r *InitRequest) initHosts() []string {
 // checkInitDirs refuses a loose state directory, a local CA's for a fleet
 // host, and state and certs directories that overlap.
 func checkInitDirs(r InitRequest) error {
-	if err := CheckStateDir(r.StateDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := engine.CheckStateDir(r.StateDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	if r.CAURL != "" {
@@ -529,7 +555,7 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 		return false, hint(fmt.Errorf("state directory %q holds only one of %s and %s", a.Dir, CACertFile, CAKeyFile),
 			"restore the missing file from a backup, or run 'dtls init --force' to make a new CA (every client certificate must then be re-issued)")
 	default:
-		if ca, err = a.newCA(t, r, res, certErr == nil, caCertPath, caKeyPath); err != nil {
+		if ca, err = a.newCA(t, r, res, certErr == nil, caCertPath); err != nil {
 			return false, err
 		}
 	}
@@ -551,7 +577,7 @@ func (a *Authority) planCA(t *txn, r InitRequest, hosts []string, res *InitResul
 	if kept {
 		a.planMode(t, caCertPath, CertMode, r.DryRun, res)
 		if !r.EncryptCAKey {
-			a.planMode(t, caKeyPath, KeyMode, r.DryRun, res)
+			a.planMode(t, caKeyPath, engine.CAKeyMode, r.DryRun, res)
 		}
 	}
 	return reason != "", nil
@@ -602,8 +628,8 @@ func (a *Authority) planEncryptCAKeys(t *txn, r InitRequest, res *InitResult) er
 
 // newCA makes a new CA (replacing one with --force: replacing), which
 // ends any rotation and supersedes the CAs recorded.
-func (a *Authority) newCA(t *txn, r InitRequest, res *InitResult, replacing bool, caCertPath, caKeyPath string) (*pki.CA, error) {
-	ca, caRec, err := engine.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.CAValidity}, a.Dir)
+func (a *Authority) newCA(t *txn, r InitRequest, res *InitResult, replacing bool, caCertPath string) (*pki.CA, error) {
+	ca, err := pki.NewCA(pki.CARequest{CommonName: r.CAName, KeyType: r.KeyType, Now: r.Now, Validity: r.CAValidity})
 	if err != nil {
 		return nil, err
 	}
@@ -621,15 +647,13 @@ func (a *Authority) newCA(t *txn, r InitRequest, res *InitResult, replacing bool
 	if err != nil {
 		return nil, err
 	}
-	t.Write(caKeyPath, keyPEM, KeyMode)
-	t.Write(caCertPath, ca.CertPEM, CertMode)
+	engine.PlanCA(t, a.Dir, ca, keyPEM, CertMode)
 	// A new CA ends any rotation: the CA it kept is no longer
 	// trusted by anything dtls writes.
 	if a.InRotation() {
 		t.Remove(a.path(OldCAKeyFile))
 		t.Remove(a.path(OldCACertFile))
 	}
-	t.DB.Insert = append(t.DB.Insert, caRec)
 	cas, err := a.Store.ByKind(store.KindCA)
 	if err != nil {
 		return nil, err

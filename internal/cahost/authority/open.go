@@ -55,7 +55,7 @@ func Open(dir string, o Options) (*Authority, error) {
 	if err := checkNotOnlineCA(dir); err != nil {
 		return nil, err
 	}
-	if err := CheckStateDir(dir); err != nil {
+	if err := engine.CheckStateDir(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, hint(err, "run 'sudo dtls init' first, or point --state-dir at the directory it used")
 		}
@@ -90,12 +90,12 @@ func Open(dir string, o Options) (*Authority, error) {
 // OnlineCAConfigFile marks the state directory of an online CA ('dtls ca
 // init': package caserver/cahost, ConfigFile). Its certificates are in
 // the CA's own inventory (dtls-ca.db or PostgreSQL), which the CA's
-// revocation list is made from.
-const OnlineCAConfigFile = "ca.json"
-
-// OnlineCAOperatorDir is where 'dtls ca init' writes the first operator's
-// bundle (cahost.OperatorDir).
-const OnlineCAOperatorDir = "operator"
+// revocation list is made from. OnlineCAOperatorDir is where 'dtls ca
+// init' writes the first operator's bundle (cahost.OperatorDir).
+const (
+	OnlineCAConfigFile  = engine.OnlineCAConfigFile
+	OnlineCAOperatorDir = engine.OnlineCAOperatorDir
+)
 
 // ErrOnlineCA is returned by Open for an online CA's state directory.
 var ErrOnlineCA = errors.New("is an online CA's state directory")
@@ -114,23 +114,14 @@ func checkNotOnlineCA(dir string) error {
 		"use dtls certs|revoke|rotate-ca --operator %s (the CA's operator bundle); issue certificates with 'dtls ca token'", op)
 }
 
-// create makes the state directory (0700) when it is missing, then opens
-// it. An existing directory's mode is never changed: CheckStateDir refuses
-// a loose one. It also returns the topmost directory it made ("" when dir
-// existed), for a first init that fails to remove again.
+// create makes the state directory when it is missing
+// (engine.MakeStateDir), then opens it. It also returns the topmost
+// directory it made ("" when dir existed), for a first init that fails to
+// remove again.
 func create(dir string, o Options) (*Authority, string, error) {
-	top := ""
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); err == nil || !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
-			break
-		}
-		top = d
-	}
-	if top != "" {
-		if err := engine.MkdirMissing(dir, DirMode); err != nil {
-			os.RemoveAll(top)
-			return nil, "", err
-		}
+	top, err := engine.MakeStateDir(dir)
+	if err != nil {
+		return nil, "", err
 	}
 	a, err := Open(dir, o)
 	if err != nil && top != "" {

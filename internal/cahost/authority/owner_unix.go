@@ -7,13 +7,6 @@ import (
 	"syscall"
 )
 
-func fileOwner(fi fs.FileInfo) (int, bool) {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return int(st.Uid), true
-	}
-	return 0, false
-}
-
 // fileID is a file's device and inode: what tells a file replaced under
 // the same name (renamed over, or removed and made again) from one
 // changed in place.

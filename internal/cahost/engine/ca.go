@@ -14,9 +14,8 @@ func CARecord(ca *pki.CA, path string) store.Record {
 	return store.FromCert(ca.Cert, ca.CertPEM, store.KindCA, pki.Serial(ca.Cert), path)
 }
 
-// NewCA makes a CA (pki.NewCA) and its inventory row: the steps both
-// inits share (`dtls init` on a Docker host, `dtls ca init` for the online
-// CA); each writes the key and certificate into its own state directory.
+// NewCA makes a CA (pki.NewCA) and its inventory row, for a change that
+// writes its files itself (a rotation's next CA; an init's is PlanCA's).
 func NewCA(r pki.CARequest, path string) (*pki.CA, store.Record, error) {
 	ca, err := pki.NewCA(r)
 	if err != nil {

@@ -11,7 +11,8 @@
 // given to its Journal (journal.go), which makes a change of several
 // files and the inventory all-or-nothing for both faces, and the files
 // of a rotation's steps, which it writes through the journal over each
-// face's names (rotatefiles.go). It never prints
+// face's names (rotatefiles.go), or, for a new state directory, built
+// whole next to its place (NewState, state.go). It never prints
 // and speaks no HTTP; internal/codecheck enforces that it imports neither
 // face.
 package engine

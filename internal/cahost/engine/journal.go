@@ -105,13 +105,7 @@ func (t *Txn) Bundle(dir string, files []bundle.File) {
 // operation of its own so that an undo removes every directory the change
 // made.
 func (t *Txn) Mkdir(dir string, mode fs.FileMode) {
-	var missing []string
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); err == nil || !absent(err) || d == filepath.Dir(d) {
-			break
-		}
-		missing = append(missing, d)
-	}
+	missing := missingDirs(dir, absent)
 	for i := len(missing) - 1; i >= 1; i-- {
 		t.Ops = append(t.Ops, &fileOp{Op: opMkdir, Path: missing[i], Mode: 0o755})
 	}

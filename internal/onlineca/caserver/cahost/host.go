@@ -40,9 +40,9 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/clientenv"
-	"github.com/dtls-tool/dtls/internal/atomicfile"
 	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
+	"github.com/dtls-tool/dtls/internal/laptop/bundle"
 	"github.com/dtls-tool/dtls/internal/onlineca/caserver"
 	"github.com/dtls-tool/dtls/internal/onlineca/fleet"
 	"github.com/dtls-tool/dtls/pki"
@@ -50,16 +50,16 @@ import (
 
 // Files of the state directory, and their modes.
 const (
-	CACertFile  = "ca.pem"
-	CAKeyFile   = "ca-key.pem"
+	CACertFile  = engine.CACertFile
+	CAKeyFile   = engine.CAKeyFile
 	TLSCertFile = "tls-cert.pem"
 	TLSKeyFile  = "tls-key.pem"
-	ConfigFile  = "ca.json"
+	ConfigFile  = engine.OnlineCAConfigFile
 	DBFile      = "dtls-ca.db"
-	OperatorDir = "operator"
+	OperatorDir = engine.OnlineCAOperatorDir
 
-	DirMode    fs.FileMode = 0o700
-	CAKeyMode  fs.FileMode = 0o400
+	DirMode    fs.FileMode = engine.StateDirMode
+	CAKeyMode  fs.FileMode = engine.CAKeyMode
 	KeyMode    fs.FileMode = 0o600
 	CertMode   fs.FileMode = 0o644
 	ConfigMode fs.FileMode = 0o600
@@ -170,7 +170,7 @@ type InitResult struct {
 
 // ErrStateExists is InitHost's error for an existing state directory
 // without Force.
-var ErrStateExists = errors.New("state directory exists")
+var ErrStateExists = engine.ErrStateExists
 
 // InitHost makes a CA host's state directory: a new CA, the listener's
 // certificate, the first operator's bundle, ca.json and the inventory
@@ -178,51 +178,30 @@ var ErrStateExists = errors.New("state directory exists")
 // CA, the listener's and the operator's certificates and the operator's
 // role.
 //
-// Everything is built in a temporary directory next to StateDir and put in
-// place by one rename (atomicfile.ReplaceDir with Force): a kill at any
-// instant leaves no StateDir (or the old one) or a complete one, and a
-// leftover temporary directory, which the next InitHost removes. On
-// PostgreSQL the records are written in one transaction that renames the
-// directory into place before it commits: a failure leaves no row, and a
-// kill between the rename and the commit leaves a state directory whose
-// records OpenHost writes.
+// The state is planned as one engine change and built whole
+// (engine.NewState): in a temporary directory next to StateDir, put in
+// place by one rename (atomicfile.ReplaceDir with Force), so that a kill
+// at any instant leaves no StateDir (or the old one) or a complete one,
+// and a leftover temporary directory, which the next InitHost removes.
+// On PostgreSQL the records are written in one transaction that renames
+// the directory into place before it commits: a failure leaves no row,
+// and a kill between the rename and the commit leaves a state directory
+// whose records OpenHost writes (completeInventory).
 func InitHost(o InitOptions) (*InitResult, error) {
 	o.setDefaults()
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-
 	dir, err := filepath.Abs(o.StateDir)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkInitTarget(dir, o.Force); err != nil {
+	ns := &engine.NewState{Dir: dir, Force: o.Force, Marker: ConfigFile, Kind: "an online CA's",
+		Recorder: "dtls ca serve", BeforeRename: beforeRename}
+	if err := ns.Begin(); err != nil {
 		return nil, err
 	}
-	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, fmt.Errorf("create directory %q: %w", parent, err)
-	}
-	// Leftovers of an InitHost that was killed: never the live state.
-	prefix := "." + filepath.Base(dir) + ".tmp-"
-	if old, err := filepath.Glob(filepath.Join(parent, prefix+"*")); err == nil {
-		for _, p := range old {
-			_ = os.RemoveAll(p)
-		}
-	}
-	tmp, err := os.MkdirTemp(parent, prefix)
-	if err != nil {
-		return nil, fmt.Errorf("create a temporary directory next to %q: %w", dir, err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			os.RemoveAll(tmp)
-		}
-	}()
-	if err := os.Chmod(tmp, DirMode); err != nil {
-		return nil, err
-	}
+	defer ns.Abort()
 
 	cfg := HostConfig{
 		Listen: o.Listen, URL: o.URL, DBURL: o.DBURL, DBURLFile: o.DBURLFile,
@@ -234,26 +213,12 @@ func InitHost(o InitOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := issueInitial(o)
+	t, res, err := planInit(o, dir, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.write(tmp, cfg); err != nil {
-		return nil, err
-	}
-
-	res := &InitResult{StateDir: dir, Config: cfg, CACert: c.ca.Cert, OperatorDir: filepath.Join(dir, OperatorDir),
-		OperatorNotAfter: c.opRec.NotAfter.UTC(), Unit: Unit(o.Exe, dir)}
-	// The unit first: a kill after it leaves a unit that fails to
-	// start, and no state, and running init again writes both.
-	if err := writeInitUnit(o, res); err != nil {
-		return nil, err
-	}
-	if err := c.recordAndRename(o, dsn, tmp, dir); err != nil {
-		return nil, err
-	}
-	done = true
-	if err := atomicfile.SyncDir(parent); err != nil {
+	open := func(tmp string) (*store.Store, error) { return openInventory(dsn, tmp) }
+	if err := ns.Commit(t, open, dsn != ""); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -287,6 +252,17 @@ func (o *InitOptions) validate() error {
 	if o.DBURL != "" && o.DBURLFile != "" {
 		return errors.New("give the database as a URL or as a file holding one, not both")
 	}
+	if err := o.validateNames(); err != nil {
+		return err
+	}
+	if o.ClientValidity < 0 || o.ServerValidity < 0 {
+		return errors.New("negative certificate validity")
+	}
+	return o.validateURL()
+}
+
+// validateNames checks the listener's hosts and the operator's name.
+func (o *InitOptions) validateNames() error {
 	if len(o.Hosts) == 0 {
 		return errors.New("the listener's certificate needs at least one host name or address")
 	}
@@ -298,9 +274,12 @@ func (o *InitOptions) validate() error {
 	if err := pki.ValidateName(o.Operator); err != nil {
 		return fmt.Errorf("operator name: %w", err)
 	}
-	if o.ClientValidity < 0 || o.ServerValidity < 0 {
-		return errors.New("negative certificate validity")
-	}
+	return nil
+}
+
+// validateURL checks the listen address, and sets o.URL from the first
+// host and its port when it is empty.
+func (o *InitOptions) validateURL() error {
 	_, port, err := net.SplitHostPort(o.Listen)
 	if err != nil {
 		return fmt.Errorf("listen address %q: %w", o.Listen, err)
@@ -318,196 +297,76 @@ func (o *InitOptions) validate() error {
 	return nil
 }
 
-// checkInitTarget refuses an existing dir, unless force is set and dir is
-// an online CA's state directory.
-func checkInitTarget(dir string, force bool) error {
-	if _, err := os.Lstat(dir); err == nil {
-		if !force {
-			return fmt.Errorf("%w: %q (--force makes a new CA in its place)", ErrStateExists, dir)
-		}
-		// Force replaces a CA host's state, never another directory
-		// (the Docker host's own state directory, say) given by
-		// mistake.
-		if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err != nil {
-			return fmt.Errorf("refusing to replace %q: it has no %s, so it is not an online CA's state directory", dir, ConfigFile)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-// initialCerts are what InitHost issues: the CA, the listener's
-// certificate and the first operator's bundle.
-type initialCerts struct {
-	ca                 *pki.CA
-	listener           *pki.Issued
-	listenerRec, opRec store.Record
-	opKey              []byte
-	meta               []byte
-}
-
-func issueInitial(o InitOptions) (*initialCerts, error) {
+// planInit plans the state directory dir as one engine change: the CA,
+// the listener's certificate, ca.json, the first operator's bundle, their
+// records and the operator's role; then the unit, when o.UnitDir is set,
+// which is written before the state is put in place: a kill after it
+// leaves a unit that fails to start, and no state, and running init
+// again writes both.
+func planInit(o InitOptions, dir string, cfg HostConfig) (*engine.Txn, *InitResult, error) {
 	ca, err := pki.NewCA(pki.CARequest{CommonName: o.CAName, Now: o.Now})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	t := engine.NewTxn("ca-init")
+	engine.PlanCA(t, dir, ca, ca.KeyPEM, CertMode)
 	listener, listenerRec, err := engine.IssueListener(ca, o.Hosts[0], o.Hosts, o.Now)
 	if err != nil {
-		return nil, fmt.Errorf("listener certificate: %w", err)
+		return nil, nil, fmt.Errorf("listener certificate: %w", err)
 	}
-	csrPEM, opKey, err := pki.NewCSR(o.Operator, "")
-	if err != nil {
-		return nil, err
-	}
-	opRec, err := engine.SignCSR(ca, engine.Holder{Kind: store.KindClient, Name: o.Operator, Role: fleet.OperatorRole}, csrPEM, o.Now, engine.Validity{Client: o.ClientValidity})
-	if err != nil {
-		return nil, fmt.Errorf("operator certificate: %w", err)
-	}
-	meta, err := clientenv.MarshalMeta(clientenv.Meta{
-		Name: o.Operator, Server: o.URL, NotAfter: opRec.NotAfter.UTC(), Serial: opRec.Serial, CAURL: o.URL,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &initialCerts{ca: ca, listener: listener, listenerRec: listenerRec, opRec: opRec, opKey: opKey, meta: meta}, nil
-}
-
-// write writes the state's files into the temporary directory tmp, each
-// atomically, and syncs the operator's directory.
-func (c *initialCerts) write(tmp string, cfg HostConfig) error {
-	ca, listener, opCertPEM, opKey, meta := c.ca, c.listener, []byte(c.opRec.PEM), c.opKey, c.meta
+	listenerRec.Path = filepath.Join(dir, TLSCertFile)
+	t.Write(filepath.Join(dir, TLSCertFile), listener.CertPEM, CertMode)
+	t.Write(filepath.Join(dir, TLSKeyFile), listener.KeyPEM, KeyMode)
 	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	opDir := filepath.Join(tmp, OperatorDir)
-	if err := atomicfile.MkdirAll(opDir, DirMode); err != nil {
-		return err
+	t.Write(filepath.Join(dir, ConfigFile), append(cfgJSON, '\n'), ConfigMode)
+	opRec, err := planOperator(t, o, dir, ca)
+	if err != nil {
+		return nil, nil, err
 	}
-	for _, f := range []struct {
-		path string
-		data []byte
-		mode fs.FileMode
-	}{
-		{filepath.Join(tmp, CACertFile), ca.CertPEM, CertMode},
-		{filepath.Join(tmp, CAKeyFile), ca.KeyPEM, CAKeyMode},
-		{filepath.Join(tmp, TLSCertFile), listener.CertPEM, CertMode},
-		{filepath.Join(tmp, TLSKeyFile), listener.KeyPEM, KeyMode},
-		{filepath.Join(tmp, ConfigFile), append(cfgJSON, '\n'), ConfigMode},
-		{filepath.Join(opDir, "ca.pem"), ca.CertPEM, CertMode},
-		{filepath.Join(opDir, "cert.pem"), opCertPEM, CertMode},
-		{filepath.Join(opDir, "key.pem"), opKey, KeyMode},
-		{filepath.Join(opDir, clientenv.MetaFile), meta, CertMode},
-	} {
-		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
-			return err
-		}
-	}
+	t.DB.Insert = append(t.DB.Insert, listenerRec, opRec)
+	t.DB.Roles = map[string]string{o.Operator: fleet.OperatorRole}
 
-	if err := atomicfile.SyncDir(opDir); err != nil {
-		return err
-	}
-	return nil
-}
-
-// writeInitUnit writes the systemd unit into o.UnitDir, when it is set.
-func writeInitUnit(o InitOptions, res *InitResult) error {
+	res := &InitResult{StateDir: dir, Config: cfg, CACert: ca.Cert, OperatorDir: filepath.Join(dir, OperatorDir),
+		OperatorNotAfter: opRec.NotAfter.UTC(), Unit: Unit(o.Exe, dir)}
 	if o.UnitDir != "" {
 		// A --unit-dir that does not exist yet is made, as systemd's
 		// own unit directories are (0755: systemd reads units as any
 		// user).
-		if err := os.MkdirAll(o.UnitDir, 0o755); err != nil {
-			return fmt.Errorf("--unit-dir %q: %w", o.UnitDir, err)
-		}
 		res.UnitPath = filepath.Join(o.UnitDir, UnitName)
-		if err := atomicfile.Write(res.UnitPath, res.Unit, 0o644); err != nil {
-			return err
-		}
+		t.Mkdir(o.UnitDir, 0o755)
+		t.Write(res.UnitPath, res.Unit, 0o644)
 	}
-	return nil
+	return t, res, nil
 }
 
-// recordAndRename records the certificates in the inventory and renames
-// tmp into dir's place (see InitHost).
-func (c *initialCerts) recordAndRename(o InitOptions, dsn, tmp, dir string) error {
-	listenerRec, opRec := c.listenerRec, c.opRec
-	listenerRec.Path, opRec.Path = filepath.Join(dir, TLSCertFile), filepath.Join(dir, OperatorDir)
-	var err error
-	var st *store.Store
-	if dsn != "" {
-		st, err = store.OpenPostgres(dsn)
-	} else {
-		st, err = store.Open(filepath.Join(tmp, DBFile))
-	}
+// planOperator issues the first operator's certificate and plans its
+// bundle, OperatorDir; it returns the certificate's record.
+func planOperator(t *engine.Txn, o InitOptions, dir string, ca *pki.CA) (store.Record, error) {
+	csrPEM, opKey, err := pki.NewCSR(o.Operator, "")
 	if err != nil {
-		return err
+		return store.Record{}, err
 	}
-	renamed := false
-	rename := func() error {
-		if renamed {
-			// Run again after PostgreSQL aborted a commit.
-			return nil
-		}
-		if err := renameState(tmp, dir, o.Force); err != nil {
-			return err
-		}
-		renamed = true
-		return nil
-	}
-	change := store.Change{
-		Insert: []store.Record{
-			engine.CARecord(c.ca, dir), listenerRec, opRec,
-		},
-		Roles: map[string]string{o.Operator: fleet.OperatorRole},
-	}
-	if dsn != "" {
-		// On PostgreSQL the state directory is renamed into place
-		// inside the inventory's transaction, just before its COMMIT:
-		// a failure before or at the rename rolls the records back, so
-		// a failed init leaves nothing in a database that outlives
-		// it. A kill between the rename and the COMMIT (or a COMMIT
-		// that fails) leaves the state without its records, which
-		// OpenHost then writes (completeInventory). The SQLite
-		// inventory is inside the directory, and goes with it.
-		change.BeforeCommit = rename
-	}
-	err = st.Apply(change)
-	if cerr := st.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = rename()
-	}
+	opRec, err := engine.SignCSR(ca, engine.Holder{Kind: store.KindClient, Name: o.Operator, Role: fleet.OperatorRole}, csrPEM, o.Now, engine.Validity{Client: o.ClientValidity})
 	if err != nil {
-		if renamed {
-			return fmt.Errorf("%w (the CA's state is in %q; dtls ca serve records it in the inventory)", err, dir)
-		}
-		return err
+		return store.Record{}, fmt.Errorf("operator certificate: %w", err)
 	}
-	return nil
+	opRec.Path = filepath.Join(dir, OperatorDir)
+	files, err := bundle.Files(ca.CertPEM, []byte(opRec.PEM), opKey, clientenv.Meta{
+		Name: o.Operator, Server: o.URL, NotAfter: opRec.NotAfter.UTC(), Serial: opRec.Serial, CAURL: o.URL,
+	})
+	if err != nil {
+		return store.Record{}, err
+	}
+	t.Bundle(opRec.Path, files)
+	return opRec, nil
 }
 
 // beforeRename is called before the state directory is renamed into
 // place (tests make that rename fail).
 var beforeRename = func(tmp, dir string) {}
-
-// renameState puts the complete state directory tmp in place of dir.
-func renameState(tmp, dir string, force bool) error {
-	if err := atomicfile.SyncDir(tmp); err != nil {
-		return err
-	}
-	beforeRename(tmp, dir)
-	if force {
-		return atomicfile.ReplaceDir(tmp, dir)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		// rename(2) fails onto a directory that is not empty: one
-		// that appeared since the check above is not replaced.
-		return fmt.Errorf("rename %q into place: %w", dir, err)
-	}
-	return nil
-}
 
 // Unit is the systemd unit that runs `exe ca serve --state-dir
 // stateDir`: as root without capabilities (it reads only root's files;
@@ -571,6 +430,15 @@ func (c HostConfig) dsn() (string, error) {
 	return dsn, nil
 }
 
+// openInventory opens the PostgreSQL inventory dsn, or, when dsn is "",
+// the SQLite one in the state directory dir.
+func openInventory(dsn, dir string) (*store.Store, error) {
+	if dsn != "" {
+		return store.OpenPostgres(dsn)
+	}
+	return store.Open(filepath.Join(dir, DBFile))
+}
+
 // Host is an opened CA host: its configuration, CA, listener certificate
 // and inventory.
 type Host struct {
@@ -602,12 +470,7 @@ func OpenHost(dir string) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	if dsn != "" {
-		h.Store, err = store.OpenPostgres(dsn)
-	} else {
-		h.Store, err = store.Open(filepath.Join(dir, DBFile))
-	}
-	if err != nil {
+	if h.Store, err = openInventory(dsn, dir); err != nil {
 		return nil, err
 	}
 	if err := h.load(); err != nil {

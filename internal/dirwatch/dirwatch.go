@@ -9,9 +9,13 @@
 // change made by a system call that has returned (a commit of 'dtls
 // revoke', a rename over the trail) is queued before that call returns
 // (fsnotify is called from the VFS on the writer's path), so Changed
-// reports it to a question asked after. A yes may be spurious (an entry
-// changed back, an overflow of the queue); without inotify, or after an
-// error, the answer is always yes.
+// reports it to a question asked after. The path is resolved as the
+// kernel resolves it, each directory and symbolic link on the way
+// watched too: a link switched or a directory above replaced is a change,
+// and the directory the path reaches then is the one watched (a stat
+// would see the same). A yes may be spurious (an entry changed back, an
+// overflow of the queue); without inotify, or while the directory cannot
+// be watched, the answer is always yes.
 package dirwatch
 
 // Watch watches the named entries of one directory.

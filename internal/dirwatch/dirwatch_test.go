@@ -52,36 +52,54 @@ func TestChanged(t *testing.T) {
 		assert.False(t, w.Changed(), "%s: reported once", s.name)
 	}
 
-	// The directory renamed away and another put at its path: the watch
-	// was of the first, so every answer is yes from then on.
+	// The directory renamed away and another put at its path: the one
+	// the path reaches now is watched.
 	require.NoError(t, os.Rename(dir, dir+".old"))
 	require.NoError(t, os.Mkdir(dir, 0o700))
 	assert.True(t, w.Changed(), "the directory renamed")
-	assert.True(t, w.Changed(), "and stays so")
+	assert.False(t, w.Changed())
+	require.NoError(t, os.WriteFile(db, nil, 0o600))
+	assert.True(t, w.Changed(), "a file in the new directory")
+	require.NoError(t, os.WriteFile(filepath.Join(dir+".old", "inventory.db"), nil, 0o600))
+	assert.False(t, w.Changed(), "the old directory is no longer the path's")
 	require.NoError(t, os.RemoveAll(dir+".old"))
 }
 
-// TestEntries: a writer of the file does not hear its writes, only the
-// name given to another file or taken away.
-func TestEntries(t *testing.T) {
-	dir := t.TempDir()
-	log := filepath.Join(dir, "authz.log")
-	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	require.NoError(t, err)
-	defer f.Close()
-	w := Entries(dir, "authz.log")
+// TestPathResolved: the path is followed as the kernel resolves it, and
+// a change anywhere along it (a symbolic link switched, a directory
+// above renamed) is heard: the files the path names are then others.
+func TestPathResolved(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"a/state", "b/state", "c/state"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(root, d), 0o700))
+	}
+	// root/link -> a; the state directory is root/link/state.
+	link := filepath.Join(root, "link")
+	require.NoError(t, os.Symlink("a", link))
+	w := Contents(filepath.Join(link, "state"), "inventory.db")
 	defer w.Close()
-	_, err = f.Write([]byte("line\n"))
-	require.NoError(t, err)
-	require.NoError(t, f.Chmod(0o400))
-	assert.False(t, w.Changed(), "its own writes")
-	require.NoError(t, os.Rename(log, log+".1"))
-	assert.True(t, w.Changed(), "renamed away")
-	require.NoError(t, os.WriteFile(log, nil, 0o600))
-	assert.True(t, w.Changed(), "another file at its name")
-	require.NoError(t, os.Remove(log))
-	assert.True(t, w.Changed(), "removed")
 	assert.False(t, w.Changed())
+	require.NoError(t, os.WriteFile(filepath.Join(root, "a/state/inventory.db"), nil, 0o600))
+	assert.True(t, w.Changed(), "a file through the link")
+
+	// The link switched to b (a new link renamed over it, as an
+	// atomic switch is made).
+	require.NoError(t, os.Symlink("b", link+".tmp"))
+	require.NoError(t, os.Rename(link+".tmp", link))
+	assert.True(t, w.Changed(), "the link switched")
+	assert.False(t, w.Changed())
+	require.NoError(t, os.WriteFile(filepath.Join(root, "b/state/inventory.db"), nil, 0o600))
+	assert.True(t, w.Changed(), "a file where the link points now")
+	require.NoError(t, os.WriteFile(filepath.Join(root, "a/state/inventory.db"), []byte("x"), 0o600))
+	assert.False(t, w.Changed(), "where it pointed before")
+
+	// A directory above renamed and another put at its name.
+	require.NoError(t, os.Rename(filepath.Join(root, "b"), filepath.Join(root, "b.old")))
+	require.NoError(t, os.Rename(filepath.Join(root, "c"), filepath.Join(root, "b")))
+	assert.True(t, w.Changed(), "a directory above replaced")
+	assert.False(t, w.Changed())
+	require.NoError(t, os.WriteFile(filepath.Join(root, "b/state/inventory.db"), nil, 0o600))
+	assert.True(t, w.Changed(), "a file in the directory reached now")
 }
 
 // TestDirectoryRemoved: the directory removed, every answer is yes.
@@ -93,7 +111,7 @@ func TestDirectoryRemoved(t *testing.T) {
 	assert.False(t, w.Changed())
 	require.NoError(t, os.Remove(dir))
 	assert.True(t, w.Changed())
-	assert.True(t, w.Changed())
+	assert.True(t, w.Changed(), "no directory to watch: every answer is yes")
 }
 
 // TestWithoutWatch: a directory that cannot be watched, and a closed or

@@ -9,7 +9,12 @@
 // change made by a system call that has returned (a commit of 'dtls
 // revoke', a rename over the trail) is queued before that call returns
 // (fsnotify is called from the VFS on the writer's path), so Changed
-// reports it to a question asked after. A yes may be spurious (an entry
+// reports it to a question asked after. That holds too for a change of
+// where the path leads: every directory on it and every symlink it goes
+// through are watched, and the mount table (a bind mount makes no
+// inotify event), so that a state directory that is a symlink re-pointed
+// by a deployment, under a parent moved aside for a restored one, or with
+// another mounted over it, is a yes. A yes may be spurious (an entry
 // changed back, an overflow of the queue); without inotify, or after an
 // error, the answer is always yes.
 package dirwatch

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -39,6 +38,16 @@ type dockerdConn struct {
 	c  net.Conn
 	br *bufio.Reader
 	bw *bufio.Writer
+	// written counts the bytes that reached the socket (bw writes
+	// through Write): a request none of whose bytes did can be sent
+	// again.
+	written int64
+}
+
+func (dc *dockerdConn) Write(p []byte) (int, error) {
+	n, err := dc.c.Write(p)
+	dc.written += int64(n)
+	return n, err
 }
 
 func (d *dockerd) dial(ctx context.Context) (*dockerdConn, error) {
@@ -47,7 +56,9 @@ func (d *dockerd) dial(ctx context.Context) (*dockerdConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dockerdConn{c: c, br: bufio.NewReaderSize(c, 32<<10), bw: bufio.NewWriterSize(c, 8<<10)}, nil
+	dc := &dockerdConn{c: c, br: bufio.NewReaderSize(c, 32<<10)}
+	dc.bw = bufio.NewWriterSize(dc, 8<<10)
+	return dc, nil
 }
 
 // get takes an idle connection, or dials one.
@@ -113,21 +124,24 @@ func (d *dockerd) roundTrip(req *http.Request, body []byte) (*http.Response, err
 		dc.c.Close()
 		// A kept-alive connection dockerd closed while it was idle (a
 		// restart): the request is sent again on a new one when dockerd
-		// cannot have acted on it, as net/http's Transport does: nothing
-		// reached it (the write failed), or nothing came back to a
-		// request that changes nothing.
-		var w writeError
+		// cannot have acted on it, as net/http's Transport does
+		// (persistConn.shouldRetryRequest): not one byte of it reached
+		// dockerd, or nothing came back to a request that changes
+		// nothing. A write that failed after some bytes went is not
+		// enough: dockerd may have read the request whole but for a
+		// body's tail it never reads, acted, and closed.
+		var w nothingWritten
 		if !reused || attempt > 0 || !(errors.As(err, &w) || idempotent(req.Method) && errors.Is(err, io.EOF)) {
 			return nil, err
 		}
 	}
 }
 
-// writeError is a request that could not be written whole to dockerd.
-type writeError struct{ err error }
+// nothingWritten is a request none of whose bytes reached dockerd.
+type nothingWritten struct{ err error }
 
-func (e writeError) Error() string { return e.err.Error() }
-func (e writeError) Unwrap() error { return e.err }
+func (e nothingWritten) Error() string { return e.err.Error() }
+func (e nothingWritten) Unwrap() error { return e.err }
 
 func idempotent(method string) bool {
 	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
@@ -140,18 +154,29 @@ func (d *dockerd) send(dc *dockerdConn, req *http.Request, body []byte) (*http.R
 	if body != nil {
 		req.Body = io.NopCloser(bytes.NewReader(body))
 	}
-	if err := req.Write(dc.bw); err != nil {
-		stop()
-		return nil, writeError{err}
+	start := dc.written
+	err := req.Write(dc.bw)
+	if err == nil {
+		err = dc.bw.Flush()
 	}
-	if err := dc.bw.Flush(); err != nil {
+	if err != nil && dc.written == start {
 		stop()
-		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
-			return nil, writeError{err}
-		}
-		return nil, err
+		return nil, nothingWritten{err}
 	}
+	// A write to a unix socket fails after some bytes went when dockerd
+	// closed the connection (or the context ended: the deadline fails the
+	// read at once too). dockerd may have answered first, and acted:
+	// net/http's server answers and closes when a handler left over
+	// 256 KiB of the body unread (maxPostHandlerReadBytes), and dockerd
+	// 20.10's create decodes one JSON value and leaves what follows. That
+	// answer is the caller's; the connection is not reused. (The error
+	// cannot be told by its errno: net/http reports a write failing
+	// during the body as an unwrappable requestBodyReadError.)
+	writeErr := err
 	resp, err := http.ReadResponse(dc.br, req)
+	if writeErr != nil && err != nil {
+		err = writeErr
+	}
 	// An informational answer (100 Continue, 103) is followed by the
 	// request's own, as net/http's Transport reads it: left in the
 	// buffer, that one would be taken for the next request's answer.
@@ -167,7 +192,7 @@ func (d *dockerd) send(dc *dockerdConn, req *http.Request, body []byte) (*http.R
 	}
 	// A connection can carry another request only when this answer's end
 	// is known without closing it.
-	reusable := !resp.Close && resp.StatusCode != http.StatusSwitchingProtocols &&
+	reusable := writeErr == nil && !resp.Close && resp.StatusCode != http.StatusSwitchingProtocols &&
 		(resp.ContentLength >= 0 || chunked(resp.TransferEncoding))
 	resp.Body = &dockerdBody{rc: resp.Body, dc: dc, d: d, stop: stop, reusable: reusable}
 	return resp, nil

@@ -209,9 +209,10 @@ func (w *watch) changed() bool {
 		w.rewatch()
 		return true
 	}
-	changed := false
+	changed, queued := false, false
 	for _, ev := range evs[:n] {
 		if ev.Fd != int32(w.mounts) {
+			queued = true
 			continue
 		}
 		// A mount or unmount on the path or an entry: the files at the
@@ -231,6 +232,12 @@ func (w *watch) changed() bool {
 			w.rewatch()
 			return true
 		}
+	}
+	// epoll's ready list is updated by the writer's system call, as the
+	// inotify queue is: nothing ready is nothing queued, and the read is
+	// spared (one system call per question when nothing changed).
+	if !queued {
+		return changed
 	}
 	for {
 		n, err := syscall.Read(w.fd, w.buf)

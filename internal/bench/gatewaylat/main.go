@@ -286,19 +286,41 @@ func floorPlugin() (socket string, closeFn func(), err error) {
 
 // latencies measures each endpoint on one connection and on 16, and
 // prints the figures and the ratios against the targets.
+// rounds splits each measure: the endpoints take turns, round after
+// round, so that what else the machine does at one moment (a background
+// job, the page cache, a GC of the bench itself) weighs on each endpoint
+// alike instead of on the one measured then.
+const rounds = 5
+
 func (b *bench) latencies(eps []endpoint) error {
 	one := make([]latency, len(eps))
 	par := make([]float64, len(eps))
-	for i, ep := range eps {
-		var err error
-		if one[i], err = b.serial(ep); err != nil {
-			return err
-		}
-		if par[i], err = b.parallel(ep, 16); err != nil {
-			return err
+	lats := make([][]time.Duration, len(eps))
+	serialTime := make([]time.Duration, len(eps))
+	parCount := make([]int, len(eps))
+	parTime := make([]time.Duration, len(eps))
+	for r := 0; r < rounds; r++ {
+		for i, ep := range eps {
+			l, took, err := b.serial(ep, b.n/rounds)
+			if err != nil {
+				return err
+			}
+			lats[i], serialTime[i] = append(lats[i], l...), serialTime[i]+took
+			count, took, err := b.parallel(ep, 16, b.n)
+			if err != nil {
+				return err
+			}
+			parCount[i], parTime[i] = parCount[i]+count, parTime[i]+took
 		}
 	}
-	fmt.Printf("GET /containers/json over mutual TLS, %d requests on one kept-alive connection; then on 16 connections\n", b.n)
+	for i := range eps {
+		l := lats[i]
+		sort.Slice(l, func(a, b int) bool { return l[a] < l[b] })
+		one[i] = latency{p50: l[len(l)/2], p99: l[len(l)*99/100], perSec: float64(len(l)) / serialTime[i].Seconds()}
+		par[i] = float64(parCount[i]) / parTime[i].Seconds()
+	}
+	fmt.Printf("GET /containers/json over mutual TLS, %d requests on one kept-alive connection, %d on 16 connections, in %d rounds (the endpoints in turn)\n",
+		b.n/rounds*rounds, parCount[0], rounds)
 	fmt.Printf("%-14s %10s %10s %10s %14s\n", "", "p50", "p99", "req/s", "req/s (16)")
 	for i, ep := range eps {
 		fmt.Printf("%-14s %10s %10s %10.0f %14.0f\n", ep.name, one[i].p50.Round(time.Microsecond), one[i].p99.Round(time.Microsecond), one[i].perSec, par[i])
@@ -343,45 +365,43 @@ func (b *bench) get(c *http.Client, url string) error {
 }
 
 // serial sends n requests one after another on one connection, after a
-// warm-up.
-func (b *bench) serial(ep endpoint) (latency, error) {
+// warm-up, and returns each one's latency and the time they took.
+func (b *bench) serial(ep endpoint, n int) ([]time.Duration, time.Duration, error) {
 	c, err := b.client(1)
 	if err != nil {
-		return latency{}, err
+		return nil, 0, err
 	}
 	defer c.CloseIdleConnections()
 	url := "https://" + ep.addr + "/v1.41/containers/json"
-	for i := 0; i < 200; i++ {
+	for i := 0; i < 100; i++ {
 		if err := b.get(c, url); err != nil {
-			return latency{}, fmt.Errorf("%s: %w", ep.name, err)
+			return nil, 0, fmt.Errorf("%s: %w", ep.name, err)
 		}
 	}
-	lat := make([]time.Duration, b.n)
+	lat := make([]time.Duration, n)
 	start := time.Now()
 	for i := range lat {
 		t := time.Now()
 		if err := b.get(c, url); err != nil {
-			return latency{}, fmt.Errorf("%s: %w", ep.name, err)
+			return nil, 0, fmt.Errorf("%s: %w", ep.name, err)
 		}
 		lat[i] = time.Since(t)
 	}
-	total := time.Since(start)
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	return latency{p50: lat[b.n/2], p99: lat[b.n*99/100], perSec: float64(b.n) / total.Seconds()}, nil
+	return lat, time.Since(start), nil
 }
 
-// parallel sends n requests from k workers, each on its own connection,
-// and returns the rate.
-func (b *bench) parallel(ep endpoint, k int) (float64, error) {
+// parallel sends about n requests from k workers, each on its own
+// connection, and returns how many and the time they took.
+func (b *bench) parallel(ep endpoint, k, n int) (int, time.Duration, error) {
 	c, err := b.client(k)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer c.CloseIdleConnections()
 	url := "https://" + ep.addr + "/v1.41/containers/json"
-	per := b.n / k
-	if per < 50 {
-		per = 50
+	per := n / k
+	if per < 20 {
+		per = 20
 	}
 	run := func(count int) error {
 		var wg sync.WaitGroup
@@ -403,13 +423,13 @@ func (b *bench) parallel(ep endpoint, k int) (float64, error) {
 		return <-errs
 	}
 	if err := run(20); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	start := time.Now()
 	if err := run(per); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(per*k) / time.Since(start).Seconds(), nil
+	return per * k, time.Since(start), nil
 }
 
 // client is an HTTPS client with the bench's admin bundle, keeping up to

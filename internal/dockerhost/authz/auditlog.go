@@ -449,7 +449,10 @@ func (l *AuditLog) writeFile(batch []*pendingRecord) (lines []byte, rerr, err er
 	}
 	if err != nil {
 		l.seq, l.head = seq, head
-		if n > 0 && n < len(lines) && l.f.Truncate(before) == nil {
+		// Written whole but not synced counts as not written: the
+		// callers are told so (and deny), so the lines, which say
+		// their calls went on, are taken back too.
+		if n > 0 && l.f.Truncate(before) == nil {
 			l.size = before
 		}
 		l.resync = true

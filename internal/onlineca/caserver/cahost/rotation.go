@@ -173,17 +173,9 @@ func recoverRotation(dir string, inv engine.Inventory) (string, *pki.CA, time.Ti
 	if rec.Step != fleet.RotateTrust && rec.Step != fleet.RotateSwitch {
 		return "", nil, time.Time{}, fmt.Errorf("read %q: unknown step %q", r.path(RotationFile), rec.Step)
 	}
-	certPEM, err := os.ReadFile(r.path(NextCACertFile))
+	next, err := engine.LoadCA(dir, NextCACertFile, NextCAKeyFile, nil)
 	if err != nil {
-		return "", nil, time.Time{}, fmt.Errorf("CA rotation at step %s: %w", rec.Step, err)
-	}
-	keyPEM, err := os.ReadFile(r.path(NextCAKeyFile))
-	if err != nil {
-		return "", nil, time.Time{}, fmt.Errorf("CA rotation at step %s: %w", rec.Step, err)
-	}
-	next, err := pki.LoadCA(certPEM, keyPEM)
-	if err != nil {
-		return "", nil, time.Time{}, fmt.Errorf("next CA in %q: %w", dir, err)
+		return "", nil, time.Time{}, fmt.Errorf("CA rotation at step %s: next CA: %w", rec.Step, err)
 	}
 	return rec.Step, next, rec.TrustBegan, nil
 }

@@ -49,7 +49,7 @@ const (
 	CRLFile        = "crl.pem"
 	DBFile         = "dtls.db"
 	LockFile       = "dtls.lock"
-	JournalDir     = "journal"
+	JournalDir     = engine.JournalDir
 	// During a CA rotation the CA being replaced stays in the state
 	// directory under these names until the rotation is finished.
 	OldCACertFile = "ca-old.pem"

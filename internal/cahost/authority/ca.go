@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/pki"
 )
 
 // ErrNoPassphrase is returned when a CA key is encrypted and no
 // Passphraser was given.
-var ErrNoPassphrase = errors.New("the CA key is encrypted and no passphrase source was given")
+var ErrNoPassphrase = engine.ErrNoPassphrase
 
 func (a *Authority) passphrase(confirm bool) ([]byte, error) {
 	if a.pass != nil {
@@ -66,35 +67,14 @@ func (a *Authority) OldCA() (*pki.CA, error) {
 }
 
 func (a *Authority) loadCA(certFile, keyFile string) (*pki.CA, error) {
-	certPEM, err := os.ReadFile(a.path(certFile))
-	if err != nil {
-		return nil, fmt.Errorf("read CA certificate: %w", err)
+	ca, err := engine.LoadCA(a.Dir, certFile, keyFile, func() ([]byte, error) { return a.passphrase(false) })
+	switch {
+	case errors.Is(err, engine.ErrNoCAKey):
+		return nil, hint(err, "sign on the CA's host: this one has no CA key")
+	case errors.Is(err, pki.ErrWrongPassphrase):
+		a.pass = nil
 	}
-	keyPath := a.path(keyFile)
-	keyPEM, err := os.ReadFile(keyPath)
-	if err != nil {
-		return nil, hint(fmt.Errorf("read CA key: %w", err), "sign on the CA's host: this one has no CA key")
-	}
-	plain := keyPEM
-	if pki.IsEncryptedKey(keyPEM) {
-		pass, err := a.passphrase(false)
-		if err != nil {
-			return nil, err
-		}
-		if plain, err = pki.DecryptKey(keyPEM, pass); err != nil {
-			if errors.Is(err, pki.ErrWrongPassphrase) {
-				a.pass = nil
-				return nil, fmt.Errorf("CA key %q: wrong passphrase", keyPath)
-			}
-			return nil, fmt.Errorf("CA key %q: %w", keyPath, err)
-		}
-	}
-	ca, err := pki.LoadCA(certPEM, plain)
-	if err != nil {
-		return nil, fmt.Errorf("load CA from %q: %w", a.Dir, err)
-	}
-	ca.KeyPEM = keyPEM
-	return ca, nil
+	return ca, err
 }
 
 // Encrypted reports whether a CA key in the state directory is encrypted:

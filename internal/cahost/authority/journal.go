@@ -1,10 +1,6 @@
 package authority
 
-import (
-	"path/filepath"
-
-	"github.com/dtls-tool/dtls/internal/cahost/engine"
-)
+import "github.com/dtls-tool/dtls/internal/cahost/engine"
 
 // Every change of the state directory is one journaled change of the
 // engine (engine.Journal, STATE_DIR/journal): a run killed at any instant
@@ -24,7 +20,7 @@ type Recovery = engine.Recovery
 // journal is the state directory's journal.
 func (a *Authority) journal() *engine.Journal {
 	if a.jr == nil {
-		a.jr = &engine.Journal{Dir: filepath.Join(a.Dir, JournalDir), Inv: a.Store}
+		a.jr = engine.StateJournal(a.Dir, a.Store)
 	}
 	return a.jr
 }

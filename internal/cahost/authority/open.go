@@ -49,8 +49,9 @@ type Authority struct {
 }
 
 // Open locks the state directory, opens the inventory (importing an install
-// made before the inventory existed), finishes or undoes what a killed run
-// left in the journal, and removes the temporary files it left.
+// made before the inventory existed), and removes the temporary files a
+// killed run left and finishes or undoes what it left in the journal
+// (engine.Recover).
 func Open(dir string, o Options) (*Authority, error) {
 	if err := checkNotOnlineCA(dir); err != nil {
 		return nil, err
@@ -72,15 +73,15 @@ func Open(dir string, o Options) (*Authority, error) {
 			filepath.Join(dir, DBFile), filepath.Join(dir, IssuedDir))
 	}
 	a := &Authority{Dir: dir, Store: st, opts: o, lock: l}
-	// Temporary files of a run killed before its journal was durable.
-	engine.CleanTemps(dir, filepath.Join(dir, JournalDir))
+	// A new inventory first gets what the state directory held before it
+	// existed: a change journaled since is recorded on top of that.
 	if st.Created {
 		if err := a.importExisting(); err != nil {
 			a.Close()
 			return nil, err
 		}
 	}
-	if a.Recovered, err = a.journal().Recover(); err != nil {
+	if a.Recovered, err = engine.Recover(dir, st); err != nil {
 		a.Close()
 		return nil, err
 	}

@@ -9,7 +9,9 @@
 // The engine takes values and an Inventory and returns results and the
 // inventory change to make; the files it writes are those of a change
 // given to its Journal (journal.go), which makes a change of several
-// files and the inventory all-or-nothing for both faces, and the files
+// files and the inventory all-or-nothing for both faces (each face's
+// opening of its state directory finishes or undoes a killed run's change
+// by Recover, and reads its CAs by LoadCA), and the files
 // of a rotation's steps, which it writes through the journal over each
 // face's names (rotatefiles.go), or, for a new state directory, built
 // whole next to its place (NewState, state.go). It never prints

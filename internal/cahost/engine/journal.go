@@ -35,9 +35,10 @@ import (
 //     inventory change commits in one transaction.
 //  4. The journal is removed.
 //
-// A run killed after 2 is finished by the next run that takes the lock
-// (every operation is idempotent: it writes a given content, or removes a
-// given file). A run killed before 2 changed nothing. A step that fails
+// A run killed after 2 is finished by the next run that opens the state
+// directory (Recover; every operation is idempotent: it writes a given
+// content, or removes a given file). A run killed before 2 changed
+// nothing. A step that fails
 // (a certs directory that cannot be written, a full disk) is undone at once
 // from the before-images and leaves no journal. The journal holds private
 // keys (new server keys, the CA key it replaces) only for the run that wrote
@@ -285,6 +286,10 @@ func writeBundle(dir string, files []bundle.File) error {
 	return bundle.WriteDir(dir, files)
 }
 
+// JournalDir is the journal's directory in a state directory, the same on
+// both hosts.
+const JournalDir = "journal"
+
 // A Journal runs changes in its directory Dir (made 0700 when missing),
 // recording them in the inventory Inv.
 type Journal struct {
@@ -293,6 +298,12 @@ type Journal struct {
 	// Journaled is set once a change's journal is durable: from then on
 	// a failure may leave it for the next run to finish.
 	Journaled bool
+}
+
+// StateJournal is the journal of the state directory dir (JournalDir in
+// it), recording in inv.
+func StateJournal(dir string, inv Inventory) *Journal {
+	return &Journal{Dir: filepath.Join(dir, JournalDir), Inv: inv}
 }
 
 // RecordMode is a journal's: it holds private keys.
@@ -390,9 +401,25 @@ type Recovery struct {
 	Recorded []store.Record
 }
 
-// Recover finishes every change a killed run left in the journal, or, when
-// a step cannot be redone and the inventory change was not made, undoes it.
-func (j *Journal) Recover() ([]Recovery, error) {
+// Recover is what each face does first with its state directory dir, once
+// its inventory inv is open (the CA host's under its lock), before it
+// reads a file there: it removes the temporary files a killed run left in
+// dir and in its journal (cleanTemps), then finishes every change a killed
+// run left in the journal (StateJournal), or, when a step cannot be
+// redone and the inventory change was not made, undoes it. A face's own
+// leftovers (the online CA's rotation files from before the journal) are
+// its own to finish after this.
+func Recover(dir string, inv Inventory) ([]Recovery, error) {
+	j := StateJournal(dir, inv)
+	// Those of a run killed before its journal was durable, which
+	// changed nothing else; a journaled run's are removed with its
+	// change (Txn.cleanTemps).
+	cleanTemps(dir, j.Dir)
+	return j.replay()
+}
+
+// replay finishes or undoes each change in the journal (Recover).
+func (j *Journal) replay() ([]Recovery, error) {
 	dir := j.Dir
 	paths, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	sort.Strings(paths)
@@ -481,11 +508,11 @@ func CleanTempsOf(path string) {
 	}
 }
 
-// CleanTemps removes the temporary files and directories that atomicfile
+// cleanTemps removes the temporary files and directories that atomicfile
 // and writeBundle name ".NAME.tmp-*" (and ".NAME.tmp-*.old"), which a killed
 // run leaves behind: one may hold a whole private key. They are created 0600
 // (directories 0700), so none was ever readable by others.
-func CleanTemps(dirs ...string) {
+func cleanTemps(dirs ...string) {
 	for _, d := range dirs {
 		entries, err := os.ReadDir(d)
 		if err != nil {

@@ -491,16 +491,8 @@ func (h *Host) load() error {
 	if h.Step, h.Next, h.TrustBegan, err = recoverRotation(h.Dir, h.Store); err != nil {
 		return err
 	}
-	caPEM, err := read(CACertFile)
-	if err != nil {
+	if h.CA, err = engine.LoadCA(h.Dir, CACertFile, CAKeyFile, nil); err != nil {
 		return err
-	}
-	caKey, err := read(CAKeyFile)
-	if err != nil {
-		return err
-	}
-	if h.CA, err = pki.LoadCA(caPEM, caKey); err != nil {
-		return fmt.Errorf("CA in %q: %w", h.Dir, err)
 	}
 	if h.TLSCert, err = read(TLSCertFile); err != nil {
 		return err

@@ -38,7 +38,7 @@ const (
 	NextCACertFile = "ca-next.pem"
 	NextCAKeyFile  = "ca-next-key.pem"
 	// JournalDir holds the journal of a step in progress.
-	JournalDir = "journal"
+	JournalDir = engine.JournalDir
 	// NextTLSCertFile and NextTLSKeyFile were the listener's next files
 	// of a finish before the steps were journaled: moved into place by
 	// such a finish left interrupted (legacyFinish), removed otherwise.
@@ -68,7 +68,7 @@ func (r rotation) files() engine.RotationFiles {
 func (r rotation) path(name string) string { return filepath.Join(r.dir, name) }
 
 func (r rotation) journal() *engine.Journal {
-	return &engine.Journal{Dir: r.path(JournalDir), Inv: r.inv}
+	return engine.StateJournal(r.dir, r.inv)
 }
 
 // BeginRotation implements caserver.RotationStore.
@@ -143,12 +143,13 @@ func removeAll(paths ...string) error {
 }
 
 // recoverRotation finishes a step whose journal was written (see
-// RotationFile), and returns the step ("" outside a rotation), the next
-// CA and when the trust step began.
+// RotationFile; engine.Recover, which removes the temporary files a killed
+// run left too), then what a dtls from before the journal left, and
+// returns the step ("" outside a rotation), the next CA and when the trust
+// step began.
 func recoverRotation(dir string, inv engine.Inventory) (string, *pki.CA, time.Time, error) {
 	r := rotation{dir, inv}
-	engine.CleanTemps(dir, r.path(JournalDir))
-	if _, err := r.journal().Recover(); err != nil {
+	if _, err := engine.Recover(dir, inv); err != nil {
 		return "", nil, time.Time{}, err
 	}
 	rec, err := r.files().ReadStep()
@@ -172,17 +173,9 @@ func recoverRotation(dir string, inv engine.Inventory) (string, *pki.CA, time.Ti
 	if rec.Step != fleet.RotateTrust && rec.Step != fleet.RotateSwitch {
 		return "", nil, time.Time{}, fmt.Errorf("read %q: unknown step %q", r.path(RotationFile), rec.Step)
 	}
-	certPEM, err := os.ReadFile(r.path(NextCACertFile))
+	next, err := engine.LoadCA(dir, NextCACertFile, NextCAKeyFile, nil)
 	if err != nil {
-		return "", nil, time.Time{}, fmt.Errorf("CA rotation at step %s: %w", rec.Step, err)
-	}
-	keyPEM, err := os.ReadFile(r.path(NextCAKeyFile))
-	if err != nil {
-		return "", nil, time.Time{}, fmt.Errorf("CA rotation at step %s: %w", rec.Step, err)
-	}
-	next, err := pki.LoadCA(certPEM, keyPEM)
-	if err != nil {
-		return "", nil, time.Time{}, fmt.Errorf("next CA in %q: %w", dir, err)
+		return "", nil, time.Time{}, fmt.Errorf("CA rotation at step %s: next CA: %w", rec.Step, err)
 	}
 	return rec.Step, next, rec.TrustBegan, nil
 }

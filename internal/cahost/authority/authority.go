@@ -48,7 +48,7 @@ const (
 	ServerRecord   = "server.json"
 	CRLFile        = "crl.pem"
 	DBFile         = "dtls.db"
-	LockFile       = "dtls.lock"
+	LockFile       = engine.LockFile
 	JournalDir     = engine.JournalDir
 	// During a CA rotation the CA being replaced stays in the state
 	// directory under these names until the rotation is finished.

@@ -28,7 +28,7 @@ type Options struct {
 	// (DefaultLockTimeout when zero).
 	LockTimeout time.Duration
 	// OnLockWait is called once when the wait for the lock lasts.
-	OnLockWait LockWait
+	OnLockWait engine.LockWait
 }
 
 // Authority is an open state directory: its lock is held and its inventory
@@ -41,7 +41,7 @@ type Authority struct {
 	Recovered []Recovery
 
 	opts Options
-	lock *lock
+	lock *engine.Lock
 	pass []byte
 	ca   *pki.CA
 	// jr is the journal of the state directory's changes.
@@ -62,13 +62,16 @@ func Open(dir string, o Options) (*Authority, error) {
 		}
 		return nil, err
 	}
-	l, err := acquireLock(dir, o.LockTimeout, o.OnLockWait)
-	if err != nil {
+	l, err := engine.AcquireLock(dir, o.LockTimeout, o.OnLockWait)
+	var busy *engine.LockBusyError
+	if errors.As(err, &busy) {
+		return nil, hint(err, "let that run finish (it may be waiting for a passphrase), or set DTLS_LOCK_TIMEOUT to wait longer")
+	} else if err != nil {
 		return nil, err
 	}
 	st, err := store.Open(filepath.Join(dir, DBFile))
 	if err != nil {
-		l.release()
+		l.Release()
 		return nil, hint(err, "restore %s from a backup; moved aside, it is replaced by a new inventory holding only the CA and the copies in %s/",
 			filepath.Join(dir, DBFile), filepath.Join(dir, IssuedDir))
 	}
@@ -137,7 +140,7 @@ func (a *Authority) Close() {
 		a.Store.Close()
 		a.Store = nil
 	}
-	a.lock.release()
+	a.lock.Release()
 }
 
 // Server reads the daemon recorded by init.
@@ -202,3 +205,7 @@ func (a *Authority) importExisting() error {
 	}
 	return a.Store.Apply(store.Change{Insert: recs})
 }
+
+// DefaultLockTimeout is how long a command waits for another run that
+// holds the state directory's lock (engine.AcquireLock).
+const DefaultLockTimeout = engine.DefaultLockTimeout

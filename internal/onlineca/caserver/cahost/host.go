@@ -473,7 +473,17 @@ func OpenHost(dir string) (*Host, error) {
 	if h.Store, err = openInventory(dsn, dir); err != nil {
 		return nil, err
 	}
-	if err := h.load(); err != nil {
+	// Under the lock the server takes for each step of a rotation
+	// (rotation.locked): load recovers what a killed run left, and must
+	// not take a step in progress for one.
+	l, err := engine.AcquireLock(dir, 0, nil)
+	if err != nil {
+		h.Store.Close()
+		return nil, err
+	}
+	err = h.load()
+	l.Release()
+	if err != nil {
 		h.Store.Close()
 		return nil, err
 	}

@@ -71,23 +71,40 @@ func (r rotation) journal() *engine.Journal {
 	return engine.StateJournal(r.dir, r.inv)
 }
 
+// locked runs a step's change under the state directory's lock, which
+// OpenHost's recovery takes too: a 'dtls ca token' run opening the state
+// directory while the server makes a step waits for it, rather than
+// removing its temporary files or replaying its journal half written.
+func (r rotation) locked(change func() error) error {
+	l, err := engine.AcquireLock(r.dir, 0, nil)
+	if err != nil {
+		return err
+	}
+	defer l.Release()
+	return change()
+}
+
 // BeginRotation implements caserver.RotationStore.
 func (r rotation) BeginRotation(next *pki.CA, began time.Time, db store.Change) error {
-	return engine.BeginRotation(r.journal(), r.files(), engine.RotationBegin{Next: next, Began: began}, engine.RotationChange{DB: db})
+	return r.locked(func() error {
+		return engine.BeginRotation(r.journal(), r.files(), engine.RotationBegin{Next: next, Began: began}, engine.RotationChange{DB: db})
+	})
 }
 
 // SwitchRotation implements caserver.RotationStore.
 func (r rotation) SwitchRotation() error {
-	return engine.SwitchRotation(r.journal(), r.files(), engine.RotationChange{})
+	return r.locked(func() error { return engine.SwitchRotation(r.journal(), r.files(), engine.RotationChange{}) })
 }
 
 // FinishRotation implements caserver.RotationStore.
 func (r rotation) FinishRotation(certPEM, keyPEM []byte, db store.Change) error {
-	t, err := r.finishChange(certPEM, keyPEM, db)
-	if err != nil {
-		return err
-	}
-	return r.journal().Commit(t)
+	return r.locked(func() error {
+		t, err := r.finishChange(certPEM, keyPEM, db)
+		if err != nil {
+			return err
+		}
+		return r.journal().Commit(t)
+	})
 }
 
 // finishChange is the change of a finish: the engine's, with the

@@ -1,6 +1,6 @@
 //go:build unix
 
-package authority
+package engine
 
 import (
 	"errors"
@@ -19,4 +19,16 @@ func tryLock(f *os.File) (busy bool, err error) {
 		return true, nil
 	}
 	return false, err
+}
+
+// sameOwner gives f the owner of dir when it has another (best effort:
+// only root can, and only root makes a lock file someone else must open).
+func sameOwner(f *os.File, dir string) {
+	var fst, dst syscall.Stat_t
+	if syscall.Fstat(int(f.Fd()), &fst) != nil || syscall.Stat(dir, &dst) != nil {
+		return
+	}
+	if fst.Uid != dst.Uid || fst.Gid != dst.Gid {
+		_ = f.Chown(int(dst.Uid), int(dst.Gid))
+	}
 }

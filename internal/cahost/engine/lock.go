@@ -1,4 +1,4 @@
-package authority
+package engine
 
 import (
 	"bytes"
@@ -23,25 +23,53 @@ const lockWaitNotice = time.Second
 // signal.
 const lockPoll = 20 * time.Millisecond
 
-// lock is an exclusive flock on STATE_DIR/dtls.lock. The kernel drops it
+// LockFile is a state directory's lock, both faces': the CA host's
+// commands hold it for their whole run, the online CA's server for each
+// journaled change, and each face's Recover runs under it, so that no
+// run replays or undoes a change another run is making.
+const LockFile = "dtls.lock"
+
+// Lock is an exclusive flock on STATE_DIR/dtls.lock. The kernel drops it
 // when the process dies, so a kill -9 never leaves a stale lock; the file
 // holds the holder's pid only to name it to those who wait.
-type lock struct{ f *os.File }
+type Lock struct{ f *os.File }
 
 // LockWait is called once when a command has waited a moment for the lock:
 // holder is the pid written by the run that holds it ("" when unknown), and
 // timeout how long the command waits in all.
 type LockWait func(path, holder string, timeout time.Duration)
 
-func acquireLock(stateDir string, timeout time.Duration, onWait LockWait) (*lock, error) {
+// LockBusyError is a lock another run held for the whole timeout.
+type LockBusyError struct {
+	Dir     string
+	Holder  string // the holder's pid, "" when unknown
+	Timeout time.Duration
+}
+
+func (e *LockBusyError) Error() string {
+	who := "another dtls run"
+	if e.Holder != "" {
+		who += " (pid " + e.Holder + ")"
+	}
+	return fmt.Sprintf("gave up after %s waiting for the lock on %q: %s holds it", e.Timeout, e.Dir, who)
+}
+
+// AcquireLock takes stateDir's lock, waiting for timeout at most
+// (DefaultLockTimeout when <= 0); onWait, when not nil, is told once
+// when the wait lasts.
+func AcquireLock(stateDir string, timeout time.Duration, onWait LockWait) (*Lock, error) {
 	if timeout <= 0 {
 		timeout = DefaultLockTimeout
 	}
 	p := filepath.Join(stateDir, LockFile)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, RecordMode)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock state directory: %w", err)
 	}
+	// The lock belongs to the directory's owner: a 'sudo dtls ca token'
+	// that makes it must not lock out the online CA's server, which runs
+	// as its own user (sysunit.CA).
+	sameOwner(f, stateDir)
 	start := time.Now()
 	noticed := false
 	for {
@@ -57,12 +85,7 @@ func acquireLock(stateDir string, timeout time.Duration, onWait LockWait) (*lock
 		holder := lockHolder(p)
 		if waited >= timeout {
 			f.Close()
-			who := "another dtls run"
-			if holder != "" {
-				who += " (pid " + holder + ")"
-			}
-			return nil, hint(fmt.Errorf("gave up after %s waiting for the lock on %q: %s holds it", timeout, stateDir, who),
-				"let that run finish (it may be waiting for a passphrase), or set DTLS_LOCK_TIMEOUT to wait longer")
+			return nil, &LockBusyError{Dir: stateDir, Holder: holder, Timeout: timeout}
 		}
 		if !noticed && waited >= min(lockWaitNotice, timeout/2) && onWait != nil {
 			noticed = true
@@ -74,7 +97,7 @@ func acquireLock(stateDir string, timeout time.Duration, onWait LockWait) (*lock
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &lock{f}, nil
+	return &Lock{f}, nil
 }
 
 func lockHolder(path string) string {
@@ -89,7 +112,8 @@ func lockHolder(path string) string {
 	return s
 }
 
-func (l *lock) release() {
+// Release lets the lock go; a nil Lock is none.
+func (l *Lock) Release() {
 	if l != nil && l.f != nil {
 		l.f.Close()
 		l.f = nil

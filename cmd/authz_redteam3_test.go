@@ -678,11 +678,12 @@ func TestRedTeamAuthz3(t *testing.T) {
 }
 
 // findContainerIDPrefix creates containers of tool:1 as the identity of
-// client until one's ID begins with prefix, and returns that ID; it gives
-// up after limit creates (""). It also returns how many it made. Every other container it made is deleted
-// again, so that the one returned is the only one it leaves. A prefix of
-// two hex digits takes 256 creates on average: four run at once, since
-// each mostly waits for the plugin's trail and dockerd's disk.
+// client until one's ID begins with prefix, and returns that ID and how
+// many it created; it gives up after limit creates (""). Every other
+// container it made is deleted again, so that the one returned is the
+// only one it leaves. A prefix of two hex digits takes 256 creates on
+// average: four run at once, since a create and its delete mostly wait
+// (four at once made about four times as many a second as one here).
 func findContainerIDPrefix(client *http.Client, base, prefix string, limit int) (string, int, error) {
 	do := func(method, path, body string) (int, string, error) {
 		var rd io.Reader

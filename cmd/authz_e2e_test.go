@@ -120,11 +120,20 @@ func sleeperBinary(t *testing.T) string {
 
 // builtStatic holds the programs buildStatic made in this test binary, by
 // name and source, in staticDir (removed by TestMain): the red team tests
-// need the same few, and go build links each time it is run.
+// need the same few, and go build links each time it is run. Each program
+// has a lock of its own, so that tests waiting for different programs
+// wait for one build each, not for every build queued before theirs.
 var builtStatic = struct {
 	sync.Mutex
-	paths map[string]string
-}{paths: map[string]string{}}
+	progs map[string]*staticProg
+}{progs: map[string]*staticProg{}}
+
+// staticProg is one program of builtStatic: path is empty until a build
+// succeeds.
+type staticProg struct {
+	sync.Mutex
+	path string
+}
 
 var staticDir string
 
@@ -133,18 +142,27 @@ var staticDir string
 // binary.
 func buildStatic(t *testing.T, name, source string) string {
 	t.Helper()
-	builtStatic.Lock()
-	defer builtStatic.Unlock()
 	key := name + "\x00" + source
-	if p, ok := builtStatic.paths[key]; ok {
-		return p
+	builtStatic.Lock()
+	prog := builtStatic.progs[key]
+	if prog == nil {
+		prog = &staticProg{}
+		builtStatic.progs[key] = prog
 	}
+	var err error
 	if staticDir == "" {
-		d, err := os.MkdirTemp("", "dtls-static-")
-		require.NoError(t, err)
-		staticDir = d
+		staticDir, err = os.MkdirTemp("", "dtls-static-")
 	}
-	dir, err := os.MkdirTemp(staticDir, name+"-")
+	parent := staticDir
+	builtStatic.Unlock()
+	require.NoError(t, err)
+
+	prog.Lock()
+	defer prog.Unlock()
+	if prog.path != "" {
+		return prog.path
+	}
+	dir, err := os.MkdirTemp(parent, name+"-")
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(source), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/"+name+"\n\ngo 1.26\n"), 0o644))
@@ -153,12 +171,15 @@ func buildStatic(t *testing.T, name, source string) string {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	out := filepath.Join(dir, name)
-	cmd := exec.Command(goBin, "build", "-o", out, ".")
+	// Without the symbol table and DWARF (stack traces keep their
+	// function names): a third smaller, and the sandboxes' vfs storage
+	// driver copies an image's files into every container made of it.
+	cmd := exec.Command(goBin, "build", "-ldflags=-s -w", "-o", out, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 	b, err := cmd.CombinedOutput()
 	require.NoError(t, err, "build %s: %s", name, b)
-	builtStatic.paths[key] = out
+	prog.path = out
 	return out
 }
 

@@ -23,6 +23,7 @@ import (
 // --audit-failure deny-writes), and once space is back create works
 // again, the chain whole, and dtls audit reports the calls denied.
 func TestAuthzFullDiskWithRealDocker(t *testing.T) {
+	t.Parallel()
 	docker := dockerCLI(t)
 	dir, port, initArgs := authzSandbox(t)
 	state, daemonJSON := filepath.Join(dir, "state"), filepath.Join(dir, "daemon.json")

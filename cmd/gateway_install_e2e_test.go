@@ -21,6 +21,7 @@ import (
 // free for the gateway's socket; 'dtls init' moves the listener back and
 // dockerd serves mutual TLS there again.
 func TestGatewayInstallWithRealDocker(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	h := newTLSHost(t, now)
 	paths := []string{"--state-dir", h.State, "--certs-dir", h.Certs, "--daemon-json", h.DaemonJSON, "--systemd-dir", h.Systemd,
@@ -82,6 +83,7 @@ func TestGatewayInstallWithRealDocker(t *testing.T) {
 // key is on the host, and a server renewal through the CA restarts
 // nothing.
 func TestGatewayInstallFleetHost(t *testing.T) {
+	t.Parallel()
 	ca := startOnlineCA(t, dtlsExe(t), time.Hour)
 	dir := t.TempDir()
 	state, certs, daemonJSON, systemd := filepath.Join(dir, "state"), filepath.Join(dir, "certs"), filepath.Join(dir, "daemon.json"), filepath.Join(dir, "systemd")

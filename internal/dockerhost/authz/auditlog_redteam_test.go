@@ -22,27 +22,7 @@ func TestRedteamGroupCommitUnderRotation(t *testing.T) {
 	path := filepath.Join(dir, "audit.log")
 	l, err := OpenAuditLog(path, 4<<10, 1000, nil)
 	require.NoError(t, err)
-	const writers, each = 16, 100
-	var mu sync.Mutex
-	ok := map[string]bool{}
-	failed := map[string]bool{}
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Go(func() {
-			for i := range each {
-				uri := fmt.Sprintf("/w%d/%d", w, i)
-				err := l.Write(AuditRecord{Phase: PhaseRequest, Decision: DecisionAllow, User: fmt.Sprint("w", w), URI: uri})
-				mu.Lock()
-				if err == nil {
-					ok[uri] = true
-				} else {
-					failed[uri] = true
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	ok, failed := writeAtOnce(l, 16, 100, func(w, i int) string { return fmt.Sprintf("/w%d/%d", w, i) })
 	require.NoError(t, l.Close())
 	recs, err := ReadAudit(path, AuditFilter{})
 	require.NoError(t, err)
@@ -90,25 +70,7 @@ func TestRedteamGroupCommitDiskFull(t *testing.T) {
 	path := filepath.Join(dir, "audit.log")
 	l, err := OpenAuditLog(path, 32<<10, 2, nil)
 	require.NoError(t, err)
-	var mu sync.Mutex
-	ok, failed := map[string]bool{}, map[string]bool{}
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Go(func() {
-			for i := range 200 {
-				uri := fmt.Sprintf("/w%d/%d/%s", w, i, strings.Repeat("x", 200))
-				err := l.Write(AuditRecord{Phase: PhaseRequest, Decision: DecisionAllow, User: fmt.Sprint("w", w), URI: uri})
-				mu.Lock()
-				if err == nil {
-					ok[uri] = true
-				} else {
-					failed[uri] = true
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	ok, failed := writeAtOnce(l, 8, 200, func(w, i int) string { return fmt.Sprintf("/w%d/%d/%s", w, i, strings.Repeat("x", 200)) })
 	require.NoError(t, l.Close())
 	require.NotEmpty(t, failed, "the disk never filled")
 	recs, err := ReadAudit(path, AuditFilter{})
@@ -128,4 +90,30 @@ func TestRedteamGroupCommitDiskFull(t *testing.T) {
 	v, err := VerifyAudit(path, nil)
 	require.NoError(t, err)
 	assert.Nil(t, v.Break, "%+v", v.Break)
+}
+
+// writeAtOnce has writers write each request records at once to l, the
+// URI of writer w's i-th being uri(w, i), and returns the URIs whose Write
+// returned nil and those whose Write failed.
+func writeAtOnce(l *AuditLog, writers, each int, uri func(w, i int) string) (ok, failed map[string]bool) {
+	var mu sync.Mutex
+	ok, failed = map[string]bool{}, map[string]bool{}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				u := uri(w, i)
+				err := l.Write(AuditRecord{Phase: PhaseRequest, Decision: DecisionAllow, User: fmt.Sprint("w", w), URI: u})
+				mu.Lock()
+				if err == nil {
+					ok[u] = true
+				} else {
+					failed[u] = true
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return ok, failed
 }

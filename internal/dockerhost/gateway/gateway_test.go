@@ -148,6 +148,13 @@ func startGateway(t *testing.T) *testGateway { return startGatewayMode(t, authz.
 
 func startGatewayMode(t testing.TB, mode authz.Mode) *testGateway {
 	t.Helper()
+	return startGatewayWith(t, mode, 64<<10)
+}
+
+// startGatewayWith is startGatewayMode with maxBody as the gateway's
+// bound on bodies.
+func startGatewayWith(t testing.TB, mode authz.Mode, maxBody int64) *testGateway {
+	t.Helper()
 	d := sandbox.StartForTest(t)
 	p := newTestPKI(t)
 	audit := filepath.Join(t.TempDir(), "audit.log")
@@ -167,7 +174,7 @@ func startGatewayMode(t testing.TB, mode authz.Mode) *testGateway {
 	require.NoError(t, err)
 	g, err := New(Config{Listeners: []net.Listener{l}, DockerSocket: d.Socket, Engine: engine,
 		CertFile: filepath.Join(p.dir, "server-cert.pem"), KeyFile: filepath.Join(p.dir, "server-key.pem"), CAFile: filepath.Join(p.dir, "ca.pem"),
-		MaxBody: 64 << 10})
+		MaxBody: maxBody})
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- g.Serve() }()

@@ -3,49 +3,21 @@ package gateway
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
-	"github.com/dtls-tool/dtls/internal/sandbox"
 )
 
 // startGatewayMaxBody is startGateway with the gateway's default bound on
 // bodies (4 MiB) instead of the tests' 64 KiB.
 func startGatewayMaxBody(t *testing.T, maxBody int64) *testGateway {
 	t.Helper()
-	d := sandbox.StartForTest(t)
-	p := newTestPKI(t)
-	audit := filepath.Join(t.TempDir(), "audit.log")
-	al, err := authz.OpenAuditLog(audit, 0, 0, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { al.Close() })
-	reg, err := authz.OpenRegistry("", authz.NewDockerClient(d.Socket))
-	require.NoError(t, err)
-	inv := inventory{revoked: &sync.Map{}}
-	log := &syncBuffer{}
-	engine, err := authz.NewEngine(authz.Config{Inventory: inv, Audit: al, Objects: reg, Log: log, Mode: authz.ModeEnforce})
-	require.NoError(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	g, err := New(Config{Listeners: []net.Listener{l}, DockerSocket: d.Socket, Engine: engine,
-		CertFile: filepath.Join(p.dir, "server-cert.pem"), KeyFile: filepath.Join(p.dir, "server-key.pem"), CAFile: filepath.Join(p.dir, "ca.pem"),
-		MaxBody: maxBody})
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- g.Serve() }()
-	t.Cleanup(func() {
-		assert.NoError(t, g.Close())
-		assert.NoError(t, <-done)
-	})
-	return &testGateway{addr: l.Addr().String(), pki: p, audit: audit, d: d, inv: inv, log: log, g: g}
+	return startGatewayWith(t, authz.ModeEnforce, maxBody)
 }
 
 // containers counts the test dockerd's containers, asked directly.

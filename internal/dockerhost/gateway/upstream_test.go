@@ -185,9 +185,9 @@ func TestDockerdUnframedAnswers(t *testing.T) {
 // something (dockerd may have acted on it); a GET is, once, on a new
 // connection, as net/http's Transport does.
 func TestDockerdNoSecondSend(t *testing.T) {
-	raw := startRawDockerd(t, func(n int, c net.Conn, next func() bool) {
-		// The first connection answers its first call, then reads the
-		// second and closes without a word.
+	// The first connection answers its first call, then reads the second
+	// and closes without a word; the others answer each call.
+	serve := func(n int, c net.Conn, next func() bool) {
 		if n == 1 {
 			if next() {
 				_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
@@ -198,7 +198,8 @@ func TestDockerdNoSecondSend(t *testing.T) {
 		for next() {
 			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nagain"))
 		}
-	})
+	}
+	raw := startRawDockerd(t, serve)
 	d := raw.client()
 	_, _, err := callRaw(d, "GET", "/_ping", nil)
 	require.NoError(t, err)
@@ -206,18 +207,7 @@ func TestDockerdNoSecondSend(t *testing.T) {
 	require.Error(t, err, "not sent again")
 	assert.EqualValues(t, 2, raw.calls.Load(), "the create reached dockerd once")
 
-	raw2 := startRawDockerd(t, func(n int, c net.Conn, next func() bool) {
-		if n == 1 {
-			if next() {
-				_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-			}
-			next()
-			return
-		}
-		for next() {
-			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nagain"))
-		}
-	})
+	raw2 := startRawDockerd(t, serve)
 	d = raw2.client()
 	_, _, err = callRaw(d, "GET", "/_ping", nil)
 	require.NoError(t, err)

@@ -490,12 +490,13 @@ func TestSessionsFlags(t *testing.T) {
 	assert.Equal(t, "ID  START  USER  CONTAINER  TTY  DURATION  ENDED  COMMAND\n", out.String())
 }
 
-// TestSessionsRecordingThroughput: 32 MB through 'docker exec -i ... cat'
-// on two gateways in front of the same dockerd, one recording and one
-// not (--record-sessions=false), three rounds each, alternating: every
-// byte comes back, the recording holds every byte as output, and the
-// test logs both throughputs (the cost of recording a stream).
-func TestSessionsRecordingThroughput(t *testing.T) {
+// TestSessionsRecordsLargeStreams: 4 MB of zeros and 4 MB of text
+// through 'docker exec -i ... cat' on two gateways in front of the same
+// dockerd, one recording and one not (--record-sessions=false): every
+// byte comes back on both, and the recording holds every byte of the
+// text as output. What recording costs is measured by the gateway's
+// benchmark (make bench: internal/bench/gatewaylat), not here.
+func TestSessionsRecordsLargeStreams(t *testing.T) {
 	t.Parallel()
 	h := newGatewayHost(t)
 	h.issue(t, "dev", "developer")
@@ -504,53 +505,22 @@ func TestSessionsRecordingThroughput(t *testing.T) {
 	require.NoError(t, err, out)
 	plain := secondGateway(t, h, "--record-sessions=false")
 
-	text := bytes.Repeat([]byte("total 48\ndrwxr-xr-x  2 root root 4096 Dec  7 07:00 bin -> usr/bin\n"), 1<<20)[:32<<20]
-	for _, c := range []struct {
-		name string
-		data []byte
-	}{{"zeros", make([]byte, 32<<20)}, {"text", text}} {
-		best, cpu := map[string]float64{}, map[string]time.Duration{}
-		for range 3 {
-			for _, g := range []struct {
-				name string
-				h    *gatewayHost
-			}{{"recorded", h}, {"unrecorded", plain}} {
-				cmd := g.h.command(t, "dev", "exec", "-i", "box", "/t", "cat")
-				cmd.Stdin = bytes.NewReader(c.data)
-				var got countWriter
-				var errOut bytes.Buffer
-				cmd.Stdout, cmd.Stderr = &got, &errOut
-				start, cpu0 := time.Now(), processCPU(t, g.h.cmd.Process.Pid)
-				require.NoError(t, cmd.Run(), errOut.String())
-				mbs := float64(len(c.data)) / 1e6 / time.Since(start).Seconds()
-				cpu[g.name] += processCPU(t, g.h.cmd.Process.Pid) - cpu0
-				require.Equal(t, int64(len(c.data)), got.n)
-				best[g.name] = max(best[g.name], mbs)
-			}
+	text := bytes.Repeat([]byte("total 48\ndrwxr-xr-x  2 root root 4096 Dec  7 07:00 bin -> usr/bin\n"), 1<<16)[:4<<20]
+	for _, data := range [][]byte{make([]byte, 4<<20), text} {
+		for _, g := range []*gatewayHost{h, plain} {
+			cmd := g.command(t, "dev", "exec", "-i", "box", "/t", "cat")
+			cmd.Stdin = bytes.NewReader(data)
+			var got countWriter
+			var errOut bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &got, &errOut
+			require.NoError(t, cmd.Run(), errOut.String())
+			require.Equal(t, int64(len(data)), got.n)
 		}
-		t.Logf("%s, 32 MB through docker exec -i, best of 3: recorded %.1f MB/s, unrecorded %.1f MB/s (%.0f%%); gateway CPU for 3×32 MB: recorded %v, unrecorded %v",
-			c.name, best["recorded"], best["unrecorded"], 100*best["recorded"]/best["unrecorded"], cpu["recorded"], cpu["unrecorded"])
 	}
-	list := sessionsFor(t, h, "dev", 6)
-	require.Len(t, list, 6)
-	_, evs := castEvents(t, list[5].Path)
+	list := sessionsFor(t, h, "dev", 2)
+	require.Len(t, list, 2)
+	_, evs := castEvents(t, list[1].Path)
 	assert.Equal(t, string(text), outputOf(evs))
-}
-
-// processCPU is the user and system CPU time pid used so far
-// (/proc/PID/stat fields 14 and 15, in clock ticks of 10 ms).
-func processCPU(t *testing.T, pid int) time.Duration {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	require.NoError(t, err)
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	var utime, stime int64
-	_, err = fmt.Sscan(f[11], &utime)
-	require.NoError(t, err)
-	_, err = fmt.Sscan(f[12], &stime)
-	require.NoError(t, err)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 type countWriter struct{ n int64 }

@@ -1,9 +1,10 @@
 //go:build linux
 
 // Package pgsandbox runs a real, throw-away PostgreSQL server for tests: a
-// cluster made by initdb in a new directory under /tmp, served by postgres
-// on a unix socket in that directory only (no TCP listener; StartTCP adds
-// one on 127.0.0.1), stopped and removed when the test ends. A package
+// cluster made by initdb in a new directory under sandbox.ScratchRoot
+// (/tmp, or make test's tmpfs), served by postgres on a unix socket in
+// that directory only (no TCP listener; StartTCP adds one on 127.0.0.1),
+// stopped and removed when the test ends. A package
 // whose TestMain runs its tests through RunShared has one server for all
 // of them instead, and a database per test. It never touches a cluster of
 // the host (/var/lib/postgresql, /var/run/postgresql, port 5432 on the
@@ -28,6 +29,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dtls-tool/dtls/internal/sandbox"
 )
 
 const (
@@ -247,7 +250,7 @@ func freePort() (int, error) {
 func start(bin Binaries, tcp bool) (*server, error) {
 	// Not t.TempDir(): its path can be too long for a socket, and its
 	// parent directories are 0700 root, which uid 65534 cannot enter.
-	dir, err := os.MkdirTemp("/tmp", "dtls-pg-")
+	dir, err := os.MkdirTemp(sandbox.ScratchRoot(), "dtls-pg-")
 	if err != nil {
 		return nil, fmt.Errorf("make the server's directory: %w", err)
 	}

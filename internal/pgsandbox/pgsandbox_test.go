@@ -16,6 +16,8 @@ import (
 	_ "github.com/lib/pq" // registers the "postgres" driver
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/internal/sandbox"
 )
 
 // TestStart: the server answers on a unix socket in a short directory of
@@ -31,7 +33,7 @@ func TestStart(t *testing.T) {
 				dir = v
 			}
 		}
-		assert.True(t, strings.HasPrefix(dir, "/tmp/dtls-pg-"), dsn)
+		assert.True(t, strings.HasPrefix(dir, filepath.Join(sandbox.ScratchRoot(), "dtls-pg-")), dsn)
 		assert.Less(t, len(filepath.Join(dir, ".s.PGSQL.5432")), sunPathMax)
 
 		db, err := sql.Open("postgres", dsn)
@@ -167,7 +169,7 @@ func TestRunShared(t *testing.T) {
 		t.Run("first", func(t *testing.T) {
 			first = Start(t)
 			dir = dsnField(first, "host")
-			assert.True(t, strings.HasPrefix(dir, "/tmp/dtls-pg-"), first)
+			assert.True(t, strings.HasPrefix(dir, filepath.Join(sandbox.ScratchRoot(), "dtls-pg-")), first)
 			db, err := sql.Open("postgres", first)
 			require.NoError(t, err)
 			defer db.Close()

@@ -53,16 +53,34 @@ const (
 	logTailBytes = 4096
 )
 
-// NewDir makes a short temporary directory under /tmp for a daemon. Unix
-// socket paths are limited to 108 bytes (sun_path in unix(7)), and the path
-// of t.TempDir() is often too long for dir/exec/containerd/containerd.sock.
-// The caller removes it (after Daemon.Stop).
+// NewDir makes a short temporary directory under ScratchRoot for a
+// daemon. Unix socket paths are limited to 108 bytes (sun_path in
+// unix(7)), and the path of t.TempDir() is often too long for
+// dir/exec/containerd/containerd.sock. The caller removes it (after
+// Daemon.Stop).
 func NewDir() (string, error) {
-	dir, err := os.MkdirTemp("/tmp", "dtls-")
+	dir, err := os.MkdirTemp(ScratchRoot(), "dtls-")
 	if err != nil {
 		return "", fmt.Errorf("make sandbox directory: %w", err)
 	}
 	return dir, nil
+}
+
+// scratchRootMax is the longest $TMPDIR ScratchRoot takes: a daemon's
+// socket, DIR/exec/containerd/containerd.sock with DIR made by NewDir,
+// must stay well under sun_path's 108 bytes.
+const scratchRootMax = 40
+
+// ScratchRoot is where the servers the tests start keep their short-lived
+// directories: $TMPDIR when it is set and short (make test points it at a
+// tmpfs of its own, scripts/scratch.sh), else /tmp. It is 1777, as /tmp
+// is, so that a server run as an unprivileged uid can reach its
+// directory.
+func ScratchRoot() string {
+	if d := os.Getenv("TMPDIR"); d != "" && filepath.IsAbs(d) && len(d) <= scratchRootMax {
+		return d
+	}
+	return "/tmp"
 }
 
 // baseConfig fixes the order of the keys in BaseConfig's output.

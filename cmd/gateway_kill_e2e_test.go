@@ -3,6 +3,7 @@ package cmd
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -92,6 +93,9 @@ type killLoad struct {
 	answered atomic.Int64
 	byStatus sync.Map // "kind status" -> *atomic.Int64
 	echoes   atomic.Int64
+	// streamsEchoing is how many streams have had a line echoed: each
+	// has a recording once it has.
+	streamsEchoing atomic.Int64
 }
 
 func (l *killLoad) count(kind string, status int) {
@@ -129,7 +133,8 @@ func TestGatewayKillMidCalls(t *testing.T) {
 	require.NoError(t, err, out)
 	dockerdPid := h.Daemon.Pid
 	before := dockerContainers(t, h)
-	loadStart := time.Now()
+	// (Events have whole seconds: box's create may be among them.)
+	creates := watchCreates(t, h, "box")
 	require.Len(t, before, 1)
 	clients := map[string]*http.Client{"dev": h.client(t, "dev"), "rita": h.client(t, "rita"), "blind": h.client(t, "blind")}
 	waitFor(t, 5*time.Second, "the policy with the blind role is read", func() bool {
@@ -156,6 +161,45 @@ func TestGatewayKillMidCalls(t *testing.T) {
 	load := &killLoad{}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	// The streams: each echoes a line at a time until the gateway dies.
+	ended := make(chan error, streams)
+	for s := range streams {
+		cmd := h.command(t, "dev", "exec", "-i", "box", "/t", "cat")
+		in, err := cmd.StdinPipe()
+		require.NoError(t, err)
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		go func() {
+			br := bufio.NewReader(stdout)
+			for i := 0; ; i++ {
+				want := fmt.Sprintf("stream %d line %d\n", s, i)
+				if _, err := io.WriteString(in, want); err != nil {
+					break
+				}
+				got, err := br.ReadString('\n')
+				if err != nil {
+					break
+				}
+				if got != want {
+					ended <- fmt.Errorf("stream %d: got %q, want %q", s, got, want)
+					_ = cmd.Wait()
+					return
+				}
+				if i == 0 {
+					load.streamsEchoing.Add(1)
+				}
+				load.echoes.Add(1)
+			}
+			_ = cmd.Wait()
+			ended <- nil
+		}()
+	}
+	// The load starts once every stream echoes: a stream's exec is slow
+	// to start next to the load's thousands of calls a second.
+	waitFor(t, 60*time.Second, "every stream echoes", func() bool { return load.streamsEchoing.Load() == streams })
+	echoed := load.echoes.Load()
 	workers := streams
 	for _, c := range callers {
 		for w := range c.n {
@@ -189,44 +233,12 @@ func TestGatewayKillMidCalls(t *testing.T) {
 		}
 	}
 	require.Equal(t, 50, workers)
-	// The streams: each echoes a line at a time until the gateway dies.
-	ended := make(chan error, streams)
-	for s := range streams {
-		cmd := h.command(t, "dev", "exec", "-i", "box", "/t", "cat")
-		in, err := cmd.StdinPipe()
-		require.NoError(t, err)
-		stdout, err := cmd.StdoutPipe()
-		require.NoError(t, err)
-		require.NoError(t, cmd.Start())
-		t.Cleanup(func() { _ = cmd.Process.Kill() })
-		go func() {
-			br := bufio.NewReader(stdout)
-			for i := 0; ; i++ {
-				want := fmt.Sprintf("stream %d line %d\n", s, i)
-				if _, err := io.WriteString(in, want); err != nil {
-					break
-				}
-				got, err := br.ReadString('\n')
-				if err != nil {
-					break
-				}
-				if got != want {
-					ended <- fmt.Errorf("stream %d: got %q, want %q", s, got, want)
-					_ = cmd.Wait()
-					return
-				}
-				load.echoes.Add(1)
-			}
-			_ = cmd.Wait()
-			ended <- nil
-		}()
-	}
 
-	// Killed in the middle: once creates of both kinds and the streams'
-	// echoes went through, while every caller is still calling.
+	// Killed in the middle: once creates of both kinds and more of the
+	// streams' echoes went through, while every caller is still calling.
 	waitFor(t, 60*time.Second, "calls of every kind answered", func() bool {
 		return load.seen("create 201") >= 5 && load.seen("create-privileged 403") >= 5 && load.seen("list-denied 403") >= 5 &&
-			load.seen("list 200") >= 10 && load.seen("create-readonly 403") >= 2 && load.echoes.Load() >= 4*streams
+			load.seen("list 200") >= 10 && load.seen("create-readonly 403") >= 2 && load.echoes.Load() >= echoed+2*streams
 	})
 	require.NoError(t, h.cmd.Process.Signal(syscall.SIGKILL))
 	killed := time.Now()
@@ -258,9 +270,7 @@ func TestGatewayKillMidCalls(t *testing.T) {
 	var after map[string]dockerContainer
 	var events []string
 	waitFor(t, 10*time.Second, "dockerd's list of containers and its create events agree", func() bool {
-		events = createEvents(t, h, loadStart)
-		// (Events have whole seconds: box's create may be among them.)
-		events = slices.DeleteFunc(events, func(n string) bool { return n == "box" })
+		events = creates()
 		after = dockerContainers(t, h)
 		return len(after)-len(before) == len(events)
 	})
@@ -372,29 +382,51 @@ func dockerContainers(t *testing.T, h *gatewayHost) map[string]dockerContainer {
 	return out
 }
 
-// createEvents are the names of the containers dockerd's events say it
-// created since then (GET /events, up to now: a time to come would keep
-// the answer open until then).
-func createEvents(t *testing.T, h *gatewayHost, since time.Time) []string {
+// watchCreates follows dockerd's create events from now on, and returns
+// the names of the containers they say it created so far, but skip's.
+// Followed live, not asked for afterwards: dockerd keeps only its last
+// 256 events (moby daemon/events, eventsLimit), and a fast run creates
+// more. Since now, to the nanosecond, rather than from the subscription:
+// dockerd answers before it subscribes (moby
+// api/server/router/system, getEvents).
+func watchCreates(t *testing.T, h *gatewayHost, skip string) func() []string {
 	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	now := time.Now()
-	q := url.Values{"since": {fmt.Sprint(since.Add(-time.Second).Unix())}, "until": {fmt.Sprintf("%d.%09d", now.Unix(), now.Nanosecond())},
+	q := url.Values{"since": {fmt.Sprintf("%d.%09d", now.Unix(), now.Nanosecond())},
 		"filters": {`{"type":["container"],"event":["create"]}`}}
-	resp, err := h.Daemon.Client().Get("http://docker/events?" + q.Encode())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/events?"+q.Encode(), nil)
 	require.NoError(t, err)
-	defer resp.Body.Close()
-	var names []string
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var ev struct {
-			Actor struct{ Attributes map[string]string }
+	resp, err := h.Daemon.Client().Do(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var (
+		mu    sync.Mutex
+		names []string
+		done  = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var ev struct {
+				Actor struct{ Attributes map[string]string }
+			}
+			if dec.Decode(&ev) != nil {
+				return
+			}
+			if n := ev.Actor.Attributes["name"]; n != skip {
+				mu.Lock()
+				names = append(names, n)
+				mu.Unlock()
+			}
 		}
-		if err := dec.Decode(&ev); err == io.EOF {
-			return names
-		} else {
-			require.NoError(t, err)
-		}
-		names = append(names, ev.Actor.Attributes["name"])
+	}()
+	t.Cleanup(func() { cancel(); resp.Body.Close(); <-done })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(names)
 	}
 }
 

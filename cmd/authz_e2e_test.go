@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,6 +27,7 @@ import (
 	"github.com/dtls-tool/dtls/internal/atomicfile"
 	"github.com/dtls-tool/dtls/internal/cahost/authority"
 	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
+	"github.com/dtls-tool/dtls/internal/fixture"
 	"github.com/dtls-tool/dtls/internal/laptop/dockercontext"
 	"github.com/dtls-tool/dtls/internal/sandbox"
 )
@@ -166,15 +166,11 @@ func buildStatic(t *testing.T, name, source string) string {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(source), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/"+name+"\n\ngo 1.26\n"), 0o644))
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
 	out := filepath.Join(dir, name)
 	// Without the symbol table and DWARF (stack traces keep their
 	// function names): a third smaller, and the sandboxes' vfs storage
 	// driver copies an image's files into every container made of it.
-	cmd := exec.Command(goBin, "build", "-ldflags=-s -w", "-o", out, ".")
+	cmd := fixture.GoBuild(out, ".", "-trimpath", "-ldflags=-s -w")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 	b, err := cmd.CombinedOutput()

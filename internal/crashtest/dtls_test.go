@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/internal/fixture"
 )
 
 // buildDir holds the dtls binary built for this test run (when $DTLS_BIN is
@@ -70,7 +72,7 @@ func dtlsBin(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(buildDir, "dtls")
-		cmd := exec.Command("go", "build", "-tags", "dtlsfailpoints", "-o", binPath, "./cmd/dtls")
+		cmd := fixture.GoBuild(binPath, "./cmd/dtls", "-tags", "dtlsfailpoints")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build ./cmd/dtls in %s: %v\n%s", root, err, out)

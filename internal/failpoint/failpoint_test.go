@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dtls-tool/dtls/internal/fixture"
 )
 
 // TestNotInProductionBinary: the dtls binary built without the
@@ -21,14 +23,14 @@ func TestNotInProductionBinary(t *testing.T) {
 		assert.NotContains(t, string(deps), test, "the production binary links %s", test)
 	}
 	bin := filepath.Join(t.TempDir(), "dtls")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/dtls-tool/dtls/cmd/dtls").CombinedOutput()
+	out, err := fixture.GoBuild(bin, "github.com/dtls-tool/dtls/cmd/dtls").CombinedOutput()
 	require.NoError(t, err, string(out))
 	b, err := os.ReadFile(bin)
 	require.NoError(t, err)
 	assert.False(t, bytes.Contains(b, []byte("injected crash at")), "fail points are compiled into the production binary")
 
 	tagged := filepath.Join(t.TempDir(), "dtls-failpoints")
-	out, err = exec.Command("go", "build", "-tags", "dtlsfailpoints", "-o", tagged, "github.com/dtls-tool/dtls/cmd/dtls").CombinedOutput()
+	out, err = fixture.GoBuild(tagged, "github.com/dtls-tool/dtls/cmd/dtls", "-tags", "dtlsfailpoints").CombinedOutput()
 	require.NoError(t, err, string(out))
 	b, err = os.ReadFile(tagged)
 	require.NoError(t, err)

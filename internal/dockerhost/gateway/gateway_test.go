@@ -19,9 +19,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +29,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
+	"github.com/dtls-tool/dtls/internal/fixture"
 	"github.com/dtls-tool/dtls/internal/sandbox"
 )
 
@@ -474,7 +473,7 @@ func catImage(t *testing.T, tg *testGateway) string {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nimport (\n\t\"io\"\n\t\"os\"\n\t\"time\"\n)\n\n"+
 		"func main() {\n\tif len(os.Args) > 1 {\n\t\ttime.Sleep(time.Hour)\n\t}\n\tio.Copy(os.Stdout, os.Stdin)\n}\n"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/cat\n\ngo 1.26\n"), 0o644))
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", "cat", ".")
+	build := fixture.GoBuild("cat", ".", "-trimpath")
 	build.Dir, build.Env = dir, append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, string(out))

@@ -44,9 +44,28 @@ func TestNewDirIsShort(t *testing.T) {
 	dir, err := sandbox.NewDir()
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	assert.True(t, strings.HasPrefix(dir, "/tmp/dtls-"), dir)
+	assert.True(t, strings.HasPrefix(dir, sandbox.ScratchRoot()+"/dtls-"), dir)
 	// The deepest socket dockerd makes is exec-root/containerd/containerd.sock.ttrpc.
 	assert.Less(t, len(filepath.Join(dir, "exec/containerd/containerd.sock.ttrpc")), 108)
+}
+
+// TestScratchRoot: $TMPDIR when it is absolute and short enough for the
+// daemons' sockets, /tmp otherwise; and the longest $TMPDIR taken still
+// leaves room for the deepest socket.
+func TestScratchRoot(t *testing.T) {
+	long := "/tmp/" + strings.Repeat("d", 36)
+	for tmpdir, want := range map[string]string{
+		"":                   "/tmp",
+		"/tmp/dtls-t.Ab3dEf": "/tmp/dtls-t.Ab3dEf",
+		"relative/dir":       "/tmp",
+		long[:40]:            long[:40],
+		long:                 "/tmp",
+	} {
+		t.Setenv("TMPDIR", tmpdir)
+		assert.Equal(t, want, sandbox.ScratchRoot(), "TMPDIR=%q", tmpdir)
+	}
+	deepest := filepath.Join(long[:40], "dtls-1234567890", "exec/containerd/containerd.sock.ttrpc")
+	assert.Less(t, len(deepest), 108, deepest)
 }
 
 func TestFreePort(t *testing.T) {

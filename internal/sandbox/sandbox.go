@@ -72,15 +72,19 @@ func NewDir() (string, error) {
 const scratchRootMax = 40
 
 // ScratchRoot is where the servers the tests start keep their short-lived
-// directories: $TMPDIR when it is set and short (make test points it at a
-// tmpfs of its own, scripts/scratch.sh), else /tmp. It is 1777, as /tmp
-// is, so that a server run as an unprivileged uid can reach its
-// directory.
+// directories: $TMPDIR when it is set, short and open to every uid as
+// /tmp is (make test points it at a tmpfs of its own, mode 1777,
+// scripts/scratch.sh), else /tmp. Open to every uid, so that a server run
+// as an unprivileged uid (PostgreSQL as 65534) can reach its directory.
 func ScratchRoot() string {
-	if d := os.Getenv("TMPDIR"); d != "" && filepath.IsAbs(d) && len(d) <= scratchRootMax {
-		return d
+	d := os.Getenv("TMPDIR")
+	if d == "" || !filepath.IsAbs(d) || len(d) > scratchRootMax {
+		return "/tmp"
 	}
-	return "/tmp"
+	if fi, err := os.Stat(d); err != nil || !fi.IsDir() || fi.Mode().Perm()&0o001 == 0 {
+		return "/tmp"
+	}
+	return d
 }
 
 // baseConfig fixes the order of the keys in BaseConfig's output.

@@ -49,22 +49,37 @@ func TestNewDirIsShort(t *testing.T) {
 	assert.Less(t, len(filepath.Join(dir, "exec/containerd/containerd.sock.ttrpc")), 108)
 }
 
-// TestScratchRoot: $TMPDIR when it is absolute and short enough for the
-// daemons' sockets, /tmp otherwise; and the longest $TMPDIR taken still
-// leaves room for the deepest socket.
+// TestScratchRoot: $TMPDIR when it is absolute, short enough for the
+// daemons' sockets and open to every uid; /tmp otherwise. The longest
+// $TMPDIR taken still leaves room for the deepest socket.
 func TestScratchRoot(t *testing.T) {
-	long := "/tmp/" + strings.Repeat("d", 36)
+	dir := func(mode os.FileMode) string {
+		d, err := os.MkdirTemp("/tmp", "st")
+		require.NoError(t, err)
+		t.Cleanup(func() { os.RemoveAll(d) })
+		require.NoError(t, os.Chmod(d, mode))
+		return d
+	}
+	open, closed := dir(0o1777), dir(0o700)
+	long := open + "/" + strings.Repeat("d", 40-len(open)-1)
+	require.NoError(t, os.Mkdir(long, 0o777))
+	require.NoError(t, os.Chmod(long, 0o1777))
+	longer := long + "d"
+	require.NoError(t, os.Mkdir(longer, 0o777))
+	require.NoError(t, os.Chmod(longer, 0o1777))
 	for tmpdir, want := range map[string]string{
-		"":                   "/tmp",
-		"/tmp/dtls-t.Ab3dEf": "/tmp/dtls-t.Ab3dEf",
-		"relative/dir":       "/tmp",
-		long[:40]:            long[:40],
-		long:                 "/tmp",
+		"":                "/tmp",
+		open:              open,
+		closed:            "/tmp",
+		open + "/missing": "/tmp",
+		"relative/dir":    "/tmp",
+		long:              long,
+		longer:            "/tmp",
 	} {
 		t.Setenv("TMPDIR", tmpdir)
 		assert.Equal(t, want, sandbox.ScratchRoot(), "TMPDIR=%q", tmpdir)
 	}
-	deepest := filepath.Join(long[:40], "dtls-1234567890", "exec/containerd/containerd.sock.ttrpc")
+	deepest := filepath.Join(long, "dtls-1234567890", "exec/containerd/containerd.sock.ttrpc")
 	assert.Less(t, len(deepest), 108, deepest)
 }
 

@@ -15,13 +15,15 @@
 #      /var/lib/dtls, purge removes them;
 #   5. the .rpm lists the same files, and installs and erases in a scratch
 #      rpm database.
-# DIST_CHECK_TARGETS chooses the platforms built twice (default: one of
-# each system, Linux with its packages); DIST_CHECK_FRESH_CACHE=1 gives
+# DIST_CHECK_TARGETS chooses the platforms built twice, separated by
+# spaces or commas (default, as the Makefile's: one of each system, Linux
+# with its packages); DIST_CHECK_FRESH_CACHE=1 gives
 # the second build an empty Go build cache, so that nothing it links is
 # reused from the first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets=${DIST_CHECK_TARGETS:-linux/amd64,darwin/arm64,windows/amd64}
+targets=${DIST_CHECK_TARGETS:-linux/amd64 darwin/arm64 windows/amd64}
+targets=${targets// /,}
 work=$(mktemp -d "${TMPDIR:-/tmp}/dtls-dist-check.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 head=$(git rev-parse HEAD)

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dtls-tool/dtls/internal/failpoint"
+	"github.com/dtls-tool/dtls/internal/fixture"
 )
 
 // faultCase is one journaled command, run on a fresh install with a fault
@@ -295,8 +296,19 @@ func (in *install) withFault(point string) *install {
 	return &c
 }
 
-// setUpCase makes a fresh install for c.
-func setUpCase(t *testing.T, c faultCase) *install {
+// caseInstall is the install of one fault case, set up once (init, three
+// clients, one server bundle, then the case's preparation) and put back
+// as it was before each run of the case's command: a copy of the tree,
+// at the same path, since the state directory, daemon.json and the
+// inventory name the install's paths. Setting it up takes a few dtls runs
+// (and keys) that every step would otherwise repeat.
+type caseInstall struct {
+	in *install
+	// saved is the tree as set up.
+	saved string
+}
+
+func newCaseInstall(t *testing.T, c faultCase) *caseInstall {
 	in := newInstall(t)
 	if !c.fresh {
 		in.setUp(t)
@@ -304,7 +316,17 @@ func setUpCase(t *testing.T, c faultCase) *install {
 	if c.prepare != nil {
 		c.prepare(t, in)
 	}
-	return in
+	saved := filepath.Join(t.TempDir(), "saved")
+	require.NoError(t, fixture.CopyTree(in.l.Root, saved))
+	return &caseInstall{in: in, saved: saved}
+}
+
+// fresh puts the install back as it was set up and returns it.
+func (ci *caseInstall) fresh(t *testing.T) *install {
+	t.Helper()
+	require.NoError(t, os.RemoveAll(ci.in.l.Root))
+	require.NoError(t, fixture.CopyTree(ci.saved, ci.in.l.Root))
+	return ci.in
 }
 
 // TestFaultAtEveryStep injects a fault at each step of each journaled
@@ -319,15 +341,16 @@ func setUpCase(t *testing.T, c faultCase) *install {
 // is finished by the next command: the consistency check passes and the
 // change is complete.
 //
-// Every case, and every crash point of a case, runs on an install of its
-// own, in parallel with the others: most of a run's time is spent waiting
-// for fsync, not on the CPU.
+// Every case runs on an install of its own, in parallel with the others;
+// its steps run one after another, each on the case's install put back as
+// it was set up (caseInstall).
 func TestFaultAtEveryStep(t *testing.T) {
 	t.Parallel()
 	for _, c := range faultCases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			steps := failEveryStep(t, c)
+			ci := newCaseInstall(t, c)
+			steps := failEveryStep(t, c, ci)
 			points := []string{"written"}
 			for n := 0; n < steps; n++ {
 				points = append(points, strconv.Itoa(n))
@@ -335,21 +358,20 @@ func TestFaultAtEveryStep(t *testing.T) {
 			points = append(points, "recorded")
 			for _, p := range points {
 				t.Run(p, func(t *testing.T) {
-					t.Parallel()
-					crashAt(t, c, fmt.Sprintf("journal:%s:%s", c.txn, p))
+					crashAt(t, c, ci.fresh(t), fmt.Sprintf("journal:%s:%s", c.txn, p))
 				})
 			}
 		})
 	}
 }
 
-// failEveryStep makes each journaled step of c fail in turn, on a fresh
-// install each time, until the command gets past them all, and returns
-// how many steps it has. The steps are found one by one: how many there
-// are is known only when the command succeeds.
-func failEveryStep(t *testing.T, c faultCase) (steps int) {
+// failEveryStep makes each journaled step of c fail in turn, on c's
+// install as set up each time, until the command gets past them all, and
+// returns how many steps it has. The steps are found one by one: how many
+// there are is known only when the command succeeds.
+func failEveryStep(t *testing.T, c faultCase, ci *caseInstall) (steps int) {
 	for n := 0; ; n++ {
-		in := setUpCase(t, c)
+		in := ci.fresh(t)
 		before := snapshot(t, in.l.Root)
 		var recsBefore []Record
 		if !c.fresh {
@@ -382,10 +404,9 @@ func failEveryStep(t *testing.T, c faultCase) (steps int) {
 	return steps
 }
 
-// crashAt crashes c at point on a fresh install; the next command must
+// crashAt crashes c at point on in, as set up; the next command must
 // finish the change.
-func crashAt(t *testing.T, c faultCase, point string) {
-	in := setUpCase(t, c)
+func crashAt(t *testing.T, c faultCase, in *install, point string) {
 	r := in.withFault(point).run(noKill, c.args(in)...)
 	require.Equal(t, failpoint.CrashStatus, r.exit, "%s: %s", point, r)
 	j, _ := filepath.Glob(filepath.Join(in.l.StateDir, "journal", "*.json"))

@@ -2,7 +2,6 @@ package authority
 
 import (
 	"crypto/x509"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -12,39 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dtls-tool/dtls/internal/fixture"
 	"github.com/dtls-tool/dtls/pki"
 )
-
-// copyTree copies the directory src to dst (which must not exist), modes
-// kept: a backup of a state directory.
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	require.NoError(t, filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		to := filepath.Join(dst, rel)
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.Mkdir(to, fi.Mode().Perm())
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(to, b, 0o600); err != nil {
-			return err
-		}
-		return os.Chmod(to, fi.Mode().Perm())
-	}))
-}
 
 // replacedStateDir makes a state directory at h.state with alice's
 // certificate, has a LazyReader follow it at path (alice accepted), and
@@ -62,7 +31,7 @@ func replacedStateDir(t *testing.T, h *host, path string) (l *LazyReader, alice 
 	alice, err = issued[0].Record.Cert()
 	require.NoError(t, err)
 	other = filepath.Join(t.TempDir(), "other")
-	copyTree(t, h.state, other)
+	require.NoError(t, fixture.CopyTree(h.state, other))
 	if path != h.state {
 		require.NoError(t, os.Symlink(h.state, path))
 	}

@@ -250,7 +250,14 @@ var hostPluginDirs = []string{"/run/docker/plugins", "/run/docker"}
 // in parallel, and a dockerd makes the directories again while it runs, so
 // they may go only when the last user is done. It holds hostClaims as
 // JSON and is changed under an exclusive flock.
-var hostDirsMarker = filepath.Join(os.TempDir(), "dtls-tests-made-run-docker")
+//
+// It lives in /run, beside what it tracks, and goes at boot as they do;
+// not in $TMPDIR, which make test puts on a tmpfs of the run's own mount
+// namespace (scripts/scratch.sh): a run killed there took its claims with
+// it, and the next run found the directories it had made, took them for
+// the host's own and left them. As non-root the marker cannot be written
+// and claims are not recorded; no dockerd runs then either.
+var hostDirsMarker = "/run/dtls-tests-made-run-docker"
 
 // hostClaims is the content of hostDirsMarker.
 type hostClaims struct {

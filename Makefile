@@ -72,7 +72,7 @@ lint:
 # and test files. Every go command builds with -trimpath (GOFLAGS): what
 # it compiles no longer depends on where the checkout is, so a fresh clone
 # reuses the build cache of any earlier one instead of compiling the whole
-# module again for the tests, vet and the programs the tests build (about
+# module again for the tests, vet and the programs the tests build (40 to
 # 50 CPU-seconds here). go test links its 33 test binaries again at every
 # run: without DWARF and the symbol table (-s -w; stack traces keep their
 # names and lines) that costs 23 CPU-seconds instead of 34 to 43.

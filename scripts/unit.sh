@@ -37,7 +37,9 @@ trap 'rm -rf "$run"' EXIT
 # go test -c names each binary after the last element of the package's
 # path: the script refuses two packages that share it rather than run one
 # package's binary for another.
-pkgs=$(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}}{{end}}' ./... | grep .)
+# Packages are named by import path alone, and run from their directory
+# relative to the module's (no blank in either, wherever the checkout is).
+pkgs=$(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./... | grep .)
 dups=$(awk '{n = split($1, p, "/"); print p[n]}' <<<"$pkgs" | sort | uniq -d)
 [[ -z $dups ]] || { echo "unit.sh: packages share a last path element: $dups" >&2; exit 2; }
 
@@ -49,7 +51,7 @@ for d in "$cache"/run.*; do
 done
 go test -c -o "$cache/bin/" "$@" ./... | { grep -v '\[no test files\]$' || true; }
 mkdir "$run"
-while read -r pkg _; do
+while read -r pkg; do
 	ln "$cache/bin/${pkg##*/}.test" "$run/" 2>/dev/null || cp "$cache/bin/${pkg##*/}.test" "$run/"
 done <<<"$pkgs"
 touch "$cache/times"
@@ -57,13 +59,13 @@ pkgs=$(awk 'FILENAME == ARGV[1] { ms[$1] = $2; next } { print ($1 in ms ? ms[$1]
 	sort -k1,1nr | cut -d' ' -f2-)
 flock -u "$lock"
 
-export UNIT_RUN=$run UNIT_TIMEOUT=$timeout
+export UNIT_RUN=$run UNIT_TIMEOUT=$timeout UNIT_MODULE=$(go list -m)
 export PATH="$(go env GOROOT)/bin:$PATH"
 run() {
-	local pkg=$1 dir=$2 out start rc=0 ms took
+	local pkg=$1 dir=.${1#"$UNIT_MODULE"} out start rc=0 ms took
 	out=$(mktemp "$UNIT_RUN/out.XXXXXX")
 	start=$(date +%s%N)
-	(cd "$dir" && PWD=$dir exec "$UNIT_RUN/${pkg##*/}.test" -test.paniconexit0 -test.timeout="$UNIT_TIMEOUT" </dev/null >"$out" 2>&1) || rc=$?
+	(cd "$dir" && exec "$UNIT_RUN/${pkg##*/}.test" -test.paniconexit0 -test.timeout="$UNIT_TIMEOUT" </dev/null >"$out" 2>&1) || rc=$?
 	ms=$((($(date +%s%N) - start) / 1000000))
 	took=$(printf '%d.%03ds' $((ms / 1000)) $((ms % 1000)))
 	echo "$pkg $ms" >>"$UNIT_RUN/times"
@@ -85,7 +87,7 @@ xargs -P "$(nproc)" -L 1 bash -c 'run "$@"' _ <<<"$pkgs" || status=$?
 
 # This run's durations replace the recorded ones; the others stay.
 flock "$lock"
-awk 'FILENAME == ARGV[1] { ms[$1] = $2; next } !($1 in ms) { print } END { for (p in ms) print p, ms[p] }' \
+awk 'FILENAME == ARGV[1] { ms[$1] = $2; next } NF == 2 && $2 ~ /^[0-9]+$/ && !($1 in ms) { print } END { for (p in ms) print p, ms[p] }' \
 	"$run/times" "$cache/times" >"$cache/times.new" 2>/dev/null && mv "$cache/times.new" "$cache/times"
 flock -u "$lock"
 exit $status

@@ -13,10 +13,11 @@
 # whose inputs changed since the ones already in DIR were built: cmd/go
 # compares the build ID it would give a binary with the one in the file
 # there. DIR is therefore kept between runs, outside the checkout (a fresh
-# clone, built with -trimpath, makes the same binaries):
-# $DTLS_TEST_BIN_DIR, by default ~/.cache/dtls/test-bin; 'make clean'
-# removes it. What a binary tests is decided by cmd/go as for go test: a
-# changed file, flag or dependency gives another build ID and a new link.
+# clone, built with -trimpath, makes the same binaries): $DTLS_TEST_BIN_DIR,
+# by default ~/.cache/dtls/test-bin (under $TMPDIR without a home); 'make
+# clean' removes it. What a binary tests is decided by cmd/go as for go
+# test: a changed file, flag or dependency gives another build ID and a
+# new link.
 #
 # Several runs may share DIR (two checkouts tested at once): the build
 # holds DIR/lock, and each run hard-links the binaries it runs into a
@@ -29,7 +30,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 timeout=${UNIT_TIMEOUT:-30m}
-cache=${DTLS_TEST_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dtls/test-bin}
+base=${XDG_CACHE_HOME:-${HOME:+$HOME/.cache}}
+cache=${DTLS_TEST_BIN_DIR:-${base:-${TMPDIR:-/tmp}}/dtls/test-bin}
 mkdir -p "$cache/bin"
 run=$cache/run.$$
 trap 'rm -rf "$run"' EXIT

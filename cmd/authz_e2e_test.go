@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -50,15 +48,12 @@ type authzPlugin struct {
 // flag given twice wins).
 func startAuthzPlugin(t *testing.T, state, dir string, extra ...string) *authzPlugin {
 	t.Helper()
-	id := make([]byte, 4)
-	_, _ = rand.Read(id)
 	p := &authzPlugin{
-		Name:   fmt.Sprintf("dtls-authz-test-%d-%s", os.Getpid(), hex.EncodeToString(id)),
 		Policy: filepath.Join(dir, "authz-policy.json"),
 		Audit:  filepath.Join(dir, "authz.log"),
 		out:    &bytes.Buffer{},
 	}
-	p.Socket = filepath.Join(pluginDir, p.Name+".sock")
+	p.Name, p.Socket = sandbox.PluginSocket("authz")
 	// The host stays as the tests found it: the directories go when the
 	// last test that uses them ends (sandbox.ClaimHostDirs).
 	t.Cleanup(sandbox.ClaimHostDirs())
@@ -685,10 +680,8 @@ func TestAuthzLatePolicyWithRealDocker(t *testing.T) {
 	_, stderr, code = dtls(t, now, "issue-client", "dana", "--state-dir", state, "--out", filepath.Join(dir, "dana"))
 	require.Equal(t, 0, code, stderr)
 
-	id := make([]byte, 4)
-	_, _ = rand.Read(id)
-	p := &authzPlugin{Name: "dtls-authz-late-" + hex.EncodeToString(id), Audit: filepath.Join(dir, "authz.log"), out: &bytes.Buffer{}}
-	p.Socket = filepath.Join(pluginDir, p.Name+".sock")
+	p := &authzPlugin{Audit: filepath.Join(dir, "authz.log"), out: &bytes.Buffer{}}
+	p.Name, p.Socket = sandbox.PluginSocket("authz-late")
 	t.Cleanup(sandbox.ClaimHostDirs())
 	require.NoError(t, os.MkdirAll(pluginDir, 0o755))
 	p.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",

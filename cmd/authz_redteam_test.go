@@ -3,10 +3,8 @@ package cmd
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -158,15 +156,12 @@ func rawClient(t *testing.T, bundle string) *http.Client {
 func startAuthzPluginHiding(t *testing.T, state, dir, hidden string) *authzPlugin {
 	t.Helper()
 	// A name of its own: the red team tests run in parallel.
-	id := make([]byte, 4)
-	_, _ = rand.Read(id)
 	p := &authzPlugin{
-		Name:   fmt.Sprintf("dtls-authz-redteam-%d-%s", os.Getpid(), hex.EncodeToString(id)),
 		Policy: filepath.Join(dir, "authz-policy.json"),
 		Audit:  filepath.Join(dir, "authz.log"),
 		out:    &bytes.Buffer{},
 	}
-	p.Socket = filepath.Join(pluginDir, p.Name+".sock")
+	p.Name, p.Socket = sandbox.PluginSocket("authz-redteam")
 	t.Cleanup(sandbox.ClaimHostDirs())
 	require.NoError(t, os.MkdirAll(pluginDir, 0o755))
 	require.NoError(t, os.WriteFile(p.Policy, []byte(`{"default_role": "readonly"}`+"\n"), 0o644))

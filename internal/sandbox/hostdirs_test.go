@@ -3,6 +3,7 @@
 package sandbox
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,10 +48,49 @@ func TestClaimHostDirs(t *testing.T) {
 	assert.NoDirExists(t, docker)
 	assert.NoFileExists(t, hostDirsMarker)
 
+	// A socket left by a killed test is removed by the last release, and
+	// the directories with it; a socket of a live test stays, and so
+	// does one the tests did not name.
+	rel = ClaimHostDirs()
+	require.NoError(t, os.MkdirAll(plugins, 0o755))
+	name, own := PluginSocket("authz")
+	assert.Regexp(t, `^dtls-authz-test-[0-9]+-[0-9a-f]{8}$`, name)
+	assert.Equal(t, filepath.Join(plugins, name+".sock"), own)
+	left := filepath.Join(plugins, "dtls-authz-redteam-test-999999999-0badcafe.sock")
+	for _, p := range []string{own, left} {
+		unixSocket(t, p)
+	}
+	other := ClaimHostDirs()
+	assert.NoFileExists(t, left, "removed by the next claim")
+	assert.FileExists(t, own, "this process's own, alive")
+	require.NoError(t, os.Remove(own))
+	unixSocket(t, left)
+	other()
+	rel()
+	assert.NoDirExists(t, docker, "the killed test's socket does not keep them")
+	assert.NoFileExists(t, hostDirsMarker)
+
+	rel = ClaimHostDirs()
+	require.NoError(t, os.MkdirAll(plugins, 0o755))
+	foreign := filepath.Join(plugins, "dtls-authz.sock")
+	unixSocket(t, foreign)
+	rel()
+	assert.FileExists(t, foreign, "not a test's: never removed")
+	require.NoError(t, os.Remove(foreign))
+
 	// Directories the host had stay.
 	require.NoError(t, os.MkdirAll(plugins, 0o755))
 	ClaimHostDirs()()
 	assert.DirExists(t, plugins)
+}
+
+// unixSocket leaves a socket file at path, as a killed server would.
+func unixSocket(t *testing.T, path string) {
+	t.Helper()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	require.NoError(t, err)
+	l.SetUnlinkOnClose(false)
+	require.NoError(t, l.Close())
 }
 
 // TestUnmountUnder: mounts left below a sandbox directory (dockerd leaves

@@ -13,6 +13,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -245,6 +247,37 @@ func Start(ctx context.Context, dir, cfg string) (*Daemon, error) {
 // found it: Stop removes those that were missing, when empty.
 var hostPluginDirs = []string{"/run/docker/plugins", "/run/docker"}
 
+// testSocket matches the name of a test plugin's socket as PluginSocket
+// makes it; its group is the test process's pid.
+var testSocket = regexp.MustCompile(`^dtls-[a-z0-9-]+-test-([0-9]+)-[0-9a-f]{8}\.sock$`)
+
+// PluginSocket returns a name for a test's plugin of the kind given
+// ("authz": dtls-authz-test-PID-RANDOM, the name dockerd's refusals
+// quote), unique to this process and call, and its socket in the host's
+// plugin directory, where dockerd 20.10 looks for it. The caller holds a
+// claim (ClaimHostDirs) while the socket exists. A test killed before
+// removing its socket leaves it there, in a directory the host may not
+// have had: the next claim or the last release removes it
+// (removeTestSockets).
+func PluginSocket(kind string) (name, socket string) {
+	id := make([]byte, 4)
+	_, _ = rand.Read(id)
+	name = fmt.Sprintf("dtls-%s-test-%d-%s", kind, os.Getpid(), hex.EncodeToString(id))
+	return name, filepath.Join(hostPluginDirs[0], name+".sock")
+}
+
+// removeTestSockets removes from dir the sockets named as PluginSocket
+// names them whose test process is gone, and nothing else.
+func removeTestSockets(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		m := testSocket.FindStringSubmatch(e.Name())
+		if m != nil && e.Type()&fs.ModeSocket != 0 && !alive(m[1]) {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 // hostDirsMarker records, across test processes, which of hostPluginDirs
 // dtls's tests made and who still uses them: `go test ./...` runs packages
 // in parallel, and a dockerd makes the directories again while it runs, so
@@ -282,6 +315,7 @@ func ClaimHostDirs() (release func()) {
 	user := fmt.Sprintf("%d/%d", os.Getpid(), claimSeq.Add(1))
 	claimed := false
 	_ = withClaims(func(c *hostClaims) {
+		removeTestSockets(hostPluginDirs[0])
 		if len(c.Dirs) == 0 {
 			// Looked at under the lock: a release that removes the
 			// directories holds it.
@@ -316,6 +350,7 @@ func releaseClaim(user string) {
 		}
 		for _, d := range c.Dirs {
 			if slices.Contains(hostPluginDirs, d) { // never anything else
+				removeTestSockets(d)
 				_ = os.Remove(d)
 			}
 		}
@@ -370,7 +405,8 @@ func updateClaims(file *os.File, f func(*hostClaims)) error {
 	return err
 }
 
-// alive reports whether the process of a claim "PID/N" still runs.
+// alive reports whether the process of a claim "PID/N" (or of a pid)
+// still runs.
 func alive(user string) bool {
 	pid, err := strconv.Atoi(strings.SplitN(user, "/", 2)[0])
 	if err != nil {

@@ -29,10 +29,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -286,8 +284,6 @@ func propagation(dtls, dir, caDir, url string, op *fleet.Client, n int) error {
 		}
 		return strings.TrimSpace(stdout.String()), nil
 	}
-	id := make([]byte, 4)
-	_, _ = rand.Read(id)
 	pluginDir := "/run/docker/plugins"
 	// The host stays as it was: the plugin directory goes if this run
 	// made it (sandbox.ClaimHostDirs).
@@ -318,7 +314,7 @@ func propagation(dtls, dir, caDir, url string, op *fleet.Client, n int) error {
 		if _, err := sh(append(initArgs, "--ca-url", url, "--token", tok)...); err != nil {
 			return err
 		}
-		socket := filepath.Join(pluginDir, fmt.Sprintf("dtls-authz-fleetbench-%s-%d.sock", hex.EncodeToString(id), i))
+		_, socket := sandbox.PluginSocket("authz-fleetbench")
 		plugin := exec.Command(dtls, "authz", "serve", "--socket", socket, "--state-dir", state, "--audit-log", filepath.Join(hostDir, "authz.log"),
 			"--daemon-json", cfg, "--systemd-dir", hostDir)
 		if err := plugin.Start(); err != nil {

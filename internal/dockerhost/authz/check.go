@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -1090,20 +1091,31 @@ func (k *checker) checkBuild(u requestURI, id Identity) {
 // tagProblem says why a build may not tag an image t: a role that is not
 // admin tags only in its own namespace, NAME/... (Docker Hub's or any
 // registry's), so that a build never replaces an image another identity
-// runs (POST /images/{name}/tag is admin's for the same reason).
+// runs (POST /images/{name}/tag is admin's for the same reason). The tag
+// is read as dockerd reads it, not folded: a first component with ".",
+// ":" or an upper-case letter, or "localhost", is a registry
+// (distribution/reference splitDockerDomain), and the namespace is the
+// caller's name exactly. A name that is not a repository component
+// (upper case, "@") has no namespace: "Alice" folded to "alice" would
+// tag alice's images.
 func tagProblem(t string, id Identity) string {
-	ref := strings.ToLower(t)
-	first, rest, ok := strings.Cut(ref, "/")
-	if ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+	first, rest, ok := strings.Cut(t, "/")
+	if ok && (strings.ContainsAny(first, ".:") || first == "localhost" || strings.ToLower(first) != first) {
 		// A registry: the namespace follows it.
 		first, _, ok = strings.Cut(rest, "/")
 	}
-	user := strings.ToLower(id.User)
-	if id.Source == SourceUnix || user == "" {
+	if id.Source == SourceUnix || id.User == "" {
 		return fmt.Sprintf("the tag %q: a build over the local socket with a role tags nothing (its images have no namespace)", t)
 	}
-	if !ok || first != user {
-		return fmt.Sprintf("the tag %q is not in your namespace: tag your builds %s/NAME[:TAG], so that a build never replaces an image another identity runs", t, user)
+	if !repoComponent.MatchString(id.User) {
+		return fmt.Sprintf("the tag %q: the name %q is not a repository namespace (lower-case letters and digits, separated by '.', '_', '__' or '-'), so a build by it tags nothing", t, id.User)
+	}
+	if !ok || first != id.User {
+		return fmt.Sprintf("the tag %q is not in your namespace: tag your builds %s/NAME[:TAG], so that a build never replaces an image another identity runs", t, id.User)
 	}
 	return ""
 }
+
+// repoComponent is a path component of an image's name (distribution's
+// reference grammar, path-component).
+var repoComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*$`)

@@ -10,3 +10,6 @@ func mountFlagsProblem(path string) string { return "cannot be judged on this sy
 
 // HostCgroupnsDefault: cgroup namespaces are Linux's.
 func HostCgroupnsDefault() bool { return false }
+
+// dirIdentity: no volume can be bound to its directory here (closed).
+func dirIdentity(path string) string { return "" }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -66,6 +67,10 @@ type Object struct {
 	Container string
 	// Tags are an image's repository tags.
 	Tags []string
+	// Identity is a local volume's (volumeIdentity): what its owner in
+	// the book is bound to, since dockerd gives a name to a volume made
+	// again after the first is gone.
+	Identity string
 }
 
 // names are the names an object answers to, for a rule that names one:
@@ -145,6 +150,9 @@ type ownedEntry struct {
 	Name  string     `json:"name,omitempty"`
 	Owner string     `json:"owner"`
 	Seq   uint64     `json:"seq"`
+	// Identity is a volume's when its owner was recorded: the owner is
+	// that volume's only, not a later one of the same name.
+	Identity string `json:"identity,omitempty"`
 }
 
 // OpenRegistry reads the book at path ("" keeps it in memory only; a
@@ -212,6 +220,16 @@ func (r *Registry) Lookup(kind ObjectKind, ref string) (Object, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e, ok := r.book[string(kind)+"/"+o.ID]; ok {
+		if kind == KindVolume && (e.Identity == "" || e.Identity != o.Identity) {
+			// Not the volume recorded: that one was removed where the
+			// book could not see it (over dockerd's own socket, by a
+			// prune) and this one made again under its name, by anyone.
+			// Nobody's, then (closed); an entry of a book older than
+			// identities is nobody's too.
+			delete(r.book, string(kind)+"/"+o.ID)
+			_ = r.save()
+			return o, nil
+		}
 		o.Exists, o.Owner = true, e.Owner
 		if o.Name == "" {
 			o.Name = e.Name
@@ -243,6 +261,15 @@ func (r *Registry) set(kind ObjectKind, id, name, owner string) {
 	if len(r.book)-r.execs > maxOwned {
 		r.evict(func(e ownedEntry) bool { return e.Kind != KindExec })
 	}
+}
+
+// setVolume records owner for the volume name whose identity is given;
+// r.mu is held.
+func (r *Registry) setVolume(name, identity, owner string) {
+	r.set(KindVolume, name, name, owner)
+	e := r.book[string(KindVolume)+"/"+name]
+	e.Identity = identity
+	r.book[string(KindVolume)+"/"+name] = e
 }
 
 // evict drops the oldest entry that which selects; r.mu is held.
@@ -305,12 +332,13 @@ func (r *Registry) observe(owner string, req *authzRequest, p string) error {
 		Name string
 	}
 	_ = json.Unmarshal(req.ResponseBody, &resp)
+	vols := r.madeVolumes(req, p, resp.ID, resp.Name)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var changed bool
 	switch req.RequestMethod {
 	case "POST":
-		changed = r.observePost(owner, req, p, segs, q, resp.ID, resp.Name)
+		changed = r.observePost(owner, req, p, segs, q, resp.ID, vols)
 	case "DELETE":
 		changed = r.observeDelete(segs)
 	}
@@ -320,8 +348,35 @@ func (r *Registry) observe(owner string, req *authzRequest, p string) error {
 	return r.save()
 }
 
-// observePost records what a POST created or renamed; r.mu is held.
-func (r *Registry) observePost(owner string, req *authzRequest, p string, segs []string, q url.Values, id, name string) bool {
+// madeVolumes looks the named volumes an answered create made or took up
+// in dockerd, before the book is locked (in the plugin a lookup comes
+// back through it): their names and identities, for those that are local
+// volumes now. A name dockerd did not make is not recorded (a top-level
+// Binds, which dockerd ignores beside a HostConfig, names a volume that
+// does not exist; whoever makes it later is its owner), and no volume is
+// recorded without an identity to bind its owner to.
+func (r *Registry) madeVolumes(req *authzRequest, p, id, name string) map[string]string {
+	var names []string
+	switch {
+	case req.RequestMethod != "POST" || r.docker == nil:
+		return nil
+	case p == "/containers/create" && id != "":
+		names = namedVolumes(req.RequestBody)
+	case p == "/volumes/create" && name != "":
+		names = []string{name}
+	}
+	vols := map[string]string{}
+	for _, n := range names {
+		if o, err := r.docker.lookup(KindVolume, n); err == nil && o.Exists && o.Identity != "" {
+			vols[o.ID] = o.Identity
+		}
+	}
+	return vols
+}
+
+// observePost records what a POST created or renamed, and the volumes
+// (madeVolumes) a create made; r.mu is held.
+func (r *Registry) observePost(owner string, req *authzRequest, p string, segs []string, q url.Values, id string, vols map[string]string) bool {
 	last := ""
 	if len(segs) >= 3 && segs[0] == "containers" {
 		last = segs[len(segs)-1]
@@ -331,11 +386,14 @@ func (r *Registry) observePost(owner string, req *authzRequest, p string, segs [
 		r.set(KindContainer, id, q.Get("name"), owner)
 		// Named volumes the create made (or took): dockerd creates a
 		// missing one itself, without a call of its own.
-		for _, v := range namedVolumes(req.RequestBody) {
-			r.set(KindVolume, v, v, owner)
+		for v, identity := range vols {
+			r.setVolume(v, identity, owner)
 		}
-	case p == "/volumes/create" && name != "":
-		r.set(KindVolume, name, name, owner)
+	case p == "/volumes/create":
+		for v, identity := range vols {
+			r.setVolume(v, identity, owner)
+		}
+		return len(vols) > 0
 	case p == "/networks/create" && id != "":
 		var body struct{ Name string }
 		_ = json.Unmarshal(req.RequestBody, &body)
@@ -399,6 +457,19 @@ func namedVolumes(body []byte) []string {
 		}
 	}
 	return out
+}
+
+// volumeIdentity is the identity (dirIdentity) of a local volume's own
+// directory, the parent of its mount point: DATA-ROOT/volumes/NAME, made
+// with the volume and removed with it, never a mount point itself (the
+// local driver's type= options mount on _data). "" for another driver's
+// volume, whose directory is the driver's to say: such a volume has no
+// owner (closed).
+func volumeIdentity(driver, mountpoint string) string {
+	if driver != "local" || filepath.Base(mountpoint) != "_data" {
+		return ""
+	}
+	return dirIdentity(filepath.Dir(mountpoint))
 }
 
 // save writes the book atomically; r.mu is held.
@@ -497,6 +568,7 @@ func (d *DockerClient) lookup(kind ObjectKind, ref string) (Object, error) {
 		ID         string `json:"Id"`
 		Name       string
 		Driver     string
+		Mountpoint string // a volume's
 		Options    map[string]string
 		HostConfig json.RawMessage
 		// An exec's (moby api/types ContainerExecInspect).
@@ -518,7 +590,7 @@ func (d *DockerClient) lookup(kind ObjectKind, ref string) (Object, error) {
 	}
 	slices.Sort(o.Networks)
 	if kind == KindVolume {
-		o.ID = v.Name
+		o.ID, o.Identity = v.Name, volumeIdentity(v.Driver, v.Mountpoint)
 	} else {
 		o.ID = v.ID
 	}

@@ -554,6 +554,24 @@ func TestBuildQueryAndMaxPids(t *testing.T) {
 		assert.Equal(t, why == "", d.Allow, "%s: %s", q, d.Reason)
 		assert.Contains(t, d.Reason, why, q)
 	}
+	// The namespace is the caller's name exactly, the tag read as dockerd
+	// reads it: "Alice", another identity than alice, has none (folded,
+	// it tagged alice's images); "ALICE/app" names the registry ALICE.
+	for _, c := range []struct{ user, q, why string }{
+		{"Alice", "t=alice/app:1", `the name "Alice" is not a repository namespace`},
+		{"ALICE", "t=alice/app:1", "not a repository namespace"},
+		{"alice@corp", "t=alice/app:1", "not a repository namespace"},
+		{"alice", "t=ALICE/app:1", "not in your namespace"},
+		{"alice", "t=ALICE/alice/app:1", ""},
+		{"alice", "t=Alice/app:1", "not in your namespace"},
+		{"alice", "t=localhost:5000/alice/app", ""},
+		{"alice", "t=localhost/bob/app", "not in your namespace"},
+	} {
+		who := Identity{User: c.user, Role: "ci", Source: SourceTCP}
+		d := p.Decide(who, Request{Method: "POST", URI: "/v1.41/build?" + c.q, Env: &Env{Objects: testObjects()}})
+		assert.Equal(t, c.why == "", d.Allow, "%s %s: %s", c.user, c.q, d.Reason)
+		assert.Contains(t, d.Reason, c.why, "%s %s", c.user, c.q)
+	}
 	create := func(body string) Decision {
 		r := post("/v1.41/containers/create", []byte(body))
 		r.Env = &Env{Objects: testObjects()}

@@ -1,10 +1,14 @@
 package authz
 
 import (
+	"encoding/json"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +20,9 @@ import (
 // its caller as the owner (containers, the named volumes a create makes,
 // volumes, networks, execs); renames and removals follow; the book is
 // kept (0600) across a restart of the plugin; a refused identity records
-// nothing; and an exec is known by its exact ID only.
+// nothing; and an exec is known by its exact ID only. A volume is
+// recorded only when dockerd has it after the create: a top-level Binds
+// beside a HostConfig, which dockerd ignores, records nothing.
 func TestRegistryRecordsOwners(t *testing.T) {
 	ca := newTestCA(t, "ca")
 	dev, adm := ca.client(t, "dev", 10), ca.client(t, "adm", 11)
@@ -24,8 +30,11 @@ func TestRegistryRecordsOwners(t *testing.T) {
 	inv.add(dev, "developer")
 	inv.add(adm, "admin")
 	book := filepath.Join(t.TempDir(), "owners.json")
+	docker := startFakeDockerd(t)
+	docker.volume(t, "cache", "local")
+	docker.volume(t, "data", "local")
 	open := func() *Registry {
-		r, err := OpenRegistry(book, nil)
+		r, err := OpenRegistry(book, docker.client)
 		require.NoError(t, err)
 		return r
 	}
@@ -37,7 +46,7 @@ func TestRegistryRecordsOwners(t *testing.T) {
 		require.True(t, tp.ask(t, pathAuthZRes, r).Allow)
 	}
 	cid, aid, xid := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("e", 64)
-	answered(tlsRequest("POST", "/v1.41/containers/create?name=devbox", dev).withBody(`{"Image":"x","HostConfig":{"Binds":["cache:/c"]}}`),
+	answered(tlsRequest("POST", "/v1.41/containers/create?name=devbox", dev).withBody(`{"Image":"x","Binds":["ghost:/g"],"HostConfig":{"Binds":["cache:/c"]}}`),
 		201, `{"Id":"`+cid+`","Warnings":[]}`)
 	answered(tlsRequest("POST", "/v1.41/containers/create?name=admbox", adm).withBody(`{"Image":"x"}`), 201, `{"Id":"`+aid+`"}`)
 	answered(tlsRequest("POST", "/v1.41/volumes/create", dev).withBody(`{"Name":"data"}`), 201, `{"Name":"data","Driver":"local"}`)
@@ -65,7 +74,9 @@ func TestRegistryRecordsOwners(t *testing.T) {
 	o, err = reg.Lookup(KindExec, xid[:12])
 	require.NoError(t, err)
 	assert.False(t, o.Exists, "an exec is known by its whole ID only")
-	_, err = reg.Lookup(KindContainer, "devbox")
+	nodocker, err := OpenRegistry("", nil)
+	require.NoError(t, err)
+	_, err = nodocker.Lookup(KindContainer, "devbox")
 	assert.ErrorContains(t, err, "no connection to dockerd", "fail closed without dockerd")
 
 	// Rename and removal by name, ID prefix; then a restart.
@@ -134,4 +145,110 @@ func TestRegistryUnreadableSetAside(t *testing.T) {
 	assert.Empty(t, note)
 	o, _ := r2.Lookup(KindExec, "x")
 	assert.True(t, o.Exists, "the new book is kept")
+}
+
+// TestRegistryVolumeBoundToItsDirectory: a volume's owner is that
+// volume's, bound to its directory's identity, not its name's: a volume
+// removed where the book cannot see it (over dockerd's own socket, by a
+// prune) and made again under the name by someone else is nobody's, and
+// a developer may then neither mount nor remove it. A volume of another
+// driver, and an entry of a book older than identities, are nobody's.
+func TestRegistryVolumeBoundToItsDirectory(t *testing.T) {
+	ca := newTestCA(t, "ca")
+	dev := ca.client(t, "dev", 10)
+	inv := newFakeInventory()
+	inv.add(dev, "developer")
+	docker := startFakeDockerd(t)
+	docker.volume(t, "pgdata", "local")
+	docker.volume(t, "remote", "nfsplugin")
+	reg, err := OpenRegistry(filepath.Join(t.TempDir(), "owners.json"), docker.client)
+	require.NoError(t, err)
+	tp := startPlugin(t, Config{Inventory: inv, Objects: reg})
+	for _, name := range []string{"pgdata", "remote"} {
+		r := tlsRequest("POST", "/v1.41/volumes/create", dev).withBody(`{"Name":"` + name + `"}`)
+		r.ResponseStatusCode, r.ResponseBody = 201, []byte(`{"Name":"`+name+`"}`)
+		require.True(t, tp.ask(t, pathAuthZRes, r).Allow)
+	}
+	owner := func(name string) string {
+		t.Helper()
+		o, err := reg.Lookup(KindVolume, name)
+		require.NoError(t, err)
+		require.True(t, o.Exists)
+		return o.Owner
+	}
+	mount := tlsRequest("POST", "/v1.41/containers/create", dev).withBody(`{"Image":"x","HostConfig":{"Binds":["pgdata:/d"]}}`)
+	remove := tlsRequest("DELETE", "/v1.41/volumes/pgdata", dev)
+	assert.Equal(t, "dev", owner("pgdata"))
+	assert.True(t, tp.ask(t, pathAuthZReq, mount).Allow, "dev's own volume")
+	assert.Equal(t, "", owner("remote"), "another driver's volume has no directory to bind to")
+
+	// Removed and made again where the book does not see it.
+	docker.volume(t, "pgdata", "local")
+	assert.Equal(t, "", owner("pgdata"), "a volume made again under the name is not dev's")
+	out := tp.ask(t, pathAuthZReq, mount)
+	assert.False(t, out.Allow, "mount another's volume of the same name")
+	assert.Contains(t, out.Msg, `"pgdata"`)
+	assert.False(t, tp.ask(t, pathAuthZReq, remove).Allow, "remove another's volume of the same name")
+
+	// An entry without an identity (a book written before them).
+	reg.mu.Lock()
+	reg.set(KindVolume, "pgdata", "pgdata", "dev")
+	reg.mu.Unlock()
+	assert.Equal(t, "", owner("pgdata"), "unbound entry")
+}
+
+// fakeDockerd answers the plugin's lookups of volumes (GET
+// /v1.41/volumes/NAME) from directories under root, as dockerd's local
+// driver keeps them (root/volumes/NAME/_data), of an exec by its whole
+// ID, and 404 to the rest.
+type fakeDockerd struct {
+	root    string
+	client  *DockerClient
+	mu      sync.Mutex
+	drivers map[string]string
+}
+
+func startFakeDockerd(t *testing.T) *fakeDockerd {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "fd") // short: a unix socket's path
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	f := &fakeDockerd{root: dir, drivers: map[string]string{}}
+	sock := filepath.Join(dir, "d.sock")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, ok := strings.CutPrefix(r.URL.Path, "/v1.41/exec/"); ok && len(id) == 64+len("/json") {
+			// Any exec dockerd would know by its whole ID.
+			_ = json.NewEncoder(w).Encode(map[string]string{"ID": strings.TrimSuffix(id, "/json")})
+			return
+		}
+		name, ok := strings.CutPrefix(r.URL.Path, "/v1.41/volumes/")
+		f.mu.Lock()
+		driver, known := f.drivers[name]
+		f.mu.Unlock()
+		if !ok || !known {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"Name": name, "Driver": driver,
+			"Mountpoint": filepath.Join(dir, "volumes", name, "_data")})
+	})}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	f.client = NewDockerClient(sock)
+	return f
+}
+
+// volume makes the volume name of driver, or makes it again: its
+// directory removed and made anew, as dockerd does for a volume removed
+// and created again.
+func (f *fakeDockerd) volume(t *testing.T, name, driver string) {
+	t.Helper()
+	d := filepath.Join(f.root, "volumes", name)
+	require.NoError(t, os.RemoveAll(d))
+	require.NoError(t, os.MkdirAll(filepath.Join(d, "_data"), 0o755))
+	f.mu.Lock()
+	f.drivers[name] = driver
+	f.mu.Unlock()
 }

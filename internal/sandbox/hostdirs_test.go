@@ -18,7 +18,10 @@ import (
 // by the last test process that used them, and those the host had are
 // kept.
 func TestClaimHostDirs(t *testing.T) {
-	root := t.TempDir()
+	// Short, as the host's are: the sockets made below must fit in 108 bytes.
+	root, err := os.MkdirTemp("", "hd")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(root) })
 	plugins, docker := filepath.Join(root, "run/docker/plugins"), filepath.Join(root, "run/docker")
 	oldDirs, oldMarker := hostPluginDirs, hostDirsMarker
 	hostPluginDirs, hostDirsMarker = []string{plugins, docker}, filepath.Join(root, "marker")
@@ -56,7 +59,7 @@ func TestClaimHostDirs(t *testing.T) {
 	name, own := PluginSocket("authz")
 	assert.Regexp(t, `^dtls-authz-test-[0-9]+-[0-9a-f]{8}$`, name)
 	assert.Equal(t, filepath.Join(plugins, name+".sock"), own)
-	left := filepath.Join(plugins, "dtls-authz-redteam-test-999999999-0badcafe.sock")
+	left := filepath.Join(plugins, "dtls-authz-rt-test-999999999-0badcafe.sock")
 	for _, p := range []string{own, left} {
 		unixSocket(t, p)
 	}

@@ -249,6 +249,7 @@ type serviceBody struct {
 			Mounts        []mountSpec
 			Privileges    *servicePrivileges
 			CapabilityAdd []string
+			Ulimits       []ulimit // API 1.41
 			Secrets       []json.RawMessage
 			Configs       []json.RawMessage
 		}
@@ -318,6 +319,10 @@ func (k *checker) checkService(b *serviceBody) {
 	}
 	if pv := cs.Privileges; pv != nil {
 		pv.check(c)
+	}
+	if why := ulimitsProblem(cs.Ulimits); why != "" {
+		c.set("ulimits", cs.Ulimits)
+		c.fail("TaskTemplate.ContainerSpec.Ulimits", why)
 	}
 	if len(cs.Mounts) > 0 {
 		c.set("mounts", mountSummary(cs.Mounts))

@@ -396,6 +396,8 @@ func TestBodyService(t *testing.T) {
 			"deployer: capability swarm: POST /services/create: TaskTemplate.ContainerSpec.Privileges.AppArmor", `"disabled"`},
 		{"selinux disabled", "deployer", "/services/create", with(t, plain, "TaskTemplate.ContainerSpec.Privileges", raw(`{"SELinuxContext":{"Disable":true}}`)),
 			"deployer: capability swarm: POST /services/create: TaskTemplate.ContainerSpec.Privileges.SELinuxContext", "SELinux"},
+		{"--ulimit rtprio=99", "deployer", "/services/create", with(t, plain, "TaskTemplate.ContainerSpec.Ulimits", raw(`[{"Name":"rtprio","Soft":99,"Hard":99}]`)),
+			"deployer: capability swarm: POST /services/create: TaskTemplate.ContainerSpec.Ulimits", "real-time scheduling"},
 		{"a plugin service", "deployer", "/services/create", with(t, plain, "TaskTemplate.Runtime", "plugin", "TaskTemplate.PluginSpec", raw(`{"Name":"x"}`)),
 			"deployer: capability swarm: POST /services/create: TaskTemplate.Runtime", "managed plugin"},
 		{"secrets without the capability", "deployer", "/services/create",

@@ -200,6 +200,7 @@ type hostConfig struct {
 	Links       []string
 	OomScoreAdj int
 	PidsLimit   *int64
+	Ulimits     []ulimit
 	Sysctls     map[string]string
 	Runtime     string
 	Isolation   string
@@ -649,6 +650,10 @@ func (k *checker) checkHostConfig(h *hostConfig, at string, live bool, depth int
 		c.fail(at+"OomScoreAdj", fmt.Sprintf("a negative OOM score (--oom-score-adj %d) makes the kernel kill the host's processes first", h.OomScoreAdj))
 	}
 	k.checkPids(h, at)
+	if why := ulimitsProblem(h.Ulimits); why != "" {
+		k.c.set("ulimits", h.Ulimits)
+		k.c.fail(at+"Ulimits", why)
+	}
 	for s := range h.Sysctls {
 		// Only the network sysctls, which dockerd allows in the
 		// container's own network namespace (moby daemon/oci_linux.go).
@@ -989,13 +994,13 @@ func checksOf(rt *route) []string {
 			"SecurityOpt but no-new-privileges, seccomp=builtin, apparmor=docker-default, label=level:..., writable-cgroups=false",
 			"a bind mount (Binds, Mounts, a local volume with o=bind) whose source, resolved on the host, is not under a bind root, or is, holds or lies under a protected path",
 			"a named volume that exists and is not the caller's, or whose options mount a host path or device; VolumesFrom and Links of containers not the caller's",
-			"a log driver but json-file, local, journald, none; a negative OOM score; an unlimited pids limit (or over max_pids); sysctls but net.*; a runtime but runc",
+			"a log driver but json-file, local, journald, none; a negative OOM score; an unlimited pids limit (or over max_pids); sysctls but net.*; a runtime but runc; an unknown ulimit, or rtprio above 0",
 		)
 	case bodyExec:
 		cs = append(cs, "Privileged")
 	case bodyService:
 		cs = append(cs,
-			"ContainerSpec: CapabilityAdd, Privileges (SELinux disabled or typed, seccomp or AppArmor off or custom), mounts a container could not have",
+			"ContainerSpec: CapabilityAdd, Privileges (SELinux disabled or typed, seccomp or AppArmor off or custom), mounts a container could not have, ulimits it could not have",
 			"secrets and configs without the secrets capability; the \"host\" network by name; plugin services",
 		)
 	case bodyVolume:
@@ -1011,7 +1016,7 @@ func checksOf(rt *route) []string {
 	case queryImageDelete:
 		cs = append(cs, "force (docker rmi -f): images are shared")
 	case queryBuild:
-		cs = append(cs, "networkmode host, another's container or network; cgroupparent; isolation")
+		cs = append(cs, "networkmode host, another's container or network; cgroupparent; isolation; an unknown ulimit or rtprio above 0; a tag outside the caller's namespace; remote; a parameter not known safe")
 	}
 	for i, c := range cs {
 		cs[i] = "      denied when: " + c
@@ -1047,17 +1052,81 @@ func propagationProblem(opt string) string {
 	return ""
 }
 
+// ulimit is one of HostConfig.Ulimits, and of a build's ulimits= (go-units
+// Ulimit).
+type ulimit struct {
+	Name       string
+	Hard, Soft int64
+}
+
+// ulimitNames are the limits a container may set: what it can do with
+// them stays inside its own cgroups (memory, pids, CPU weight). dockerd
+// hands a name to the runtime as "RLIMIT_"+upper case (moby
+// daemon/oci_linux.go), so they are matched without case. rtprio is
+// allowed at 0 only: above, the container's processes ask for real-time
+// scheduling without CAP_SYS_NICE, which no cgroup weight bounds where
+// the kernel has no real-time group scheduling (Debian's, Ubuntu's): the
+// starvation --cpu-rt-runtime is refused for. Any other name is refused.
+var ulimitNames = map[string]bool{
+	"core": true, "cpu": true, "data": true, "fsize": true, "locks": true, "memlock": true,
+	"msgqueue": true, "nice": true, "nofile": true, "nproc": true, "rss": true, "rttime": true,
+	"sigpending": true, "stack": true, "rtprio": true,
+}
+
+// ulimitsProblem says why a container may not have the limits us.
+func ulimitsProblem(us []ulimit) string {
+	for _, u := range us {
+		name := strings.ToLower(u.Name)
+		switch {
+		case !ulimitNames[name]:
+			return fmt.Sprintf("ulimit %q is not allowed: only core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rttime, sigpending, stack, and rtprio at 0", u.Name)
+		case name == "rtprio" && (u.Soft != 0 || u.Hard != 0):
+			return fmt.Sprintf("ulimit %s=%d:%d lets the container's processes take real-time scheduling without CAP_SYS_NICE, which can starve the host (as --cpu-rt-runtime): only rtprio=0", u.Name, u.Soft, u.Hard)
+		}
+	}
+	return ""
+}
+
+// buildParams are the query parameters of POST /build a role that is not
+// admin may give (moby api/server/router/build newImageBuildOptions, API
+// 1.41): the rest is refused, named. Those that reach the host are
+// checked below: the tags, the network mode, the ulimits; a cgroup
+// parent, an isolation and a context dockerd fetches are refused.
+var buildParams = map[string]bool{
+	"t": true, "dockerfile": true, "q": true, "nocache": true, "rm": true, "forcerm": true, "pull": true,
+	"buildargs": true, "labels": true, "cachefrom": true, "memory": true, "memswap": true,
+	"cpushares": true, "cpusetcpus": true, "cpusetmems": true, "cpuperiod": true, "cpuquota": true,
+	"shmsize": true, "squash": true, "extrahosts": true, "platform": true, "target": true,
+	"outputs": true, "networkmode": true, "ulimits": true, "version": true, "session": true, "buildid": true,
+	"remote": true, "cgroupparent": true, "isolation": true,
+}
+
 // checkBuild checks the query of POST /build as a container's create:
-// the build's RUN steps run in containers with this network mode and
-// cgroup parent (the classic builder; BuildKit's own requests go through
-// /session and /grpc, which the plugin cannot read). The host network is
-// refused (its loopback services), so are another's container or
-// network, a cgroup parent and an isolation.
+// the build's RUN steps run in containers with this network mode, cgroup
+// parent and ulimits (the classic builder; BuildKit's own requests go
+// through /session and /grpc, which the plugin cannot read). The host
+// network is refused (its loopback services), so are another's
+// container or network, a cgroup parent, an isolation, real-time
+// priority, and a parameter not known safe.
 func (k *checker) checkBuild(u requestURI, id Identity) {
 	q, err := url.ParseQuery(u.query)
 	if err != nil {
 		k.c.fail("query", fmt.Sprintf("the query of POST /build is not what dockerd reads: %v", err))
 		return
+	}
+	for p := range q {
+		if !buildParams[p] {
+			k.c.fail(p, fmt.Sprintf("the build parameter %q is not allowed (not known to be safe)", p))
+		}
+	}
+	if v := q.Get("ulimits"); v != "" {
+		var us []ulimit
+		if err := json.Unmarshal([]byte(v), &us); err != nil {
+			k.c.fail("ulimits", fmt.Sprintf("ulimits= is not what dockerd reads: %v", err))
+		} else if why := ulimitsProblem(us); why != "" {
+			k.c.set("ulimits", us)
+			k.c.fail("ulimits", why)
+		}
 	}
 	for _, t := range q["t"] {
 		if why := tagProblem(t, id); why != "" {

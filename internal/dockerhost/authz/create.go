@@ -70,7 +70,7 @@ var hostConfigFields = map[string]fieldRule{
 	"CpusetCpus": anyValue, "CpusetMems": anyValue, "Devices": zeroOnly, "DeviceCgroupRules": zeroOnly,
 	"DeviceRequests": zeroOnly, "KernelMemory": anyValue, "KernelMemoryTCP": anyValue,
 	"MemoryReservation": anyValue, "MemorySwap": anyValue, "MemorySwappiness": anyValue,
-	"OomKillDisable": zeroOnly, "PidsLimit": checkedBy, "Ulimits": anyValue,
+	"OomKillDisable": zeroOnly, "PidsLimit": checkedBy, "Ulimits": checkedBy,
 	"CpuCount": anyValue, "CpuPercent": anyValue, "IOMaximumIOps": anyValue, "IOMaximumBandwidth": anyValue,
 }
 

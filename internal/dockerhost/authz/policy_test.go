@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -549,6 +550,12 @@ func TestBuildQueryAndMaxPids(t *testing.T) {
 		"t=registry.example.com/bob/app:2":            "not in your namespace",
 		"t=alice/app&remote=http://127.0.0.1/ctx.tar": "remote=",
 		"t=alice/app&isolation=hyperv":                "isolation",
+		"t=alice/app&ulimits=" + url.QueryEscape(`[{"Name":"nofile","Soft":1024,"Hard":2048}]`): "",
+		"t=alice/app&ulimits=" + url.QueryEscape(`[{"Name":"rtprio","Soft":99,"Hard":99}]`):     "real-time scheduling",
+		"t=alice/app&ulimits=" + url.QueryEscape(`[{"Name":"bogus","Soft":1,"Hard":1}]`):        `ulimit "bogus" is not allowed`,
+		"t=alice/app&ulimits=notjson":                  "not what dockerd reads",
+		"t=alice/app&securityopt=seccomp%3Dunconfined": `"securityopt" is not allowed`,
+		"t=alice/app&dockerfile=Dockerfile.dev&buildargs=%7B%7D&labels=%7B%7D&nocache=1&pull=1&rm=1&memory=1000000&cpusetcpus=0&shmsize=65536&platform=linux%2Famd64&target=prod&extrahosts=db%3A10.0.0.2": "",
 	} {
 		d := p.Decide(ci, Request{Method: "POST", URI: "/v1.41/build?" + q, Env: &Env{Objects: testObjects()}})
 		assert.Equal(t, why == "", d.Allow, "%s: %s", q, d.Reason)
@@ -578,6 +585,20 @@ func TestBuildQueryAndMaxPids(t *testing.T) {
 		return p.Decide(ci, r)
 	}
 	assert.True(t, create(`{"Image":"a","HostConfig":{"PidsLimit":100}}`).Allow)
+	// Ulimits: the known ones; rtprio at 0 only, whatever its case (dockerd
+	// upper-cases the name for the runtime); unlimited (-1) is above 0.
+	for body, why := range map[string]string{
+		`{"Image":"a","HostConfig":{"PidsLimit":100,"Ulimits":[{"Name":"nofile","Soft":1024,"Hard":4096},{"Name":"rtprio","Soft":0,"Hard":0}]}}`: "",
+		`{"Image":"a","HostConfig":{"PidsLimit":100,"Ulimits":[{"Name":"rtprio","Soft":99,"Hard":99}]}}`:                                         "real-time scheduling",
+		`{"Image":"a","HostConfig":{"PidsLimit":100,"Ulimits":[{"Name":"RtPrio","Soft":0,"Hard":1}]}}`:                                           "real-time scheduling",
+		`{"Image":"a","HostConfig":{"PidsLimit":100,"Ulimits":[{"Name":"rtprio","Soft":-1,"Hard":-1}]}}`:                                         "real-time scheduling",
+		`{"Image":"a","HostConfig":{"PidsLimit":100,"Ulimits":[{"Name":"rlimit_rtprio","Soft":9,"Hard":9}]}}`:                                    `ulimit "rlimit_rtprio" is not allowed`,
+		`{"Image":"a","PidsLimit":50,"Ulimits":[{"Name":"rtprio","Soft":9,"Hard":9}]}`:                                                           "real-time scheduling",
+	} {
+		d := create(body)
+		assert.Equal(t, why == "", d.Allow, "%s: %s", body, d.Reason)
+		assert.Contains(t, d.Reason, why, body)
+	}
 	assert.False(t, create(`{"Image":"a","HostConfig":{"PidsLimit":0}}`).Allow)
 	assert.False(t, create(`{"Image":"a","HostConfig":{}}`).Allow)
 	assert.True(t, create(`{"Image":"a","PidsLimit":50}`).Allow, "no HostConfig: the top level is the container's")

@@ -437,7 +437,11 @@ func TestBodyPullAndStart(t *testing.T) {
 			"developer: POST /images/create: fromSrc", "importing an image"},
 		{"a chunked body", pull, map[string]string{}, "developer: POST /images/create: body", "Content-Length: 0"},
 		{"a form body", pull, map[string]string{"Content-Length": "22", "Content-Type": "application/x-www-form-urlencoded"},
-			"developer: POST /images/create: body", "form body"},
+			"developer: POST /images/create: Content-Type", "form body"},
+		{"a multipart form body", pull, map[string]string{"Content-Length": "222", "Content-Type": "Multipart/Form-Data; boundary=x"},
+			"developer: POST /images/create: Content-Type", "form body (multipart/form-data)"},
+		{"another body", pull, map[string]string{"Content-Length": "22", "Content-Type": "text/plain"},
+			"developer: POST /images/create: body", "Content-Length: 0"},
 		{"a bad query", "/v1.41/images/create?fromImage=%zz", map[string]string{"Content-Length": "0"}, "developer: POST /images/create: query", "not what dockerd reads"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"mime"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -258,6 +259,10 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 	if k.c.field != "" {
 		return k.c
 	}
+	if why := formBodyProblem(r.Headers); why != "" {
+		k.c.fail("Content-Type", why)
+		return k.c
+	}
 	switch rt.body {
 	case bodyNone:
 		return k.c
@@ -281,6 +286,10 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 		}
 		return k.c
 	case queryBuild:
+		if why := buildBodyProblem(r.Headers); why != "" {
+			k.c.fail("Content-Type", why)
+			return k.c
+		}
 		k.checkBuild(u, id)
 		return k.c
 	}
@@ -1083,6 +1092,46 @@ func ulimitsProblem(us []ulimit) string {
 		case name == "rtprio" && (u.Soft != 0 || u.Hard != 0):
 			return fmt.Sprintf("ulimit %s=%d:%d lets the container's processes take real-time scheduling without CAP_SYS_NICE, which can starve the host (as --cpu-rt-runtime): only rtprio=0", u.Name, u.Soft, u.Hard)
 		}
+	}
+	return ""
+}
+
+// formBodyProblem refuses a request whose body is a form, on any route:
+// dockerd's handlers read their parameters with net/http's ParseForm and
+// FormValue, which take a urlencoded body's values before the query's and
+// a multipart/form-data body's for a key the query lacks, appending the
+// rest; the plugin is never sent such a body, and no route of the Docker
+// API takes one. An empty body carries no values.
+func formBodyProblem(h map[string]string) string {
+	mt, _, err := mime.ParseMediaType(header(h, "Content-Type"))
+	if err != nil || header(h, "Content-Length") == "0" {
+		// A Content-Type that does not parse is none to net/http too.
+		return ""
+	}
+	if mt == "application/x-www-form-urlencoded" || strings.HasPrefix(mt, "multipart/") {
+		return fmt.Sprintf("a form body (%s) is not part of the Docker API: dockerd would read parameters from it that were not judged", mt)
+	}
+	return ""
+}
+
+// buildContextTypes are the media types of a build's body, its context:
+// a tar, compressed or not, as the Docker CLI (application/x-tar) and
+// docker-py (application/tar) send it, or none. Any other could be a
+// form dockerd reads parameters from (formBodyProblem).
+var buildContextTypes = map[string]bool{"": true, "application/x-tar": true, "application/tar": true}
+
+// buildBodyProblem refuses a build whose body is not a context.
+func buildBodyProblem(h map[string]string) string {
+	ct := header(h, "Content-Type")
+	mt := ""
+	if ct != "" {
+		var err error
+		if mt, _, err = mime.ParseMediaType(ct); err != nil {
+			return fmt.Sprintf("Content-Type %q of a build does not parse: %v", ct, err)
+		}
+	}
+	if !buildContextTypes[mt] {
+		return fmt.Sprintf("a build's body is its context: Content-Type %q is not allowed (application/x-tar, application/tar or none)", ct)
 	}
 	return ""
 }

@@ -561,6 +561,26 @@ func TestBuildQueryAndMaxPids(t *testing.T) {
 		assert.Equal(t, why == "", d.Allow, "%s: %s", q, d.Reason)
 		assert.Contains(t, d.Reason, why, q)
 	}
+	// The body is the context, a tar: a form body would carry parameters
+	// (networkmode=host, t=, ulimits=) dockerd reads with FormValue and
+	// nobody judged.
+	for ct, why := range map[string]string{
+		"application/x-tar":                 "",
+		"application/tar":                   "",
+		"":                                  "",
+		"multipart/form-data; boundary=b":   "form body (multipart/form-data)",
+		"application/x-www-form-urlencoded": "form body (application/x-www-form-urlencoded)",
+		"text/plain":                        `Content-Type "text/plain" is not allowed`,
+		"application/x-tar; x=\"":           "does not parse",
+	} {
+		h := map[string]string{"Content-Length": "18432"}
+		if ct != "" {
+			h["Content-Type"] = ct
+		}
+		d := p.Decide(ci, Request{Method: "POST", URI: "/v1.41/build?t=alice/app", Headers: h, Env: &Env{Objects: testObjects()}})
+		assert.Equal(t, why == "", d.Allow, "%q: %s", ct, d.Reason)
+		assert.Contains(t, d.Reason, why, ct)
+	}
 	// The namespace is the caller's name exactly, the tag read as dockerd
 	// reads it: "Alice", another identity than alice, has none (folded,
 	// it tagged alice's images); "ALICE/app" names the registry ALICE.
@@ -629,6 +649,9 @@ func TestRulesNamingImagesAndRenameBody(t *testing.T) {
 	}
 	assert.True(t, rename(map[string]string{"Content-Length": "0"}).Allow)
 	d = rename(map[string]string{"Content-Length": "17", "Content-Type": "application/x-www-form-urlencoded"})
+	assert.False(t, d.Allow)
+	assert.Contains(t, d.Reason, "a form body (application/x-www-form-urlencoded) is not part of the Docker API")
+	d = rename(map[string]string{"Content-Length": "17", "Content-Type": "text/plain"})
 	assert.False(t, d.Allow)
 	assert.Contains(t, d.Reason, "a form body would carry another name")
 	assert.False(t, rename(map[string]string{}).Allow, "chunked: no Content-Length")

@@ -323,6 +323,8 @@ func TestHostileFraming(t *testing.T) {
 		{"absolute-form", "GET http://docker/v1.41/containers/json HTTP/1.1\r\nHost: d\r\n\r\n", []int{400}},
 		{"OPTIONS *: refused, not answered by net/http", "OPTIONS * HTTP/1.1\r\nHost: d\r\n\r\n", []int{400}},
 		{"form body", "POST /v1.41/containers/x/start HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 12\r\n\r\ncheckpoint=c", []int{400}},
+		{"multipart form body", "POST /v1.41/build?t=x HTTP/1.1\r\nHost: d\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 64\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"networkmode\"\r\n\r\nhost\r\n--b--", []int{400}},
+		{"two Content-Types, neither a form", "POST /v1.41/build?t=x HTTP/1.1\r\nHost: d\r\nContent-Type: application/tar\r\nContent-Type: application/x-tar\r\nContent-Length: 64\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"networkmode\"\r\n\r\nhost\r\n--b--", []int{400}},
 		{"body over the limit", "POST /v1.41/containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
 			chunked(`{"Image":"none:1","Env":["`+strings.Repeat("x", 70<<10)+`"]}`), []int{413}},
 		{"pipelined: allowed then denied", "GET /v1.41/containers/json HTTP/1.1\r\nHost: d\r\n\r\n" +

@@ -119,16 +119,23 @@ func (g *Gateway) finish(c *call) {
 }
 
 // malformed says why a request is not forwarded whatever the policy: a
-// request-target that is not a path (absolute-form, "*"), or a form body,
-// which dockerd's handlers read before the query (net/http ParseForm puts
-// a urlencoded body's values first) where no decision looked.
+// request-target that is not a path (absolute-form, "*"); a form body,
+// which dockerd's handlers read where no decision looked (net/http
+// ParseForm puts a urlencoded body's values before the query's, and
+// FormValue takes a multipart/form-data body's for a key the query
+// lacks, a build's networkmode= or t=); or more than one Content-Type,
+// since dockerd reads the first and the policy, as a plugin is given
+// them, the last.
 func malformed(r *http.Request) string {
 	if !strings.HasPrefix(r.RequestURI, "/") || strings.HasPrefix(r.RequestURI, "//") {
 		return fmt.Sprintf("request-target %q is not an absolute path", r.RequestURI)
 	}
+	if n := len(r.Header.Values("Content-Type")); n > 1 {
+		return fmt.Sprintf("%d Content-Type headers: dockerd would read the first, the policy the last", n)
+	}
 	if r.ContentLength != 0 {
-		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
-			return "a form body (application/x-www-form-urlencoded) is not part of the Docker API: dockerd would read its values before the query's"
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" || strings.HasPrefix(mt, "multipart/") {
+			return fmt.Sprintf("a form body (%s) is not part of the Docker API: dockerd would read parameters from it that no decision looked at", mt)
 		}
 	}
 	return ""

@@ -263,9 +263,16 @@ func (r *Registry) set(kind ObjectKind, id, name, owner string) {
 	}
 }
 
-// setVolume records owner for the volume name whose identity is given;
+// setVolume records owner for the volume name whose identity is given,
+// unless that volume has one already: a named volume is its first
+// creator's. Another identity that creates or mounts it later (an admin,
+// a role an allow rule lets, two creates of one name at once, which
+// dockerd both answers with the same volume) does not take it over;
 // r.mu is held.
 func (r *Registry) setVolume(name, identity, owner string) {
+	if e, ok := r.book[string(KindVolume)+"/"+name]; ok && e.Identity == identity {
+		return
+	}
 	r.set(KindVolume, name, name, owner)
 	e := r.book[string(KindVolume)+"/"+name]
 	e.Identity = identity

@@ -182,6 +182,20 @@ func TestRegistryVolumeBoundToItsDirectory(t *testing.T) {
 	assert.True(t, tp.ask(t, pathAuthZReq, mount).Allow, "dev's own volume")
 	assert.Equal(t, "", owner("remote"), "another driver's volume has no directory to bind to")
 
+	// The first creator's: another identity's create of the same volume
+	// (an admin mounting it, or a create racing dev's, which dockerd
+	// answers with the same volume) does not take it over.
+	adm := ca.client(t, "adm", 11)
+	inv.add(adm, "admin")
+	for _, r := range []mobyRequest{
+		tlsRequest("POST", "/v1.41/volumes/create", adm).withBody(`{"Name":"pgdata"}`),
+		tlsRequest("POST", "/v1.41/containers/create", adm).withBody(`{"Image":"x","HostConfig":{"Binds":["pgdata:/d"]}}`),
+	} {
+		r.ResponseStatusCode, r.ResponseBody = 201, []byte(`{"Name":"pgdata","Id":"`+strings.Repeat("f", 64)+`"}`)
+		require.True(t, tp.ask(t, pathAuthZRes, r).Allow)
+		assert.Equal(t, "dev", owner("pgdata"), r.RequestURI)
+	}
+
 	// Removed and made again where the book does not see it.
 	docker.volume(t, "pgdata", "local")
 	assert.Equal(t, "", owner("pgdata"), "a volume made again under the name is not dev's")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"mime"
 	"net/url"
 	"path/filepath"
@@ -1163,7 +1164,7 @@ func (k *checker) checkBuild(u requestURI, id Identity) {
 		k.c.fail("query", fmt.Sprintf("the query of POST /build is not what dockerd reads: %v", err))
 		return
 	}
-	for p := range q {
+	for _, p := range slices.Sorted(maps.Keys(q)) { // the same one named at every run
 		if !buildParams[p] {
 			k.c.fail(p, fmt.Sprintf("the build parameter %q is not allowed (not known to be safe)", p))
 		}

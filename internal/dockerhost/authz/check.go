@@ -1104,15 +1104,26 @@ func ulimitsProblem(us []ulimit) string {
 // rest; the plugin is never sent such a body, and no route of the Docker
 // API takes one. An empty body carries no values.
 func formBodyProblem(h map[string]string) string {
-	mt, _, err := mime.ParseMediaType(header(h, "Content-Type"))
-	if err != nil || header(h, "Content-Length") == "0" {
-		// A Content-Type that does not parse is none to net/http too.
+	if header(h, "Content-Length") == "0" {
 		return ""
 	}
-	if mt == "application/x-www-form-urlencoded" || strings.HasPrefix(mt, "multipart/") {
+	if mt, ok := FormMediaType(header(h, "Content-Type")); ok {
 		return fmt.Sprintf("a form body (%s) is not part of the Docker API: dockerd would read parameters from it that were not judged", mt)
 	}
 	return ""
+}
+
+// FormMediaType returns the media type of the Content-Type ct, and
+// whether net/http reads a body of it as a form (ParseForm: urlencoded;
+// FormValue: multipart/form-data; any multipart here): the engine and the
+// gateway refuse such a body. A Content-Type that does not parse is none
+// to net/http either.
+func FormMediaType(ct string) (string, bool) {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return "", false
+	}
+	return mt, mt == "application/x-www-form-urlencoded" || strings.HasPrefix(mt, "multipart/")
 }
 
 // buildContextTypes are the media types of a build's body, its context:
@@ -1226,7 +1237,7 @@ func tagProblem(t string, id Identity) string {
 	if id.Source == SourceUnix || id.User == "" {
 		return fmt.Sprintf("the tag %q: a build over the local socket with a role tags nothing (its images have no namespace)", t)
 	}
-	if !repoComponent.MatchString(id.User) {
+	if !repoComponent().MatchString(id.User) {
 		return fmt.Sprintf("the tag %q: the name %q is not a repository namespace (lower-case letters and digits, separated by '.', '_', '__' or '-'), so a build by it tags nothing", t, id.User)
 	}
 	if !ok || first != id.User {
@@ -1236,5 +1247,8 @@ func tagProblem(t string, id Identity) string {
 }
 
 // repoComponent is a path component of an image's name (distribution's
-// reference grammar, path-component).
-var repoComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*$`)
+// reference grammar, path-component); compiled when first used, not at
+// every start of dtls.
+var repoComponent = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*$`)
+})

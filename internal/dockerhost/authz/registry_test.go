@@ -224,9 +224,7 @@ type fakeDockerd struct {
 
 func startFakeDockerd(t *testing.T) *fakeDockerd {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "fd") // short: a unix socket's path
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := shortTempDir(t) // a unix socket's path is short
 	f := &fakeDockerd{root: dir, drivers: map[string]string{}}
 	sock := filepath.Join(dir, "d.sock")
 	l, err := net.Listen("unix", sock)

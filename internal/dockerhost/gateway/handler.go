@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"runtime/debug"
@@ -134,7 +133,7 @@ func malformed(r *http.Request) string {
 		return fmt.Sprintf("%d Content-Type headers: dockerd would read the first, the policy the last", n)
 	}
 	if r.ContentLength != 0 {
-		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" || strings.HasPrefix(mt, "multipart/") {
+		if mt, ok := authz.FormMediaType(r.Header.Get("Content-Type")); ok {
 			return fmt.Sprintf("a form body (%s) is not part of the Docker API: dockerd would read parameters from it that no decision looked at", mt)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"bytes"
+	"compress/gzip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -60,7 +61,7 @@ func writeTarGz(path string, es []entry, mtime time.Time) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	return os.WriteFile(path, gzipBytes(b.Bytes()), 0o644)
+	return os.WriteFile(path, gzipBytes(b.Bytes(), gzip.DefaultCompression), 0o644)
 }
 
 // writeZip writes the entries, in order, with mtime.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -127,7 +128,7 @@ func (r *release) writeScripts() (scriptFiles, error) {
 		filepath.Join(r.work, "sysusers.conf"): []byte(sysusers),
 		filepath.Join(r.work, "copyright"):     []byte(fmt.Sprintf(copyright, r.mtime.Year())),
 		filepath.Join(r.work, "lintian-overrides"):   []byte(lintianOverrides),
-		filepath.Join(r.work, "changelog.Debian.gz"): gzipBytes([]byte(changelog)),
+		filepath.Join(r.work, "changelog.Debian.gz"): gzipBytes([]byte(changelog), gzip.BestCompression),
 	} {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			return s, err

@@ -861,11 +861,15 @@ func (k *checker) checkMounts(ms []mountSpec, at string) {
 // localVolumeProblem checks the options of a local volume (moby
 // volume/local: "type", "o" and "device" are mount(8)'s -t, -o and
 // device). Allowed: no options (a directory under dockerd's data-root),
-// a tmpfs, a network file system (nfs, cifs: its device is remote), and a
-// bind (o=bind or rbind, whatever the type: the kernel ignores the type of
-// a bind mount) of a host path a bind mount could take. Anything else
-// mounts a host device or file system. Option names are matched in any
-// case. "" when allowed.
+// a tmpfs, and a bind (o=bind or rbind, whatever the type: the kernel
+// ignores the type of a bind mount) of a host path a bind mount could
+// take. Anything else mounts a host device or file system, and a network
+// file system is mounted by root on the host, as the host: an NFS server
+// trusts the host's address and a reserved source port (AUTH_SYS, RFC
+// 5531 section 8.2; nfs(5) resvport), so a developer would mount every
+// export meant for the Docker host, and CIFS reads root's credentials
+// file (mount.cifs(8) credentials=) or root's Kerberos cache (cruid=,
+// sec=krb5). Option names are matched in any case. "" when allowed.
 func (k *checker) localVolumeProblem(opts map[string]string) string {
 	var typ, o, device string
 	for key, v := range opts {
@@ -897,11 +901,16 @@ func (k *checker) localVolumeProblem(opts map[string]string) string {
 		return ""
 	case typ == "tmpfs":
 		return ""
-	case typ == "nfs" || typ == "nfs4" || typ == "cifs" || typ == "smb3":
-		return ""
+	case networkFS[typ]:
+		return fmt.Sprintf("of type %q (o %q) is a network file system, which the host mounts with its own identity (its address and a reserved port for NFS, root's credentials for CIFS): admin only", typ, o)
 	}
 	return fmt.Sprintf("of type %q on device %q (o %q) mounts a host device or file system: not allowed", typ, device, o)
 }
+
+// networkFS are the network file systems mount(8) and its helpers know
+// under those type names: named in the refusal, which says why.
+var networkFS = map[string]bool{"nfs": true, "nfs4": true, "cifs": true, "smb3": true, "smbfs": true,
+	"ceph": true, "glusterfs": true, "9p": true, "afs": true, "fuse.sshfs": true}
 
 // volumeBody is the body of POST /volumes/create.
 type volumeBody struct {

@@ -340,7 +340,12 @@ var routeSpecs = []routeSpec{
 
 	// image
 	{"GET", "/images/json", levelRead, 0, bodyNone, "list images"},
-	{"GET", "/images/search", levelRead, 0, bodyNone, "search a registry"},
+	// A registry is reached by dockerd, from the host's network: its
+	// loopback services included (127.0.0.0/8 is an insecure registry by
+	// default, spoken to in plain HTTP), whose answers dockerd quotes in
+	// its errors. That is a developer's, as a pull is; readonly reaches
+	// nothing.
+	{"GET", "/images/search", levelDev, 0, bodyNone, "search a registry"},
 	{"GET", "/images/get", levelAdmin, 0, bodyNone, "save images to a tar archive (docker save)"},
 	{"GET", "/images/{name:.*}/get", levelAdmin, 0, bodyNone, "save an image to a tar archive (docker save)"},
 	{"GET", "/images/{name:.*}/history", levelRead, 0, bodyNone, "read an image's history"},
@@ -423,7 +428,7 @@ var routeSpecs = []routeSpec{
 	{"POST", "/plugins/create", levelCap, capPlugins, bodyNone, "create a plugin"},
 
 	// distribution
-	{"GET", "/distribution/{name:.*}/json", levelRead, 0, bodyNone, "read an image's manifest from its registry"},
+	{"GET", "/distribution/{name:.*}/json", levelDev, 0, bodyNone, "read an image's manifest from its registry (dockerd reaches the registry, as in a pull)"},
 
 	// network
 	{"GET", "/networks", levelRead, 0, bodyNone, "list networks"},

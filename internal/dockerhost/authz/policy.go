@@ -217,6 +217,8 @@ var defaultProtectedPaths = []string{
 //     /containers/{id}/export, /images/get and /images/{name}/get (docker
 //     save), /containers/{id}/logs, /containers/{id}/attach/ws (a GET that
 //     writes to stdin). GET-only is not read-only (docker-socket-proxy#182).
+//     Nor the reads that make dockerd reach a registry, from the host's
+//     network (/images/search, /distribution): a developer's, as a pull.
 //   - developer may also create, run, stop and remove containers, read
 //     their logs, attach, exec (not privileged, not as root), pull and
 //     remove images, create and remove networks and volumes, docker login

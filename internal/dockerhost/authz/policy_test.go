@@ -73,6 +73,11 @@ func TestDecideReadonly(t *testing.T) {
 		{ro, "GET", "/v1.41/containers/abc/logs?stdout=1", nil, "readonly: default deny: GET /containers/{id}/logs", "logs"},
 		{ro, "GET", "/v1.41/containers/abc/attach/ws?stdin=1", nil, "readonly: default deny: GET /containers/{id}/attach/ws", "stdin"},
 		{ro, "POST", "/v1.41/containers/abc/attach?stdin=1", nil, "readonly: default deny: POST /containers/{id}/attach", "developer and admin"},
+		// the reads that make dockerd reach a registry, from the host
+		{ro, "GET", "/v1.41/images/search?term=127.0.0.1:5000/x", nil, "readonly: default deny: GET /images/search", "developer and admin"},
+		{ro, "GET", "/v1.41/distribution/127.0.0.1:5000/x:1/json", nil, "readonly: default deny: GET /distribution/{name}/json", "developer and admin"},
+		{RoleDeveloper, "GET", "/v1.41/images/search?term=alpine", nil, "developer: GET /images/search", ""},
+		{RoleDeveloper, "GET", "/v1.41/distribution/alpine:3/json", nil, "developer: GET /distribution/{name}/json", ""},
 		// writes
 		{ro, "POST", "/v1.41/containers/create", run, "readonly: default deny: POST /containers/create", "developer and admin"},
 		{ro, "POST", "/v1.41/containers/abc/start", nil, "readonly: default deny: POST /containers/{id}/start", "developer and admin"},

@@ -430,26 +430,29 @@ func TestRedTeamAuthz2(t *testing.T) {
 		assert.NotEqual(t, "hijacked-by-dev", got, "the host's connection to 198.51.100.2 reached the developer's container: a developer's network rerouted the host's traffic")
 	})
 
-	// Finding (logged): a developer publishes a port on the host's
-	// loopback, a privileged one too: dockerd binds it as root. A host
-	// service or client that trusts 127.0.0.1 (a local registry at
-	// localhost:5000, which dockerd itself pulls from without TLS; the
-	// plugin's --docker lookups go to a unix socket) talks to the
-	// developer's container. README lists ports among the fields that
-	// "act inside the container".
-	t.Run("Finding_developer_listens_on_host_loopback_privileged_port", func(t *testing.T) {
+	// Refused: a developer published a port on the host's loopback, a
+	// privileged one too: dockerd binds it as root, and with iptables
+	// its NAT rules take the host's traffic to that port before a host
+	// service listening there sees it. A host service or client that
+	// trusts a port only root may bind (a resolver on 127.0.0.1:53, SSH,
+	// a web server's 443) would talk to the developer's container. Ports
+	// below the host's first unprivileged port are admin's; above it,
+	// what any local user may bind stays a developer's.
+	t.Run("Refused_developer_listens_on_host_loopback_privileged_port", func(t *testing.T) {
 		// The sandbox's dockerd has no default bridge ("bridge": "none").
 		r.must("dev", "network", "create", "pubnet")
 		defer func() { _, _ = r.as("dev", "network", "rm", "pubnet") }()
 		out, err := r.as("dev", "run", "-d", "--network", "pubnet", "-p", "127.0.0.1:81:80", "tool:1", "/tool2", "serve", ":80", "dev-on-loopback")
-		if err != nil {
-			t.Logf("dev: docker run -p 127.0.0.1:81:80: %s", tailString(out, 300))
-			return
-		}
+		require.Error(t, err, out)
+		assert.Contains(t, out, "dtls-authz", "refused, but not by the plugin: %s", out)
+		assert.Contains(t, out, "first unprivileged port")
+		port, err := sandbox.FreePort()
+		require.NoError(t, err)
+		out, err = r.as("dev", "run", "-d", "--network", "pubnet", "-p", fmt.Sprintf("127.0.0.1:%d:80", port), "tool:1", "/tool2", "serve", ":80", "dev-on-loopback")
+		require.NoError(t, err, "an unprivileged port stays a developer's: %s", out)
 		box := strings.TrimSpace(out)
 		defer func() { _, _ = r.as("dev", "rm", "-f", box) }()
-		got := dialRead("127.0.0.1:81", 10*time.Second)
-		t.Logf("host: connect 127.0.0.1:81 (a port below 1024, root's) -> %q", got)
+		assert.Equal(t, "dev-on-loopback", dialRead(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second))
 	})
 
 	// Refused: --ulimit rtprio lets a process ask for real-time

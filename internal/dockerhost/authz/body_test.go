@@ -63,6 +63,7 @@ func runBodyCases(t *testing.T, uri string, cases []bodyCase) {
 	t.Helper()
 	p, err := ParsePolicy([]byte(`{"bind_roots": ["/home/dev", "/home/dev/src", "/home/dev/data", "/home/{user}/src", "/tmp/x"]}`))
 	require.NoError(t, err)
+	p.firstPort = 1024 // the host's own may differ
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := post(uri, c.body)
@@ -142,6 +143,18 @@ func TestBodyCreate(t *testing.T) {
 		{"--log-opt of another driver", runWith("HostConfig.LogConfig", raw(`{"Type":"json-file","Config":{"fluentd-address":"x"}}`)), deny("HostConfig.LogConfig.Config"), "fluentd-address"},
 		{"--oom-score-adj -1000", runWith("HostConfig.OomScoreAdj", -1000), deny("HostConfig.OomScoreAdj"), "negative OOM score"},
 		{"--oom-score-adj 500", runWith("HostConfig.OomScoreAdj", 500), ok, ""},
+		{"-p 8080:80", runWith("HostConfig.PortBindings", raw(`{"80/tcp":[{"HostIp":"","HostPort":"8080"}]}`)), ok, ""},
+		{"-p 80 (an ephemeral port)", runWith("HostConfig.PortBindings", raw(`{"80/tcp":[{"HostIp":"","HostPort":""}]}`)), ok, ""},
+		{"-p 1024:22", runWith("HostConfig.PortBindings", raw(`{"22/tcp":[{"HostPort":"1024"}]}`)), ok, ""},
+		{"-p 22:22", runWith("HostConfig.PortBindings", raw(`{"22/tcp":[{"HostIp":"","HostPort":"22"}]}`)), deny("HostConfig.PortBindings"),
+			"host port 22 of 22/tcp is below 1024, the host's first unprivileged port"},
+		{"-p 127.0.0.1:53:53/udp", runWith("HostConfig.PortBindings", raw(`{"53/udp":[{"HostIp":"127.0.0.1","HostPort":"53"}]}`)), deny("HostConfig.PortBindings"), "below 1024"},
+		{"-p 1000-1030:80 (a range from below)", runWith("HostConfig.PortBindings", raw(`{"80/tcp":[{"HostPort":"1000-1030"}]}`)), deny("HostConfig.PortBindings"), "host port 1000-1030"},
+		{"the second binding of a port", runWith("HostConfig.PortBindings", raw(`{"80/tcp":[{"HostPort":"8080"},{"HostPort":"443"}]}`)), deny("HostConfig.PortBindings"), "host port 443"},
+		{"hostport in lower case, twice", runWith("HostConfig.PortBindings", raw(`{"80/tcp":[{"hostport":"8080","HOSTPORT":"80"}]}`)), deny("HostConfig.PortBindings"), "host port 80 "},
+		{"a host port dockerd cannot read", runWith("HostConfig.PortBindings", raw(`{"80/tcp":[{"HostPort":"+80"}]}`)), deny("HostConfig.PortBindings"), `host port "+80" of 80/tcp: not a port`},
+		{"a reversed range", runWith("HostConfig.PortBindings", raw(`{"80/tcp":[{"HostPort":"9000-8000"}]}`)), deny("HostConfig.PortBindings"), "not a port or a range"},
+		{"PortBindings at the top level (API < 1.24 reading)", with(t, []byte(`{"Image":"alpine"}`), "PortBindings", raw(`{"22/tcp":[{"HostPort":"22"}]}`)), deny("PortBindings"), "below 1024"},
 		{"--pids-limit -1", runWith("HostConfig.PidsLimit", -1), deny("HostConfig.PidsLimit"), "unlimited pids limit"},
 		{"--cgroup-parent", runWith("HostConfig.CgroupParent", "/"), deny("HostConfig.CgroupParent"), "cgroup parent"},
 		{"--oom-kill-disable", runWith("HostConfig.OomKillDisable", true), deny("HostConfig.OomKillDisable"), "OOM killer"},

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -206,6 +207,12 @@ type hostConfig struct {
 	Sysctls     map[string]string
 	Runtime     string
 	Isolation   string
+	// PortBindings is nat.PortMap: container port ("80/tcp") to the host
+	// addresses and ports dockerd binds for it.
+	PortBindings map[string][]struct {
+		HostIP   string `json:"HostIp"`
+		HostPort string
+	}
 }
 
 // mountSpec is Docker's mount.Mount, in HostConfig.Mounts and a service's
@@ -660,6 +667,7 @@ func (k *checker) checkHostConfig(h *hostConfig, at string, live bool, depth int
 		c.fail(at+"OomScoreAdj", fmt.Sprintf("a negative OOM score (--oom-score-adj %d) makes the kernel kill the host's processes first", h.OomScoreAdj))
 	}
 	k.checkPids(h, at)
+	k.checkPorts(h, at)
 	if why := ulimitsProblem(h.Ulimits); why != "" {
 		k.c.set("ulimits", h.Ulimits)
 		k.c.fail(at+"Ulimits", why)
@@ -683,6 +691,52 @@ func (k *checker) checkHostConfig(h *hostConfig, at string, live bool, depth int
 	default:
 		c.fail(at+"Isolation", fmt.Sprintf("isolation %q is not allowed", h.Isolation))
 	}
+}
+
+// checkPorts refuses a published host port below the host's first
+// unprivileged port (net.ipv4.ip_unprivileged_port_start, 1024 unless an
+// admin lowered it): dockerd binds it as root, and its NAT rules take the
+// host's traffic to that port before any host service listening there
+// sees it, so -p 22:22 or -p 443:443 would hand the host's own SSH or web
+// clients to the container. A port that the host lets any user bind is a
+// developer's too, as under rootless Podman. No host port ("" or "0")
+// is an ephemeral one.
+func (k *checker) checkPorts(h *hostConfig, at string) {
+	first := k.p.firstUnprivilegedPort()
+	for _, port := range slices.Sorted(maps.Keys(h.PortBindings)) {
+		for _, b := range h.PortBindings[port] {
+			lo, err := hostPortStart(b.HostPort)
+			switch {
+			case err != nil:
+				k.c.set("port_bindings", h.PortBindings)
+				k.c.fail(at+"PortBindings", fmt.Sprintf("host port %q of %s: %v", b.HostPort, port, err))
+			case lo != 0 && lo < first:
+				k.c.set("port_bindings", h.PortBindings)
+				k.c.fail(at+"PortBindings", fmt.Sprintf("host port %s of %s is below %d, the host's first unprivileged port (net.ipv4.ip_unprivileged_port_start): dockerd binds it as root, and its NAT rules take the host's own traffic to it", b.HostPort, port, first))
+			}
+		}
+	}
+}
+
+// hostPortStart is the first port of a HostPort as dockerd reads it
+// (go-connections nat.ParsePortRange): "", a port, or a range "A-B"; 0
+// for none.
+func hostPortStart(s string) (int, error) {
+	if s == "" {
+		return 0, nil
+	}
+	lo, hi, isRange := strings.Cut(s, "-")
+	a, err := strconv.ParseUint(lo, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("not a port or a range of ports")
+	}
+	if isRange {
+		b, err := strconv.ParseUint(hi, 10, 16)
+		if err != nil || b < a {
+			return 0, fmt.Errorf("not a port or a range of ports")
+		}
+	}
+	return int(a), nil
 }
 
 // checkPids refuses an explicitly unlimited pids limit, and without a
@@ -1014,6 +1068,7 @@ func checksOf(rt *route) []string {
 			"a bind mount (Binds, Mounts, a local volume with o=bind) whose source, resolved on the host, is not under a bind root, or is, holds or lies under a protected path",
 			"a named volume that exists and is not the caller's, or whose options mount a host path or device; VolumesFrom and Links of containers not the caller's",
 			"a log driver but json-file, local, journald, none; a negative OOM score; an unlimited pids limit (or over max_pids); sysctls but net.*; a runtime but runc; an unknown ulimit, or rtprio above 0",
+			"a published host port below the host's first unprivileged port (net.ipv4.ip_unprivileged_port_start)",
 		)
 	case bodyExec:
 		cs = append(cs, "Privileged")
@@ -1023,7 +1078,7 @@ func checksOf(rt *route) []string {
 			"secrets and configs without the secrets capability; the \"host\" network by name; plugin services",
 		)
 	case bodyVolume:
-		cs = append(cs, "a driver but local; local options that mount a host path (o=bind) outside the bind roots, or a device; a name that exists and is not the caller's")
+		cs = append(cs, "a driver but local; local options that mount a host path (o=bind) outside the bind roots, a device, or a network file system (nfs, cifs...); a name that exists and is not the caller's")
 	case bodyNetwork:
 		cs = append(cs, "drivers other than bridge and overlay (macvlan and ipvlan attach to host interfaces); com.docker.network.bridge.name; Ingress")
 	case bodyConnect:

@@ -52,7 +52,7 @@ var configFields = map[string]fieldRule{
 // runtime, real-time CPU time.
 var hostConfigFields = map[string]fieldRule{
 	"Binds": checkedBy, "ContainerIDFile": anyValue, "LogConfig": checkedBy, "NetworkMode": checkedBy,
-	"PortBindings": anyValue, "RestartPolicy": anyValue, "AutoRemove": anyValue, "VolumeDriver": checkedBy,
+	"PortBindings": checkedBy, "RestartPolicy": anyValue, "AutoRemove": anyValue, "VolumeDriver": checkedBy,
 	"VolumesFrom": checkedBy, "ConsoleSize": anyValue, "Annotations": zeroOnly, "CapAdd": zeroOnly,
 	"CapDrop": anyValue, "CgroupnsMode": checkedBy, "Dns": anyValue, "DnsOptions": anyValue,
 	"DnsSearch": anyValue, "ExtraHosts": anyValue, "GroupAdd": anyValue, "IpcMode": checkedBy,

@@ -9,6 +9,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -187,6 +188,9 @@ type Policy struct {
 	protected   []string // host paths no role but admin may mount; "/" is implied
 	bindRoots   []string // host paths under which other roles may mount; "{user}" is the caller's name
 	maxPids     int64    // when > 0, every container of a role but admin needs a pids limit up to it
+	// firstPort, when > 0, stands for the host's first unprivileged port
+	// (tests); 0 reads it from the host (hostFirstUnprivilegedPort).
+	firstPort int
 	// unixUsers and unixGroups give local callers of the gateway's own
 	// unix socket their role, by account and by group name (local.go).
 	unixUsers, unixGroups map[string]string
@@ -893,3 +897,30 @@ func replacesRule(rl *role) []string {
 		"      a create may send back MaskedPaths and ReadonlyPaths that hold every path dockerd 20.10 masks or makes read-only, and, on a cgroup v1 host, CgroupnsMode \"host\" (what an inspect reports)",
 	}
 }
+
+// firstUnprivilegedPort is the lowest port a process without
+// CAP_NET_BIND_SERVICE may bind on this host.
+func (p *Policy) firstUnprivilegedPort() int {
+	if p.firstPort > 0 {
+		return p.firstPort
+	}
+	return hostFirstUnprivilegedPort()
+}
+
+// hostFirstUnprivilegedPort reads net.ipv4.ip_unprivileged_port_start
+// (Linux 4.11; ip-sysctl.rst), in the network namespace of the plugin or
+// gateway, which is dockerd's: 1024 where it cannot be read, the kernel's
+// fixed value before it existed and on other systems. Read once: the
+// decision must not cost a file read, and an admin who changes it
+// restarts the plugin or gateway (README).
+var hostFirstUnprivilegedPort = sync.OnceValue(func() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		return 1024
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 0 || n > 65536 {
+		return 1024
+	}
+	return n
+})

@@ -514,3 +514,18 @@ func TestBodyAdminIsNotChecked(t *testing.T) {
 	d := p.Decide(admin, post("/v1.41/containers/c1/exec", cli(t, "exec-root")))
 	assert.True(t, d.Allow)
 }
+
+// TestPortsCapability: a role with the ports capability publishes a host
+// port below the first unprivileged one; its base role does not.
+func TestPortsCapability(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"roles": {"web": {"base": "developer", "capabilities": ["ports"]}}}`))
+	require.NoError(t, err)
+	p.firstPort = 1024
+	body := with(t, cli(t, "run-alpine"), "HostConfig.PortBindings", raw(`{"443/tcp":[{"HostPort":"443"}]}`))
+	for role, allow := range map[string]bool{"web": true, RoleDeveloper: false} {
+		r := post("/v1.41/containers/create", body)
+		r.Env = &Env{Objects: testObjects(), CheckRoot: okRoots}
+		d := p.Decide(Identity{User: "alice", Role: role, Source: SourceTCP}, r)
+		assert.Equal(t, allow, d.Allow, "%s: %s", role, d.Reason)
+	}
+}

@@ -700,8 +700,12 @@ func (k *checker) checkHostConfig(h *hostConfig, at string, live bool, depth int
 // sees it, so -p 22:22 or -p 443:443 would hand the host's own SSH or web
 // clients to the container. A port that the host lets any user bind is a
 // developer's too, as under rootless Podman. No host port ("" or "0")
-// is an ephemeral one.
+// is an ephemeral one. The ports capability lifts the rule (an updater
+// that replaces a web server on 443).
 func (k *checker) checkPorts(h *hostConfig, at string) {
+	if k.rl.caps&capPorts != 0 {
+		return
+	}
 	first := k.p.firstUnprivilegedPort()
 	for _, port := range slices.Sorted(maps.Keys(h.PortBindings)) {
 		for _, b := range h.PortBindings[port] {
@@ -1068,7 +1072,7 @@ func checksOf(rt *route) []string {
 			"a bind mount (Binds, Mounts, a local volume with o=bind) whose source, resolved on the host, is not under a bind root, or is, holds or lies under a protected path",
 			"a named volume that exists and is not the caller's, or whose options mount a host path or device; VolumesFrom and Links of containers not the caller's",
 			"a log driver but json-file, local, journald, none; a negative OOM score; an unlimited pids limit (or over max_pids); sysctls but net.*; a runtime but runc; an unknown ulimit, or rtprio above 0",
-			"a published host port below the host's first unprivileged port (net.ipv4.ip_unprivileged_port_start)",
+			"a published host port below the host's first unprivileged port (net.ipv4.ip_unprivileged_port_start), without the ports capability",
 		)
 	case bodyExec:
 		cs = append(cs, "Privileged")

@@ -83,6 +83,7 @@ const (
 	capSwarm
 	capSecrets
 	capPrune
+	capPorts
 )
 
 // capabilities, in the order the policy lists them. Each is as strong as
@@ -101,6 +102,7 @@ var capabilities = []struct {
 	{capSwarm, "swarm", "/swarm/*, /services/*, /nodes/*, /tasks/*: including joining a swarm, which is as good as admin"},
 	{capSecrets, "secrets", "/secrets/*, /configs/*, and services that use secrets or configs"},
 	{capPrune, "prune", "POST /containers/prune, /images/prune, /volumes/prune, /networks/prune: other users' data too"},
+	{capPorts, "ports", "publish host ports below the host's first unprivileged port (-p 443:443), whose traffic dockerd's NAT takes from the host's own services"},
 }
 
 func capabilityNamed(name string) (capability, bool) {
@@ -231,7 +233,7 @@ var defaultProtectedPaths = []string{
 //     export, commit, tag, push, load, container update: they read or write
 //     any container's files as root, or replace an image others run.
 //
-// Capabilities (build, plugins, swarm, secrets, prune) are off but for
+// Capabilities (build, plugins, swarm, secrets, prune, ports) are off but for
 // admin; a policy file gives them to its roles.
 func DefaultPolicy() *Policy {
 	p := &Policy{defaultRole: RoleReadonly, unix: unixAllow, roles: map[string]*role{}, protected: defaultProtectedPaths}
@@ -341,7 +343,7 @@ func LoadPolicy(path string) (*Policy, error) {
 //
 // A role is built from blocks: a base (a built-in role: admin, developer,
 // readonly, proxy, updater, ci-runner; or a role of the file; none means
-// nothing), capabilities (build, plugins, swarm, secrets, prune), allow
+// nothing), capabilities (build, plugins, swarm, secrets, prune, ports), allow
 // and deny rules, and record_input (the gateway records what its holders
 // type into exec and attach streams, not only what they see; inherited
 // from the base unless set). A rule is "METHOD /path":
@@ -363,7 +365,7 @@ func LoadPolicy(path string) (*Policy, error) {
 // Unknown keys, duplicate keys, unknown roles, capabilities and methods,
 // rules that match no Docker API endpoint and base cycles are errors that
 // name their place: `roles.ci.capabilities[0]: unknown capability "bild":
-// want build, plugins, swarm, secrets or prune`.
+// want build, plugins, swarm, secrets, prune or ports`.
 func ParsePolicy(data []byte) (*Policy, error) {
 	var raw json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {

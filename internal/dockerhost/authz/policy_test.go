@@ -344,7 +344,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"self cycle", `{"roles": {"a": {"base": "a"}}}`, "roles.a.base: cycle a -> a"},
 		{"base not a string", `{"roles": {"a": {"base": ["developer"]}}}`, `roles.a.base: want a string, got ["developer"]`},
 		{"unknown capability", `{"roles": {"ci": {"capabilities": ["build", "bild"]}}}`,
-			`roles.ci.capabilities[1]: unknown capability "bild": want build, plugins, swarm, secrets or prune`},
+			`roles.ci.capabilities[1]: unknown capability "bild": want build, plugins, swarm, secrets, prune or ports`},
 		{"capabilities not a list", `{"roles": {"ci": {"capabilities": "build"}}}`, `roles.ci.capabilities: want a list of strings, got "build"`},
 		{"bad allow rule", `{"roles": {"ci": {"allow": ["POST containers/create"]}}}`,
 			`roles.ci.allow[0]: invalid rule "POST containers/create": the path must start with "/"`},
@@ -401,7 +401,7 @@ func TestLoadPolicy(t *testing.T) {
 	bad := filepath.Join(dir, "bad.json")
 	require.NoError(t, os.WriteFile(bad, []byte(`{"roles": {"ci": {"capabilities": ["bild"]}}}`), 0o600))
 	_, err = LoadPolicy(bad)
-	assert.EqualError(t, err, `policy "`+bad+`": roles.ci.capabilities[0]: unknown capability "bild": want build, plugins, swarm, secrets or prune`)
+	assert.EqualError(t, err, `policy "`+bad+`": roles.ci.capabilities[0]: unknown capability "bild": want build, plugins, swarm, secrets, prune or ports`)
 
 	p, err := LoadPolicy(filepath.Join("testdata", "policy.json"))
 	require.NoError(t, err)
@@ -425,7 +425,7 @@ func TestExplainDescribe(t *testing.T) {
 	assert.Nil(t, p.Describe("ghost"))
 
 	admin := p.Describe(RoleAdmin)
-	assert.Equal(t, []string{"role admin: built in (everything)", "capabilities: build, plugins, swarm, secrets, prune", "allow everything else"}, admin)
+	assert.Equal(t, []string{"role admin: built in (everything)", "capabilities: build, plugins, swarm, secrets, prune, ports", "allow everything else"}, admin)
 
 	ro := strings.Join(p.Describe(RoleReadonly), "\n")
 	assert.Contains(t, ro, "role readonly: built in (reads, but not those that copy data out)\n")
@@ -447,7 +447,7 @@ func TestExplainDescribe(t *testing.T) {
 	op := p.Describe("operator")
 	assert.Equal(t, []string{
 		"role operator: based on admin (admin but for swarm membership and plugins)",
-		"capabilities: build, plugins, swarm, secrets, prune",
+		"capabilities: build, plugins, swarm, secrets, prune, ports",
 		"deny  POST /swarm/*  (policy rule, before all else)",
 		"deny  * /plugins/*  (policy rule, before all else)",
 		"allow everything else",

@@ -43,6 +43,10 @@ const (
 	ruleLocalNoRole    = "gateway: local user without a role"
 	ruleLocalAmbiguous = "gateway: local user's groups disagree"
 	ruleLocalNoPolicy  = "gateway: policy invalid"
+	// RuleLocalNamespace refuses a caller whose process is not where the
+	// socket's callers are: a container's on the local socket, a host's
+	// on a per-container socket.
+	RuleLocalNamespace = "gateway: caller in the wrong PID namespace"
 )
 
 // Peer is a caller of one of the gateway's own unix sockets, as the
@@ -75,6 +79,16 @@ type Peer struct {
 	// "socket:NAME" with Role, whoever it is. Empty Name: the local
 	// socket, where the policy's unix_users and unix_groups give the role.
 	Name, Role string
+	// Misplaced says why the caller's process is not one the socket is
+	// for ("" when it is), and refuses every request of the connection:
+	// on the local socket, a process in another PID namespace than the
+	// gateway's (a container's, whose uids are not the host's accounts:
+	// any uid a container's root picks, 'docker exec -u', would be that
+	// account, through a descriptor of the socket passed in); on a
+	// per-container socket, a process in the gateway's (a host account
+	// that reached the file through /proc/PID/root of a container running
+	// as its uid, past the sockets' 0700 directory).
+	Misplaced string
 }
 
 // LocalName is the name a peer is known by: "socket:NAME" on a
@@ -99,6 +113,10 @@ func (p Peer) LocalName() string {
 func (e *Engine) IdentifyLocal(p Peer) Caller {
 	c := Caller{ID: Identity{User: p.LocalName(), Source: SourceLocal},
 		UID: strconv.FormatUint(uint64(p.UID), 10), PID: int(p.PID), Comm: p.Comm, Socket: p.Socket}
+	if p.Misplaced != "" {
+		c.Rule, c.Refused = RuleLocalNamespace, p.Misplaced
+		return c
+	}
 	if p.Name != "" {
 		c.ID.Role = p.Role
 		return c

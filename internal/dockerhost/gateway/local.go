@@ -32,8 +32,13 @@ import (
 //     container's uids mean nothing on the host. A container mounts one
 //     where it would have mounted /var/run/docker.sock. The sockets are
 //     0666, so that any uid in the container may use them, and their
-//     directory 0700: no host account reaches them, the container gets
-//     the file through its bind mount.
+//     directory 0700: the container gets the file through its bind mount.
+//
+// Which is which is checked on the caller's process, not only on the
+// file's path, which a descriptor passed over another socket or a path
+// through /proc/PID/root of a container escapes: the local socket's
+// callers run in the gateway's PID namespace, the host's, and a
+// per-container socket's in another, a container's (localListener.place).
 
 // Defaults of the gateway's own sockets.
 const (
@@ -137,8 +142,26 @@ func (l *localListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		return &peerConn{Conn: c, peer: authz.Peer{UID: uid, GID: gid, PID: pid, Comm: peerComm(c, pid), Socket: l.Path(), Name: l.name}}, nil
+		p := authz.Peer{UID: uid, GID: gid, PID: pid, Socket: l.Path(), Name: l.name}
+		p.Comm, p.Misplaced = l.place(c, pid)
+		return &peerConn{Conn: c, peer: p}, nil
 	}
+}
+
+// place is the command name of the process that connected c, and why it
+// is not one this socket is for ("" when it is: authz.Peer.Misplaced). A
+// process that cannot be placed is refused.
+func (l *localListener) place(c *net.UnixConn, pid int32) (comm, misplaced string) {
+	comm, ownNS, err := peerProcess(c, pid)
+	switch {
+	case err != nil:
+		return comm, fmt.Sprintf("the caller (pid %d) cannot be placed: %v", pid, err)
+	case l.name == "" && !ownNS:
+		return comm, fmt.Sprintf("the caller (pid %d) runs in another PID namespace than the gateway's, a container's: the local socket is for the host's accounts, and a container's uid is not one (give a container its own socket: dtls gateway socket add)", pid)
+	case l.name != "" && ownNS:
+		return comm, fmt.Sprintf("the caller (pid %d) runs in the host's PID namespace, not in a container: the socket %s is for the container that mounts it", pid, l.Path())
+	}
+	return comm, ""
 }
 
 // account is uid's name and the names of its groups (primary and

@@ -80,6 +80,20 @@ func localCall(t *testing.T, path, method, uri, body string) (int, string) {
 	t.Helper()
 	c, err := net.DialTimeout("unix", path, 5*time.Second)
 	require.NoError(t, err)
+	return localCallOn(t, c, method, uri, body)
+}
+
+// containerCall is localCall from a process in a PID namespace of its
+// own, as a container's process calls a per-container socket.
+func containerCall(t *testing.T, path, method, uri, body string) (int, string) {
+	t.Helper()
+	return localCallOn(t, dialFromOtherPIDNS(t, path), method, uri, body)
+}
+
+// localCallOn sends one request on c, closes it, and returns the status
+// and body.
+func localCallOn(t *testing.T, c net.Conn, method, uri, body string) (int, string) {
+	t.Helper()
 	defer c.Close()
 	require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
 	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
@@ -148,6 +162,17 @@ func TestLocalSocketPeerCredentials(t *testing.T) {
 		assert.Empty(t, rec.Comm)
 	}
 
+	// The same account's uid from another PID namespace, a container's
+	// process (root in it, 'docker exec -u UID', with a descriptor of
+	// the socket passed in): refused, whatever its uid.
+	status, body = localCallOn(t, dialFromOtherPIDNS(t, lg.sock), "GET", "/v1.41/containers/json", "")
+	assert.Equal(t, http.StatusForbidden, status, body)
+	assert.Contains(t, body, "runs in another PID namespace than the gateway's, a container's")
+	rec = lastRecord(t, lg.audit, name)
+	assert.Equal(t, authz.RuleLocalNamespace, rec.Rule)
+	assert.Equal(t, authz.DecisionDeny, rec.Decision)
+	assert.NotEqual(t, os.Getpid(), rec.PID)
+
 	// A kept-alive connection, open when the mapping goes: cut.
 	kept, err := net.Dial("unix", lg.sock)
 	require.NoError(t, err)
@@ -210,27 +235,35 @@ func TestContainerSocketBook(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
 
-	status, body := localCall(t, path, "GET", "/v1.41/containers/json", "")
+	status, body := containerCall(t, path, "GET", "/v1.41/containers/json", "")
 	assert.Equal(t, http.StatusOK, status, body)
-	status, body = localCall(t, path, "POST", "/v1.41/containers/create", `{"Image": "tiny:1"}`)
+	status, body = containerCall(t, path, "POST", "/v1.41/containers/create", `{"Image": "tiny:1"}`)
 	assert.Equal(t, http.StatusForbidden, status, body)
 	assert.Contains(t, body, "socket:proxy (role readonly)")
 	rec := lastRecord(t, lg.audit, "socket:proxy")
 	assert.Equal(t, path, rec.Socket)
 	assert.Equal(t, "readonly", rec.Role)
 
+	// A host process, which reaches the file through /proc/PID/root of a
+	// container running as its uid, past the 0700 directory: refused.
+	status, body = localCall(t, path, "GET", "/v1.41/containers/json", "")
+	assert.Equal(t, http.StatusForbidden, status, body)
+	assert.Contains(t, body, "runs in the host's PID namespace, not in a container")
+	rec = lastRecord(t, lg.audit, "socket:proxy")
+	assert.Equal(t, authz.RuleLocalNamespace, rec.Rule)
+	assert.Equal(t, authz.DecisionDeny, rec.Decision)
+	assert.Equal(t, os.Getpid(), rec.PID)
+
 	old, err := AddSocket(lg.book, ContainerSocket{Name: "proxy", Role: "ghost"})
 	require.NoError(t, err)
 	assert.Equal(t, "readonly", old)
 	waitUntil(t, "the role change", func() bool {
-		status, _ := localCall(t, path, "GET", "/v1.41/containers/json", "")
+		status, _ := containerCall(t, path, "GET", "/v1.41/containers/json", "")
 		return status == http.StatusForbidden
 	})
 
 	// An open connection, then the socket's removal.
-	c, err := net.Dial("unix", path)
-	require.NoError(t, err)
-	defer c.Close()
+	c := dialFromOtherPIDNS(t, path)
 	fmt.Fprintf(c, "GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)

@@ -3,11 +3,13 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -32,38 +34,78 @@ func peerCred(c *net.UnixConn) (uid, gid uint32, pid int32, err error) {
 	return cred.Uid, cred.Gid, cred.Pid, nil
 }
 
-// peerComm is the command name of the process that connected c, whose
-// pid SO_PEERCRED gave: read from /proc/PID/comm, and kept only when the
-// connection's pidfd (SO_PEERPIDFD, Linux 6.5) shows, after the read, that
-// this process is still alive, so that the name is not that of another
-// process which took the pid after the caller exited. "" on an older
-// kernel or when the caller is gone: the pid alone is recorded.
-func peerComm(c *net.UnixConn, pid int32) string {
+// peerProcess is what the gateway learns of the process that connected
+// c, whose pid SO_PEERCRED gave: its command name (/proc/PID/comm), and
+// whether it runs in the gateway's own PID namespace (/proc/PID/ns/pid
+// against /proc/self/ns/pid, as nsenter(1) and lsns(8) compare them: the
+// same device and inode). Both are kept only when the connection's pidfd
+// (SO_PEERPIDFD, Linux 6.5) shows, after the reads, that this process is
+// still alive, so that they are not those of another process which took
+// the pid after the caller exited; without a pidfd (an older kernel) the
+// name is "" and the namespace is the pid's. err when the namespace
+// cannot be read: the caller cannot be placed, and is refused.
+func peerProcess(c *net.UnixConn, pid int32) (comm string, ownNS bool, err error) {
+	if pid <= 0 {
+		// SO_PEERCRED gives 0 for a process the reader's PID namespace
+		// cannot see: one of a parent or sibling namespace.
+		return "", false, errors.New("its process is not visible in the gateway's PID namespace")
+	}
 	raw, err := c.SyscallConn()
-	if err != nil || pid <= 0 {
-		return ""
+	if err != nil {
+		return "", false, err
 	}
 	pidfd := -1
 	if err := raw.Control(func(fd uintptr) {
 		if v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PEERPIDFD); err == nil {
 			pidfd = v
 		}
-	}); err != nil || pidfd < 0 {
-		return ""
+	}); err != nil {
+		return "", false, err
 	}
-	defer unix.Close(pidfd)
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if pidfd >= 0 {
+		defer unix.Close(pidfd)
+	}
+	b, commErr := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	theirs, err := nsID(fmt.Sprintf("/proc/%d/ns/pid", pid))
 	if err != nil {
-		return ""
+		return "", false, fmt.Errorf("read its PID namespace: %w", err)
+	}
+	own, err := ownPIDNamespace()
+	if err != nil {
+		return "", false, fmt.Errorf("read the gateway's PID namespace: %w", err)
+	}
+	if pidfd < 0 {
+		return "", theirs == own, nil
 	}
 	// Signal 0 checks the process without signalling it
 	// (pidfd_send_signal(2)): ESRCH once it has exited. EPERM says it is
 	// alive but another user's, which root without CAP_KILL (the packaged
 	// unit's bounding set) may not signal.
 	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil && err != unix.EPERM {
-		return ""
+		return "", false, fmt.Errorf("it exited before the gateway could place it: %w", err)
 	}
-	return strings.TrimSuffix(string(b), "\n")
+	if commErr == nil {
+		comm = strings.TrimSuffix(string(b), "\n")
+	}
+	return comm, theirs == own, nil
+}
+
+// ownPIDNamespace is the gateway's PID namespace, read once: a process
+// does not change its own (setns(2) changes its children's).
+var ownPIDNamespace = sync.OnceValues(func() (string, error) { return nsID("/proc/self/ns/pid") })
+
+// nsID identifies the namespace a /proc/PID/ns file names: its device and
+// inode (namespaces(7)).
+func nsID(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "", fmt.Errorf("%s: no inode", path)
+	}
+	return fmt.Sprintf("%d:%d", st.Dev, st.Ino), nil
 }
 
 // fileOwner is the uid owning a file.

@@ -14,8 +14,10 @@ func peerCred(*net.UnixConn) (uid, gid uint32, pid int32, err error) {
 	return 0, 0, 0, errors.New("peer credentials (SO_PEERCRED) are read on Linux only")
 }
 
-// peerComm: Linux's pidfds only.
-func peerComm(*net.UnixConn, int32) string { return "" }
+// peerProcess: Linux's only (the local socket is refused anyway).
+func peerProcess(*net.UnixConn, int32) (string, bool, error) {
+	return "", false, errors.New("a caller's namespaces are read on Linux only")
+}
 
 // fileOwner: not checked outside Linux (the local socket is refused
 // there anyway).

@@ -1,0 +1,89 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// dialEnv names the socket a re-run of the test binary dials from a new
+// PID namespace, as a container's process would (dialFromOtherPIDNS).
+const dialEnv = "DTLS_TEST_DIAL_FROM_PIDNS"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(dialEnv); path != "" {
+		os.Exit(dialAndPass(path))
+	}
+	os.Exit(m.Run())
+}
+
+// dialAndPass, in the re-run: connect to path, pass the connection to the
+// parent over descriptor 3 (SCM_RIGHTS), and stay alive until the parent
+// closes standard input, so that the connection's pidfd names a live
+// process when the gateway places it.
+func dialAndPass(path string) int {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	f, err := c.(*net.UnixConn).File()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := unix.Sendmsg(3, []byte{0}, unix.UnixRights(int(f.Fd())), nil, 0); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var b [1]byte
+	_, _ = os.Stdin.Read(b[:])
+	return 0
+}
+
+// dialFromOtherPIDNS connects to the unix socket at path from a process
+// in a PID namespace of its own (a container's process, to the gateway),
+// and returns the connection, handed back to this process: its peer
+// credentials stay the connector's. The connector lives until the test
+// ends. Root only (CLONE_NEWPID), as the gateway's tests are.
+func dialFromOtherPIDNS(t *testing.T, path string) net.Conn {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	mine, theirs := os.NewFile(uintptr(fds[0]), "parent"), os.NewFile(uintptr(fds[1]), "child")
+	defer mine.Close()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), dialEnv+"="+path)
+	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	theirs.Close()
+	t.Cleanup(func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	})
+	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(int(mine.Fd()), buf, oob, 0)
+	require.NoError(t, err, "no connection from the other PID namespace")
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	got, err := unix.ParseUnixRights(&msgs[0])
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	f := os.NewFile(uintptr(got[0]), "conn")
+	defer f.Close()
+	c, err := net.FileConn(f)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}

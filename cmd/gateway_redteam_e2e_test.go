@@ -26,9 +26,13 @@ import (
 // cannot record: what they type would reach the container unrecorded,
 // 'docker attach' refused nothing it records. With the gateway's
 // default (--sessions-on-failure refuse) the websocket attach with stdin
-// is refused, with an audit record saying why; without stdin it goes on
-// (output only, as logs). (Every role's: the gateway records every
-// interactive session's output, TestGatewayAttachWebsocket.)
+// is refused, with an audit record saying why. Without stdin it would be
+// output only, as logs, but dockerd reads the query's stdin only from API
+// 1.42 on (before, stdin is attached whatever the query says), and
+// dockerd 20.10 speaks 1.41: "stdin=0" on a 1.41 path, or on a path
+// without a version, is refused as well (an attacker helper typed into
+// carl's shell that way, unrecorded). (Every role's: the gateway records
+// every interactive session's output, TestGatewayAttachWebsocket.)
 func TestGatewayRedteamWebsocketInput(t *testing.T) {
 	t.Parallel()
 	h := newGatewayHost(t)
@@ -39,15 +43,19 @@ func TestGatewayRedteamWebsocketInput(t *testing.T) {
 		_, err := h.as(t, "carl", "run", "-d", "-i", "--name", "carlsh", "tool:1", "/t", "cat")
 		return err == nil
 	})
-	ws := func(query string) string {
-		return "GET /v1.41/containers/carlsh/attach/ws?" + query + " HTTP/1.1\r\nHost: docker\r\n" +
+	wsAt := func(version, query string) string {
+		return "GET " + version + "/containers/carlsh/attach/ws?" + query + " HTTP/1.1\r\nHost: docker\r\n" +
 			"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
 			"Origin: http://localhost\r\n\r\n"
 	}
-	for _, q := range []string{"stream=1&stdin=1&stdout=1", "stream=1&stdin=true&stdout=1", "stdin=yes&stream=1&stdin=0"} {
+	ws := func(query string) string { return wsAt("/v1.41", query) }
+	for _, q := range []string{"stream=1&stdin=1&stdout=1", "stream=1&stdin=true&stdout=1", "stdin=yes&stream=1&stdin=0", "stream=1&stdout=1&stdin=0"} {
 		assert.Equal(t, []int{http.StatusServiceUnavailable}, h.rawExchange(t, "carl", ws(q), 1), "carl's websocket attach with stdin (%s) went on unrecorded", q)
 	}
-	assert.Equal(t, []int{http.StatusSwitchingProtocols}, h.rawExchange(t, "carl", ws("stream=1&stdout=1&stdin=0"), 1), "an attach without stdin is refused")
+	assert.Equal(t, []int{http.StatusServiceUnavailable}, h.rawExchange(t, "carl", wsAt("", "stream=1&stdout=1&stdin=0"), 1), "an attach without a version, stdin=0, went on unrecorded")
+	// On 1.42 the query says: the gateway lets it through, and dockerd
+	// 20.10, which speaks 1.41, refuses the version.
+	assert.Equal(t, []int{http.StatusBadRequest}, h.rawExchange(t, "carl", wsAt("/v1.42", "stream=1&stdout=1&stdin=0"), 1), "a 1.42 attach without stdin")
 	recs, err := authz.ReadAudit(h.Audit, authz.AuditFilter{User: "carl"})
 	require.NoError(t, err)
 	n := 0
@@ -56,7 +64,7 @@ func TestGatewayRedteamWebsocketInput(t *testing.T) {
 			n++
 		}
 	}
-	assert.Equal(t, 3, n, "the refusals' audit records")
+	assert.Equal(t, 5, n, "the refusals' audit records")
 }
 
 // socketCall sends one request to the gateway's unix socket at path and

@@ -153,6 +153,27 @@ func apiVersionOK(v string) bool {
 	return a > minAPIVersion[0] || a == minAPIVersion[0] && b >= minAPIVersion[1]
 }
 
+// APIVersionAtLeast reports whether the request target uri names an API
+// version (its "/vX.Y" prefix) of at least major.minor. A target without
+// one speaks the daemon's own version, which may be older: false, as for
+// a target that does not parse.
+func APIVersionAtLeast(uri string, major, minor int) bool {
+	u, err := parseURI(uri)
+	if err != nil || u.version == "" {
+		return false
+	}
+	maj, mn, ok := strings.Cut(u.version, ".")
+	if !ok {
+		return false
+	}
+	a, err1 := strconv.Atoi(maj)
+	b, err2 := strconv.Atoi(mn)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return a > major || a == major && b >= minor
+}
+
 // splitPath splits a canonical path into its segments ("/" has none).
 func splitPath(p string) []string {
 	if p == "/" || p == "" {

@@ -137,7 +137,8 @@ func (g *Gateway) startRecording(w http.ResponseWriter, r *http.Request, c *call
 // 'docker attach' would go unrecorded, an easy way around the recording.
 // It is refused (answered: false), as a stream whose recording cannot be
 // written is, or with --sessions-on-failure continue let go with an
-// audit record. Without stdin it is output only, as logs, and goes on.
+// audit record. Without stdin it is output only, as logs, and goes on:
+// which only API 1.42 and later can ask (wsStdin).
 func (g *Gateway) unrecordedInput(w http.ResponseWriter, r *http.Request, c *call) bool {
 	rc := g.cfg.Recording
 	if !strings.HasSuffix(c.rec.Path, "/attach/ws") || !wsStdin(r) {
@@ -153,11 +154,20 @@ func (g *Gateway) unrecordedInput(w http.ResponseWriter, r *http.Request, c *cal
 	return true
 }
 
-// wsStdin reports whether a websocket attach asks for stdin, as dockerd
-// reads it: the first "stdin" of the query, false only when "", "0",
-// "no", "false" or "none" in any case (moby api/server/httputils
-// BoolValue). A query that does not parse counts as asking.
+// wsStdin reports whether a websocket attach takes stdin, as dockerd
+// reads it. dockerd reads the query's "stdin" only when the request
+// speaks API 1.42 or later (moby api/server/router/container
+// container_routes.go, wsContainersAttach: before 1.42 stdin, stdout and
+// stderr are attached whatever the query says), and dockerd 20.10 speaks
+// 1.41: a target with an older version, or none (the daemon's own, which
+// may be older), takes stdin. From 1.42: the first "stdin" of the query,
+// false only when "", "0", "no", "false" or "none" in any case (moby
+// api/server/httputils BoolValue). A query that does not parse counts as
+// asking.
 func wsStdin(r *http.Request) bool {
+	if !authz.APIVersionAtLeast(r.RequestURI, 1, 42) {
+		return true
+	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return true

@@ -45,6 +45,13 @@ func ParseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse certificate request: %w", err)
 	}
+	// The key is one dtls issues before its signature is checked: an RSA
+	// modulus of 200,000 bits with a large exponent parses, and its check
+	// costs seconds of CPU (crypto/x509 bounds RSA keys for TLS peers,
+	// not for requests).
+	if _, err := keyTypeOfPublic(req.PublicKey); err != nil {
+		return nil, err
+	}
 	if err := req.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("certificate request signature: %w", err)
 	}
@@ -156,6 +163,10 @@ func keyTypeOfPublic(pub crypto.PublicKey) (KeyType, error) {
 	case *ecdsa.PublicKey:
 		algo, size = "ecdsa", k.Curve.Params().BitSize
 	case *rsa.PublicKey:
+		if k.E != 65537 {
+			// Every key generator dtls meets (Go's, OpenSSL's) uses F4.
+			return "", fmt.Errorf("certificate request key: RSA public exponent %d: want 65537", k.E)
+		}
 		algo, size = "rsa", k.N.BitLen()
 	case ed25519.PublicKey:
 		algo = "ed25519"

@@ -205,6 +205,12 @@ func TestEnrolRefused(t *testing.T) {
 		secret := strings.Split(tc.tok, ".")[1]
 		assert.NotContains(t, string(c.body), secret, tc.name)
 	}
+	// An unknown token is refused before its request is read further:
+	// with a CSR that does not even parse, the answer is still about the
+	// token (a stranger's request costs a lookup, not a signature check).
+	c = do(t, ca.HTTPClient(t, nil, nil), http.MethodPost, ca.URL+fleet.PathEnroll, fleet.EnrollRequest{Token: unknownTok.String(), CSR: "not a CSR"})
+	assert.Equal(t, http.StatusForbidden, c.status)
+	assert.Contains(t, c.message(), "unknown enrolment token")
 	after, err := ca.Store.All()
 	require.NoError(t, err)
 	assert.Equal(t, before, after, "nothing recorded")

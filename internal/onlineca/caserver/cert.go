@@ -56,10 +56,9 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	if !slices.ContainsFunc(st.cas(), func(ca *pki.CA) bool { return fleet.MatchesFingerprint(ca.Cert, tok.CAFingerprint) }) {
 		return forbidden("the enrolment token is for another CA (its CA fingerprint is not this CA's)")
 	}
-	csr, err := parseCSR(req.CSR)
-	if err != nil {
-		return err
-	}
+	// The token is known before the request is read further: a stranger
+	// with a made-up token costs a lookup, not the check of a CSR's
+	// signature.
 	hash := tok.Hash()
 	t, err := s.st.Token(hash)
 	switch {
@@ -67,6 +66,10 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		return forbidden("unknown enrolment token: ask the CA's operator for one (dtls ca token)")
 	case err != nil:
 		return internal(err)
+	}
+	csr, err := parseCSR(req.CSR)
+	if err != nil {
+		return err
 	}
 	if t.UsedSerial != "" {
 		// A retry by the host that used it (it crashed before saving

@@ -341,12 +341,13 @@ func (k *checker) checkService(b *serviceBody) {
 // then read. dockerd reads its parameters with net/http's ParseForm, where
 // a form body comes before the query and never reaches the plugin, so the
 // body must be empty: Content-Length 0, as the docker CLI and Go's client
-// send it (a chunked body has no Content-Length header).
-func checkPull(c *checkResult, r Request, u requestURI) {
+// send it (a chunked body has no Content-Length header). It returns the
+// image pulled when it is a pull ("" otherwise).
+func checkPull(c *checkResult, r Request, u requestURI) string {
 	q, err := url.ParseQuery(u.query)
 	if err != nil {
 		c.fail("query", fmt.Sprintf("the query of POST /images/create is not what dockerd reads: %v", err))
-		return
+		return ""
 	}
 	from, src := q.Get("fromImage"), q.Get("fromSrc")
 	c.set("from_image", from)
@@ -359,6 +360,7 @@ func checkPull(c *checkResult, r Request, u requestURI) {
 	case header(r.Headers, "Content-Length") != "0":
 		c.fail("body", "a pull has an empty body (Content-Length: 0): a form body would override the query, and the plugin cannot see it")
 	}
+	return from
 }
 
 // checkStart denies a start from a checkpoint: CRIU restores it from a

@@ -368,6 +368,9 @@ func TestBodyNetwork(t *testing.T) {
 	const ok = "developer: POST /networks/create"
 	bridge := cli(t, "network-bridge")
 	runBodyCases(t, "/v1.41/networks/create", []bodyCase{
+		{"another's name, CheckDuplicate false", with(t, bridge, "Name", "prodnet", "CheckDuplicate", false), ok + ": Name", `a network named "prodnet" exists already`},
+		{"one's own name again", with(t, bridge, "Name", "devnet"), ok + ": Name", "would make the name ambiguous"},
+		{"a free name", with(t, bridge, "Name", "newnet"), ok, ""},
 		{"--subnet", with(t, bridge, "IPAM.Config", raw(`[{"Subnet":"198.51.100.0/29"}]`)), ok + ": IPAM.Config", "choosing the network's subnet"},
 		{"--ipv6", with(t, bridge, "EnableIPv6", true), ok + ": EnableIPv6", "IPv6 forwarding"},
 		{"--ipam-driver", with(t, bridge, "IPAM.Driver", "acme"), ok + ": IPAM.Driver", `IPAM driver "acme"`},
@@ -460,9 +463,23 @@ func TestBodyPullAndStart(t *testing.T) {
 		{"another body", pull, map[string]string{"Content-Length": "22", "Content-Type": "text/plain"},
 			"developer: POST /images/create: body", "Content-Length: 0"},
 		{"a bad query", "/v1.41/images/create?fromImage=%zz", map[string]string{"Content-Length": "0"}, "developer: POST /images/create: query", "not what dockerd reads"},
+		// a pull writes the tags it pulls: not into another identity's
+		// namespace (bob owns a container in the book), whatever the
+		// registry; into one's own, or one nobody has, yes
+		{"a pull into bob's namespace", "/v1.41/images/create?fromImage=127.0.0.1%3A5000%2Fbob%2Fapp&tag=1", map[string]string{"Content-Length": "0"},
+			"developer: POST /images/create: fromImage", `the image "127.0.0.1:5000/bob/app" is in the namespace of "bob", another identity`},
+		{"bob's namespace on Docker Hub", "/v1.41/images/create?fromImage=bob%2Fapp&tag=1", map[string]string{"Content-Length": "0"},
+			"developer: POST /images/create: fromImage", `namespace of "bob"`},
+		{"bob's namespace, docker.io spelt out", "/v1.41/images/create?fromImage=docker.io%2Fbob%2Fapp%3A1", map[string]string{"Content-Length": "0"},
+			"developer: POST /images/create: fromImage", `namespace of "bob"`},
+		{"bob's namespace, every tag", "/v1.41/images/create?fromImage=localhost%2Fbob%2Fapp", map[string]string{"Content-Length": "0"},
+			"developer: POST /images/create: fromImage", `namespace of "bob"`},
+		{"one's own namespace", "/v1.41/images/create?fromImage=127.0.0.1%3A5000%2Falice%2Fapp&tag=1", map[string]string{"Content-Length": "0"}, "developer: POST /images/create", ""},
+		{"a namespace nobody has", "/v1.41/images/create?fromImage=bitnami%2Fnginx&tag=1", map[string]string{"Content-Length": "0"}, "developer: POST /images/create", ""},
+		{"a registry without a namespace", "/v1.41/images/create?fromImage=127.0.0.1%3A5000%2Fbob&tag=1", map[string]string{"Content-Length": "0"}, "developer: POST /images/create", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d := p.Decide(dev, Request{Method: "POST", URI: c.uri, Headers: c.headers})
+			d := p.Decide(dev, Request{Method: "POST", URI: c.uri, Headers: c.headers, Env: &Env{Objects: testObjects()}})
 			assert.Equal(t, c.rule, d.Rule)
 			assert.Equal(t, c.why == "", d.Allow, d.Reason)
 			assert.Contains(t, d.Reason, c.why)

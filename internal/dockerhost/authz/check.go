@@ -275,7 +275,9 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 	case bodyNone:
 		return k.c
 	case queryImageCreate:
-		checkPull(&k.c, r, u)
+		if from := checkPull(&k.c, r, u); from != "" {
+			k.checkPullNamespace(from)
+		}
 		return k.c
 	case queryStart:
 		checkStart(&k.c, u)
@@ -384,6 +386,7 @@ func (k *checker) checkBody(rt *route, body []byte, u requestURI) error {
 		var b networkBody
 		if err = json.Unmarshal(body, &b); err == nil {
 			checkNetwork(&k.c, body, &b)
+			k.checkNetworkNameFree(b.Name)
 		}
 	case bodyConnect:
 		var b connectBody
@@ -590,6 +593,25 @@ func (k *checker) checkNetworkName(name, field string) {
 		// Another's network reaches their containers' services.
 		k.c.set("network", name)
 		k.c.fail(field, fmt.Sprintf("network %q was created by someone else: a role that is not admin joins only the default networks and its own", name))
+	}
+}
+
+// checkNetworkNameFree refuses a network name that one exists under
+// already, whoever's: dockerd 20.10 makes a second network of a name
+// (CheckDuplicate false, or two creates at once) with a warning, and
+// from then on every reference by that name is ambiguous to it and to
+// the policy's lookup through it, which denies: its owner could no
+// longer run a container on it, connect, or remove it by name.
+func (k *checker) checkNetworkNameFree(name string) {
+	if name == "" {
+		return
+	}
+	o, err := k.lookup(KindNetwork, name)
+	switch {
+	case err != nil:
+		k.c.fail("Name", fmt.Sprintf("network %q: %v: denied (fail closed)", name, err))
+	case o.Exists:
+		k.c.fail("Name", fmt.Sprintf("a network named %q exists already: a second one would make the name ambiguous to dockerd, and its owner could no longer use it by name", name))
 	}
 }
 
@@ -1084,7 +1106,7 @@ func checksOf(rt *route) []string {
 	case bodyVolume:
 		cs = append(cs, "a driver but local; local options that mount a host path (o=bind) outside the bind roots, a device, or a network file system (nfs, cifs...); a name that exists and is not the caller's")
 	case bodyNetwork:
-		cs = append(cs, "drivers other than bridge and overlay (macvlan and ipvlan attach to host interfaces); com.docker.network.bridge.name; Ingress")
+		cs = append(cs, "drivers other than bridge and overlay (macvlan and ipvlan attach to host interfaces); com.docker.network.bridge.name; Ingress; a name a network has already")
 	case bodyConnect:
 		cs = append(cs, "the container, or the network (but bridge and none), is not one its holder created")
 	case queryImageCreate:
@@ -1297,21 +1319,47 @@ func (k *checker) checkBuild(u requestURI, id Identity) {
 // (upper case, "@") has no namespace: "Alice" folded to "alice" would
 // tag alice's images.
 func tagProblem(t string, id Identity) string {
-	first, rest, ok := strings.Cut(t, "/")
-	if ok && (strings.ContainsAny(first, ".:") || first == "localhost" || strings.ToLower(first) != first) {
-		// A registry: the namespace follows it.
-		first, _, ok = strings.Cut(rest, "/")
-	}
+	ns, ok := imageNamespace(t)
 	if id.Source == SourceUnix || id.User == "" {
 		return fmt.Sprintf("the tag %q: a build over the local socket with a role tags nothing (its images have no namespace)", t)
 	}
 	if !repoComponent().MatchString(id.User) {
 		return fmt.Sprintf("the tag %q: the name %q is not a repository namespace (lower-case letters and digits, separated by '.', '_', '__' or '-'), so a build by it tags nothing", t, id.User)
 	}
-	if !ok || first != id.User {
+	if !ok || ns != id.User {
 		return fmt.Sprintf("the tag %q is not in your namespace: tag your builds %s/NAME[:TAG], so that a build never replaces an image another identity runs", t, id.User)
 	}
 	return ""
+}
+
+// imageNamespace is the namespace of an image reference, its first path
+// component after the registry, as dockerd splits it (distribution/
+// reference splitDockerDomain: a first component with ".", ":" or an
+// upper-case letter, or "localhost", is a registry); ok is false for a
+// name without one ("alpine", "127.0.0.1:5000/app").
+func imageNamespace(ref string) (ns string, ok bool) {
+	first, rest, ok := strings.Cut(ref, "/")
+	if ok && (strings.ContainsAny(first, ".:") || first == "localhost" || strings.ToLower(first) != first) {
+		first, _, ok = strings.Cut(rest, "/")
+	}
+	return first, ok
+}
+
+// checkPullNamespace refuses a pull into the namespace of another
+// identity the owners' book knows: a pull writes the tags it pulls and
+// replaces the local image, as a build or a tag does (both kept to the
+// caller's namespace, or admin's), and the registry it names may be one
+// the caller runs (a container publishing 127.0.0.1:5000): bob's pull of
+// 127.0.0.1:5000/cici/app:1 would replace the image cici built and runs.
+// A namespace nobody the book knows has (library images, a vendor's) is
+// anyone's to pull.
+func (k *checker) checkPullNamespace(from string) {
+	ns, ok := imageNamespace(from)
+	owners, known := k.env.Objects.(Owners)
+	if !ok || ns == k.caller || !known || !owners.Owns(ns) {
+		return
+	}
+	k.c.fail("fromImage", fmt.Sprintf("the image %q is in the namespace of %q, another identity: a pull would replace its images (a pull writes the tags it pulls, as a build or a tag does)", from, ns))
 }
 
 // repoComponent is a path component of an image's name (distribution's

@@ -297,8 +297,15 @@ func (e *Engine) Observe(c Caller, method, uri string, status int, reqBody, resp
 
 // Observes reports whether the answer to method on the canonical path p
 // feeds the owners' book (Observe): a create, an exec, a rename, a
-// removal.
+// removal, a build (its tags' namespace). ObservesBody says whether
+// Observe needs the answer's body: a build's, a stream, it does not.
 func Observes(method, p string) bool {
+	return ObservesBody(method, p) || method == "POST" && p == "/build"
+}
+
+// ObservesBody reports whether Observe reads the answer to method on p:
+// the IDs creates answer with.
+func ObservesBody(method, p string) bool {
 	switch method {
 	case "DELETE":
 		return strings.HasPrefix(p, "/containers/") || strings.HasPrefix(p, "/volumes/") || strings.HasPrefix(p, "/networks/")

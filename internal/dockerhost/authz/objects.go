@@ -42,6 +42,10 @@ const (
 	// KindImage is looked up for rules that name an image; images have
 	// no owner.
 	KindImage ObjectKind = "image"
+	// KindNamespace is an image namespace a build tagged in: its
+	// builder's, recorded so that another's pull does not write into it
+	// (Owns) even when its builder owns nothing else.
+	KindNamespace ObjectKind = "namespace"
 )
 
 // Object is a Docker object as the policy judges it.
@@ -107,6 +111,13 @@ func (o Object) names() []string {
 // Objects resolves references as dockerd does and says who owns what.
 type Objects interface {
 	Lookup(kind ObjectKind, ref string) (Object, error)
+}
+
+// Owners is Objects that also says whether a name owns anything: an
+// identity the book knows, whose image namespace another's pull may not
+// write into (checkPullNamespace).
+type Owners interface {
+	Owns(owner string) bool
 }
 
 // unixOwner is the owner of what is created over dockerd's unix socket:
@@ -238,6 +249,20 @@ func (r *Registry) Lookup(kind ObjectKind, ref string) (Object, error) {
 	return o, nil
 }
 
+// Owns implements Owners: whether owner created anything the book still
+// records. A scan of the book, for a pull, which is rare next to the
+// lookups.
+func (r *Registry) Owns(owner string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.book {
+		if e.Owner == owner {
+			return true
+		}
+	}
+	return false
+}
+
 // maxOwnedExecs bounds the execs apart: dockerd forgets an exec a while
 // after it ends, the book is never told, and a caller making execs in a
 // loop must push out only execs, never another's containers.
@@ -326,7 +351,13 @@ func (r *Registry) forget(kind ObjectKind, ref string) {
 // observe follows one answered API call: creates record their caller as
 // the owner, renames and removals follow.
 func (r *Registry) observe(owner string, req *authzRequest, p string) error {
-	if r == nil || req.ResponseStatusCode/100 != 2 {
+	if r == nil {
+		return nil
+	}
+	if req.RequestMethod == "POST" && p == "/build" {
+		return r.claimNamespace(owner, req.RequestURI)
+	}
+	if req.ResponseStatusCode/100 != 2 {
 		return nil
 	}
 	segs := splitPath(p)
@@ -352,6 +383,28 @@ func (r *Registry) observe(owner string, req *authzRequest, p string) error {
 	if !changed {
 		return nil
 	}
+	return r.save()
+}
+
+// claimNamespace records owner's image namespace when the build at uri
+// tags in it (a build tags in its caller's namespace only: tagProblem).
+// Whatever the answer: dockerd answers a build 200 even when it fails,
+// and its authorization middleware reports the status of a streamed
+// answer, which never set one explicitly, as 0 (moby
+// pkg/authorization/response.go); the build was allowed, and a claim of
+// one's own namespace takes nothing from anyone.
+func (r *Registry) claimNamespace(owner, uri string) error {
+	_, query, _ := strings.Cut(uri, "?")
+	q, _ := url.ParseQuery(query)
+	if !slices.ContainsFunc(q["t"], func(t string) bool { ns, ok := imageNamespace(t); return ok && ns == owner }) {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.book[string(KindNamespace)+"/"+owner]; ok && e.Owner == owner {
+		return nil
+	}
+	r.set(KindNamespace, owner, owner, owner)
 	return r.save()
 }
 

@@ -25,6 +25,18 @@ func (f fakeObjects) Lookup(kind ObjectKind, ref string) (Object, error) {
 	return Object{Kind: kind, ID: ref}, nil
 }
 
+// Owns implements Owners: whether any object of the table is owner's.
+func (f fakeObjects) Owns(owner string) bool {
+	for _, os := range f {
+		for _, o := range os {
+			if o.Owner == owner {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func hc(s string) json.RawMessage { return json.RawMessage(s) }
 
 // testObjects: alice's and others' containers, volumes, networks, execs.

@@ -54,6 +54,11 @@ func TestRegistryRecordsOwners(t *testing.T) {
 	answered(tlsRequest("POST", "/v1.41/containers/devbox/exec", dev).withBody(`{"Cmd":["ls"]}`), 201, `{"Id":"`+xid+`"}`)
 	// A refused create records nothing; neither does a failed one.
 	answered(tlsRequest("POST", "/v1.41/containers/create?name=x", adm).withBody(`{"Image":"x"}`), 500, `{"message":"no"}`)
+	// A build that tags in its caller's namespace records it; one that
+	// tags outside any (an admin's) records nothing.
+	// (dockerd reports a streamed answer's status as 0: no WriteHeader.)
+	answered(tlsRequest("POST", "/v1.41/build?t=127.0.0.1%3A5000%2Fdev%2Fapp%3A1", dev), 0, `{"stream":"Step 1/1"}`)
+	answered(tlsRequest("POST", "/v1.41/build?t=prod%3A1", adm), 200, `{"stream":"Step 1/1"}`)
 
 	owners := func(r *Registry) map[string]string {
 		r.mu.Lock()
@@ -66,8 +71,11 @@ func TestRegistryRecordsOwners(t *testing.T) {
 	}
 	assert.Equal(t, map[string]string{
 		"container devbox aaaa": "dev", "container admbox bbbb": "adm", "volume cache cach": "dev",
-		"volume data data": "dev", "network prod cccc": "adm", "exec  eeee": "dev",
+		"volume data data": "dev", "network prod cccc": "adm", "exec  eeee": "dev", "namespace dev dev": "dev",
 	}, owners(reg))
+	assert.True(t, reg.Owns("dev"))
+	assert.True(t, reg.Owns("adm"))
+	assert.False(t, reg.Owns("prod"), "a tag's name is no owner")
 	o, err := reg.Lookup(KindExec, xid)
 	require.NoError(t, err)
 	assert.Equal(t, "dev", o.Owner)
@@ -87,7 +95,7 @@ func TestRegistryRecordsOwners(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 	assert.Equal(t, map[string]string{
-		"container web aaaa": "dev", "volume cache cach": "dev", "network prod cccc": "adm", "exec  eeee": "dev",
+		"container web aaaa": "dev", "volume cache cach": "dev", "network prod cccc": "adm", "exec  eeee": "dev", "namespace dev dev": "dev",
 	}, owners(open()))
 	b, err := os.ReadFile(book)
 	require.NoError(t, err)

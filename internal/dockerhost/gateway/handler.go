@@ -269,7 +269,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c *call) {
 	defer resp.Body.Close()
 	var head []byte
 	if authz.Observes(r.Method, c.rec.Path) && resp.StatusCode/100 == 2 {
-		head, _ = io.ReadAll(io.LimitReader(resp.Body, maxObserved))
+		if authz.ObservesBody(r.Method, c.rec.Path) {
+			head, _ = io.ReadAll(io.LimitReader(resp.Body, maxObserved))
+		}
 		g.cfg.Engine.Observe(c.caller, r.Method, r.RequestURI, resp.StatusCode, c.body, head)
 	}
 	h := w.Header()

@@ -75,6 +75,17 @@ func TestRevokeRules(t *testing.T) {
 	_, err = Revoke(inv.st, RevokeRequest{Key: "nobody", Now: inv.now})
 	assert.ErrorIs(t, err, ErrNoSuchCertificate)
 
+	// By the current certificate's serial: the one it superseded goes
+	// with it (the gateway keeps a superseded certificate's open streams
+	// while a successor stands for it); by the superseded one's serial,
+	// that one alone.
+	bySerial, err := Revoke(inv.st, RevokeRequest{Key: cur.Serial, Reason: 1, Now: inv.now})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{old.Serial, cur.Serial}, serials(bySerial.Targets))
+	byOld, err := Revoke(inv.st, RevokeRequest{Key: old.Serial, Reason: 1, Now: inv.now})
+	require.NoError(t, err)
+	assert.Equal(t, []string{old.Serial}, serials(byOld.Targets))
+
 	local, err := Revoke(inv.st, RevokeRequest{Key: "alice", Reason: 1, Now: inv.now})
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{old.Serial, cur.Serial}, serials(local.Targets))

@@ -95,6 +95,9 @@ func Revoke(inv Inventory, r RevokeRequest) (*Revocation, error) {
 		sort.Strings(list)
 		return nil, &AmbiguousError{Key: r.Key, Holders: list}
 	}
+	if targets, err = withPredecessors(inv, targets, r.Now); err != nil {
+		return nil, err
+	}
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("%q: %w", r.Key, ErrAlreadyRevoked)
 	}
@@ -109,4 +112,35 @@ func Revoke(inv Inventory, r RevokeRequest) (*Revocation, error) {
 	}
 	res.Targets = targets
 	return res, nil
+}
+
+// withPredecessors adds to targets the superseded, unexpired
+// certificates of each good target's holder (same name and kind): the
+// certificates a renewal replaced are that holder's access too, whose open
+// streams the gateway keeps while a successor stands for them. Revoking
+// the successor by its serial must not leave them standing (an attacker
+// helper's shell on a superseded certificate outlived the revocation of
+// the one that replaced it).
+func withPredecessors(inv Inventory, targets []store.Record, now time.Time) ([]store.Record, error) {
+	seen := map[string]bool{}
+	for _, t := range targets {
+		seen[t.Serial] = true
+	}
+	out := targets
+	for _, t := range targets {
+		if t.Status != store.StatusGood {
+			continue
+		}
+		named, err := inv.ByName(t.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, rec := range named {
+			if rec.Kind == t.Kind && rec.Status == store.StatusSuperseded && !expired(rec, now) && !seen[rec.Serial] {
+				seen[rec.Serial] = true
+				out = append(out, rec)
+			}
+		}
+	}
+	return out, nil
 }

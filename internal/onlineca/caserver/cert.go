@@ -95,6 +95,12 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("%v", err)
 	}
+	// What it supersedes is chosen and superseded with no renewal of
+	// this process in between (renewMu), which would leave a successor
+	// of the name good beside the new certificate: enrolling a name again
+	// is the remedy for a lost laptop, whose thief may be renewing.
+	s.renewMu.Lock()
+	defer s.renewMu.Unlock()
 	older, err := engine.SameName(s.st, t.Kind, t.Name, st.listenerSerial)
 	if err != nil {
 		return internal(err)

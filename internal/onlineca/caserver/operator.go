@@ -74,23 +74,35 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	// name revokes its superseded, unexpired certificates as well, which
 	// the list then names as revoked, not superseded (a gateway cuts the
 	// open connections of the one, not of the other).
-	rv, err := engine.Revoke(s.st, engine.RevokeRequest{Key: req.Key, Reason: req.Reason, Now: s.now()})
-	var caErr *engine.CAError
-	switch {
-	case errors.Is(err, engine.ErrNoSuchCertificate), errors.Is(err, engine.ErrAlreadyRevoked):
-		return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("no certificate named %q, or with that serial, that is not already revoked", req.Key)}
-	case errors.As(err, &caErr):
-		return badRequest("%q is a CA certificate: the online CA does not revoke itself", req.Key)
-	case err != nil:
-		// Find's refusal of a key, or a key of more than one holder.
-		return badRequest("%v", err)
+	//
+	// The targets are chosen before the change that revokes them: a
+	// renewal committed in between (the holder of a stolen bundle racing
+	// the operator) would leave its new certificate good while the answer
+	// says the name is revoked. This process's renewals wait (renewMu);
+	// another instance's on the same database are caught by choosing
+	// again until nothing of the key is left standing.
+	s.renewMu.Lock()
+	defer s.renewMu.Unlock()
+	var targets []store.Record
+	for round := 0; ; round++ {
+		rv, err := engine.Revoke(s.st, engine.RevokeRequest{Key: req.Key, Reason: req.Reason, Now: s.now()})
+		if round > 0 && errors.Is(err, engine.ErrAlreadyRevoked) {
+			break
+		}
+		if err != nil {
+			return revokeError(req.Key, err)
+		}
+		if round == maxRevokeRounds {
+			return internal(fmt.Errorf("revoke %q: certificates of it were still being issued after %d rounds", req.Key, round))
+		}
+		if err := s.st.Apply(rv.Change); err != nil {
+			return internal(err)
+		}
+		s.crl.invalidate()
+		targets = append(targets, rv.Targets...)
 	}
-	if err := s.st.Apply(rv.Change); err != nil {
-		return internal(err)
-	}
-	s.crl.invalidate()
-	out := make([]store.Record, 0, len(rv.Targets))
-	for _, t := range rv.Targets {
+	out := make([]store.Record, 0, len(targets))
+	for _, t := range targets {
 		rec, err := s.st.Get(t.Serial)
 		if err != nil {
 			return internal(err)
@@ -100,6 +112,23 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return api.SendResponse(w, fleet.RevokeResponse{Revoked: out})
+}
+
+// maxRevokeRounds bounds the choices of a revocation's targets again
+// (revoke): each round revokes what renewals made meanwhile.
+const maxRevokeRounds = 8
+
+// revokeError is the answer to a revocation engine.Revoke refused.
+func revokeError(key string, err error) error {
+	var caErr *engine.CAError
+	switch {
+	case errors.Is(err, engine.ErrNoSuchCertificate), errors.Is(err, engine.ErrAlreadyRevoked):
+		return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("no certificate named %q, or with that serial, that is not already revoked", key)}
+	case errors.As(err, &caErr):
+		return badRequest("%q is a CA certificate: the online CA does not revoke itself", key)
+	}
+	// Find's refusal of a key, or a key of more than one holder.
+	return badRequest("%v", err)
 }
 
 func reasonCodes() []int {

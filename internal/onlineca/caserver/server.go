@@ -136,9 +136,11 @@ type Server struct {
 	crl       crlCache
 	// renewMu makes the renewals of one process one at a time, so that
 	// an agent's two concurrent retries with one certificate get one
-	// successor (the second finds the first's and answers it again).
-	// Renewals are rare (one per holder per day); a few milliseconds
-	// each.
+	// successor (the second finds the first's and answers it again);
+	// a revocation and an enrolment's supersession hold it too, so
+	// that no renewal lands between their choice of certificates and
+	// their change. Renewals are rare (one per holder per day); a few
+	// milliseconds each. Taken after issueMu.
 	renewMu sync.Mutex
 }
 

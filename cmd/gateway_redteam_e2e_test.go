@@ -8,8 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,19 +70,50 @@ func TestGatewayRedteamWebsocketInput(t *testing.T) {
 	assert.Equal(t, 5, n, "the refusals' audit records")
 }
 
-// socketCall sends one request to the gateway's unix socket at path and
-// returns the status and body.
+// containerSocketCallName is the name the test binary answers to when it
+// makes one call to a gateway's per-container socket (TestMain).
+const containerSocketCallName = "dtls-test-socket-call"
+
+// socketCall sends one request to the gateway's per-container socket at
+// path and returns the status and body, from a process in a PID namespace
+// of its own, as a container's process calls it: the gateway refuses a
+// host process there. The test binary does it, run again under
+// containerSocketCallName.
 func socketCall(t *testing.T, path, method, uri string) (int, string) {
 	t.Helper()
-	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	self, err := os.Executable()
 	require.NoError(t, err)
+	cmd := &exec.Cmd{Path: self, Args: []string{containerSocketCallName, path, method, uri}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	out, err := cmd.Output()
+	require.NoError(t, err, "%s", out)
+	status, body, ok := strings.Cut(string(out), " ")
+	require.True(t, ok, "%q", out)
+	n, err := strconv.Atoi(status)
+	require.NoError(t, err, "%q", out)
+	return n, body
+}
+
+// containerSocketCallMain is socketCall's process: PATH METHOD URI as its
+// arguments; it prints the answer's status, a space and its body.
+func containerSocketCallMain() {
+	path, method, uri := os.Args[1], os.Args[2], os.Args[3]
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	defer c.Close()
-	require.NoError(t, c.SetDeadline(time.Now().Add(30*time.Second)))
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", method, uri)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	require.NoError(t, err)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	fmt.Printf("%d %s", resp.StatusCode, b)
+	os.Exit(0)
 }
 
 // TestGatewayRedteamUpdaterLive: containers made over dockerd's own

@@ -30,7 +30,7 @@ func sessionsServeFlags(c *cobra.Command, io IO, o *sessionsServeOptions) {
 	f.BoolVar(&o.RecordInput, "record-input", false, "record what clients send to exec and attach streams too")
 	f.StringVar(&o.OnFailure, "sessions-on-failure", "refuse", "when a recording cannot be written: refuse the stream, or continue unrecorded (with an audit record)")
 	f.DurationVar(&o.MaxAge, "sessions-max-age", 90*24*time.Hour, "remove recordings older than this (0: keep)")
-	f.StringVar(&o.MaxSize, "sessions-max-size", "0", "remove the oldest recordings beyond this total size, e.g. 10G (0: no bound)")
+	f.StringVar(&o.MaxSize, "sessions-max-size", "0", "remove the oldest recordings beyond this total size, and bound the recordings being written to it together, e.g. 10G (0: no bound)")
 }
 
 func (o *sessionsServeOptions) validate() error {

@@ -18,7 +18,8 @@ import (
 
 func TestMain(m *testing.M) {
 	testscript.Main(testBinary{m}, map[string]func(){
-		"dtls": func() { os.Exit(Main()) },
+		"dtls":                  func() { os.Exit(Main()) },
+		containerSocketCallName: containerSocketCallMain,
 	})
 }
 

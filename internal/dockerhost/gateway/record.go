@@ -38,10 +38,19 @@ type Recording struct {
 const RuleRecording = "gateway: session recording"
 
 // recordings are the recordings being written, by ID (retention keeps
-// them).
+// them), and the bytes they may write together: the retention's MaxSize,
+// which bounds the finished ones (recording.Budget).
 type recordings struct {
-	mu   sync.Mutex
-	open map[string]bool
+	mu     sync.Mutex
+	open   map[string]bool
+	budget *recording.Budget
+	once   sync.Once
+}
+
+// bound is the budget of the open recordings, made once from rc.
+func (rs *recordings) bound(rc *Recording) *recording.Budget {
+	rs.once.Do(func() { rs.budget = recording.NewBudget(rc.Retention.MaxSize) })
+	return rs.budget
 }
 
 func (rs *recordings) add(id string, on bool) {
@@ -111,7 +120,7 @@ func (g *Gateway) startRecording(w http.ResponseWriter, r *http.Request, c *call
 	meta.Remote = r.RemoteAddr
 	g.prune()
 	h := recording.Header{DTLS: meta, Title: fmt.Sprintf("%s: docker %s %s", meta.User, meta.Kind, strings.Join(meta.Command, " "))}
-	rec, err := recording.Create(rc.Dir, h, g.cfg.Engine.Now)
+	rec, err := recording.Create(rc.Dir, h, g.cfg.Engine.Now, g.recs.bound(rc))
 	if err != nil {
 		if !rc.Continue {
 			c.rec.Rule = RuleRecording

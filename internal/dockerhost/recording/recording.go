@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -160,17 +161,68 @@ type Recorder struct {
 	closed bool
 	emu    sync.Mutex
 	err    error
+	// budget is what the file's bytes are taken from while it is open,
+	// charged what it has taken (the writing goroutine's, then Close's).
+	budget  *Budget
+	charged int64
+}
+
+// ErrBudget is the failure of a recording whose next event would take
+// the recordings being written past their Budget.
+var ErrBudget = errors.New("the recordings being written have reached the sessions' size bound (--sessions-max-size)")
+
+// Budget bounds the bytes the open recordings that share it write,
+// together: retention (Prune) removes finished recordings only, before a
+// new one starts, so without it one endless stream ('cat /dev/zero' in
+// an exec, each zero byte six in JSON) would fill the disk that the
+// audit trail shares. A nil Budget bounds nothing.
+type Budget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// NewBudget is a Budget of max bytes (nil for max <= 0: no bound).
+func NewBudget(max int64) *Budget {
+	if max <= 0 {
+		return nil
+	}
+	return &Budget{max: max}
+}
+
+// take reserves n bytes, or reports false when they are not there.
+func (b *Budget) take(n int64) bool {
+	if b == nil {
+		return true
+	}
+	for {
+		u := b.used.Load()
+		if u+n > b.max {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+// give returns n bytes a closed recording held.
+func (b *Budget) give(n int64) {
+	if b != nil {
+		b.used.Add(-n)
+	}
 }
 
 // Create writes the header of a new recording in dir (created 0700 when
-// missing), file 0600, and starts its writer.
-func Create(dir string, h Header, now func() time.Time) (*Recorder, error) {
-	return create(dir, h, now, nil)
+// missing), file 0600, and starts its writer. Its bytes, header
+// included, are taken from budget while it is open (nil: no bound); an
+// event that does not fit fails it with ErrBudget.
+func Create(dir string, h Header, now func() time.Time, budget *Budget) (*Recorder, error) {
+	return create(dir, h, now, nil, budget)
 }
 
 // create is Create; events go to out instead of the file when it is
 // not nil (tests: a full disk).
-func create(dir string, h Header, now func() time.Time, out io.Writer) (*Recorder, error) {
+func create(dir string, h Header, now func() time.Time, out io.Writer, budget *Budget) (*Recorder, error) {
 	if !validID(h.DTLS.ID) {
 		return nil, fmt.Errorf("recording id %q: want letters, digits, '-' and '_'", h.DTLS.ID)
 	}
@@ -195,21 +247,31 @@ func create(dir string, h Header, now func() time.Time, out io.Writer) (*Recorde
 	if err != nil {
 		return nil, err
 	}
+	if !budget.take(int64(len(line))) {
+		return nil, ErrBudget
+	}
 	path := filepath.Join(dir, h.DTLS.ID+Ext)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create recording %q: %w", path, err)
 	}
-	if _, err := f.Write(line); err != nil {
-		f.Close()
-		os.Remove(path)
-		return nil, fmt.Errorf("write recording %q: %w", path, err)
+	if err == nil {
+		_, err = f.Write(line)
+		if err != nil {
+			f.Close()
+			os.Remove(path)
+		}
+	}
+	if err != nil {
+		budget.give(int64(len(line)))
+		return nil, fmt.Errorf("create recording %q: %w", path, err)
 	}
 	if out == nil {
 		out = f
 	}
 	r := &Recorder{f: f, w: bufio.NewWriterSize(out, bufferSize), start: h.DTLS.Start, now: now,
-		held: map[string][]byte{}, q: make(chan chunk, queueLen), done: make(chan struct{})}
+		held: map[string][]byte{}, q: make(chan chunk, queueLen), done: make(chan struct{}),
+		budget: budget, charged: int64(len(line))}
 	r.demux.tty = h.DTLS.TTY
 	go r.run()
 	return r, nil
@@ -317,6 +379,8 @@ func (r *Recorder) Close(why string) error {
 		r.fail(r.f.Sync())
 	}
 	r.fail(r.f.Close())
+	// Closed, the file is retention's to bound (Prune).
+	r.budget.give(r.charged)
 	return r.Err()
 }
 
@@ -352,6 +416,11 @@ func (r *Recorder) write(t time.Time, code string, p []byte) {
 	b = strconv.AppendFloat(b, secs, 'f', 6, 64)
 	b = append(append(append(b, `, "`...), code...), `", `...)
 	b = append(appendJSONString(b, p), "]\n"...)
+	if !r.budget.take(int64(len(b))) {
+		r.fail(ErrBudget)
+		return
+	}
+	r.charged += int64(len(b))
 	_, err := r.w.Write(b)
 	r.fail(err)
 	if cap(b) <= maxEncBuffer {

@@ -28,7 +28,7 @@ var t0 = time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC)
 func newRec(t *testing.T, dir string, tty bool, id string) *Recorder {
 	t.Helper()
 	c := &clock{t: t0}
-	r, err := Create(dir, Header{DTLS: Meta{ID: id, Kind: "exec", User: "alice", Container: "c0ffee", Command: []string{"sh"}, TTY: tty, Start: t0}}, c.now)
+	r, err := Create(dir, Header{DTLS: Meta{ID: id, Kind: "exec", User: "alice", Container: "c0ffee", Command: []string{"sh"}, TTY: tty, Start: t0}}, c.now, nil)
 	require.NoError(t, err)
 	return r
 }
@@ -130,7 +130,7 @@ func TestRecordWriteFailure(t *testing.T) {
 		t.Skip("no /dev/full")
 	}
 	defer full.Close()
-	r, err := create(t.TempDir(), Header{DTLS: Meta{ID: "full", TTY: true, Start: t0}}, nil, full)
+	r, err := create(t.TempDir(), Header{DTLS: Meta{ID: "full", TTY: true, Start: t0}}, nil, full, nil)
 	require.NoError(t, err)
 	big := bytes.Repeat([]byte("x"), bufferSize*2)
 	require.NoError(t, r.Output(big), "the first write is queued")
@@ -146,11 +146,11 @@ func TestRecordWriteFailure(t *testing.T) {
 
 func TestCreateRefusesBadIDAndExisting(t *testing.T) {
 	dir := t.TempDir()
-	_, err := Create(dir, Header{DTLS: Meta{ID: "../x"}}, nil)
+	_, err := Create(dir, Header{DTLS: Meta{ID: "../x"}}, nil, nil)
 	assert.EqualError(t, err, `recording id "../x": want letters, digits, '-' and '_'`)
 	r := newRec(t, dir, true, "same")
 	require.NoError(t, r.Close(EndedStream))
-	_, err = Create(dir, Header{DTLS: Meta{ID: "same"}}, nil)
+	_, err = Create(dir, Header{DTLS: Meta{ID: "same"}}, nil, nil)
 	assert.ErrorIs(t, err, os.ErrExist)
 }
 
@@ -161,7 +161,7 @@ func TestListPlayPrune(t *testing.T) {
 	require.NoError(t, a.Output([]byte("world\r\n")))
 	require.NoError(t, a.Close(EndedStream))
 	c := &clock{t: t0.Add(time.Hour)}
-	b, err := Create(dir, Header{DTLS: Meta{ID: "b", Kind: "attach", User: "bob", Container: "deadbeef", ContainerName: "web", Start: t0.Add(time.Hour)}}, c.now)
+	b, err := Create(dir, Header{DTLS: Meta{ID: "b", Kind: "attach", User: "bob", Container: "deadbeef", ContainerName: "web", Start: t0.Add(time.Hour)}}, c.now, nil)
 	require.NoError(t, err)
 	require.NoError(t, b.Output(frame(1, "x\n")))
 	require.NoError(t, b.Close("cut: revoked"))
@@ -242,7 +242,7 @@ func BenchmarkRecord(b *testing.B) {
 		data []byte
 	}{{"tty-text", true, text}, {"frames-zeros", false, framed}, {"tty-zeros", true, zeros}} {
 		b.Run(c.name, func(b *testing.B) {
-			r, err := Create(b.TempDir(), Header{DTLS: Meta{ID: "bench", TTY: c.tty, Start: time.Now()}}, nil)
+			r, err := Create(b.TempDir(), Header{DTLS: Meta{ID: "bench", TTY: c.tty, Start: time.Now()}}, nil, nil)
 			require.NoError(b, err)
 			b.SetBytes(int64(len(c.data)))
 			b.ResetTimer()
@@ -282,4 +282,36 @@ func TestAppendJSONStringAgreesWithEncodingJSON(t *testing.T) {
 		require.NoError(t, json.Unmarshal(want, &wantS))
 		assert.Equal(t, wantS, got, "%q", p)
 	}
+}
+
+// TestBudget: the open recordings that share a budget write at most its
+// bytes together; the one whose event does not fit fails with ErrBudget
+// and writes no more; a closed one gives its bytes back.
+func TestBudget(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Unix(1700000000, 0)
+	b := NewBudget(4096)
+	one, err := Create(dir, Header{DTLS: Meta{ID: "one", TTY: true, Start: t0}}, nil, b)
+	require.NoError(t, err)
+	two, err := Create(dir, Header{DTLS: Meta{ID: "two", TTY: true, Start: t0}}, nil, b)
+	require.NoError(t, err)
+	require.NoError(t, one.Output(bytes.Repeat([]byte("a"), 1500)))
+	// Zero bytes are six each in JSON: this one does not fit.
+	require.NoError(t, two.Output(make([]byte, 1000)))
+	assert.ErrorIs(t, two.Close("ended"), ErrBudget)
+	require.NoError(t, one.Close("ended"))
+	st, err := os.Stat(filepath.Join(dir, "two"+Ext))
+	require.NoError(t, err)
+	assert.Less(t, st.Size(), int64(1000), "the event that did not fit was written")
+	// Both closed: the whole budget is there again.
+	three, err := Create(dir, Header{DTLS: Meta{ID: "three", TTY: true, Start: t0}}, nil, b)
+	require.NoError(t, err)
+	require.NoError(t, three.Output(bytes.Repeat([]byte("b"), 3500)))
+	require.NoError(t, three.Close("ended"))
+	// Without a bound, nothing fails.
+	assert.Nil(t, NewBudget(0))
+	four, err := Create(dir, Header{DTLS: Meta{ID: "four", TTY: true, Start: t0}}, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, four.Output(make([]byte, 1<<20)))
+	require.NoError(t, four.Close("ended"))
 }

@@ -603,7 +603,9 @@ func (k *checker) checkNetworkName(name, field string) {
 // the policy's lookup through it, which denies: its owner could no
 // longer run a container on it, connect, or remove it by name.
 func (k *checker) checkNetworkNameFree(name string) {
-	if name == "" {
+	if name == "" || len(name) > maxObjectName+1 {
+		// None, or refused for its length already (checkObjectName):
+		// dockerd is not asked about a name of a megabyte.
 		return
 	}
 	o, err := k.lookup(KindNetwork, name)

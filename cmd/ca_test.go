@@ -132,6 +132,13 @@ func TestCAInitAndToken(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"docker1.example", "10.0.0.7"}, rec.Hosts)
 
+	// A host whose names cover the CA's own listener could answer as the
+	// CA: refused.
+	out, stderr, code = dtls(t, now, "ca", "token", "--state-dir", state, "--host", "web.example", "--san", "*.example")
+	assert.NotEqual(t, 0, code)
+	assert.Empty(t, out)
+	assert.Contains(t, stderr, `cover "ca.example", a name of the CA's own listener`)
+
 	for _, args := range [][]string{
 		{"--client", "a", "--host", "b"},
 		{},

@@ -49,6 +49,9 @@ type Options struct {
 	// instance of it), with a listener of its own.
 	CA     *pki.CA
 	DBPath string
+	// ListenerHosts are names the listener's certificate covers besides
+	// 127.0.0.1 and localhost.
+	ListenerHosts []string
 }
 
 // CA is a running online CA.
@@ -111,7 +114,7 @@ func Start(t testing.TB, o Options) *CA {
 	if err != nil {
 		t.Fatalf("catest: %v", err)
 	}
-	listener, err := ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: "127.0.0.1", Hosts: []string{"127.0.0.1", "localhost"}, Now: issued})
+	listener, err := ca.Issue(pki.Request{Kind: pki.KindServer, CommonName: "127.0.0.1", Hosts: append([]string{"127.0.0.1", "localhost"}, o.ListenerHosts...), Now: issued})
 	if err != nil {
 		t.Fatalf("catest: listener certificate: %v", err)
 	}

@@ -763,3 +763,43 @@ func TestPostgresTwoInstancesRenewOnce(t *testing.T) {
 		assert.Equal(t, 1, good, "round %d: good certificates of %s", round, name)
 	}
 }
+
+// TestServerTokenNotTheListener: a server certificate's hosts may not
+// cover a name of the CA's own listener, whose holder could then answer
+// as the CA: not that name, nor a wildcard over it, nor its IP address;
+// loopback names and other hosts of the domain may.
+func TestServerTokenNotTheListener(t *testing.T) {
+	ca := catest.Start(t, catest.Options{ListenerHosts: []string{"ca.example.com", "192.0.2.10"}})
+	for _, c := range []struct {
+		name  string
+		hosts []string
+		why   string
+	}{
+		{"ca.example.com", nil, `cover "ca.example.com", a name of the CA's own listener`},
+		{"web.example.com", []string{"*.example.com"}, `cover "ca.example.com"`},
+		{"web.example.com", []string{"CA.Example.COM"}, `cover "ca.example.com"`},
+		{"docker7", []string{"192.0.2.10"}, `cover "192.0.2.10"`},
+		{"docker1.example.com", []string{"127.0.0.1", "localhost"}, ""},
+		{"docker2.example.com", []string{"*.docker.example.com"}, ""},
+	} {
+		_, err := ca.Server.NewToken(fleet.TokenRequest{Kind: store.KindServer, Name: c.name, Hosts: c.hosts})
+		if c.why == "" {
+			assert.NoError(t, err, "%s %v", c.name, c.hosts)
+		} else if assert.Error(t, err, "%s %v", c.name, c.hosts) {
+			assert.Contains(t, err.Error(), c.why)
+		}
+	}
+	_, err := ca.Server.NewToken(fleet.TokenRequest{Kind: store.KindClient, Name: "ca.example.com"})
+	assert.NoError(t, err, "a client's name is no host")
+
+	// A token recorded before the check (an older dtls): its enrolment
+	// is refused.
+	tok, err := fleet.NewToken(ca.CACert)
+	require.NoError(t, err)
+	now := time.Now()
+	require.NoError(t, ca.Store.AddToken(store.Token{Kind: store.KindServer, Name: "old.example.com", Hosts: []string{"old.example.com", "*.example.com"},
+		Hash: tok.Hash(), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+	c, _ := enrol(t, ca, tok.String())
+	assert.Equal(t, http.StatusForbidden, c.status)
+	assert.Contains(t, c.message(), `cover "ca.example.com"`)
+}

@@ -86,6 +86,11 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 		return forbidden("enrolment token expired at %s: ask the CA's operator for a new one", t.ExpiresAt.Format(time.RFC3339))
 	}
 
+	// A token made before the check existed, or before the listener
+	// took a name its hosts cover.
+	if err := s.checkNotListener(t.Hosts); err != nil {
+		return forbidden("%v", err)
+	}
 	h := engine.Holder{Kind: t.Kind, Name: t.Name, Role: t.Role, Hosts: t.Hosts}
 	var roles map[string]string
 	if t.Kind == store.KindClient {
@@ -261,6 +266,9 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	}
 	if old.Kind != store.KindClient && old.Kind != store.KindServer {
 		return forbidden("certificate %q (serial %s) is a %s certificate", old.Name, old.Serial, old.Kind)
+	}
+	if err := s.checkNotListener(old.SANs); old.Kind == store.KindServer && err != nil {
+		return forbidden("%v", err)
 	}
 	rec, err := engine.SignCSR(st.signer(), engine.Holder{Kind: old.Kind, Name: old.Name, Role: role, Hosts: old.SANs}, []byte(req.CSR), st.issueTime(now), s.validity)
 	if err != nil {

@@ -1,8 +1,10 @@
 package caserver
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -112,6 +114,38 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return api.SendResponse(w, fleet.RevokeResponse{Revoked: out})
+}
+
+// checkNotListener refuses hosts of a server certificate that would
+// also cover one of the listener's own names: the host holding it could
+// then answer as this CA to agents and hosts that reach it by that name
+// (a DNS answer or a route away), take their enrolment tokens, and give
+// them a CA to trust (fleet pins the CA, not which of its server
+// certificates answers). A wildcard counts as the TLS client matches it
+// (x509's VerifyHostname). Loopback names are the exception: one reaches
+// the machine it is on, where the host would have to be already.
+func (s *Server) checkNotListener(hosts []string) error {
+	names := s.listenerNames.Load()
+	if names == nil {
+		return nil
+	}
+	cover := &x509.Certificate{}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			cover.IPAddresses = append(cover.IPAddresses, ip)
+		} else {
+			cover.DNSNames = append(cover.DNSNames, h)
+		}
+	}
+	for _, n := range *names {
+		if ip := net.ParseIP(n); n == "localhost" || ip != nil && ip.IsLoopback() {
+			continue
+		}
+		if cover.VerifyHostname(n) == nil {
+			return fmt.Errorf("hosts %s cover %q, a name of the CA's own listener: the host could answer as the CA", strings.Join(hosts, ", "), n)
+		}
+	}
+	return nil
 }
 
 // maxRevokeRounds bounds the choices of a revocation's targets again
@@ -233,6 +267,9 @@ func (s *Server) NewToken(req fleet.TokenRequest) (fleet.TokenResponse, error) {
 			if !slices.ContainsFunc(t.Hosts, func(x string) bool { return strings.EqualFold(x, h) }) {
 				t.Hosts = append(t.Hosts, h)
 			}
+		}
+		if err := s.checkNotListener(t.Hosts); err != nil {
+			return fleet.TokenResponse{}, invalidf("%v", err)
 		}
 	}
 	// The current CA until a rotation's finish: it is the one the

@@ -42,6 +42,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -110,6 +111,11 @@ type Config struct {
 	// Log gets one line per request and the server's errors (none when
 	// nil).
 	Log *slog.Logger
+	// Listener is the listener's certificate (PEM), whose names a host's
+	// server certificate may not cover (checkNotListener), for a server
+	// that issues tokens without serving ('dtls ca token'); TLSConfig's
+	// certificate stands for it once serving.
+	Listener []byte
 }
 
 // Server is the online CA. It is safe for use by several goroutines.
@@ -142,6 +148,18 @@ type Server struct {
 	// their change. Renewals are rare (one per holder per day); a few
 	// milliseconds each. Taken after issueMu.
 	renewMu sync.Mutex
+	// listenerNames are the DNS names and IP addresses of the listener's
+	// certificate (checkNotListener); nil when unknown.
+	listenerNames atomic.Pointer[[]string]
+}
+
+// setListener records the names of the listener's certificate.
+func (s *Server) setListener(leaf *x509.Certificate) {
+	names := slices.Clone(leaf.DNSNames)
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	s.listenerNames.Store(&names)
 }
 
 // New makes a Server. It records the CA certificate in the inventory when
@@ -194,6 +212,13 @@ func New(c Config) (*Server, error) {
 		began = c.Next.Cert.NotBefore.Add(5 * time.Minute)
 	}
 	s.state.Store(newState(step, c.CA, c.Next, nil, "", began))
+	if c.Listener != nil {
+		leaf, err := pki.ParseCertificate(c.Listener)
+		if err != nil {
+			return nil, fmt.Errorf("online CA: listener certificate: %w", err)
+		}
+		s.setListener(leaf)
+	}
 
 	// cfssl's info handler takes a signer.Signer; pki keeps its own
 	// unexported. This one answers info requests only (the CA
@@ -290,6 +315,7 @@ func (s *Server) TLSConfig(certPEM, keyPEM []byte) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.setListener(leaf)
 	s.state.Store(newState(st.step, st.cur, st.next, pair, pki.Serial(leaf), st.trustBegan))
 	getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.state.Load().listener, nil }
 	return &tls.Config{

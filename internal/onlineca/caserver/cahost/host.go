@@ -578,6 +578,7 @@ func (h *Host) Server(now func() time.Time, log *slog.Logger) (*caserver.Server,
 	return caserver.New(caserver.Config{
 		Store: h.Store, CA: h.CA, Next: h.Next, Step: h.Step, TrustBegan: h.TrustBegan, Rotation: rotation{h.Dir, h.Store}, Now: now, Log: log,
 		ClientValidity: time.Duration(h.Config.ClientValidity), ServerValidity: time.Duration(h.Config.ServerValidity),
+		Listener: h.TLSCert,
 	})
 }
 

@@ -111,6 +111,11 @@ func Revoke(inv Inventory, r RevokeRequest) (*Revocation, error) {
 		}
 	}
 	res.Targets = targets
+	if targets[0].Name == r.Key {
+		// The holder by name: its enrolment tokens not used yet would
+		// enrol it again (the online CA's; the CA host has none).
+		res.Change.CancelTokens = []store.TokenHolder{{Kind: targets[0].Kind, Name: targets[0].Name}}
+	}
 	return res, nil
 }
 

@@ -154,6 +154,10 @@ type Change struct {
 	// reason and time. One already revoked is left as it is (its first
 	// reason and time stand); one not recorded is an error.
 	Revoke []Revocation `json:"revoke,omitzero"`
+	// CancelTokens ends the unused enrolment tokens of these holders:
+	// their expiry becomes their creation, so that no later enrolment
+	// uses them (a revoked name's pending token would enrol it again).
+	CancelTokens []TokenHolder `json:"cancel_tokens,omitzero"`
 	// Roles sets the authorization role of certificate holders, by name
 	// (the client certificate's CN); "" removes it (the policy's default
 	// role applies).
@@ -589,7 +593,7 @@ func parsePEM(s string) (*x509.Certificate, error) {
 // time, a revocation of a serial that is not recorded (nor inserted by c),
 // or a token that cannot be used (Change.UseToken).
 func (s *Store) Apply(c Change) error {
-	if len(c.Insert) == 0 && len(c.Supersede) == 0 && len(c.Revoke) == 0 && len(c.Roles) == 0 && c.UseToken == "" {
+	if len(c.Insert) == 0 && len(c.Supersede) == 0 && len(c.Revoke) == 0 && len(c.Roles) == 0 && c.UseToken == "" && len(c.CancelTokens) == 0 {
 		return nil
 	}
 	p, err := s.prepare(c)
@@ -704,6 +708,9 @@ func (s *Store) write(p *preparedChange) error {
 		}
 	}
 	if err := s.revoke(c, p.rev); err != nil {
+		return err
+	}
+	if err := s.cancelTokens(c.CancelTokens); err != nil {
 		return err
 	}
 	if err := s.setRoles(c, p.names); err != nil {

@@ -101,6 +101,25 @@ func (s *Store) AddToken(t Token) error {
 	})
 }
 
+// TokenHolder names the holder enrolment tokens are for.
+type TokenHolder struct {
+	Kind Kind   `json:"kind"`
+	Name string `json:"name"`
+}
+
+// cancelTokens ends the unused tokens of holders, inside Apply's
+// transaction: expired since their creation, they are refused as any
+// expired token (useToken), and purged with them.
+func (s *Store) cancelTokens(holders []TokenHolder) error {
+	for _, h := range holders {
+		if _, err := s.exec(`UPDATE dtls_tokens SET expires_at = created_at
+			WHERE used_at IS NULL AND kind = ? AND name = ? AND expires_at > created_at`, string(h.Kind), h.Name); err != nil {
+			return fmt.Errorf("cancel the tokens of %s %q: %w", h.Kind, h.Name, err)
+		}
+	}
+	return nil
+}
+
 // tokenKeep is how long an unused token is kept after it expired: long
 // enough for an operator to see why an enrolment was refused.
 const tokenKeep = 24 * time.Hour

@@ -60,6 +60,17 @@ func testTokens(t *testing.T, b backend) {
 	_, err := s.Token("cc33")
 	assert.ErrorIs(t, err, ErrTokenUnknown)
 
+	// Cancelled (a revocation of the holder by name): its expiry is its
+	// creation; another holder's, or the same name of another kind, is
+	// left as it was.
+	require.NoError(t, s.Apply(Change{CancelTokens: []TokenHolder{{Kind: KindClient, Name: "alice"}, {Kind: KindClient, Name: "srv.example"}}}))
+	got, err := s.Token(client.Hash)
+	require.NoError(t, err)
+	assert.Equal(t, got.CreatedAt, got.ExpiresAt, "alice's token was not cancelled")
+	got, err = s.Token(server.Hash)
+	require.NoError(t, err)
+	assert.Equal(t, storedToken(b, server), *got)
+
 	// A day after the unused tokens expired, the next new token purges
 	// them.
 	later := testToken("dd44", "carol", KindClient)

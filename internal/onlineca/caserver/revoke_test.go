@@ -36,3 +36,25 @@ func TestRevokeTwoHolders(t *testing.T) {
 	r = do(t, op, http.MethodPost, ca.URL+fleet.PathRevoke, fleet.RevokeRequest{Key: srv.SerialNumber.Text(16), Reason: 1})
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 }
+
+// TestRevokeCancelsTokens: revoking a holder by name ends the enrolment
+// tokens of that name not used yet, which would enrol it again; another
+// name's token, and a token made after the revocation, still enrol.
+func TestRevokeCancelsTokens(t *testing.T) {
+	ca := catest.Start(t, catest.Options{})
+	opCert, opKey := ca.Operator(t)
+	op := ca.HTTPClient(t, opCert, opKey)
+	ca.Client(t, "alice", "developer")
+	pending := ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: "alice"})
+	other := ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: "bob"})
+
+	r := do(t, op, http.MethodPost, ca.URL+fleet.PathRevoke, fleet.RevokeRequest{Key: "alice", Reason: 1})
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	c, _ := enrol(t, ca, pending)
+	assert.Equal(t, http.StatusForbidden, c.status)
+	assert.Contains(t, c.message(), "enrolment token expired")
+	c, _ = enrol(t, ca, other)
+	assert.Equal(t, http.StatusOK, c.status, c.message())
+	c, _ = enrol(t, ca, ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: "alice"}))
+	assert.Equal(t, http.StatusOK, c.status, "a token made after the revocation: %s", c.message())
+}

@@ -48,14 +48,18 @@ func main() {
 // whose volume was removed so must not mount, read or remove a volume
 // made later under its name by the host's admin. Nor may a create whose
 // top-level Binds dockerd ignores reserve a name for later. And "Alice",
-// another identity than alice, does not tag in alice's namespace. A
-// developer's own volume still works from create to removal.
+// another identity than alice to the policy, is not issued beside alice
+// (the policy's unit tests show that such a name, in an older inventory,
+// tags nothing of alice's). A developer's own volume still works from
+// create to removal.
 func TestGatewayVolumeOwnersAreTheVolumes(t *testing.T) {
 	t.Parallel()
 	h := newGatewayHost(t)
 	h.issue(t, "root-admin", "admin")
 	h.issue(t, "alice", "ci-runner")
-	h.issue(t, "Alice", "ci-runner")
+	_, stderr, code := h.dtls(t, "issue-client", "Alice", "--role", "ci-runner", "--state-dir", h.State, "--out", filepath.Join(h.Bundles, "Alice"))
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, stderr, `"Alice" differs only in case from "alice"`)
 	importImage(t, h.Daemon, "rw:1", map[string]string{"rw": buildStatic(t, "rw", rwToolSource)})
 	host := func(args ...string) string {
 		out, err := runDocker(t, h.docker, []string{"DOCKER_HOST=unix://" + h.Daemon.Socket}, args...)
@@ -114,13 +118,11 @@ func TestGatewayVolumeOwnersAreTheVolumes(t *testing.T) {
 	refused("alice", "volume", "inspect", "claimed")
 	refused("alice", "run", "--rm", "-v", "claimed:/d", "rw:1", "/rw", "read", "/d/x")
 
-	// "Alice" is not alice: no build of hers tags alice's images.
+	// alice tags in her namespace.
 	ctx := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM rw:1\nLABEL by=alice\n"), 0o644))
 	out, err = h.as(t, "alice", "build", "-t", "alice/app:1", ctx)
 	require.NoError(t, err, out)
-	require.NoError(t, os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM rw:1\nLABEL by=Alice\n"), 0o644))
-	refused("Alice", "build", "-t", "alice/app:1", ctx)
 	assert.Equal(t, "alice", host("image", "inspect", "-f", `{{index .Config.Labels "by"}}`, "alice/app:1"))
 }
 

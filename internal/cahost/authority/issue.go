@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/dtls-tool/dtls/clientenv"
@@ -339,6 +340,9 @@ func (a *Authority) newServerBundle(ca *pki.CA, name string, hosts []string, dir
 // renew NAME' go by name, and must not reach a server certificate when a
 // client's was meant, nor the reverse.
 func (a *Authority) checkNameFree(names []string, kind store.Kind) error {
+	if err := a.checkNameCase(names); err != nil {
+		return err
+	}
 	for _, n := range names {
 		recs, err := a.Store.ByName(n)
 		if err != nil {
@@ -350,6 +354,34 @@ func (a *Authority) checkNameFree(names []string, kind store.Kind) error {
 					"choose another name")
 			}
 		}
+	}
+	return nil
+}
+
+// checkNameCase refuses a name that differs only in the case of its
+// letters from one the inventory has: two holders told apart by case
+// alone are one person to a reader of the audit trail or of 'dtls list',
+// and two identities to the policy (an image namespace is the name
+// exactly). The inventory's names are read once, whatever the number of
+// names issued.
+func (a *Authority) checkNameCase(names []string) error {
+	have, err := a.Store.CommonNames()
+	if err != nil {
+		return err
+	}
+	exact := make(map[string]bool, len(have))
+	folded := make(map[string]string, len(have))
+	for _, h := range have {
+		exact[h] = true
+		folded[strings.ToLower(h)] = h
+	}
+	for _, n := range names {
+		if h, ok := folded[strings.ToLower(n)]; ok && !exact[n] {
+			return hint(fmt.Errorf("%q differs only in case from %q, a name the inventory has", n, h),
+				"use that name, or one that differs in more than case")
+		}
+		// Two of the names given: the second is refused.
+		folded[strings.ToLower(n)], exact[n] = n, true
 	}
 	return nil
 }

@@ -118,3 +118,31 @@ func TestIssueClientRoleOfName(t *testing.T) {
 	assert.NotEqual(t, carol[0].Record.Serial, c.Serials[0], "not the revoked one")
 	assert.Equal(t, "readonly", c.From)
 }
+
+// TestIssueNameCase: a name that differs only in case from one the
+// inventory has, or from another name of the same request, is refused,
+// with nothing issued; the name itself again is not.
+func TestIssueNameCase(t *testing.T) {
+	h := newHost(t)
+	h.init(t, nil, Options{})
+	a := h.open(t, Options{})
+	out := t.TempDir()
+	issue := func(names ...string) error {
+		_, err := a.IssueClients(ClientRequest{Names: names, Dir: func(n string) string { return filepath.Join(out, n+time.Now().Format("150405.000000000")) },
+			DockerHost: "tcp://h:2376", KeyType: pki.ECDSAP256, Role: "developer", Now: time.Now()})
+		return err
+	}
+	require.NoError(t, issue("alice"))
+	before, err := a.Store.All()
+	require.NoError(t, err)
+	err = issue("Alice")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"Alice" differs only in case from "alice", a name the inventory has`)
+	err = issue("bob", "BOB")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"BOB" differs only in case from "bob"`)
+	after, err := a.Store.All()
+	require.NoError(t, err)
+	assert.Equal(t, len(before), len(after), "a refused issue recorded certificates")
+	require.NoError(t, issue("alice"), "the same name again")
+}

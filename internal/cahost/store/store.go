@@ -44,9 +44,10 @@ import (
 
 	"github.com/cloudflare/cfssl/certdb"
 	certsql "github.com/cloudflare/cfssl/certdb/sql"
-	"github.com/dtls-tool/dtls/pki"
 	"github.com/jmoiron/sqlx"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/dtls-tool/dtls/pki"
 )
 
 func init() {
@@ -1082,6 +1083,18 @@ func (s *Store) ByName(name string) ([]Record, error) {
 		return nil, err
 	}
 	return filter(recs, func(r Record) bool { return r.Name == name }), nil
+}
+
+// CommonNames returns the names certificates are recorded under (rows
+// without a common_name, cfssl's schema 001, aside), each once, unsorted.
+func (s *Store) CommonNames() ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	if err := s.db.Select(&names, `SELECT DISTINCT common_name FROM certificates WHERE common_name IS NOT NULL AND common_name != ''`); err != nil {
+		return nil, fmt.Errorf("read names: %w", err)
+	}
+	return names, nil
 }
 
 // ByStatus returns the records with status st, oldest first.

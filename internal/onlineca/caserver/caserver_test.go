@@ -803,3 +803,15 @@ func TestServerTokenNotTheListener(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, c.status)
 	assert.Contains(t, c.message(), `cover "ca.example.com"`)
 }
+
+// TestTokenNameCase: a token for a name that differs only in case from
+// one the inventory has is refused; the name itself is not.
+func TestTokenNameCase(t *testing.T) {
+	ca := catest.Start(t, catest.Options{})
+	ca.Client(t, "alice", "developer")
+	_, err := ca.Server.NewToken(fleet.TokenRequest{Kind: store.KindClient, Name: "Alice"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"Alice" differs only in case from "alice"`)
+	_, err = ca.Server.NewToken(fleet.TokenRequest{Kind: store.KindClient, Name: "alice"})
+	assert.NoError(t, err)
+}

@@ -116,6 +116,28 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	return api.SendResponse(w, fleet.RevokeResponse{Revoked: out})
 }
 
+// checkNameCase refuses a name that differs only in the case of its
+// letters from one the inventory has, as the CA host's issue does: two
+// holders told apart by case alone are one person to a reader of the
+// audit trail, two identities to the policy.
+func (s *Server) checkNameCase(name string) error {
+	have, err := s.st.CommonNames()
+	if err != nil {
+		return err
+	}
+	for _, h := range have {
+		if h == name {
+			return nil
+		}
+	}
+	for _, h := range have {
+		if strings.EqualFold(h, name) {
+			return invalidf("%q differs only in case from %q, a name the inventory has: use that name, or one that differs in more than case", name, h)
+		}
+	}
+	return nil
+}
+
 // checkNotListener refuses hosts of a server certificate that would
 // also cover one of the listener's own names: the host holding it could
 // then answer as this CA to agents and hosts that reach it by that name
@@ -271,6 +293,9 @@ func (s *Server) NewToken(req fleet.TokenRequest) (fleet.TokenResponse, error) {
 		if err := s.checkNotListener(t.Hosts); err != nil {
 			return fleet.TokenResponse{}, invalidf("%v", err)
 		}
+	}
+	if err := s.checkNameCase(t.Name); err != nil {
+		return fleet.TokenResponse{}, err
 	}
 	// The current CA until a rotation's finish: it is the one the
 	// listener's certificate chains to, which the host checks the

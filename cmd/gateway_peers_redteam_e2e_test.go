@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/x509"
@@ -308,6 +309,25 @@ func TestGatewayRedteamContainerSocketFromHost(t *testing.T) {
 	b, err := stranger.command(cctx, client, nil, "/proc/"+pid+"/root/var/run/docker.sock", "create").CombinedOutput()
 	t.Logf("the roleless host account %s through /proc/%s/root: err=%v %s", stranger.Name, pid, err, b)
 	assert.NotContains(t, string(b), "201 ", "a host account with no role created a container as socket:runner")
+	assert.Contains(t, string(b), "runs in the host's PID namespace")
+	// In a PID namespace of its own, which an account makes without
+	// privilege inside a user namespace of its own ('unshare -Urp'),
+	// holding a descriptor of the socket opened before (a user namespace
+	// of its own no longer passes /proc/PID/root's check): refused too.
+	fdpass := filepath.Join(pub, "fdpass")
+	copyFile(t, fdPassBinary(t), fdpass, 0o755)
+	relay := filepath.Join(stranger.Home, "r.sock")
+	serve := stranger.command(cctx, fdpass, nil, "serve", relay, "/proc/"+pid+"/root/var/run/docker.sock")
+	serveOut, err := serve.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, serve.Start())
+	first, _ := bufio.NewReader(serveOut).ReadString('\n')
+	require.Equal(t, "ready\n", first, "the account's relay")
+	b, err = stranger.command(cctx, "/usr/bin/unshare", nil, "--user", "--map-root-user", "--pid", "--fork", fdpass, "call", relay).CombinedOutput()
+	_ = serve.Wait()
+	t.Logf("the same account in its own user and PID namespaces: err=%v %s", err, b)
+	assert.NotContains(t, string(b), "201 ", "a host account in its own PID namespace created a container as socket:runner")
+	assert.Contains(t, string(b), "runs in a user namespace of its own")
 }
 
 // TestGatewayRedteamRevokeSuccessorBySerial (found by an attacker

@@ -152,14 +152,19 @@ func (l *localListener) Accept() (net.Conn, error) {
 // is not one this socket is for ("" when it is: authz.Peer.Misplaced). A
 // process that cannot be placed is refused.
 func (l *localListener) place(c *net.UnixConn, pid int32) (comm, misplaced string) {
-	comm, ownNS, err := peerProcess(c, pid)
+	comm, ns, err := peerProcess(c, pid)
 	switch {
 	case err != nil:
 		return comm, fmt.Sprintf("the caller (pid %d) cannot be placed: %v", pid, err)
-	case l.name == "" && !ownNS:
+	case l.name == "" && !ns.samePID:
 		return comm, fmt.Sprintf("the caller (pid %d) runs in another PID namespace than the gateway's, a container's: the local socket is for the host's accounts, and a container's uid is not one (give a container its own socket: dtls gateway socket add)", pid)
-	case l.name != "" && ownNS:
+	case l.name != "" && ns.samePID:
 		return comm, fmt.Sprintf("the caller (pid %d) runs in the host's PID namespace, not in a container: the socket %s is for the container that mounts it", pid, l.Path())
+	case l.name != "" && !ns.sameUser:
+		// 'unshare -Urp' gives an account a PID namespace of its own;
+		// dockerd's containers share the host's user namespace
+		// (without userns-remap).
+		return comm, fmt.Sprintf("the caller (pid %d) runs in a user namespace of its own, not in one of dockerd's containers: the socket %s is for the container that mounts it", pid, l.Path())
 	}
 	return comm, ""
 }

@@ -253,6 +253,11 @@ func TestContainerSocketBook(t *testing.T) {
 	assert.Equal(t, authz.RuleLocalNamespace, rec.Rule)
 	assert.Equal(t, authz.DecisionDeny, rec.Decision)
 	assert.Equal(t, os.Getpid(), rec.PID)
+	// A host account's own PID namespace, inside its own user namespace
+	// ('unshare -Urp', which needs no privilege): refused too.
+	status, body = localCallOn(t, dialFromOwnUserNS(t, path), "GET", "/v1.41/containers/json", "")
+	assert.Equal(t, http.StatusForbidden, status, body)
+	assert.Contains(t, body, "runs in a user namespace of its own")
 
 	old, err := AddSocket(lg.book, ContainerSocket{Name: "proxy", Role: "ghost"})
 	require.NoError(t, err)

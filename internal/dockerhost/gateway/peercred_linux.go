@@ -44,15 +44,15 @@ func peerCred(c *net.UnixConn) (uid, gid uint32, pid int32, err error) {
 // the pid after the caller exited; without a pidfd (an older kernel) the
 // name is "" and the namespace is the pid's. err when the namespace
 // cannot be read: the caller cannot be placed, and is refused.
-func peerProcess(c *net.UnixConn, pid int32) (comm string, ownNS bool, err error) {
+func peerProcess(c *net.UnixConn, pid int32) (comm string, ns peerNS, err error) {
 	if pid <= 0 {
 		// SO_PEERCRED gives 0 for a process the reader's PID namespace
 		// cannot see: one of a parent or sibling namespace.
-		return "", false, errors.New("its process is not visible in the gateway's PID namespace")
+		return "", ns, errors.New("its process is not visible in the gateway's PID namespace")
 	}
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return "", false, err
+		return "", ns, err
 	}
 	pidfd := -1
 	if err := raw.Control(func(fd uintptr) {
@@ -60,39 +60,79 @@ func peerProcess(c *net.UnixConn, pid int32) (comm string, ownNS bool, err error
 			pidfd = v
 		}
 	}); err != nil {
-		return "", false, err
+		return "", ns, err
 	}
 	if pidfd >= 0 {
 		defer unix.Close(pidfd)
 	}
 	b, commErr := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	theirs, err := nsID(fmt.Sprintf("/proc/%d/ns/pid", pid))
-	if err != nil {
-		return "", false, fmt.Errorf("read its PID namespace: %w", err)
-	}
-	own, err := ownPIDNamespace()
-	if err != nil {
-		return "", false, fmt.Errorf("read the gateway's PID namespace: %w", err)
+	for _, n := range []struct {
+		kind string
+		same *bool
+	}{{"pid", &ns.samePID}, {"user", &ns.sameUser}} {
+		theirs, err := nsID(fmt.Sprintf("/proc/%d/ns/%s", pid, n.kind))
+		if err != nil {
+			return "", ns, fmt.Errorf("read its %s namespace: %w", n.kind, err)
+		}
+		own, err := ownNamespace(n.kind)
+		if err != nil {
+			return "", ns, fmt.Errorf("read the gateway's %s namespace: %w", n.kind, err)
+		}
+		*n.same = theirs == own
 	}
 	if pidfd < 0 {
-		return "", theirs == own, nil
+		return "", ns, nil
 	}
 	// Signal 0 checks the process without signalling it
 	// (pidfd_send_signal(2)): ESRCH once it has exited. EPERM says it is
 	// alive but another user's, which root without CAP_KILL (the packaged
 	// unit's bounding set) may not signal.
 	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil && err != unix.EPERM {
-		return "", false, fmt.Errorf("it exited before the gateway could place it: %w", err)
+		return "", peerNS{}, fmt.Errorf("it exited before the gateway could place it: %w", err)
 	}
 	if commErr == nil {
 		comm = strings.TrimSuffix(string(b), "\n")
 	}
-	return comm, theirs == own, nil
+	return comm, ns, nil
 }
 
-// ownPIDNamespace is the gateway's PID namespace, read once: a process
-// does not change its own (setns(2) changes its children's).
-var ownPIDNamespace = sync.OnceValues(func() (string, error) { return nsID("/proc/self/ns/pid") })
+// peerNS is where a caller's process runs, next to the gateway.
+type peerNS struct {
+	// samePID: in the gateway's PID namespace (the host's), not a
+	// container's.
+	samePID bool
+	// sameUser: in the gateway's user namespace. A process in another
+	// PID namespace but this user namespace was put there with
+	// CAP_SYS_ADMIN (dockerd's containers, without userns-remap); an
+	// account makes its own PID namespace only inside a user namespace
+	// of its own ('unshare -Urp', unprivileged).
+	sameUser bool
+}
+
+// ownNamespaces are the gateway's PID and user namespaces, read once: a
+// process does not change its own PID namespace (setns(2) changes its
+// children's), and the gateway joins no user namespace.
+var ownNamespaces = sync.OnceValue(func() map[string][2]string {
+	m := map[string][2]string{}
+	for _, kind := range []string{"pid", "user"} {
+		id, err := nsID("/proc/self/ns/" + kind)
+		e := ""
+		if err != nil {
+			e = err.Error()
+		}
+		m[kind] = [2]string{id, e}
+	}
+	return m
+})
+
+// ownNamespace is the gateway's namespace of kind ("pid", "user").
+func ownNamespace(kind string) (string, error) {
+	v := ownNamespaces()[kind]
+	if v[1] != "" {
+		return "", errors.New(v[1])
+	}
+	return v[0], nil
+}
 
 // nsID identifies the namespace a /proc/PID/ns file names: its device and
 // inode (namespaces(7)).

@@ -15,9 +15,12 @@ func peerCred(*net.UnixConn) (uid, gid uint32, pid int32, err error) {
 }
 
 // peerProcess: Linux's only (the local socket is refused anyway).
-func peerProcess(*net.UnixConn, int32) (string, bool, error) {
-	return "", false, errors.New("a caller's namespaces are read on Linux only")
+func peerProcess(*net.UnixConn, int32) (string, peerNS, error) {
+	return "", peerNS{}, errors.New("a caller's namespaces are read on Linux only")
 }
+
+// peerNS: Linux's only.
+type peerNS struct{ samePID, sameUser bool }
 
 // fileOwner: not checked outside Linux (the local socket is refused
 // there anyway).

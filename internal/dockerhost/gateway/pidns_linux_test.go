@@ -54,6 +54,21 @@ func dialAndPass(path string) int {
 // ends. Root only (CLONE_NEWPID), as the gateway's tests are.
 func dialFromOtherPIDNS(t *testing.T, path string) net.Conn {
 	t.Helper()
+	return dialFromNamespaces(t, path, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID})
+}
+
+// dialFromOwnUserNS is dialFromOtherPIDNS from a user namespace of its
+// own too, as an unprivileged account makes one ('unshare -Urp').
+func dialFromOwnUserNS(t *testing.T, path string) net.Conn {
+	t.Helper()
+	return dialFromNamespaces(t, path, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}})
+}
+
+// dialFromNamespaces is dialFromOtherPIDNS with the connector made by attr.
+func dialFromNamespaces(t *testing.T, path string, attr *syscall.SysProcAttr) net.Conn {
+	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	require.NoError(t, err)
 	mine, theirs := os.NewFile(uintptr(fds[0]), "parent"), os.NewFile(uintptr(fds[1]), "child")
@@ -62,7 +77,7 @@ func dialFromOtherPIDNS(t *testing.T, path string) net.Conn {
 	cmd.Env = append(os.Environ(), dialEnv+"="+path)
 	cmd.ExtraFiles = []*os.File{theirs}
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	cmd.SysProcAttr = attr
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())

@@ -12,3 +12,9 @@ func dialFromOtherPIDNS(t *testing.T, _ string) net.Conn {
 	t.Skip("PID namespaces are Linux's")
 	return nil
 }
+
+// dialFromOwnUserNS: user namespaces are Linux's.
+func dialFromOwnUserNS(t *testing.T, _ string) net.Conn {
+	t.Skip("user namespaces are Linux's")
+	return nil
+}

@@ -187,6 +187,8 @@ func importImage(t *testing.T, d *sandbox.Daemon, ref string, files map[string]s
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
+	// A world-writable sticky /tmp, as every distribution image has.
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "tmp/", Mode: 0o1777, Typeflag: tar.TypeDir}))
 	for name, src := range files {
 		b, err := os.ReadFile(src)
 		require.NoError(t, err)

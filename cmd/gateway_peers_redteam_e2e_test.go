@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -9,7 +8,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -112,29 +110,6 @@ func main() {
 `)
 }
 
-// importImageDirs is importImage with a world-writable sticky /tmp, as
-// every distribution image (alpine, debian) has.
-func importImageDirs(t *testing.T, d *sandbox.Daemon, ref string, files map[string]string) {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "tmp/", Mode: 0o1777, Typeflag: tar.TypeDir}))
-	for name, src := range files {
-		b, err := os.ReadFile(src)
-		require.NoError(t, err)
-		require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(b)), Typeflag: tar.TypeReg}))
-		_, err = tw.Write(b)
-		require.NoError(t, err)
-	}
-	require.NoError(t, tw.Close())
-	repo, tag, _ := strings.Cut(ref, ":")
-	q := url.Values{"fromSrc": {"-"}, "repo": {repo}, "tag": {tag}}
-	resp, err := d.Client().Post("http://docker/images/create?"+q.Encode(), "application/x-tar", &buf)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-}
-
 // TestGatewayRedteamLocalSocketFromContainer (found by an attacker
 // helper): a local account with the developer role spoke as any other
 // local account on the gateway's local socket, the admin's included.
@@ -169,7 +144,7 @@ func TestGatewayRedteamLocalSocketFromContainer(t *testing.T) {
 	require.NoError(t, os.WriteFile(h.Policy, []byte(fmt.Sprintf(`{"default_role": "readonly", "unix_users": {%q: "admin"}, "unix_groups": {%q: "developer"}}`+"\n", ops.Name, devs)), 0o644))
 	require.NoError(t, d.TinyImage(ctx, "tiny:1"))
 	fdpass := fdPassBinary(t)
-	importImageDirs(t, d, "rt:1", map[string]string{"sleep": sleeperBinary(t), "fdpass": fdpass})
+	importImage(t, d, "rt:1", map[string]string{"sleep": sleeperBinary(t), "fdpass": fdpass})
 	hostHelper := filepath.Join(pub, "fdpass")
 	copyFile(t, fdpass, hostHelper, 0o755)
 

@@ -284,6 +284,9 @@ func (p *Policy) check(rl *role, rt *route, id Identity, r Request, u requestURI
 		return k.c
 	case queryImageDelete:
 		checkImageDelete(&k.c, u)
+		if k.c.field == "" {
+			k.checkImageDeleteNamespace(pathVar(rt, u))
+		}
 		return k.c
 	case queryRename:
 		q, _ := url.ParseQuery(u.query)
@@ -1116,7 +1119,7 @@ func checksOf(rt *route) []string {
 	case queryStart:
 		cs = append(cs, "a checkpoint or checkpoint-dir (CRIU restore from a host directory)")
 	case queryImageDelete:
-		cs = append(cs, "force (docker rmi -f): images are shared")
+		cs = append(cs, "force (docker rmi -f): images are shared; a tag in the namespace of another identity the owners' book knows")
 	case queryBuild:
 		cs = append(cs, "networkmode host, another's container or network; cgroupparent; isolation; an unknown ulimit or rtprio above 0; a tag outside the caller's namespace; remote; a parameter not known safe")
 	}
@@ -1138,6 +1141,32 @@ func checkImageDelete(c *checkResult, u requestURI) {
 	if f := q.Get("force"); f != "" && f != "0" && !strings.EqualFold(f, "false") {
 		c.set("force", f)
 		c.fail("force", "removing an image by force (docker rmi -f) is for admin only: images are shared, and force removes one that others' containers use")
+	}
+}
+
+// checkImageDeleteNamespace refuses the removal of an image tagged in
+// the namespace of another identity the owners' book knows, by that tag
+// or by the image's ID (which removes its one tag): images are shared,
+// but one in cici's namespace is the image cici built or pulled, and
+// runs.
+func (k *checker) checkImageDeleteNamespace(ref string) {
+	owners, known := k.env.Objects.(Owners)
+	if !known {
+		return
+	}
+	refs := []string{ref}
+	o, err := k.lookup(KindImage, ref)
+	if err != nil {
+		k.c.fail("name", fmt.Sprintf("image %q: %v: denied (fail closed)", ref, err))
+		return
+	}
+	refs = append(refs, o.Tags...)
+	for _, t := range refs {
+		if ns, ok := imageNamespace(t); ok && ns != k.caller && owners.Owns(ns) {
+			k.c.set("image", ref)
+			k.c.fail("name", fmt.Sprintf("the image %q is tagged %q, in the namespace of %q, another identity: removing it would remove their image", ref, t, ns))
+			return
+		}
 	}
 }
 

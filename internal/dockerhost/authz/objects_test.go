@@ -76,6 +76,7 @@ func testObjects() fakeObjects {
 		},
 		KindImage: {
 			{Kind: KindImage, ID: "sha256:" + strings.Repeat("9", 64), Exists: true, Tags: []string{"victim:1"}},
+			{Kind: KindImage, ID: "sha256:" + strings.Repeat("8", 64), Exists: true, Tags: []string{"127.0.0.1:5000/bob/app:1"}},
 		},
 		KindExec: {
 			{Kind: KindExec, ID: strings.Repeat("1", 64), Owner: "alice", Exists: true},

@@ -116,6 +116,11 @@ func TestDecideDeveloper(t *testing.T) {
 		{dev, "POST", "/v1.41/exec/3333333333333333333333333333333333333333333333333333333333333333/start", []byte(`{"Detach":false,"Tty":false}`), "developer: POST /exec/{id}/start: container", "someone else"},
 		{dev, "DELETE", "/v1.41/images/alpine?force=1&noprune=0", nil, "developer: DELETE /images/{name}: force", "docker rmi -f"},
 		{dev, "DELETE", "/v1.41/images/alpine?force=0", nil, "developer: DELETE /images/{name}", ""},
+		// an image in another identity's namespace (bob owns a
+		// container in the book), by tag or by ID; one's own
+		{dev, "DELETE", "/v1.41/images/bob/app:1", nil, "developer: DELETE /images/{name}: name", `in the namespace of "bob", another identity`},
+		{dev, "DELETE", "/v1.41/images/sha256:" + strings.Repeat("8", 64), nil, "developer: DELETE /images/{name}: name", `tagged "127.0.0.1:5000/bob/app:1"`},
+		{dev, "DELETE", "/v1.41/images/alice/app:1", nil, "developer: DELETE /images/{name}", ""},
 		{dev, "POST", "/v1.41/containers/create?name=cafe", cli(t, "run-alpine"), "developer: POST /containers/create: name", "hexadecimal digits only"},
 		{dev, "POST", "/v1.41/containers/create?name=cafe-1", cli(t, "run-alpine"), "developer: POST /containers/create", ""},
 		{dev, "POST", "/v1.41/containers/web/rename?name=0123abc", nil, "developer: POST /containers/{id}/rename: name", "hexadecimal digits only"},

@@ -165,6 +165,14 @@ func TestRedTeamPullIntoAnothersNamespace(t *testing.T) {
 	assert.Equal(t, 403, code, "bob (developer) pulled into cici's namespace: %s", tailString(body, 300))
 	assert.NotContains(t, after, "planted-by", "bob replaced cici's image %s with his own", ref)
 	assert.Contains(t, after, "built-by", "cici's image %s is no longer hers", ref)
+	// Nor may he remove it, by its name or its ID.
+	id, err := r.as("root-admin", "image", "inspect", "-f", "{{.Id}}", ref)
+	require.NoError(t, err, id)
+	for _, name := range []string{ref, strings.TrimSpace(id)} {
+		code, body = r.raw("bob", "DELETE", "/v1.41/images/"+name, "", "")
+		assert.Equal(t, 403, code, "bob removed cici's image by %s: %s", name, tailString(body, 200))
+	}
+	assert.Contains(t, label(), "built-by", "cici's image %s is gone", ref)
 }
 
 // TestRedTeamDuplicateNetworkName: a developer creates a network under

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -154,7 +155,7 @@ func (a *Authority) IssueClients(r ClientRequest) ([]*Issued, error) {
 		}
 		dockerHost = srv.DockerHost
 	}
-	if err := a.checkNameFree(r.Names, store.KindClient); err != nil {
+	if err := a.checkNameFree(r.Names, store.KindClient, r.Now); err != nil {
 		return nil, err
 	}
 	var changes []*RoleChange
@@ -291,7 +292,7 @@ func (a *Authority) IssueServerBundle(r ServerBundleRequest) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := a.checkNameFree([]string{r.Name}, store.KindServer); err != nil {
+	if err := a.checkNameFree([]string{r.Name}, store.KindServer, r.Now); err != nil {
 		return nil, err
 	}
 	it, err := a.newServerBundle(ca, r.Name, r.Hosts, r.Dir, r.KeyType, r.Now, r.Validity)
@@ -339,8 +340,8 @@ func (a *Authority) newServerBundle(ca *pki.CA, name string, hosts []string, dir
 // certificate of another kind already has: 'dtls revoke NAME' and 'dtls
 // renew NAME' go by name, and must not reach a server certificate when a
 // client's was meant, nor the reverse.
-func (a *Authority) checkNameFree(names []string, kind store.Kind) error {
-	if err := a.checkNameCase(names); err != nil {
+func (a *Authority) checkNameFree(names []string, kind store.Kind, now time.Time) error {
+	if err := a.checkNameCase(names, now); err != nil {
 		return err
 	}
 	for _, n := range names {
@@ -364,24 +365,26 @@ func (a *Authority) checkNameFree(names []string, kind store.Kind) error {
 // and two identities to the policy (an image namespace is the name
 // exactly). The inventory's names are read once, whatever the number of
 // names issued.
-func (a *Authority) checkNameCase(names []string) error {
-	have, err := a.Store.CommonNames()
+func (a *Authority) checkNameCase(names []string, now time.Time) error {
+	have, err := a.Store.HolderNames(now)
 	if err != nil {
 		return err
 	}
-	exact := make(map[string]bool, len(have))
-	folded := make(map[string]string, len(have))
-	for _, h := range have {
-		exact[h] = true
-		folded[strings.ToLower(h)] = h
+	// Every spelling of a name, by its lower case.
+	spellings := map[string][]string{}
+	for _, h := range append(have, names...) {
+		k := strings.ToLower(h)
+		if !slices.Contains(spellings[k], h) {
+			spellings[k] = append(spellings[k], h)
+		}
 	}
 	for _, n := range names {
-		if h, ok := folded[strings.ToLower(n)]; ok && !exact[n] {
-			return hint(fmt.Errorf("%q differs only in case from %q, a name the inventory has", n, h),
-				"use that name, or one that differs in more than case")
+		for _, h := range spellings[strings.ToLower(n)] {
+			if h != n {
+				return hint(fmt.Errorf("%q differs only in case from %q, a name the inventory has or this request gives", n, h),
+					"use that name, or one that differs in more than case")
+			}
 		}
-		// Two of the names given: the second is refused.
-		folded[strings.ToLower(n)], exact[n] = n, true
 	}
 	return nil
 }

@@ -140,7 +140,7 @@ func TestIssueNameCase(t *testing.T) {
 	assert.Contains(t, err.Error(), `"Alice" differs only in case from "alice", a name the inventory has`)
 	err = issue("bob", "BOB")
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), `"BOB" differs only in case from "bob"`)
+	assert.Contains(t, err.Error(), `"bob" differs only in case from "BOB"`)
 	after, err := a.Store.All()
 	require.NoError(t, err)
 	assert.Equal(t, len(before), len(after), "a refused issue recorded certificates")

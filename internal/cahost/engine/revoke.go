@@ -119,21 +119,24 @@ func Revoke(inv Inventory, r RevokeRequest) (*Revocation, error) {
 	return res, nil
 }
 
-// withPredecessors adds to targets the superseded, unexpired
-// certificates of each good target's holder (same name and kind): the
-// certificates a renewal replaced are that holder's access too, whose open
-// streams the gateway keeps while a successor stands for them. Revoking
-// the successor by its serial must not leave them standing (an attacker
-// helper's shell on a superseded certificate outlived the revocation of
-// the one that replaced it).
+// withPredecessors adds to targets the other unexpired, unrevoked
+// certificates of each target's holder (same name and kind) that stand
+// for the same access. A good target takes the certificates it
+// superseded: a renewal's predecessors, whose open streams the gateway
+// keeps while a successor stands for them (a shell on a superseded
+// certificate outlived the revocation of its successor by serial). A
+// superseded target takes those issued after it: the renewal that
+// superseded it may be a thief's, made with the stolen certificate
+// before the operator revoked the serial found in the owner's bundle.
 func withPredecessors(inv Inventory, targets []store.Record, now time.Time) ([]store.Record, error) {
 	seen := map[string]bool{}
 	for _, t := range targets {
 		seen[t.Serial] = true
 	}
 	out := targets
-	for _, t := range targets {
-		if t.Status != store.StatusGood {
+	for i := 0; i < len(out); i++ {
+		t := out[i]
+		if t.Status != store.StatusGood && t.Status != store.StatusSuperseded {
 			continue
 		}
 		named, err := inv.ByName(t.Name)
@@ -141,7 +144,12 @@ func withPredecessors(inv Inventory, targets []store.Record, now time.Time) ([]s
 			return nil, err
 		}
 		for _, rec := range named {
-			if rec.Kind == t.Kind && rec.Status == store.StatusSuperseded && !expired(rec, now) && !seen[rec.Serial] {
+			if rec.Kind != t.Kind || seen[rec.Serial] || expired(rec, now) {
+				continue
+			}
+			older := t.Status == store.StatusGood && rec.Status == store.StatusSuperseded
+			later := t.Status == store.StatusSuperseded && (rec.Status == store.StatusGood || rec.Status == store.StatusSuperseded) && !rec.NotBefore.Before(t.NotBefore)
+			if older || later {
 				seen[rec.Serial] = true
 				out = append(out, rec)
 			}

@@ -1085,13 +1085,17 @@ func (s *Store) ByName(name string) ([]Record, error) {
 	return filter(recs, func(r Record) bool { return r.Name == name }), nil
 }
 
-// CommonNames returns the names certificates are recorded under (rows
-// without a common_name, cfssl's schema 001, aside), each once, unsorted.
-func (s *Store) CommonNames() ([]string, error) {
+// HolderNames returns the names certificates are recorded under (rows
+// without a common_name, cfssl's schema 001, aside) and those of the
+// enrolment tokens still usable at now, each once, unsorted: every name
+// that has, or may get without another word from an operator, a
+// certificate.
+func (s *Store) HolderNames(now time.Time) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var names []string
-	if err := s.db.Select(&names, `SELECT DISTINCT common_name FROM certificates WHERE common_name IS NOT NULL AND common_name != ''`); err != nil {
+	if err := s.db.Select(&names, s.db.Rebind(`SELECT common_name FROM certificates WHERE common_name IS NOT NULL AND common_name != ''
+		UNION SELECT name FROM dtls_tokens WHERE used_at IS NULL AND expires_at > ?`), s.timeArg(now)); err != nil {
 		return nil, fmt.Errorf("read names: %w", err)
 	}
 	return names, nil

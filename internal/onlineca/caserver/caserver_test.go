@@ -779,6 +779,9 @@ func TestServerTokenNotTheListener(t *testing.T) {
 		{"web.example.com", []string{"*.example.com"}, `cover "ca.example.com"`},
 		{"web.example.com", []string{"CA.Example.COM"}, `cover "ca.example.com"`},
 		{"docker7", []string{"192.0.2.10"}, `cover "192.0.2.10"`},
+		{"ca.example.com.", nil, `cover "ca.example.com"`},
+		{"web.example.com", []string{"*.example.com."}, `cover "ca.example.com"`},
+		{"web.example.com", []string{"CA.example.com."}, `cover "ca.example.com"`},
 		{"docker1.example.com", []string{"127.0.0.1", "localhost"}, ""},
 		{"docker2.example.com", []string{"*.docker.example.com"}, ""},
 	} {
@@ -805,7 +808,9 @@ func TestServerTokenNotTheListener(t *testing.T) {
 }
 
 // TestTokenNameCase: a token for a name that differs only in case from
-// one the inventory has is refused; the name itself is not.
+// one the inventory has, or from a token's not used yet, is refused; the
+// name itself is not. A token recorded before the check enrols nothing
+// once its name's other spelling is there.
 func TestTokenNameCase(t *testing.T) {
 	ca := catest.Start(t, catest.Options{})
 	ca.Client(t, "alice", "developer")
@@ -814,4 +819,37 @@ func TestTokenNameCase(t *testing.T) {
 	assert.Contains(t, err.Error(), `"Alice" differs only in case from "alice"`)
 	_, err = ca.Server.NewToken(fleet.TokenRequest{Kind: store.KindClient, Name: "alice"})
 	assert.NoError(t, err)
+
+	bob := ca.Token(t, fleet.TokenRequest{Kind: store.KindClient, Name: "bob"})
+	_, err = ca.Server.NewToken(fleet.TokenRequest{Kind: store.KindClient, Name: "BOB"})
+	require.Error(t, err, "a pending token's name in another case")
+	assert.Contains(t, err.Error(), `"BOB" differs only in case from "bob"`)
+
+	tok, err := fleet.NewToken(ca.CACert)
+	require.NoError(t, err)
+	now := time.Now()
+	require.NoError(t, ca.Store.AddToken(store.Token{Kind: store.KindClient, Name: "Bob", Role: "admin", Hash: tok.Hash(), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+	c, _ := enrol(t, ca, bob)
+	require.Equal(t, http.StatusForbidden, c.status, "both pending: neither enrols")
+	c, _ = enrol(t, ca, tok.String())
+	assert.Equal(t, http.StatusForbidden, c.status)
+	assert.Contains(t, c.message(), `"Bob" differs only in case from`)
+}
+
+// TestRevokeSupersededSerial: a thief renews alice's stolen certificate
+// S1 (S2, the thief's key); the operator revokes S1, the serial in
+// alice's bundle: S2 is revoked with it.
+func TestRevokeSupersededSerial(t *testing.T) {
+	ca := catest.Start(t, catest.Options{})
+	certPEM, keyPEM := ca.Client(t, "alice", "developer")
+	s1, err := pki.ParseCertificate(certPEM)
+	require.NoError(t, err)
+	c, _ := renew(t, ca, certPEM, keyPEM, nil)
+	_, s2 := certOf(t, c)
+	opCert, opKey := ca.Operator(t)
+	r := do(t, ca.HTTPClient(t, opCert, opKey), http.MethodPost, ca.URL+fleet.PathRevoke, fleet.RevokeRequest{Key: pki.Serial(s1), Reason: 1})
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	rec, err := ca.Store.Get(pki.Serial(s2))
+	require.NoError(t, err)
+	assert.Equal(t, store.StatusRevoked, rec.Status, "the renewal %s of the revoked serial stays %s", rec.Serial, rec.Status)
 }

@@ -91,6 +91,11 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkNotListener(t.Hosts); err != nil {
 		return forbidden("%v", err)
 	}
+	// Two tokens for names apart by case alone, made before either
+	// enrolled (or before the check existed): the second enrols nothing.
+	if err := s.checkNameCase(t.Name); err != nil {
+		return forbidden("%v", err)
+	}
 	h := engine.Holder{Kind: t.Kind, Name: t.Name, Role: t.Role, Hosts: t.Hosts}
 	var roles map[string]string
 	if t.Kind == store.KindClient {

@@ -121,17 +121,12 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 // holders told apart by case alone are one person to a reader of the
 // audit trail, two identities to the policy.
 func (s *Server) checkNameCase(name string) error {
-	have, err := s.st.CommonNames()
+	have, err := s.st.HolderNames(s.now())
 	if err != nil {
 		return err
 	}
 	for _, h := range have {
-		if h == name {
-			return nil
-		}
-	}
-	for _, h := range have {
-		if strings.EqualFold(h, name) {
+		if h != name && strings.EqualFold(h, name) {
 			return invalidf("%q differs only in case from %q, a name the inventory has: use that name, or one that differs in more than case", name, h)
 		}
 	}
@@ -151,15 +146,20 @@ func (s *Server) checkNotListener(hosts []string) error {
 	if names == nil {
 		return nil
 	}
+	// A name and its fully qualified spelling ("ca.example.com.") reach
+	// the same address, and a TLS client matches each against a name
+	// spelt the same way: both sides are compared without the trailing
+	// dot, in lower case.
 	cover := &x509.Certificate{}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
 			cover.IPAddresses = append(cover.IPAddresses, ip)
 		} else {
-			cover.DNSNames = append(cover.DNSNames, h)
+			cover.DNSNames = append(cover.DNSNames, strings.ToLower(strings.TrimSuffix(h, ".")))
 		}
 	}
 	for _, n := range *names {
+		n = strings.ToLower(strings.TrimSuffix(n, "."))
 		if ip := net.ParseIP(n); n == "localhost" || ip != nil && ip.IsLoopback() {
 			continue
 		}

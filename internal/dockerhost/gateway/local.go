@@ -203,9 +203,31 @@ func (c *peerConn) caller() *authz.Peer {
 	c.once.Do(func() {
 		if c.peer.Name == "" {
 			c.peer.User, c.peer.Groups = account(c.peer.UID)
+			return
+		}
+		if name := hostAccount(c.peer.UID); name != "" && c.peer.Misplaced == "" {
+			c.peer.Misplaced = fmt.Sprintf("the caller's uid %d is the host account %q's, which can trace the container's processes (ptrace, pidfd_getfd) and take their connection: run the container that mounts %s as root, or as a uid no host account has",
+				c.peer.UID, name, c.peer.Socket)
 		}
 	})
 	return &c.peer
+}
+
+// hostAccount is the name of the host account of uid, but root's ("" for
+// root or a uid without one). A container's process that runs as a host
+// account's uid is that account's to trace (ptrace(2)'s access check
+// compares uids, and no capability is needed): the account takes its
+// descriptors, a per-container socket's connection among them
+// (pidfd_getfd(2)). Root on the host is above any container anyway.
+func hostAccount(uid uint32) string {
+	if uid == 0 {
+		return ""
+	}
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return ""
+	}
+	return u.Username
 }
 
 // identify is the caller of a request: by its client certificate on a TLS

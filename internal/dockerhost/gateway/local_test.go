@@ -253,6 +253,16 @@ func TestContainerSocketBook(t *testing.T) {
 	assert.Equal(t, authz.RuleLocalNamespace, rec.Rule)
 	assert.Equal(t, authz.DecisionDeny, rec.Decision)
 	assert.Equal(t, os.Getpid(), rec.PID)
+	// A container's process that runs as a host account's uid (nobody's
+	// here): that account can trace it and take its connection.
+	nobody, err := user.Lookup("nobody")
+	require.NoError(t, err)
+	uid, _ := strconv.ParseUint(nobody.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(nobody.Gid, 10, 32)
+	status, body = localCallOn(t, dialAsFromOtherPIDNS(t, path, uint32(uid), uint32(gid)), "GET", "/v1.41/containers/json", "")
+	assert.Equal(t, http.StatusForbidden, status, body)
+	assert.Contains(t, body, fmt.Sprintf(`the caller's uid %d is the host account "nobody"'s`, uid))
+
 	// A host account's own PID namespace, inside its own user namespace
 	// ('unshare -Urp', which needs no privilege): refused too.
 	status, body = localCallOn(t, dialFromOwnUserNS(t, path), "GET", "/v1.41/containers/json", "")

@@ -13,8 +13,12 @@ import (
 )
 
 // dialEnv names the socket a re-run of the test binary dials from a new
-// PID namespace, as a container's process would (dialFromOtherPIDNS).
-const dialEnv = "DTLS_TEST_DIAL_FROM_PIDNS"
+// PID namespace, as a container's process would (dialFromOtherPIDNS);
+// dialAsEnv, "UID:GID", the credentials it dials with.
+const (
+	dialEnv   = "DTLS_TEST_DIAL_FROM_PIDNS"
+	dialAsEnv = "DTLS_TEST_DIAL_AS"
+)
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(dialEnv); path != "" {
@@ -28,7 +32,32 @@ func TestMain(m *testing.M) {
 // closes standard input, so that the connection's pidfd names a live
 // process when the gateway places it.
 func dialAndPass(path string) int {
-	c, err := net.Dial("unix", path)
+	// path is reached through descriptor 4, opened by the parent (O_PATH):
+	// a caller of another uid needs no search permission on the socket's
+	// directory, as a container's process has its bind mount.
+	_ = path
+	if as := os.Getenv(dialAsEnv); as != "" {
+		// Dropped here, after exec: the test binary is not the other
+		// uid's to run.
+		var uid, gid int
+		if _, err := fmt.Sscanf(as, "%d:%d", &uid, &gid); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if err := syscall.Setgroups(nil); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if err := syscall.Setgid(gid); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if err := syscall.Setuid(uid); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	c, err := net.Dial("unix", "/proc/self/fd/4")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -66,16 +95,27 @@ func dialFromOwnUserNS(t *testing.T, path string) net.Conn {
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}})
 }
 
-// dialFromNamespaces is dialFromOtherPIDNS with the connector made by attr.
-func dialFromNamespaces(t *testing.T, path string, attr *syscall.SysProcAttr) net.Conn {
+// dialAsFromOtherPIDNS is dialFromOtherPIDNS with the connector's uid and
+// gid those given.
+func dialAsFromOtherPIDNS(t *testing.T, path string, uid, gid uint32) net.Conn {
 	t.Helper()
+	return dialFromNamespaces(t, path, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}, fmt.Sprintf("%s=%d:%d", dialAsEnv, uid, gid))
+}
+
+// dialFromNamespaces is dialFromOtherPIDNS with the connector made by attr.
+func dialFromNamespaces(t *testing.T, path string, attr *syscall.SysProcAttr, env ...string) net.Conn {
+	t.Helper()
+	pfd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	require.NoError(t, err)
+	pathFile := os.NewFile(uintptr(pfd), path)
+	defer pathFile.Close()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	require.NoError(t, err)
 	mine, theirs := os.NewFile(uintptr(fds[0]), "parent"), os.NewFile(uintptr(fds[1]), "child")
 	defer mine.Close()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), dialEnv+"="+path)
-	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.Env = append(append(os.Environ(), dialEnv+"="+path), env...)
+	cmd.ExtraFiles = []*os.File{theirs, pathFile}
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = attr
 	stdin, err := cmd.StdinPipe()

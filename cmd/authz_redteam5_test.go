@@ -201,3 +201,25 @@ func TestRedTeamDuplicateNetworkName(t *testing.T) {
 	out, err := r.as("dev", "run", "--rm", "--network", "devnet-d", "tool:1", "/tool", "euid")
 	assert.NoError(t, err, "dev can no longer use its own network devnet-d: %s", tailString(out, 300))
 }
+
+// TestRedTeamLocalVolumeBindSpelling (found re-attacking the volume
+// rules): the policy took an "o" item that lower-cases and trims to
+// "bind" ("BIND", " bind") for a bind of a host path it judged, but
+// dockerd takes a mount flag by its exact name (moby/sys/mount
+// parseOptions): "BIND" is file-system data, and the volume a new mount
+// of its type, the host's debugfs with tracefs inside, in a developer's
+// container. Now such a volume is judged by its type, and refused.
+func TestRedTeamLocalVolumeBindSpelling(t *testing.T) {
+	r := startRedTeam2(t)
+	for i, o := range []string{"BIND", " bind"} {
+		name := fmt.Sprintf("spelt%d", i)
+		opts, err := json.Marshal(map[string]any{"Name": name, "Driver": "local",
+			"DriverOpts": map[string]string{"type": "debugfs", "device": r.ws, "o": o}})
+		require.NoError(t, err)
+		code, body := r.raw("dev", "POST", "/v1.41/volumes/create", "application/json", string(opts))
+		assert.Equal(t, 403, code, "a debugfs volume with o=%q: %s", o, tailString(body, 300))
+		assert.Contains(t, body, `of type \"debugfs\"`)
+		_, err = r.as("root-admin", "volume", "inspect", name)
+		assert.Error(t, err, "dockerd made the refused volume %s", name)
+	}
+}

@@ -357,6 +357,11 @@ func TestBodyVolume(t *testing.T) {
 		{"cifs with root's credentials file", vol("local", `{"type":"cifs","o":"credentials=/root/.smb","device":"//10.0.0.1/share"}`), ok + ": DriverOpts", "network file system"},
 		{"sshfs", vol("local", `{"type":"fuse.sshfs","device":"root@10.0.0.1:/"}`), ok + ": DriverOpts", "network file system"},
 		{"nfs without its type", vol("local", `{"o":"addr=10.0.0.1","device":":/export"}`), ok + ": DriverOpts", "mounts a host device or file system"},
+		// not a bind to dockerd, which takes a flag by its exact name:
+		// a new mount of its type
+		{"o=BIND of debugfs", vol("local", `{"type":"debugfs","o":"BIND","device":"/home/dev/data"}`), ok + ": DriverOpts", `of type "debugfs"`},
+		{"o=' bind' of debugfs", vol("local", `{"type":"debugfs","o":"ro, bind","device":"/home/dev/data"}`), ok + ": DriverOpts", `of type "debugfs"`},
+		{"o=Rbind of nfs", vol("local", `{"type":"nfs","o":"sloppy,Rbind,addr=10.0.0.1","device":"/home/dev/data"}`), ok + ": DriverOpts", "network file system"},
 		{"another driver", vol("rexray", `{"device":"/etc"}`), ok + ": Driver", "only the local driver"},
 		{"an admin's name: a create would hand it over", []byte(`{"Name":"admindata"}`), ok + ": Name", "exists and was not created by you"},
 		{"one's own name again", []byte(`{"Name":"mine"}`), ok, ""},

@@ -969,9 +969,13 @@ func (k *checker) localVolumeProblem(opts map[string]string) string {
 			return fmt.Sprintf("with option %q is not allowed: only type, o and device", key)
 		}
 	}
+	// dockerd splits o at commas and takes a flag only when an item is
+	// its name exactly (moby/sys/mount parseOptions): "BIND" or " bind"
+	// is file-system data for the kernel, and the volume a new mount of
+	// its type (the host's debugfs, with tracefs inside), not a bind.
 	bind := false
 	for opt := range strings.SplitSeq(o, ",") {
-		switch strings.ToLower(strings.TrimSpace(opt)) {
+		switch opt {
 		case "bind", "rbind":
 			bind = true
 		}

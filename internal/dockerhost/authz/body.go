@@ -258,6 +258,11 @@ type serviceBody struct {
 		Networks   []struct{ Target string }
 	}
 	Networks []struct{ Target string } // deprecated place of TaskTemplate.Networks
+	// EndpointSpec.Ports are published on every node (ingress) or on the
+	// task's (host mode), as a container's PortBindings are.
+	EndpointSpec *struct {
+		Ports []struct{ PublishedPort int }
+	}
 }
 
 // servicePrivileges is a service's ContainerSpec.Privileges.
@@ -305,6 +310,14 @@ func (k *checker) checkService(b *serviceBody) {
 			if strings.EqualFold(n.Target, "host") {
 				c.set("network", n.Target)
 				c.fail("TaskTemplate.Networks", `the "host" network shares the host's network stack`)
+			}
+		}
+	}
+	if e := b.EndpointSpec; e != nil && rl.caps&capPorts == 0 {
+		first := k.p.firstUnprivilegedPort()
+		for _, p := range e.Ports {
+			if p.PublishedPort > 0 && p.PublishedPort < first {
+				c.fail("EndpointSpec.Ports", fmt.Sprintf("published port %d is below %d, the host's first unprivileged port (net.ipv4.ip_unprivileged_port_start): the ports capability publishes it", p.PublishedPort, first))
 			}
 		}
 	}

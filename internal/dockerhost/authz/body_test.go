@@ -399,6 +399,7 @@ func TestBodyService(t *testing.T) {
 		"deployer": {"base": "developer", "capabilities": ["swarm"]},
 		"keeper":   {"base": "deployer", "capabilities": ["secrets"]}}}`))
 	require.NoError(t, err)
+	p.firstPort = 1024
 	plain := cli(t, "service-plain")
 	for _, c := range []struct {
 		name, role, uri string
@@ -431,6 +432,10 @@ func TestBodyService(t *testing.T) {
 		{"secrets with the capability", "keeper", "/services/create",
 			with(t, plain, "TaskTemplate.ContainerSpec.Secrets", raw(`[{"SecretName":"db","SecretID":"x"}]`)),
 			"keeper: capability swarm: POST /services/create", ""},
+		{"--publish 22:22", "deployer", "/services/create", with(t, plain, "EndpointSpec", raw(`{"Ports":[{"TargetPort":22,"PublishedPort":22,"PublishMode":"ingress"}]}`)),
+			"deployer: capability swarm: POST /services/create: EndpointSpec.Ports", "published port 22 is below 1024"},
+		{"--publish 8080:80", "deployer", "/services/create", with(t, plain, "EndpointSpec", raw(`{"Ports":[{"TargetPort":80,"PublishedPort":8080}]}`)),
+			"deployer: capability swarm: POST /services/create", ""},
 		{"no body", "deployer", "/services/create", nil, "deployer: capability swarm: POST /services/create: body", "CVE-2024-41110"},
 		{"admin, no body", RoleAdmin, "/services/create", nil, "admin: everything", ""},
 	} {

@@ -1109,7 +1109,7 @@ func checksOf(rt *route) []string {
 		cs = append(cs, "Privileged")
 	case bodyService:
 		cs = append(cs,
-			"ContainerSpec: CapabilityAdd, Privileges (SELinux disabled or typed, seccomp or AppArmor off or custom), mounts a container could not have, ulimits it could not have",
+			"ContainerSpec: CapabilityAdd, Privileges (SELinux disabled or typed, seccomp or AppArmor off or custom), mounts a container could not have, ulimits it could not have; a published port below the host's first unprivileged port, without the ports capability",
 			"secrets and configs without the secrets capability; the \"host\" network by name; plugin services",
 		)
 	case bodyVolume:

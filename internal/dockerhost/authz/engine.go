@@ -2,6 +2,7 @@ package authz
 
 import (
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,60 @@ type Engine struct {
 	// seen (names.go): formatting them was a third of what identifying
 	// a caller cost the gateway on every request.
 	names certNames
+
+	// creating are the network names a create was allowed for and not
+	// answered yet (networkClaims).
+	creating networkClaims
+}
+
+// networkClaims are the names of networks being created. The policy
+// refuses a name a network has (checkNetworkNameFree), but two creates
+// of one name at once both find none, and dockerd 20.10 makes both: the
+// name is then ambiguous to it, its first owner's included. The second
+// allowed create of a name is refused while the first is unanswered, or
+// for claimTTL when its answer never comes back (a gateway observes only
+// successful answers).
+type networkClaims struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+// claimTTL bounds how long a create's claim on a name lasts unanswered.
+const claimTTL = 30 * time.Second
+
+// claim takes name for a create at now; false when another holds it.
+func (n *networkClaims) claim(name string, now time.Time) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if t, ok := n.at[name]; ok && now.Sub(t) < claimTTL {
+		return false
+	}
+	if n.at == nil {
+		n.at = map[string]time.Time{}
+	}
+	for k, t := range n.at {
+		if now.Sub(t) >= claimTTL {
+			delete(n.at, k)
+		}
+	}
+	n.at[name] = now
+	return true
+}
+
+// release gives name back once its create is answered.
+func (n *networkClaims) release(name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.at, name)
+}
+
+// networkName is the Name of a network create's body ("" when none).
+func networkName(body []byte) string {
+	var b struct{ Name string }
+	if json.Unmarshal(body, &b) != nil {
+		return ""
+	}
+	return b.Name
 }
 
 // NewEngine makes an engine. An invalid or missing policy file is not an
@@ -211,6 +266,12 @@ func (e *Engine) Decide(c Caller, method, uri string, body []byte, headers map[s
 	if d.Path != "" {
 		rec.Path = d.Path
 	}
+	if d.Allow && method == "POST" && rec.Path == "/networks/create" {
+		if name := networkName(body); name != "" && !e.creating.claim(name, e.now()) {
+			d.Allow, d.Rule = false, d.Rule+": Name"
+			d.Reason = fmt.Sprintf("a network named %q is being created by another call: a second one would make the name ambiguous to dockerd", name)
+		}
+	}
 	rec.Fields, rec.Rule, rec.Reason = d.Fields, d.Rule, d.Reason
 	reason := d.Reason
 	if reason == "" {
@@ -289,6 +350,9 @@ func (e *Engine) Observe(c Caller, method, uri string, status int, reqBody, resp
 		return
 	}
 	p, _ := CanonicalPath(uri)
+	if method == "POST" && p == "/networks/create" {
+		e.creating.release(networkName(reqBody))
+	}
 	req := &authzRequest{RequestMethod: method, RequestURI: uri, RequestBody: reqBody, ResponseStatusCode: status, ResponseBody: respBody}
 	if err := e.cfg.Objects.observe(ownerOf(c.ID), req, p); err != nil {
 		e.logf("owners", "%v", err)

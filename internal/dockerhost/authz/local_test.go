@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -147,4 +148,29 @@ func TestSetLocalRole(t *testing.T) {
 	require.NoError(t, err)
 	role, _ = p.LocalRole("alice", nil)
 	assert.Empty(t, role)
+}
+
+// TestNetworkCreatesAtOnce: while a network create of a name is allowed
+// and unanswered, another of that name is refused (two at once both found
+// the name free, and dockerd made both); its answer, or claimTTL, frees
+// the name.
+func TestNetworkCreatesAtOnce(t *testing.T) {
+	e, err := NewEngine(Config{})
+	require.NoError(t, err)
+	clock := time.Unix(1700000000, 0)
+	e.now = func() time.Time { return clock }
+	admin := Caller{ID: Identity{User: "root", Source: SourceUnix}}
+	body := []byte(`{"Name":"shared","CheckDuplicate":false}`)
+	create := func() Verdict {
+		v, _ := e.Decide(admin, "POST", "/v1.41/networks/create", body, map[string]string{"Content-Type": "application/json"})
+		return v
+	}
+	require.True(t, create().Allow)
+	v := create()
+	assert.False(t, v.Allow)
+	assert.Contains(t, v.Msg, `a network named "shared" is being created by another call`)
+	e.creating.release("shared") // what Observe does with the answer
+	require.True(t, create().Allow)
+	clock = clock.Add(claimTTL)
+	assert.True(t, create().Allow, "a claim whose answer never came outlived claimTTL")
 }

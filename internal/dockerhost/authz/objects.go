@@ -401,9 +401,9 @@ func (r *Registry) claimNamespace(owner, uri string) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e, ok := r.book[string(KindNamespace)+"/"+owner]; ok && e.Owner == owner {
-		return nil
-	}
+	// Recorded again at each build, as the newest entry: the book drops
+	// its oldest entries first when full (maxOwned), and a namespace in
+	// use is not one of them.
 	r.set(KindNamespace, owner, owner, owner)
 	return r.save()
 }

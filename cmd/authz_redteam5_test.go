@@ -108,25 +108,11 @@ func startFakeRegistry(t *testing.T, name, tag string, labels map[string]string)
 
 func sha256Sum(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
 
-// TestRedTeamPullIntoAnothersNamespace: a developer replaces an image
-// in another identity's namespace by pulling it.
-//
-// The policy keeps each identity's images in its own namespace: a build
-// may tag only NAME/... ("on any registry", tagProblem), POST
-// /images/{name}/tag and /images/load are admin's, because they "can
-// replace an image others run". POST /images/create?fromImage= (a pull)
-// is developer's with no check of the name at all (body.go checkPull), and
-// a pull writes the tag it pulls, replacing the local image of that name.
-// So bob, a developer, pulls 127.0.0.1:PORT/cici/app:1 (or, on Docker
-// Hub, cici/app:1) from a registry he controls (his registry container
-// published on the host's loopback; his Docker Hub account "cici"): the
-// image cici built under her name is now bob's, and cici's next
-// "docker run 127.0.0.1:PORT/cici/app:1" runs bob's code with cici's
-// bind mounts, volumes and networks.
-//
-// Secure behaviour (asserted): bob's pull into cici's namespace is
-// refused, and the image stays cici's.
-func TestRedTeamPullIntoAnothersNamespace(t *testing.T) {
+// TestRedTeamAuthz5: holes found by attacker helpers in the policy's
+// endpoints other than a container's create and a build, each closed;
+// one plugin and dockerd for all (startRedTeam2), cici (role ci, which
+// builds) and bob (developer) beside dev.
+func TestRedTeamAuthz5(t *testing.T) {
 	r := startRedTeam2(t)
 	policyPath := filepath.Join(filepath.Dir(r.audit), "authz-policy.json")
 	require.NoError(t, atomicfile.Write(policyPath, []byte(redTeam3Policy(r.work)), 0o644))
@@ -135,91 +121,87 @@ func TestRedTeamPullIntoAnothersNamespace(t *testing.T) {
 		require.Equal(t, 0, code, stderr)
 		r.client[name] = rawClient(t, filepath.Join(r.bundle, name))
 	}
-	reg := startFakeRegistry(t, "cici/app", "1", map[string]string{"planted-by": "bob"})
-	ref := reg.addr + "/cici/app:1"
 
-	// cici builds her image, in her namespace (allowed: tagProblem).
-	deadline := time.Now().Add(10 * time.Second)
-	var code int
-	var body string
-	for {
-		code, body = r.raw("cici", "POST", "/v1.41/build?rm=1&t="+url.QueryEscape(ref), "application/x-tar",
-			buildContext(t, "FROM tiny:1\nLABEL built-by=cici\n"))
-		if code == 200 && !strings.Contains(body, `"error"`) {
-			break
+	// Refused: a developer replaced an image in another identity's
+	// namespace by pulling it. The policy keeps each identity's images in
+	// its own namespace: a build tags only NAME/... (tagProblem), a tag
+	// and a load are admin's, because they "can replace an image others
+	// run"; a pull (POST /images/create?fromImage=) writes the tag it
+	// pulls too, and was not checked. bob pulled
+	// 127.0.0.1:PORT/cici/app:1 from a registry he controls (his registry
+	// container published on the host's loopback): the image cici built
+	// under her name became his, and her next run of it ran his code with
+	// her mounts and networks.
+	t.Run("Refused_pull_into_anothers_namespace", func(t *testing.T) {
+		reg := startFakeRegistry(t, "cici/app", "1", map[string]string{"planted-by": "bob"})
+		ref := reg.addr + "/cici/app:1"
+		// cici builds her image, in her namespace (allowed: tagProblem),
+		// once the policy file written above is in force.
+		deadline := time.Now().Add(10 * time.Second)
+		var code int
+		var body string
+		for {
+			code, body = r.raw("cici", "POST", "/v1.41/build?rm=1&t="+url.QueryEscape(ref), "application/x-tar",
+				buildContext(t, "FROM tiny:1\nLABEL built-by=cici\n"))
+			if code == 200 && !strings.Contains(body, `"error"`) {
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "cici's build: %d %s", code, tailString(body, 300))
+			time.Sleep(100 * time.Millisecond)
 		}
-		require.True(t, time.Now().Before(deadline), "cici's build: %d %s", code, tailString(body, 300))
-		time.Sleep(100 * time.Millisecond)
-	}
-	label := func() string {
-		out, _ := r.as("root-admin", "image", "inspect", "-f", `{{json .Config.Labels}}`, ref)
-		return strings.TrimSpace(out)
-	}
-	before := label()
-	require.Contains(t, before, "built-by", "cici's image: %s", before)
+		label := func() string {
+			out, _ := r.as("root-admin", "image", "inspect", "-f", `{{json .Config.Labels}}`, ref)
+			return strings.TrimSpace(out)
+		}
+		before := label()
+		require.Contains(t, before, "built-by", "cici's image: %s", before)
 
-	// bob pulls the same name from the registry he controls.
-	code, body = r.raw("bob", "POST", "/v1.41/images/create?fromImage="+url.QueryEscape(reg.addr+"/cici/app")+"&tag=1", "", "")
-	after := label()
-	t.Logf("bob's pull of %s: %d %s; the image's labels before %s, after %s", ref, code, tailString(body, 300), before, after)
-	assert.Equal(t, 403, code, "bob (developer) pulled into cici's namespace: %s", tailString(body, 300))
-	assert.NotContains(t, after, "planted-by", "bob replaced cici's image %s with his own", ref)
-	assert.Contains(t, after, "built-by", "cici's image %s is no longer hers", ref)
-	// Nor may he remove it, by its name or its ID.
-	id, err := r.as("root-admin", "image", "inspect", "-f", "{{.Id}}", ref)
-	require.NoError(t, err, id)
-	for _, name := range []string{ref, strings.TrimSpace(id)} {
-		code, body = r.raw("bob", "DELETE", "/v1.41/images/"+name, "", "")
-		assert.Equal(t, 403, code, "bob removed cici's image by %s: %s", name, tailString(body, 200))
-	}
-	assert.Contains(t, label(), "built-by", "cici's image %s is gone", ref)
-}
+		code, body = r.raw("bob", "POST", "/v1.41/images/create?fromImage="+url.QueryEscape(reg.addr+"/cici/app")+"&tag=1", "", "")
+		after := label()
+		assert.Equal(t, 403, code, "bob (developer) pulled into cici's namespace: %s", tailString(body, 300))
+		assert.NotContains(t, after, "planted-by", "bob replaced cici's image %s with his own", ref)
+		assert.Contains(t, after, "built-by", "cici's image %s is no longer hers", ref)
+		// Nor may he remove it, by its name or its ID.
+		id, err := r.as("root-admin", "image", "inspect", "-f", "{{.Id}}", ref)
+		require.NoError(t, err, id)
+		for _, name := range []string{ref, strings.TrimSpace(id)} {
+			code, body = r.raw("bob", "DELETE", "/v1.41/images/"+name, "", "")
+			assert.Equal(t, 403, code, "bob removed cici's image by %s: %s", name, tailString(body, 200))
+		}
+		assert.Contains(t, label(), "built-by", "cici's image %s is gone", ref)
+	})
 
-// TestRedTeamDuplicateNetworkName: a developer creates a network under
-// the name of another identity's network (CheckDuplicate false, which the
-// API allows and dockerd 20.10 only warns about), and the owner can no
-// longer use its own network by name: dockerd, and the policy's lookup
-// through it, find the name ambiguous. The policy refuses a volume name
-// that exists and is not the caller's (checkVolume), but checkNetwork
-// (body.go) does not look the name up.
-//
-// Secure behaviour (asserted): bob's create of a network named like
-// dev's is refused, and dev still runs a container on devnet-d.
-func TestRedTeamDuplicateNetworkName(t *testing.T) {
-	r := startRedTeam2(t)
-	policyPath := filepath.Join(filepath.Dir(r.audit), "authz-policy.json")
-	_, stderr, code := dtls(t, time.Now(), "issue-client", "bob", "--role", "developer", "--policy", policyPath, "--state-dir", r.state, "--out", filepath.Join(r.bundle, "bob"))
-	require.Equal(t, 0, code, stderr)
-	r.client["bob"] = rawClient(t, filepath.Join(r.bundle, "bob"))
-	r.must("dev", "network", "create", "devnet-d")
-	_, err := r.as("dev", "run", "--rm", "--network", "devnet-d", "tool:1", "/tool", "euid")
-	require.NoError(t, err, "dev cannot use its own network before the attack")
+	// Refused: bob created a network under the name of dev's
+	// (CheckDuplicate false, which dockerd 20.10 only warns about), and
+	// dev could no longer use its own network by name: dockerd, and the
+	// policy's lookup through it, found the name ambiguous.
+	t.Run("Refused_duplicate_network_name", func(t *testing.T) {
+		r.must("dev", "network", "create", "devnet-d")
+		_, err := r.as("dev", "run", "--rm", "--network", "devnet-d", "tool:1", "/tool", "euid")
+		require.NoError(t, err, "dev cannot use its own network before the attack")
+		code, body := r.raw("bob", "POST", "/v1.41/networks/create", "application/json", `{"Name":"devnet-d","CheckDuplicate":false}`)
+		assert.Equal(t, 403, code, "bob made a second network named like dev's: %s", tailString(body, 200))
+		out, err := r.as("dev", "run", "--rm", "--network", "devnet-d", "tool:1", "/tool", "euid")
+		assert.NoError(t, err, "dev can no longer use its own network devnet-d: %s", tailString(out, 300))
+	})
 
-	code, body := r.raw("bob", "POST", "/v1.41/networks/create", "application/json", `{"Name":"devnet-d","CheckDuplicate":false}`)
-	t.Logf("bob's POST /networks/create {Name: devnet-d, CheckDuplicate: false}: %d %s", code, tailString(body, 200))
-	assert.Equal(t, 403, code, "bob made a second network named like dev's")
-	out, err := r.as("dev", "run", "--rm", "--network", "devnet-d", "tool:1", "/tool", "euid")
-	assert.NoError(t, err, "dev can no longer use its own network devnet-d: %s", tailString(out, 300))
-}
-
-// TestRedTeamLocalVolumeBindSpelling (found re-attacking the volume
-// rules): the policy took an "o" item that lower-cases and trims to
-// "bind" ("BIND", " bind") for a bind of a host path it judged, but
-// dockerd takes a mount flag by its exact name (moby/sys/mount
-// parseOptions): "BIND" is file-system data, and the volume a new mount
-// of its type, the host's debugfs with tracefs inside, in a developer's
-// container. Now such a volume is judged by its type, and refused.
-func TestRedTeamLocalVolumeBindSpelling(t *testing.T) {
-	r := startRedTeam2(t)
-	for i, o := range []string{"BIND", " bind"} {
-		name := fmt.Sprintf("spelt%d", i)
-		opts, err := json.Marshal(map[string]any{"Name": name, "Driver": "local",
-			"DriverOpts": map[string]string{"type": "debugfs", "device": r.ws, "o": o}})
-		require.NoError(t, err)
-		code, body := r.raw("dev", "POST", "/v1.41/volumes/create", "application/json", string(opts))
-		assert.Equal(t, 403, code, "a debugfs volume with o=%q: %s", o, tailString(body, 300))
-		assert.Contains(t, body, `of type \"debugfs\"`)
-		_, err = r.as("root-admin", "volume", "inspect", name)
-		assert.Error(t, err, "dockerd made the refused volume %s", name)
-	}
+	// Refused (found re-attacking the volume rules): the policy took an
+	// "o" item that lower-cases and trims to "bind" ("BIND", " bind")
+	// for a bind of a host path it judged, but dockerd takes a mount flag
+	// by its exact name (moby/sys/mount parseOptions): "BIND" is
+	// file-system data, and the volume a new mount of its type, the
+	// host's debugfs with tracefs inside, in a developer's container.
+	t.Run("Refused_local_volume_bind_spelling", func(t *testing.T) {
+		for i, o := range []string{"BIND", " bind"} {
+			name := fmt.Sprintf("spelt%d", i)
+			opts, err := json.Marshal(map[string]any{"Name": name, "Driver": "local",
+				"DriverOpts": map[string]string{"type": "debugfs", "device": r.ws, "o": o}})
+			require.NoError(t, err)
+			code, body := r.raw("dev", "POST", "/v1.41/volumes/create", "application/json", string(opts))
+			assert.Equal(t, 403, code, "a debugfs volume with o=%q: %s", o, tailString(body, 300))
+			assert.Contains(t, body, `of type \"debugfs\"`)
+			_, err = r.as("root-admin", "volume", "inspect", name)
+			assert.Error(t, err, "dockerd made the refused volume %s", name)
+		}
+	})
 }

@@ -284,7 +284,9 @@ func (r *Registry) set(kind ObjectKind, id, name, owner string) {
 		return
 	}
 	if len(r.book)-r.execs > maxOwned {
-		r.evict(func(e ownedEntry) bool { return e.Kind != KindExec })
+		// A namespace is never dropped: a pull into it would be allowed
+		// again (its entries are one per identity that builds, a few).
+		r.evict(func(e ownedEntry) bool { return e.Kind != KindExec && e.Kind != KindNamespace })
 	}
 }
 

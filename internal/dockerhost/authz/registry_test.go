@@ -106,14 +106,18 @@ func TestRegistryRecordsOwners(t *testing.T) {
 func TestRegistryBound(t *testing.T) {
 	r, err := OpenRegistry("", nil)
 	require.NoError(t, err)
+	// A namespace, the oldest entry of all, is never pushed out: a pull
+	// into it would be allowed again (a flood of one's own volumes).
+	require.NoError(t, r.claimNamespace("cici", "/v1.41/build?t=cici%2Fapp%3A1"))
 	for i := range maxOwned + 2 {
 		r.set(KindVolume, "v"+strconv.Itoa(i), "v"+strconv.Itoa(i), "u")
 	}
-	assert.Equal(t, maxOwned, len(r.book))
+	assert.Equal(t, maxOwned, len(r.book), "the volumes and the namespace")
 	_, ok := r.book[string(KindVolume)+"/v0"]
 	assert.False(t, ok, "the oldest went")
 	_, ok = r.book[string(KindVolume)+"/v"+strconv.Itoa(maxOwned+1)]
 	assert.True(t, ok, "the newest stays")
+	assert.True(t, r.Owns("cici"), "cici's namespace was pushed out")
 }
 
 // TestRegistryExecsBoundApart: execs made in a loop push out only execs.

@@ -43,10 +43,11 @@ const (
 	ruleLocalNoRole    = "gateway: local user without a role"
 	ruleLocalAmbiguous = "gateway: local user's groups disagree"
 	ruleLocalNoPolicy  = "gateway: policy invalid"
-	// RuleLocalNamespace refuses a caller whose process is not where the
-	// socket's callers are: a container's on the local socket, a host's
-	// on a per-container socket.
-	RuleLocalNamespace = "gateway: caller in the wrong PID namespace"
+	// RuleMisplacedCaller refuses a caller whose process is not one the
+	// socket is for: a container's on the local socket; on a
+	// per-container socket, a host's, one in a user namespace of its own,
+	// or one not root in its container.
+	RuleMisplacedCaller = "gateway: caller not one the socket is for"
 )
 
 // Peer is a caller of one of the gateway's own unix sockets, as the
@@ -114,7 +115,7 @@ func (e *Engine) IdentifyLocal(p Peer) Caller {
 	c := Caller{ID: Identity{User: p.LocalName(), Source: SourceLocal},
 		UID: strconv.FormatUint(uint64(p.UID), 10), PID: int(p.PID), Comm: p.Comm, Socket: p.Socket}
 	if p.Misplaced != "" {
-		c.Rule, c.Refused = RuleLocalNamespace, p.Misplaced
+		c.Rule, c.Refused = RuleMisplacedCaller, p.Misplaced
 		return c
 	}
 	if p.Name != "" {

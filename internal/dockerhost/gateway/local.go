@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
 )
 
@@ -143,30 +145,46 @@ func (l *localListener) Accept() (net.Conn, error) {
 			continue
 		}
 		p := authz.Peer{UID: uid, GID: gid, PID: pid, Socket: l.Path(), Name: l.name}
-		p.Comm, p.Misplaced = l.place(c, pid)
-		return &peerConn{Conn: c, peer: p}, nil
+		pc := &peerConn{Conn: c, pidfd: -1}
+		p.Comm, p.Misplaced, pc.pidfd = l.place(c, uid, pid)
+		pc.peer = p
+		return pc, nil
 	}
 }
 
 // place is the command name of the process that connected c, and why it
 // is not one this socket is for ("" when it is: authz.Peer.Misplaced). A
 // process that cannot be placed is refused.
-func (l *localListener) place(c *net.UnixConn, pid int32) (comm, misplaced string) {
-	comm, ns, err := peerProcess(c, pid)
+// On a per-container socket it also returns the connection's pidfd
+// (-1 without one), kept to ask at each request whether the process that
+// connected still stands for it (connectorProblem); on the local socket
+// none is kept.
+func (l *localListener) place(c *net.UnixConn, uid uint32, pid int32) (comm, misplaced string, pidfd int) {
+	comm, ns, pidfd, err := peerProcess(c, pid)
+	if l.name == "" && pidfd >= 0 {
+		unix.Close(pidfd)
+		pidfd = -1
+	}
 	switch {
 	case err != nil:
-		return comm, fmt.Sprintf("the caller (pid %d) cannot be placed: %v", pid, err)
+		return comm, fmt.Sprintf("the caller (pid %d) cannot be placed: %v", pid, err), pidfd
 	case l.name == "" && !ns.samePID:
-		return comm, fmt.Sprintf("the caller (pid %d) runs in another PID namespace than the gateway's, a container's: the local socket is for the host's accounts, and a container's uid is not one (give a container its own socket: dtls gateway socket add)", pid)
+		return comm, fmt.Sprintf("the caller (pid %d) runs in another PID namespace than the gateway's, a container's: the local socket is for the host's accounts, and a container's uid is not one (give a container its own socket: dtls gateway socket add)", pid), pidfd
 	case l.name != "" && ns.samePID:
-		return comm, fmt.Sprintf("the caller (pid %d) runs in the host's PID namespace, not in a container: the socket %s is for the container that mounts it", pid, l.Path())
+		return comm, fmt.Sprintf("the caller (pid %d) runs in the host's PID namespace, not in a container: the socket %s is for the container that mounts it", pid, l.Path()), pidfd
 	case l.name != "" && !ns.sameUser:
 		// 'unshare -Urp' gives an account a PID namespace of its own;
 		// dockerd's containers share the host's user namespace
 		// (without userns-remap).
-		return comm, fmt.Sprintf("the caller (pid %d) runs in a user namespace of its own, not in one of dockerd's containers: the socket %s is for the container that mounts it", pid, l.Path())
+		return comm, fmt.Sprintf("the caller (pid %d) runs in a user namespace of its own, not in one of dockerd's containers: the socket %s is for the container that mounts it", pid, l.Path()), pidfd
+	case l.name != "" && uid != 0:
+		// A process of another uid is a host process's of that uid to
+		// trace and take the connection from (connectorProblem): an
+		// account's, a DynamicUser service's, an LDAP user's, whether
+		// /etc/passwd names it or not.
+		return comm, fmt.Sprintf("the caller (pid %d) runs as uid %d in its container: the socket %s takes its root's calls only, since any host process of uid %d could take its connection; run the container as root", pid, uid, l.Path(), uid), pidfd
 	}
-	return comm, ""
+	return comm, "", pidfd
 }
 
 // account is uid's name and the names of its groups (primary and
@@ -194,6 +212,20 @@ type peerConn struct {
 	net.Conn
 	peer authz.Peer
 	once sync.Once
+	// pidfd is the connecting process's, on a per-container socket (-1
+	// without one), closed with the connection.
+	pidfd     int
+	closeOnce sync.Once
+}
+
+// Close closes the connection and the connecting process's pidfd.
+func (c *peerConn) Close() error {
+	c.closeOnce.Do(func() {
+		if c.pidfd >= 0 {
+			unix.Close(c.pidfd)
+		}
+	})
+	return c.Conn.Close()
 }
 
 // caller is the connection's peer, its account's name and groups read
@@ -203,31 +235,9 @@ func (c *peerConn) caller() *authz.Peer {
 	c.once.Do(func() {
 		if c.peer.Name == "" {
 			c.peer.User, c.peer.Groups = account(c.peer.UID)
-			return
-		}
-		if name := hostAccount(c.peer.UID); name != "" && c.peer.Misplaced == "" {
-			c.peer.Misplaced = fmt.Sprintf("the caller's uid %d is the host account %q's, which can trace the container's processes (ptrace, pidfd_getfd) and take their connection: run the container that mounts %s as root, or as a uid no host account has",
-				c.peer.UID, name, c.peer.Socket)
 		}
 	})
 	return &c.peer
-}
-
-// hostAccount is the name of the host account of uid, but root's ("" for
-// root or a uid without one). A container's process that runs as a host
-// account's uid is that account's to trace (ptrace(2)'s access check
-// compares uids, and no capability is needed): the account takes its
-// descriptors, a per-container socket's connection among them
-// (pidfd_getfd(2)). Root on the host is above any container anyway.
-func hostAccount(uid uint32) string {
-	if uid == 0 {
-		return ""
-	}
-	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
-	if err != nil {
-		return ""
-	}
-	return u.Username
 }
 
 // identify is the caller of a request: by its client certificate on a TLS
@@ -239,7 +249,13 @@ func (g *Gateway) identify(r *http.Request) authz.Caller {
 	if pc, ok := conn.(*peerConn); ok {
 		p := pc.caller()
 		g.sess.trackLocal(conn, p)
-		return g.identifyPeer(*p)
+		c := g.identifyPeer(*p)
+		if c.Refused == "" && p.Name != "" {
+			if why := connectorProblem(pc.pidfd, p.PID); why != "" {
+				c.Rule, c.Refused = authz.RuleMisplacedCaller, why
+			}
+		}
+		return c
 	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		// crypto/tls required and verified one (RequireAndVerifyClientCert).

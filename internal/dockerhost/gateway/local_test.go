@@ -169,7 +169,7 @@ func TestLocalSocketPeerCredentials(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, status, body)
 	assert.Contains(t, body, "runs in another PID namespace than the gateway's, a container's")
 	rec = lastRecord(t, lg.audit, name)
-	assert.Equal(t, authz.RuleLocalNamespace, rec.Rule)
+	assert.Equal(t, authz.RuleMisplacedCaller, rec.Rule)
 	assert.Equal(t, authz.DecisionDeny, rec.Decision)
 	assert.NotEqual(t, os.Getpid(), rec.PID)
 
@@ -250,7 +250,7 @@ func TestContainerSocketBook(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, status, body)
 	assert.Contains(t, body, "runs in the host's PID namespace, not in a container")
 	rec = lastRecord(t, lg.audit, "socket:proxy")
-	assert.Equal(t, authz.RuleLocalNamespace, rec.Rule)
+	assert.Equal(t, authz.RuleMisplacedCaller, rec.Rule)
 	assert.Equal(t, authz.DecisionDeny, rec.Decision)
 	assert.Equal(t, os.Getpid(), rec.PID)
 	// A container's process that runs as a host account's uid (nobody's
@@ -261,7 +261,18 @@ func TestContainerSocketBook(t *testing.T) {
 	gid, _ := strconv.ParseUint(nobody.Gid, 10, 32)
 	status, body = localCallOn(t, dialAsFromOtherPIDNS(t, path, uint32(uid), uint32(gid)), "GET", "/v1.41/containers/json", "")
 	assert.Equal(t, http.StatusForbidden, status, body)
-	assert.Contains(t, body, fmt.Sprintf(`the caller's uid %d is the host account "nobody"'s`, uid))
+	assert.Contains(t, body, fmt.Sprintf("runs as uid %d in its container", uid))
+	// A uid no account has: the same (a DynamicUser service, an LDAP
+	// user runs as one).
+	status, body = localCallOn(t, dialAsFromOtherPIDNS(t, path, 4242, 4242), "GET", "/v1.41/containers/json", "")
+	assert.Equal(t, http.StatusForbidden, status, body)
+	assert.Contains(t, body, "runs as uid 4242 in its container")
+	// Root when it connected, then another uid, keeping the connection
+	// (su-exec): refused from its next request on.
+	dropped := dialDroppingFromOtherPIDNS(t, path, uint32(uid), uint32(gid))
+	status, body = localCallOn(t, dropped, "GET", "/v1.41/containers/json", "")
+	assert.Equal(t, http.StatusForbidden, status, body)
+	assert.Contains(t, body, fmt.Sprintf("runs as uid %d now, not root", uid))
 
 	// A host account's own PID namespace, inside its own user namespace
 	// ('unshare -Urp', which needs no privilege): refused too.

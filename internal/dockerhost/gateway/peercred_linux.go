@@ -43,28 +43,37 @@ func peerCred(c *net.UnixConn) (uid, gid uint32, pid int32, err error) {
 // still alive, so that they are not those of another process which took
 // the pid after the caller exited; without a pidfd (an older kernel) the
 // name is "" and the namespace is the pid's. err when the namespace
-// cannot be read: the caller cannot be placed, and is refused.
-func peerProcess(c *net.UnixConn, pid int32) (comm string, ns peerNS, err error) {
+// cannot be read: the caller cannot be placed, and is refused. The pidfd
+// (-1 without one) is the caller's to close: a per-container socket
+// keeps it, to ask again at each request (connectorProblem).
+func peerProcess(c *net.UnixConn, pid int32) (comm string, ns peerNS, pidfd int, err error) {
+	pidfd = -1
 	if pid <= 0 {
 		// SO_PEERCRED gives 0 for a process the reader's PID namespace
 		// cannot see: one of a parent or sibling namespace.
-		return "", ns, errors.New("its process is not visible in the gateway's PID namespace")
+		return "", ns, -1, errors.New("its process is not visible in the gateway's PID namespace")
 	}
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return "", ns, err
+		return "", ns, -1, err
 	}
-	pidfd := -1
 	if err := raw.Control(func(fd uintptr) {
 		if v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PEERPIDFD); err == nil {
 			pidfd = v
 		}
 	}); err != nil {
-		return "", ns, err
+		return "", ns, -1, err
 	}
-	if pidfd >= 0 {
-		defer unix.Close(pidfd)
+	comm, ns, err = placeProcess(pid, pidfd)
+	if err != nil && pidfd >= 0 {
+		unix.Close(pidfd)
+		pidfd = -1
 	}
+	return comm, ns, pidfd, err
+}
+
+// placeProcess reads what peerProcess says of pid, confirmed by pidfd.
+func placeProcess(pid int32, pidfd int) (comm string, ns peerNS, err error) {
 	b, commErr := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	for _, n := range []struct {
 		kind string
@@ -94,6 +103,40 @@ func peerProcess(c *net.UnixConn, pid int32) (comm string, ns peerNS, err error)
 		comm = strings.TrimSuffix(string(b), "\n")
 	}
 	return comm, ns, nil
+}
+
+// connectorProblem says why the process that made a per-container
+// socket's connection no longer stands for it ("" when it does): it has
+// exited, or it no longer runs as root in its container (every one of
+// its real, effective, saved and file-system uids 0). Any other uid's
+// process is a host process's to trace, with no capability, when their
+// uids are the same (ptrace(2)), and so to take the connection from
+// (pidfd_getfd(2)); root's only host root may trace. Asked at each
+// request: a process that connected as root and then dropped to another
+// uid, keeping the connection (su-exec, gosu), is caught at its next.
+func connectorProblem(pidfd int, pid int32) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if pidfd >= 0 {
+		if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil && err != unix.EPERM {
+			return fmt.Sprintf("the process that made this connection (pid %d) has exited: the connection is nobody's now", pid)
+		}
+	}
+	if err != nil {
+		return fmt.Sprintf("the process that made this connection (pid %d) cannot be read: %v", pid, err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, "Uid:")
+		if !ok {
+			continue
+		}
+		for _, u := range strings.Fields(rest) {
+			if u != "0" {
+				return fmt.Sprintf("the process that made this connection (pid %d) runs as uid %s now, not root: any process of that uid on the host could take the connection", pid, u)
+			}
+		}
+		return ""
+	}
+	return fmt.Sprintf("the process that made this connection (pid %d) has no uids in its status", pid)
 }
 
 // peerNS is where a caller's process runs, next to the gateway.

@@ -15,9 +15,12 @@ func peerCred(*net.UnixConn) (uid, gid uint32, pid int32, err error) {
 }
 
 // peerProcess: Linux's only (the local socket is refused anyway).
-func peerProcess(*net.UnixConn, int32) (string, peerNS, error) {
-	return "", peerNS{}, errors.New("a caller's namespaces are read on Linux only")
+func peerProcess(*net.UnixConn, int32) (string, peerNS, int, error) {
+	return "", peerNS{}, -1, errors.New("a caller's namespaces are read on Linux only")
 }
+
+// connectorProblem: Linux's only.
+func connectorProblem(int, int32) string { return "a caller's process is read on Linux only" }
 
 // peerNS: Linux's only.
 type peerNS struct{ samePID, sameUser bool }

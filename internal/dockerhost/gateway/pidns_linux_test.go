@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -18,6 +19,8 @@ import (
 const (
 	dialEnv   = "DTLS_TEST_DIAL_FROM_PIDNS"
 	dialAsEnv = "DTLS_TEST_DIAL_AS"
+	// dialDropEnv: dial as root, then drop to dialAsEnv's credentials.
+	dialDropEnv = "DTLS_TEST_DIAL_DROP"
 )
 
 func TestMain(m *testing.M) {
@@ -36,7 +39,7 @@ func dialAndPass(path string) int {
 	// a caller of another uid needs no search permission on the socket's
 	// directory, as a container's process has its bind mount.
 	_ = path
-	if as := os.Getenv(dialAsEnv); as != "" {
+	if as := os.Getenv(dialAsEnv); as != "" && os.Getenv(dialDropEnv) == "" {
 		// Dropped here, after exec: the test binary is not the other
 		// uid's to run.
 		var uid, gid int
@@ -71,6 +74,27 @@ func dialAndPass(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if os.Getenv(dialDropEnv) != "" {
+		// Root when it connected, another uid now, the connection kept;
+		// then a byte says so.
+		var uid, gid int
+		if _, err := fmt.Sscanf(os.Getenv(dialAsEnv), "%d:%d", &uid, &gid); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if err := syscall.Setgid(gid); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if err := syscall.Setuid(uid); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if _, err := unix.Write(3, []byte{1}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
 	var b [1]byte
 	_, _ = os.Stdin.Read(b[:])
 	return 0
@@ -102,6 +126,14 @@ func dialAsFromOtherPIDNS(t *testing.T, path string, uid, gid uint32) net.Conn {
 	return dialFromNamespaces(t, path, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}, fmt.Sprintf("%s=%d:%d", dialAsEnv, uid, gid))
 }
 
+// dialDroppingFromOtherPIDNS is dialFromOtherPIDNS by root, which then
+// drops to uid and gid and keeps living, as su-exec does.
+func dialDroppingFromOtherPIDNS(t *testing.T, path string, uid, gid uint32) net.Conn {
+	t.Helper()
+	return dialFromNamespaces(t, path, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID},
+		fmt.Sprintf("%s=%d:%d", dialAsEnv, uid, gid), dialDropEnv+"=1")
+}
+
 // dialFromNamespaces is dialFromOtherPIDNS with the connector made by attr.
 func dialFromNamespaces(t *testing.T, path string, attr *syscall.SysProcAttr, env ...string) net.Conn {
 	t.Helper()
@@ -129,6 +161,11 @@ func dialFromNamespaces(t *testing.T, path string, attr *syscall.SysProcAttr, en
 	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
 	_, oobn, _, _, err := unix.Recvmsg(int(mine.Fd()), buf, oob, 0)
 	require.NoError(t, err, "no connection from the other PID namespace")
+	if slices.Contains(env, dialDropEnv+"=1") {
+		// Wait for the connector's drop.
+		_, err := unix.Read(int(mine.Fd()), buf)
+		require.NoError(t, err, "the connector did not drop its uid")
+	}
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	require.NoError(t, err)
 	require.Len(t, msgs, 1)

@@ -81,11 +81,19 @@ func (n *networkClaims) claim(name string, now time.Time) bool {
 	return true
 }
 
-// release gives name back once its create is answered.
-func (n *networkClaims) release(name string) {
+// claimGrace is how long a claim outlives its create's answer: another
+// create whose lookup found the name free just before the first was made
+// claims it in that time, and is refused.
+const claimGrace = 5 * time.Second
+
+// release shortens name's claim to claimGrace once its create is
+// answered at now.
+func (n *networkClaims) release(name string, now time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	delete(n.at, name)
+	if _, ok := n.at[name]; ok {
+		n.at[name] = now.Add(claimGrace - claimTTL)
+	}
 }
 
 // networkName is the Name of a network create's body ("" when none).
@@ -351,7 +359,7 @@ func (e *Engine) Observe(c Caller, method, uri string, status int, reqBody, resp
 	}
 	p, _ := CanonicalPath(uri)
 	if method == "POST" && p == "/networks/create" {
-		e.creating.release(networkName(reqBody))
+		e.creating.release(networkName(reqBody), e.now())
 	}
 	req := &authzRequest{RequestMethod: method, RequestURI: uri, RequestBody: reqBody, ResponseStatusCode: status, ResponseBody: respBody}
 	if err := e.cfg.Objects.observe(ownerOf(c.ID), req, p); err != nil {

@@ -81,19 +81,11 @@ func (n *networkClaims) claim(name string, now time.Time) bool {
 	return true
 }
 
-// claimGrace is how long a claim outlives its create's answer: another
-// create whose lookup found the name free just before the first was made
-// claims it in that time, and is refused.
-const claimGrace = 5 * time.Second
-
-// release shortens name's claim to claimGrace once its create is
-// answered at now.
-func (n *networkClaims) release(name string, now time.Time) {
+// release gives name back: its create is answered, or refused.
+func (n *networkClaims) release(name string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if _, ok := n.at[name]; ok {
-		n.at[name] = now.Add(claimGrace - claimTTL)
-	}
+	delete(n.at, name)
 }
 
 // networkName is the Name of a network create's body ("" when none).
@@ -270,15 +262,26 @@ func (e *Engine) Decide(c Caller, method, uri string, body []byte, headers map[s
 	if e.cfg.Objects != nil {
 		preq.Env.Objects = e.cfg.Objects
 	}
+	// A network create claims its name before the policy looks it up,
+	// and keeps it until its answer: another create of the name looks
+	// it up only after the first's network exists, or is refused.
+	netName, claimed := "", false
+	if method == "POST" && rec.Path == "/networks/create" {
+		if netName = networkName(body); netName != "" {
+			claimed = e.creating.claim(netName, e.now())
+		}
+	}
 	d := pol.Decide(c.ID, preq)
 	if d.Path != "" {
 		rec.Path = d.Path
 	}
-	if d.Allow && method == "POST" && rec.Path == "/networks/create" {
-		if name := networkName(body); name != "" && !e.creating.claim(name, e.now()) {
-			d.Allow, d.Rule = false, d.Rule+": Name"
-			d.Reason = fmt.Sprintf("a network named %q is being created by another call: a second one would make the name ambiguous to dockerd", name)
-		}
+	switch {
+	case netName == "":
+	case d.Allow && !claimed:
+		d.Allow, d.Rule = false, d.Rule+": Name"
+		d.Reason = fmt.Sprintf("a network named %q is being created by another call: a second one would make the name ambiguous to dockerd", netName)
+	case !d.Allow && claimed:
+		e.creating.release(netName)
 	}
 	rec.Fields, rec.Rule, rec.Reason = d.Fields, d.Rule, d.Reason
 	reason := d.Reason
@@ -359,7 +362,7 @@ func (e *Engine) Observe(c Caller, method, uri string, status int, reqBody, resp
 	}
 	p, _ := CanonicalPath(uri)
 	if method == "POST" && p == "/networks/create" {
-		e.creating.release(networkName(reqBody), e.now())
+		e.creating.release(networkName(reqBody))
 	}
 	req := &authzRequest{RequestMethod: method, RequestURI: uri, RequestBody: reqBody, ResponseStatusCode: status, ResponseBody: respBody}
 	if err := e.cfg.Objects.observe(ownerOf(c.ID), req, p); err != nil {

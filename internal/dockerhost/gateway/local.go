@@ -295,7 +295,10 @@ func (g *Gateway) cutLocal() {
 	s.mu.Lock()
 	list := map[net.Conn]authz.Peer{}
 	for c, ss := range s.conns {
-		if !ss.cut && ss.peer != nil {
+		// A misplaced caller's requests are each refused with the
+		// reason: it never holds a stream to cut, and cutting it here
+		// would race the answer of its refused request.
+		if !ss.cut && ss.peer != nil && ss.peer.Misplaced == "" {
 			list[c] = *ss.peer
 		}
 	}

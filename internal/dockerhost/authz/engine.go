@@ -50,10 +50,11 @@ type Engine struct {
 // networkClaims are the names of networks being created. The policy
 // refuses a name a network has (checkNetworkNameFree), but two creates
 // of one name at once both find none, and dockerd 20.10 makes both: the
-// name is then ambiguous to it, its first owner's included. The second
-// allowed create of a name is refused while the first is unanswered, or
-// for claimTTL when its answer never comes back (a gateway observes only
-// successful answers).
+// name is then ambiguous to it, its first owner's included. A create
+// claims its name before the policy looks it up and keeps it until its
+// answer (its refusal gives it back), or for claimTTL when the answer
+// never comes back (a gateway observes only successful answers); a
+// create of a claimed name is refused.
 type networkClaims struct {
 	mu sync.Mutex
 	at map[string]time.Time

@@ -403,9 +403,10 @@ func (r *Registry) claimNamespace(owner, uri string) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// Recorded again at each build, as the newest entry: the book drops
-	// its oldest entries first when full (maxOwned), and a namespace in
-	// use is not one of them.
+	if _, ok := r.book[string(KindNamespace)+"/"+owner]; ok {
+		// Recorded already, and never evicted (set).
+		return nil
+	}
 	r.set(KindNamespace, owner, owner, owner)
 	return r.save()
 }

@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"sync"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/dtls-tool/dtls/internal/dockerhost/authz"
 )
 
@@ -161,8 +159,8 @@ func (l *localListener) Accept() (net.Conn, error) {
 // none is kept.
 func (l *localListener) place(c *net.UnixConn, uid uint32, pid int32) (comm, misplaced string, pidfd int) {
 	comm, ns, pidfd, err := peerProcess(c, pid)
-	if l.name == "" && pidfd >= 0 {
-		unix.Close(pidfd)
+	if l.name == "" {
+		closePidfd(pidfd)
 		pidfd = -1
 	}
 	switch {
@@ -220,11 +218,7 @@ type peerConn struct {
 
 // Close closes the connection and the connecting process's pidfd.
 func (c *peerConn) Close() error {
-	c.closeOnce.Do(func() {
-		if c.pidfd >= 0 {
-			unix.Close(c.pidfd)
-		}
-	})
+	c.closeOnce.Do(func() { closePidfd(c.pidfd) })
 	return c.Conn.Close()
 }
 

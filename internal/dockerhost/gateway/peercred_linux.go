@@ -65,8 +65,8 @@ func peerProcess(c *net.UnixConn, pid int32) (comm string, ns peerNS, pidfd int,
 		return "", ns, -1, err
 	}
 	comm, ns, err = placeProcess(pid, pidfd)
-	if err != nil && pidfd >= 0 {
-		unix.Close(pidfd)
+	if err != nil {
+		closePidfd(pidfd)
 		pidfd = -1
 	}
 	return comm, ns, pidfd, err
@@ -198,4 +198,11 @@ func fileOwner(fi fs.FileInfo) (uint32, bool) {
 		return 0, false
 	}
 	return st.Uid, true
+}
+
+// closePidfd closes a pidfd peerProcess returned (-1: none).
+func closePidfd(fd int) {
+	if fd >= 0 {
+		unix.Close(fd)
+	}
 }

@@ -28,3 +28,6 @@ type peerNS struct{ samePID, sameUser bool }
 // fileOwner: not checked outside Linux (the local socket is refused
 // there anyway).
 func fileOwner(fs.FileInfo) (uint32, bool) { return 0, false }
+
+// closePidfd: no pidfds outside Linux.
+func closePidfd(int) {}

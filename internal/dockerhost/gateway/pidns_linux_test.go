@@ -39,23 +39,11 @@ func dialAndPass(path string) int {
 	// a caller of another uid needs no search permission on the socket's
 	// directory, as a container's process has its bind mount.
 	_ = path
-	if as := os.Getenv(dialAsEnv); as != "" && os.Getenv(dialDropEnv) == "" {
+	drop := os.Getenv(dialDropEnv) != ""
+	if as := os.Getenv(dialAsEnv); as != "" && !drop {
 		// Dropped here, after exec: the test binary is not the other
 		// uid's to run.
-		var uid, gid int
-		if _, err := fmt.Sscanf(as, "%d:%d", &uid, &gid); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		if err := syscall.Setgroups(nil); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		if err := syscall.Setgid(gid); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		if err := syscall.Setuid(uid); err != nil {
+		if err := dropTo(as); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -74,19 +62,10 @@ func dialAndPass(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if os.Getenv(dialDropEnv) != "" {
+	if drop {
 		// Root when it connected, another uid now, the connection kept;
 		// then a byte says so.
-		var uid, gid int
-		if _, err := fmt.Sscanf(os.Getenv(dialAsEnv), "%d:%d", &uid, &gid); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		if err := syscall.Setgid(gid); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		if err := syscall.Setuid(uid); err != nil {
+		if err := dropTo(os.Getenv(dialAsEnv)); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -98,6 +77,22 @@ func dialAndPass(path string) int {
 	var b [1]byte
 	_, _ = os.Stdin.Read(b[:])
 	return 0
+}
+
+// dropTo makes this process's groups none and its gid and uid those of
+// as, "UID:GID".
+func dropTo(as string) error {
+	var uid, gid int
+	if _, err := fmt.Sscanf(as, "%d:%d", &uid, &gid); err != nil {
+		return err
+	}
+	if err := syscall.Setgroups(nil); err != nil {
+		return err
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return err
+	}
+	return syscall.Setuid(uid)
 }
 
 // dialFromOtherPIDNS connects to the unix socket at path from a process

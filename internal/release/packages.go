@@ -63,7 +63,12 @@ func (r *release) packageInfo(arch, format, bin string, d *docFiles, s scriptFil
 			Contents: r.contents(format, bin, d),
 			Scripts:  nfpm.Scripts{PostInstall: s.postinst, PreRemove: s.prerm, PostRemove: s.postrm},
 			Umask:    0o022,
-			Deb:      nfpm.Deb{Compression: "xz"},
+			// gzip, as the rpm: dpkg reads it on every Debian and
+			// Ubuntu (as it does xz; zstd only from dpkg 1.21.18), and
+			// nfpm's xz (github.com/ulikunitz/xz) took 8 to 9
+			// CPU-seconds a package here where gzip takes under one,
+			// for 8% more bytes (9.1 MB instead of 8.4).
+			Deb: nfpm.Deb{Compression: "gzip"},
 			RPM: nfpm.RPM{Summary: summary, Group: "Applications/System", BuildHost: "dtls-release",
 				Packager: maintainer, Compression: "gzip"},
 		},

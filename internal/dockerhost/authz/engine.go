@@ -45,6 +45,10 @@ type Engine struct {
 	// creating are the network names a create was allowed for and not
 	// answered yet (networkClaims).
 	creating networkClaims
+
+	// denials bounds what each caller's denied calls write to the
+	// trail (denials.go).
+	denials denials
 }
 
 // networkClaims are the names of networks being created. The policy

@@ -45,6 +45,9 @@ func (e *Engine) Record(rec AuditRecord, allow bool) (ok bool, msg string) {
 	if e.cfg.Audit == nil {
 		return allow, ""
 	}
+	if !allow && rec.Phase == PhaseRequest && rec.Decision == DecisionDeny && !e.admitDenial(rec, e.writeCount) {
+		return false, ""
+	}
 	err := e.cfg.Audit.Write(rec)
 	if err == nil {
 		return allow, ""
@@ -83,4 +86,12 @@ func (e *Engine) goesOnWithoutTrail(rec AuditRecord) bool {
 	}
 	rt := routes().resolve(rec.Method, splitPath(u.path))
 	return rt != nil && rt.level == levelRead
+}
+
+// writeCount writes the record of a caller's denied calls counted
+// (admitDenial); a failure is logged: the calls it counts were denied.
+func (e *Engine) writeCount(rec AuditRecord) {
+	if err := e.cfg.Audit.Write(rec); err != nil {
+		e.logf("audit", "%v", err)
+	}
 }

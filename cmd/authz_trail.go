@@ -89,8 +89,10 @@ func writeVerification(o *authzLogOptions, v *authz.Verification) {
 		fmt.Fprintf(o.Out, "start:   no chained record\n")
 	case v.Genesis():
 		fmt.Fprintf(o.Out, "start:   %s seq %d, the genesis: the trail is whole since its first record\n", v.Start, v.Start.Seq)
+	case v.Rotated != nil:
+		fmt.Fprintf(o.Out, "start:   %s seq %d, after %s: the last record rotation dropped (the record at %s says so)\n", v.Start, v.Start.Seq, v.Start.Prev, v.Rotated)
 	default:
-		fmt.Fprintf(o.Out, "start:   %s seq %d, after %s: a record rotated out of the trail\n", v.Start, v.Start.Seq, v.Start.Prev)
+		fmt.Fprintf(o.Out, "start:   %s seq %d, after %s: a record rotated out of the trail (no rotation record says so: a trail written before they were)\n", v.Start, v.Start.Seq, v.Start.Prev)
 	}
 	for _, t := range v.Torn {
 		fmt.Fprintf(o.Out, "torn:    %s cut short by a crash, marked by the record after it\n", t)

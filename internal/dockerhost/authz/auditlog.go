@@ -422,6 +422,16 @@ func (l *AuditLog) writeFile(batch []*pendingRecord) (lines []byte, rerr, err er
 	if err := l.check(); err != nil {
 		return nil, nil, err
 	}
+	// Rotated before the lines are chained: the rotation's own record
+	// comes first in the new file.
+	if l.maxSize > 0 && l.size > 0 && l.size+batchSize(batch) > l.maxSize {
+		if rerr = l.rotate(); rerr != nil {
+			// Keep appending to the file still open, and try again only
+			// after another maxSize bytes rather than shifting the rotated
+			// files on every record.
+			l.size = 0
+		}
+	}
 	seq, head := l.seq, l.head
 	for _, p := range batch {
 		line := l.chain(p.body)
@@ -430,14 +440,6 @@ func (l *AuditLog) writeFile(batch []*pendingRecord) (lines []byte, rerr, err er
 			lines = line
 		} else {
 			lines = append(lines, line...)
-		}
-	}
-	if l.maxSize > 0 && l.size > 0 && l.size+int64(len(lines)) > l.maxSize {
-		if rerr = l.rotate(); rerr != nil {
-			// Keep appending to the file still open, and try again only
-			// after another maxSize bytes rather than shifting the rotated
-			// files on every record.
-			l.size = 0
 		}
 	}
 	before := l.size
@@ -502,12 +504,34 @@ func (l *AuditLog) appendLine(line []byte) error {
 	return nil
 }
 
+// batchSize is about how many bytes the batch's lines take: their
+// bodies and the chain's seq and prev.
+func batchSize(batch []*pendingRecord) int64 {
+	n := 0
+	for _, p := range batch {
+		n += len(p.body) + 100
+	}
+	return int64(n)
+}
+
 // rotate shifts path.N-1 to path.N ... path to path.1 and opens a new path;
 // l.mu is held. On error the current file stays open, so that no record is
-// lost, only the size limit.
+// lost, only the size limit. When the shift drops a file (path.N, or path
+// itself with no rotated file kept), the new path starts with a
+// RuleRotatedOut record naming the last record it held.
 func (l *AuditLog) rotate() error {
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("rotate audit log %q: %w", l.path, unwrapPath(err))
+	}
+	dropped := l.path
+	if l.maxFiles > 0 {
+		dropped = rotatedName(l.path, l.maxFiles)
+	}
+	var gone chainHead
+	var goneHash string
+	if last, _, err := readTail(dropped); err == nil && len(last) > 0 {
+		gone, _ = parseHead(last)
+		goneHash = lineHash(last)
 	}
 	for i := l.maxFiles - 1; i >= 1; i-- {
 		err := os.Rename(rotatedName(l.path, i), rotatedName(l.path, i+1))
@@ -529,7 +553,10 @@ func (l *AuditLog) rotate() error {
 		return err
 	}
 	old.Close()
-	return nil
+	if gone.Seq == 0 {
+		return nil
+	}
+	return l.appendLine(l.chain(l.rotatedRecord(dropped, gone.Seq, goneHash)))
 }
 
 func rotatedName(path string, i int) string { return path + "." + strconv.Itoa(i) }

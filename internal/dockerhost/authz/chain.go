@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 )
 
@@ -39,6 +40,12 @@ const (
 	// RuleReplaced: the file was removed or replaced while open; the chain
 	// goes on in the new file.
 	RuleReplaced = "trail: file replaced"
+	// RuleRotatedOut: a rotation dropped the oldest file; its fields
+	// name the last record it held (through_seq, through_hash), the one
+	// the oldest record left must follow (VerifyAudit). Without it, the
+	// deletion of the oldest files, or of every record up to an anchor,
+	// looked like retention (found by a red team).
+	RuleRotatedOut = "trail: rotated out"
 )
 
 // maxTail is how much of a file's end is read to find its last line: more
@@ -78,11 +85,37 @@ func (l *AuditLog) trailRecord(rule, reason string) []byte {
 	return b
 }
 
-// chainHead is the chain position a line holds.
+// rotatedRecord is the marshalled RuleRotatedOut record of the file
+// name, dropped, whose last record was seq, of line hash hash.
+func (l *AuditLog) rotatedRecord(name string, seq uint64, hash string) []byte {
+	b, _ := json.Marshal(AuditRecord{Time: l.now(), Phase: PhaseTrail, Rule: RuleRotatedOut,
+		Reason: fmt.Sprintf("rotation dropped the oldest file (%s): records up to seq %d are gone", filepath.Base(name), seq),
+		Fields: map[string]any{"through_seq": seq, "through_hash": hash}})
+	return b
+}
+
+// chainHead is the chain position a line holds, and the fields of a
+// RuleRotatedOut record (kept raw: other records' fields are not read).
 type chainHead struct {
-	Seq  uint64 `json:"seq"`
-	Prev string `json:"prev"`
-	Rule string `json:"rule"`
+	Seq    uint64          `json:"seq"`
+	Prev   string          `json:"prev"`
+	Rule   string          `json:"rule"`
+	Fields json.RawMessage `json:"fields"`
+}
+
+// rotatedOut is what a RuleRotatedOut record says was dropped.
+type rotatedOut struct {
+	ThroughSeq  uint64 `json:"through_seq"`
+	ThroughHash string `json:"through_hash"`
+}
+
+// rotated reads the fields of a RuleRotatedOut record; ok is false for
+// any other record.
+func (h chainHead) rotated() (r rotatedOut, ok bool) {
+	if h.Rule != RuleRotatedOut || h.Seq == 0 {
+		return r, false
+	}
+	return r, json.Unmarshal(h.Fields, &r) == nil && r.ThroughSeq > 0
 }
 
 // parseHead reads the chain position of a line; ok is false when the line

@@ -65,8 +65,10 @@ func TestChainVerifies(t *testing.T) {
 		assert.False(t, v.Genesis(), "the oldest records were rotated out")
 		assert.Greater(t, v.Start.Seq, uint64(1))
 		assert.Equal(t, path+".2", v.Start.File)
-		assert.Equal(t, uint64(37), v.Head.Seq)
-		assert.Equal(t, int(37-v.Start.Seq+1), v.Records)
+		require.NotNil(t, v.Rotated, "a rotation that drops a file says so")
+		assert.Equal(t, v.Start.Seq-1, v.RotatedThrough)
+		assert.Greater(t, v.Head.Seq, uint64(37), "37 records and the rotations' own")
+		assert.Equal(t, int(v.Head.Seq-v.Start.Seq+1), v.Records)
 	})
 }
 
@@ -133,6 +135,75 @@ func TestChainCatchesTampering(t *testing.T) {
 		assert.Equal(t, "removed", v.Break.Kind)
 		assert.Equal(t, path+".1", v.Break.At.File)
 		assert.Equal(t, 1, v.Break.At.Line)
+	})
+
+	// Deleting the oldest files, or every record up to the anchor, looked
+	// like retention (found by a red team): the rotation's record says
+	// what it dropped.
+	t.Run("oldest rotated file removed", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "authz.log")
+		writeTrail(t, path, 900, 3, 40)
+		require.Nil(t, verify(t, path, nil).Break)
+		require.NoError(t, os.Remove(path+".3"))
+		v := verify(t, path, nil)
+		require.NotNil(t, v.Break)
+		assert.Equal(t, "removed", v.Break.Kind)
+		assert.Equal(t, path+".2", v.Break.At.File)
+		assert.Contains(t, v.Break.Detail, "the last rotation")
+	})
+	t.Run("history removed through the anchor", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "authz.log")
+		writeTrail(t, path, 900, 3, 40)
+		head, err := AuditHead(path)
+		require.NoError(t, err)
+		a := Anchor{Seq: head.Seq, Hash: head.Hash}
+		writeTrail(t, path, 900, 3, 3)
+		ok := verify(t, path, &a)
+		require.Nil(t, ok.Break)
+		assert.Contains(t, ok.Anchor, "found at")
+		// Root keeps the last three records only.
+		var all []string
+		for _, f := range []string{".3", ".2", ".1", ""} {
+			for _, l := range lines(t, path+f) {
+				if l != "" {
+					all = append(all, l)
+				}
+			}
+			require.NoError(t, os.Remove(path+f))
+		}
+		require.NoError(t, os.WriteFile(path, []byte(strings.Join(all[len(all)-3:], "")), 0o600))
+		v := verify(t, path, &a)
+		require.NotNil(t, v.Break)
+		// Caught as the anchor's record missing with nothing saying it
+		// was rotated out, or, when a rotation record is among the lines
+		// kept, as records missing after the last one it dropped.
+		assert.Contains(t, []string{"anchor", "removed"}, v.Break.Kind, v.Break.Detail)
+
+		// No rotation record kept: only the anchor can tell.
+		edit(t, path, func(ls []string) []string {
+			var kept []string
+			for _, l := range ls {
+				if !strings.Contains(l, RuleRotatedOut) {
+					kept = append(kept, l)
+				}
+			}
+			return kept[len(kept)-2:]
+		})
+		require.Nil(t, verify(t, path, nil).Break)
+		v = verify(t, path, &a)
+		require.NotNil(t, v.Break)
+		assert.Equal(t, "anchor", v.Break.Kind)
+		assert.Contains(t, v.Break.Detail, "no rotation record")
+	})
+	t.Run("anchor rotated out", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "authz.log")
+		writeTrail(t, path, 900, 2, 5)
+		head, err := AuditHead(path)
+		require.NoError(t, err)
+		writeTrail(t, path, 900, 2, 60)
+		v := verify(t, path, &Anchor{Seq: head.Seq, Hash: head.Hash})
+		require.Nil(t, v.Break, "%+v", v.Break)
+		assert.Contains(t, v.Anchor, "dropped by rotation")
 	})
 
 	t.Run("last records removed, against an anchor", func(t *testing.T) {

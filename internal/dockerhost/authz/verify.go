@@ -79,6 +79,12 @@ type Verification struct {
 	// Torn are the lines cut short by a crash that the record after them
 	// acknowledges (RuleTorn).
 	Torn []ChainPoint `json:"torn,omitempty"`
+	// Rotated is the newest RuleRotatedOut record: the chain's start must
+	// be the record after the last one it says was dropped. nil when no
+	// rotation dropped a file (or the trail is older than that record).
+	Rotated *ChainPoint `json:"rotated,omitempty"`
+	// RotatedThrough is the last seq Rotated says was dropped.
+	RotatedThrough uint64 `json:"rotated_through,omitempty"`
 	// Anchor says how the anchor given was found ("" without one).
 	Anchor string `json:"anchor,omitempty"`
 	// Break is the first record removed, changed or reordered; nil when
@@ -95,6 +101,7 @@ type entry struct {
 	json     bool // the line is a JSON object
 	complete bool // it ends with a newline
 	rule     string
+	rotated  rotatedOut // of a RuleRotatedOut record
 }
 
 // VerifyAudit checks the chain of the audit trail at path and its rotated
@@ -141,6 +148,7 @@ func readEntries(name string, es []entry) ([]entry, error) {
 			e.Hash = lineHash(line)
 			if h, ok := parseHead(line); ok {
 				e.json, e.Seq, e.Prev, e.rule = true, h.Seq, h.Prev, h.Rule
+				e.rotated, _ = h.rotated()
 			}
 			es = append(es, e)
 		}
@@ -204,6 +212,40 @@ func (v *Verification) check(es []entry) {
 	}
 	if cut != nil {
 		v.breakAt(cut, "changed", "this line is not an audit record")
+		return
+	}
+	v.checkStart(es)
+}
+
+// checkStart checks the chain's start against the newest rotation
+// record: the oldest record left must be the one after the last record
+// the rotation dropped. A later start means records were deleted beyond
+// what rotation drops (an earlier one, records kept longer, is no break).
+func (v *Verification) checkStart(es []entry) {
+	var r *entry
+	for i := range es {
+		if e := &es[i]; e.rotated.ThroughSeq > 0 && (r == nil || e.rotated.ThroughSeq > r.rotated.ThroughSeq) {
+			r = e
+		}
+	}
+	if r == nil || v.Start.Seq == 0 {
+		return
+	}
+	v.Rotated, v.RotatedThrough = &r.ChainPoint, r.rotated.ThroughSeq
+	want := r.rotated.ThroughSeq + 1
+	start := &es[0]
+	for i := range es {
+		if es[i].ChainPoint == v.Start {
+			start = &es[i]
+		}
+	}
+	switch {
+	case v.Start.Seq > want:
+		v.breakAt(start, "removed", fmt.Sprintf("the records before the chain's start are missing: seq %s (the last rotation, at %s, dropped those up to seq %d only)",
+			seqRange(want, v.Start.Seq-1), r.ChainPoint, r.rotated.ThroughSeq))
+	case v.Start.Seq == want && v.Start.Prev != r.rotated.ThroughHash:
+		v.breakAt(start, "changed", fmt.Sprintf("the chain's first record does not follow the last record the rotation at %s dropped (seq %d, %s)",
+			r.ChainPoint, r.rotated.ThroughSeq, r.rotated.ThroughHash))
 	}
 }
 
@@ -241,8 +283,13 @@ func (v *Verification) breakAt(e *entry, kind, detail string) {
 // checkAnchor looks for the anchor's record.
 func (v *Verification) checkAnchor(es []entry, a Anchor) {
 	switch {
+	case v.Start.Seq > 0 && a.Seq < v.Start.Seq && v.Rotated != nil && a.Seq <= v.RotatedThrough:
+		v.Anchor = fmt.Sprintf("seq %d was dropped by rotation: the rotation record at %s says so", a.Seq, v.Rotated)
+		return
 	case v.Start.Seq == 0 || a.Seq < v.Start.Seq:
-		v.Anchor = fmt.Sprintf("seq %d is older than the chain's start (seq %d): rotated out, not checked", a.Seq, v.Start.Seq)
+		// Nothing says the anchored record was rotated out: removed.
+		v.Break = &Break{At: v.Start, Kind: "anchor", Detail: fmt.Sprintf(
+			"the anchor's record seq %d is missing: the chain starts at seq %d, and no rotation record says the records before it were dropped by rotation", a.Seq, v.Start.Seq)}
 		return
 	case a.Seq > v.Head.Seq:
 		v.Break = &Break{At: v.Head, Kind: "anchor", Detail: fmt.Sprintf(

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -112,11 +113,28 @@ type AuditRecord struct {
 // maxAuditValue bounds each string of a record, and maxAuditFields the
 // fields as a whole: a caller must not be able to flush the trail's five
 // rotated files with a few calls of huge names or paths (a record then
-// keeps the value's start and says how long it was).
+// keeps the value's start and says how long it was). A call allowed
+// with more fields than maxAuditFields is denied instead (Policy.decide):
+// an exec whose command began with 9 KB of padding ran with only the
+// padding recorded (found by a red team).
 const (
 	maxAuditValue  = 1024
-	maxAuditFields = 8 << 10
+	maxAuditFields = 64 << 10
 )
+
+// fieldsSize is the length of the fields' JSON, as the record holds them
+// (0 for none; more than any bound for fields that cannot be marshalled,
+// which no record would show).
+func fieldsSize(f map[string]any) int {
+	if len(f) == 0 {
+		return 0
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return math.MaxInt
+	}
+	return len(b)
+}
 
 // bounded is r with long values cut, and its Fields marshalled (nil for
 // none).

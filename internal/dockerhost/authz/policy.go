@@ -792,6 +792,9 @@ func (p *Policy) decide(rl *role, prefix string, id Identity, r Request, u reque
 		if c.field != "" {
 			return deny(rule+": "+c.field, c.reason)
 		}
+		if n := fieldsSize(c.fields); n > maxAuditFields {
+			return deny(rule+": record", fmt.Sprintf("what this call is decided on takes %d bytes, more than an audit record keeps (%d): refused, so that no call runs that its record does not show whole", n, maxAuditFields))
+		}
 	}
 	d.Allow, d.Rule, d.Reason = true, prefix+rule, "allowed: "+rt.what
 	return d

@@ -40,12 +40,14 @@ func TestAppendRecordMatchesJSON(t *testing.T) {
 			Path: pick(), URI: pick(), Rule: pick(), Reason: pick(), Status: int(num()), Seq: uint64(rng.Int64N(3)) * 12345,
 			Prev: pick(), Issuer: pick(), CN: pick(), UID: pick(), PID: int(num()), Comm: pick(), Socket: pick(),
 			DurationUS: num(), BytesIn: num(), BytesOut: num()}
-		switch rng.IntN(3) {
-		case 0:
+		switch k := rng.IntN(30); {
+		case k < 10:
 			r.Fields = map[string]any{pick(): pick(), "n": num(), "b": true, "list": []string{pick()}, "m": map[string]any{pick(): nil}}
-		case 1:
+		case k == 10:
 			// Over maxAuditFields: bounded keeps its start.
-			r.Fields = map[string]any{"binds": strings.Repeat(pick()+"<&>", 3000)}
+			r.Fields = map[string]any{"binds": strings.Repeat(pick()+"<&>", 30000)}
+		case k < 20:
+			r.Fields = map[string]any{"binds": strings.Repeat(pick()+"<&>", 300)}
 		}
 		got, err := json.Marshal(r)
 		require.NoError(t, err)

@@ -74,6 +74,19 @@ func runAuthzTrail(c *cobra.Command, o *authzLogOptions) error {
 	return nil
 }
 
+// chainStart says where the chain verified starts.
+func chainStart(v *authz.Verification) string {
+	switch {
+	case v.Start.Seq == 0:
+		return "no chained record"
+	case v.Genesis():
+		return fmt.Sprintf("%s seq %d, the genesis: the trail is whole since its first record", v.Start, v.Start.Seq)
+	case v.Rotated != nil:
+		return fmt.Sprintf("%s seq %d, after %s: the last record rotation dropped (the record at %s says so)", v.Start, v.Start.Seq, v.Start.Prev, v.Rotated)
+	}
+	return fmt.Sprintf("%s seq %d, after %s: a record rotated out of the trail (no rotation record says so: a trail written before they were)", v.Start, v.Start.Seq, v.Start.Prev)
+}
+
 // writeVerification prints what --verify found, one fact a line.
 func writeVerification(o *authzLogOptions, v *authz.Verification) {
 	if v.Break != nil {
@@ -84,16 +97,7 @@ func writeVerification(o *authzLogOptions, v *authz.Verification) {
 	if v.Unchained > 0 {
 		fmt.Fprintf(o.Out, "before:  %d records without a chain (an older plugin), not checked\n", v.Unchained)
 	}
-	switch {
-	case v.Start.Seq == 0:
-		fmt.Fprintf(o.Out, "start:   no chained record\n")
-	case v.Genesis():
-		fmt.Fprintf(o.Out, "start:   %s seq %d, the genesis: the trail is whole since its first record\n", v.Start, v.Start.Seq)
-	case v.Rotated != nil:
-		fmt.Fprintf(o.Out, "start:   %s seq %d, after %s: the last record rotation dropped (the record at %s says so)\n", v.Start, v.Start.Seq, v.Start.Prev, v.Rotated)
-	default:
-		fmt.Fprintf(o.Out, "start:   %s seq %d, after %s: a record rotated out of the trail (no rotation record says so: a trail written before they were)\n", v.Start, v.Start.Seq, v.Start.Prev)
-	}
+	fmt.Fprintf(o.Out, "start:   %s\n", chainStart(v))
 	for _, t := range v.Torn {
 		fmt.Fprintf(o.Out, "torn:    %s cut short by a crash, marked by the record after it\n", t)
 	}

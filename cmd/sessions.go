@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/dtls-tool/dtls/internal/atomicfile"
 	"github.com/dtls-tool/dtls/internal/dockerhost/recording"
@@ -145,7 +146,13 @@ func newSessionsPlayCmd(io IO) *cobra.Command {
 		Short: "Replay a recorded session in the terminal",
 		Long: `Play writes a recording's output to stdout with its timing, each delay
 divided by --speed (--speed 0 or --no-wait: all at once), and then, on
-stderr, who ran what and how the stream ended.`,
+stderr, who ran what and how the stream ended.
+
+The recorded user chose every byte of it: what would act beyond the
+screen is left out (window titles, the clipboard, hyperlinks, terminal
+queries and reports), and on a terminal a reset ends the output, so
+that the closing line shows whatever the recording printed before it.
+'dtls sessions export' gives the recording as it is.`,
 		Example: `  $ sudo dtls sessions play 20261207T071502Z-9f2c41d0
   $ sudo dtls sessions play 20261207T071502Z-9f2c41d0 --speed 4`,
 		Args: exactArgs(1, "a recording's ID (see 'dtls sessions ls')"),
@@ -170,7 +177,9 @@ stderr, who ran what and how the stream ended.`,
 func runSessionsPlay(o *sessionsPlayOptions) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	s, err := recording.Play(ctx, o.Dir, o.ID, o.Out, recording.PlayOptions{Speed: o.Speed, IncludeInput: o.Input})
+	f, isFile := o.Out.(*os.File)
+	tty := isFile && term.IsTerminal(int(f.Fd()))
+	s, err := recording.Play(ctx, o.Dir, o.ID, o.Out, recording.PlayOptions{Speed: o.Speed, IncludeInput: o.Input, Terminal: tty})
 	if err != nil {
 		return notFoundHint(err)
 	}

@@ -453,6 +453,19 @@ func TestSessionsRevokedStreamRecording(t *testing.T) {
 		_, err := os.Stat(s.Path)
 		return os.IsNotExist(err)
 	})
+	// And the trail says so: a holder's later streams could push out the
+	// recording of an earlier one unseen (found by a red team).
+	waitFor(t, 5*time.Second, "the trail records the removal", func() bool {
+		recs, err := authz.ReadAudit(h.Audit, authz.AuditFilter{})
+		require.NoError(t, err)
+		for _, r := range recs {
+			if r.Rule == gateway.RuleRetention && r.Fields["recording"] == s.DTLS.ID {
+				assert.Contains(t, r.Reason, "more than --sessions-max-size (1 bytes)")
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // TestSessionsFlags: bad values are refused, naming the flag, before

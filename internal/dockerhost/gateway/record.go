@@ -76,13 +76,29 @@ func (rs *recordings) snapshot() map[string]bool {
 	return out
 }
 
-// prune applies the retention, logging what fails.
+// RuleRetention is the rule of the record of a recording retention
+// removed.
+const RuleRetention = "gateway: session recording removed by retention"
+
+// prune applies the retention, logging what fails, and writes a record of
+// each recording it removes: with --sessions-max-size, a holder's later
+// streams push out the recordings of earlier ones, theirs or another's,
+// and nothing said so (found by a red team).
 func (g *Gateway) prune() {
 	rc := g.cfg.Recording
 	if rc == nil {
 		return
 	}
-	if _, err := recording.Prune(rc.Dir, rc.Retention, g.cfg.Engine.Now(), g.recs.snapshot()); err != nil {
+	removed, err := recording.Prune(rc.Dir, rc.Retention, g.cfg.Engine.Now(), g.recs.snapshot())
+	for _, r := range removed {
+		why := fmt.Sprintf("recording %s (%d bytes) removed: the recordings took more than --sessions-max-size (%d bytes)", r.ID, r.Size, rc.Retention.MaxSize)
+		if r.Old {
+			why = fmt.Sprintf("recording %s (%d bytes) removed: older than --sessions-max-age (%s)", r.ID, r.Size, rc.Retention.MaxAge)
+		}
+		g.cfg.Engine.Audit(authz.AuditRecord{Time: g.cfg.Engine.Now(), Phase: PhaseSession, Decision: authz.DecisionAllow,
+			Rule: RuleRetention, Reason: why, Fields: map[string]any{"recording": r.ID, "bytes": r.Size}})
+	}
+	if err != nil {
 		g.cfg.Engine.Logf("prune", "sessions retention: %v", err)
 	}
 }

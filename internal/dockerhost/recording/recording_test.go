@@ -204,9 +204,9 @@ func TestListPlayPrune(t *testing.T) {
 	lines := strings.SplitAfter(string(cut), "\n")
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "c.cast"), []byte(lines[0]+lines[1]+lines[2][:7]), 0o600))
 	out.Reset()
-	s, err = Play(context.Background(), dir, "c", &out, PlayOptions{})
+	s, err = Play(context.Background(), dir, "c", &out, PlayOptions{Terminal: true})
 	require.NoError(t, err)
-	assert.Equal(t, "hello ", out.String())
+	assert.Equal(t, "hello "+termReset, out.String(), "on a terminal, a reset ends the output")
 	assert.Empty(t, s.Ended)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "c.cast"), []byte(lines[0]+lines[1][:5]+"\n"+lines[2]), 0o600))
 	_, err = Play(context.Background(), dir, "c", &out, PlayOptions{})
@@ -216,15 +216,26 @@ func TestListPlayPrune(t *testing.T) {
 	// Age: a is made old; size: only one fits.
 	old := time.Now().Add(-48 * time.Hour)
 	require.NoError(t, os.Chtimes(filepath.Join(dir, "a.cast"), old, old))
+	size := sizeOf(t, dir, "a")
 	removed, err := Prune(dir, Retention{MaxAge: 24 * time.Hour}, time.Now(), map[string]bool{})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"a"}, removed)
+	assert.Equal(t, []Removed{{ID: "a", Size: size, Old: true}}, removed)
 	removed, err = Prune(dir, Retention{MaxSize: 1}, time.Now(), map[string]bool{"b": true})
 	require.NoError(t, err)
 	assert.Empty(t, removed, "an open recording is kept")
+	size = sizeOf(t, dir, "b")
 	removed, err = Prune(dir, Retention{MaxSize: 1}, time.Now(), nil)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"b"}, removed)
+	assert.Equal(t, []Removed{{ID: "b", Size: size}}, removed)
+}
+
+func sizeOf(t *testing.T, dir, id string) int64 {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(dir, id+Ext))
+	if err != nil {
+		return -1 // removed already: the caller's expectation fails
+	}
+	return fi.Size()
 }
 
 // BenchmarkRecord: the recorder alone, in MB/s of stream written to

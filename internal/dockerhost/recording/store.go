@@ -170,11 +170,28 @@ type PlayOptions struct {
 	// IncludeInput writes "i" events too (they are echoed in the output
 	// anyway with a tty).
 	IncludeInput bool
+	// Terminal: out is a terminal, and the output ends with a reset
+	// (termReset) of what the recording may have left on.
+	Terminal bool
 }
 
 // Play writes recording id's output to out with its timing divided by
-// o.Speed, and returns its header and closing marker.
+// o.Speed, and returns its header and closing marker. What would act
+// beyond the screen is left out, and on a terminal a reset ends the
+// output (terminalFilter): the recorded user chose every byte, and what
+// the caller prints next (who ran the session) must show.
 func Play(ctx context.Context, dir, id string, out io.Writer, o PlayOptions) (Summary, error) {
+	tf := &terminalFilter{w: out}
+	defer func() {
+		if tf.wrote && o.Terminal {
+			// Best effort: a failed write of out is the error returned.
+			_, _ = io.WriteString(out, termReset)
+		}
+	}()
+	return play(ctx, dir, id, tf, o)
+}
+
+func play(ctx context.Context, dir, id string, out io.Writer, o PlayOptions) (Summary, error) {
 	p, err := Path(dir, id)
 	if err != nil {
 		return Summary{}, err
@@ -245,9 +262,17 @@ type Retention struct {
 	MaxSize int64
 }
 
+// Removed is a recording Prune removed.
+type Removed struct {
+	ID   string
+	Size int64
+	// Old: older than Retention.MaxAge; else removed for MaxSize.
+	Old bool
+}
+
 // Prune removes recordings of dir beyond r, oldest first, never one in
-// keep (streams still recording), and returns the IDs it removed.
-func Prune(dir string, r Retention, now time.Time, keep map[string]bool) ([]string, error) {
+// keep (streams still recording), and returns what it removed.
+func Prune(dir string, r Retention, now time.Time, keep map[string]bool) ([]Removed, error) {
 	if r.MaxAge <= 0 && r.MaxSize <= 0 {
 		return nil, nil
 	}
@@ -272,7 +297,7 @@ func Prune(dir string, r Retention, now time.Time, keep map[string]bool) ([]stri
 		total += st.Size()
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].mod.Before(files[j].mod) })
-	var removed []string
+	var removed []Removed
 	for _, f := range files {
 		old := r.MaxAge > 0 && now.Sub(f.mod) > r.MaxAge
 		big := r.MaxSize > 0 && total > r.MaxSize
@@ -283,7 +308,7 @@ func Prune(dir string, r Retention, now time.Time, keep map[string]bool) ([]stri
 			return removed, fmt.Errorf("remove recording %q: %w", f.path, err)
 		}
 		total -= f.size
-		removed = append(removed, f.id)
+		removed = append(removed, Removed{ID: f.id, Size: f.size, Old: old})
 	}
 	return removed, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/internal/laptop/bundle"
 	"github.com/dtls-tool/dtls/internal/laptop/dockercontext"
+	"github.com/dtls-tool/dtls/pki"
 )
 
 type importOptions struct {
@@ -19,6 +20,7 @@ type importOptions struct {
 	Name      string
 	Force     bool
 	NoDefault bool
+	NewCA     string
 }
 
 func newImportCmd(io IO) *cobra.Command {
@@ -42,9 +44,12 @@ refused with an error naming the problem:
 
 An existing bundle of the same name is kept unless --force, but for a
 renewal ('dtls renew NAME --archive FILE' on the CA host): a newer
-certificate of the same client, for the same daemon, from a CA the
+certificate of the same client, for the same daemon, signed by a CA the
 installed bundle trusts, replaces it in place, and every Docker context
-made from it ('dtls context create') is refreshed.
+made from it ('dtls context create') is refreshed. After the admin
+began a CA rotation, the renewal is signed by the new CA: pass its
+fingerprint, which the admin gives you ('dtls rotate-ca --status'), as
+--new-ca; a bundle of another CA is not taken for a renewal.
 
 FILE "-" reads the archive from standard input:
   $ ssh docker-host sudo dtls renew alice --archive - | dtls import -`,
@@ -54,6 +59,13 @@ FILE "-" reads the archive from standard input:
 		Args: exactArgs(1, "one FILE"),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.File = args[0]
+			if opts.NewCA != "" {
+				fp, err := pki.ParseFingerprint(opts.NewCA)
+				if err != nil {
+					return usagef(c, "--new-ca: %v", err)
+				}
+				opts.NewCA = fp
+			}
 			if opts.Name != "" {
 				if err := clientenv.ValidateBundleName(opts.Name); err != nil {
 					return usagef(c, "--name: %v", err)
@@ -66,6 +78,7 @@ FILE "-" reads the archive from standard input:
 	f.StringVar(&opts.Name, "name", "", "name of the bundle in the store (default: the server's name)")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing bundle of the same name")
 	f.BoolVar(&opts.NoDefault, "no-default", false, "install without making it the default bundle")
+	f.StringVar(&opts.NewCA, "new-ca", "", "fingerprint (sha256:HEX) of the new CA a renewal after a CA rotation is signed by")
 	_ = c.RegisterFlagCompletionFunc("name", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	})
@@ -138,7 +151,7 @@ func installImport(o *importOptions, root, name string, files []bundle.File, che
 	replace, renewal := o.Force, false
 	if existing := filepath.Join(root, name); !replace {
 		if _, err := os.Lstat(existing); err == nil {
-			ok, why := bundle.Renews(existing, files, checked)
+			ok, why := bundle.Renews(existing, files, checked, o.NewCA)
 			if !ok {
 				return "", withHint(&bundle.ExistsError{Dir: existing}, "%s: pass --force to replace it anyway, or --name to install it under another name", why)
 			}
@@ -154,7 +167,7 @@ func installImport(o *importOptions, root, name string, files []bundle.File, che
 		return "", err
 	}
 	if renewal {
-		fmt.Fprintf(o.ErrOut, "renewed bundle %q in place (a newer certificate of the same client and CA)\n", name)
+		fmt.Fprintf(o.ErrOut, "renewed bundle %q in place (a newer certificate of the same client, from a CA it trusts)\n", name)
 	}
 	return dir, nil
 }

@@ -228,7 +228,7 @@ func runRotateCA(o *rotateOptions) error {
 	fmt.Fprintf(o.ErrOut, "rewrote ca.pem (both CAs) in %d of %d client bundles at their recorded path\n", res.BundlesUpdated, res.BundlesTotal)
 	fmt.Fprintln(o.ErrOut, "client bundles issued or renewed from now on are signed by the new CA and trust both CAs")
 	printFleet(o.ErrOut, authority.StepTrust, false, res.Fleet)
-	fmt.Fprintln(o.ErrOut, "next: renew every client of the old CA ('dtls rotate-ca --status' lists them): dtls renew NAME --archive FILE, then on their machine: dtls import FILE; then: dtls rotate-ca --switch")
+	fmt.Fprintf(o.ErrOut, "next: renew every client of the old CA ('dtls rotate-ca --status' lists them): dtls renew NAME --archive FILE, then on their machine: dtls import FILE --new-ca %s; then: dtls rotate-ca --switch\n", pki.Fingerprint(res.CA.Cert))
 	return restartOrSay(o.IO, o.StateDir, o.Restart)
 }
 
@@ -243,7 +243,7 @@ func runRotateSwitch(o *rotateOptions) error {
 	if errors.As(err, &blocking) {
 		// One holder a line: the list can be long.
 		for _, r := range blocking.Left {
-			fmt.Fprintf(o.ErrOut, "trusts only the old CA: %s\n", blockerAdvice(r))
+			fmt.Fprintf(o.ErrOut, "trusts only the old CA: %s\n", blockerAdvice(r, currentCA(a)))
 		}
 	}
 	if err != nil {
@@ -252,7 +252,7 @@ func runRotateSwitch(o *rotateOptions) error {
 	fmt.Fprintf(o.ErrOut, "step 2 of 3: issued server certificate %s from the new CA into %s; %s still trusts both CAs\n",
 		describeRecord(res.Server.Record), res.Server.Path, res.DaemonCA)
 	for _, r := range res.Cut {
-		fmt.Fprintf(o.ErrOut, "can no longer verify the daemon (--force): %s\n", blockerAdvice(r))
+		fmt.Fprintf(o.ErrOut, "can no longer verify the daemon (--force): %s\n", blockerAdvice(r, currentCA(a)))
 	}
 	printFleet(o.ErrOut, authority.StepSwitched, false, res.Fleet)
 	fmt.Fprintln(o.ErrOut, "next: once no certificate of the old CA is in use ('dtls rotate-ca --status'): dtls rotate-ca --finish")
@@ -269,7 +269,7 @@ func runRotateFinish(o *rotateOptions) error {
 	var blocking *authority.BlockingError
 	if errors.As(err, &blocking) {
 		for _, r := range blocking.Left {
-			fmt.Fprintf(o.ErrOut, "still on the old CA: %s\n", blockerAdvice(r))
+			fmt.Fprintf(o.ErrOut, "still on the old CA: %s\n", blockerAdvice(r, currentCA(a)))
 		}
 	}
 	if err != nil {
@@ -300,7 +300,7 @@ func runRotateStatus(o *rotateOptions) error {
 		return nil
 	}
 	fmt.Fprintf(w, "CA rotation: %s\n", stepSummary(st.Step))
-	fmt.Fprintf(w, "new CA: %s\n", pki.Describe(st.CA))
+	fmt.Fprintf(w, "new CA: %s, fingerprint %s\n", pki.Describe(st.CA), pki.Fingerprint(st.CA))
 	fmt.Fprintf(w, "old CA: %s\n", pki.Describe(st.OldCA))
 	if st.Server != nil {
 		from := "the old CA"
@@ -315,7 +315,7 @@ func runRotateStatus(o *rotateOptions) error {
 	} else {
 		fmt.Fprintf(w, "holding up '%s' (or pass --force to cut them off):\n", next)
 		for _, r := range st.Blocking {
-			fmt.Fprintf(w, "  %s\n", blockerAdvice(r))
+			fmt.Fprintf(w, "  %s\n", blockerAdvice(r, pki.Fingerprint(st.CA)))
 		}
 	}
 	printFleet(w, st.Step, false, st.Fleet)
@@ -349,13 +349,35 @@ func rotationHeader(st *authority.RotationStatus) string {
 		stepSummary(st.Step), len(st.Blocking), st.Step.Next())
 }
 
-// blockerAdvice names a certificate of the old CA and what replaces it.
-func blockerAdvice(r store.Record) string {
+// blockerAdvice names a certificate of the old CA and what replaces it;
+// newCA is the new CA's fingerprint, which the holder's import of a
+// renewal signed by it needs (bundle.Renews).
+func blockerAdvice(r store.Record, newCA string) string {
 	what := fmt.Sprintf("%s %q serial %s, expires %s", r.Kind, r.Name, r.Serial, r.NotAfter.UTC().Format("2006-01-02"))
 	if r.Kind == store.KindClient {
-		return fmt.Sprintf("%s: dtls renew %s --archive %s.tar.gz, then on %s's machine: dtls import %s.tar.gz", what, r.Name, r.Name, r.Name, r.Name)
+		return fmt.Sprintf("%s: dtls renew %s --archive %s.tar.gz, then on %s's machine: dtls import %s.tar.gz%s", what, r.Name, r.Name, r.Name, r.Name, newCAFlag(newCA))
 	}
 	return fmt.Sprintf("%s: dtls renew %s, then on %s: sudo dtls init --ca-from %s --restart", what, r.Name, r.Name, recordedDir(r.Path))
+}
+
+// newCAFlag is the --new-ca flag of a laptop's import of a renewal from
+// the CA of fingerprint fp ("" when unknown: the import then says which
+// fingerprint it needs).
+func newCAFlag(fp string) string {
+	if fp == "" {
+		return ""
+	}
+	return " --new-ca " + fp
+}
+
+// currentCA is the fingerprint of the CA a has now, the new one during a
+// rotation ("" when it cannot be read: the advice then goes without it).
+func currentCA(a *authority.Authority) string {
+	c, err := a.CACert()
+	if err != nil {
+		return ""
+	}
+	return pki.Fingerprint(c)
 }
 
 // recordedDir is a record's bundle directory, or "DIR" when none is

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -156,7 +158,17 @@ func TestRotationKeepsLaptopsWorking(t *testing.T) {
 	// certificate times have whole seconds).
 	renewed, stderr, code := dtls(t, now.Add(time.Minute), "renew", "alice", "--state-dir", h.State, "--archive", "-")
 	require.Equal(t, 0, code, stderr)
-	assert.Contains(t, alice.dtls([]byte(renewed), "import", "-", "--name", "prod"), `refreshed docker context "prod"`)
+	// It is signed by a CA her bundle does not trust: taken in place only
+	// with the new CA's fingerprint, which the host's step 1 printed.
+	newCA, err := pki.ParseCertificate(mustRead(t, filepath.Join(h.State, "ca.pem")))
+	require.NoError(t, err)
+	fp := pki.Fingerprint(newCA)
+	assert.Contains(t, out, "dtls import FILE --new-ca "+fp)
+	var refusal bytes.Buffer
+	code = Run([]string{"import", "-", "--name", "prod"}, IO{In: strings.NewReader(renewed), Out: io.Discard, ErrOut: &refusal, Now: time.Now, Getenv: func(k string) string { return alice.env[k] }})
+	assert.Equal(t, 1, code, refusal.String())
+	assert.Contains(t, refusal.String(), "pass --new-ca "+fp)
+	assert.Contains(t, alice.dtls([]byte(renewed), "import", "-", "--name", "prod", "--new-ca", fp), `refreshed docker context "prod"`)
 	aliceWorks("renewed at step 1")
 
 	// Step 2 is held up by bob, and by him only.

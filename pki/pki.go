@@ -10,7 +10,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -601,6 +603,25 @@ func Missing(cert *x509.Certificate, want []string) []string {
 // output.
 func Describe(c *x509.Certificate) string {
 	return fmt.Sprintf("%q serial %s, %s, expires %s", c.Subject.CommonName, Serial(c), keyDescription(c), c.NotAfter.UTC().Format("2006-01-02"))
+}
+
+// Fingerprint is "sha256:" and the hex SHA-256 of a certificate's DER, as
+// 'openssl x509 -fingerprint -sha256' prints it (without colons, in lower
+// case): what a holder compares with their admin's copy to trust a CA.
+func Fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// ParseFingerprint checks a fingerprint as Fingerprint writes it (the
+// "sha256:" prefix optional, hex in either case) and returns it as
+// Fingerprint writes it.
+func ParseFingerprint(s string) (string, error) {
+	h := strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(s, "sha256:"), "SHA256:"))
+	if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
+		return "", fmt.Errorf("fingerprint %q: want sha256: and 64 hexadecimal digits", s)
+	}
+	return "sha256:" + h, nil
 }
 
 func keyDescription(c *x509.Certificate) string {

@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -35,6 +36,12 @@ func (a *Authority) passphrase(confirm bool) ([]byte, error) {
 func (a *Authority) HasCA() bool {
 	_, err := os.Stat(a.path(CACertFile))
 	return err == nil
+}
+
+// CACert reads the CA's certificate (the new one during a rotation); it
+// needs no key.
+func (a *Authority) CACert() (*x509.Certificate, error) {
+	return readCertFile(a.path(CACertFile))
 }
 
 // CA loads the current CA, decrypting its key with the passphrase when it

@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,10 +14,19 @@ import (
 // Renews says whether files (checked by Verify) are a renewal of the bundle
 // installed in dir, which import then replaces in place without --force:
 // the same client (common name) for the same daemon URL, a newer
-// certificate, and a CA in common between the two ca.pem (a renewal during
-// a CA rotation carries both CAs). Anything else, an older certificate or
-// another client's, needs --force; why says what differs.
-func Renews(dir string, files []File, c *Checked) (ok bool, why string) {
+// certificate, a CA in common between the two ca.pem (a renewal during
+// a CA rotation carries both CAs), and a certificate signed by a CA the
+// installed bundle trusts, or by the CA of fingerprint newCA (a renewal
+// after a CA rotation began: the new CA, which the holder confirms with
+// their admin). Anything else, an older certificate or another client's,
+// needs --force; why says what differs.
+//
+// Why the signer: a CA certificate is public, and anyone who held a
+// bundle of the daemon could make an archive of its CA and their own, and
+// a certificate of the holder's name from their own CA. It passed as a
+// renewal, and the bundle and its Docker contexts trusted their CA for
+// the daemon (found by a red team).
+func Renews(dir string, files []File, c *Checked, newCA string) (ok bool, why string) {
 	oldCertPEM, err := os.ReadFile(filepath.Join(dir, clientenv.CertFile))
 	if err != nil {
 		return false, fmt.Sprintf("the installed bundle has no readable cert.pem (%v)", err)
@@ -44,12 +54,43 @@ func Renews(dir string, files []File, c *Checked) (ok bool, why string) {
 	}
 	olds, _ := pki.ParseCertificates(oldCA)
 	news, _ := pki.ParseCertificates(Get(files, clientenv.CAFile))
-	for _, a := range olds {
-		for _, b := range news {
-			if a.Equal(b) {
-				return true, ""
+	if !shareOne(olds, news) {
+		return false, "its ca.pem shares no CA with the installed one"
+	}
+	if signer(c.Cert, olds) != nil {
+		return true, ""
+	}
+	issuer := signer(c.Cert, news)
+	if issuer == nil {
+		// Verify found one: not reached.
+		return false, "no CA of its ca.pem signed its certificate"
+	}
+	fp := pki.Fingerprint(issuer)
+	if newCA == fp {
+		return true, ""
+	}
+	return false, fmt.Sprintf("its certificate is from a CA the installed bundle does not trust, %s, fingerprint %s: after a CA rotation, compare it with the new CA's ('sudo dtls rotate-ca --status' on the CA host) and pass --new-ca %s",
+		pki.Describe(issuer), fp, fp)
+}
+
+// shareOne says whether a and b have a certificate in common.
+func shareOne(a, b []*x509.Certificate) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x.Equal(y) {
+				return true
 			}
 		}
 	}
-	return false, "its ca.pem shares no CA with the installed one"
+	return false
+}
+
+// signer is the CA of cas whose key signed c (nil for none).
+func signer(c *x509.Certificate, cas []*x509.Certificate) *x509.Certificate {
+	for _, ca := range cas {
+		if c.CheckSignatureFrom(ca) == nil {
+			return ca
+		}
+	}
+	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -99,11 +98,8 @@ func (o *enrollOptions) validate(c *cobra.Command, args []string) error {
 	if o.Token, err = fleet.ParseToken(args[1]); err != nil {
 		return usageError{err, c.CommandPath()}
 	}
-	if u, err := url.Parse(o.DockerHost); err != nil || u.Scheme != "tcp" || u.Hostname() == "" || u.Port() == "" {
-		return usagef(c, "--docker-host %q: want tcp://HOST:PORT, the daemon the bundle is for", o.DockerHost)
-	}
-	if reason := clientenv.ValueProblem(o.DockerHost); reason != "" {
-		return usagef(c, "--docker-host %q %s", o.DockerHost, reason)
+	if _, _, err := clientenv.ParseDockerHost(o.DockerHost); err != nil {
+		return usagef(c, "--docker-host: %v (the daemon the bundle is for)", err)
 	}
 	if _, err := pki.ParseKeyType(o.KeyType); err != nil {
 		return usagef(c, "--key-type: %v", err)

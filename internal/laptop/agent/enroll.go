@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -161,8 +160,8 @@ func checkEnrollURLs(r EnrollRequest) (caURL, server string, err error) {
 	if server, err = clientenv.DaemonHost(r.DockerHost); err != nil {
 		return "", "", err
 	}
-	if u, err := url.Parse(r.DockerHost); err != nil || u.Port() == "" {
-		return "", "", fmt.Errorf("daemon URL %q: want tcp://HOST:PORT", r.DockerHost)
+	if _, _, err := clientenv.ParseDockerHost(r.DockerHost); err != nil {
+		return "", "", err
 	}
 	return caURL, server, nil
 }

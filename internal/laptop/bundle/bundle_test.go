@@ -85,11 +85,14 @@ func TestVerifyRefuses(t *testing.T) {
 	_, err = Verify(swap("ca.pem", other), now)
 	assert.ErrorContains(t, err, "cert.pem does not chain to ca.pem")
 	_, err = Verify(swap(clientenv.MetaFile, []File{{Name: clientenv.MetaFile, Data: []byte(`{"docker_host":"unix:///x"}`)}}), now)
-	assert.EqualError(t, err, `dtls.json: docker_host "unix:///x" is not tcp://HOST:PORT`)
-	// A C1 control character (U+0085, NEL) parses as a URL, but 'dtls
-	// env' refuses to print it: refused at import, by the same rule.
-	_, err = Verify(swap(clientenv.MetaFile, []File{{Name: clientenv.MetaFile, Data: []byte(`{"docker_host":"tcp://h\u0085:2376"}`)}}), now)
-	assert.EqualError(t, err, "dtls.json: docker_host \"tcp://h\\u0085:2376\" contains control character U+0085: 'dtls env' cannot set DOCKER_HOST to it")
+	assert.EqualError(t, err, `dtls.json: docker_host: daemon URL "unix:///x": not tcp://: want tcp://HOST:PORT, e.g. tcp://docker.example.com:2376`)
+	// A C1 control character (U+0085, NEL) parses as a URL; shell
+	// characters in its path, and a list with a user, did too (found by
+	// a red team): a docker_host is a host and a port, nothing else.
+	for _, h := range []string{"tcp://h\u0085:2376", `tcp://prod.example.com:2376/\\' ;touch X #`, "tcp://*,corp@prod.example.com:2376"} {
+		_, err = Verify(swap(clientenv.MetaFile, []File{{Name: clientenv.MetaFile, Data: []byte(`{"docker_host":"` + h + `"}`)}}), now)
+		assert.ErrorContains(t, err, "dtls.json: docker_host: daemon URL", h)
+	}
 }
 
 func TestParseArchiveRefuses(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/url"
 	"time"
 
 	"github.com/dtls-tool/dtls/clientenv"
@@ -26,8 +25,9 @@ type Checked struct {
 // bundle that cannot work is refused on import rather than failing later
 // in the middle of a `docker` command with a TLS error:
 //
-//   - dtls.json parses and names a tcp:// daemon URL that 'dtls env' can
-//     print (clientenv.ValueProblem: no control character);
+//   - dtls.json parses and names a daemon URL tcp://HOST:PORT and
+//     nothing else (clientenv.ParseDockerHost), and an online CA's URL,
+//     if any, as strictly (clientenv.CheckCAURL);
 //   - cert.pem is a certificate valid at now (not expired, not yet valid);
 //   - key.pem is the private key of cert.pem (crypto/tls.X509KeyPair);
 //   - cert.pem chains to a certificate of ca.pem, for client
@@ -40,13 +40,14 @@ func Verify(files []File, now time.Time) (*Checked, error) {
 	if meta.DockerHost == "" {
 		return nil, fmt.Errorf("%s records no daemon URL (docker_host)", clientenv.MetaFile)
 	}
-	if u, err := url.Parse(meta.DockerHost); err != nil || u.Scheme != "tcp" || u.Host == "" {
-		return nil, fmt.Errorf("%s: docker_host %q is not tcp://HOST:PORT", clientenv.MetaFile, meta.DockerHost)
+	// Strictly a host and a port: 'dtls env' prints it into a shell.
+	if _, _, err := clientenv.ParseDockerHost(meta.DockerHost); err != nil {
+		return nil, fmt.Errorf("%s: docker_host: %w", clientenv.MetaFile, err)
 	}
-	// What 'dtls env' would refuse to print is refused now, not at the
-	// next shell start.
-	if reason := clientenv.ValueProblem(meta.DockerHost); reason != "" {
-		return nil, fmt.Errorf("%s: docker_host %q %s: 'dtls env' cannot set DOCKER_HOST to it", clientenv.MetaFile, meta.DockerHost, reason)
+	if meta.CAURL != "" {
+		if err := clientenv.CheckCAURL(meta.CAURL); err != nil {
+			return nil, fmt.Errorf("%s: ca_url: %w", clientenv.MetaFile, err)
+		}
 	}
 	certPEM, keyPEM := Get(files, clientenv.CertFile), Get(files, clientenv.KeyFile)
 	cert, err := pki.ParseCertificate(certPEM)

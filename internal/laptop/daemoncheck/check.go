@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -637,6 +638,11 @@ func (c *checker) nameMismatch(e *CheckError, hostname x509.HostnameError) {
 	if len(names) == 0 {
 		e.Msg = fmt.Sprintf("the daemon's certificate at %s holds no names or addresses, so it is not valid for %q", c.target.addr, c.target.host)
 	} else {
+		// Quoted: any server answering there chose them, escape
+		// sequences included (found by a red team).
+		for i, n := range names {
+			names[i] = strconv.Quote(n)
+		}
 		e.Msg = fmt.Sprintf("the daemon's certificate at %s is not valid for %q: it is valid for %s", c.target.addr, c.target.host, strings.Join(names, ", "))
 	}
 	e.Hint = "use a name or address the certificate holds in DOCKER_HOST (dtls env --host tcp://NAME:PORT), or have the server certificate reissued with this one"

@@ -324,7 +324,7 @@ func TestCheckDockerd(t *testing.T) {
 		{
 			name: "name mismatch", ca: td.ca.pem, cert: goodCert, key: goodKey, host: td.otherHost,
 			problem: ProblemNameMismatch,
-			msg:     []string{`not valid for "127.0.0.2": it is valid for localhost, 127.0.0.1`},
+			msg:     []string{`not valid for "127.0.0.2": it is valid for "localhost", "127.0.0.1"`},
 			hint:    "dtls env --host",
 		},
 		{

@@ -137,6 +137,37 @@ WantedBy=multi-user.target
 	}, nil
 }
 
+// checkUnitWords refuses a value the units would hold that systemd
+// reads as more than one word (daemonconfig.CheckUnitWord): each comes
+// from a flag, the environment or daemon.json.
+func (r *InitRequest) checkUnitWords(hosts []string) error {
+	var words [][2]string
+	if r.Authz {
+		words = append(words, [][2]string{{"the plugin's program", r.AuthzExe}, {"--authz-socket", r.AuthzSocket},
+			{"--state-dir", r.StateDir}, {"the plugin's audit log", r.AuthzLog}, {"--daemon-json", r.DaemonJSON}}...)
+		if r.AuthzPolicy != "" {
+			words = append(words, [2]string{"the plugin's policy", r.AuthzPolicy})
+		}
+	}
+	if r.Gateway {
+		words = append(words, [][2]string{{"the gateway's program", r.GatewayExe}, {"--listen", r.Listen},
+			{`daemon.json's "hosts" (the gateway's --docker)`, dockerSocket(hosts)}, {"--state-dir", r.StateDir},
+			{"--certs-dir", r.CertsDir}, {"the gateway's audit log", r.GatewayLog}}...)
+		if r.GatewayPolicy != "" {
+			words = append(words, [2]string{"the gateway's policy", r.GatewayPolicy})
+		}
+		if r.CAURL != "" {
+			words = append(words, [2]string{"--ca-url", r.CAURL})
+		}
+	}
+	for _, w := range words {
+		if err := daemonconfig.CheckUnitWord(w[0], w[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // dockerSocket is the unix socket the gateway forwards to: the first
 // unix:// entry of daemon.json's "hosts" after the merge, else dockerd's
 // default (also under fd://: docker.socket listens on /run/docker.sock).
@@ -259,6 +290,9 @@ func (r *InitRequest) parseListen() (string, int, error) {
 // planUnits plans the plugin's and the gateway's units; it reports
 // whether any is written or removed.
 func planUnits(t *txn, r InitRequest, dropInDir string, merged *daemonconfig.Result, res *InitResult) (bool, error) {
+	if err := r.checkUnitWords(mergedHosts(merged)); err != nil {
+		return false, err
+	}
 	authz := planAuthzUnits(t, r, dropInDir, res)
 	gw, err := planGatewayUnits(t, r, dropInDir, mergedHosts(merged), res)
 	local := planLocalFiles(t, r, dropInDir, mergedHosts(merged), res.Local, res)

@@ -806,6 +806,9 @@ func DefaultCAName(now time.Time) string {
 // types and values there without reading the TLS files, which do not exist
 // yet on a first run.
 func validateMerged(r InitRequest, merged []byte) (bool, error) {
+	if err := daemonconfig.CheckProgram(r.Dockerd); err != nil {
+		return false, hint(err, "install dockerd as root's, or unset DTLS_DOCKERD (sudo should not keep it)")
+	}
 	f, err := os.CreateTemp("", "dtls-daemon-*.json")
 	if err != nil {
 		return false, fmt.Errorf("validate merged %s: %w", r.DaemonJSON, err)

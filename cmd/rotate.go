@@ -226,6 +226,9 @@ func runRotateCA(o *rotateOptions) error {
 	}
 	fmt.Fprintf(o.ErrOut, "step 1 of 3: %s holds both CAs; the daemon keeps presenting its server certificate of the old CA%s, which every bundle verifies\n", res.DaemonCA, server)
 	fmt.Fprintf(o.ErrOut, "rewrote ca.pem (both CAs) in %d of %d client bundles at their recorded path\n", res.BundlesUpdated, res.BundlesTotal)
+	for _, why := range res.BundlesLeft {
+		fmt.Fprintf(o.ErrOut, "left as it is (give its holder a renewed bundle): %s\n", why)
+	}
 	fmt.Fprintln(o.ErrOut, "client bundles issued or renewed from now on are signed by the new CA and trust both CAs")
 	printFleet(o.ErrOut, authority.StepTrust, false, res.Fleet)
 	fmt.Fprintf(o.ErrOut, "next: renew every client of the old CA ('dtls rotate-ca --status' lists them): dtls renew NAME --archive FILE, then on their machine: dtls import FILE --new-ca %s; then: dtls rotate-ca --switch\n", pki.Fingerprint(res.CA.Cert))

@@ -53,3 +53,22 @@ func TestCheckProgram(t *testing.T) {
 	assert.Error(t, CheckProgram(filepath.Join(dir, "missing")))
 	assert.NoError(t, CheckProgram("/bin/true"))
 }
+
+func TestCheckRootDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs as root")
+		}
+		t.Skip("as root only")
+	}
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o755))
+	certs := filepath.Join(dir, "certs")
+	require.NoError(t, os.Mkdir(certs, 0o755))
+	assert.NoError(t, CheckRootDir(certs))
+	require.NoError(t, os.Chown(certs, 65534, 65534))
+	assert.ErrorContains(t, CheckRootDir(certs), certs+" is not root's (uid 65534): refusing to write into it as root")
+	require.NoError(t, os.Chown(certs, 0, 0))
+	require.NoError(t, os.Chmod(certs, 0o1777))
+	assert.ErrorContains(t, CheckRootDir(certs), "is writable by group or others", "a sticky certs directory is still others' to fill")
+}

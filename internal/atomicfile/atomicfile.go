@@ -90,8 +90,5 @@ func MkdirAll(dir string, mode os.FileMode) error {
 	if err := os.MkdirAll(dir, mode); err != nil {
 		return fmt.Errorf("create directory %q: %w", dir, err)
 	}
-	if err := os.Chmod(dir, mode); err != nil {
-		return fmt.Errorf("chmod directory %q: %w", dir, err)
-	}
-	return nil
+	return Chmod(dir, mode)
 }

@@ -139,12 +139,19 @@ func TestInitFailureChangesNothing(t *testing.T) {
 }
 
 // TestDirectoriesNeverLoosened: an existing certs directory keeps its
-// mode, a 0700 one and a sticky 1777 one alike; a new one is 0755.
+// mode; a new one is 0755. One that others can write, a sticky 1777 one
+// too, is refused as root: another account could swap a link in under
+// init's checks (found by a red team).
 func TestDirectoriesNeverLoosened(t *testing.T) {
 	for _, mode := range []fs.FileMode{0o700, 0o1777 | fs.ModeSticky} {
 		h := newHost(t)
 		require.NoError(t, os.Mkdir(h.certs, 0o700))
 		require.NoError(t, os.Chmod(h.certs, mode))
+		if mode&0o022 != 0 && os.Geteuid() == 0 {
+			_, err := Init(h.request(time.Now()), Options{})
+			assert.ErrorContains(t, err, "is writable by group or others")
+			continue
+		}
 		h.init(t, nil, Options{})
 		h.init(t, func(r *InitRequest) { r.Force = true }, Options{})
 		fi, err := os.Stat(h.certs)

@@ -337,6 +337,19 @@ func checkInitDirs(r InitRequest) error {
 	if Within(r.StateDir, r.CertsDir) || Within(r.CertsDir, r.StateDir) {
 		return fmt.Errorf("--state-dir %q and --certs-dir %q overlap: the CA key must never sit with the daemon's certificates", r.StateDir, r.CertsDir)
 	}
+	// The server key goes there, and init fixes the modes of what is
+	// there: no other account may change it under root.
+	// A missing one is judged by the directory it will be made in.
+	dir := r.CertsDir
+	for {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() || dir == filepath.Dir(dir) {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	if err := daemonconfig.CheckRootDir(dir); err != nil {
+		return hint(fmt.Errorf("--certs-dir: %w", err), "chown root %s and chmod go-w it and the directories above it", dir)
+	}
 	return nil
 }
 
@@ -727,8 +740,10 @@ func (a *Authority) planDaemonCA(t *txn, r InitRequest, ca *pki.CA, res *InitRes
 // planMode tightens an existing file's mode: a file's mode is part of its
 // security (CIS Docker Benchmark 3.9-3.14).
 func (a *Authority) planMode(t *txn, path string, mode fs.FileMode, dryRun bool, res *InitResult) {
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() == mode {
+	// Lstat: a link's target is not ours to fix (and the chmod itself
+	// never follows one: atomicfile.Chmod).
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() == mode {
 		return
 	}
 	if dryRun {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dtls-tool/dtls/daemonconfig"
 	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/pki"
@@ -151,6 +152,10 @@ type RotateResult struct {
 	// BundlesUpdated of BundlesTotal good client bundles of the old CA,
 	// those still at their recorded path, got ca.pem with both CAs.
 	BundlesUpdated, BundlesTotal int
+	// BundlesLeft are the bundle directories (client or server) left as
+	// they were, with why: another account than root could change them,
+	// and root writes nothing there (daemonconfig.CheckRootDir).
+	BundlesLeft []string
 	// Fleet are the other daemons (issue-server); the bundles still at
 	// their recorded path got ca.pem with both CAs too.
 	Fleet []FleetDaemon
@@ -254,6 +259,14 @@ func (a *Authority) rotateBundles(t *txn, res *RotateResult, both []byte, oldSer
 			continue
 		}
 		if cur, err := os.ReadFile(filepath.Join(rec.Path, certFile)); err == nil && bytes.Equal(cur, []byte(rec.PEM)) {
+			// A bundle written into its holder's directory is theirs:
+			// the cert.pem there is public, and they could swap the
+			// directory for a link to any other after this check, and
+			// have root write ca.pem there (found by a red team).
+			if err := daemonconfig.CheckRootDir(rec.Path); err != nil {
+				res.BundlesLeft = append(res.BundlesLeft, err.Error())
+				continue
+			}
 			t.Write(filepath.Join(rec.Path, CACertFile), both, CertMode)
 			if rec.Kind == store.KindClient {
 				res.BundlesUpdated++

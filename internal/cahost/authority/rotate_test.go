@@ -378,3 +378,29 @@ func TestRotationStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestRotationLeavesHoldersDirectories: step 1 writes no ca.pem into a
+// bundle directory another account could change (found by a red team:
+// its holder swapped it for a link after the check, and root wrote ca.pem
+// into another directory); it says so instead.
+func TestRotationLeavesHoldersDirectories(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs as root")
+		}
+		t.Skip("as root only: the directory changes owner")
+	}
+	r := newRotation(t, pki.ECDSAP256)
+	bob := r.dir("bob")
+	before, err := os.ReadFile(filepath.Join(bob, CACertFile))
+	require.NoError(t, err)
+	require.NoError(t, os.Chown(bob, 65534, 65534))
+	res := r.rotate(t, "")
+	assert.Equal(t, 1, res.BundlesUpdated, "alice's, root's, is rewritten")
+	assert.Equal(t, 2, res.BundlesTotal)
+	require.Len(t, res.BundlesLeft, 1)
+	assert.Contains(t, res.BundlesLeft[0], bob+" is not root's (uid 65534)")
+	after, err := os.ReadFile(filepath.Join(bob, CACertFile))
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+}

@@ -193,10 +193,7 @@ func (op *fileOp) apply() error {
 	case opMkdir:
 		return MkdirMissing(op.Path, op.Mode)
 	case opChmod:
-		if err := os.Chmod(op.Path, op.Mode); err != nil {
-			return fmt.Errorf("chmod %q: %w", op.Path, err)
-		}
-		return nil
+		return atomicfile.Chmod(op.Path, op.Mode)
 	}
 	return fmt.Errorf("journal: unknown operation %q", op.Op)
 }
@@ -271,8 +268,8 @@ func MkdirMissing(dir string, mode fs.FileMode) error {
 		return fmt.Errorf("create directory %q: %w", dir, err)
 	}
 	// The umask may have taken bits away; it never adds any.
-	if err := os.Chmod(dir, mode); err != nil {
-		return fmt.Errorf("chmod directory %q: %w", dir, err)
+	if err := atomicfile.Chmod(dir, mode); err != nil {
+		return err
 	}
 	return atomicfile.SyncDir(filepath.Dir(dir))
 }

@@ -80,13 +80,22 @@ CapabilityBoundingSet=CAP_DAC_READ_SEARCH
 # revocation list (--ca-url).
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 # No PrivateDevices: a device a container asks for is a host path too.
+# The rest as the gateway's unit, which runs the same engine.
+AmbientCapabilities=
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
+ProtectKernelLogs=yes
 ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
 RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
 LockPersonality=yes
 MemoryDenyWriteExecute=yes
 SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
 
 [Install]
 WantedBy=multi-user.target

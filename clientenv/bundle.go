@@ -144,6 +144,20 @@ func LoadBundle(dir string) (*Bundle, error) {
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("read bundle metadata %q: %w", metaPath, describeJSONError(data, err))
 	}
+	// Checked here, where every command reads a bundle, and not only at
+	// import: a directory copied into the store (scp -r, then 'dtls
+	// use') reached 'dtls env' and the Docker contexts unchecked (found
+	// by a red team).
+	if m.DockerHost != "" {
+		if _, _, err := ParseDockerHost(m.DockerHost); err != nil {
+			return nil, fmt.Errorf("bundle metadata %q: docker_host: %w", metaPath, err)
+		}
+	}
+	if m.CAURL != "" {
+		if err := CheckCAURL(m.CAURL); err != nil {
+			return nil, fmt.Errorf("bundle metadata %q: ca_url: %w", metaPath, err)
+		}
+	}
 	return &Bundle{Dir: abs, Meta: m}, nil
 }
 

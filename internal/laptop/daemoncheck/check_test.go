@@ -567,7 +567,9 @@ func TestCheckRefusesBadInput(t *testing.T) {
 	ca := newTestCA(t, "dtls test CA", now)
 	cert, key := ca.client(t, "alice", now)
 
-	b := writeCheckBundle(t, ca.pem, cert, key, "unix:///var/run/docker.sock")
+	// LoadBundle refuses such a bundle; Check refuses it still.
+	b := writeCheckBundle(t, ca.pem, cert, key, "tcp://127.0.0.1:1")
+	b.Meta.DockerHost = "unix:///var/run/docker.sock"
 	_, err := Check(context.Background(), b, "", now)
 	assert.EqualError(t, err, `daemon URL "unix:///var/run/docker.sock": want tcp://HOST:PORT`)
 	var ce *CheckError

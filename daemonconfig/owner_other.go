@@ -9,7 +9,7 @@ func statOwner(fs.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
 
 // CheckProgram: no owner to check on this platform (dtls init, which runs
 // dockerd, is for Linux hosts).
-func CheckProgram(string) error { return nil }
+func CheckProgram(path string) (string, error) { return path, nil }
 
 // CheckRootDir: no owner to check on this platform.
 func CheckRootDir(string) error { return nil }

@@ -25,33 +25,56 @@ func TestCheckProgram(t *testing.T) {
 	require.NoError(t, os.Chmod(dir, 0o755))
 	prog := filepath.Join(dir, "dockerd")
 	require.NoError(t, os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o755))
-	assert.NoError(t, CheckProgram(prog))
+	got, err := CheckProgram(prog)
+	require.NoError(t, err)
+	assert.Equal(t, prog, got)
 	link := filepath.Join(dir, "link")
 	require.NoError(t, os.Symlink(prog, link))
-	assert.NoError(t, CheckProgram(link), "a link is judged by what it names")
+	got, err = CheckProgram(link)
+	require.NoError(t, err, "a link in root's directory is judged by what it names")
+	assert.Equal(t, prog, got, "what runs is what was checked, not the link")
 
 	require.NoError(t, os.Chmod(prog, 0o775))
-	assert.ErrorContains(t, CheckProgram(prog), "is writable by group or others")
-	assert.ErrorContains(t, CheckProgram(link), "is writable by group or others")
+	_, err = CheckProgram(prog)
+	assert.ErrorContains(t, err, "is writable by group or others")
+	_, err = CheckProgram(link)
+	assert.ErrorContains(t, err, "is writable by group or others")
 	require.NoError(t, os.Chmod(prog, 0o755))
 
 	require.NoError(t, os.Chown(prog, 65534, 65534))
-	assert.ErrorContains(t, CheckProgram(prog), "is not root's (uid 65534)")
+	_, err = CheckProgram(prog)
+	assert.ErrorContains(t, err, "is not root's (uid 65534)")
 	require.NoError(t, os.Chown(prog, 0, 0))
 
 	// A directory above it that others can write (not sticky): they could
 	// replace the program.
 	require.NoError(t, os.Chmod(dir, 0o777))
-	assert.ErrorContains(t, CheckProgram(prog), dir+" is writable by group or others")
+	_, err = CheckProgram(prog)
+	assert.ErrorContains(t, err, dir+" is writable by group or others")
 	require.NoError(t, os.Chmod(dir, 0o755))
 	owned := filepath.Join(dir, "home")
 	require.NoError(t, os.Mkdir(owned, 0o755))
 	require.NoError(t, os.Chown(owned, 65534, 65534))
 	inOwned := filepath.Join(owned, "dockerd")
 	require.NoError(t, os.WriteFile(inOwned, []byte("#!/bin/sh\n"), 0o755))
-	assert.ErrorContains(t, CheckProgram(inOwned), owned+" is not root's")
-	assert.Error(t, CheckProgram(filepath.Join(dir, "missing")))
-	assert.NoError(t, CheckProgram("/bin/true"))
+	_, err = CheckProgram(inOwned)
+	assert.ErrorContains(t, err, owned+" is not root's")
+	_, err = CheckProgram(filepath.Join(dir, "missing"))
+	assert.Error(t, err)
+	_, err = CheckProgram("/bin/true")
+	assert.NoError(t, err)
+
+	// A link to root's program in a directory another account owns: that
+	// account can point it elsewhere between the check and the run (a
+	// second red team round).
+	theirs := filepath.Join(owned, "dockerd-link")
+	require.NoError(t, os.Symlink(prog, theirs))
+	_, err = CheckProgram(theirs)
+	assert.ErrorContains(t, err, owned+" is not root's")
+	assert.ErrorContains(t, CheckRootDir(filepath.Join(owned, ".")), "is not root's")
+	dirLink := filepath.Join(owned, "certs-link")
+	require.NoError(t, os.Symlink(dir, dirLink))
+	assert.ErrorContains(t, CheckRootDir(dirLink), owned+" is not root's", "a link to root's directory, in another's")
 }
 
 func TestCheckRootDir(t *testing.T) {

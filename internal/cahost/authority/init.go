@@ -340,13 +340,7 @@ func checkInitDirs(r InitRequest) error {
 	// The server key goes there, and init fixes the modes of what is
 	// there: no other account may change it under root.
 	// A missing one is judged by the directory it will be made in.
-	dir := r.CertsDir
-	for {
-		if fi, err := os.Stat(dir); err == nil && fi.IsDir() || dir == filepath.Dir(dir) {
-			break
-		}
-		dir = filepath.Dir(dir)
-	}
+	dir := existingDir(r.CertsDir)
 	if err := daemonconfig.CheckRootDir(dir); err != nil {
 		return hint(fmt.Errorf("--certs-dir: %w", err), "chown root %s and chmod go-w it and the directories above it", dir)
 	}
@@ -821,7 +815,8 @@ func DefaultCAName(now time.Time) string {
 // types and values there without reading the TLS files, which do not exist
 // yet on a first run.
 func validateMerged(r InitRequest, merged []byte) (bool, error) {
-	if err := daemonconfig.CheckProgram(r.Dockerd); err != nil {
+	dockerd, err := daemonconfig.CheckProgram(r.Dockerd)
+	if err != nil {
 		return false, hint(err, "install dockerd as root's, or unset DTLS_DOCKERD (sudo should not keep it)")
 	}
 	f, err := os.CreateTemp("", "dtls-daemon-*.json")
@@ -838,7 +833,7 @@ func validateMerged(r InitRequest, merged []byte) (bool, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = daemonconfig.Validate(ctx, r.Dockerd, f.Name())
+	err = daemonconfig.Validate(ctx, dockerd, f.Name())
 	switch {
 	case err == nil:
 		return true, nil

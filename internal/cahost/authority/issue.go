@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/daemonconfig"
 	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/laptop/bundle"
@@ -407,6 +408,13 @@ func (a *Authority) CheckBundleTarget(dir, name string, force bool) error {
 			return hint(fmt.Errorf("bundle directory %q overlaps %q, which dtls keeps for the CA and the daemon", dir, p), "choose another --out")
 		}
 	}
+	// Root writes, replaces and removes there: no other account may
+	// change the directory above it (a holder swapped a directory on the
+	// way for a link, and root's renewal replaced a root directory of the
+	// bundle's name; a second red team round).
+	if err := daemonconfig.CheckRootDir(existingDir(filepath.Dir(dir))); err != nil {
+		return hint(fmt.Errorf("bundle directory %q: %w", dir, err), "write it with --archive FILE and hand the file over, or choose an --out that only root can change")
+	}
 	fi, err := os.Lstat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -459,4 +467,15 @@ func CheckArchiveTarget(path string, force bool) error {
 		return hint(fmt.Errorf("archive %q already exists", path), "pass --force to replace it, or choose another --archive")
 	}
 	return nil
+}
+
+// existingDir is dir, or the nearest directory above it that exists: what
+// a directory still to be made is judged by.
+func existingDir(dir string) string {
+	for {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() || dir == filepath.Dir(dir) {
+			return dir
+		}
+		dir = filepath.Dir(dir)
+	}
 }

@@ -258,15 +258,20 @@ func (a *Authority) rotateBundles(t *txn, res *RotateResult, both []byte, oldSer
 		default:
 			continue
 		}
+		// A bundle written into its holder's directory is theirs: the
+		// cert.pem there is public, and they could swap the directory
+		// for a link to any other after this check and have root write
+		// ca.pem there (found by a red team), or hold root's read of a
+		// FIFO while they do (a second round). Judged before anything
+		// there is read.
+		if _, err := os.Lstat(rec.Path); err != nil {
+			continue
+		}
+		if err := daemonconfig.CheckRootDir(rec.Path); err != nil {
+			res.BundlesLeft = append(res.BundlesLeft, err.Error())
+			continue
+		}
 		if cur, err := os.ReadFile(filepath.Join(rec.Path, certFile)); err == nil && bytes.Equal(cur, []byte(rec.PEM)) {
-			// A bundle written into its holder's directory is theirs:
-			// the cert.pem there is public, and they could swap the
-			// directory for a link to any other after this check, and
-			// have root write ca.pem there (found by a red team).
-			if err := daemonconfig.CheckRootDir(rec.Path); err != nil {
-				res.BundlesLeft = append(res.BundlesLeft, err.Error())
-				continue
-			}
 			t.Write(filepath.Join(rec.Path, CACertFile), both, CertMode)
 			if rec.Kind == store.KindClient {
 				res.BundlesUpdated++

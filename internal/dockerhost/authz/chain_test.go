@@ -151,6 +151,20 @@ func TestChainCatchesTampering(t *testing.T) {
 		assert.Equal(t, path+".2", v.Break.At.File)
 		assert.Contains(t, v.Break.Detail, "the last rotation")
 	})
+	t.Run("genesis file removed before any rotation dropped one", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "authz.log")
+		writeTrail(t, path, 900, 5, 12)
+		v := verify(t, path, nil)
+		require.Nil(t, v.Break)
+		require.True(t, v.Genesis())
+		require.Nil(t, v.Rotated, "no file dropped yet")
+		last := v.Files[0]
+		require.NotEqual(t, path, last, "the trail has rotated files")
+		require.NoError(t, os.Remove(last))
+		v = verify(t, path, nil)
+		require.NotNil(t, v.Break, "the oldest file, genesis and all, removed")
+		assert.Equal(t, "removed", v.Break.Kind)
+	})
 	t.Run("history removed through the anchor", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "authz.log")
 		writeTrail(t, path, 900, 3, 40)
@@ -189,10 +203,11 @@ func TestChainCatchesTampering(t *testing.T) {
 			}
 			return kept[len(kept)-2:]
 		})
-		require.Nil(t, verify(t, path, nil).Break)
-		v = verify(t, path, &a)
+		// Nothing says a rotation dropped the records before: removed,
+		// with or without the anchor (a second red team round).
+		v = verify(t, path, nil)
 		require.NotNil(t, v.Break)
-		assert.Equal(t, "anchor", v.Break.Kind)
+		assert.Equal(t, "removed", v.Break.Kind)
 		assert.Contains(t, v.Break.Detail, "no rotation record")
 	})
 	t.Run("anchor rotated out", func(t *testing.T) {

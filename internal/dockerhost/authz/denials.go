@@ -6,46 +6,66 @@ import (
 	"time"
 )
 
-// A caller's denied calls are recorded one by one up to deniedBurst, then
-// one every deniedEvery; the ones between are counted, and the count is
-// written as one record (RuleDenialsCounted) at most every deniedEvery.
+// Records a caller can make without bound are written one by one up to a
+// burst, then one a period; the ones between are counted, and the count is
+// written as one record at most every period. Two kinds are counted,
+// each caller's apart:
 //
-// Why: the trail keeps its last files only (OpenAuditLog's maxSize and
-// maxFiles), and a denied call costs its caller nothing but is recorded
-// with its request target (up to 2 KiB a record). Any local account on the
-// gateway's local socket, or a holder of a revoked certificate, could
-// send tens of thousands of denied calls in seconds and push the record
-// of what others, or they themselves, did out of every file (found by a
-// red team: 43,893 calls in 11 s). A denied call changes nothing; counted
-// by caller, they still say who tried what, and a flood now writes about
-// two records every deniedEvery instead of a record a call.
-const (
-	deniedBurst = 100
-	deniedEvery = 10 * time.Second
-	// maxDeniedCallers bounds the callers followed; beyond it every
-	// denial is recorded in full (the trail's rule before this limit).
-	maxDeniedCallers = 4096
+//   - denials: every denied record (a request, a connection or stream
+//     cut). Any local account on the gateway's local socket, or a holder
+//     of a revoked certificate, sent tens of thousands of denied calls in
+//     seconds, and the cut of each idle connection after them, and pushed
+//     the record of what others, or they themselves, did out of every
+//     rotated file (found by a red team: 43,893 calls in 11 s; then the
+//     cuts, in a second round).
+//   - reads: allowed calls that read the daemon's state and copy nothing
+//     out (the routes the readonly role has: containers/json, images/json,
+//     info...), request and response. A readonly certificate rotated the
+//     whole trail out in 11 s of GETs (a second round).
+//
+// A denied call changes nothing, and a read of the state copies nothing
+// out; counted by caller, they still say who tried or read what. Calls
+// that change something, or copy data out, are always recorded one by one.
+type countKind struct {
+	name  string
+	burst float64
+	every time.Duration
+	rule  string
+	what  string
+}
+
+var (
+	countDenials = &countKind{name: "deny", burst: 100, every: 10 * time.Second, rule: RuleDenialsCounted, what: "denied calls or cuts"}
+	countReads   = &countKind{name: "read", burst: 300, every: time.Second, rule: RuleReadsCounted, what: "allowed reads of the daemon's state"}
 )
 
-// RuleDenialsCounted is the rule of the record that counts a caller's
-// denied calls not recorded one by one (see deniedBurst).
-const RuleDenialsCounted = "trail: denied calls counted"
+// maxCountedCallers bounds the callers followed; beyond it every record
+// is written in full (the trail's rule before counting).
+const maxCountedCallers = 4096
 
-// denials follows the denied calls of each caller.
+// RuleDenialsCounted and RuleReadsCounted are the rules of the records
+// that count a caller's records not written one by one (countKind).
+const (
+	RuleDenialsCounted = "trail: denied calls counted"
+	RuleReadsCounted   = "trail: reads counted"
+)
+
+// denials follows the counted records of each caller.
 type denials struct {
 	mu      sync.Mutex
 	callers map[string]*callerDenials
 }
 
-// callerDenials is one caller's token bucket and the count not yet
-// written.
+// callerDenials is one caller's token bucket of one kind and the count
+// not yet written.
 type callerDenials struct {
+	kind    *countKind
 	tokens  float64
 	at      time.Time // of the last refill
 	counted int
-	since   time.Time   // of the first call counted
-	last    AuditRecord // the last call counted
-	timer   *time.Timer // writes the count when no denial comes to
+	since   time.Time   // of the first record counted
+	last    AuditRecord // the last record counted
+	timer   *time.Timer // writes the count when no record comes to
 	written time.Time   // when a count was last written
 }
 
@@ -55,13 +75,13 @@ func callerKey(r *AuditRecord) string {
 	return r.Source + "\x00" + r.User + "\x00" + r.UID + "\x00" + r.Serial + "\x00" + r.Issuer + "\x00" + r.Socket
 }
 
-// admitDenial says whether the denied request rec is written in full;
-// when not, it is counted, and the count written by write when
-// deniedEvery has passed since the last one (now, or by a timer).
-func (e *Engine) admitDenial(rec AuditRecord, write func(AuditRecord)) bool {
+// admitCounted says whether rec, a record of kind k, is written in full;
+// when not, it is counted, and the count written by write when k.every
+// has passed since the last one (now, or by a timer).
+func (e *Engine) admitCounted(k *countKind, rec AuditRecord, write func(AuditRecord)) bool {
 	d := &e.denials
 	now := e.now()
-	key := callerKey(&rec)
+	key := k.name + "\x00" + callerKey(&rec)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c := d.callers[key]
@@ -69,13 +89,13 @@ func (e *Engine) admitDenial(rec AuditRecord, write func(AuditRecord)) bool {
 		if d.callers == nil {
 			d.callers = map[string]*callerDenials{}
 		}
-		if len(d.callers) >= maxDeniedCallers && !d.evict(now) {
+		if len(d.callers) >= maxCountedCallers && !d.evict(now) {
 			return true
 		}
-		c = &callerDenials{tokens: deniedBurst, at: now, written: now}
+		c = &callerDenials{kind: k, tokens: k.burst, at: now, written: now}
 		d.callers[key] = c
 	}
-	c.tokens = min(deniedBurst, c.tokens+now.Sub(c.at).Seconds()/deniedEvery.Seconds())
+	c.tokens = min(k.burst, c.tokens+now.Sub(c.at).Seconds()/k.every.Seconds())
 	c.at = now
 	if c.tokens >= 1 {
 		c.tokens--
@@ -87,10 +107,10 @@ func (e *Engine) admitDenial(rec AuditRecord, write func(AuditRecord)) bool {
 	c.counted++
 	c.last = rec
 	switch {
-	case now.Sub(c.written) >= deniedEvery:
+	case now.Sub(c.written) >= k.every:
 		write(c.summary(now))
 	case c.timer == nil:
-		c.timer = time.AfterFunc(deniedEvery-now.Sub(c.written), func() {
+		c.timer = time.AfterFunc(k.every-now.Sub(c.written), func() {
 			d.mu.Lock()
 			c.timer = nil
 			var r AuditRecord
@@ -110,23 +130,23 @@ func (e *Engine) admitDenial(rec AuditRecord, write func(AuditRecord)) bool {
 // count to write; d.mu is held. It reports whether room was made.
 func (d *denials) evict(now time.Time) bool {
 	for k, c := range d.callers {
-		full := c.tokens+now.Sub(c.at).Seconds()/deniedEvery.Seconds() >= deniedBurst
+		full := c.tokens+now.Sub(c.at).Seconds()/c.kind.every.Seconds() >= c.kind.burst
 		if full && c.counted == 0 && c.timer == nil {
 			delete(d.callers, k)
 		}
 	}
-	return len(d.callers) < maxDeniedCallers
+	return len(d.callers) < maxCountedCallers
 }
 
-// summary is the record of the calls counted, which it resets; the
+// summary is the record of the records counted, which it resets; the
 // caller's lock is held.
 func (c *callerDenials) summary(now time.Time) AuditRecord {
 	r := c.last
-	r.Time, r.Rule, r.Fields = now, RuleDenialsCounted, map[string]any{
+	r.Time, r.Rule, r.Fields = now, c.kind.rule, map[string]any{
 		"count": c.counted, "since": c.since.UTC().Format(auditTimeFormat), "last_rule": c.last.Rule,
 	}
-	r.Reason = fmt.Sprintf("%d more denied calls of this caller since %s, counted rather than recorded one by one; the last is this record's method and path, denied by %q: %s",
-		c.counted, c.since.UTC().Format(time.RFC3339), c.last.Rule, c.last.Reason)
+	r.Reason = fmt.Sprintf("%d more %s of this caller since %s, counted rather than recorded one by one; the last is this record's method and path (%s phase), by %q: %s",
+		c.counted, c.kind.what, c.since.UTC().Format(time.RFC3339), c.last.Phase, c.last.Rule, c.last.Reason)
 	r.PID, r.Comm, r.DurationUS, r.BytesIn, r.BytesOut, r.Status = 0, "", 0, 0, 0, 0
 	c.counted, c.written = 0, now
 	return r

@@ -20,7 +20,10 @@ const (
 	AuditDenyAll AuditFailure = "deny-all"
 )
 
-const ruleAuditFailure = "plugin: audit trail not writable"
+const (
+	ruleAuditFailure = "plugin: audit trail not writable"
+	ruleLongTarget   = "trail: request target too long"
+)
 
 // Check says whether f is a valid setting ("" is AuditDenyWrites).
 func (f AuditFailure) Check() error {
@@ -45,8 +48,24 @@ func (e *Engine) Record(rec AuditRecord, allow bool) (ok bool, msg string) {
 	if e.cfg.Audit == nil {
 		return allow, ""
 	}
-	if !allow && rec.Phase == PhaseRequest && rec.Decision == DecisionDeny && !e.admitDenial(rec, e.writeCount) {
-		return false, ""
+	if allow && rec.Phase == PhaseRequest && len(rec.URI) > maxAuditValue {
+		// A record keeps a request target's first 1 KiB: what comes
+		// after (a name, a signal, force=1&v=1, after padding) would
+		// run unrecorded (found by a second red team round).
+		rec.Decision, rec.Rule = DecisionDeny, ruleLongTarget
+		rec.Reason = fmt.Sprintf("the request target is %d bytes, more than an audit record keeps (%d): refused, so that no call runs that its record does not show whole", len(rec.URI), maxAuditValue)
+		e.Record(rec, false)
+		return false, "denied: " + rec.Reason + " (rule " + ruleLongTarget + ")"
+	}
+	switch {
+	case rec.Decision == DecisionDeny && !allow:
+		if !e.admitCounted(countDenials, rec, e.writeCount) {
+			return false, ""
+		}
+	case rec.Decision == DecisionAllow && (rec.Phase == PhaseRequest || rec.Phase == PhaseResponse) && e.stateRead(rec):
+		if !e.admitCounted(countReads, rec, e.writeCount) {
+			return allow, ""
+		}
 	}
 	err := e.cfg.Audit.Write(rec)
 	if err == nil {
@@ -77,7 +96,14 @@ func (e *Engine) Record(rec AuditRecord, allow bool) (ok bool, msg string) {
 // role may make (the routes at levelRead, which leave out what copies
 // data out or writes through a GET, such as a websocket attach).
 func (e *Engine) goesOnWithoutTrail(rec AuditRecord) bool {
-	if e.cfg.AuditFailure == AuditDenyAll || (rec.Method != "GET" && rec.Method != "HEAD") {
+	return e.cfg.AuditFailure != AuditDenyAll && e.stateRead(rec)
+}
+
+// stateRead says whether rec is of a call that reads the daemon's state
+// and copies nothing out: GET or HEAD of a route at levelRead (the
+// readonly role's; not logs, archive, export or a websocket attach).
+func (e *Engine) stateRead(rec AuditRecord) bool {
+	if rec.Method != "GET" && rec.Method != "HEAD" {
 		return false
 	}
 	u, err := parseURI(rec.URI)
@@ -88,8 +114,9 @@ func (e *Engine) goesOnWithoutTrail(rec AuditRecord) bool {
 	return rt != nil && rt.level == levelRead
 }
 
-// writeCount writes the record of a caller's denied calls counted
-// (admitDenial); a failure is logged: the calls it counts were denied.
+// writeCount writes the record of a caller's records counted
+// (admitCounted); a failure is logged: the calls it counts were denied,
+// or only read.
 func (e *Engine) writeCount(rec AuditRecord) {
 	if err := e.cfg.Audit.Write(rec); err != nil {
 		e.logf("audit", "%v", err)

@@ -228,17 +228,32 @@ func (v *Verification) checkStart(es []entry) {
 			r = e
 		}
 	}
-	if r == nil || v.Start.Seq == 0 {
+	if v.Start.Seq == 0 || v.Genesis() && r == nil {
 		return
 	}
-	v.Rotated, v.RotatedThrough = &r.ChainPoint, r.rotated.ThroughSeq
-	want := r.rotated.ThroughSeq + 1
 	start := &es[0]
 	for i := range es {
 		if es[i].ChainPoint == v.Start {
 			start = &es[i]
 		}
 	}
+	// A start the trail explains: after the records of an older dtls
+	// without a chain (checked in check), or the record saying the file
+	// was removed or replaced while open.
+	if r == nil && (v.Unchained > 0 || start.rule == RuleReplaced) {
+		return
+	}
+	if r == nil {
+		// No rotation dropped a file, yet the first record follows one
+		// that is gone: the oldest files, the genesis's included, were
+		// deleted (a second red team round: verify passed). A trail a
+		// dtls without rotation records rotated shows this too, until
+		// its next rotation.
+		v.breakAt(start, "removed", fmt.Sprintf("the chain starts at seq %d, after a record that is not in the trail, and no rotation record says the records before it were dropped by rotation (or the trail was rotated by a dtls that wrote none)", v.Start.Seq))
+		return
+	}
+	v.Rotated, v.RotatedThrough = &r.ChainPoint, r.rotated.ThroughSeq
+	want := r.rotated.ThroughSeq + 1
 	switch {
 	case v.Start.Seq > want:
 		v.breakAt(start, "removed", fmt.Sprintf("the records before the chain's start are missing: seq %s (the last rotation, at %s, dropped those up to seq %d only)",

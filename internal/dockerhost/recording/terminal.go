@@ -18,7 +18,9 @@ import (
 //     Commands" and "Device-Control functions");
 //   - CSI sequences the terminal answers by typing into the admin's input
 //     or that act on the window: device status and attributes (n, c),
-//     window operations and reports (t), DECREQTPARM (x), DECRQM ($p);
+//     window operations and reports (t), DECREQTPARM (x), DECRQM ($p),
+//     media copy (i: to a printer, the closing line too); and DECID
+//     (ESC Z);
 //   - the other C1 controls, in their UTF-8 form (U+0080 to U+009F).
 //
 // The screen's own sequences (cursor, colours, erase, alternate screen)
@@ -38,6 +40,7 @@ const (
 	tfCSI       // in a CSI sequence
 	tfString    // in an OSC, DCS, SOS, PM or APC string: dropped to its end
 	tfStringEsc // ESC in such a string (ST is ESC \)
+	tfStringC2  // 0xC2 in such a string: C1 ST (0xC2 0x9C) may follow
 	tfC2        // after 0xC2: a C1 control's UTF-8 form may follow
 )
 
@@ -48,7 +51,10 @@ const maxCSI = 64
 // termReset ends a playback: a soft reset (DECSTR: modes, margins, SGR,
 // character sets), attributes, the main screen and a visible cursor, so
 // that what is printed next shows.
-const termReset = "\x1b[!p\x1b[0m\x1b(B\x0f\x1b[?1049l\x1b[?25h"
+const termReset = "\x1b[!p\x1b[0m\x1b(B\x0f\x1b[?1049l\x1b[?25h" +
+	// Modes that outlive playback and report into the admin's input:
+	// mouse, focus, bracketed paste; kitty's keyboard flags popped.
+	"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1004l\x1b[?1005l\x1b[?1006l\x1b[?1015l\x1b[?2004l\x1b[<99u"
 
 func (f *terminalFilter) Write(p []byte) (int, error) {
 	f.buf = f.buf[:0]
@@ -87,20 +93,30 @@ func (f *terminalFilter) step(b byte) {
 	case tfCSI:
 		f.csi(b)
 	case tfString:
+		// Ended as a terminal ends it (xterm, ECMA-48 8.3.143): BEL, ST
+		// (ESC \ or C1 ST), or cut by CAN or SUB; an ESC not followed by
+		// '\' starts another sequence. Dropping to BEL or ESC \ only hid
+		// everything after such a string from the admin, which the user's
+		// own terminal showed (a second red team round).
 		switch b {
-		case 0x07:
+		case 0x07, 0x18, 0x1a:
 			f.state = tfGround
 		case 0x1b:
 			f.state = tfStringEsc
+		case 0xc2:
+			f.state = tfStringC2
+		}
+	case tfStringC2:
+		f.state = tfString
+		if b == 0x9c {
+			f.state = tfGround
 		}
 	case tfStringEsc:
-		switch b {
-		case '\\':
+		if b == '\\' {
 			f.state = tfGround
-		case 0x1b:
-		default:
-			f.state = tfString
+			return
 		}
+		f.escape(b)
 	}
 }
 
@@ -121,6 +137,9 @@ func (f *terminalFilter) escape(b byte) {
 		f.state, f.seq = tfCSI, append(f.seq[:0], 0x1b, '[')
 	case ']', 'P', 'X', '^', '_':
 		f.state = tfString
+	case 'Z':
+		// DECID: the terminal answers into the admin's input.
+		f.state = tfGround
 	case 0x1b:
 		// ESC ESC: the first one starts nothing.
 	default:
@@ -151,7 +170,7 @@ func (f *terminalFilter) csi(b byte) {
 // final) makes the terminal answer into its input or act on its window.
 func csiActsBeyondScreen(seq []byte) bool {
 	switch seq[len(seq)-1] {
-	case 'c', 'n', 't', 'x':
+	case 'c', 'n', 't', 'x', 'i':
 		return true
 	case 'p':
 		return bytes.IndexByte(seq, '$') >= 0

@@ -33,6 +33,14 @@ func TestTerminalFilter(t *testing.T) {
 		{"overlong CSI", "\x1b[" + string(bytes.Repeat([]byte("1;"), 100)) + "mx", "1;1;" /* checked below */},
 		{"ESC ESC", "\x1b\x1b[1mx", "\x1b[1mx"},
 		{"unterminated string", "a\x1b]0;never ends", "a"},
+		// Ended as a terminal ends them (a second red team round): the
+		// rest is shown, as the user's own terminal showed it.
+		{"string cut by CAN", "a\x1b]0;t\x18shown", "ashown"},
+		{"string cut by SUB", "a\x1bPq\x1ashown", "ashown"},
+		{"string ended by C1 ST", "a\x1b]0;t\xc2\x9cshown", "ashown"},
+		{"string ended by another ESC", "a\x1b]0;t\x1b[1mshown", "a\x1b[1mshown"},
+		{"DECID", "a\x1bZb", "ab"},
+		{"media copy", "\x1b[5i\x1b[4i\x1b[?5i", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var whole bytes.Buffer

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/dtls-tool/dtls/clientenv"
 	"github.com/dtls-tool/dtls/pki"
@@ -57,20 +58,27 @@ func Renews(dir string, files []File, c *Checked, newCA string) (ok bool, why st
 	if !shareOne(olds, news) {
 		return false, "its ca.pem shares no CA with the installed one"
 	}
-	if signer(c.Cert, olds) != nil {
-		return true, ""
-	}
-	issuer := signer(c.Cert, news)
+	issuer := signer(c.Cert, olds)
 	if issuer == nil {
-		// Verify found one: not reached.
-		return false, "no CA of its ca.pem signed its certificate"
+		if issuer = signer(c.Cert, news); issuer == nil {
+			// Verify found one: not reached.
+			return false, "no CA of its ca.pem signed its certificate"
+		}
+		if fp := pki.Fingerprint(issuer); newCA != fp {
+			return false, fmt.Sprintf("its certificate is from a CA the installed bundle does not trust, %s, fingerprint %s: after a CA rotation, compare it with the new CA's ('sudo dtls rotate-ca --status' on the CA host) and pass --new-ca %s",
+				pki.Describe(issuer), fp, fp)
+		}
 	}
-	fp := pki.Fingerprint(issuer)
-	if newCA == fp {
-		return true, ""
+	// Its ca.pem is what the bundle will trust for the daemon: no CA in
+	// it but the installed ones and the one that signed the renewal (a
+	// genuine renewal with another CA added passed, and the bundle then
+	// trusted it for the server; a second red team round).
+	for _, ca := range news {
+		if !ca.Equal(issuer) && !slices.ContainsFunc(olds, ca.Equal) {
+			return false, fmt.Sprintf("its ca.pem adds %s, fingerprint %s, which neither the installed bundle trusts nor signed its certificate", pki.Describe(ca), pki.Fingerprint(ca))
+		}
 	}
-	return false, fmt.Sprintf("its certificate is from a CA the installed bundle does not trust, %s, fingerprint %s: after a CA rotation, compare it with the new CA's ('sudo dtls rotate-ca --status' on the CA host) and pass --new-ca %s",
-		pki.Describe(issuer), fp, fp)
+	return true, ""
 }
 
 // shareOne says whether a and b have a certificate in common.

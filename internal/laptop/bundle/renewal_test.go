@@ -60,6 +60,17 @@ func TestRenews(t *testing.T) {
 	assert.Contains(t, why, "--new-ca "+pki.Fingerprint(next.Cert))
 	ok, why = Renews(dir, files, c, pki.Fingerprint(next.Cert))
 	assert.True(t, ok, why)
+
+	// A genuine renewal with another CA added to its ca.pem: the bundle
+	// would trust it for the daemon (a second red team round).
+	files, c = bundleOf(ca, both(evil), later)
+	ok, why = Renews(dir, files, c, "")
+	assert.False(t, ok)
+	assert.Contains(t, why, "its ca.pem adds")
+	assert.Contains(t, why, pki.Fingerprint(evil.Cert))
+	files, c = bundleOf(next, append(both(next), evil.CertPEM...), later)
+	ok, _ = Renews(dir, files, c, pki.Fingerprint(next.Cert))
+	assert.False(t, ok, "the new CA, and one more")
 }
 
 func TestParseFingerprint(t *testing.T) {

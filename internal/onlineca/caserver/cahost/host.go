@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/dtls-tool/dtls/clientenv"
+	"github.com/dtls-tool/dtls/daemonconfig"
 	"github.com/dtls-tool/dtls/internal/cahost/engine"
 	"github.com/dtls-tool/dtls/internal/cahost/store"
 	"github.com/dtls-tool/dtls/internal/laptop/bundle"
@@ -195,6 +196,17 @@ func InitHost(o InitOptions) (*InitResult, error) {
 	dir, err := filepath.Abs(o.StateDir)
 	if err != nil {
 		return nil, err
+	}
+	// Both go into the unit: a newline in DTLS_STATE_DIR wrote an
+	// ExecStartPre=+ line, root outside the unit's sandbox (a second red
+	// team round; the gateway's and the plugin's units check theirs).
+	if err := daemonconfig.CheckUnitWord("--state-dir", dir); err != nil {
+		return nil, err
+	}
+	if o.Exe != "" {
+		if err := daemonconfig.CheckUnitWord("the dtls program", o.Exe); err != nil {
+			return nil, err
+		}
 	}
 	ns := &engine.NewState{Dir: dir, Force: o.Force, Marker: ConfigFile, Kind: "an online CA's",
 		Recorder: "dtls ca serve", BeforeRename: beforeRename}

@@ -189,3 +189,19 @@ func TestInitHostPostgresURLFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, fleet.OperatorRole, role)
 }
+
+// TestInitHostRefusesUnitInjection: a state directory systemd would read
+// as more than one word never reaches the unit, and nothing is made (a
+// second red team round: a newline wrote ExecStartPre=+).
+func TestInitHostRefusesUnitInjection(t *testing.T) {
+	base := t.TempDir()
+	for _, dir := range []string{base + "/st\nExecStartPre=+/tmp/evil", base + "/a b", base + "/%h"} {
+		_, err := InitHost(InitOptions{StateDir: dir, Hosts: []string{"127.0.0.1"}, Exe: "/opt/dtls", Now: time.Now()})
+		require.Error(t, err, "%q", dir)
+		assert.Contains(t, err.Error(), "cannot go into a systemd unit")
+		_, err = os.Stat(dir)
+		assert.True(t, os.IsNotExist(err), "%q made", dir)
+	}
+	_, err := InitHost(InitOptions{StateDir: base + "/ok", Hosts: []string{"127.0.0.1"}, Exe: "/opt/my dtls", Now: time.Now()})
+	assert.ErrorContains(t, err, "the dtls program")
+}

@@ -461,6 +461,7 @@ func TestSessionsRevokedStreamRecording(t *testing.T) {
 		for _, r := range recs {
 			if r.Rule == gateway.RuleRetention && r.Fields["recording"] == s.DTLS.ID {
 				assert.Contains(t, r.Reason, "more than --sessions-max-size (1 bytes)")
+				assert.Equal(t, "bob", r.User, "named after whose session it was")
 				return true
 			}
 		}

@@ -95,8 +95,10 @@ func (g *Gateway) prune() {
 		if r.Old {
 			why = fmt.Sprintf("recording %s (%d bytes) removed: older than --sessions-max-age (%s)", r.ID, r.Size, rc.Retention.MaxAge)
 		}
+		// Named after whose session it was (the exec's own record may be
+		// gone: a second red team round).
 		g.cfg.Engine.Audit(authz.AuditRecord{Time: g.cfg.Engine.Now(), Phase: PhaseSession, Decision: authz.DecisionAllow,
-			Rule: RuleRetention, Reason: why, Fields: map[string]any{"recording": r.ID, "bytes": r.Size}})
+			User: r.User, Rule: RuleRetention, Reason: why, Fields: map[string]any{"recording": r.ID, "bytes": r.Size, "command": r.Command}})
 	}
 	if err != nil {
 		g.cfg.Engine.Logf("prune", "sessions retention: %v", err)

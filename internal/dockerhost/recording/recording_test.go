@@ -219,14 +219,15 @@ func TestListPlayPrune(t *testing.T) {
 	size := sizeOf(t, dir, "a")
 	removed, err := Prune(dir, Retention{MaxAge: 24 * time.Hour}, time.Now(), map[string]bool{})
 	require.NoError(t, err)
-	assert.Equal(t, []Removed{{ID: "a", Size: size, Old: true}}, removed)
+	assert.Equal(t, []Removed{{ID: "a", Size: size, User: "alice", Command: []string{"sh"}, Old: true}}, removed, "named after whose session it was")
 	removed, err = Prune(dir, Retention{MaxSize: 1}, time.Now(), map[string]bool{"b": true})
 	require.NoError(t, err)
 	assert.Empty(t, removed, "an open recording is kept")
 	size = sizeOf(t, dir, "b")
 	removed, err = Prune(dir, Retention{MaxSize: 1}, time.Now(), nil)
 	require.NoError(t, err)
-	assert.Equal(t, []Removed{{ID: "b", Size: size}}, removed)
+	require.Len(t, removed, 1)
+	assert.Equal(t, Removed{ID: "b", Size: size, User: "bob", Command: removed[0].Command}, removed[0])
 }
 
 func sizeOf(t *testing.T, dir, id string) int64 {

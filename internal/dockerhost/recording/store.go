@@ -266,6 +266,10 @@ type Retention struct {
 type Removed struct {
 	ID   string
 	Size int64
+	// User and Command are its header's: whose session it was (empty
+	// when the header could not be read).
+	User    string
+	Command []string
 	// Old: older than Retention.MaxAge; else removed for MaxSize.
 	Old bool
 }
@@ -304,11 +308,15 @@ func Prune(dir string, r Retention, now time.Time, keep map[string]bool) ([]Remo
 		if !old && !big || keep[f.id] {
 			continue
 		}
+		rm := Removed{ID: f.id, Size: f.size, Old: old}
+		if s, err := summarize(f.path); err == nil {
+			rm.User, rm.Command = s.DTLS.User, s.DTLS.Command
+		}
 		if err := os.Remove(f.path); err != nil && !os.IsNotExist(err) {
 			return removed, fmt.Errorf("remove recording %q: %w", f.path, err)
 		}
 		total -= f.size
-		removed = append(removed, Removed{ID: f.id, Size: f.size, Old: old})
+		removed = append(removed, rm)
 	}
 	return removed, nil
 }

@@ -535,12 +535,9 @@ func batchSize(batch []*pendingRecord) int64 {
 // rotate shifts path.N-1 to path.N ... path to path.1 and opens a new path;
 // l.mu is held. On error the current file stays open, so that no record is
 // lost, only the size limit. When the shift drops a file (path.N, or path
-// itself with no rotated file kept), the new path starts with a
-// RuleRotatedOut record naming the last record it held.
+// itself with no rotated file kept), a RuleRotatedOut record names the
+// last record it held.
 func (l *AuditLog) rotate() error {
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("rotate audit log %q: %w", l.path, unwrapPath(err))
-	}
 	dropped := l.path
 	if l.maxFiles > 0 {
 		dropped = rotatedName(l.path, l.maxFiles)
@@ -550,6 +547,27 @@ func (l *AuditLog) rotate() error {
 	if last, _, err := readTail(dropped); err == nil && len(last) > 0 {
 		gone, _ = parseHead(last)
 		goneHash = lineHash(last)
+	}
+	record := func() error {
+		if gone.Seq == 0 {
+			return nil
+		}
+		return l.appendLine(l.chain(l.rotatedRecord(dropped, gone.Seq, goneHash)))
+	}
+	// Written before the renames, at the end of the file that becomes
+	// path.1: a crash between the two leaves the record of a drop not
+	// done yet, which verify takes as records kept longer, never as
+	// records missing (written after, a crash made a trail no one
+	// touched look tampered with: a second red team round). Without a
+	// rotated file, the file dropped is this one: the record goes first
+	// in the next.
+	if l.maxFiles > 0 {
+		if err := record(); err != nil {
+			return err
+		}
+	}
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("rotate audit log %q: %w", l.path, unwrapPath(err))
 	}
 	for i := l.maxFiles - 1; i >= 1; i-- {
 		err := os.Rename(rotatedName(l.path, i), rotatedName(l.path, i+1))
@@ -571,10 +589,10 @@ func (l *AuditLog) rotate() error {
 		return err
 	}
 	old.Close()
-	if gone.Seq == 0 {
+	if l.maxFiles > 0 {
 		return nil
 	}
-	return l.appendLine(l.chain(l.rotatedRecord(dropped, gone.Seq, goneHash)))
+	return record()
 }
 
 func rotatedName(path string, i int) string { return path + "." + strconv.Itoa(i) }

@@ -379,3 +379,54 @@ func TestChainResyncAfterFailedWrite(t *testing.T) {
 	assert.Equal(t, 2, v.Torn[0].Line)
 	assert.Equal(t, uint64(3), v.Head.Seq, "the record, the mark of the cut line, the record")
 }
+
+// TestChainCrashInRotation: a kill between a rotation's record and its
+// renames leaves a trail that verifies (the record of a drop not done
+// yet reads as records kept longer), and the next start goes on from it
+// (a second red team round: with the record written after the renames,
+// such a crash looked like a deletion).
+func TestChainCrashInRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "authz.log")
+	l, err := OpenAuditLog(path, 900, 2, nil)
+	require.NoError(t, err)
+	i := 0
+	for ; ; i++ {
+		if _, err := os.Stat(path + ".2"); err == nil {
+			break
+		}
+		require.NoError(t, l.Write(record(i, "alice", DecisionAllow, time.Unix(int64(i), 0))))
+	}
+	// Files before the next rotation, which drops path.2.
+	before := map[string][]byte{}
+	for _, f := range []string{"", ".1", ".2"} {
+		b, err := os.ReadFile(path + f)
+		require.NoError(t, err)
+		before[f] = b
+	}
+	for {
+		require.NoError(t, l.Write(record(i, "alice", DecisionAllow, time.Unix(int64(i), 0))))
+		i++
+		b, err := os.ReadFile(path + ".2")
+		require.NoError(t, err)
+		if string(b) != string(before[".2"]) {
+			break
+		}
+	}
+	require.NoError(t, l.Close())
+	// The crash: path.1 is the old path with the rotation's record at its
+	// end, and no rename was done.
+	rotated, err := os.ReadFile(path + ".1")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(rotated), string(before[""])))
+	require.Contains(t, string(rotated[len(before[""]):]), RuleRotatedOut, "the record is written before the renames")
+	require.NoError(t, os.WriteFile(path, rotated, 0o600))
+	require.NoError(t, os.WriteFile(path+".1", before[".1"], 0o600))
+	require.NoError(t, os.WriteFile(path+".2", before[".2"], 0o600))
+	v := verify(t, path, nil)
+	require.Nil(t, v.Break, "%+v", v.Break)
+	// The next start goes on, and rotates again.
+	writeTrail(t, path, 900, 2, 20)
+	v = verify(t, path, nil)
+	require.Nil(t, v.Break, "%+v", v.Break)
+}

@@ -73,23 +73,26 @@ func checkRootOwned(what, path, doing string) (string, error) {
 }
 
 // checkChain checks p and every directory above it, as they are named
-// (a link on the way is followed by the next Lstat, and judged by the
-// directory that holds it).
+// (a link on the way is followed by the next Lstat). Each entry, a link
+// included, must be root's: in a sticky directory (/tmp) its owner may
+// replace it, and a link of another account's there, pointing at root's
+// directory, passed and was flipped while root wrote (a third red team
+// round). A link's own mode means nothing; the others' must not let a
+// group or others write.
 func checkChain(p string) error {
 	for q := p; ; q = filepath.Dir(q) {
 		fi, err := os.Lstat(q)
 		if err != nil {
 			return err
 		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			uid, _, ok := statOwner(fi)
-			sticky := fi.IsDir() && fi.Mode()&fs.ModeSticky != 0
-			switch {
-			case !ok || uid != 0:
-				return fmt.Errorf("%s is not root's (uid %d)", q, uid)
-			case fi.Mode().Perm()&0o022 != 0 && !(sticky && q != p):
-				return fmt.Errorf("%s is writable by group or others (%v)", q, fi.Mode().Perm())
-			}
+		uid, _, ok := statOwner(fi)
+		link := fi.Mode()&fs.ModeSymlink != 0
+		sticky := fi.IsDir() && fi.Mode()&fs.ModeSticky != 0
+		switch {
+		case !ok || uid != 0:
+			return fmt.Errorf("%s is not root's (uid %d)", q, uid)
+		case !link && fi.Mode().Perm()&0o022 != 0 && !(sticky && q != p):
+			return fmt.Errorf("%s is writable by group or others (%v)", q, fi.Mode().Perm())
 		}
 		if q == filepath.Dir(q) {
 			return nil

@@ -75,6 +75,19 @@ func TestCheckProgram(t *testing.T) {
 	dirLink := filepath.Join(owned, "certs-link")
 	require.NoError(t, os.Symlink(dir, dirLink))
 	assert.ErrorContains(t, CheckRootDir(dirLink), owned+" is not root's", "a link to root's directory, in another's")
+
+	// Another account's link in a sticky directory, to root's directory:
+	// its owner may flip it (a third red team round).
+	sticky := filepath.Join(dir, "sticky")
+	require.NoError(t, os.Mkdir(sticky, 0o755))
+	require.NoError(t, os.Chmod(sticky, os.ModeSticky|0o777))
+	theirLink := filepath.Join(sticky, "bob")
+	require.NoError(t, os.Symlink(dir, theirLink))
+	require.NoError(t, os.Lchown(theirLink, 65534, 65534))
+	assert.ErrorContains(t, CheckRootDir(theirLink), theirLink+" is not root's (uid 65534)")
+	rootLink := filepath.Join(sticky, "root")
+	require.NoError(t, os.Symlink(dir, rootLink))
+	assert.NoError(t, CheckRootDir(rootLink), "root's link in a sticky directory is root's to change")
 }
 
 func TestCheckRootDir(t *testing.T) {
@@ -92,6 +105,6 @@ func TestCheckRootDir(t *testing.T) {
 	require.NoError(t, os.Chown(certs, 65534, 65534))
 	assert.ErrorContains(t, CheckRootDir(certs), certs+" is not root's (uid 65534): refusing to write into it as root")
 	require.NoError(t, os.Chown(certs, 0, 0))
-	require.NoError(t, os.Chmod(certs, 0o1777))
+	require.NoError(t, os.Chmod(certs, os.ModeSticky|0o777))
 	assert.ErrorContains(t, CheckRootDir(certs), "is writable by group or others", "a sticky certs directory is still others' to fill")
 }

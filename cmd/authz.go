@@ -140,8 +140,8 @@ that is replaced (a backup restored, a new 'dtls init') is opened again at
 the next request. --mode warn allows everything but records what enforce
 would deny.
 
-Each decision is one JSON line in --audit-log (0600, rotated at 10 MiB,
-5 files kept) and on stdout, for journald, written before dockerd hears
+Each decision is one JSON line in --audit-log (0600, rotated at 64 MiB,
+8 files kept) and on stdout, for journald, written before dockerd hears
 the answer. The lines are a hash chain ('dtls authz log --verify'). When
 the file cannot be written (a full disk, an I/O error) every call that
 changes something is denied, saying why, and reads go on

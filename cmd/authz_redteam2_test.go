@@ -630,7 +630,7 @@ func TestRedTeamAuthz2(t *testing.T) {
 		out, err := r.as("dev", "run", "--rm", "--name", marker, "tool:1", "/tool", "euid")
 		require.NoError(t, err, out)
 		inTrail := func() bool {
-			for i := 0; i <= 5; i++ {
+			for i := 0; i <= 8; i++ {
 				name := r.audit
 				if i > 0 {
 					name = fmt.Sprintf("%s.%d", r.audit, i)

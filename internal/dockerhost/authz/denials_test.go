@@ -141,3 +141,53 @@ func TestReadsCounted(t *testing.T) {
 	}
 	e.denials.mu.Unlock()
 }
+
+// TestChangesBounded: a caller's allowed calls that change something are
+// denied beyond a burst and a rate (a developer's allowed creates, 60 KiB
+// of record each, rotated the trail out in 10 s: a third red team round);
+// another caller, and the admin role, are not held up.
+func TestChangesBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "authz.log")
+	l, err := OpenAuditLog(path, 0, 0, nil)
+	require.NoError(t, err)
+	defer l.Close()
+	now := time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)
+	e := &Engine{cfg: Config{Audit: l}, now: func() time.Time { return now }}
+	create := func(user, role string) AuditRecord {
+		return AuditRecord{Phase: PhaseRequest, Decision: DecisionAllow, User: user, Role: role, Serial: user, Source: "tcp",
+			Method: "POST", URI: "/v1.41/containers/create", Rule: role + ": POST /containers/create"}
+	}
+	allowed := 0
+	var msg string
+	for range changeBurst + 50 {
+		ok, m := e.Record(create("dev", RoleDeveloper), true)
+		if ok {
+			allowed++
+		} else {
+			msg = m
+		}
+	}
+	assert.Equal(t, changeBurst, allowed, "the burst, then nothing until the bucket refills")
+	assert.Contains(t, msg, "rule "+ruleTooMany)
+	ok, _ := e.Record(create("other", RoleDeveloper), true)
+	assert.True(t, ok, "another caller is not held up")
+	for range changeBurst + 50 {
+		ok, _ := e.Record(create("root", RoleAdmin), true)
+		require.True(t, ok, "admin is not bounded")
+	}
+	now = now.Add(time.Second)
+	allowed = 0
+	for range 2 * changeRate {
+		if ok, _ := e.Record(create("dev", RoleDeveloper), true); ok {
+			allowed++
+		}
+	}
+	assert.Equal(t, changeRate, allowed, "a second later, changeRate more")
+	e.denials.mu.Lock()
+	for _, c := range e.denials.callers {
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+	}
+	e.denials.mu.Unlock()
+}

@@ -113,8 +113,8 @@ func TestDecideDeveloper(t *testing.T) {
 		{dev, "POST", "/v1.41/containers/web/exec", cli(t, "exec-plain"), "developer: POST /containers/{id}/exec", ""},
 		// a command its record could not show whole: the padding before
 		// it was all the trail kept (found by a red team)
-		{dev, "POST", "/v1.41/containers/web/exec", []byte(`{"Cmd":["/t","` + strings.Repeat("A", 70<<10) + `","write","/tmp/backdoor"]}`), "developer: POST /containers/{id}/exec: record", "more than an audit record keeps"},
-		{dev, "POST", "/v1.41/containers/web/exec", []byte(`{"Cmd":["sh","-c","` + strings.Repeat("A", 20<<10) + `"]}`), "developer: POST /containers/{id}/exec", ""},
+		{dev, "POST", "/v1.41/containers/web/exec", []byte(`{"Cmd":["/t","` + strings.Repeat("A", 9<<10) + `","write","/tmp/backdoor"]}`), "developer: POST /containers/{id}/exec: record", "more than an audit record keeps"},
+		{dev, "POST", "/v1.41/containers/web/exec", []byte(`{"Cmd":["sh","-c","` + strings.Repeat("A", 4<<10) + `"]}`), "developer: POST /containers/{id}/exec", ""},
 		{dev, "POST", "/v1.41/exec/1111111111111111111111111111111111111111111111111111111111111111/start", []byte(`{"Detach":false,"Tty":false}`), "developer: POST /exec/{id}/start", ""},
 		{dev, "POST", "/v1.41/exec/2222222222222222222222222222222222222222222222222222222222222222/start", []byte(`{"Detach":false,"Tty":false}`), "developer: POST /exec/{id}/start: exec", "someone else"},
 		{dev, "POST", "/v1.41/exec/3333333333333333333333333333333333333333333333333333333333333333/start", []byte(`{"Detach":false,"Tty":false}`), "developer: POST /exec/{id}/start: container", "someone else"},

@@ -244,7 +244,12 @@ func openAudit(o Options) (*authz.AuditLog, error) {
 			return nil, fmt.Errorf("--audit-log %q: %w", path, err)
 		}
 	}
-	l, err := authz.OpenAuditLog(path, 10<<20, 5, o.Out)
+	// 64 MiB files, eight kept: 576 MiB of trail. A caller's records are
+	// bounded in rate (authz denials.go), so that pushing the trail out
+	// takes an hour of calls at the bound rather than seconds; a size
+	// in the tens of MiB let a developer do it in minutes (a third red
+	// team round).
+	l, err := authz.OpenAuditLog(path, 64<<20, 8, o.Out)
 	if err == nil {
 		l.SyncEachRecord(o.AuditFsync)
 	}

@@ -81,24 +81,10 @@ func callerKey(r *AuditRecord) string {
 func (e *Engine) admitCounted(k *countKind, rec AuditRecord, write func(AuditRecord)) bool {
 	d := &e.denials
 	now := e.now()
-	key := k.name + "\x00" + callerKey(&rec)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := d.callers[key]
+	c := d.take(k, &rec, now)
 	if c == nil {
-		if d.callers == nil {
-			d.callers = map[string]*callerDenials{}
-		}
-		if len(d.callers) >= maxCountedCallers && !d.evict(now) {
-			return true
-		}
-		c = &callerDenials{kind: k, tokens: k.burst, at: now, written: now}
-		d.callers[key] = c
-	}
-	c.tokens = min(k.burst, c.tokens+now.Sub(c.at).Seconds()/k.every.Seconds())
-	c.at = now
-	if c.tokens >= 1 {
-		c.tokens--
 		return true
 	}
 	if c.counted == 0 {
@@ -171,28 +157,35 @@ const ruleTooMany = "trail: too many calls"
 // may go on under the bound.
 func (e *Engine) admitChange(rec AuditRecord) bool {
 	d := &e.denials
-	now := e.now()
-	key := "change\x00" + callerKey(&rec)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.take(countChanges, &rec, e.now()) == nil
+}
+
+// take takes one token from the bucket of kind k of rec's caller, refilled
+// since its last use; it returns nil when there was one (or when no
+// bucket can be kept: maxCountedCallers), else the caller's state. d.mu is
+// held.
+func (d *denials) take(k *countKind, rec *AuditRecord, now time.Time) *callerDenials {
+	key := k.name + "\x00" + callerKey(rec)
 	c := d.callers[key]
 	if c == nil {
 		if d.callers == nil {
 			d.callers = map[string]*callerDenials{}
 		}
 		if len(d.callers) >= maxCountedCallers && !d.evict(now) {
-			return true
+			return nil
 		}
-		c = &callerDenials{kind: countChanges, tokens: changeBurst, at: now, written: now}
+		c = &callerDenials{kind: k, tokens: k.burst, at: now, written: now}
 		d.callers[key] = c
 	}
-	c.tokens = min(changeBurst, c.tokens+now.Sub(c.at).Seconds()*changeRate)
+	c.tokens = min(k.burst, c.tokens+now.Sub(c.at).Seconds()/k.every.Seconds())
 	c.at = now
-	if c.tokens < 1 {
-		return false
+	if c.tokens >= 1 {
+		c.tokens--
+		return nil
 	}
-	c.tokens--
-	return true
+	return c
 }
 
 // countChanges is the kind of the bound on changes: its bucket refills

@@ -16,12 +16,7 @@ import (
 // a period; another caller's denials, and an allowed call, are still
 // recorded one by one.
 func TestDenialsCounted(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "authz.log")
-	l, err := OpenAuditLog(path, 0, 0, nil)
-	require.NoError(t, err)
-	defer l.Close()
-	now := time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)
-	e := &Engine{cfg: Config{Audit: l}, now: func() time.Time { return now }}
+	e, path, now := countingEngine(t)
 
 	deny := func(user, uid string, i int) AuditRecord {
 		return AuditRecord{Phase: PhaseRequest, Decision: DecisionDeny, User: user, UID: uid, Source: "unix",
@@ -59,7 +54,7 @@ func TestDenialsCounted(t *testing.T) {
 	assert.Equal(t, DecisionAllow, recs[int(countDenials.burst)+1].Decision, "an allowed call is recorded")
 
 	// A period later: the bucket has one call again, then the count.
-	now = now.Add(countDenials.every)
+	*now = now.Add(countDenials.every)
 	for i := range 3 {
 		ok, _ := e.Record(deny("unix:nobody", "65534", 5000+i), false)
 		require.False(t, ok)
@@ -74,9 +69,6 @@ func TestDenialsCounted(t *testing.T) {
 	e.denials.mu.Lock()
 	c := e.denials.callers[countDenials.name+"\x00"+callerKey(&AuditRecord{Source: "unix", User: "unix:nobody", UID: "65534"})]
 	assert.Equal(t, 1, c.counted, "the call after the count waits for the next")
-	if c.timer != nil {
-		c.timer.Stop()
-	}
 	e.denials.mu.Unlock()
 }
 
@@ -87,12 +79,7 @@ func TestDenialsCounted(t *testing.T) {
 // data out are recorded one by one, and a request target longer than a
 // record keeps is denied.
 func TestReadsCounted(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "authz.log")
-	l, err := OpenAuditLog(path, 0, 0, nil)
-	require.NoError(t, err)
-	defer l.Close()
-	now := time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)
-	e := &Engine{cfg: Config{Audit: l}, now: func() time.Time { return now }}
+	e, path, _ := countingEngine(t)
 	call := func(method, uri string) AuditRecord {
 		return AuditRecord{Phase: PhaseRequest, Decision: DecisionAllow, User: "ro", Serial: "01", Source: "tcp", Method: method, URI: uri, Rule: "readonly: GET /containers/json"}
 	}
@@ -133,13 +120,6 @@ func TestReadsCounted(t *testing.T) {
 	assert.Equal(t, 50, logs, "logs copy data out: each recorded")
 	assert.Equal(t, 50, kills, "a kill changes something: each recorded")
 	assert.Equal(t, 1, denied)
-	e.denials.mu.Lock()
-	for _, c := range e.denials.callers {
-		if c.timer != nil {
-			c.timer.Stop()
-		}
-	}
-	e.denials.mu.Unlock()
 }
 
 // TestChangesBounded: a caller's allowed calls that change something are
@@ -147,12 +127,7 @@ func TestReadsCounted(t *testing.T) {
 // of record each, rotated the trail out in 10 s: a third red team round);
 // another caller, and the admin role, are not held up.
 func TestChangesBounded(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "authz.log")
-	l, err := OpenAuditLog(path, 0, 0, nil)
-	require.NoError(t, err)
-	defer l.Close()
-	now := time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)
-	e := &Engine{cfg: Config{Audit: l}, now: func() time.Time { return now }}
+	e, _, now := countingEngine(t)
 	create := func(user, role string) AuditRecord {
 		return AuditRecord{Phase: PhaseRequest, Decision: DecisionAllow, User: user, Role: role, Serial: user, Source: "tcp",
 			Method: "POST", URI: "/v1.41/containers/create", Rule: role + ": POST /containers/create"}
@@ -175,7 +150,7 @@ func TestChangesBounded(t *testing.T) {
 		ok, _ := e.Record(create("root", RoleAdmin), true)
 		require.True(t, ok, "admin is not bounded")
 	}
-	now = now.Add(time.Second)
+	*now = now.Add(time.Second)
 	allowed = 0
 	for range 2 * changeRate {
 		if ok, _ := e.Record(create("dev", RoleDeveloper), true); ok {
@@ -183,11 +158,25 @@ func TestChangesBounded(t *testing.T) {
 		}
 	}
 	assert.Equal(t, changeRate, allowed, "a second later, changeRate more")
-	e.denials.mu.Lock()
-	for _, c := range e.denials.callers {
-		if c.timer != nil {
-			c.timer.Stop()
+}
+
+// countingEngine is an engine writing to a trail of its own, at a clock
+// the test moves; the counts' timers are stopped at its end.
+func countingEngine(t *testing.T) (e *Engine, path string, now *time.Time) {
+	path = filepath.Join(t.TempDir(), "authz.log")
+	l, err := OpenAuditLog(path, 0, 0, nil)
+	require.NoError(t, err)
+	at := time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)
+	e = &Engine{cfg: Config{Audit: l}, now: func() time.Time { return at }}
+	t.Cleanup(func() {
+		e.denials.mu.Lock()
+		for _, c := range e.denials.callers {
+			if c.timer != nil {
+				c.timer.Stop()
+			}
 		}
-	}
-	e.denials.mu.Unlock()
+		e.denials.mu.Unlock()
+		l.Close()
+	})
+	return e, path, &at
 }

@@ -144,7 +144,8 @@ func (c *callerDenials) summary(now time.Time) AuditRecord {
 // calls", a denial counted as the others). A developer's allowed creates,
 // 60 KiB of record each, rotated the whole trail out in 10 s (found by a
 // third red team round); at this rate a caller writes at most about
-// 200 KiB a second. The admin role is not bounded: it is root's.
+// 200 KiB a second. The admin role, and dockerd's own unix socket in
+// plugin mode (root's), are not bounded.
 const (
 	changeBurst = 200
 	changeRate  = 20

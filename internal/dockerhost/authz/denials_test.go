@@ -149,6 +149,10 @@ func TestChangesBounded(t *testing.T) {
 	for range changeBurst + 50 {
 		ok, _ := e.Record(create("root", RoleAdmin), true)
 		require.True(t, ok, "admin is not bounded")
+		sock := create("", "")
+		sock.Source = string(SourceUnix)
+		ok, _ = e.Record(sock, true)
+		require.True(t, ok, "dockerd's unix socket (root's, in plugin mode) is not bounded")
 	}
 	*now = now.Add(time.Second)
 	allowed = 0

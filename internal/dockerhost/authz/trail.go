@@ -48,29 +48,8 @@ func (e *Engine) Record(rec AuditRecord, allow bool) (ok bool, msg string) {
 	if e.cfg.Audit == nil {
 		return allow, ""
 	}
-	if allow && rec.Phase == PhaseRequest && len(rec.URI) > maxAuditValue {
-		// A record keeps a request target's first 1 KiB: what comes
-		// after (a name, a signal, force=1&v=1, after padding) would
-		// run unrecorded (found by a second red team round).
-		rec.Decision, rec.Rule = DecisionDeny, ruleLongTarget
-		rec.Reason = fmt.Sprintf("the request target is %d bytes, more than an audit record keeps (%d): refused, so that no call runs that its record does not show whole", len(rec.URI), maxAuditValue)
-		e.Record(rec, false)
-		return false, "denied: " + rec.Reason + " (rule " + ruleLongTarget + ")"
-	}
-	switch {
-	case rec.Decision == DecisionDeny && !allow:
-		if !e.admitCounted(countDenials, rec, e.writeCount) {
-			return false, ""
-		}
-	case rec.Decision == DecisionAllow && (rec.Phase == PhaseRequest || rec.Phase == PhaseResponse) && e.stateRead(rec):
-		if !e.admitCounted(countReads, rec, e.writeCount) {
-			return allow, ""
-		}
-	case allow && rec.Phase == PhaseRequest && rec.Role != RoleAdmin && rec.Source != string(SourceUnix) && !e.admitChange(rec):
-		rec.Decision, rec.Rule = DecisionDeny, ruleTooMany
-		rec.Reason = fmt.Sprintf("more than %d calls that change something or copy data out, then %d a second: each is recorded whole, and the trail's files must keep what others did", changeBurst, changeRate)
-		e.Record(rec, false)
-		return false, "denied: " + rec.Reason + " (rule " + ruleTooMany + ")"
+	if done, ok, msg := e.bound(rec, allow); done {
+		return ok, msg
 	}
 	err := e.cfg.Audit.Write(rec)
 	if err == nil {
@@ -94,6 +73,37 @@ func (e *Engine) Record(rec AuditRecord, allow bool) (ok bool, msg string) {
 		e.logf("audit", "%v", err)
 	}
 	return allow && !deny, msg
+}
+
+// bound applies the trail's bounds on what one caller writes (denials.go)
+// and on what one record can show; done says Record is answered with ok
+// and msg, the record written, counted or denied already.
+func (e *Engine) bound(rec AuditRecord, allow bool) (done, ok bool, msg string) {
+	if allow && rec.Phase == PhaseRequest && len(rec.URI) > maxAuditValue {
+		// A record keeps a request target's first 1 KiB: what comes
+		// after (a name, a signal, force=1&v=1, after padding) would
+		// run unrecorded (found by a second red team round).
+		rec.Decision, rec.Rule = DecisionDeny, ruleLongTarget
+		rec.Reason = fmt.Sprintf("the request target is %d bytes, more than an audit record keeps (%d): refused, so that no call runs that its record does not show whole", len(rec.URI), maxAuditValue)
+		e.Record(rec, false)
+		return true, false, "denied: " + rec.Reason + " (rule " + ruleLongTarget + ")"
+	}
+	switch {
+	case rec.Decision == DecisionDeny && !allow:
+		if !e.admitCounted(countDenials, rec, e.writeCount) {
+			return true, false, ""
+		}
+	case rec.Decision == DecisionAllow && (rec.Phase == PhaseRequest || rec.Phase == PhaseResponse) && e.stateRead(rec):
+		if !e.admitCounted(countReads, rec, e.writeCount) {
+			return true, allow, ""
+		}
+	case allow && rec.Phase == PhaseRequest && rec.Role != RoleAdmin && rec.Source != string(SourceUnix) && !e.admitChange(rec):
+		rec.Decision, rec.Rule = DecisionDeny, ruleTooMany
+		rec.Reason = fmt.Sprintf("more than %d calls that change something or copy data out, then %d a second: each is recorded whole, and the trail's files must keep what others did", changeBurst, changeRate)
+		e.Record(rec, false)
+		return true, false, "denied: " + rec.Reason + " (rule " + ruleTooMany + ")"
+	}
+	return false, false, ""
 }
 
 // goesOnWithoutTrail says whether the request of rec may go on while the

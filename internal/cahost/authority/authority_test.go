@@ -353,3 +353,42 @@ func TestOpenRefusesOnlineCAStateDir(t *testing.T) {
 	assert.Equal(t, cahost.ConfigFile, OnlineCAConfigFile)
 	assert.Equal(t, cahost.OperatorDir, OnlineCAOperatorDir)
 }
+
+// TestBundleTargetsOthersCannotChange: no bundle is written, replaced or
+// removed under a directory another account could change (a second red
+// team round: a holder swapped a directory on the way for a link, and
+// root's renewal replaced a root directory of the bundle's name), nor
+// through another account's link in a sticky directory (a third).
+func TestBundleTargetsOthersCannotChange(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs as root")
+		}
+		t.Skip("as root only: directories change owner")
+	}
+	h := newHost(t)
+	h.init(t, nil, Options{})
+	a := h.open(t, Options{})
+	home := filepath.Join(t.TempDir(), "home")
+	require.NoError(t, os.Mkdir(home, 0o755))
+	require.NoError(t, os.Chown(home, 65534, 65534))
+	err := a.CheckBundleTarget(filepath.Join(home, ".docker", "dtls", "prod"), "alice", true)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), home+" is not root's (uid 65534)")
+	_, err = a.IssueClients(ClientRequest{Names: []string{"alice"}, Dir: func(string) string { return filepath.Join(home, "alice") },
+		DockerHost: "tcp://h:2376", KeyType: pki.ECDSAP256, Now: time.Now()})
+	assert.ErrorContains(t, err, "is not root's")
+	entries, err := os.ReadDir(home)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "nothing written there")
+
+	sticky := filepath.Join(t.TempDir(), "tmp")
+	require.NoError(t, os.Mkdir(sticky, 0o755))
+	require.NoError(t, os.Chmod(sticky, os.ModeSticky|0o777))
+	rootDir := t.TempDir()
+	link := filepath.Join(sticky, "out")
+	require.NoError(t, os.Symlink(rootDir, link))
+	require.NoError(t, os.Lchown(link, 65534, 65534))
+	assert.ErrorContains(t, a.CheckBundleTarget(filepath.Join(link, "bob"), "bob", true), link+" is not root's (uid 65534)")
+	assert.NoError(t, a.CheckBundleTarget(filepath.Join(rootDir, "bob"), "bob", true), "root's own directory")
+}

@@ -162,6 +162,15 @@ func TestChangesBounded(t *testing.T) {
 		}
 	}
 	assert.Equal(t, changeRate, allowed, "a second later, changeRate more")
+
+	// Warn mode: a read enforce would deny is allowed, counted as a read,
+	// never held up by the bound on changes.
+	for range changeBurst + 50 {
+		read := create("warned", RoleReadonly)
+		read.Decision, read.Method, read.URI = DecisionWarn, "GET", "/v1.41/containers/json"
+		ok, _ := e.Record(read, true)
+		require.True(t, ok)
+	}
 }
 
 // countingEngine is an engine writing to a trail of its own, at a clock

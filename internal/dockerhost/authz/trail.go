@@ -93,7 +93,9 @@ func (e *Engine) bound(rec AuditRecord, allow bool) (done, ok bool, msg string) 
 		if !e.admitCounted(countDenials, rec, e.writeCount) {
 			return true, false, ""
 		}
-	case rec.Decision == DecisionAllow && (rec.Phase == PhaseRequest || rec.Phase == PhaseResponse) && e.stateRead(rec):
+	case rec.Decision != DecisionDeny && (rec.Phase == PhaseRequest || rec.Phase == PhaseResponse) && e.stateRead(rec):
+		// Warn mode's reads too: they are allowed, and must not be
+		// held up by the bound on changes.
 		if !e.admitCounted(countReads, rec, e.writeCount) {
 			return true, allow, ""
 		}
